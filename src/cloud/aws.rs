@@ -1,0 +1,1 @@
+//! The AWS implementation of the cloud port (placeholder; being implemented).

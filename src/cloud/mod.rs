@@ -1,0 +1,365 @@
+//! The cloud port: everything stacksetd asks of AWS, behind one trait, so the controller runs unchanged against
+//! the real SDK (`aws`) and against the in-memory organization (`sim`). Methods mirror single API calls (listings
+//! return every page) so fault injection and call budgets apply per call, as they would against AWS.
+
+pub mod aws;
+pub mod org;
+pub mod sim;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub use crate::desired::model::{AccountFilterType, AutoDeployment, CallAs, OperationPreferences};
+use crate::error::Error;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Service-managed deployment targets for one instance operation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Targets {
+    /// Resolved ids: `r-xxxx` roots or `ou-xxxx-yyyyyyyy` OUs (never the `ROOT` literal).
+    pub organizational_unit_ids: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<String>,
+    pub account_filter_type: AccountFilterType,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Parameter {
+    pub key: String,
+    /// `None` means UsePreviousValue.
+    pub value: Option<String>,
+}
+
+/// Everything CreateStackSet takes for a service-managed stack set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateStackSet {
+    pub name: String,
+    pub call_as: CallAs,
+    pub description: Option<String>,
+    pub template_body: String,
+    pub parameters: BTreeMap<String, String>,
+    pub capabilities: BTreeSet<String>,
+    pub tags: BTreeMap<String, String>,
+    pub auto_deployment: AutoDeployment,
+    pub managed_execution: bool,
+    /// Deterministic ClientRequestToken.
+    pub client_token: String,
+}
+
+/// UpdateStackSet for every instance (no DeploymentTargets, no Regions).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateStackSet {
+    pub name: String,
+    pub call_as: CallAs,
+    pub description: Option<String>,
+    /// `None` means UsePreviousTemplate.
+    pub template_body: Option<String>,
+    pub parameters: Vec<Parameter>,
+    pub capabilities: BTreeSet<String>,
+    /// Replaces the whole tag set (AWS semantics).
+    pub tags: BTreeMap<String, String>,
+    pub auto_deployment: Option<AutoDeployment>,
+    pub managed_execution: Option<bool>,
+    pub preferences: OperationPreferences,
+    pub operation_id: String,
+}
+
+/// Create/UpdateStackInstances.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstancesRequest {
+    pub name: String,
+    pub call_as: CallAs,
+    pub targets: Targets,
+    pub regions: Vec<String>,
+    pub preferences: OperationPreferences,
+    pub operation_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeleteInstancesRequest {
+    pub name: String,
+    pub call_as: CallAs,
+    pub targets: Targets,
+    pub regions: Vec<String>,
+    pub retain_stacks: bool,
+    pub preferences: OperationPreferences,
+    pub operation_id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StackSetStatus {
+    Active,
+    Deleted,
+}
+
+/// What DescribeStackSet reports. Optional fields are ones an endpoint may not echo (moto omits several);
+/// `None` means "unknown", never "empty".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObservedStackSet {
+    pub name: String,
+    pub arn: Option<String>,
+    pub status: StackSetStatus,
+    pub description: Option<String>,
+    pub template_body: String,
+    pub parameters: BTreeMap<String, String>,
+    pub capabilities: BTreeSet<String>,
+    pub tags: BTreeMap<String, String>,
+    pub permission_model: Option<String>,
+    pub auto_deployment: Option<AutoDeployment>,
+    pub managed_execution: Option<bool>,
+    pub organizational_unit_ids: Option<Vec<String>>,
+    pub regions: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InstanceStatus {
+    Current,
+    Outdated,
+    Inoperable,
+    Other(String),
+}
+
+impl InstanceStatus {
+    pub fn as_str(&self) -> &str {
+        match self {
+            InstanceStatus::Current => "CURRENT",
+            InstanceStatus::Outdated => "OUTDATED",
+            InstanceStatus::Inoperable => "INOPERABLE",
+            InstanceStatus::Other(s) => s,
+        }
+    }
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "CURRENT" => InstanceStatus::Current,
+            "OUTDATED" => InstanceStatus::Outdated,
+            "INOPERABLE" => InstanceStatus::Inoperable,
+            other => InstanceStatus::Other(other.to_string()),
+        }
+    }
+}
+
+/// StackInstanceDetailedStatus. Kept as AWS's string (PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED, INOPERABLE,
+/// SKIPPED_SUSPENDED_ACCOUNT, FAILED_IMPORT) because new values appear without notice.
+pub type DetailedStatus = String;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackInstance {
+    pub account: String,
+    pub region: String,
+    pub organizational_unit_id: Option<String>,
+    pub status: InstanceStatus,
+    pub detailed_status: Option<DetailedStatus>,
+    pub status_reason: Option<String>,
+    pub drift_status: Option<String>,
+    pub last_operation_id: Option<String>,
+}
+
+impl StackInstance {
+    /// Still being worked on by an operation (PENDING or RUNNING).
+    pub fn in_progress(&self) -> bool {
+        matches!(
+            self.detailed_status.as_deref(),
+            Some("PENDING") | Some("RUNNING")
+        )
+    }
+    /// Skipped because the account is suspended: AWS does not count it as a failure.
+    pub fn skipped_suspended(&self) -> bool {
+        self.detailed_status.as_deref() == Some("SKIPPED_SUSPENDED_ACCOUNT")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum OperationAction {
+    Create,
+    Update,
+    Delete,
+    DetectDrift,
+}
+
+impl OperationAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationAction::Create => "CREATE",
+            OperationAction::Update => "UPDATE",
+            OperationAction::Delete => "DELETE",
+            OperationAction::DetectDrift => "DETECT_DRIFT",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum OperationStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Stopping,
+    Stopped,
+}
+
+impl OperationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationStatus::Queued => "QUEUED",
+            OperationStatus::Running => "RUNNING",
+            OperationStatus::Succeeded => "SUCCEEDED",
+            OperationStatus::Failed => "FAILED",
+            OperationStatus::Stopping => "STOPPING",
+            OperationStatus::Stopped => "STOPPED",
+        }
+    }
+    /// QUEUED, RUNNING and STOPPING still hold (or will take) the stack set's operation slot.
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            OperationStatus::Queued | OperationStatus::Running | OperationStatus::Stopping
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Operation {
+    pub id: String,
+    pub action: OperationAction,
+    pub status: OperationStatus,
+    pub status_reason: Option<String>,
+    /// StatusDetails.FailedStackInstancesCount, when the endpoint reports it.
+    pub failed_instances: Option<u32>,
+    pub preferences: Option<OperationPreferences>,
+}
+
+/// One row of ListStackSetOperationResults: why an account/Region failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperationResult {
+    pub account: String,
+    pub region: String,
+    pub status: String,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrganizationInfo {
+    pub id: String,
+    pub management_account_id: String,
+    pub feature_set: String,
+}
+
+/// A root or an organizational unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgNode {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub id: String,
+    pub name: String,
+    /// ACTIVE | SUSPENDED | PENDING_ACTIVATION | PENDING_CLOSURE | CLOSED (Account.State).
+    pub state: String,
+}
+
+impl Account {
+    pub fn is_active(&self) -> bool {
+        self.state == "ACTIVE"
+    }
+}
+
+/// Everything stacksetd asks of AWS. Implementations map every failure to [`Error`] with a static label,
+/// and page through listings completely.
+#[async_trait]
+pub trait Cloud: Send + Sync + 'static {
+    /// STS GetCallerIdentity: the account of the credentials in use.
+    async fn caller_account(&self) -> Result<String>;
+    /// Organizations DescribeOrganization.
+    async fn describe_organization(&self) -> Result<OrganizationInfo>;
+    /// Organizations ListRoots.
+    async fn list_roots(&self) -> Result<Vec<OrgNode>>;
+    /// Organizations ListOrganizationalUnitsForParent (direct children only).
+    async fn list_organizational_units(&self, parent_id: &str) -> Result<Vec<OrgNode>>;
+    /// Organizations ListAccountsForParent (direct children only).
+    async fn list_accounts(&self, parent_id: &str) -> Result<Vec<Account>>;
+
+    /// DescribeStackSet; `Ok(None)` for StackSetNotFoundException.
+    async fn describe_stack_set(
+        &self,
+        name: &str,
+        call_as: CallAs,
+    ) -> Result<Option<ObservedStackSet>>;
+    /// ListStackInstances, every page (100 a page).
+    async fn list_stack_instances(&self, name: &str, call_as: CallAs)
+    -> Result<Vec<StackInstance>>;
+    /// ListStackSetOperations, newest first, at most `limit` entries (eventually consistent).
+    async fn list_operations(
+        &self,
+        name: &str,
+        call_as: CallAs,
+        limit: usize,
+    ) -> Result<Vec<Operation>>;
+    /// DescribeStackSetOperation (strongly consistent).
+    async fn describe_operation(
+        &self,
+        name: &str,
+        operation_id: &str,
+        call_as: CallAs,
+    ) -> Result<Operation>;
+    /// ListStackSetOperationResults, every page.
+    async fn list_operation_results(
+        &self,
+        name: &str,
+        operation_id: &str,
+        call_as: CallAs,
+    ) -> Result<Vec<OperationResult>>;
+
+    async fn create_stack_set(&self, request: &CreateStackSet) -> Result<()>;
+    /// Returns the OperationId.
+    async fn update_stack_set(&self, request: &UpdateStackSet) -> Result<String>;
+    async fn create_stack_instances(&self, request: &InstancesRequest) -> Result<String>;
+    async fn update_stack_instances(&self, request: &InstancesRequest) -> Result<String>;
+    async fn delete_stack_instances(&self, request: &DeleteInstancesRequest) -> Result<String>;
+    async fn delete_stack_set(&self, name: &str, call_as: CallAs) -> Result<()>;
+
+    /// Every call this implementation made, for metrics and call budgets.
+    fn calls(&self) -> &CallCounter;
+}
+
+/// Counts API calls by (service, operation, outcome). Both implementations record every call here; the metrics
+/// module exports it as `stacksetd_aws_requests_total` and benchmarks read it to check the call budget.
+#[derive(Debug, Default)]
+pub struct CallCounter {
+    counts: std::sync::Mutex<BTreeMap<CallKey, u64>>,
+}
+
+/// (service, operation, outcome), e.g. ("cloudformation", "DescribeStackSet", "ok").
+pub type CallKey = (&'static str, &'static str, &'static str);
+
+impl CallCounter {
+    pub fn record(&self, service: &'static str, operation: &'static str, outcome: &'static str) {
+        *self
+            .counts
+            .lock()
+            .expect("call counter poisoned")
+            .entry((service, operation, outcome))
+            .or_default() += 1;
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<CallKey, u64> {
+        self.counts.lock().expect("call counter poisoned").clone()
+    }
+
+    /// Calls per operation, all services and outcomes summed.
+    pub fn by_operation(&self) -> BTreeMap<&'static str, u64> {
+        let mut out = BTreeMap::new();
+        for ((_, operation, _), n) in self.snapshot() {
+            *out.entry(operation).or_default() += n;
+        }
+        out
+    }
+
+    pub fn total(&self) -> u64 {
+        self.snapshot().values().sum()
+    }
+}

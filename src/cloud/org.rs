@@ -1,0 +1,117 @@
+//! A snapshot of the organization's tree (roots, OUs, accounts) and the walk that builds it from the cloud port's
+//! per-parent listings. The walk is shared by every `Cloud` implementation, so `aws` and `sim` list the same way
+//! and pay the same calls. It runs on its own slow cadence: a 5,000-account organization is hundreds of pages.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use serde::Serialize;
+
+use super::{Account, Cloud, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrgUnit {
+    pub id: String,
+    pub name: String,
+    /// `None` for a root.
+    pub parent: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrgAccount {
+    pub account: Account,
+    pub parent: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OrgSnapshot {
+    pub organization_id: String,
+    pub management_account_id: String,
+    pub root_id: String,
+    /// Roots and OUs by id.
+    pub units: BTreeMap<String, OrgUnit>,
+    pub accounts: BTreeMap<String, OrgAccount>,
+}
+
+impl OrgSnapshot {
+    /// The unit and every unit below it (OU targets include child OUs, as in AWS).
+    pub fn subtree(&self, unit_id: &str) -> BTreeSet<String> {
+        let mut children: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for unit in self.units.values() {
+            if let Some(parent) = &unit.parent {
+                children
+                    .entry(parent.as_str())
+                    .or_default()
+                    .push(unit.id.as_str());
+            }
+        }
+        let mut out = BTreeSet::new();
+        let mut queue = VecDeque::from([unit_id]);
+        while let Some(id) = queue.pop_front() {
+            if !self.units.contains_key(id) || !out.insert(id.to_string()) {
+                continue;
+            }
+            queue.extend(children.get(id).into_iter().flatten().copied());
+        }
+        out
+    }
+
+    /// Accounts anywhere below the given units.
+    pub fn accounts_under<'a>(&'a self, unit_ids: &[String]) -> Vec<&'a OrgAccount> {
+        let units: BTreeSet<String> = unit_ids.iter().flat_map(|id| self.subtree(id)).collect();
+        self.accounts
+            .values()
+            .filter(|a| units.contains(&a.parent))
+            .collect()
+    }
+
+    pub fn unit_exists(&self, unit_id: &str) -> bool {
+        self.units.contains_key(unit_id)
+    }
+}
+
+/// Walk the organization breadth first from its root.
+pub async fn scan(cloud: &dyn Cloud) -> Result<OrgSnapshot> {
+    let info = cloud.describe_organization().await?;
+    let roots = cloud.list_roots().await?;
+    let mut snapshot = OrgSnapshot {
+        organization_id: info.id,
+        management_account_id: info.management_account_id,
+        root_id: roots.first().map(|r| r.id.clone()).unwrap_or_default(),
+        ..OrgSnapshot::default()
+    };
+    let mut queue: VecDeque<String> = VecDeque::new();
+    for root in roots {
+        queue.push_back(root.id.clone());
+        snapshot.units.insert(
+            root.id.clone(),
+            OrgUnit {
+                id: root.id,
+                name: root.name,
+                parent: None,
+            },
+        );
+    }
+    while let Some(parent) = queue.pop_front() {
+        for account in cloud.list_accounts(&parent).await? {
+            snapshot.accounts.insert(
+                account.id.clone(),
+                OrgAccount {
+                    account,
+                    parent: parent.clone(),
+                },
+            );
+        }
+        for unit in cloud.list_organizational_units(&parent).await? {
+            queue.push_back(unit.id.clone());
+            snapshot.units.insert(
+                unit.id.clone(),
+                OrgUnit {
+                    id: unit.id,
+                    name: unit.name,
+                    parent: Some(parent.clone()),
+                },
+            );
+        }
+    }
+    Ok(snapshot)
+}

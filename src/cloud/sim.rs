@@ -1,0 +1,1 @@
+//! The in-memory simulated organization (placeholder; being implemented).

@@ -1,0 +1,117 @@
+//! The desired state: one YAML file holding one or more `StackSetDeployment` documents. `load` reads, parses and
+//! validates it; every problem found is reported at once, each with file, line, column, field and the fix, so an
+//! operator corrects a file in one round trip.
+
+pub mod model;
+mod parse;
+mod validate;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+pub use model::*;
+
+/// One thing wrong with a desired-state file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    pub file: PathBuf,
+    /// 1-based; 0 when the position is unknown.
+    pub line: usize,
+    /// 1-based; 0 when the position is unknown.
+    pub column: usize,
+    /// Dotted path of the field, e.g. `spec.operationPreferences.maxConcurrentCount`; may be empty.
+    pub field: String,
+    /// What is wrong and what to write instead.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.column)?;
+        if !self.field.is_empty() {
+            write!(f, "{}: ", self.field)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Every problem found in one file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct Invalid {
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.problems.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A loaded, valid desired-state file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredState {
+    pub path: PathBuf,
+    pub deployments: Vec<Deployment>,
+}
+
+/// The largest desired-state file accepted; far above any real one, low enough that a runaway file is refused
+/// before it is parsed.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Read, parse and validate a desired-state file.
+pub fn load(path: &Path) -> Result<DesiredState, crate::error::Error> {
+    let text = read_bounded(path)?;
+    let deployments = parse_str(&text, path)?;
+    Ok(DesiredState {
+        path: path.to_path_buf(),
+        deployments,
+    })
+}
+
+fn read_bounded(path: &Path) -> Result<String, crate::error::Error> {
+    let io = |source| crate::error::Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let size = std::fs::metadata(path).map_err(io)?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(Invalid {
+            problems: vec![Problem {
+                file: path.to_path_buf(),
+                line: 0,
+                column: 0,
+                field: String::new(),
+                message: format!("the file is {size} bytes; a desired-state file may be at most {MAX_FILE_BYTES} bytes"),
+            }],
+        }
+        .into());
+    }
+    std::fs::read_to_string(path).map_err(io)
+}
+
+/// Parse and validate the text of a desired-state file; `file` is only used in messages.
+pub fn parse_str(text: &str, file: &Path) -> Result<Vec<Deployment>, Invalid> {
+    let documents = parse::documents(text, file)?;
+    validate::validate(&documents, file)?;
+    Ok(documents.into_iter().map(|d| d.deployment).collect())
+}
+
+impl Deployment {
+    /// A short digest of the spec: the "generation" shown in /status and used to tell edits apart.
+    pub fn generation(&self) -> String {
+        let json = serde_json::to_vec(&self.spec).expect("a spec always serializes");
+        hex::encode(&Sha256::digest(&json)[..6])
+    }
+
+    pub fn name(&self) -> &str {
+        &self.metadata.name
+    }
+}

@@ -1,0 +1,308 @@
+//! The desired-state contract (DESIGN.md, "Desired-state file"): the typed shape of one `StackSetDeployment`
+//! document. Field names follow AWS's API names in camelCase so an operator can map them to the console and docs.
+//! Parsing and validation live in `parse.rs` and `validate.rs`; this file is only the shape and its defaults.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+pub const API_VERSION: &str = "stacksetd.dev/v1alpha1";
+pub const KIND: &str = "StackSetDeployment";
+
+/// One deployment: one stack set kept converged. `metadata.name` is the metric label.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Deployment {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: Metadata,
+    pub spec: Spec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Metadata {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Spec {
+    pub stack_set_name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub management_account_id: String,
+    #[serde(default)]
+    pub call_as: CallAs,
+    pub template: TemplateSpec,
+    #[serde(default)]
+    pub parameters: BTreeMap<String, String>,
+    #[serde(default = "default_capabilities")]
+    pub capabilities: Vec<Capability>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    pub deployment_targets: DeploymentTargets,
+    pub regions: Vec<String>,
+    #[serde(default)]
+    pub auto_deployment: AutoDeployment,
+    #[serde(default)]
+    pub operation_preferences: OperationPreferences,
+    #[serde(default)]
+    pub managed_execution: ManagedExecution,
+    #[serde(default)]
+    pub drift_detection: Option<DriftDetection>,
+    #[serde(default = "yes")]
+    pub repair_coverage: bool,
+    #[serde(default)]
+    pub repair_inoperable: bool,
+    #[serde(default)]
+    pub access_check: Option<AccessCheck>,
+    #[serde(default)]
+    pub suspend: bool,
+    #[serde(default)]
+    pub ensure: Ensure,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A service-managed stack set that creates named IAM roles needs CAPABILITY_NAMED_IAM; that is the vendor's case.
+fn default_capabilities() -> Vec<Capability> {
+    vec![Capability::CapabilityNamedIam]
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum CallAs {
+    #[default]
+    #[serde(rename = "SELF")]
+    SelfAccount,
+    #[serde(rename = "DELEGATED_ADMIN")]
+    DelegatedAdmin,
+}
+
+impl CallAs {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallAs::SelfAccount => "SELF",
+            CallAs::DelegatedAdmin => "DELEGATED_ADMIN",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TemplateSpec {
+    /// The vendor catalog's policy level; resolves to the catalog URL unless `url` is given.
+    #[serde(default)]
+    pub policy: Option<PolicyLevel>,
+    /// Any template URL: https, http only to loopback, or file://.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Pin: only a template whose bytes hash to this digest is ever applied.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    #[serde(default)]
+    pub updates: UpdatePolicy,
+    #[serde(default)]
+    pub allow_permission_widening: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PolicyLevel {
+    DataOnly,
+    DataAndScheduling,
+}
+
+impl PolicyLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyLevel::DataOnly => "DataOnly",
+            PolicyLevel::DataAndScheduling => "DataAndScheduling",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum UpdatePolicy {
+    #[default]
+    Auto,
+    Manual,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Capability {
+    CapabilityIam,
+    CapabilityNamedIam,
+    CapabilityAutoExpand,
+}
+
+impl Capability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Capability::CapabilityIam => "CAPABILITY_IAM",
+            Capability::CapabilityNamedIam => "CAPABILITY_NAMED_IAM",
+            Capability::CapabilityAutoExpand => "CAPABILITY_AUTO_EXPAND",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeploymentTargets {
+    /// `ROOT` (the organization root) or `ou-xxxx-yyyyyyyy` / `r-xxxx` ids.
+    pub organizational_unit_ids: Vec<String>,
+    #[serde(default)]
+    pub accounts: Vec<String>,
+    #[serde(default)]
+    pub account_filter_type: AccountFilterType,
+}
+
+/// The literal an operator writes for "the whole organization"; resolved to the root id (r-xxxx) at run time.
+pub const ROOT: &str = "ROOT";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AccountFilterType {
+    #[default]
+    None,
+    Intersection,
+    Difference,
+    Union,
+}
+
+impl AccountFilterType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountFilterType::None => "NONE",
+            AccountFilterType::Intersection => "INTERSECTION",
+            AccountFilterType::Difference => "DIFFERENCE",
+            AccountFilterType::Union => "UNION",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AutoDeployment {
+    pub enabled: bool,
+    #[serde(default)]
+    pub retain_stacks_on_account_removal: bool,
+}
+
+/// The seed's wizard settings: automatic deployment on, account removal deletes stacks.
+impl Default for AutoDeployment {
+    fn default() -> Self {
+        AutoDeployment {
+            enabled: true,
+            retain_stacks_on_account_removal: false,
+        }
+    }
+}
+
+/// AWS's StackSetOperationPreferences. Absent fields are not sent, so AWS's own defaults apply
+/// (failure tolerance 0, max concurrency 1, STRICT_FAILURE_TOLERANCE).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OperationPreferences {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_tolerance_count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_tolerance_percentage: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_percentage: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region_concurrency_type: Option<RegionConcurrencyType>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub region_order: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_mode: Option<ConcurrencyMode>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RegionConcurrencyType {
+    Sequential,
+    Parallel,
+}
+
+impl RegionConcurrencyType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegionConcurrencyType::Sequential => "SEQUENTIAL",
+            RegionConcurrencyType::Parallel => "PARALLEL",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ConcurrencyMode {
+    StrictFailureTolerance,
+    SoftFailureTolerance,
+}
+
+impl ConcurrencyMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConcurrencyMode::StrictFailureTolerance => "STRICT_FAILURE_TOLERANCE",
+            ConcurrencyMode::SoftFailureTolerance => "SOFT_FAILURE_TOLERANCE",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ManagedExecution {
+    pub active: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DriftDetection {
+    pub interval: HumanDuration,
+    #[serde(default)]
+    pub remediate: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AccessCheck {
+    pub role_name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Ensure {
+    #[default]
+    Present,
+    Absent,
+}
+
+/// A duration written the way operators write them (`30s`, `5m`, `24h`), parsed with humantime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text)
+            .map(HumanDuration)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "`{text}` is not a duration ({e}); write e.g. 30s, 5m, 24h"
+                ))
+            })
+    }
+}

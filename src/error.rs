@@ -1,0 +1,194 @@
+//! The one error type of the library. Every variant has a static `metric_label()` so errors can be counted in
+//! `stacksetd_reconcile_errors_total{reason}` without unbounded label values.
+
+use std::path::PathBuf;
+
+use crate::cloud::OperationResult;
+use crate::desired::Invalid;
+
+/// What kind of AWS failure happened; decides retry behaviour in the controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AwsErrorKind {
+    /// Another operation holds the stack set's slot: wait and retry (the SDK does not retry it).
+    OperationInProgress,
+    /// That OperationId was already submitted: adopt it.
+    OperationIdAlreadyExists,
+    /// Another operation ran since the request was prepared.
+    StaleRequest,
+    /// DeleteStackSet while instances remain.
+    StackSetNotEmpty,
+    /// CreateStackSet with a taken name.
+    NameAlreadyExists,
+    /// StackSetNotFound / OperationNotFound / StackInstanceNotFound.
+    NotFound,
+    /// The request is invalid now (e.g. trusted access off, wrong permission model).
+    InvalidOperation,
+    /// Rate exceeded / TooManyRequests after the SDK's own retries.
+    Throttling,
+    /// A quota (LimitExceededException).
+    LimitExceeded,
+    /// AccessDenied / not authorized for an action.
+    AccessDenied,
+    /// The request failed AWS's validation.
+    Validation,
+    /// Transport: timeouts, connection errors, unparsable responses.
+    Transport,
+    Other,
+}
+
+impl AwsErrorKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            AwsErrorKind::OperationInProgress => "operation_in_progress",
+            AwsErrorKind::OperationIdAlreadyExists => "operation_id_exists",
+            AwsErrorKind::StaleRequest => "stale_request",
+            AwsErrorKind::StackSetNotEmpty => "stack_set_not_empty",
+            AwsErrorKind::NameAlreadyExists => "name_exists",
+            AwsErrorKind::NotFound => "not_found",
+            AwsErrorKind::InvalidOperation => "invalid_operation",
+            AwsErrorKind::Throttling => "throttling",
+            AwsErrorKind::LimitExceeded => "limit_exceeded",
+            AwsErrorKind::AccessDenied => "access_denied",
+            AwsErrorKind::Validation => "validation",
+            AwsErrorKind::Transport => "transport",
+            AwsErrorKind::Other => "aws_other",
+        }
+    }
+
+    /// Map an AWS error code (ErrorMetadata::code) to a kind.
+    pub fn from_code(code: &str) -> Self {
+        match code {
+            "OperationInProgressException" => AwsErrorKind::OperationInProgress,
+            "OperationIdAlreadyExistsException" => AwsErrorKind::OperationIdAlreadyExists,
+            "StaleRequestException" => AwsErrorKind::StaleRequest,
+            "StackSetNotEmptyException" => AwsErrorKind::StackSetNotEmpty,
+            "NameAlreadyExistsException" => AwsErrorKind::NameAlreadyExists,
+            "StackSetNotFoundException"
+            | "OperationNotFoundException"
+            | "StackInstanceNotFoundException"
+            | "AWSOrganizationsNotInUseException"
+            | "ParentNotFoundException" => AwsErrorKind::NotFound,
+            "InvalidOperationException" => AwsErrorKind::InvalidOperation,
+            "Throttling"
+            | "ThrottlingException"
+            | "TooManyRequestsException"
+            | "RequestLimitExceeded" => AwsErrorKind::Throttling,
+            "LimitExceededException" => AwsErrorKind::LimitExceeded,
+            "AccessDenied"
+            | "AccessDeniedException"
+            | "AccessDeniedForDependencyException"
+            | "UnauthorizedOperation" => AwsErrorKind::AccessDenied,
+            "ValidationError" | "ValidationException" | "InvalidInputException" => {
+                AwsErrorKind::Validation
+            }
+            _ => AwsErrorKind::Other,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The desired-state file is invalid; carries every problem with file, line and column.
+    #[error("{0}")]
+    Invalid(#[from] Invalid),
+
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The template could not be fetched, parsed or used.
+    #[error("template {url}: {reason}")]
+    Template {
+        url: String,
+        reason: String,
+        label: &'static str,
+    },
+
+    /// An AWS call failed after the SDK's own retries.
+    #[error("{service}:{operation} failed ({code}): {message}")]
+    Aws {
+        service: &'static str,
+        operation: &'static str,
+        kind: AwsErrorKind,
+        code: String,
+        message: String,
+    },
+
+    /// A stack set operation ended FAILED/STOPPED, or SUCCEEDED with failed instances.
+    #[error("{}", describe_failed_operation(.operation_id, .action, .status, .failures))]
+    OperationFailed {
+        operation_id: String,
+        action: String,
+        status: String,
+        failures: Vec<OperationResult>,
+    },
+
+    /// The observed stack set cannot be brought to the desired state without a destructive step stacksetd will
+    /// not take by itself (e.g. a SELF_MANAGED stack set of the same name).
+    #[error("{0}")]
+    Conflict(String),
+
+    /// Daemon settings are invalid.
+    #[error("settings: {0}")]
+    Settings(String),
+}
+
+impl Error {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Invalid(_) => "invalid_desired_state",
+            Error::Io { .. } => "io",
+            Error::Template { label, .. } => label,
+            Error::Aws { kind, .. } => kind.label(),
+            Error::OperationFailed { .. } => "operation_failed",
+            Error::Conflict(_) => "conflict",
+            Error::Settings(_) => "settings",
+        }
+    }
+
+    pub fn aws_kind(&self) -> Option<AwsErrorKind> {
+        match self {
+            Error::Aws { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
+    pub fn is_aws(&self, kind: AwsErrorKind) -> bool {
+        self.aws_kind() == Some(kind)
+    }
+}
+
+/// How many failing instances an error message lists before it summarises the rest.
+const FAILURES_SHOWN: usize = 10;
+
+fn describe_failed_operation(
+    id: &str,
+    action: &str,
+    status: &str,
+    failures: &[OperationResult],
+) -> String {
+    let mut text = format!("operation {id} ({action}) ended {status}");
+    if failures.is_empty() {
+        return text;
+    }
+    text.push_str(&format!(" with {} failed instance(s):", failures.len()));
+    for failure in failures.iter().take(FAILURES_SHOWN) {
+        text.push_str(&format!(
+            "\n  account {} in {}: {} - {}",
+            failure.account,
+            failure.region,
+            failure.status,
+            failure.reason.as_deref().unwrap_or("no reason given")
+        ));
+    }
+    if failures.len() > FAILURES_SHOWN {
+        text.push_str(&format!(
+            "\n  ... and {} more",
+            failures.len() - FAILURES_SHOWN
+        ));
+    }
+    text
+}

@@ -1,0 +1,8 @@
+//! stacksetd: keeps an AWS Organization's vendor-access CloudFormation StackSet converged to a declarative
+//! desired state. See DESIGN.md for the architecture; `controller::reconcile` is the entry point of a pass.
+
+pub mod cloud;
+pub mod desired;
+pub mod error;
+
+pub use error::Error;
