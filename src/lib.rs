@@ -4,5 +4,7 @@
 pub mod cloud;
 pub mod desired;
 pub mod error;
+pub mod plan;
+pub mod template;
 
 pub use error::Error;

@@ -1,0 +1,699 @@
+//! `plan`: the pure decision of what to change. Given the desired deployment (with its fetched template and the
+//! organization root resolved) and what AWS reports, it returns the ordered actions that converge the stack set.
+//! No I/O: everything it needs is in its arguments, so it is tested exhaustively below.
+//!
+//! The controller submits only the first action of a plan, waits for it, observes afresh and plans again
+//! (level-triggered), so later actions are a preview, and each action must be valid on its own.
+//!
+//! Ordering, and why:
+//! 1. A ManagedExecution change goes alone: AWS refuses it in the same UpdateStackSet as a template or parameter
+//!    change.
+//! 2. Deletions (dropped OUs, Regions, accounts) before updates and creations: an update would otherwise spend
+//!    time on instances about to go, and a named IAM role is global per account, so a Region move must free the
+//!    old Region's role before the new Region can create it.
+//! 3. UpdateStackSet (template, parameters, description, capabilities, tags, auto-deployment) before creating
+//!    instances, so new instances are created once, with the new settings.
+//! 4. CreateStackInstances for new OUs, new Regions and newly listed accounts: exact targets, never a whole-OU
+//!    redeploy when one account was meant.
+//! 5. Retry instances left OUTDATED by a failed operation (AWS: repeating with a new operation id retries them),
+//!    unless an UpdateStackSet in this plan re-applies everything anyway.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::cloud::{
+    AccountFilterType, AutoDeployment, InstanceStatus, ObservedStackSet, Parameter, StackInstance,
+    Targets,
+};
+use crate::desired::{Deployment, Ensure, ROOT};
+use crate::error::Error;
+use crate::template::Template;
+
+/// What `plan` needs to know about the desired side.
+#[derive(Debug, Clone, Copy)]
+pub struct Desired<'a> {
+    pub deployment: &'a Deployment,
+    pub template: &'a Template,
+    /// The organization root id (`r-xxxx`), used to resolve the `ROOT` target.
+    pub root_id: Option<&'a str>,
+}
+
+/// What `plan` needs to know about AWS.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observed {
+    pub stack_set: Option<ObservedStackSet>,
+    pub instances: Vec<StackInstance>,
+}
+
+/// One step toward the desired state. Serialized (with the stack set name and preferences) it is also what the
+/// deterministic OperationId is derived from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "action")]
+pub enum Action {
+    CreateStackSet {
+        description: Option<String>,
+        template_body: String,
+        parameters: BTreeMap<String, String>,
+        capabilities: BTreeSet<String>,
+        tags: BTreeMap<String, String>,
+        auto_deployment: AutoDeployment,
+        managed_execution: bool,
+    },
+    UpdateStackSet {
+        description: Option<String>,
+        /// `None`: UsePreviousTemplate.
+        template_body: Option<String>,
+        parameters: Vec<Parameter>,
+        capabilities: BTreeSet<String>,
+        tags: BTreeMap<String, String>,
+        auto_deployment: Option<AutoDeployment>,
+        managed_execution: Option<bool>,
+    },
+    CreateStackInstances {
+        targets: Targets,
+        regions: Vec<String>,
+    },
+    UpdateStackInstances {
+        targets: Targets,
+        regions: Vec<String>,
+    },
+    DeleteStackInstances {
+        targets: Targets,
+        regions: Vec<String>,
+        retain_stacks: bool,
+    },
+    DeleteStackSet,
+}
+
+impl Action {
+    /// AWS's API name, used in output, logs and the `action` metric label.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::CreateStackSet { .. } => "CreateStackSet",
+            Action::UpdateStackSet { .. } => "UpdateStackSet",
+            Action::CreateStackInstances { .. } => "CreateStackInstances",
+            Action::UpdateStackInstances { .. } => "UpdateStackInstances",
+            Action::DeleteStackInstances { .. } => "DeleteStackInstances",
+            Action::DeleteStackSet => "DeleteStackSet",
+        }
+    }
+
+    /// Submitting it starts an asynchronous stack set operation (CreateStackSet and DeleteStackSet do not).
+    pub fn is_operation(&self) -> bool {
+        !matches!(self, Action::CreateStackSet { .. } | Action::DeleteStackSet)
+    }
+}
+
+/// One field's change, for humans: `description: "a" -> "b"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    pub field: String,
+    pub from: String,
+    pub to: String,
+}
+
+/// An action with why it is needed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    pub action: Action,
+    /// One line, e.g. "create instances for 2 new OU(s) in 1 Region(s)".
+    pub summary: String,
+    pub changes: Vec<Change>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+    pub fn first(&self) -> Option<&Step> {
+        self.steps.first()
+    }
+}
+
+/// How a placeholder for the management account id and other unset descriptions print.
+const UNSET: &str = "(unset)";
+
+/// Decide the ordered actions that bring `observed` to `desired`.
+pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
+    let spec = &desired.deployment.spec;
+    let mut steps = Vec::new();
+    let stack_set = observed.stack_set.as_ref();
+    let existing = Existing::of(stack_set, &observed.instances);
+
+    if spec.ensure == Ensure::Absent {
+        if stack_set.is_none() {
+            return Ok(Plan::default());
+        }
+        if !observed.instances.is_empty() {
+            steps.push(Step {
+                summary: format!(
+                    "delete all {} instance(s) ({} OU(s) x {} Region(s)) before the stack set",
+                    observed.instances.len(),
+                    existing.units.len(),
+                    existing.regions.len()
+                ),
+                changes: vec![Change {
+                    field: "instances".into(),
+                    from: observed.instances.len().to_string(),
+                    to: "0".into(),
+                }],
+                action: Action::DeleteStackInstances {
+                    targets: ou_targets(existing.units.iter().cloned()),
+                    regions: existing.regions.iter().cloned().collect(),
+                    retain_stacks: false,
+                },
+            });
+        }
+        steps.push(Step {
+            action: Action::DeleteStackSet,
+            summary: format!("delete stack set {}", spec.stack_set_name),
+            changes: vec![Change {
+                field: "stackSet".into(),
+                from: spec.stack_set_name.clone(),
+                to: "(absent)".into(),
+            }],
+        });
+        return Ok(Plan { steps });
+    }
+
+    let units = resolve_units(desired)?;
+    let regions: BTreeSet<String> = spec.regions.iter().cloned().collect();
+    let body = desired.template.body_for_api()?.to_string();
+    let capabilities: BTreeSet<String> = spec
+        .capabilities
+        .iter()
+        .map(|c| c.as_str().to_string())
+        .collect();
+
+    let Some(stack_set) = stack_set else {
+        steps.push(Step {
+            summary: format!(
+                "create stack set {} (template {})",
+                spec.stack_set_name,
+                desired.template.short_digest()
+            ),
+            changes: vec![Change {
+                field: "stackSet".into(),
+                from: "(absent)".into(),
+                to: spec.stack_set_name.clone(),
+            }],
+            action: Action::CreateStackSet {
+                description: spec.description.clone(),
+                template_body: body,
+                parameters: spec.parameters.clone(),
+                capabilities,
+                tags: spec.tags.clone(),
+                auto_deployment: spec.auto_deployment.clone(),
+                managed_execution: spec.managed_execution.active,
+            },
+        });
+        steps.push(create_step(
+            desired,
+            units.iter().cloned().collect(),
+            regions.iter().cloned().collect(),
+            "new",
+        ));
+        return Ok(Plan { steps });
+    };
+
+    if let Some(model) = &stack_set.permission_model
+        && model != "SERVICE_MANAGED"
+    {
+        return Err(Error::Conflict(format!(
+            "stack set {} uses the {model} permission model; stacksetd manages SERVICE_MANAGED stack sets and AWS \
+             cannot change the model while instances exist: choose another stackSetName, or delete that stack set",
+            spec.stack_set_name
+        )));
+    }
+
+    // 1. ManagedExecution, alone when the template or parameters change too.
+    let settings = settings_changes(desired, stack_set);
+    let managed_change = stack_set
+        .managed_execution
+        .filter(|active| *active != spec.managed_execution.active);
+    let template_or_parameters = settings
+        .iter()
+        .any(|c| c.field == "template" || c.field.starts_with("parameters"));
+    let mut managed_alone = false;
+    if let Some(current) = managed_change
+        && template_or_parameters
+    {
+        managed_alone = true;
+        steps.push(Step {
+            summary:
+                "change managed execution on its own (AWS refuses it alongside a template change)"
+                    .into(),
+            changes: vec![bool_change(
+                "managedExecution.active",
+                current,
+                spec.managed_execution.active,
+            )],
+            action: Action::UpdateStackSet {
+                description: stack_set.description.clone(),
+                template_body: None,
+                parameters: stack_set
+                    .parameters
+                    .keys()
+                    .map(|key| Parameter {
+                        key: key.clone(),
+                        value: None,
+                    })
+                    .collect(),
+                capabilities: stack_set.capabilities.clone(),
+                tags: stack_set.tags.clone(),
+                auto_deployment: None,
+                managed_execution: Some(spec.managed_execution.active),
+            },
+        });
+    }
+
+    // 2. Deletions.
+    let dropped_units: Vec<String> = existing.units.difference(&units).cloned().collect();
+    let kept_units: Vec<String> = existing.units.intersection(&units).cloned().collect();
+    let dropped_regions: Vec<String> = existing.regions.difference(&regions).cloned().collect();
+    let new_regions: Vec<String> = regions.difference(&existing.regions).cloned().collect();
+    let new_units: Vec<String> = units.difference(&existing.units).cloned().collect();
+    if !dropped_units.is_empty() && !existing.regions.is_empty() {
+        steps.push(Step {
+            summary: format!("delete instances of {} dropped OU(s)", dropped_units.len()),
+            changes: dropped_units
+                .iter()
+                .map(|u| removed("deploymentTargets.organizationalUnitIds", u))
+                .collect(),
+            action: Action::DeleteStackInstances {
+                targets: ou_targets(dropped_units.iter().cloned()),
+                regions: existing.regions.iter().cloned().collect(),
+                retain_stacks: false,
+            },
+        });
+    }
+    if !dropped_regions.is_empty() && !kept_units.is_empty() {
+        steps.push(Step {
+            summary: format!(
+                "delete instances in {} dropped Region(s)",
+                dropped_regions.len()
+            ),
+            changes: dropped_regions
+                .iter()
+                .map(|r| removed("regions", r))
+                .collect(),
+            action: Action::DeleteStackInstances {
+                targets: ou_targets(kept_units.iter().cloned()),
+                regions: dropped_regions.clone(),
+                retain_stacks: false,
+            },
+        });
+    }
+    let targets = &spec.deployment_targets;
+    let listed: BTreeSet<&str> = targets.accounts.iter().map(String::as_str).collect();
+    let kept_regions: Vec<String> = existing.regions.intersection(&regions).cloned().collect();
+    let accounts_to_drop: BTreeSet<&str> = existing
+        .accounts
+        .iter()
+        .map(String::as_str)
+        .filter(|a| match targets.account_filter_type {
+            AccountFilterType::Intersection => !listed.contains(a),
+            AccountFilterType::Difference => listed.contains(a),
+            AccountFilterType::None | AccountFilterType::Union => false,
+        })
+        .collect();
+    if !accounts_to_drop.is_empty() && !kept_units.is_empty() && !kept_regions.is_empty() {
+        steps.push(Step {
+            summary: format!(
+                "delete instances of {} account(s) no longer targeted",
+                accounts_to_drop.len()
+            ),
+            changes: accounts_to_drop
+                .iter()
+                .map(|a| removed("deploymentTargets.accounts", a))
+                .collect(),
+            action: Action::DeleteStackInstances {
+                targets: account_targets(
+                    kept_units.clone(),
+                    accounts_to_drop.iter().map(|a| a.to_string()),
+                ),
+                regions: kept_regions.clone(),
+                retain_stacks: false,
+            },
+        });
+    }
+
+    // 3. The stack set's own settings.
+    let auto_deployment_change = stack_set
+        .auto_deployment
+        .as_ref()
+        .is_some_and(|a| *a != spec.auto_deployment);
+    let update_settings = !settings.is_empty()
+        || auto_deployment_change
+        || (managed_change.is_some() && !managed_alone);
+    if update_settings {
+        let mut changes = settings;
+        if let (true, Some(current)) = (auto_deployment_change, &stack_set.auto_deployment) {
+            changes.push(bool_change(
+                "autoDeployment.enabled",
+                current.enabled,
+                spec.auto_deployment.enabled,
+            ));
+            changes.push(bool_change(
+                "autoDeployment.retainStacksOnAccountRemoval",
+                current.retain_stacks_on_account_removal,
+                spec.auto_deployment.retain_stacks_on_account_removal,
+            ));
+            changes.retain(|c| c.from != c.to);
+        }
+        if let (false, Some(current)) = (managed_alone, managed_change) {
+            changes.push(bool_change(
+                "managedExecution.active",
+                current,
+                spec.managed_execution.active,
+            ));
+        }
+        steps.push(Step {
+            summary: format!(
+                "update stack set settings ({}) on all {} instance(s)",
+                changes
+                    .iter()
+                    .map(|c| c.field.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                observed.instances.len()
+            ),
+            changes,
+            action: Action::UpdateStackSet {
+                description: spec.description.clone(),
+                template_body: Some(body),
+                parameters: spec
+                    .parameters
+                    .iter()
+                    .map(|(key, value)| Parameter {
+                        key: key.clone(),
+                        value: Some(value.clone()),
+                    })
+                    .collect(),
+                capabilities,
+                tags: spec.tags.clone(),
+                auto_deployment: auto_deployment_change.then(|| spec.auto_deployment.clone()),
+                managed_execution: (managed_change.is_some() && !managed_alone)
+                    .then_some(spec.managed_execution.active),
+            },
+        });
+    }
+
+    // 4. Creations.
+    if !new_units.is_empty() {
+        steps.push(create_step(
+            desired,
+            new_units,
+            regions.iter().cloned().collect(),
+            "new OU",
+        ));
+    }
+    if !new_regions.is_empty() && !kept_units.is_empty() {
+        steps.push(create_step(
+            desired,
+            kept_units.clone(),
+            new_regions.clone(),
+            "new Region",
+        ));
+    }
+    if targets.account_filter_type == AccountFilterType::Intersection && !kept_units.is_empty() {
+        let present: BTreeSet<&str> = existing.accounts.iter().map(String::as_str).collect();
+        let missing: Vec<String> = listed.difference(&present).map(|a| a.to_string()).collect();
+        if !missing.is_empty() && !kept_regions.is_empty() {
+            steps.push(Step {
+                summary: format!(
+                    "create instances for {} newly listed account(s)",
+                    missing.len()
+                ),
+                changes: missing
+                    .iter()
+                    .map(|a| added("deploymentTargets.accounts", a))
+                    .collect(),
+                action: Action::CreateStackInstances {
+                    targets: account_targets(kept_units.clone(), missing.iter().cloned()),
+                    regions: kept_regions.clone(),
+                },
+            });
+        }
+    }
+
+    // 5. Retry what a failed operation left OUTDATED.
+    if !update_settings {
+        let dropped: BTreeSet<&str> = accounts_to_drop.iter().copied().collect();
+        let failed: Vec<&StackInstance> = observed
+            .instances
+            .iter()
+            .filter(|i| {
+                i.status == InstanceStatus::Outdated && !i.in_progress() && !i.skipped_suspended()
+            })
+            .filter(|i| regions.contains(&i.region) && !dropped.contains(i.account.as_str()))
+            .filter(|i| {
+                i.organizational_unit_id
+                    .as_ref()
+                    .is_none_or(|u| units.contains(u))
+            })
+            .collect();
+        if !failed.is_empty() {
+            let accounts: BTreeSet<String> = failed.iter().map(|i| i.account.clone()).collect();
+            let failed_regions: BTreeSet<String> =
+                failed.iter().map(|i| i.region.clone()).collect();
+            let failed_units: BTreeSet<String> = failed
+                .iter()
+                .filter_map(|i| i.organizational_unit_id.clone())
+                .collect();
+            let failed_units = if failed_units.is_empty() {
+                units.clone()
+            } else {
+                failed_units
+            };
+            steps.push(Step {
+                summary: format!(
+                    "retry {} OUTDATED instance(s) left by a failed operation",
+                    failed.len()
+                ),
+                changes: failed
+                    .iter()
+                    .map(|i| Change {
+                        field: format!("instance {}/{}", i.account, i.region),
+                        from: format!(
+                            "OUTDATED ({})",
+                            i.status_reason.as_deref().unwrap_or("no reason given")
+                        ),
+                        to: "CURRENT".into(),
+                    })
+                    .collect(),
+                action: Action::UpdateStackInstances {
+                    targets: account_targets(
+                        failed_units.into_iter().collect(),
+                        accounts.into_iter(),
+                    ),
+                    regions: failed_regions.into_iter().collect(),
+                },
+            });
+        }
+    }
+    Ok(Plan { steps })
+}
+
+/// The OUs and Regions that currently hold (or were given) instances. DescribeStackSet's own lists win; when the
+/// endpoint does not echo them, the instances tell.
+struct Existing {
+    units: BTreeSet<String>,
+    regions: BTreeSet<String>,
+    accounts: BTreeSet<String>,
+}
+
+impl Existing {
+    fn of(stack_set: Option<&ObservedStackSet>, instances: &[StackInstance]) -> Existing {
+        let units = match stack_set.and_then(|s| s.organizational_unit_ids.as_ref()) {
+            Some(units) => units.iter().cloned().collect(),
+            None => instances
+                .iter()
+                .filter_map(|i| i.organizational_unit_id.clone())
+                .collect(),
+        };
+        let mut regions: BTreeSet<String> = instances.iter().map(|i| i.region.clone()).collect();
+        if let Some(listed) = stack_set.and_then(|s| s.regions.as_ref()) {
+            regions.extend(listed.iter().cloned());
+        }
+        let accounts = instances.iter().map(|i| i.account.clone()).collect();
+        Existing {
+            units,
+            regions,
+            accounts,
+        }
+    }
+}
+
+fn resolve_units(desired: Desired<'_>) -> Result<BTreeSet<String>, Error> {
+    let spec = &desired.deployment.spec;
+    spec.deployment_targets
+        .organizational_unit_ids
+        .iter()
+        .map(|unit| match (unit.as_str(), desired.root_id) {
+            (ROOT, Some(root)) => Ok(root.to_string()),
+            (ROOT, None) => Err(Error::Conflict(
+                "deploymentTargets names ROOT but the organization's root id is unknown (ListRoots has not answered)"
+                    .into(),
+            )),
+            (other, _) => Ok(other.to_string()),
+        })
+        .collect()
+}
+
+/// Differences in the stack set's own settings (everything UpdateStackSet carries except auto-deployment and
+/// managed execution, which have their own rules).
+fn settings_changes(desired: Desired<'_>, observed: &ObservedStackSet) -> Vec<Change> {
+    let spec = &desired.deployment.spec;
+    let mut changes = Vec::new();
+    let description = |d: &Option<String>| d.clone().filter(|s| !s.is_empty());
+    if description(&spec.description) != description(&observed.description) {
+        changes.push(Change {
+            field: "description".into(),
+            from: quoted(observed.description.as_deref()),
+            to: quoted(spec.description.as_deref()),
+        });
+    }
+    if !desired.template.same_as(&observed.template_body) {
+        changes.push(Change {
+            field: "template".into(),
+            from: format!(
+                "sha256:{}",
+                &crate::template::sha256_hex(observed.template_body.as_bytes())[..12]
+            ),
+            to: format!("sha256:{}", desired.template.short_digest()),
+        });
+    }
+    diff_maps(
+        "parameters",
+        &observed.parameters,
+        &spec.parameters,
+        &mut changes,
+    );
+    let capabilities: BTreeSet<String> = spec
+        .capabilities
+        .iter()
+        .map(|c| c.as_str().to_string())
+        .collect();
+    if capabilities != observed.capabilities {
+        changes.push(Change {
+            field: "capabilities".into(),
+            from: join(&observed.capabilities),
+            to: join(&capabilities),
+        });
+    }
+    diff_maps("tags", &observed.tags, &spec.tags, &mut changes);
+    changes
+}
+
+fn diff_maps(
+    field: &str,
+    from: &BTreeMap<String, String>,
+    to: &BTreeMap<String, String>,
+    out: &mut Vec<Change>,
+) {
+    let keys: BTreeSet<&String> = from.keys().chain(to.keys()).collect();
+    for key in keys {
+        let (a, b) = (from.get(key), to.get(key));
+        if a != b {
+            out.push(Change {
+                field: format!("{field}.{key}"),
+                from: quoted(a.map(String::as_str)),
+                to: quoted(b.map(String::as_str)),
+            });
+        }
+    }
+}
+
+fn create_step(desired: Desired<'_>, units: Vec<String>, regions: Vec<String>, what: &str) -> Step {
+    let targets = &desired.deployment.spec.deployment_targets;
+    let mut changes: Vec<Change> = units
+        .iter()
+        .map(|u| added("deploymentTargets.organizationalUnitIds", u))
+        .collect();
+    if what == "new Region" {
+        changes = regions.iter().map(|r| added("regions", r)).collect();
+    }
+    Step {
+        summary: format!(
+            "create instances for {} {what}(s): {} OU(s) x {} Region(s)",
+            changes.len(),
+            units.len(),
+            regions.len()
+        ),
+        changes,
+        action: Action::CreateStackInstances {
+            targets: Targets {
+                organizational_unit_ids: units,
+                accounts: targets.accounts.clone(),
+                account_filter_type: targets.account_filter_type,
+            },
+            regions,
+        },
+    }
+}
+
+fn ou_targets(units: impl Iterator<Item = String>) -> Targets {
+    Targets {
+        organizational_unit_ids: units.collect(),
+        accounts: Vec::new(),
+        account_filter_type: AccountFilterType::None,
+    }
+}
+
+/// Exactly these accounts inside these OUs.
+fn account_targets(units: Vec<String>, accounts: impl Iterator<Item = String>) -> Targets {
+    Targets {
+        organizational_unit_ids: units,
+        accounts: accounts.collect(),
+        account_filter_type: AccountFilterType::Intersection,
+    }
+}
+
+fn added(field: &str, value: &str) -> Change {
+    Change {
+        field: field.into(),
+        from: "(absent)".into(),
+        to: value.into(),
+    }
+}
+
+fn removed(field: &str, value: &str) -> Change {
+    Change {
+        field: field.into(),
+        from: value.into(),
+        to: "(absent)".into(),
+    }
+}
+
+fn bool_change(field: &str, from: bool, to: bool) -> Change {
+    Change {
+        field: field.into(),
+        from: from.to_string(),
+        to: to.to_string(),
+    }
+}
+
+fn quoted(value: Option<&str>) -> String {
+    value
+        .map(|v| format!("{v:?}"))
+        .unwrap_or_else(|| UNSET.into())
+}
+
+fn join(set: &BTreeSet<String>) -> String {
+    if set.is_empty() {
+        UNSET.into()
+    } else {
+        set.iter().cloned().collect::<Vec<_>>().join(",")
+    }
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

@@ -1,0 +1,400 @@
+//! Templates: where they come from (the vendor catalog or any URL), how they are fetched (https, http only to
+//! loopback, file://), their identity (sha256 of the bytes) and semantic equality (parsed JSON/YAML, so that
+//! reformatting alone never looks like a change).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::desired::{PolicyLevel, TemplateSpec};
+use crate::error::Error;
+
+/// Where the vendor publishes its two policy levels (the seed's setup guide).
+pub const DEFAULT_CATALOG_BASE_URL: &str =
+    "https://s3-us-west-2.amazonaws.com/com.cloudycosts.cloudformation/";
+/// CloudFormation's limit for an inline TemplateBody.
+pub const MAX_TEMPLATE_BODY_BYTES: usize = 51_200;
+/// CloudFormation's limit for a template fetched from S3; nothing larger is ever read.
+pub const MAX_TEMPLATE_BYTES: usize = 1024 * 1024;
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(15);
+pub const MAX_REDIRECTS: usize = 3;
+
+/// The catalog file name of a policy level.
+pub fn catalog_file(level: PolicyLevel) -> &'static str {
+    match level {
+        PolicyLevel::DataOnly => "AimablyStackSetTemplateDataOnly.json",
+        PolicyLevel::DataAndScheduling => "AimablyStackSetTemplateDataAndScheduling.json",
+    }
+}
+
+/// The URL a deployment's template comes from: its own `url`, or the catalog's URL for its policy level.
+pub fn source_url(spec: &TemplateSpec, catalog_base: &str) -> Option<String> {
+    if let Some(url) = &spec.url {
+        return Some(url.clone());
+    }
+    let level = spec.policy?;
+    let base = catalog_base.trim_end_matches('/');
+    Some(format!("{base}/{}", catalog_file(level)))
+}
+
+/// A fetched, parsed template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    pub url: String,
+    pub body: String,
+    /// Hex sha256 of the exact bytes: the version's identity.
+    pub sha256: String,
+    pub document: serde_json::Value,
+}
+
+impl Template {
+    pub fn from_body(url: &str, body: String) -> Result<Template, Error> {
+        let document = parse_document(&body)
+            .map_err(|reason| template_error(url, reason, "template_unparsable"))?;
+        if !document.is_object() {
+            return Err(template_error(
+                url,
+                "a template must be a JSON or YAML mapping".into(),
+                "template_unparsable",
+            ));
+        }
+        Ok(Template {
+            url: url.to_string(),
+            sha256: sha256_hex(body.as_bytes()),
+            body,
+            document,
+        })
+    }
+
+    /// The body to send as TemplateBody, or a clear refusal when it is over CloudFormation's inline limit.
+    pub fn body_for_api(&self) -> Result<&str, Error> {
+        if self.body.len() > MAX_TEMPLATE_BODY_BYTES {
+            return Err(template_error(
+                &self.url,
+                format!(
+                    "the template is {} bytes; stacksetd applies the exact bytes it checked as TemplateBody, which \
+                     CloudFormation limits to {MAX_TEMPLATE_BODY_BYTES} bytes; shrink the template (remove whitespace)",
+                    self.body.len()
+                ),
+                "template_too_large",
+            ));
+        }
+        Ok(&self.body)
+    }
+
+    /// Same template, ignoring formatting and JSON-vs-YAML.
+    pub fn same_as(&self, other_body: &str) -> bool {
+        parse_document(other_body).is_ok_and(|doc| doc == self.document)
+    }
+
+    pub fn short_digest(&self) -> &str {
+        &self.sha256[..12]
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn template_error(url: &str, reason: String, label: &'static str) -> Error {
+    Error::Template {
+        url: url.to_string(),
+        reason,
+        label,
+    }
+}
+
+/// Parse a CloudFormation template written in JSON or YAML into one comparable JSON value. YAML short-form
+/// intrinsics (`!Ref x`, `!GetAtt a.b`, `!Sub ...`) become their long form, so both spellings compare equal.
+pub fn parse_document(text: &str) -> Result<serde_json::Value, String> {
+    if let Ok(value) = serde_json::from_str::<serde_json::Value>(text) {
+        return Ok(value);
+    }
+    let yaml: serde_norway::Value =
+        serde_norway::from_str(text).map_err(|e| format!("not JSON or YAML: {e}"))?;
+    yaml_to_json(yaml)
+}
+
+fn yaml_to_json(value: serde_norway::Value) -> Result<serde_json::Value, String> {
+    use serde_norway::Value as Y;
+    Ok(match value {
+        Y::Null => serde_json::Value::Null,
+        Y::Bool(b) => serde_json::Value::Bool(b),
+        Y::Number(n) => serde_json::to_value(&n).map_err(|e| e.to_string())?,
+        Y::String(s) => serde_json::Value::String(s),
+        Y::Sequence(items) => serde_json::Value::Array(
+            items
+                .into_iter()
+                .map(yaml_to_json)
+                .collect::<Result<_, _>>()?,
+        ),
+        Y::Mapping(map) => {
+            let mut out = serde_json::Map::new();
+            for (key, value) in map {
+                let key = match key {
+                    Y::String(s) => s,
+                    other => serde_norway::to_string(&other)
+                        .map_err(|e| e.to_string())?
+                        .trim()
+                        .to_string(),
+                };
+                out.insert(key, yaml_to_json(value)?);
+            }
+            serde_json::Value::Object(out)
+        }
+        Y::Tagged(tagged) => {
+            let tag = tagged.tag.to_string();
+            let name = tag.trim_start_matches('!');
+            let inner = yaml_to_json(tagged.value)?;
+            let (key, inner) = match name {
+                "Ref" | "Condition" => (name.to_string(), inner),
+                // `!GetAtt Resource.Attribute` is the short form of ["Resource", "Attribute"].
+                "GetAtt" => match inner {
+                    serde_json::Value::String(s) => {
+                        let (resource, attribute) = s.split_once('.').unwrap_or((s.as_str(), ""));
+                        (
+                            "Fn::GetAtt".to_string(),
+                            serde_json::json!([resource, attribute]),
+                        )
+                    }
+                    other => ("Fn::GetAtt".to_string(), other),
+                },
+                other => (format!("Fn::{other}"), inner),
+            };
+            serde_json::json!({ key: inner })
+        }
+    })
+}
+
+/// Fetches templates; one HTTP client reused for every fetch.
+#[derive(Clone)]
+pub struct Fetcher {
+    http: reqwest::Client,
+}
+
+impl Default for Fetcher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Fetcher {
+    pub fn new() -> Fetcher {
+        let policy = reqwest::redirect::Policy::custom(|attempt| {
+            if attempt.previous().len() >= MAX_REDIRECTS {
+                attempt.error("too many redirects")
+            } else if check_remote_url(attempt.url()).is_err() {
+                attempt.error("redirect to a URL stacksetd may not fetch from")
+            } else {
+                attempt.follow()
+            }
+        });
+        let http = reqwest::Client::builder()
+            .timeout(FETCH_TIMEOUT)
+            .redirect(policy)
+            .user_agent(concat!("stacksetd/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("a reqwest client with static settings always builds");
+        Fetcher { http }
+    }
+
+    /// Fetch and parse the template at `url` (https, http to loopback, or file://).
+    pub async fn fetch(&self, url: &str) -> Result<Template, Error> {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| template_error(url, format!("not a URL: {e}"), "template_url"))?;
+        let bytes = if parsed.scheme() == "file" {
+            let path = parsed
+                .to_file_path()
+                .map_err(|_| template_error(url, "not a local file path".into(), "template_url"))?;
+            let bytes = tokio::fs::read(&path).await.map_err(|e| {
+                template_error(
+                    url,
+                    format!("cannot read {}: {e}", path.display()),
+                    "template_fetch",
+                )
+            })?;
+            check_size(url, bytes.len())?;
+            bytes
+        } else {
+            check_remote_url(&parsed)
+                .map_err(|reason| template_error(url, reason, "template_url"))?;
+            self.fetch_http(url).await?
+        };
+        let body = String::from_utf8(bytes).map_err(|_| {
+            template_error(
+                url,
+                "the template is not UTF-8 text".into(),
+                "template_unparsable",
+            )
+        })?;
+        Template::from_body(url, body)
+    }
+
+    async fn fetch_http(&self, url: &str) -> Result<Vec<u8>, Error> {
+        let fetch_error = |reason: String| template_error(url, reason, "template_fetch");
+        let mut response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| fetch_error(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(fetch_error(format!("HTTP {}", response.status())));
+        }
+        if let Some(length) = response.content_length() {
+            check_size(url, length as usize)?;
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| fetch_error(e.to_string()))?
+        {
+            bytes.extend_from_slice(&chunk);
+            check_size(url, bytes.len())?;
+        }
+        Ok(bytes)
+    }
+}
+
+fn check_size(url: &str, size: usize) -> Result<(), Error> {
+    if size > MAX_TEMPLATE_BYTES {
+        return Err(template_error(
+            url,
+            format!(
+                "the template is larger than {MAX_TEMPLATE_BYTES} bytes, CloudFormation's limit"
+            ),
+            "template_too_large",
+        ));
+    }
+    Ok(())
+}
+
+/// https anywhere; plain http only to this machine (a test server or a local mirror).
+pub fn check_remote_url(url: &url::Url) -> Result<(), String> {
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(url) => Ok(()),
+        "http" => Err("plain http is only allowed to a loopback address; use https".into()),
+        other => Err(format!(
+            "unsupported scheme `{other}`; use https://, http:// to loopback, or file://"
+        )),
+    }
+}
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_and_yaml_spellings_are_the_same_template() {
+        let json = r#"{"Resources": {"Role": {"Type": "AWS::IAM::Role", "Properties": {"RoleName": {"Ref": "Name"},
+            "Arn": {"Fn::GetAtt": ["Other", "Arn"]}, "Path": {"Fn::Sub": "/${AWS::Region}/"}}}}}"#;
+        let yaml = "Resources:\n  Role:\n    Type: AWS::IAM::Role\n    Properties:\n      RoleName: !Ref Name\n      \
+                    Arn: !GetAtt Other.Arn\n      Path: !Sub '/${AWS::Region}/'\n";
+        let template = Template::from_body("file:///t.json", json.to_string()).unwrap();
+        assert!(template.same_as(yaml));
+        assert!(!template.same_as(&yaml.replace("Other.Arn", "Other.Name")));
+    }
+
+    #[test]
+    fn reformatting_is_not_a_change_but_content_is() {
+        let a = Template::from_body("u", r#"{"A": [1, 2], "B": {"C": "x"}}"#.into()).unwrap();
+        assert!(a.same_as("{\n  \"B\": {\"C\": \"x\"},\n  \"A\": [1,2]\n}"));
+        assert!(!a.same_as(r#"{"A": [2, 1], "B": {"C": "x"}}"#));
+        assert_ne!(
+            a.sha256,
+            sha256_hex(b"{\"B\": {\"C\": \"x\"}, \"A\": [1, 2]}")
+        );
+    }
+
+    #[test]
+    fn templates_must_be_mappings() {
+        let err = Template::from_body("u", "[1, 2]".into()).unwrap_err();
+        assert_eq!(err.metric_label(), "template_unparsable");
+        let err = Template::from_body("u", "{unclosed".into()).unwrap_err();
+        assert_eq!(err.metric_label(), "template_unparsable");
+    }
+
+    #[test]
+    fn oversized_bodies_are_refused_for_the_api() {
+        let big = format!(
+            r#"{{"Description": "{}"}}"#,
+            "x".repeat(MAX_TEMPLATE_BODY_BYTES)
+        );
+        let template = Template::from_body("u", big).unwrap();
+        let err = template.body_for_api().unwrap_err();
+        assert_eq!(err.metric_label(), "template_too_large");
+        assert!(err.to_string().contains("51200"), "{err}");
+    }
+
+    #[test]
+    fn catalog_urls_follow_the_policy_level() {
+        let spec = |policy, url: Option<&str>| TemplateSpec {
+            policy,
+            url: url.map(String::from),
+            sha256: None,
+            updates: Default::default(),
+            allow_permission_widening: false,
+        };
+        assert_eq!(
+            source_url(
+                &spec(Some(PolicyLevel::DataOnly), None),
+                DEFAULT_CATALOG_BASE_URL
+            )
+            .unwrap(),
+            "https://s3-us-west-2.amazonaws.com/com.cloudycosts.cloudformation/AimablyStackSetTemplateDataOnly.json"
+        );
+        assert_eq!(
+            source_url(
+                &spec(Some(PolicyLevel::DataAndScheduling), None),
+                "http://127.0.0.1:9/mirror/"
+            )
+            .unwrap(),
+            "http://127.0.0.1:9/mirror/AimablyStackSetTemplateDataAndScheduling.json"
+        );
+        assert_eq!(
+            source_url(&spec(Some(PolicyLevel::DataOnly), Some("file:///x")), "b").unwrap(),
+            "file:///x"
+        );
+        assert_eq!(source_url(&spec(None, None), "b"), None);
+    }
+
+    #[test]
+    fn only_https_or_loopback_http_is_fetched() {
+        let ok = |u: &str| check_remote_url(&url::Url::parse(u).unwrap()).is_ok();
+        assert!(ok("https://example.com/t.json"));
+        assert!(ok("http://127.0.0.1:8080/t.json"));
+        assert!(ok("http://127.3.4.5/t.json"));
+        assert!(ok("http://[::1]:80/t.json"));
+        assert!(ok("http://localhost/t.json"));
+        assert!(!ok("http://example.com/t.json"));
+        assert!(!ok("http://10.0.0.1/t.json"));
+        assert!(!ok("ftp://example.com/t.json"));
+    }
+
+    #[tokio::test]
+    async fn file_urls_are_read_and_hashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.json");
+        std::fs::write(&path, r#"{"Resources": {}}"#).unwrap();
+        let url = url::Url::from_file_path(&path).unwrap().to_string();
+        let template = Fetcher::new().fetch(&url).await.unwrap();
+        assert_eq!(template.sha256, sha256_hex(br#"{"Resources": {}}"#));
+        let missing = Fetcher::new()
+            .fetch(&url.replace("t.json", "nope.json"))
+            .await
+            .unwrap_err();
+        assert_eq!(missing.metric_label(), "template_fetch");
+    }
+}
