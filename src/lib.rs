@@ -2,6 +2,7 @@
 //! desired state. See DESIGN.md for the architecture; `controller::reconcile` is the entry point of a pass.
 
 pub mod cloud;
+pub mod controller;
 pub mod desired;
 pub mod error;
 pub mod plan;

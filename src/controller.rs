@@ -1,0 +1,458 @@
+//! The controller: one reconcile pass of one deployment, in the style of kube-runtime. `reconcile` observes AWS,
+//! plans, and takes at most one step; it returns when to look again (requeue as a return value). It never blocks
+//! on an operation: it remembers the operation id and the next pass asks DescribeStackSetOperation about it.
+//!
+//! Safety rules (DESIGN.md): one operation per stack set, adopted rather than duplicated; OperationIds derived from
+//! what is applied, so a crash or timeout never submits the same change twice; a converged pass costs only
+//! DescribeStackSet and ListStackInstances pages (the organization is re-listed on its own cadence).
+
+mod memory;
+mod report;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::cloud::org::{self, OrgSnapshot};
+use crate::cloud::{
+    Cloud, CreateStackSet, DeleteInstancesRequest, InstancesRequest, Operation, OperationStatus, UpdateStackSet,
+};
+use crate::desired::{Deployment, OperationPreferences};
+use crate::error::{AwsErrorKind, Error};
+use crate::plan::{self, Action, Desired, Observed, Plan};
+use crate::template::{self, Fetcher, Template};
+
+pub use memory::Memory;
+pub use report::{Progress, Report};
+
+/// How many recent operations a pass reads to find one to adopt (newest first).
+pub const OPERATION_LOOKBACK: usize = 20;
+
+/// Tunables of the controller; defaults suit AWS, tests and the demo shorten them.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub catalog_base_url: String,
+    /// Converged deployments are looked at again after this long.
+    pub resync_interval: Duration,
+    /// The organization tree is re-listed at most this often.
+    pub org_scan_interval: Duration,
+    /// First poll of a running operation; later polls back off toward `poll_max`.
+    pub poll_min: Duration,
+    pub poll_max: Duration,
+    /// Error backoff: base * 2^failures, capped, with jitter.
+    pub error_backoff_base: Duration,
+    pub error_backoff_max: Duration,
+    /// List instances while waiting, to report progress (costs ListStackInstances pages per poll).
+    pub track_progress: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            catalog_base_url: template::DEFAULT_CATALOG_BASE_URL.to_string(),
+            resync_interval: Duration::from_secs(300),
+            org_scan_interval: Duration::from_secs(600),
+            poll_min: Duration::from_secs(2),
+            poll_max: Duration::from_secs(30),
+            error_backoff_base: Duration::from_secs(2),
+            error_backoff_max: Duration::from_secs(300),
+            track_progress: false,
+        }
+    }
+}
+
+/// Shared by every pass: the cloud, the template fetcher, and what the controller remembers between passes
+/// (only optimisations: a restart loses nothing that AWS does not also know).
+pub struct Context {
+    pub cloud: Arc<dyn Cloud>,
+    pub fetcher: Fetcher,
+    pub config: Config,
+    memory: Memory,
+    org: tokio::sync::Mutex<Option<(Instant, Arc<OrgSnapshot>)>>,
+}
+
+impl Context {
+    pub fn new(cloud: Arc<dyn Cloud>, config: Config) -> Context {
+        Context { cloud, fetcher: Fetcher::new(), config, memory: Memory::default(), org: Default::default() }
+    }
+
+    /// The organization tree, re-listed when older than the scan interval.
+    pub async fn organization(&self) -> Result<Arc<OrgSnapshot>, Error> {
+        let mut cached = self.org.lock().await;
+        if let Some((at, snapshot)) = cached.as_ref()
+            && at.elapsed() < self.config.org_scan_interval
+        {
+            return Ok(snapshot.clone());
+        }
+        let snapshot = Arc::new(org::scan(self.cloud.as_ref()).await?);
+        *cached = Some((Instant::now(), snapshot.clone()));
+        Ok(snapshot)
+    }
+
+    /// Forget the cached organization tree (e.g. after an edit that targets a new OU).
+    pub async fn invalidate_organization(&self) {
+        *self.org.lock().await = None;
+    }
+
+    pub fn memory(&self) -> &Memory {
+        &self.memory
+    }
+}
+
+/// Where a deployment stands after a pass.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "state")]
+pub enum State {
+    /// The stack set and every instance match the desired state.
+    Converged,
+    /// An operation (ours or someone else's) holds the stack set; we wait for it.
+    Waiting { operation_id: String, action: String, progress: Option<Progress> },
+    /// Instances are still being worked on, but no active operation is visible yet (listings lag).
+    Settling,
+    /// This pass submitted a step.
+    Acted { action: &'static str, operation_id: Option<String>, summary: String },
+    /// `suspend: true`: changes are pending but stacksetd only reports them.
+    Suspended { pending: usize },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcome {
+    pub state: State,
+    #[serde(skip)]
+    pub requeue_after: Duration,
+    pub report: Report,
+}
+
+impl Outcome {
+    pub fn is_converged(&self) -> bool {
+        self.state == State::Converged
+    }
+}
+
+/// Observe, plan, and take at most one step.
+#[tracing::instrument(skip_all, fields(deployment = %deployment.name()))]
+pub async fn reconcile(deployment: &Deployment, ctx: &Context) -> Result<Outcome, Error> {
+    let name = deployment.name();
+    let spec = &deployment.spec;
+    let stack_set = spec.stack_set_name.as_str();
+
+    // 1. An operation we are waiting for: one strongly consistent call.
+    if let Some(inflight) = ctx.memory.inflight(name) {
+        let operation = ctx.cloud.describe_operation(stack_set, &inflight.id, spec.call_as).await?;
+        if operation.status.is_active() {
+            let progress = if ctx.config.track_progress {
+                Some(Progress::of(&ctx.cloud.list_stack_instances(stack_set, spec.call_as).await?))
+            } else {
+                None
+            };
+            return Ok(waiting(ctx, &operation, inflight.since, progress, Report::default()));
+        }
+        ctx.memory.finish(name, &inflight.id);
+        info!(operation = %operation.id, status = operation.status.as_str(), "operation finished");
+        check_operation(ctx, deployment, &operation).await?;
+    }
+
+    // 2. Observe.
+    let (template, observed, org) = observe(deployment, ctx).await?;
+    let plan = plan::plan(Desired { deployment, template: &template, root_id: Some(&org.root_id) }, &observed)?;
+    let report = Report::new(deployment, &template, &observed, &org, &plan);
+    let settled = observed.instances.iter().all(|i| !i.in_progress());
+    if plan.is_empty() && settled {
+        ctx.memory.succeeded(name);
+        return Ok(Outcome { state: State::Converged, requeue_after: ctx.config.resync_interval, report });
+    }
+
+    // 3. Adopt an operation already holding the slot (ours from before a restart, or anyone's).
+    let recent = if observed.stack_set.is_some() {
+        ctx.cloud.list_operations(stack_set, spec.call_as, OPERATION_LOOKBACK).await?
+    } else {
+        Vec::new()
+    };
+    if let Some(active) = recent.iter().find(|op| op.status.is_active()) {
+        info!(operation = %active.id, action = active.action.as_str(), "adopting the running operation");
+        ctx.memory.adopt(name, &active.id);
+        return Ok(waiting(ctx, active, Instant::now(), None, report));
+    }
+    if !settled {
+        return Ok(Outcome { state: State::Settling, requeue_after: ctx.config.poll_min, report });
+    }
+    if spec.suspend {
+        return Ok(Outcome {
+            state: State::Suspended { pending: plan.steps.len() },
+            requeue_after: ctx.config.resync_interval,
+            report,
+        });
+    }
+
+    // 4. Act: the first step only; the next pass observes its effect.
+    submit(deployment, ctx, &plan, &recent, report).await
+}
+
+/// Fetch the template, read the stack set and its instances, and the (cached) organization.
+pub async fn observe(deployment: &Deployment, ctx: &Context) -> Result<(Template, Observed, Arc<OrgSnapshot>), Error> {
+    let spec = &deployment.spec;
+    let url = template::source_url(&spec.template, &ctx.config.catalog_base_url).ok_or_else(|| {
+        Error::Conflict("spec.template needs a policy or a url (stacksetd validate explains)".into())
+    })?;
+    let template = ctx.fetcher.fetch(&url).await?;
+    let org = ctx.organization().await?;
+    let stack_set = ctx.cloud.describe_stack_set(&spec.stack_set_name, spec.call_as).await?;
+    let instances = match &stack_set {
+        Some(_) => ctx.cloud.list_stack_instances(&spec.stack_set_name, spec.call_as).await?,
+        None => Vec::new(),
+    };
+    Ok((template, Observed { stack_set, instances }, org))
+}
+
+/// Plan without acting (the `plan` command).
+pub async fn dry_run(deployment: &Deployment, ctx: &Context) -> Result<(Plan, Report), Error> {
+    let (template, observed, org) = observe(deployment, ctx).await?;
+    let plan = plan::plan(Desired { deployment, template: &template, root_id: Some(&org.root_id) }, &observed)?;
+    let report = Report::new(deployment, &template, &observed, &org, &plan);
+    Ok((plan, report))
+}
+
+fn waiting(ctx: &Context, op: &Operation, since: Instant, progress: Option<Progress>, report: Report) -> Outcome {
+    Outcome {
+        state: State::Waiting { operation_id: op.id.clone(), action: op.action.as_str().to_string(), progress },
+        requeue_after: poll_delay(&ctx.config, since.elapsed()),
+        report,
+    }
+}
+
+/// Poll quickly at first, then back off: a quarter of the time already waited, within [poll_min, poll_max].
+pub fn poll_delay(config: &Config, waited: Duration) -> Duration {
+    (waited / 4).clamp(config.poll_min, config.poll_max)
+}
+
+/// A finished operation that failed, or succeeded with failed instances, is an error carrying the per-account
+/// reasons from ListStackSetOperationResults.
+async fn check_operation(ctx: &Context, deployment: &Deployment, op: &Operation) -> Result<(), Error> {
+    let failed_instances = op.failed_instances.unwrap_or(0);
+    if op.status == OperationStatus::Succeeded && failed_instances == 0 {
+        return Ok(());
+    }
+    let spec = &deployment.spec;
+    let results = ctx.cloud.list_operation_results(&spec.stack_set_name, &op.id, spec.call_as).await?;
+    let failures: Vec<_> = results.into_iter().filter(|r| r.status == "FAILED").collect();
+    warn!(operation = %op.id, status = op.status.as_str(), failed = failures.len(), "operation did not fully succeed");
+    Err(Error::OperationFailed {
+        operation_id: op.id.clone(),
+        action: op.action.as_str().to_string(),
+        status: op.status.as_str().to_string(),
+        failures,
+    })
+}
+
+async fn submit(
+    deployment: &Deployment,
+    ctx: &Context,
+    plan: &Plan,
+    recent: &[Operation],
+    report: Report,
+) -> Result<Outcome, Error> {
+    let name = deployment.name();
+    let spec = &deployment.spec;
+    let step = plan.first().expect("submit is only called with a non-empty plan");
+    let base = operation_id_base(&spec.stack_set_name, &step.action, &spec.operation_preferences);
+    let sequence = next_sequence(&base, recent.iter().map(|op| op.id.as_str()).chain(ctx.memory.finished(name).iter().map(String::as_str)));
+    let id = format!("{base}-{sequence}");
+    info!(action = step.action.name(), operation = %id, summary = %step.summary, "submitting");
+    match send(deployment, ctx, &step.action, &id).await {
+        Ok(()) => {
+            let operation_id = step.action.is_operation().then(|| id.clone());
+            if let Some(id) = &operation_id {
+                ctx.memory.adopt(name, id);
+            }
+            let requeue_after = if operation_id.is_some() { ctx.config.poll_min } else { Duration::ZERO };
+            Ok(Outcome {
+                state: State::Acted { action: step.action.name(), operation_id, summary: step.summary.clone() },
+                requeue_after,
+                report,
+            })
+        }
+        Err(e) if e.is_aws(AwsErrorKind::OperationIdAlreadyExists) => {
+            // Submitted before (a crash, a timeout, a lost response): adopt it, never send it again.
+            let op = ctx.cloud.describe_operation(&spec.stack_set_name, &id, spec.call_as).await?;
+            if op.status.is_active() {
+                ctx.memory.adopt(name, &id);
+                return Ok(waiting(ctx, &op, Instant::now(), None, report));
+            }
+            ctx.memory.finish(name, &id);
+            check_operation(ctx, deployment, &op).await?;
+            Ok(Outcome { state: State::Settling, requeue_after: Duration::ZERO, report })
+        }
+        Err(e) if e.is_aws(AwsErrorKind::OperationInProgress) || e.is_aws(AwsErrorKind::StaleRequest) => {
+            info!("another operation holds the stack set; waiting");
+            Ok(Outcome { state: State::Settling, requeue_after: ctx.config.poll_min, report })
+        }
+        Err(e) if e.is_aws(AwsErrorKind::NameAlreadyExists) => {
+            // Created by an earlier attempt whose response was lost: observe it next pass.
+            Ok(Outcome { state: State::Settling, requeue_after: Duration::ZERO, report })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn send(deployment: &Deployment, ctx: &Context, action: &Action, id: &str) -> Result<(), Error> {
+    let spec = &deployment.spec;
+    let name = spec.stack_set_name.clone();
+    let call_as = spec.call_as;
+    let preferences = spec.operation_preferences.clone();
+    let operation_id = id.to_string();
+    let cloud = ctx.cloud.as_ref();
+    match action.clone() {
+        Action::CreateStackSet {
+            description,
+            template_body,
+            parameters,
+            capabilities,
+            tags,
+            auto_deployment,
+            managed_execution,
+        } => {
+            let request = CreateStackSet {
+                name,
+                call_as,
+                description,
+                template_body,
+                parameters,
+                capabilities,
+                tags,
+                auto_deployment,
+                managed_execution,
+                client_token: operation_id,
+            };
+            cloud.create_stack_set(&request).await
+        }
+        Action::UpdateStackSet {
+            description,
+            template_body,
+            parameters,
+            capabilities,
+            tags,
+            auto_deployment,
+            managed_execution,
+        } => {
+            let request = UpdateStackSet {
+                name,
+                call_as,
+                description,
+                template_body,
+                parameters,
+                capabilities,
+                tags,
+                auto_deployment,
+                managed_execution,
+                preferences,
+                operation_id,
+            };
+            cloud.update_stack_set(&request).await.map(drop)
+        }
+        Action::CreateStackInstances { targets, regions } => {
+            let request = InstancesRequest { name, call_as, targets, regions, preferences, operation_id };
+            cloud.create_stack_instances(&request).await.map(drop)
+        }
+        Action::UpdateStackInstances { targets, regions } => {
+            let request = InstancesRequest { name, call_as, targets, regions, preferences, operation_id };
+            cloud.update_stack_instances(&request).await.map(drop)
+        }
+        Action::DeleteStackInstances { targets, regions, retain_stacks } => {
+            let request =
+                DeleteInstancesRequest { name, call_as, targets, regions, retain_stacks, preferences, operation_id };
+            cloud.delete_stack_instances(&request).await.map(drop)
+        }
+        Action::DeleteStackSet => cloud.delete_stack_set(&name, call_as).await,
+    }
+}
+
+/// `stacksetd-<action>-<digest>`: the digest covers the stack set, the action with everything it applies and the
+/// preferences, so the same change always gets the same id. A sequence number is appended per attempt.
+pub fn operation_id_base(stack_set: &str, action: &Action, preferences: &OperationPreferences) -> String {
+    let material = serde_json::json!({ "stackSet": stack_set, "action": action, "preferences": preferences });
+    let digest = Sha256::digest(material.to_string().as_bytes());
+    let short = match action {
+        Action::CreateStackSet { .. } => "create-set",
+        Action::UpdateStackSet { .. } => "update-set",
+        Action::CreateStackInstances { .. } => "create-inst",
+        Action::UpdateStackInstances { .. } => "update-inst",
+        Action::DeleteStackInstances { .. } => "delete-inst",
+        Action::DeleteStackSet => "delete-set",
+    };
+    format!("stacksetd-{short}-{}", &hex::encode(digest)[..20])
+}
+
+/// The next attempt number for `base`: one past the highest already used (0 when none is known). Reusing a
+/// finished id would be refused as OperationIdAlreadyExists, so a deliberate retry takes the next number.
+pub fn next_sequence<'a>(base: &str, known: impl Iterator<Item = &'a str>) -> u64 {
+    known
+        .filter_map(|id| id.strip_prefix(base)?.strip_prefix('-')?.parse::<u64>().ok())
+        .max()
+        .map_or(0, |n| n + 1)
+}
+
+/// Exponential backoff with ±20% jitter after `failures` consecutive failed passes.
+pub fn error_backoff(config: &Config, failures: u32) -> Duration {
+    let exp = config.error_backoff_base.saturating_mul(1u32 << failures.min(16));
+    let capped = exp.min(config.error_backoff_max);
+    let jitter = rand::random_range(0.8..1.2);
+    capped.mul_f64(jitter)
+}
+
+/// Errors worth retrying within `reconcile --once` (the daemon retries every error, with backoff).
+pub fn is_transient(error: &Error) -> bool {
+    matches!(
+        error.aws_kind(),
+        Some(AwsErrorKind::Throttling | AwsErrorKind::Transport | AwsErrorKind::OperationInProgress | AwsErrorKind::StaleRequest)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequences_continue_past_known_ids() {
+        let base = "stacksetd-update-set-abc";
+        assert_eq!(next_sequence(base, [].into_iter()), 0);
+        let known = ["stacksetd-update-set-abc-0", "stacksetd-update-set-abc-3", "stacksetd-update-set-abcd-9", "x"];
+        assert_eq!(next_sequence(base, known.into_iter()), 4);
+    }
+
+    #[test]
+    fn operation_ids_are_deterministic_and_valid() {
+        let action = Action::DeleteStackSet;
+        let prefs = OperationPreferences::default();
+        let a = operation_id_base("Vendor", &action, &prefs);
+        assert_eq!(a, operation_id_base("Vendor", &action, &prefs));
+        assert_ne!(a, operation_id_base("Other", &action, &prefs));
+        let other_prefs = OperationPreferences { max_concurrent_count: Some(3), ..Default::default() };
+        assert_ne!(a, operation_id_base("Vendor", &action, &other_prefs));
+        let id = format!("{a}-12");
+        assert!(id.len() <= 128);
+        assert!(id.chars().next().unwrap().is_ascii_alphanumeric());
+        assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    }
+
+    #[test]
+    fn polls_back_off_within_bounds() {
+        let config = Config::default();
+        assert_eq!(poll_delay(&config, Duration::ZERO), config.poll_min);
+        assert_eq!(poll_delay(&config, Duration::from_secs(40)), Duration::from_secs(10));
+        assert_eq!(poll_delay(&config, Duration::from_secs(4000)), config.poll_max);
+    }
+
+    #[test]
+    fn error_backoff_grows_and_is_capped() {
+        let config = Config::default();
+        let first = error_backoff(&config, 0);
+        assert!(first >= Duration::from_millis(1600) && first <= Duration::from_millis(2400), "{first:?}");
+        let later = error_backoff(&config, 3);
+        assert!(later >= Duration::from_millis(12800) && later <= Duration::from_millis(19200), "{later:?}");
+        assert!(error_backoff(&config, 40) <= config.error_backoff_max.mul_f64(1.2));
+    }
+}
