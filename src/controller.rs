@@ -456,3 +456,38 @@ mod tests {
         assert!(error_backoff(&config, 40) <= config.error_backoff_max.mul_f64(1.2));
     }
 }
+
+/// How many transient errors in a row `converge` rides out before giving up.
+pub const CONVERGE_TRANSIENT_RETRIES: u32 = 8;
+
+/// Run passes until the deployment is converged (or suspended), honouring each pass's requeue delay: the
+/// `reconcile --once` command and the demo. Transient errors are retried with backoff; any other error ends it.
+pub async fn converge(
+    deployment: &Deployment,
+    ctx: &Context,
+    mut on_outcome: impl FnMut(&Outcome),
+) -> Result<Outcome, Error> {
+    let mut transient = 0;
+    loop {
+        match reconcile(deployment, ctx).await {
+            Ok(outcome) => {
+                transient = 0;
+                on_outcome(&outcome);
+                if matches!(outcome.state, State::Converged | State::Suspended { .. }) {
+                    return Ok(outcome);
+                }
+                tokio::time::sleep(outcome.requeue_after).await;
+            }
+            Err(error) if is_transient(&error) && transient < CONVERGE_TRANSIENT_RETRIES => {
+                transient += 1;
+                let delay = error_backoff(&ctx.config, transient);
+                warn!(%error, retry_in = ?delay, "transient error; retrying");
+                tokio::time::sleep(delay).await;
+            }
+            Err(error) => {
+                ctx.memory.failed(deployment.name());
+                return Err(error);
+            }
+        }
+    }
+}

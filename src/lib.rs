@@ -3,9 +3,14 @@
 
 pub mod cloud;
 pub mod controller;
+pub mod daemon;
+pub mod demo;
 pub mod desired;
 pub mod error;
+pub mod output;
 pub mod plan;
+pub mod settings;
+pub mod telemetry;
 pub mod template;
 
 pub use error::Error;

@@ -1,1 +1,219 @@
-fn main() {}
+//! The `stacksetd` command line. Library errors are typed; anyhow only lives here, at the edge.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use stacksetd::cloud::Cloud;
+use stacksetd::cloud::aws::AwsCloud;
+use stacksetd::controller::{self, Context};
+use stacksetd::desired::{self, DesiredState};
+use stacksetd::output::{self, Planned, ProgressPrinter};
+use stacksetd::settings::{LogFormat, Overrides, Settings};
+use stacksetd::{daemon, demo, telemetry};
+
+#[derive(Parser)]
+#[command(name = "stacksetd", version, about = "Keeps a vendor-access CloudFormation StackSet converged to a desired state")]
+struct Cli {
+    /// Desired-state file (settings key desired_state).
+    #[arg(long, global = true, value_name = "FILE")]
+    desired: Option<PathBuf>,
+    /// Daemon settings file (default /etc/stacksetd/stacksetd.yaml when present).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// HTTP listen address (settings key listen).
+    #[arg(long, global = true, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Log format (settings key log.format).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+    /// Log level or filter (settings key log.level).
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: reconcile every deployment continuously.
+    Run,
+    /// Reconcile once: converge every deployment, then exit (0 converged, 1 not).
+    Reconcile {
+        /// One pass to convergence, then exit (the only mode; the daemon is `run`).
+        #[arg(long, required = true)]
+        once: bool,
+    },
+    /// Show what a pass would change; writes nothing.
+    Plan {
+        /// Exit 0 with no changes, 2 with changes pending, 1 on error.
+        #[arg(long)]
+        detailed_exitcode: bool,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        output: Format,
+    },
+    /// Check a desired-state file offline.
+    Validate {
+        #[arg(value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Show the observed state of every deployment.
+    Status {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        output: Format,
+    },
+    /// Run against the embedded simulated organization: no AWS account needed.
+    Demo {
+        /// Simulated seconds per real second.
+        #[arg(long, default_value_t = 20.0)]
+        speed: f64,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let overrides = Overrides {
+        desired_state: cli.desired.clone(),
+        listen: cli.listen.clone(),
+        log_format: cli.log_format,
+        log_level: cli.log_level.clone(),
+    };
+    if let Command::Validate { files } = &cli.command {
+        return Ok(validate(files, &cli));
+    }
+    let settings = Settings::load(cli.config.as_deref(), &overrides)?;
+    let default_level = if matches!(cli.command, Command::Run) { settings.log.level.clone() } else { "warn".into() };
+    let level = cli.log_level.clone().unwrap_or(default_level);
+    telemetry::init(settings.log.format, &level);
+    match cli.command {
+        Command::Demo { speed } => demo::run(speed).await.map(|()| ExitCode::SUCCESS).map_err(Into::into),
+        Command::Validate { .. } => unreachable!("handled above"),
+        command => {
+            let desired = desired::load(&settings.desired_state)?;
+            let cloud: Arc<dyn Cloud> =
+                Arc::new(AwsCloud::connect(&settings.aws_settings()).await.context("connecting to AWS")?);
+            let mut config = settings.controller_config();
+            config.track_progress = !matches!(command, Command::Run);
+            let ctx = Arc::new(Context::new(cloud, config));
+            match command {
+                Command::Run => {
+                    daemon::run(ctx, desired.deployments, settings.concurrency, settings.shutdown_timeout(), shutdown_signal())
+                        .await;
+                    Ok(ExitCode::SUCCESS)
+                }
+                Command::Reconcile { .. } => Ok(reconcile_once(&ctx, &desired).await),
+                Command::Plan { detailed_exitcode, output } => Ok(plan(&ctx, &desired, detailed_exitcode, output).await),
+                Command::Status { output } => Ok(status(&ctx, &desired, output).await),
+                Command::Validate { .. } | Command::Demo { .. } => unreachable!("handled above"),
+            }
+        }
+    }
+}
+
+fn validate(files: &[PathBuf], cli: &Cli) -> ExitCode {
+    let files: Vec<PathBuf> = if files.is_empty() { cli.desired.iter().cloned().collect() } else { files.to_vec() };
+    if files.is_empty() {
+        eprintln!("error: name a desired-state file: stacksetd validate FILE");
+        return ExitCode::from(1);
+    }
+    let mut ok = true;
+    for file in &files {
+        match desired::load(file) {
+            Ok(state) => println!("{}: valid ({} deployment(s))", file.display(), state.deployments.len()),
+            Err(e) => {
+                ok = false;
+                eprintln!("{e}");
+            }
+        }
+    }
+    if ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
+async fn reconcile_once(ctx: &Context, desired: &DesiredState) -> ExitCode {
+    let mut all_converged = true;
+    for deployment in &desired.deployments {
+        let mut printer = ProgressPrinter::new();
+        let result = controller::converge(deployment, ctx, |o| printer.outcome(deployment.name(), o)).await;
+        printer.finish();
+        match result {
+            Ok(outcome) if outcome.is_converged() => {}
+            Ok(_) => all_converged = false,
+            Err(e) => {
+                all_converged = false;
+                eprintln!("{}: {e}", deployment.name());
+            }
+        }
+    }
+    if all_converged { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
+async fn observe_all<'a>(ctx: &Context, desired: &'a DesiredState) -> Vec<Planned<'a>> {
+    let mut out = Vec::new();
+    for deployment in &desired.deployments {
+        out.push(Planned { deployment, result: controller::dry_run(deployment, ctx).await });
+    }
+    out
+}
+
+async fn plan(ctx: &Context, desired: &DesiredState, detailed: bool, format: Format) -> ExitCode {
+    let planned = observe_all(ctx, desired).await;
+    match format {
+        Format::Text => print!("{}", output::plan_text(&planned)),
+        Format::Json => println!("{}", output::plan_json(&planned)),
+    }
+    let failed = planned.iter().any(|p| p.result.is_err());
+    let changes = planned.iter().any(|p| p.result.as_ref().is_ok_and(|(plan, _)| !plan.is_empty()));
+    match (failed, changes, detailed) {
+        (true, _, _) => ExitCode::from(1),
+        (false, true, true) => ExitCode::from(2),
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+async fn status(ctx: &Context, desired: &DesiredState, format: Format) -> ExitCode {
+    let planned = observe_all(ctx, desired).await;
+    match format {
+        Format::Text => print!("{}", output::status_text(&planned)),
+        Format::Json => println!("{}", output::plan_json(&planned)),
+    }
+    if planned.iter().any(|p| p.result.is_err()) { ExitCode::from(1) } else { ExitCode::SUCCESS }
+}
+
+/// Resolves on the first SIGTERM or SIGINT; a second one exits at once.
+async fn shutdown_signal() {
+    wait_for_signal().await;
+    tokio::spawn(async {
+        wait_for_signal().await;
+        eprintln!("second signal: exiting now");
+        std::process::exit(130);
+    });
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,201 @@
+//! Human and machine output of the CLI: `plan` in the style of `terraform plan` (each change from -> to), the
+//! JSON forms, and progress lines while a pass waits on an operation (an updating line in a terminal, plain
+//! lines when piped).
+
+use std::io::{IsTerminal, Write};
+
+use serde_json::json;
+
+use crate::controller::{Outcome, Report, State};
+use crate::desired::Deployment;
+use crate::error::Error;
+use crate::plan::{Action, Plan};
+
+/// The result of planning one deployment.
+pub struct Planned<'a> {
+    pub deployment: &'a Deployment,
+    pub result: Result<(Plan, Report), Error>,
+}
+
+fn symbol(action: &Action) -> &'static str {
+    match action {
+        Action::CreateStackSet { .. } | Action::CreateStackInstances { .. } => "+",
+        Action::UpdateStackSet { .. } | Action::UpdateStackInstances { .. } => "~",
+        Action::DeleteStackInstances { .. } | Action::DeleteStackSet => "-",
+    }
+}
+
+/// `terraform plan`-style text.
+pub fn plan_text(planned: &[Planned<'_>]) -> String {
+    let mut out = String::new();
+    let mut total = 0;
+    for p in planned {
+        let d = p.deployment;
+        out.push_str(&format!("deployment {} (stack set {}):\n", d.name(), d.spec.stack_set_name));
+        match &p.result {
+            Err(e) => out.push_str(&format!("  error: {e}\n")),
+            Ok((plan, report)) => {
+                if let Some(sha) = &report.template_sha256 {
+                    out.push_str(&format!("  template sha256:{sha}\n"));
+                }
+                if plan.is_empty() {
+                    out.push_str("  no changes: the stack set matches the desired state\n");
+                }
+                for step in &plan.steps {
+                    total += 1;
+                    out.push_str(&format!("  {} {}: {}\n", symbol(&step.action), step.action.name(), step.summary));
+                    for c in &step.changes {
+                        out.push_str(&format!("      {}: {} -> {}\n", c.field, c.from, c.to));
+                    }
+                }
+                if report.missing_instances > 0 {
+                    out.push_str(&format!(
+                        "  note: {} targeted account/Region pair(s) have no instance yet\n",
+                        report.missing_instances
+                    ));
+                }
+            }
+        }
+    }
+    out.push_str(&format!("Plan: {total} change(s) across {} deployment(s).\n", planned.len()));
+    out
+}
+
+pub fn plan_json(planned: &[Planned<'_>]) -> serde_json::Value {
+    let mut changes = 0;
+    let deployments: Vec<_> = planned
+        .iter()
+        .map(|p| {
+            let mut entry = json!({ "name": p.deployment.name(), "stackSetName": p.deployment.spec.stack_set_name });
+            match &p.result {
+                Err(e) => entry["error"] = json!(e.to_string()),
+                Ok((plan, report)) => {
+                    changes += plan.steps.len();
+                    entry["templateSha256"] = json!(report.template_sha256);
+                    entry["actions"] = plan
+                        .steps
+                        .iter()
+                        .map(|s| json!({ "action": s.action.name(), "summary": s.summary, "changes": s.changes }))
+                        .collect();
+                    entry["report"] = json!(report);
+                }
+            }
+            entry
+        })
+        .collect();
+    json!({ "deployments": deployments, "changes": changes })
+}
+
+/// Prints what a converging deployment does. In a terminal, waiting progress rewrites one line.
+pub struct ProgressPrinter {
+    tty: bool,
+    last: Option<String>,
+    open_line: bool,
+}
+
+impl Default for ProgressPrinter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ProgressPrinter {
+    pub fn new() -> Self {
+        ProgressPrinter { tty: std::io::stdout().is_terminal(), last: None, open_line: false }
+    }
+
+    pub fn outcome(&mut self, deployment: &str, outcome: &Outcome) {
+        let line = match &outcome.state {
+            State::Converged => format!(
+                "{deployment}: converged: {} instance(s), {} account(s) targeted, {} missing",
+                outcome.report.instance_total(),
+                outcome.report.accounts_targeted,
+                outcome.report.missing_instances
+            ),
+            State::Acted { action, operation_id, summary } => match operation_id {
+                Some(id) => format!("{deployment}: {action} submitted as {id}: {summary}"),
+                None => format!("{deployment}: {action} done: {summary}"),
+            },
+            State::Waiting { operation_id, action, progress } => match progress {
+                Some(p) => format!(
+                    "{deployment}: waiting for {action} {operation_id}: {}/{} instance(s) done, {} failed",
+                    p.done, p.total, p.failed
+                ),
+                None => format!("{deployment}: waiting for {action} {operation_id}"),
+            },
+            State::Settling => format!("{deployment}: instances still settling"),
+            State::Suspended { pending } => {
+                format!("{deployment}: suspended: {pending} change(s) pending, nothing applied")
+            }
+        };
+        self.line(line, matches!(outcome.state, State::Waiting { .. } | State::Settling));
+    }
+
+    pub fn message(&mut self, line: String) {
+        self.line(line, false);
+    }
+
+    fn line(&mut self, line: String, transient: bool) {
+        if self.last.as_deref() == Some(line.as_str()) {
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        if self.tty && transient {
+            let _ = write!(out, "\r\x1b[2K{line}");
+            self.open_line = true;
+        } else {
+            if self.open_line {
+                let _ = writeln!(out);
+                self.open_line = false;
+            }
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = out.flush();
+        self.last = Some(line);
+    }
+
+    /// End a rewritten line before other output.
+    pub fn finish(&mut self) {
+        if self.open_line {
+            println!();
+            self.open_line = false;
+        }
+    }
+}
+
+/// The `status` table: one block per deployment.
+pub fn status_text(planned: &[Planned<'_>]) -> String {
+    let mut out = String::new();
+    for p in planned {
+        let d = p.deployment;
+        out.push_str(&format!("{} (stack set {}):\n", d.name(), d.spec.stack_set_name));
+        match &p.result {
+            Err(e) => out.push_str(&format!("  error: {e}\n")),
+            Ok((plan, r)) => {
+                let state = if plan.is_empty() { "in sync" } else { "changes pending" };
+                out.push_str(&format!(
+                    "  state: {state}; stack set {}\n",
+                    if r.stack_set_exists { "exists" } else { "absent" }
+                ));
+                out.push_str(&format!(
+                    "  template: sha256:{}\n",
+                    r.template_sha256.as_deref().unwrap_or("(unknown)")
+                ));
+                out.push_str(&format!(
+                    "  coverage: {} account(s) targeted, {} missing instance(s), {} suspended/closing\n",
+                    r.accounts_targeted, r.missing_instances, r.inactive_accounts
+                ));
+                for (status, n) in &r.instances {
+                    out.push_str(&format!("  instances {status}: {n}\n"));
+                }
+                for line in &r.pending {
+                    out.push_str(&format!("  pending: {line}\n"));
+                }
+                if !r.missing_accounts.is_empty() {
+                    out.push_str(&format!("  missing: {}\n", r.missing_accounts.join(", ")));
+                }
+            }
+        }
+    }
+    out
+}
