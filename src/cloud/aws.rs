@@ -1,1 +1,0 @@
-//! The AWS implementation of the cloud port (placeholder; being implemented).
