@@ -92,9 +92,6 @@ impl AwsCloud {
         if let Some(region) = &settings.region {
             loader = loader.region(Region::new(region.clone()));
         }
-        if let Some(url) = &settings.endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
         let sdk = loader.load().await;
         if sdk.region().is_none() {
             return Err(Error::Settings(
@@ -103,12 +100,21 @@ impl AwsCloud {
             ));
         }
 
-        let cfn = aws_sdk_cloudformation::Client::new(&sdk);
-        let sts = aws_sdk_sts::Client::new(&sdk);
+        // The settings' endpoint is set on each client, not on the shared loader: there it would lose to
+        // AWS_ENDPOINT_URL_<SERVICE> variables, and the daemon's own setting should be the last word.
+        let endpoint = settings.endpoint_url.clone();
+        let mut cfn_config = aws_sdk_cloudformation::config::Builder::from(&sdk);
+        let mut sts_config = aws_sdk_sts::config::Builder::from(&sdk);
         let mut orgs_config = aws_sdk_organizations::config::Builder::from(&sdk);
-        if !organizations_endpoint_overridden(&sdk) {
+        if endpoint.is_some() {
+            cfn_config.set_endpoint_url(endpoint.clone());
+            sts_config.set_endpoint_url(endpoint.clone());
+            orgs_config.set_endpoint_url(endpoint.clone());
+        } else if !organizations_endpoint_configured(&sdk) {
             orgs_config = orgs_config.region(organizations_region(sdk.region()));
         }
+        let cfn = aws_sdk_cloudformation::Client::from_conf(cfn_config.build());
+        let sts = aws_sdk_sts::Client::from_conf(sts_config.build());
         let orgs = aws_sdk_organizations::Client::from_conf(orgs_config.build());
         Ok(Self::from_clients(cfn, orgs, sts))
     }
@@ -148,9 +154,10 @@ impl AwsCloud {
     }
 }
 
-/// An endpoint override (settings, `AWS_ENDPOINT_URL`, a profile's `endpoint_url`, or the Organizations-specific
-/// variable) sends Organizations there too, signed for the configured Region.
-fn organizations_endpoint_overridden(sdk: &SdkConfig) -> bool {
+/// Whether the environment or profile redirects Organizations (`AWS_ENDPOINT_URL`, a profile's `endpoint_url`, or
+/// the Organizations-specific variable). Such an endpoint gets requests signed for the configured Region, like
+/// every other service there.
+fn organizations_endpoint_configured(sdk: &SdkConfig) -> bool {
     let env_set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
     let ignored = std::env::var(IGNORE_ENDPOINTS_ENV).is_ok_and(|v| v.eq_ignore_ascii_case("true"));
     sdk.endpoint_url().is_some() || (env_set(ORGANIZATIONS_ENDPOINT_ENV) && !ignored)
@@ -337,7 +344,7 @@ impl Cloud for AwsCloud {
             let page = self.settle(call, page)?;
             summaries.extend(page.summaries.unwrap_or_default());
         }
-        summaries.sort_by(|a, b| b.creation_timestamp.cmp(&a.creation_timestamp));
+        summaries.sort_by_key(|s| std::cmp::Reverse(s.creation_timestamp));
         let mut out = Vec::with_capacity(limit.min(summaries.len()));
         for summary in summaries {
             if out.len() == limit {
