@@ -1,0 +1,274 @@
+//! Turning SDK failures into [`Error::Aws`]: one generic mapping for every operation of every service, so the
+//! controller decides retries from [`AwsErrorKind`] alone and metrics get a static label. AccessDenied gets the
+//! IAM action the call needed, because AWS's own message does not always name it (Organizations never does).
+
+use std::fmt::Debug;
+
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::cloud::CallAs;
+use crate::error::{AwsErrorKind, Error};
+
+/// Where the operator finds the IAM policy that grants every action stacksetd calls.
+pub const POLICY_FILE: &str = "deploy/iam/stacksetd-policy.json";
+
+/// Service names as they appear in metrics and error messages.
+pub const CLOUDFORMATION: &str = "cloudformation";
+pub const ORGANIZATIONS: &str = "organizations";
+pub const STS: &str = "sts";
+
+/// Every API operation stacksetd calls, with the IAM action it needs. The policy file must grant each of these;
+/// keep this table and `POLICY_FILE` in step.
+pub const IAM_ACTIONS: &[(&str, &str, &str)] = &[
+    (STS, "GetCallerIdentity", "sts:GetCallerIdentity"),
+    (
+        ORGANIZATIONS,
+        "DescribeOrganization",
+        "organizations:DescribeOrganization",
+    ),
+    (ORGANIZATIONS, "ListRoots", "organizations:ListRoots"),
+    (
+        ORGANIZATIONS,
+        "ListOrganizationalUnitsForParent",
+        "organizations:ListOrganizationalUnitsForParent",
+    ),
+    (
+        ORGANIZATIONS,
+        "ListAccountsForParent",
+        "organizations:ListAccountsForParent",
+    ),
+    (
+        CLOUDFORMATION,
+        "DescribeStackSet",
+        "cloudformation:DescribeStackSet",
+    ),
+    (
+        CLOUDFORMATION,
+        "ListStackInstances",
+        "cloudformation:ListStackInstances",
+    ),
+    (
+        CLOUDFORMATION,
+        "ListStackSetOperations",
+        "cloudformation:ListStackSetOperations",
+    ),
+    (
+        CLOUDFORMATION,
+        "DescribeStackSetOperation",
+        "cloudformation:DescribeStackSetOperation",
+    ),
+    (
+        CLOUDFORMATION,
+        "ListStackSetOperationResults",
+        "cloudformation:ListStackSetOperationResults",
+    ),
+    (
+        CLOUDFORMATION,
+        "CreateStackSet",
+        "cloudformation:CreateStackSet",
+    ),
+    (
+        CLOUDFORMATION,
+        "UpdateStackSet",
+        "cloudformation:UpdateStackSet",
+    ),
+    (
+        CLOUDFORMATION,
+        "CreateStackInstances",
+        "cloudformation:CreateStackInstances",
+    ),
+    (
+        CLOUDFORMATION,
+        "UpdateStackInstances",
+        "cloudformation:UpdateStackInstances",
+    ),
+    (
+        CLOUDFORMATION,
+        "DeleteStackInstances",
+        "cloudformation:DeleteStackInstances",
+    ),
+    (
+        CLOUDFORMATION,
+        "DeleteStackSet",
+        "cloudformation:DeleteStackSet",
+    ),
+];
+
+/// CloudFormation checks this extra action whenever a call is made with CallAs=DELEGATED_ADMIN; a missing grant is a
+/// common cause of AccessDenied for delegated administrators.
+pub const DELEGATED_ADMIN_ACTION: &str = "organizations:ListDelegatedAdministrators";
+
+/// The IAM action an API operation needs, from [`IAM_ACTIONS`].
+pub fn iam_action(service: &str, operation: &str) -> Option<&'static str> {
+    IAM_ACTIONS
+        .iter()
+        .find(|(s, o, _)| *s == service && *o == operation)
+        .map(|(_, _, action)| *action)
+}
+
+/// One API call as the error mapping and the call counter see it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Call {
+    pub service: &'static str,
+    pub operation: &'static str,
+    /// The CallAs the request carried (CloudFormation only); decides the delegated-admin hint on AccessDenied.
+    pub call_as: Option<CallAs>,
+}
+
+impl Call {
+    pub fn cloudformation(operation: &'static str, call_as: CallAs) -> Self {
+        Call {
+            service: CLOUDFORMATION,
+            operation,
+            call_as: Some(call_as),
+        }
+    }
+    pub fn organizations(operation: &'static str) -> Self {
+        Call {
+            service: ORGANIZATIONS,
+            operation,
+            call_as: None,
+        }
+    }
+    pub fn sts(operation: &'static str) -> Self {
+        Call {
+            service: STS,
+            operation,
+            call_as: None,
+        }
+    }
+}
+
+/// Map any SDK failure to [`Error::Aws`]. Service errors keep AWS's code and message; failures before a response
+/// (dispatch, timeout) and responses that could not be read become [`AwsErrorKind::Transport`].
+pub(crate) fn map_sdk_error<E>(call: Call, err: &SdkError<E, HttpResponse>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match err {
+        SdkError::ServiceError(service_err) => {
+            let meta = service_err.err();
+            match meta.code() {
+                Some(code) => {
+                    let kind = AwsErrorKind::from_code(code);
+                    let aws_message = meta.message().unwrap_or("no message given");
+                    let message = if kind == AwsErrorKind::AccessDenied {
+                        access_denied_message(call, aws_message)
+                    } else {
+                        aws_message.to_string()
+                    };
+                    aws_error(call, kind, code.to_string(), message)
+                }
+                // No error code: typically a proxy or load balancer answered (an HTML 502/503), not the service.
+                None => {
+                    let status = service_err.raw().status().as_u16();
+                    let kind = if status >= 500 {
+                        AwsErrorKind::Transport
+                    } else {
+                        AwsErrorKind::Other
+                    };
+                    aws_error(
+                        call,
+                        kind,
+                        format!("HTTP{status}"),
+                        format!("{}", DisplayErrorContext(err)),
+                    )
+                }
+            }
+        }
+        SdkError::ConstructionFailure(_) => aws_error(
+            call,
+            AwsErrorKind::Validation,
+            "ConstructionFailure".to_string(),
+            format!("{}", DisplayErrorContext(err)),
+        ),
+        SdkError::TimeoutError(_) => transport(call, "Timeout", err),
+        SdkError::DispatchFailure(_) => transport(call, "DispatchFailure", err),
+        SdkError::ResponseError(_) => transport(call, "ResponseError", err),
+        _ => transport(call, "Unknown", err),
+    }
+}
+
+/// A response that parsed but lacks a field stacksetd cannot do without.
+pub(crate) fn malformed(call: Call, what: &str) -> Error {
+    aws_error(
+        call,
+        AwsErrorKind::Transport,
+        "MalformedResponse".to_string(),
+        format!("the response has no {what}"),
+    )
+}
+
+fn transport<E>(call: Call, code: &str, err: &SdkError<E, HttpResponse>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    aws_error(
+        call,
+        AwsErrorKind::Transport,
+        code.to_string(),
+        format!("{}", DisplayErrorContext(err)),
+    )
+}
+
+fn aws_error(call: Call, kind: AwsErrorKind, code: String, message: String) -> Error {
+    Error::Aws {
+        service: call.service,
+        operation: call.operation,
+        kind,
+        code,
+        message,
+    }
+}
+
+/// AWS's message (it names the denied action when AWS gives it) plus the action this call needed and where the
+/// policy that grants it lives.
+fn access_denied_message(call: Call, aws_message: &str) -> String {
+    let fallback;
+    let action = match iam_action(call.service, call.operation) {
+        Some(action) => action,
+        None => {
+            fallback = format!("{}:{}", call.service, call.operation);
+            &fallback
+        }
+    };
+    let mut text = format!(
+        "{aws_message} - stacksetd needs IAM action {action} for this call: grant it to the credentials stacksetd \
+         runs with ({POLICY_FILE} grants every action stacksetd uses)"
+    );
+    if call.call_as == Some(CallAs::DelegatedAdmin) {
+        text.push_str(&format!(
+            "; calling as DELEGATED_ADMIN also needs {DELEGATED_ADMIN_ACTION}"
+        ));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_action_is_service_colon_operation() {
+        for (service, operation, action) in IAM_ACTIONS {
+            assert_eq!(*action, format!("{service}:{operation}"));
+        }
+    }
+
+    #[test]
+    fn access_denied_names_action_and_policy() {
+        let call = Call::cloudformation("DescribeStackSet", CallAs::DelegatedAdmin);
+        let text = access_denied_message(call, "User: x is not authorized");
+        assert!(text.starts_with("User: x is not authorized"));
+        assert!(text.contains("cloudformation:DescribeStackSet"));
+        assert!(text.contains(POLICY_FILE));
+        assert!(text.contains(DELEGATED_ADMIN_ACTION));
+
+        let text = access_denied_message(Call::organizations("ListRoots"), "denied");
+        assert!(text.contains("organizations:ListRoots"));
+        assert!(!text.contains(DELEGATED_ADMIN_ACTION));
+    }
+}

@@ -1,0 +1,574 @@
+//! The real cloud port: CloudFormation StackSets, Organizations and STS through the AWS SDK for Rust.
+//!
+//! Each `Cloud` method is one API operation (listings follow every page). Every request page is recorded in the
+//! [`CallCounter`] with its outcome, and every failure becomes [`Error::Aws`] through one mapping (`errors.rs`),
+//! so the controller never sees SDK types. Request/response translation lives in `convert.rs`.
+
+mod convert;
+pub mod errors;
+
+use async_trait::async_trait;
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_cloudformation::types::PermissionModels;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use serde::{Deserialize, Serialize};
+
+use crate::cloud::{
+    Account, CallAs, CallCounter, Cloud, CreateStackSet, DeleteInstancesRequest, InstancesRequest,
+    ObservedStackSet, Operation, OperationResult, OrgNode, OrganizationInfo, Result, StackInstance,
+    UpdateStackSet,
+};
+use crate::error::Error;
+use errors::{Call, malformed, map_sdk_error};
+
+/// Attempts per API call (first try included) unless the settings say otherwise. Throttling is the usual reason
+/// to retry; adaptive retry also slows the client down when AWS throttles.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
+/// ListStackInstances and ListStackSetOperations(Results) page size: the API's maximum, fewest calls.
+const CLOUDFORMATION_PAGE_SIZE: i32 = 100;
+
+/// Organizations listings page size: the API's maximum.
+const ORGANIZATIONS_PAGE_SIZE: i32 = 20;
+
+/// The Organizations endpoint of the commercial partition is global and signs for this Region.
+const ORGANIZATIONS_GLOBAL_REGION: &str = "us-east-1";
+
+/// Per-service endpoint variable the SDK honours for Organizations (read here only to know whether it is set).
+const ORGANIZATIONS_ENDPOINT_ENV: &str = "AWS_ENDPOINT_URL_ORGANIZATIONS";
+
+/// Setting that makes the SDK ignore endpoint URLs configured in the environment.
+const IGNORE_ENDPOINTS_ENV: &str = "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS";
+
+/// Outcome label of a successful call in the call counter.
+const OK: &str = "ok";
+
+/// The daemon's `aws.*` settings. Credentials never appear here: they come from the standard AWS chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AwsSettings {
+    /// Overrides the Region from the environment or profile.
+    pub region: Option<String>,
+    /// Sends every service's requests to this URL (moto, LocalStack, a VPC endpoint). `AWS_ENDPOINT_URL` and
+    /// `AWS_ENDPOINT_URL_<SERVICE>` in the environment work without it: the SDK reads them itself.
+    pub endpoint_url: Option<String>,
+    /// Attempts per API call, the first included.
+    pub max_attempts: u32,
+}
+
+impl Default for AwsSettings {
+    fn default() -> Self {
+        AwsSettings {
+            region: None,
+            endpoint_url: None,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+}
+
+/// [`Cloud`] over the AWS SDK.
+#[derive(Debug)]
+pub struct AwsCloud {
+    cfn: aws_sdk_cloudformation::Client,
+    orgs: aws_sdk_organizations::Client,
+    sts: aws_sdk_sts::Client,
+    calls: CallCounter,
+}
+
+impl AwsCloud {
+    /// Clients from the standard AWS configuration chain (env, profile, SSO, IMDS, web identity), with the
+    /// settings' overrides and adaptive retry. Credentials are resolved lazily, on the first call.
+    pub async fn connect(settings: &AwsSettings) -> Result<AwsCloud, Error> {
+        if settings.max_attempts == 0 {
+            return Err(Error::Settings(
+                "aws.max_attempts must be at least 1 (it counts the first attempt)".to_string(),
+            ));
+        }
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(RetryConfig::adaptive().with_max_attempts(settings.max_attempts));
+        if let Some(region) = &settings.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        let sdk = loader.load().await;
+        if sdk.region().is_none() {
+            return Err(Error::Settings(
+                "no AWS Region: set aws.region, AWS_REGION, or a region in the AWS profile"
+                    .to_string(),
+            ));
+        }
+
+        // The settings' endpoint is set on each client, not on the shared loader: there it would lose to
+        // AWS_ENDPOINT_URL_<SERVICE> variables, and the daemon's own setting should be the last word.
+        let endpoint = settings.endpoint_url.clone();
+        let mut cfn_config = aws_sdk_cloudformation::config::Builder::from(&sdk);
+        let mut sts_config = aws_sdk_sts::config::Builder::from(&sdk);
+        let mut orgs_config = aws_sdk_organizations::config::Builder::from(&sdk);
+        if endpoint.is_some() {
+            cfn_config.set_endpoint_url(endpoint.clone());
+            sts_config.set_endpoint_url(endpoint.clone());
+            orgs_config.set_endpoint_url(endpoint.clone());
+        } else if !organizations_endpoint_configured(&sdk) {
+            orgs_config = orgs_config.region(organizations_region(sdk.region()));
+        }
+        let cfn = aws_sdk_cloudformation::Client::from_conf(cfn_config.build());
+        let sts = aws_sdk_sts::Client::from_conf(sts_config.build());
+        let orgs = aws_sdk_organizations::Client::from_conf(orgs_config.build());
+        Ok(Self::from_clients(cfn, orgs, sts))
+    }
+
+    /// Wrap ready-made clients (tests inject aws-smithy-mocks clients here).
+    pub fn from_clients(
+        cfn: aws_sdk_cloudformation::Client,
+        orgs: aws_sdk_organizations::Client,
+        sts: aws_sdk_sts::Client,
+    ) -> AwsCloud {
+        AwsCloud {
+            cfn,
+            orgs,
+            sts,
+            calls: CallCounter::default(),
+        }
+    }
+
+    /// Record one request's outcome and map its error.
+    fn settle<T, E>(&self, call: Call, result: Result<T, SdkError<E, HttpResponse>>) -> Result<T>
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        match result {
+            Ok(output) => {
+                self.calls.record(call.service, call.operation, OK);
+                Ok(output)
+            }
+            Err(err) => {
+                let mapped = map_sdk_error(call, &err);
+                self.calls
+                    .record(call.service, call.operation, mapped.metric_label());
+                tracing::debug!(error = %mapped, "AWS call failed");
+                Err(mapped)
+            }
+        }
+    }
+}
+
+/// Whether the environment or profile redirects Organizations (`AWS_ENDPOINT_URL`, a profile's `endpoint_url`, or
+/// the Organizations-specific variable). Such an endpoint gets requests signed for the configured Region, like
+/// every other service there.
+fn organizations_endpoint_configured(sdk: &SdkConfig) -> bool {
+    let env_set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
+    let ignored = std::env::var(IGNORE_ENDPOINTS_ENV).is_ok_and(|v| v.eq_ignore_ascii_case("true"));
+    sdk.endpoint_url().is_some() || (env_set(ORGANIZATIONS_ENDPOINT_ENV) && !ignored)
+}
+
+/// The Region the Organizations client signs for. Commercial Regions all use the global endpoint in us-east-1;
+/// other partitions (China, GovCloud, ISO, EU sovereign) keep their own Region, which the SDK's endpoint rules map
+/// to that partition's global endpoint.
+fn organizations_region(configured: Option<&Region>) -> Region {
+    const OTHER_PARTITIONS: &[&str] = &["cn-", "us-gov-", "us-iso", "eu-iso", "eusc-"];
+    match configured {
+        Some(region)
+            if OTHER_PARTITIONS
+                .iter()
+                .any(|prefix| region.as_ref().starts_with(prefix)) =>
+        {
+            region.clone()
+        }
+        _ => Region::from_static(ORGANIZATIONS_GLOBAL_REGION),
+    }
+}
+
+#[async_trait]
+impl Cloud for AwsCloud {
+    async fn caller_account(&self) -> Result<String> {
+        let call = Call::sts("GetCallerIdentity");
+        let out = self.settle(call, self.sts.get_caller_identity().send().await)?;
+        out.account.ok_or_else(|| malformed(call, "Account"))
+    }
+
+    async fn describe_organization(&self) -> Result<OrganizationInfo> {
+        let call = Call::organizations("DescribeOrganization");
+        let out = self.settle(call, self.orgs.describe_organization().send().await)?;
+        out.organization
+            .map(convert::organization)
+            .ok_or_else(|| malformed(call, "Organization"))
+    }
+
+    async fn list_roots(&self) -> Result<Vec<OrgNode>> {
+        let call = Call::organizations("ListRoots");
+        let mut pages = self
+            .orgs
+            .list_roots()
+            .max_results(ORGANIZATIONS_PAGE_SIZE)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = self.settle(call, page)?;
+            out.extend(
+                page.roots
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(convert::root),
+            );
+        }
+        Ok(out)
+    }
+
+    async fn list_organizational_units(&self, parent_id: &str) -> Result<Vec<OrgNode>> {
+        let call = Call::organizations("ListOrganizationalUnitsForParent");
+        let mut pages = self
+            .orgs
+            .list_organizational_units_for_parent()
+            .parent_id(parent_id)
+            .max_results(ORGANIZATIONS_PAGE_SIZE)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = self.settle(call, page)?;
+            out.extend(
+                page.organizational_units
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(convert::organizational_unit),
+            );
+        }
+        Ok(out)
+    }
+
+    async fn list_accounts(&self, parent_id: &str) -> Result<Vec<Account>> {
+        let call = Call::organizations("ListAccountsForParent");
+        let mut pages = self
+            .orgs
+            .list_accounts_for_parent()
+            .parent_id(parent_id)
+            .max_results(ORGANIZATIONS_PAGE_SIZE)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = self.settle(call, page)?;
+            out.extend(
+                page.accounts
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(convert::account),
+            );
+        }
+        Ok(out)
+    }
+
+    async fn describe_stack_set(
+        &self,
+        name: &str,
+        call_as: CallAs,
+    ) -> Result<Option<ObservedStackSet>> {
+        let call = Call::cloudformation("DescribeStackSet", call_as);
+        let result = self
+            .cfn
+            .describe_stack_set()
+            .stack_set_name(name)
+            .call_as(convert::call_as(call_as))
+            .send()
+            .await;
+        let not_found = matches!(&result, Err(err) if err
+            .as_service_error()
+            .is_some_and(|e| e.is_stack_set_not_found_exception()));
+        let out = match self.settle(call, result) {
+            Ok(out) => out,
+            Err(_) if not_found => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        let set = out.stack_set.ok_or_else(|| malformed(call, "StackSet"))?;
+        Ok(convert::observed_stack_set(set, name))
+    }
+
+    async fn list_stack_instances(
+        &self,
+        name: &str,
+        call_as: CallAs,
+    ) -> Result<Vec<StackInstance>> {
+        let call = Call::cloudformation("ListStackInstances", call_as);
+        let mut pages = self
+            .cfn
+            .list_stack_instances()
+            .stack_set_name(name)
+            .call_as(convert::call_as(call_as))
+            .max_results(CLOUDFORMATION_PAGE_SIZE)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = self.settle(call, page)?;
+            out.extend(
+                page.summaries
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(convert::stack_instance),
+            );
+        }
+        Ok(out)
+    }
+
+    async fn list_operations(
+        &self,
+        name: &str,
+        call_as: CallAs,
+        limit: usize,
+    ) -> Result<Vec<Operation>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let call = Call::cloudformation("ListStackSetOperations", call_as);
+        let page_size = i32::try_from(limit)
+            .unwrap_or(CLOUDFORMATION_PAGE_SIZE)
+            .min(CLOUDFORMATION_PAGE_SIZE);
+        let mut pages = self
+            .cfn
+            .list_stack_set_operations()
+            .stack_set_name(name)
+            .call_as(convert::call_as(call_as))
+            .max_results(page_size)
+            .into_paginator()
+            .send();
+        // AWS lists newest first, so the first `limit` entries are enough; endpoints that list oldest first and
+        // do not page (moto) are handled by sorting what was fetched.
+        let mut summaries = Vec::new();
+        while summaries.len() < limit {
+            let Some(page) = pages.next().await else {
+                break;
+            };
+            let page = self.settle(call, page)?;
+            summaries.extend(page.summaries.unwrap_or_default());
+        }
+        summaries.sort_by_key(|s| std::cmp::Reverse(s.creation_timestamp));
+        let mut out = Vec::with_capacity(limit.min(summaries.len()));
+        for summary in summaries {
+            if out.len() == limit {
+                break;
+            }
+            match convert::operation_summary(summary) {
+                Ok(op) => out.push(op),
+                Err(skip) => {
+                    tracing::warn!(stack_set = name, "ignoring operation: {}", skip.0)
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn describe_operation(
+        &self,
+        name: &str,
+        operation_id: &str,
+        call_as: CallAs,
+    ) -> Result<Operation> {
+        let call = Call::cloudformation("DescribeStackSetOperation", call_as);
+        let out = self.settle(
+            call,
+            self.cfn
+                .describe_stack_set_operation()
+                .stack_set_name(name)
+                .operation_id(operation_id)
+                .call_as(convert::call_as(call_as))
+                .send()
+                .await,
+        )?;
+        let op = out
+            .stack_set_operation
+            .ok_or_else(|| malformed(call, "StackSetOperation"))?;
+        convert::operation(op).map_err(|e| malformed(call, &e.0))
+    }
+
+    async fn list_operation_results(
+        &self,
+        name: &str,
+        operation_id: &str,
+        call_as: CallAs,
+    ) -> Result<Vec<OperationResult>> {
+        let call = Call::cloudformation("ListStackSetOperationResults", call_as);
+        let mut pages = self
+            .cfn
+            .list_stack_set_operation_results()
+            .stack_set_name(name)
+            .operation_id(operation_id)
+            .call_as(convert::call_as(call_as))
+            .max_results(CLOUDFORMATION_PAGE_SIZE)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = self.settle(call, page)?;
+            out.extend(
+                page.summaries
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(convert::operation_result),
+            );
+        }
+        Ok(out)
+    }
+
+    async fn create_stack_set(&self, request: &CreateStackSet) -> Result<()> {
+        let call = Call::cloudformation("CreateStackSet", request.call_as);
+        let builder = self
+            .cfn
+            .create_stack_set()
+            .stack_set_name(&request.name)
+            .call_as(convert::call_as(request.call_as))
+            .set_description(request.description.clone())
+            .template_body(&request.template_body)
+            .set_parameters(Some(convert::create_parameters(&request.parameters)))
+            .set_capabilities(Some(convert::capabilities(&request.capabilities)))
+            .set_tags(Some(convert::tags(&request.tags)))
+            .permission_model(PermissionModels::ServiceManaged)
+            .auto_deployment(convert::auto_deployment(&request.auto_deployment))
+            .managed_execution(convert::managed_execution(request.managed_execution))
+            .client_request_token(&request.client_token);
+        self.settle(call, builder.send().await)?;
+        Ok(())
+    }
+
+    async fn update_stack_set(&self, request: &UpdateStackSet) -> Result<String> {
+        let call = Call::cloudformation("UpdateStackSet", request.call_as);
+        // No DeploymentTargets and no Regions: the update applies to every instance (and AWS rejects them
+        // together with AutoDeployment).
+        let mut builder = self
+            .cfn
+            .update_stack_set()
+            .stack_set_name(&request.name)
+            .call_as(convert::call_as(request.call_as))
+            .set_description(request.description.clone())
+            .set_parameters(Some(convert::update_parameters(&request.parameters)))
+            .set_capabilities(Some(convert::capabilities(&request.capabilities)))
+            // An empty list is sent as `Tags=`, which clears the tag set.
+            .set_tags(Some(convert::tags(&request.tags)))
+            .set_auto_deployment(
+                request
+                    .auto_deployment
+                    .as_ref()
+                    .map(convert::auto_deployment),
+            )
+            .set_managed_execution(request.managed_execution.map(convert::managed_execution))
+            .set_operation_preferences(convert::preferences(&request.preferences))
+            .operation_id(&request.operation_id);
+        builder = match &request.template_body {
+            Some(body) => builder.template_body(body),
+            None => builder.use_previous_template(true),
+        };
+        let out = self.settle(call, builder.send().await)?;
+        Ok(out
+            .operation_id
+            .unwrap_or_else(|| request.operation_id.clone()))
+    }
+
+    async fn create_stack_instances(&self, request: &InstancesRequest) -> Result<String> {
+        let call = Call::cloudformation("CreateStackInstances", request.call_as);
+        let out = self.settle(
+            call,
+            self.cfn
+                .create_stack_instances()
+                .stack_set_name(&request.name)
+                .call_as(convert::call_as(request.call_as))
+                .deployment_targets(convert::deployment_targets(&request.targets))
+                .set_regions(Some(request.regions.clone()))
+                .set_operation_preferences(convert::preferences(&request.preferences))
+                .operation_id(&request.operation_id)
+                .send()
+                .await,
+        )?;
+        Ok(out
+            .operation_id
+            .unwrap_or_else(|| request.operation_id.clone()))
+    }
+
+    async fn update_stack_instances(&self, request: &InstancesRequest) -> Result<String> {
+        let call = Call::cloudformation("UpdateStackInstances", request.call_as);
+        let out = self.settle(
+            call,
+            self.cfn
+                .update_stack_instances()
+                .stack_set_name(&request.name)
+                .call_as(convert::call_as(request.call_as))
+                .deployment_targets(convert::deployment_targets(&request.targets))
+                .set_regions(Some(request.regions.clone()))
+                .set_operation_preferences(convert::preferences(&request.preferences))
+                .operation_id(&request.operation_id)
+                .send()
+                .await,
+        )?;
+        Ok(out
+            .operation_id
+            .unwrap_or_else(|| request.operation_id.clone()))
+    }
+
+    async fn delete_stack_instances(&self, request: &DeleteInstancesRequest) -> Result<String> {
+        let call = Call::cloudformation("DeleteStackInstances", request.call_as);
+        let out = self.settle(
+            call,
+            self.cfn
+                .delete_stack_instances()
+                .stack_set_name(&request.name)
+                .call_as(convert::call_as(request.call_as))
+                .deployment_targets(convert::deployment_targets(&request.targets))
+                .set_regions(Some(request.regions.clone()))
+                .retain_stacks(request.retain_stacks)
+                .set_operation_preferences(convert::preferences(&request.preferences))
+                .operation_id(&request.operation_id)
+                .send()
+                .await,
+        )?;
+        Ok(out
+            .operation_id
+            .unwrap_or_else(|| request.operation_id.clone()))
+    }
+
+    async fn delete_stack_set(&self, name: &str, call_as: CallAs) -> Result<()> {
+        let call = Call::cloudformation("DeleteStackSet", call_as);
+        self.settle(
+            call,
+            self.cfn
+                .delete_stack_set()
+                .stack_set_name(name)
+                .call_as(convert::call_as(call_as))
+                .send()
+                .await,
+        )?;
+        Ok(())
+    }
+
+    fn calls(&self) -> &CallCounter {
+        &self.calls
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn organizations_signs_for_the_global_region_of_its_partition() {
+        let region = |r: &'static str| Region::from_static(r);
+        assert_eq!(
+            organizations_region(Some(&region("eu-west-1"))).as_ref(),
+            "us-east-1"
+        );
+        assert_eq!(organizations_region(None).as_ref(), "us-east-1");
+        assert_eq!(
+            organizations_region(Some(&region("cn-north-1"))).as_ref(),
+            "cn-north-1"
+        );
+        assert_eq!(
+            organizations_region(Some(&region("us-gov-east-1"))).as_ref(),
+            "us-gov-east-1"
+        );
+    }
+
+    #[test]
+    fn default_settings_retry_five_times() {
+        assert_eq!(AwsSettings::default().max_attempts, 5);
+    }
+}
