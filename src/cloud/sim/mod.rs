@@ -9,11 +9,14 @@
 //! time), `faults` (injected errors), `api` (the `Cloud` implementation and call accounting).
 
 mod api;
+mod autodeploy;
 mod engine;
 mod faults;
 mod org;
 mod stacksets;
 mod targets;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
