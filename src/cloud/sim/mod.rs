@@ -341,6 +341,29 @@ impl Sim {
         Ok(id)
     }
 
+    /// Sets an instance's DriftStatus (DRIFTED, IN_SYNC, UNKNOWN, NOT_CHECKED), as a drift detection run would;
+    /// returns whether the instance exists.
+    pub fn set_instance_drift(
+        &self,
+        stack_set: &str,
+        account: &str,
+        region: &str,
+        drift: &str,
+    ) -> bool {
+        let mut world = self.world();
+        let instance = world.stack_sets.get_mut(stack_set).and_then(|s| {
+            s.instances
+                .get_mut(&(account.to_string(), region.to_string()))
+        });
+        match instance {
+            Some(instance) => {
+                instance.drift_status = Some(drift.to_string());
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Every operation ever submitted on the stack set (also after it was deleted), oldest first.
     pub fn operations(&self, stack_set: &str) -> Vec<SimOperation> {
         self.world()

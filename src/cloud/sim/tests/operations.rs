@@ -367,7 +367,7 @@ async fn run_with_failure(tolerance: u32) -> (Org, Operation, Vec<crate::cloud::
     sim.create_stack_set(&create_request(false, false))
         .await
         .unwrap();
-    let mut accounts = vec![org.w1.clone(), org.p1.clone(), org.p2.clone()];
+    let mut accounts = [org.w1.clone(), org.p1.clone(), org.p2.clone()];
     accounts.sort();
     sim.fail_account(&accounts[0], "AccessDenied: iam:CreateRole");
     let preferences = OperationPreferences {
@@ -616,5 +616,50 @@ async fn create_is_idempotent_for_existing_instances_and_retries_outdated_ones()
     assert_eq!(
         instance(&instances, &org.p1, REGION).status,
         InstanceStatus::Current
+    );
+}
+
+/// Four accounts, max concurrency 2, tolerance 1, the first account failing: STRICT drops to one at a time
+/// after the failure, SOFT keeps two.
+async fn duration_with_mode(mode: ConcurrencyMode) -> Duration {
+    let org = org();
+    let sim = &org.sim;
+    sim.create_stack_set(&create_request(false, false))
+        .await
+        .unwrap();
+    let mut accounts = [&org.w1, &org.p1, &org.p2, &org.d1];
+    accounts.sort();
+    sim.fail_account(accounts[0], "boom");
+    let preferences = OperationPreferences {
+        max_concurrent_count: Some(2),
+        failure_tolerance_count: Some(1),
+        concurrency_mode: Some(mode),
+        ..OperationPreferences::default()
+    };
+    let id = sim
+        .create_stack_instances(&instances_request(
+            "m",
+            &[&org.workloads],
+            &[REGION],
+            preferences,
+        ))
+        .await
+        .unwrap();
+    let op = wait(sim, &id).await;
+    assert_eq!(op.status, OperationStatus::Succeeded);
+    assert_eq!(op.failed_instances, Some(1));
+    let recorded = &sim.operations(NAME)[0];
+    recorded.ended_at.unwrap() - recorded.started_at.unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn strict_failure_tolerance_lowers_concurrency_after_a_failure() {
+    assert_eq!(
+        duration_with_mode(ConcurrencyMode::SoftFailureTolerance).await,
+        OVERHEAD + INSTANCE * 2
+    );
+    assert_eq!(
+        duration_with_mode(ConcurrencyMode::StrictFailureTolerance).await,
+        OVERHEAD + INSTANCE * 3
     );
 }
