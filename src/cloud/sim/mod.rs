@@ -5,8 +5,13 @@
 //! CURRENT/SUCCEEDED, the management account never gets an instance, suspended accounts are skipped without
 //! counting as failures, failure tolerance is counted per Region, auto-deployment follows account moves.
 //!
-//! Layout: `org` (the organization tree), `stacksets` (synchronous checks and submissions), `engine` (simulated
-//! time), `faults` (injected errors), `api` (the `Cloud` implementation and call accounting).
+//! Layout: `org` (the organization tree), `targets` (request validation, DeploymentTargets resolution),
+//! `stacksets` (stack set state, synchronous checks, submissions), `engine` (simulated time: operations running
+//! instance by instance), `autodeploy` (CloudFormation's own runs on account moves), `faults` (injected errors),
+//! `api` (the `Cloud` implementation and call accounting).
+//!
+//! Simplifications, on purpose: managed execution queues every conflicting and non-conflicting operation alike
+//! (one runs at a time); an operation's accounts are resolved at submission; listings are strongly consistent.
 
 mod api;
 mod autodeploy;
