@@ -4,6 +4,7 @@ mod autodeploy;
 mod faults;
 mod operations;
 mod targets;
+mod tolerance;
 
 use std::collections::{BTreeMap, BTreeSet};
 
