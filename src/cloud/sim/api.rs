@@ -1,0 +1,297 @@
+//! The `Cloud` implementation: every call advances the world, passes the fault layer, runs against the world and
+//! is counted in the `CallCounter` with its outcome. Listings are counted (and can fail) per page, with AWS's page
+//! sizes, so call budgets measured against the sim match what the SDK would pay.
+
+use async_trait::async_trait;
+
+use super::Sim;
+use super::World;
+use super::faults::SimError;
+use super::targets::check_call_as;
+use crate::cloud::{
+    Account, CallAs, CallCounter, Cloud, CreateStackSet, DeleteInstancesRequest, InstancesRequest,
+    ObservedStackSet, Operation, OperationAction, OperationResult, OrgNode, OrganizationInfo,
+    Result, StackInstance, UpdateStackSet,
+};
+use crate::error::AwsErrorKind;
+
+/// Page sizes of the listings (Organizations: MaxResults 20; CloudFormation: 100).
+const ORG_PAGE: usize = 20;
+const CFN_PAGE: usize = 100;
+
+const CFN: &str = "cloudformation";
+const ORGS: &str = "organizations";
+const STS: &str = "sts";
+
+fn pages(items: usize, page: usize) -> usize {
+    items.div_ceil(page).max(1)
+}
+
+impl Sim {
+    /// One API call: faults first, then the body, then one more fault roll per extra page, then a lost
+    /// response if one was injected. Records every attempted page with its outcome.
+    fn call<T>(
+        &self,
+        service: &'static str,
+        operation: &'static str,
+        page_count: impl Fn(&T) -> usize,
+        body: impl FnOnce(&mut World) -> Result<T, SimError>,
+    ) -> Result<T> {
+        let calls = &self.inner.calls;
+        let mut world = self.world();
+        let world = &mut *world;
+        let outcome = (|| {
+            if let Some(e) = world
+                .faults
+                .before_call(&mut world.fault_rng, service, operation)
+            {
+                return Err(e);
+            }
+            let value = body(world)?;
+            for _ in 1..page_count(&value) {
+                calls.record(service, operation, "ok");
+                if let Some(e) = world
+                    .faults
+                    .before_call(&mut world.fault_rng, service, operation)
+                {
+                    return Err(e);
+                }
+            }
+            if let Some(e) = world.faults.after_call(operation) {
+                return Err(e);
+            }
+            Ok(value)
+        })();
+        match outcome {
+            Ok(value) => {
+                calls.record(service, operation, "ok");
+                Ok(value)
+            }
+            Err(e) => {
+                let error = e.into_error(service, operation);
+                calls.record(service, operation, error.metric_label());
+                Err(error)
+            }
+        }
+    }
+
+    fn single<T>(
+        &self,
+        service: &'static str,
+        operation: &'static str,
+        body: impl FnOnce(&mut World) -> Result<T, SimError>,
+    ) -> Result<T> {
+        self.call(service, operation, |_| 1, body)
+    }
+}
+
+fn parent_must_exist(world: &World, parent_id: &str) -> Result<(), SimError> {
+    if world.org.unit_exists(parent_id) {
+        Ok(())
+    } else {
+        Err(SimError::new(
+            AwsErrorKind::NotFound,
+            "ParentNotFoundException",
+            format!("parent {parent_id} not found"),
+        ))
+    }
+}
+
+fn operation_not_found(id: &str) -> SimError {
+    SimError::new(
+        AwsErrorKind::NotFound,
+        "OperationNotFoundException",
+        format!("Operation {id} not found"),
+    )
+}
+
+#[async_trait]
+impl Cloud for Sim {
+    async fn caller_account(&self) -> Result<String> {
+        self.single(STS, "GetCallerIdentity", |w| {
+            Ok(w.config.caller_account_id().to_string())
+        })
+    }
+
+    async fn describe_organization(&self) -> Result<OrganizationInfo> {
+        self.single(ORGS, "DescribeOrganization", |w| {
+            Ok(OrganizationInfo {
+                id: w.org.id.clone(),
+                management_account_id: w.org.management_account_id.clone(),
+                feature_set: "ALL".to_string(),
+            })
+        })
+    }
+
+    async fn list_roots(&self) -> Result<Vec<OrgNode>> {
+        self.single(ORGS, "ListRoots", |w| {
+            let root = &w.org.root_id;
+            let name = w
+                .org
+                .units
+                .get(root)
+                .map(|u| u.name.clone())
+                .unwrap_or_default();
+            Ok(vec![OrgNode {
+                id: root.clone(),
+                name,
+            }])
+        })
+    }
+
+    async fn list_organizational_units(&self, parent_id: &str) -> Result<Vec<OrgNode>> {
+        self.call(
+            ORGS,
+            "ListOrganizationalUnitsForParent",
+            |v: &Vec<OrgNode>| pages(v.len(), ORG_PAGE),
+            |w| {
+                parent_must_exist(w, parent_id)?;
+                Ok(w.org.child_units(parent_id))
+            },
+        )
+    }
+
+    async fn list_accounts(&self, parent_id: &str) -> Result<Vec<Account>> {
+        self.call(
+            ORGS,
+            "ListAccountsForParent",
+            |v: &Vec<Account>| pages(v.len(), ORG_PAGE),
+            |w| {
+                parent_must_exist(w, parent_id)?;
+                Ok(w.org.child_accounts(parent_id))
+            },
+        )
+    }
+
+    async fn describe_stack_set(
+        &self,
+        name: &str,
+        call_as: CallAs,
+    ) -> Result<Option<ObservedStackSet>> {
+        self.single(CFN, "DescribeStackSet", |w| {
+            if !check_call_as(w, call_as)? {
+                return Ok(None);
+            }
+            Ok(w.stack_sets
+                .get(name)
+                .filter(|s| s.status == crate::cloud::StackSetStatus::Active)
+                .map(|s| s.observe()))
+        })
+    }
+
+    async fn list_stack_instances(
+        &self,
+        name: &str,
+        call_as: CallAs,
+    ) -> Result<Vec<StackInstance>> {
+        self.call(
+            CFN,
+            "ListStackInstances",
+            |v: &Vec<StackInstance>| pages(v.len(), CFN_PAGE),
+            |w| {
+                let stack_set = w.stack_set_ref(name, call_as)?;
+                Ok(stack_set.instances.values().cloned().collect())
+            },
+        )
+    }
+
+    async fn list_operations(
+        &self,
+        name: &str,
+        call_as: CallAs,
+        limit: usize,
+    ) -> Result<Vec<Operation>> {
+        self.single(CFN, "ListStackSetOperations", |w| {
+            let stack_set = w.stack_set_ref(name, call_as)?;
+            Ok(stack_set
+                .ops
+                .iter()
+                .rev()
+                .take(limit)
+                .map(|op| to_operation(&op.public))
+                .collect())
+        })
+    }
+
+    async fn describe_operation(
+        &self,
+        name: &str,
+        operation_id: &str,
+        call_as: CallAs,
+    ) -> Result<Operation> {
+        self.single(CFN, "DescribeStackSetOperation", |w| {
+            let stack_set = w.stack_set_ref(name, call_as)?;
+            stack_set
+                .ops
+                .iter()
+                .find(|op| op.public.id == operation_id)
+                .map(|op| to_operation(&op.public))
+                .ok_or_else(|| operation_not_found(operation_id))
+        })
+    }
+
+    async fn list_operation_results(
+        &self,
+        name: &str,
+        operation_id: &str,
+        call_as: CallAs,
+    ) -> Result<Vec<OperationResult>> {
+        self.call(
+            CFN,
+            "ListStackSetOperationResults",
+            |v: &Vec<OperationResult>| pages(v.len(), CFN_PAGE),
+            |w| {
+                let stack_set = w.stack_set_ref(name, call_as)?;
+                stack_set
+                    .ops
+                    .iter()
+                    .find(|op| op.public.id == operation_id)
+                    .map(|op| op.results.values().cloned().collect())
+                    .ok_or_else(|| operation_not_found(operation_id))
+            },
+        )
+    }
+
+    async fn create_stack_set(&self, request: &CreateStackSet) -> Result<()> {
+        self.single(CFN, "CreateStackSet", |w| w.create_stack_set(request))
+    }
+
+    async fn update_stack_set(&self, request: &UpdateStackSet) -> Result<String> {
+        self.single(CFN, "UpdateStackSet", |w| w.update_stack_set(request))
+    }
+
+    async fn create_stack_instances(&self, request: &InstancesRequest) -> Result<String> {
+        self.single(CFN, "CreateStackInstances", |w| {
+            w.instances_operation(request, OperationAction::Create)
+        })
+    }
+
+    async fn update_stack_instances(&self, request: &InstancesRequest) -> Result<String> {
+        self.single(CFN, "UpdateStackInstances", |w| {
+            w.instances_operation(request, OperationAction::Update)
+        })
+    }
+
+    async fn delete_stack_instances(&self, request: &DeleteInstancesRequest) -> Result<String> {
+        self.single(CFN, "DeleteStackInstances", |w| w.delete_instances(request))
+    }
+
+    async fn delete_stack_set(&self, name: &str, call_as: CallAs) -> Result<()> {
+        self.single(CFN, "DeleteStackSet", |w| w.delete_stack_set(name, call_as))
+    }
+
+    fn calls(&self) -> &CallCounter {
+        &self.inner.calls
+    }
+}
+
+fn to_operation(op: &super::SimOperation) -> Operation {
+    Operation {
+        id: op.id.clone(),
+        action: op.action,
+        status: op.status,
+        status_reason: op.status_reason.clone(),
+        failed_instances: Some(op.failed_instances),
+        preferences: Some(op.preferences.clone()),
+    }
+}

@@ -1,0 +1,441 @@
+//! The in-memory simulated AWS Organization and CloudFormation StackSets behind the [`Cloud`] trait. It powers
+//! `stacksetd demo`, the controller tests (on tokio's paused clock) and the fault tests, so it follows AWS's real
+//! semantics rather than moto's: operations are asynchronous and take simulated time, one operation per stack set
+//! (OperationInProgress, or queued under managed execution), instances go OUTDATED/PENDING -> RUNNING ->
+//! CURRENT/SUCCEEDED, the management account never gets an instance, suspended accounts are skipped without
+//! counting as failures, failure tolerance is counted per Region, auto-deployment follows account moves.
+//!
+//! Layout: `org` (the organization tree), `targets` (request validation, DeploymentTargets resolution),
+//! `stacksets` (stack set state, synchronous checks, submissions), `engine` (simulated time: operations running
+//! instance by instance), `autodeploy` (CloudFormation's own runs on account moves), `faults` (injected errors),
+//! `api` (the `Cloud` implementation and call accounting).
+//!
+//! Simplifications, on purpose: managed execution queues every conflicting and non-conflicting operation alike
+//! (one runs at a time); an operation's accounts are resolved at submission; listings are strongly consistent.
+
+mod api;
+mod autodeploy;
+mod engine;
+mod faults;
+mod org;
+mod stacksets;
+mod targets;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::time::{Duration, Instant};
+
+pub use faults::Faults;
+pub use stacksets::{Initiator, SimOperation};
+
+use self::faults::FaultState;
+use self::org::Organization;
+use self::stacksets::{NewOperation, StackSetState, Work};
+use crate::cloud::{
+    CallCounter, ObservedStackSet, OperationAction, OperationPreferences, StackInstance,
+    StackSetStatus,
+};
+use crate::error::AwsErrorKind;
+
+/// Simulated time one stack instance takes to deploy, update or delete, unless configured.
+pub const DEFAULT_INSTANCE_DURATION: Duration = Duration::from_secs(2);
+/// Simulated time between an operation taking the slot and its first instance starting, unless configured.
+pub const DEFAULT_OPERATION_OVERHEAD: Duration = Duration::from_secs(1);
+/// Mixed into the seed for the fault RNG, so turning faults on does not change the ids the sim generates.
+const FAULT_SEED_SALT: u64 = 0x5eed_fa17;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimConfig {
+    pub management_account_id: String,
+    /// The account of the credentials in use (STS GetCallerIdentity); `None` means the management account.
+    /// Any other account acts as a delegated administrator (stack sets visible with CallAs DELEGATED_ADMIN).
+    pub caller_account_id: Option<String>,
+    pub organization_id: String,
+    pub root_id: String,
+    pub instance_duration: Duration,
+    pub operation_overhead: Duration,
+    /// Seeds every id and every random fault: the same seed and calls give the same world.
+    pub seed: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            management_account_id: "123456789012".to_string(),
+            caller_account_id: None,
+            organization_id: "o-a1b2c3d4e5".to_string(),
+            root_id: "r-a1b2".to_string(),
+            instance_duration: DEFAULT_INSTANCE_DURATION,
+            operation_overhead: DEFAULT_OPERATION_OVERHEAD,
+            seed: 42,
+        }
+    }
+}
+
+impl SimConfig {
+    pub fn caller_account_id(&self) -> &str {
+        self.caller_account_id
+            .as_deref()
+            .unwrap_or(&self.management_account_id)
+    }
+}
+
+/// Everything the sim holds; advanced lazily to the current time on every access.
+pub(crate) struct World {
+    pub config: SimConfig,
+    /// The simulated time the world has been advanced to.
+    pub now: Instant,
+    /// Generates ids (OUs, accounts, ARNs, service operations).
+    pub rng: StdRng,
+    /// Decides random faults (separate so faults do not shift ids).
+    pub fault_rng: StdRng,
+    pub org: Organization,
+    pub stack_sets: BTreeMap<String, StackSetState>,
+    pub faults: FaultState,
+}
+
+impl World {
+    pub fn new_uuid(&mut self) -> String {
+        let bytes: [u8; 16] = self.rng.random();
+        let hex = hex::encode(bytes);
+        format!(
+            "{}-{}-{}-{}-{}",
+            &hex[0..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..32]
+        )
+    }
+}
+
+/// The simulated cloud. Cloning is cheap and clones share one world, so a test can keep a handle to inspect and
+/// steer the organization while the controller owns another.
+#[derive(Clone)]
+pub struct Sim {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    world: Mutex<World>,
+    calls: CallCounter,
+}
+
+impl Sim {
+    /// An organization with only its root and the management account.
+    pub fn new(config: SimConfig) -> Sim {
+        let org = Organization::new(
+            &config.organization_id,
+            &config.root_id,
+            &config.management_account_id,
+        );
+        let world = World {
+            rng: StdRng::seed_from_u64(config.seed),
+            fault_rng: StdRng::seed_from_u64(config.seed ^ FAULT_SEED_SALT),
+            now: Instant::now(),
+            org,
+            stack_sets: BTreeMap::new(),
+            faults: FaultState::default(),
+            config,
+        };
+        Sim {
+            inner: Arc::new(Inner {
+                world: Mutex::new(world),
+                calls: CallCounter::default(),
+            }),
+        }
+    }
+
+    /// The demo organization: the management account in the root; OUs Security, Infrastructure, Workloads (with
+    /// Prod and Dev) and Sandbox; 40 member accounts, one of them SUSPENDED.
+    pub fn realistic(config: SimConfig) -> Sim {
+        let sim = Sim::new(config);
+        let mut ou_ids: BTreeMap<&str, String> = BTreeMap::new();
+        for (name, parent, accounts) in org::REALISTIC_LAYOUT {
+            let parent_id = match parent {
+                Some(p) => ou_ids
+                    .get(p)
+                    .cloned()
+                    .expect("REALISTIC_LAYOUT lists parents before children"),
+                None => sim.root_id(),
+            };
+            let ou = sim.add_ou(&parent_id, name);
+            for account in *accounts {
+                let id = sim.add_account(&ou, account);
+                if *account == org::REALISTIC_SUSPENDED {
+                    sim.set_account_state(&id, "SUSPENDED");
+                }
+            }
+            ou_ids.insert(name, ou);
+        }
+        sim
+    }
+
+    /// The world, advanced to now. Every entry point goes through here so lazily simulated time is never stale.
+    pub(crate) fn world(&self) -> MutexGuard<'_, World> {
+        // A panic while holding the lock would be a sim bug; keep serving so the failing test reports it.
+        let mut world = self
+            .inner
+            .world
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        world.advance_to(Instant::now());
+        world
+    }
+
+    pub fn root_id(&self) -> String {
+        self.world().org.root_id.clone()
+    }
+
+    pub fn management_account_id(&self) -> String {
+        self.world().org.management_account_id.clone()
+    }
+
+    /// Adds an OU and returns its id.
+    ///
+    /// # Panics
+    /// If `parent_id` is not a root or OU of the organization (a bug in the test or demo script).
+    pub fn add_ou(&self, parent_id: &str, name: &str) -> String {
+        let mut world = self.world();
+        let World { org, rng, .. } = &mut *world;
+        org.add_ou(rng, parent_id, name)
+            .unwrap_or_else(|| panic!("add_ou: no root or OU {parent_id}"))
+    }
+
+    /// Adds an ACTIVE member account and returns its id; auto-deployment reacts as AWS's does.
+    ///
+    /// # Panics
+    /// If `parent_id` is not a root or OU of the organization.
+    pub fn add_account(&self, parent_id: &str, name: &str) -> String {
+        let mut world = self.world();
+        let World { org, rng, .. } = &mut *world;
+        let id = org
+            .add_account(rng, parent_id, name)
+            .unwrap_or_else(|| panic!("add_account: no root or OU {parent_id}"));
+        world.account_moved(&id, None, Some(parent_id));
+        id
+    }
+
+    /// Sets Account.State (ACTIVE, SUSPENDED, PENDING_CLOSURE, CLOSED, ...). Instances are left as they are.
+    ///
+    /// # Panics
+    /// If the account is not in the organization.
+    pub fn set_account_state(&self, account_id: &str, state: &str) {
+        let mut world = self.world();
+        let member = world
+            .org
+            .accounts
+            .get_mut(account_id)
+            .unwrap_or_else(|| panic!("set_account_state: no account {account_id}"));
+        member.state = state.to_string();
+    }
+
+    /// Moves an account to another root or OU; auto-deployment creates or deletes its instances.
+    ///
+    /// # Panics
+    /// If the account or the new parent does not exist.
+    pub fn move_account(&self, account_id: &str, new_parent_id: &str) {
+        let mut world = self.world();
+        assert!(
+            world.org.unit_exists(new_parent_id),
+            "move_account: no root or OU {new_parent_id}"
+        );
+        let member = world
+            .org
+            .accounts
+            .get_mut(account_id)
+            .unwrap_or_else(|| panic!("move_account: no account {account_id}"));
+        let old_parent = std::mem::replace(&mut member.parent, new_parent_id.to_string());
+        world.account_moved(account_id, Some(&old_parent), Some(new_parent_id));
+    }
+
+    /// Removes an account from the organization; auto-deployment deletes (or retains) its instances.
+    ///
+    /// # Panics
+    /// If the account is not in the organization.
+    pub fn remove_account(&self, account_id: &str) {
+        let mut world = self.world();
+        let member = world
+            .org
+            .accounts
+            .remove(account_id)
+            .unwrap_or_else(|| panic!("remove_account: no account {account_id}"));
+        world.account_moved(account_id, Some(&member.parent), None);
+    }
+
+    /// Random throttling and server errors from now on.
+    pub fn set_faults(&self, faults: Faults) {
+        self.world().faults.rates = faults;
+    }
+
+    /// The next `times` calls of `operation` (an AWS API name such as "UpdateStackSet") fail with `kind`.
+    pub fn fail_next(&self, operation: &'static str, kind: AwsErrorKind, times: u32) {
+        if times > 0 {
+            self.world()
+                .faults
+                .next
+                .entry(operation)
+                .or_default()
+                .push((kind, times));
+        }
+    }
+
+    /// The next `times` calls of `operation` are applied but answered with a Transport error, as when a
+    /// response times out: the caller cannot tell whether its request took effect.
+    pub fn lose_next_response(&self, operation: &'static str, times: u32) {
+        if times > 0 {
+            *self
+                .world()
+                .faults
+                .lost_responses
+                .entry(operation)
+                .or_default() += times;
+        }
+    }
+
+    /// Every stack instance operation in the account fails with `reason` from now on (RetainStacks deletes
+    /// excepted: they only disassociate the stack).
+    pub fn fail_account(&self, account_id: &str, reason: &str) {
+        self.world()
+            .faults
+            .failing_accounts
+            .insert(account_id.to_string(), reason.to_string());
+    }
+
+    /// Undoes [`Sim::fail_account`].
+    pub fn heal_account(&self, account_id: &str) {
+        self.world().faults.failing_accounts.remove(account_id);
+    }
+
+    /// Someone else's operation (a console user, another tool) that holds the stack set's slot for `duration`
+    /// (queued behind an active one), touches no instance, and then SUCCEEDS. Returns its id.
+    pub fn start_external_operation(
+        &self,
+        stack_set: &str,
+        action: OperationAction,
+        duration: Duration,
+    ) -> Result<String, crate::Error> {
+        let mut world = self.world();
+        if !world
+            .stack_sets
+            .get(stack_set)
+            .is_some_and(|s| s.status == StackSetStatus::Active)
+        {
+            return Err(faults::SimError::stack_set_not_found(stack_set)
+                .into_error("cloudformation", "ExternalOperation"));
+        }
+        let id = world.new_uuid();
+        world.submit(
+            stack_set,
+            NewOperation {
+                id: id.clone(),
+                action,
+                initiator: Initiator::External,
+                work: Work::Hold { duration },
+                targets: None,
+                regions: Vec::new(),
+                preferences: OperationPreferences::default(),
+                pairs: Vec::new(),
+            },
+        );
+        Ok(id)
+    }
+
+    /// Sets an instance's DriftStatus (DRIFTED, IN_SYNC, UNKNOWN, NOT_CHECKED), as a drift detection run would;
+    /// returns whether the instance exists.
+    pub fn set_instance_drift(
+        &self,
+        stack_set: &str,
+        account: &str,
+        region: &str,
+        drift: &str,
+    ) -> bool {
+        let mut world = self.world();
+        let instance = world.stack_sets.get_mut(stack_set).and_then(|s| {
+            s.instances
+                .get_mut(&(account.to_string(), region.to_string()))
+        });
+        match instance {
+            Some(instance) => {
+                instance.drift_status = Some(drift.to_string());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Every operation ever submitted on the stack set (also after it was deleted), oldest first.
+    pub fn operations(&self, stack_set: &str) -> Vec<SimOperation> {
+        self.world()
+            .stack_sets
+            .get(stack_set)
+            .map(|s| s.ops.iter().map(|op| op.public.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Ids of the operations submitted through the `Cloud` trait, oldest first.
+    pub fn submitted_operation_ids(&self, stack_set: &str) -> Vec<String> {
+        self.operations(stack_set)
+            .into_iter()
+            .filter(|op| op.initiator == Initiator::Api)
+            .map(|op| op.id)
+            .collect()
+    }
+
+    /// The stack set's instances, by account then Region.
+    pub fn instances(&self, stack_set: &str) -> Vec<StackInstance> {
+        self.world()
+            .stack_sets
+            .get(stack_set)
+            .filter(|s| s.status == StackSetStatus::Active)
+            .map(|s| s.instances.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// What DescribeStackSet would answer, without counting a call.
+    pub fn stack_set(&self, name: &str) -> Option<ObservedStackSet> {
+        self.world()
+            .stack_sets
+            .get(name)
+            .filter(|s| s.status == StackSetStatus::Active)
+            .map(StackSetState::observe)
+    }
+
+    /// The simulated organization as the org walk would see it, without counting calls.
+    pub fn accounts(&self) -> Vec<(crate::cloud::Account, String)> {
+        let world = self.world();
+        world
+            .org
+            .accounts
+            .iter()
+            .map(|(id, m)| {
+                (
+                    crate::cloud::Account {
+                        id: id.clone(),
+                        name: m.name.clone(),
+                        state: m.state.clone(),
+                    },
+                    m.parent.clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// Every OU id (and the root), for building targets in tests.
+    pub fn unit_ids(&self) -> Vec<String> {
+        self.world().org.unit_ids().into_iter().collect()
+    }
+
+    /// The id of the OU with that name, if exactly one has it.
+    pub fn ou_named(&self, name: &str) -> Option<String> {
+        let world = self.world();
+        let mut matches = world.org.units.iter().filter(|(_, u)| u.name == name);
+        let (id, _) = matches.next()?;
+        matches.next().is_none().then(|| id.clone())
+    }
+}

@@ -1,0 +1,495 @@
+//! Stack set state and the synchronous half of every CloudFormation call: validation, the one-operation-per-
+//! stack-set rule, OperationId reuse, target resolution. Submitted operations are carried out over simulated time
+//! by `engine.rs`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tokio::time::Instant;
+
+use super::World;
+use super::faults::SimError;
+use super::targets::{
+    check_call_as, resolve_targets, validate_name, validate_preferences, validate_template,
+    validate_token,
+};
+use crate::cloud::{
+    AccountFilterType, AutoDeployment, CallAs, CreateStackSet, DeleteInstancesRequest,
+    InstancesRequest, ObservedStackSet, OperationAction, OperationPreferences, OperationResult,
+    OperationStatus, StackInstance, StackSetStatus, Targets, UpdateStackSet,
+};
+use crate::error::AwsErrorKind;
+
+/// The Region the simulated stack sets live in (a stack set is regional; it appears in ARNs only).
+pub const SIM_HOME_REGION: &str = "us-east-1";
+
+/// Who started an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Initiator {
+    /// Submitted through the `Cloud` trait.
+    Api,
+    /// Started by CloudFormation itself: auto-deployment when an account joins or leaves a targeted OU.
+    AutoDeployment,
+    /// Someone else's operation (`Sim::start_external_operation`), e.g. a console user.
+    External,
+}
+
+/// Everything the sim knows about one operation, for tests and the demo.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimOperation {
+    pub id: String,
+    pub action: OperationAction,
+    pub status: OperationStatus,
+    pub status_reason: Option<String>,
+    pub initiator: Initiator,
+    /// `None` for UpdateStackSet (every instance), auto-deployment and external operations.
+    pub targets: Option<Targets>,
+    /// Requested Regions (UpdateStackSet: the Regions of the instances it updates).
+    pub regions: Vec<String>,
+    pub preferences: OperationPreferences,
+    /// DeleteStackInstances' RetainStacks.
+    pub retain_stacks: Option<bool>,
+    /// FAILED instances so far (skipped suspended accounts and cancellations do not count).
+    pub failed_instances: u32,
+    pub submitted_at: Instant,
+    pub started_at: Option<Instant>,
+    pub ended_at: Option<Instant>,
+}
+
+/// What an operation does to instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Work {
+    /// Create missing instances (and retry OUTDATED ones) for `pairs`.
+    Create,
+    /// Re-apply the stack set to existing instances among `pairs`.
+    Update,
+    /// UpdateStackSet: every instance that is not INOPERABLE, resolved when the operation starts.
+    UpdateAll,
+    Delete {
+        retain_stacks: bool,
+    },
+    /// Holds the slot for a while and touches nothing (someone else's operation).
+    Hold {
+        duration: std::time::Duration,
+    },
+}
+
+/// One account x Region an operation works on, with the targeted OU it was reached through.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Pair {
+    pub account: String,
+    pub region: String,
+    pub ou: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct OpRecord {
+    pub public: SimOperation,
+    pub work: Work,
+    /// Accounts x Regions resolved at submission (empty for UpdateAll/Hold).
+    pub pairs: Vec<Pair>,
+    pub results: BTreeMap<(String, String), OperationResult>,
+    pub run: Option<super::engine::Run>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct StackSetState {
+    pub name: String,
+    pub arn: String,
+    pub client_token: String,
+    pub status: StackSetStatus,
+    pub description: Option<String>,
+    pub template_body: String,
+    pub parameters: BTreeMap<String, String>,
+    pub capabilities: BTreeSet<String>,
+    pub tags: BTreeMap<String, String>,
+    pub auto_deployment: AutoDeployment,
+    pub managed_execution: bool,
+    /// OU/root ids targeted and not since removed, in the order first targeted.
+    pub ou_ids: Vec<String>,
+    pub instances: BTreeMap<(String, String), StackInstance>,
+    pub ops: Vec<OpRecord>,
+}
+
+impl StackSetState {
+    pub fn has_active_operation(&self) -> bool {
+        self.ops.iter().any(|op| op.public.status.is_active())
+    }
+
+    pub fn regions(&self) -> BTreeSet<String> {
+        self.instances.keys().map(|(_, r)| r.clone()).collect()
+    }
+
+    pub fn observe(&self) -> ObservedStackSet {
+        ObservedStackSet {
+            name: self.name.clone(),
+            arn: Some(self.arn.clone()),
+            status: self.status,
+            description: self.description.clone(),
+            template_body: self.template_body.clone(),
+            parameters: self.parameters.clone(),
+            capabilities: self.capabilities.clone(),
+            tags: self.tags.clone(),
+            permission_model: Some("SERVICE_MANAGED".to_string()),
+            auto_deployment: Some(self.auto_deployment.clone()),
+            managed_execution: Some(self.managed_execution),
+            organizational_unit_ids: Some(self.ou_ids.clone()),
+            regions: Some(self.regions().into_iter().collect()),
+        }
+    }
+
+    /// The one-operation rule: with managed execution (or for CloudFormation's own runs) a submission queues
+    /// behind the active operation, otherwise it is refused.
+    fn check_slot(&self, queue_allowed: bool) -> Result<(), SimError> {
+        if let Some(active) = self.ops.iter().find(|op| op.public.status.is_active())
+            && !queue_allowed
+        {
+            return Err(SimError::new(
+                AwsErrorKind::OperationInProgress,
+                "OperationInProgressException",
+                format!(
+                    "Another Operation on StackSet {} is in progress: {}",
+                    self.name, active.public.id
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_operation_id(&self, id: &str) -> Result<(), SimError> {
+        validate_token("OperationId", id)?;
+        if self.ops.iter().any(|op| op.public.id == id) {
+            return Err(SimError::new(
+                AwsErrorKind::OperationIdAlreadyExists,
+                "OperationIdAlreadyExistsException",
+                format!("The operation id {id} already exists"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl World {
+    fn visible(&mut self, name: &str, call_as: CallAs) -> Result<&mut StackSetState, SimError> {
+        if !check_call_as(self, call_as)? {
+            return Err(SimError::stack_set_not_found(name));
+        }
+        self.stack_sets
+            .get_mut(name)
+            .filter(|s| s.status == StackSetStatus::Active)
+            .ok_or_else(|| SimError::stack_set_not_found(name))
+    }
+
+    pub(crate) fn stack_set_ref(
+        &mut self,
+        name: &str,
+        call_as: CallAs,
+    ) -> Result<&StackSetState, SimError> {
+        self.visible(name, call_as).map(|s| &*s)
+    }
+
+    pub(crate) fn create_stack_set(&mut self, request: &CreateStackSet) -> Result<(), SimError> {
+        if !check_call_as(self, request.call_as)? {
+            return Err(SimError::validation(
+                "A SERVICE_MANAGED stack set must be created from the management account or with CallAs DELEGATED_ADMIN",
+            ));
+        }
+        validate_name(&request.name)?;
+        validate_template(&request.template_body)?;
+        validate_token("ClientRequestToken", &request.client_token)?;
+        if request.auto_deployment.retain_stacks_on_account_removal
+            && !request.auto_deployment.enabled
+        {
+            return Err(SimError::validation(
+                "RetainStacksOnAccountRemoval requires AutoDeployment Enabled",
+            ));
+        }
+        if let Some(existing) = self.stack_sets.get(&request.name)
+            && existing.status == StackSetStatus::Active
+        {
+            if existing.client_token == request.client_token {
+                return Ok(());
+            }
+            return Err(SimError::new(
+                AwsErrorKind::NameAlreadyExists,
+                "NameAlreadyExistsException",
+                format!("StackSet {} already exists", request.name),
+            ));
+        }
+        let uuid = self.new_uuid();
+        let arn = format!(
+            "arn:aws:cloudformation:{SIM_HOME_REGION}:{}:stackset/{}:{uuid}",
+            self.org.management_account_id, request.name,
+        );
+        self.stack_sets.insert(
+            request.name.clone(),
+            StackSetState {
+                name: request.name.clone(),
+                arn,
+                client_token: request.client_token.clone(),
+                status: StackSetStatus::Active,
+                description: request.description.clone(),
+                template_body: request.template_body.clone(),
+                parameters: request.parameters.clone(),
+                capabilities: request.capabilities.clone(),
+                tags: request.tags.clone(),
+                auto_deployment: request.auto_deployment.clone(),
+                managed_execution: request.managed_execution,
+                ou_ids: Vec::new(),
+                instances: BTreeMap::new(),
+                ops: Vec::new(),
+            },
+        );
+        Ok(())
+    }
+
+    pub(crate) fn update_stack_set(
+        &mut self,
+        request: &UpdateStackSet,
+    ) -> Result<String, SimError> {
+        let stack_set = self.visible(&request.name, request.call_as)?;
+        stack_set.check_operation_id(&request.operation_id)?;
+        validate_preferences(&request.preferences)?;
+        if let Some(body) = &request.template_body {
+            validate_template(body)?;
+        }
+        stack_set.check_slot(stack_set.managed_execution)?;
+        let mut parameters = BTreeMap::new();
+        for parameter in &request.parameters {
+            let value = match &parameter.value {
+                Some(v) => v.clone(),
+                None => stack_set
+                    .parameters
+                    .get(&parameter.key)
+                    .cloned()
+                    .ok_or_else(|| {
+                        SimError::validation(format!(
+                            "Parameter {} has no previous value to use",
+                            parameter.key
+                        ))
+                    })?,
+            };
+            parameters.insert(parameter.key.clone(), value);
+        }
+        if let Some(managed) = request.managed_execution
+            && managed != stack_set.managed_execution
+        {
+            if stack_set.has_active_operation() {
+                return Err(SimError::validation(
+                    "ManagedExecution cannot be changed while operations are running or queued",
+                ));
+            }
+            let template_changes = request
+                .template_body
+                .as_ref()
+                .is_some_and(|b| *b != stack_set.template_body);
+            if template_changes || parameters != stack_set.parameters {
+                return Err(SimError::validation(
+                    "ManagedExecution cannot be changed in the same UpdateStackSet as the template or parameters",
+                ));
+            }
+        }
+        if let Some(auto) = &request.auto_deployment
+            && auto.retain_stacks_on_account_removal
+            && !auto.enabled
+        {
+            return Err(SimError::validation(
+                "RetainStacksOnAccountRemoval requires AutoDeployment Enabled",
+            ));
+        }
+        // The stack set keeps the new settings even if the operation fails, as in AWS.
+        if request.description.is_some() {
+            stack_set.description = request.description.clone();
+        }
+        if let Some(body) = &request.template_body {
+            stack_set.template_body = body.clone();
+        }
+        stack_set.parameters = parameters;
+        stack_set.capabilities = request.capabilities.clone();
+        stack_set.tags = request.tags.clone();
+        if let Some(auto) = &request.auto_deployment {
+            stack_set.auto_deployment = auto.clone();
+        }
+        if let Some(managed) = request.managed_execution {
+            stack_set.managed_execution = managed;
+        }
+        for instance in stack_set.instances.values_mut() {
+            if instance.status != crate::cloud::InstanceStatus::Inoperable {
+                instance.status = crate::cloud::InstanceStatus::Outdated;
+            }
+        }
+        let regions = stack_set.regions().into_iter().collect();
+        self.submit(
+            &request.name,
+            NewOperation {
+                id: request.operation_id.clone(),
+                action: OperationAction::Update,
+                initiator: Initiator::Api,
+                work: Work::UpdateAll,
+                targets: None,
+                regions,
+                preferences: request.preferences.clone(),
+                pairs: Vec::new(),
+            },
+        );
+        Ok(request.operation_id.clone())
+    }
+
+    /// Create/UpdateStackInstances.
+    pub(crate) fn instances_operation(
+        &mut self,
+        request: &InstancesRequest,
+        action: OperationAction,
+    ) -> Result<String, SimError> {
+        let creating = action == OperationAction::Create;
+        let pairs = self.check_instances_request(
+            &request.name,
+            request.call_as,
+            &request.operation_id,
+            &request.targets,
+            &request.regions,
+            &request.preferences,
+            creating,
+        )?;
+        let stack_set = self.visible(&request.name, request.call_as)?;
+        if creating && request.targets.account_filter_type == AccountFilterType::None {
+            for ou in &request.targets.organizational_unit_ids {
+                if !stack_set.ou_ids.contains(ou) {
+                    stack_set.ou_ids.push(ou.clone());
+                }
+            }
+        }
+        self.submit(
+            &request.name,
+            NewOperation {
+                id: request.operation_id.clone(),
+                action,
+                initiator: Initiator::Api,
+                work: if creating { Work::Create } else { Work::Update },
+                targets: Some(request.targets.clone()),
+                regions: request.regions.clone(),
+                preferences: request.preferences.clone(),
+                pairs,
+            },
+        );
+        Ok(request.operation_id.clone())
+    }
+
+    pub(crate) fn delete_instances(
+        &mut self,
+        request: &DeleteInstancesRequest,
+    ) -> Result<String, SimError> {
+        let pairs = self.check_instances_request(
+            &request.name,
+            request.call_as,
+            &request.operation_id,
+            &request.targets,
+            &request.regions,
+            &request.preferences,
+            false,
+        )?;
+        self.submit(
+            &request.name,
+            NewOperation {
+                id: request.operation_id.clone(),
+                action: OperationAction::Delete,
+                initiator: Initiator::Api,
+                work: Work::Delete {
+                    retain_stacks: request.retain_stacks,
+                },
+                targets: Some(request.targets.clone()),
+                regions: request.regions.clone(),
+                preferences: request.preferences.clone(),
+                pairs,
+            },
+        );
+        Ok(request.operation_id.clone())
+    }
+
+    /// The checks every instance operation shares, in AWS's order; returns the resolved pairs.
+    #[allow(clippy::too_many_arguments)]
+    fn check_instances_request(
+        &mut self,
+        name: &str,
+        call_as: CallAs,
+        operation_id: &str,
+        targets: &Targets,
+        regions: &[String],
+        preferences: &OperationPreferences,
+        creating: bool,
+    ) -> Result<Vec<Pair>, SimError> {
+        let stack_set = self.visible(name, call_as)?;
+        stack_set.check_operation_id(operation_id)?;
+        validate_preferences(preferences)?;
+        let managed = stack_set.managed_execution;
+        let pairs = resolve_targets(&self.org, targets, regions, creating)?;
+        self.visible(name, call_as)?.check_slot(managed)?;
+        Ok(pairs)
+    }
+
+    pub(crate) fn delete_stack_set(&mut self, name: &str, call_as: CallAs) -> Result<(), SimError> {
+        let stack_set = self.visible(name, call_as)?;
+        stack_set.check_slot(false)?;
+        if !stack_set.instances.is_empty() {
+            return Err(SimError::new(
+                AwsErrorKind::StackSetNotEmpty,
+                "StackSetNotEmptyException",
+                format!(
+                    "StackSet {name} cannot be deleted while it still has {} stack instance(s)",
+                    stack_set.instances.len()
+                ),
+            ));
+        }
+        stack_set.status = StackSetStatus::Deleted;
+        Ok(())
+    }
+
+    /// Records a new operation: it takes the free slot at once, or queues behind the active one (callers have
+    /// already applied the one-operation rule).
+    pub(crate) fn submit(&mut self, name: &str, new: NewOperation) {
+        let now = self.now;
+        let Some(stack_set) = self.stack_sets.get_mut(name) else {
+            return;
+        };
+        let busy = stack_set.has_active_operation();
+        stack_set.ops.push(OpRecord {
+            public: SimOperation {
+                id: new.id,
+                action: new.action,
+                status: OperationStatus::Queued,
+                status_reason: None,
+                initiator: new.initiator,
+                targets: new.targets,
+                regions: new.regions,
+                preferences: new.preferences,
+                retain_stacks: match new.work {
+                    Work::Delete { retain_stacks } => Some(retain_stacks),
+                    _ => None,
+                },
+                failed_instances: 0,
+                submitted_at: now,
+                started_at: None,
+                ended_at: None,
+            },
+            work: new.work,
+            pairs: new.pairs,
+            results: BTreeMap::new(),
+            run: None,
+        });
+        if !busy {
+            let index = stack_set.ops.len() - 1;
+            super::engine::start_operation(stack_set, index, now, self.config.operation_overhead);
+        }
+    }
+}
+
+/// The submission-time description of an operation.
+pub(crate) struct NewOperation {
+    pub id: String,
+    pub action: OperationAction,
+    pub initiator: Initiator,
+    pub work: Work,
+    pub targets: Option<Targets>,
+    pub regions: Vec<String>,
+    pub preferences: OperationPreferences,
+    pub pairs: Vec<Pair>,
+}

@@ -1,0 +1,506 @@
+//! Operations: simulated time, instance status progression, the operation slot, ids, failure tolerance.
+
+use tokio::time::{Duration, advance};
+
+use super::*;
+use crate::cloud::{InstanceStatus, OperationAction, OperationStatus, Parameter, UpdateStackSet};
+use crate::desired::model::RegionConcurrencyType;
+use crate::error::AwsErrorKind;
+
+fn update_request(id: &str, template: &str) -> UpdateStackSet {
+    UpdateStackSet {
+        name: NAME.to_string(),
+        call_as: CallAs::SelfAccount,
+        description: Some("v2".to_string()),
+        template_body: Some(template.to_string()),
+        parameters: vec![Parameter {
+            key: "Level".to_string(),
+            value: Some("2".to_string()),
+        }],
+        capabilities: BTreeSet::from(["CAPABILITY_NAMED_IAM".to_string()]),
+        tags: BTreeMap::from([("team".to_string(), "finops".to_string())]),
+        auto_deployment: None,
+        managed_execution: None,
+        preferences: OperationPreferences::default(),
+        operation_id: id.to_string(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_operation_takes_simulated_time_and_instances_progress() {
+    let org = org();
+    let sim = &org.sim;
+    sim.create_stack_set(&create_request(false, false))
+        .await
+        .unwrap();
+    let id = sim
+        .create_stack_instances(&instances_request(
+            "op-1",
+            &[&org.prod],
+            &[REGION],
+            OperationPreferences::default(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(id, "op-1");
+    let op = sim
+        .describe_operation(NAME, &id, CallAs::SelfAccount)
+        .await
+        .unwrap();
+    assert_eq!(op.status, OperationStatus::Running);
+    let instances = sim.instances(NAME);
+    assert_eq!(instances.len(), 2);
+    for i in &instances {
+        assert_eq!(i.status, InstanceStatus::Outdated);
+        assert_eq!(detailed(i), "PENDING");
+        assert_eq!(i.last_operation_id.as_deref(), Some("op-1"));
+        assert_eq!(i.organizational_unit_id.as_deref(), Some(org.prod.as_str()));
+    }
+    // After the overhead, one instance at a time (default max concurrency 1), in account order.
+    let (first, second) = if org.p1 < org.p2 {
+        (&org.p1, &org.p2)
+    } else {
+        (&org.p2, &org.p1)
+    };
+    advance(OVERHEAD + Duration::from_millis(1)).await;
+    let instances = sim.instances(NAME);
+    assert_eq!(detailed(instance(&instances, first, REGION)), "RUNNING");
+    assert_eq!(detailed(instance(&instances, second, REGION)), "PENDING");
+    advance(INSTANCE).await;
+    let instances = sim.instances(NAME);
+    assert_eq!(
+        instance(&instances, first, REGION).status,
+        InstanceStatus::Current
+    );
+    assert_eq!(detailed(instance(&instances, first, REGION)), "SUCCEEDED");
+    assert_eq!(detailed(instance(&instances, second, REGION)), "RUNNING");
+    assert_eq!(
+        sim.describe_operation(NAME, &id, CallAs::SelfAccount)
+            .await
+            .unwrap()
+            .status,
+        OperationStatus::Running
+    );
+    advance(INSTANCE).await;
+    let op = sim
+        .describe_operation(NAME, &id, CallAs::SelfAccount)
+        .await
+        .unwrap();
+    assert_eq!(op.status, OperationStatus::Succeeded);
+    assert_eq!(op.failed_instances, Some(0));
+    assert!(
+        sim.instances(NAME)
+            .iter()
+            .all(|i| i.status == InstanceStatus::Current)
+    );
+    let recorded = &sim.operations(NAME)[0];
+    let took = recorded.ended_at.unwrap() - recorded.started_at.unwrap();
+    assert_eq!(took, OVERHEAD + INSTANCE * 2);
+    let observed = sim.stack_set(NAME).unwrap();
+    assert_eq!(observed.regions, Some(vec![REGION.to_string()]));
+    assert_eq!(
+        observed.organizational_unit_ids,
+        Some(vec![org.prod.clone()])
+    );
+    assert_eq!(
+        observed.permission_model.as_deref(),
+        Some("SERVICE_MANAGED")
+    );
+    assert_eq!(observed.managed_execution, Some(false));
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrency_percentage_and_parallel_regions_shorten_an_operation() {
+    let org = org();
+    let sim = &org.sim;
+    sim.create_stack_set(&create_request(false, false))
+        .await
+        .unwrap();
+    let preferences = OperationPreferences {
+        max_concurrent_percentage: Some(100),
+        failure_tolerance_percentage: Some(100),
+        region_concurrency_type: Some(RegionConcurrencyType::Parallel),
+        ..OperationPreferences::default()
+    };
+    let regions = ["us-east-1", "eu-west-1"];
+    let id = sim
+        .create_stack_instances(&instances_request(
+            "fast",
+            &[&org.workloads],
+            &regions,
+            preferences,
+        ))
+        .await
+        .unwrap();
+    wait(sim, &id).await;
+    let op = &sim.operations(NAME)[0];
+    // Four accounts in each of two Regions, all at once: one instance duration.
+    assert_eq!(
+        op.ended_at.unwrap() - op.started_at.unwrap(),
+        OVERHEAD + INSTANCE
+    );
+    assert_eq!(sim.instances(NAME).len(), 8);
+
+    // Sequential Regions with concurrency 2 (tolerance 1 keeps STRICT valid): 2 batches per Region, 2 Regions.
+    let preferences = OperationPreferences {
+        max_concurrent_count: Some(2),
+        failure_tolerance_count: Some(1),
+        ..OperationPreferences::default()
+    };
+    let id = sim
+        .update_stack_instances(&instances_request(
+            "slow",
+            &[&org.workloads],
+            &regions,
+            preferences,
+        ))
+        .await
+        .unwrap();
+    wait(sim, &id).await;
+    let op = &sim.operations(NAME)[1];
+    assert_eq!(op.action, OperationAction::Update);
+    assert_eq!(
+        op.ended_at.unwrap() - op.started_at.unwrap(),
+        OVERHEAD + INSTANCE * 4
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_operation_is_refused_while_one_runs() {
+    let org = org();
+    let sim = &org.sim;
+    sim.create_stack_set(&create_request(false, false))
+        .await
+        .unwrap();
+    let id = sim
+        .create_stack_instances(&instances_request(
+            "op-1",
+            &[&org.prod],
+            &[REGION],
+            OperationPreferences::default(),
+        ))
+        .await
+        .unwrap();
+    let err = sim
+        .update_stack_set(&update_request("op-2", "{}"))
+        .await
+        .unwrap_err();
+    assert!(err.is_aws(AwsErrorKind::OperationInProgress), "{err}");
+    assert!(
+        err.to_string().contains("OperationInProgressException"),
+        "{err}"
+    );
+    let err = sim
+        .delete_stack_set(NAME, CallAs::SelfAccount)
+        .await
+        .unwrap_err();
+    assert!(err.is_aws(AwsErrorKind::OperationInProgress), "{err}");
+    // The refused update changed nothing.
+    assert_eq!(
+        sim.stack_set(NAME).unwrap().description.as_deref(),
+        Some("vendor access")
+    );
+    assert_eq!(sim.submitted_operation_ids(NAME), vec!["op-1".to_string()]);
+    wait(sim, &id).await;
+    sim.update_stack_set(&update_request("op-2", "{}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        sim.calls().snapshot()[&("cloudformation", "UpdateStackSet", "operation_in_progress")],
+        1
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn managed_execution_queues_the_second_operation() {
+    let org = org();
+    let sim = &org.sim;
+    sim.create_stack_set(&create_request(true, false))
+        .await
+        .unwrap();
+    sim.create_stack_instances(&instances_request(
+        "op-1",
+        &[&org.prod],
+        &[REGION],
+        OperationPreferences::default(),
+    ))
+    .await
+    .unwrap();
+    sim.update_stack_set(&update_request("op-2", "{\"v\":2}"))
+        .await
+        .unwrap();
+    let op2 = sim
+        .describe_operation(NAME, "op-2", CallAs::SelfAccount)
+        .await
+        .unwrap();
+    assert_eq!(op2.status, OperationStatus::Queued);
+    // UpdateStackSet applies the settings at once, even though its operation waits.
+    assert_eq!(sim.stack_set(NAME).unwrap().template_body, "{\"v\":2}");
+    let listed = sim
+        .list_operations(NAME, CallAs::SelfAccount, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(),
+        ["op-2", "op-1"]
+    );
+    assert_eq!(
+        sim.list_operations(NAME, CallAs::SelfAccount, 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let done = wait(sim, "op-2").await;
+    assert_eq!(done.status, OperationStatus::Succeeded);
+    let ops = sim.operations(NAME);
+    assert_eq!(ops[0].status, OperationStatus::Succeeded);
+    assert_eq!(
+        ops[1].started_at, ops[0].ended_at,
+        "the queued operation starts when the slot frees"
+    );
+    assert!(
+        sim.instances(NAME)
+            .iter()
+            .all(|i| i.status == InstanceStatus::Current
+                && i.last_operation_id.as_deref() == Some("op-2"))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn update_stack_set_marks_instances_outdated_and_keeps_settings_when_it_fails() {
+    let org = org();
+    let sim = &org.sim;
+    deployed(&org, &[&org.prod], &[REGION], false).await;
+    sim.fail_account(&org.p1, "Role AimablyRole already exists");
+    let id = sim
+        .update_stack_set(&update_request("upd", "{\"v\":2}"))
+        .await
+        .unwrap();
+    assert!(
+        sim.instances(NAME)
+            .iter()
+            .all(|i| i.status == InstanceStatus::Outdated)
+    );
+    let op = wait(sim, &id).await;
+    assert_eq!(op.status, OperationStatus::Failed);
+    let observed = sim.stack_set(NAME).unwrap();
+    assert_eq!(observed.template_body, "{\"v\":2}");
+    assert_eq!(
+        observed.parameters.get("Level").map(String::as_str),
+        Some("2")
+    );
+    assert_eq!(
+        observed.tags.get("team").map(String::as_str),
+        Some("finops")
+    );
+    let instances = sim.instances(NAME);
+    let failed = instance(&instances, &org.p1, REGION);
+    assert_eq!(failed.status, InstanceStatus::Outdated);
+    assert_eq!(detailed(failed), "FAILED");
+    assert_eq!(
+        failed.status_reason.as_deref(),
+        Some("Role AimablyRole already exists")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reused_operation_id_is_refused_even_after_it_finished() {
+    let org = org();
+    let sim = &org.sim;
+    deployed(&org, &[&org.prod], &[REGION], false).await;
+    let err = sim
+        .create_stack_instances(&instances_request(
+            "seed",
+            &[&org.dev],
+            &[REGION],
+            OperationPreferences::default(),
+        ))
+        .await
+        .unwrap_err();
+    assert!(err.is_aws(AwsErrorKind::OperationIdAlreadyExists), "{err}");
+    let err = sim
+        .update_stack_set(&update_request("seed", "{}"))
+        .await
+        .unwrap_err();
+    assert!(err.is_aws(AwsErrorKind::OperationIdAlreadyExists), "{err}");
+    let err = sim
+        .update_stack_set(&update_request("bad id!", "{}"))
+        .await
+        .unwrap_err();
+    assert!(err.is_aws(AwsErrorKind::Validation), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn create_stack_set_is_idempotent_by_token_and_names_are_unique() {
+    let org = org();
+    let sim = &org.sim;
+    sim.create_stack_set(&create_request(false, true))
+        .await
+        .unwrap();
+    sim.create_stack_set(&create_request(false, true))
+        .await
+        .unwrap();
+    let mut other = create_request(false, true);
+    other.client_token = "token-2".to_string();
+    let err = sim.create_stack_set(&other).await.unwrap_err();
+    assert!(err.is_aws(AwsErrorKind::NameAlreadyExists), "{err}");
+    assert_eq!(
+        sim.describe_stack_set("Missing", CallAs::SelfAccount)
+            .await
+            .unwrap(),
+        None
+    );
+    let observed = sim
+        .describe_stack_set(NAME, CallAs::SelfAccount)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(observed.auto_deployment.map(|a| a.enabled), Some(true));
+    assert!(observed.arn.unwrap().contains(":stackset/Vendor:"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn delete_stack_set_requires_no_instances() {
+    let org = org();
+    let sim = &org.sim;
+    deployed(&org, &[&org.prod], &[REGION, "eu-west-1"], false).await;
+    let err = sim
+        .delete_stack_set(NAME, CallAs::SelfAccount)
+        .await
+        .unwrap_err();
+    assert!(err.is_aws(AwsErrorKind::StackSetNotEmpty), "{err}");
+    // Deleting one Region keeps the OU target; deleting the last one forgets it.
+    let id = sim
+        .delete_stack_instances(&delete_request(
+            "del-1",
+            &[&org.prod],
+            &["eu-west-1"],
+            false,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(wait(sim, &id).await.status, OperationStatus::Succeeded);
+    let observed = sim.stack_set(NAME).unwrap();
+    assert_eq!(observed.regions, Some(vec![REGION.to_string()]));
+    assert_eq!(
+        observed.organizational_unit_ids,
+        Some(vec![org.prod.clone()])
+    );
+    let id = sim
+        .delete_stack_instances(&delete_request("del-2", &[&org.prod], &[REGION], false))
+        .await
+        .unwrap();
+    wait(sim, &id).await;
+    let observed = sim.stack_set(NAME).unwrap();
+    assert_eq!(observed.organizational_unit_ids, Some(vec![]));
+    assert_eq!(observed.regions, Some(vec![]));
+    sim.delete_stack_set(NAME, CallAs::SelfAccount)
+        .await
+        .unwrap();
+    assert_eq!(
+        sim.describe_stack_set(NAME, CallAs::SelfAccount)
+            .await
+            .unwrap(),
+        None
+    );
+    let err = sim
+        .list_stack_instances(NAME, CallAs::SelfAccount)
+        .await
+        .unwrap_err();
+    assert!(err.is_aws(AwsErrorKind::NotFound), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_external_operation_holds_the_slot() {
+    let org = org();
+    let sim = &org.sim;
+    sim.create_stack_set(&create_request(false, false))
+        .await
+        .unwrap();
+    let external = sim
+        .start_external_operation(NAME, OperationAction::Update, Duration::from_secs(30))
+        .unwrap();
+    let err = sim
+        .create_stack_instances(&instances_request(
+            "mine",
+            &[&org.prod],
+            &[REGION],
+            OperationPreferences::default(),
+        ))
+        .await
+        .unwrap_err();
+    assert!(err.is_aws(AwsErrorKind::OperationInProgress), "{err}");
+    assert!(err.to_string().contains(&external), "{err}");
+    advance(Duration::from_secs(30)).await;
+    let listed = sim
+        .list_operations(NAME, CallAs::SelfAccount, 5)
+        .await
+        .unwrap();
+    assert_eq!(listed[0].status, OperationStatus::Succeeded);
+    sim.create_stack_instances(&instances_request(
+        "mine",
+        &[&org.prod],
+        &[REGION],
+        OperationPreferences::default(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(sim.submitted_operation_ids(NAME), vec!["mine".to_string()]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn create_is_idempotent_for_existing_instances_and_retries_outdated_ones() {
+    let org = org();
+    let sim = &org.sim;
+    sim.create_stack_set(&create_request(false, false))
+        .await
+        .unwrap();
+    sim.fail_account(&org.p1, "boom");
+    let preferences = OperationPreferences {
+        failure_tolerance_count: Some(5),
+        ..OperationPreferences::default()
+    };
+    let id = sim
+        .create_stack_instances(&instances_request(
+            "first",
+            &[&org.prod],
+            &[REGION],
+            preferences.clone(),
+        ))
+        .await
+        .unwrap();
+    wait(sim, &id).await;
+    sim.heal_account(&org.p1);
+    let id = sim
+        .create_stack_instances(&instances_request(
+            "again",
+            &[&org.prod],
+            &[REGION],
+            preferences,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(wait(sim, &id).await.status, OperationStatus::Succeeded);
+    let results = sim
+        .list_operation_results(NAME, &id, CallAs::SelfAccount)
+        .await
+        .unwrap();
+    assert_eq!(
+        results.len(),
+        1,
+        "only the OUTDATED instance is retried: {results:?}"
+    );
+    assert_eq!(results[0].account, org.p1);
+    let instances = sim.instances(NAME);
+    assert_eq!(
+        instance(&instances, &org.p2, REGION)
+            .last_operation_id
+            .as_deref(),
+        Some("first")
+    );
+    assert_eq!(
+        instance(&instances, &org.p1, REGION).status,
+        InstanceStatus::Current
+    );
+}
