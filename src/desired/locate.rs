@@ -5,6 +5,9 @@
 //! The events are pulled one at a time (`Parser::next_token`) and fed to a `MarkedEventReceiver`, rather than
 //! through `Parser::load`: `load` recurses once per nesting level and asserts on its input, so a hostile file
 //! could overflow the stack or panic before any limit is checked.
+//!
+//! serde_norway guards itself too (recursion depth 128; alias jumps at most 100 times the document's events), but
+//! only after loading the whole document, and its messages ("repetition limit exceeded") do not say what to fix.
 
 use std::collections::{HashMap, HashSet};
 
@@ -323,7 +326,7 @@ impl Receiver {
                 pos,
                 String::new(),
                 format!(
-                    "nesting is deeper than {MAX_DEPTH} levels; a desired-state file needs at most 5. Flatten it"
+                    "nesting is deeper than {MAX_DEPTH} levels; a desired-state file needs 4. Flatten it"
                 ),
             );
             self.stop = true;
