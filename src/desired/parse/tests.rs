@@ -561,3 +561,53 @@ fn hostile_inputs_never_panic() {
         let _ = problems(&format!("{VALID}---\n{text}"));
     }
 }
+
+/// A cheap, seeded stand-in for fuzzing: small random edits of a valid two-document file never panic and always
+/// yield a result.
+#[test]
+fn random_mutations_never_panic() {
+    use rand::{Rng, SeedableRng};
+    const MUTATIONS: usize = 1_000;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let alphabet: Vec<char> = "[]{}:-,&*!|>'\"#? \n\t0123456789aZ.%@`~\\"
+        .chars()
+        .collect();
+    let base: Vec<char> = format!("{VALID}---\n{VALID}").chars().collect();
+    for _ in 0..MUTATIONS {
+        let mut s = base.clone();
+        for _ in 0..rng.random_range(1..6) {
+            let i = rng.random_range(0..s.len());
+            let c = alphabet[rng.random_range(0..alphabet.len())];
+            match rng.random_range(0..3) {
+                0 => drop(s.remove(i)),
+                1 => s.insert(i, c),
+                _ => s[i] = c,
+            }
+        }
+        let text: String = s.into_iter().collect();
+        let _ = problems(&text);
+    }
+}
+
+#[test]
+fn load_reads_parses_and_names_the_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("desired.yaml");
+    std::fs::write(&path, VALID).expect("write");
+    let state = crate::desired::load(&path).expect("valid file");
+    assert_eq!(
+        (state.path.as_path(), state.deployments.len()),
+        (path.as_path(), 1)
+    );
+    std::fs::write(&path, VALID.replace("us-west-2", "us-west2")).expect("write");
+    match crate::desired::load(&path) {
+        Err(crate::error::Error::Invalid(invalid)) => {
+            let shown = invalid.to_string();
+            assert!(
+                shown.starts_with(&format!("{}:12:13: spec.regions[0]: ", path.display())),
+                "{shown}"
+            );
+        }
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
