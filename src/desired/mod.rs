@@ -2,8 +2,12 @@
 //! validates it; every problem found is reported at once, each with file, line, column, field and the fix, so an
 //! operator corrects a file in one round trip.
 
+mod locate;
 pub mod model;
 mod parse;
+mod regions;
+mod rules;
+mod schema;
 mod validate;
 
 use std::fmt;
@@ -99,9 +103,27 @@ fn read_bounded(path: &Path) -> Result<String, crate::error::Error> {
 
 /// Parse and validate the text of a desired-state file; `file` is only used in messages.
 pub fn parse_str(text: &str, file: &Path) -> Result<Vec<Deployment>, Invalid> {
-    let documents = parse::documents(text, file)?;
-    validate::validate(&documents, file)?;
-    Ok(documents.into_iter().map(|d| d.deployment).collect())
+    let parsed = parse::documents(text);
+    let mut findings = parsed.findings;
+    findings.extend(validate::validate(&parsed.documents));
+    if findings.is_empty() {
+        return Ok(parsed.documents.into_iter().map(|d| d.deployment).collect());
+    }
+    // By position; a problem without one (line 0) comes first, as it concerns the whole file.
+    findings.sort_by(|a, b| (a.pos, &a.field, &a.message).cmp(&(b.pos, &b.field, &b.message)));
+    findings.dedup();
+    Err(Invalid {
+        problems: findings
+            .into_iter()
+            .map(|f| Problem {
+                file: file.to_path_buf(),
+                line: f.pos.line,
+                column: f.pos.column,
+                field: f.field,
+                message: f.message,
+            })
+            .collect(),
+    })
 }
 
 impl Deployment {

@@ -1,0 +1,183 @@
+//! Which keys each mapping of a `StackSetDeployment` allows, so that every unknown key of a file is reported at
+//! once with the allowed names and the closest one (serde's `deny_unknown_fields` stops at the first). The table
+//! mirrors model.rs; a test checks it against serde's own list so the two cannot drift apart.
+
+use super::locate::{DocLayout, Finding, child_path};
+
+/// Mapping path -> the keys it allows. Paths not listed are free-form maps (labels, parameters, tags) or scalars.
+pub const FIELDS: &[(&str, &[&str])] = &[
+    ("", &["apiVersion", "kind", "metadata", "spec"]),
+    ("metadata", &["name", "labels"]),
+    (
+        "spec",
+        &[
+            "stackSetName",
+            "description",
+            "managementAccountId",
+            "callAs",
+            "template",
+            "parameters",
+            "capabilities",
+            "tags",
+            "deploymentTargets",
+            "regions",
+            "autoDeployment",
+            "operationPreferences",
+            "managedExecution",
+            "driftDetection",
+            "repairCoverage",
+            "repairInoperable",
+            "accessCheck",
+            "suspend",
+            "ensure",
+        ],
+    ),
+    (
+        "spec.template",
+        &[
+            "policy",
+            "url",
+            "sha256",
+            "updates",
+            "allowPermissionWidening",
+        ],
+    ),
+    (
+        "spec.deploymentTargets",
+        &["organizationalUnitIds", "accounts", "accountFilterType"],
+    ),
+    (
+        "spec.autoDeployment",
+        &["enabled", "retainStacksOnAccountRemoval"],
+    ),
+    (
+        "spec.operationPreferences",
+        &[
+            "failureToleranceCount",
+            "failureTolerancePercentage",
+            "maxConcurrentCount",
+            "maxConcurrentPercentage",
+            "regionConcurrencyType",
+            "regionOrder",
+            "concurrencyMode",
+        ],
+    ),
+    ("spec.managedExecution", &["active"]),
+    ("spec.driftDetection", &["interval", "remediate"]),
+    ("spec.accessCheck", &["roleName"]),
+];
+
+/// One finding per unknown key in the document, in no particular order.
+pub fn unknown_fields(doc: &DocLayout) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (path, allowed) in FIELDS {
+        let Some(keys) = doc.keys.get(*path) else {
+            continue;
+        };
+        for key in keys.iter().filter(|k| !allowed.contains(&k.as_str())) {
+            let field = child_path(path, key);
+            let mut message = format!("unknown field `{key}`");
+            if let Some(best) = closest(key, allowed) {
+                message.push_str(&format!("; did you mean `{best}`?"));
+            }
+            let place = if path.is_empty() {
+                "at the top level"
+            } else {
+                "here"
+            };
+            message.push_str(&format!(" Allowed {place}: {}", allowed.join(", ")));
+            out.push(Finding {
+                pos: doc.pos_of(&field),
+                field,
+                message,
+            });
+        }
+    }
+    out
+}
+
+/// The candidate nearest to `word` when it is near enough to be a likely typo: a case-insensitive edit distance of
+/// at most a third of the word (at least 2), or one being a prefix of the other (`maxConcurrentPercent`).
+pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let lower = word.to_ascii_lowercase();
+    candidates
+        .iter()
+        .map(|c| {
+            let cl = c.to_ascii_lowercase();
+            let prefix = lower.len() >= 4 && (cl.starts_with(&lower) || lower.starts_with(&cl));
+            let d = if prefix {
+                1
+            } else {
+                edit_distance(&lower, &cl)
+            };
+            (d, *c)
+        })
+        .filter(|(d, _)| *d <= (word.chars().count() / 3).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance over chars; inputs are short field names, so the quadratic cost is nothing. Inputs longer
+/// than `MAX_COMPARED` are not typos of a field name and are cut, which keeps hostile keys cheap.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    const MAX_COMPARED: usize = 256;
+    let a: Vec<char> = a.chars().take(MAX_COMPARED).collect();
+    let b: Vec<char> = b.chars().take(MAX_COMPARED).collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closest_finds_prefixes_and_typos_but_not_strangers() {
+        let c = &[
+            "maxConcurrentCount",
+            "maxConcurrentPercentage",
+            "regionOrder",
+        ];
+        assert_eq!(
+            closest("maxConcurrentPercent", c),
+            Some("maxConcurrentPercentage")
+        );
+        assert_eq!(closest("maxConcurentCount", c), Some("maxConcurrentCount"));
+        assert_eq!(closest("regionorder", c), Some("regionOrder"));
+        assert_eq!(closest("banana", c), None);
+    }
+
+    /// The table must list exactly the fields serde accepts: ask serde for its list by feeding it an unknown key
+    /// at each mapping of a valid document.
+    #[test]
+    fn table_matches_the_model() {
+        let valid = crate::desired::parse::tests::VALID;
+        for (path, allowed) in FIELDS {
+            let text = crate::desired::parse::tests::insert_key(valid, path, "zzzUnknown: 1");
+            let err = serde_norway::from_str::<crate::desired::Deployment>(&text)
+                .expect_err("an unknown key must be refused");
+            let msg = err.to_string();
+            let listed: Vec<&str> = msg
+                .split("expected one of ")
+                .nth(1)
+                .or_else(|| msg.split("expected ").nth(1))
+                .unwrap_or_else(|| panic!("no field list in {msg}"))
+                .split(" at line")
+                .next()
+                .unwrap_or_default()
+                .split([',', ' '])
+                .map(|s| s.trim_matches('`'))
+                .filter(|s| !s.is_empty() && *s != "or")
+                .collect();
+            assert_eq!(&listed, allowed, "fields of `{path}`");
+        }
+    }
+}
