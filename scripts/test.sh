@@ -10,4 +10,18 @@ scripts/setup-moto.sh
 STACKSETD_TEST_PYTHON="$(pwd)/.venv/bin/python"
 export STACKSETD_TEST_PYTHON
 
-exec cargo test --all-targets "$@"
+# Every target by default; arguments that pick targets themselves (e.g. --test NAME) replace --all-targets,
+# which would otherwise override them.
+targets=(--all-targets)
+for arg in "$@"; do
+    [[ "$arg" == "--" ]] && break
+    case "$arg" in
+        --lib | --bins | --bin | --bin=* | --tests | --test | --test=* | --examples | --example | --example=* | \
+            --benches | --bench | --bench=* | --doc | --all-targets)
+            targets=()
+            break
+            ;;
+    esac
+done
+
+exec cargo test "${targets[@]}" "$@"
