@@ -99,13 +99,19 @@ impl MotoServer {
 
         let line = match ready_rx.recv_timeout(READY_TIMEOUT) {
             Ok(line) => line,
-            Err(_) => {
-                let status = child.try_wait().ok().flatten();
+            Err(waited) => {
+                let why = match waited {
+                    mpsc::RecvTimeoutError::Timeout => {
+                        format!("did not print READY within {READY_TIMEOUT:?}")
+                    }
+                    mpsc::RecvTimeoutError::Disconnected => {
+                        "exited before printing READY".to_string()
+                    }
+                };
                 let _ = child.kill();
-                let _ = child.wait();
+                let status = child.wait().ok();
                 panic!(
-                    "moto launcher ({}) did not print READY within {READY_TIMEOUT:?} (exit status {status:?}; \
-                     its stderr is above): {SETUP_HINT}",
+                    "moto launcher ({}) {why} (exit status {status:?}; its stderr is above): {SETUP_HINT}",
                     python.display()
                 );
             }
