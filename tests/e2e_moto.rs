@@ -210,6 +210,41 @@ async fn reconcile_from_nothing_deploys_to_every_member_account_then_is_a_no_op(
         stack_set.permission_model().map(|p| p.as_str()),
         Some("SERVICE_MANAGED")
     );
+    // The seed's wizard settings, as AWS echoes them: whole organization, one Region, auto-deployment on.
+    assert_eq!(
+        stack_set.organizational_unit_ids(),
+        &[org.root_id.clone()],
+        "ROOT resolves to the root id"
+    );
+    assert_eq!(stack_set.regions(), &[REGION.to_string()]);
+    let auto = stack_set.auto_deployment().expect("AutoDeployment");
+    assert_eq!(
+        (auto.enabled(), auto.retain_stacks_on_account_removal()),
+        (Some(true), Some(false))
+    );
+    assert!(
+        stack_set
+            .capabilities()
+            .iter()
+            .any(|c| c.as_str() == "CAPABILITY_NAMED_IAM"),
+        "CAPABILITY_NAMED_IAM: {:?}",
+        stack_set.capabilities()
+    );
+    let parameters: Vec<(Option<&str>, Option<&str>)> = stack_set
+        .parameters()
+        .iter()
+        .map(|p| (p.parameter_key(), p.parameter_value()))
+        .collect();
+    assert_eq!(
+        parameters,
+        vec![(Some("ManagementAccountId"), Some(MANAGEMENT_ACCOUNT_ID))]
+    );
+    assert_eq!(
+        stack_set.template_body(),
+        Some(template_body("aimably-data-only").as_str()),
+        "the template's exact bytes, as TemplateBody"
+    );
+
     let deployed = instances(&client, STACK_SET).await;
     let accounts: BTreeSet<String> = deployed.iter().map(|(a, _)| a.clone()).collect();
     assert_eq!(
