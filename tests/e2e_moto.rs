@@ -213,7 +213,7 @@ async fn reconcile_from_nothing_deploys_to_every_member_account_then_is_a_no_op(
     // The seed's wizard settings, as AWS echoes them: whole organization, one Region, auto-deployment on.
     assert_eq!(
         stack_set.organizational_unit_ids(),
-        &[org.root_id.clone()],
+        std::slice::from_ref(&org.root_id),
         "ROOT resolves to the root id"
     );
     assert_eq!(stack_set.regions(), &[REGION.to_string()]);
