@@ -1,0 +1,583 @@
+//! Shared harness for the tests that run against moto, the local AWS (tests/moto_harness.rs, tests/e2e_moto.rs).
+//!
+//! `MotoServer::start()` runs tests/moto/launcher.py (moto plus the patches that bring it closer to AWS, see
+//! tests/moto/README.md) on a free loopback port; each test owns its server, so tests never share AWS state.
+//! The rest are helpers: SDK clients pointed at the server, an organization builder, desired-state files, the
+//! stacksetd binary with a clean AWS environment, and read-only observations through the SDK.
+//!
+//! A missing virtualenv makes tests fail loudly (never skip): run scripts/setup-moto.sh, or scripts/test.sh.
+
+// Each test crate compiles this module and uses a different subset of it.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_sdk_cloudformation as cfn;
+use aws_sdk_cloudformation::config::{Credentials, Region};
+use aws_sdk_cloudformation::error::ProvideErrorMetadata;
+use aws_sdk_organizations as orgs;
+
+/// The Region every test uses (one Region: a named IAM role collides across Regions of one account, as in AWS).
+pub const REGION: &str = "us-east-1";
+/// moto's default account: the credentials' account, so the organization's management account.
+pub const MANAGEMENT_ACCOUNT_ID: &str = "123456789012";
+/// The Organizations service principal that "Enable trusted access" turns on for StackSets.
+pub const STACKSETS_SERVICE_PRINCIPAL: &str = "member.org.stacksets.cloudformation.amazonaws.com";
+/// Credentials the SDK clients sign with. moto accepts any; these look like AWS's documented example key.
+pub const TEST_ACCESS_KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
+pub const TEST_SECRET_ACCESS_KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+
+/// How long moto may take to import and answer (2 shared cores: be generous).
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// A stacksetd command taking longer than this is hung: kill it and fail the test.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(180);
+/// The environment variable naming the Python that has moto (scripts/test.sh sets it).
+const PYTHON_ENV: &str = "STACKSETD_TEST_PYTHON";
+const SETUP_HINT: &str =
+    "run scripts/setup-moto.sh (or scripts/test.sh, which runs it) to install moto into ./.venv";
+
+fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A running moto server on 127.0.0.1, killed when dropped.
+pub struct MotoServer {
+    child: Child,
+    /// Held open so the launcher sees EOF (and exits) if this process dies without running Drop.
+    _stdin: Option<ChildStdin>,
+    port: u16,
+}
+
+impl MotoServer {
+    /// Starts tests/moto/launcher.py with `$STACKSETD_TEST_PYTHON` or ./.venv/bin/python and waits for its
+    /// `READY <port>` line. Panics (the test fails) when Python or moto is missing or the server never answers.
+    pub fn start() -> MotoServer {
+        let python = match std::env::var_os(PYTHON_ENV) {
+            Some(path) if !path.is_empty() => PathBuf::from(path),
+            _ => repo_root().join(".venv/bin/python"),
+        };
+        if !python.exists() {
+            panic!(
+                "no Python with moto at {} (${PYTHON_ENV} or ./.venv/bin/python): {SETUP_HINT}",
+                python.display()
+            );
+        }
+        let launcher = repo_root().join("tests/moto/launcher.py");
+        let mut child = Command::new(&python)
+            .arg(&launcher)
+            .current_dir(repo_root())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            // Inherited: moto's errors and tracebacks show up in the test output.
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run {} {}: {e}; {SETUP_HINT}",
+                    python.display(),
+                    launcher.display()
+                )
+            });
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("stdout is piped");
+
+        let (ready_tx, ready_rx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            // Forward the first line, then keep draining so the launcher can never block on a full pipe.
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = ready_tx.send(line);
+            }
+            for _ in lines {}
+        });
+
+        let line = match ready_rx.recv_timeout(READY_TIMEOUT) {
+            Ok(line) => line,
+            Err(waited) => {
+                let why = match waited {
+                    mpsc::RecvTimeoutError::Timeout => {
+                        format!("did not print READY within {READY_TIMEOUT:?}")
+                    }
+                    mpsc::RecvTimeoutError::Disconnected => {
+                        "exited before printing READY".to_string()
+                    }
+                };
+                let _ = child.kill();
+                let status = child.wait().ok();
+                panic!(
+                    "moto launcher ({}) {why} (exit status {status:?}; its stderr is above): {SETUP_HINT}",
+                    python.display()
+                );
+            }
+        };
+        let port = line
+            .strip_prefix("READY ")
+            .and_then(|p| p.trim().parse::<u16>().ok())
+            .unwrap_or_else(|| panic!("moto launcher printed {line:?}, expected `READY <port>`"));
+        MotoServer {
+            child,
+            _stdin: stdin,
+            port,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:PORT`: what AWS_ENDPOINT_URL points at.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// SDK clients
+
+/// An SDK configuration aimed at the server, with test credentials and Region; nothing read from the host's
+/// AWS configuration matters because all three are explicit.
+pub async fn sdk_config(server: &MotoServer) -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(server.endpoint())
+        .credentials_provider(Credentials::new(
+            TEST_ACCESS_KEY_ID,
+            TEST_SECRET_ACCESS_KEY,
+            None,
+            None,
+            "stacksetd-tests",
+        ))
+        .load()
+        .await
+}
+
+pub async fn cfn_client(server: &MotoServer) -> cfn::Client {
+    cfn::Client::new(&sdk_config(server).await)
+}
+
+pub async fn org_client(server: &MotoServer) -> orgs::Client {
+    orgs::Client::new(&sdk_config(server).await)
+}
+
+/// The error code of an SDK error (e.g. "StackSetNotFoundException"), for assertions.
+pub fn error_code<E: ProvideErrorMetadata>(err: &E) -> String {
+    err.code().unwrap_or("<no code>").to_string()
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Organization
+
+/// One OU to create: `accounts` member accounts directly inside it; `parent` names another OU of the spec
+/// (created earlier in the list) or is None for the root.
+#[derive(Debug, Clone)]
+pub struct OuSpec {
+    pub name: String,
+    pub parent: Option<String>,
+    pub accounts: usize,
+}
+
+impl OuSpec {
+    pub fn new(name: &str, parent: Option<&str>, accounts: usize) -> OuSpec {
+        OuSpec {
+            name: name.to_string(),
+            parent: parent.map(str::to_string),
+            accounts,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OrgSpec {
+    /// Member accounts left directly under the root.
+    pub root_accounts: usize,
+    pub ous: Vec<OuSpec>,
+    /// Turn on StackSets' trusted access (the seed's "Enable trusted access" step).
+    pub trusted_access: bool,
+}
+
+impl OrgSpec {
+    /// 30 member accounts in 3 OUs, one of them nested: Engineering (12) > Platform (8), and Finance (10).
+    pub fn standard() -> OrgSpec {
+        OrgSpec {
+            root_accounts: 0,
+            ous: vec![
+                OuSpec::new("Engineering", None, 12),
+                OuSpec::new("Platform", Some("Engineering"), 8),
+                OuSpec::new("Finance", None, 10),
+            ],
+            trusted_access: true,
+        }
+    }
+
+    pub fn member_count(&self) -> usize {
+        self.root_accounts + self.ous.iter().map(|ou| ou.accounts).sum::<usize>()
+    }
+}
+
+/// The key of `Org::accounts_by_ou` for accounts directly under the root.
+pub const ROOT_KEY: &str = "ROOT";
+
+/// What `build_org` created.
+#[derive(Debug, Clone)]
+pub struct Org {
+    pub root_id: String,
+    pub management_account_id: String,
+    /// OU name -> id.
+    pub ou_ids: BTreeMap<String, String>,
+    /// OU name -> its parent OU's name (None for the root).
+    pub ou_parents: BTreeMap<String, Option<String>>,
+    /// OU name (or `ROOT_KEY`) -> the member accounts directly inside it.
+    pub accounts_by_ou: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Org {
+    pub fn ou(&self, name: &str) -> &str {
+        self.ou_ids
+            .get(name)
+            .unwrap_or_else(|| panic!("no OU named {name} in this org"))
+    }
+
+    /// Member accounts in the named OU and every OU below it.
+    pub fn accounts_under(&self, name: &str) -> BTreeSet<String> {
+        let mut found: BTreeSet<String> =
+            self.accounts_by_ou.get(name).cloned().unwrap_or_default();
+        for (child, parent) in &self.ou_parents {
+            if parent.as_deref() == Some(name) {
+                found.extend(self.accounts_under(child));
+            }
+        }
+        found
+    }
+
+    /// Every member account (all accounts but the management account).
+    pub fn member_accounts(&self) -> BTreeSet<String> {
+        self.accounts_by_ou.values().flatten().cloned().collect()
+    }
+}
+
+/// Creates the organization (FeatureSet ALL; moto's default account 123456789012 is its management account),
+/// the OUs and member accounts of `spec`, and turns on trusted access when asked.
+pub async fn build_org(server: &MotoServer, spec: &OrgSpec) -> Org {
+    let client = org_client(server).await;
+    let created = client
+        .create_organization()
+        .feature_set(orgs::types::OrganizationFeatureSet::All)
+        .send()
+        .await
+        .expect("CreateOrganization");
+    let management_account_id = created
+        .organization()
+        .and_then(|o| o.master_account_id())
+        .expect("CreateOrganization returns the management account")
+        .to_string();
+    let roots = client.list_roots().send().await.expect("ListRoots");
+    let root_id = roots
+        .roots()
+        .first()
+        .and_then(|r| r.id())
+        .expect("the organization has a root")
+        .to_string();
+
+    let mut org = Org {
+        root_id: root_id.clone(),
+        management_account_id,
+        ou_ids: BTreeMap::new(),
+        ou_parents: BTreeMap::new(),
+        accounts_by_ou: BTreeMap::new(),
+    };
+    for ou in &spec.ous {
+        let parent_id = match &ou.parent {
+            None => root_id.clone(),
+            Some(parent) => org.ou(parent).to_string(),
+        };
+        let made = client
+            .create_organizational_unit()
+            .parent_id(&parent_id)
+            .name(&ou.name)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("CreateOrganizationalUnit {}: {e:?}", ou.name));
+        let id = made
+            .organizational_unit()
+            .and_then(|o| o.id())
+            .expect("CreateOrganizationalUnit returns an id")
+            .to_string();
+        org.ou_ids.insert(ou.name.clone(), id);
+        org.ou_parents.insert(ou.name.clone(), ou.parent.clone());
+    }
+
+    let placements =
+        std::iter::repeat_n((ROOT_KEY.to_string(), root_id.clone()), spec.root_accounts).chain(
+            spec.ous.iter().flat_map(|ou| {
+                std::iter::repeat_n((ou.name.clone(), org.ou(&ou.name).to_string()), ou.accounts)
+            }),
+        );
+    for (index, (ou_name, ou_id)) in placements.collect::<Vec<_>>().into_iter().enumerate() {
+        let name = format!("member-{index:03}");
+        let status = client
+            .create_account()
+            .account_name(&name)
+            .email(format!("{name}@example.com"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("CreateAccount {name}: {e:?}"));
+        let account_id = status
+            .create_account_status()
+            .and_then(|s| s.account_id())
+            .expect("moto creates accounts synchronously")
+            .to_string();
+        if ou_id != root_id {
+            client
+                .move_account()
+                .account_id(&account_id)
+                .source_parent_id(&root_id)
+                .destination_parent_id(&ou_id)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("MoveAccount {account_id} to {ou_name}: {e:?}"));
+        }
+        org.accounts_by_ou
+            .entry(ou_name)
+            .or_default()
+            .insert(account_id);
+    }
+
+    if spec.trusted_access {
+        client
+            .enable_aws_service_access()
+            .service_principal(STACKSETS_SERVICE_PRINCIPAL)
+            .send()
+            .await
+            .expect("EnableAWSServiceAccess for StackSets");
+    }
+    org
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Files
+
+/// config/templates/<name>.json as a file:// URL (absolute path).
+pub fn template_url(name: &str) -> String {
+    format!("file://{}", template_path(name).display())
+}
+
+pub fn template_path(name: &str) -> PathBuf {
+    repo_root()
+        .join("config/templates")
+        .join(format!("{name}.json"))
+}
+
+pub fn template_body(name: &str) -> String {
+    let path = template_path(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// Writes (or overwrites) `dir/desired.yaml` and returns its path.
+pub fn write_desired(dir: &Path, yaml: &str) -> PathBuf {
+    let path = dir.join("desired.yaml");
+    std::fs::write(&path, yaml).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    path
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The stacksetd binary
+
+/// The stacksetd binary with an environment that reaches only `server`: test credentials, us-east-1, no IMDS,
+/// no host AWS profile or config, no colour.
+pub fn stacksetd(server: &MotoServer) -> Command {
+    stacksetd_with_endpoint(&server.endpoint())
+}
+
+/// The stacksetd binary for commands that must not touch AWS at all (e.g. `validate`): the endpoint is a
+/// loopback port nothing listens on, so an accidental call fails fast instead of leaving the machine.
+pub fn stacksetd_offline() -> Command {
+    stacksetd_with_endpoint("http://127.0.0.1:9")
+}
+
+fn stacksetd_with_endpoint(endpoint: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_stacksetd"));
+    for (key, _) in std::env::vars_os() {
+        let key_str = key.to_string_lossy();
+        if key_str.starts_with("AWS_") || key_str.starts_with("STACKSETD_") {
+            command.env_remove(&key);
+        }
+    }
+    command
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", REGION)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs a command to completion within `COMMAND_TIMEOUT`, capturing its output; a hung command is killed and
+/// fails the test.
+pub async fn run(command: Command) -> Output {
+    let description = format!("{command:?}");
+    let mut command = tokio::process::Command::from(command);
+    command.kill_on_drop(true);
+    match tokio::time::timeout(COMMAND_TIMEOUT, command.output()).await {
+        Ok(Ok(output)) => output,
+        Ok(Err(e)) => panic!("cannot run {description}: {e}"),
+        Err(_) => panic!("{description} did not finish within {COMMAND_TIMEOUT:?}"),
+    }
+}
+
+/// The exit code, panicking with the full output when there is none (killed by a signal).
+pub fn exit_code(output: &Output) -> i32 {
+    output
+        .status
+        .code()
+        .unwrap_or_else(|| panic!("killed by a signal:\n{}", describe_output(output)))
+}
+
+/// Stdout and stderr, for assertion messages.
+pub fn describe_output(output: &Output) -> String {
+    format!(
+        "status: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Asserts the exit code, showing the command's output when it differs.
+#[track_caller]
+pub fn assert_exit(output: &Output, expected: i32, what: &str) {
+    let code = exit_code(output);
+    assert_eq!(
+        code,
+        expected,
+        "{what}: expected exit {expected}, got {code}\n{}",
+        describe_output(output)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Observations through the SDK (read-only)
+
+/// Every stack instance of the stack set as (account, Region), all pages.
+pub async fn instances(client: &cfn::Client, stack_set: &str) -> BTreeSet<(String, String)> {
+    let items: Vec<cfn::types::StackInstanceSummary> = client
+        .list_stack_instances()
+        .stack_set_name(stack_set)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .unwrap_or_else(|e| panic!("ListStackInstances {stack_set}: {e:?}"));
+    items
+        .iter()
+        .map(|i| {
+            (
+                i.account().expect("instance account").to_string(),
+                i.region().expect("instance Region").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The accounts that have an instance of the stack set (any Region).
+pub async fn instance_accounts(client: &cfn::Client, stack_set: &str) -> BTreeSet<String> {
+    instances(client, stack_set)
+        .await
+        .into_iter()
+        .map(|(account, _)| account)
+        .collect()
+}
+
+/// DescribeStackSet; None when the stack set does not exist (StackSetNotFoundException).
+pub async fn describe_stack_set(
+    client: &cfn::Client,
+    stack_set: &str,
+) -> Option<cfn::types::StackSet> {
+    match client
+        .describe_stack_set()
+        .stack_set_name(stack_set)
+        .send()
+        .await
+    {
+        Ok(out) => out.stack_set().cloned(),
+        Err(e) if error_code(&e) == "StackSetNotFoundException" => None,
+        Err(e) => panic!("DescribeStackSet {stack_set}: {e:?}"),
+    }
+}
+
+/// Every stack set with this name in ListStackSets, whatever its status (deleted ones included).
+pub async fn stack_sets_named(
+    client: &cfn::Client,
+    stack_set: &str,
+) -> Vec<cfn::types::StackSetSummary> {
+    let items: Vec<cfn::types::StackSetSummary> = client
+        .list_stack_sets()
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .expect("ListStackSets");
+    items
+        .into_iter()
+        .filter(|s| s.stack_set_name() == Some(stack_set))
+        .collect()
+}
+
+/// ListStackSetOperations, all pages, in the order the endpoint returns them.
+pub async fn operations(
+    client: &cfn::Client,
+    stack_set: &str,
+) -> Vec<cfn::types::StackSetOperationSummary> {
+    client
+        .list_stack_set_operations()
+        .stack_set_name(stack_set)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .unwrap_or_else(|e| panic!("ListStackSetOperations {stack_set}: {e:?}"))
+}
+
+/// The most recently created operation (DescribeStackSetOperation), or None if there is none. Chosen by
+/// CreationTimestamp, not list order, which AWS does not document.
+pub async fn latest_operation(
+    client: &cfn::Client,
+    stack_set: &str,
+) -> Option<cfn::types::StackSetOperation> {
+    let summaries = operations(client, stack_set).await;
+    // On equal timestamps the later entry wins (moto lists in creation order).
+    let latest = summaries.iter().enumerate().max_by(|(ia, a), (ib, b)| {
+        a.creation_timestamp()
+            .map(|t| (t.secs(), t.subsec_nanos()))
+            .cmp(&b.creation_timestamp().map(|t| (t.secs(), t.subsec_nanos())))
+            .then(ia.cmp(ib))
+    })?;
+    let id = latest.1.operation_id().expect("operation id");
+    let described = client
+        .describe_stack_set_operation()
+        .stack_set_name(stack_set)
+        .operation_id(id)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("DescribeStackSetOperation {id}: {e:?}"));
+    described.stack_set_operation().cloned()
+}

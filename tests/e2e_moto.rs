@@ -1,0 +1,524 @@
+//! End-to-end tests of the stacksetd binary against moto (the local AWS, see tests/moto/README.md), through the
+//! command-line contract in DESIGN.md: `validate`, `plan [--detailed-exitcode] [--output json]` and
+//! `reconcile --once`. Every test starts its own moto server and organization; results are checked through the
+//! AWS SDK, never through stacksetd's own output alone.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use aws_sdk_cloudformation::types::ConcurrencyMode;
+use common::*;
+use serde_json::Value;
+
+const DEPLOYMENT: &str = "aimably";
+const STACK_SET: &str = "AimablyDataOnly";
+const DESCRIPTION: &str = "Aimably access to usage data in every member account";
+
+/// `plan --detailed-exitcode` codes (DESIGN.md, "Command line").
+const PLAN_NO_CHANGES: i32 = 0;
+const PLAN_ERROR: i32 = 1;
+const PLAN_CHANGES: i32 = 2;
+
+/// The knobs the tests turn in the desired-state file; everything else follows the seed's wizard settings.
+#[derive(Debug, Clone)]
+struct Desired {
+    description: String,
+    /// `ROOT` or OU ids.
+    ous: Vec<String>,
+    failure_tolerance_percentage: u32,
+    max_concurrent_percentage: u32,
+    ensure: &'static str,
+}
+
+impl Desired {
+    fn whole_org() -> Desired {
+        Desired {
+            description: DESCRIPTION.to_string(),
+            ous: vec!["ROOT".to_string()],
+            failure_tolerance_percentage: 100,
+            max_concurrent_percentage: 100,
+            ensure: "Present",
+        }
+    }
+
+    fn yaml(&self) -> String {
+        let ous = self
+            .ous
+            .iter()
+            .map(|o| format!("\"{o}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            r#"apiVersion: stacksetd.dev/v1alpha1
+kind: StackSetDeployment
+metadata:
+  name: {DEPLOYMENT}
+spec:
+  stackSetName: {STACK_SET}
+  description: "{description}"
+  managementAccountId: "{MANAGEMENT_ACCOUNT_ID}"
+  callAs: SELF
+  template:
+    url: "{url}"
+  parameters:
+    ManagementAccountId: "{MANAGEMENT_ACCOUNT_ID}"
+  capabilities: [CAPABILITY_NAMED_IAM]
+  deploymentTargets:
+    organizationalUnitIds: [{ous}]
+  regions: [{REGION}]
+  autoDeployment: {{enabled: true, retainStacksOnAccountRemoval: false}}
+  operationPreferences:
+    failureTolerancePercentage: {ftp}
+    maxConcurrentPercentage: {mcp}
+    concurrencyMode: SOFT_FAILURE_TOLERANCE
+  ensure: {ensure}
+"#,
+            description = self.description,
+            url = template_url("aimably-data-only"),
+            ftp = self.failure_tolerance_percentage,
+            mcp = self.max_concurrent_percentage,
+            ensure = self.ensure,
+        )
+    }
+}
+
+/// At least 25 member accounts in at least 2 OUs, one nested, plus two left at the root.
+fn org_spec() -> OrgSpec {
+    OrgSpec {
+        root_accounts: 2,
+        ..OrgSpec::standard()
+    }
+}
+
+async fn reconcile_once(server: &MotoServer, desired: &Path) -> std::process::Output {
+    let mut command = stacksetd(server);
+    command
+        .arg("--desired")
+        .arg(desired)
+        .args(["reconcile", "--once"]);
+    run(command).await
+}
+
+async fn plan_exit_code(server: &MotoServer, desired: &Path) -> i32 {
+    let mut command = stacksetd(server);
+    command
+        .arg("--desired")
+        .arg(desired)
+        .args(["plan", "--detailed-exitcode"]);
+    let output = run(command).await;
+    let code = exit_code(&output);
+    assert!(
+        [PLAN_NO_CHANGES, PLAN_CHANGES].contains(&code),
+        "plan --detailed-exitcode failed\n{}",
+        describe_output(&output)
+    );
+    code
+}
+
+/// `plan --output json`, parsed, with the contract's shape checked.
+async fn plan_json(server: &MotoServer, desired: &Path) -> Value {
+    let mut command = stacksetd(server);
+    command
+        .arg("--desired")
+        .arg(desired)
+        .args(["plan", "--output", "json"]);
+    let output = run(command).await;
+    assert_exit(&output, 0, "plan --output json");
+    let plan: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "plan --output json is not JSON ({e})\n{}",
+            describe_output(&output)
+        )
+    });
+    let deployments = plan["deployments"]
+        .as_array()
+        .expect("plan.deployments is an array");
+    let counted: usize = deployments
+        .iter()
+        .map(|d| {
+            d["actions"]
+                .as_array()
+                .expect("deployment.actions is an array")
+                .len()
+        })
+        .sum();
+    assert_eq!(
+        plan["changes"].as_u64(),
+        Some(counted as u64),
+        "plan.changes counts the actions: {plan}"
+    );
+    plan
+}
+
+/// The action names planned for our deployment, in order.
+fn planned_actions(plan: &Value) -> Vec<String> {
+    let deployment = plan["deployments"]
+        .as_array()
+        .expect("deployments")
+        .iter()
+        .find(|d| d["name"] == DEPLOYMENT)
+        .unwrap_or_else(|| panic!("no deployment {DEPLOYMENT} in the plan: {plan}"));
+    assert_eq!(deployment["stackSetName"], STACK_SET);
+    deployment["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .map(|a| {
+            assert!(a["summary"].is_string(), "every action has a summary: {a}");
+            a["action"].as_str().expect("action name").to_string()
+        })
+        .collect()
+}
+
+/// Deploys `desired` from nothing with one `reconcile --once` and checks it converged.
+async fn deploy(server: &MotoServer, desired: &Path) {
+    let output = reconcile_once(server, desired).await;
+    assert_exit(&output, 0, "reconcile --once from nothing");
+}
+
+#[tokio::test]
+async fn reconcile_from_nothing_deploys_to_every_member_account_then_is_a_no_op() {
+    let server = MotoServer::start();
+    let org = build_org(&server, &org_spec()).await;
+    assert!(org.member_accounts().len() >= 25);
+    let client = cfn_client(&server).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let desired = write_desired(dir.path(), &Desired::whole_org().yaml());
+
+    // Plan from nothing: a stack set and its instances are pending, and planning writes nothing.
+    assert_eq!(plan_exit_code(&server, &desired).await, PLAN_CHANGES);
+    let actions = planned_actions(&plan_json(&server, &desired).await);
+    assert!(
+        actions.contains(&"CreateStackSet".to_string())
+            && actions.contains(&"CreateStackInstances".to_string()),
+        "{actions:?}"
+    );
+    assert!(
+        describe_stack_set(&client, STACK_SET).await.is_none(),
+        "plan must not create anything"
+    );
+
+    deploy(&server, &desired).await;
+
+    let stack_set = describe_stack_set(&client, STACK_SET)
+        .await
+        .expect("the stack set exists");
+    assert_eq!(stack_set.description(), Some(DESCRIPTION));
+    assert_eq!(
+        stack_set.permission_model().map(|p| p.as_str()),
+        Some("SERVICE_MANAGED")
+    );
+    // The seed's wizard settings, as AWS echoes them: whole organization, one Region, auto-deployment on.
+    assert_eq!(
+        stack_set.organizational_unit_ids(),
+        std::slice::from_ref(&org.root_id),
+        "ROOT resolves to the root id"
+    );
+    assert_eq!(stack_set.regions(), &[REGION.to_string()]);
+    let auto = stack_set.auto_deployment().expect("AutoDeployment");
+    assert_eq!(
+        (auto.enabled(), auto.retain_stacks_on_account_removal()),
+        (Some(true), Some(false))
+    );
+    assert!(
+        stack_set
+            .capabilities()
+            .iter()
+            .any(|c| c.as_str() == "CAPABILITY_NAMED_IAM"),
+        "CAPABILITY_NAMED_IAM: {:?}",
+        stack_set.capabilities()
+    );
+    let parameters: Vec<(Option<&str>, Option<&str>)> = stack_set
+        .parameters()
+        .iter()
+        .map(|p| (p.parameter_key(), p.parameter_value()))
+        .collect();
+    assert_eq!(
+        parameters,
+        vec![(Some("ManagementAccountId"), Some(MANAGEMENT_ACCOUNT_ID))]
+    );
+    assert_eq!(
+        stack_set.template_body(),
+        Some(template_body("aimably-data-only").as_str()),
+        "the template's exact bytes, as TemplateBody"
+    );
+
+    let deployed = instances(&client, STACK_SET).await;
+    let accounts: BTreeSet<String> = deployed.iter().map(|(a, _)| a.clone()).collect();
+    assert_eq!(
+        accounts,
+        org.member_accounts(),
+        "an instance in every member account, nested OU included"
+    );
+    assert!(
+        !accounts.contains(&org.management_account_id),
+        "none in the management account"
+    );
+    assert!(
+        deployed.iter().all(|(_, region)| region == REGION),
+        "only {REGION}: {deployed:?}"
+    );
+
+    // Converged: nothing to plan, and another pass submits no operation.
+    assert_eq!(plan_exit_code(&server, &desired).await, PLAN_NO_CHANGES);
+    assert_eq!(plan_json(&server, &desired).await["changes"], 0);
+    let operations_before = operations(&client, STACK_SET).await.len();
+    let output = reconcile_once(&server, &desired).await;
+    assert_exit(&output, 0, "reconcile --once when converged");
+    assert_eq!(
+        operations(&client, STACK_SET).await.len(),
+        operations_before,
+        "no new operation"
+    );
+    assert_eq!(
+        instance_accounts(&client, STACK_SET).await,
+        org.member_accounts()
+    );
+}
+
+#[tokio::test]
+async fn description_and_operation_preference_edits_are_applied() {
+    let server = MotoServer::start();
+    let org = build_org(&server, &org_spec()).await;
+    let client = cfn_client(&server).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let desired = write_desired(dir.path(), &Desired::whole_org().yaml());
+    deploy(&server, &desired).await;
+    assert_eq!(plan_exit_code(&server, &desired).await, PLAN_NO_CHANGES);
+
+    // Operation preferences are not a property of the stack set: they ride on the update the description
+    // change causes, and that operation must carry the new ones.
+    let edited = Desired {
+        description: "Aimably access, reviewed by the platform team".to_string(),
+        failure_tolerance_percentage: 50,
+        max_concurrent_percentage: 25,
+        ..Desired::whole_org()
+    };
+    let desired = write_desired(dir.path(), &edited.yaml());
+    assert_eq!(plan_exit_code(&server, &desired).await, PLAN_CHANGES);
+    let actions = planned_actions(&plan_json(&server, &desired).await);
+    assert_eq!(
+        actions,
+        vec!["UpdateStackSet".to_string()],
+        "a description edit is one UpdateStackSet"
+    );
+
+    let output = reconcile_once(&server, &desired).await;
+    assert_exit(&output, 0, "reconcile --once after the edit");
+
+    let stack_set = describe_stack_set(&client, STACK_SET)
+        .await
+        .expect("the stack set exists");
+    assert_eq!(stack_set.description(), Some(edited.description.as_str()));
+    let latest = latest_operation(&client, STACK_SET)
+        .await
+        .expect("an operation");
+    assert_eq!(latest.action().map(|a| a.as_str()), Some("UPDATE"));
+    let preferences = latest
+        .operation_preferences()
+        .expect("the update carries operation preferences");
+    assert_eq!(preferences.failure_tolerance_percentage(), Some(50));
+    assert_eq!(preferences.max_concurrent_percentage(), Some(25));
+    assert_eq!(
+        preferences.concurrency_mode(),
+        Some(&ConcurrencyMode::SoftFailureTolerance)
+    );
+
+    assert_eq!(plan_exit_code(&server, &desired).await, PLAN_NO_CHANGES);
+    assert_eq!(
+        instance_accounts(&client, STACK_SET).await,
+        org.member_accounts(),
+        "instances untouched"
+    );
+}
+
+#[tokio::test]
+async fn dropping_an_ou_deletes_exactly_its_instances() {
+    let server = MotoServer::start();
+    let org = build_org(&server, &org_spec()).await;
+    let client = cfn_client(&server).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let both = Desired {
+        ous: vec![
+            org.ou("Engineering").to_string(),
+            org.ou("Finance").to_string(),
+        ],
+        ..Desired::whole_org()
+    };
+    let desired = write_desired(dir.path(), &both.yaml());
+    deploy(&server, &desired).await;
+    let targeted: BTreeSet<String> = org
+        .accounts_under("Engineering")
+        .union(&org.accounts_under("Finance"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        instance_accounts(&client, STACK_SET).await,
+        targeted,
+        "OU targets, nested OU included"
+    );
+
+    // Drop Engineering (which holds the nested Platform OU): exactly its 20 accounts lose their instances.
+    let finance_only = Desired {
+        ous: vec![org.ou("Finance").to_string()],
+        ..Desired::whole_org()
+    };
+    let desired = write_desired(dir.path(), &finance_only.yaml());
+    assert_eq!(plan_exit_code(&server, &desired).await, PLAN_CHANGES);
+    let actions = planned_actions(&plan_json(&server, &desired).await);
+    assert!(
+        actions.contains(&"DeleteStackInstances".to_string()),
+        "{actions:?}"
+    );
+    assert!(
+        !actions.contains(&"DeleteStackSet".to_string()),
+        "{actions:?}"
+    );
+
+    let output = reconcile_once(&server, &desired).await;
+    assert_exit(&output, 0, "reconcile --once after dropping an OU");
+    assert_eq!(
+        instance_accounts(&client, STACK_SET).await,
+        org.accounts_under("Finance")
+    );
+    let stack_set = describe_stack_set(&client, STACK_SET)
+        .await
+        .expect("the stack set stays");
+    assert_eq!(
+        stack_set.organizational_unit_ids(),
+        &[org.ou("Finance").to_string()]
+    );
+    assert_eq!(plan_exit_code(&server, &desired).await, PLAN_NO_CHANGES);
+}
+
+#[tokio::test]
+async fn ensure_absent_removes_instances_and_stack_set_then_changes_nothing() {
+    let server = MotoServer::start();
+    let org = build_org(&server, &org_spec()).await;
+    let client = cfn_client(&server).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let desired = write_desired(dir.path(), &Desired::whole_org().yaml());
+    deploy(&server, &desired).await;
+    assert_eq!(
+        instance_accounts(&client, STACK_SET).await,
+        org.member_accounts()
+    );
+
+    let absent = Desired {
+        ensure: "Absent",
+        ..Desired::whole_org()
+    };
+    let desired = write_desired(dir.path(), &absent.yaml());
+    assert_eq!(plan_exit_code(&server, &desired).await, PLAN_CHANGES);
+    let actions = planned_actions(&plan_json(&server, &desired).await);
+    assert_eq!(
+        actions,
+        vec![
+            "DeleteStackInstances".to_string(),
+            "DeleteStackSet".to_string()
+        ],
+        "instances first, then the stack set"
+    );
+
+    let output = reconcile_once(&server, &desired).await;
+    assert_exit(&output, 0, "reconcile --once with ensure: Absent");
+    assert!(
+        describe_stack_set(&client, STACK_SET).await.is_none(),
+        "the stack set is gone"
+    );
+    let listed = stack_sets_named(&client, STACK_SET).await;
+    assert!(
+        listed
+            .iter()
+            .all(|s| s.status().map(|st| st.as_str()) == Some("DELETED")),
+        "no active stack set named {STACK_SET}: {listed:?}"
+    );
+
+    // A second pass has nothing to do: exit 0, no stack set created, nothing pending.
+    let output = reconcile_once(&server, &desired).await;
+    assert_exit(&output, 0, "second reconcile --once with ensure: Absent");
+    assert_eq!(
+        stack_sets_named(&client, STACK_SET).await.len(),
+        listed.len(),
+        "no new stack set"
+    );
+    assert!(describe_stack_set(&client, STACK_SET).await.is_none());
+    assert_eq!(plan_exit_code(&server, &desired).await, PLAN_NO_CHANGES);
+}
+
+/// The `FILE:LINE:COL: field: message` lines of stderr that point into `file`.
+fn diagnostics_for(stderr: &str, file: &Path) -> Vec<(u32, u32, String)> {
+    let prefix = format!("{}:", file.display());
+    stderr
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(&prefix)?;
+            let mut parts = rest.splitn(3, ':');
+            let line_no = parts.next()?.parse().ok()?;
+            let col = parts.next()?.parse().ok()?;
+            Some((line_no, col, parts.next()?.trim().to_string()))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn validate_accepts_a_good_file_and_rejects_a_broken_one_with_its_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = Desired::whole_org().yaml();
+    let good_path = write_desired(dir.path(), &good);
+    let mut command = stacksetd_offline();
+    command.arg("validate").arg(&good_path);
+    assert_exit(&run(command).await, 0, "validate of a valid file");
+
+    // Break one value and find the line it is on (1-based), rather than hard-coding the template's layout.
+    let broken = good.replace(
+        "failureTolerancePercentage: 100",
+        "failureTolerancePercentage: 150",
+    );
+    assert_ne!(broken, good);
+    let broken_line = broken
+        .lines()
+        .position(|l| l.contains("failureTolerancePercentage: 150"))
+        .expect("the broken line") as u32
+        + 1;
+    // A second document before it checks that lines count from the start of the file, not of the document.
+    let first = Desired::whole_org()
+        .yaml()
+        .replace(&format!("name: {DEPLOYMENT}"), "name: other")
+        .replace(&format!("stackSetName: {STACK_SET}"), "stackSetName: Other");
+    let file = format!("{first}---\n{broken}");
+    let offset = first.lines().count() as u32 + 1;
+    let broken_path = dir.path().join("broken.yaml");
+    std::fs::write(&broken_path, &file).expect("write broken.yaml");
+
+    let mut command = stacksetd_offline();
+    command.arg("validate").arg(&broken_path);
+    let output = run(command).await;
+    assert_exit(&output, 1, "validate of an invalid file");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let found = diagnostics_for(&stderr, &broken_path);
+    assert!(
+        found
+            .iter()
+            .any(|(line, col, message)| *line == offset + broken_line
+                && *col >= 1
+                && message.contains("failureTolerancePercentage")),
+        "expected `{}:{}:COL: ...failureTolerancePercentage...: message` on stderr, got:\n{stderr}",
+        broken_path.display(),
+        offset + broken_line
+    );
+
+    // plan reports the broken file as an error (1), not as "changes pending".
+    let mut command = stacksetd_offline();
+    command
+        .arg("--desired")
+        .arg(&broken_path)
+        .args(["plan", "--detailed-exitcode"]);
+    assert_exit(
+        &run(command).await,
+        PLAN_ERROR,
+        "plan --detailed-exitcode of an invalid file",
+    );
+}

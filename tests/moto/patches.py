@@ -1,0 +1,396 @@
+"""Small patches that move moto 5.2.x's CloudFormation StackSets toward AWS's documented behaviour.
+
+Each `patch_*` function changes one behaviour, says in its docstring which AWS behaviour it restores, and is
+described in tests/moto/README.md. They patch moto's classes in this process only (the launcher imports this module
+before starting the server); nothing in the installed package is modified. Patches never make AWS's behaviour
+looser than AWS's: stacksetd must stay faithful to AWS, so moto is bent toward AWS, never the reverse.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from moto.cloudformation import models as cfn_models
+from moto.cloudformation import responses as cfn_responses
+from moto.cloudformation.exceptions import CloudFormationError
+from moto.core.responses import ActionResult, EmptyResult
+from moto.organizations.models import organizations_backends
+
+StackSet = cfn_models.StackSet
+StackInstances = cfn_models.StackInstances
+CloudFormationResponse = cfn_responses.CloudFormationResponse
+
+SERVICE_MANAGED = "SERVICE_MANAGED"
+# The service principal the StackSets console's "Enable trusted access" turns on in Organizations.
+STACKSETS_SERVICE_PRINCIPAL = "member.org.stacksets.cloudformation.amazonaws.com"
+
+
+class OperationIdAlreadyExistsException(CloudFormationError):
+    code = "OperationIdAlreadyExistsException"
+
+
+class OperationNotFoundException(CloudFormationError):
+    code = "OperationNotFoundException"
+
+
+class NameAlreadyExistsException(CloudFormationError):
+    code = "NameAlreadyExistsException"
+
+
+def _wrap(owner: type, name: str, make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
+    """Replace `owner.name` with `make(original)`, keeping the original's name for moto's dispatcher."""
+    original = getattr(owner, name, None)
+    replacement = make(original) if original is not None else make(lambda *a, **k: None)
+    if original is not None:
+        functools.update_wrapper(replacement, original)
+    setattr(owner, name, replacement)
+
+
+def _org_backend(stack_instances: StackInstances) -> Any:
+    return stack_instances.org_backend
+
+
+def _descendant_ous(org: Any, ou_ids: list[str]) -> list[str]:
+    """The given OUs and every OU below them, at any depth (breadth-first, no duplicates)."""
+    found: list[str] = []
+    frontier = list(ou_ids)
+    while frontier:
+        current = frontier.pop(0)
+        if current in found:
+            continue
+        found.append(current)
+        frontier.extend(ou.id for ou in org.ou if ou.parent_id == current)
+    return found
+
+
+def patch_resolve_deployment_targets_like_aws() -> None:
+    """Service-managed targets resolve to every account below the OUs, at any depth, honouring AccountFilterType.
+
+    AWS (DeploymentTargets, CreateStackInstances): "OrganizationalUnitIds: the organization root ID or
+    organizational unit (OU) IDs to which StackSets deploys" - child OUs are included, so targeting the root
+    reaches the whole organization. AccountFilterType: INTERSECTION deploys only to the listed Accounts within the
+    OUs, DIFFERENCE to the OUs' accounts except the listed ones, UNION to both, NONE to the OUs' accounts.
+    moto 5.2 expands the OUs one level only and always adds Accounts as a union.
+    Adds `StackInstances.target_accounts`, which the other patches reuse.
+    """
+
+    def target_accounts(
+        self: StackInstances,
+        accounts: list[str],
+        deployment_targets: dict[str, Any] | None,
+        permission_model: str,
+    ) -> list[str]:
+        targets = deployment_targets or {}
+        if permission_model != SERVICE_MANAGED:
+            return list(dict.fromkeys(list(accounts) + list(targets.get("Accounts") or [])))
+        org = _org_backend(self)
+        ous = _descendant_ous(org, list(targets.get("OrganizationalUnitIds") or []))
+        in_ous = [a.id for a in org.accounts if a.parent_id in ous]
+        listed = list(targets.get("Accounts") or [])
+        filter_type = targets.get("AccountFilterType") or "NONE"
+        if filter_type == "INTERSECTION":
+            chosen = [a for a in in_ous if a in listed]
+        elif filter_type == "DIFFERENCE":
+            chosen = [a for a in in_ous if a not in listed]
+        elif filter_type == "UNION":
+            chosen = in_ous + listed
+        else:
+            chosen = in_ous
+        return list(dict.fromkeys(chosen))
+
+    StackInstances.target_accounts = target_accounts
+
+    def make(original: Callable[..., Any]) -> Callable[..., Any]:
+        def create_instances(
+            self: StackInstances,
+            accounts: list[str],
+            regions: list[str],
+            parameters: Any,
+            deployment_targets: dict[str, Any],
+            permission_model: str,
+        ) -> Any:
+            resolved = self.target_accounts(accounts, deployment_targets, permission_model)
+            # Pass resolved accounts and no OUs, so moto's own one-level expansion adds nothing.
+            return original(self, resolved, regions, parameters, {}, permission_model=permission_model)
+
+        return create_instances
+
+    _wrap(StackInstances, "create_instances", make)
+
+
+def patch_no_instances_in_management_account() -> None:
+    """A service-managed stack set never gets an instance in the organization's management account.
+
+    AWS (StackSets user guide, service-managed permissions): "StackSets doesn't deploy stack instances to the
+    organization management account, even if the management account is in your organization or in an OU in your
+    organization." moto 5.2 deploys there whenever the root is targeted.
+    """
+
+    def make(original: Callable[..., Any]) -> Callable[..., Any]:
+        def target_accounts(
+            self: StackInstances,
+            accounts: list[str],
+            deployment_targets: dict[str, Any] | None,
+            permission_model: str,
+        ) -> list[str]:
+            resolved = original(self, accounts, deployment_targets, permission_model)
+            org = _org_backend(self).org
+            if permission_model != SERVICE_MANAGED or org is None:
+                return resolved
+            return [a for a in resolved if a != org.master_account_id]
+
+        return target_accounts
+
+    _wrap(StackInstances, "target_accounts", make)
+
+
+def patch_delete_stack_instances_uses_deployment_targets() -> None:
+    """DeleteStackInstances deletes the instances its DeploymentTargets resolve to.
+
+    AWS (DeleteStackInstances): "[Service-managed permissions] The Organizations accounts from which to delete
+    stack instances" are given as DeploymentTargets (OrganizationalUnitIds, with Accounts and AccountFilterType);
+    "You can specify Accounts or DeploymentTargets, but not both." moto 5.2 reads only Accounts, so a
+    service-managed delete by OU deletes nothing.
+    """
+
+    def make(original: Callable[..., Any]) -> Callable[..., Any]:
+        def delete_stack_instances(self: CloudFormationResponse) -> ActionResult:
+            targets = self._get_param("DeploymentTargets")
+            if not targets:
+                return original(self)
+            stackset = self.cloudformation_backend.describe_stack_set(self._get_param("StackSetName"))
+            accounts = stackset.instances.target_accounts(
+                self._get_param("Accounts", []), targets, stackset.permission_model
+            )
+            regions = self._get_param("Regions", [])
+            stackset = self.cloudformation_backend.delete_stack_instances(stackset.name, accounts, regions)
+            return ActionResult({"OperationId": stackset.operations[-1]["OperationId"]})
+
+        return delete_stack_instances
+
+    _wrap(CloudFormationResponse, "delete_stack_instances", make)
+
+
+def patch_describe_stack_set_echoes_settings() -> None:
+    """DescribeStackSet returns the AutoDeployment, ManagedExecution and Capabilities the stack set was given.
+
+    AWS (StackSet data type): AutoDeployment "[Service-managed permissions] Describes whether StackSets
+    automatically deploys to Organizations accounts that are added to a target organization or OU";
+    ManagedExecution "Describes whether StackSets performs non-conflicting operations concurrently";
+    Capabilities "The capabilities that are allowed in the stack set". Create/UpdateStackSet set them (an update
+    that omits one keeps the previous value). moto 5.2 drops all three.
+    """
+
+    def remember(stackset: StackSet, params: Callable[[str], Any]) -> None:
+        auto = params("AutoDeployment")
+        if auto is not None:
+            stackset.auto_deployment = {
+                "Enabled": bool(auto.get("Enabled", False)),
+                "RetainStacksOnAccountRemoval": bool(auto.get("RetainStacksOnAccountRemoval", False)),
+            }
+        managed = params("ManagedExecution")
+        if managed is not None:
+            stackset._managed_execution = {"Active": bool(managed.get("Active", False))}
+        capabilities = params("Capabilities")
+        if capabilities is not None:
+            stackset.capabilities = list(capabilities)
+
+    StackSet.managed_execution = property(  # type: ignore[assignment]
+        lambda self: getattr(self, "_managed_execution", {"Active": False})
+    )
+
+    def make_create(original: Callable[..., Any]) -> Callable[..., Any]:
+        def create_stack_set(self: CloudFormationResponse) -> ActionResult:
+            result = original(self)
+            stackset = self.cloudformation_backend.describe_stack_set(self._get_param("StackSetName"))
+            remember(stackset, self._get_param)
+            return result
+
+        return create_stack_set
+
+    def make_update(original: Callable[..., Any]) -> Callable[..., Any]:
+        def update_stack_set(self: CloudFormationResponse) -> ActionResult:
+            result = original(self)
+            stackset = self.cloudformation_backend.describe_stack_set(self._get_param("StackSetName"))
+            remember(stackset, self._get_param)
+            return result
+
+        return update_stack_set
+
+    _wrap(CloudFormationResponse, "create_stack_set", make_create)
+    _wrap(CloudFormationResponse, "update_stack_set", make_update)
+
+
+def patch_describe_stack_set_echoes_targets() -> None:
+    """DescribeStackSet returns the OUs targeted (and not since removed) and the Regions that have instances.
+
+    AWS (StackSet data type): OrganizationalUnitIds "[Service-managed permissions] The organization root ID or
+    organizational unit (OU) IDs that you specified for DeploymentTargets"; Regions "Returns a list of all Amazon
+    Web Services Regions the given StackSet has stack instances deployed in". A CreateStackInstances adds its OUs;
+    a DeleteStackInstances by whole OUs (no account filter) removes them. moto 5.2 returns neither field.
+    """
+
+    StackSet.regions = property(  # type: ignore[attr-defined]
+        lambda self: sorted({i.region_name for i in self.instances.stack_instances})
+    )
+    StackSet.organizational_unit_ids = property(  # type: ignore[attr-defined]
+        lambda self: list(getattr(self, "_targeted_ous", []))
+    )
+
+    def make_create(original: Callable[..., Any]) -> Callable[..., Any]:
+        def create_stack_instances(self: CloudFormationResponse) -> ActionResult:
+            result = original(self)
+            stackset = self.cloudformation_backend.describe_stack_set(self._get_param("StackSetName"))
+            ous = (self._get_param("DeploymentTargets") or {}).get("OrganizationalUnitIds") or []
+            stackset._targeted_ous = list(dict.fromkeys(list(getattr(stackset, "_targeted_ous", [])) + ous))
+            return result
+
+        return create_stack_instances
+
+    def make_delete(original: Callable[..., Any]) -> Callable[..., Any]:
+        def delete_stack_instances(self: CloudFormationResponse) -> ActionResult:
+            result = original(self)
+            targets = self._get_param("DeploymentTargets") or {}
+            if (targets.get("AccountFilterType") or "NONE") == "NONE":
+                removed = set(targets.get("OrganizationalUnitIds") or [])
+                stackset = self.cloudformation_backend.describe_stack_set(self._get_param("StackSetName"))
+                stackset._targeted_ous = [o for o in getattr(stackset, "_targeted_ous", []) if o not in removed]
+            return result
+
+        return delete_stack_instances
+
+    _wrap(CloudFormationResponse, "create_stack_instances", make_create)
+    _wrap(CloudFormationResponse, "delete_stack_instances", make_delete)
+
+
+# The actions whose OperationId the caller chooses, and that take OperationPreferences.
+OPERATION_ACTIONS = (
+    "create_stack_instances",
+    "update_stack_instances",
+    "delete_stack_instances",
+    "update_stack_set",
+)
+
+
+def patch_operations_keep_caller_id_and_preferences() -> None:
+    """Stack set operations keep the caller's OperationId and OperationPreferences.
+
+    AWS (Create/Update/DeleteStackInstances, UpdateStackSet): OperationId is "The unique identifier for this stack
+    set operation" chosen by the caller (the SDK generates one when omitted); reusing one raises
+    OperationIdAlreadyExistsException. DescribeStackSetOperation returns the OperationPreferences the operation ran
+    with, and raises OperationNotFoundException for an unknown id. moto 5.2 replaces the id with its own UUID
+    (except for UpdateStackSet), records no preferences, and raises ValidationError for an unknown id.
+    """
+
+    def make(original: Callable[..., Any]) -> Callable[..., Any]:
+        def operation(self: CloudFormationResponse) -> ActionResult:
+            stackset = self.cloudformation_backend.describe_stack_set(self._get_param("StackSetName"))
+            wanted = self._get_param("OperationId")
+            if wanted and any(op["OperationId"] == wanted for op in stackset.operations):
+                raise OperationIdAlreadyExistsException(f"Operation with id {wanted} already exists")
+            before = len(stackset.operations)
+            original(self)
+            # UpdateStackSet with Accounts and Regions records two operations; the first one is the call's own.
+            op = stackset.operations[before]
+            if wanted:
+                op["OperationId"] = wanted
+            preferences = self._get_param("OperationPreferences")
+            if preferences:
+                op["OperationPreferences"] = preferences
+            return ActionResult({"OperationId": op["OperationId"]})
+
+        return operation
+
+    for action in OPERATION_ACTIONS:
+        _wrap(CloudFormationResponse, action, make)
+
+    def make_get(original: Callable[..., Any]) -> Callable[..., Any]:
+        def get_operation(self: StackSet, operation_id: str) -> dict[str, Any]:
+            for op in self.operations:
+                if op["OperationId"] == operation_id:
+                    return op
+            raise OperationNotFoundException(f"Operation {operation_id} not found")
+
+        return get_operation
+
+    _wrap(StackSet, "get_operation", make_get)
+
+    def make_dto(original: Callable[..., Any]) -> Callable[..., Any]:
+        def init(self: Any, operation: dict[str, Any], stack_set: StackSet) -> None:
+            original(self, operation, stack_set)
+            self.operation_preferences = operation.get("OperationPreferences")
+
+        return init
+
+    _wrap(cfn_responses.StackSetOperationDTO, "__init__", make_dto)
+
+
+def patch_create_stack_set_name_is_unique() -> None:
+    """CreateStackSet refuses a name already in use, unless it is a retry with the same ClientRequestToken.
+
+    AWS (CreateStackSet): NameAlreadyExistsException "The specified name is already in use"; ClientRequestToken
+    "Specify this token if you plan to retry requests so that CloudFormation knows that you're not attempting to
+    create another stack set with the same name." moto 5.2 silently creates a second stack set with the same name.
+    """
+
+    def make(original: Callable[..., Any]) -> Callable[..., Any]:
+        def create_stack_set(self: CloudFormationResponse) -> ActionResult:
+            name = self._get_param("StackSetName")
+            token = self._get_param("ClientRequestToken")
+            for existing in self.cloudformation_backend.stacksets.values():
+                if existing.name == name and existing.status != "DELETED":
+                    if token and getattr(existing, "client_request_token", None) == token:
+                        return ActionResult({"StackSetId": existing.id})
+                    raise NameAlreadyExistsException(f"StackSet {name} already exists")
+            result = original(self)
+            self.cloudformation_backend.describe_stack_set(name).client_request_token = token
+            return result
+
+        return create_stack_set
+
+    _wrap(CloudFormationResponse, "create_stack_set", make)
+
+
+def patch_organizations_access() -> None:
+    """DescribeOrganizationsAccess and ActivateOrganizationsAccess report and switch StackSets' trusted access.
+
+    AWS (DescribeOrganizationsAccess): "Retrieves information about the account's OrganizationAccess status",
+    ENABLED or DISABLED; ActivateOrganizationsAccess "Activate trusted access with Organizations", which enables
+    the member.org.stacksets.cloudformation.amazonaws.com service principal in Organizations. moto 5.2 implements
+    neither; here both read and write moto's own Organizations service-access list, so the two views agree.
+    """
+
+    def org_backend(response: CloudFormationResponse) -> Any:
+        return organizations_backends[response.current_account][response.partition]
+
+    def describe_organizations_access(self: CloudFormationResponse) -> ActionResult:
+        backend = org_backend(self)
+        enabled = any(s["ServicePrincipal"] == STACKSETS_SERVICE_PRINCIPAL for s in backend.services)
+        return ActionResult({"Status": "ENABLED" if enabled and backend.org else "DISABLED"})
+
+    def activate_organizations_access(self: CloudFormationResponse) -> EmptyResult:
+        org_backend(self).enable_aws_service_access(ServicePrincipal=STACKSETS_SERVICE_PRINCIPAL)
+        return EmptyResult()
+
+    CloudFormationResponse.describe_organizations_access = describe_organizations_access
+    CloudFormationResponse.activate_organizations_access = activate_organizations_access
+
+
+# Order matters where patches wrap the same method: target resolution first, then what builds on it.
+ALL_PATCHES = (
+    patch_resolve_deployment_targets_like_aws,
+    patch_no_instances_in_management_account,
+    patch_delete_stack_instances_uses_deployment_targets,
+    patch_describe_stack_set_echoes_settings,
+    patch_describe_stack_set_echoes_targets,
+    patch_operations_keep_caller_id_and_preferences,
+    patch_create_stack_set_name_is_unique,
+    patch_organizations_access,
+)
+
+
+def apply_all() -> None:
+    for patch in ALL_PATCHES:
+        patch()

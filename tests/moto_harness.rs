@@ -1,0 +1,556 @@
+//! Self-tests of the moto harness (tests/common) and of the launcher's patches (tests/moto/patches.py), driven
+//! directly through the AWS SDK - no stacksetd involved. If these fail, the end-to-end tests cannot be trusted.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use aws_sdk_cloudformation as cfn;
+use aws_sdk_cloudformation::types::{
+    AccountFilterType, AutoDeployment, Capability, ConcurrencyMode, DeploymentTargets, Parameter,
+    PermissionModels, StackSetOperationPreferences,
+};
+use common::*;
+
+const STACK_SET: &str = "AimablyDataOnly";
+/// CloudFormation's TemplateBody limit.
+const TEMPLATE_BODY_MAX_BYTES: usize = 51_200;
+
+async fn create_stack_set(client: &cfn::Client, name: &str, template: &str) {
+    client
+        .create_stack_set()
+        .stack_set_name(name)
+        .description("Aimably access to usage data in every member account")
+        .template_body(template_body(template))
+        .parameters(
+            Parameter::builder()
+                .parameter_key("ManagementAccountId")
+                .parameter_value(MANAGEMENT_ACCOUNT_ID)
+                .build(),
+        )
+        .capabilities(Capability::CapabilityNamedIam)
+        .permission_model(PermissionModels::ServiceManaged)
+        .auto_deployment(
+            AutoDeployment::builder()
+                .enabled(true)
+                .retain_stacks_on_account_removal(false)
+                .build(),
+        )
+        .call_as(cfn::types::CallAs::SelfValue)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("CreateStackSet {name}: {e:?}"));
+}
+
+fn ou_targets(ous: &[&str]) -> DeploymentTargets {
+    DeploymentTargets::builder()
+        .set_organizational_unit_ids(Some(ous.iter().map(|s| s.to_string()).collect()))
+        .build()
+}
+
+async fn create_instances(client: &cfn::Client, targets: DeploymentTargets) -> String {
+    client
+        .create_stack_instances()
+        .stack_set_name(STACK_SET)
+        .deployment_targets(targets)
+        .regions(REGION)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("CreateStackInstances: {e:?}"))
+        .operation_id()
+        .expect("operation id")
+        .to_string()
+}
+
+fn set<'a>(items: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
+    items.into_iter().map(str::to_string).collect()
+}
+
+/// ListAccountsForParent, every page of `page_size`.
+async fn accounts_for_parent(
+    client: &aws_sdk_organizations::Client,
+    parent: &str,
+    page_size: i32,
+) -> BTreeSet<String> {
+    let pages: Vec<_> = client
+        .list_accounts_for_parent()
+        .parent_id(parent)
+        .max_results(page_size)
+        .into_paginator()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .unwrap_or_else(|e| panic!("ListAccountsForParent {parent}: {e:?}"));
+    assert!(
+        pages
+            .iter()
+            .all(|p| p.accounts().len() <= page_size as usize),
+        "ListAccountsForParent honours MaxResults {page_size}"
+    );
+    pages
+        .iter()
+        .flat_map(|p| p.accounts())
+        .filter_map(|a| a.id().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test]
+async fn organization_is_built_and_listed_as_specified() {
+    let server = MotoServer::start();
+    let spec = OrgSpec::standard();
+    let org = build_org(&server, &spec).await;
+    let client = org_client(&server).await;
+
+    assert_eq!(org.management_account_id, MANAGEMENT_ACCOUNT_ID);
+    let described = client
+        .describe_organization()
+        .send()
+        .await
+        .expect("DescribeOrganization");
+    let organization = described.organization().expect("organization");
+    assert_eq!(
+        organization.master_account_id(),
+        Some(MANAGEMENT_ACCOUNT_ID)
+    );
+    assert_eq!(
+        organization.feature_set(),
+        Some(&aws_sdk_organizations::types::OrganizationFeatureSet::All)
+    );
+
+    // 30 members, split 12 / 8 / 10, every id distinct, none the management account.
+    assert_eq!(spec.member_count(), 30);
+    let members = org.member_accounts();
+    assert_eq!(members.len(), 30);
+    assert!(!members.contains(MANAGEMENT_ACCOUNT_ID));
+    assert_eq!(org.accounts_under("Platform").len(), 8);
+    assert_eq!(org.accounts_under("Finance").len(), 10);
+    assert_eq!(
+        org.accounts_under("Engineering").len(),
+        20,
+        "Engineering includes its nested Platform OU"
+    );
+
+    // The organization as Organizations lists it, paging 20 at a time as AWS does.
+    // Organizations' paginators have no item iterator: flatten the pages.
+    let pages: Vec<_> = client
+        .list_organizational_units_for_parent()
+        .parent_id(&org.root_id)
+        .into_paginator()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .expect("ListOrganizationalUnitsForParent root");
+    let top: BTreeSet<String> = pages
+        .iter()
+        .flat_map(|p| p.organizational_units())
+        .filter_map(|o| o.name().map(str::to_string))
+        .collect();
+    assert_eq!(top, set(["Engineering", "Finance"]));
+    let nested = client
+        .list_organizational_units_for_parent()
+        .parent_id(org.ou("Engineering"))
+        .send()
+        .await
+        .expect("ListOrganizationalUnitsForParent Engineering");
+    let nested_ids: Vec<_> = nested
+        .organizational_units()
+        .iter()
+        .filter_map(|o| o.id())
+        .collect();
+    assert_eq!(nested_ids, vec![org.ou("Platform")]);
+
+    for ou in ["Engineering", "Platform", "Finance"] {
+        let ids = accounts_for_parent(&client, org.ou(ou), 5).await;
+        assert_eq!(
+            Some(&ids),
+            org.accounts_by_ou.get(ou),
+            "accounts directly in {ou}"
+        );
+    }
+    let at_root = accounts_for_parent(&client, &org.root_id, 20).await;
+    assert_eq!(
+        at_root,
+        set([MANAGEMENT_ACCOUNT_ID]),
+        "only the management account stays at the root"
+    );
+}
+
+#[tokio::test]
+async fn trusted_access_follows_the_organizations_switch() {
+    let server = MotoServer::start();
+    let spec = OrgSpec {
+        trusted_access: false,
+        ..OrgSpec::standard()
+    };
+    build_org(&server, &spec).await;
+    let client = cfn_client(&server).await;
+
+    let status =
+        |out: cfn::operation::describe_organizations_access::DescribeOrganizationsAccessOutput| {
+            out.status().map(|s| s.as_str().to_string())
+        };
+    let before = client
+        .describe_organizations_access()
+        .send()
+        .await
+        .expect("DescribeOrganizationsAccess");
+    assert_eq!(status(before).as_deref(), Some("DISABLED"));
+
+    client
+        .activate_organizations_access()
+        .send()
+        .await
+        .expect("ActivateOrganizationsAccess");
+    let after = client
+        .describe_organizations_access()
+        .send()
+        .await
+        .expect("DescribeOrganizationsAccess");
+    assert_eq!(status(after).as_deref(), Some("ENABLED"));
+
+    let principals = org_client(&server)
+        .await
+        .list_aws_service_access_for_organization()
+        .send()
+        .await
+        .expect("ListAWSServiceAccessForOrganization");
+    assert!(
+        principals
+            .enabled_service_principals()
+            .iter()
+            .any(|p| p.service_principal() == Some(STACKSETS_SERVICE_PRINCIPAL))
+    );
+}
+
+#[tokio::test]
+async fn templates_are_within_limits_and_grant_the_management_account() {
+    for name in ["aimably-data-only", "aimably-data-and-scheduling"] {
+        let body = template_body(name);
+        assert!(
+            body.len() < TEMPLATE_BODY_MAX_BYTES,
+            "{name} is {} bytes",
+            body.len()
+        );
+        let template: serde_json::Value = serde_json::from_str(&body).expect("template is JSON");
+        assert_eq!(
+            template["Parameters"]["ManagementAccountId"]["Type"],
+            "String"
+        );
+        let role = &template["Resources"]["AimablyMemberRole"];
+        assert_eq!(role["Type"], "AWS::IAM::Role");
+        assert_eq!(role["Properties"]["RoleName"], "AimablyMemberRole");
+        let principal =
+            &role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["AWS"];
+        assert_eq!(
+            principal["Fn::Sub"],
+            "arn:aws:iam::${ManagementAccountId}:root"
+        );
+        let actions: BTreeSet<String> = role["Properties"]["Policies"]
+            .as_array()
+            .expect("inline policies")
+            .iter()
+            .flat_map(|p| {
+                p["PolicyDocument"]["Statement"]
+                    .as_array()
+                    .expect("statements")
+                    .clone()
+            })
+            .flat_map(|s| s["Action"].as_array().expect("actions").clone())
+            .filter_map(|a| a.as_str().map(str::to_string))
+            .collect();
+        assert!(
+            actions.contains("ce:Get*") && actions.contains("organizations:List*"),
+            "{name}: {actions:?}"
+        );
+        let scheduling =
+            actions.contains("ec2:StopInstances") && actions.contains("rds:StartDBInstance");
+        assert_eq!(
+            scheduling,
+            name == "aimably-data-and-scheduling",
+            "{name} scheduling actions"
+        );
+    }
+}
+
+#[tokio::test]
+async fn root_target_deploys_to_every_member_and_never_the_management_account() {
+    for template in ["aimably-data-only", "aimably-data-and-scheduling"] {
+        let server = MotoServer::start();
+        let org = build_org(&server, &OrgSpec::standard()).await;
+        let client = cfn_client(&server).await;
+        create_stack_set(&client, STACK_SET, template).await;
+
+        create_instances(&client, ou_targets(&[&org.root_id])).await;
+
+        let deployed = instances(&client, STACK_SET).await;
+        let accounts: BTreeSet<String> = deployed.iter().map(|(a, _)| a.clone()).collect();
+        assert_eq!(
+            accounts,
+            org.member_accounts(),
+            "{template}: exactly the member accounts"
+        );
+        assert!(
+            !accounts.contains(MANAGEMENT_ACCOUNT_ID),
+            "{template}: never the management account"
+        );
+        assert!(
+            org.accounts_under("Platform").is_subset(&accounts),
+            "nested OU included"
+        );
+        assert_eq!(
+            deployed.len(),
+            30,
+            "one instance per account in the one Region"
+        );
+        assert!(deployed.iter().all(|(_, region)| region == REGION));
+    }
+}
+
+#[tokio::test]
+async fn create_stack_instances_twice_is_idempotent() {
+    let server = MotoServer::start();
+    let org = build_org(&server, &OrgSpec::standard()).await;
+    let client = cfn_client(&server).await;
+    create_stack_set(&client, STACK_SET, "aimably-data-only").await;
+
+    let first = create_instances(&client, ou_targets(&[org.ou("Finance")])).await;
+    let after_first = instances(&client, STACK_SET).await;
+    let second = create_instances(&client, ou_targets(&[org.ou("Finance")])).await;
+    let after_second = instances(&client, STACK_SET).await;
+
+    assert_ne!(first, second, "two submissions are two operations");
+    assert_eq!(
+        after_first, after_second,
+        "the second create changes nothing"
+    );
+    let accounts: BTreeSet<String> = after_second.into_iter().map(|(a, _)| a).collect();
+    assert_eq!(accounts, org.accounts_under("Finance"));
+}
+
+#[tokio::test]
+async fn delete_by_deployment_targets_deletes_exactly_that_ous_instances() {
+    let server = MotoServer::start();
+    let org = build_org(&server, &OrgSpec::standard()).await;
+    let client = cfn_client(&server).await;
+    create_stack_set(&client, STACK_SET, "aimably-data-only").await;
+    create_instances(
+        &client,
+        ou_targets(&[org.ou("Engineering"), org.ou("Finance")]),
+    )
+    .await;
+    assert_eq!(
+        instance_accounts(&client, STACK_SET).await,
+        org.member_accounts()
+    );
+
+    // Only DeploymentTargets, no Accounts: AWS's service-managed form. Engineering includes nested Platform.
+    client
+        .delete_stack_instances()
+        .stack_set_name(STACK_SET)
+        .deployment_targets(ou_targets(&[org.ou("Engineering")]))
+        .regions(REGION)
+        .retain_stacks(false)
+        .send()
+        .await
+        .expect("DeleteStackInstances by OU");
+    assert_eq!(
+        instance_accounts(&client, STACK_SET).await,
+        org.accounts_under("Finance")
+    );
+
+    // An account filter narrows the delete: DIFFERENCE keeps the listed accounts.
+    let finance: Vec<String> = org.accounts_under("Finance").into_iter().collect();
+    let keep = &finance[..3];
+    client
+        .delete_stack_instances()
+        .stack_set_name(STACK_SET)
+        .deployment_targets(
+            DeploymentTargets::builder()
+                .organizational_unit_ids(org.ou("Finance"))
+                .set_accounts(Some(keep.to_vec()))
+                .account_filter_type(AccountFilterType::Difference)
+                .build(),
+        )
+        .regions(REGION)
+        .retain_stacks(false)
+        .send()
+        .await
+        .expect("DeleteStackInstances with DIFFERENCE");
+    assert_eq!(
+        instance_accounts(&client, STACK_SET).await,
+        keep.iter().cloned().collect()
+    );
+}
+
+#[tokio::test]
+async fn describe_stack_set_echoes_targets_regions_and_settings() {
+    let server = MotoServer::start();
+    let org = build_org(&server, &OrgSpec::standard()).await;
+    let client = cfn_client(&server).await;
+    create_stack_set(&client, STACK_SET, "aimably-data-only").await;
+
+    let fresh = describe_stack_set(&client, STACK_SET)
+        .await
+        .expect("stack set exists");
+    let auto = fresh.auto_deployment().expect("AutoDeployment echoed");
+    assert_eq!(
+        (auto.enabled(), auto.retain_stacks_on_account_removal()),
+        (Some(true), Some(false))
+    );
+    assert_eq!(fresh.capabilities(), &[Capability::CapabilityNamedIam]);
+    assert_eq!(
+        fresh.managed_execution().and_then(|m| m.active()),
+        Some(false)
+    );
+    assert!(fresh.organizational_unit_ids().is_empty() && fresh.regions().is_empty());
+
+    create_instances(
+        &client,
+        ou_targets(&[org.ou("Engineering"), org.ou("Finance")]),
+    )
+    .await;
+    let deployed = describe_stack_set(&client, STACK_SET)
+        .await
+        .expect("stack set exists");
+    let ous: BTreeSet<&str> = deployed
+        .organizational_unit_ids()
+        .iter()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        ous,
+        BTreeSet::from([org.ou("Engineering"), org.ou("Finance")])
+    );
+    assert_eq!(deployed.regions(), &[REGION.to_string()]);
+
+    // Removing a whole OU removes it from the echo; an UpdateStackSet's AutoDeployment replaces the old one.
+    client
+        .delete_stack_instances()
+        .stack_set_name(STACK_SET)
+        .deployment_targets(ou_targets(&[org.ou("Finance")]))
+        .regions(REGION)
+        .retain_stacks(false)
+        .send()
+        .await
+        .expect("DeleteStackInstances");
+    client
+        .update_stack_set()
+        .stack_set_name(STACK_SET)
+        .use_previous_template(true)
+        .capabilities(Capability::CapabilityNamedIam)
+        .auto_deployment(AutoDeployment::builder().enabled(false).build())
+        .send()
+        .await
+        .expect("UpdateStackSet");
+    let updated = describe_stack_set(&client, STACK_SET)
+        .await
+        .expect("stack set exists");
+    assert_eq!(
+        updated.organizational_unit_ids(),
+        &[org.ou("Engineering").to_string()]
+    );
+    assert_eq!(
+        updated.auto_deployment().and_then(|a| a.enabled()),
+        Some(false)
+    );
+}
+
+#[tokio::test]
+async fn operations_keep_the_callers_id_and_preferences() {
+    let server = MotoServer::start();
+    let org = build_org(&server, &OrgSpec::standard()).await;
+    let client = cfn_client(&server).await;
+    create_stack_set(&client, STACK_SET, "aimably-data-only").await;
+
+    let preferences = StackSetOperationPreferences::builder()
+        .failure_tolerance_percentage(100)
+        .max_concurrent_percentage(100)
+        .concurrency_mode(ConcurrencyMode::SoftFailureTolerance)
+        .build();
+    let submit = |id: &'static str| {
+        client
+            .create_stack_instances()
+            .stack_set_name(STACK_SET)
+            .deployment_targets(ou_targets(&[org.root_id.as_str()]))
+            .regions(REGION)
+            .operation_id(id)
+            .operation_preferences(preferences.clone())
+            .send()
+    };
+    let out = submit("stacksetd-create-1")
+        .await
+        .expect("CreateStackInstances");
+    assert_eq!(out.operation_id(), Some("stacksetd-create-1"));
+
+    let again = submit("stacksetd-create-1")
+        .await
+        .expect_err("a reused OperationId is refused");
+    assert_eq!(error_code(&again), "OperationIdAlreadyExistsException");
+
+    let latest = latest_operation(&client, STACK_SET)
+        .await
+        .expect("an operation");
+    assert_eq!(latest.operation_id(), Some("stacksetd-create-1"));
+    let echoed = latest.operation_preferences().expect("preferences echoed");
+    assert_eq!(echoed.failure_tolerance_percentage(), Some(100));
+    assert_eq!(echoed.max_concurrent_percentage(), Some(100));
+    assert_eq!(
+        echoed.concurrency_mode(),
+        Some(&ConcurrencyMode::SoftFailureTolerance)
+    );
+
+    let missing = client
+        .describe_stack_set_operation()
+        .stack_set_name(STACK_SET)
+        .operation_id("never-submitted")
+        .send()
+        .await
+        .expect_err("unknown operation");
+    assert_eq!(error_code(&missing), "OperationNotFoundException");
+}
+
+#[tokio::test]
+async fn stack_set_names_are_unique_except_for_a_retried_token() {
+    let server = MotoServer::start();
+    build_org(&server, &OrgSpec::standard()).await;
+    let client = cfn_client(&server).await;
+    let create = |token: &'static str| {
+        client
+            .create_stack_set()
+            .stack_set_name(STACK_SET)
+            .template_body(template_body("aimably-data-only"))
+            .permission_model(PermissionModels::ServiceManaged)
+            .auto_deployment(AutoDeployment::builder().enabled(true).build())
+            .client_request_token(token)
+            .send()
+    };
+    let first = create("token-1").await.expect("CreateStackSet");
+    let retried = create("token-1")
+        .await
+        .expect("a retry with the same token succeeds");
+    assert_eq!(first.stack_set_id(), retried.stack_set_id());
+    let other = create("token-2").await.expect_err("the name is taken");
+    assert_eq!(error_code(&other), "NameAlreadyExistsException");
+    assert_eq!(stack_sets_named(&client, STACK_SET).await.len(), 1);
+}
+
+#[tokio::test]
+async fn server_is_on_loopback_and_stops_when_dropped() {
+    let server = MotoServer::start();
+    let endpoint = server.endpoint();
+    assert!(endpoint.starts_with("http://127.0.0.1:"), "{endpoint}");
+    let address = ("127.0.0.1", server.port());
+    std::net::TcpStream::connect(address).expect("the server accepts connections");
+
+    drop(server);
+    // Drop waits for the process to exit, so the port is closed by now; allow a moment for the kernel.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(address).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "moto still listening after drop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
