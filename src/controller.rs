@@ -19,7 +19,8 @@ use tracing::{info, warn};
 
 use crate::cloud::org::{self, OrgSnapshot};
 use crate::cloud::{
-    Cloud, CreateStackSet, DeleteInstancesRequest, InstancesRequest, Operation, OperationStatus, UpdateStackSet,
+    Cloud, CreateStackSet, DeleteInstancesRequest, InstancesRequest, Operation, OperationStatus,
+    UpdateStackSet,
 };
 use crate::desired::{Deployment, OperationPreferences};
 use crate::error::{AwsErrorKind, Error};
@@ -77,7 +78,13 @@ pub struct Context {
 
 impl Context {
     pub fn new(cloud: Arc<dyn Cloud>, config: Config) -> Context {
-        Context { cloud, fetcher: Fetcher::new(), config, memory: Memory::default(), org: Default::default() }
+        Context {
+            cloud,
+            fetcher: Fetcher::new(),
+            config,
+            memory: Memory::default(),
+            org: Default::default(),
+        }
     }
 
     /// The organization tree, re-listed when older than the scan interval.
@@ -110,11 +117,19 @@ pub enum State {
     /// The stack set and every instance match the desired state.
     Converged,
     /// An operation (ours or someone else's) holds the stack set; we wait for it.
-    Waiting { operation_id: String, action: String, progress: Option<Progress> },
+    Waiting {
+        operation_id: String,
+        action: String,
+        progress: Option<Progress>,
+    },
     /// Instances are still being worked on, but no active operation is visible yet (listings lag).
     Settling,
     /// This pass submitted a step.
-    Acted { action: &'static str, operation_id: Option<String>, summary: String },
+    Acted {
+        action: &'static str,
+        operation_id: Option<String>,
+        summary: String,
+    },
     /// `suspend: true`: changes are pending but stacksetd only reports them.
     Suspended { pending: usize },
 }
@@ -142,14 +157,27 @@ pub async fn reconcile(deployment: &Deployment, ctx: &Context) -> Result<Outcome
 
     // 1. An operation we are waiting for: one strongly consistent call.
     if let Some(inflight) = ctx.memory.inflight(name) {
-        let operation = ctx.cloud.describe_operation(stack_set, &inflight.id, spec.call_as).await?;
+        let operation = ctx
+            .cloud
+            .describe_operation(stack_set, &inflight.id, spec.call_as)
+            .await?;
         if operation.status.is_active() {
             let progress = if ctx.config.track_progress {
-                Some(Progress::of(&ctx.cloud.list_stack_instances(stack_set, spec.call_as).await?))
+                Some(Progress::of(
+                    &ctx.cloud
+                        .list_stack_instances(stack_set, spec.call_as)
+                        .await?,
+                ))
             } else {
                 None
             };
-            return Ok(waiting(ctx, &operation, inflight.since, progress, Report::default()));
+            return Ok(waiting(
+                ctx,
+                &operation,
+                inflight.since,
+                progress,
+                Report::default(),
+            ));
         }
         ctx.memory.finish(name, &inflight.id);
         info!(operation = %operation.id, status = operation.status.as_str(), "operation finished");
@@ -158,17 +186,30 @@ pub async fn reconcile(deployment: &Deployment, ctx: &Context) -> Result<Outcome
 
     // 2. Observe.
     let (template, observed, org) = observe(deployment, ctx).await?;
-    let plan = plan::plan(Desired { deployment, template: &template, root_id: Some(&org.root_id) }, &observed)?;
+    let plan = plan::plan(
+        Desired {
+            deployment,
+            template: &template,
+            root_id: Some(&org.root_id),
+        },
+        &observed,
+    )?;
     let report = Report::new(deployment, &template, &observed, &org, &plan);
     let settled = observed.instances.iter().all(|i| !i.in_progress());
     if plan.is_empty() && settled {
         ctx.memory.succeeded(name);
-        return Ok(Outcome { state: State::Converged, requeue_after: ctx.config.resync_interval, report });
+        return Ok(Outcome {
+            state: State::Converged,
+            requeue_after: ctx.config.resync_interval,
+            report,
+        });
     }
 
     // 3. Adopt an operation already holding the slot (ours from before a restart, or anyone's).
     let recent = if observed.stack_set.is_some() {
-        ctx.cloud.list_operations(stack_set, spec.call_as, OPERATION_LOOKBACK).await?
+        ctx.cloud
+            .list_operations(stack_set, spec.call_as, OPERATION_LOOKBACK)
+            .await?
     } else {
         Vec::new()
     };
@@ -178,11 +219,17 @@ pub async fn reconcile(deployment: &Deployment, ctx: &Context) -> Result<Outcome
         return Ok(waiting(ctx, active, Instant::now(), None, report));
     }
     if !settled {
-        return Ok(Outcome { state: State::Settling, requeue_after: ctx.config.poll_min, report });
+        return Ok(Outcome {
+            state: State::Settling,
+            requeue_after: ctx.config.poll_min,
+            report,
+        });
     }
     if spec.suspend {
         return Ok(Outcome {
-            state: State::Suspended { pending: plan.steps.len() },
+            state: State::Suspended {
+                pending: plan.steps.len(),
+            },
             requeue_after: ctx.config.resync_interval,
             report,
         });
@@ -193,32 +240,76 @@ pub async fn reconcile(deployment: &Deployment, ctx: &Context) -> Result<Outcome
 }
 
 /// Fetch the template, read the stack set and its instances, and the (cached) organization.
-pub async fn observe(deployment: &Deployment, ctx: &Context) -> Result<(Template, Observed, Arc<OrgSnapshot>), Error> {
+pub async fn observe(
+    deployment: &Deployment,
+    ctx: &Context,
+) -> Result<(Template, Observed, Arc<OrgSnapshot>), Error> {
     let spec = &deployment.spec;
-    let url = template::source_url(&spec.template, &ctx.config.catalog_base_url).ok_or_else(|| {
-        Error::Conflict("spec.template needs a policy or a url (stacksetd validate explains)".into())
-    })?;
+    let url =
+        template::source_url(&spec.template, &ctx.config.catalog_base_url).ok_or_else(|| {
+            Error::Conflict(
+                "spec.template needs a policy or a url (stacksetd validate explains)".into(),
+            )
+        })?;
     let template = ctx.fetcher.fetch(&url).await?;
     let org = ctx.organization().await?;
-    let stack_set = ctx.cloud.describe_stack_set(&spec.stack_set_name, spec.call_as).await?;
+    let stack_set = ctx
+        .cloud
+        .describe_stack_set(&spec.stack_set_name, spec.call_as)
+        .await?;
     let instances = match &stack_set {
-        Some(_) => ctx.cloud.list_stack_instances(&spec.stack_set_name, spec.call_as).await?,
+        Some(_) => {
+            ctx.cloud
+                .list_stack_instances(&spec.stack_set_name, spec.call_as)
+                .await?
+        }
         None => Vec::new(),
     };
-    Ok((template, Observed { stack_set, instances }, org))
+    let inactive_accounts = org
+        .accounts
+        .values()
+        .filter(|a| !a.account.is_active())
+        .map(|a| a.account.id.clone())
+        .collect();
+    Ok((
+        template,
+        Observed {
+            stack_set,
+            instances,
+            inactive_accounts,
+        },
+        org,
+    ))
 }
 
 /// Plan without acting (the `plan` command).
 pub async fn dry_run(deployment: &Deployment, ctx: &Context) -> Result<(Plan, Report), Error> {
     let (template, observed, org) = observe(deployment, ctx).await?;
-    let plan = plan::plan(Desired { deployment, template: &template, root_id: Some(&org.root_id) }, &observed)?;
+    let plan = plan::plan(
+        Desired {
+            deployment,
+            template: &template,
+            root_id: Some(&org.root_id),
+        },
+        &observed,
+    )?;
     let report = Report::new(deployment, &template, &observed, &org, &plan);
     Ok((plan, report))
 }
 
-fn waiting(ctx: &Context, op: &Operation, since: Instant, progress: Option<Progress>, report: Report) -> Outcome {
+fn waiting(
+    ctx: &Context,
+    op: &Operation,
+    since: Instant,
+    progress: Option<Progress>,
+    report: Report,
+) -> Outcome {
     Outcome {
-        state: State::Waiting { operation_id: op.id.clone(), action: op.action.as_str().to_string(), progress },
+        state: State::Waiting {
+            operation_id: op.id.clone(),
+            action: op.action.as_str().to_string(),
+            progress,
+        },
         requeue_after: poll_delay(&ctx.config, since.elapsed()),
         report,
     }
@@ -231,14 +322,24 @@ pub fn poll_delay(config: &Config, waited: Duration) -> Duration {
 
 /// A finished operation that failed, or succeeded with failed instances, is an error carrying the per-account
 /// reasons from ListStackSetOperationResults.
-async fn check_operation(ctx: &Context, deployment: &Deployment, op: &Operation) -> Result<(), Error> {
+async fn check_operation(
+    ctx: &Context,
+    deployment: &Deployment,
+    op: &Operation,
+) -> Result<(), Error> {
     let failed_instances = op.failed_instances.unwrap_or(0);
     if op.status == OperationStatus::Succeeded && failed_instances == 0 {
         return Ok(());
     }
     let spec = &deployment.spec;
-    let results = ctx.cloud.list_operation_results(&spec.stack_set_name, &op.id, spec.call_as).await?;
-    let failures: Vec<_> = results.into_iter().filter(|r| r.status == "FAILED").collect();
+    let results = ctx
+        .cloud
+        .list_operation_results(&spec.stack_set_name, &op.id, spec.call_as)
+        .await?;
+    let failures: Vec<_> = results
+        .into_iter()
+        .filter(|r| r.status == "FAILED")
+        .collect();
     warn!(operation = %op.id, status = op.status.as_str(), failed = failures.len(), "operation did not fully succeed");
     Err(Error::OperationFailed {
         operation_id: op.id.clone(),
@@ -257,9 +358,21 @@ async fn submit(
 ) -> Result<Outcome, Error> {
     let name = deployment.name();
     let spec = &deployment.spec;
-    let step = plan.first().expect("submit is only called with a non-empty plan");
-    let base = operation_id_base(&spec.stack_set_name, &step.action, &spec.operation_preferences);
-    let sequence = next_sequence(&base, recent.iter().map(|op| op.id.as_str()).chain(ctx.memory.finished(name).iter().map(String::as_str)));
+    let step = plan
+        .first()
+        .expect("submit is only called with a non-empty plan");
+    let base = operation_id_base(
+        &spec.stack_set_name,
+        &step.action,
+        &spec.operation_preferences,
+    );
+    let sequence = next_sequence(
+        &base,
+        recent
+            .iter()
+            .map(|op| op.id.as_str())
+            .chain(ctx.memory.finished(name).iter().map(String::as_str)),
+    );
     let id = format!("{base}-{sequence}");
     info!(action = step.action.name(), operation = %id, summary = %step.summary, "submitting");
     match send(deployment, ctx, &step.action, &id).await {
@@ -268,37 +381,68 @@ async fn submit(
             if let Some(id) = &operation_id {
                 ctx.memory.adopt(name, id);
             }
-            let requeue_after = if operation_id.is_some() { ctx.config.poll_min } else { Duration::ZERO };
+            let requeue_after = if operation_id.is_some() {
+                ctx.config.poll_min
+            } else {
+                Duration::ZERO
+            };
             Ok(Outcome {
-                state: State::Acted { action: step.action.name(), operation_id, summary: step.summary.clone() },
+                state: State::Acted {
+                    action: step.action.name(),
+                    operation_id,
+                    summary: step.summary.clone(),
+                },
                 requeue_after,
                 report,
             })
         }
         Err(e) if e.is_aws(AwsErrorKind::OperationIdAlreadyExists) => {
             // Submitted before (a crash, a timeout, a lost response): adopt it, never send it again.
-            let op = ctx.cloud.describe_operation(&spec.stack_set_name, &id, spec.call_as).await?;
+            let op = ctx
+                .cloud
+                .describe_operation(&spec.stack_set_name, &id, spec.call_as)
+                .await?;
             if op.status.is_active() {
                 ctx.memory.adopt(name, &id);
                 return Ok(waiting(ctx, &op, Instant::now(), None, report));
             }
             ctx.memory.finish(name, &id);
             check_operation(ctx, deployment, &op).await?;
-            Ok(Outcome { state: State::Settling, requeue_after: Duration::ZERO, report })
+            Ok(Outcome {
+                state: State::Settling,
+                requeue_after: Duration::ZERO,
+                report,
+            })
         }
-        Err(e) if e.is_aws(AwsErrorKind::OperationInProgress) || e.is_aws(AwsErrorKind::StaleRequest) => {
+        Err(e)
+            if e.is_aws(AwsErrorKind::OperationInProgress)
+                || e.is_aws(AwsErrorKind::StaleRequest) =>
+        {
             info!("another operation holds the stack set; waiting");
-            Ok(Outcome { state: State::Settling, requeue_after: ctx.config.poll_min, report })
+            Ok(Outcome {
+                state: State::Settling,
+                requeue_after: ctx.config.poll_min,
+                report,
+            })
         }
         Err(e) if e.is_aws(AwsErrorKind::NameAlreadyExists) => {
             // Created by an earlier attempt whose response was lost: observe it next pass.
-            Ok(Outcome { state: State::Settling, requeue_after: Duration::ZERO, report })
+            Ok(Outcome {
+                state: State::Settling,
+                requeue_after: Duration::ZERO,
+                report,
+            })
         }
         Err(e) => Err(e),
     }
 }
 
-async fn send(deployment: &Deployment, ctx: &Context, action: &Action, id: &str) -> Result<(), Error> {
+async fn send(
+    deployment: &Deployment,
+    ctx: &Context,
+    action: &Action,
+    id: &str,
+) -> Result<(), Error> {
     let spec = &deployment.spec;
     let name = spec.stack_set_name.clone();
     let call_as = spec.call_as;
@@ -354,16 +498,41 @@ async fn send(deployment: &Deployment, ctx: &Context, action: &Action, id: &str)
             cloud.update_stack_set(&request).await.map(drop)
         }
         Action::CreateStackInstances { targets, regions } => {
-            let request = InstancesRequest { name, call_as, targets, regions, preferences, operation_id };
+            let request = InstancesRequest {
+                name,
+                call_as,
+                targets,
+                regions,
+                preferences,
+                operation_id,
+            };
             cloud.create_stack_instances(&request).await.map(drop)
         }
         Action::UpdateStackInstances { targets, regions } => {
-            let request = InstancesRequest { name, call_as, targets, regions, preferences, operation_id };
+            let request = InstancesRequest {
+                name,
+                call_as,
+                targets,
+                regions,
+                preferences,
+                operation_id,
+            };
             cloud.update_stack_instances(&request).await.map(drop)
         }
-        Action::DeleteStackInstances { targets, regions, retain_stacks } => {
-            let request =
-                DeleteInstancesRequest { name, call_as, targets, regions, retain_stacks, preferences, operation_id };
+        Action::DeleteStackInstances {
+            targets,
+            regions,
+            retain_stacks,
+        } => {
+            let request = DeleteInstancesRequest {
+                name,
+                call_as,
+                targets,
+                regions,
+                retain_stacks,
+                preferences,
+                operation_id,
+            };
             cloud.delete_stack_instances(&request).await.map(drop)
         }
         Action::DeleteStackSet => cloud.delete_stack_set(&name, call_as).await,
@@ -372,8 +541,13 @@ async fn send(deployment: &Deployment, ctx: &Context, action: &Action, id: &str)
 
 /// `stacksetd-<action>-<digest>`: the digest covers the stack set, the action with everything it applies and the
 /// preferences, so the same change always gets the same id. A sequence number is appended per attempt.
-pub fn operation_id_base(stack_set: &str, action: &Action, preferences: &OperationPreferences) -> String {
-    let material = serde_json::json!({ "stackSet": stack_set, "action": action, "preferences": preferences });
+pub fn operation_id_base(
+    stack_set: &str,
+    action: &Action,
+    preferences: &OperationPreferences,
+) -> String {
+    let material =
+        serde_json::json!({ "stackSet": stack_set, "action": action, "preferences": preferences });
     let digest = Sha256::digest(material.to_string().as_bytes());
     let short = match action {
         Action::CreateStackSet { .. } => "create-set",
@@ -390,14 +564,21 @@ pub fn operation_id_base(stack_set: &str, action: &Action, preferences: &Operati
 /// finished id would be refused as OperationIdAlreadyExists, so a deliberate retry takes the next number.
 pub fn next_sequence<'a>(base: &str, known: impl Iterator<Item = &'a str>) -> u64 {
     known
-        .filter_map(|id| id.strip_prefix(base)?.strip_prefix('-')?.parse::<u64>().ok())
+        .filter_map(|id| {
+            id.strip_prefix(base)?
+                .strip_prefix('-')?
+                .parse::<u64>()
+                .ok()
+        })
         .max()
         .map_or(0, |n| n + 1)
 }
 
 /// Exponential backoff with ±20% jitter after `failures` consecutive failed passes.
 pub fn error_backoff(config: &Config, failures: u32) -> Duration {
-    let exp = config.error_backoff_base.saturating_mul(1u32 << failures.min(16));
+    let exp = config
+        .error_backoff_base
+        .saturating_mul(1u32 << failures.min(16));
     let capped = exp.min(config.error_backoff_max);
     let jitter = rand::random_range(0.8..1.2);
     capped.mul_f64(jitter)
@@ -407,7 +588,12 @@ pub fn error_backoff(config: &Config, failures: u32) -> Duration {
 pub fn is_transient(error: &Error) -> bool {
     matches!(
         error.aws_kind(),
-        Some(AwsErrorKind::Throttling | AwsErrorKind::Transport | AwsErrorKind::OperationInProgress | AwsErrorKind::StaleRequest)
+        Some(
+            AwsErrorKind::Throttling
+                | AwsErrorKind::Transport
+                | AwsErrorKind::OperationInProgress
+                | AwsErrorKind::StaleRequest
+        )
     )
 }
 
@@ -419,7 +605,12 @@ mod tests {
     fn sequences_continue_past_known_ids() {
         let base = "stacksetd-update-set-abc";
         assert_eq!(next_sequence(base, [].into_iter()), 0);
-        let known = ["stacksetd-update-set-abc-0", "stacksetd-update-set-abc-3", "stacksetd-update-set-abcd-9", "x"];
+        let known = [
+            "stacksetd-update-set-abc-0",
+            "stacksetd-update-set-abc-3",
+            "stacksetd-update-set-abcd-9",
+            "x",
+        ];
         assert_eq!(next_sequence(base, known.into_iter()), 4);
     }
 
@@ -430,7 +621,10 @@ mod tests {
         let a = operation_id_base("Vendor", &action, &prefs);
         assert_eq!(a, operation_id_base("Vendor", &action, &prefs));
         assert_ne!(a, operation_id_base("Other", &action, &prefs));
-        let other_prefs = OperationPreferences { max_concurrent_count: Some(3), ..Default::default() };
+        let other_prefs = OperationPreferences {
+            max_concurrent_count: Some(3),
+            ..Default::default()
+        };
         assert_ne!(a, operation_id_base("Vendor", &action, &other_prefs));
         let id = format!("{a}-12");
         assert!(id.len() <= 128);
@@ -442,17 +636,29 @@ mod tests {
     fn polls_back_off_within_bounds() {
         let config = Config::default();
         assert_eq!(poll_delay(&config, Duration::ZERO), config.poll_min);
-        assert_eq!(poll_delay(&config, Duration::from_secs(40)), Duration::from_secs(10));
-        assert_eq!(poll_delay(&config, Duration::from_secs(4000)), config.poll_max);
+        assert_eq!(
+            poll_delay(&config, Duration::from_secs(40)),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            poll_delay(&config, Duration::from_secs(4000)),
+            config.poll_max
+        );
     }
 
     #[test]
     fn error_backoff_grows_and_is_capped() {
         let config = Config::default();
         let first = error_backoff(&config, 0);
-        assert!(first >= Duration::from_millis(1600) && first <= Duration::from_millis(2400), "{first:?}");
+        assert!(
+            first >= Duration::from_millis(1600) && first <= Duration::from_millis(2400),
+            "{first:?}"
+        );
         let later = error_backoff(&config, 3);
-        assert!(later >= Duration::from_millis(12800) && later <= Duration::from_millis(19200), "{later:?}");
+        assert!(
+            later >= Duration::from_millis(12800) && later <= Duration::from_millis(19200),
+            "{later:?}"
+        );
         assert!(error_backoff(&config, 40) <= config.error_backoff_max.mul_f64(1.2));
     }
 }

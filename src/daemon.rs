@@ -24,13 +24,24 @@ pub async fn run(
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for deployment in deployments {
-        tasks.spawn(deployment_loop(ctx.clone(), deployment, permits.clone(), stop_rx.clone()));
+        tasks.spawn(deployment_loop(
+            ctx.clone(),
+            deployment,
+            permits.clone(),
+            stop_rx.clone(),
+        ));
     }
     shutdown.await;
     info!("shutting down: no new passes start; waiting for running ones");
     let _ = stop_tx.send(true);
-    if tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await.is_err() {
-        info!(?drain, "passes still running after the drain timeout; their operations are adopted at next start");
+    if tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} })
+        .await
+        .is_err()
+    {
+        info!(
+            ?drain,
+            "passes still running after the drain timeout; their operations are adopted at next start"
+        );
         tasks.abort_all();
     }
 }
@@ -44,13 +55,20 @@ async fn deployment_loop(
     let name = deployment.name().to_string();
     loop {
         let delay = {
-            let Ok(_permit) = permits.acquire().await else { return };
+            let Ok(_permit) = permits.acquire().await else {
+                return;
+            };
             if *stop.borrow() {
                 return;
             }
             match controller::reconcile(&deployment, &ctx).await {
                 Ok(outcome) => {
-                    if let State::Acted { action, operation_id, summary } = &outcome.state {
+                    if let State::Acted {
+                        action,
+                        operation_id,
+                        summary,
+                    } = &outcome.state
+                    {
                         info!(deployment = %name, action, operation = ?operation_id, %summary, "acted");
                     }
                     outcome.requeue_after

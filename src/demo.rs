@@ -15,7 +15,8 @@ use crate::output::{self, Planned, ProgressPrinter};
 
 /// The project's example templates, embedded so the demo runs from any directory.
 const DATA_ONLY_TEMPLATE: &str = include_str!("../config/templates/aimably-data-only.json");
-const SCHEDULING_TEMPLATE: &str = include_str!("../config/templates/aimably-data-and-scheduling.json");
+const SCHEDULING_TEMPLATE: &str =
+    include_str!("../config/templates/aimably-data-and-scheduling.json");
 /// The documented example desired state, with the template pointed at the embedded copy.
 const EXAMPLE_DESIRED: &str = include_str!("../config/aimably-data-only.yaml");
 
@@ -25,10 +26,16 @@ const SIM_INSTANCE_SECONDS: f64 = 20.0;
 pub async fn run(speed: f64) -> Result<(), Error> {
     let speed = speed.clamp(1.0, 10_000.0);
     let dir = std::env::temp_dir().join(format!("stacksetd-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|source| Error::Io { path: dir.clone(), source })?;
+    std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+        path: dir.clone(),
+        source,
+    })?;
     let write = |name: &str, body: &str| -> Result<String, Error> {
         let path = dir.join(name);
-        std::fs::write(&path, body).map_err(|source| Error::Io { path: path.clone(), source })?;
+        std::fs::write(&path, body).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
         Ok(format!("file://{}", path.display()))
     };
     let data_only_url = write("aimably-data-only.json", DATA_ONLY_TEMPLATE)?;
@@ -45,7 +52,7 @@ pub async fn run(speed: f64) -> Result<(), Error> {
         poll_max: Duration::from_millis(500),
         error_backoff_base: Duration::from_millis(100),
         error_backoff_max: Duration::from_secs(2),
-        org_scan_interval: Duration::ZERO,
+        org_scan_interval: Duration::from_secs(3600),
         track_progress: true,
         ..Config::default()
     };
@@ -53,7 +60,11 @@ pub async fn run(speed: f64) -> Result<(), Error> {
     let mut out = ProgressPrinter::new();
 
     let snapshot = org::scan(cloud.as_ref()).await?;
-    let suspended = snapshot.accounts.values().filter(|a| !a.account.is_active()).count();
+    let suspended = snapshot
+        .accounts
+        .values()
+        .filter(|a| !a.account.is_active())
+        .count();
     out.message(format!(
         "== A simulated organization: {} accounts in {} OUs (management account {}, {} suspended)",
         snapshot.accounts.len(),
@@ -64,18 +75,48 @@ pub async fn run(speed: f64) -> Result<(), Error> {
 
     let mut deployment = example_deployment(&data_only_url)?;
     deployment.spec.managed_execution.active = false;
-    step(&mut out, "The desired state asks for Aimably's DataOnly role in every member account", &ctx, &deployment)
-        .await?;
+    step(
+        &mut out,
+        "The desired state asks for Aimably's DataOnly role in every member account",
+        &ctx,
+        &deployment,
+    )
+    .await?;
+
+    let before = sim.calls().snapshot();
+    let pass = controller::reconcile(&deployment, &ctx).await?;
+    let after = sim.calls().snapshot();
+    let cost: Vec<String> = after
+        .iter()
+        .filter_map(|(key, n)| {
+            let delta = n - before.get(key).copied().unwrap_or(0);
+            (delta > 0).then(|| format!("{} x{delta}", key.1))
+        })
+        .collect();
+    out.message(format!(
+        "   a converged pass ({:?}) costs: {}",
+        pass.state,
+        cost.join(", ")
+    ));
 
     let workloads = sim.ou_named("Prod").unwrap_or_else(|| sim.root_id());
     let new_account = sim.add_account(&workloads, "payments-prod-2");
-    out.message(format!("\n== A new member account {new_account} joins the Prod OU: auto-deployment covers it"));
+    out.message(format!(
+        "\n== A new member account {new_account} joins the Prod OU: auto-deployment covers it"
+    ));
     wait_for_instance(&sim, &deployment.spec.stack_set_name, &new_account).await;
+    ctx.invalidate_organization().await;
     converge(&mut out, &ctx, &deployment).await?;
 
     deployment.spec.template.url = Some(scheduling_url);
     deployment.spec.template.policy = Some(desired::PolicyLevel::DataAndScheduling);
-    step(&mut out, "The customer moves to the DataAndScheduling policy level", &ctx, &deployment).await?;
+    step(
+        &mut out,
+        "The customer moves to the DataAndScheduling policy level",
+        &ctx,
+        &deployment,
+    )
+    .await?;
 
     let victim = snapshot
         .accounts
@@ -83,9 +124,14 @@ pub async fn run(speed: f64) -> Result<(), Error> {
         .find(|a| a.account.is_active() && a.account.id != snapshot.management_account_id)
         .map(|a| a.account.id.clone())
         .unwrap_or_default();
-    sim.fail_account(&victim, "AimablyMemberRole already exists and is not managed by this stack");
+    sim.fail_account(
+        &victim,
+        "AimablyMemberRole already exists and is not managed by this stack",
+    );
     deployment.spec.description = Some("Aimably access (reviewed by FinOps)".into());
-    out.message(format!("\n== An operator edits the description; account {victim} has a hand-made role in the way"));
+    out.message(format!(
+        "\n== An operator edits the description; account {victim} has a hand-made role in the way"
+    ));
     plan(&mut out, &ctx, &deployment).await;
     match controller::converge(&deployment, &ctx, |o| out.outcome(deployment.name(), o)).await {
         Err(e) => {
@@ -95,28 +141,39 @@ pub async fn run(speed: f64) -> Result<(), Error> {
         Ok(_) => out.message("(the failure did not surface)".into()),
     }
     sim.heal_account(&victim);
-    out.message(format!("== The hand-made role in {victim} is removed; the next pass retries that one instance"));
+    out.message(format!(
+        "== The hand-made role in {victim} is removed; the next pass retries that one instance"
+    ));
     converge(&mut out, &ctx, &deployment).await?;
 
-    let sandbox = sim.ou_named("Sandbox");
-    let other_units: Vec<String> = snapshot
-        .units
-        .values()
-        .filter(|u| u.parent.as_deref() == Some(snapshot.root_id.as_str()) && Some(&u.id) != sandbox.as_ref())
-        .map(|u| u.id.clone())
+    let sandbox = sim.ou_named("Sandbox").unwrap_or_default();
+    let sandbox_accounts: Vec<String> = sim
+        .accounts()
+        .into_iter()
+        .filter(|(_, parent)| *parent == sandbox)
+        .map(|(a, _)| a.id)
         .collect();
-    deployment.spec.deployment_targets.organizational_unit_ids = other_units;
-    step(&mut out, "The Sandbox OU is taken out of scope: exactly its instances go", &ctx, &deployment).await?;
+    deployment.spec.deployment_targets.accounts = sandbox_accounts;
+    deployment.spec.deployment_targets.account_filter_type = desired::AccountFilterType::Difference;
+    step(
+        &mut out,
+        "The Sandbox accounts are excluded (DIFFERENCE filter): exactly their instances go",
+        &ctx,
+        &deployment,
+    )
+    .await?;
 
     deployment.spec.ensure = Ensure::Absent;
-    step(&mut out, "The customer leaves Aimably: revoke access (ensure: Absent)", &ctx, &deployment).await?;
+    step(
+        &mut out,
+        "The customer leaves Aimably: revoke access (ensure: Absent)",
+        &ctx,
+        &deployment,
+    )
+    .await?;
 
-    let before = sim.calls().total();
-    let outcome = controller::reconcile(&deployment, &ctx).await?;
     out.message(format!(
-        "\n== Done. A converged pass now costs {} API call(s) ({:?}); {} calls in the whole demo.",
-        sim.calls().total() - before,
-        outcome.state,
+        "\n== Done: {} API calls in the whole demo, by operation:",
         sim.calls().total()
     ));
     for (operation, n) in sim.calls().by_operation() {
@@ -127,26 +184,41 @@ pub async fn run(speed: f64) -> Result<(), Error> {
 }
 
 fn example_deployment(template_url: &str) -> Result<Deployment, Error> {
-    let mut deployments = desired::parse_str(EXAMPLE_DESIRED, std::path::Path::new("config/aimably-data-only.yaml"))?;
+    let mut deployments = desired::parse_str(
+        EXAMPLE_DESIRED,
+        std::path::Path::new("config/aimably-data-only.yaml"),
+    )?;
     let mut deployment = deployments.remove(0);
     deployment.spec.template.url = Some(template_url.to_string());
     Ok(deployment)
 }
 
 async fn plan(out: &mut ProgressPrinter, ctx: &Context, deployment: &Deployment) {
-    let planned = [Planned { deployment, result: controller::dry_run(deployment, ctx).await }];
+    let planned = [Planned {
+        deployment,
+        result: controller::dry_run(deployment, ctx).await,
+    }];
     for line in output::plan_text(&planned).lines() {
         out.message(format!("   {line}"));
     }
 }
 
-async fn step(out: &mut ProgressPrinter, title: &str, ctx: &Context, deployment: &Deployment) -> Result<(), Error> {
+async fn step(
+    out: &mut ProgressPrinter,
+    title: &str,
+    ctx: &Context,
+    deployment: &Deployment,
+) -> Result<(), Error> {
     out.message(format!("\n== {title}"));
     plan(out, ctx, deployment).await;
     converge(out, ctx, deployment).await
 }
 
-async fn converge(out: &mut ProgressPrinter, ctx: &Context, deployment: &Deployment) -> Result<(), Error> {
+async fn converge(
+    out: &mut ProgressPrinter,
+    ctx: &Context,
+    deployment: &Deployment,
+) -> Result<(), Error> {
     let result = controller::converge(deployment, ctx, |o| out.outcome(deployment.name(), o)).await;
     out.finish();
     result.map(drop)
@@ -155,7 +227,11 @@ async fn converge(out: &mut ProgressPrinter, ctx: &Context, deployment: &Deploym
 /// Auto-deployment is AWS's own operation; give it a moment (bounded) to show up.
 async fn wait_for_instance(sim: &Sim, stack_set: &str, account: &str) {
     for _ in 0..200 {
-        if sim.instances(stack_set).iter().any(|i| i.account == account && !i.in_progress()) {
+        if sim
+            .instances(stack_set)
+            .iter()
+            .any(|i| i.account == account && !i.in_progress())
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

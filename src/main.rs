@@ -16,7 +16,11 @@ use stacksetd::settings::{LogFormat, Overrides, Settings};
 use stacksetd::{daemon, demo, telemetry};
 
 #[derive(Parser)]
-#[command(name = "stacksetd", version, about = "Keeps a vendor-access CloudFormation StackSet converged to a desired state")]
+#[command(
+    name = "stacksetd",
+    version,
+    about = "Keeps a vendor-access CloudFormation StackSet converged to a desired state"
+)]
 struct Cli {
     /// Desired-state file (settings key desired_state).
     #[arg(long, global = true, value_name = "FILE")]
@@ -81,7 +85,10 @@ enum Format {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(error) => {
@@ -102,27 +109,46 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         return Ok(validate(files, &cli));
     }
     let settings = Settings::load(cli.config.as_deref(), &overrides)?;
-    let default_level = if matches!(cli.command, Command::Run) { settings.log.level.clone() } else { "warn".into() };
+    let default_level = if matches!(cli.command, Command::Run) {
+        settings.log.level.clone()
+    } else {
+        "warn".into()
+    };
     let level = cli.log_level.clone().unwrap_or(default_level);
     telemetry::init(settings.log.format, &level);
     match cli.command {
-        Command::Demo { speed } => demo::run(speed).await.map(|()| ExitCode::SUCCESS).map_err(Into::into),
+        Command::Demo { speed } => demo::run(speed)
+            .await
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Into::into),
         Command::Validate { .. } => unreachable!("handled above"),
         command => {
             let desired = desired::load(&settings.desired_state)?;
-            let cloud: Arc<dyn Cloud> =
-                Arc::new(AwsCloud::connect(&settings.aws_settings()).await.context("connecting to AWS")?);
+            let cloud: Arc<dyn Cloud> = Arc::new(
+                AwsCloud::connect(&settings.aws_settings())
+                    .await
+                    .context("connecting to AWS")?,
+            );
             let mut config = settings.controller_config();
             config.track_progress = !matches!(command, Command::Run);
             let ctx = Arc::new(Context::new(cloud, config));
             match command {
                 Command::Run => {
-                    daemon::run(ctx, desired.deployments, settings.concurrency, settings.shutdown_timeout(), shutdown_signal())
-                        .await;
+                    daemon::run(
+                        ctx,
+                        desired.deployments,
+                        settings.concurrency,
+                        settings.shutdown_timeout(),
+                        shutdown_signal(),
+                    )
+                    .await;
                     Ok(ExitCode::SUCCESS)
                 }
                 Command::Reconcile { .. } => Ok(reconcile_once(&ctx, &desired).await),
-                Command::Plan { detailed_exitcode, output } => Ok(plan(&ctx, &desired, detailed_exitcode, output).await),
+                Command::Plan {
+                    detailed_exitcode,
+                    output,
+                } => Ok(plan(&ctx, &desired, detailed_exitcode, output).await),
                 Command::Status { output } => Ok(status(&ctx, &desired, output).await),
                 Command::Validate { .. } | Command::Demo { .. } => unreachable!("handled above"),
             }
@@ -131,7 +157,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn validate(files: &[PathBuf], cli: &Cli) -> ExitCode {
-    let files: Vec<PathBuf> = if files.is_empty() { cli.desired.iter().cloned().collect() } else { files.to_vec() };
+    let files: Vec<PathBuf> = if files.is_empty() {
+        cli.desired.iter().cloned().collect()
+    } else {
+        files.to_vec()
+    };
     if files.is_empty() {
         eprintln!("error: name a desired-state file: stacksetd validate FILE");
         return ExitCode::from(1);
@@ -139,21 +169,30 @@ fn validate(files: &[PathBuf], cli: &Cli) -> ExitCode {
     let mut ok = true;
     for file in &files {
         match desired::load(file) {
-            Ok(state) => println!("{}: valid ({} deployment(s))", file.display(), state.deployments.len()),
+            Ok(state) => println!(
+                "{}: valid ({} deployment(s))",
+                file.display(),
+                state.deployments.len()
+            ),
             Err(e) => {
                 ok = false;
                 eprintln!("{e}");
             }
         }
     }
-    if ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 async fn reconcile_once(ctx: &Context, desired: &DesiredState) -> ExitCode {
     let mut all_converged = true;
     for deployment in &desired.deployments {
         let mut printer = ProgressPrinter::new();
-        let result = controller::converge(deployment, ctx, |o| printer.outcome(deployment.name(), o)).await;
+        let result =
+            controller::converge(deployment, ctx, |o| printer.outcome(deployment.name(), o)).await;
         printer.finish();
         match result {
             Ok(outcome) if outcome.is_converged() => {}
@@ -164,13 +203,20 @@ async fn reconcile_once(ctx: &Context, desired: &DesiredState) -> ExitCode {
             }
         }
     }
-    if all_converged { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    if all_converged {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 async fn observe_all<'a>(ctx: &Context, desired: &'a DesiredState) -> Vec<Planned<'a>> {
     let mut out = Vec::new();
     for deployment in &desired.deployments {
-        out.push(Planned { deployment, result: controller::dry_run(deployment, ctx).await });
+        out.push(Planned {
+            deployment,
+            result: controller::dry_run(deployment, ctx).await,
+        });
     }
     out
 }
@@ -182,7 +228,9 @@ async fn plan(ctx: &Context, desired: &DesiredState, detailed: bool, format: For
         Format::Json => println!("{}", output::plan_json(&planned)),
     }
     let failed = planned.iter().any(|p| p.result.is_err());
-    let changes = planned.iter().any(|p| p.result.as_ref().is_ok_and(|(plan, _)| !plan.is_empty()));
+    let changes = planned
+        .iter()
+        .any(|p| p.result.as_ref().is_ok_and(|(plan, _)| !plan.is_empty()));
     match (failed, changes, detailed) {
         (true, _, _) => ExitCode::from(1),
         (false, true, true) => ExitCode::from(2),
@@ -196,7 +244,11 @@ async fn status(ctx: &Context, desired: &DesiredState, format: Format) -> ExitCo
         Format::Text => print!("{}", output::status_text(&planned)),
         Format::Json => println!("{}", output::plan_json(&planned)),
     }
-    if planned.iter().any(|p| p.result.is_err()) { ExitCode::from(1) } else { ExitCode::SUCCESS }
+    if planned.iter().any(|p| p.result.is_err()) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// Resolves on the first SIGTERM or SIGINT; a second one exits at once.

@@ -31,7 +31,11 @@ pub fn plan_text(planned: &[Planned<'_>]) -> String {
     let mut total = 0;
     for p in planned {
         let d = p.deployment;
-        out.push_str(&format!("deployment {} (stack set {}):\n", d.name(), d.spec.stack_set_name));
+        out.push_str(&format!(
+            "deployment {} (stack set {}):\n",
+            d.name(),
+            d.spec.stack_set_name
+        ));
         match &p.result {
             Err(e) => out.push_str(&format!("  error: {e}\n")),
             Ok((plan, report)) => {
@@ -43,7 +47,12 @@ pub fn plan_text(planned: &[Planned<'_>]) -> String {
                 }
                 for step in &plan.steps {
                     total += 1;
-                    out.push_str(&format!("  {} {}: {}\n", symbol(&step.action), step.action.name(), step.summary));
+                    out.push_str(&format!(
+                        "  {} {}: {}\n",
+                        symbol(&step.action),
+                        step.action.name(),
+                        step.summary
+                    ));
                     for c in &step.changes {
                         out.push_str(&format!("      {}: {} -> {}\n", c.field, c.from, c.to));
                     }
@@ -57,7 +66,10 @@ pub fn plan_text(planned: &[Planned<'_>]) -> String {
             }
         }
     }
-    out.push_str(&format!("Plan: {total} change(s) across {} deployment(s).\n", planned.len()));
+    out.push_str(&format!(
+        "Plan: {total} change(s) across {} deployment(s).\n",
+        planned.len()
+    ));
     out
 }
 
@@ -101,7 +113,11 @@ impl Default for ProgressPrinter {
 
 impl ProgressPrinter {
     pub fn new() -> Self {
-        ProgressPrinter { tty: std::io::stdout().is_terminal(), last: None, open_line: false }
+        ProgressPrinter {
+            tty: std::io::stdout().is_terminal(),
+            last: None,
+            open_line: false,
+        }
     }
 
     pub fn outcome(&mut self, deployment: &str, outcome: &Outcome) {
@@ -112,11 +128,19 @@ impl ProgressPrinter {
                 outcome.report.accounts_targeted,
                 outcome.report.missing_instances
             ),
-            State::Acted { action, operation_id, summary } => match operation_id {
+            State::Acted {
+                action,
+                operation_id,
+                summary,
+            } => match operation_id {
                 Some(id) => format!("{deployment}: {action} submitted as {id}: {summary}"),
                 None => format!("{deployment}: {action} done: {summary}"),
             },
-            State::Waiting { operation_id, action, progress } => match progress {
+            State::Waiting {
+                operation_id,
+                action,
+                progress,
+            } => match progress {
                 Some(p) => format!(
                     "{deployment}: waiting for {action} {operation_id}: {}/{} instance(s) done, {} failed",
                     p.done, p.total, p.failed
@@ -128,7 +152,10 @@ impl ProgressPrinter {
                 format!("{deployment}: suspended: {pending} change(s) pending, nothing applied")
             }
         };
-        self.line(line, matches!(outcome.state, State::Waiting { .. } | State::Settling));
+        self.line(
+            line,
+            matches!(outcome.state, State::Waiting { .. } | State::Settling),
+        );
     }
 
     pub fn message(&mut self, line: String) {
@@ -168,14 +195,26 @@ pub fn status_text(planned: &[Planned<'_>]) -> String {
     let mut out = String::new();
     for p in planned {
         let d = p.deployment;
-        out.push_str(&format!("{} (stack set {}):\n", d.name(), d.spec.stack_set_name));
+        out.push_str(&format!(
+            "{} (stack set {}):\n",
+            d.name(),
+            d.spec.stack_set_name
+        ));
         match &p.result {
             Err(e) => out.push_str(&format!("  error: {e}\n")),
             Ok((plan, r)) => {
-                let state = if plan.is_empty() { "in sync" } else { "changes pending" };
+                let state = if plan.is_empty() {
+                    "in sync"
+                } else {
+                    "changes pending"
+                };
                 out.push_str(&format!(
                     "  state: {state}; stack set {}\n",
-                    if r.stack_set_exists { "exists" } else { "absent" }
+                    if r.stack_set_exists {
+                        "exists"
+                    } else {
+                        "absent"
+                    }
                 ));
                 out.push_str(&format!(
                     "  template: sha256:{}\n",

@@ -44,6 +44,9 @@ pub struct Desired<'a> {
 pub struct Observed {
     pub stack_set: Option<ObservedStackSet>,
     pub instances: Vec<StackInstance>,
+    /// Accounts that are suspended or closing (from the organization): their instances can only be deleted
+    /// with RetainStacks=true.
+    pub inactive_accounts: BTreeSet<String>,
 }
 
 /// One step toward the desired state. Serialized (with the stack set name and preferences) it is also what the
@@ -151,6 +154,7 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
             return Ok(Plan::default());
         }
         if !observed.instances.is_empty() {
+            push_retained_delete(&mut steps, observed, |_| true);
             steps.push(Step {
                 summary: format!(
                     "delete all {} instance(s) ({} OU(s) x {} Region(s)) before the stack set",
@@ -280,6 +284,11 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
     let new_regions: Vec<String> = regions.difference(&existing.regions).cloned().collect();
     let new_units: Vec<String> = units.difference(&existing.units).cloned().collect();
     if !dropped_units.is_empty() && !existing.regions.is_empty() {
+        push_retained_delete(&mut steps, observed, |i| {
+            i.organizational_unit_id
+                .as_ref()
+                .is_some_and(|u| dropped_units.contains(u))
+        });
         steps.push(Step {
             summary: format!("delete instances of {} dropped OU(s)", dropped_units.len()),
             changes: dropped_units
@@ -294,6 +303,9 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
         });
     }
     if !dropped_regions.is_empty() && !kept_units.is_empty() {
+        push_retained_delete(&mut steps, observed, |i| {
+            dropped_regions.contains(&i.region)
+        });
         steps.push(Step {
             summary: format!(
                 "delete instances in {} dropped Region(s)",
@@ -324,6 +336,9 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
         })
         .collect();
     if !accounts_to_drop.is_empty() && !kept_units.is_empty() && !kept_regions.is_empty() {
+        push_retained_delete(&mut steps, observed, |i| {
+            accounts_to_drop.contains(i.account.as_str()) && kept_regions.contains(&i.region)
+        });
         steps.push(Step {
             summary: format!(
                 "delete instances of {} account(s) no longer targeted",
@@ -499,6 +514,55 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
         }
     }
     Ok(Plan { steps })
+}
+
+/// AWS deletes an instance in a suspended or closed account only with RetainStacks=true, and an INOPERABLE
+/// instance (a failed delete) is cleared the same way. Before a deletion, those instances in its scope go first,
+/// exactly, with RetainStacks=true; the ordinary deletion then removes the rest.
+fn push_retained_delete(
+    steps: &mut Vec<Step>,
+    observed: &Observed,
+    in_scope: impl Fn(&StackInstance) -> bool,
+) {
+    let retained: Vec<&StackInstance> = observed
+        .instances
+        .iter()
+        .filter(|i| in_scope(i))
+        .filter(|i| {
+            i.skipped_suspended()
+                || i.status == InstanceStatus::Inoperable
+                || observed.inactive_accounts.contains(&i.account)
+        })
+        .collect();
+    if retained.is_empty() {
+        return;
+    }
+    let units: BTreeSet<String> = retained
+        .iter()
+        .filter_map(|i| i.organizational_unit_id.clone())
+        .collect();
+    let accounts: BTreeSet<String> = retained.iter().map(|i| i.account.clone()).collect();
+    let regions: BTreeSet<String> = retained.iter().map(|i| i.region.clone()).collect();
+    steps.push(Step {
+        summary: format!(
+            "delete {} instance(s) of suspended/closed accounts or INOPERABLE instances, keeping their stacks \
+             (AWS requires RetainStacks for them)",
+            retained.len()
+        ),
+        changes: retained
+            .iter()
+            .map(|i| Change {
+                field: format!("instance {}/{}", i.account, i.region),
+                from: i.status.as_str().to_string(),
+                to: "(absent, stack retained)".into(),
+            })
+            .collect(),
+        action: Action::DeleteStackInstances {
+            targets: account_targets(units.into_iter().collect(), accounts.into_iter()),
+            regions: regions.into_iter().collect(),
+            retain_stacks: true,
+        },
+    });
 }
 
 /// The OUs and Regions that currently hold (or were given) instances. DescribeStackSet's own lists win; when the

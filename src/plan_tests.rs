@@ -78,6 +78,7 @@ fn observed(stack_set: ObservedStackSet, instances: Vec<StackInstance>) -> Obser
     Observed {
         stack_set: Some(stack_set),
         instances,
+        inactive_accounts: BTreeSet::new(),
     }
 }
 
@@ -631,4 +632,78 @@ fn oversized_template_is_refused_before_any_action() {
     )
     .unwrap_err();
     assert_eq!(err.metric_label(), "template_too_large");
+}
+
+#[test]
+fn suspended_and_inoperable_instances_are_deleted_first_with_retain_stacks() {
+    let d = with_targets(&[OU_A], &["us-west-2"], "  ensure: Absent\n");
+    let mut skipped = instance("333333333333", "us-west-2", OU_A);
+    skipped.status = InstanceStatus::Outdated;
+    skipped.detailed_status = Some("SKIPPED_SUSPENDED_ACCOUNT".into());
+    let mut inoperable = instance("444444444444", "us-west-2", OU_A);
+    inoperable.status = InstanceStatus::Inoperable;
+    let closed = instance("555555555555", "us-west-2", OU_A);
+    let mut o = observed(
+        converged_stack_set(&[OU_A], &["us-west-2"]),
+        vec![
+            instance("222222222222", "us-west-2", OU_A),
+            skipped,
+            inoperable,
+            closed,
+        ],
+    );
+    o.inactive_accounts.insert("555555555555".into());
+    let plan = run(&d, BODY, &o);
+    assert_eq!(
+        names(&plan),
+        [
+            "DeleteStackInstances",
+            "DeleteStackInstances",
+            "DeleteStackSet"
+        ]
+    );
+    match &plan.steps[0].action {
+        Action::DeleteStackInstances {
+            targets,
+            retain_stacks,
+            ..
+        } => {
+            assert!(retain_stacks);
+            assert_eq!(
+                targets.accounts,
+                ["333333333333", "444444444444", "555555555555"]
+            );
+            assert_eq!(targets.account_filter_type, AccountFilterType::Intersection);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        plan.steps[1].action,
+        Action::DeleteStackInstances {
+            retain_stacks: false,
+            ..
+        }
+    ));
+
+    // Dropping an OU: only that OU's retained instances go first.
+    let d = with_targets(&[OU_A], &["us-west-2"], "");
+    let mut suspended_b = instance("666666666666", "us-west-2", OU_B);
+    suspended_b.detailed_status = Some("SKIPPED_SUSPENDED_ACCOUNT".into());
+    suspended_b.status = InstanceStatus::Outdated;
+    let o = observed(
+        converged_stack_set(&[OU_A, OU_B], &["us-west-2"]),
+        vec![
+            instance("222222222222", "us-west-2", OU_A),
+            suspended_b,
+            instance("777777777777", "us-west-2", OU_B),
+        ],
+    );
+    let plan = run(&d, BODY, &o);
+    assert_eq!(
+        names(&plan),
+        ["DeleteStackInstances", "DeleteStackInstances"]
+    );
+    assert!(
+        matches!(&plan.steps[0].action, Action::DeleteStackInstances { targets, retain_stacks: true, .. } if targets.accounts == ["666666666666"])
+    );
 }

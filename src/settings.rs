@@ -107,7 +107,10 @@ impl Settings {
         match file {
             Some(path) => {
                 if !path.exists() {
-                    return Err(Error::Settings(format!("settings file {} does not exist", path.display())));
+                    return Err(Error::Settings(format!(
+                        "settings file {} does not exist",
+                        path.display()
+                    )));
                 }
                 builder = builder.add_source(File::from(path).format(FileFormat::Yaml));
             }
@@ -118,24 +121,46 @@ impl Settings {
         }
         // config-rs uses the separator between prefix and key too unless told otherwise: without
         // prefix_separator("_"), STACKSETD_LOG__FORMAT would have to be written STACKSETD__LOG__FORMAT.
-        let env: std::collections::HashMap<String, String> =
-            env.into_iter().filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}_"))).collect();
+        let env: std::collections::HashMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}_")))
+            .collect();
         builder = builder.add_source(
-            Environment::with_prefix(ENV_PREFIX).prefix_separator("_").separator("__").source(Some(env)),
+            Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("_")
+                .separator("__")
+                .source(Some(env)),
         );
         let set = |b: config::ConfigBuilder<_>, key: &str, value: Option<String>| match value {
             Some(v) => b.set_override(key, v),
             None => Ok(b),
         };
-        let builder = set(builder, "desired_state", overrides.desired_state.as_ref().map(|p| p.display().to_string()))
-            .and_then(|b| set(b, "listen", overrides.listen.clone()))
-            .and_then(|b| {
-                set(b, "log.format", overrides.log_format.map(|f| if f == LogFormat::Json { "json" } else { "text" }.into()))
-            })
-            .and_then(|b| set(b, "log.level", overrides.log_level.clone()))
+        let builder = set(
+            builder,
+            "desired_state",
+            overrides
+                .desired_state
+                .as_ref()
+                .map(|p| p.display().to_string()),
+        )
+        .and_then(|b| set(b, "listen", overrides.listen.clone()))
+        .and_then(|b| {
+            set(
+                b,
+                "log.format",
+                overrides
+                    .log_format
+                    .map(|f| if f == LogFormat::Json { "json" } else { "text" }.into()),
+            )
+        })
+        .and_then(|b| set(b, "log.level", overrides.log_level.clone()))
+        .map_err(|e| Error::Settings(e.to_string()))?;
+        let config = builder
+            .build()
             .map_err(|e| Error::Settings(e.to_string()))?;
-        let config = builder.build().map_err(|e| Error::Settings(e.to_string()))?;
-        let settings: Settings = config.try_deserialize().map_err(|e| Error::Settings(explain(e)))?;
+        let settings: Settings = config
+            .try_deserialize()
+            .map_err(|e| Error::Settings(explain(e)))?;
         settings.check()?;
         Ok(settings)
     }
@@ -145,7 +170,9 @@ impl Settings {
             return Err(Error::Settings("concurrency must be at least 1".into()));
         }
         if self.aws.max_attempts == 0 {
-            return Err(Error::Settings("aws.max_attempts must be at least 1".into()));
+            return Err(Error::Settings(
+                "aws.max_attempts must be at least 1".into(),
+            ));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(Error::Settings(format!(
@@ -182,7 +209,9 @@ impl Settings {
 fn explain(error: config::ConfigError) -> String {
     let text = error.to_string();
     if text.contains("unknown field") {
-        format!("{text} (settings keys are snake_case; environment variables are STACKSETD_<KEY>, nested with __)")
+        format!(
+            "{text} (settings keys are snake_case; environment variables are STACKSETD_<KEY>, nested with __)"
+        )
     } else {
         text
     }
@@ -193,7 +222,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -213,7 +245,10 @@ mod tests {
         std::fs::write(&file, "resync_interval: 1m\nlisten: 127.0.0.1:1000\nlog: {format: json}\naws: {region: eu-west-1}\n")
             .unwrap();
         let s = Settings::load_from(Some(&file), &Overrides::default(), env(&[])).unwrap();
-        assert_eq!((s.resync_interval.0, s.log.format), (Duration::from_secs(60), LogFormat::Json));
+        assert_eq!(
+            (s.resync_interval.0, s.log.format),
+            (Duration::from_secs(60), LogFormat::Json)
+        );
         assert_eq!(s.aws.region.as_deref(), Some("eu-west-1"));
 
         let vars = env(&[
@@ -226,9 +261,17 @@ mod tests {
         assert_eq!(s.resync_interval.0, Duration::from_secs(30));
         assert_eq!(s.log.format, LogFormat::Text);
         assert_eq!(s.aws.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
-        assert_eq!(s.listen, "127.0.0.1:1000".parse().unwrap(), "file value kept where env is silent");
+        assert_eq!(
+            s.listen,
+            "127.0.0.1:1000".parse().unwrap(),
+            "file value kept where env is silent"
+        );
 
-        let flags = Overrides { listen: Some("127.0.0.1:2000".into()), log_format: Some(LogFormat::Json), ..Default::default() };
+        let flags = Overrides {
+            listen: Some("127.0.0.1:2000".into()),
+            log_format: Some(LogFormat::Json),
+            ..Default::default()
+        };
         let s = Settings::load_from(Some(&file), &flags, vars).unwrap();
         assert_eq!(s.listen, "127.0.0.1:2000".parse().unwrap());
         assert_eq!(s.log.format, LogFormat::Json);
@@ -236,21 +279,40 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_name_the_key() {
-        let err = Settings::load_from(None, &Overrides::default(), env(&[("STACKSETD_RESYNC_INTERVALL", "1m")]))
-            .unwrap_err()
-            .to_string();
+        let err = Settings::load_from(
+            None,
+            &Overrides::default(),
+            env(&[("STACKSETD_RESYNC_INTERVALL", "1m")]),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("resync_intervall"), "{err}");
-        let err = Settings::load_from(None, &Overrides::default(), env(&[("STACKSETD_RESYNC_INTERVAL", "soon")]))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("resync_interval") && err.contains("soon"), "{err}");
-        let err = Settings::load_from(None, &Overrides::default(), env(&[("STACKSETD_LOG__FORMAT", "xml")]))
-            .unwrap_err()
-            .to_string();
+        let err = Settings::load_from(
+            None,
+            &Overrides::default(),
+            env(&[("STACKSETD_RESYNC_INTERVAL", "soon")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("resync_interval") && err.contains("soon"),
+            "{err}"
+        );
+        let err = Settings::load_from(
+            None,
+            &Overrides::default(),
+            env(&[("STACKSETD_LOG__FORMAT", "xml")]),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("format") && err.contains("xml"), "{err}");
-        let err = Settings::load_from(Some(Path::new("/nonexistent/s.yaml")), &Overrides::default(), env(&[]))
-            .unwrap_err()
-            .to_string();
+        let err = Settings::load_from(
+            Some(Path::new("/nonexistent/s.yaml")),
+            &Overrides::default(),
+            env(&[]),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("/nonexistent/s.yaml"), "{err}");
     }
 }

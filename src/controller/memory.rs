@@ -43,7 +43,10 @@ impl Memory {
     pub fn adopt(&self, deployment: &str, id: &str) {
         self.with(deployment, |e| {
             if e.inflight.as_ref().is_none_or(|i| i.id != id) {
-                e.inflight = Some(Inflight { id: id.to_string(), since: Instant::now() });
+                e.inflight = Some(Inflight {
+                    id: id.to_string(),
+                    since: Instant::now(),
+                });
             }
         })
     }
@@ -82,6 +85,9 @@ impl Memory {
 
     /// Forget a deployment removed from the desired state.
     pub fn forget(&self, deployment: &str) {
-        self.entries.lock().expect("controller memory poisoned").remove(deployment);
+        self.entries
+            .lock()
+            .expect("controller memory poisoned")
+            .remove(deployment);
     }
 }

@@ -33,13 +33,24 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(deployment: &Deployment, template: &Template, observed: &Observed, org: &OrgSnapshot, plan: &Plan) -> Report {
+    pub fn new(
+        deployment: &Deployment,
+        template: &Template,
+        observed: &Observed,
+        org: &OrgSnapshot,
+        plan: &Plan,
+    ) -> Report {
         let mut instances = BTreeMap::new();
         for i in &observed.instances {
-            let key = format!("{}/{}", i.status.as_str(), i.detailed_status.as_deref().unwrap_or("-"));
+            let key = format!(
+                "{}/{}",
+                i.status.as_str(),
+                i.detailed_status.as_deref().unwrap_or("-")
+            );
             *instances.entry(key).or_default() += 1;
         }
-        let (accounts_targeted, inactive_accounts, missing) = coverage(deployment, org, &observed.instances);
+        let (accounts_targeted, inactive_accounts, missing) =
+            coverage(deployment, org, &observed.instances);
         Report {
             template_sha256: Some(template.sha256.clone()),
             stack_set_exists: observed.stack_set.is_some(),
@@ -65,7 +76,11 @@ impl Report {
 
 /// Active accounts under the targeted OUs (recursively, filter applied, management account excluded) x Regions,
 /// against the instances. Returns (active accounts targeted, inactive accounts targeted, missing (account, region)).
-fn coverage(deployment: &Deployment, org: &OrgSnapshot, instances: &[StackInstance]) -> (usize, usize, Vec<(String, String)>) {
+fn coverage(
+    deployment: &Deployment,
+    org: &OrgSnapshot,
+    instances: &[StackInstance],
+) -> (usize, usize, Vec<(String, String)>) {
     let spec = &deployment.spec;
     if spec.ensure == Ensure::Absent {
         return (0, 0, Vec::new());
@@ -74,7 +89,13 @@ fn coverage(deployment: &Deployment, org: &OrgSnapshot, instances: &[StackInstan
     let units: Vec<String> = targets
         .organizational_unit_ids
         .iter()
-        .map(|u| if u == ROOT { org.root_id.clone() } else { u.clone() })
+        .map(|u| {
+            if u == ROOT {
+                org.root_id.clone()
+            } else {
+                u.clone()
+            }
+        })
         .collect();
     let listed: BTreeSet<&str> = targets.accounts.iter().map(String::as_str).collect();
     let mut active = Vec::new();
@@ -96,7 +117,10 @@ fn coverage(deployment: &Deployment, org: &OrgSnapshot, instances: &[StackInstan
             inactive += 1;
         }
     }
-    let present: BTreeSet<(&str, &str)> = instances.iter().map(|i| (i.account.as_str(), i.region.as_str())).collect();
+    let present: BTreeSet<(&str, &str)> = instances
+        .iter()
+        .map(|i| (i.account.as_str(), i.region.as_str()))
+        .collect();
     let mut missing = Vec::new();
     for account in &active {
         for region in &spec.regions {
@@ -120,7 +144,14 @@ impl Progress {
     pub fn of(instances: &[StackInstance]) -> Progress {
         let total = instances.len();
         let done = instances.iter().filter(|i| !i.in_progress()).count();
-        let failed = instances.iter().filter(|i| i.detailed_status.as_deref() == Some("FAILED")).count();
-        Progress { done, total, failed }
+        let failed = instances
+            .iter()
+            .filter(|i| i.detailed_status.as_deref() == Some("FAILED"))
+            .count();
+        Progress {
+            done,
+            total,
+            failed,
+        }
     }
 }
