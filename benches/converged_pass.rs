@@ -20,7 +20,10 @@ use stacksetd::cloud::aws::{AwsCloud, AwsSettings};
 use stacksetd::controller::{self, Config, Context};
 
 fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() {
@@ -41,12 +44,18 @@ async fn bench() {
     let server = MotoServer::start();
     let spec = OrgSpec {
         root_accounts: accounts % ous,
-        ous: (0..ous).map(|i| OuSpec::new(&format!("OU{i}"), None, accounts / ous)).collect(),
+        ous: (0..ous)
+            .map(|i| OuSpec::new(&format!("OU{i}"), None, accounts / ous))
+            .collect(),
         trusted_access: true,
     };
     let started = Instant::now();
     let org = common::build_org(&server, &spec).await;
-    println!("organization: {} member accounts in {ous} OUs, built in {:.1?}", org.member_accounts().len(), started.elapsed());
+    println!(
+        "organization: {} member accounts in {ous} OUs, built in {:.1?}",
+        org.member_accounts().len(),
+        started.elapsed()
+    );
 
     let dir = tempfile::tempdir().expect("tempdir");
     let yaml = format!(
@@ -61,7 +70,10 @@ async fn bench() {
         common::REGION
     );
     let desired_path = common::write_desired(dir.path(), &yaml);
-    let deployment = stacksetd::desired::load(&desired_path).expect("valid desired state").deployments.remove(0);
+    let deployment = stacksetd::desired::load(&desired_path)
+        .expect("valid desired state")
+        .deployments
+        .remove(0);
 
     let settings = AwsSettings {
         region: Some(common::REGION.into()),
@@ -69,10 +81,15 @@ async fn bench() {
         max_attempts: 5,
     };
     let cloud = Arc::new(AwsCloud::connect(&settings).await.expect("connect"));
-    let config = Config { poll_min: std::time::Duration::from_millis(200), ..Config::default() };
+    let config = Config {
+        poll_min: std::time::Duration::from_millis(200),
+        ..Config::default()
+    };
     let ctx = Context::new(cloud.clone() as Arc<dyn Cloud>, config);
     let started = Instant::now();
-    let outcome = controller::converge(&deployment, &ctx, |_| {}).await.expect("converges");
+    let outcome = controller::converge(&deployment, &ctx, |_| {})
+        .await
+        .expect("converges");
     println!(
         "converged from nothing in {:.1?}: {} instances, {} missing",
         started.elapsed(),
@@ -85,7 +102,9 @@ async fn bench() {
     for _ in 0..passes {
         let before = cloud.calls().snapshot();
         let started = Instant::now();
-        let outcome = controller::reconcile(&deployment, &ctx).await.expect("pass");
+        let outcome = controller::reconcile(&deployment, &ctx)
+            .await
+            .expect("pass");
         walls.push(started.elapsed());
         assert!(outcome.is_converged(), "{:?}", outcome.state);
         let after = cloud.calls().snapshot();
@@ -101,12 +120,25 @@ async fn bench() {
     walls.sort();
     let calls = per_pass.unwrap_or_default();
     println!("converged pass ({passes} runs, in-process, debug or release as built):");
-    println!("  API calls: {} total: {calls:?}", calls.iter().map(|(_, n)| n).sum::<u64>());
-    println!("  wall time: min {:.1?}, median {:.1?}, max {:.1?}", walls[0], walls[walls.len() / 2], walls[walls.len() - 1]);
+    println!(
+        "  API calls: {} total: {calls:?}",
+        calls.iter().map(|(_, n)| n).sum::<u64>()
+    );
+    println!(
+        "  wall time: min {:.1?}, median {:.1?}, max {:.1?}",
+        walls[0],
+        walls[walls.len() / 2],
+        walls[walls.len() - 1]
+    );
 
     let started = Instant::now();
     let mut command = common::stacksetd(&server);
-    command.args(["--desired", desired_path.to_str().unwrap_or_default(), "plan", "--detailed-exitcode"]);
+    command.args([
+        "--desired",
+        desired_path.to_str().unwrap_or_default(),
+        "plan",
+        "--detailed-exitcode",
+    ]);
     let output = command.output().expect("run stacksetd plan");
     println!(
         "`stacksetd plan` as a process (start, credentials, organization scan, observe): {:.1?}, exit {:?}",
