@@ -8,7 +8,6 @@
 //! start, credentials, organization scan, observation). Not a test: it is `test = false` in Cargo.toml.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::sync::Arc;

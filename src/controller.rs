@@ -8,6 +8,7 @@
 
 mod memory;
 mod report;
+mod retry;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +30,7 @@ use crate::template::{self, Fetcher, Template};
 
 pub use memory::Memory;
 pub use report::{Progress, Report};
+pub use retry::{CONVERGE_TRANSIENT_RETRIES, converge, error_backoff, is_transient};
 
 /// How many recent operations a pass reads to find one to adopt (newest first).
 pub const OPERATION_LOOKBACK: usize = 20;
@@ -449,6 +451,14 @@ async fn send(
     let preferences = spec.operation_preferences.clone();
     let operation_id = id.to_string();
     let cloud = ctx.cloud.as_ref();
+    let instances = |targets, regions| InstancesRequest {
+        name: name.clone(),
+        call_as,
+        targets,
+        regions,
+        preferences: preferences.clone(),
+        operation_id: operation_id.clone(),
+    };
     match action.clone() {
         Action::CreateStackSet {
             description,
@@ -498,25 +508,11 @@ async fn send(
             cloud.update_stack_set(&request).await.map(drop)
         }
         Action::CreateStackInstances { targets, regions } => {
-            let request = InstancesRequest {
-                name,
-                call_as,
-                targets,
-                regions,
-                preferences,
-                operation_id,
-            };
+            let request = instances(targets, regions);
             cloud.create_stack_instances(&request).await.map(drop)
         }
         Action::UpdateStackInstances { targets, regions } => {
-            let request = InstancesRequest {
-                name,
-                call_as,
-                targets,
-                regions,
-                preferences,
-                operation_id,
-            };
+            let request = instances(targets, regions);
             cloud.update_stack_instances(&request).await.map(drop)
         }
         Action::DeleteStackInstances {
@@ -574,126 +570,5 @@ pub fn next_sequence<'a>(base: &str, known: impl Iterator<Item = &'a str>) -> u6
         .map_or(0, |n| n + 1)
 }
 
-/// Exponential backoff with ±20% jitter after `failures` consecutive failed passes.
-pub fn error_backoff(config: &Config, failures: u32) -> Duration {
-    let exp = config
-        .error_backoff_base
-        .saturating_mul(1u32 << failures.min(16));
-    let capped = exp.min(config.error_backoff_max);
-    let jitter = rand::random_range(0.8..1.2);
-    capped.mul_f64(jitter)
-}
-
-/// Errors worth retrying within `reconcile --once` (the daemon retries every error, with backoff).
-pub fn is_transient(error: &Error) -> bool {
-    matches!(
-        error.aws_kind(),
-        Some(
-            AwsErrorKind::Throttling
-                | AwsErrorKind::Transport
-                | AwsErrorKind::OperationInProgress
-                | AwsErrorKind::StaleRequest
-        )
-    )
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sequences_continue_past_known_ids() {
-        let base = "stacksetd-update-set-abc";
-        assert_eq!(next_sequence(base, [].into_iter()), 0);
-        let known = [
-            "stacksetd-update-set-abc-0",
-            "stacksetd-update-set-abc-3",
-            "stacksetd-update-set-abcd-9",
-            "x",
-        ];
-        assert_eq!(next_sequence(base, known.into_iter()), 4);
-    }
-
-    #[test]
-    fn operation_ids_are_deterministic_and_valid() {
-        let action = Action::DeleteStackSet;
-        let prefs = OperationPreferences::default();
-        let a = operation_id_base("Vendor", &action, &prefs);
-        assert_eq!(a, operation_id_base("Vendor", &action, &prefs));
-        assert_ne!(a, operation_id_base("Other", &action, &prefs));
-        let other_prefs = OperationPreferences {
-            max_concurrent_count: Some(3),
-            ..Default::default()
-        };
-        assert_ne!(a, operation_id_base("Vendor", &action, &other_prefs));
-        let id = format!("{a}-12");
-        assert!(id.len() <= 128);
-        assert!(id.chars().next().unwrap().is_ascii_alphanumeric());
-        assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
-    }
-
-    #[test]
-    fn polls_back_off_within_bounds() {
-        let config = Config::default();
-        assert_eq!(poll_delay(&config, Duration::ZERO), config.poll_min);
-        assert_eq!(
-            poll_delay(&config, Duration::from_secs(40)),
-            Duration::from_secs(10)
-        );
-        assert_eq!(
-            poll_delay(&config, Duration::from_secs(4000)),
-            config.poll_max
-        );
-    }
-
-    #[test]
-    fn error_backoff_grows_and_is_capped() {
-        let config = Config::default();
-        let first = error_backoff(&config, 0);
-        assert!(
-            first >= Duration::from_millis(1600) && first <= Duration::from_millis(2400),
-            "{first:?}"
-        );
-        let later = error_backoff(&config, 3);
-        assert!(
-            later >= Duration::from_millis(12800) && later <= Duration::from_millis(19200),
-            "{later:?}"
-        );
-        assert!(error_backoff(&config, 40) <= config.error_backoff_max.mul_f64(1.2));
-    }
-}
-
-/// How many transient errors in a row `converge` rides out before giving up.
-pub const CONVERGE_TRANSIENT_RETRIES: u32 = 8;
-
-/// Run passes until the deployment is converged (or suspended), honouring each pass's requeue delay: the
-/// `reconcile --once` command and the demo. Transient errors are retried with backoff; any other error ends it.
-pub async fn converge(
-    deployment: &Deployment,
-    ctx: &Context,
-    mut on_outcome: impl FnMut(&Outcome),
-) -> Result<Outcome, Error> {
-    let mut transient = 0;
-    loop {
-        match reconcile(deployment, ctx).await {
-            Ok(outcome) => {
-                transient = 0;
-                on_outcome(&outcome);
-                if matches!(outcome.state, State::Converged | State::Suspended { .. }) {
-                    return Ok(outcome);
-                }
-                tokio::time::sleep(outcome.requeue_after).await;
-            }
-            Err(error) if is_transient(&error) && transient < CONVERGE_TRANSIENT_RETRIES => {
-                transient += 1;
-                let delay = error_backoff(&ctx.config, transient);
-                warn!(%error, retry_in = ?delay, "transient error; retrying");
-                tokio::time::sleep(delay).await;
-            }
-            Err(error) => {
-                ctx.memory.failed(deployment.name());
-                return Err(error);
-            }
-        }
-    }
-}
+mod tests;

@@ -1,0 +1,68 @@
+//! Retrying: the error backoff of the daemon and `converge`, the loop behind `reconcile --once` and the demo.
+
+use tracing::warn;
+
+use super::{Context, Outcome, State, reconcile};
+use crate::desired::Deployment;
+use crate::error::{AwsErrorKind, Error};
+use std::time::Duration;
+
+use super::Config;
+
+/// Exponential backoff with ±20% jitter after `failures` consecutive failed passes.
+pub fn error_backoff(config: &Config, failures: u32) -> Duration {
+    let exp = config
+        .error_backoff_base
+        .saturating_mul(1u32 << failures.min(16));
+    let capped = exp.min(config.error_backoff_max);
+    let jitter = rand::random_range(0.8..1.2);
+    capped.mul_f64(jitter)
+}
+
+/// Errors worth retrying within `reconcile --once` (the daemon retries every error, with backoff).
+pub fn is_transient(error: &Error) -> bool {
+    matches!(
+        error.aws_kind(),
+        Some(
+            AwsErrorKind::Throttling
+                | AwsErrorKind::Transport
+                | AwsErrorKind::OperationInProgress
+                | AwsErrorKind::StaleRequest
+        )
+    )
+}
+
+/// How many transient errors in a row `converge` rides out before giving up.
+pub const CONVERGE_TRANSIENT_RETRIES: u32 = 8;
+
+/// Run passes until the deployment is converged (or suspended), honouring each pass's requeue delay: the
+/// `reconcile --once` command and the demo. Transient errors are retried with backoff; any other error ends it.
+pub async fn converge(
+    deployment: &Deployment,
+    ctx: &Context,
+    mut on_outcome: impl FnMut(&Outcome),
+) -> Result<Outcome, Error> {
+    let mut transient = 0;
+    loop {
+        match reconcile(deployment, ctx).await {
+            Ok(outcome) => {
+                transient = 0;
+                on_outcome(&outcome);
+                if matches!(outcome.state, State::Converged | State::Suspended { .. }) {
+                    return Ok(outcome);
+                }
+                tokio::time::sleep(outcome.requeue_after).await;
+            }
+            Err(error) if is_transient(&error) && transient < CONVERGE_TRANSIENT_RETRIES => {
+                transient += 1;
+                let delay = error_backoff(&ctx.config, transient);
+                warn!(%error, retry_in = ?delay, "transient error; retrying");
+                tokio::time::sleep(delay).await;
+            }
+            Err(error) => {
+                ctx.memory.failed(deployment.name());
+                return Err(error);
+            }
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Unit tests of the controller's pure helpers; the black-box tests on `sim` are in tests/controller_sim.rs.
+
+use super::retry::error_backoff;
+use super::*;
+
+#[test]
+fn sequences_continue_past_known_ids() {
+    let base = "stacksetd-update-set-abc";
+    assert_eq!(next_sequence(base, [].into_iter()), 0);
+    let known = [
+        "stacksetd-update-set-abc-0",
+        "stacksetd-update-set-abc-3",
+        "stacksetd-update-set-abcd-9",
+        "x",
+    ];
+    assert_eq!(next_sequence(base, known.into_iter()), 4);
+}
+
+#[test]
+fn operation_ids_are_deterministic_and_valid() {
+    let action = Action::DeleteStackSet;
+    let prefs = OperationPreferences::default();
+    let a = operation_id_base("Vendor", &action, &prefs);
+    assert_eq!(a, operation_id_base("Vendor", &action, &prefs));
+    assert_ne!(a, operation_id_base("Other", &action, &prefs));
+    let other_prefs = OperationPreferences {
+        max_concurrent_count: Some(3),
+        ..Default::default()
+    };
+    assert_ne!(a, operation_id_base("Vendor", &action, &other_prefs));
+    let id = format!("{a}-12");
+    assert!(id.len() <= 128);
+    assert!(id.chars().next().unwrap().is_ascii_alphanumeric());
+    assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+}
+
+#[test]
+fn polls_back_off_within_bounds() {
+    let config = Config::default();
+    assert_eq!(poll_delay(&config, Duration::ZERO), config.poll_min);
+    assert_eq!(
+        poll_delay(&config, Duration::from_secs(40)),
+        Duration::from_secs(10)
+    );
+    assert_eq!(
+        poll_delay(&config, Duration::from_secs(4000)),
+        config.poll_max
+    );
+}
+
+#[test]
+fn error_backoff_grows_and_is_capped() {
+    let config = Config::default();
+    let first = error_backoff(&config, 0);
+    assert!(
+        first >= Duration::from_millis(1600) && first <= Duration::from_millis(2400),
+        "{first:?}"
+    );
+    let later = error_backoff(&config, 3);
+    assert!(
+        later >= Duration::from_millis(12800) && later <= Duration::from_millis(19200),
+        "{later:?}"
+    );
+    assert!(error_backoff(&config, 40) <= config.error_backoff_max.mul_f64(1.2));
+}
