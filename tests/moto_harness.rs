@@ -554,3 +554,43 @@ async fn server_is_on_loopback_and_stops_when_dropped() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[tokio::test]
+async fn list_stack_instances_pages_like_aws() {
+    let server = MotoServer::start();
+    let org = build_org(&server, &OrgSpec::standard()).await;
+    let client = cfn_client(&server).await;
+    create_stack_set(&client, STACK_SET, "aimably-data-only").await;
+    create_instances(&client, ou_targets(&[&org.root_id])).await;
+
+    let mut pages = 0;
+    let mut seen = BTreeSet::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = client
+            .list_stack_instances()
+            .stack_set_name(STACK_SET)
+            .max_results(7)
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .expect("ListStackInstances");
+        pages += 1;
+        assert!(
+            page.summaries().len() <= 7,
+            "a page holds at most MaxResults"
+        );
+        for summary in page.summaries() {
+            assert!(
+                seen.insert(summary.account().unwrap_or_default().to_string()),
+                "no account twice"
+            );
+        }
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(pages, 5, "30 instances in pages of 7");
+    assert_eq!(seen, org.member_accounts());
+}

@@ -378,6 +378,29 @@ def patch_organizations_access() -> None:
     CloudFormationResponse.activate_organizations_access = activate_organizations_access
 
 
+def patch_list_stack_instances_pages() -> None:
+    """ListStackInstances returns at most MaxResults summaries (1-100) and a NextToken for the rest.
+
+    AWS (ListStackInstances): "MaxResults: The maximum number of results to be returned with a single call. If the
+    number of available results exceeds this maximum, the response includes a NextToken value". moto 5.2 returns
+    every instance in one response, which would hide the paging cost of a converged pass in benchmarks.
+    """
+
+    page_limit = 100
+
+    def list_stack_instances(self: CloudFormationResponse) -> ActionResult:
+        instances = list(self.cloudformation_backend.list_stack_instances(self._get_param("StackSetName")))
+        size = min(max(int(self._get_param("MaxResults") or page_limit), 1), page_limit)
+        start = int(self._get_param("NextToken") or 0)
+        result: dict[str, Any] = {"Summaries": instances[start : start + size]}
+        if start + size < len(instances):
+            result["NextToken"] = str(start + size)
+        return ActionResult(result)
+
+    functools.update_wrapper(list_stack_instances, CloudFormationResponse.list_stack_instances)
+    CloudFormationResponse.list_stack_instances = list_stack_instances
+
+
 # Order matters where patches wrap the same method: target resolution first, then what builds on it.
 ALL_PATCHES = (
     patch_resolve_deployment_targets_like_aws,
@@ -388,6 +411,7 @@ ALL_PATCHES = (
     patch_operations_keep_caller_id_and_preferences,
     patch_create_stack_set_name_is_unique,
     patch_organizations_access,
+    patch_list_stack_instances_pages,
 )
 
 
