@@ -133,7 +133,7 @@ async fn absent_deletes_instances_then_the_stack_set_and_stays_absent() {
 /// `converge` again on transient errors, as the daemon would on its next requeue.
 async fn converge_through_faults(deployment: &Deployment, ctx: &controller::Context) {
     for _ in 0..CONVERGE_ATTEMPTS {
-        match controller::converge(deployment, ctx, |_| {}).await {
+        match converge(deployment, ctx).await.0 {
             Ok(outcome) => {
                 assert!(outcome.is_converged(), "{:?}", outcome.state);
                 return;

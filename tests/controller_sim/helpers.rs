@@ -43,6 +43,8 @@ pub const STRICT: &str = "{failureToleranceCount: 0, maxConcurrentCount: 1, \
 
 /// Upper bound on passes a helper runs before declaring the controller stuck.
 const MAX_PASSES: usize = 500;
+/// Simulated time within which `converge` must finish (the slowest test needs minutes).
+pub const CONVERGE_DEADLINE: Duration = Duration::from_secs(3600);
 
 /// The knobs the tests turn in the desired-state file.
 #[derive(Debug, Clone)]
@@ -134,14 +136,22 @@ pub fn sim_context(sim: &Sim) -> Context {
     context(Arc::new(sim.clone()))
 }
 
-/// `controller::converge`, also returning the state of every pass.
+/// `controller::converge`, also returning the state of every pass. A controller that never settles (say, one
+/// that submits a step every pass) fails the test after `CONVERGE_DEADLINE` of simulated time instead of hanging.
 pub async fn converge(
     deployment: &Deployment,
     ctx: &Context,
 ) -> (Result<Outcome, Error>, Vec<State>) {
     let mut states = Vec::new();
-    let result = controller::converge(deployment, ctx, |o| states.push(o.state.clone())).await;
-    (result, states)
+    let run = controller::converge(deployment, ctx, |o| states.push(o.state.clone()));
+    let result = tokio::time::timeout(CONVERGE_DEADLINE, run).await;
+    match result {
+        Ok(result) => (result, states),
+        Err(_) => panic!(
+            "not converged within {CONVERGE_DEADLINE:?} of simulated time; last states: {:#?}",
+            &states[states.len().saturating_sub(5)..]
+        ),
+    }
 }
 
 /// Converges and insists on success.
