@@ -281,7 +281,14 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
     let dropped_units: Vec<String> = existing.units.difference(&units).cloned().collect();
     let kept_units: Vec<String> = existing.units.intersection(&units).cloned().collect();
     let dropped_regions: Vec<String> = existing.regions.difference(&regions).cloned().collect();
-    let new_regions: Vec<String> = regions.difference(&existing.regions).cloned().collect();
+    // DescribeStackSet's Regions are where instances exist. With no instance anywhere (the targeted OUs hold no
+    // member account) they say nothing about what was requested, and a "new Region" step would submit an
+    // operation that creates nothing, every pass, forever.
+    let new_regions: Vec<String> = if existing.regions.is_empty() {
+        Vec::new()
+    } else {
+        regions.difference(&existing.regions).cloned().collect()
+    };
     let new_units: Vec<String> = units.difference(&existing.units).cloned().collect();
     if !dropped_units.is_empty() && !existing.regions.is_empty() {
         push_retained_delete(&mut steps, observed, |i| {

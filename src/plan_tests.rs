@@ -707,3 +707,11 @@ fn suspended_and_inoperable_instances_are_deleted_first_with_retain_stacks() {
         matches!(&plan.steps[0].action, Action::DeleteStackInstances { targets, retain_stacks: true, .. } if targets.accounts == ["666666666666"])
     );
 }
+
+#[test]
+fn targets_without_member_accounts_are_converged_once_targeted() {
+    // AWS echoes Regions only where instances exist: an OU without member accounts never shows one.
+    let d = with_targets(&[OU_A], &["us-west-2"], "");
+    let o = observed(converged_stack_set(&[OU_A], &[]), vec![]);
+    assert!(run(&d, BODY, &o).is_empty());
+}

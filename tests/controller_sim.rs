@@ -1,0 +1,16 @@
+//! Black-box tests of the controller (`reconcile`, `converge`) against the simulated organization on tokio's
+//! paused clock: simulated operations take simulated seconds, and the tests run in milliseconds. Assertions are on
+//! what the sim holds (operations, instances, API calls) and on the outcomes the controller returns.
+//!
+//! Layout: `helpers` (desired state from YAML, contexts, call deltas, a lagging view of the listings),
+//! `convergence` (from nothing, call budget, edits), `safety` (adoption, OperationInProgress, restarts, lost
+//! responses), `failures` (failed operations, revoke, throttling).
+
+#[path = "controller_sim/convergence.rs"]
+mod convergence;
+#[path = "controller_sim/failures.rs"]
+mod failures;
+#[path = "controller_sim/helpers.rs"]
+mod helpers;
+#[path = "controller_sim/safety.rs"]
+mod safety;
