@@ -221,7 +221,7 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
             desired,
             units.iter().cloned().collect(),
             regions.iter().cloned().collect(),
-            "new",
+            "target OU",
         ));
         return Ok(Plan { steps });
     };
