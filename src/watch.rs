@@ -243,7 +243,9 @@ mod tests {
             panic!("a broken file is invalid");
         };
         assert!(
-            error.to_string().contains("desired.yaml:2:1: YAML syntax error"),
+            error
+                .to_string()
+                .contains("desired.yaml:2:1: YAML syntax error"),
             "file:line:column in {error}"
         );
         assert!(matches!(loader.load(false), Load::Unchanged));
