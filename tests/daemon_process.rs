@@ -33,8 +33,9 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn spawn(server: &MotoServer, desired: &Path) -> Daemon {
+    fn spawn(server: &MotoServer, desired: &Path, env: &[(&str, &str)]) -> Daemon {
         let mut command = common::stacksetd(server);
+        command.envs(env.iter().copied());
         command
             .arg("--desired")
             .arg(desired)
@@ -231,7 +232,7 @@ async fn the_daemon_follows_edits_rejects_invalid_ones_reloads_on_sighup_and_sto
     let path = dir.path().join("desired.yaml");
     std::fs::write(&path, desired("v0")).unwrap();
 
-    let daemon = Daemon::spawn(&server, &path);
+    let daemon = Daemon::spawn(&server, &path, &[]);
     daemon.wait_ready(START_TIMEOUT).await;
     wait_description(&client, "v0").await;
 
@@ -347,7 +348,16 @@ async fn a_configmap_volume_starting_invalid_becomes_ready_once_fixed_and_follow
     let dir = tempfile::tempdir().unwrap();
     let mut cm = ConfigMapDir::new(dir.path(), &invalid_yaml(DEPLOYMENT, STACK_SET, REGION));
 
-    let daemon = Daemon::spawn(&server, &cm.path());
+    let notify = NotifySocket::bind(dir.path());
+    let daemon = Daemon::spawn(
+        &server,
+        &cm.path(),
+        &[
+            ("NOTIFY_SOCKET", notify.path.to_str().unwrap()),
+            // 200 ms: pings every 100 ms.
+            ("WATCHDOG_USEC", "200000"),
+        ],
+    );
     let readyz = eventually(WAIT, "the invalid start reported", || async {
         let r = get(&daemon.addr, "/readyz").await;
         r.body.contains("desired.yaml:18:").then_some(r)
@@ -357,8 +367,18 @@ async fn a_configmap_volume_starting_invalid_becomes_ready_once_fixed_and_follow
     assert_eq!(get(&daemon.addr, "/healthz").await.status, 200, "but live");
     assert!(describe_stack_set(&client, STACK_SET).await.is_none());
 
+    eventually(WAIT, "watchdog pings", || async {
+        (notify.count("WATCHDOG=1") >= 2).then_some(())
+    })
+    .await;
+    assert_eq!(notify.count("READY=1"), 0, "no READY=1 while invalid");
+
     cm.update(&desired("v1"));
     daemon.wait_ready(WAIT).await;
+    eventually(WAIT, "READY=1", || async {
+        (notify.count("READY=1") == 1).then_some(())
+    })
+    .await;
     wait_description(&client, "v1").await;
 
     let text = desired("v2");
@@ -369,4 +389,41 @@ async fn a_configmap_volume_starting_invalid_becomes_ready_once_fixed_and_follow
     let (code, took) = daemon.terminate();
     assert_eq!(code, Some(0));
     assert!(took < SHUTDOWN_TIMEOUT, "{took:?}");
+    assert_eq!(notify.count("STOPPING=1"), 1, "{:?}", notify.messages());
+}
+
+/// A stand-in for systemd's notification socket: collects every datagram the daemon sends.
+struct NotifySocket {
+    path: std::path::PathBuf,
+    messages: Arc<Mutex<Vec<String>>>,
+}
+
+impl NotifySocket {
+    fn bind(dir: &Path) -> NotifySocket {
+        let path = dir.join("notify.sock");
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).expect("bind the notify socket");
+        let messages: Arc<Mutex<Vec<String>>> = Arc::default();
+        let sink = messages.clone();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = socket.recv(&mut buffer) {
+                sink.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buffer[..n]).to_string());
+            }
+        });
+        NotifySocket { path, messages }
+    }
+
+    fn messages(&self) -> Vec<String> {
+        self.messages.lock().unwrap().clone()
+    }
+
+    /// Datagrams carrying this line.
+    fn count(&self, line: &str) -> usize {
+        self.messages()
+            .iter()
+            .filter(|m| m.lines().any(|l| l == line))
+            .count()
+    }
 }

@@ -147,7 +147,7 @@ impl Daemon {
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let shared = Arc::new(scheduler::Shared {
-            ctx,
+            ctx: ctx.clone(),
             gate: gate.clone(),
             status: status.clone(),
             metrics: metrics.clone(),
@@ -165,6 +165,7 @@ impl Daemon {
                 () = &mut shutdown => break,
                 Some(()) = reload_rx.recv() => {
                     info!("SIGHUP: reloading the desired state and reconciling every deployment");
+                    ctx.invalidate_organization().await;
                     reload(&mut loader, &mut scheduler, &status, &metrics, true);
                 }
                 () = watch.changed() => reload(&mut loader, &mut scheduler, &status, &metrics, false),

@@ -185,6 +185,7 @@ async fn run_worker(
     let mut stop = shared.stop.clone();
     let name = deployment.borrow().name().to_string();
     let mut delay = Duration::ZERO;
+    let mut targets = deployment.borrow().spec.deployment_targets.clone();
     loop {
         tokio::select! {
             // A trigger first: a pending permit is consumed by the pass about to start, which covers it.
@@ -202,6 +203,11 @@ async fn run_worker(
         };
         let Ok(_permit) = permit else { return };
         let current = deployment.borrow().clone();
+        if current.spec.deployment_targets != targets {
+            // An edit may name an OU created since the last scan: look at the organization afresh.
+            targets = current.spec.deployment_targets.clone();
+            shared.ctx.invalidate_organization().await;
+        }
         delay = pass(&shared, &current).await;
     }
     // Removed: forget what the controller remembered. A worker re-added under this name waits for this task,
