@@ -64,7 +64,7 @@ async fn bench() {
          regions: [{}]\n  operationPreferences: {{failureTolerancePercentage: 100, maxConcurrentPercentage: 100, \
          concurrencyMode: SOFT_FAILURE_TOLERANCE}}\n",
         org.management_account_id,
-        common::template_url("aimably-data-only.json"),
+        common::template_url("aimably-data-only"),
         org.management_account_id,
         common::REGION
     );

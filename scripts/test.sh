@@ -6,6 +6,25 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup-moto.sh
+
+# tests/deploy_units.rs checks deploy/systemd/stacksetd.service with systemd-analyze (Debian package systemd).
+# Installed only when missing; it needs root (or password-less sudo), otherwise the script stops and says so.
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+    install_systemd=(sh -c 'apt-get update && apt-get install -y --no-install-recommends systemd')
+    if [[ "$(id -u)" -eq 0 ]]; then
+        "${install_systemd[@]}"
+    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        sudo -n "${install_systemd[@]}"
+    else
+        echo "error: systemd-analyze is missing and installing it needs root; run as root:" >&2
+        echo "  apt-get update && apt-get install -y --no-install-recommends systemd" >&2
+        exit 1
+    fi
+    command -v systemd-analyze >/dev/null 2>&1 || {
+        echo "error: systemd-analyze is still missing after installing Debian's systemd package" >&2
+        exit 1
+    }
+fi
 # The end-to-end harness (tests/common/mod.rs) starts tests/moto/launcher.py with this interpreter.
 STACKSETD_TEST_PYTHON="$(pwd)/.venv/bin/python"
 export STACKSETD_TEST_PYTHON

@@ -1,0 +1,167 @@
+//! deploy/container/Containerfile, read instruction by instruction (Docker is not available to the tests).
+
+use super::*;
+
+/// One Containerfile instruction: keyword (upper case) and its arguments, continuation lines joined.
+#[derive(Debug)]
+struct Instruction {
+    keyword: String,
+    args: String,
+}
+
+fn instructions(text: &str) -> Vec<Instruction> {
+    let mut out = Vec::new();
+    let mut pending = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('#') || (trimmed.is_empty() && pending.is_empty()) {
+            continue;
+        }
+        match trimmed.strip_suffix('\\') {
+            Some(head) => {
+                pending.push_str(head);
+                pending.push(' ');
+            }
+            None => {
+                pending.push_str(trimmed);
+                let (keyword, args) = pending
+                    .split_once(char::is_whitespace)
+                    .unwrap_or((&pending, ""));
+                out.push(Instruction {
+                    keyword: keyword.to_uppercase(),
+                    args: args.split_whitespace().collect::<Vec<_>>().join(" "),
+                });
+                pending.clear();
+            }
+        }
+    }
+    assert!(
+        pending.is_empty(),
+        "the Containerfile ends in a continuation line"
+    );
+    out
+}
+
+/// The instructions grouped by stage (each starting at its FROM).
+fn stages(all: &[Instruction]) -> Vec<&[Instruction]> {
+    let starts: Vec<usize> = all
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| i.keyword == "FROM")
+        .map(|(n, _)| n)
+        .collect();
+    assert!(
+        starts.first() == Some(&0),
+        "a Containerfile starts with FROM"
+    );
+    starts
+        .iter()
+        .enumerate()
+        .map(|(k, &start)| &all[start..starts.get(k + 1).copied().unwrap_or(all.len())])
+        .collect()
+}
+
+#[test]
+fn the_containerfile_builds_in_one_stage_and_runs_as_non_root_in_another_with_a_working_healthcheck()
+ {
+    let all = instructions(&read("deploy/container/Containerfile"));
+    let stages = stages(&all);
+    assert!(stages.len() >= 2, "a multi-stage build");
+    let (build, runtime) = (stages[0], stages[stages.len() - 1]);
+
+    let build_name = build[0]
+        .args
+        .rsplit_once(" AS ")
+        .or_else(|| build[0].args.rsplit_once(" as "))
+        .map(|(_, name)| name.to_string())
+        .expect("the build stage is named (FROM ... AS build)");
+    assert!(
+        build[0].args.contains("rust:"),
+        "the build stage uses a Rust image"
+    );
+    assert!(
+        build
+            .iter()
+            .any(|i| i.keyword == "RUN" && i.args.contains("cargo build --release --locked")),
+        "the binary is built with the locked dependency versions"
+    );
+    // Everything the build copies in must exist (a renamed directory would break the image build).
+    for copy in build.iter().filter(|i| i.keyword == "COPY") {
+        let parts: Vec<&str> = copy.args.split_whitespace().collect();
+        for source in &parts[..parts.len() - 1] {
+            assert!(
+                repo(source).exists(),
+                "COPY {source}: no such path in the repository"
+            );
+        }
+    }
+
+    let runtime_from = &runtime[0].args;
+    assert!(
+        !runtime_from.contains("rust:"),
+        "the runtime image carries no toolchain"
+    );
+    assert!(
+        runtime.iter().any(|i| i.keyword == "COPY"
+            && i.args.starts_with(&format!("--from={build_name} "))
+            && i.args.ends_with(INSTALLED_BINARY)),
+        "the runtime stage copies the binary from the build stage to {INSTALLED_BINARY}"
+    );
+    assert!(
+        runtime
+            .iter()
+            .any(|i| i.keyword == "ENTRYPOINT" && i.args.contains(INSTALLED_BINARY))
+    );
+
+    let user = runtime
+        .iter()
+        .rev()
+        .find(|i| i.keyword == "USER")
+        .map(|i| i.args.clone())
+        .expect("the runtime stage sets USER");
+    let uid = user.split(':').next().unwrap_or_default();
+    assert!(
+        uid.parse::<u32>().is_ok_and(|n| n != 0),
+        "USER {user}: a numeric non-root uid, so Kubernetes' runAsNonRoot can verify it"
+    );
+
+    let healthcheck = runtime
+        .iter()
+        .find(|i| i.keyword == "HEALTHCHECK")
+        .map(|i| i.args.clone())
+        .expect("the runtime stage has a HEALTHCHECK");
+    assert!(
+        healthcheck.contains(&format!("127.0.0.1:{HTTP_PORT}/healthz\"")),
+        "HEALTHCHECK probes /healthz on the port the image listens on: {healthcheck}"
+    );
+    // The check must be runnable in the runtime image: curl is not in slim or distroless images by default.
+    assert!(
+        healthcheck.contains("\"curl\""),
+        "HEALTHCHECK uses curl: {healthcheck}"
+    );
+    assert!(
+        runtime.iter().any(|i| i.keyword == "RUN"
+            && i.args.contains("apt-get install")
+            && i.args.split_whitespace().any(|w| w == "curl")),
+        "the runtime stage installs curl for its HEALTHCHECK"
+    );
+    assert!(
+        runtime.iter().any(|i| i.keyword == "ENV"
+            && i.args
+                .contains(&format!("STACKSETD_LISTEN=0.0.0.0:{HTTP_PORT}"))),
+        "in a container the daemon must listen beyond loopback"
+    );
+    assert!(
+        runtime
+            .iter()
+            .any(|i| i.keyword == "EXPOSE" && i.args == HTTP_PORT.to_string())
+    );
+
+    let ignored = read(".dockerignore");
+    for heavy in ["target", ".git", ".venv"] {
+        assert!(
+            ignored.lines().any(|l| l.trim() == heavy),
+            ".dockerignore keeps {heavy} out of the build context"
+        );
+    }
+}

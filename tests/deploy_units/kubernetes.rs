@@ -1,0 +1,267 @@
+//! deploy/kubernetes: the manifests parsed, cross-checked, and their settings and desired state loaded.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::*;
+
+/// Every document of every deploy/kubernetes/*.yaml, by kind.
+fn manifests() -> BTreeMap<String, Value> {
+    let dir = repo("deploy/kubernetes");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    let mut by_kind = BTreeMap::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("a readable manifest");
+        for document in serde_norway::Deserializer::from_str(&text) {
+            let value = Value::deserialize(document)
+                .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", file.display()));
+            let kind = value["kind"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{}: a document without kind", file.display()))
+                .to_string();
+            assert!(
+                value["metadata"]["namespace"].is_null(),
+                "{}: manifests are namespace-less (kubectl apply -n picks it)",
+                file.display()
+            );
+            assert!(
+                by_kind.insert(kind.clone(), value).is_none(),
+                "two {kind} manifests"
+            );
+        }
+    }
+    by_kind
+}
+
+fn kind<'a>(all: &'a BTreeMap<String, Value>, kind: &str) -> &'a Value {
+    all.get(kind)
+        .unwrap_or_else(|| panic!("deploy/kubernetes has no {kind}"))
+}
+
+/// True when every label of `selector` is on `labels`.
+fn selects(selector: &Value, labels: &Value) -> bool {
+    let selector = selector.as_object().expect("a selector is a map");
+    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+fn container(all: &BTreeMap<String, Value>) -> &Value {
+    let containers = kind(all, "Deployment")["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .expect("containers is a list");
+    assert_eq!(containers.len(), 1, "one container");
+    &containers[0]
+}
+
+fn container_env(all: &BTreeMap<String, Value>) -> Vec<(String, String)> {
+    container(all)["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let value = e["value"]
+                .as_str()
+                .unwrap_or_else(|| panic!("env {} has a literal string value", e["name"]));
+            (
+                e["name"].as_str().expect("env name").to_string(),
+                value.to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_deployment_runs_one_locked_down_daemon_with_probes_and_resources() {
+    let all = manifests();
+    let deployment = kind(&all, "Deployment");
+    let spec = &deployment["spec"];
+    assert_eq!(spec["replicas"], 1, "one daemon per organization");
+    assert_eq!(
+        spec["strategy"]["type"], "Recreate",
+        "a rollout must never run two daemons at once"
+    );
+    let pod = &spec["template"]["spec"];
+    assert!(selects(
+        &spec["selector"]["matchLabels"],
+        &spec["template"]["metadata"]["labels"]
+    ));
+
+    let c = container(&all);
+    let port = c["ports"]
+        .as_array()
+        .and_then(|p| p.first())
+        .expect("a container port");
+    assert_eq!(port["containerPort"], HTTP_PORT);
+    let port_name = port["name"].as_str().expect("the port is named");
+    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+        let get = &c[probe]["httpGet"];
+        assert_eq!(get["path"], path, "{probe}");
+        assert!(
+            get["port"] == port_name || get["port"] == HTTP_PORT,
+            "{probe} targets the HTTP port"
+        );
+    }
+    for (bound, resource) in [
+        ("requests", "cpu"),
+        ("requests", "memory"),
+        ("limits", "cpu"),
+        ("limits", "memory"),
+    ] {
+        assert!(
+            c["resources"][bound][resource].is_string(),
+            "resources.{bound}.{resource} is set"
+        );
+    }
+
+    let sc = &c["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert!(
+        sc["runAsNonRoot"] == true || pod["securityContext"]["runAsNonRoot"] == true,
+        "runAsNonRoot"
+    );
+    assert!(
+        sc["seccompProfile"]["type"] == "RuntimeDefault"
+            || pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    );
+
+    let grace = pod["terminationGracePeriodSeconds"]
+        .as_u64()
+        .expect("terminationGracePeriodSeconds is set");
+    assert!(
+        Duration::from_secs(grace) > documented_shutdown_timeout(),
+        "the grace period must exceed the drain"
+    );
+
+    let account = kind(&all, "ServiceAccount");
+    assert_eq!(pod["serviceAccountName"], account["metadata"]["name"]);
+    assert!(
+        account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+            .as_str()
+            .is_some_and(|arn| arn.starts_with("arn:aws:iam::")),
+        "the ServiceAccount shows the IRSA role annotation"
+    );
+}
+
+#[test]
+fn the_pod_reads_its_files_from_the_configmap_directory_so_edits_reach_the_file_watch() {
+    let all = manifests();
+    let pod = &kind(&all, "Deployment")["spec"]["template"]["spec"];
+    let config_map = kind(&all, "ConfigMap");
+    let volume = pod["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["configMap"]["name"] == config_map["metadata"]["name"])
+        .expect("a volume from the ConfigMap");
+    let mount = container(&all)["volumeMounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["name"] == volume["name"])
+        .expect("the ConfigMap volume is mounted");
+    assert_eq!(mount["mountPath"], "/etc/stacksetd");
+    assert_eq!(mount["readOnly"], true);
+    assert!(
+        mount["subPath"].is_null(),
+        "subPath mounts never receive ConfigMap updates"
+    );
+
+    // The desired state shipped is the documented example, and it is valid.
+    let desired = config_map["data"]["desired.yaml"]
+        .as_str()
+        .expect("the ConfigMap has desired.yaml");
+    assert_eq!(
+        desired,
+        read("config/aimably-data-only.yaml"),
+        "the ConfigMap's desired.yaml is a copy of config/aimably-data-only.yaml"
+    );
+    let deployments = stacksetd::desired::parse_str(desired, Path::new("desired.yaml"))
+        .unwrap_or_else(|e| panic!("the ConfigMap's desired state is invalid: {e}"));
+    assert_eq!(deployments.len(), 1);
+
+    // The settings file plus the container's STACKSETD_ variables are what the daemon loads at start.
+    let settings_text = config_map["data"]["stacksetd.yaml"]
+        .as_str()
+        .expect("the ConfigMap has stacksetd.yaml");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let settings_file = dir.path().join("stacksetd.yaml");
+    std::fs::write(&settings_file, settings_text).expect("write the settings copy");
+    let env: Vec<(String, String)> = container_env(&all)
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("STACKSETD_"))
+        .collect();
+    let settings = Settings::load_from(Some(&settings_file), &Overrides::default(), env)
+        .unwrap_or_else(|e| panic!("the pod's settings do not load: {e}"));
+    assert_eq!(
+        settings.listen,
+        std::net::SocketAddr::from(([0, 0, 0, 0], HTTP_PORT)),
+        "in a pod the daemon must listen beyond loopback for the kubelet and Prometheus"
+    );
+    assert_eq!(
+        settings.desired_state,
+        Path::new("/etc/stacksetd/desired.yaml")
+    );
+}
+
+#[test]
+fn service_links_are_off_because_their_variables_would_be_unknown_settings() {
+    // Kubernetes injects <SERVICE>_SERVICE_HOST, <SERVICE>_PORT, ... for each Service in the namespace; for the
+    // Service named stacksetd they look like settings, and unknown settings are refused.
+    let all = manifests();
+    let service_name = kind(&all, "Service")["metadata"]["name"]
+        .as_str()
+        .expect("the Service is named")
+        .to_uppercase()
+        .replace('-', "_");
+    let injected = [(
+        format!("{service_name}_SERVICE_HOST"),
+        "10.0.0.1".to_string(),
+    )];
+    assert!(
+        settings_with_env(&injected).is_err(),
+        "a service-link variable is refused as a setting"
+    );
+    assert_eq!(
+        kind(&all, "Deployment")["spec"]["template"]["spec"]["enableServiceLinks"],
+        false
+    );
+}
+
+#[test]
+fn the_service_and_servicemonitor_expose_metrics_every_30s() {
+    let all = manifests();
+    let pod_labels = &kind(&all, "Deployment")["spec"]["template"]["metadata"]["labels"];
+    let service = kind(&all, "Service");
+    assert!(
+        selects(&service["spec"]["selector"], pod_labels),
+        "the Service selects the pod"
+    );
+    let port = service["spec"]["ports"]
+        .as_array()
+        .and_then(|p| p.first())
+        .expect("a Service port");
+    assert_eq!(port["name"], "metrics");
+    assert_eq!(port["port"], HTTP_PORT);
+
+    let monitor = kind(&all, "ServiceMonitor");
+    assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
+    assert!(
+        selects(
+            &monitor["spec"]["selector"]["matchLabels"],
+            &service["metadata"]["labels"]
+        ),
+        "the ServiceMonitor selects the Service"
+    );
+    let endpoint = &monitor["spec"]["endpoints"][0];
+    assert_eq!(endpoint["port"], "metrics");
+    assert_eq!(endpoint["path"], "/metrics");
+    assert_eq!(endpoint["interval"], "30s");
+}
