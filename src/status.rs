@@ -135,53 +135,47 @@ impl StatusBoard {
         self.with(|s| s.shutting_down = true);
     }
 
-    pub fn record_load(&self, result: ReloadResult, sha256: Option<&str>, error: Option<&Error>) {
-        let problems = match error {
-            Some(Error::Invalid(invalid)) => invalid.problems.clone(),
-            _ => Vec::new(),
-        };
+    /// A valid load: its deployments become the ones shown (new ones pending, removed ones gone), atomically with
+    /// the load record, so readiness never sees a valid load without its deployments.
+    pub fn record_valid_load(&self, sha256: &str, deployments: &[Deployment]) {
         self.with(|s| {
-            if result == ReloadResult::Valid {
-                s.desired_state.applied_sha256 = sha256.map(str::to_string);
+            s.deployments
+                .retain(|name, _| deployments.iter().any(|d| d.name() == name));
+            for deployment in deployments {
+                let entry = s
+                    .deployments
+                    .entry(deployment.name().to_string())
+                    .or_insert_with(new_deployment_status);
+                entry.stack_set_name = deployment.spec.stack_set_name.clone();
+                entry.generation = deployment.generation();
             }
+            s.desired_state.applied_sha256 = Some(sha256.to_string());
             s.desired_state.last_load = Some(LoadRecord {
-                result,
+                result: ReloadResult::Valid,
                 at: now(),
-                sha256: sha256.map(str::to_string),
-                error: error.map(|e| e.to_string()),
-                problems,
+                sha256: Some(sha256.to_string()),
+                error: None,
+                problems: Vec::new(),
             });
         });
         self.update_ready();
     }
 
-    /// A deployment is (again) in the desired state, possibly with a new generation.
-    pub fn upsert(&self, deployment: &Deployment) {
+    /// A rejected load (invalid or unreadable): recorded; the deployments stay as they are.
+    pub fn record_rejected_load(&self, result: ReloadResult, sha256: Option<&str>, error: &Error) {
+        let problems = match error {
+            Error::Invalid(invalid) => invalid.problems.clone(),
+            _ => Vec::new(),
+        };
         self.with(|s| {
-            let entry = s
-                .deployments
-                .entry(deployment.name().to_string())
-                .or_insert_with(|| DeploymentStatus {
-                    stack_set_name: String::new(),
-                    generation: String::new(),
-                    observed_generation: None,
-                    conditions: initial_conditions(),
-                    passes: 0,
-                    consecutive_failures: 0,
-                    last_pass_at: None,
-                    last_success_at: None,
-                    requeue_after_seconds: None,
-                    last_error: None,
-                    last_outcome: None,
-                });
-            entry.stack_set_name = deployment.spec.stack_set_name.clone();
-            entry.generation = deployment.generation();
+            s.desired_state.last_load = Some(LoadRecord {
+                result,
+                at: now(),
+                sha256: sha256.map(str::to_string),
+                error: Some(error.to_string()),
+                problems,
+            });
         });
-    }
-
-    pub fn remove(&self, name: &str) {
-        self.with(|s| s.deployments.remove(name));
-        self.update_ready();
     }
 
     /// A pass of `generation` is starting.
@@ -256,6 +250,22 @@ impl StatusBoard {
         if became_ready {
             self.ready.send_replace(true);
         }
+    }
+}
+
+fn new_deployment_status() -> DeploymentStatus {
+    DeploymentStatus {
+        stack_set_name: String::new(),
+        generation: String::new(),
+        observed_generation: None,
+        conditions: initial_conditions(),
+        passes: 0,
+        consecutive_failures: 0,
+        last_pass_at: None,
+        last_success_at: None,
+        requeue_after_seconds: None,
+        last_error: None,
+        last_outcome: None,
     }
 }
 
@@ -386,10 +396,8 @@ mod tests {
     fn ready_needs_a_valid_load_and_a_pass_of_every_deployment_then_latches() {
         let board = StatusBoard::new("d.yaml".into());
         let (a, b) = (deployment("a"), deployment("b"));
-        board.upsert(&a);
-        board.upsert(&b);
         assert!(!board.is_ready());
-        board.record_load(ReloadResult::Valid, Some("abc"), None);
+        board.record_valid_load("abc", &[a.clone(), b.clone()]);
         assert!(!board.is_ready(), "no pass yet");
         let err = Err(Error::Conflict("SELF_MANAGED stack set".into()));
         board.pass_finished("a", &a.generation(), &err, 1, Duration::from_secs(4));
@@ -397,10 +405,10 @@ mod tests {
         board.pass_finished("b", &b.generation(), &err, 1, Duration::from_secs(4));
         assert!(board.is_ready());
         assert!(*board.subscribe_ready().borrow());
-        board.record_load(
+        board.record_rejected_load(
             ReloadResult::Invalid,
             Some("def"),
-            Some(&Error::Conflict("x".into())),
+            &Error::Conflict("x".into()),
         );
         assert!(
             board.is_ready(),
@@ -412,17 +420,30 @@ mod tests {
         assert_eq!(condition(&s, "a", "Stalled").reason, "conflict");
         assert_eq!(condition(&s, "a", "Ready").status, "False");
         assert_eq!(s.deployments["a"].observed_generation, Some(a.generation()));
+        board.record_valid_load("ghi", std::slice::from_ref(&a));
+        assert_eq!(
+            board.snapshot().deployments.keys().collect::<Vec<_>>(),
+            ["a"],
+            "b removed"
+        );
         board.set_shutting_down();
         assert!(!board.is_ready());
     }
 
     #[test]
+    fn a_valid_load_without_deployments_is_ready_at_once() {
+        let board = StatusBoard::new("d.yaml".into());
+        board.record_valid_load("abc", &[]);
+        assert!(board.is_ready());
+    }
+
+    #[test]
     fn an_invalid_file_at_start_is_never_ready() {
         let board = StatusBoard::new("d.yaml".into());
-        board.record_load(
+        board.record_rejected_load(
             ReloadResult::Invalid,
             Some("abc"),
-            Some(&Error::Conflict("x".into())),
+            &Error::Conflict("x".into()),
         );
         assert!(!board.is_ready());
     }

@@ -7,160 +7,14 @@
 mod common;
 mod daemon_support;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{MotoServer, OrgSpec, OuSpec, REGION, build_org, cfn_client, describe_stack_set};
+use daemon_support::process::*;
 use daemon_support::*;
-use serde_json::Value;
 
 const STACK_SET: &str = "AimablyDataOnly";
 const DEPLOYMENT: &str = "aimably";
-/// Start-up includes connecting the SDK and the first pass against moto on a shared machine.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
-const WAIT: Duration = Duration::from_secs(30);
-/// The settings default, which the test relies on.
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A running `stacksetd run`, its stderr (JSON log lines) collected with arrival times.
-struct Daemon {
-    child: Child,
-    addr: String,
-    logs: Arc<Mutex<Vec<(Instant, Value)>>>,
-}
-
-impl Daemon {
-    fn spawn(server: &MotoServer, desired: &Path, env: &[(&str, &str)]) -> Daemon {
-        let mut command = common::stacksetd(server);
-        command.envs(env.iter().copied());
-        command
-            .arg("--desired")
-            .arg(desired)
-            .args(["--listen", "127.0.0.1:0", "--log-format", "json", "run"])
-            // Only edits, SIGHUP and operation polls cause passes during the test.
-            .env("STACKSETD_RESYNC_INTERVAL", "1h")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("spawn stacksetd run");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let logs: Arc<Mutex<Vec<(Instant, Value)>>> = Arc::default();
-        let sink = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let value = serde_json::from_str(&line).unwrap_or(Value::String(line));
-                sink.lock().unwrap().push((Instant::now(), value));
-            }
-        });
-        let started = Instant::now();
-        let addr = loop {
-            let found = logs.lock().unwrap().iter().find_map(|(_, v)| {
-                v["message"]
-                    .as_str()
-                    .filter(|m| m.starts_with("serving /healthz"))
-                    .and_then(|_| v["address"].as_str().map(str::to_string))
-            });
-            if let Some(addr) = found {
-                break addr;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("stacksetd exited early ({status}):\n{}", dump(&logs));
-            }
-            assert!(
-                started.elapsed() < START_TIMEOUT,
-                "no listen address logged:\n{}",
-                dump(&logs)
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Daemon { child, addr, logs }
-    }
-
-    fn signal(&self, name: &str) {
-        let status = std::process::Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name}");
-    }
-
-    /// The first log line at or after `t` with this message, and when it arrived.
-    fn log_after(&self, t: Instant, message: &str) -> Option<(Instant, Value)> {
-        self.logs
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|(at, v)| *at >= t && v["message"] == message)
-            .cloned()
-    }
-
-    fn logged(&self, needle: &str) -> bool {
-        self.logs
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|(_, v)| v.to_string().contains(needle))
-    }
-
-    async fn metrics(&self) -> String {
-        get(&self.addr, "/metrics").await.body
-    }
-
-    async fn wait_ready(&self, timeout: Duration) {
-        eventually(timeout, "/readyz 200", || async {
-            (get(&self.addr, "/readyz").await.status == 200).then_some(())
-        })
-        .await;
-    }
-
-    /// Wait until the deployment is converged at its current generation (no pass of an earlier change can then
-    /// be mistaken for the reaction to the next edit).
-    async fn wait_converged(&self) {
-        eventually(WAIT, "converged", || async {
-            let s = get(&self.addr, "/status").await.json();
-            let d = &s["deployments"][DEPLOYMENT];
-            let ready =
-                d["conditions"][0]["type"] == "Ready" && d["conditions"][0]["status"] == "True";
-            (ready && d["observedGeneration"] == d["generation"]).then_some(())
-        })
-        .await;
-    }
-
-    /// SIGTERM, then wait: returns the exit code and how long it took.
-    fn terminate(mut self) -> (Option<i32>, Duration) {
-        let started = Instant::now();
-        self.signal("TERM");
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait for stacksetd") {
-                return (status.code(), started.elapsed());
-            }
-            if started.elapsed() > SHUTDOWN_TIMEOUT + Duration::from_secs(5) {
-                let _ = self.child.kill();
-                panic!("no exit after SIGTERM:\n{}", dump(&self.logs));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn dump(logs: &Mutex<Vec<(Instant, Value)>>) -> String {
-    logs.lock()
-        .unwrap()
-        .iter()
-        .map(|(_, v)| v.to_string())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 fn small_org() -> OrgSpec {
     OrgSpec {
@@ -190,13 +44,13 @@ async fn wait_description(client: &aws_sdk_cloudformation::Client, description: 
 /// Save an edit and measure edit -> the daemon's "submitting" line (logged just before the mutating call is
 /// sent) and -> "acted" (the call returned); then check the change reached moto.
 async fn edit_and_measure(
-    daemon: &Daemon,
+    daemon: &DaemonProcess,
     client: &aws_sdk_cloudformation::Client,
     what: &str,
     description: &str,
     apply: impl FnOnce(),
 ) {
-    daemon.wait_converged().await;
+    daemon.wait_converged(DEPLOYMENT).await;
     let edited = Instant::now();
     apply();
     let (submitting, line) = eventually(WAIT, "a submitting log line", || async {
@@ -220,7 +74,7 @@ async fn edit_and_measure(
         "{what}: far beyond the 1 s budget"
     );
     wait_description(client, description).await;
-    daemon.wait_converged().await;
+    daemon.wait_converged(DEPLOYMENT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,7 +86,7 @@ async fn the_daemon_follows_edits_rejects_invalid_ones_reloads_on_sighup_and_sto
     let path = dir.path().join("desired.yaml");
     std::fs::write(&path, desired("v0")).unwrap();
 
-    let daemon = Daemon::spawn(&server, &path, &[]);
+    let daemon = DaemonProcess::spawn(common::stacksetd(&server), &path, &[]);
     daemon.wait_ready(START_TIMEOUT).await;
     wait_description(&client, "v0").await;
 
@@ -349,8 +203,8 @@ async fn a_configmap_volume_starting_invalid_becomes_ready_once_fixed_and_follow
     let mut cm = ConfigMapDir::new(dir.path(), &invalid_yaml(DEPLOYMENT, STACK_SET, REGION));
 
     let notify = NotifySocket::bind(dir.path());
-    let daemon = Daemon::spawn(
-        &server,
+    let daemon = DaemonProcess::spawn(
+        common::stacksetd(&server),
         &cm.path(),
         &[
             ("NOTIFY_SOCKET", notify.path.to_str().unwrap()),
@@ -390,40 +244,4 @@ async fn a_configmap_volume_starting_invalid_becomes_ready_once_fixed_and_follow
     assert_eq!(code, Some(0));
     assert!(took < SHUTDOWN_TIMEOUT, "{took:?}");
     assert_eq!(notify.count("STOPPING=1"), 1, "{:?}", notify.messages());
-}
-
-/// A stand-in for systemd's notification socket: collects every datagram the daemon sends.
-struct NotifySocket {
-    path: std::path::PathBuf,
-    messages: Arc<Mutex<Vec<String>>>,
-}
-
-impl NotifySocket {
-    fn bind(dir: &Path) -> NotifySocket {
-        let path = dir.join("notify.sock");
-        let socket = std::os::unix::net::UnixDatagram::bind(&path).expect("bind the notify socket");
-        let messages: Arc<Mutex<Vec<String>>> = Arc::default();
-        let sink = messages.clone();
-        std::thread::spawn(move || {
-            let mut buffer = [0u8; 4096];
-            while let Ok(n) = socket.recv(&mut buffer) {
-                sink.lock()
-                    .unwrap()
-                    .push(String::from_utf8_lossy(&buffer[..n]).to_string());
-            }
-        });
-        NotifySocket { path, messages }
-    }
-
-    fn messages(&self) -> Vec<String> {
-        self.messages.lock().unwrap().clone()
-    }
-
-    /// Datagrams carrying this line.
-    fn count(&self, line: &str) -> usize {
-        self.messages()
-            .iter()
-            .filter(|m| m.lines().any(|l| l == line))
-            .count()
-    }
 }

@@ -219,7 +219,8 @@ fn reload(
         Load::Valid { state, sha256 } => {
             info!(file, sha256 = %&sha256[..12], deployments = state.deployments.len(), "desired state loaded");
             metrics.record_reload(ReloadResult::Valid);
-            status.record_load(ReloadResult::Valid, Some(&sha256), None);
+            // Status first: a worker's first pass may end before apply returns.
+            status.record_valid_load(&sha256, &state.deployments);
             scheduler.apply(state.deployments, forced);
         }
         Load::Invalid { error, sha256 } => {
@@ -233,7 +234,7 @@ fn reload(
                 "desired state rejected; still reconciling the last good one"
             );
             metrics.record_reload(ReloadResult::Invalid);
-            status.record_load(ReloadResult::Invalid, Some(&sha256), Some(&error));
+            status.record_rejected_load(ReloadResult::Invalid, Some(&sha256), &error);
             if forced {
                 scheduler.trigger_all();
             }
@@ -241,7 +242,7 @@ fn reload(
         Load::Unreadable(error) => {
             warn!(error = %error, "desired state unreadable; still reconciling the last good one");
             metrics.record_reload(ReloadResult::Unreadable);
-            status.record_load(ReloadResult::Unreadable, None, Some(&error));
+            status.record_rejected_load(ReloadResult::Unreadable, None, &error);
             if forced {
                 scheduler.trigger_all();
             }

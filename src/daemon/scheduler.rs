@@ -78,7 +78,6 @@ impl Scheduler {
                 info!(deployment = %name, stack_set = %worker.stack_set,
                     "removed from the desired state: no longer reconciled; its stack set is left as it is");
                 worker.removed.send_replace(true);
-                self.shared.status.remove(&name);
                 self.shared.metrics.forget(&name);
                 self.retiring.push(Retiring {
                     name,
@@ -88,7 +87,6 @@ impl Scheduler {
             }
         }
         for (name, deployment) in wanted {
-            self.shared.status.upsert(&deployment);
             match self.workers.get_mut(&name) {
                 Some(worker) => {
                     let changed = worker.deployment.borrow().spec != deployment.spec;
@@ -209,6 +207,11 @@ async fn run_worker(
             shared.ctx.invalidate_organization().await;
         }
         delay = pass(&shared, &current).await;
+        if *removed.borrow() {
+            // Removed during the pass, which re-created its gauge.
+            shared.metrics.forget(&name);
+            break;
+        }
     }
     // Removed: forget what the controller remembered. A worker re-added under this name waits for this task,
     // so it starts with a clean memory.
