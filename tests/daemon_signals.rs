@@ -76,8 +76,8 @@ async fn sigterm_exits_zero_at_the_shutdown_timeout_even_with_a_pass_stuck_on_aw
     let (code, took) = daemon.terminate();
     assert_eq!(code, Some(0), "{}", dump(&logs));
     assert!(
-        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
-        "bounded by shutdown_timeout: {took:?}"
+        took >= Duration::from_millis(700) && took < Duration::from_secs(5),
+        "the drain waits for the stuck pass until shortly before shutdown_timeout, then exits: {took:?}"
     );
     println!("SIGTERM with a stuck pass -> exit 0 in {took:?} (shutdown_timeout 1s)");
 }

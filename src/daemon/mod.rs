@@ -31,7 +31,7 @@ use crate::watch::{FileWatch, Load, Loader};
 
 pub use gate::Gate;
 
-/// After the drain, the HTTP server gets at least this long to answer requests in flight.
+/// The last part of `shutdown_timeout`, kept for the HTTP server to finish requests in flight after the drain.
 const HTTP_GRACE: Duration = Duration::from_millis(200);
 
 /// How the daemon runs (from the settings).
@@ -174,13 +174,16 @@ impl Daemon {
         }
 
         // Shutdown: no new passes, no new operations; running passes finish their bookkeeping.
-        let deadline = tokio::time::Instant::now() + options.shutdown_timeout;
+        let started = tokio::time::Instant::now();
+        let deadline = started + options.shutdown_timeout;
+        // The HTTP server's last moments come out of the same budget.
+        let drain_deadline = started + options.shutdown_timeout.saturating_sub(HTTP_GRACE);
         info!(timeout = ?options.shutdown_timeout, "shutting down: no new passes or operations; waiting for running passes");
         systemd::notify_stopping();
         status.set_shutting_down();
         gate.close();
         stop_tx.send_replace(true);
-        if tokio::time::timeout_at(deadline, scheduler.drain())
+        if tokio::time::timeout_at(drain_deadline, scheduler.drain())
             .await
             .is_err()
         {
@@ -190,8 +193,7 @@ impl Daemon {
             scheduler.abort();
         }
         http_stop_tx.send_replace(true);
-        let http_deadline = deadline.max(tokio::time::Instant::now() + HTTP_GRACE);
-        if tokio::time::timeout_at(http_deadline, &mut http_task)
+        if tokio::time::timeout_at(deadline, &mut http_task)
             .await
             .is_err()
         {
