@@ -122,15 +122,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             .map(|()| ExitCode::SUCCESS)
             .map_err(Into::into),
         Command::Validate { .. } => unreachable!("handled above"),
-        Command::Run => {
-            let cloud: Arc<dyn Cloud> = Arc::new(
-                AwsCloud::connect(&settings.aws_settings())
-                    .await
-                    .context("connecting to AWS")?,
-            );
-            // The daemon tolerates an invalid or missing file at start: it reports it and waits for a fix.
-            run_daemon(cloud, settings.controller_config(), &settings).await
-        }
+        // The daemon tolerates an invalid or missing file at start: it reports it and waits for a fix.
+        Command::Run => run_daemon(&settings).await,
         command => {
             let desired = desired::load(&settings.desired_state)?;
             let cloud: Arc<dyn Cloud> = Arc::new(
@@ -252,16 +245,18 @@ async fn status(ctx: &Context, desired: &DesiredState, format: Format) -> ExitCo
 }
 
 /// `stacksetd run`: the daemon until SIGTERM/SIGINT; SIGHUP reloads the desired state.
-async fn run_daemon(
-    cloud: Arc<dyn Cloud>,
-    config: controller::Config,
-    settings: &Settings,
-) -> anyhow::Result<ExitCode> {
+async fn run_daemon(settings: &Settings) -> anyhow::Result<ExitCode> {
     use tokio::signal::unix::{SignalKind, signal};
-    // Installed before anything else runs: SIGHUP's default action would end the process.
+    // Installed before anything else: SIGHUP's default action would end the process.
     let mut hangup = signal(SignalKind::hangup()).context("installing a SIGHUP handler")?;
     let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
+    let cloud: Arc<dyn Cloud> = Arc::new(
+        AwsCloud::connect(&settings.aws_settings())
+            .await
+            .context("connecting to AWS")?,
+    );
+    let config = settings.controller_config();
     let options = daemon::Options {
         desired_state: settings.desired_state.clone(),
         listen: settings.listen,

@@ -34,6 +34,10 @@ pub use gate::Gate;
 /// The last part of `shutdown_timeout`, kept for the HTTP server to finish requests in flight after the drain.
 const HTTP_GRACE: Duration = Duration::from_millis(200);
 
+/// SIGHUP waits at most this long to drop the cached organization tree; longer means a scan is running, whose
+/// result is fresh anyway, and the daemon must stay responsive to signals.
+const ORG_INVALIDATE_WAIT: Duration = Duration::from_secs(1);
+
 /// How the daemon runs (from the settings).
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -127,20 +131,11 @@ impl Daemon {
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
-        let (http_stop_tx, http_stop_rx) = watch::channel(false);
         let http_state = HttpState {
             status: status.clone(),
             registry,
         };
-        let mut http_task = tokio::spawn(async move {
-            let mut stop = http_stop_rx;
-            let stopped = async move {
-                let _ = stop.wait_for(|s| *s).await;
-            };
-            if let Err(e) = http::serve(listener, http_state, stopped).await {
-                error!(error = %e, "HTTP server failed");
-            }
-        });
+        let (http_stop_tx, mut http_task) = spawn_http(listener, http_state);
         info!(%address, "serving /healthz /readyz /metrics /status");
         let ready_task = tokio::spawn(systemd::notify_ready(status.subscribe_ready()));
         let watchdog_task = tokio::spawn(systemd::watchdog());
@@ -165,7 +160,8 @@ impl Daemon {
                 () = &mut shutdown => break,
                 Some(()) = reload_rx.recv() => {
                     info!("SIGHUP: reloading the desired state and reconciling every deployment");
-                    ctx.invalidate_organization().await;
+                    // Bounded: a pass stuck inside an organization scan holds the cache (and will refresh it).
+                    let _ = tokio::time::timeout(ORG_INVALIDATE_WAIT, ctx.invalidate_organization()).await;
                     reload(&mut loader, &mut scheduler, &status, &metrics, true);
                 }
                 () = watch.changed() => reload(&mut loader, &mut scheduler, &status, &metrics, false),
@@ -204,6 +200,23 @@ impl Daemon {
         info!("stopped");
         Ok(())
     }
+}
+
+/// Serve HTTP in its own task until the returned flag is raised.
+fn spawn_http(
+    listener: TcpListener,
+    state: HttpState,
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        let stopped = async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        };
+        if let Err(e) = http::serve(listener, state, stopped).await {
+            error!(error = %e, "HTTP server failed");
+        }
+    });
+    (stop_tx, task)
 }
 
 /// Load the file (when changed, or always when `forced`) and apply a valid result; an invalid or unreadable
