@@ -755,3 +755,60 @@ async fn endpoints_answer_get_and_head_only() {
     }
     daemon.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_stall_with_backoff_and_recover_after_success() {
+    let mut setup = Setup::new(deployment_yaml("aimably", "Aimably", "v0", REGION));
+    setup.resync = Duration::from_millis(100);
+    let daemon = setup.start().await;
+    daemon.converged("aimably").await;
+    daemon.sim.fail_next(
+        "DescribeStackSet",
+        stacksetd::error::AwsErrorKind::AccessDenied,
+        3,
+    );
+    let stalled = eventually(WAIT, "Stalled after AccessDenied", || async {
+        let s = daemon.status().await;
+        let d = &s["deployments"]["aimably"];
+        (condition(&s, "aimably", "Stalled")["status"] == "True"
+            && d["consecutiveFailures"].as_u64() >= Some(2))
+        .then(|| s.clone())
+    })
+    .await;
+    let d = &stalled["deployments"]["aimably"];
+    assert_eq!(
+        condition(&stalled, "aimably", "Stalled")["reason"],
+        "access_denied"
+    );
+    assert_eq!(condition(&stalled, "aimably", "Ready")["status"], "False");
+    assert_eq!(d["lastError"]["reason"], "access_denied", "{d:#}");
+    // The backoff grows with each failure (base 50 ms doubling, ±20% jitter), beyond the 100 ms resync.
+    assert!(
+        d["requeueAfterSeconds"].as_f64().unwrap() > 0.15,
+        "backed off: {d:#}"
+    );
+    let metrics = daemon.metrics().await;
+    assert!(
+        metric(
+            &metrics,
+            "stacksetd_reconcile_errors_total",
+            &[("deployment", "aimably"), ("reason", "access_denied")]
+        )
+        .is_some_and(|v| v >= 2.0),
+        "{metrics}"
+    );
+    // The fault runs out: the next pass succeeds and the failure count resets.
+    let recovered = eventually(WAIT, "recovered", || async {
+        let s = daemon.status().await;
+        (condition(&s, "aimably", "Ready")["status"] == "True").then(|| s.clone())
+    })
+    .await;
+    let d = &recovered["deployments"]["aimably"];
+    assert_eq!(d["consecutiveFailures"], 0);
+    assert_eq!(d["lastError"], Value::Null);
+    assert_eq!(
+        condition(&recovered, "aimably", "Stalled")["status"],
+        "False"
+    );
+    daemon.shutdown().await;
+}
