@@ -74,6 +74,10 @@ impl Probe {
         self.mutations.lock().unwrap().len()
     }
 
+    fn in_flight_now(&self) -> usize {
+        self.in_flight.lock().unwrap().total
+    }
+
     fn max_in_flight(&self) -> (usize, usize) {
         let f = self.in_flight.lock().unwrap();
         (f.max_total, f.max_per_stack_set)
@@ -595,7 +599,10 @@ async fn triggers_during_a_pass_cause_exactly_one_more_pass() {
     let before = daemon.passes("aimably").await;
     daemon.probe.set_delay(Duration::from_millis(400));
     daemon.reloader.reload();
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    eventually(WAIT, "the forced pass in flight", || async {
+        (daemon.probe.in_flight_now() == 1).then_some(())
+    })
+    .await;
     for _ in 0..4 {
         daemon.reloader.reload();
         tokio::time::sleep(Duration::from_millis(30)).await;
@@ -620,7 +627,7 @@ async fn the_concurrency_cap_holds_across_deployments() {
         .join("---\n");
     let mut setup = Setup::new(three);
     setup.concurrency = 2;
-    setup.describe_delay = Duration::from_millis(100);
+    setup.describe_delay = Duration::from_millis(200);
     let daemon = setup.start().await;
     for n in ["a", "b", "c"] {
         daemon.converged(n).await;
