@@ -7,10 +7,14 @@ pub mod daemon;
 pub mod demo;
 pub mod desired;
 pub mod error;
+pub mod http;
+pub mod metrics;
 pub mod output;
 pub mod plan;
 pub mod settings;
+pub mod status;
 pub mod telemetry;
 pub mod template;
+pub mod watch;
 
 pub use error::Error;

@@ -122,6 +122,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             .map(|()| ExitCode::SUCCESS)
             .map_err(Into::into),
         Command::Validate { .. } => unreachable!("handled above"),
+        // The daemon tolerates an invalid or missing file at start: it reports it and waits for a fix.
+        Command::Run => run_daemon(&settings).await,
         command => {
             let desired = desired::load(&settings.desired_state)?;
             let cloud: Arc<dyn Cloud> = Arc::new(
@@ -130,27 +132,18 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     .context("connecting to AWS")?,
             );
             let mut config = settings.controller_config();
-            config.track_progress = !matches!(command, Command::Run);
+            config.track_progress = true;
             let ctx = Arc::new(Context::new(cloud, config));
             match command {
-                Command::Run => {
-                    daemon::run(
-                        ctx,
-                        desired.deployments,
-                        settings.concurrency,
-                        settings.shutdown_timeout(),
-                        shutdown_signal(),
-                    )
-                    .await;
-                    Ok(ExitCode::SUCCESS)
-                }
                 Command::Reconcile { .. } => Ok(reconcile_once(&ctx, &desired).await),
                 Command::Plan {
                     detailed_exitcode,
                     output,
                 } => Ok(plan(&ctx, &desired, detailed_exitcode, output).await),
                 Command::Status { output } => Ok(status(&ctx, &desired, output).await),
-                Command::Validate { .. } | Command::Demo { .. } => unreachable!("handled above"),
+                Command::Run | Command::Validate { .. } | Command::Demo { .. } => {
+                    unreachable!("handled above")
+                }
             }
         }
     }
@@ -251,21 +244,47 @@ async fn status(ctx: &Context, desired: &DesiredState, format: Format) -> ExitCo
     }
 }
 
-/// Resolves on the first SIGTERM or SIGINT; a second one exits at once.
-async fn shutdown_signal() {
-    wait_for_signal().await;
-    tokio::spawn(async {
-        wait_for_signal().await;
-        eprintln!("second signal: exiting now");
-        std::process::exit(130);
-    });
-}
-
-async fn wait_for_signal() {
+/// `stacksetd run`: the daemon until SIGTERM/SIGINT; SIGHUP reloads the desired state.
+async fn run_daemon(settings: &Settings) -> anyhow::Result<ExitCode> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    // Installed before anything else: SIGHUP's default action would end the process.
+    let mut hangup = signal(SignalKind::hangup()).context("installing a SIGHUP handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
+    let cloud: Arc<dyn Cloud> = Arc::new(
+        AwsCloud::connect(&settings.aws_settings())
+            .await
+            .context("connecting to AWS")?,
+    );
+    let config = settings.controller_config();
+    let options = daemon::Options {
+        desired_state: settings.desired_state.clone(),
+        listen: settings.listen,
+        concurrency: settings.concurrency,
+        shutdown_timeout: settings.shutdown_timeout(),
+    };
+    let daemon = daemon::Daemon::bind(cloud, config, options).await?;
+    let reloader = daemon.reloader();
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            reloader.reload();
+        }
+    });
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+        // A second signal exits at once.
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+            eprintln!("second signal: exiting now");
+            std::process::exit(130);
+        });
+    };
+    daemon.run(shutdown).await?;
+    Ok(ExitCode::SUCCESS)
 }

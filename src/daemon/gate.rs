@@ -1,0 +1,139 @@
+//! The shutdown gate: a `Cloud` wrapper that refuses every mutating call once shutdown has begun, so a pass that
+//! is running when SIGTERM arrives still observes and records what it saw, but starts no new operation. Whatever
+//! it would have submitted is planned again, identically, by the next start.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+
+use crate::cloud::{
+    Account, CallAs, CallCounter, Cloud, CreateStackSet, DeleteInstancesRequest, InstancesRequest,
+    ObservedStackSet, Operation, OperationResult, OrgNode, OrganizationInfo, StackInstance,
+    UpdateStackSet,
+};
+use crate::error::Error;
+
+type Result<T> = std::result::Result<T, Error>;
+
+pub struct Gate {
+    inner: Arc<dyn Cloud>,
+    closed: AtomicBool,
+}
+
+impl Gate {
+    pub fn new(inner: Arc<dyn Cloud>) -> Gate {
+        Gate {
+            inner,
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// From now on, mutating calls fail without reaching AWS.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    fn check(&self, what: &str) -> Result<()> {
+        if self.is_closed() {
+            return Err(Error::Conflict(format!(
+                "stacksetd is shutting down: {what} not sent; the next start plans it again"
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Cloud for Gate {
+    async fn caller_account(&self) -> Result<String> {
+        self.inner.caller_account().await
+    }
+    async fn describe_organization(&self) -> Result<OrganizationInfo> {
+        self.inner.describe_organization().await
+    }
+    async fn list_roots(&self) -> Result<Vec<OrgNode>> {
+        self.inner.list_roots().await
+    }
+    async fn list_organizational_units(&self, parent_id: &str) -> Result<Vec<OrgNode>> {
+        self.inner.list_organizational_units(parent_id).await
+    }
+    async fn list_accounts(&self, parent_id: &str) -> Result<Vec<Account>> {
+        self.inner.list_accounts(parent_id).await
+    }
+    async fn describe_stack_set(
+        &self,
+        name: &str,
+        call_as: CallAs,
+    ) -> Result<Option<ObservedStackSet>> {
+        self.inner.describe_stack_set(name, call_as).await
+    }
+    async fn list_stack_instances(
+        &self,
+        name: &str,
+        call_as: CallAs,
+    ) -> Result<Vec<StackInstance>> {
+        self.inner.list_stack_instances(name, call_as).await
+    }
+    async fn list_operations(
+        &self,
+        name: &str,
+        call_as: CallAs,
+        limit: usize,
+    ) -> Result<Vec<Operation>> {
+        self.inner.list_operations(name, call_as, limit).await
+    }
+    async fn describe_operation(
+        &self,
+        name: &str,
+        operation_id: &str,
+        call_as: CallAs,
+    ) -> Result<Operation> {
+        self.inner
+            .describe_operation(name, operation_id, call_as)
+            .await
+    }
+    async fn list_operation_results(
+        &self,
+        name: &str,
+        operation_id: &str,
+        call_as: CallAs,
+    ) -> Result<Vec<OperationResult>> {
+        self.inner
+            .list_operation_results(name, operation_id, call_as)
+            .await
+    }
+
+    async fn create_stack_set(&self, request: &CreateStackSet) -> Result<()> {
+        self.check("CreateStackSet")?;
+        self.inner.create_stack_set(request).await
+    }
+    async fn update_stack_set(&self, request: &UpdateStackSet) -> Result<String> {
+        self.check("UpdateStackSet")?;
+        self.inner.update_stack_set(request).await
+    }
+    async fn create_stack_instances(&self, request: &InstancesRequest) -> Result<String> {
+        self.check("CreateStackInstances")?;
+        self.inner.create_stack_instances(request).await
+    }
+    async fn update_stack_instances(&self, request: &InstancesRequest) -> Result<String> {
+        self.check("UpdateStackInstances")?;
+        self.inner.update_stack_instances(request).await
+    }
+    async fn delete_stack_instances(&self, request: &DeleteInstancesRequest) -> Result<String> {
+        self.check("DeleteStackInstances")?;
+        self.inner.delete_stack_instances(request).await
+    }
+    async fn delete_stack_set(&self, name: &str, call_as: CallAs) -> Result<()> {
+        self.check("DeleteStackSet")?;
+        self.inner.delete_stack_set(name, call_as).await
+    }
+
+    fn calls(&self) -> &CallCounter {
+        self.inner.calls()
+    }
+}

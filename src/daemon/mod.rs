@@ -1,0 +1,283 @@
+//! `stacksetd run`: the daemon. It loads the desired-state file and watches it (src/watch.rs), keeps one worker
+//! per deployment (scheduler.rs), serves /healthz, /readyz, /metrics and /status (src/http.rs), talks to systemd
+//! (systemd.rs), and shuts down cleanly: the first signal stops new passes and new operations (gate.rs), lets
+//! running passes finish their bookkeeping, and returns within `shutdown_timeout`.
+//!
+//! The shutdown signal is a future passed in (mini-redis style) and SIGHUP is a `Reloader` call, so tests run the
+//! whole daemon in-process; main.rs wires both to real signals.
+
+mod gate;
+mod scheduler;
+mod systemd;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tracing::{error, info, warn};
+
+use crate::cloud::Cloud;
+use crate::controller::{self, Context};
+use crate::error::Error;
+use crate::http::{self, HttpState};
+use crate::metrics::{AwsRequests, ReconcileMetrics, ReloadResult};
+use crate::status::StatusBoard;
+use crate::watch::{FileWatch, Load, Loader};
+
+pub use gate::Gate;
+
+/// The last part of `shutdown_timeout`, kept for the HTTP server to finish requests in flight after the drain.
+const HTTP_GRACE: Duration = Duration::from_millis(200);
+
+/// SIGHUP waits at most this long to drop the cached organization tree; longer means a scan is running, whose
+/// result is fresh anyway, and the daemon must stay responsive to signals.
+const ORG_INVALIDATE_WAIT: Duration = Duration::from_secs(1);
+
+/// How the daemon runs (from the settings).
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub desired_state: PathBuf,
+    pub listen: SocketAddr,
+    pub concurrency: usize,
+    pub shutdown_timeout: Duration,
+}
+
+/// Forces a reload of the desired-state file and a pass of every deployment: what SIGHUP does.
+#[derive(Clone)]
+pub struct Reloader(mpsc::Sender<()>);
+
+impl Reloader {
+    pub fn reload(&self) {
+        // A reload already pending covers this one.
+        let _ = self.0.try_send(());
+    }
+}
+
+/// A daemon with its HTTP listener bound, not yet running.
+pub struct Daemon {
+    ctx: Arc<Context>,
+    gate: Arc<Gate>,
+    options: Options,
+    listener: TcpListener,
+    status: Arc<StatusBoard>,
+    metrics: ReconcileMetrics,
+    registry: Registry,
+    reload_tx: mpsc::Sender<()>,
+    reload_rx: mpsc::Receiver<()>,
+}
+
+impl Daemon {
+    /// Bind the listen address (port 0 picks a free one, see `local_addr`) and prepare everything.
+    pub async fn bind(
+        cloud: Arc<dyn Cloud>,
+        config: controller::Config,
+        options: Options,
+    ) -> Result<Daemon, Error> {
+        let listener = TcpListener::bind(options.listen)
+            .await
+            .map_err(|e| Error::Settings(format!("listen: cannot bind {}: {e}", options.listen)))?;
+        let gate = Arc::new(Gate::new(cloud));
+        let ctx = Arc::new(Context::new(gate.clone(), config));
+        let registry = Registry::new();
+        let metrics = ReconcileMetrics::register(&registry).map_err(metrics_error)?;
+        AwsRequests::register(&registry, gate.clone()).map_err(metrics_error)?;
+        let (reload_tx, reload_rx) = mpsc::channel(1);
+        Ok(Daemon {
+            ctx,
+            gate,
+            status: Arc::new(StatusBoard::new(options.desired_state.clone())),
+            options,
+            listener,
+            metrics,
+            registry,
+            reload_tx,
+            reload_rx,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound TCP listener has a local address")
+    }
+
+    pub fn reloader(&self) -> Reloader {
+        Reloader(self.reload_tx.clone())
+    }
+
+    /// Run until `shutdown` resolves, then drain within `shutdown_timeout`. Errors only at start (the file's
+    /// directory cannot be watched).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+        let Daemon {
+            ctx,
+            gate,
+            options,
+            listener,
+            status,
+            metrics,
+            registry,
+            reload_tx: _reload_tx,
+            mut reload_rx,
+        } = self;
+        let mut watch = FileWatch::new(&options.desired_state)?;
+        let mut loader = Loader::new(&options.desired_state);
+
+        let address = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let http_state = HttpState {
+            status: status.clone(),
+            registry,
+        };
+        let (http_stop_tx, mut http_task) = spawn_http(listener, http_state);
+        info!(%address, "serving /healthz /readyz /metrics /status");
+        let ready_task = tokio::spawn(systemd::notify_ready(status.subscribe_ready()));
+        let watchdog_task = tokio::spawn(systemd::watchdog());
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let shared = Arc::new(scheduler::Shared {
+            ctx: ctx.clone(),
+            gate: gate.clone(),
+            status: status.clone(),
+            metrics: metrics.clone(),
+            permits: Semaphore::new(options.concurrency.max(1)),
+            stop: stop_rx,
+        });
+        let mut scheduler = scheduler::Scheduler::new(shared);
+        reload(&mut loader, &mut scheduler, &status, &metrics, true);
+        watch.follow_symlink();
+
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                Some(()) = reload_rx.recv() => {
+                    info!("SIGHUP: reloading the desired state and reconciling every deployment");
+                    // Bounded: a pass stuck inside an organization scan holds the cache (and will refresh it).
+                    let _ = tokio::time::timeout(ORG_INVALIDATE_WAIT, ctx.invalidate_organization()).await;
+                    reload(&mut loader, &mut scheduler, &status, &metrics, true);
+                }
+                () = watch.changed() => reload(&mut loader, &mut scheduler, &status, &metrics, false),
+            }
+            watch.follow_symlink();
+        }
+
+        // Shutdown: no new passes, no new operations; running passes finish their bookkeeping.
+        let started = tokio::time::Instant::now();
+        let deadline = started + options.shutdown_timeout;
+        // The HTTP server's last moments come out of the same budget.
+        let drain_deadline = started + options.shutdown_timeout.saturating_sub(HTTP_GRACE);
+        info!(timeout = ?options.shutdown_timeout, "shutting down: no new passes or operations; waiting for running passes");
+        systemd::notify_stopping();
+        status.set_shutting_down();
+        gate.close();
+        stop_tx.send_replace(true);
+        if tokio::time::timeout_at(drain_deadline, scheduler.drain())
+            .await
+            .is_err()
+        {
+            warn!(
+                "passes still running at the shutdown timeout: cancelled; a submitted operation is adopted at next start"
+            );
+            scheduler.abort();
+        }
+        http_stop_tx.send_replace(true);
+        if tokio::time::timeout_at(deadline, &mut http_task)
+            .await
+            .is_err()
+        {
+            http_task.abort();
+        }
+        ready_task.abort();
+        watchdog_task.abort();
+        info!("stopped");
+        Ok(())
+    }
+}
+
+/// Serve HTTP in its own task until the returned flag is raised.
+fn spawn_http(
+    listener: TcpListener,
+    state: HttpState,
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        let stopped = async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        };
+        if let Err(e) = http::serve(listener, state, stopped).await {
+            error!(error = %e, "HTTP server failed");
+        }
+    });
+    (stop_tx, task)
+}
+
+/// Load the file (when changed, or always when `forced`) and apply a valid result; an invalid or unreadable
+/// file is reported and the last good desired state keeps being reconciled.
+fn reload(
+    loader: &mut Loader,
+    scheduler: &mut scheduler::Scheduler,
+    status: &StatusBoard,
+    metrics: &ReconcileMetrics,
+    forced: bool,
+) {
+    let file = loader.path().display().to_string();
+    match loader.load(forced) {
+        Load::Unchanged => {}
+        Load::Valid { state, sha256 } => {
+            info!(file, sha256 = %&sha256[..12], deployments = state.deployments.len(), "desired state loaded");
+            metrics.record_reload(ReloadResult::Valid);
+            // Status first: a worker's first pass may end before apply returns.
+            status.record_valid_load(&sha256, &state.deployments);
+            scheduler.apply(state.deployments, forced);
+        }
+        Load::Invalid { error, sha256 } => {
+            if let Error::Invalid(invalid) = &error {
+                for problem in &invalid.problems {
+                    error!(%problem, "desired state rejected");
+                }
+            }
+            error!(
+                file,
+                "desired state rejected; still reconciling the last good one"
+            );
+            metrics.record_reload(ReloadResult::Invalid);
+            status.record_rejected_load(ReloadResult::Invalid, Some(&sha256), &error);
+            if forced {
+                scheduler.trigger_all();
+            }
+        }
+        Load::Unreadable(error) => {
+            warn!(error = %error, "desired state unreadable; still reconciling the last good one");
+            metrics.record_reload(ReloadResult::Unreadable);
+            status.record_rejected_load(ReloadResult::Unreadable, None, &error);
+            if forced {
+                scheduler.trigger_all();
+            }
+        }
+    }
+}
+
+fn metrics_error(e: prometheus::Error) -> Error {
+    Error::Settings(format!("registering metrics: {e}"))
+}
+
+/// Bind and run: the whole daemon in one call.
+pub async fn run(
+    cloud: Arc<dyn Cloud>,
+    config: controller::Config,
+    options: Options,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    Daemon::bind(cloud, config, options)
+        .await?
+        .run(shutdown)
+        .await
+}

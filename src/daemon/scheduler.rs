@@ -1,0 +1,268 @@
+//! Scheduling passes: one worker task per deployment, so a deployment is reconciled by at most one pass at a
+//! time; a semaphore caps passes across deployments (settings `concurrency`). Each worker sleeps for the delay
+//! its last pass returned (requeue as a return value) or until triggered. Triggers (an edit, SIGHUP) are a
+//! `Notify` permit: any number of them during a pass leave one permit, so they cause exactly one more pass.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, error, info, warn};
+
+use super::gate::Gate;
+use crate::controller::{self, Context, State};
+use crate::desired::Deployment;
+use crate::metrics::ReconcileMetrics;
+use crate::status::StatusBoard;
+
+/// What every worker shares.
+pub struct Shared {
+    pub ctx: Arc<Context>,
+    pub gate: Arc<Gate>,
+    pub status: Arc<StatusBoard>,
+    pub metrics: ReconcileMetrics,
+    pub permits: Semaphore,
+    /// True once shutdown begins: no pass starts after that.
+    pub stop: watch::Receiver<bool>,
+}
+
+struct Worker {
+    stack_set: String,
+    deployment: watch::Sender<Arc<Deployment>>,
+    trigger: Arc<Notify>,
+    removed: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// A removed deployment's worker, possibly still finishing its pass.
+struct Retiring {
+    name: String,
+    stack_set: String,
+    task: JoinHandle<()>,
+}
+
+pub struct Scheduler {
+    shared: Arc<Shared>,
+    workers: BTreeMap<String, Worker>,
+    retiring: Vec<Retiring>,
+}
+
+impl Scheduler {
+    pub fn new(shared: Arc<Shared>) -> Scheduler {
+        Scheduler {
+            shared,
+            workers: BTreeMap::new(),
+            retiring: Vec::new(),
+        }
+    }
+
+    /// Make the workers match a newly loaded desired state: new deployments start at once, changed ones get
+    /// their new generation and a pass at once, removed ones stop (their stack sets are left as they are: only
+    /// `ensure: Absent` deletes). With `trigger_all` (SIGHUP), unchanged deployments get a pass too.
+    pub fn apply(&mut self, deployments: Vec<Deployment>, trigger_all: bool) {
+        self.retiring.retain(|r| !r.task.is_finished());
+        let wanted: BTreeMap<String, Deployment> = deployments
+            .into_iter()
+            .map(|d| (d.name().to_string(), d))
+            .collect();
+        let removed: Vec<String> = self
+            .workers
+            .keys()
+            .filter(|name| !wanted.contains_key(*name))
+            .cloned()
+            .collect();
+        for name in removed {
+            if let Some(worker) = self.workers.remove(&name) {
+                info!(deployment = %name, stack_set = %worker.stack_set,
+                    "removed from the desired state: no longer reconciled; its stack set is left as it is");
+                worker.removed.send_replace(true);
+                self.shared.metrics.forget(&name);
+                self.retiring.push(Retiring {
+                    name,
+                    stack_set: worker.stack_set,
+                    task: worker.task,
+                });
+            }
+        }
+        for (name, deployment) in wanted {
+            match self.workers.get_mut(&name) {
+                Some(worker) => {
+                    let changed = worker.deployment.borrow().spec != deployment.spec;
+                    if changed {
+                        info!(deployment = %name, generation = %deployment.generation(), "changed: reconciling now");
+                        worker.stack_set = deployment.spec.stack_set_name.clone();
+                        worker.deployment.send_replace(Arc::new(deployment));
+                        worker.trigger.notify_one();
+                    } else if trigger_all {
+                        worker.trigger.notify_one();
+                    }
+                }
+                None => {
+                    info!(deployment = %name, generation = %deployment.generation(), "reconciling");
+                    let worker = self.spawn(deployment);
+                    self.workers.insert(name, worker);
+                }
+            }
+        }
+    }
+
+    fn spawn(&mut self, deployment: Deployment) -> Worker {
+        let stack_set = deployment.spec.stack_set_name.clone();
+        // A worker of the same name or stack set may still be finishing a pass: the new one waits for it, so a
+        // stack set never has two passes at once, even across a rename or a remove-and-re-add.
+        let (before, keep): (Vec<Retiring>, Vec<Retiring>) = std::mem::take(&mut self.retiring)
+            .into_iter()
+            .partition(|r| r.name == deployment.name() || r.stack_set == stack_set);
+        self.retiring = keep;
+        let (deployment_tx, deployment_rx) = watch::channel(Arc::new(deployment));
+        let (removed_tx, removed_rx) = watch::channel(false);
+        let trigger = Arc::new(Notify::new());
+        let task = tokio::spawn(run_worker(
+            self.shared.clone(),
+            deployment_rx,
+            trigger.clone(),
+            removed_rx,
+            before.into_iter().map(|r| r.task).collect(),
+        ));
+        Worker {
+            stack_set,
+            deployment: deployment_tx,
+            trigger,
+            removed: removed_tx,
+            task,
+        }
+    }
+
+    /// Every deployment gets one more pass (SIGHUP with an unchanged file).
+    pub fn trigger_all(&self) {
+        for worker in self.workers.values() {
+            worker.trigger.notify_one();
+        }
+    }
+
+    /// Wait for every worker to end (after `stop` turned true, they end once their running pass is done).
+    pub async fn drain(&mut self) {
+        let tasks = self
+            .workers
+            .values_mut()
+            .map(|w| &mut w.task)
+            .chain(self.retiring.iter_mut().map(|r| &mut r.task));
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// Cancel whatever is still running (the drain timeout passed).
+    pub fn abort(&self) {
+        for worker in self.workers.values() {
+            worker.task.abort();
+        }
+        for retiring in &self.retiring {
+            retiring.task.abort();
+        }
+    }
+}
+
+/// Resolves when the flag turns true (or its sender is gone, which means the same).
+async fn raised(flag: &mut watch::Receiver<bool>) {
+    let _ = flag.wait_for(|v| *v).await;
+}
+
+async fn run_worker(
+    shared: Arc<Shared>,
+    deployment: watch::Receiver<Arc<Deployment>>,
+    trigger: Arc<Notify>,
+    mut removed: watch::Receiver<bool>,
+    predecessors: Vec<JoinHandle<()>>,
+) {
+    for task in predecessors {
+        let _ = task.await;
+    }
+    let mut stop = shared.stop.clone();
+    let name = deployment.borrow().name().to_string();
+    let mut delay = Duration::ZERO;
+    let mut targets = deployment.borrow().spec.deployment_targets.clone();
+    loop {
+        tokio::select! {
+            // A trigger first: a pending permit is consumed by the pass about to start, which covers it.
+            biased;
+            _ = raised(&mut stop) => return,
+            _ = raised(&mut removed) => break,
+            _ = trigger.notified() => {}
+            _ = tokio::time::sleep(delay) => {}
+        }
+        let permit = tokio::select! {
+            biased;
+            _ = raised(&mut stop) => return,
+            _ = raised(&mut removed) => break,
+            permit = shared.permits.acquire() => permit,
+        };
+        let Ok(_permit) = permit else { return };
+        let current = deployment.borrow().clone();
+        if current.spec.deployment_targets != targets {
+            // An edit may name an OU created since the last scan: look at the organization afresh.
+            targets = current.spec.deployment_targets.clone();
+            shared.ctx.invalidate_organization().await;
+        }
+        delay = pass(&shared, &current).await;
+        if *removed.borrow() {
+            // Removed during the pass, which re-created its gauge.
+            shared.metrics.forget(&name);
+            break;
+        }
+    }
+    // Removed: forget what the controller remembered. A worker re-added under this name waits for this task,
+    // so it starts with a clean memory.
+    shared.ctx.memory().forget(&name);
+}
+
+/// One pass with its bookkeeping (metrics, status, logs); returns when to run the next.
+async fn pass(shared: &Shared, deployment: &Deployment) -> Duration {
+    let name = deployment.name();
+    let generation = deployment.generation();
+    shared.status.pass_started(name, &generation);
+    let result = {
+        let _timer = shared.metrics.pass_timer(name);
+        controller::reconcile(deployment, &shared.ctx).await
+    };
+    if shared.gate.is_closed() && result.is_err() {
+        // Most likely the gate refused a step; either way the next start looks again.
+        info!(deployment = %name, "pass ended by shutdown; the next start reconciles again");
+        return Duration::ZERO;
+    }
+    let memory = shared.ctx.memory();
+    let (delay, failures) = match &result {
+        Ok(outcome) => {
+            memory.succeeded(name);
+            match &outcome.state {
+                State::Acted {
+                    action,
+                    operation_id,
+                    summary,
+                } => {
+                    info!(deployment = %name, action, operation = ?operation_id, %summary, "acted")
+                }
+                State::Converged => debug!(deployment = %name, "converged"),
+                state => debug!(deployment = %name, ?state, "in progress"),
+            }
+            (outcome.requeue_after, 0)
+        }
+        Err(e) => {
+            let failures = memory.failed(name);
+            let delay = controller::error_backoff(&shared.ctx.config, failures);
+            if controller::is_transient(e) {
+                warn!(deployment = %name, error = %e, reason = e.metric_label(), retry_in = ?delay, "reconcile failed");
+            } else {
+                error!(deployment = %name, error = %e, reason = e.metric_label(), retry_in = ?delay, "reconcile failed");
+            }
+            (delay, failures)
+        }
+    };
+    shared.metrics.record_pass(name, &result);
+    shared
+        .status
+        .pass_finished(name, &generation, &result, failures, delay);
+    delay
+}

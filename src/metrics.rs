@@ -1,0 +1,288 @@
+//! Prometheus metrics of the daemon, prefix `stacksetd_`. Each group is a struct that registers itself on a
+//! `Registry` (kubert style), so tests build their own registry and nothing is global. Label values are bounded
+//! `&'static str`s, except `deployment` (metadata.name, bounded by the desired-state file).
+//!
+//! The AWS request counter is not incremented on the hot path: the cloud port already counts every call in its
+//! `CallCounter`, and `AwsRequests` copies that into the exposition at scrape time.
+
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramTimer, HistogramVec, IntCounterVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::cloud::Cloud;
+use crate::controller::{Outcome, State};
+use crate::error::Error;
+
+/// Every metric name starts with this (DESIGN.md, "Metrics").
+pub const NAMESPACE: &str = "stacksetd";
+
+/// Pass durations: a converged pass is a few API calls (tens of ms against moto, ~0.1-1 s against AWS); a pass
+/// that re-lists a large organization or retries throttled calls takes tens of seconds.
+const DURATION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+/// The `result` of a pass in `stacksetd_reconcile_total`.
+pub fn outcome_label(result: &Result<Outcome, Error>) -> &'static str {
+    match result {
+        Ok(outcome) => match outcome.state {
+            State::Converged => "converged",
+            State::Waiting { .. } => "waiting",
+            State::Settling => "settling",
+            State::Acted { .. } => "acted",
+            State::Suspended { .. } => "suspended",
+        },
+        Err(_) => "error",
+    }
+}
+
+/// What a (re)load of the desired-state file found: the `result` of `stacksetd_desired_state_reloads_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReloadResult {
+    /// Parsed and validated; now the desired state.
+    Valid,
+    /// Parsed with problems; rejected, the last good state stays.
+    Invalid,
+    /// Missing or unreadable (e.g. between a delete and a re-create); the last good state stays.
+    Unreadable,
+}
+
+impl ReloadResult {
+    pub fn label(self) -> &'static str {
+        match self {
+            ReloadResult::Valid => "valid",
+            ReloadResult::Invalid => "invalid",
+            ReloadResult::Unreadable => "unreadable",
+        }
+    }
+}
+
+/// Reconciliation metrics: passes, their durations and errors, and desired-state reloads.
+#[derive(Clone)]
+pub struct ReconcileMetrics {
+    reconcile_total: IntCounterVec,
+    reconcile_duration: HistogramVec,
+    reconcile_errors: IntCounterVec,
+    last_success: GaugeVec,
+    reloads: IntCounterVec,
+}
+
+impl ReconcileMetrics {
+    pub fn register(registry: &Registry) -> Result<ReconcileMetrics, prometheus::Error> {
+        let reconcile_total = IntCounterVec::new(
+            Opts::new(
+                "reconcile_total",
+                "Reconcile passes by result (converged, waiting, settling, acted, suspended, error).",
+            )
+            .namespace(NAMESPACE),
+            &["deployment", "result"],
+        )?;
+        let reconcile_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "reconcile_duration_seconds",
+                "Duration of a reconcile pass.",
+            )
+            .namespace(NAMESPACE)
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["deployment"],
+        )?;
+        let reconcile_errors = IntCounterVec::new(
+            Opts::new(
+                "reconcile_errors_total",
+                "Failed reconcile passes by reason (a bounded error label).",
+            )
+            .namespace(NAMESPACE),
+            &["deployment", "reason"],
+        )?;
+        let last_success = GaugeVec::new(
+            Opts::new(
+                "last_successful_reconcile_timestamp_seconds",
+                "Unix time of the last reconcile pass that completed without error.",
+            )
+            .namespace(NAMESPACE),
+            &["deployment"],
+        )?;
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "desired_state_reloads_total",
+                "Loads of the desired-state file by result (valid, invalid, unreadable).",
+            )
+            .namespace(NAMESPACE),
+            &["result"],
+        )?;
+        registry.register(Box::new(reconcile_total.clone()))?;
+        registry.register(Box::new(reconcile_duration.clone()))?;
+        registry.register(Box::new(reconcile_errors.clone()))?;
+        registry.register(Box::new(last_success.clone()))?;
+        registry.register(Box::new(reloads.clone()))?;
+        Ok(ReconcileMetrics {
+            reconcile_total,
+            reconcile_duration,
+            reconcile_errors,
+            last_success,
+            reloads,
+        })
+    }
+
+    /// A drop guard observing the pass's duration, also when the pass is cancelled (the drain timeout).
+    pub fn pass_timer(&self, deployment: &str) -> HistogramTimer {
+        self.reconcile_duration
+            .with_label_values(&[deployment])
+            .start_timer()
+    }
+
+    pub fn record_pass(&self, deployment: &str, result: &Result<Outcome, Error>) {
+        self.reconcile_total
+            .with_label_values(&[deployment, outcome_label(result)])
+            .inc();
+        match result {
+            Ok(_) => self
+                .last_success
+                .with_label_values(&[deployment])
+                .set(unix_now()),
+            Err(e) => self
+                .reconcile_errors
+                .with_label_values(&[deployment, e.metric_label()])
+                .inc(),
+        }
+    }
+
+    pub fn record_reload(&self, result: ReloadResult) {
+        self.reloads.with_label_values(&[result.label()]).inc();
+    }
+
+    /// A deployment left the desired state: drop its gauge, so no stale "last success" lingers. Its counters
+    /// stay (they only ever grow; dropping them would look like a reset).
+    pub fn forget(&self, deployment: &str) {
+        let _ = self.last_success.remove_label_values(&[deployment]);
+    }
+}
+
+/// `stacksetd_aws_requests_total{service,operation,outcome}`, copied from the cloud port's `CallCounter` at
+/// scrape time.
+pub struct AwsRequests {
+    cloud: Arc<dyn Cloud>,
+    counter: IntCounterVec,
+    /// Two concurrent scrapes must not both add the same difference.
+    sync: Mutex<()>,
+}
+
+impl AwsRequests {
+    pub fn register(registry: &Registry, cloud: Arc<dyn Cloud>) -> Result<(), prometheus::Error> {
+        let counter = IntCounterVec::new(
+            Opts::new(
+                "aws_requests_total",
+                "AWS API calls by service, operation and outcome.",
+            )
+            .namespace(NAMESPACE),
+            &["service", "operation", "outcome"],
+        )?;
+        registry.register(Box::new(AwsRequests {
+            cloud,
+            counter,
+            sync: Mutex::new(()),
+        }))
+    }
+}
+
+impl Collector for AwsRequests {
+    fn desc(&self) -> Vec<&Desc> {
+        self.counter.desc()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let _guard = self.sync.lock().unwrap_or_else(|e| e.into_inner());
+        for ((service, operation, outcome), total) in self.cloud.calls().snapshot() {
+            let counter = self
+                .counter
+                .with_label_values(&[service, operation, outcome]);
+            let seen = counter.get();
+            if total > seen {
+                counter.inc_by(total - seen);
+            }
+        }
+        self.counter.collect()
+    }
+}
+
+/// The registry in Prometheus's text exposition format.
+pub fn encode(registry: &Registry) -> Result<String, prometheus::Error> {
+    let mut buffer = Vec::new();
+    TextEncoder::new().encode(&registry.gather(), &mut buffer)?;
+    String::from_utf8(buffer).map_err(|e| prometheus::Error::Msg(e.to_string()))
+}
+
+/// The content type of `encode`'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::sim::{Sim, SimConfig};
+    use crate::error::AwsErrorKind;
+
+    #[test]
+    fn passes_errors_and_reloads_are_exported_with_bounded_labels() {
+        let registry = Registry::new();
+        let metrics = ReconcileMetrics::register(&registry).unwrap();
+        {
+            let _timer = metrics.pass_timer("aimably");
+        }
+        metrics.record_pass(
+            "aimably",
+            &Err(Error::Aws {
+                service: "cloudformation",
+                operation: "DescribeStackSet",
+                kind: AwsErrorKind::Throttling,
+                code: "Throttling".into(),
+                message: "Rate exceeded".into(),
+            }),
+        );
+        metrics.record_reload(ReloadResult::Invalid);
+        metrics.record_reload(ReloadResult::Valid);
+        metrics.record_reload(ReloadResult::Valid);
+        let text = encode(&registry).unwrap();
+        for line in [
+            "stacksetd_reconcile_total{deployment=\"aimably\",result=\"error\"} 1",
+            "stacksetd_reconcile_errors_total{deployment=\"aimably\",reason=\"throttling\"} 1",
+            "stacksetd_reconcile_duration_seconds_count{deployment=\"aimably\"} 1",
+            "stacksetd_desired_state_reloads_total{result=\"invalid\"} 1",
+            "stacksetd_desired_state_reloads_total{result=\"valid\"} 2",
+            "# TYPE stacksetd_reconcile_duration_seconds histogram",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert!(
+            !text.contains("stacksetd_last_successful_reconcile_timestamp_seconds{"),
+            "no success yet:\n{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn aws_requests_follow_the_call_counter_at_scrape_time() {
+        let sim = Sim::new(SimConfig::default());
+        let cloud: Arc<dyn Cloud> = Arc::new(sim.clone());
+        let registry = Registry::new();
+        AwsRequests::register(&registry, cloud.clone()).unwrap();
+        cloud.list_roots().await.unwrap();
+        let text = encode(&registry).unwrap();
+        let line = "stacksetd_aws_requests_total{operation=\"ListRoots\",outcome=\"ok\",service=\"organizations\"} 1";
+        assert!(text.contains(line), "{text}");
+        cloud.list_roots().await.unwrap();
+        let text = encode(&registry).unwrap();
+        assert!(text.contains(&line.replace("} 1", "} 2")), "{text}");
+    }
+}

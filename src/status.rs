@@ -1,0 +1,450 @@
+//! What the daemon shows on /status and decides /readyz from: per deployment, kstatus-style conditions (Ready,
+//! Reconciling, Stalled), the generation last reconciled, the last error and the last pass's report; and the
+//! desired-state file's last load. Workers and the reloader write here; the HTTP handlers only read.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::controller::{Outcome, State, is_transient};
+use crate::desired::{Deployment, Problem};
+use crate::error::Error;
+use crate::metrics::ReloadResult;
+
+/// The whole /status document.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    pub ready: bool,
+    pub shutting_down: bool,
+    pub desired_state: DesiredFileStatus,
+    pub deployments: BTreeMap<String, DeploymentStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DesiredFileStatus {
+    pub path: PathBuf,
+    /// The content being reconciled (the last valid load); None until one succeeds.
+    pub applied_sha256: Option<String>,
+    pub last_load: Option<LoadRecord>,
+}
+
+/// One load of the desired-state file.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadRecord {
+    pub result: ReloadResult,
+    pub at: String,
+    pub sha256: Option<String>,
+    /// The whole message (every problem, one per line, as FILE:LINE:COLUMN: field: message).
+    pub error: Option<String>,
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentStatus {
+    pub stack_set_name: String,
+    /// The generation (spec digest) in the desired state now.
+    pub generation: String,
+    /// The generation the last completed pass reconciled.
+    pub observed_generation: Option<String>,
+    pub conditions: Vec<Condition>,
+    pub passes: u64,
+    pub consecutive_failures: u32,
+    pub last_pass_at: Option<String>,
+    pub last_success_at: Option<String>,
+    /// Seconds from the last pass to the next scheduled one (the requeue the pass returned).
+    pub requeue_after_seconds: Option<f64>,
+    pub last_error: Option<ErrorRecord>,
+    /// The last successful pass's state and report.
+    pub last_outcome: Option<Outcome>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorRecord {
+    pub reason: &'static str,
+    pub message: String,
+    pub at: String,
+}
+
+/// A kstatus condition.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// "True", "False" or "Unknown".
+    pub status: &'static str,
+    pub reason: String,
+    pub message: String,
+    pub last_transition_time: String,
+}
+
+/// Shared, internally locked; every lock is held only to copy or update a few fields.
+pub struct StatusBoard {
+    inner: Mutex<Status>,
+    ready: watch::Sender<bool>,
+}
+
+impl StatusBoard {
+    pub fn new(path: PathBuf) -> StatusBoard {
+        StatusBoard {
+            inner: Mutex::new(Status {
+                ready: false,
+                shutting_down: false,
+                desired_state: DesiredFileStatus {
+                    path,
+                    applied_sha256: None,
+                    last_load: None,
+                },
+                deployments: BTreeMap::new(),
+            }),
+            ready: watch::channel(false).0,
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Status) -> T) -> T {
+        let mut status = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut status)
+    }
+
+    pub fn snapshot(&self) -> Status {
+        self.with(|s| s.clone())
+    }
+
+    /// /readyz: ready once the desired state loaded and every deployment finished a pass; not while shutting
+    /// down. Once ready it stays ready: a later invalid edit keeps the last good state running, and a deployment
+    /// added later does not take the whole daemon out of service.
+    pub fn is_ready(&self) -> bool {
+        self.with(|s| s.ready && !s.shutting_down)
+    }
+
+    /// Resolves to true when the daemon first becomes ready (for sd-notify READY=1).
+    pub fn subscribe_ready(&self) -> watch::Receiver<bool> {
+        self.ready.subscribe()
+    }
+
+    pub fn set_shutting_down(&self) {
+        self.with(|s| s.shutting_down = true);
+    }
+
+    /// A valid load: its deployments become the ones shown (new ones pending, removed ones gone), atomically with
+    /// the load record, so readiness never sees a valid load without its deployments.
+    pub fn record_valid_load(&self, sha256: &str, deployments: &[Deployment]) {
+        self.with(|s| {
+            s.deployments
+                .retain(|name, _| deployments.iter().any(|d| d.name() == name));
+            for deployment in deployments {
+                let entry = s
+                    .deployments
+                    .entry(deployment.name().to_string())
+                    .or_insert_with(new_deployment_status);
+                entry.stack_set_name = deployment.spec.stack_set_name.clone();
+                entry.generation = deployment.generation();
+            }
+            s.desired_state.applied_sha256 = Some(sha256.to_string());
+            s.desired_state.last_load = Some(LoadRecord {
+                result: ReloadResult::Valid,
+                at: now(),
+                sha256: Some(sha256.to_string()),
+                error: None,
+                problems: Vec::new(),
+            });
+        });
+        self.update_ready();
+    }
+
+    /// A rejected load (invalid or unreadable): recorded; the deployments stay as they are.
+    pub fn record_rejected_load(&self, result: ReloadResult, sha256: Option<&str>, error: &Error) {
+        let problems = match error {
+            Error::Invalid(invalid) => invalid.problems.clone(),
+            _ => Vec::new(),
+        };
+        self.with(|s| {
+            s.desired_state.last_load = Some(LoadRecord {
+                result,
+                at: now(),
+                sha256: sha256.map(str::to_string),
+                error: Some(error.to_string()),
+                problems,
+            });
+        });
+    }
+
+    /// A pass of `generation` is starting.
+    pub fn pass_started(&self, name: &str, generation: &str) {
+        self.with(|s| {
+            if let Some(d) = s.deployments.get_mut(name) {
+                let behind = d.observed_generation.as_deref() != Some(generation);
+                if behind {
+                    set_condition(
+                        &mut d.conditions,
+                        "Reconciling",
+                        "True",
+                        "NewGeneration",
+                        format!("reconciling generation {generation}"),
+                    );
+                }
+            }
+        });
+    }
+
+    /// A pass of `generation` ended with `result`; `requeue_after` is when the next one runs.
+    pub fn pass_finished(
+        &self,
+        name: &str,
+        generation: &str,
+        result: &Result<Outcome, Error>,
+        consecutive_failures: u32,
+        requeue_after: Duration,
+    ) {
+        self.with(|s| {
+            let Some(d) = s.deployments.get_mut(name) else {
+                return;
+            };
+            let at = now();
+            d.passes += 1;
+            d.observed_generation = Some(generation.to_string());
+            d.consecutive_failures = consecutive_failures;
+            d.last_pass_at = Some(at.clone());
+            d.requeue_after_seconds = Some(requeue_after.as_secs_f64());
+            match result {
+                Ok(outcome) => {
+                    d.last_success_at = Some(at);
+                    d.last_error = None;
+                    d.last_outcome = Some(outcome.clone());
+                    apply_outcome(&mut d.conditions, &outcome.state);
+                }
+                Err(error) => {
+                    d.last_error = Some(ErrorRecord {
+                        reason: error.metric_label(),
+                        message: error.to_string(),
+                        at,
+                    });
+                    apply_error(&mut d.conditions, error, requeue_after);
+                }
+            }
+        });
+        self.update_ready();
+    }
+
+    /// Latch readiness: a valid load happened and every deployment completed a pass.
+    fn update_ready(&self) {
+        let became_ready = self.with(|s| {
+            if s.ready || s.desired_state.applied_sha256.is_none() {
+                return false;
+            }
+            if s.deployments.values().all(|d| d.passes > 0) {
+                s.ready = true;
+                return true;
+            }
+            false
+        });
+        if became_ready {
+            self.ready.send_replace(true);
+        }
+    }
+}
+
+fn new_deployment_status() -> DeploymentStatus {
+    DeploymentStatus {
+        stack_set_name: String::new(),
+        generation: String::new(),
+        observed_generation: None,
+        conditions: initial_conditions(),
+        passes: 0,
+        consecutive_failures: 0,
+        last_pass_at: None,
+        last_success_at: None,
+        requeue_after_seconds: None,
+        last_error: None,
+        last_outcome: None,
+    }
+}
+
+fn initial_conditions() -> Vec<Condition> {
+    let at = now();
+    let condition = |kind, status, reason: &str, message: &str| Condition {
+        kind,
+        status,
+        reason: reason.to_string(),
+        message: message.to_string(),
+        last_transition_time: at.clone(),
+    };
+    vec![
+        condition("Ready", "Unknown", "Pending", "no pass has completed yet"),
+        condition("Reconciling", "True", "Pending", "the first pass is queued"),
+        condition("Stalled", "False", "Pending", ""),
+    ]
+}
+
+fn apply_outcome(conditions: &mut [Condition], state: &State) {
+    let (ready, reconciling, reason, message) = match state {
+        State::Converged => (
+            "True",
+            "False",
+            "Converged",
+            "the stack set and every instance match the desired state".to_string(),
+        ),
+        State::Waiting {
+            operation_id,
+            action,
+            ..
+        } => (
+            "False",
+            "True",
+            "OperationRunning",
+            format!("waiting for {action} operation {operation_id}"),
+        ),
+        State::Settling => (
+            "False",
+            "True",
+            "Settling",
+            "instances are still being worked on".to_string(),
+        ),
+        State::Acted {
+            action, summary, ..
+        } => (
+            "False",
+            "True",
+            "StepSubmitted",
+            format!("{action}: {summary}"),
+        ),
+        State::Suspended { pending } => (
+            "False",
+            "False",
+            "Suspended",
+            format!("suspend: true; {pending} change(s) pending, nothing applied"),
+        ),
+    };
+    set_condition(conditions, "Ready", ready, reason, message.clone());
+    set_condition(conditions, "Reconciling", reconciling, reason, message);
+    set_condition(conditions, "Stalled", "False", reason, String::new());
+}
+
+/// A transient error (throttling, a held slot) is still progress; any other error stalls the deployment until
+/// something changes (the backoff keeps retrying it).
+fn apply_error(conditions: &mut [Condition], error: &Error, retry_in: Duration) {
+    let reason = error.metric_label();
+    let message = format!(
+        "{error} (retrying in {})",
+        humantime::format_duration(Duration::from_secs(retry_in.as_secs()))
+    );
+    set_condition(conditions, "Ready", "False", reason, message.clone());
+    if is_transient(error) {
+        set_condition(conditions, "Reconciling", "True", reason, message);
+        set_condition(conditions, "Stalled", "False", reason, String::new());
+    } else {
+        set_condition(conditions, "Reconciling", "False", reason, String::new());
+        set_condition(conditions, "Stalled", "True", reason, message);
+    }
+}
+
+/// Update a condition; its transition time moves only when its status changes.
+fn set_condition(
+    conditions: &mut [Condition],
+    kind: &'static str,
+    status: &'static str,
+    reason: &str,
+    message: String,
+) {
+    if let Some(c) = conditions.iter_mut().find(|c| c.kind == kind) {
+        if c.status != status {
+            c.status = status;
+            c.last_transition_time = now();
+        }
+        c.reason = reason.to_string();
+        c.message = message;
+    }
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(name: &str) -> Deployment {
+        let yaml = format!(
+            "apiVersion: stacksetd.dev/v1alpha1\nkind: StackSetDeployment\nmetadata: {{name: {name}}}\nspec:\n  \
+             stackSetName: S{name}\n  managementAccountId: \"123456789012\"\n  template: {{policy: DataOnly}}\n  \
+             deploymentTargets: {{organizationalUnitIds: [ROOT]}}\n  regions: [us-east-1]\n"
+        );
+        crate::desired::parse_str(&yaml, std::path::Path::new("t.yaml"))
+            .unwrap()
+            .remove(0)
+    }
+
+    fn condition<'a>(s: &'a Status, name: &str, kind: &str) -> &'a Condition {
+        s.deployments[name]
+            .conditions
+            .iter()
+            .find(|c| c.kind == kind)
+            .unwrap()
+    }
+
+    #[test]
+    fn ready_needs_a_valid_load_and_a_pass_of_every_deployment_then_latches() {
+        let board = StatusBoard::new("d.yaml".into());
+        let (a, b) = (deployment("a"), deployment("b"));
+        assert!(!board.is_ready());
+        board.record_valid_load("abc", &[a.clone(), b.clone()]);
+        assert!(!board.is_ready(), "no pass yet");
+        let err = Err(Error::Conflict("SELF_MANAGED stack set".into()));
+        board.pass_finished("a", &a.generation(), &err, 1, Duration::from_secs(4));
+        assert!(!board.is_ready(), "b has not run");
+        board.pass_finished("b", &b.generation(), &err, 1, Duration::from_secs(4));
+        assert!(board.is_ready());
+        assert!(*board.subscribe_ready().borrow());
+        board.record_rejected_load(
+            ReloadResult::Invalid,
+            Some("def"),
+            &Error::Conflict("x".into()),
+        );
+        assert!(
+            board.is_ready(),
+            "an invalid edit keeps the last good state"
+        );
+        let s = board.snapshot();
+        assert_eq!(s.desired_state.applied_sha256.as_deref(), Some("abc"));
+        assert_eq!(condition(&s, "a", "Stalled").status, "True");
+        assert_eq!(condition(&s, "a", "Stalled").reason, "conflict");
+        assert_eq!(condition(&s, "a", "Ready").status, "False");
+        assert_eq!(s.deployments["a"].observed_generation, Some(a.generation()));
+        board.record_valid_load("ghi", std::slice::from_ref(&a));
+        assert_eq!(
+            board.snapshot().deployments.keys().collect::<Vec<_>>(),
+            ["a"],
+            "b removed"
+        );
+        board.set_shutting_down();
+        assert!(!board.is_ready());
+    }
+
+    #[test]
+    fn a_valid_load_without_deployments_is_ready_at_once() {
+        let board = StatusBoard::new("d.yaml".into());
+        board.record_valid_load("abc", &[]);
+        assert!(board.is_ready());
+    }
+
+    #[test]
+    fn an_invalid_file_at_start_is_never_ready() {
+        let board = StatusBoard::new("d.yaml".into());
+        board.record_rejected_load(
+            ReloadResult::Invalid,
+            Some("abc"),
+            &Error::Conflict("x".into()),
+        );
+        assert!(!board.is_ready());
+    }
+}

@@ -1,0 +1,288 @@
+//! Watching the desired-state file. Editors and orchestrators replace files in many ways: an atomic save (write a
+//! temporary file, rename it over), truncate-and-write, delete-and-recreate, and Kubernetes' ConfigMap volumes,
+//! where `desired.yaml -> ..data/desired.yaml` and `..data -> ..2026_11_28_...` is swapped by renaming a new
+//! `..data` symlink over the old one. A watch on the file itself loses track after a rename or a delete, and the
+//! ConfigMap swap never touches the file's own name; so the watch is on the file's DIRECTORY (and on the directory
+//! the file resolves to, when it is a symlink elsewhere), any event there wakes the loader, a short debounce lets
+//! the writer finish, and the content's sha256 tells a real change from noise.
+//!
+//! Missed events are covered by a slow poll (`POLL_INTERVAL`), which costs one read and one digest.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use notify::event::{AccessKind, AccessMode};
+use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::desired::{self, DesiredState, MAX_FILE_BYTES};
+use crate::error::Error;
+
+/// Quiet time after the last event before the file is read: long enough for an editor's write-rename sequence or
+/// a ConfigMap swap to complete, short enough that an edit reaches AWS well within a second.
+pub const DEBOUNCE: Duration = Duration::from_millis(200);
+/// A file written continuously is still read this long after the first event.
+pub const DEBOUNCE_MAX: Duration = Duration::from_secs(2);
+/// The file is re-read this often even without events (network filesystems, an overflowed inotify queue).
+pub const POLL_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Wakes when the desired-state file may have changed.
+pub struct FileWatch {
+    path: PathBuf,
+    watcher: RecommendedWatcher,
+    events: mpsc::Receiver<()>,
+    /// The directory the file resolves to, when it differs from its own directory (a symlink elsewhere).
+    target_dir: Option<PathBuf>,
+}
+
+impl FileWatch {
+    /// Watch `path`'s directory; the file itself need not exist yet.
+    pub fn new(path: &Path) -> Result<FileWatch, Error> {
+        // A capacity of one with try_send: a pending wake-up already covers any later event.
+        let (tx, events) = mpsc::channel(1);
+        let watcher =
+            notify::recommended_watcher(move |event: notify::Result<Event>| match event {
+                Ok(event) if is_noise(&event.kind) => {}
+                Ok(_) => {
+                    let _ = tx.try_send(());
+                }
+                Err(e) => {
+                    warn!(error = %e, "file watch error; the file is re-read");
+                    let _ = tx.try_send(());
+                }
+            })
+            .map_err(|e| watch_error(path, e))?;
+        let mut watch = FileWatch {
+            path: path.to_path_buf(),
+            watcher,
+            events,
+            target_dir: None,
+        };
+        let dir = directory_of(path);
+        watch
+            .watcher
+            .watch(&dir, RecursiveMode::NonRecursive)
+            .map_err(|e| watch_error(&dir, e))?;
+        watch.follow_symlink();
+        Ok(watch)
+    }
+
+    /// When the file is a symlink to another directory, watch that one too (re-checked after every change: a
+    /// ConfigMap swap moves the target to a new directory).
+    pub fn follow_symlink(&mut self) {
+        let own = std::fs::canonicalize(directory_of(&self.path)).ok();
+        let target = std::fs::canonicalize(&self.path)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .filter(|t| Some(t) != own.as_ref());
+        if target == self.target_dir {
+            return;
+        }
+        if let Some(old) = self.target_dir.take() {
+            // It may be gone already (the old ConfigMap generation is deleted after the swap).
+            let _ = self.watcher.unwatch(&old);
+        }
+        if let Some(dir) = target {
+            match self.watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    debug!(dir = %dir.display(), "also watching the symlink target's directory");
+                    self.target_dir = Some(dir);
+                }
+                Err(e) => {
+                    debug!(dir = %dir.display(), error = %e, "cannot watch the symlink target")
+                }
+            }
+        }
+    }
+
+    /// Resolves once a burst of events has been quiet for `DEBOUNCE` (at most `DEBOUNCE_MAX` after it began), or
+    /// after `POLL_INTERVAL` without events.
+    pub async fn changed(&mut self) {
+        if tokio::time::timeout(POLL_INTERVAL, self.events.recv())
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let deadline = Instant::now() + DEBOUNCE_MAX;
+        loop {
+            let quiet_until = (Instant::now() + DEBOUNCE).min(deadline);
+            match tokio::time::timeout_at(quiet_until, self.events.recv()).await {
+                Ok(Some(())) if Instant::now() < deadline => continue,
+                _ => return,
+            }
+        }
+    }
+}
+
+/// Our own reads open the file; opening, reading and closing without writing change nothing.
+fn is_noise(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => false,
+        EventKind::Access(_) => true,
+        _ => false,
+    }
+}
+
+fn directory_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn watch_error(path: &Path, error: notify::Error) -> Error {
+    Error::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(format!("cannot watch: {error}")),
+    }
+}
+
+/// What a (re)load found.
+#[derive(Debug)]
+pub enum Load {
+    /// The content has the digest of the last load: nothing to do.
+    Unchanged,
+    Valid {
+        state: DesiredState,
+        sha256: String,
+    },
+    /// Parsed, with problems (`Error::Invalid`, each problem at FILE:LINE:COLUMN).
+    Invalid {
+        error: Error,
+        sha256: String,
+    },
+    /// Missing or unreadable.
+    Unreadable(Error),
+}
+
+/// Reads the desired-state file and tells whether its content changed since the last load.
+#[derive(Debug)]
+pub struct Loader {
+    path: PathBuf,
+    last_sha256: Option<String>,
+}
+
+impl Loader {
+    pub fn new(path: &Path) -> Loader {
+        Loader {
+            path: path.to_path_buf(),
+            last_sha256: None,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Read and, when the content changed (or `force`, for SIGHUP), parse and validate it.
+    pub fn load(&mut self, force: bool) -> Load {
+        let text = match read_bounded(&self.path) {
+            Ok(text) => text,
+            Err(e) => {
+                // Re-read once it is back, even with the same content (the last good state is unaffected).
+                self.last_sha256 = None;
+                return Load::Unreadable(e);
+            }
+        };
+        let sha256 = hex::encode(Sha256::digest(text.as_bytes()));
+        if !force && self.last_sha256.as_deref() == Some(sha256.as_str()) {
+            return Load::Unchanged;
+        }
+        self.last_sha256 = Some(sha256.clone());
+        match desired::parse_str(&text, &self.path) {
+            Ok(deployments) => Load::Valid {
+                state: DesiredState {
+                    path: self.path.clone(),
+                    deployments,
+                },
+                sha256,
+            },
+            Err(invalid) => Load::Invalid {
+                error: invalid.into(),
+                sha256,
+            },
+        }
+    }
+}
+
+fn read_bounded(path: &Path) -> Result<String, Error> {
+    use std::io::Read;
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut text = String::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(io)?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(io(std::io::Error::other(format!(
+            "larger than {MAX_FILE_BYTES} bytes, the most a desired-state file may be"
+        ))));
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_are_skipped_when_the_content_is_unchanged_unless_forced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("desired.yaml");
+        let mut loader = Loader::new(&path);
+        assert!(matches!(loader.load(false), Load::Unreadable(_)));
+        std::fs::write(&path, "not: [valid").unwrap();
+        let Load::Invalid { error, .. } = loader.load(false) else {
+            panic!("a broken file is invalid");
+        };
+        assert!(
+            error
+                .to_string()
+                .contains("desired.yaml:2:1: YAML syntax error"),
+            "file:line:column in {error}"
+        );
+        assert!(matches!(loader.load(false), Load::Unchanged));
+        assert!(matches!(loader.load(true), Load::Invalid { .. }));
+        std::fs::write(&path, "").unwrap();
+        assert!(matches!(loader.load(false), Load::Invalid { .. }));
+    }
+
+    #[test]
+    fn own_reads_are_noise_writes_are_not() {
+        use notify::event::{CreateKind, ModifyKind};
+        assert!(is_noise(&EventKind::Access(AccessKind::Open(
+            AccessMode::Any
+        ))));
+        assert!(is_noise(&EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        ))));
+        assert!(!is_noise(&EventKind::Access(AccessKind::Close(
+            AccessMode::Write
+        ))));
+        assert!(!is_noise(&EventKind::Create(CreateKind::File)));
+        assert!(!is_noise(&EventKind::Modify(ModifyKind::Any)));
+    }
+
+    #[tokio::test]
+    async fn a_rename_over_the_file_wakes_the_watch_after_the_debounce() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("desired.yaml");
+        std::fs::write(&path, "a").unwrap();
+        let mut watch = FileWatch::new(&path).unwrap();
+        let started = Instant::now();
+        let tmp = dir.path().join(".desired.yaml.swp");
+        std::fs::write(&tmp, "b").unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), watch.changed())
+            .await
+            .expect("the rename is seen");
+        assert!(started.elapsed() >= DEBOUNCE, "debounced");
+    }
+}

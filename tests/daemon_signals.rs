@@ -1,0 +1,105 @@
+//! Shutdown of `stacksetd run` as a process while a pass is stuck inside an AWS call: the endpoint is a loopback
+//! "black hole" that accepts connections and never answers, so no moto is needed. The first SIGTERM must still
+//! exit 0 once `shutdown_timeout` runs out; a second signal must exit at once.
+
+mod common;
+mod daemon_support;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use daemon_support::process::*;
+use daemon_support::*;
+
+/// The exit status of a second-signal exit (128 + SIGINT, the shell's convention for "interrupted").
+const SECOND_SIGNAL_EXIT: i32 = 130;
+
+/// Accepts connections and holds them open without a byte of response; counts them.
+fn black_hole() -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().map_while(Result::ok) {
+            count.fetch_add(1, Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    (endpoint, accepted)
+}
+
+/// A daemon whose first pass hangs on its first AWS call.
+async fn stuck_daemon(shutdown_timeout: &str) -> (DaemonProcess, tempfile::TempDir) {
+    let (endpoint, accepted) = black_hole();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("desired.yaml");
+    std::fs::write(
+        &path,
+        deployment_yaml("aimably", "Aimably", "v0", "us-east-1"),
+    )
+    .unwrap();
+    let mut command = common::stacksetd_offline();
+    command.env("AWS_ENDPOINT_URL", &endpoint);
+    let daemon = DaemonProcess::spawn(
+        command,
+        &path,
+        &[("STACKSETD_SHUTDOWN_TIMEOUT", shutdown_timeout)],
+    );
+    eventually(WAIT, "the first pass calling AWS", || async {
+        (accepted.load(Ordering::SeqCst) > 0).then_some(())
+    })
+    .await;
+    let readyz = get(&daemon.addr, "/readyz").await;
+    assert_eq!(
+        readyz.status,
+        503,
+        "no pass has completed: {}\n{}",
+        readyz.body,
+        dump(&daemon.logs)
+    );
+    assert!(
+        readyz.body.contains("first pass of aimably"),
+        "{}",
+        readyz.body
+    );
+    (daemon, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_zero_at_the_shutdown_timeout_even_with_a_pass_stuck_on_aws() {
+    let (daemon, _dir) = stuck_daemon("1s").await;
+    let logs = daemon.logs.clone();
+    let (code, took) = daemon.terminate();
+    assert_eq!(code, Some(0), "{}", dump(&logs));
+    assert!(
+        took >= Duration::from_millis(700) && took < Duration::from_secs(5),
+        "the drain waits for the stuck pass until shortly before shutdown_timeout, then exits: {took:?}"
+    );
+    println!("SIGTERM with a stuck pass -> exit 0 in {took:?} (shutdown_timeout 1s)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_exits_at_once() {
+    let (mut daemon, _dir) = stuck_daemon("60s").await;
+    daemon.signal("TERM");
+    // The first signal started a drain that would last a minute; /readyz says so meanwhile.
+    let readyz = eventually(WAIT, "not ready while shutting down", || async {
+        let r = get(&daemon.addr, "/readyz").await;
+        r.body.contains("shutting down").then_some(r)
+    })
+    .await;
+    assert_eq!(readyz.status, 503);
+    let second = Instant::now();
+    daemon.signal("INT");
+    let code = daemon.wait_exit(Duration::from_secs(5));
+    assert_eq!(code, Some(SECOND_SIGNAL_EXIT), "{}", dump(&daemon.logs));
+    assert!(
+        second.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        second.elapsed()
+    );
+}
