@@ -182,7 +182,7 @@ pub fn check_allowlist(level: PolicyLevel, template: &Value) -> Vec<Offense> {
     for fragment in &g.opaque {
         offend(
             &fragment.location,
-            String::new(),
+            "(not interpretable)".to_string(),
             format!(
                 "policy not interpretable, so it cannot be checked: {}",
                 fragment.text

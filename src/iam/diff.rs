@@ -128,7 +128,7 @@ pub fn diff(applied: &Value, candidate: &Value) -> PolicyDiff {
     }
 
     let old_allow = atoms(&old, Effect::Allow);
-    let mut explained_elsewhere = BTreeSet::new();
+    let mut reported_locations = BTreeSet::new();
     for atom in atoms(&new, Effect::Allow) {
         if old_allow.iter().any(|o| o.covers(&atom)) {
             continue;
@@ -155,9 +155,9 @@ pub fn diff(applied: &Value, candidate: &Value) -> PolicyDiff {
         {
             continue;
         }
-        if explained_elsewhere.insert(atom.location.to_string()) {
+        if reported_locations.insert(atom.location.to_string()) {
             d.widened.push(format!(
-                "{} grants {} on {} to {} beyond what was granted (condition removed or changed, or a new holder)",
+                "{} newly grants {} on {} to {} (each was granted before, but not together, not to this holder, or only under a condition)",
                 atom.location,
                 atom.action.display(Kind::Action),
                 atom.resource.display(Kind::Resource),

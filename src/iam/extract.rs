@@ -223,7 +223,7 @@ impl Grants {
     }
 }
 
-/// A single-key object whose key is `Ref` or `Fn::...`/`Condition`: a value computed at deploy time.
+/// A single-key object whose key is `Ref` or `Fn::...`: a value computed at deploy time.
 fn is_intrinsic(map: &serde_json::Map<String, Value>) -> bool {
     map.len() == 1 && map.keys().all(|k| k == "Ref" || k.starts_with("Fn::"))
 }
