@@ -8,6 +8,7 @@ pub mod demo;
 pub mod desired;
 pub mod error;
 pub mod http;
+pub mod iam;
 pub mod metrics;
 pub mod output;
 pub mod plan;
