@@ -211,6 +211,16 @@ mod tests {
         }
     }
 
+    /// (updates, pin, allowPermissionWidening, applied, candidate, expected decision label)
+    type Case<'a> = (
+        UpdatePolicy,
+        Option<&'a Template>,
+        bool,
+        Option<&'a serde_json::Value>,
+        &'a Template,
+        &'static str,
+    );
+
     const READ: &[&str] = &["ce:GetCostAndUsage"];
     const MORE_READ: &[&str] = &["ce:GetCostAndUsage", "ec2:DescribeInstances"];
     const LESS: &[&str] = &["ce:GetCostAndUsage"];
@@ -224,15 +234,7 @@ mod tests {
         let applied_wide = v1.document.clone();
         let auto = UpdatePolicy::Auto;
         let manual = UpdatePolicy::Manual;
-        // (updates, pin, allowWidening, applied, candidate) -> decision label
-        let cases: Vec<(
-            UpdatePolicy,
-            Option<&Template>,
-            bool,
-            Option<&serde_json::Value>,
-            &Template,
-            &str,
-        )> = vec![
+        let cases: Vec<Case<'_>> = vec![
             // First version: applied whatever the update policy, unless a pin names other content.
             (auto, None, false, None, &v1, "apply"),
             (manual, None, false, None, &v1, "apply"),
