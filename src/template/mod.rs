@@ -301,6 +301,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_unchanged_file_is_not_modified_and_a_failed_poll_keeps_the_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.json");
+        std::fs::write(&path, r#"{"Resources": {}}"#).unwrap();
+        let url = url::Url::from_file_path(&path).unwrap().to_string();
+        let source = TemplateSource::new(Fetcher::new());
+        let first = source.latest(&url, "d").await.unwrap();
+        assert!(matches!(source.poll(&url, &["d"]).await, Poll::Unchanged));
+        std::fs::write(&path, "{not a template").unwrap();
+        assert!(matches!(source.poll(&url, &["d"]).await, Poll::Failed(_)));
+        assert_eq!(
+            source.latest(&url, "d").await.unwrap(),
+            first,
+            "the version held stays"
+        );
+        let state = source.state(&url).unwrap();
+        assert_eq!(state.last_result, Some("template_unparsable"));
+        std::fs::write(&path, r#"{"Resources": {"A": {}}}"#).unwrap();
+        match source.poll(&url, &["d"]).await {
+            Poll::Changed { previous, sha256 } => {
+                assert_eq!(previous.as_deref(), Some(first.sha256.as_str()));
+                assert_eq!(sha256, sha256_hex(br#"{"Resources": {"A": {}}}"#));
+            }
+            other => panic!("expected a change, got {other:?}"),
+        }
+        assert!(source.state(&url).unwrap().last_error.is_none());
+    }
+
+    #[tokio::test]
     async fn file_urls_are_read_and_hashed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.json");
