@@ -9,6 +9,7 @@
 mod memory;
 mod report;
 mod retry;
+mod templates;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,11 +28,12 @@ use crate::cloud::{
 use crate::desired::{Deployment, OperationPreferences};
 use crate::error::{AwsErrorKind, Error};
 use crate::plan::{self, Action, Desired, Observed, Plan};
-use crate::template::{self, Decision, Fetcher, Template, TemplateSource};
+use crate::template::{self, Fetcher, TemplateSource};
 
 pub use memory::Memory;
 pub use report::{Progress, Report, TemplateReport};
 pub use retry::{CONVERGE_TRANSIENT_RETRIES, converge, error_backoff, is_transient};
+pub use templates::TemplateView;
 
 /// How many recent operations a pass reads to find one to adopt (newest first).
 pub const OPERATION_LOOKBACK: usize = 20;
@@ -264,14 +266,6 @@ pub struct Observation {
     pub org: Arc<OrgSnapshot>,
 }
 
-/// The template side of an observation.
-pub struct TemplateView {
-    /// What `plan` gets: the version fetched when the decision allows it, else the stack set's applied template
-    /// (so the plan proposes no template change).
-    pub effective: Arc<Template>,
-    pub report: TemplateReport,
-}
-
 /// Read the stack set and its instances, the (cached) organization, and the template version held for the
 /// deployment's URL (fetched only the first time), then decide whether that version may be applied.
 pub async fn observe(deployment: &Deployment, ctx: &Context) -> Result<Observation, Error> {
@@ -302,90 +296,12 @@ pub async fn observe(deployment: &Deployment, ctx: &Context) -> Result<Observati
         instances,
         inactive_accounts,
     };
-    let template = template_view(deployment, ctx, &url, candidate, &observed)?;
+    let template = templates::template_view(deployment, ctx, &url, candidate, &observed)?;
     Ok(Observation {
         template,
         observed,
         org,
     })
-}
-
-/// Apply the update policy to the version held. A version that may not be applied is reported and the plan is
-/// made with the applied template; before the stack set exists there is nothing to fall back to, so a refused
-/// first version is an error (nothing is created).
-fn template_view(
-    deployment: &Deployment,
-    ctx: &Context,
-    url: &str,
-    candidate: Arc<Template>,
-    observed: &Observed,
-) -> Result<TemplateView, Error> {
-    let spec = &deployment.spec;
-    let applied_body = observed
-        .stack_set
-        .as_ref()
-        .map(|s| s.template_body.as_str());
-    // An applied template that does not parse compares as `null`: different from anything, so any version is
-    // a change and widening checks see every permission as new.
-    let applied_doc = applied_body.map(|b| template::parse_document(b).unwrap_or_default());
-    let decision = template::decide(&spec.template, applied_doc.as_ref(), &candidate);
-    log_decision(ctx, deployment, &candidate, &decision);
-    let report = TemplateReport::new(
-        &spec.template,
-        url,
-        &candidate,
-        applied_body,
-        &decision,
-        ctx.templates.state(url),
-    );
-    let effective = match (decision.allows(), applied_body) {
-        (true, _) => candidate,
-        (false, Some(body)) => {
-            Arc::new(Template::from_body(url, body.to_string()).map_err(|e| {
-                Error::Conflict(format!(
-                    "the stack set's applied template cannot be read back: {e}"
-                ))
-            })?)
-        }
-        (false, None) => {
-            return Err(Error::Template {
-                url: url.to_string(),
-                reason: format!(
-                    "{}; the stack set is not created",
-                    decision.message(&candidate.sha256)
-                ),
-                label: match decision.rejection() {
-                    Some("allowlist") => "template_refused_allowlist",
-                    Some("pin_mismatch") => "template_pin_mismatch",
-                    Some("too_large") => "template_too_large",
-                    _ => "template_held",
-                },
-            });
-        }
-    };
-    Ok(TemplateView { effective, report })
-}
-
-fn log_decision(ctx: &Context, deployment: &Deployment, candidate: &Template, decision: &Decision) {
-    let key = (candidate.sha256.clone(), decision.label());
-    let mut logged = ctx.template_log.lock().expect("template log lock poisoned");
-    if logged.get(deployment.name()) == Some(&key) {
-        return;
-    }
-    logged.insert(deployment.name().to_string(), key);
-    let message = decision.message(&candidate.sha256);
-    let diff = decision
-        .diff()
-        .map(|d| d.lines().join("; "))
-        .unwrap_or_default();
-    match decision {
-        Decision::UpToDate | Decision::Apply { .. } => {
-            info!(sha256 = %candidate.sha256, decision = decision.label(), iam_diff = %diff, "{message}")
-        }
-        _ => {
-            warn!(sha256 = %candidate.sha256, decision = decision.label(), iam_diff = %diff, "{message}")
-        }
-    }
 }
 
 /// Observe and plan: what a pass and `plan` share.
