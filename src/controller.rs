@@ -9,7 +9,9 @@
 mod memory;
 mod report;
 mod retry;
+mod templates;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,11 +28,12 @@ use crate::cloud::{
 use crate::desired::{Deployment, OperationPreferences};
 use crate::error::{AwsErrorKind, Error};
 use crate::plan::{self, Action, Desired, Observed, Plan};
-use crate::template::{self, Fetcher, Template};
+use crate::template::{self, Fetcher, TemplateSource};
 
 pub use memory::Memory;
-pub use report::{Progress, Report};
+pub use report::{Progress, Report, TemplateReport};
 pub use retry::{CONVERGE_TRANSIENT_RETRIES, converge, error_backoff, is_transient};
+pub use templates::TemplateView;
 
 /// How many recent operations a pass reads to find one to adopt (newest first).
 pub const OPERATION_LOOKBACK: usize = 20;
@@ -51,6 +54,11 @@ pub struct Config {
     pub error_backoff_max: Duration,
     /// List instances while waiting, to report progress (costs ListStackInstances pages per poll).
     pub track_progress: bool,
+    /// The daemon asks each template URL for a new version this often (a conditional GET), independent of
+    /// `resync_interval`.
+    pub template_poll_interval: Duration,
+    /// A template fetch gives up after this long.
+    pub template_fetch_timeout: Duration,
 }
 
 impl Default for Config {
@@ -64,6 +72,8 @@ impl Default for Config {
             error_backoff_base: Duration::from_secs(2),
             error_backoff_max: Duration::from_secs(300),
             track_progress: false,
+            template_poll_interval: Duration::from_secs(300),
+            template_fetch_timeout: template::FETCH_TIMEOUT,
         }
     }
 }
@@ -72,21 +82,37 @@ impl Default for Config {
 /// (only optimisations: a restart loses nothing that AWS does not also know).
 pub struct Context {
     pub cloud: Arc<dyn Cloud>,
-    pub fetcher: Fetcher,
+    /// The last template version fetched per URL: passes plan with it; the daemon's poller refreshes it.
+    pub templates: TemplateSource,
     pub config: Config,
     memory: Memory,
     org: tokio::sync::Mutex<Option<(Instant, Arc<OrgSnapshot>)>>,
+    /// The last template decision logged per deployment (candidate digest, decision): logged when it changes,
+    /// not every pass.
+    template_log: std::sync::Mutex<HashMap<String, (String, &'static str)>>,
 }
 
 impl Context {
     pub fn new(cloud: Arc<dyn Cloud>, config: Config) -> Context {
         Context {
             cloud,
-            fetcher: Fetcher::new(),
+            templates: TemplateSource::new(Fetcher::with_timeout(config.template_fetch_timeout)),
             config,
             memory: Memory::default(),
             org: Default::default(),
+            template_log: Default::default(),
         }
+    }
+
+    /// The URL a deployment's template comes from.
+    pub fn template_url(&self, deployment: &Deployment) -> Result<String, Error> {
+        template::source_url(&deployment.spec.template, &self.config.catalog_base_url).ok_or_else(
+            || {
+                Error::Conflict(
+                    "spec.template needs a policy or a url (stacksetd validate explains)".into(),
+                )
+            },
+        )
     }
 
     /// The organization tree, re-listed when older than the scan interval.
@@ -187,16 +213,7 @@ pub async fn reconcile(deployment: &Deployment, ctx: &Context) -> Result<Outcome
     }
 
     // 2. Observe.
-    let (template, observed, org) = observe(deployment, ctx).await?;
-    let plan = plan::plan(
-        Desired {
-            deployment,
-            template: &template,
-            root_id: Some(&org.root_id),
-        },
-        &observed,
-    )?;
-    let report = Report::new(deployment, &template, &observed, &org, &plan);
+    let (plan, report, observed) = observe_and_plan(deployment, ctx).await?;
     let settled = observed.instances.iter().all(|i| !i.in_progress());
     if plan.is_empty() && settled {
         ctx.memory.succeeded(name);
@@ -241,19 +258,20 @@ pub async fn reconcile(deployment: &Deployment, ctx: &Context) -> Result<Outcome
     submit(deployment, ctx, &plan, &recent, report).await
 }
 
-/// Fetch the template, read the stack set and its instances, and the (cached) organization.
-pub async fn observe(
-    deployment: &Deployment,
-    ctx: &Context,
-) -> Result<(Template, Observed, Arc<OrgSnapshot>), Error> {
+/// What a pass sees: the template version to plan with (and the decision about the version fetched), the stack
+/// set and its instances, and the (cached) organization.
+pub struct Observation {
+    pub template: TemplateView,
+    pub observed: Observed,
+    pub org: Arc<OrgSnapshot>,
+}
+
+/// Read the stack set and its instances, the (cached) organization, and the template version held for the
+/// deployment's URL (fetched only the first time), then decide whether that version may be applied.
+pub async fn observe(deployment: &Deployment, ctx: &Context) -> Result<Observation, Error> {
     let spec = &deployment.spec;
-    let url =
-        template::source_url(&spec.template, &ctx.config.catalog_base_url).ok_or_else(|| {
-            Error::Conflict(
-                "spec.template needs a policy or a url (stacksetd validate explains)".into(),
-            )
-        })?;
-    let template = ctx.fetcher.fetch(&url).await?;
+    let url = ctx.template_url(deployment)?;
+    let candidate = ctx.templates.latest(&url, deployment.name()).await?;
     let org = ctx.organization().await?;
     let stack_set = ctx
         .cloud
@@ -273,29 +291,46 @@ pub async fn observe(
         .filter(|a| !a.account.is_active())
         .map(|a| a.account.id.clone())
         .collect();
-    Ok((
+    let observed = Observed {
+        stack_set,
+        instances,
+        inactive_accounts,
+    };
+    let template = templates::template_view(deployment, ctx, &url, candidate, &observed)?;
+    Ok(Observation {
         template,
-        Observed {
-            stack_set,
-            instances,
-            inactive_accounts,
-        },
+        observed,
         org,
-    ))
+    })
 }
 
-/// Plan without acting (the `plan` command).
-pub async fn dry_run(deployment: &Deployment, ctx: &Context) -> Result<(Plan, Report), Error> {
-    let (template, observed, org) = observe(deployment, ctx).await?;
+/// Observe and plan: what a pass and `plan` share.
+async fn observe_and_plan(
+    deployment: &Deployment,
+    ctx: &Context,
+) -> Result<(Plan, Report, Observed), Error> {
+    let Observation {
+        template,
+        observed,
+        org,
+    } = observe(deployment, ctx).await?;
     let plan = plan::plan(
         Desired {
             deployment,
-            template: &template,
+            template: &template.effective,
             root_id: Some(&org.root_id),
         },
         &observed,
     )?;
-    let report = Report::new(deployment, &template, &observed, &org, &plan);
+    let mut report = Report::new(deployment, &template.effective, &observed, &org, &plan);
+    report.template_sha256 = Some(template.report.sha256.clone());
+    report.template = Some(template.report);
+    Ok((plan, report, observed))
+}
+
+/// Plan without acting (the `plan` command).
+pub async fn dry_run(deployment: &Deployment, ctx: &Context) -> Result<(Plan, Report), Error> {
+    let (plan, report, _) = observe_and_plan(deployment, ctx).await?;
     Ok((plan, report))
 }
 

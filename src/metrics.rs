@@ -5,6 +5,7 @@
 //! The AWS request counter is not incremented on the hot path: the cloud port already counts every call in its
 //! `CallCounter`, and `AwsRequests` copies that into the exposition at scrape time.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -162,6 +163,133 @@ impl ReconcileMetrics {
     /// stay (they only ever grow; dropping them would look like a reset).
     pub fn forget(&self, deployment: &str) {
         let _ = self.last_success.remove_label_values(&[deployment]);
+    }
+}
+
+/// Template versions: which digest is applied, whether a new one waits, fetches and refusals.
+#[derive(Clone)]
+pub struct TemplateMetrics {
+    info: GaugeVec,
+    update_available: GaugeVec,
+    fetches: IntCounterVec,
+    rejected: IntCounterVec,
+    /// Per deployment: the (policy, sha256) labels of its `template_info` series, to drop it when it changes.
+    info_labels: Arc<Mutex<HashMap<String, (String, String)>>>,
+    /// Per deployment: the (digest or message, reason) last counted as rejected, so a refused version counts once,
+    /// not once per pass.
+    last_rejected: Arc<Mutex<HashMap<String, (String, &'static str)>>>,
+}
+
+impl TemplateMetrics {
+    pub fn register(registry: &Registry) -> Result<TemplateMetrics, prometheus::Error> {
+        let info = GaugeVec::new(
+            Opts::new(
+                "template_info",
+                "1 for the template digest the stack set has applied.",
+            )
+            .namespace(NAMESPACE),
+            &["deployment", "policy", "sha256"],
+        )?;
+        let update_available = GaugeVec::new(
+            Opts::new(
+                "template_update_available",
+                "1 while a template version other than the applied one is known and not applied (held, refused or not pinned).",
+            )
+            .namespace(NAMESPACE),
+            &["deployment"],
+        )?;
+        let fetches = IntCounterVec::new(
+            Opts::new(
+                "template_fetches_total",
+                "Template fetches by result (ok, not_modified, or the error label).",
+            )
+            .namespace(NAMESPACE),
+            &["deployment", "result"],
+        )?;
+        let rejected = IntCounterVec::new(
+            Opts::new(
+                "template_rejected_total",
+                "Template versions refused, by reason (allowlist, pin_mismatch, too_large), each version counted once.",
+            )
+            .namespace(NAMESPACE),
+            &["deployment", "reason"],
+        )?;
+        registry.register(Box::new(info.clone()))?;
+        registry.register(Box::new(update_available.clone()))?;
+        registry.register(Box::new(fetches.clone()))?;
+        registry.register(Box::new(rejected.clone()))?;
+        Ok(TemplateMetrics {
+            info,
+            update_available,
+            fetches,
+            rejected,
+            info_labels: Arc::default(),
+            last_rejected: Arc::default(),
+        })
+    }
+
+    pub fn record_fetch(&self, deployment: &str, result: &'static str) {
+        self.fetches.with_label_values(&[deployment, result]).inc();
+    }
+
+    /// After a pass: the applied digest, update availability and (once per version) a refusal.
+    pub fn record_pass(&self, deployment: &str, result: &Result<Outcome, Error>) {
+        let report = match result {
+            Ok(outcome) => outcome.report.template.as_ref(),
+            Err(e) => {
+                // A refused first version is an error (nothing to fall back to): count it once per message.
+                let reason = match e.metric_label() {
+                    "template_refused_allowlist" => "allowlist",
+                    "template_pin_mismatch" => "pin_mismatch",
+                    "template_too_large" => "too_large",
+                    _ => return,
+                };
+                self.count_rejection(deployment, e.to_string(), reason);
+                return;
+            }
+        };
+        let Some(report) = report else { return };
+        self.update_available
+            .with_label_values(&[deployment])
+            .set(if report.update_available { 1.0 } else { 0.0 });
+        if let Some(applied) = &report.applied_sha256 {
+            let labels = (report.policy.to_string(), applied.clone());
+            let mut known = self.info_labels.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(old) = known.get(deployment)
+                && *old != labels
+            {
+                let _ = self.info.remove_label_values(&[deployment, &old.0, &old.1]);
+            }
+            self.info
+                .with_label_values(&[deployment, &labels.0, &labels.1])
+                .set(1.0);
+            known.insert(deployment.to_string(), labels);
+        }
+        if let Some(reason) = report.rejection {
+            self.count_rejection(deployment, report.sha256.clone(), reason);
+        }
+    }
+
+    fn count_rejection(&self, deployment: &str, what: String, reason: &'static str) {
+        let key = (what, reason);
+        let mut last = self.last_rejected.lock().unwrap_or_else(|e| e.into_inner());
+        if last.get(deployment) != Some(&key) {
+            self.rejected.with_label_values(&[deployment, reason]).inc();
+            last.insert(deployment.to_string(), key);
+        }
+    }
+
+    /// A deployment left the desired state: drop its gauges.
+    pub fn forget(&self, deployment: &str) {
+        let _ = self.update_available.remove_label_values(&[deployment]);
+        let known = self
+            .info_labels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(deployment);
+        if let Some((policy, sha)) = known {
+            let _ = self.info.remove_label_values(&[deployment, &policy, &sha]);
+        }
     }
 }
 

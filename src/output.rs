@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Write};
 
 use serde_json::json;
 
-use crate::controller::{Outcome, Report, State};
+use crate::controller::{Outcome, Report, State, TemplateReport};
 use crate::desired::Deployment;
 use crate::error::Error;
 use crate::plan::{Action, Plan};
@@ -39,8 +39,13 @@ pub fn plan_text(planned: &[Planned<'_>]) -> String {
         match &p.result {
             Err(e) => out.push_str(&format!("  error: {e}\n")),
             Ok((plan, report)) => {
-                if let Some(sha) = &report.template_sha256 {
-                    out.push_str(&format!("  template sha256:{sha}\n"));
+                match &report.template {
+                    Some(t) => out.push_str(&template_text(t)),
+                    None => {
+                        if let Some(sha) = &report.template_sha256 {
+                            out.push_str(&format!("  template sha256:{sha}\n"));
+                        }
+                    }
                 }
                 if plan.is_empty() {
                     out.push_str("  no changes: the stack set matches the desired state\n");
@@ -73,6 +78,38 @@ pub fn plan_text(planned: &[Planned<'_>]) -> String {
     out
 }
 
+/// The template lines of a plan: the version fetched and the applied one, the update decision, the IAM diff and
+/// any allowlist offenses.
+fn template_text(t: &TemplateReport) -> String {
+    let mut out = format!("  template sha256:{} ({}, {})\n", t.sha256, t.policy, t.url);
+    if let Some(applied) = &t.applied_sha256
+        && *applied != t.sha256
+    {
+        out.push_str(&format!("  applied  sha256:{applied}\n"));
+    }
+    if t.decision != "up_to_date" {
+        out.push_str(&format!("  template update: {}\n", t.message));
+    }
+    if !t.iam_diff.is_empty() {
+        out.push_str("  IAM diff (applied -> new):\n");
+        for line in &t.iam_diff {
+            out.push_str(&format!("      {line}\n"));
+        }
+    }
+    for o in &t.offenses {
+        out.push_str(&format!(
+            "      refused: {} at {}: {}\n",
+            o.action, o.location, o.reason
+        ));
+    }
+    if let Some(error) = t.source.as_ref().and_then(|s| s.last_error.as_ref()) {
+        out.push_str(&format!(
+            "  last template fetch failed (the version above stays in use): {error}\n"
+        ));
+    }
+    out
+}
+
 pub fn plan_json(planned: &[Planned<'_>]) -> serde_json::Value {
     let mut changes = 0;
     let deployments: Vec<_> = planned
@@ -84,6 +121,7 @@ pub fn plan_json(planned: &[Planned<'_>]) -> serde_json::Value {
                 Ok((plan, report)) => {
                     changes += plan.steps.len();
                     entry["templateSha256"] = json!(report.template_sha256);
+                    entry["template"] = json!(report.template);
                     entry["actions"] = plan
                         .steps
                         .iter()

@@ -196,6 +196,7 @@ impl Settings {
             catalog_base_url: self.catalog.base_url.clone(),
             resync_interval: self.resync_interval.0,
             org_scan_interval: self.org_scan_interval.0,
+            template_poll_interval: self.template_poll_interval.0,
             ..crate::controller::Config::default()
         }
     }

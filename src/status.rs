@@ -10,10 +10,11 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::controller::{Outcome, State, is_transient};
+use crate::controller::{Outcome, State, TemplateReport, is_transient};
 use crate::desired::{Deployment, Problem};
 use crate::error::Error;
 use crate::metrics::ReloadResult;
+use crate::template::SourceState;
 
 /// The whole /status document.
 #[derive(Debug, Clone, Serialize)]
@@ -64,6 +65,12 @@ pub struct DeploymentStatus {
     pub last_error: Option<ErrorRecord>,
     /// The last successful pass's state and report.
     pub last_outcome: Option<Outcome>,
+    /// The template versions (fetched, applied, pinned), the update decision and the IAM diff, from the last
+    /// successful pass.
+    pub template: Option<TemplateReport>,
+    /// The template URL's last fetches, updated by every poll (a failed poll shows here at once, while the
+    /// version held stays in use).
+    pub template_fetch: Option<SourceState>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -220,6 +227,10 @@ impl StatusBoard {
                     d.last_success_at = Some(at);
                     d.last_error = None;
                     d.last_outcome = Some(outcome.clone());
+                    if let Some(template) = &outcome.report.template {
+                        d.template_fetch = template.source.clone();
+                        d.template = Some(template.clone());
+                    }
                     apply_outcome(&mut d.conditions, &outcome.state);
                 }
                 Err(error) => {
@@ -233,6 +244,17 @@ impl StatusBoard {
             }
         });
         self.update_ready();
+    }
+
+    /// A poll of the template URL these deployments use.
+    pub fn record_template_fetch(&self, names: &[&str], state: Option<SourceState>) {
+        self.with(|s| {
+            for name in names {
+                if let Some(d) = s.deployments.get_mut(*name) {
+                    d.template_fetch = state.clone();
+                }
+            }
+        });
     }
 
     /// Latch readiness: a valid load happened and every deployment completed a pass.
@@ -266,6 +288,8 @@ fn new_deployment_status() -> DeploymentStatus {
         requeue_after_seconds: None,
         last_error: None,
         last_outcome: None,
+        template: None,
+        template_fetch: None,
     }
 }
 

@@ -7,9 +7,11 @@ use serde::Serialize;
 
 use crate::cloud::org::OrgSnapshot;
 use crate::cloud::{AccountFilterType, StackInstance};
+use crate::desired::TemplateSpec;
 use crate::desired::{Deployment, Ensure, ROOT};
+use crate::iam::Offense;
 use crate::plan::{Observed, Plan};
-use crate::template::Template;
+use crate::template::{Decision, SourceState, Template};
 
 /// How many account ids a report lists by name; counts are always complete.
 const ACCOUNTS_LISTED: usize = 50;
@@ -30,6 +32,70 @@ pub struct Report {
     pub inactive_accounts: usize,
     /// One line per pending step.
     pub pending: Vec<String>,
+    /// The template versions: fetched, applied, and what the update policy decided.
+    pub template: Option<TemplateReport>,
+}
+
+/// The template side of a pass, for `plan`, /status and the template metrics.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateReport {
+    pub url: String,
+    /// The policy level (`DataOnly`, `DataAndScheduling`), or `custom` for a URL without one.
+    pub policy: &'static str,
+    /// The version fetched (the latest known): sha256 of its bytes.
+    pub sha256: String,
+    /// sha256 of the stack set's template bytes; `None` before the stack set exists.
+    pub applied_sha256: Option<String>,
+    /// The pin (`spec.template.sha256`), if any.
+    pub pinned_sha256: Option<String>,
+    /// `up_to_date`, `apply`, `held_manual`, `held_permission_widening`, `refused_allowlist`, `pin_mismatch`,
+    /// `too_large`.
+    pub decision: &'static str,
+    pub message: String,
+    /// A version other than the applied one is known and is not being applied (held, refused or not pinned).
+    pub update_available: bool,
+    /// The IAM diff from the applied template to the fetched version, one line per change.
+    pub iam_diff: Vec<String>,
+    /// Why the allowlist refused the version.
+    pub offenses: Vec<Offense>,
+    /// `stacksetd_template_rejected_total`'s reason when the version is refused.
+    #[serde(skip)]
+    pub rejection: Option<&'static str>,
+    /// The last fetches of the URL (the last failure, kept until a fetch succeeds).
+    pub source: Option<SourceState>,
+}
+
+impl TemplateReport {
+    pub fn new(
+        spec: &TemplateSpec,
+        url: &str,
+        candidate: &Template,
+        applied_body: Option<&str>,
+        decision: &Decision,
+        source: Option<SourceState>,
+    ) -> TemplateReport {
+        let applied_sha256 = applied_body.map(|b| crate::template::sha256_hex(b.as_bytes()));
+        let update_available =
+            !decision.allows() && applied_body.is_some_and(|b| !candidate.same_as(b));
+        TemplateReport {
+            url: url.to_string(),
+            policy: spec.policy.map_or("custom", |p| p.as_str()),
+            sha256: candidate.sha256.clone(),
+            applied_sha256,
+            pinned_sha256: spec.sha256.clone(),
+            decision: decision.label(),
+            message: decision.message(&candidate.sha256),
+            update_available,
+            iam_diff: decision.diff().map(|d| d.lines()).unwrap_or_default(),
+            offenses: match decision {
+                Decision::Refuse { offenses } => offenses.clone(),
+                _ => Vec::new(),
+            },
+            rejection: decision.rejection(),
+            source,
+        }
+    }
 }
 
 impl Report {
@@ -66,6 +132,7 @@ impl Report {
                 .collect(),
             inactive_accounts,
             pending: plan.steps.iter().map(|s| s.summary.clone()).collect(),
+            template: None,
         }
     }
 

@@ -9,6 +9,7 @@
 mod gate;
 mod scheduler;
 mod systemd;
+mod templates;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -25,7 +26,7 @@ use crate::cloud::Cloud;
 use crate::controller::{self, Context};
 use crate::error::Error;
 use crate::http::{self, HttpState};
-use crate::metrics::{AwsRequests, ReconcileMetrics, ReloadResult};
+use crate::metrics::{AwsRequests, ReconcileMetrics, ReloadResult, TemplateMetrics};
 use crate::status::StatusBoard;
 use crate::watch::{FileWatch, Load, Loader};
 
@@ -66,6 +67,7 @@ pub struct Daemon {
     listener: TcpListener,
     status: Arc<StatusBoard>,
     metrics: ReconcileMetrics,
+    template_metrics: TemplateMetrics,
     registry: Registry,
     reload_tx: mpsc::Sender<()>,
     reload_rx: mpsc::Receiver<()>,
@@ -86,6 +88,12 @@ impl Daemon {
         let registry = Registry::new();
         let metrics = ReconcileMetrics::register(&registry).map_err(metrics_error)?;
         AwsRequests::register(&registry, gate.clone()).map_err(metrics_error)?;
+        let template_metrics = TemplateMetrics::register(&registry).map_err(metrics_error)?;
+        let fetches = template_metrics.clone();
+        ctx.templates
+            .set_observer(Arc::new(move |deployment: &str, result: &'static str| {
+                fetches.record_fetch(deployment, result)
+            }));
         let (reload_tx, reload_rx) = mpsc::channel(1);
         Ok(Daemon {
             ctx,
@@ -94,6 +102,7 @@ impl Daemon {
             options,
             listener,
             metrics,
+            template_metrics,
             registry,
             reload_tx,
             reload_rx,
@@ -120,6 +129,7 @@ impl Daemon {
             listener,
             status,
             metrics,
+            template_metrics,
             registry,
             reload_tx: _reload_tx,
             mut reload_rx,
@@ -141,17 +151,28 @@ impl Daemon {
         let watchdog_task = tokio::spawn(systemd::watchdog());
 
         let (stop_tx, stop_rx) = watch::channel(false);
+        let stop_rx_for_poller = stop_rx.clone();
         let shared = Arc::new(scheduler::Shared {
             ctx: ctx.clone(),
             gate: gate.clone(),
             status: status.clone(),
             metrics: metrics.clone(),
+            template_metrics,
             permits: Semaphore::new(options.concurrency.max(1)),
             stop: stop_rx,
         });
         let mut scheduler = scheduler::Scheduler::new(shared);
         reload(&mut loader, &mut scheduler, &status, &metrics, true);
         watch.follow_symlink();
+        let (deployments_tx, deployments_rx) = watch::channel(scheduler.deployments());
+        let (published_tx, mut published_rx) = mpsc::unbounded_channel();
+        let poller = tokio::spawn(templates::poll_templates(
+            ctx.clone(),
+            status.clone(),
+            deployments_rx,
+            published_tx,
+            stop_rx_for_poller,
+        ));
 
         tokio::pin!(shutdown);
         loop {
@@ -165,8 +186,25 @@ impl Daemon {
                     reload(&mut loader, &mut scheduler, &status, &metrics, true);
                 }
                 () = watch.changed() => reload(&mut loader, &mut scheduler, &status, &metrics, false),
+                Some(names) = published_rx.recv() => {
+                    for name in &names {
+                        scheduler.trigger(name);
+                    }
+                }
             }
             watch.follow_symlink();
+            deployments_tx.send_if_modified(|current| {
+                let now = scheduler.deployments();
+                let same = now.len() == current.len()
+                    && now
+                        .iter()
+                        .zip(current.iter())
+                        .all(|(a, b)| Arc::ptr_eq(a, b));
+                if !same {
+                    *current = now;
+                }
+                !same
+            });
         }
 
         // Shutdown: no new passes, no new operations; running passes finish their bookkeeping.
@@ -195,6 +233,7 @@ impl Daemon {
         {
             http_task.abort();
         }
+        poller.abort();
         ready_task.abort();
         watchdog_task.abort();
         info!("stopped");

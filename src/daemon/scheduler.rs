@@ -14,7 +14,7 @@ use tracing::{debug, error, info, warn};
 use super::gate::Gate;
 use crate::controller::{self, Context, State};
 use crate::desired::Deployment;
-use crate::metrics::ReconcileMetrics;
+use crate::metrics::{ReconcileMetrics, TemplateMetrics};
 use crate::status::StatusBoard;
 
 /// What every worker shares.
@@ -23,6 +23,7 @@ pub struct Shared {
     pub gate: Arc<Gate>,
     pub status: Arc<StatusBoard>,
     pub metrics: ReconcileMetrics,
+    pub template_metrics: TemplateMetrics,
     pub permits: Semaphore,
     /// True once shutdown begins: no pass starts after that.
     pub stop: watch::Receiver<bool>,
@@ -79,6 +80,7 @@ impl Scheduler {
                     "removed from the desired state: no longer reconciled; its stack set is left as it is");
                 worker.removed.send_replace(true);
                 self.shared.metrics.forget(&name);
+                self.shared.template_metrics.forget(&name);
                 self.retiring.push(Retiring {
                     name,
                     stack_set: worker.stack_set,
@@ -133,6 +135,21 @@ impl Scheduler {
             removed: removed_tx,
             task,
         }
+    }
+
+    /// One more pass of the named deployment (a new template version); unknown names are ignored.
+    pub fn trigger(&self, name: &str) {
+        if let Some(worker) = self.workers.get(name) {
+            worker.trigger.notify_one();
+        }
+    }
+
+    /// The deployments reconciled now.
+    pub fn deployments(&self) -> Vec<Arc<Deployment>> {
+        self.workers
+            .values()
+            .map(|w| w.deployment.borrow().clone())
+            .collect()
     }
 
     /// Every deployment gets one more pass (SIGHUP with an unchanged file).
@@ -210,6 +227,7 @@ async fn run_worker(
         if *removed.borrow() {
             // Removed during the pass, which re-created its gauge.
             shared.metrics.forget(&name);
+            shared.template_metrics.forget(&name);
             break;
         }
     }
@@ -261,6 +279,7 @@ async fn pass(shared: &Shared, deployment: &Deployment) -> Duration {
         }
     };
     shared.metrics.record_pass(name, &result);
+    shared.template_metrics.record_pass(name, &result);
     shared
         .status
         .pass_finished(name, &generation, &result, failures, delay);

@@ -1,6 +1,7 @@
 //! Templates: where they come from (the vendor catalog or any URL), how they are fetched (https, http only to
 //! loopback, file://), their identity (sha256 of the bytes) and semantic equality (parsed JSON/YAML, so that
-//! reformatting alone never looks like a change).
+//! reformatting alone never looks like a change). `source` fetches conditionally and keeps the last version per
+//! URL; `policy` decides whether a new version may be applied.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -10,6 +11,12 @@ use sha2::{Digest, Sha256};
 use crate::desired::{PolicyLevel, TemplateSpec};
 use crate::error::Error;
 
+mod policy;
+mod source;
+
+pub use policy::{Decision, HoldReason, decide};
+pub use source::{Fetched, Fetcher, Poll, SourceState, TemplateSource, Validators};
+
 /// Where the vendor publishes its two policy levels (the seed's setup guide).
 pub const DEFAULT_CATALOG_BASE_URL: &str =
     "https://s3-us-west-2.amazonaws.com/com.cloudycosts.cloudformation/";
@@ -17,6 +24,7 @@ pub const DEFAULT_CATALOG_BASE_URL: &str =
 pub const MAX_TEMPLATE_BODY_BYTES: usize = 51_200;
 /// CloudFormation's limit for a template fetched from S3; nothing larger is ever read.
 pub const MAX_TEMPLATE_BYTES: usize = 1024 * 1024;
+/// A whole fetch (connect, headers, body) gives up after this long.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(15);
 pub const MAX_REDIRECTS: usize = 3;
 
@@ -97,7 +105,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-fn template_error(url: &str, reason: String, label: &'static str) -> Error {
+pub(crate) fn template_error(url: &str, reason: String, label: &'static str) -> Error {
     Error::Template {
         url: url.to_string(),
         reason,
@@ -167,98 +175,7 @@ fn yaml_to_json(value: serde_norway::Value) -> Result<serde_json::Value, String>
     })
 }
 
-/// Fetches templates; one HTTP client reused for every fetch.
-#[derive(Clone)]
-pub struct Fetcher {
-    http: reqwest::Client,
-}
-
-impl Default for Fetcher {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Fetcher {
-    pub fn new() -> Fetcher {
-        let policy = reqwest::redirect::Policy::custom(|attempt| {
-            if attempt.previous().len() >= MAX_REDIRECTS {
-                attempt.error("too many redirects")
-            } else if check_remote_url(attempt.url()).is_err() {
-                attempt.error("redirect to a URL stacksetd may not fetch from")
-            } else {
-                attempt.follow()
-            }
-        });
-        let http = reqwest::Client::builder()
-            .timeout(FETCH_TIMEOUT)
-            .redirect(policy)
-            .user_agent(concat!("stacksetd/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("a reqwest client with static settings always builds");
-        Fetcher { http }
-    }
-
-    /// Fetch and parse the template at `url` (https, http to loopback, or file://).
-    pub async fn fetch(&self, url: &str) -> Result<Template, Error> {
-        let parsed = url::Url::parse(url)
-            .map_err(|e| template_error(url, format!("not a URL: {e}"), "template_url"))?;
-        let bytes = if parsed.scheme() == "file" {
-            let path = parsed
-                .to_file_path()
-                .map_err(|_| template_error(url, "not a local file path".into(), "template_url"))?;
-            let bytes = tokio::fs::read(&path).await.map_err(|e| {
-                template_error(
-                    url,
-                    format!("cannot read {}: {e}", path.display()),
-                    "template_fetch",
-                )
-            })?;
-            check_size(url, bytes.len())?;
-            bytes
-        } else {
-            check_remote_url(&parsed)
-                .map_err(|reason| template_error(url, reason, "template_url"))?;
-            self.fetch_http(url).await?
-        };
-        let body = String::from_utf8(bytes).map_err(|_| {
-            template_error(
-                url,
-                "the template is not UTF-8 text".into(),
-                "template_unparsable",
-            )
-        })?;
-        Template::from_body(url, body)
-    }
-
-    async fn fetch_http(&self, url: &str) -> Result<Vec<u8>, Error> {
-        let fetch_error = |reason: String| template_error(url, reason, "template_fetch");
-        let mut response = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| fetch_error(e.to_string()))?;
-        if !response.status().is_success() {
-            return Err(fetch_error(format!("HTTP {}", response.status())));
-        }
-        if let Some(length) = response.content_length() {
-            check_size(url, length as usize)?;
-        }
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| fetch_error(e.to_string()))?
-        {
-            bytes.extend_from_slice(&chunk);
-            check_size(url, bytes.len())?;
-        }
-        Ok(bytes)
-    }
-}
-
-fn check_size(url: &str, size: usize) -> Result<(), Error> {
+pub(crate) fn check_size(url: &str, size: usize) -> Result<(), Error> {
     if size > MAX_TEMPLATE_BYTES {
         return Err(template_error(
             url,
@@ -381,6 +298,35 @@ mod tests {
         assert!(!ok("http://example.com/t.json"));
         assert!(!ok("http://10.0.0.1/t.json"));
         assert!(!ok("ftp://example.com/t.json"));
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_file_is_not_modified_and_a_failed_poll_keeps_the_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.json");
+        std::fs::write(&path, r#"{"Resources": {}}"#).unwrap();
+        let url = url::Url::from_file_path(&path).unwrap().to_string();
+        let source = TemplateSource::new(Fetcher::new());
+        let first = source.latest(&url, "d").await.unwrap();
+        assert!(matches!(source.poll(&url, &["d"]).await, Poll::Unchanged));
+        std::fs::write(&path, "{not a template").unwrap();
+        assert!(matches!(source.poll(&url, &["d"]).await, Poll::Failed(_)));
+        assert_eq!(
+            source.latest(&url, "d").await.unwrap(),
+            first,
+            "the version held stays"
+        );
+        let state = source.state(&url).unwrap();
+        assert_eq!(state.last_result, Some("template_unparsable"));
+        std::fs::write(&path, r#"{"Resources": {"A": {}}}"#).unwrap();
+        match source.poll(&url, &["d"]).await {
+            Poll::Changed { previous, sha256 } => {
+                assert_eq!(previous.as_deref(), Some(first.sha256.as_str()));
+                assert_eq!(sha256, sha256_hex(br#"{"Resources": {"A": {}}}"#));
+            }
+            other => panic!("expected a change, got {other:?}"),
+        }
+        assert!(source.state(&url).unwrap().last_error.is_none());
     }
 
     #[tokio::test]

@@ -1,0 +1,98 @@
+//! The template side of a pass: the update policy applied to the version held for the deployment's URL, the
+//! version the plan uses as a result, and the decision logged when it changes.
+
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use super::{Context, TemplateReport};
+use crate::desired::Deployment;
+use crate::error::Error;
+use crate::plan::Observed;
+use crate::template::{self, Decision, Template};
+
+/// The template side of an observation.
+pub struct TemplateView {
+    /// What `plan` gets: the version fetched when the decision allows it, else the stack set's applied template
+    /// (so the plan proposes no template change).
+    pub effective: Arc<Template>,
+    pub report: TemplateReport,
+}
+
+/// Apply the update policy to the version held. A version that may not be applied is reported and the plan is
+/// made with the applied template; before the stack set exists there is nothing to fall back to, so a refused
+/// first version is an error (nothing is created).
+pub(super) fn template_view(
+    deployment: &Deployment,
+    ctx: &Context,
+    url: &str,
+    candidate: Arc<Template>,
+    observed: &Observed,
+) -> Result<TemplateView, Error> {
+    let spec = &deployment.spec;
+    let applied_body = observed
+        .stack_set
+        .as_ref()
+        .map(|s| s.template_body.as_str());
+    // An applied template that does not parse compares as `null`: different from anything, so any version is
+    // a change and widening checks see every permission as new.
+    let applied_doc = applied_body.map(|b| template::parse_document(b).unwrap_or_default());
+    let decision = template::decide(&spec.template, applied_doc.as_ref(), &candidate);
+    log_decision(ctx, deployment, &candidate, &decision);
+    let report = TemplateReport::new(
+        &spec.template,
+        url,
+        &candidate,
+        applied_body,
+        &decision,
+        ctx.templates.state(url),
+    );
+    let effective = match (decision.allows(), applied_body) {
+        (true, _) => candidate,
+        (false, Some(body)) => {
+            Arc::new(Template::from_body(url, body.to_string()).map_err(|e| {
+                Error::Conflict(format!(
+                    "the stack set's applied template cannot be read back: {e}"
+                ))
+            })?)
+        }
+        (false, None) => {
+            return Err(Error::Template {
+                url: url.to_string(),
+                reason: format!(
+                    "{}; the stack set is not created",
+                    decision.message(&candidate.sha256)
+                ),
+                label: match decision.rejection() {
+                    Some("allowlist") => "template_refused_allowlist",
+                    Some("pin_mismatch") => "template_pin_mismatch",
+                    Some("too_large") => "template_too_large",
+                    _ => "template_held",
+                },
+            });
+        }
+    };
+    Ok(TemplateView { effective, report })
+}
+
+fn log_decision(ctx: &Context, deployment: &Deployment, candidate: &Template, decision: &Decision) {
+    let key = (candidate.sha256.clone(), decision.label());
+    let mut logged = ctx.template_log.lock().expect("template log lock poisoned");
+    if logged.get(deployment.name()) == Some(&key) {
+        return;
+    }
+    logged.insert(deployment.name().to_string(), key);
+    let message = decision.message(&candidate.sha256);
+    let diff = decision
+        .diff()
+        .map(|d| d.lines().join("; "))
+        .unwrap_or_default();
+    match decision {
+        Decision::UpToDate | Decision::Apply { .. } => {
+            info!(sha256 = %candidate.sha256, decision = decision.label(), iam_diff = %diff, "{message}")
+        }
+        _ => {
+            warn!(sha256 = %candidate.sha256, decision = decision.label(), iam_diff = %diff, "{message}")
+        }
+    }
+}
