@@ -112,7 +112,17 @@ pub async fn run(speed: f64) -> Result<(), Error> {
     deployment.spec.template.policy = Some(desired::PolicyLevel::DataAndScheduling);
     step(
         &mut out,
-        "The customer moves to the DataAndScheduling policy level",
+        "The customer moves to the DataAndScheduling policy level: it grants more, so it is held",
+        &ctx,
+        &deployment,
+    )
+    .await?;
+
+    deployment.spec.template.sha256 =
+        Some(crate::template::sha256_hex(SCHEDULING_TEMPLATE.as_bytes()));
+    step(
+        &mut out,
+        "The operator reviews the IAM diff and pins that digest: now it is applied",
         &ctx,
         &deployment,
     )
