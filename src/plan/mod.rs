@@ -26,9 +26,12 @@ use crate::cloud::{
     AccountFilterType, AutoDeployment, InstanceStatus, ObservedStackSet, Parameter, StackInstance,
     Targets,
 };
-use crate::desired::{Deployment, Ensure, ROOT};
+use crate::desired::{Deployment, Ensure};
 use crate::error::Error;
 use crate::template::Template;
+
+mod steps;
+use steps::*;
 
 /// What `plan` needs to know about the desired side.
 #[derive(Debug, Clone, Copy)]
@@ -139,8 +142,8 @@ impl Plan {
     }
 }
 
-/// How a placeholder for the management account id and other unset descriptions print.
-const UNSET: &str = "(unset)";
+/// How an absent value (no description, no tag, no capability) prints in a change.
+pub(crate) const UNSET: &str = "(unset)";
 
 /// Decide the ordered actions that bring `observed` to `desired`.
 pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
@@ -523,248 +526,5 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
     Ok(Plan { steps })
 }
 
-/// AWS deletes an instance in a suspended or closed account only with RetainStacks=true, and an INOPERABLE
-/// instance (a failed delete) is cleared the same way. Before a deletion, those instances in its scope go first,
-/// exactly, with RetainStacks=true; the ordinary deletion then removes the rest.
-fn push_retained_delete(
-    steps: &mut Vec<Step>,
-    observed: &Observed,
-    in_scope: impl Fn(&StackInstance) -> bool,
-) {
-    let retained: Vec<&StackInstance> = observed
-        .instances
-        .iter()
-        .filter(|i| in_scope(i))
-        .filter(|i| {
-            i.skipped_suspended()
-                || i.status == InstanceStatus::Inoperable
-                || observed.inactive_accounts.contains(&i.account)
-        })
-        .collect();
-    if retained.is_empty() {
-        return;
-    }
-    let units: BTreeSet<String> = retained
-        .iter()
-        .filter_map(|i| i.organizational_unit_id.clone())
-        .collect();
-    let accounts: BTreeSet<String> = retained.iter().map(|i| i.account.clone()).collect();
-    let regions: BTreeSet<String> = retained.iter().map(|i| i.region.clone()).collect();
-    steps.push(Step {
-        summary: format!(
-            "delete {} instance(s) of suspended/closed accounts or INOPERABLE instances, keeping their stacks \
-             (AWS requires RetainStacks for them)",
-            retained.len()
-        ),
-        changes: retained
-            .iter()
-            .map(|i| Change {
-                field: format!("instance {}/{}", i.account, i.region),
-                from: i.status.as_str().to_string(),
-                to: "(absent, stack retained)".into(),
-            })
-            .collect(),
-        action: Action::DeleteStackInstances {
-            targets: account_targets(units.into_iter().collect(), accounts.into_iter()),
-            regions: regions.into_iter().collect(),
-            retain_stacks: true,
-        },
-    });
-}
-
-/// The OUs and Regions that currently hold (or were given) instances. DescribeStackSet's own lists win; when the
-/// endpoint does not echo them, the instances tell.
-struct Existing {
-    units: BTreeSet<String>,
-    regions: BTreeSet<String>,
-    accounts: BTreeSet<String>,
-}
-
-impl Existing {
-    fn of(stack_set: Option<&ObservedStackSet>, instances: &[StackInstance]) -> Existing {
-        let units = match stack_set.and_then(|s| s.organizational_unit_ids.as_ref()) {
-            Some(units) => units.iter().cloned().collect(),
-            None => instances
-                .iter()
-                .filter_map(|i| i.organizational_unit_id.clone())
-                .collect(),
-        };
-        let mut regions: BTreeSet<String> = instances.iter().map(|i| i.region.clone()).collect();
-        if let Some(listed) = stack_set.and_then(|s| s.regions.as_ref()) {
-            regions.extend(listed.iter().cloned());
-        }
-        let accounts = instances.iter().map(|i| i.account.clone()).collect();
-        Existing {
-            units,
-            regions,
-            accounts,
-        }
-    }
-}
-
-fn resolve_units(desired: Desired<'_>) -> Result<BTreeSet<String>, Error> {
-    let spec = &desired.deployment.spec;
-    spec.deployment_targets
-        .organizational_unit_ids
-        .iter()
-        .map(|unit| match (unit.as_str(), desired.root_id) {
-            (ROOT, Some(root)) => Ok(root.to_string()),
-            (ROOT, None) => Err(Error::Conflict(
-                "deploymentTargets names ROOT but the organization's root id is unknown (ListRoots has not answered)"
-                    .into(),
-            )),
-            (other, _) => Ok(other.to_string()),
-        })
-        .collect()
-}
-
-/// Differences in the stack set's own settings (everything UpdateStackSet carries except auto-deployment and
-/// managed execution, which have their own rules).
-fn settings_changes(desired: Desired<'_>, observed: &ObservedStackSet) -> Vec<Change> {
-    let spec = &desired.deployment.spec;
-    let mut changes = Vec::new();
-    let description = |d: &Option<String>| d.clone().filter(|s| !s.is_empty());
-    if description(&spec.description) != description(&observed.description) {
-        changes.push(Change {
-            field: "description".into(),
-            from: quoted(observed.description.as_deref()),
-            to: quoted(spec.description.as_deref()),
-        });
-    }
-    if !desired.template.same_as(&observed.template_body) {
-        changes.push(Change {
-            field: "template".into(),
-            from: format!(
-                "sha256:{}",
-                &crate::template::sha256_hex(observed.template_body.as_bytes())[..12]
-            ),
-            to: format!("sha256:{}", desired.template.short_digest()),
-        });
-    }
-    diff_maps(
-        "parameters",
-        &observed.parameters,
-        &spec.parameters,
-        &mut changes,
-    );
-    let capabilities: BTreeSet<String> = spec
-        .capabilities
-        .iter()
-        .map(|c| c.as_str().to_string())
-        .collect();
-    if capabilities != observed.capabilities {
-        changes.push(Change {
-            field: "capabilities".into(),
-            from: join(&observed.capabilities),
-            to: join(&capabilities),
-        });
-    }
-    diff_maps("tags", &observed.tags, &spec.tags, &mut changes);
-    changes
-}
-
-fn diff_maps(
-    field: &str,
-    from: &BTreeMap<String, String>,
-    to: &BTreeMap<String, String>,
-    out: &mut Vec<Change>,
-) {
-    let keys: BTreeSet<&String> = from.keys().chain(to.keys()).collect();
-    for key in keys {
-        let (a, b) = (from.get(key), to.get(key));
-        if a != b {
-            out.push(Change {
-                field: format!("{field}.{key}"),
-                from: quoted(a.map(String::as_str)),
-                to: quoted(b.map(String::as_str)),
-            });
-        }
-    }
-}
-
-fn create_step(desired: Desired<'_>, units: Vec<String>, regions: Vec<String>, what: &str) -> Step {
-    let targets = &desired.deployment.spec.deployment_targets;
-    let mut changes: Vec<Change> = units
-        .iter()
-        .map(|u| added("deploymentTargets.organizationalUnitIds", u))
-        .collect();
-    if what == "new Region" {
-        changes = regions.iter().map(|r| added("regions", r)).collect();
-    }
-    Step {
-        summary: format!(
-            "create instances for {} {what}(s): {} OU(s) x {} Region(s)",
-            changes.len(),
-            units.len(),
-            regions.len()
-        ),
-        changes,
-        action: Action::CreateStackInstances {
-            targets: Targets {
-                organizational_unit_ids: units,
-                accounts: targets.accounts.clone(),
-                account_filter_type: targets.account_filter_type,
-            },
-            regions,
-        },
-    }
-}
-
-fn ou_targets(units: impl Iterator<Item = String>) -> Targets {
-    Targets {
-        organizational_unit_ids: units.collect(),
-        accounts: Vec::new(),
-        account_filter_type: AccountFilterType::None,
-    }
-}
-
-/// Exactly these accounts inside these OUs.
-fn account_targets(units: Vec<String>, accounts: impl Iterator<Item = String>) -> Targets {
-    Targets {
-        organizational_unit_ids: units,
-        accounts: accounts.collect(),
-        account_filter_type: AccountFilterType::Intersection,
-    }
-}
-
-fn added(field: &str, value: &str) -> Change {
-    Change {
-        field: field.into(),
-        from: "(absent)".into(),
-        to: value.into(),
-    }
-}
-
-fn removed(field: &str, value: &str) -> Change {
-    Change {
-        field: field.into(),
-        from: value.into(),
-        to: "(absent)".into(),
-    }
-}
-
-fn bool_change(field: &str, from: bool, to: bool) -> Change {
-    Change {
-        field: field.into(),
-        from: from.to_string(),
-        to: to.to_string(),
-    }
-}
-
-fn quoted(value: Option<&str>) -> String {
-    value
-        .map(|v| format!("{v:?}"))
-        .unwrap_or_else(|| UNSET.into())
-}
-
-fn join(set: &BTreeSet<String>) -> String {
-    if set.is_empty() {
-        UNSET.into()
-    } else {
-        set.iter().cloned().collect::<Vec<_>>().join(",")
-    }
-}
-
 #[cfg(test)]
-#[path = "plan_tests.rs"]
 mod tests;
