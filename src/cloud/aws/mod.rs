@@ -180,6 +180,20 @@ fn organizations_region(configured: Option<&Region>) -> Region {
     }
 }
 
+/// The fields every stack-instance operation carries. The three SDK builders are distinct types with the same
+/// setters, so a macro (not a function) lets them share one definition.
+macro_rules! instance_operation {
+    ($builder:expr, $request:expr) => {
+        $builder
+            .stack_set_name(&$request.name)
+            .call_as(convert::call_as($request.call_as))
+            .deployment_targets(convert::deployment_targets(&$request.targets))
+            .set_regions(Some($request.regions.clone()))
+            .set_operation_preferences(convert::preferences(&$request.preferences))
+            .operation_id(&$request.operation_id)
+    };
+}
+
 #[async_trait]
 impl Cloud for AwsCloud {
     async fn caller_account(&self) -> Result<String> {
@@ -469,14 +483,7 @@ impl Cloud for AwsCloud {
         let call = Call::cloudformation("CreateStackInstances", request.call_as);
         let out = self.settle(
             call,
-            self.cfn
-                .create_stack_instances()
-                .stack_set_name(&request.name)
-                .call_as(convert::call_as(request.call_as))
-                .deployment_targets(convert::deployment_targets(&request.targets))
-                .set_regions(Some(request.regions.clone()))
-                .set_operation_preferences(convert::preferences(&request.preferences))
-                .operation_id(&request.operation_id)
+            instance_operation!(self.cfn.create_stack_instances(), request)
                 .send()
                 .await,
         )?;
@@ -489,14 +496,7 @@ impl Cloud for AwsCloud {
         let call = Call::cloudformation("UpdateStackInstances", request.call_as);
         let out = self.settle(
             call,
-            self.cfn
-                .update_stack_instances()
-                .stack_set_name(&request.name)
-                .call_as(convert::call_as(request.call_as))
-                .deployment_targets(convert::deployment_targets(&request.targets))
-                .set_regions(Some(request.regions.clone()))
-                .set_operation_preferences(convert::preferences(&request.preferences))
-                .operation_id(&request.operation_id)
+            instance_operation!(self.cfn.update_stack_instances(), request)
                 .send()
                 .await,
         )?;
@@ -509,15 +509,8 @@ impl Cloud for AwsCloud {
         let call = Call::cloudformation("DeleteStackInstances", request.call_as);
         let out = self.settle(
             call,
-            self.cfn
-                .delete_stack_instances()
-                .stack_set_name(&request.name)
-                .call_as(convert::call_as(request.call_as))
-                .deployment_targets(convert::deployment_targets(&request.targets))
-                .set_regions(Some(request.regions.clone()))
+            instance_operation!(self.cfn.delete_stack_instances(), request)
                 .retain_stacks(request.retain_stacks)
-                .set_operation_preferences(convert::preferences(&request.preferences))
-                .operation_id(&request.operation_id)
                 .send()
                 .await,
         )?;
