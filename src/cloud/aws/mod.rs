@@ -180,6 +180,20 @@ fn organizations_region(configured: Option<&Region>) -> Region {
     }
 }
 
+/// Drain a paginator, recording and mapping every page's failure like any call, and convert each item. The
+/// SDK's paginators and page types differ per operation, so a macro (not a function) lets them share the loop.
+macro_rules! collect_pages {
+    ($cloud:expr, $call:expr, $pages:expr, $field:ident, $convert:expr) => {{
+        let mut pages = $pages;
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = $cloud.settle($call, page)?;
+            out.extend(page.$field.unwrap_or_default().into_iter().map($convert));
+        }
+        Ok(out)
+    }};
+}
+
 /// The fields every stack-instance operation carries. The three SDK builders are distinct types with the same
 /// setters, so a macro (not a function) lets them share one definition.
 macro_rules! instance_operation {
@@ -212,67 +226,43 @@ impl Cloud for AwsCloud {
 
     async fn list_roots(&self) -> Result<Vec<OrgNode>> {
         let call = Call::organizations("ListRoots");
-        let mut pages = self
+        let pages = self
             .orgs
             .list_roots()
             .max_results(ORGANIZATIONS_PAGE_SIZE)
             .into_paginator()
             .send();
-        let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = self.settle(call, page)?;
-            out.extend(
-                page.roots
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(convert::root),
-            );
-        }
-        Ok(out)
+        collect_pages!(self, call, pages, roots, convert::root)
     }
 
     async fn list_organizational_units(&self, parent_id: &str) -> Result<Vec<OrgNode>> {
         let call = Call::organizations("ListOrganizationalUnitsForParent");
-        let mut pages = self
+        let pages = self
             .orgs
             .list_organizational_units_for_parent()
             .parent_id(parent_id)
             .max_results(ORGANIZATIONS_PAGE_SIZE)
             .into_paginator()
             .send();
-        let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = self.settle(call, page)?;
-            out.extend(
-                page.organizational_units
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(convert::organizational_unit),
-            );
-        }
-        Ok(out)
+        collect_pages!(
+            self,
+            call,
+            pages,
+            organizational_units,
+            convert::organizational_unit
+        )
     }
 
     async fn list_accounts(&self, parent_id: &str) -> Result<Vec<Account>> {
         let call = Call::organizations("ListAccountsForParent");
-        let mut pages = self
+        let pages = self
             .orgs
             .list_accounts_for_parent()
             .parent_id(parent_id)
             .max_results(ORGANIZATIONS_PAGE_SIZE)
             .into_paginator()
             .send();
-        let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = self.settle(call, page)?;
-            out.extend(
-                page.accounts
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(convert::account),
-            );
-        }
-        Ok(out)
+        collect_pages!(self, call, pages, accounts, convert::account)
     }
 
     async fn describe_stack_set(
@@ -306,7 +296,7 @@ impl Cloud for AwsCloud {
         call_as: CallAs,
     ) -> Result<Vec<StackInstance>> {
         let call = Call::cloudformation("ListStackInstances", call_as);
-        let mut pages = self
+        let pages = self
             .cfn
             .list_stack_instances()
             .stack_set_name(name)
@@ -314,17 +304,7 @@ impl Cloud for AwsCloud {
             .max_results(CLOUDFORMATION_PAGE_SIZE)
             .into_paginator()
             .send();
-        let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = self.settle(call, page)?;
-            out.extend(
-                page.summaries
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(convert::stack_instance),
-            );
-        }
-        Ok(out)
+        collect_pages!(self, call, pages, summaries, convert::stack_instance)
     }
 
     async fn list_operations(
@@ -404,7 +384,7 @@ impl Cloud for AwsCloud {
         call_as: CallAs,
     ) -> Result<Vec<OperationResult>> {
         let call = Call::cloudformation("ListStackSetOperationResults", call_as);
-        let mut pages = self
+        let pages = self
             .cfn
             .list_stack_set_operation_results()
             .stack_set_name(name)
@@ -413,17 +393,7 @@ impl Cloud for AwsCloud {
             .max_results(CLOUDFORMATION_PAGE_SIZE)
             .into_paginator()
             .send();
-        let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = self.settle(call, page)?;
-            out.extend(
-                page.summaries
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(convert::operation_result),
-            );
-        }
-        Ok(out)
+        collect_pages!(self, call, pages, summaries, convert::operation_result)
     }
 
     async fn create_stack_set(&self, request: &CreateStackSet) -> Result<()> {
