@@ -112,6 +112,30 @@ pub struct ObservedStackSet {
     pub managed_execution: Option<bool>,
     pub organizational_unit_ids: Option<Vec<String>>,
     pub regions: Option<Vec<String>>,
+    /// StackSetDriftDetectionDetails: the last completed drift detection (`None` when never run or not echoed).
+    #[serde(default)]
+    pub drift: Option<DriftDetails>,
+}
+
+/// DescribeStackSet's StackSetDriftDetectionDetails: what the last completed DetectStackSetDrift found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftDetails {
+    /// DRIFTED | IN_SYNC | NOT_CHECKED.
+    pub status: String,
+    /// COMPLETED | FAILED | PARTIAL_SUCCESS | IN_PROGRESS | STOPPED.
+    pub detection_status: Option<String>,
+    pub last_check: Option<std::time::SystemTime>,
+    pub total_instances: u32,
+    pub drifted_instances: u32,
+}
+
+/// DetectStackSetDrift.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DetectDriftRequest {
+    pub name: String,
+    pub call_as: CallAs,
+    pub preferences: OperationPreferences,
+    pub operation_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -321,6 +345,12 @@ pub trait Cloud: Send + Sync + 'static {
     async fn update_stack_instances(&self, request: &InstancesRequest) -> Result<String>;
     async fn delete_stack_instances(&self, request: &DeleteInstancesRequest) -> Result<String>;
     async fn delete_stack_set(&self, name: &str, call_as: CallAs) -> Result<()>;
+    /// DetectStackSetDrift: an operation (it takes the stack set's slot). Returns the OperationId.
+    async fn detect_stack_set_drift(&self, request: &DetectDriftRequest) -> Result<String>;
+
+    /// STS AssumeRole into `role_arn` from the credentials in use, to prove the role can be reached (the access
+    /// check). The credentials returned are dropped at once.
+    async fn assume_role(&self, role_arn: &str, session_name: &str) -> Result<()>;
 
     /// Every call this implementation made, for metrics and call budgets.
     fn calls(&self) -> &CallCounter;

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 
 use crate::cloud::{
-    Account, CallAs, CallCounter, Cloud, CreateStackSet, DeleteInstancesRequest, InstancesRequest,
-    ObservedStackSet, Operation, OperationResult, OrgNode, OrganizationInfo, StackInstance,
-    UpdateStackSet,
+    Account, CallAs, CallCounter, Cloud, CreateStackSet, DeleteInstancesRequest,
+    DetectDriftRequest, InstancesRequest, ObservedStackSet, Operation, OperationResult, OrgNode,
+    OrganizationInfo, StackInstance, UpdateStackSet,
 };
 use crate::error::Error;
 
@@ -131,6 +131,14 @@ impl Cloud for Gate {
     async fn delete_stack_set(&self, name: &str, call_as: CallAs) -> Result<()> {
         self.check("DeleteStackSet")?;
         self.inner.delete_stack_set(name, call_as).await
+    }
+    async fn detect_stack_set_drift(&self, request: &DetectDriftRequest) -> Result<String> {
+        self.check("DetectStackSetDrift")?;
+        self.inner.detect_stack_set_drift(request).await
+    }
+    /// Not a change, so not gated; the access checker stops on its own at shutdown.
+    async fn assume_role(&self, role_arn: &str, session_name: &str) -> Result<()> {
+        self.inner.assume_role(role_arn, session_name).await
     }
 
     fn calls(&self) -> &CallCounter {

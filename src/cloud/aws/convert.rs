@@ -8,9 +8,9 @@ use aws_sdk_cloudformation::types as cfn;
 use aws_sdk_organizations::types as orgs;
 
 use crate::cloud::{
-    Account, AccountFilterType, AutoDeployment, CallAs, InstanceStatus, ObservedStackSet,
-    Operation, OperationAction, OperationPreferences, OperationResult, OperationStatus, OrgNode,
-    OrganizationInfo, Parameter, StackInstance, StackSetStatus, Targets,
+    Account, AccountFilterType, AutoDeployment, CallAs, DriftDetails, InstanceStatus,
+    ObservedStackSet, Operation, OperationAction, OperationPreferences, OperationResult,
+    OperationStatus, OrgNode, OrganizationInfo, Parameter, StackInstance, StackSetStatus, Targets,
 };
 use crate::desired::model::{ConcurrencyMode, RegionConcurrencyType};
 
@@ -199,6 +199,23 @@ pub(super) fn observed_stack_set(
         managed_execution: set.managed_execution.and_then(|m| m.active),
         organizational_unit_ids: set.organizational_unit_ids,
         regions: set.regions,
+        drift: set
+            .stack_set_drift_detection_details
+            .and_then(drift_details),
+    })
+}
+
+fn drift_details(details: cfn::StackSetDriftDetectionDetails) -> Option<DriftDetails> {
+    Some(DriftDetails {
+        status: details.drift_status?.as_str().to_string(),
+        detection_status: details
+            .drift_detection_status
+            .map(|s| s.as_str().to_string()),
+        last_check: details
+            .last_drift_check_timestamp
+            .and_then(|t| std::time::SystemTime::try_from(t).ok()),
+        total_instances: to_u32(details.total_stack_instances_count.unwrap_or(0)).unwrap_or(0),
+        drifted_instances: to_u32(details.drifted_stack_instances_count.unwrap_or(0)).unwrap_or(0),
     })
 }
 

@@ -95,6 +95,12 @@ pub const IAM_ACTIONS: &[(&str, &str, &str)] = &[
         "DeleteStackSet",
         "cloudformation:DeleteStackSet",
     ),
+    (
+        CLOUDFORMATION,
+        "DetectStackSetDrift",
+        "cloudformation:DetectStackSetDrift",
+    ),
+    (STS, "AssumeRole", "sts:AssumeRole"),
 ];
 
 /// CloudFormation checks this extra action whenever a call is made with CallAs=DELEGATED_ADMIN; a missing grant is a

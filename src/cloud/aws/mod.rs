@@ -17,9 +17,9 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde::{Deserialize, Serialize};
 
 use crate::cloud::{
-    Account, CallAs, CallCounter, Cloud, CreateStackSet, DeleteInstancesRequest, InstancesRequest,
-    ObservedStackSet, Operation, OperationResult, OrgNode, OrganizationInfo, Result, StackInstance,
-    UpdateStackSet,
+    Account, CallAs, CallCounter, Cloud, CreateStackSet, DeleteInstancesRequest,
+    DetectDriftRequest, InstancesRequest, ObservedStackSet, Operation, OperationResult, OrgNode,
+    OrganizationInfo, Result, StackInstance, UpdateStackSet,
 };
 use crate::error::Error;
 use errors::{Call, malformed, map_sdk_error};
@@ -503,10 +503,46 @@ impl Cloud for AwsCloud {
         Ok(())
     }
 
+    async fn detect_stack_set_drift(&self, request: &DetectDriftRequest) -> Result<String> {
+        let call = Call::cloudformation("DetectStackSetDrift", request.call_as);
+        let out = self.settle(
+            call,
+            self.cfn
+                .detect_stack_set_drift()
+                .stack_set_name(&request.name)
+                .call_as(convert::call_as(request.call_as))
+                .set_operation_preferences(convert::preferences(&request.preferences))
+                .operation_id(&request.operation_id)
+                .send()
+                .await,
+        )?;
+        Ok(out
+            .operation_id
+            .unwrap_or_else(|| request.operation_id.clone()))
+    }
+
+    async fn assume_role(&self, role_arn: &str, session_name: &str) -> Result<()> {
+        let call = Call::sts("AssumeRole");
+        self.settle(
+            call,
+            self.sts
+                .assume_role()
+                .role_arn(role_arn)
+                .role_session_name(session_name)
+                .duration_seconds(ASSUME_ROLE_SECONDS)
+                .send()
+                .await,
+        )?;
+        Ok(())
+    }
+
     fn calls(&self) -> &CallCounter {
         &self.calls
     }
 }
+
+/// The shortest session STS grants: the access check only proves the role can be assumed.
+const ASSUME_ROLE_SECONDS: i32 = 900;
 
 #[cfg(test)]
 mod tests {

@@ -9,9 +9,9 @@ use super::World;
 use super::faults::SimError;
 use super::targets::check_call_as;
 use crate::cloud::{
-    Account, CallAs, CallCounter, Cloud, CreateStackSet, DeleteInstancesRequest, InstancesRequest,
-    ObservedStackSet, Operation, OperationAction, OperationResult, OrgNode, OrganizationInfo,
-    Result, StackInstance, UpdateStackSet,
+    Account, CallAs, CallCounter, Cloud, CreateStackSet, DeleteInstancesRequest,
+    DetectDriftRequest, InstancesRequest, ObservedStackSet, Operation, OperationAction,
+    OperationResult, OrgNode, OrganizationInfo, Result, StackInstance, UpdateStackSet,
 };
 use crate::error::AwsErrorKind;
 
@@ -280,8 +280,58 @@ impl Cloud for Sim {
         self.single(CFN, "DeleteStackSet", |w| w.delete_stack_set(name, call_as))
     }
 
+    async fn detect_stack_set_drift(&self, request: &DetectDriftRequest) -> Result<String> {
+        self.single(CFN, "DetectStackSetDrift", |w| w.detect_drift(request))
+    }
+
+    async fn assume_role(&self, role_arn: &str, _session_name: &str) -> Result<()> {
+        self.single(STS, "AssumeRole", |w| w.assume_role(role_arn))
+    }
+
     fn calls(&self) -> &CallCounter {
         &self.inner.calls
+    }
+}
+
+impl World {
+    /// The role exists in an active member account once a stack set instance there is CURRENT (the stack set
+    /// creates it); `Sim::deny_access` breaks it. Any role name is accepted: the sim does not read templates.
+    fn assume_role(&self, role_arn: &str) -> Result<(), SimError> {
+        let denied = |reason: &str| {
+            SimError::new(
+                AwsErrorKind::AccessDenied,
+                "AccessDenied",
+                format!(
+                    "User: arn:aws:iam::{}:root is not authorized to perform: sts:AssumeRole on resource: \
+                     {role_arn} ({reason})",
+                    self.config.caller_account_id()
+                ),
+            )
+        };
+        let account = role_arn
+            .strip_prefix("arn:aws:iam::")
+            .and_then(|rest| rest.split(':').next())
+            .filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| SimError::validation(format!("{role_arn} is not a role ARN")))?;
+        if let Some(reason) = self.faults.denied_access.get(account) {
+            return Err(denied(reason));
+        }
+        if self.org.is_inactive(account) || !self.org.accounts.contains_key(account) {
+            return Err(denied("the account is not an active member"));
+        }
+        let deployed = self.stack_sets.values().any(|s| {
+            s.status == crate::cloud::StackSetStatus::Active
+                && s.instances.values().any(|i| {
+                    i.account == account && i.status == crate::cloud::InstanceStatus::Current
+                })
+        });
+        if deployed {
+            Ok(())
+        } else {
+            Err(denied(
+                "the role does not exist: no stack instance has created it",
+            ))
+        }
     }
 }
 

@@ -12,8 +12,8 @@ use super::faults::FaultState;
 use super::org::Organization;
 use super::stacksets::{Initiator, OpRecord, Pair, StackSetState, Work};
 use crate::cloud::{
-    InstanceStatus, OperationAction, OperationPreferences, OperationResult, OperationStatus,
-    StackInstance,
+    DriftDetails, InstanceStatus, OperationAction, OperationPreferences, OperationResult,
+    OperationStatus, StackInstance,
 };
 use crate::desired::model::{ConcurrencyMode, RegionConcurrencyType};
 
@@ -131,7 +131,7 @@ pub(crate) fn start_operation(
             .filter(|p| existing(p).is_some())
             .cloned()
             .collect(),
-        Work::UpdateAll => instances
+        Work::UpdateAll | Work::DetectDrift => instances
             .values()
             .filter(|i| i.status != InstanceStatus::Inoperable)
             .map(|i| Pair {
@@ -144,6 +144,19 @@ pub(crate) fn start_operation(
     };
     for pair in &pairs {
         let key = (pair.account.clone(), pair.region.clone());
+        if op.work == Work::DetectDrift {
+            // Drift detection reads the stacks; the instances' own status is untouched.
+            op.results.insert(
+                key,
+                OperationResult {
+                    account: pair.account.clone(),
+                    region: pair.region.clone(),
+                    status: "PENDING".to_string(),
+                    reason: None,
+                },
+            );
+            continue;
+        }
         let instance = instances
             .entry(key.clone())
             .or_insert_with(|| StackInstance {
@@ -228,6 +241,7 @@ impl World {
             }
             self.now = self.now.max(next);
             let now = self.now;
+            let wall = self.wall_clock(now);
             let World {
                 stack_sets,
                 org,
@@ -240,7 +254,7 @@ impl World {
                     stack_set,
                     org,
                     faults,
-                    now,
+                    (now, wall),
                     config.instance_duration,
                     config.operation_overhead,
                 );
@@ -273,7 +287,7 @@ fn process(
     stack_set: &mut StackSetState,
     org: &Organization,
     faults: &FaultState,
-    now: Instant,
+    (now, wall): (Instant, std::time::SystemTime),
     instance_duration: Duration,
     overhead: Duration,
 ) {
@@ -295,7 +309,12 @@ fn process(
                 None => return,
             }
         };
-        let StackSetState { ops, instances, .. } = stack_set;
+        let StackSetState {
+            ops,
+            instances,
+            resource_drift,
+            ..
+        } = stack_set;
         let OpRecord {
             public,
             work,
@@ -316,6 +335,7 @@ fn process(
             work: *work,
             instances,
             results,
+            resource_drift,
             org,
             faults,
         };
@@ -354,7 +374,37 @@ fn process(
         };
         ops[index].run = None;
         forget_emptied_targets(stack_set, index);
+        if stack_set.ops[index].work == Work::DetectDrift {
+            record_drift(stack_set, index, wall);
+        }
     }
+}
+
+/// The stack set's drift details after a drift detection ends (DescribeStackSet's StackSetDriftDetectionDetails).
+fn record_drift(stack_set: &mut StackSetState, index: usize, wall: std::time::SystemTime) {
+    let op = &stack_set.ops[index];
+    let checked: Vec<&StackInstance> = op
+        .results
+        .iter()
+        .filter(|(_, r)| r.status == "SUCCEEDED")
+        .filter_map(|(key, _)| stack_set.instances.get(key))
+        .collect();
+    let drifted = checked
+        .iter()
+        .filter(|i| i.drift_status.as_deref() == Some("DRIFTED"))
+        .count();
+    let detection_status = match (op.public.status, op.public.failed_instances) {
+        (OperationStatus::Failed, _) => "FAILED",
+        (_, 0) => "COMPLETED",
+        _ => "PARTIAL_SUCCESS",
+    };
+    stack_set.drift = Some(DriftDetails {
+        status: if drifted > 0 { "DRIFTED" } else { "IN_SYNC" }.to_string(),
+        detection_status: Some(detection_status.to_string()),
+        last_check: Some(wall),
+        total_instances: u32::try_from(op.results.len()).unwrap_or(u32::MAX),
+        drifted_instances: u32::try_from(drifted).unwrap_or(u32::MAX),
+    });
 }
 
 /// After a DeleteStackInstances run, an OU whose instances are all gone is no longer a target of the stack set.
@@ -433,6 +483,7 @@ struct Ctx<'a> {
     work: Work,
     instances: &'a mut std::collections::BTreeMap<(String, String), StackInstance>,
     results: &'a mut std::collections::BTreeMap<(String, String), OperationResult>,
+    resource_drift: &'a mut std::collections::BTreeSet<(String, String)>,
     org: &'a Organization,
     faults: &'a FaultState,
 }
@@ -446,6 +497,9 @@ impl Ctx<'_> {
     /// except that deleting their stacks needs RetainStacks.
     fn precheck(&self, pair: &Pair) -> Precheck {
         let deleting = matches!(self.work, Work::Delete { .. });
+        if self.work == Work::DetectDrift {
+            return Precheck::Start;
+        }
         let Some(member) = self.org.accounts.get(&pair.account) else {
             return if deleting {
                 Precheck::Start
@@ -477,7 +531,9 @@ impl Ctx<'_> {
     }
 
     fn set_detailed(&mut self, pair: &Pair, detailed: &str) {
-        if let Some(instance) = self.instances.get_mut(&Self::key(pair)) {
+        if self.work != Work::DetectDrift
+            && let Some(instance) = self.instances.get_mut(&Self::key(pair))
+        {
             instance.detailed_status = Some(detailed.to_string());
         }
         if let Some(result) = self.results.get_mut(&Self::key(pair)) {
@@ -495,7 +551,14 @@ impl Ctx<'_> {
     /// Applies an instance's outcome; returns whether it failed.
     fn finish(&mut self, pair: &Pair, failure: Option<String>) -> bool {
         let key = Self::key(pair);
+        if self.work == Work::DetectDrift {
+            return self.finish_drift_check(pair, failure);
+        }
         let deleting = matches!(self.work, Work::Delete { .. });
+        if failure.is_none() {
+            // Deleted, or re-applied from the stack set: whatever had drifted is gone.
+            self.resource_drift.remove(&key);
+        }
         match (&failure, deleting) {
             (None, true) => {
                 self.instances.remove(&key);
@@ -505,6 +568,7 @@ impl Ctx<'_> {
                     instance.status = InstanceStatus::Current;
                     instance.detailed_status = Some("SUCCEEDED".to_string());
                     instance.status_reason = None;
+                    instance.drift_status = Some("NOT_CHECKED".to_string());
                 }
             }
             (Some(reason), _) => {
@@ -524,6 +588,22 @@ impl Ctx<'_> {
         let failed = failure.is_some();
         let status = if failed { "FAILED" } else { "SUCCEEDED" };
         self.set_result(pair, status, failure);
+        failed
+    }
+
+    /// A drift check of one instance: DRIFTED or IN_SYNC, or UNKNOWN when the account cannot be read.
+    fn finish_drift_check(&mut self, pair: &Pair, failure: Option<String>) -> bool {
+        let key = Self::key(pair);
+        let drift = match &failure {
+            Some(_) => "UNKNOWN",
+            None if self.resource_drift.contains(&key) => "DRIFTED",
+            None => "IN_SYNC",
+        };
+        if let Some(instance) = self.instances.get_mut(&key) {
+            instance.drift_status = Some(drift.to_string());
+        }
+        let failed = failure.is_some();
+        self.set_result(pair, if failed { "FAILED" } else { "SUCCEEDED" }, failure);
         failed
     }
 

@@ -87,6 +87,8 @@ pub(crate) struct FaultState {
     pub lost_responses: BTreeMap<&'static str, u32>,
     /// Accounts where every stack instance operation fails, with the StatusReason.
     pub failing_accounts: BTreeMap<String, String>,
+    /// Accounts whose role refuses sts:AssumeRole, with the reason (the access check's failures).
+    pub denied_access: BTreeMap<String, String>,
 }
 
 impl FaultState {

@@ -97,9 +97,16 @@ pub(crate) struct World {
     pub org: Organization,
     pub stack_sets: BTreeMap<String, StackSetState>,
     pub faults: FaultState,
+    /// When the world was made, on both clocks: simulated instants map to wall-clock timestamps from here.
+    pub epoch: (Instant, std::time::SystemTime),
 }
 
 impl World {
+    /// The wall-clock time of a simulated instant (for timestamps AWS reports, such as LastDriftCheckTimestamp).
+    pub fn wall_clock(&self, at: Instant) -> std::time::SystemTime {
+        self.epoch.1 + at.saturating_duration_since(self.epoch.0)
+    }
+
     pub fn new_uuid(&mut self) -> String {
         let bytes: [u8; 16] = self.rng.random();
         let hex = hex::encode(bytes);
@@ -141,6 +148,7 @@ impl Sim {
             org,
             stack_sets: BTreeMap::new(),
             faults: FaultState::default(),
+            epoch: (Instant::now(), std::time::SystemTime::now()),
             config,
         };
         Sim {
@@ -367,6 +375,35 @@ impl Sim {
             }
             None => false,
         }
+    }
+
+    /// Changes an instance's resources behind CloudFormation's back (someone edits the role in the member
+    /// account): the next drift detection reports the instance DRIFTED; re-applying it puts it back in sync.
+    /// Returns whether the instance exists.
+    pub fn drift_resources(&self, stack_set: &str, account: &str, region: &str) -> bool {
+        let mut world = self.world();
+        let Some(state) = world.stack_sets.get_mut(stack_set) else {
+            return false;
+        };
+        let key = (account.to_string(), region.to_string());
+        if !state.instances.contains_key(&key) {
+            return false;
+        }
+        state.resource_drift.insert(key);
+        true
+    }
+
+    /// sts:AssumeRole into the account is refused from now on, with `reason` (a broken trust policy, an SCP).
+    pub fn deny_access(&self, account_id: &str, reason: &str) {
+        self.world()
+            .faults
+            .denied_access
+            .insert(account_id.to_string(), reason.to_string());
+    }
+
+    /// Undoes [`Sim::deny_access`].
+    pub fn allow_access(&self, account_id: &str) {
+        self.world().faults.denied_access.remove(account_id);
     }
 
     /// Every operation ever submitted on the stack set (also after it was deleted), oldest first.

@@ -14,8 +14,9 @@ use super::targets::{
 };
 use crate::cloud::{
     AccountFilterType, AutoDeployment, CallAs, CreateStackSet, DeleteInstancesRequest,
-    InstancesRequest, ObservedStackSet, OperationAction, OperationPreferences, OperationResult,
-    OperationStatus, StackInstance, StackSetStatus, Targets, UpdateStackSet,
+    DetectDriftRequest, DriftDetails, InstancesRequest, ObservedStackSet, OperationAction,
+    OperationPreferences, OperationResult, OperationStatus, StackInstance, StackSetStatus, Targets,
+    UpdateStackSet,
 };
 use crate::error::AwsErrorKind;
 
@@ -67,6 +68,9 @@ pub(crate) enum Work {
     Delete {
         retain_stacks: bool,
     },
+    /// DetectStackSetDrift: compares every instance (INOPERABLE excepted) with its resources; changes only the
+    /// instances' DriftStatus and, at the end, the stack set's drift details.
+    DetectDrift,
     /// Holds the slot for a while and touches nothing (someone else's operation).
     Hold {
         duration: std::time::Duration,
@@ -108,6 +112,11 @@ pub(crate) struct StackSetState {
     pub ou_ids: Vec<String>,
     pub instances: BTreeMap<(String, String), StackInstance>,
     pub ops: Vec<OpRecord>,
+    /// The last completed drift detection.
+    pub drift: Option<DriftDetails>,
+    /// Instances whose resources were changed behind CloudFormation's back (`Sim::drift_resources`): a drift
+    /// detection reports them DRIFTED; re-applying the stack set (create/update) puts them back in sync.
+    pub resource_drift: BTreeSet<(String, String)>,
 }
 
 impl StackSetState {
@@ -134,6 +143,7 @@ impl StackSetState {
             managed_execution: Some(self.managed_execution),
             organizational_unit_ids: Some(self.ou_ids.clone()),
             regions: Some(self.regions().into_iter().collect()),
+            drift: self.drift.clone(),
         }
     }
 
@@ -237,6 +247,8 @@ impl World {
                 ou_ids: Vec::new(),
                 instances: BTreeMap::new(),
                 ops: Vec::new(),
+                drift: None,
+                resource_drift: BTreeSet::new(),
             },
         );
         Ok(())
@@ -400,6 +412,32 @@ impl World {
                 regions: request.regions.clone(),
                 preferences: request.preferences.clone(),
                 pairs,
+            },
+        );
+        Ok(request.operation_id.clone())
+    }
+
+    /// DetectStackSetDrift: an operation like any other (it takes the slot, or queues under managed execution).
+    pub(crate) fn detect_drift(
+        &mut self,
+        request: &DetectDriftRequest,
+    ) -> Result<String, SimError> {
+        let stack_set = self.visible(&request.name, request.call_as)?;
+        stack_set.check_operation_id(&request.operation_id)?;
+        validate_preferences(&request.preferences)?;
+        let managed = stack_set.managed_execution;
+        stack_set.check_slot(managed)?;
+        self.submit(
+            &request.name,
+            NewOperation {
+                id: request.operation_id.clone(),
+                action: OperationAction::DetectDrift,
+                initiator: Initiator::Api,
+                work: Work::DetectDrift,
+                targets: None,
+                regions: Vec::new(),
+                preferences: request.preferences.clone(),
+                pairs: Vec::new(),
             },
         );
         Ok(request.operation_id.clone())
