@@ -295,6 +295,7 @@ pub async fn observe(deployment: &Deployment, ctx: &Context) -> Result<Observati
         stack_set,
         instances,
         inactive_accounts,
+        ..Observed::default()
     };
     let template = templates::template_view(deployment, ctx, &url, candidate, &observed)?;
     Ok(Observation {

@@ -3,6 +3,7 @@
 
 pub mod cloud;
 pub mod controller;
+pub mod coverage;
 pub mod daemon;
 pub mod demo;
 pub mod desired;

@@ -18,8 +18,9 @@ use stacksetd::cloud::aws::AwsCloud;
 use stacksetd::cloud::aws::errors::POLICY_FILE;
 use stacksetd::cloud::{
     AccountFilterType, AutoDeployment, CallAs, Cloud, CreateStackSet, DeleteInstancesRequest,
-    InstanceStatus, InstancesRequest, ObservedStackSet, OperationAction, OperationPreferences,
-    OperationStatus, Parameter, StackSetStatus, Targets, UpdateStackSet,
+    DetectDriftRequest, DriftDetails, InstanceStatus, InstancesRequest, ObservedStackSet,
+    OperationAction, OperationPreferences, OperationStatus, Parameter, StackSetStatus, Targets,
+    UpdateStackSet,
 };
 use stacksetd::desired::model::{ConcurrencyMode, RegionConcurrencyType};
 use stacksetd::error::{AwsErrorKind, Error};
@@ -204,6 +205,19 @@ async fn describe_stack_set_converts_every_field() {
                         .organizational_unit_ids("r-ab12")
                         .regions("us-east-1")
                         .regions("eu-west-1")
+                        .stack_set_drift_detection_details(
+                            cfn::StackSetDriftDetectionDetails::builder()
+                                .drift_status(cfn::StackSetDriftStatus::Drifted)
+                                .drift_detection_status(
+                                    cfn::StackSetDriftDetectionStatus::Completed,
+                                )
+                                .last_drift_check_timestamp(aws_smithy_types::DateTime::from_secs(
+                                    1_790_000_000,
+                                ))
+                                .total_stack_instances_count(4)
+                                .drifted_stack_instances_count(1)
+                                .build(),
+                        )
                         .build(),
                 )
                 .build()
@@ -234,6 +248,13 @@ async fn describe_stack_set_converts_every_field() {
         managed_execution: Some(true),
         organizational_unit_ids: Some(vec!["r-ab12".to_string()]),
         regions: Some(vec!["us-east-1".to_string(), "eu-west-1".to_string()]),
+        drift: Some(DriftDetails {
+            status: "DRIFTED".to_string(),
+            detection_status: Some("COMPLETED".to_string()),
+            last_check: Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_790_000_000)),
+            total_instances: 4,
+            drifted_instances: 1,
+        }),
     };
     assert_eq!(observed, expected);
 }
@@ -1256,5 +1277,64 @@ async fn caller_account_comes_from_sts() {
     assert_eq!(
         counted(&cloud),
         vec![(("sts", "GetCallerIdentity", "ok"), 1)]
+    );
+}
+
+#[tokio::test]
+async fn detect_stack_set_drift_sends_call_as_preferences_and_id() {
+    let rule = mock!(aws_sdk_cloudformation::Client::detect_stack_set_drift)
+        .match_requests(|req| {
+            req.stack_set_name() == Some("vendor-access")
+                && req.operation_id() == Some("stacksetd-detect-drift-1")
+                && req.call_as() == Some(&cfn::CallAs::DelegatedAdmin)
+                && req.operation_preferences() == Some(&expected_preferences())
+        })
+        .then_output(|| {
+            cfn_op::detect_stack_set_drift::DetectStackSetDriftOutput::builder()
+                .operation_id("stacksetd-detect-drift-1")
+                .build()
+        });
+    let cloud = cfn_cloud(&[&rule]);
+    let request = DetectDriftRequest {
+        name: "vendor-access".to_string(),
+        call_as: CallAs::DelegatedAdmin,
+        preferences: preferences(),
+        operation_id: "stacksetd-detect-drift-1".to_string(),
+    };
+    assert_eq!(
+        cloud
+            .detect_stack_set_drift(&request)
+            .await
+            .expect("detect"),
+        "stacksetd-detect-drift-1"
+    );
+    assert_eq!(rule.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn assume_role_access_denied_names_the_action_and_is_counted() {
+    let role = "arn:aws:iam::222222222222:role/AimablyMemberRole";
+    let rule = mock!(aws_sdk_sts::Client::assume_role)
+        .match_requests(move |req| {
+            req.role_arn() == Some(role)
+                && req.role_session_name() == Some("stacksetd-access-check")
+                && req.duration_seconds() == Some(900)
+        })
+        .then_error(|| {
+            aws_sdk_sts::operation::assume_role::AssumeRoleError::generic(meta(
+                "AccessDenied",
+                "User: arn:aws:iam::111111111111:user/ops is not authorized to perform: sts:AssumeRole",
+            ))
+        });
+    let cloud = AwsCloud::from_clients(cfn_client(&[]), orgs_client(&[]), sts_client(&[&rule]));
+    let err = cloud
+        .assume_role(role, "stacksetd-access-check")
+        .await
+        .expect_err("denied");
+    assert!(err.is_aws(AwsErrorKind::AccessDenied), "{err:?}");
+    assert!(err.to_string().contains("sts:AssumeRole"), "{err}");
+    assert_eq!(
+        counted(&cloud),
+        vec![(("sts", "AssumeRole", "access_denied"), 1)]
     );
 }

@@ -179,6 +179,16 @@ impl Cloud for Probe {
         self.mutated("DeleteStackSet");
         self.inner.delete_stack_set(name, call_as).await
     }
+    async fn detect_stack_set_drift(
+        &self,
+        request: &stacksetd::cloud::DetectDriftRequest,
+    ) -> Result<String, Error> {
+        self.mutated("DetectStackSetDrift");
+        self.inner.detect_stack_set_drift(request).await
+    }
+    async fn assume_role(&self, role_arn: &str, session_name: &str) -> Result<(), Error> {
+        self.inner.assume_role(role_arn, session_name).await
+    }
     fn calls(&self) -> &CallCounter {
         self.inner.calls()
     }

@@ -2,8 +2,9 @@
 //! restart (AWS holds the truth: a running operation is found again by listing); it saves calls and makes
 //! deliberate retries take a fresh OperationId.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
@@ -22,6 +23,24 @@ struct Entry {
     inflight: Option<Inflight>,
     finished: VecDeque<String>,
     failures: u32,
+    /// The stack set's settings (field -> value) as last seen converged; a later difference that stacksetd did
+    /// not make is spec drift. Cleared when stacksetd itself updates the stack set.
+    baseline: Option<BTreeMap<&'static str, String>>,
+    /// Spec drift already counted: (field, value seen).
+    drift_counted: BTreeSet<(&'static str, String)>,
+    /// Coverage gaps (account, Region) and when each was first seen / last repaired.
+    gaps: BTreeMap<(String, String), Gap>,
+    /// The drift check (LastDriftCheckTimestamp) whose DRIFTED instances were last re-applied; `Some(None)` when
+    /// the endpoint reported no timestamp.
+    remediated_check: Option<Option<SystemTime>>,
+    /// When stacksetd last submitted a drift detection (for endpoints that never report a timestamp).
+    drift_submitted: Option<SystemTime>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Gap {
+    first_seen: Instant,
+    repaired: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -81,6 +100,106 @@ impl Memory {
     /// Converged: the error backoff starts over.
     pub fn succeeded(&self, deployment: &str) {
         self.with(deployment, |e| e.failures = 0)
+    }
+
+    /// Spec drift: compare the stack set's settings with the baseline. Returns every field that differs
+    /// (field, baseline value, value now) and, of those, the ones not counted before (counted from now on).
+    #[allow(clippy::type_complexity)]
+    pub fn spec_drift(
+        &self,
+        deployment: &str,
+        now: &BTreeMap<&'static str, String>,
+    ) -> (Vec<(&'static str, String, String)>, Vec<&'static str>) {
+        self.with(deployment, |e| {
+            let Some(baseline) = &e.baseline else {
+                return (Vec::new(), Vec::new());
+            };
+            let mut drifted = Vec::new();
+            let mut new = Vec::new();
+            for (field, value) in now {
+                if let Some(before) = baseline.get(field)
+                    && before != value
+                {
+                    drifted.push((*field, before.clone(), value.clone()));
+                    if e.drift_counted.insert((*field, value.clone())) {
+                        new.push(*field);
+                    }
+                }
+            }
+            (drifted, new)
+        })
+    }
+
+    /// Converged: these settings are what stacksetd applied.
+    pub fn set_baseline(&self, deployment: &str, settings: BTreeMap<&'static str, String>) {
+        self.with(deployment, |e| {
+            e.baseline = Some(settings);
+            e.drift_counted.clear();
+        })
+    }
+
+    /// stacksetd is updating the stack set itself: what changes next is not drift.
+    pub fn clear_baseline(&self, deployment: &str) {
+        self.with(deployment, |e| e.baseline = None)
+    }
+
+    /// Record the gaps seen now (forgetting filled ones) and return those that are due for a repair: seen for
+    /// `grace` (auto-deployment had its chance), or at once when nothing else will fill them (auto-deployment
+    /// off); a gap a repair did not fill waits `grace` again.
+    pub fn overdue_gaps(
+        &self,
+        deployment: &str,
+        missing: &BTreeSet<(String, String)>,
+        grace: Duration,
+        auto_deployment: bool,
+    ) -> BTreeSet<(String, String)> {
+        let now = Instant::now();
+        self.with(deployment, |e| {
+            e.gaps.retain(|slot, _| missing.contains(slot));
+            for slot in missing {
+                e.gaps.entry(slot.clone()).or_insert(Gap {
+                    first_seen: now,
+                    repaired: None,
+                });
+            }
+            e.gaps
+                .iter()
+                .filter(|(_, gap)| match gap.repaired {
+                    Some(at) => now.duration_since(at) >= grace,
+                    None => !auto_deployment || now.duration_since(gap.first_seen) >= grace,
+                })
+                .map(|(slot, _)| slot.clone())
+                .collect()
+        })
+    }
+
+    /// A repair was submitted for these gaps.
+    pub fn repaired(&self, deployment: &str, slots: &BTreeSet<(String, String)>) {
+        let now = Instant::now();
+        self.with(deployment, |e| {
+            for slot in slots {
+                if let Some(gap) = e.gaps.get_mut(slot) {
+                    gap.repaired = Some(now);
+                }
+            }
+        })
+    }
+
+    /// Whether the DRIFTED instances of this drift check were already re-applied.
+    pub fn drift_remediated(&self, deployment: &str, check: Option<SystemTime>) -> bool {
+        self.with(deployment, |e| e.remediated_check == Some(check))
+    }
+
+    pub fn remediated(&self, deployment: &str, check: Option<SystemTime>) {
+        self.with(deployment, |e| e.remediated_check = Some(check))
+    }
+
+    pub fn drift_submitted(&self, deployment: &str) -> Option<SystemTime> {
+        self.with(deployment, |e| e.drift_submitted)
+    }
+
+    pub fn submitted_drift_detection(&self, deployment: &str, at: SystemTime) {
+        self.with(deployment, |e| e.drift_submitted = Some(at))
     }
 
     /// Forget a deployment removed from the desired state.

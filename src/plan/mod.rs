@@ -50,6 +50,12 @@ pub struct Observed {
     /// Accounts that are suspended or closing (from the organization): their instances can only be deleted
     /// with RetainStacks=true.
     pub inactive_accounts: BTreeSet<String>,
+    /// Coverage gaps (account, Region) due for a repair: the controller decides when a gap is overdue (it has
+    /// the clock); `plan` decides what to submit.
+    pub overdue_gaps: BTreeSet<(String, String)>,
+    /// The DRIFTED instances of the last drift check were already re-applied (the check predates that): do not
+    /// re-apply them again before the next check.
+    pub drift_remediated: bool,
 }
 
 /// One step toward the desired state. Serialized (with the stack set name and preferences) it is also what the
@@ -119,9 +125,30 @@ pub struct Change {
     pub to: String,
 }
 
+/// Why a step is in the plan: converging to the desired state, or one of the two repairs (which the controller
+/// books differently: a repair resets the gap clock, a remediation marks the drift check as handled).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Purpose {
+    #[default]
+    Converge,
+    /// `repairCoverage`: re-submit the targets for accounts left without an instance.
+    RepairCoverage,
+    /// `driftDetection.remediate`: re-apply the stack set to DRIFTED instances.
+    RemediateDrift,
+}
+
+impl Purpose {
+    pub fn is_converge(&self) -> bool {
+        *self == Purpose::Converge
+    }
+}
+
 /// An action with why it is needed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Step {
+    #[serde(skip_serializing_if = "Purpose::is_converge")]
+    pub purpose: Purpose,
     pub action: Action,
     /// One line, e.g. "create instances for 2 new OU(s) in 1 Region(s)".
     pub summary: String,
@@ -159,6 +186,7 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
         if !observed.instances.is_empty() {
             push_retained_delete(&mut steps, observed, |_| true);
             steps.push(Step {
+                purpose: Purpose::Converge,
                 summary: format!(
                     "delete all {} instance(s) ({} OU(s) x {} Region(s)) before the stack set",
                     observed.instances.len(),
@@ -178,6 +206,7 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
             });
         }
         steps.push(Step {
+            purpose: Purpose::Converge,
             action: Action::DeleteStackSet,
             summary: format!("delete stack set {}", spec.stack_set_name),
             changes: vec![Change {
@@ -200,6 +229,7 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
 
     let Some(stack_set) = stack_set else {
         steps.push(Step {
+            purpose: Purpose::Converge,
             summary: format!(
                 "create stack set {} (template {})",
                 spec.stack_set_name,
@@ -253,6 +283,7 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
     {
         managed_alone = true;
         steps.push(Step {
+            purpose: Purpose::Converge,
             summary:
                 "change managed execution on its own (AWS refuses it alongside a template change)"
                     .into(),
@@ -300,6 +331,7 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
                 .is_some_and(|u| dropped_units.contains(u))
         });
         steps.push(Step {
+            purpose: Purpose::Converge,
             summary: format!("delete instances of {} dropped OU(s)", dropped_units.len()),
             changes: dropped_units
                 .iter()
@@ -317,6 +349,7 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
             dropped_regions.contains(&i.region)
         });
         steps.push(Step {
+            purpose: Purpose::Converge,
             summary: format!(
                 "delete instances in {} dropped Region(s)",
                 dropped_regions.len()
@@ -350,6 +383,7 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
             accounts_to_drop.contains(i.account.as_str()) && kept_regions.contains(&i.region)
         });
         steps.push(Step {
+            purpose: Purpose::Converge,
             summary: format!(
                 "delete instances of {} account(s) no longer targeted",
                 accounts_to_drop.len()
@@ -400,6 +434,7 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
             ));
         }
         steps.push(Step {
+            purpose: Purpose::Converge,
             summary: format!(
                 "update stack set settings ({}) on all {} instance(s)",
                 changes
@@ -452,6 +487,7 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
         let missing: Vec<String> = listed.difference(&present).map(|a| a.to_string()).collect();
         if !missing.is_empty() && !kept_regions.is_empty() {
             steps.push(Step {
+                purpose: Purpose::Converge,
                 summary: format!(
                     "create instances for {} newly listed account(s)",
                     missing.len()
@@ -498,6 +534,7 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
                 failed_units
             };
             steps.push(Step {
+                purpose: Purpose::Converge,
                 summary: format!(
                     "retry {} OUTDATED instance(s) left by a failed operation",
                     failed.len()
@@ -523,8 +560,97 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
             });
         }
     }
+    // 6. Accounts left without an instance (auto-deployment failed, or is off): re-submit the targets, which
+    //    creates only the missing instances. Not when this plan already creates instances.
+    let creating = steps
+        .iter()
+        .any(|s| matches!(s.action, Action::CreateStackInstances { .. }));
+    let gaps: Vec<&(String, String)> = observed
+        .overdue_gaps
+        .iter()
+        .filter(|(_, region)| regions.contains(region))
+        .collect();
+    if spec.repair_coverage && !creating && !gaps.is_empty() && !kept_units.is_empty() {
+        let gap_regions: BTreeSet<String> = gaps.iter().map(|(_, r)| r.clone()).collect();
+        let mut step = create_step(
+            desired,
+            kept_units.clone(),
+            gap_regions.into_iter().collect(),
+            "repair",
+        );
+        step.purpose = Purpose::RepairCoverage;
+        step.summary = format!(
+            "repair coverage: {} account(s) x Region(s) without an instance; re-submit the targets (creates only \
+             what is missing)",
+            gaps.len()
+        );
+        step.changes = gaps
+            .iter()
+            .map(|(account, region)| Change {
+                field: format!("instance {account}/{region}"),
+                from: "(missing)".into(),
+                to: "CURRENT".into(),
+            })
+            .collect();
+        steps.push(step);
+    }
+
+    // 7. Drift remediation: re-apply the stack set to exactly the DRIFTED instances. An UpdateStackSet in this
+    //    plan re-applies everything anyway.
+    let remediate = spec.drift_detection.as_ref().is_some_and(|d| d.remediate);
+    if remediate && !update_settings && !observed.drift_remediated {
+        let drifted: Vec<&StackInstance> = observed
+            .instances
+            .iter()
+            .filter(|i| i.drift_status.as_deref() == Some("DRIFTED") && !i.in_progress())
+            .filter(|i| regions.contains(&i.region))
+            .filter(|i| {
+                i.organizational_unit_id
+                    .as_ref()
+                    .is_none_or(|u| units.contains(u))
+            })
+            .collect();
+        if !drifted.is_empty() {
+            let accounts: BTreeSet<String> = drifted.iter().map(|i| i.account.clone()).collect();
+            let drifted_regions: BTreeSet<String> =
+                drifted.iter().map(|i| i.region.clone()).collect();
+            let drifted_units: BTreeSet<String> = drifted
+                .iter()
+                .filter_map(|i| i.organizational_unit_id.clone())
+                .collect();
+            let drifted_units = if drifted_units.is_empty() {
+                units.clone()
+            } else {
+                drifted_units
+            };
+            steps.push(Step {
+                purpose: Purpose::RemediateDrift,
+                summary: format!(
+                    "re-apply the stack set to {} DRIFTED instance(s)",
+                    drifted.len()
+                ),
+                changes: drifted
+                    .iter()
+                    .map(|i| Change {
+                        field: format!("instance {}/{}", i.account, i.region),
+                        from: "DRIFTED".into(),
+                        to: "re-applied".into(),
+                    })
+                    .collect(),
+                action: Action::UpdateStackInstances {
+                    targets: account_targets(
+                        drifted_units.into_iter().collect(),
+                        accounts.into_iter(),
+                    ),
+                    regions: drifted_regions.into_iter().collect(),
+                },
+            });
+        }
+    }
     Ok(Plan { steps })
 }
 
+#[cfg(test)]
+mod repair_tests;
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Action, Change, Desired, Observed, Step, UNSET};
+use super::{Action, Change, Desired, Observed, Purpose, Step, UNSET};
 use crate::cloud::{AccountFilterType, InstanceStatus, ObservedStackSet, StackInstance, Targets};
 use crate::desired::ROOT;
 use crate::error::Error;
@@ -36,6 +36,7 @@ pub(super) fn push_retained_delete(
     let accounts: BTreeSet<String> = retained.iter().map(|i| i.account.clone()).collect();
     let regions: BTreeSet<String> = retained.iter().map(|i| i.region.clone()).collect();
     steps.push(Step {
+purpose: Purpose::Converge,
         summary: format!(
             "delete {} instance(s) of suspended/closed accounts or INOPERABLE instances, keeping their stacks \
              (AWS requires RetainStacks for them)",
@@ -185,6 +186,7 @@ pub(super) fn create_step(
         changes = regions.iter().map(|r| added("regions", r)).collect();
     }
     Step {
+        purpose: Purpose::Converge,
         summary: format!(
             "create instances for {} {what}(s): {} OU(s) x {} Region(s)",
             changes.len(),

@@ -6,13 +6,13 @@ use super::*;
 use crate::cloud::{ObservedStackSet, StackSetStatus};
 use crate::desired::{Deployment, parse_str};
 
-const ROOT_ID: &str = "r-ab12";
-const OU_A: &str = "ou-ab12-aaaaaaaa";
-const OU_B: &str = "ou-ab12-bbbbbbbb";
+pub(super) const ROOT_ID: &str = "r-ab12";
+pub(super) const OU_A: &str = "ou-ab12-aaaaaaaa";
+pub(super) const OU_B: &str = "ou-ab12-bbbbbbbb";
 const OU_C: &str = "ou-ab12-cccccccc";
-const BODY: &str = r#"{"Resources": {"Role": {"Type": "AWS::IAM::Role"}}}"#;
+pub(super) const BODY: &str = r#"{"Resources": {"Role": {"Type": "AWS::IAM::Role"}}}"#;
 
-fn deployment(extra: &str) -> Deployment {
+pub(super) fn deployment(extra: &str) -> Deployment {
     let yaml = format!(
         "apiVersion: stacksetd.dev/v1alpha1\nkind: StackSetDeployment\nmetadata: {{name: t}}\nspec:\n  \
          stackSetName: Vendor\n  description: vendor access\n  managementAccountId: \"111111111111\"\n  \
@@ -23,7 +23,7 @@ fn deployment(extra: &str) -> Deployment {
 }
 
 /// A deployment with the given targets and regions (plus any extra spec lines).
-fn with_targets(units: &[&str], regions: &[&str], extra: &str) -> Deployment {
+pub(super) fn with_targets(units: &[&str], regions: &[&str], extra: &str) -> Deployment {
     deployment(&format!(
         "  deploymentTargets: {{organizationalUnitIds: [{}]}}\n  regions: [{}]\n{extra}",
         units.join(", "),
@@ -31,12 +31,12 @@ fn with_targets(units: &[&str], regions: &[&str], extra: &str) -> Deployment {
     ))
 }
 
-fn template(body: &str) -> Template {
+pub(super) fn template(body: &str) -> Template {
     Template::from_body("file:///t.json", body.to_string()).unwrap()
 }
 
 /// The stack set exactly as the default deployment wants it.
-fn converged_stack_set(units: &[&str], regions: &[&str]) -> ObservedStackSet {
+pub(super) fn converged_stack_set(units: &[&str], regions: &[&str]) -> ObservedStackSet {
     ObservedStackSet {
         name: "Vendor".into(),
         arn: None,
@@ -58,10 +58,11 @@ fn converged_stack_set(units: &[&str], regions: &[&str]) -> ObservedStackSet {
         managed_execution: Some(false),
         organizational_unit_ids: Some(units.iter().map(|s| s.to_string()).collect()),
         regions: Some(regions.iter().map(|s| s.to_string()).collect()),
+        drift: None,
     }
 }
 
-fn instance(account: &str, region: &str, unit: &str) -> StackInstance {
+pub(super) fn instance(account: &str, region: &str, unit: &str) -> StackInstance {
     StackInstance {
         account: account.into(),
         region: region.into(),
@@ -74,15 +75,16 @@ fn instance(account: &str, region: &str, unit: &str) -> StackInstance {
     }
 }
 
-fn observed(stack_set: ObservedStackSet, instances: Vec<StackInstance>) -> Observed {
+pub(super) fn observed(stack_set: ObservedStackSet, instances: Vec<StackInstance>) -> Observed {
     Observed {
         stack_set: Some(stack_set),
         instances,
         inactive_accounts: BTreeSet::new(),
+        ..Observed::default()
     }
 }
 
-fn run(d: &Deployment, body: &str, observed: &Observed) -> Plan {
+pub(super) fn run(d: &Deployment, body: &str, observed: &Observed) -> Plan {
     let t = template(body);
     plan(
         Desired {
@@ -95,11 +97,11 @@ fn run(d: &Deployment, body: &str, observed: &Observed) -> Plan {
     .unwrap()
 }
 
-fn names(plan: &Plan) -> Vec<&'static str> {
+pub(super) fn names(plan: &Plan) -> Vec<&'static str> {
     plan.steps.iter().map(|s| s.action.name()).collect()
 }
 
-fn strings(items: &[&str]) -> Vec<String> {
+pub(super) fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 

@@ -432,6 +432,19 @@ impl Cloud for Lagging {
     async fn delete_stack_set(&self, name: &str, call_as: CallAs) -> stacksetd::cloud::Result<()> {
         self.sim.delete_stack_set(name, call_as).await
     }
+    async fn detect_stack_set_drift(
+        &self,
+        request: &stacksetd::cloud::DetectDriftRequest,
+    ) -> stacksetd::cloud::Result<String> {
+        self.sim.detect_stack_set_drift(request).await
+    }
+    async fn assume_role(
+        &self,
+        role_arn: &str,
+        session_name: &str,
+    ) -> stacksetd::cloud::Result<()> {
+        self.sim.assume_role(role_arn, session_name).await
+    }
     fn calls(&self) -> &CallCounter {
         self.sim.calls()
     }

@@ -1,0 +1,302 @@
+//! Coverage of the organization: which member accounts the deployment targets, against the instances the stack
+//! set has. Pure (organization snapshot + desired targets + instances in, counts and lists out), so `status`,
+//! the metrics and the coverage repair all read the same numbers.
+//!
+//! "Missing" is the seed's "blocked" account: an active member account under a targeted OU (recursively, account
+//! filter applied, management account excluded, since CloudFormation never deploys a service-managed instance
+//! there) that has no instance in a desired Region. Suspended and closing accounts are neither missing nor
+//! failures: they are counted on their own.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use crate::cloud::org::OrgSnapshot;
+use crate::cloud::{AccountFilterType, InstanceStatus, StackInstance};
+use crate::desired::{Deployment, Ensure, ROOT};
+
+/// An account and a Region.
+pub type Slot = (String, String);
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Coverage {
+    /// Active member accounts the targets cover.
+    pub targeted: BTreeSet<String>,
+    /// Targeted accounts that are suspended, pending closure or closed.
+    pub inactive: BTreeSet<String>,
+    /// Targeted active accounts x desired Regions without an instance.
+    pub missing: BTreeSet<Slot>,
+    /// Instances outside the targets: an account no longer targeted (or no longer in the organization), or a
+    /// Region no longer desired. Usually a deletion still to come, or instances made by someone else.
+    pub orphaned: BTreeSet<Slot>,
+    /// Instances by status, among all the stack set's instances.
+    pub outdated: usize,
+    pub inoperable: usize,
+    /// Instances whose last operation skipped them because the account is suspended (AWS counts no failure).
+    pub skipped_suspended: usize,
+}
+
+impl Coverage {
+    /// Accounts with at least one missing instance (the `accounts_missing_instance` metric).
+    pub fn accounts_missing(&self) -> BTreeSet<&str> {
+        self.missing.iter().map(|(a, _)| a.as_str()).collect()
+    }
+}
+
+/// Compare the targets with the instances. An `ensure: Absent` deployment targets nothing: every instance it
+/// still has is orphaned (about to be deleted).
+pub fn coverage(
+    deployment: &Deployment,
+    org: &OrgSnapshot,
+    instances: &[StackInstance],
+) -> Coverage {
+    let spec = &deployment.spec;
+    let mut out = Coverage::default();
+    for instance in instances {
+        match instance.status {
+            InstanceStatus::Outdated => out.outdated += 1,
+            InstanceStatus::Inoperable => out.inoperable += 1,
+            _ => {}
+        }
+        if instance.skipped_suspended() {
+            out.skipped_suspended += 1;
+        }
+    }
+    if spec.ensure == Ensure::Present {
+        let targets = &spec.deployment_targets;
+        let units: Vec<String> = targets
+            .organizational_unit_ids
+            .iter()
+            .map(|u| {
+                if u == ROOT {
+                    org.root_id.clone()
+                } else {
+                    u.clone()
+                }
+            })
+            .collect();
+        let listed: BTreeSet<&str> = targets.accounts.iter().map(String::as_str).collect();
+        for candidate in org.accounts_under(&units) {
+            let id = candidate.account.id.as_str();
+            let included = match targets.account_filter_type {
+                AccountFilterType::Intersection => listed.contains(id),
+                AccountFilterType::Difference => !listed.contains(id),
+                AccountFilterType::None | AccountFilterType::Union => true,
+            };
+            if !included || id == org.management_account_id {
+                continue;
+            }
+            if candidate.account.is_active() {
+                out.targeted.insert(id.to_string());
+            } else {
+                out.inactive.insert(id.to_string());
+            }
+        }
+    }
+    let present: BTreeSet<(&str, &str)> = instances
+        .iter()
+        .map(|i| (i.account.as_str(), i.region.as_str()))
+        .collect();
+    let regions: BTreeSet<&str> = match spec.ensure {
+        Ensure::Present => spec.regions.iter().map(String::as_str).collect(),
+        Ensure::Absent => BTreeSet::new(),
+    };
+    for account in &out.targeted {
+        for region in &regions {
+            if !present.contains(&(account.as_str(), region)) {
+                out.missing.insert((account.clone(), region.to_string()));
+            }
+        }
+    }
+    for instance in instances {
+        let account_targeted =
+            out.targeted.contains(&instance.account) || out.inactive.contains(&instance.account);
+        if !account_targeted || !regions.contains(instance.region.as_str()) {
+            out.orphaned
+                .insert((instance.account.clone(), instance.region.clone()));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::Account;
+    use crate::cloud::org::{OrgAccount, OrgUnit};
+
+    const DESIRED: &str = r#"
+apiVersion: stacksetd.dev/v1alpha1
+kind: StackSetDeployment
+metadata: {name: vendor}
+spec:
+  stackSetName: Vendor
+  managementAccountId: "100000000000"
+  template: {url: "file:///t.json"}
+  deploymentTargets: {organizationalUnitIds: [ROOT]}
+  regions: [us-east-1, eu-west-1]
+"#;
+
+    fn deployment(extra: &str) -> Deployment {
+        let text = format!("{DESIRED}{extra}");
+        crate::desired::parse_str(&text, std::path::Path::new("test.yaml"))
+            .expect("valid")
+            .remove(0)
+    }
+
+    /// Root r-1 holds the management account and OU ou-a, which holds OU ou-b; one suspended account.
+    fn org() -> OrgSnapshot {
+        let mut org = OrgSnapshot {
+            organization_id: "o-1".into(),
+            management_account_id: "100000000000".into(),
+            root_id: "r-1".into(),
+            ..OrgSnapshot::default()
+        };
+        for (id, parent) in [("r-1", None), ("ou-a", Some("r-1")), ("ou-b", Some("ou-a"))] {
+            org.units.insert(
+                id.into(),
+                OrgUnit {
+                    id: id.into(),
+                    name: id.into(),
+                    parent: parent.map(Into::into),
+                },
+            );
+        }
+        for (id, parent, state) in [
+            ("100000000000", "r-1", "ACTIVE"),
+            ("200000000000", "ou-a", "ACTIVE"),
+            ("300000000000", "ou-b", "ACTIVE"),
+            ("400000000000", "ou-b", "SUSPENDED"),
+        ] {
+            org.accounts.insert(
+                id.into(),
+                OrgAccount {
+                    account: Account {
+                        id: id.into(),
+                        name: id.into(),
+                        state: state.into(),
+                    },
+                    parent: parent.into(),
+                },
+            );
+        }
+        org
+    }
+
+    fn instance(
+        account: &str,
+        region: &str,
+        status: InstanceStatus,
+        detailed: &str,
+    ) -> StackInstance {
+        StackInstance {
+            account: account.into(),
+            region: region.into(),
+            organizational_unit_id: Some("r-1".into()),
+            status,
+            detailed_status: Some(detailed.into()),
+            status_reason: None,
+            drift_status: None,
+            last_operation_id: None,
+        }
+    }
+
+    #[test]
+    fn nested_accounts_count_and_the_management_account_is_never_targeted() {
+        let c = coverage(&deployment(""), &org(), &[]);
+        assert_eq!(
+            c.targeted.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["200000000000", "300000000000"]
+        );
+        assert_eq!(
+            c.inactive.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["400000000000"]
+        );
+        assert_eq!(c.missing.len(), 4, "2 active accounts x 2 Regions");
+        assert_eq!(c.accounts_missing().len(), 2);
+    }
+
+    #[test]
+    fn statuses_orphans_and_suspended_are_counted_apart() {
+        let instances = [
+            instance(
+                "200000000000",
+                "us-east-1",
+                InstanceStatus::Current,
+                "SUCCEEDED",
+            ),
+            instance(
+                "200000000000",
+                "eu-west-1",
+                InstanceStatus::Outdated,
+                "FAILED",
+            ),
+            instance(
+                "300000000000",
+                "us-east-1",
+                InstanceStatus::Inoperable,
+                "INOPERABLE",
+            ),
+            // A Region no longer desired, and the management account (moto deploys there): orphans.
+            instance(
+                "300000000000",
+                "ap-south-1",
+                InstanceStatus::Current,
+                "SUCCEEDED",
+            ),
+            instance(
+                "100000000000",
+                "us-east-1",
+                InstanceStatus::Current,
+                "SUCCEEDED",
+            ),
+            instance(
+                "400000000000",
+                "us-east-1",
+                InstanceStatus::Outdated,
+                "SKIPPED_SUSPENDED_ACCOUNT",
+            ),
+        ];
+        let c = coverage(&deployment(""), &org(), &instances);
+        assert_eq!(
+            c.missing,
+            BTreeSet::from([("300000000000".to_string(), "eu-west-1".to_string())])
+        );
+        assert_eq!(
+            c.orphaned,
+            BTreeSet::from([
+                ("100000000000".to_string(), "us-east-1".to_string()),
+                ("300000000000".to_string(), "ap-south-1".to_string()),
+            ])
+        );
+        assert_eq!((c.outdated, c.inoperable, c.skipped_suspended), (2, 1, 1));
+    }
+
+    #[test]
+    fn account_filters_narrow_the_targets() {
+        let mut d = deployment("");
+        d.spec.deployment_targets.accounts = vec!["300000000000".into()];
+        d.spec.deployment_targets.account_filter_type = AccountFilterType::Difference;
+        let c = coverage(&d, &org(), &[]);
+        assert_eq!(c.targeted, BTreeSet::from(["200000000000".to_string()]));
+        d.spec.deployment_targets.account_filter_type = AccountFilterType::Intersection;
+        let c = coverage(&d, &org(), &[]);
+        assert_eq!(c.targeted, BTreeSet::from(["300000000000".to_string()]));
+    }
+
+    #[test]
+    fn an_absent_deployment_targets_nothing_and_orphans_everything() {
+        let mut d = deployment("");
+        d.spec.ensure = Ensure::Absent;
+        let instances = [instance(
+            "200000000000",
+            "us-east-1",
+            InstanceStatus::Current,
+            "SUCCEEDED",
+        )];
+        let c = coverage(&d, &org(), &instances);
+        assert!(c.targeted.is_empty() && c.missing.is_empty());
+        assert_eq!(c.orphaned.len(), 1);
+    }
+}
