@@ -25,6 +25,24 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
         exit 1
     }
 fi
+# tests/monitoring.rs checks deploy/prometheus with promtool (Debian package prometheus; its server is not used).
+# Installed only when missing, like systemd-analyze above: root (or password-less sudo), otherwise the script stops.
+if ! command -v promtool >/dev/null 2>&1; then
+    install_prometheus=(sh -c 'apt-get update && apt-get install -y --no-install-recommends prometheus')
+    if [[ "$(id -u)" -eq 0 ]]; then
+        "${install_prometheus[@]}"
+    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        sudo -n "${install_prometheus[@]}"
+    else
+        echo "error: promtool is missing and installing it needs root; run as root:" >&2
+        echo "  apt-get update && apt-get install -y --no-install-recommends prometheus" >&2
+        exit 1
+    fi
+    command -v promtool >/dev/null 2>&1 || {
+        echo "error: promtool is still missing after installing Debian's prometheus package" >&2
+        exit 1
+    }
+fi
 # The end-to-end harness (tests/common/mod.rs) starts tests/moto/launcher.py with this interpreter.
 STACKSETD_TEST_PYTHON="$(pwd)/.venv/bin/python"
 export STACKSETD_TEST_PYTHON
