@@ -6,6 +6,7 @@
 //! what is applied, so a crash or timeout never submits the same change twice; a converged pass costs only
 //! DescribeStackSet and ListStackInstances pages (the organization is re-listed on its own cadence).
 
+mod drift;
 mod memory;
 mod report;
 mod retry;
@@ -27,11 +28,12 @@ use crate::cloud::{
 };
 use crate::desired::{Deployment, OperationPreferences};
 use crate::error::{AwsErrorKind, Error};
-use crate::plan::{self, Action, Desired, Observed, Plan};
+use crate::plan::{self, Action, Desired, Observed, Plan, Purpose};
 use crate::template::{self, Fetcher, TemplateSource};
 
+pub use drift::{drift_due, settings_fingerprint};
 pub use memory::Memory;
-pub use report::{Progress, Report, TemplateReport};
+pub use report::{DriftReport, InstanceProblem, Progress, Report, SpecDrift, TemplateReport};
 pub use retry::{CONVERGE_TRANSIENT_RETRIES, converge, error_backoff, is_transient};
 pub use templates::TemplateView;
 
@@ -59,6 +61,10 @@ pub struct Config {
     pub template_poll_interval: Duration,
     /// A template fetch gives up after this long.
     pub template_fetch_timeout: Duration,
+    /// A coverage gap (a targeted account without an instance) is repaired once it has lasted this long:
+    /// auto-deployment usually fills it within minutes. With auto-deployment off it is repaired at once; a gap a
+    /// repair did not fill waits this long again.
+    pub coverage_grace: Duration,
 }
 
 impl Default for Config {
@@ -74,6 +80,7 @@ impl Default for Config {
             track_progress: false,
             template_poll_interval: Duration::from_secs(300),
             template_fetch_timeout: template::FETCH_TIMEOUT,
+            coverage_grace: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -208,6 +215,8 @@ pub async fn reconcile(deployment: &Deployment, ctx: &Context) -> Result<Outcome
             ));
         }
         ctx.memory.finish(name, &inflight.id);
+        ctx.memory
+            .record_ended(name, operation.action.as_str(), operation.status.as_str());
         info!(operation = %operation.id, status = operation.status.as_str(), "operation finished");
         check_operation(ctx, deployment, &operation).await?;
     }
@@ -217,6 +226,13 @@ pub async fn reconcile(deployment: &Deployment, ctx: &Context) -> Result<Outcome
     let settled = observed.instances.iter().all(|i| !i.in_progress());
     if plan.is_empty() && settled {
         ctx.memory.succeeded(name);
+        if let Some(stack_set) = &observed.stack_set {
+            ctx.memory
+                .set_baseline(name, drift::settings_fingerprint(stack_set));
+        }
+        if let Some(outcome) = drift::detect_if_due(deployment, ctx, &observed, &report).await? {
+            return Ok(outcome);
+        }
         return Ok(Outcome {
             state: State::Converged,
             requeue_after: ctx.config.resync_interval,
@@ -255,7 +271,7 @@ pub async fn reconcile(deployment: &Deployment, ctx: &Context) -> Result<Outcome
     }
 
     // 4. Act: the first step only; the next pass observes its effect.
-    submit(deployment, ctx, &plan, &recent, report).await
+    submit(deployment, ctx, &plan, &recent, &observed, report).await
 }
 
 /// What a pass sees: the template version to plan with (and the decision about the version fetched), the stack
@@ -291,12 +307,22 @@ pub async fn observe(deployment: &Deployment, ctx: &Context) -> Result<Observati
         .filter(|a| !a.account.is_active())
         .map(|a| a.account.id.clone())
         .collect();
-    let observed = Observed {
+    let mut observed = Observed {
         stack_set,
         instances,
         inactive_accounts,
         ..Observed::default()
     };
+    if observed.stack_set.is_some() && spec.ensure == crate::desired::Ensure::Present {
+        let coverage = crate::coverage::coverage(deployment, &org, &observed.instances);
+        observed.overdue_gaps = ctx.memory.overdue_gaps(
+            deployment.name(),
+            &coverage.missing,
+            ctx.config.coverage_grace,
+            spec.auto_deployment.enabled,
+        );
+        observed.drift_remediated = drift::remediated(deployment, ctx, &observed);
+    }
     let template = templates::template_view(deployment, ctx, &url, candidate, &observed)?;
     Ok(Observation {
         template,
@@ -324,6 +350,7 @@ async fn observe_and_plan(
         &observed,
     )?;
     let mut report = Report::new(deployment, &template.effective, &observed, &org, &plan);
+    drift::spec_drift(deployment, ctx, &observed, &mut report);
     report.template_sha256 = Some(template.report.sha256.clone());
     report.template = Some(template.report);
     Ok((plan, report, observed))
@@ -392,6 +419,7 @@ async fn submit(
     ctx: &Context,
     plan: &Plan,
     recent: &[Operation],
+    observed: &Observed,
     report: Report,
 ) -> Result<Outcome, Error> {
     let name = deployment.name();
@@ -415,6 +443,15 @@ async fn submit(
     info!(action = step.action.name(), operation = %id, summary = %step.summary, "submitting");
     match send(deployment, ctx, &step.action, &id).await {
         Ok(()) => {
+            match step.purpose {
+                Purpose::RepairCoverage => ctx.memory.repaired(name, &observed.overdue_gaps),
+                Purpose::RemediateDrift => drift::record_remediation(deployment, ctx, observed),
+                Purpose::Converge => {}
+            }
+            if matches!(step.action, Action::UpdateStackSet { .. }) {
+                // stacksetd's own change: what the stack set looks like next is not drift.
+                ctx.memory.clear_baseline(name);
+            }
             let operation_id = step.action.is_operation().then(|| id.clone());
             if let Some(id) = &operation_id {
                 ctx.memory.adopt(name, id);
@@ -445,6 +482,8 @@ async fn submit(
                 return Ok(waiting(ctx, &op, Instant::now(), None, report));
             }
             ctx.memory.finish(name, &id);
+            ctx.memory
+                .record_ended(name, op.action.as_str(), op.status.as_str());
             check_operation(ctx, deployment, &op).await?;
             Ok(Outcome {
                 state: State::Settling,

@@ -262,6 +262,8 @@ async fn run_daemon(settings: &Settings) -> anyhow::Result<ExitCode> {
         listen: settings.listen,
         concurrency: settings.concurrency,
         shutdown_timeout: settings.shutdown_timeout(),
+        access_check_interval: settings.access_check_interval.0,
+        access_check_concurrency: settings.access_check_concurrency,
     };
     let daemon = daemon::Daemon::bind(cloud, config, options).await?;
     let reloader = daemon.reloader();

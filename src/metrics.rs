@@ -293,6 +293,255 @@ impl TemplateMetrics {
     }
 }
 
+/// The fleet as the last pass observed it: instances by status, coverage of the organization, both kinds of
+/// drift, operations, and member access. Gauges are set from each pass that observed the stack set (a pass that
+/// only polled a running operation leaves them as they were).
+#[derive(Clone)]
+pub struct FleetMetrics {
+    instances: GaugeVec,
+    accounts_targeted: GaugeVec,
+    accounts_missing: GaugeVec,
+    accounts_inactive: GaugeVec,
+    coverage: GaugeVec,
+    operations: IntCounterVec,
+    drift_status: GaugeVec,
+    drifted_instances: GaugeVec,
+    spec_drift: GaugeVec,
+    spec_drift_total: IntCounterVec,
+    access_failures: GaugeVec,
+    access_checked: GaugeVec,
+    /// Per deployment: the (status, detailed_status) series set by the last pass, to drop the ones that vanish.
+    instance_labels: Arc<Mutex<HashMap<String, Vec<(String, String)>>>>,
+}
+
+/// The drift statuses `stackset_drift_status` has a series for (1 for the current one, 0 for the others).
+const DRIFT_STATUSES: [&str; 3] = ["DRIFTED", "IN_SYNC", "NOT_CHECKED"];
+/// The stack set settings `spec_drift` tracks (controller::settings_fingerprint's keys).
+const SPEC_FIELDS: [&str; 7] = [
+    "description",
+    "template",
+    "parameters",
+    "tags",
+    "capabilities",
+    "autoDeployment",
+    "managedExecution",
+];
+/// The coverage states of `coverage_instances`.
+const COVERAGE_STATES: [&str; 5] = [
+    "missing",
+    "orphaned",
+    "outdated",
+    "inoperable",
+    "skipped_suspended",
+];
+
+impl FleetMetrics {
+    pub fn register(registry: &Registry) -> Result<FleetMetrics, prometheus::Error> {
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let vec = GaugeVec::new(Opts::new(name, help).namespace(NAMESPACE), labels)?;
+            registry.register(Box::new(vec.clone()))?;
+            Ok::<_, prometheus::Error>(vec)
+        };
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let vec = IntCounterVec::new(Opts::new(name, help).namespace(NAMESPACE), labels)?;
+            registry.register(Box::new(vec.clone()))?;
+            Ok::<_, prometheus::Error>(vec)
+        };
+        Ok(FleetMetrics {
+            instances: gauge(
+                "stack_instances",
+                "Stack instances by status and detailed status, as ListStackInstances reports them.",
+                &["deployment", "status", "detailed_status"],
+            )?,
+            accounts_targeted: gauge(
+                "accounts_targeted",
+                "Active member accounts the deployment targets (OUs recursively, account filter applied, management account excluded).",
+                &["deployment"],
+            )?,
+            accounts_missing: gauge(
+                "accounts_missing_instance",
+                "Targeted active accounts without an instance in at least one desired Region (the vendor's blocked accounts).",
+                &["deployment"],
+            )?,
+            accounts_inactive: gauge(
+                "accounts_inactive",
+                "Targeted accounts that are suspended, pending closure or closed (not failures, not missing).",
+                &["deployment"],
+            )?,
+            coverage: gauge(
+                "coverage_instances",
+                "Account x Region slots by coverage state: missing, orphaned (outside the targets), outdated, inoperable, skipped_suspended.",
+                &["deployment", "state"],
+            )?,
+            operations: counter(
+                "stackset_operations_total",
+                "Stack set operations stacksetd waited for, by action and final status.",
+                &["deployment", "action", "status"],
+            )?,
+            drift_status: gauge(
+                "stackset_drift_status",
+                "1 for the stack set's drift status from the last completed drift detection (DRIFTED, IN_SYNC, NOT_CHECKED), 0 for the others.",
+                &["deployment", "status"],
+            )?,
+            drifted_instances: gauge(
+                "drifted_stack_instances",
+                "Stack instances whose drift status is DRIFTED.",
+                &["deployment"],
+            )?,
+            spec_drift: gauge(
+                "spec_drift",
+                "1 while a stack set setting differs from what stacksetd applied (changed outside stacksetd), by field.",
+                &["deployment", "field"],
+            )?,
+            spec_drift_total: counter(
+                "spec_drift_total",
+                "Stack set settings found changed outside stacksetd, by field (each change counted once).",
+                &["deployment", "field"],
+            )?,
+            access_failures: gauge(
+                "member_access_failures",
+                "Targeted member accounts whose role could not be assumed at the last access check.",
+                &["deployment"],
+            )?,
+            access_checked: gauge(
+                "member_access_checked_accounts",
+                "Member accounts tried at the last access check.",
+                &["deployment"],
+            )?,
+            instance_labels: Arc::default(),
+        })
+    }
+
+    /// After a pass: the gauges from its report, the operations that ended, first-seen spec drift.
+    pub fn record_pass(
+        &self,
+        deployment: &str,
+        result: &Result<Outcome, Error>,
+        operations_ended: &[(&'static str, &'static str)],
+    ) {
+        for (action, status) in operations_ended {
+            self.operations
+                .with_label_values(&[deployment, action, status])
+                .inc();
+        }
+        let Ok(outcome) = result else { return };
+        let report = &outcome.report;
+        if !report.observed {
+            return;
+        }
+        self.set_instances(deployment, &report.instances);
+        let set = |gauge: &GaugeVec, value: usize| {
+            gauge.with_label_values(&[deployment]).set(value as f64);
+        };
+        set(&self.accounts_targeted, report.accounts_targeted);
+        set(&self.accounts_missing, report.accounts_missing_instance);
+        set(&self.accounts_inactive, report.inactive_accounts);
+        for (state, value) in COVERAGE_STATES.iter().zip([
+            report.missing_instances,
+            report.orphaned_instances,
+            report.outdated_instances,
+            report.inoperable_instances,
+            report.skipped_suspended_instances,
+        ]) {
+            self.coverage
+                .with_label_values(&[deployment, state])
+                .set(value as f64);
+        }
+        if let Some(drift) = &report.drift {
+            for status in DRIFT_STATUSES {
+                let current = drift.status == status;
+                self.drift_status
+                    .with_label_values(&[deployment, status])
+                    .set(if current { 1.0 } else { 0.0 });
+            }
+            set(&self.drifted_instances, drift.drifted_instances);
+        }
+        for field in SPEC_FIELDS {
+            let drifted = report.spec_drift.iter().any(|d| d.field == field);
+            self.spec_drift
+                .with_label_values(&[deployment, field])
+                .set(if drifted { 1.0 } else { 0.0 });
+        }
+        for field in &report.spec_drift_new {
+            self.spec_drift_total
+                .with_label_values(&[deployment, field])
+                .inc();
+        }
+    }
+
+    /// One series per (status, detailed status) the pass saw; series that vanished are dropped, so a sum over
+    /// the deployment always equals the instance count.
+    fn set_instances(&self, deployment: &str, counts: &std::collections::BTreeMap<String, usize>) {
+        let now: Vec<(String, String)> = counts
+            .keys()
+            .map(|key| {
+                let (status, detailed) = key.split_once('/').unwrap_or((key.as_str(), "-"));
+                (status.to_string(), detailed.to_string())
+            })
+            .collect();
+        let mut known = self
+            .instance_labels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(before) = known.get(deployment) {
+            for (status, detailed) in before.iter().filter(|l| !now.contains(l)) {
+                let _ = self
+                    .instances
+                    .remove_label_values(&[deployment, status, detailed]);
+            }
+        }
+        for ((status, detailed), count) in now.iter().zip(counts.values()) {
+            self.instances
+                .with_label_values(&[deployment, status, detailed])
+                .set(*count as f64);
+        }
+        known.insert(deployment.to_string(), now);
+    }
+
+    /// After an access check.
+    pub fn record_access(&self, deployment: &str, checked: usize, failures: usize) {
+        self.access_checked
+            .with_label_values(&[deployment])
+            .set(checked as f64);
+        self.access_failures
+            .with_label_values(&[deployment])
+            .set(failures as f64);
+    }
+
+    /// A deployment left the desired state: drop its gauges (counters stay).
+    pub fn forget(&self, deployment: &str) {
+        for gauge in [
+            &self.accounts_targeted,
+            &self.accounts_missing,
+            &self.accounts_inactive,
+            &self.drifted_instances,
+            &self.access_failures,
+            &self.access_checked,
+        ] {
+            let _ = gauge.remove_label_values(&[deployment]);
+        }
+        for state in COVERAGE_STATES {
+            let _ = self.coverage.remove_label_values(&[deployment, state]);
+        }
+        for status in DRIFT_STATUSES {
+            let _ = self.drift_status.remove_label_values(&[deployment, status]);
+        }
+        for field in SPEC_FIELDS {
+            let _ = self.spec_drift.remove_label_values(&[deployment, field]);
+        }
+        let known = self
+            .instance_labels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(deployment);
+        for (status, detailed) in known.into_iter().flatten() {
+            let _ = self
+                .instances
+                .remove_label_values(&[deployment, &status, &detailed]);
+        }
+    }
+}
+
 /// `stacksetd_aws_requests_total{service,operation,outcome}`, copied from the cloud port's `CallCounter` at
 /// scrape time.
 pub struct AwsRequests {

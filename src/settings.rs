@@ -24,6 +24,9 @@ listen: 127.0.0.1:9464
 resync_interval: 5m
 template_poll_interval: 5m
 org_scan_interval: 10m
+coverage_grace_period: 15m
+access_check_interval: 1h
+access_check_concurrency: 8
 concurrency: 4
 shutdown_timeout: 10s
 activate_trusted_access: false
@@ -44,6 +47,9 @@ pub struct Settings {
     pub resync_interval: HumanDuration,
     pub template_poll_interval: HumanDuration,
     pub org_scan_interval: HumanDuration,
+    pub coverage_grace_period: HumanDuration,
+    pub access_check_interval: HumanDuration,
+    pub access_check_concurrency: usize,
     pub concurrency: usize,
     pub shutdown_timeout: HumanDuration,
     pub activate_trusted_access: bool,
@@ -169,6 +175,16 @@ impl Settings {
         if self.concurrency == 0 {
             return Err(Error::Settings("concurrency must be at least 1".into()));
         }
+        if self.access_check_concurrency == 0 {
+            return Err(Error::Settings(
+                "access_check_concurrency must be at least 1".into(),
+            ));
+        }
+        if self.access_check_interval.0.is_zero() {
+            return Err(Error::Settings(
+                "access_check_interval must be longer than 0s".into(),
+            ));
+        }
         if self.aws.max_attempts == 0 {
             return Err(Error::Settings(
                 "aws.max_attempts must be at least 1".into(),
@@ -197,6 +213,7 @@ impl Settings {
             resync_interval: self.resync_interval.0,
             org_scan_interval: self.org_scan_interval.0,
             template_poll_interval: self.template_poll_interval.0,
+            coverage_grace: self.coverage_grace_period.0,
             ..crate::controller::Config::default()
         }
     }

@@ -10,7 +10,8 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::controller::{Outcome, State, TemplateReport, is_transient};
+use crate::access::AccessReport;
+use crate::controller::{Outcome, Report, State, TemplateReport, is_transient};
 use crate::desired::{Deployment, Problem};
 use crate::error::Error;
 use crate::metrics::ReloadResult;
@@ -71,6 +72,11 @@ pub struct DeploymentStatus {
     /// The template URL's last fetches, updated by every poll (a failed poll shows here at once, while the
     /// version held stays in use).
     pub template_fetch: Option<SourceState>,
+    /// The last pass that observed the stack set: instances, coverage, drift (a pass that only polled a running
+    /// operation does not replace it).
+    pub observed: Option<Report>,
+    /// The last member access check (`spec.accessCheck`).
+    pub access: Option<AccessReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -227,6 +233,9 @@ impl StatusBoard {
                     d.last_success_at = Some(at);
                     d.last_error = None;
                     d.last_outcome = Some(outcome.clone());
+                    if outcome.report.observed {
+                        d.observed = Some(outcome.report.clone());
+                    }
                     if let Some(template) = &outcome.report.template {
                         d.template_fetch = template.source.clone();
                         d.template = Some(template.clone());
@@ -253,6 +262,15 @@ impl StatusBoard {
                 if let Some(d) = s.deployments.get_mut(*name) {
                     d.template_fetch = state.clone();
                 }
+            }
+        });
+    }
+
+    /// A member access check finished.
+    pub fn record_access(&self, name: &str, report: AccessReport) {
+        self.with(|s| {
+            if let Some(d) = s.deployments.get_mut(name) {
+                d.access = Some(report);
             }
         });
     }
@@ -290,6 +308,8 @@ fn new_deployment_status() -> DeploymentStatus {
         last_outcome: None,
         template: None,
         template_fetch: None,
+        observed: None,
+        access: None,
     }
 }
 

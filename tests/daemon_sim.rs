@@ -256,6 +256,8 @@ impl Setup {
             listen: "127.0.0.1:0".parse().unwrap(),
             concurrency: self.concurrency,
             shutdown_timeout: self.shutdown_timeout,
+            access_check_interval: Duration::from_secs(3600),
+            access_check_concurrency: 4,
         };
         let daemon = Daemon::bind(probe.clone(), config, options).await.unwrap();
         let addr = daemon.local_addr().to_string();
@@ -421,6 +423,8 @@ async fn a_kubernetes_configmap_swap_is_picked_up() {
         listen: "127.0.0.1:0".parse().unwrap(),
         concurrency: 1,
         shutdown_timeout: Duration::from_secs(5),
+        access_check_interval: Duration::from_secs(3600),
+        access_check_concurrency: 4,
     };
     let daemon = Daemon::bind(Arc::new(sim.clone()), config, options)
         .await

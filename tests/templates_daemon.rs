@@ -41,6 +41,8 @@ async fn the_daemon_follows_publications_on_its_poll_interval() {
         listen: "127.0.0.1:0".parse().unwrap(),
         concurrency: 2,
         shutdown_timeout: Duration::from_secs(5),
+        access_check_interval: Duration::from_secs(3600),
+        access_check_concurrency: 4,
     };
     let daemon = Daemon::bind(Arc::new(sim.clone()), config, options)
         .await

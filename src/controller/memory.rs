@@ -35,6 +35,8 @@ struct Entry {
     remediated_check: Option<Option<SystemTime>>,
     /// When stacksetd last submitted a drift detection (for endpoints that never report a timestamp).
     drift_submitted: Option<SystemTime>,
+    /// Operations seen ending, (action, status), not yet counted in the metrics.
+    ended: Vec<(&'static str, &'static str)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -198,8 +200,23 @@ impl Memory {
         self.with(deployment, |e| e.drift_submitted)
     }
 
+    /// A drift detection was started: it also confirms (or not) the last remediation, so the next one may
+    /// follow its result.
     pub fn submitted_drift_detection(&self, deployment: &str, at: SystemTime) {
-        self.with(deployment, |e| e.drift_submitted = Some(at))
+        self.with(deployment, |e| {
+            e.drift_submitted = Some(at);
+            e.remediated_check = None;
+        })
+    }
+
+    /// An operation stacksetd waited for ended.
+    pub fn record_ended(&self, deployment: &str, action: &'static str, status: &'static str) {
+        self.with(deployment, |e| e.ended.push((action, status)))
+    }
+
+    /// The operations seen ending since the last call (for the stackset_operations_total counter).
+    pub fn take_ended(&self, deployment: &str) -> Vec<(&'static str, &'static str)> {
+        self.with(deployment, |e| std::mem::take(&mut e.ended))
     }
 
     /// Forget a deployment removed from the desired state.

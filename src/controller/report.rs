@@ -1,14 +1,14 @@
 //! What a pass found, for `status`, the CLI and (later) metrics: instance counts by status, coverage of the
 //! organization (the seed's "blocked" accounts), the template version and what is pending.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use crate::cloud::org::OrgSnapshot;
-use crate::cloud::{AccountFilterType, StackInstance};
-use crate::desired::TemplateSpec;
-use crate::desired::{Deployment, Ensure, ROOT};
+use crate::cloud::{InstanceStatus, StackInstance};
+use crate::coverage;
+use crate::desired::{Deployment, TemplateSpec};
 use crate::iam::Offense;
 use crate::plan::{Observed, Plan};
 use crate::template::{Decision, SourceState, Template};
@@ -18,6 +18,10 @@ const ACCOUNTS_LISTED: usize = 50;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Report {
+    /// This pass observed the stack set (false for a pass that only polled a running operation: its counts
+    /// are not a fresh observation and must not overwrite the last one).
+    #[serde(skip)]
+    pub observed: bool,
     pub template_sha256: Option<String>,
     pub stack_set_exists: bool,
     /// Instances by "STATUS/DETAILED_STATUS".
@@ -30,6 +34,27 @@ pub struct Report {
     pub missing_accounts: Vec<String>,
     /// Targeted accounts that are suspended or closing: not failures, not missing.
     pub inactive_accounts: usize,
+    /// Accounts with at least one targeted Region lacking an instance (the seed's "blocked" accounts).
+    pub accounts_missing_instance: usize,
+    /// Instances outside the targets (account or Region no longer targeted).
+    pub orphaned_instances: usize,
+    pub orphaned: Vec<String>,
+    pub outdated_instances: usize,
+    pub inoperable_instances: usize,
+    /// Up to 50 INOPERABLE instances with their reasons.
+    pub inoperable: Vec<InstanceProblem>,
+    /// Instances an operation skipped because the account is suspended.
+    pub skipped_suspended_instances: usize,
+    /// Resource drift; `None` before the stack set exists.
+    pub drift: Option<DriftReport>,
+    /// Stack set settings changed outside stacksetd since it last converged (being reverted unless suspended).
+    pub spec_drift: Vec<SpecDrift>,
+    /// Fields whose drift this pass saw first (the spec_drift_total counter counts each once).
+    #[serde(skip)]
+    pub spec_drift_new: Vec<&'static str>,
+    /// Operations that ended during this pass (action, status): the stackset_operations_total counter.
+    #[serde(skip)]
+    pub operations_ended: Vec<(&'static str, &'static str)>,
     /// One line per pending step.
     pub pending: Vec<String>,
     /// The template versions: fetched, applied, and what the update policy decided.
@@ -115,24 +140,47 @@ impl Report {
             );
             *instances.entry(key).or_default() += 1;
         }
-        let (accounts_targeted, inactive_accounts, missing) =
-            coverage(deployment, org, &observed.instances);
+        let coverage = coverage::coverage(deployment, org, &observed.instances);
+        let slot = |(account, region): &(String, String)| format!("{account}/{region}");
+        let inoperable = observed
+            .instances
+            .iter()
+            .filter(|i| i.status == InstanceStatus::Inoperable)
+            .take(ACCOUNTS_LISTED)
+            .map(|i| InstanceProblem {
+                instance: format!("{}/{}", i.account, i.region),
+                reason: i.status_reason.clone(),
+            })
+            .collect();
         Report {
+            observed: true,
             template_sha256: Some(template.sha256.clone()),
             stack_set_exists: observed.stack_set.is_some(),
             instances,
-            accounts_targeted,
-            missing_instances: missing.len(),
-            missing_accounts: missing
-                .iter()
-                .map(|(account, _)| account.clone())
-                .collect::<BTreeSet<_>>()
+            accounts_targeted: coverage.targeted.len(),
+            accounts_missing_instance: coverage.accounts_missing().len(),
+            missing_instances: coverage.missing.len(),
+            missing_accounts: coverage
+                .accounts_missing()
                 .into_iter()
                 .take(ACCOUNTS_LISTED)
+                .map(str::to_string)
                 .collect(),
-            inactive_accounts,
+            inactive_accounts: coverage.inactive.len(),
+            orphaned_instances: coverage.orphaned.len(),
+            orphaned: coverage
+                .orphaned
+                .iter()
+                .take(ACCOUNTS_LISTED)
+                .map(slot)
+                .collect(),
+            outdated_instances: coverage.outdated,
+            inoperable_instances: coverage.inoperable,
+            inoperable,
+            skipped_suspended_instances: coverage.skipped_suspended,
+            drift: DriftReport::of(observed),
             pending: plan.steps.iter().map(|s| s.summary.clone()).collect(),
-            template: None,
+            ..Report::default()
         }
     }
 
@@ -141,62 +189,65 @@ impl Report {
     }
 }
 
-/// Active accounts under the targeted OUs (recursively, filter applied, management account excluded) x Regions,
-/// against the instances. Returns (active accounts targeted, inactive accounts targeted, missing (account, region)).
-fn coverage(
-    deployment: &Deployment,
-    org: &OrgSnapshot,
-    instances: &[StackInstance],
-) -> (usize, usize, Vec<(String, String)>) {
-    let spec = &deployment.spec;
-    if spec.ensure == Ensure::Absent {
-        return (0, 0, Vec::new());
-    }
-    let targets = &spec.deployment_targets;
-    let units: Vec<String> = targets
-        .organizational_unit_ids
-        .iter()
-        .map(|u| {
-            if u == ROOT {
-                org.root_id.clone()
-            } else {
-                u.clone()
-            }
+/// An instance that needs attention, with CloudFormation's reason.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InstanceProblem {
+    /// `account/region`.
+    pub instance: String,
+    pub reason: Option<String>,
+}
+
+/// Resource drift: what the last DetectStackSetDrift found (DescribeStackSet) and which instances
+/// ListStackInstances reports DRIFTED now.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftReport {
+    /// DRIFTED | IN_SYNC | NOT_CHECKED (NOT_CHECKED until a drift detection has completed).
+    pub status: String,
+    pub detection_status: Option<String>,
+    /// RFC 3339.
+    pub last_check: Option<String>,
+    /// Instances whose DriftStatus is DRIFTED.
+    pub drifted_instances: usize,
+    /// Up to 50 of them, `account/region`.
+    pub drifted: Vec<String>,
+}
+
+impl DriftReport {
+    fn of(observed: &Observed) -> Option<DriftReport> {
+        let stack_set = observed.stack_set.as_ref()?;
+        let drifted: Vec<String> = observed
+            .instances
+            .iter()
+            .filter(|i| i.drift_status.as_deref() == Some("DRIFTED"))
+            .map(|i| format!("{}/{}", i.account, i.region))
+            .collect();
+        Some(DriftReport {
+            status: stack_set
+                .drift
+                .as_ref()
+                .map_or_else(|| "NOT_CHECKED".to_string(), |d| d.status.clone()),
+            detection_status: stack_set
+                .drift
+                .as_ref()
+                .and_then(|d| d.detection_status.clone()),
+            last_check: stack_set
+                .drift
+                .as_ref()
+                .and_then(|d| d.last_check)
+                .map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+            drifted_instances: drifted.len(),
+            drifted: drifted.into_iter().take(ACCOUNTS_LISTED).collect(),
         })
-        .collect();
-    let listed: BTreeSet<&str> = targets.accounts.iter().map(String::as_str).collect();
-    let mut active = Vec::new();
-    let mut inactive = 0;
-    for candidate in org.accounts_under(&units) {
-        let id = candidate.account.id.as_str();
-        let included = match targets.account_filter_type {
-            AccountFilterType::Intersection => listed.contains(id),
-            AccountFilterType::Difference => !listed.contains(id),
-            AccountFilterType::None | AccountFilterType::Union => true,
-        };
-        // CloudFormation never deploys a service-managed instance to the management account.
-        if !included || id == org.management_account_id {
-            continue;
-        }
-        if candidate.account.is_active() {
-            active.push(id);
-        } else {
-            inactive += 1;
-        }
     }
-    let present: BTreeSet<(&str, &str)> = instances
-        .iter()
-        .map(|i| (i.account.as_str(), i.region.as_str()))
-        .collect();
-    let mut missing = Vec::new();
-    for account in &active {
-        for region in &spec.regions {
-            if !present.contains(&(*account, region.as_str())) {
-                missing.push((account.to_string(), region.clone()));
-            }
-        }
-    }
-    (active.len(), inactive, missing)
+}
+
+/// A stack set setting changed outside stacksetd (spec drift), from what stacksetd applied to what it is now.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SpecDrift {
+    pub field: &'static str,
+    pub applied: String,
+    pub found: String,
 }
 
 /// How far an operation has come, from the instances' detailed statuses.

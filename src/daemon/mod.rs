@@ -26,7 +26,7 @@ use crate::cloud::Cloud;
 use crate::controller::{self, Context};
 use crate::error::Error;
 use crate::http::{self, HttpState};
-use crate::metrics::{AwsRequests, ReconcileMetrics, ReloadResult, TemplateMetrics};
+use crate::metrics::{AwsRequests, FleetMetrics, ReconcileMetrics, ReloadResult, TemplateMetrics};
 use crate::status::StatusBoard;
 use crate::watch::{FileWatch, Load, Loader};
 
@@ -46,6 +46,10 @@ pub struct Options {
     pub listen: SocketAddr,
     pub concurrency: usize,
     pub shutdown_timeout: Duration,
+    /// The member access check runs this often (for deployments with `accessCheck`).
+    pub access_check_interval: Duration,
+    /// At most this many AssumeRole calls at once during an access check.
+    pub access_check_concurrency: usize,
 }
 
 /// Forces a reload of the desired-state file and a pass of every deployment: what SIGHUP does.
@@ -68,6 +72,7 @@ pub struct Daemon {
     status: Arc<StatusBoard>,
     metrics: ReconcileMetrics,
     template_metrics: TemplateMetrics,
+    fleet_metrics: FleetMetrics,
     registry: Registry,
     reload_tx: mpsc::Sender<()>,
     reload_rx: mpsc::Receiver<()>,
@@ -89,6 +94,7 @@ impl Daemon {
         let metrics = ReconcileMetrics::register(&registry).map_err(metrics_error)?;
         AwsRequests::register(&registry, gate.clone()).map_err(metrics_error)?;
         let template_metrics = TemplateMetrics::register(&registry).map_err(metrics_error)?;
+        let fleet_metrics = FleetMetrics::register(&registry).map_err(metrics_error)?;
         let fetches = template_metrics.clone();
         ctx.templates
             .set_observer(Arc::new(move |deployment: &str, result: &'static str| {
@@ -103,6 +109,7 @@ impl Daemon {
             listener,
             metrics,
             template_metrics,
+            fleet_metrics,
             registry,
             reload_tx,
             reload_rx,
@@ -130,6 +137,7 @@ impl Daemon {
             status,
             metrics,
             template_metrics,
+            fleet_metrics,
             registry,
             reload_tx: _reload_tx,
             mut reload_rx,
@@ -152,12 +160,14 @@ impl Daemon {
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let stop_rx_for_poller = stop_rx.clone();
+        let stop_rx_for_access = stop_rx.clone();
         let shared = Arc::new(scheduler::Shared {
             ctx: ctx.clone(),
             gate: gate.clone(),
             status: status.clone(),
             metrics: metrics.clone(),
             template_metrics,
+            fleet_metrics: fleet_metrics.clone(),
             permits: Semaphore::new(options.concurrency.max(1)),
             stop: stop_rx,
         });
@@ -166,6 +176,15 @@ impl Daemon {
         watch.follow_symlink();
         let (deployments_tx, deployments_rx) = watch::channel(scheduler.deployments());
         let (published_tx, mut published_rx) = mpsc::unbounded_channel();
+        let access_checker = tokio::spawn(crate::access::run_checks(
+            ctx.clone(),
+            status.clone(),
+            fleet_metrics,
+            deployments_rx.clone(),
+            options.access_check_interval,
+            options.access_check_concurrency,
+            stop_rx_for_access,
+        ));
         let poller = tokio::spawn(templates::poll_templates(
             ctx.clone(),
             status.clone(),
@@ -234,6 +253,7 @@ impl Daemon {
             http_task.abort();
         }
         poller.abort();
+        access_checker.abort();
         ready_task.abort();
         watchdog_task.abort();
         info!("stopped");

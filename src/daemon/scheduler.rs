@@ -14,7 +14,7 @@ use tracing::{debug, error, info, warn};
 use super::gate::Gate;
 use crate::controller::{self, Context, State};
 use crate::desired::Deployment;
-use crate::metrics::{ReconcileMetrics, TemplateMetrics};
+use crate::metrics::{FleetMetrics, ReconcileMetrics, TemplateMetrics};
 use crate::status::StatusBoard;
 
 /// What every worker shares.
@@ -24,6 +24,7 @@ pub struct Shared {
     pub status: Arc<StatusBoard>,
     pub metrics: ReconcileMetrics,
     pub template_metrics: TemplateMetrics,
+    pub fleet_metrics: FleetMetrics,
     pub permits: Semaphore,
     /// True once shutdown begins: no pass starts after that.
     pub stop: watch::Receiver<bool>,
@@ -81,6 +82,7 @@ impl Scheduler {
                 worker.removed.send_replace(true);
                 self.shared.metrics.forget(&name);
                 self.shared.template_metrics.forget(&name);
+                self.shared.fleet_metrics.forget(&name);
                 self.retiring.push(Retiring {
                     name,
                     stack_set: worker.stack_set,
@@ -228,6 +230,7 @@ async fn run_worker(
             // Removed during the pass, which re-created its gauge.
             shared.metrics.forget(&name);
             shared.template_metrics.forget(&name);
+            shared.fleet_metrics.forget(&name);
             break;
         }
     }
@@ -280,6 +283,9 @@ async fn pass(shared: &Shared, deployment: &Deployment) -> Duration {
     };
     shared.metrics.record_pass(name, &result);
     shared.template_metrics.record_pass(name, &result);
+    shared
+        .fleet_metrics
+        .record_pass(name, &result, &memory.take_ended(name));
     shared
         .status
         .pass_finished(name, &generation, &result, failures, delay);

@@ -1,0 +1,265 @@
+//! Both kinds of drift.
+//!
+//! Spec drift: the stack set's own settings changed by someone else (a console edit of the description, the
+//! auto-deployment switch, the template). The controller remembers the settings it saw when the deployment last
+//! converged; a later difference it did not make is counted per field, logged, and then reverted by the ordinary
+//! plan (an UpdateStackSet), unless the deployment is suspended. Nothing survives a restart: the first
+//! convergence after a start sets the baseline again.
+//!
+//! Resource drift: the stacks' resources changed in member accounts. With `driftDetection.interval`, a converged
+//! pass starts DetectStackSetDrift when the last completed check (DescribeStackSet's LastDriftCheckTimestamp) is
+//! older than the interval; it is an operation, so it only starts when the stack set's one slot is free, and a
+//! running operation is adopted instead. After a remediation (plan step 7) a new check runs at once, so the
+//! metrics show the drift cleared rather than the stale result of the check before.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::{Context, Outcome, State, next_sequence, waiting};
+use crate::cloud::{DetectDriftRequest, ObservedStackSet};
+use crate::controller::{OPERATION_LOOKBACK, Report, SpecDrift};
+use crate::desired::Deployment;
+use crate::error::Error;
+use crate::plan::Observed;
+
+/// The stack set settings spec drift is tracked for, with the value as a short readable string.
+pub fn settings_fingerprint(stack_set: &ObservedStackSet) -> BTreeMap<&'static str, String> {
+    let mut out = BTreeMap::new();
+    out.insert(
+        "description",
+        format!("{:?}", stack_set.description.as_deref().unwrap_or("")),
+    );
+    out.insert(
+        "template",
+        format!(
+            "sha256:{}",
+            &crate::template::sha256_hex(stack_set.template_body.as_bytes())[..12]
+        ),
+    );
+    let pairs = |map: &BTreeMap<String, String>| {
+        map.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    out.insert("parameters", pairs(&stack_set.parameters));
+    out.insert("tags", pairs(&stack_set.tags));
+    out.insert(
+        "capabilities",
+        stack_set
+            .capabilities
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    if let Some(auto) = &stack_set.auto_deployment {
+        out.insert(
+            "autoDeployment",
+            format!(
+                "enabled={},retainStacksOnAccountRemoval={}",
+                auto.enabled, auto.retain_stacks_on_account_removal
+            ),
+        );
+    }
+    if let Some(active) = stack_set.managed_execution {
+        out.insert("managedExecution", format!("active={active}"));
+    }
+    out
+}
+
+/// Compare the observed settings with the last converged ones; fills the report and logs new drift.
+pub(super) fn spec_drift(
+    deployment: &Deployment,
+    ctx: &Context,
+    observed: &Observed,
+    report: &mut Report,
+) {
+    let Some(stack_set) = &observed.stack_set else {
+        return;
+    };
+    let (drifted, new) = ctx
+        .memory()
+        .spec_drift(deployment.name(), &settings_fingerprint(stack_set));
+    for field in &new {
+        if let Some((_, applied, found)) = drifted.iter().find(|(f, _, _)| f == field) {
+            warn!(field, applied = %applied, found = %found, suspended = deployment.spec.suspend,
+                "stack set changed outside stacksetd (spec drift); reverting to the desired state unless suspended");
+        }
+    }
+    report.spec_drift = drifted
+        .into_iter()
+        .map(|(field, applied, found)| SpecDrift {
+            field,
+            applied,
+            found,
+        })
+        .collect();
+    report.spec_drift_new = new;
+}
+
+/// The last drift check: DescribeStackSet's timestamp, or when stacksetd last started one (an endpoint that
+/// never reports the timestamp must not get a detection every pass).
+fn last_check(
+    deployment: &Deployment,
+    ctx: &Context,
+    stack_set: &ObservedStackSet,
+) -> Option<SystemTime> {
+    let reported = stack_set.drift.as_ref().and_then(|d| d.last_check);
+    let submitted = ctx.memory().drift_submitted(deployment.name());
+    reported.max(submitted)
+}
+
+/// Whether a drift detection is due: never checked, checked longer than `interval` ago, or instances were
+/// re-applied after the last check (confirm the remediation).
+pub fn drift_due(
+    interval: Duration,
+    last_check: Option<SystemTime>,
+    now: SystemTime,
+    remediated_after_check: bool,
+) -> bool {
+    remediated_after_check
+        || last_check.is_none_or(|at| now.duration_since(at).unwrap_or_default() >= interval)
+}
+
+/// The DRIFTED instances of the last check were re-applied already (plan must not do it again).
+pub(super) fn remediated(deployment: &Deployment, ctx: &Context, observed: &Observed) -> bool {
+    let check = observed
+        .stack_set
+        .as_ref()
+        .and_then(|s| s.drift.as_ref())
+        .and_then(|d| d.last_check);
+    ctx.memory().drift_remediated(deployment.name(), check)
+}
+
+/// Record that this plan step re-applied the DRIFTED instances of the current check.
+pub(super) fn record_remediation(deployment: &Deployment, ctx: &Context, observed: &Observed) {
+    let check = observed
+        .stack_set
+        .as_ref()
+        .and_then(|s| s.drift.as_ref())
+        .and_then(|d| d.last_check);
+    ctx.memory().remediated(deployment.name(), check);
+}
+
+/// On a converged pass: start DetectStackSetDrift when it is due. `None` when nothing was started.
+pub(super) async fn detect_if_due(
+    deployment: &Deployment,
+    ctx: &Context,
+    observed: &Observed,
+    report: &Report,
+) -> Result<Option<Outcome>, Error> {
+    let spec = &deployment.spec;
+    let (Some(settings), Some(stack_set)) = (&spec.drift_detection, &observed.stack_set) else {
+        return Ok(None);
+    };
+    if spec.suspend || observed.instances.is_empty() {
+        return Ok(None);
+    }
+    let last = last_check(deployment, ctx, stack_set);
+    let check = stack_set.drift.as_ref().and_then(|d| d.last_check);
+    let remediated_after = ctx.memory().drift_remediated(deployment.name(), check);
+    if !drift_due(
+        settings.interval.0,
+        last,
+        SystemTime::now(),
+        remediated_after,
+    ) {
+        return Ok(None);
+    }
+    // The slot: adopt whatever holds it rather than queue behind it.
+    let recent = ctx
+        .cloud
+        .list_operations(&spec.stack_set_name, spec.call_as, OPERATION_LOOKBACK)
+        .await?;
+    if let Some(active) = recent.iter().find(|op| op.status.is_active()) {
+        ctx.memory().adopt(deployment.name(), &active.id);
+        return Ok(Some(waiting(
+            ctx,
+            active,
+            Instant::now(),
+            None,
+            report.clone(),
+        )));
+    }
+    // Derived from the check it follows, so a resend after a crash maps to the same operation.
+    let material = format!(
+        "{}|{:?}",
+        spec.stack_set_name,
+        last.map(|t| t
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs())
+    );
+    let base = format!(
+        "stacksetd-detect-drift-{}",
+        &hex::encode(Sha256::digest(material.as_bytes()))[..20]
+    );
+    let sequence = next_sequence(
+        &base,
+        recent.iter().map(|op| op.id.as_str()).chain(
+            ctx.memory()
+                .finished(deployment.name())
+                .iter()
+                .map(String::as_str),
+        ),
+    );
+    let id = format!("{base}-{sequence}");
+    let request = DetectDriftRequest {
+        name: spec.stack_set_name.clone(),
+        call_as: spec.call_as,
+        preferences: spec.operation_preferences.clone(),
+        operation_id: id.clone(),
+    };
+    info!(operation = %id, instances = observed.instances.len(), "detecting stack set drift");
+    match ctx.cloud.detect_stack_set_drift(&request).await {
+        Ok(_) => {}
+        // Sent before (a lost response): adopt it below like any running operation.
+        Err(e) if e.is_aws(crate::error::AwsErrorKind::OperationIdAlreadyExists) => {}
+        Err(e)
+            if e.is_aws(crate::error::AwsErrorKind::OperationInProgress)
+                || e.is_aws(crate::error::AwsErrorKind::StaleRequest) =>
+        {
+            return Ok(Some(Outcome {
+                state: State::Settling,
+                requeue_after: ctx.config.poll_min,
+                report: report.clone(),
+            }));
+        }
+        Err(e) => return Err(e),
+    }
+    ctx.memory()
+        .submitted_drift_detection(deployment.name(), SystemTime::now());
+    ctx.memory().adopt(deployment.name(), &id);
+    Ok(Some(Outcome {
+        state: State::Acted {
+            action: "DetectStackSetDrift",
+            operation_id: Some(id),
+            summary: format!("detect drift on {} instance(s)", observed.instances.len()),
+        },
+        requeue_after: ctx.config.poll_min,
+        report: report.clone(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn drift_detection_is_due_when_never_run_stale_or_after_a_remediation() {
+        let now = SystemTime::now();
+        assert!(drift_due(HOUR, None, now, false));
+        assert!(!drift_due(HOUR, Some(now - HOUR / 2), now, false));
+        assert!(drift_due(HOUR, Some(now - HOUR), now, false));
+        assert!(drift_due(HOUR, Some(now - HOUR / 2), now, true));
+        // A clock that went backwards is "just checked", not an error.
+        assert!(!drift_due(HOUR, Some(now + HOUR), now, false));
+    }
+}
