@@ -97,6 +97,9 @@ pub struct Context {
     /// The last template decision logged per deployment (candidate digest, decision): logged when it changes,
     /// not every pass.
     template_log: std::sync::Mutex<HashMap<String, (String, &'static str)>>,
+    /// When the context was made, on tokio's clock and the wall clock: `wall_now` moves with tokio's clock, so
+    /// wall-clock decisions (is a drift check older than the interval?) follow simulated time in tests.
+    epoch: (Instant, std::time::SystemTime),
 }
 
 impl Context {
@@ -108,7 +111,14 @@ impl Context {
             memory: Memory::default(),
             org: Default::default(),
             template_log: Default::default(),
+            epoch: (Instant::now(), std::time::SystemTime::now()),
         }
+    }
+
+    /// The wall-clock time now, advancing with tokio's clock (equal to the system clock in a real run, up to
+    /// clock adjustments since start; simulated in tests on a paused clock).
+    pub fn wall_now(&self) -> std::time::SystemTime {
+        self.epoch.1 + self.epoch.0.elapsed()
     }
 
     /// The URL a deployment's template comes from.
@@ -233,9 +243,12 @@ pub async fn reconcile(deployment: &Deployment, ctx: &Context) -> Result<Outcome
         if let Some(outcome) = drift::detect_if_due(deployment, ctx, &observed, &report).await? {
             return Ok(outcome);
         }
+        let next_drift_check = drift::due_in(deployment, ctx, &observed);
         return Ok(Outcome {
             state: State::Converged,
-            requeue_after: ctx.config.resync_interval,
+            requeue_after: next_drift_check.map_or(ctx.config.resync_interval, |d| {
+                d.min(ctx.config.resync_interval)
+            }),
             report,
         });
     }
@@ -427,11 +440,26 @@ async fn submit(
     let step = plan
         .first()
         .expect("submit is only called with a non-empty plan");
-    let base = operation_id_base(
-        &spec.stack_set_name,
-        &step.action,
-        &spec.operation_preferences,
-    );
+    let base = match step.purpose {
+        Purpose::Converge => operation_id_base(
+            &spec.stack_set_name,
+            &step.action,
+            &spec.operation_preferences,
+        ),
+        // A repair re-submits the same targets as the original creation: its id also covers the gaps it is for,
+        // so it is a new change, not a resend of the first one.
+        Purpose::RepairCoverage | Purpose::RemediateDrift => {
+            let material =
+                serde_json::json!({ "step": step, "preferences": &spec.operation_preferences });
+            let digest = Sha256::digest(format!("{}{material}", spec.stack_set_name).as_bytes());
+            let short = if step.purpose == Purpose::RepairCoverage {
+                "repair"
+            } else {
+                "remediate"
+            };
+            format!("stacksetd-{short}-{}", &hex::encode(digest)[..20])
+        }
+    };
     let sequence = next_sequence(
         &base,
         recent

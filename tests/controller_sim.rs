@@ -4,7 +4,8 @@
 //!
 //! Layout: `helpers` (desired state from YAML, contexts, call deltas, a lagging view of the listings),
 //! `convergence` (from nothing, call budget, edits), `safety` (adoption, OperationInProgress, restarts, lost
-//! responses), `failures` (failed operations, revoke, throttling).
+//! responses), `failures` (failed operations, revoke, throttling), `observability` (drift, spec drift, coverage repair,
+//! access checks, read through the metrics).
 
 #[path = "controller_sim/convergence.rs"]
 mod convergence;
@@ -12,5 +13,7 @@ mod convergence;
 mod failures;
 #[path = "controller_sim/helpers.rs"]
 mod helpers;
+#[path = "controller_sim/observability.rs"]
+mod observability;
 #[path = "controller_sim/safety.rs"]
 mod safety;

@@ -126,6 +126,21 @@ pub fn drift_due(
         || last_check.is_none_or(|at| now.duration_since(at).unwrap_or_default() >= interval)
 }
 
+/// How long until the next drift detection is due (a converged deployment is looked at again then, not only
+/// at the next resync). `None` without drift detection.
+pub(super) fn due_in(
+    deployment: &Deployment,
+    ctx: &Context,
+    observed: &Observed,
+) -> Option<Duration> {
+    let settings = deployment.spec.drift_detection.as_ref()?;
+    let stack_set = observed.stack_set.as_ref()?;
+    let last = last_check(deployment, ctx, stack_set)?;
+    let age = ctx.wall_now().duration_since(last).unwrap_or_default();
+    // A little past the due time, so the pass that wakes finds it due.
+    Some(settings.interval.0.saturating_sub(age) + Duration::from_secs(1))
+}
+
 /// The DRIFTED instances of the last check were re-applied already (plan must not do it again).
 pub(super) fn remediated(deployment: &Deployment, ctx: &Context, observed: &Observed) -> bool {
     let check = observed
@@ -163,12 +178,7 @@ pub(super) async fn detect_if_due(
     let last = last_check(deployment, ctx, stack_set);
     let check = stack_set.drift.as_ref().and_then(|d| d.last_check);
     let remediated_after = ctx.memory().drift_remediated(deployment.name(), check);
-    if !drift_due(
-        settings.interval.0,
-        last,
-        SystemTime::now(),
-        remediated_after,
-    ) {
+    if !drift_due(settings.interval.0, last, ctx.wall_now(), remediated_after) {
         return Ok(None);
     }
     // The slot: adopt whatever holds it rather than queue behind it.
@@ -233,7 +243,7 @@ pub(super) async fn detect_if_due(
         Err(e) => return Err(e),
     }
     ctx.memory()
-        .submitted_drift_detection(deployment.name(), SystemTime::now());
+        .submitted_drift_detection(deployment.name(), ctx.wall_now());
     ctx.memory().adopt(deployment.name(), &id);
     Ok(Some(Outcome {
         state: State::Acted {

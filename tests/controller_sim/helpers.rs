@@ -56,6 +56,9 @@ pub struct Spec {
     pub preferences: &'static str,
     pub ensure: &'static str,
     pub description: &'static str,
+    pub auto_deployment: bool,
+    /// More spec lines, indented two spaces (e.g. "  driftDetection: {interval: 1h}\n").
+    pub extra: String,
 }
 
 impl Spec {
@@ -66,6 +69,8 @@ impl Spec {
             preferences: TOLERANT,
             ensure: "Present",
             description: "Aimably access to usage data in every member account",
+            auto_deployment: true,
+            extra: String::new(),
         }
     }
 
@@ -94,16 +99,18 @@ spec:
   deploymentTargets:
     organizationalUnitIds: [{ous}]
   regions: [{regions}]
-  autoDeployment: {{enabled: true, retainStacksOnAccountRemoval: false}}
+  autoDeployment: {{enabled: {auto_deployment}, retainStacksOnAccountRemoval: false}}
   operationPreferences: {preferences}
   managedExecution: {{active: false}}
   ensure: {ensure}
-"#,
+{extra}"#,
             description = self.description,
             ous = self.ous.join(", "),
             regions = self.regions.join(", "),
             preferences = self.preferences,
             ensure = self.ensure,
+            auto_deployment = self.auto_deployment,
+            extra = self.extra,
         );
         let mut deployments = desired::parse_str(&yaml, Path::new("t.yaml"))
             .unwrap_or_else(|e| panic!("the test's desired state is invalid:\n{e}\n{yaml}"));

@@ -363,7 +363,9 @@ impl World {
             creating,
         )?;
         let stack_set = self.visible(&request.name, request.call_as)?;
-        if creating && request.targets.account_filter_type == AccountFilterType::None {
+        // The OU becomes a target of the stack set (DescribeStackSet's OrganizationalUnitIds, and what
+        // auto-deployment follows) unless only named accounts inside it were meant (INTERSECTION).
+        if creating && request.targets.account_filter_type != AccountFilterType::Intersection {
             for ou in &request.targets.organizational_unit_ids {
                 if !stack_set.ou_ids.contains(ou) {
                     stack_set.ou_ids.push(ou.clone());
