@@ -16,6 +16,7 @@ pub mod output;
 pub mod plan;
 pub mod settings;
 pub mod status;
+pub mod status_view;
 pub mod telemetry;
 pub mod template;
 pub mod watch;

@@ -13,7 +13,7 @@ use stacksetd::controller::{self, Context};
 use stacksetd::desired::{self, DesiredState};
 use stacksetd::output::{self, Planned, ProgressPrinter};
 use stacksetd::settings::{LogFormat, Overrides, Settings};
-use stacksetd::{daemon, demo, telemetry};
+use stacksetd::{daemon, demo, status_view, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -124,6 +124,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate { .. } => unreachable!("handled above"),
         // The daemon tolerates an invalid or missing file at start: it reports it and waits for a fix.
         Command::Run => run_daemon(&settings).await,
+        // A running daemon knows more (drift, access checks, history) and costs AWS nothing: ask it first.
+        Command::Status { output } if status_from_daemon(&settings, output).await => {
+            Ok(ExitCode::SUCCESS)
+        }
         command => {
             let desired = desired::load(&settings.desired_state)?;
             let cloud: Arc<dyn Cloud> = Arc::new(
@@ -140,7 +144,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     detailed_exitcode,
                     output,
                 } => Ok(plan(&ctx, &desired, detailed_exitcode, output).await),
-                Command::Status { output } => Ok(status(&ctx, &desired, output).await),
+                Command::Status { output } => {
+                    let doc =
+                        status_view::from_aws(&ctx, &desired, settings.access_check_concurrency)
+                            .await;
+                    Ok(print_status(&doc, output))
+                }
                 Command::Run | Command::Validate { .. } | Command::Demo { .. } => {
                     unreachable!("handled above")
                 }
@@ -231,13 +240,26 @@ async fn plan(ctx: &Context, desired: &DesiredState, detailed: bool, format: For
     }
 }
 
-async fn status(ctx: &Context, desired: &DesiredState, format: Format) -> ExitCode {
-    let planned = observe_all(ctx, desired).await;
-    match format {
-        Format::Text => print!("{}", output::status_text(&planned)),
-        Format::Json => println!("{}", output::plan_json(&planned)),
+/// `status` from a running daemon's /status; false when none answers at the listen address.
+async fn status_from_daemon(settings: &Settings, format: Format) -> bool {
+    match status_view::from_daemon(settings.listen).await {
+        Some(doc) => {
+            print_status(&doc, format);
+            true
+        }
+        None => false,
     }
-    if planned.iter().any(|p| p.result.is_err()) {
+}
+
+fn print_status(doc: &serde_json::Value, format: Format) -> ExitCode {
+    match format {
+        Format::Text => print!("{}", status_view::text(doc)),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(doc).unwrap_or_else(|_| doc.to_string())
+        ),
+    }
+    if status_view::has_errors(doc) {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
