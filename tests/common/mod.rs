@@ -327,28 +327,7 @@ pub async fn build_org(server: &MotoServer, spec: &OrgSpec) -> Org {
         );
     for (index, (ou_name, ou_id)) in placements.collect::<Vec<_>>().into_iter().enumerate() {
         let name = format!("member-{index:03}");
-        let status = client
-            .create_account()
-            .account_name(&name)
-            .email(format!("{name}@example.com"))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("CreateAccount {name}: {e:?}"));
-        let account_id = status
-            .create_account_status()
-            .and_then(|s| s.account_id())
-            .expect("moto creates accounts synchronously")
-            .to_string();
-        if ou_id != root_id {
-            client
-                .move_account()
-                .account_id(&account_id)
-                .source_parent_id(&root_id)
-                .destination_parent_id(&ou_id)
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("MoveAccount {account_id} to {ou_name}: {e:?}"));
-        }
+        let account_id = add_account(&client, &root_id, &ou_id, &name).await;
         org.accounts_by_ou
             .entry(ou_name)
             .or_default()
@@ -364,6 +343,38 @@ pub async fn build_org(server: &MotoServer, spec: &OrgSpec) -> Org {
             .expect("EnableAWSServiceAccess for StackSets");
     }
     org
+}
+
+/// Creates a member account (moto creates it at once, under the root) and moves it into `parent_id`.
+pub async fn add_account(
+    client: &orgs::Client,
+    root_id: &str,
+    parent_id: &str,
+    name: &str,
+) -> String {
+    let status = client
+        .create_account()
+        .account_name(name)
+        .email(format!("{name}@example.com"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("CreateAccount {name}: {e:?}"));
+    let account_id = status
+        .create_account_status()
+        .and_then(|s| s.account_id())
+        .expect("moto creates accounts synchronously")
+        .to_string();
+    if parent_id != root_id {
+        client
+            .move_account()
+            .account_id(&account_id)
+            .source_parent_id(root_id)
+            .destination_parent_id(parent_id)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("MoveAccount {account_id} to {parent_id}: {e:?}"));
+    }
+    account_id
 }
 
 // ---------------------------------------------------------------------------------------------------------------

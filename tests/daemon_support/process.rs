@@ -29,13 +29,13 @@ impl DaemonProcess {
     /// Start `command` (the stacksetd binary with its AWS environment) as `run` on `desired`, listening on a free
     /// loopback port, logging JSON; returns once the listen address is logged.
     pub fn spawn(mut command: Command, desired: &Path, env: &[(&str, &str)]) -> DaemonProcess {
+        // Only edits, SIGHUP and operation polls cause passes during the test, unless the test says otherwise.
+        command.env("STACKSETD_RESYNC_INTERVAL", "1h");
         command.envs(env.iter().copied());
         command
             .arg("--desired")
             .arg(desired)
             .args(["--listen", "127.0.0.1:0", "--log-format", "json", "run"])
-            // Only edits, SIGHUP and operation polls cause passes during the test.
-            .env("STACKSETD_RESYNC_INTERVAL", "1h")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = command.spawn().expect("spawn stacksetd run");
