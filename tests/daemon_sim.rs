@@ -214,6 +214,7 @@ struct Setup {
     concurrency: usize,
     shutdown_timeout: Duration,
     describe_delay: Duration,
+    access_check_interval: Duration,
 }
 
 impl Setup {
@@ -224,6 +225,7 @@ impl Setup {
             concurrency: 4,
             shutdown_timeout: Duration::from_secs(10),
             describe_delay: Duration::ZERO,
+            access_check_interval: Duration::from_secs(3600),
         }
     }
 
@@ -256,7 +258,7 @@ impl Setup {
             listen: "127.0.0.1:0".parse().unwrap(),
             concurrency: self.concurrency,
             shutdown_timeout: self.shutdown_timeout,
-            access_check_interval: Duration::from_secs(3600),
+            access_check_interval: self.access_check_interval,
             access_check_concurrency: 4,
         };
         let daemon = Daemon::bind(probe.clone(), config, options).await.unwrap();
@@ -831,5 +833,72 @@ async fn errors_stall_with_backoff_and_recover_after_success() {
         condition(&recovered, "aimably", "Stalled")["status"],
         "False"
     );
+    daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_access_failures_are_counted_and_listed_on_status() {
+    let yaml = format!(
+        "{}  accessCheck: {{roleName: AimablyMemberRole}}\n",
+        deployment_yaml("aimably", "Aimably", "v0", REGION)
+    );
+    let mut setup = Setup::new(yaml);
+    setup.access_check_interval = Duration::from_millis(200);
+    let daemon = setup.start().await;
+    daemon.converged("aimably").await;
+    let members: Vec<String> = daemon
+        .sim
+        .accounts()
+        .into_iter()
+        .map(|(a, _)| a.id)
+        .filter(|id| *id != daemon.sim.management_account_id())
+        .collect();
+    assert_eq!(members.len(), 3);
+    eventually(WAIT, "a clean access check", || async {
+        let text = daemon.metrics().await;
+        let checked = metric(
+            &text,
+            "stacksetd_member_access_checked_accounts",
+            &[("deployment", "aimably")],
+        );
+        let failed = metric(
+            &text,
+            "stacksetd_member_access_failures",
+            &[("deployment", "aimably")],
+        );
+        (checked == Some(3.0) && failed == Some(0.0)).then_some(())
+    })
+    .await;
+
+    daemon
+        .sim
+        .deny_access(&members[1], "an SCP denies sts:AssumeRole");
+    let access = eventually(WAIT, "the failure on /status", || async {
+        let status = daemon.status().await;
+        let access = status["deployments"]["aimably"]["access"].clone();
+        (access["failed"] == 1).then_some(access)
+    })
+    .await;
+    assert_eq!(access["roleName"], "AimablyMemberRole");
+    assert_eq!(access["checked"], 3);
+    assert_eq!(access["failures"][0]["account"], members[1].as_str());
+    assert_eq!(access["failures"][0]["kind"], "access_denied");
+    assert!(
+        access["failures"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("an SCP denies sts:AssumeRole")
+    );
+    let text = daemon.metrics().await;
+    assert_eq!(
+        metric(
+            &text,
+            "stacksetd_member_access_failures",
+            &[("deployment", "aimably")]
+        ),
+        Some(1.0)
+    );
+    // No per-account label anywhere in the exposition.
+    assert!(!text.contains(members[1].as_str()), "{text}");
     daemon.shutdown().await;
 }
