@@ -179,6 +179,18 @@ impl Cloud for Probe {
         self.mutated("DeleteStackSet");
         self.inner.delete_stack_set(name, call_as).await
     }
+    async fn list_delegated_administrators(&self, service_principal: &str) -> Result<Vec<String>, Error> {
+        self.inner.list_delegated_administrators(service_principal).await
+    }
+    async fn list_aws_service_access(&self) -> Result<Vec<String>, Error> {
+        self.inner.list_aws_service_access().await
+    }
+    async fn describe_organizations_access(&self, call_as: CallAs) -> Result<String, Error> {
+        self.inner.describe_organizations_access(call_as).await
+    }
+    async fn activate_organizations_access(&self) -> Result<(), Error> {
+        self.inner.activate_organizations_access().await
+    }
     async fn detect_stack_set_drift(
         &self,
         request: &stacksetd::cloud::DetectDriftRequest,

@@ -16,6 +16,10 @@ use crate::error::Error;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The service principal of CloudFormation StackSets in Organizations: trusted access turns it on, delegated
+/// administrators are registered for it.
+pub const STACKSETS_SERVICE_PRINCIPAL: &str = "member.org.stacksets.cloudformation.amazonaws.com";
+
 /// Service-managed deployment targets for one instance operation.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Targets {
@@ -306,6 +310,14 @@ pub trait Cloud: Send + Sync + 'static {
     async fn list_organizational_units(&self, parent_id: &str) -> Result<Vec<OrgNode>>;
     /// Organizations ListAccountsForParent (direct children only).
     async fn list_accounts(&self, parent_id: &str) -> Result<Vec<Account>>;
+    /// Organizations ListDelegatedAdministrators for a service principal: the registered account ids.
+    async fn list_delegated_administrators(&self, service_principal: &str) -> Result<Vec<String>>;
+    /// Organizations ListAWSServiceAccessForOrganization: the service principals with trusted access.
+    async fn list_aws_service_access(&self) -> Result<Vec<String>>;
+    /// CloudFormation DescribeOrganizationsAccess: ENABLED, DISABLED or DISABLED_PERMANENTLY.
+    async fn describe_organizations_access(&self, call_as: CallAs) -> Result<String>;
+    /// CloudFormation ActivateOrganizationsAccess (the StackSets console's "Enable trusted access").
+    async fn activate_organizations_access(&self) -> Result<()>;
 
     /// DescribeStackSet; `Ok(None)` for StackSetNotFoundException.
     async fn describe_stack_set(

@@ -65,6 +65,19 @@ impl Cloud for Gate {
     async fn list_accounts(&self, parent_id: &str) -> Result<Vec<Account>> {
         self.inner.list_accounts(parent_id).await
     }
+    async fn list_delegated_administrators(&self, service_principal: &str) -> Result<Vec<String>> {
+        self.inner.list_delegated_administrators(service_principal).await
+    }
+    async fn list_aws_service_access(&self) -> Result<Vec<String>> {
+        self.inner.list_aws_service_access().await
+    }
+    async fn describe_organizations_access(&self, call_as: CallAs) -> Result<String> {
+        self.inner.describe_organizations_access(call_as).await
+    }
+    async fn activate_organizations_access(&self) -> Result<()> {
+        self.check("ActivateOrganizationsAccess")?;
+        self.inner.activate_organizations_access().await
+    }
     async fn describe_stack_set(
         &self,
         name: &str,

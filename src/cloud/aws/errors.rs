@@ -41,6 +41,26 @@ pub const IAM_ACTIONS: &[(&str, &str, &str)] = &[
         "organizations:ListAccountsForParent",
     ),
     (
+        ORGANIZATIONS,
+        "ListDelegatedAdministrators",
+        "organizations:ListDelegatedAdministrators",
+    ),
+    (
+        ORGANIZATIONS,
+        "ListAWSServiceAccessForOrganization",
+        "organizations:ListAWSServiceAccessForOrganization",
+    ),
+    (
+        CLOUDFORMATION,
+        "DescribeOrganizationsAccess",
+        "cloudformation:DescribeOrganizationsAccess",
+    ),
+    (
+        CLOUDFORMATION,
+        "ActivateOrganizationsAccess",
+        "cloudformation:ActivateOrganizationsAccess",
+    ),
+    (
         CLOUDFORMATION,
         "DescribeStackSet",
         "cloudformation:DescribeStackSet",

@@ -265,6 +265,67 @@ impl Cloud for AwsCloud {
         collect_pages!(self, call, pages, accounts, convert::account)
     }
 
+    async fn list_delegated_administrators(&self, service_principal: &str) -> Result<Vec<String>> {
+        let call = Call::organizations("ListDelegatedAdministrators");
+        let pages = self
+            .orgs
+            .list_delegated_administrators()
+            .service_principal(service_principal)
+            .max_results(ORGANIZATIONS_PAGE_SIZE)
+            .into_paginator()
+            .send();
+        let admins: Result<Vec<Option<String>>> = collect_pages!(
+            self,
+            call,
+            pages,
+            delegated_administrators,
+            |admin: aws_sdk_organizations::types::DelegatedAdministrator| admin.id
+        );
+        Ok(admins?.into_iter().flatten().collect())
+    }
+
+    async fn list_aws_service_access(&self) -> Result<Vec<String>> {
+        let call = Call::organizations("ListAWSServiceAccessForOrganization");
+        let pages = self
+            .orgs
+            .list_aws_service_access_for_organization()
+            .max_results(ORGANIZATIONS_PAGE_SIZE)
+            .into_paginator()
+            .send();
+        let principals: Result<Vec<Option<String>>> = collect_pages!(
+            self,
+            call,
+            pages,
+            enabled_service_principals,
+            |p: aws_sdk_organizations::types::EnabledServicePrincipal| p.service_principal
+        );
+        Ok(principals?.into_iter().flatten().collect())
+    }
+
+    async fn describe_organizations_access(&self, call_as: CallAs) -> Result<String> {
+        let call = Call::cloudformation("DescribeOrganizationsAccess", call_as);
+        let out = self.settle(
+            call,
+            self.cfn
+                .describe_organizations_access()
+                .call_as(convert::call_as(call_as))
+                .send()
+                .await,
+        )?;
+        out.status
+            .map(|s| s.as_str().to_string())
+            .ok_or_else(|| malformed(call, "Status"))
+    }
+
+    async fn activate_organizations_access(&self) -> Result<()> {
+        let call = Call::cloudformation("ActivateOrganizationsAccess", CallAs::SelfAccount);
+        self.settle(
+            call,
+            self.cfn.activate_organizations_access().send().await,
+        )?;
+        Ok(())
+    }
+
     async fn describe_stack_set(
         &self,
         name: &str,

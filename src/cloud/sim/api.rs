@@ -118,7 +118,7 @@ impl Cloud for Sim {
             Ok(OrganizationInfo {
                 id: w.org.id.clone(),
                 management_account_id: w.org.management_account_id.clone(),
-                feature_set: "ALL".to_string(),
+                feature_set: w.org.feature_set.clone(),
             })
         })
     }
@@ -161,6 +161,61 @@ impl Cloud for Sim {
                 Ok(w.org.child_accounts(parent_id))
             },
         )
+    }
+
+    async fn list_delegated_administrators(&self, service_principal: &str) -> Result<Vec<String>> {
+        self.call(
+            ORGS,
+            "ListDelegatedAdministrators",
+            |v: &Vec<String>| pages(v.len(), ORG_PAGE),
+            |w| {
+                Ok(if service_principal == crate::cloud::STACKSETS_SERVICE_PRINCIPAL {
+                    w.org.delegated_admins.iter().cloned().collect()
+                } else {
+                    Vec::new()
+                })
+            },
+        )
+    }
+
+    async fn list_aws_service_access(&self) -> Result<Vec<String>> {
+        self.single(ORGS, "ListAWSServiceAccessForOrganization", |w| {
+            if w.config.caller_account_id() != w.org.management_account_id
+                && !w.org.delegated_admins.contains(w.config.caller_account_id())
+            {
+                return Err(SimError::new(
+                    AwsErrorKind::AccessDenied,
+                    "AccessDeniedException",
+                    "You don't have permissions to access this resource.",
+                ));
+            }
+            Ok(if w.org.trusted_access {
+                vec![crate::cloud::STACKSETS_SERVICE_PRINCIPAL.to_string()]
+            } else {
+                Vec::new()
+            })
+        })
+    }
+
+    async fn describe_organizations_access(&self, call_as: CallAs) -> Result<String> {
+        self.single(CFN, "DescribeOrganizationsAccess", |w| {
+            check_call_as(w, call_as)?;
+            Ok(if w.org.trusted_access { "ENABLED" } else { "DISABLED" }.to_string())
+        })
+    }
+
+    async fn activate_organizations_access(&self) -> Result<()> {
+        self.single(CFN, "ActivateOrganizationsAccess", |w| {
+            if w.config.caller_account_id() != w.org.management_account_id {
+                return Err(SimError::new(
+                    AwsErrorKind::AccessDenied,
+                    "AccessDenied",
+                    "Only the management account can activate organizations access",
+                ));
+            }
+            w.org.trusted_access = true;
+            Ok(())
+        })
     }
 
     async fn describe_stack_set(

@@ -136,11 +136,17 @@ struct Inner {
 impl Sim {
     /// An organization with only its root and the management account.
     pub fn new(config: SimConfig) -> Sim {
-        let org = Organization::new(
+        let mut org = Organization::new(
             &config.organization_id,
             &config.root_id,
             &config.management_account_id,
         );
+        // A caller other than the management account is a registered delegated administrator unless a test
+        // says otherwise (`Sim::deregister_delegated_admin`).
+        if config.caller_account_id() != config.management_account_id {
+            org.delegated_admins
+                .insert(config.caller_account_id().to_string());
+        }
         let world = World {
             rng: StdRng::seed_from_u64(config.seed),
             fault_rng: StdRng::seed_from_u64(config.seed ^ FAULT_SEED_SALT),
@@ -404,6 +410,25 @@ impl Sim {
     /// Undoes [`Sim::deny_access`].
     pub fn allow_access(&self, account_id: &str) {
         self.world().faults.denied_access.remove(account_id);
+    }
+
+    /// Turns trusted access for StackSets off (never enabled) or on, as the StackSets console's switch would.
+    pub fn set_trusted_access(&self, enabled: bool) {
+        self.world().org.trusted_access = enabled;
+    }
+
+    pub fn trusted_access(&self) -> bool {
+        self.world().org.trusted_access
+    }
+
+    /// ALL or CONSOLIDATED_BILLING.
+    pub fn set_feature_set(&self, feature_set: &str) {
+        self.world().org.feature_set = feature_set.to_string();
+    }
+
+    /// The account is no longer a delegated administrator for StackSets.
+    pub fn deregister_delegated_admin(&self, account_id: &str) {
+        self.world().org.delegated_admins.remove(account_id);
     }
 
     /// Every operation ever submitted on the stack set (also after it was deleted), oldest first.

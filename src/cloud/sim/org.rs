@@ -41,6 +41,12 @@ pub(crate) struct Organization {
     /// The root and every OU, by id.
     pub units: BTreeMap<String, Unit>,
     pub accounts: BTreeMap<String, Member>,
+    /// ALL or CONSOLIDATED_BILLING.
+    pub feature_set: String,
+    /// Trusted access for StackSets (the service principal enabled in Organizations).
+    pub trusted_access: bool,
+    /// Accounts registered as delegated administrators for StackSets.
+    pub delegated_admins: std::collections::BTreeSet<String>,
 }
 
 impl Organization {
@@ -68,6 +74,9 @@ impl Organization {
             management_account_id: management_account_id.to_string(),
             units,
             accounts,
+            feature_set: "ALL".to_string(),
+            trusted_access: true,
+            delegated_admins: Default::default(),
         }
     }
 

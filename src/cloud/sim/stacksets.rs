@@ -206,6 +206,11 @@ impl World {
         validate_name(&request.name)?;
         validate_template(&request.template_body)?;
         validate_token("ClientRequestToken", &request.client_token)?;
+        if !self.org.trusted_access {
+            return Err(SimError::validation(
+                "You must enable organizations access to operate a service managed stack set",
+            ));
+        }
         if request.auto_deployment.retain_stacks_on_account_removal
             && !request.auto_deployment.enabled
         {

@@ -163,9 +163,15 @@ pub(crate) fn resolve_targets(
 /// Stack sets visible to a call: service-managed stack sets live in the management account, so a delegated
 /// admin sees them only with CallAs DELEGATED_ADMIN, and the management account only with SELF.
 pub(crate) fn check_call_as(world: &World, call_as: CallAs) -> Result<bool, SimError> {
-    let is_management = world.config.caller_account_id() == world.org.management_account_id;
+    let caller = world.config.caller_account_id();
+    let is_management = caller == world.org.management_account_id;
     match (is_management, call_as) {
-        (true, CallAs::SelfAccount) | (false, CallAs::DelegatedAdmin) => Ok(true),
+        (true, CallAs::SelfAccount) => Ok(true),
+        (false, CallAs::DelegatedAdmin) if world.org.delegated_admins.contains(caller) => Ok(true),
+        (false, CallAs::DelegatedAdmin) => Err(SimError::validation(format!(
+            "Account used is not a delegated administrator: {caller} is not registered for {}",
+            crate::cloud::STACKSETS_SERVICE_PRINCIPAL
+        ))),
         (true, CallAs::DelegatedAdmin) => Err(SimError::validation(format!(
             "Account {} is not registered as a delegated administrator; call with CallAs SELF",
             world.org.management_account_id
