@@ -61,6 +61,8 @@ pub struct Config {
     pub template_poll_interval: Duration,
     /// A template fetch gives up after this long.
     pub template_fetch_timeout: Duration,
+    /// Preflight may turn on trusted access for StackSets itself (the `activate_trusted_access` setting).
+    pub activate_trusted_access: bool,
     /// A coverage gap (a targeted account without an instance) is repaired once it has lasted this long:
     /// auto-deployment usually fills it within minutes. With auto-deployment off it is repaired at once; a gap a
     /// repair did not fill waits this long again.
@@ -81,6 +83,7 @@ impl Default for Config {
             template_poll_interval: Duration::from_secs(300),
             template_fetch_timeout: template::FETCH_TIMEOUT,
             coverage_grace: Duration::from_secs(15 * 60),
+            activate_trusted_access: false,
         }
     }
 }
@@ -100,6 +103,7 @@ pub struct Context {
     /// When the context was made, on tokio's clock and the wall clock: `wall_now` moves with tokio's clock, so
     /// wall-clock decisions (is a drift check older than the interval?) follow simulated time in tests.
     epoch: (Instant, std::time::SystemTime),
+    preflight: crate::preflight::PreflightCache,
 }
 
 impl Context {
@@ -112,7 +116,13 @@ impl Context {
             org: Default::default(),
             template_log: Default::default(),
             epoch: (Instant::now(), std::time::SystemTime::now()),
+            preflight: Default::default(),
         }
+    }
+
+    /// Successful preflights (see `preflight::ensure`).
+    pub fn preflight_cache(&self) -> &crate::preflight::PreflightCache {
+        &self.preflight
     }
 
     /// The wall-clock time now, advancing with tokio's clock (equal to the system clock in a real run, up to
@@ -301,7 +311,15 @@ pub async fn observe(deployment: &Deployment, ctx: &Context) -> Result<Observati
     let spec = &deployment.spec;
     let url = ctx.template_url(deployment)?;
     let candidate = ctx.templates.latest(&url, deployment.name()).await?;
-    let org = ctx.organization().await?;
+    let mut org = ctx.organization().await?;
+    if spec.ensure == crate::desired::Ensure::Present
+        && crate::preflight::check_targets(deployment, &org).is_err()
+    {
+        // Perhaps an OU created since the last scan: look again before calling it missing.
+        ctx.invalidate_organization().await;
+        org = ctx.organization().await?;
+        crate::preflight::check_targets(deployment, &org)?;
+    }
     let stack_set = ctx
         .cloud
         .describe_stack_set(&spec.stack_set_name, spec.call_as)
@@ -468,6 +486,7 @@ async fn submit(
             .chain(ctx.memory.finished(name).iter().map(String::as_str)),
     );
     let id = format!("{base}-{sequence}");
+    crate::preflight::ensure(deployment, ctx).await?;
     info!(action = step.action.name(), operation = %id, summary = %step.summary, "submitting");
     match send(deployment, ctx, &step.action, &id).await {
         Ok(()) => {

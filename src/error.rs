@@ -134,6 +134,15 @@ pub enum Error {
     /// Daemon settings are invalid.
     #[error("settings: {0}")]
     Settings(String),
+
+    /// The organization or the credentials are not fit for stacksetd to act (wrong account, not a delegated
+    /// administrator, trusted access off, a target OU that does not exist, ...): nothing is changed, and the
+    /// message says what to fix. Retrying alone does not help.
+    #[error("{message}")]
+    Preflight {
+        reason: &'static str,
+        message: String,
+    },
 }
 
 impl Error {
@@ -146,6 +155,7 @@ impl Error {
             Error::OperationFailed { .. } => "operation_failed",
             Error::Conflict(_) => "conflict",
             Error::Settings(_) => "settings",
+            Error::Preflight { reason, .. } => reason,
         }
     }
 

@@ -14,6 +14,7 @@ pub mod iam;
 pub mod metrics;
 pub mod output;
 pub mod plan;
+pub mod preflight;
 pub mod settings;
 pub mod status;
 pub mod status_view;

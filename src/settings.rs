@@ -214,6 +214,7 @@ impl Settings {
             org_scan_interval: self.org_scan_interval.0,
             template_poll_interval: self.template_poll_interval.0,
             coverage_grace: self.coverage_grace_period.0,
+            activate_trusted_access: self.activate_trusted_access,
             ..crate::controller::Config::default()
         }
     }

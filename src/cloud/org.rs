@@ -26,6 +26,8 @@ pub struct OrgAccount {
 pub struct OrgSnapshot {
     pub organization_id: String,
     pub management_account_id: String,
+    /// ALL or CONSOLIDATED_BILLING (service-managed stack sets need ALL).
+    pub feature_set: String,
     pub root_id: String,
     /// Roots and OUs by id.
     pub units: BTreeMap<String, OrgUnit>,
@@ -76,6 +78,7 @@ pub async fn scan(cloud: &dyn Cloud) -> Result<OrgSnapshot> {
     let mut snapshot = OrgSnapshot {
         organization_id: info.id,
         management_account_id: info.management_account_id,
+        feature_set: info.feature_set,
         root_id: roots.first().map(|r| r.id.clone()).unwrap_or_default(),
         ..OrgSnapshot::default()
     };

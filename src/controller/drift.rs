@@ -219,6 +219,7 @@ pub(super) async fn detect_if_due(
         ),
     );
     let id = format!("{base}-{sequence}");
+    crate::preflight::ensure(deployment, ctx).await?;
     let request = DetectDriftRequest {
         name: spec.stack_set_name.clone(),
         call_as: spec.call_as,

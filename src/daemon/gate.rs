@@ -66,7 +66,9 @@ impl Cloud for Gate {
         self.inner.list_accounts(parent_id).await
     }
     async fn list_delegated_administrators(&self, service_principal: &str) -> Result<Vec<String>> {
-        self.inner.list_delegated_administrators(service_principal).await
+        self.inner
+            .list_delegated_administrators(service_principal)
+            .await
     }
     async fn list_aws_service_access(&self) -> Result<Vec<String>> {
         self.inner.list_aws_service_access().await

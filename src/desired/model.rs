@@ -75,7 +75,7 @@ fn default_capabilities() -> Vec<Capability> {
     vec![Capability::CapabilityNamedIam]
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Hash, Eq, Default, Serialize, Deserialize)]
 pub enum CallAs {
     #[default]
     #[serde(rename = "SELF")]

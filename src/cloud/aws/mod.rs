@@ -319,10 +319,7 @@ impl Cloud for AwsCloud {
 
     async fn activate_organizations_access(&self) -> Result<()> {
         let call = Call::cloudformation("ActivateOrganizationsAccess", CallAs::SelfAccount);
-        self.settle(
-            call,
-            self.cfn.activate_organizations_access().send().await,
-        )?;
+        self.settle(call, self.cfn.activate_organizations_access().send().await)?;
         Ok(())
     }
 

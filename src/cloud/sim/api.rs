@@ -169,11 +169,13 @@ impl Cloud for Sim {
             "ListDelegatedAdministrators",
             |v: &Vec<String>| pages(v.len(), ORG_PAGE),
             |w| {
-                Ok(if service_principal == crate::cloud::STACKSETS_SERVICE_PRINCIPAL {
-                    w.org.delegated_admins.iter().cloned().collect()
-                } else {
-                    Vec::new()
-                })
+                Ok(
+                    if service_principal == crate::cloud::STACKSETS_SERVICE_PRINCIPAL {
+                        w.org.delegated_admins.iter().cloned().collect()
+                    } else {
+                        Vec::new()
+                    },
+                )
             },
         )
     }
@@ -181,7 +183,10 @@ impl Cloud for Sim {
     async fn list_aws_service_access(&self) -> Result<Vec<String>> {
         self.single(ORGS, "ListAWSServiceAccessForOrganization", |w| {
             if w.config.caller_account_id() != w.org.management_account_id
-                && !w.org.delegated_admins.contains(w.config.caller_account_id())
+                && !w
+                    .org
+                    .delegated_admins
+                    .contains(w.config.caller_account_id())
             {
                 return Err(SimError::new(
                     AwsErrorKind::AccessDenied,
@@ -200,7 +205,12 @@ impl Cloud for Sim {
     async fn describe_organizations_access(&self, call_as: CallAs) -> Result<String> {
         self.single(CFN, "DescribeOrganizationsAccess", |w| {
             check_call_as(w, call_as)?;
-            Ok(if w.org.trusted_access { "ENABLED" } else { "DISABLED" }.to_string())
+            Ok(if w.org.trusted_access {
+                "ENABLED"
+            } else {
+                "DISABLED"
+            }
+            .to_string())
         })
     }
 
