@@ -353,6 +353,12 @@ pub async fn observe(deployment: &Deployment, ctx: &Context) -> Result<Observati
             spec.auto_deployment.enabled,
         );
         observed.drift_remediated = drift::remediated(deployment, ctx, &observed);
+        observed.recreate = ctx
+            .memory
+            .to_recreate(deployment.name())
+            .intersection(&coverage.missing)
+            .cloned()
+            .collect();
     }
     let template = templates::template_view(deployment, ctx, &url, candidate, &observed)?;
     Ok(Observation {
@@ -466,14 +472,14 @@ async fn submit(
         ),
         // A repair re-submits the same targets as the original creation: its id also covers the gaps it is for,
         // so it is a new change, not a resend of the first one.
-        Purpose::RepairCoverage | Purpose::RemediateDrift => {
+        Purpose::RepairCoverage | Purpose::RemediateDrift | Purpose::RepairInoperable => {
             let material =
                 serde_json::json!({ "step": step, "preferences": &spec.operation_preferences });
             let digest = Sha256::digest(format!("{}{material}", spec.stack_set_name).as_bytes());
-            let short = if step.purpose == Purpose::RepairCoverage {
-                "repair"
-            } else {
-                "remediate"
+            let short = match step.purpose {
+                Purpose::RepairCoverage => "repair",
+                Purpose::RepairInoperable => "repair-inop",
+                _ => "remediate",
             };
             format!("stacksetd-{short}-{}", &hex::encode(digest)[..20])
         }
@@ -491,7 +497,14 @@ async fn submit(
     match send(deployment, ctx, &step.action, &id).await {
         Ok(()) => {
             match step.purpose {
-                Purpose::RepairCoverage => ctx.memory.repaired(name, &observed.overdue_gaps),
+                Purpose::RepairCoverage => {
+                    ctx.memory.repaired(name, &observed.overdue_gaps);
+                    ctx.memory.recreated(name, &observed.recreate);
+                }
+                Purpose::RepairInoperable => {
+                    ctx.memory
+                        .recreate(name, inoperable_slots(&step.action, observed));
+                }
                 Purpose::RemediateDrift => drift::record_remediation(deployment, ctx, observed),
                 Purpose::Converge => {}
             }
@@ -655,6 +668,26 @@ async fn send(
         }
         Action::DeleteStackSet => cloud.delete_stack_set(&name, call_as).await,
     }
+}
+
+/// The INOPERABLE instances a repair step removes, as (account, Region).
+fn inoperable_slots(
+    action: &Action,
+    observed: &Observed,
+) -> std::collections::BTreeSet<(String, String)> {
+    let Action::DeleteStackInstances {
+        targets, regions, ..
+    } = action
+    else {
+        return Default::default();
+    };
+    observed
+        .instances
+        .iter()
+        .filter(|i| i.status == crate::cloud::InstanceStatus::Inoperable)
+        .filter(|i| targets.accounts.contains(&i.account) && regions.contains(&i.region))
+        .map(|i| (i.account.clone(), i.region.clone()))
+        .collect()
 }
 
 /// `stacksetd-<action>-<digest>`: the digest covers the stack set, the action with everything it applies and the

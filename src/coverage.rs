@@ -120,6 +120,38 @@ pub fn coverage(
     out
 }
 
+/// Target OUs (or the root) under which no active member account is: (id, name).
+pub fn empty_targets(deployment: &Deployment, org: &OrgSnapshot) -> Vec<(String, String)> {
+    if deployment.spec.ensure == Ensure::Absent {
+        return Vec::new();
+    }
+    deployment
+        .spec
+        .deployment_targets
+        .organizational_unit_ids
+        .iter()
+        .map(|u| {
+            if u == ROOT {
+                org.root_id.clone()
+            } else {
+                u.clone()
+            }
+        })
+        .filter(|unit| {
+            !org.accounts_under(std::slice::from_ref(unit))
+                .iter()
+                .any(|a| a.account.is_active() && a.account.id != org.management_account_id)
+        })
+        .map(|unit| {
+            let name = org
+                .units
+                .get(&unit)
+                .map_or_else(|| "unknown".to_string(), |u| u.name.clone());
+            (unit, name)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,6 +315,20 @@ spec:
         d.spec.deployment_targets.account_filter_type = AccountFilterType::Intersection;
         let c = coverage(&d, &org(), &[]);
         assert_eq!(c.targeted, BTreeSet::from(["300000000000".to_string()]));
+    }
+
+    #[test]
+    fn targets_without_an_active_member_are_named() {
+        let mut d = deployment("");
+        d.spec.deployment_targets.organizational_unit_ids = vec!["ou-a".into(), "ou-b".into()];
+        assert!(empty_targets(&d, &org()).is_empty());
+        let mut o = org();
+        o.accounts.remove("300000000000");
+        // ou-b now only holds the suspended account.
+        assert_eq!(
+            empty_targets(&d, &o),
+            [("ou-b".to_string(), "ou-b".to_string())]
+        );
     }
 
     #[test]

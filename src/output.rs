@@ -68,6 +68,12 @@ pub fn plan_text(planned: &[Planned<'_>]) -> String {
                         report.missing_instances
                     ));
                 }
+                for warning in &report.target_warnings {
+                    out.push_str(&format!(
+                        "  warning: {warning}
+"
+                    ));
+                }
             }
         }
     }

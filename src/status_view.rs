@@ -191,6 +191,9 @@ fn observed_rows(out: &mut String, r: &Value) {
             n("skipped_suspended_instances"),
         ),
     );
+    for warning in r["target_warnings"].as_array().into_iter().flatten() {
+        row(out, "warning", s(warning));
+    }
     list_row(out, "missing", &r["missing_accounts"]);
     list_row(out, "orphaned", &r["orphaned"]);
     for problem in r["inoperable"].as_array().into_iter().flatten() {

@@ -37,6 +37,8 @@ struct Entry {
     drift_submitted: Option<SystemTime>,
     /// Operations seen ending, (action, status), not yet counted in the metrics.
     ended: Vec<(&'static str, &'static str)>,
+    /// Slots whose INOPERABLE instance was removed to be created again.
+    recreate: BTreeSet<(String, String)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -207,6 +209,20 @@ impl Memory {
             e.drift_submitted = Some(at);
             e.remediated_check = None;
         })
+    }
+
+    /// INOPERABLE instances were removed (RetainStacks): create these slots again as soon as they are gone.
+    pub fn recreate(&self, deployment: &str, slots: BTreeSet<(String, String)>) {
+        self.with(deployment, |e| e.recreate.extend(slots))
+    }
+
+    pub fn to_recreate(&self, deployment: &str) -> BTreeSet<(String, String)> {
+        self.with(deployment, |e| e.recreate.clone())
+    }
+
+    /// A creation was submitted for these slots.
+    pub fn recreated(&self, deployment: &str, slots: &BTreeSet<(String, String)>) {
+        self.with(deployment, |e| e.recreate.retain(|s| !slots.contains(s)))
     }
 
     /// An operation stacksetd waited for ended.

@@ -45,6 +45,9 @@ pub struct Report {
     pub inoperable: Vec<InstanceProblem>,
     /// Instances an operation skipped because the account is suspended.
     pub skipped_suspended_instances: usize,
+    /// Targets that cover no active member account (an empty OU, or one whose accounts all moved away or are
+    /// suspended): not an error, but nothing is deployed there.
+    pub target_warnings: Vec<String>,
     /// Resource drift; `None` before the stack set exists.
     pub drift: Option<DriftReport>,
     /// Stack set settings changed outside stacksetd since it last converged (being reverted unless suspended).
@@ -179,6 +182,15 @@ impl Report {
             inoperable,
             skipped_suspended_instances: coverage.skipped_suspended,
             drift: DriftReport::of(observed),
+            target_warnings: coverage::empty_targets(deployment, org)
+                .into_iter()
+                .map(|(unit, name)| {
+                    format!(
+                        "target {unit} ({name}) holds no active member account: nothing is deployed there until one \
+                         joins (the management account never gets an instance)"
+                    )
+                })
+                .collect(),
             pending: plan.steps.iter().map(|s| s.summary.clone()).collect(),
             ..Report::default()
         }

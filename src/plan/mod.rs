@@ -56,6 +56,9 @@ pub struct Observed {
     /// The DRIFTED instances of the last drift check were already re-applied (the check predates that): do not
     /// re-apply them again before the next check.
     pub drift_remediated: bool,
+    /// Slots whose INOPERABLE instance `repairInoperable` removed and that are still missing: created again
+    /// at once (not after the coverage grace period, and also with `repairCoverage: false`).
+    pub recreate: BTreeSet<(String, String)>,
 }
 
 /// One step toward the desired state. Serialized (with the stack set name and preferences) it is also what the
@@ -136,6 +139,8 @@ pub enum Purpose {
     RepairCoverage,
     /// `driftDetection.remediate`: re-apply the stack set to DRIFTED instances.
     RemediateDrift,
+    /// `repairInoperable`: remove INOPERABLE instances (RetainStacks) so they can be created again.
+    RepairInoperable,
 }
 
 impl Purpose {
@@ -403,6 +408,63 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
         });
     }
 
+    // 2b. INOPERABLE instances the desired state keeps: with `repairInoperable`, remove them (RetainStacks: a
+    //     failed delete left them, and only a retained delete succeeds) so step 6 creates them again.
+    if spec.repair_inoperable {
+        let broken: Vec<&StackInstance> = observed
+            .instances
+            .iter()
+            .filter(|i| i.status == InstanceStatus::Inoperable && !i.in_progress())
+            .filter(|i| regions.contains(&i.region))
+            .filter(|i| {
+                i.organizational_unit_id
+                    .as_ref()
+                    .is_none_or(|u| units.contains(u))
+            })
+            .filter(|i| !accounts_to_drop.contains(i.account.as_str()))
+            .collect();
+        if !broken.is_empty() {
+            let accounts: BTreeSet<String> = broken.iter().map(|i| i.account.clone()).collect();
+            let broken_regions: BTreeSet<String> =
+                broken.iter().map(|i| i.region.clone()).collect();
+            let broken_units: BTreeSet<String> = broken
+                .iter()
+                .filter_map(|i| i.organizational_unit_id.clone())
+                .collect();
+            let broken_units = if broken_units.is_empty() {
+                units.clone()
+            } else {
+                broken_units
+            };
+            steps.push(Step {
+                purpose: Purpose::RepairInoperable,
+                summary: format!(
+                    "remove {} INOPERABLE instance(s) (RetainStacks) to create them again",
+                    broken.len()
+                ),
+                changes: broken
+                    .iter()
+                    .map(|i| Change {
+                        field: format!("instance {}/{}", i.account, i.region),
+                        from: format!(
+                            "INOPERABLE ({})",
+                            i.status_reason.as_deref().unwrap_or("no reason given")
+                        ),
+                        to: "re-created".into(),
+                    })
+                    .collect(),
+                action: Action::DeleteStackInstances {
+                    targets: account_targets(
+                        broken_units.into_iter().collect(),
+                        accounts.into_iter(),
+                    ),
+                    regions: broken_regions.into_iter().collect(),
+                    retain_stacks: true,
+                },
+            });
+        }
+    }
+
     // 3. The stack set's own settings.
     let auto_deployment_change = stack_set
         .auto_deployment
@@ -565,12 +627,14 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
     let creating = steps
         .iter()
         .any(|s| matches!(s.action, Action::CreateStackInstances { .. }));
-    let gaps: Vec<&(String, String)> = observed
-        .overdue_gaps
-        .iter()
-        .filter(|(_, region)| regions.contains(region))
-        .collect();
-    if spec.repair_coverage && !creating && !gaps.is_empty() && !kept_units.is_empty() {
+    let mut gaps: BTreeSet<&(String, String)> = if spec.repair_coverage {
+        observed.overdue_gaps.iter().collect()
+    } else {
+        BTreeSet::new()
+    };
+    gaps.extend(observed.recreate.iter());
+    gaps.retain(|(_, region)| regions.contains(region));
+    if !creating && !gaps.is_empty() && !kept_units.is_empty() {
         let gap_regions: BTreeSet<String> = gaps.iter().map(|(_, r)| r.clone()).collect();
         let mut step = create_step(
             desired,
