@@ -5,7 +5,8 @@
 //! Layout: `helpers` (desired state from YAML, contexts, call deltas, a lagging view of the listings),
 //! `convergence` (from nothing, call budget, edits), `safety` (adoption, OperationInProgress, restarts, lost
 //! responses), `failures` (failed operations, revoke, throttling), `observability` (drift, spec drift, coverage repair,
-//! access checks, read through the metrics).
+//! access checks, read through the metrics), `preflight` (identity, delegated admin, trusted access, feature set,
+//! target OUs, suspended/closing accounts, INOPERABLE repair).
 
 #[path = "controller_sim/convergence.rs"]
 mod convergence;
@@ -15,5 +16,7 @@ mod failures;
 mod helpers;
 #[path = "controller_sim/observability.rs"]
 mod observability;
+#[path = "controller_sim/preflight.rs"]
+mod preflight;
 #[path = "controller_sim/safety.rs"]
 mod safety;

@@ -179,8 +179,13 @@ impl Cloud for Probe {
         self.mutated("DeleteStackSet");
         self.inner.delete_stack_set(name, call_as).await
     }
-    async fn list_delegated_administrators(&self, service_principal: &str) -> Result<Vec<String>, Error> {
-        self.inner.list_delegated_administrators(service_principal).await
+    async fn list_delegated_administrators(
+        &self,
+        service_principal: &str,
+    ) -> Result<Vec<String>, Error> {
+        self.inner
+            .list_delegated_administrators(service_principal)
+            .await
     }
     async fn list_aws_service_access(&self) -> Result<Vec<String>, Error> {
         self.inner.list_aws_service_access().await

@@ -130,3 +130,69 @@ fn drifted_instances_are_reapplied_exactly_when_remediation_is_on() {
     let plan = run(&d, r#"{"Resources": {}}"#, &o);
     assert_eq!(names(&plan), ["UpdateStackSet"]);
 }
+
+fn inoperable(account: &str, region: &str) -> StackInstance {
+    let mut i = instance(account, region, OU_A);
+    i.status = InstanceStatus::Inoperable;
+    i.detailed_status = Some("INOPERABLE".into());
+    i.status_reason = Some("DeleteConflict".into());
+    i
+}
+
+#[test]
+fn inoperable_instances_are_removed_with_retain_stacks_only_with_repair_inoperable() {
+    let o = converged(vec![
+        instance("222222222222", "us-west-2", OU_A),
+        inoperable("333333333333", "eu-west-1"),
+    ]);
+    let off = with_targets(&[OU_A], &["us-west-2", "eu-west-1"], "");
+    assert!(
+        run(&off, BODY, &o).is_empty(),
+        "reported, left alone by default"
+    );
+    let on = with_targets(
+        &[OU_A],
+        &["us-west-2", "eu-west-1"],
+        "  repairInoperable: true\n",
+    );
+    let plan = run(&on, BODY, &o);
+    assert_eq!(names(&plan), ["DeleteStackInstances"]);
+    assert_eq!(plan.steps[0].purpose, Purpose::RepairInoperable);
+    match &plan.steps[0].action {
+        Action::DeleteStackInstances {
+            targets,
+            regions,
+            retain_stacks,
+        } => {
+            assert!(
+                *retain_stacks,
+                "only a retained delete succeeds on an INOPERABLE instance"
+            );
+            assert_eq!(targets.accounts, ["333333333333"]);
+            assert_eq!(targets.account_filter_type, AccountFilterType::Intersection);
+            assert_eq!(regions, &strings(&["eu-west-1"]));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(plan.steps[0].changes[0].from.contains("DeleteConflict"));
+}
+
+#[test]
+fn removed_inoperable_slots_are_created_again_even_without_repair_coverage() {
+    let d = with_targets(
+        &[OU_A],
+        &["us-west-2", "eu-west-1"],
+        "  repairInoperable: true\n  repairCoverage: false\n",
+    );
+    let mut o = converged(vec![instance("222222222222", "us-west-2", OU_A)]);
+    o.recreate = BTreeSet::from([gap("333333333333", "eu-west-1")]);
+    let plan = run(&d, BODY, &o);
+    assert_eq!(names(&plan), ["CreateStackInstances"]);
+    assert_eq!(plan.steps[0].purpose, Purpose::RepairCoverage);
+    match &plan.steps[0].action {
+        Action::CreateStackInstances { regions, .. } => {
+            assert_eq!(regions, &strings(&["eu-west-1"]))
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -439,13 +439,21 @@ impl Cloud for Lagging {
     async fn delete_stack_set(&self, name: &str, call_as: CallAs) -> stacksetd::cloud::Result<()> {
         self.sim.delete_stack_set(name, call_as).await
     }
-    async fn list_delegated_administrators(&self, service_principal: &str) -> stacksetd::cloud::Result<Vec<String>> {
-        self.sim.list_delegated_administrators(service_principal).await
+    async fn list_delegated_administrators(
+        &self,
+        service_principal: &str,
+    ) -> stacksetd::cloud::Result<Vec<String>> {
+        self.sim
+            .list_delegated_administrators(service_principal)
+            .await
     }
     async fn list_aws_service_access(&self) -> stacksetd::cloud::Result<Vec<String>> {
         self.sim.list_aws_service_access().await
     }
-    async fn describe_organizations_access(&self, call_as: CallAs) -> stacksetd::cloud::Result<String> {
+    async fn describe_organizations_access(
+        &self,
+        call_as: CallAs,
+    ) -> stacksetd::cloud::Result<String> {
         self.sim.describe_organizations_access(call_as).await
     }
     async fn activate_organizations_access(&self) -> stacksetd::cloud::Result<()> {
