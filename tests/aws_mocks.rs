@@ -1338,3 +1338,116 @@ async fn assume_role_access_denied_names_the_action_and_is_counted() {
         vec![(("sts", "AssumeRole", "access_denied"), 1)]
     );
 }
+
+#[tokio::test]
+async fn describe_organizations_access_sends_call_as_and_reads_the_status() {
+    let rule = mock!(aws_sdk_cloudformation::Client::describe_organizations_access)
+        .match_requests(|req| req.call_as() == Some(&cfn::CallAs::DelegatedAdmin))
+        .then_output(|| {
+            cfn_op::describe_organizations_access::DescribeOrganizationsAccessOutput::builder()
+                .status(cfn::OrganizationStatus::Disabled)
+                .build()
+        });
+    let cloud = cfn_cloud(&[&rule]);
+    assert_eq!(
+        cloud
+            .describe_organizations_access(CallAs::DelegatedAdmin)
+            .await
+            .expect("describe"),
+        "DISABLED"
+    );
+    assert_eq!(rule.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn activate_organizations_access_is_one_call() {
+    let rule =
+        mock!(aws_sdk_cloudformation::Client::activate_organizations_access).then_output(|| {
+            cfn_op::activate_organizations_access::ActivateOrganizationsAccessOutput::builder()
+                .build()
+        });
+    let cloud = cfn_cloud(&[&rule]);
+    cloud
+        .activate_organizations_access()
+        .await
+        .expect("activate");
+    assert_eq!(rule.num_calls(), 1);
+    assert_eq!(
+        counted(&cloud),
+        vec![(("cloudformation", "ActivateOrganizationsAccess", "ok"), 1)]
+    );
+}
+
+#[tokio::test]
+async fn organizations_access_denied_names_the_action_and_the_policy_file() {
+    let rule = mock!(aws_sdk_cloudformation::Client::activate_organizations_access).then_error(|| {
+        cfn_op::activate_organizations_access::ActivateOrganizationsAccessError::generic(meta(
+            "AccessDenied",
+            "User: arn:aws:iam::123456789012:role/ops is not authorized to perform: cloudformation:ActivateOrganizationsAccess",
+        ))
+    });
+    let cloud = cfn_cloud(&[&rule]);
+    let err = cloud
+        .activate_organizations_access()
+        .await
+        .expect_err("denied");
+    assert!(err.is_aws(AwsErrorKind::AccessDenied));
+    let message = err.to_string();
+    assert!(
+        message.contains("cloudformation:ActivateOrganizationsAccess"),
+        "{message}"
+    );
+    assert!(message.contains(POLICY_FILE), "{message}");
+}
+
+#[tokio::test]
+async fn delegated_administrators_and_service_access_follow_every_page() {
+    let admins = mock!(aws_sdk_organizations::Client::list_delegated_administrators)
+        .match_requests(|req| {
+            req.service_principal() == Some("member.org.stacksets.cloudformation.amazonaws.com")
+                && req.next_token().is_none()
+        })
+        .then_output(|| {
+            orgs_op::list_delegated_administrators::ListDelegatedAdministratorsOutput::builder()
+                .delegated_administrators(
+                    orgs::DelegatedAdministrator::builder()
+                        .id("210987654321")
+                        .build(),
+                )
+                .next_token("page-2")
+                .build()
+        });
+    let admins_2 = mock!(aws_sdk_organizations::Client::list_delegated_administrators)
+        .match_requests(|req| req.next_token() == Some("page-2"))
+        .then_output(|| {
+            orgs_op::list_delegated_administrators::ListDelegatedAdministratorsOutput::builder()
+                .delegated_administrators(
+                    orgs::DelegatedAdministrator::builder()
+                        .id("310987654321")
+                        .build(),
+                )
+                .build()
+        });
+    let access = mock!(aws_sdk_organizations::Client::list_aws_service_access_for_organization)
+        .then_output(|| {
+            orgs_op::list_aws_service_access_for_organization::ListAwsServiceAccessForOrganizationOutput::builder()
+                .enabled_service_principals(
+                    orgs::EnabledServicePrincipal::builder()
+                        .service_principal("member.org.stacksets.cloudformation.amazonaws.com")
+                        .build(),
+                )
+                .build()
+        });
+    let cloud = orgs_cloud(&[&admins, &admins_2, &access]);
+    assert_eq!(
+        cloud
+            .list_delegated_administrators("member.org.stacksets.cloudformation.amazonaws.com")
+            .await
+            .expect("admins"),
+        ["210987654321", "310987654321"]
+    );
+    assert_eq!(
+        cloud.list_aws_service_access().await.expect("access"),
+        ["member.org.stacksets.cloudformation.amazonaws.com"]
+    );
+}

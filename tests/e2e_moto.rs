@@ -448,6 +448,36 @@ async fn ensure_absent_removes_instances_and_stack_set_then_changes_nothing() {
     assert_eq!(plan_exit_code(&server, &desired).await, PLAN_NO_CHANGES);
 }
 
+#[tokio::test]
+async fn a_wrong_management_account_id_creates_nothing_and_names_both_accounts() {
+    let server = MotoServer::start();
+    build_org(&server, &org_spec()).await;
+    let client = cfn_client(&server).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wrong = "111122223333";
+    let yaml = Desired::whole_org().yaml().replace(
+        &format!("managementAccountId: \"{MANAGEMENT_ACCOUNT_ID}\""),
+        &format!("managementAccountId: \"{wrong}\""),
+    );
+    assert!(yaml.contains(wrong));
+    let desired = write_desired(dir.path(), &yaml);
+    let output = reconcile_once(&server, &desired).await;
+    assert_ne!(exit_code(&output), 0, "{}", describe_output(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(wrong) && stderr.contains(MANAGEMENT_ACCOUNT_ID),
+        "the message names the expected and the actual account:\n{stderr}"
+    );
+    assert!(
+        describe_stack_set(&client, STACK_SET).await.is_none(),
+        "nothing created"
+    );
+    assert!(
+        stack_sets_named(&client, STACK_SET).await.is_empty(),
+        "nothing created"
+    );
+}
+
 /// The `FILE:LINE:COL: field: message` lines of stderr that point into `file`.
 fn diagnostics_for(stderr: &str, file: &Path) -> Vec<(u32, u32, String)> {
     let prefix = format!("{}:", file.display());
