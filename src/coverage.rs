@@ -120,6 +120,33 @@ pub fn coverage(
     out
 }
 
+/// Targets that lie inside another target (an OU moved under a targeted OU, or listed with its parent): their
+/// accounts are already covered. (target id, the enclosing target id).
+pub fn nested_targets(deployment: &Deployment, org: &OrgSnapshot) -> Vec<(String, String)> {
+    let units: Vec<String> = deployment
+        .spec
+        .deployment_targets
+        .organizational_unit_ids
+        .iter()
+        .map(|u| {
+            if u == ROOT {
+                org.root_id.clone()
+            } else {
+                u.clone()
+            }
+        })
+        .collect();
+    let mut out = Vec::new();
+    for outer in &units {
+        for inner in org.subtree(outer) {
+            if &inner != outer && units.contains(&inner) {
+                out.push((inner, outer.clone()));
+            }
+        }
+    }
+    out
+}
+
 /// Target OUs (or the root) under which no active member account is: (id, name).
 pub fn empty_targets(deployment: &Deployment, org: &OrgSnapshot) -> Vec<(String, String)> {
     if deployment.spec.ensure == Ensure::Absent {
@@ -329,6 +356,18 @@ spec:
             empty_targets(&d, &o),
             [("ou-b".to_string(), "ou-b".to_string())]
         );
+    }
+
+    #[test]
+    fn a_target_inside_another_target_is_named() {
+        let mut d = deployment("");
+        d.spec.deployment_targets.organizational_unit_ids = vec!["ou-a".into(), "ou-b".into()];
+        assert_eq!(
+            nested_targets(&d, &org()),
+            [("ou-b".to_string(), "ou-a".to_string())]
+        );
+        d.spec.deployment_targets.organizational_unit_ids = vec!["ou-b".into()];
+        assert!(nested_targets(&d, &org()).is_empty());
     }
 
     #[test]

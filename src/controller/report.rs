@@ -190,6 +190,16 @@ impl Report {
                          joins (the management account never gets an instance)"
                     )
                 })
+                .chain(
+                    coverage::nested_targets(deployment, org)
+                        .into_iter()
+                        .map(|(inner, outer)| {
+                            format!(
+                                "target {inner} lies inside target {outer} (moved under it, or listed with its \
+                                 parent): its accounts are already covered; list only {outer}"
+                            )
+                        }),
+                )
                 .collect(),
             pending: plan.steps.iter().map(|s| s.summary.clone()).collect(),
             ..Report::default()
