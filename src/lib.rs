@@ -9,6 +9,8 @@ pub mod daemon;
 pub mod demo;
 pub mod desired;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod iam;
 pub mod metrics;

@@ -1,0 +1,85 @@
+//! Entry points for the fuzz targets (fuzz/fuzz_targets/) and the stable-toolchain smoke run
+//! (tests/fuzz_smoke.rs). Each takes arbitrary bytes and must never panic, whatever they are; errors are the
+//! expected outcome for almost every input. Not part of the supported API.
+
+use std::path::Path;
+
+use crate::desired::{self, PolicyLevel, TemplateSpec, UpdatePolicy};
+use crate::iam;
+use crate::template::{self, Template};
+
+/// The desired-state parser and validator on arbitrary bytes (as `desired::load` would see a file's text).
+pub fn desired(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    match desired::parse_str(text, Path::new("fuzz.yaml")) {
+        Ok(deployments) => {
+            for deployment in &deployments {
+                let _ = deployment.generation();
+                let _ = template::source_url(
+                    &deployment.spec.template,
+                    template::DEFAULT_CATALOG_BASE_URL,
+                );
+            }
+        }
+        Err(invalid) => {
+            // Every problem renders, and names a place or the whole file.
+            let _ = invalid.to_string();
+        }
+    }
+}
+
+/// A small template granting read-only access: the "applied" side of the diffs.
+const REFERENCE: &str = r#"{"Resources": {"Role": {"Type": "AWS::IAM::Role", "Properties": {"Policies": [{
+    "PolicyName": "p", "PolicyDocument": {"Statement": [
+        {"Effect": "Allow", "Action": ["ec2:Describe*", "s3:GetObject"], "Resource": "*"}]}}]}}}}"#;
+
+/// The template parser (JSON or YAML), the IAM extraction, the allowlists, the diff both ways and the update
+/// decision on arbitrary bytes.
+pub fn template(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = template::parse_document(text);
+    let Ok(candidate) = Template::from_body("file:///fuzz/template.json", text.to_string()) else {
+        return;
+    };
+    let reference = template::parse_document(REFERENCE).expect("the reference template parses");
+    let doc = &candidate.document;
+    let _ = iam::grants(doc);
+    for level in [PolicyLevel::DataOnly, PolicyLevel::DataAndScheduling] {
+        for offense in iam::check_allowlist(level, doc) {
+            let _ = format!("{} at {}", offense.action, offense.location);
+        }
+    }
+    for (applied, next) in [(&reference, doc), (doc, &reference), (doc, doc)] {
+        let diff = iam::diff(applied, next);
+        let _ = (diff.is_empty(), diff.is_widening(), diff.lines());
+    }
+    let _ = candidate.same_as(REFERENCE);
+    let _ = candidate.body_for_api();
+    for (policy, updates, pin) in [
+        (None, UpdatePolicy::Auto, None),
+        (Some(PolicyLevel::DataOnly), UpdatePolicy::Auto, None),
+        (
+            Some(PolicyLevel::DataAndScheduling),
+            UpdatePolicy::Manual,
+            None,
+        ),
+        (None, UpdatePolicy::Auto, Some(candidate.sha256.clone())),
+        (None, UpdatePolicy::Auto, Some("0".repeat(64))),
+    ] {
+        let spec = TemplateSpec {
+            policy,
+            url: None,
+            sha256: pin,
+            updates,
+            allow_permission_widening: false,
+        };
+        for applied in [None, Some(&reference), Some(doc)] {
+            let decision = template::decide(&spec, applied, &candidate);
+            let _ = decision.message(&candidate.sha256);
+        }
+    }
+}
