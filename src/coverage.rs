@@ -65,17 +65,7 @@ pub fn coverage(
     }
     if spec.ensure == Ensure::Present {
         let targets = &spec.deployment_targets;
-        let units: Vec<String> = targets
-            .organizational_unit_ids
-            .iter()
-            .map(|u| {
-                if u == ROOT {
-                    org.root_id.clone()
-                } else {
-                    u.clone()
-                }
-            })
-            .collect();
+        let units = target_units(deployment, org);
         let listed: BTreeSet<&str> = targets.accounts.iter().map(String::as_str).collect();
         for candidate in org.accounts_under(&units) {
             let id = candidate.account.id.as_str();
@@ -120,10 +110,9 @@ pub fn coverage(
     out
 }
 
-/// Targets that lie inside another target (an OU moved under a targeted OU, or listed with its parent): their
-/// accounts are already covered. (target id, the enclosing target id).
-pub fn nested_targets(deployment: &Deployment, org: &OrgSnapshot) -> Vec<(String, String)> {
-    let units: Vec<String> = deployment
+/// The target OU ids with `ROOT` resolved to the organization's root id.
+pub fn target_units(deployment: &Deployment, org: &OrgSnapshot) -> Vec<String> {
+    deployment
         .spec
         .deployment_targets
         .organizational_unit_ids
@@ -135,7 +124,13 @@ pub fn nested_targets(deployment: &Deployment, org: &OrgSnapshot) -> Vec<(String
                 u.clone()
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Targets that lie inside another target (an OU moved under a targeted OU, or listed with its parent): their
+/// accounts are already covered. (target id, the enclosing target id).
+pub fn nested_targets(deployment: &Deployment, org: &OrgSnapshot) -> Vec<(String, String)> {
+    let units = target_units(deployment, org);
     let mut out = Vec::new();
     for outer in &units {
         for inner in org.subtree(outer) {
@@ -152,18 +147,8 @@ pub fn empty_targets(deployment: &Deployment, org: &OrgSnapshot) -> Vec<(String,
     if deployment.spec.ensure == Ensure::Absent {
         return Vec::new();
     }
-    deployment
-        .spec
-        .deployment_targets
-        .organizational_unit_ids
-        .iter()
-        .map(|u| {
-            if u == ROOT {
-                org.root_id.clone()
-            } else {
-                u.clone()
-            }
-        })
+    target_units(deployment, org)
+        .into_iter()
         .filter(|unit| {
             !org.accounts_under(std::slice::from_ref(unit))
                 .iter()

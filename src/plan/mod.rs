@@ -424,18 +424,7 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
             .filter(|i| !accounts_to_drop.contains(i.account.as_str()))
             .collect();
         if !broken.is_empty() {
-            let accounts: BTreeSet<String> = broken.iter().map(|i| i.account.clone()).collect();
-            let broken_regions: BTreeSet<String> =
-                broken.iter().map(|i| i.region.clone()).collect();
-            let broken_units: BTreeSet<String> = broken
-                .iter()
-                .filter_map(|i| i.organizational_unit_id.clone())
-                .collect();
-            let broken_units = if broken_units.is_empty() {
-                units.clone()
-            } else {
-                broken_units
-            };
+            let (targets, broken_regions) = exact_targets(&broken, &units);
             steps.push(Step {
                 purpose: Purpose::RepairInoperable,
                 summary: format!(
@@ -454,11 +443,8 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
                     })
                     .collect(),
                 action: Action::DeleteStackInstances {
-                    targets: account_targets(
-                        broken_units.into_iter().collect(),
-                        accounts.into_iter(),
-                    ),
-                    regions: broken_regions.into_iter().collect(),
+                    targets,
+                    regions: broken_regions,
                     retain_stacks: true,
                 },
             });
@@ -583,18 +569,7 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
             })
             .collect();
         if !failed.is_empty() {
-            let accounts: BTreeSet<String> = failed.iter().map(|i| i.account.clone()).collect();
-            let failed_regions: BTreeSet<String> =
-                failed.iter().map(|i| i.region.clone()).collect();
-            let failed_units: BTreeSet<String> = failed
-                .iter()
-                .filter_map(|i| i.organizational_unit_id.clone())
-                .collect();
-            let failed_units = if failed_units.is_empty() {
-                units.clone()
-            } else {
-                failed_units
-            };
+            let (targets, failed_regions) = exact_targets(&failed, &units);
             steps.push(Step {
                 purpose: Purpose::Converge,
                 summary: format!(
@@ -613,11 +588,8 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
                     })
                     .collect(),
                 action: Action::UpdateStackInstances {
-                    targets: account_targets(
-                        failed_units.into_iter().collect(),
-                        accounts.into_iter(),
-                    ),
-                    regions: failed_regions.into_iter().collect(),
+                    targets,
+                    regions: failed_regions,
                 },
             });
         }
@@ -675,18 +647,7 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
             })
             .collect();
         if !drifted.is_empty() {
-            let accounts: BTreeSet<String> = drifted.iter().map(|i| i.account.clone()).collect();
-            let drifted_regions: BTreeSet<String> =
-                drifted.iter().map(|i| i.region.clone()).collect();
-            let drifted_units: BTreeSet<String> = drifted
-                .iter()
-                .filter_map(|i| i.organizational_unit_id.clone())
-                .collect();
-            let drifted_units = if drifted_units.is_empty() {
-                units.clone()
-            } else {
-                drifted_units
-            };
+            let (targets, drifted_regions) = exact_targets(&drifted, &units);
             steps.push(Step {
                 purpose: Purpose::RemediateDrift,
                 summary: format!(
@@ -702,11 +663,8 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
                     })
                     .collect(),
                 action: Action::UpdateStackInstances {
-                    targets: account_targets(
-                        drifted_units.into_iter().collect(),
-                        accounts.into_iter(),
-                    ),
-                    regions: drifted_regions.into_iter().collect(),
+                    targets,
+                    regions: drifted_regions,
                 },
             });
         }

@@ -213,6 +213,27 @@ pub(super) fn ou_targets(units: impl Iterator<Item = String>) -> Targets {
     }
 }
 
+/// Exactly these instances: their accounts (INTERSECTION) inside their OUs (every targeted OU when the endpoint
+/// does not say which), and their Regions.
+pub(super) fn exact_targets(
+    instances: &[&StackInstance],
+    units: &BTreeSet<String>,
+) -> (Targets, Vec<String>) {
+    let accounts: BTreeSet<String> = instances.iter().map(|i| i.account.clone()).collect();
+    let regions: BTreeSet<String> = instances.iter().map(|i| i.region.clone()).collect();
+    let mut own_units: BTreeSet<String> = instances
+        .iter()
+        .filter_map(|i| i.organizational_unit_id.clone())
+        .collect();
+    if own_units.is_empty() {
+        own_units = units.clone();
+    }
+    (
+        account_targets(own_units.into_iter().collect(), accounts.into_iter()),
+        regions.into_iter().collect(),
+    )
+}
+
 /// Exactly these accounts inside these OUs.
 pub(super) fn account_targets(
     units: Vec<String>,

@@ -144,17 +144,17 @@ pub(crate) fn start_operation(
     };
     for pair in &pairs {
         let key = (pair.account.clone(), pair.region.clone());
+        op.results.insert(
+            key.clone(),
+            OperationResult {
+                account: pair.account.clone(),
+                region: pair.region.clone(),
+                status: "PENDING".to_string(),
+                reason: None,
+            },
+        );
         if op.work == Work::DetectDrift {
             // Drift detection reads the stacks; the instances' own status is untouched.
-            op.results.insert(
-                key,
-                OperationResult {
-                    account: pair.account.clone(),
-                    region: pair.region.clone(),
-                    status: "PENDING".to_string(),
-                    reason: None,
-                },
-            );
             continue;
         }
         let instance = instances
@@ -175,15 +175,6 @@ pub(crate) fn start_operation(
         instance.detailed_status = Some("PENDING".to_string());
         instance.status_reason = None;
         instance.last_operation_id = Some(op.public.id.clone());
-        op.results.insert(
-            key,
-            OperationResult {
-                account: pair.account.clone(),
-                region: pair.region.clone(),
-                status: "PENDING".to_string(),
-                reason: None,
-            },
-        );
     }
     let service_run = op.public.initiator == Initiator::AutoDeployment;
     let order = region_order(&op.public.preferences, &op.public.regions, &pairs);
