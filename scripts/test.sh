@@ -7,42 +7,34 @@ cd "$(dirname "$0")/.."
 
 scripts/setup-moto.sh
 
-# tests/deploy_units.rs checks deploy/systemd/stacksetd.service with systemd-analyze (Debian package systemd).
-# Installed only when missing; it needs root (or password-less sudo), otherwise the script stops and says so.
-if ! command -v systemd-analyze >/dev/null 2>&1; then
-    install_systemd=(sh -c 'apt-get update && apt-get install -y --no-install-recommends systemd')
+# Debian tools some tests drive, installed only when missing. Installing needs root (or password-less sudo);
+# otherwise the script stops and prints the command. Services a package would start (prometheus's server) are
+# kept from starting with a temporary policy-rc.d: only the tools are wanted.
+require_debian_tool() {
+    local tool="$1" package="$2"
+    command -v "$tool" >/dev/null 2>&1 && return 0
+    local install="apt-get update && apt-get install -y --no-install-recommends $package"
+    local guarded="if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d; \
+chmod +x /usr/sbin/policy-rc.d; trap 'rm -f /usr/sbin/policy-rc.d' EXIT; fi; $install"
     if [[ "$(id -u)" -eq 0 ]]; then
-        "${install_systemd[@]}"
+        sh -c "$guarded"
     elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-        sudo -n "${install_systemd[@]}"
+        sudo -n sh -c "$guarded"
     else
-        echo "error: systemd-analyze is missing and installing it needs root; run as root:" >&2
-        echo "  apt-get update && apt-get install -y --no-install-recommends systemd" >&2
+        echo "error: $tool is missing and installing it needs root; run as root:" >&2
+        echo "  $install" >&2
         exit 1
     fi
-    command -v systemd-analyze >/dev/null 2>&1 || {
-        echo "error: systemd-analyze is still missing after installing Debian's systemd package" >&2
+    command -v "$tool" >/dev/null 2>&1 || {
+        echo "error: $tool is still missing after installing Debian's $package package" >&2
         exit 1
     }
-fi
-# tests/monitoring.rs checks deploy/prometheus with promtool (Debian package prometheus; its server is not used).
-# Installed only when missing, like systemd-analyze above: root (or password-less sudo), otherwise the script stops.
-if ! command -v promtool >/dev/null 2>&1; then
-    install_prometheus=(sh -c 'apt-get update && apt-get install -y --no-install-recommends prometheus')
-    if [[ "$(id -u)" -eq 0 ]]; then
-        "${install_prometheus[@]}"
-    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-        sudo -n "${install_prometheus[@]}"
-    else
-        echo "error: promtool is missing and installing it needs root; run as root:" >&2
-        echo "  apt-get update && apt-get install -y --no-install-recommends prometheus" >&2
-        exit 1
-    fi
-    command -v promtool >/dev/null 2>&1 || {
-        echo "error: promtool is still missing after installing Debian's prometheus package" >&2
-        exit 1
-    }
-fi
+}
+# tests/deploy_units.rs checks deploy/systemd/stacksetd.service with systemd-analyze.
+require_debian_tool systemd-analyze systemd
+# tests/monitoring.rs and tests/observability_moto.rs check deploy/prometheus and a live /metrics with promtool.
+require_debian_tool promtool prometheus
+
 # The end-to-end harness (tests/common/mod.rs) starts tests/moto/launcher.py with this interpreter.
 STACKSETD_TEST_PYTHON="$(pwd)/.venv/bin/python"
 export STACKSETD_TEST_PYTHON
