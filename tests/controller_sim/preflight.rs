@@ -40,6 +40,17 @@ async fn refused(deployment: &Deployment, ctx: &Context, sim: &Sim) -> Error {
     err
 }
 
+/// A controller allowed to turn trusted access on (the `activate_trusted_access` setting).
+fn activating_context(sim: &Sim) -> Context {
+    Context::new(
+        Arc::new(sim.clone()) as Arc<dyn Cloud>,
+        controller::Config {
+            activate_trusted_access: true,
+            ..config()
+        },
+    )
+}
+
 fn delegated(sim_caller: &str) -> (Sim, Deployment) {
     let sim = Sim::realistic(SimConfig {
         caller_account_id: Some(sim_caller.to_string()),
@@ -132,13 +143,7 @@ async fn trusted_access_off_stalls_with_the_fix() {
 async fn trusted_access_is_activated_with_the_setting_then_everything_deploys() {
     let sim = Sim::realistic(SimConfig::default());
     sim.set_trusted_access(false);
-    let ctx = Context::new(
-        Arc::new(sim.clone()) as Arc<dyn Cloud>,
-        controller::Config {
-            activate_trusted_access: true,
-            ..config()
-        },
-    );
+    let ctx = activating_context(&sim);
     converge_ok(&Spec::whole_org().deployment(), &ctx).await;
     assert!(sim.trusted_access());
     assert_eq!(calls_with(&sim, "ActivateOrganizationsAccess", "ok"), 1);
@@ -149,13 +154,7 @@ async fn trusted_access_is_activated_with_the_setting_then_everything_deploys() 
 async fn a_delegated_administrator_cannot_activate_trusted_access() {
     let (sim, deployment) = delegated("210987654321");
     sim.set_trusted_access(false);
-    let ctx = Context::new(
-        Arc::new(sim.clone()) as Arc<dyn Cloud>,
-        controller::Config {
-            activate_trusted_access: true,
-            ..config()
-        },
-    );
+    let ctx = activating_context(&sim);
     let err = refused(&deployment, &ctx, &sim).await;
     assert_eq!(err.metric_label(), "trusted_access_disabled");
     assert!(
