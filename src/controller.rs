@@ -393,8 +393,10 @@ async fn observe_and_plan(
     Ok((plan, report, observed))
 }
 
-/// Plan without acting (the `plan` command).
+/// Plan without acting (the `plan` and `status` commands). The preflight checks run too (read-only), so wrong
+/// credentials or trusted access being off show here rather than as a misleading "create everything" plan.
 pub async fn dry_run(deployment: &Deployment, ctx: &Context) -> Result<(Plan, Report), Error> {
+    crate::preflight::check_read_only(deployment, ctx).await?;
     let (plan, report, _) = observe_and_plan(deployment, ctx).await?;
     Ok((plan, report))
 }

@@ -144,6 +144,22 @@ pub fn check_targets(deployment: &Deployment, org: &OrgSnapshot) -> Result<(), E
 
 /// Run the checks (or reuse a recent success) before a mutating call.
 pub async fn ensure(deployment: &Deployment, ctx: &Context) -> Result<(), Error> {
+    check(deployment, ctx, true).await
+}
+
+/// The same checks for `plan` and `status`, which write nothing: trusted access is never activated here; when
+/// the setting would activate it, its absence is not an error (the next `reconcile` turns it on).
+pub async fn check_read_only(deployment: &Deployment, ctx: &Context) -> Result<(), Error> {
+    match check(deployment, ctx, false).await {
+        Err(Error::Preflight {
+            reason: "trusted_access_disabled",
+            ..
+        }) if ctx.config.activate_trusted_access => Ok(()),
+        other => other,
+    }
+}
+
+async fn check(deployment: &Deployment, ctx: &Context, may_activate: bool) -> Result<(), Error> {
     let spec = &deployment.spec;
     let key = Key {
         management_account_id: spec.management_account_id.clone(),
@@ -176,7 +192,7 @@ pub async fn ensure(deployment: &Deployment, ctx: &Context) -> Result<(), Error>
             ),
         });
     }
-    trusted_access(deployment, ctx, &org).await?;
+    trusted_access(deployment, ctx, &org, may_activate).await?;
     ctx.preflight_cache().record(key);
     Ok(())
 }
@@ -186,12 +202,13 @@ async fn trusted_access(
     deployment: &Deployment,
     ctx: &Context,
     org: &OrgSnapshot,
+    may_activate: bool,
 ) -> Result<(), Error> {
     let call_as = deployment.spec.call_as;
     if enabled(ctx, call_as).await? {
         return Ok(());
     }
-    if ctx.config.activate_trusted_access && call_as == CallAs::SelfAccount {
+    if may_activate && ctx.config.activate_trusted_access && call_as == CallAs::SelfAccount {
         warn!(organization = %org.organization_id,
             "trusted access for StackSets is off: activating it (activate_trusted_access: true)");
         ctx.cloud.activate_organizations_access().await?;

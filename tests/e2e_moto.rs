@@ -101,13 +101,17 @@ async fn reconcile_once(server: &MotoServer, desired: &Path) -> std::process::Ou
     run(command).await
 }
 
-async fn plan_exit_code(server: &MotoServer, desired: &Path) -> i32 {
+async fn plan_detailed(server: &MotoServer, desired: &Path) -> std::process::Output {
     let mut command = stacksetd(server);
     command
         .arg("--desired")
         .arg(desired)
         .args(["plan", "--detailed-exitcode"]);
-    let output = run(command).await;
+    run(command).await
+}
+
+async fn plan_exit_code(server: &MotoServer, desired: &Path) -> i32 {
+    let output = plan_detailed(server, desired).await;
     let code = exit_code(&output);
     assert!(
         [PLAN_NO_CHANGES, PLAN_CHANGES].contains(&code),
@@ -461,6 +465,17 @@ async fn a_wrong_management_account_id_creates_nothing_and_names_both_accounts()
     );
     assert!(yaml.contains(wrong));
     let desired = write_desired(dir.path(), &yaml);
+    let planned = plan_detailed(&server, &desired).await;
+    assert_eq!(
+        exit_code(&planned),
+        PLAN_ERROR,
+        "plan explains instead of planning"
+    );
+    let said = String::from_utf8_lossy(&planned.stdout);
+    assert!(
+        said.contains(wrong) && said.contains(MANAGEMENT_ACCOUNT_ID),
+        "{said}"
+    );
     let output = reconcile_once(&server, &desired).await;
     assert_ne!(exit_code(&output), 0, "{}", describe_output(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);

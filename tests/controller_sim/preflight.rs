@@ -319,3 +319,21 @@ async fn inoperable_instances_are_reported_and_repaired_with_repair_inoperable()
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn plan_runs_the_checks_read_only() {
+    let sim = Sim::realistic(SimConfig::default());
+    sim.set_trusted_access(false);
+    let deployment = Spec::whole_org().deployment();
+    let err = controller::dry_run(&deployment, &sim_context(&sim))
+        .await
+        .expect_err("plan says why nothing could be applied");
+    assert_eq!(err.metric_label(), "trusted_access_disabled");
+    // With the setting, the next reconcile would activate it: plan shows the changes and activates nothing.
+    let (plan, _) = controller::dry_run(&deployment, &activating_context(&sim))
+        .await
+        .expect("plan");
+    assert!(!plan.is_empty());
+    assert!(!sim.trusted_access(), "plan never writes");
+    assert_eq!(mutations(&sim), 0);
+}
