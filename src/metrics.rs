@@ -311,8 +311,11 @@ pub struct FleetMetrics {
     access_failures: GaugeVec,
     access_checked: GaugeVec,
     /// Per deployment: the (status, detailed_status) series set by the last pass, to drop the ones that vanish.
-    instance_labels: Arc<Mutex<HashMap<String, Vec<(String, String)>>>>,
+    instance_labels: Arc<Mutex<HashMap<String, Vec<InstanceLabels>>>>,
 }
+
+/// The (status, detailed_status) labels of one `stack_instances` series.
+type InstanceLabels = (String, String);
 
 /// The drift statuses `stackset_drift_status` has a series for (1 for the current one, 0 for the others).
 const DRIFT_STATUSES: [&str; 3] = ["DRIFTED", "IN_SYNC", "NOT_CHECKED"];

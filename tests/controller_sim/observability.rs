@@ -130,8 +130,11 @@ async fn injected_drift_shows_within_one_interval_and_remediation_clears_it() {
         .collect();
     assert_eq!(remediations.len(), 1, "{remediations:#?}");
     let targets = remediations[0].targets.clone().expect("targets");
-    assert_eq!(targets.accounts, [victim.account.clone()]);
-    assert_eq!(remediations[0].regions, [victim.region.clone()]);
+    assert_eq!(targets.accounts, std::slice::from_ref(&victim.account));
+    assert_eq!(
+        remediations[0].regions,
+        std::slice::from_ref(&victim.region)
+    );
     assert_eq!(
         checks(),
         3,
@@ -416,7 +419,7 @@ async fn member_access_failures_are_counted_and_listed_with_reasons() {
     // One AssumeRole per account, nothing per account in CloudFormation.
     let calls = delta_by_operation(&calls_before, &sim.calls().by_operation());
     assert_eq!(calls.get("AssumeRole"), Some(&(active.len() as u64 + 1)));
-    assert!(calls.get("ListStackInstances").is_none());
+    assert!(!calls.contains_key("ListStackInstances"));
 }
 
 fn delta_by_operation(

@@ -105,7 +105,7 @@ async fn a_registered_delegated_administrator_converges_with_call_as_delegated_a
         "checked once, then cached"
     );
     assert!(
-        calls.get("ListAWSServiceAccessForOrganization").is_none(),
+        !calls.contains_key("ListAWSServiceAccessForOrganization"),
         "a delegated administrator relies on DescribeOrganizationsAccess"
     );
 }
