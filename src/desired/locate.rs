@@ -437,11 +437,16 @@ pub fn layout(text: &str) -> Layout {
                     receiver.layout.docs.push(DocLayout::default());
                 }
                 let pos = Pos::from_marker(*e.marker());
-                receiver.finding(
-                    pos,
-                    String::new(),
-                    format!("YAML syntax error: {}", e.info()),
-                );
+                // The scanner refuses deep flow nesting ([[[[...) before the parser's events reach the depth
+                // check: say the same as that check.
+                let message = if e.info().contains("recursion limit") {
+                    format!(
+                        "nesting is deeper than {MAX_DEPTH} levels; a desired-state file needs 4. Flatten it"
+                    )
+                } else {
+                    format!("YAML syntax error: {}", e.info())
+                };
+                receiver.finding(pos, String::new(), message);
                 break;
             }
         }

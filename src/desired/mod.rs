@@ -98,11 +98,63 @@ fn read_bounded(path: &Path) -> Result<String, crate::error::Error> {
         }
         .into());
     }
-    std::fs::read_to_string(path).map_err(io)
+    let bytes = std::fs::read(path).map_err(io)?;
+    String::from_utf8(bytes).map_err(|err| {
+        let bytes = err.as_bytes();
+        let at = err.utf8_error().valid_up_to();
+        let pos = position_of(&bytes[..at]);
+        Invalid {
+            problems: vec![Problem {
+                file: path.to_path_buf(),
+                line: pos.line,
+                column: pos.column,
+                field: String::new(),
+                message: format!(
+                    "the file is not UTF-8: byte 0x{:02x} cannot start a character here; save the file as UTF-8",
+                    bytes[at]
+                ),
+            }],
+        }
+        .into()
+    })
+}
+
+/// The 1-based line and column (in characters) just after `text`.
+fn position_of(text: &[u8]) -> locate::Pos {
+    let text = String::from_utf8_lossy(text);
+    let line = text.matches('\n').count() + 1;
+    let column = text.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    locate::Pos { line, column }
+}
+
+/// YAML allows no control characters but tab and line breaks; its parsers stop at a NUL as if the file ended
+/// there, which would misplace the problem.
+fn control_character(text: &str) -> Option<(locate::Pos, char)> {
+    let at = text.find(|c: char| c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\u{85}'))?;
+    let c = text[at..].chars().next()?;
+    Some((position_of(text[..at].as_bytes()), c))
 }
 
 /// Parse and validate the text of a desired-state file; `file` is only used in messages.
 pub fn parse_str(text: &str, file: &Path) -> Result<Vec<Deployment>, Invalid> {
+    // A byte order mark may start a YAML stream (editors on Windows write one); it is not part of the first key.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if let Some((pos, c)) = control_character(text) {
+        return Err(Invalid {
+            problems: vec![Problem {
+                file: file.to_path_buf(),
+                line: pos.line,
+                column: pos.column,
+                field: String::new(),
+                message: format!(
+                    "the file contains the control character U+{:04X}; YAML allows only tab and line breaks, \
+                     remove it (write it as an escape such as \"\\u{:04X}\" inside a double-quoted string if it is \
+                     really wanted)",
+                    c as u32, c as u32
+                ),
+            }],
+        });
+    }
     let parsed = parse::documents(text);
     let mut findings = parsed.findings;
     findings.extend(validate::validate(&parsed.documents));

@@ -185,6 +185,20 @@ fn serde_finding(err: &serde_norway::Error, doc: &DocLayout) -> Finding {
     ] {
         message = message.replace(&format!("expected {rust}"), &format!("expected {plain}"));
     }
+    // serde names Rust's structs; an operator wrote a YAML value where a mapping of fields belongs.
+    if let Some(i) = message.find("expected struct ") {
+        let what = if path.is_empty() {
+            format!(
+                "expected a mapping: a document starts with `apiVersion: {}` and `kind: {}`, then `metadata` \
+                 and `spec`",
+                super::API_VERSION,
+                super::KIND
+            )
+        } else {
+            format!("expected a mapping of fields under `{path}`")
+        };
+        message = format!("{}{what}", &message[..i]);
+    }
     Finding {
         pos: if pos == Pos::default() {
             doc.pos_of(&path)
