@@ -1,0 +1,529 @@
+//! A fault-injecting HTTP/1.1 proxy between stacksetd and moto, on 127.0.0.1:0.
+//!
+//! Every request is read whole (head and Content-Length body), classified by the service in its SigV4 credential
+//! scope and by its action (`Action=` of the query protocol for CloudFormation and STS, `X-Amz-Target` of JSON 1.1
+//! for Organizations), and then, with probabilities drawn from one seeded RNG:
+//!
+//! - dropped before forwarding (the connection closes without an answer; nothing reached moto);
+//! - answered with AWS-shaped throttling (HTTP 400: `Throttling` in the query protocol's `<ErrorResponse>` XML,
+//!   `TooManyRequestsException` as JSON 1.1 `__type` for Organizations) without reaching moto;
+//! - answered with HTTP 500 or 503 `InternalFailure` (`ServiceException` for Organizations) without reaching moto;
+//! - forwarded to moto and then dropped: moto applied the request but the answer is lost (the dangerous case for
+//!   a mutating call, which has its own, usually higher, rate);
+//! - forwarded, and its answer held back for a while (slow responses: a process killed meanwhile never sees it);
+//! - forwarded untouched.
+//!
+//! Each exchange uses one upstream connection with `Connection: close`, and the answer to the client also closes
+//! its connection, so every request is framed on its own. The proxy runs on its own thread and runtime, so test
+//! code that blocks cannot stall it. Counts per service, action and fate are kept for the test to print;
+//! `FAULT_PROXY_LOG=1` prints every request with its fate and time.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Largest request or response head accepted.
+const MAX_HEAD: usize = 64 * 1024;
+/// How long an upstream exchange may take before the proxy gives up on it (moto answers in milliseconds).
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Probabilities (0.0..=1.0, per request) and the delay of slow answers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rates {
+    /// Close without an answer before forwarding.
+    pub drop_before: f64,
+    /// Answer with the service's throttling error.
+    pub throttle: f64,
+    /// Answer with HTTP 500/503 InternalFailure.
+    pub server_error: f64,
+    /// Forward, then close without the answer (read-only calls).
+    pub drop_after: f64,
+    /// Forward, then close without the answer, for calls that change something (CreateStackSet,
+    /// UpdateStackSet, Create/Update/DeleteStackInstances, ...): applied, answer lost.
+    pub drop_after_mutating: f64,
+    /// Forward, then hold the answer back for a random time up to `slow_max`.
+    pub slow: f64,
+    pub slow_max: Duration,
+}
+
+impl Rates {
+    pub fn none() -> Rates {
+        Rates::default()
+    }
+}
+
+/// What happened to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fate {
+    Forwarded,
+    Slowed,
+    DroppedBefore,
+    Throttled,
+    ServerError,
+    DroppedAfter,
+    /// The upstream exchange failed (moto unreachable): answered 502.
+    UpstreamFailed,
+}
+
+impl Fate {
+    pub fn reached_moto(self) -> bool {
+        matches!(self, Fate::Forwarded | Fate::Slowed | Fate::DroppedAfter)
+    }
+}
+
+/// Actions that change AWS state.
+pub fn is_mutating(action: &str) -> bool {
+    matches!(
+        action,
+        "CreateStackSet"
+            | "UpdateStackSet"
+            | "DeleteStackSet"
+            | "CreateStackInstances"
+            | "UpdateStackInstances"
+            | "DeleteStackInstances"
+            | "DetectStackSetDrift"
+            | "ActivateOrganizationsAccess"
+            | "StopStackSetOperation"
+    )
+}
+
+/// One forwarded mutating request, in the order moto received it.
+#[derive(Debug, Clone)]
+pub struct Mutation {
+    pub action: String,
+    /// The OperationId (or ClientRequestToken) it carried, if any.
+    pub operation_id: Option<String>,
+    pub fate: Fate,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    rates: Rates,
+    rng: Option<StdRng>,
+    counts: BTreeMap<(String, String, Fate), u64>,
+    mutations: Vec<Mutation>,
+}
+
+/// A running proxy; stops with the test process (its thread is detached).
+pub struct FaultProxy {
+    addr: SocketAddr,
+    seed: u64,
+    shared: Arc<Mutex<Shared>>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl FaultProxy {
+    /// Listen on 127.0.0.1:0 and forward to `upstream` (moto's `127.0.0.1:PORT`).
+    pub fn start(upstream: SocketAddr, seed: u64, rates: Rates) -> FaultProxy {
+        assert!(
+            upstream.ip().is_loopback(),
+            "the proxy forwards to loopback only"
+        );
+        let shared = Arc::new(Mutex::new(Shared {
+            rates,
+            rng: Some(StdRng::seed_from_u64(seed)),
+            ..Shared::default()
+        }));
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (state, busy) = (shared.clone(), in_flight.clone());
+        std::thread::Builder::new()
+            .name("fault-proxy".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("proxy runtime");
+                runtime.block_on(async move {
+                    let listener = TcpListener::bind("127.0.0.1:0")
+                        .await
+                        .expect("bind the proxy");
+                    addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                    loop {
+                        let Ok((client, _)) = listener.accept().await else {
+                            continue;
+                        };
+                        let (state, busy) = (state.clone(), busy.clone());
+                        tokio::spawn(async move {
+                            busy.fetch_add(1, Ordering::SeqCst);
+                            let _ = serve(client, upstream, &state).await;
+                            busy.fetch_sub(1, Ordering::SeqCst);
+                        });
+                    }
+                });
+            })
+            .expect("spawn the proxy thread");
+        let addr = addr_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the proxy listens");
+        FaultProxy {
+            addr,
+            seed,
+            shared,
+            in_flight,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`: what AWS_ENDPOINT_URL points at.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    pub fn set_rates(&self, rates: Rates) {
+        self.shared.lock().unwrap().rates = rates;
+    }
+
+    /// Connections being served now (a request read or forwarded, an answer pending).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Requests per fate, all services and actions.
+    pub fn totals(&self) -> BTreeMap<Fate, u64> {
+        let mut out = BTreeMap::new();
+        for ((_, _, fate), n) in &self.shared.lock().unwrap().counts {
+            *out.entry(*fate).or_insert(0) += n;
+        }
+        out
+    }
+
+    /// Requests per (service, action, fate).
+    pub fn counts(&self) -> BTreeMap<(String, String, Fate), u64> {
+        self.shared.lock().unwrap().counts.clone()
+    }
+
+    /// Mutating requests that reached moto, in order, with what became of their answer.
+    pub fn mutations(&self) -> Vec<Mutation> {
+        self.shared.lock().unwrap().mutations.clone()
+    }
+
+    /// A summary for the test output: totals per fate and every mutating request that was dropped or failed.
+    pub fn report(&self) -> String {
+        let counts = self.counts();
+        let total: u64 = counts.values().sum();
+        let mut text = format!(
+            "fault proxy (seed {}): {total} requests; {:?}\n",
+            self.seed,
+            self.totals()
+        );
+        for ((service, action, fate), n) in &counts {
+            if *fate != Fate::Forwarded && is_mutating(action) {
+                text.push_str(&format!("  {service} {action}: {fate:?} x{n}\n"));
+            }
+        }
+        text
+    }
+}
+
+/// A request read from the client.
+struct Request {
+    head: String,
+    body: Vec<u8>,
+    service: String,
+    action: String,
+}
+
+async fn serve(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    shared: &Mutex<Shared>,
+) -> std::io::Result<()> {
+    let request = read_request(&mut client).await?;
+    let (fate, delay) = decide(shared, &request);
+    let record = |fate: Fate| {
+        if std::env::var_os("FAULT_PROXY_LOG").is_some() {
+            eprintln!(
+                "fault proxy {:?}: {} {} -> {fate:?} {delay:?}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default(),
+                request.service,
+                request.action
+            );
+        }
+        let mut s = shared.lock().unwrap();
+        *s.counts
+            .entry((request.service.clone(), request.action.clone(), fate))
+            .or_insert(0) += 1;
+        if fate.reached_moto() && is_mutating(&request.action) {
+            s.mutations.push(Mutation {
+                action: request.action.clone(),
+                operation_id: operation_id(&request.body),
+                fate,
+            });
+        }
+    };
+    match fate {
+        Fate::DroppedBefore => {
+            record(fate);
+            // Closing without an answer: the client sees the connection end mid-exchange.
+            drop(client);
+            return Ok(());
+        }
+        Fate::Throttled | Fate::ServerError => {
+            record(fate);
+            let answer = error_answer(&request, fate);
+            client.write_all(&answer).await?;
+            client.shutdown().await?;
+            return Ok(());
+        }
+        _ => {}
+    }
+    let answer = match tokio::time::timeout(UPSTREAM_TIMEOUT, forward(upstream, &request)).await {
+        Ok(Ok(answer)) => answer,
+        _ => {
+            record(Fate::UpstreamFailed);
+            let body = "proxy: moto did not answer";
+            let answer = format!(
+                "HTTP/1.1 502 Bad Gateway\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            client.write_all(answer.as_bytes()).await?;
+            return Ok(());
+        }
+    };
+    record(fate);
+    match fate {
+        Fate::DroppedAfter => {
+            drop(client);
+            Ok(())
+        }
+        _ => {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            client.write_all(&answer).await?;
+            client.shutdown().await
+        }
+    }
+}
+
+/// The fate of a request and, for a slow one, its delay: one draw per fault, in a fixed order.
+fn decide(shared: &Mutex<Shared>, request: &Request) -> (Fate, Duration) {
+    let mut s = shared.lock().unwrap();
+    let rates = s.rates;
+    let rng = s.rng.as_mut().expect("seeded");
+    let mut hit = |p: f64| p > 0.0 && rng.random::<f64>() < p;
+    if hit(rates.drop_before) {
+        return (Fate::DroppedBefore, Duration::ZERO);
+    }
+    if hit(rates.throttle) {
+        return (Fate::Throttled, Duration::ZERO);
+    }
+    if hit(rates.server_error) {
+        return (Fate::ServerError, Duration::ZERO);
+    }
+    let drop_after = if is_mutating(&request.action) {
+        rates.drop_after_mutating
+    } else {
+        rates.drop_after
+    };
+    if hit(drop_after) {
+        return (Fate::DroppedAfter, Duration::ZERO);
+    }
+    if hit(rates.slow) {
+        let max = rates.slow_max.as_millis().max(1) as u64;
+        let delay = Duration::from_millis(rng.random_range(max / 4..=max));
+        return (Fate::Slowed, delay);
+    }
+    (Fate::Forwarded, Duration::ZERO)
+}
+
+/// The error answer AWS would send for this service and fault.
+fn error_answer(request: &Request, fate: Fate) -> Vec<u8> {
+    let request_id = format!("fault-{:016x}", rand::random::<u64>());
+    let (status, reason, code, message, json_type) = match fate {
+        Fate::Throttled => (
+            400,
+            "Bad Request",
+            "Throttling",
+            "Rate exceeded",
+            "TooManyRequestsException",
+        ),
+        _ if request.body.len() % 2 == 0 => (
+            500,
+            "Internal Server Error",
+            "InternalFailure",
+            "We encountered an internal error. Please try again.",
+            "ServiceException",
+        ),
+        _ => (
+            503,
+            "Service Unavailable",
+            "InternalFailure",
+            "Service is unavailable. Please try again.",
+            "ServiceException",
+        ),
+    };
+    let (content_type, extra, body) = if request.service == "organizations" {
+        (
+            "application/x-amz-json-1.1",
+            format!("x-amzn-ErrorType: {json_type}\r\n"),
+            serde_json::json!({ "__type": json_type, "Message": message }).to_string(),
+        )
+    } else {
+        let xmlns = match request.service.as_str() {
+            "sts" => "https://sts.amazonaws.com/doc/2011-06-15/",
+            _ => "http://cloudformation.amazonaws.com/doc/2010-05-15/",
+        };
+        let error_type = if status == 400 { "Sender" } else { "Receiver" };
+        (
+            "text/xml",
+            String::new(),
+            format!(
+                "<ErrorResponse xmlns=\"{xmlns}\"><Error><Type>{error_type}</Type><Code>{code}</Code>\
+                 <Message>{message}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+            ),
+        )
+    };
+    format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nx-amzn-RequestId: {request_id}\r\n{extra}\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Send the request to moto on a fresh connection and read the whole answer; the answer is returned re-framed
+/// to close the client's connection after it.
+async fn forward(upstream: SocketAddr, request: &Request) -> std::io::Result<Vec<u8>> {
+    let mut moto = TcpStream::connect(upstream).await?;
+    let head = with_connection_close(&request.head);
+    moto.write_all(head.as_bytes()).await?;
+    moto.write_all(&request.body).await?;
+    let (head, rest) = read_head(&mut moto).await?;
+    let mut body = rest;
+    if let Some(length) = header(&head, "content-length").and_then(|v| v.parse::<usize>().ok()) {
+        while body.len() < length {
+            let mut chunk = [0u8; 16 * 1024];
+            let n = moto.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+        body.truncate(length);
+    } else {
+        // Chunked or close-delimited: with `Connection: close` upstream, the answer ends at EOF either way, and
+        // the bytes (chunk framing included) go to the client as they are.
+        moto.read_to_end(&mut body).await?;
+    }
+    let mut answer = with_connection_close(&head).into_bytes();
+    answer.extend_from_slice(&body);
+    Ok(answer)
+}
+
+async fn read_request(client: &mut TcpStream) -> std::io::Result<Request> {
+    let (head, mut body) = read_head(client).await?;
+    if header(&head, "transfer-encoding").is_some() {
+        return Err(std::io::Error::other(
+            "chunked requests are not supported by the fault proxy",
+        ));
+    }
+    let length = header(&head, "content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    while body.len() < length {
+        let mut chunk = vec![0u8; length - body.len()];
+        let n = client.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    body.truncate(length);
+    let service = header(&head, "authorization")
+        .and_then(|auth| {
+            // Credential=KEY/DATE/REGION/SERVICE/aws4_request
+            let scope = auth.split("Credential=").nth(1)?;
+            scope.split(['/', ',']).nth(3).map(str::to_string)
+        })
+        .unwrap_or_else(|| "unknown".to_string());
+    let action = match header(&head, "x-amz-target") {
+        Some(target) => target
+            .rsplit_once('.')
+            .map_or(target.clone(), |(_, a)| a.to_string()),
+        None => form_value(&body, "Action").unwrap_or_else(|| "unknown".to_string()),
+    };
+    Ok(Request {
+        head,
+        body,
+        service,
+        action,
+    })
+}
+
+/// Read until the blank line; returns the head (without the blank line) and whatever body bytes came with it.
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> std::io::Result<(String, Vec<u8>)> {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buffer[..end]).to_string();
+            let rest = buffer[end + 4..].to_vec();
+            return Ok((head, rest));
+        }
+        if buffer.len() > MAX_HEAD {
+            return Err(std::io::Error::other("head too large"));
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// A header's value (first occurrence, case-insensitive name).
+fn header(head: &str, name: &str) -> Option<String> {
+    head.lines().skip(1).find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| value.trim().to_string())
+    })
+}
+
+/// The head with any Connection/Keep-Alive header replaced by `Connection: close`, ending in the blank line.
+fn with_connection_close(head: &str) -> String {
+    let mut out = String::new();
+    for (i, line) in head.split("\r\n").enumerate() {
+        let name = line
+            .split_once(':')
+            .map(|(k, _)| k.trim().to_ascii_lowercase());
+        if i > 0 && matches!(name.as_deref(), Some("connection" | "keep-alive")) {
+            continue;
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    out
+}
+
+/// A value of an `application/x-www-form-urlencoded` body (percent-decoded).
+pub fn form_value(body: &[u8], key: &str) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    url::form_urlencoded::parse(text.as_bytes())
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.to_string())
+}
+
+/// The OperationId (or CreateStackSet's ClientRequestToken) of a query-protocol request.
+fn operation_id(body: &[u8]) -> Option<String> {
+    form_value(body, "OperationId").or_else(|| form_value(body, "ClientRequestToken"))
+}
