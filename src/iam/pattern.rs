@@ -140,6 +140,14 @@ pub fn term_covers(kind: Kind, outer: &Term, inner: &Term) -> bool {
 /// character or `?`; a literal matches only itself. Sound (never claims coverage that does not hold), and exact
 /// for the patterns policies actually use.
 pub fn glob_covers(outer: &str, inner: &str) -> bool {
+    // Most terms have no wildcard: equality, without the quadratic table (a template's long literals compared
+    // with themselves would otherwise cost length squared).
+    if outer == inner {
+        return true;
+    }
+    if !outer.contains(['*', '?']) {
+        return false;
+    }
     let p: Vec<char> = outer.chars().collect();
     let q: Vec<char> = inner.chars().collect();
     // reach[j]: outer's first i tokens can absorb inner's first j tokens.
