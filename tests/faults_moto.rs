@@ -31,6 +31,8 @@ fn faults() -> Rates {
         drop_after_mutating: 0.5,
         slow: 0.05,
         slow_max: Duration::from_millis(400),
+        slow_mutating: 0.0,
+        slow_mutating_max: Duration::ZERO,
     }
 }
 
@@ -200,12 +202,20 @@ async fn reconcile_and_the_daemon_converge_through_throttling_errors_and_lost_an
         println!("  {action:<6} {status:<9} {id}");
     }
     audit.assert_safe();
-    let lost_answers: Vec<_> = proxy
+    println!(
+        "mutating calls that reached moto and lost their answer (the first of an id applied it; resends of the same id were refused as OperationIdAlreadyExists):"
+    );
+    for m in proxy
         .mutations()
-        .into_iter()
+        .iter()
         .filter(|m| m.fate == fault_support::proxy::Fate::DroppedAfter)
-        .collect();
-    println!("mutating calls applied by moto whose answer was dropped: {lost_answers:#?}");
+    {
+        println!(
+            "  {} {}",
+            m.action,
+            m.operation_id.as_deref().unwrap_or("-")
+        );
+    }
     assert!(
         proxy
             .totals()

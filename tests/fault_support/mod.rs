@@ -193,3 +193,11 @@ pub fn lost(
 ) -> BTreeSet<(String, String)> {
     before.difference(after).cloned().collect()
 }
+
+/// The stack set's instances, or none while the stack set does not exist yet.
+pub async fn instances_if_any(client: &cfn::Client) -> BTreeSet<(String, String)> {
+    match common::describe_stack_set(client, STACK_SET).await {
+        Some(_) => common::instances(client, STACK_SET).await,
+        None => BTreeSet::new(),
+    }
+}

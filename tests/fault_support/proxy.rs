@@ -53,6 +53,10 @@ pub struct Rates {
     /// Forward, then hold the answer back for a random time up to `slow_max`.
     pub slow: f64,
     pub slow_max: Duration,
+    /// Forward a mutating call, then hold its answer back up to `slow_mutating_max` (a process killed meanwhile
+    /// has changed AWS without knowing it).
+    pub slow_mutating: f64,
+    pub slow_mutating_max: Duration,
 }
 
 impl Rates {
@@ -119,6 +123,7 @@ pub struct FaultProxy {
     seed: u64,
     shared: Arc<Mutex<Shared>>,
     in_flight: Arc<AtomicUsize>,
+    in_flight_mutating: Arc<AtomicUsize>,
 }
 
 impl FaultProxy {
@@ -134,8 +139,13 @@ impl FaultProxy {
             ..Shared::default()
         }));
         let in_flight = Arc::new(AtomicUsize::new(0));
+        let in_flight_mutating = Arc::new(AtomicUsize::new(0));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (state, busy) = (shared.clone(), in_flight.clone());
+        let (state, busy, busy_mutating) = (
+            shared.clone(),
+            in_flight.clone(),
+            in_flight_mutating.clone(),
+        );
         std::thread::Builder::new()
             .name("fault-proxy".into())
             .spawn(move || {
@@ -153,10 +163,11 @@ impl FaultProxy {
                         let Ok((client, _)) = listener.accept().await else {
                             continue;
                         };
-                        let (state, busy) = (state.clone(), busy.clone());
+                        let (state, busy, busy_mutating) =
+                            (state.clone(), busy.clone(), busy_mutating.clone());
                         tokio::spawn(async move {
                             busy.fetch_add(1, Ordering::SeqCst);
-                            let _ = serve(client, upstream, &state).await;
+                            let _ = serve(client, upstream, &state, &busy_mutating).await;
                             busy.fetch_sub(1, Ordering::SeqCst);
                         });
                     }
@@ -171,6 +182,7 @@ impl FaultProxy {
             seed,
             shared,
             in_flight,
+            in_flight_mutating,
         }
     }
 
@@ -190,6 +202,11 @@ impl FaultProxy {
     /// Connections being served now (a request read or forwarded, an answer pending).
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Mutating requests being served now (forwarded or about to be, their answer not yet delivered).
+    pub fn in_flight_mutating(&self) -> usize {
+        self.in_flight_mutating.load(Ordering::SeqCst)
     }
 
     /// Requests per fate, all services and actions.
@@ -241,8 +258,24 @@ async fn serve(
     mut client: TcpStream,
     upstream: SocketAddr,
     shared: &Mutex<Shared>,
+    busy_mutating: &AtomicUsize,
 ) -> std::io::Result<()> {
     let request = read_request(&mut client).await?;
+    if !is_mutating(&request.action) {
+        return exchange(client, upstream, shared, request).await;
+    }
+    busy_mutating.fetch_add(1, Ordering::SeqCst);
+    let result = exchange(client, upstream, shared, request).await;
+    busy_mutating.fetch_sub(1, Ordering::SeqCst);
+    result
+}
+
+async fn exchange(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    shared: &Mutex<Shared>,
+    request: Request,
+) -> std::io::Result<()> {
     let (fate, delay) = decide(shared, &request);
     let record = |fate: Fate| {
         if std::env::var_os("FAULT_PROXY_LOG").is_some() {
@@ -335,8 +368,13 @@ fn decide(shared: &Mutex<Shared>, request: &Request) -> (Fate, Duration) {
     if hit(drop_after) {
         return (Fate::DroppedAfter, Duration::ZERO);
     }
-    if hit(rates.slow) {
-        let max = rates.slow_max.as_millis().max(1) as u64;
+    let (slow, slow_max) = if is_mutating(&request.action) && rates.slow_mutating > 0.0 {
+        (rates.slow_mutating, rates.slow_mutating_max)
+    } else {
+        (rates.slow, rates.slow_max)
+    };
+    if hit(slow) {
+        let max = slow_max.as_millis().max(1) as u64;
         let delay = Duration::from_millis(rng.random_range(max / 4..=max));
         return (Fate::Slowed, delay);
     }
