@@ -226,3 +226,49 @@ async fn reconcile_and_the_daemon_converge_through_throttling_errors_and_lost_an
         "the faults were exercised"
     );
 }
+
+/// The retry settings stacksetd's clients use (`stacksetd::cloud::aws::retry_config`), on an STS client aimed at
+/// the proxy, which throttles the first request. Under the SDK's default adaptive rules (Retry Behavior 2.0) the
+/// retry of a throttled call waited for 10 rate-limiter tokens in a bucket holding at most 1, which is always the
+/// full 20 s `max_backoff`; the retry now comes after a jittered exponential backoff (1 s base) and one token.
+/// The bound below is half that fixed 20 s sleep, not a measure of machine speed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_call_is_retried_after_a_short_backoff_not_the_20_s_cap() {
+    let server = MotoServer::start();
+    let proxy = FaultProxy::start(moto_addr(&server), seed(DEFAULT_SEED), Rates::none());
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_sdk_cloudformation::config::Region::new(REGION))
+        .endpoint_url(proxy.endpoint())
+        .credentials_provider(aws_sdk_cloudformation::config::Credentials::new(
+            TEST_ACCESS_KEY_ID,
+            TEST_SECRET_ACCESS_KEY,
+            None,
+            None,
+            "stacksetd-tests",
+        ))
+        .retry_config(stacksetd::cloud::aws::retry_config(5))
+        .load()
+        .await;
+    let sts = aws_sdk_sts::Client::new(&config);
+    proxy.throttle_next(1);
+    let started = Instant::now();
+    let identity = sts
+        .get_caller_identity()
+        .send()
+        .await
+        .expect("GetCallerIdentity succeeds on its retry");
+    let took = started.elapsed();
+    assert_eq!(identity.account(), Some(MANAGEMENT_ACCOUNT_ID));
+    assert_eq!(
+        proxy
+            .totals()
+            .get(&fault_support::proxy::Fate::Throttled)
+            .copied(),
+        Some(1)
+    );
+    println!("one throttled GetCallerIdentity, then its retry: {took:?}");
+    assert!(
+        took < Duration::from_secs(10),
+        "the throttled call waited {took:?}: the adaptive rate limiter's 20 s sleep is back"
+    );
+}

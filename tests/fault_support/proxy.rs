@@ -115,6 +115,8 @@ struct Shared {
     rng: Option<StdRng>,
     counts: BTreeMap<(String, String, Fate), u64>,
     mutations: Vec<Mutation>,
+    /// Requests still to be throttled whatever the rates say.
+    forced_throttles: u32,
 }
 
 /// A running proxy; stops with the test process (its thread is detached).
@@ -197,6 +199,11 @@ impl FaultProxy {
 
     pub fn set_rates(&self, rates: Rates) {
         self.shared.lock().unwrap().rates = rates;
+    }
+
+    /// Throttle the next `n` requests, whatever the rates.
+    pub fn throttle_next(&self, n: u32) {
+        self.shared.lock().unwrap().forced_throttles = n;
     }
 
     /// Connections being served now (a request read or forwarded, an answer pending).
@@ -348,6 +355,10 @@ async fn exchange(
 /// The fate of a request and, for a slow one, its delay: one draw per fault, in a fixed order.
 fn decide(shared: &Mutex<Shared>, request: &Request) -> (Fate, Duration) {
     let mut s = shared.lock().unwrap();
+    if s.forced_throttles > 0 {
+        s.forced_throttles -= 1;
+        return (Fate::Throttled, Duration::ZERO);
+    }
     let rates = s.rates;
     let rng = s.rng.as_mut().expect("seeded");
     let mut hit = |p: f64| p > 0.0 && rng.random::<f64>() < p;
