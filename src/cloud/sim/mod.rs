@@ -449,6 +449,31 @@ impl Sim {
             .collect()
     }
 
+    /// Forget every stack set's finished operations but the newest `keep`, as AWS's own retention does, and
+    /// return the ids forgotten, oldest first: a long simulation (tests/soak_sim.rs) keeps the sim's memory flat.
+    pub fn forget_finished_operations(&self, keep: usize) -> Vec<String> {
+        let mut world = self.world();
+        let mut forgotten = Vec::new();
+        for state in world.stack_sets.values_mut() {
+            let finished = state
+                .ops
+                .iter()
+                .filter(|op| !op.public.status.is_active())
+                .count();
+            let mut excess = finished.saturating_sub(keep);
+            state.ops.retain(|op| {
+                if excess > 0 && !op.public.status.is_active() {
+                    excess -= 1;
+                    forgotten.push(op.public.id.clone());
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        forgotten
+    }
+
     /// The stack set's instances, by account then Region.
     pub fn instances(&self, stack_set: &str) -> Vec<StackInstance> {
         self.world()
