@@ -165,22 +165,24 @@ async fn reconcile_and_the_daemon_converge_through_throttling_errors_and_lost_an
     })
     .await;
     let metrics = daemon.metrics().await;
-    let throttled = metric_sum(
+    // Counters as whole numbers (an empty sum of f64 is -0).
+    let count = |x: f64| x.max(0.0) as u64;
+    let throttled = count(metric_sum(
         &metrics,
         "stacksetd_aws_requests_total",
         &[("outcome", "throttling")],
-    );
-    let ok = metric_sum(
+    ));
+    let ok = count(metric_sum(
         &metrics,
         "stacksetd_aws_requests_total",
         &[("outcome", "ok")],
-    );
-    let all = metric_sum(&metrics, "stacksetd_aws_requests_total", &[]);
-    let failed_passes = metric_sum(
+    ));
+    let all = count(metric_sum(&metrics, "stacksetd_aws_requests_total", &[]));
+    let failed_passes = count(metric_sum(
         &metrics,
         "stacksetd_reconcile_errors_total",
         &[("deployment", DEPLOYMENT)],
-    );
+    ));
     println!(
         "daemon: edit -> converged in {:?}; AWS calls as stacksetd saw them: {all} ({ok} ok, {throttled} throttled \
          after the SDK's retries); failed passes retried with backoff: {failed_passes}",
