@@ -132,7 +132,7 @@ fn position_of(text: &[u8]) -> locate::Pos {
 fn control_character(text: &str) -> Option<(locate::Pos, char)> {
     let at = text.find(|c: char| c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\u{85}'))?;
     let c = text[at..].chars().next()?;
-    Some((position_of(text[..at].as_bytes()), c))
+    Some((position_of(&text.as_bytes()[..at]), c))
 }
 
 /// Parse and validate the text of a desired-state file; `file` is only used in messages.
