@@ -210,10 +210,16 @@ fn seeds(dirs: &[&str]) -> Vec<(PathBuf, Vec<u8>)> {
         let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
             continue;
         };
+        // libFuzzer's own additions (40-hex names, gitignored) are left out: the run is the same on every
+        // checkout.
         let mut paths: Vec<PathBuf> = entries
             .flatten()
             .map(|e| e.path())
             .filter(|p| p.is_file())
+            .filter(|p| {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                !(name.len() == 40 && name.chars().all(|c| c.is_ascii_hexdigit()))
+            })
             .collect();
         paths.sort();
         for path in paths {
