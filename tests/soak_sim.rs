@@ -11,7 +11,7 @@
 mod daemon_support;
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, Ordering};
@@ -169,6 +169,8 @@ struct Audit {
     records: HashSet<(&'static str, String, tokio::time::Instant)>,
     ids: HashSet<(&'static str, String)>,
     submitted: [usize; 2],
+    /// Operations of MAIN by action (CREATE, UPDATE, DELETE, DETECT_DRIFT).
+    actions: BTreeMap<&'static str, usize>,
 }
 
 impl Audit {
@@ -177,6 +179,7 @@ impl Audit {
             records: HashSet::with_capacity(8192),
             ids: HashSet::with_capacity(8192),
             submitted: [0; 2],
+            actions: BTreeMap::new(),
         }
     }
 
@@ -191,6 +194,9 @@ impl Audit {
                     continue;
                 }
                 self.submitted[i] += 1;
+                if i == 0 {
+                    *self.actions.entry(op.action.as_str()).or_default() += 1;
+                }
                 assert!(
                     self.ids.insert((stack_set, op.id.clone())),
                     "{stack_set}: operation id {} submitted twice",
@@ -333,6 +339,16 @@ async fn thirty_simulated_days() {
     let end = (live_bytes(), alive_tasks());
     check_converged(&sim, MAIN).unwrap();
     let (main_ops, extra_ops) = (audit.submitted[0], audit.submitted[1]);
+    println!("operations on {MAIN} by action: {:?}", audit.actions);
+    // Drift was detected on its cadence; publications, edits and remediations were applied (accounts that join
+    // and leave are auto-deployment's, which the sim runs itself).
+    for action in ["CREATE", "UPDATE", "DETECT_DRIFT"] {
+        assert!(
+            audit.actions.get(action).is_some_and(|n| *n > 0),
+            "no {action} operation: {:?}",
+            audit.actions
+        );
+    }
     let description = sim.stack_set(MAIN).unwrap().description;
     assert!(
         description
