@@ -26,19 +26,8 @@ fn env_number(name: &str, default: usize) -> usize {
 }
 
 fn main() {
-    // `cargo test --all-targets` (the test suite) runs bench targets too, without `--bench`: a benchmark is not a
-    // test, so it only compiles there. `cargo bench` (and scripts/bench.sh) pass `--bench`.
-    if !std::env::args().any(|a| a == "--bench") {
-        println!(
-            "benchmark not run under cargo test; run it with cargo bench (see scripts/bench.sh)"
-        );
+    if !common::bench_start() {
         return;
-    }
-    // Set before any thread exists: the SDK's default chain reads these.
-    unsafe {
-        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
     }
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(bench());

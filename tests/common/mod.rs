@@ -403,6 +403,27 @@ pub fn write_desired(dir: &Path, yaml: &str) -> PathBuf {
     path
 }
 
+/// The start of a benchmark binary (benches/ include this module). `cargo test --all-targets` runs bench targets
+/// too, without `--bench`: a benchmark is not a test, so there it only says so and returns false. Under
+/// `cargo bench` it sets the SDK's test credentials (before any thread exists: the default chain reads them) and
+/// returns true.
+#[allow(dead_code)]
+pub fn bench_start() -> bool {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!(
+            "benchmark not run under cargo test; run it with cargo bench (see scripts/bench.sh)"
+        );
+        return false;
+    }
+    // SAFETY: called first thing in main, while the process has one thread.
+    unsafe {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    }
+    true
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // The stacksetd binary
 
