@@ -184,10 +184,6 @@ async fn sigkill_at_random_points_then_restart_converges_with_no_duplicate_and_n
     assert_eq!(code, Some(0));
 
     let audit = audit_operations(&client).await;
-    println!("{}\n{}", audit.summary(), proxy.report());
-    for (id, action, status) in &audit.operations {
-        println!("  {action:<6} {status:<9} {id}");
-    }
-    audit.assert_safe();
+    audit.print_and_assert_safe(&proxy.report());
     println!("whole test: {:?}", started.elapsed());
 }

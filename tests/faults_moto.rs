@@ -199,11 +199,7 @@ async fn reconcile_and_the_daemon_converge_through_throttling_errors_and_lost_an
     assert_eq!(code, Some(0));
 
     let audit = audit_operations(&client).await;
-    println!("{}\n{}", audit.summary(), proxy.report());
-    for (id, action, status) in &audit.operations {
-        println!("  {action:<6} {status:<9} {id}");
-    }
-    audit.assert_safe();
+    audit.print_and_assert_safe(&proxy.report());
     println!(
         "mutating calls that reached moto and lost their answer (the first of an id applied it; resends of the same id were refused as OperationIdAlreadyExists):"
     );

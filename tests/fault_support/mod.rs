@@ -122,6 +122,15 @@ impl OperationAudit {
 
     /// Asserts no duplicate, no foreign id, no failed operation and no delete.
     #[track_caller]
+    /// Print the audit with the proxy's report and every operation, then check it.
+    pub fn print_and_assert_safe(&self, proxy_report: &str) {
+        println!("{}\n{proxy_report}", self.summary());
+        for (id, action, status) in &self.operations {
+            println!("  {action:<6} {status:<9} {id}");
+        }
+        self.assert_safe();
+    }
+
     pub fn assert_safe(&self) {
         assert!(
             self.duplicates().is_empty(),
