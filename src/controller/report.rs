@@ -55,9 +55,6 @@ pub struct Report {
     /// Fields whose drift this pass saw first (the spec_drift_total counter counts each once).
     #[serde(skip)]
     pub spec_drift_new: Vec<&'static str>,
-    /// Operations that ended during this pass (action, status): the stackset_operations_total counter.
-    #[serde(skip)]
-    pub operations_ended: Vec<(&'static str, &'static str)>,
     /// One line per pending step.
     pub pending: Vec<String>,
     /// The template versions: fetched, applied, and what the update policy decided.
