@@ -303,6 +303,8 @@ pub struct Observation {
     pub template: TemplateView,
     pub observed: Observed,
     pub org: Arc<OrgSnapshot>,
+    /// The targets against the instances, computed once a pass (the repairs and the report both read it).
+    pub coverage: crate::coverage::Coverage,
 }
 
 /// Read the stack set and its instances, the (cached) organization, and the template version held for the
@@ -344,8 +346,8 @@ pub async fn observe(deployment: &Deployment, ctx: &Context) -> Result<Observati
         inactive_accounts,
         ..Observed::default()
     };
+    let coverage = crate::coverage::coverage(deployment, &org, &observed.instances);
     if observed.stack_set.is_some() && spec.ensure == crate::desired::Ensure::Present {
-        let coverage = crate::coverage::coverage(deployment, &org, &observed.instances);
         observed.overdue_gaps = ctx.memory.overdue_gaps(
             deployment.name(),
             &coverage.missing,
@@ -365,6 +367,7 @@ pub async fn observe(deployment: &Deployment, ctx: &Context) -> Result<Observati
         template,
         observed,
         org,
+        coverage,
     })
 }
 
@@ -377,6 +380,7 @@ async fn observe_and_plan(
         template,
         observed,
         org,
+        coverage,
     } = observe(deployment, ctx).await?;
     let plan = plan::plan(
         Desired {
@@ -386,7 +390,14 @@ async fn observe_and_plan(
         },
         &observed,
     )?;
-    let mut report = Report::new(deployment, &template.effective, &observed, &org, &plan);
+    let mut report = Report::new(
+        deployment,
+        &template.effective,
+        &observed,
+        &org,
+        &coverage,
+        &plan,
+    );
     drift::spec_drift(deployment, ctx, &observed, &mut report);
     report.template_sha256 = Some(template.report.sha256.clone());
     report.template = Some(template.report);

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::cloud::org::OrgSnapshot;
 use crate::cloud::{InstanceStatus, StackInstance};
-use crate::coverage;
+use crate::coverage::{self, Coverage};
 use crate::desired::{Deployment, TemplateSpec};
 use crate::iam::Offense;
 use crate::plan::{Observed, Plan};
@@ -129,6 +129,7 @@ impl Report {
         template: &Template,
         observed: &Observed,
         org: &OrgSnapshot,
+        coverage: &Coverage,
         plan: &Plan,
     ) -> Report {
         let mut instances = BTreeMap::new();
@@ -140,7 +141,6 @@ impl Report {
             );
             *instances.entry(key).or_default() += 1;
         }
-        let coverage = coverage::coverage(deployment, org, &observed.instances);
         let slot = |(account, region): &(String, String)| format!("{account}/{region}");
         let inoperable = observed
             .instances
