@@ -102,16 +102,20 @@ pub(super) fn spec_drift(
     report.spec_drift_new = new;
 }
 
-/// The last drift check: DescribeStackSet's timestamp, or when stacksetd last started one (an endpoint that
-/// never reports the timestamp must not get a detection every pass).
-fn last_check(
-    deployment: &Deployment,
-    ctx: &Context,
-    stack_set: &ObservedStackSet,
-) -> Option<SystemTime> {
-    let reported = stack_set.drift.as_ref().and_then(|d| d.last_check);
+/// DescribeStackSet's LastDriftCheckTimestamp: the last completed drift detection, the one a remediation is for.
+fn completed_check(observed: &Observed) -> Option<SystemTime> {
+    observed
+        .stack_set
+        .as_ref()
+        .and_then(|s| s.drift.as_ref())
+        .and_then(|d| d.last_check)
+}
+
+/// The last drift check: the completed one, or when stacksetd last started one (an endpoint that never reports
+/// the timestamp must not get a detection every pass).
+fn last_check(deployment: &Deployment, ctx: &Context, observed: &Observed) -> Option<SystemTime> {
     let submitted = ctx.memory().drift_submitted(deployment.name());
-    reported.max(submitted)
+    completed_check(observed).max(submitted)
 }
 
 /// Whether a drift detection is due: never checked, checked longer than `interval` ago, or instances were
@@ -134,8 +138,8 @@ pub(super) fn due_in(
     observed: &Observed,
 ) -> Option<Duration> {
     let settings = deployment.spec.drift_detection.as_ref()?;
-    let stack_set = observed.stack_set.as_ref()?;
-    let last = last_check(deployment, ctx, stack_set)?;
+    observed.stack_set.as_ref()?;
+    let last = last_check(deployment, ctx, observed)?;
     let age = ctx.wall_now().duration_since(last).unwrap_or_default();
     // A little past the due time, so the pass that wakes finds it due.
     Some(settings.interval.0.saturating_sub(age) + Duration::from_secs(1))
@@ -143,22 +147,14 @@ pub(super) fn due_in(
 
 /// The DRIFTED instances of the last check were re-applied already (plan must not do it again).
 pub(super) fn remediated(deployment: &Deployment, ctx: &Context, observed: &Observed) -> bool {
-    let check = observed
-        .stack_set
-        .as_ref()
-        .and_then(|s| s.drift.as_ref())
-        .and_then(|d| d.last_check);
-    ctx.memory().drift_remediated(deployment.name(), check)
+    ctx.memory()
+        .drift_remediated(deployment.name(), completed_check(observed))
 }
 
 /// Record that this plan step re-applied the DRIFTED instances of the current check.
 pub(super) fn record_remediation(deployment: &Deployment, ctx: &Context, observed: &Observed) {
-    let check = observed
-        .stack_set
-        .as_ref()
-        .and_then(|s| s.drift.as_ref())
-        .and_then(|d| d.last_check);
-    ctx.memory().remediated(deployment.name(), check);
+    ctx.memory()
+        .remediated(deployment.name(), completed_check(observed));
 }
 
 /// On a converged pass: start DetectStackSetDrift when it is due. `None` when nothing was started.
@@ -169,15 +165,15 @@ pub(super) async fn detect_if_due(
     report: &Report,
 ) -> Result<Option<Outcome>, Error> {
     let spec = &deployment.spec;
-    let (Some(settings), Some(stack_set)) = (&spec.drift_detection, &observed.stack_set) else {
+    let (Some(settings), Some(_)) = (&spec.drift_detection, &observed.stack_set) else {
         return Ok(None);
     };
     if spec.suspend || observed.instances.is_empty() {
         return Ok(None);
     }
-    let last = last_check(deployment, ctx, stack_set);
-    let check = stack_set.drift.as_ref().and_then(|d| d.last_check);
-    let remediated_after = ctx.memory().drift_remediated(deployment.name(), check);
+    let last = last_check(deployment, ctx, observed);
+    // Instances were re-applied after the completed check: confirm the remediation with a new one.
+    let remediated_after = remediated(deployment, ctx, observed);
     if !drift_due(settings.interval.0, last, ctx.wall_now(), remediated_after) {
         return Ok(None);
     }
