@@ -12,6 +12,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;
+pub mod guard;
 pub mod iam;
 pub mod metrics;
 pub mod output;

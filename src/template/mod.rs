@@ -11,8 +11,11 @@ use sha2::{Digest, Sha256};
 use crate::desired::{PolicyLevel, TemplateSpec};
 use crate::error::Error;
 
+mod parse;
 mod policy;
 mod source;
+
+pub use parse::{MAX_TEMPLATE_YAML_NODES, parse_document};
 
 pub use policy::{Decision, HoldReason, decide};
 pub use source::{Fetched, Fetcher, Poll, SourceState, TemplateSource, Validators};
@@ -111,125 +114,6 @@ pub(crate) fn template_error(url: &str, reason: String, label: &'static str) -> 
         reason,
         label,
     }
-}
-
-/// Parse a CloudFormation template written in JSON or YAML into one comparable JSON value. YAML short-form
-/// intrinsics (`!Ref x`, `!GetAtt a.b`, `!Sub ...`) become their long form, so both spellings compare equal.
-pub fn parse_document(text: &str) -> Result<serde_json::Value, String> {
-    if let Ok(value) = serde_json::from_str::<serde_json::Value>(text) {
-        return Ok(value);
-    }
-    yaml_guard(text)?;
-    let yaml: serde_norway::Value =
-        serde_norway::from_str(text).map_err(|e| format!("not JSON or YAML: {e}"))?;
-    yaml_to_json(yaml)
-}
-
-/// The most nodes a YAML template may expand to when its aliases are followed (an applied template is at most
-/// 51,200 bytes, far fewer nodes): a real template has a few
-/// thousand; an alias bomb ("billion laughs") has billions, and serde_norway would spend seconds and megabytes
-/// on it before its own limit stops it.
-pub const MAX_TEMPLATE_YAML_NODES: u64 = 100_000;
-
-/// Count the nodes of a YAML stream with its aliases expanded, in one pass over the events (saturating, so the
-/// count never costs the expansion), and refuse a template above `MAX_TEMPLATE_YAML_NODES`.
-fn yaml_guard(text: &str) -> Result<(), String> {
-    use std::collections::HashMap;
-    use yaml_rust2::parser::{Event, Parser};
-
-    let mut parser = Parser::new_from_str(text);
-    let mut expanded: u64 = 0;
-    // Open collections: (expanded count at their start, anchor id).
-    let mut open: Vec<(u64, usize)> = Vec::new();
-    let mut weights: HashMap<usize, u64> = HashMap::new();
-    loop {
-        // A syntax error is serde_norway's to report, with its own message.
-        let Ok((event, mark)) = parser.next_token() else {
-            return Ok(());
-        };
-        match event {
-            Event::StreamEnd => return Ok(()),
-            Event::Scalar(_, _, anchor, _) => {
-                expanded = expanded.saturating_add(1);
-                if anchor != 0 {
-                    weights.insert(anchor, 1);
-                }
-            }
-            Event::Alias(anchor) => {
-                expanded = expanded.saturating_add(weights.get(&anchor).copied().unwrap_or(1));
-            }
-            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
-                open.push((expanded, anchor));
-                expanded = expanded.saturating_add(1);
-            }
-            Event::SequenceEnd | Event::MappingEnd => {
-                if let Some((start, anchor)) = open.pop()
-                    && anchor != 0
-                {
-                    weights.insert(anchor, expanded.saturating_sub(start));
-                }
-            }
-            _ => {}
-        }
-        if expanded > MAX_TEMPLATE_YAML_NODES {
-            return Err(format!(
-                "not a usable template: its YAML aliases expand to more than {MAX_TEMPLATE_YAML_NODES} nodes (line \
-                 {}); an alias bomb? write the values out",
-                mark.line()
-            ));
-        }
-    }
-}
-
-fn yaml_to_json(value: serde_norway::Value) -> Result<serde_json::Value, String> {
-    use serde_norway::Value as Y;
-    Ok(match value {
-        Y::Null => serde_json::Value::Null,
-        Y::Bool(b) => serde_json::Value::Bool(b),
-        Y::Number(n) => serde_json::to_value(&n).map_err(|e| e.to_string())?,
-        Y::String(s) => serde_json::Value::String(s),
-        Y::Sequence(items) => serde_json::Value::Array(
-            items
-                .into_iter()
-                .map(yaml_to_json)
-                .collect::<Result<_, _>>()?,
-        ),
-        Y::Mapping(map) => {
-            let mut out = serde_json::Map::new();
-            for (key, value) in map {
-                let key = match key {
-                    Y::String(s) => s,
-                    other => serde_norway::to_string(&other)
-                        .map_err(|e| e.to_string())?
-                        .trim()
-                        .to_string(),
-                };
-                out.insert(key, yaml_to_json(value)?);
-            }
-            serde_json::Value::Object(out)
-        }
-        Y::Tagged(tagged) => {
-            let tag = tagged.tag.to_string();
-            let name = tag.trim_start_matches('!');
-            let inner = yaml_to_json(tagged.value)?;
-            let (key, inner) = match name {
-                "Ref" | "Condition" => (name.to_string(), inner),
-                // `!GetAtt Resource.Attribute` is the short form of ["Resource", "Attribute"].
-                "GetAtt" => match inner {
-                    serde_json::Value::String(s) => {
-                        let (resource, attribute) = s.split_once('.').unwrap_or((s.as_str(), ""));
-                        (
-                            "Fn::GetAtt".to_string(),
-                            serde_json::json!([resource, attribute]),
-                        )
-                    }
-                    other => ("Fn::GetAtt".to_string(), other),
-                },
-                other => (format!("Fn::{other}"), inner),
-            };
-            serde_json::json!({ key: inner })
-        }
-    })
 }
 
 pub(crate) fn check_size(url: &str, size: usize) -> Result<(), Error> {

@@ -1,0 +1,315 @@
+//! Policy levels: what a version may contain at all, whatever was applied before (the first version included).
+//!
+//! `DataOnly` may read (the catalog's List and Read levels); `DataAndScheduling` may also start and stop
+//! (exact action names only: `ec2:Stop*` is refused rather than guessed at). Both refuse resource types other
+//! than IAM roles and their policies, any Transform, managed policies from outside the template (their content
+//! cannot be checked), trust principals that do not resolve to fixed accounts, and reads that return secrets or
+//! customer data when the template names them. A read like that which only a wildcard covers (`ec2:Describe*`, as
+//! every FinOps vendor writes) is a warning, with the exact actions; so is a trust without `sts:ExternalId`.
+
+use super::catalog::{Catalog, Level};
+use super::model::{Effect, Model, Scope};
+use super::pattern::{Item, Kind};
+use super::value::{Symbols, is_any};
+use crate::desired::PolicyLevel;
+
+/// Start/stop style actions a scheduler needs, on top of the reads.
+pub const SCHEDULING: &[&str] = &[
+    "ec2:StartInstances",
+    "ec2:StopInstances",
+    "rds:StartDBInstance",
+    "rds:StopDBInstance",
+    "rds:StartDBCluster",
+    "rds:StopDBCluster",
+    "autoscaling:UpdateAutoScalingGroup",
+    "autoscaling:SetDesiredCapacity",
+    "autoscaling:SuspendProcesses",
+    "autoscaling:ResumeProcesses",
+    "ecs:UpdateService",
+];
+
+/// What a trust policy may let its principals do: assume the role, with session tags and source identity.
+const TRUST_ACTIONS: &[&str] = &["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"];
+
+/// The resource types a policy level allows.
+const LEVEL_TYPES: &[&str] = &[
+    "AWS::IAM::Role",
+    "AWS::IAM::Policy",
+    "AWS::IAM::ManagedPolicy",
+    "AWS::IAM::RolePolicy",
+];
+
+/// Offending actions named in one line before "and N more".
+const SHOWN: usize = 8;
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Offense {
+    /// e.g. `Resources.AimablyMemberRole.Properties.Policies[0].PolicyDocument.Statement[2]`
+    pub location: String,
+    /// The offending value: an action, a principal, a resource type, a Transform.
+    pub action: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LevelCheck {
+    pub offenses: Vec<Offense>,
+    pub warnings: Vec<String>,
+}
+
+fn allowed(level: PolicyLevel, action: &str, catalog_level: Level) -> bool {
+    catalog_level.is_read()
+        || (level == PolicyLevel::DataAndScheduling
+            && SCHEDULING.iter().any(|s| s.eq_ignore_ascii_case(action)))
+}
+
+/// Check one version (its symbolic model: every alternative counted) against a level.
+pub fn check(level: PolicyLevel, model: &Model, symbols: &Symbols) -> LevelCheck {
+    let mut out = LevelCheck::default();
+    let name = level.as_str();
+    let mut offend = |location: &str, action: String, reason: String| {
+        out.offenses.push(Offense {
+            location: location.to_string(),
+            action,
+            reason,
+        })
+    };
+    for t in &model.transforms {
+        offend("Transform", t.clone(), format!("{t}: the {name} level allows no transforms"));
+    }
+    for r in model.resources.values() {
+        if !LEVEL_TYPES.contains(&r.kind.as_str()) {
+            offend(
+                &format!("Resources.{}", r.id),
+                r.kind.clone(),
+                format!(
+                    "resource {} ({}): the {name} level allows only IAM roles and their policies; it {}",
+                    r.id, r.kind, r.does
+                ),
+            );
+        }
+    }
+    let catalog = Catalog::get();
+    let mut warnings = Vec::new();
+    for s in model.statements.iter().filter(|s| s.effect == Effect::Allow) {
+        for h in &s.holders {
+            if !model.identities.contains_key(&h.identity) {
+                offend(
+                    &s.location,
+                    symbols.display(&h.identity),
+                    format!(
+                        "grants to {}, which this template does not create: the {name} level only grants to its own roles",
+                        symbols.display(&h.identity)
+                    ),
+                );
+            }
+        }
+        let trust = s.holders.iter().any(|h| h.scope == Scope::Trust);
+        let boundary = s.holders.iter().all(|h| h.scope == Scope::Boundary);
+        if boundary {
+            continue;
+        }
+        if trust {
+            for a in &s.actions {
+                let ok = matches!(a, Item::One(t) if TRUST_ACTIONS.iter().any(|x| x.eq_ignore_ascii_case(t)));
+                if !ok {
+                    offend(
+                        &s.location,
+                        symbols.display(&a.text(Kind::Action)),
+                        format!(
+                            "a trust policy may only allow {}, not {}",
+                            TRUST_ACTIONS.join(", "),
+                            symbols.display(&a.text(Kind::Action))
+                        ),
+                    );
+                }
+            }
+            for p in &s.principals {
+                if let Err(why) = fixed_account(p, symbols) {
+                    offend(&s.location, symbols.display(&p.text(Kind::Principal)), why);
+                }
+            }
+            let external_id = s.conditions.iter().all(|c| {
+                c.as_ref().is_some_and(|c| {
+                    c.clauses
+                        .iter()
+                        .any(|((op, key), _)| key == "sts:externalid" && op.starts_with("String"))
+                })
+            });
+            if !external_id && !s.principals.is_empty() {
+                let role = s
+                    .holders
+                    .iter()
+                    .find(|h| h.scope == Scope::Trust)
+                    .map(|h| h.describe(symbols))
+                    .unwrap_or_default();
+                warnings.push(format!(
+                    "{role}: no sts:ExternalId condition, so {} can use the role on anyone's behalf (a confused-deputy risk); ask the vendor for an ExternalId",
+                    s.principals
+                        .iter()
+                        .map(|p| symbols.display(&p.text(Kind::Principal)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            continue;
+        }
+        for a in &s.actions {
+            let text = symbols.display(&a.text(Kind::Action));
+            let Item::One(pattern) = a else {
+                offend(&s.location, text, "Allow with NotAction grants every action not listed".into());
+                continue;
+            };
+            if pattern.chars().any(is_any) || pattern.chars().any(super::value::is_symbol) {
+                offend(&s.location, text.clone(), format!("the action {text} is computed at deploy time and cannot be checked"));
+                continue;
+            }
+            if !pattern.contains(['*', '?']) {
+                match catalog.action(pattern) {
+                    Some(entry) if !allowed(level, pattern, entry.level) => offend(
+                        &s.location,
+                        text.clone(),
+                        format!("{} is {} access, not in the {name} level", entry.name, entry.level.label()),
+                    ),
+                    Some(_) => {
+                        if let Some(what) = catalog.leaks(pattern) {
+                            offend(
+                                &s.location,
+                                text.clone(),
+                                format!("{text} returns {what}: the {name} level does not allow it by name"),
+                            );
+                        }
+                    }
+                    None => {
+                        let guessed = Level::guess(pattern);
+                        if allowed(level, pattern, guessed) {
+                            warnings.push(format!(
+                                "{text} is not in the action catalog ({}): a typo, or newer than the catalog; judged by its name as {}",
+                                catalog.source,
+                                guessed.label()
+                            ));
+                        } else {
+                            offend(
+                                &s.location,
+                                text.clone(),
+                                format!("{text} is not in the action catalog and its name is not a read: not in the {name} level"),
+                            );
+                        }
+                    }
+                }
+                continue;
+            }
+            let mut steps = 0;
+            let expansion = catalog.expand(pattern, &mut steps);
+            if expansion.actions.is_empty() {
+                let guessed = Level::guess(pattern);
+                if expansion.unknown_service || !allowed(level, pattern, guessed) {
+                    offend(
+                        &s.location,
+                        text.clone(),
+                        format!("{text} matches no action in the catalog: not in the {name} level"),
+                    );
+                } else {
+                    warnings.push(format!("{text} matches no action in the catalog today"));
+                }
+                continue;
+            }
+            let bad: Vec<String> = expansion
+                .actions
+                .iter()
+                .filter(|e| !allowed(level, &e.name, e.level))
+                .map(|e| format!("{} ({})", e.name, e.level.label()))
+                .collect();
+            if !bad.is_empty() {
+                offend(
+                    &s.location,
+                    text.clone(),
+                    format!("{text} includes {}: not in the {name} level", shown(&bad)),
+                );
+                continue;
+            }
+            let leaks: Vec<String> = expansion
+                .actions
+                .iter()
+                .filter_map(|e| catalog.leaks(&e.name).map(|w| format!("{} ({w})", e.name)))
+                .collect();
+            if !leaks.is_empty() {
+                warnings.push(format!(
+                    "{text} includes reads that return secrets or customer data: {}",
+                    leaks.join(", ")
+                ));
+            }
+        }
+    }
+    for a in &model.attachments {
+        offend(
+            &a.location,
+            symbols.display(&a.arn),
+            format!(
+                "managed policy {} cannot be checked against the {name} level (its content is not in the template)",
+                symbols.display(&a.arn)
+            ),
+        );
+    }
+    warnings.dedup();
+    out.warnings = warnings;
+    out
+}
+
+fn shown(items: &[String]) -> String {
+    let mut text = items[..items.len().min(SHOWN)].join(", ");
+    if items.len() > SHOWN {
+        text.push_str(&format!(" and {} more", items.len() - SHOWN));
+    }
+    text
+}
+
+/// A trust principal the level accepts: an AWS principal in a fixed account (a 12-digit id, or the account the
+/// stack is deployed to).
+fn fixed_account(p: &Item, symbols: &Symbols) -> Result<(), String> {
+    let text = symbols.display(&p.text(Kind::Principal));
+    let Item::One(value) = p else {
+        return Err(format!("{text}: NotPrincipal trusts everyone not listed"));
+    };
+    if value == "*" {
+        return Err("the trust policy lets anyone (*) assume the role".into());
+    }
+    if value.chars().any(is_any) {
+        return Err(format!("trust principal {text} could be anything, so the role could be handed to anyone"));
+    }
+    let Some(arn) = value.strip_prefix("AWS:") else {
+        return Err(format!(
+            "trust principal {text} is not an AWS account principal: the level trusts fixed accounts only"
+        ));
+    };
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let account = match parts.as_slice() {
+        ["arn", _partition, "iam", "", account, rest]
+            if *rest == "root" || rest.starts_with("role/") || rest.starts_with("user/") =>
+        {
+            *account
+        }
+        _ => {
+            return Err(format!(
+                "trust principal {text} is not an account, role or user ARN: the level trusts fixed accounts only"
+            ));
+        }
+    };
+    let digits = account.len() == 12 && account.chars().all(|c| c.is_ascii_digit());
+    let mut chars = account.chars();
+    let this_account = matches!((chars.next(), chars.next()), (Some(c), None)
+        if symbols.fixed_name(c) == Some("AWS::AccountId"));
+    if digits || this_account {
+        Ok(())
+    } else {
+        let names: Vec<&str> = account.chars().filter_map(|c| symbols.fixed_name(c)).collect();
+        Err(if names.is_empty() {
+            format!("trust principal {text} does not name a fixed account")
+        } else {
+            format!(
+                "trust principal {text} depends on {}, which has no value: give it in spec.parameters (or --parameters) so the trusted account is fixed",
+                names.join(", ")
+            )
+        })
+    }
+}
