@@ -97,6 +97,9 @@ pub struct Context {
     pub config: Config,
     memory: Memory,
     org: tokio::sync::Mutex<Option<(Instant, Arc<OrgSnapshot>)>>,
+    /// Update decisions by their inputs: judging a template is pure, so a pass asks again only when something
+    /// it depends on changed.
+    pub assessments: template::Assessments,
     /// The last template decision logged per deployment (candidate digest, decision): logged when it changes,
     /// not every pass.
     template_log: std::sync::Mutex<HashMap<String, (String, &'static str)>>,
@@ -114,6 +117,7 @@ impl Context {
             config,
             memory: Memory::default(),
             org: Default::default(),
+            assessments: Default::default(),
             template_log: Default::default(),
             epoch: (Instant::now(), std::time::SystemTime::now()),
             preflight: Default::default(),

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::desired::{self, PolicyLevel, TemplateSpec, UpdatePolicy};
-use crate::iam;
+use crate::guard;
 use crate::template::{self, Template};
 
 /// The desired-state parser and validator on arbitrary bytes (as `desired::load` would see a file's text).
@@ -30,12 +30,12 @@ pub fn desired(data: &[u8]) {
     }
 }
 
-/// A small template granting read-only access: the "applied" side of the diffs.
+/// A small template granting read-only access: the "applied" side of the judgments.
 const REFERENCE: &str = r#"{"Resources": {"Role": {"Type": "AWS::IAM::Role", "Properties": {"Policies": [{
     "PolicyName": "p", "PolicyDocument": {"Statement": [
         {"Effect": "Allow", "Action": ["ec2:Describe*", "s3:GetObject"], "Resource": "*"}]}}]}}}}"#;
 
-/// The template parser (JSON or YAML), the IAM extraction, the allowlists, the diff both ways and the update
+/// The template parser (JSON or YAML), the guard's review, level checks and judgment both ways, and the update
 /// decision on arbitrary bytes.
 pub fn template(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -47,15 +47,18 @@ pub fn template(data: &[u8]) {
     };
     let reference = template::parse_document(REFERENCE).expect("the reference template parses");
     let doc = &candidate.document;
-    let _ = iam::grants(doc);
-    for level in [PolicyLevel::DataOnly, PolicyLevel::DataAndScheduling] {
-        for offense in iam::check_allowlist(level, doc) {
-            let _ = format!("{} at {}", offense.action, offense.location);
+    let params = guard::Parameters::new();
+    for level in [None, Some(PolicyLevel::DataOnly), Some(PolicyLevel::DataAndScheduling)] {
+        if let Ok(review) = guard::review(doc, &params, level) {
+            for offense in &review.check.offenses {
+                let _ = format!("{} at {}", offense.action, offense.location);
+            }
         }
     }
     for (applied, next) in [(&reference, doc), (doc, &reference), (doc, doc)] {
-        let diff = iam::diff(applied, next);
-        let _ = (diff.is_empty(), diff.is_widening(), diff.lines());
+        if let Ok(judgment) = guard::judge(applied, next, &params) {
+            let _ = (judgment.is_widening(), judgment.lines());
+        }
     }
     let _ = candidate.same_as(REFERENCE);
     let _ = candidate.body_for_api();
@@ -76,10 +79,12 @@ pub fn template(data: &[u8]) {
             sha256: pin,
             updates,
             allow_permission_widening: false,
+            staging_bucket: None,
+            access_analyzer: false,
         };
         for applied in [None, Some(&reference), Some(doc)] {
-            let decision = template::decide(&spec, applied, &candidate);
-            let _ = decision.message(&candidate.sha256);
+            let assessment = template::decide(&spec, &params, applied, &candidate);
+            let _ = assessment.decision.message(&candidate.sha256);
         }
     }
 }

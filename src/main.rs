@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use stacksetd::cloud::Cloud;
 use stacksetd::cloud::aws::AwsCloud;
 use stacksetd::controller::{self, Context};
-use stacksetd::desired::{self, DesiredState};
+use stacksetd::desired::{self, DesiredState, PolicyLevel};
 use stacksetd::output::{self, Planned, ProgressPrinter};
 use stacksetd::settings::{LogFormat, Overrides, Settings};
 use stacksetd::{daemon, demo, status_view, telemetry};
@@ -69,12 +69,65 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         output: Format,
     },
+    /// Review templates offline with the guard: what a template can do, and how a new version compares.
+    Template {
+        #[command(subcommand)]
+        command: TemplateCommand,
+    },
     /// Run against the embedded simulated organization: no AWS account needed.
     Demo {
         /// Simulated seconds per real second.
         #[arg(long, default_value_t = 20.0)]
         speed: f64,
     },
+}
+
+#[derive(Subcommand)]
+enum TemplateCommand {
+    /// What a template can do, resource by resource, and the policy level's check (exit 0 passes, 1 refused).
+    Check {
+        #[arg(value_name = "FILE|URL")]
+        template: String,
+        /// Check against a policy level.
+        #[arg(long, value_enum)]
+        policy: Option<Level>,
+        /// Template parameters, as the deployment's spec.parameters would give them.
+        #[arg(long, value_name = "NAME=VALUE", num_args = 1..)]
+        parameters: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        output: Format,
+    },
+    /// The guard's judgment of NEW with OLD applied, as the daemon makes it under `updates: Auto` (exit 0 not
+    /// widening, 2 widening, 1 refused or error).
+    Diff {
+        #[arg(value_name = "OLD")]
+        old: String,
+        #[arg(value_name = "NEW")]
+        new: String,
+        #[arg(long, value_enum)]
+        policy: Option<Level>,
+        #[arg(long, value_name = "NAME=VALUE", num_args = 1..)]
+        parameters: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        output: Format,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Level {
+    #[value(name = "DataOnly")]
+    DataOnly,
+    #[value(name = "DataAndScheduling")]
+    DataAndScheduling,
+}
+
+impl From<Level> for PolicyLevel {
+    fn from(l: Level) -> PolicyLevel {
+        match l {
+            Level::DataOnly => PolicyLevel::DataOnly,
+            Level::DataAndScheduling => PolicyLevel::DataAndScheduling,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -108,6 +161,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Validate { files } = &cli.command {
         return Ok(validate(files, &cli));
     }
+    if let Command::Template { command } = &cli.command {
+        return template_command(command).await;
+    }
     let settings = Settings::load(cli.config.as_deref(), &overrides)?;
     let default_level = if matches!(cli.command, Command::Run) {
         settings.log.level.clone()
@@ -121,7 +177,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             .await
             .map(|()| ExitCode::SUCCESS)
             .map_err(Into::into),
-        Command::Validate { .. } => unreachable!("handled above"),
+        Command::Validate { .. } | Command::Template { .. } => unreachable!("handled above"),
         // The daemon tolerates an invalid or missing file at start: it reports it and waits for a fix.
         Command::Run => run_daemon(&settings).await,
         // A running daemon knows more (drift, access checks, history) and costs AWS nothing: ask it first.
@@ -150,12 +206,44 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                             .await;
                     Ok(print_status(&doc, output))
                 }
-                Command::Run | Command::Validate { .. } | Command::Demo { .. } => {
+                Command::Run | Command::Validate { .. } | Command::Demo { .. } | Command::Template { .. } => {
                     unreachable!("handled above")
                 }
             }
         }
     }
+}
+
+async fn template_command(command: &TemplateCommand) -> anyhow::Result<ExitCode> {
+    use stacksetd::review_cmd;
+    let (text, code) = match command {
+        TemplateCommand::Check {
+            template,
+            policy,
+            parameters,
+            output,
+        } => {
+            let params = review_cmd::parameters(parameters).map_err(anyhow::Error::msg)?;
+            let t = review_cmd::load(template).await?;
+            review_cmd::check(&t, policy.map(Into::into), &params, *output == Format::Json)
+        }
+        TemplateCommand::Diff {
+            old,
+            new,
+            policy,
+            parameters,
+            output,
+        } => {
+            let params = review_cmd::parameters(parameters).map_err(anyhow::Error::msg)?;
+            let (old, new) = (review_cmd::load(old).await?, review_cmd::load(new).await?);
+            review_cmd::diff(&old, &new, policy.map(Into::into), &params, *output == Format::Json)
+        }
+    };
+    print!("{text}");
+    if !text.ends_with('\n') {
+        println!();
+    }
+    Ok(ExitCode::from(code))
 }
 
 fn validate(files: &[PathBuf], cli: &Cli) -> ExitCode {

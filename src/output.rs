@@ -2,6 +2,7 @@
 //! JSON forms, and progress lines while a pass waits on an operation (an updating line in a terminal, plain
 //! lines when piped).
 
+use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
 
 use serde_json::json;
@@ -10,6 +11,28 @@ use crate::controller::{Outcome, Report, State, TemplateReport};
 use crate::desired::Deployment;
 use crate::error::Error;
 use crate::plan::{Action, Plan};
+
+/// Text from a template or from AWS, safe to print: control characters, and the invisible characters that
+/// reorder or hide text (bidirectional overrides, zero-width spaces), are written as `\u{..}` escapes, so a
+/// vendor cannot make the findings an operator reviews say something else on screen.
+pub fn safe(text: &str) -> Cow<'_, str> {
+    fn hidden(c: char) -> bool {
+        c.is_control()
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+    }
+    if !text.chars().any(hidden) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if hidden(c) {
+            out.push_str(&format!("\\u{{{:04x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
 
 /// The result of planning one deployment.
 pub struct Planned<'a> {
@@ -97,7 +120,7 @@ fn template_text(t: &TemplateReport) -> String {
         out.push_str(&format!("  template update: {}\n", t.message));
     }
     if !t.iam_diff.is_empty() {
-        out.push_str("  IAM diff (applied -> new):\n");
+        out.push_str("  IAM diff (applied -> new; the guard's findings):\n");
         for line in &t.iam_diff {
             out.push_str(&format!("      {line}\n"));
         }
@@ -107,6 +130,9 @@ fn template_text(t: &TemplateReport) -> String {
             "      refused: {} at {}: {}\n",
             o.action, o.location, o.reason
         ));
+    }
+    for w in &t.warnings {
+        out.push_str(&format!("  warning: {w}\n"));
     }
     if let Some(error) = t.source.as_ref().and_then(|s| s.last_error.as_ref()) {
         out.push_str(&format!(

@@ -225,7 +225,7 @@ async fn a_widening_version_is_held_with_its_diff_unless_allowed() {
     assert!(
         t.iam_diff
             .iter()
-            .any(|l| l.starts_with('+') && l.contains("cloudwatch:GetMetricData")),
+            .any(|l| l.contains("+ cloudwatch:GetMetricData (Read)")),
         "{:?}",
         t.iam_diff
     );
@@ -443,7 +443,7 @@ async fn a_policy_level_change_is_a_normal_update_with_its_iam_diff() {
         text.contains(&format!("template sha256:{}", sha(&scheduling))),
         "{text}"
     );
-    assert!(text.contains("+ action ec2:StopInstances"), "{text}");
+    assert!(text.contains("+ ec2:StopInstances (Write)"), "{text}");
     converge(&allowed, &ctx).await;
     assert_eq!(calls(&sim, "UpdateStackSet"), 1);
     assert_eq!(applied(&sim).as_deref(), Some(scheduling.as_str()));

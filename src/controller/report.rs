@@ -9,9 +9,9 @@ use crate::cloud::org::OrgSnapshot;
 use crate::cloud::{InstanceStatus, StackInstance};
 use crate::coverage::{self, Coverage};
 use crate::desired::{Deployment, TemplateSpec};
-use crate::iam::Offense;
+use crate::guard::{Finding, Offense};
 use crate::plan::{Observed, Plan};
-use crate::template::{Decision, SourceState, Template};
+use crate::template::{Assessment, Decision, SourceState, Template};
 
 /// How many account ids a report lists by name; counts are always complete.
 const ACCOUNTS_LISTED: usize = 50;
@@ -80,10 +80,15 @@ pub struct TemplateReport {
     pub message: String,
     /// A version other than the applied one is known and is not being applied (held, refused or not pinned).
     pub update_available: bool,
-    /// The IAM diff from the applied template to the fetched version, one line per change.
+    /// The guard's findings from the applied template to the fetched version, one line each (widening first).
     pub iam_diff: Vec<String>,
-    /// Why the allowlist refused the version.
+    /// The same findings, structured.
+    pub findings: Vec<Finding>,
+    /// Why the policy level refused the version.
     pub offenses: Vec<Offense>,
+    /// What a reviewer should read even when the version is applied: reads behind wildcards that return secrets
+    /// or customer data, a trust without sts:ExternalId, actions the catalog does not know.
+    pub warnings: Vec<String>,
     /// `stacksetd_template_rejected_total`'s reason when the version is refused.
     #[serde(skip)]
     pub rejection: Option<&'static str>,
@@ -97,9 +102,10 @@ impl TemplateReport {
         url: &str,
         candidate: &Template,
         applied_body: Option<&str>,
-        decision: &Decision,
+        assessment: &Assessment,
         source: Option<SourceState>,
     ) -> TemplateReport {
+        let decision = &assessment.decision;
         let applied_sha256 = applied_body.map(|b| crate::template::sha256_hex(b.as_bytes()));
         let update_available =
             !decision.allows() && applied_body.is_some_and(|b| !candidate.same_as(b));
@@ -112,7 +118,9 @@ impl TemplateReport {
             decision: decision.label(),
             message: decision.message(&candidate.sha256),
             update_available,
-            iam_diff: decision.diff().map(|d| d.lines()).unwrap_or_default(),
+            iam_diff: decision.judgment().map(|d| d.lines()).unwrap_or_default(),
+            findings: decision.judgment().map(|d| d.findings.clone()).unwrap_or_default(),
+            warnings: assessment.warnings.clone(),
             offenses: match decision {
                 Decision::Refuse { offenses } => offenses.clone(),
                 _ => Vec::new(),

@@ -9,7 +9,7 @@ use super::{Context, TemplateReport};
 use crate::desired::Deployment;
 use crate::error::Error;
 use crate::plan::Observed;
-use crate::template::{self, Decision, Template};
+use crate::template::{Assessment, Decision, Template};
 
 /// The template side of an observation.
 pub struct TemplateView {
@@ -34,17 +34,17 @@ pub(super) fn template_view(
         .stack_set
         .as_ref()
         .map(|s| s.template_body.as_str());
-    // An applied template that does not parse compares as `null`: different from anything, so any version is
-    // a change and widening checks see every permission as new.
-    let applied_doc = applied_body.map(|b| template::parse_document(b).unwrap_or_default());
-    let decision = template::decide(&spec.template, applied_doc.as_ref(), &candidate);
-    log_decision(ctx, deployment, &candidate, &decision);
+    let assessment = ctx
+        .assessments
+        .assess(&spec.template, &spec.parameters, applied_body, &candidate);
+    let decision = &assessment.decision;
+    log_decision(ctx, deployment, &candidate, &assessment);
     let report = TemplateReport::new(
         &spec.template,
         url,
         &candidate,
         applied_body,
-        &decision,
+        &assessment,
         ctx.templates.state(url),
     );
     let effective = match (decision.allows(), applied_body) {
@@ -65,6 +65,7 @@ pub(super) fn template_view(
                 ),
                 label: match decision.rejection() {
                     Some("allowlist") => "template_refused_allowlist",
+                    Some("too_complex") => "template_too_complex",
                     Some("pin_mismatch") => "template_pin_mismatch",
                     Some("too_large") => "template_too_large",
                     _ => "template_held",
@@ -75,7 +76,8 @@ pub(super) fn template_view(
     Ok(TemplateView { effective, report })
 }
 
-fn log_decision(ctx: &Context, deployment: &Deployment, candidate: &Template, decision: &Decision) {
+fn log_decision(ctx: &Context, deployment: &Deployment, candidate: &Template, assessment: &Assessment) {
+    let decision = &assessment.decision;
     let key = (candidate.sha256.clone(), decision.label());
     let mut logged = ctx.template_log.lock().expect("template log lock poisoned");
     if logged.get(deployment.name()) == Some(&key) {
@@ -84,9 +86,12 @@ fn log_decision(ctx: &Context, deployment: &Deployment, candidate: &Template, de
     logged.insert(deployment.name().to_string(), key);
     let message = decision.message(&candidate.sha256);
     let diff = decision
-        .diff()
+        .judgment()
         .map(|d| d.lines().join("; "))
         .unwrap_or_default();
+    for warning in &assessment.warnings {
+        warn!(sha256 = %candidate.sha256, "template warning: {warning}");
+    }
     match decision {
         Decision::UpToDate | Decision::Apply { .. } => {
             info!(sha256 = %candidate.sha256, decision = decision.label(), iam_diff = %diff, "{message}")

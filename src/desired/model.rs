@@ -109,6 +109,14 @@ pub struct TemplateSpec {
     pub updates: UpdatePolicy,
     #[serde(default)]
     pub allow_permission_widening: bool,
+    /// An S3 bucket of the operator's, in the management account: templates over CloudFormation's 51,200-byte
+    /// TemplateBody limit are uploaded there under `stacksetd/<sha256>.<ext>` and passed as TemplateURL.
+    #[serde(default)]
+    pub staging_bucket: Option<String>,
+    /// Also ask IAM Access Analyzer (CheckNoNewAccess) about every changed policy document; a FAIL holds the
+    /// version. Each check is a charged API call.
+    #[serde(default)]
+    pub access_analyzer: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

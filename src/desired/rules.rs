@@ -220,6 +220,11 @@ fn template(c: &mut Check, t: &TemplateSpec) {
             c.value("spec.template.url", why);
         }
     }
+    if let Some(bucket) = &t.staging_bucket
+        && let Err(why) = check_bucket_name(bucket)
+    {
+        c.value("spec.template.stagingBucket", why);
+    }
     if let Some(sha) = &t.sha256 {
         let ok = sha.len() == 64
             && sha
@@ -232,6 +237,23 @@ fn template(c: &mut Check, t: &TemplateSpec) {
             );
         }
     }
+}
+
+/// S3's bucket naming rules (general purpose buckets): 3-63 characters, lowercase letters, digits, dots and
+/// hyphens, starting and ending with a letter or digit, not an IP address.
+fn check_bucket_name(name: &str) -> Result<(), String> {
+    let fix = "an S3 bucket name: 3-63 lowercase letters, digits, dots or hyphens, starting and ending with a letter \
+               or digit (the bucket only, no s3:// and no key)";
+    let chars_ok = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+    let ends_ok = name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && name.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+    let ip = name.parse::<std::net::Ipv4Addr>().is_ok();
+    if !(3..=63).contains(&name.len()) || !chars_ok || !ends_ok || ip || name.contains("..") {
+        return Err(format!("`{name}` is not {fix}"));
+    }
+    Ok(())
 }
 
 /// Template URLs: https anywhere; http only to this machine (a local mirror; nothing on the network can alter

@@ -40,6 +40,8 @@ pub const FIELDS: &[(&str, &[&str])] = &[
             "sha256",
             "updates",
             "allowPermissionWidening",
+            "stagingBucket",
+            "accessAnalyzer",
         ],
     ),
     (

@@ -77,10 +77,6 @@ impl Item {
             }
         }
     }
-
-    pub fn is_star(&self) -> bool {
-        matches!(self, Item::One(s) if s == "*")
-    }
 }
 
 /// Does `outer` grant everything `inner` grants? `steps` counts the comparison work (for the budget).

@@ -83,18 +83,6 @@ impl Symbols {
             .map(String::as_str)
     }
 
-    /// The reasons behind the could-be-anything markers in `text`.
-    pub fn any_reasons(&self, text: &str) -> Vec<&str> {
-        let mut out: Vec<&str> = text
-            .chars()
-            .filter(|c| is_any(*c))
-            .filter_map(|c| self.any.get((c as u32 - ANY_BASE) as usize))
-            .map(String::as_str)
-            .collect();
-        out.dedup();
-        out
-    }
-
     /// `text` for people: symbols as `${name}`, unknowns as `<could be anything: reason>`.
     pub fn display(&self, text: &str) -> String {
         if !text.chars().any(is_reserved) {
@@ -148,13 +136,6 @@ pub enum Val {
 }
 
 impl Val {
-    pub fn as_str(&self) -> Option<&str> {
-        match self {
-            Val::Str(s) | Val::Num(s) => Some(s),
-            _ => None,
-        }
-    }
-
     pub fn get(&self, key: &str) -> Option<&Val> {
         match self {
             Val::Map(m) => m.get(key),
@@ -374,7 +355,6 @@ mod tests {
             "arn:aws:iam::${AWS::AccountId}:role/${Role.Arn}<could be anything: dynamic reference {{resolve:ssm:p}}>"
         );
         assert!(is_symbol(a) && !is_any(a) && is_any(x));
-        assert_eq!(s.any_reasons(&text), vec!["dynamic reference {{resolve:ssm:p}}"]);
     }
 
     #[test]

@@ -17,7 +17,7 @@ mod source;
 
 pub use parse::{MAX_TEMPLATE_YAML_NODES, parse_document};
 
-pub use policy::{Decision, HoldReason, decide};
+pub use policy::{Assessment, Assessments, Decision, HoldReason, decide};
 pub use source::{Fetched, Fetcher, Poll, SourceState, TemplateSource, Validators};
 
 /// Where the vendor publishes its two policy levels (the seed's setup guide).
@@ -85,7 +85,8 @@ impl Template {
                 &self.url,
                 format!(
                     "the template is {} bytes; stacksetd applies the exact bytes it checked as TemplateBody, which \
-                     CloudFormation limits to {MAX_TEMPLATE_BODY_BYTES} bytes; shrink the template (remove whitespace)",
+                     CloudFormation limits to {MAX_TEMPLATE_BODY_BYTES} bytes; set spec.template.stagingBucket (an S3 \
+                     bucket of yours in the management account) and stacksetd passes it by a content-addressed URL",
                     self.body.len()
                 ),
                 "template_too_large",
@@ -204,6 +205,8 @@ mod tests {
             sha256: None,
             updates: Default::default(),
             allow_permission_widening: false,
+            staging_bucket: None,
+            access_analyzer: false,
         };
         assert_eq!(
             source_url(

@@ -1,18 +1,22 @@
 //! The update decision: may this template version be applied? A pure function of the deployment's template
-//! settings, the template the stack set has now (if it exists) and the version fetched, so every combination is
-//! tested below.
+//! settings and parameters, the template the stack set has now (if it exists) and the version fetched, so every
+//! combination is tested below. The guard (`crate::guard`) does the judging; this module orders its verdicts.
 //!
-//! Why this order: a pin and the policy level's allowlist are absolute (they hold even for the first version, when
-//! no stack set exists yet, and an allowlist offense is named even if that content is somehow applied already);
-//! semantic equality comes next (reformatting alone never triggers anything); size is CloudFormation's inline
-//! limit (stacksetd applies exactly the bytes it checked, so there is no S3 fallback); approval (Manual, or a
-//! permission widening under Auto) comes last, and an operator's pin of exactly this digest is that approval.
+//! Why this order: a pin and the policy level are absolute (they hold even for the first version, when no stack
+//! set exists yet, and a level offense is named even if that content is somehow applied already); semantic
+//! equality comes next (reformatting alone never triggers anything); size is CloudFormation's inline limit,
+//! lifted by a staging bucket (stacksetd then uploads exactly the bytes it checked); approval (Manual, or a
+//! widening under Auto) comes last, and an operator's pin of exactly this digest is that approval.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
+use serde_json::Value;
 
-use super::{MAX_TEMPLATE_BODY_BYTES, Template};
+use super::{MAX_TEMPLATE_BODY_BYTES, Template, sha256_hex};
 use crate::desired::{TemplateSpec, UpdatePolicy};
-use crate::iam::{self, Offense, PolicyDiff};
+use crate::guard::{self, Judgment, Offense, Parameters};
 
 /// Why a version waits for the operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -21,6 +25,8 @@ pub enum HoldReason {
     Manual,
     /// `updates: Auto`, but the version grants more than the applied one and `allowPermissionWidening` is false.
     PermissionWidening,
+    /// IAM Access Analyzer's CheckNoNewAccess found new access (`accessAnalyzer: true`).
+    AccessAnalyzer,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -28,19 +34,30 @@ pub enum HoldReason {
 pub enum Decision {
     /// The stack set already has this template (semantically).
     UpToDate,
-    /// Apply it (create the stack set with it, or update to it). `diff` is empty on creation.
-    Apply { diff: PolicyDiff },
+    /// Apply it (create the stack set with it, or update to it). The judgment is empty on creation.
+    Apply { judgment: Judgment },
     /// Reported, not applied, until the operator approves by pinning its digest.
     Hold {
         reason: HoldReason,
-        diff: PolicyDiff,
+        judgment: Judgment,
     },
-    /// The policy level's allowlist refuses it outright.
+    /// The policy level refuses it outright.
     Refuse { offenses: Vec<Offense> },
+    /// Judging it would exceed the guard's work budget: refused as too complex to verify.
+    TooComplex,
     /// A pin names another digest: this content is reported, never applied.
     PinMismatch { pinned: String, found: String },
-    /// Over CloudFormation's TemplateBody limit.
+    /// Over CloudFormation's TemplateBody limit, and no staging bucket to pass it by URL.
     TooLarge { bytes: usize },
+}
+
+/// A decision and what a reviewer should read even when the version is applied.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Assessment {
+    pub decision: Decision,
+    /// Reads behind wildcards that return secrets or customer data, a trust without `sts:ExternalId`, actions
+    /// the catalog does not know.
+    pub warnings: Vec<String>,
 }
 
 impl Decision {
@@ -62,7 +79,12 @@ impl Decision {
                 reason: HoldReason::PermissionWidening,
                 ..
             } => "held_permission_widening",
+            Decision::Hold {
+                reason: HoldReason::AccessAnalyzer,
+                ..
+            } => "held_access_analyzer",
             Decision::Refuse { .. } => "refused_allowlist",
+            Decision::TooComplex => "refused_too_complex",
             Decision::PinMismatch { .. } => "pin_mismatch",
             Decision::TooLarge { .. } => "too_large",
         }
@@ -72,16 +94,17 @@ impl Decision {
     pub fn rejection(&self) -> Option<&'static str> {
         match self {
             Decision::Refuse { .. } => Some("allowlist"),
+            Decision::TooComplex => Some("too_complex"),
             Decision::PinMismatch { .. } => Some("pin_mismatch"),
             Decision::TooLarge { .. } => Some("too_large"),
             Decision::UpToDate | Decision::Apply { .. } | Decision::Hold { .. } => None,
         }
     }
 
-    /// The IAM diff against the applied template, when one was computed.
-    pub fn diff(&self) -> Option<&PolicyDiff> {
+    /// The guard's judgment against the applied template, when one was made.
+    pub fn judgment(&self) -> Option<&Judgment> {
         match self {
-            Decision::Apply { diff } | Decision::Hold { diff, .. } => Some(diff),
+            Decision::Apply { judgment } | Decision::Hold { judgment, .. } => Some(judgment),
             _ => None,
         }
     }
@@ -89,6 +112,14 @@ impl Decision {
     /// One sentence for logs, /status and `plan`.
     pub fn message(&self, sha256: &str) -> String {
         let short = &sha256[..sha256.len().min(12)];
+        let widening = |j: &Judgment| {
+            let lines = j.widening_lines();
+            let mut text = lines.iter().take(3).cloned().collect::<Vec<_>>().join("; ");
+            if lines.len() > 3 {
+                text.push_str(&format!("; and {} more", lines.len() - 3));
+            }
+            text
+        };
         match self {
             Decision::UpToDate => format!("template sha256:{short} is applied"),
             Decision::Apply { .. } => format!("template sha256:{short} is applied by this plan"),
@@ -96,30 +127,43 @@ impl Decision {
                 reason: HoldReason::Manual,
                 ..
             } => format!(
-                "template sha256:{short} is available (updates: Manual); set spec.template.sha256: {sha256} to apply it"
+                "template sha256:{short} is available (updates: Manual); review it (stacksetd template diff), then \
+                 set spec.template.sha256: {sha256} to apply it"
             ),
             Decision::Hold {
                 reason: HoldReason::PermissionWidening,
-                ..
+                judgment,
             } => format!(
-                "template sha256:{short} widens permissions and is held; review the IAM diff, then set \
-                 spec.template.sha256: {sha256} (or allowPermissionWidening: true) to apply it"
+                "template sha256:{short} widens permissions and is held ({}); review it (stacksetd template diff), \
+                 then set spec.template.sha256: {sha256} (or allowPermissionWidening: true) to apply it",
+                widening(judgment)
+            ),
+            Decision::Hold {
+                reason: HoldReason::AccessAnalyzer,
+                judgment,
+            } => format!(
+                "template sha256:{short} is held: IAM Access Analyzer found new access ({}); review it, then set \
+                 spec.template.sha256: {sha256} to apply it",
+                widening(judgment)
             ),
             Decision::Refuse { offenses } => format!(
-                "template sha256:{short} is refused: the policy level's allowlist forbids {}",
+                "template sha256:{short} is refused: the policy level forbids {}",
                 offenses
                     .iter()
+                    .take(5)
                     .map(|o| format!("{} at {}", o.action, o.location))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
+            Decision::TooComplex => format!("template sha256:{short} is refused: {}", guard::TooComplex),
             Decision::PinMismatch { pinned, .. } => format!(
                 "template sha256:{short} is not the pinned sha256:{}; it is reported, never applied",
                 &pinned[..pinned.len().min(12)]
             ),
             Decision::TooLarge { bytes } => format!(
-                "template sha256:{short} is {bytes} bytes; stacksetd applies the exact bytes it checked as \
-                 TemplateBody, limited to {MAX_TEMPLATE_BODY_BYTES} bytes: refused"
+                "template sha256:{short} is {bytes} bytes, over CloudFormation's {MAX_TEMPLATE_BODY_BYTES}-byte \
+                 TemplateBody limit: set spec.template.stagingBucket to an S3 bucket of yours in the management \
+                 account, and stacksetd uploads exactly these bytes there by digest and passes that TemplateURL"
             ),
         }
     }
@@ -129,8 +173,21 @@ impl Decision {
 /// when the stack set does not exist yet.
 pub fn decide(
     spec: &TemplateSpec,
-    applied: Option<&serde_json::Value>,
+    parameters: &Parameters,
+    applied: Option<&Value>,
     candidate: &Template,
+) -> Assessment {
+    let mut warnings = Vec::new();
+    let decision = decision(spec, parameters, applied, candidate, &mut warnings);
+    Assessment { decision, warnings }
+}
+
+fn decision(
+    spec: &TemplateSpec,
+    parameters: &Parameters,
+    applied: Option<&Value>,
+    candidate: &Template,
+    warnings: &mut Vec<String>,
 ) -> Decision {
     if let Some(pinned) = &spec.sha256
         && *pinned != candidate.sha256
@@ -140,44 +197,93 @@ pub fn decide(
             found: candidate.sha256.clone(),
         };
     }
-    if let Some(level) = spec.policy {
-        let offenses = iam::check_allowlist(level, &candidate.document);
-        if !offenses.is_empty() {
-            return Decision::Refuse { offenses };
+    match guard::review(&candidate.document, parameters, spec.policy) {
+        Err(guard::TooComplex) => return Decision::TooComplex,
+        Ok(review) => {
+            warnings.extend(review.check.warnings.iter().cloned());
+            if review.refused() {
+                return Decision::Refuse {
+                    offenses: review.check.offenses,
+                };
+            }
         }
     }
     if applied.is_some_and(|doc| *doc == candidate.document) {
         return Decision::UpToDate;
     }
-    if candidate.body.len() > MAX_TEMPLATE_BODY_BYTES {
+    if candidate.body.len() > MAX_TEMPLATE_BODY_BYTES && spec.staging_bucket.is_none() {
         return Decision::TooLarge {
             bytes: candidate.body.len(),
         };
     }
     let Some(applied) = applied else {
-        // The first version: nothing to approve against; the pin and the allowlist were checked above.
+        // The first version: nothing to approve against; the pin and the level were checked above.
         return Decision::Apply {
-            diff: PolicyDiff::default(),
+            judgment: Judgment::default(),
         };
     };
-    let diff = iam::diff(applied, &candidate.document);
+    let judgment = match guard::judge(applied, &candidate.document, parameters) {
+        Ok(j) => j,
+        Err(guard::TooComplex) => return Decision::TooComplex,
+    };
     // A pin of exactly this digest is the operator's approval.
-    let approved = spec.sha256.is_some();
-    if approved {
-        return Decision::Apply { diff };
+    if spec.sha256.is_some() {
+        return Decision::Apply { judgment };
     }
     match spec.updates {
         UpdatePolicy::Manual => Decision::Hold {
             reason: HoldReason::Manual,
-            diff,
+            judgment,
         },
-        UpdatePolicy::Auto if diff.is_widening() && !spec.allow_permission_widening => {
-            Decision::Hold {
-                reason: HoldReason::PermissionWidening,
-                diff,
-            }
+        UpdatePolicy::Auto if judgment.is_widening() && !spec.allow_permission_widening => Decision::Hold {
+            reason: HoldReason::PermissionWidening,
+            judgment,
+        },
+        UpdatePolicy::Auto => Decision::Apply { judgment },
+    }
+}
+
+/// Most assessments kept; judging is pure, so a repeated (settings, parameters, applied, candidate) is answered
+/// from here instead of judging again on every pass.
+const CACHED_ASSESSMENTS: usize = 512;
+
+/// A cache of [`decide`] by its inputs.
+#[derive(Default)]
+pub struct Assessments {
+    cache: Mutex<HashMap<String, Arc<Assessment>>>,
+}
+
+impl Assessments {
+    pub fn assess(
+        &self,
+        spec: &TemplateSpec,
+        parameters: &Parameters,
+        applied_body: Option<&str>,
+        candidate: &Template,
+    ) -> Arc<Assessment> {
+        let key = sha256_hex(
+            serde_json::json!([
+                spec,
+                parameters,
+                applied_body.map(|b| sha256_hex(b.as_bytes())),
+                candidate.sha256
+            ])
+            .to_string()
+            .as_bytes(),
+        );
+        if let Some(hit) = self.cache.lock().expect("assessment cache lock").get(&key) {
+            return hit.clone();
         }
-        UpdatePolicy::Auto => Decision::Apply { diff },
+        // An applied template that does not parse compares as `null`: different from anything, so any version is
+        // a change and every permission is new.
+        let applied_doc = applied_body.map(|b| super::parse_document(b).unwrap_or_default());
+        let assessment = Arc::new(decide(spec, parameters, applied_doc.as_ref(), candidate));
+        let mut cache = self.cache.lock().expect("assessment cache lock");
+        if cache.len() >= CACHED_ASSESSMENTS {
+            cache.clear();
+        }
+        cache.insert(key, assessment.clone());
+        assessment
     }
 }
 
@@ -185,6 +291,7 @@ pub fn decide(
 mod tests {
     use super::*;
     use crate::desired::PolicyLevel;
+    use crate::guard::Parameters;
 
     fn role(actions: &[&str]) -> String {
         serde_json::json!({
@@ -208,6 +315,8 @@ mod tests {
             sha256: pin.map(|t| t.sha256.clone()),
             updates,
             allow_permission_widening: widen,
+            staging_bucket: None,
+            access_analyzer: false,
         }
     }
 
@@ -322,7 +431,7 @@ mod tests {
             ),
         ];
         for (i, (updates, pin, widen, applied, candidate, want)) in cases.into_iter().enumerate() {
-            let got = decide(&spec(updates, pin, widen), applied, candidate);
+            let got = decide(&spec(updates, pin, widen), &Parameters::new(), applied, candidate).decision;
             assert_eq!(
                 got.label(),
                 want,
@@ -343,13 +452,15 @@ mod tests {
         let wider = template(MORE_READ);
         let got = decide(
             &spec(UpdatePolicy::Auto, None, false),
+            &Parameters::new(),
             Some(&applied.document),
             &wider,
-        );
-        let diff = got.diff().expect("a hold carries its diff");
+        )
+        .decision;
+        let judgment = got.judgment().expect("a hold carries its judgment");
         assert!(
-            diff.added_actions.contains("ec2:DescribeInstances"),
-            "{diff:?}"
+            judgment.widening_lines().iter().any(|l| l.contains("+ ec2:DescribeInstances (List)")),
+            "{judgment:?}"
         );
         assert!(got.message(&wider.sha256).contains(&wider.sha256));
         assert_eq!(got.rejection(), None);
@@ -363,7 +474,7 @@ mod tests {
             (Some(&writer), None),
             (None, Some(&template(READ).document)),
         ] {
-            let got = decide(&spec(UpdatePolicy::Auto, pin, true), applied, &writer);
+            let got = decide(&spec(UpdatePolicy::Auto, pin, true), &Parameters::new(), applied, &writer).decision;
             match &got {
                 Decision::Refuse { offenses } => {
                     assert!(
@@ -378,7 +489,7 @@ mod tests {
         // The other policy level's allowlist does not apply.
         let mut scheduling = spec(UpdatePolicy::Auto, None, true);
         scheduling.policy = Some(PolicyLevel::DataAndScheduling);
-        assert_eq!(decide(&scheduling, None, &writer).label(), "apply");
+        assert_eq!(decide(&scheduling, &Parameters::new(), None, &writer).decision.label(), "apply");
     }
 
     #[test]
@@ -392,9 +503,11 @@ mod tests {
         assert_ne!(reformatted.sha256, v1.sha256);
         let got = decide(
             &spec(UpdatePolicy::Manual, None, false),
+            &Parameters::new(),
             Some(&v1.document),
             &reformatted,
-        );
+        )
+        .decision;
         assert_eq!(got, Decision::UpToDate);
 
         let padded = format!(
@@ -403,7 +516,7 @@ mod tests {
         );
         let big = Template::from_body("u", padded).expect("valid");
         for applied in [None, Some(&v1.document)] {
-            let got = decide(&spec(UpdatePolicy::Auto, None, true), applied, &big);
+            let got = decide(&spec(UpdatePolicy::Auto, None, true), &Parameters::new(), applied, &big).decision;
             assert!(
                 matches!(got, Decision::TooLarge { bytes } if bytes == big.body.len()),
                 "{got:?}"
