@@ -92,6 +92,10 @@ pub fn check(level: PolicyLevel, model: &Model, symbols: &Symbols) -> LevelCheck
     let catalog = Catalog::get();
     let mut warnings = Vec::new();
     for s in model.statements.iter().filter(|s| s.effect == Effect::Allow) {
+        if s.holders.iter().all(|h| h.scope == Scope::Resource) {
+            // Refused with its resource type above.
+            continue;
+        }
         for h in &s.holders {
             if !model.identities.contains_key(&h.identity) {
                 offend(

@@ -152,7 +152,7 @@ fn assignments(decisions: &BTreeMap<String, BTreeSet<String>>) -> Vec<Env> {
 fn case_label(env: &Env) -> String {
     env.iter()
         .map(|(var, value)| match value {
-            Some(v) => format!("{var} is {v}"),
+            Some(v) => format!("{var} is {v:?}"),
             None => format!("{var} is another value"),
         })
         .collect::<Vec<_>>()

@@ -18,6 +18,9 @@ use super::resolve::{Presence, Resolved};
 use super::resources::{Class, row_for};
 use super::value::{Symbols, Val};
 
+/// Properties left out when a non-IAM resource is compared as a whole.
+const IGNORED_PROPERTIES: &[&str] = &["Description", "Tags"];
+
 /// Most alternatives one Condition block or Effect is expanded into before it counts as "could be anything".
 const MAX_VARIANTS: usize = 16;
 
@@ -36,6 +39,8 @@ pub enum Scope {
     Trust,
     /// The permissions boundary: the most the identity may ever do.
     Boundary,
+    /// A resource policy (a bucket policy, a key policy, ...): who may use the resource.
+    Resource,
 }
 
 /// Who a statement applies to: a scope and an identity key (`role NAME`, `user NAME`, ...; raw text, symbols
@@ -53,6 +58,7 @@ impl Holder {
             Scope::Identity => who,
             Scope::Trust => format!("trust of {who}"),
             Scope::Boundary => format!("boundary of {who}"),
+            Scope::Resource => format!("resource policy of {who}"),
         }
     }
 }
@@ -257,6 +263,26 @@ impl Builder<'_> {
             Some(r) => self.fill(r.does, props),
             None => format!("{kind} is not in stacksetd's table of resource types: treated as able to do anything"),
         };
+        // A resource policy is judged by its statements (a narrowing goes through); the rest of the resource as a
+        // whole.
+        let mut compared = props.clone();
+        if let Val::Map(map) = &mut compared {
+            // Words for people and labels: a reworded description or a new tag grants nothing.
+            for field in IGNORED_PROPERTIES {
+                map.remove(*field);
+            }
+        }
+        if let Some(field) = row.and_then(|r| r.policy)
+            && let Val::Map(map) = &mut compared
+            && let Some(doc) = map.remove(field)
+        {
+            let holder = Holder {
+                scope: Scope::Resource,
+                identity: format!("{id} ({kind})"),
+            };
+            let certain_presence = *presence == Presence::Yes;
+            self.document(&doc, &format!("Resources.{id}.Properties.{field}"), &[holder], certain_presence)?;
+        }
         self.model.resources.insert(
             id.to_string(),
             ResourceView {
@@ -264,7 +290,7 @@ impl Builder<'_> {
                 kind: kind.to_string(),
                 class,
                 certain,
-                props: props.canonical(),
+                props: compared.canonical(),
                 does,
             },
         );

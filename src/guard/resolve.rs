@@ -34,6 +34,19 @@ const PSEUDO: &[&str] = &[
     "AWS::StackId",
 ];
 
+/// What a pseudo parameter's value is made of.
+fn pseudo_alphabet(name: &str) -> Option<u128> {
+    use super::value::ascii_set;
+    Some(match name {
+        "AWS::AccountId" => ascii_set("", false, true),
+        "AWS::Region" | "AWS::Partition" => ascii_set("-", true, true),
+        "AWS::URLSuffix" => ascii_set(".", true, false),
+        "AWS::StackName" => ascii_set("-", true, true),
+        "AWS::StackId" => ascii_set(":/-", true, true),
+        _ => return None,
+    })
+}
+
 /// The template sections CloudFormation defines; any other top-level key is reported.
 const SECTIONS: &[&str] = &[
     "AWSTemplateFormatVersion",
@@ -388,7 +401,13 @@ impl Resolver<'_> {
         if PSEUDO.contains(&target) {
             return match self.env.get(target) {
                 Some(Some(literal)) => Val::Str(literal.clone()),
-                _ => Val::Str(self.symbols.fixed(target).to_string()),
+                _ => {
+                    let c = self.symbols.fixed(target);
+                    if let Some(alphabet) = pseudo_alphabet(target) {
+                        self.symbols.set_alphabet(c, alphabet);
+                    }
+                    Val::Str(c.to_string())
+                }
             };
         }
         if target == "AWS::NotificationARNs" {
@@ -572,7 +591,7 @@ impl Resolver<'_> {
             _ => return Ok(Val::Unknown("Fn::Select with a computed index".into())),
         };
         let list = self.val(list)?;
-        Ok(select_val(index, list))
+        Ok(select_val(index, list, self.symbols))
     }
 
     fn split(&mut self, arg: &Value) -> Result<Val, TooComplex> {
@@ -585,7 +604,7 @@ impl Resolver<'_> {
             _ => return Ok(Val::Unknown("Fn::Split with a computed delimiter".into())),
         };
         let source = self.val(source)?;
-        Ok(split_val(&delimiter, source))
+        Ok(split_val(&delimiter, source, self.symbols))
     }
 
     fn find_in_map(&mut self, arg: &Value) -> Result<Val, TooComplex> {
@@ -908,8 +927,54 @@ fn scalar_text(v: &Val) -> Option<String> {
     }
 }
 
-fn select_val(index: usize, list: Val) -> Val {
+/// The delimiter of a `Fn::Split("d",...)` symbol name, when it is one character.
+fn split_delimiter(name: &str) -> Option<String> {
+    let rest = name.strip_prefix(SPLIT_SYMBOL)?.strip_prefix('(')?;
+    let quoted = rest.split(',').next()?;
+    let d: String = serde_json::from_str(quoted).ok()?;
+    (d.chars().count() == 1).then_some(d)
+}
+
+/// The ASCII characters `text` can contain once its symbols are replaced, when every symbol's alphabet is known.
+fn text_alphabet(text: &str, symbols: &Symbols) -> Option<u128> {
+    let mut set = 0u128;
+    for c in text.chars() {
+        if is_reserved(c) {
+            set |= symbols.alphabet(c)?;
+        } else if c.is_ascii() {
+            set |= 1 << (c as u32);
+        } else {
+            return None;
+        }
+    }
+    Some(set)
+}
+
+/// Splitting `text` on `delimiter` is exact: no symbol in it can contain the delimiter.
+fn splits_exactly(text: &str, delimiter: &str, symbols: &Symbols) -> bool {
+    let d = super::value::ascii_set(delimiter, false, false);
+    delimiter.chars().count() == 1
+        && delimiter.is_ascii()
+        && text
+            .chars()
+            .filter(|c| is_reserved(*c))
+            .all(|c| symbols.alphabet(c).is_some_and(|a| a & d == 0))
+}
+
+fn select_val(index: usize, list: Val, symbols: &mut Symbols) -> Val {
     match list {
+        Val::Str(s) if s.chars().count() == 1 && symbols.fixed_name(s.chars().next().unwrap_or(' ')).is_some_and(|n| n.starts_with(SPLIT_SYMBOL)) => {
+            let list = s.chars().next().unwrap_or(' ');
+            let name = format!("Fn::Select({index},{})", symbols.display(&s));
+            let c = symbols.fixed(&name);
+            // A piece of a split contains neither the delimiter nor anything the whole could not.
+            if let Some(alphabet) = symbols.alphabet(list) {
+                let delimiter = split_delimiter(symbols.fixed_name(list).unwrap_or(""));
+                let without = delimiter.map_or(alphabet, |d| alphabet & !super::value::ascii_set(&d, false, false));
+                symbols.set_alphabet(c, without);
+            }
+            Val::Str(c.to_string())
+        }
         Val::List(items) => match items.into_iter().nth(index) {
             Some(v) => v,
             None => Val::Fail(format!("Fn::Select index {index} is past the end of the list")),
@@ -918,7 +983,7 @@ fn select_val(index: usize, list: Val) -> Val {
             selector,
             alts: alts
                 .into_iter()
-                .map(|(l, a)| (l, select_val(index, a)))
+                .map(|(l, a)| (l, select_val(index, a, symbols)))
                 .collect(),
         },
         f @ Val::Fail(_) => f,
@@ -927,19 +992,39 @@ fn select_val(index: usize, list: Val) -> Val {
     }
 }
 
-fn split_val(delimiter: &str, source: Val) -> Val {
+/// Prefix of the symbol that stands for a list split from deploy-time text.
+const SPLIT_SYMBOL: &str = "Fn::Split";
+
+fn split_val(delimiter: &str, source: Val, symbols: &mut Symbols) -> Val {
     match source {
         Val::Str(s) if !s.chars().any(is_reserved) => Val::List(
             s.split(delimiter)
                 .map(|p| Val::Str(p.to_string()))
                 .collect(),
         ),
-        Val::Str(_) => Val::Unknown("Fn::Split of text only known at deploy time".into()),
+        // Deploy-time values that cannot contain the delimiter (an account id split on ','): split exactly, each
+        // piece keeping its symbols.
+        Val::Str(s) if splits_exactly(&s, delimiter, symbols) => Val::List(
+            s.split(delimiter)
+                .map(|p| Val::Str(p.to_string()))
+                .collect(),
+        ),
+        // Other deploy-time text (a parameter, a GetAtt): a fixed list nobody knows, the same in both versions as
+        // long as the text is the same; `Fn::Select` takes fixed elements of it.
+        Val::Str(s) if !s.chars().any(super::value::is_any) => {
+            let name = format!("{SPLIT_SYMBOL}({delimiter:?},{})", symbols.display(&s));
+            let c = symbols.fixed(&name);
+            if let Some(alphabet) = text_alphabet(&s, symbols) {
+                symbols.set_alphabet(c, alphabet);
+            }
+            Val::Str(c.to_string())
+        }
+        Val::Str(_) => Val::Unknown("Fn::Split of text that could be anything".into()),
         Val::OneOf { selector, alts } => Val::OneOf {
             selector,
             alts: alts
                 .into_iter()
-                .map(|(l, a)| (l, split_val(delimiter, a)))
+                .map(|(l, a)| (l, split_val(delimiter, a, symbols)))
                 .collect(),
         },
         f @ Val::Fail(_) => f,

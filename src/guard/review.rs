@@ -116,6 +116,7 @@ fn statement_line(s: &Stmt, scope: Scope, symbols: &Symbols) -> String {
         Scope::Identity => "",
         Scope::Trust => "trust: ",
         Scope::Boundary => "boundary: ",
+        Scope::Resource => "resource policy: ",
     };
     let actions: Vec<String> = s.actions.iter().map(|a| action_text(a, symbols)).collect();
     let mut line = format!("{scope}{effect} {}", actions.join(", "));

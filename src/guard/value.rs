@@ -40,6 +40,10 @@ pub fn is_any(c: char) -> bool {
 pub struct Symbols {
     fixed: Vec<String>,
     fixed_ids: HashMap<String, char>,
+    /// The characters a fixed symbol's value is known to be made of (ASCII bitset), when known: an account id is
+    /// digits, a Region letters, digits and hyphens. Splitting text on a character none of its symbols can
+    /// contain is exact.
+    alphabets: HashMap<char, u128>,
     any: Vec<String>,
     any_ids: HashMap<String, char>,
 }
@@ -75,6 +79,16 @@ impl Symbols {
         c
     }
 
+    /// Record what `c`'s value can be made of.
+    pub fn set_alphabet(&mut self, c: char, alphabet: u128) {
+        self.alphabets.insert(c, alphabet);
+    }
+
+    /// The ASCII characters `c`'s value can contain, when known (`None`: anything).
+    pub fn alphabet(&self, c: char) -> Option<u128> {
+        self.alphabets.get(&c).copied()
+    }
+
     /// The fixed symbol's name, when `c` is one.
     pub fn fixed_name(&self, c: char) -> Option<&str> {
         is_symbol(c)
@@ -108,6 +122,21 @@ impl Symbols {
         }
         out
     }
+}
+
+/// An ASCII bitset of the characters in `chars`, plus ASCII letters (`letters`), digits (`digits`).
+pub fn ascii_set(chars: &str, letters: bool, digits: bool) -> u128 {
+    let mut set = 0u128;
+    for c in chars.chars().filter(char::is_ascii) {
+        set |= 1 << (c as u32);
+    }
+    for c in 0u8..128 {
+        let c = c as char;
+        if (letters && c.is_ascii_alphabetic()) || (digits && c.is_ascii_digit()) {
+            set |= 1 << (c as u32);
+        }
+    }
+    set
 }
 
 /// A template value after intrinsic functions were resolved.
