@@ -100,6 +100,9 @@ pub struct Context {
     /// Update decisions by their inputs: judging a template is pure, so a pass asks again only when something
     /// it depends on changed.
     pub assessments: template::Assessments,
+    /// IAM Access Analyzer's reasons per (applied, candidate, parameters): its checks are charged, so each
+    /// version is asked about once.
+    analyzer_verdicts: std::sync::Mutex<HashMap<String, Vec<String>>>,
     /// The last template decision logged per deployment (candidate digest, decision): logged when it changes,
     /// not every pass.
     template_log: std::sync::Mutex<HashMap<String, (String, &'static str)>>,
@@ -118,6 +121,7 @@ impl Context {
             memory: Memory::default(),
             org: Default::default(),
             assessments: Default::default(),
+            analyzer_verdicts: Default::default(),
             template_log: Default::default(),
             epoch: (Instant::now(), std::time::SystemTime::now()),
             preflight: Default::default(),
@@ -366,7 +370,7 @@ pub async fn observe(deployment: &Deployment, ctx: &Context) -> Result<Observati
             .cloned()
             .collect();
     }
-    let template = templates::template_view(deployment, ctx, &url, candidate, &observed)?;
+    let template = templates::template_view(deployment, ctx, &url, candidate, &observed).await?;
     Ok(Observation {
         template,
         observed,
@@ -591,6 +595,31 @@ async fn submit(
     }
 }
 
+/// A template over CloudFormation's TemplateBody limit goes by URL: exactly these bytes are uploaded to the
+/// operator's staging bucket under a content-addressed key, and that object's URL is sent. (The update decision
+/// refuses such a template when no staging bucket is set, so the error below is a second line of defence.)
+async fn stage_if_large(deployment: &Deployment, ctx: &Context, body: &str) -> Result<Option<String>, Error> {
+    if body.len() <= template::MAX_TEMPLATE_BODY_BYTES {
+        return Ok(None);
+    }
+    let Some(bucket) = &deployment.spec.template.staging_bucket else {
+        return Err(Error::Template {
+            url: deployment.spec.template.url.clone().unwrap_or_default(),
+            reason: format!(
+                "the template is {} bytes, over CloudFormation's {}-byte TemplateBody limit; set \
+                 spec.template.stagingBucket to an S3 bucket of yours in the management account",
+                body.len(),
+                template::MAX_TEMPLATE_BODY_BYTES
+            ),
+            label: "template_too_large",
+        });
+    };
+    let key = template::staging_key(body);
+    let url = ctx.cloud.stage_template(bucket, &key, body).await?;
+    info!(bucket = %bucket, key = %key, "staged the template ({} bytes) for CloudFormation", body.len());
+    Ok(Some(url))
+}
+
 async fn send(
     deployment: &Deployment,
     ctx: &Context,
@@ -621,11 +650,13 @@ async fn send(
             auto_deployment,
             managed_execution,
         } => {
+            let template_url = stage_if_large(deployment, ctx, &template_body).await?;
             let request = CreateStackSet {
                 name,
                 call_as,
                 description,
                 template_body,
+                template_url,
                 parameters,
                 capabilities,
                 tags,
@@ -644,11 +675,16 @@ async fn send(
             auto_deployment,
             managed_execution,
         } => {
+            let template_url = match &template_body {
+                Some(body) => stage_if_large(deployment, ctx, body).await?,
+                None => None,
+            };
             let request = UpdateStackSet {
                 name,
                 call_as,
                 description,
                 template_body,
+                template_url,
                 parameters,
                 capabilities,
                 tags,

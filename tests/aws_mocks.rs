@@ -556,6 +556,7 @@ fn update_request() -> UpdateStackSet {
         call_as: CallAs::DelegatedAdmin,
         description: None,
         template_body: None,
+        template_url: None,
         parameters: vec![
             Parameter {
                 key: "ExternalId".to_string(),
@@ -645,6 +646,7 @@ async fn update_stack_set_sends_template_and_optional_settings_when_given() {
     let cloud = cfn_cloud(&[&rule]);
     let request = UpdateStackSet {
         template_body: Some("Resources: {}".to_string()),
+        template_url: None,
         description: Some("Vendor read access".to_string()),
         managed_execution: Some(false),
         auto_deployment: Some(AutoDeployment {
@@ -701,6 +703,7 @@ async fn create_stack_set_is_service_managed_with_token_and_auto_deployment() {
         call_as: CallAs::SelfAccount,
         description: Some("Vendor read access".to_string()),
         template_body: "Resources: {}".to_string(),
+        template_url: None,
         parameters: BTreeMap::from([("ExternalId".to_string(), "abc".to_string())]),
         capabilities: BTreeSet::from(["CAPABILITY_NAMED_IAM".to_string()]),
         tags: BTreeMap::from([("owner".to_string(), "finops".to_string())]),
@@ -945,6 +948,7 @@ fn create_request() -> CreateStackSet {
         call_as: CallAs::SelfAccount,
         description: None,
         template_body: "Resources: {}".to_string(),
+        template_url: None,
         parameters: BTreeMap::new(),
         capabilities: BTreeSet::new(),
         tags: BTreeMap::new(),
@@ -1450,4 +1454,96 @@ async fn delegated_administrators_and_service_access_follow_every_page() {
         cloud.list_aws_service_access().await.expect("access"),
         ["member.org.stacksets.cloudformation.amazonaws.com"]
     );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// IAM Access Analyzer (spec.template.accessAnalyzer) and the staging bucket (spec.template.stagingBucket).
+
+fn analyzer_client(rules: &[&Rule]) -> aws_sdk_accessanalyzer::Client {
+    mock_client!(aws_sdk_accessanalyzer, RuleMode::Sequential, rules, |c| c
+        .retry_config(fast_retries()))
+}
+
+#[tokio::test]
+async fn check_no_new_access_sends_both_documents_and_reads_pass_and_fail() {
+    use aws_sdk_accessanalyzer::types::{AccessCheckPolicyType, CheckNoNewAccessResult, ReasonSummary};
+    use stacksetd::cloud::PolicyKind;
+    let fail = mock!(aws_sdk_accessanalyzer::Client::check_no_new_access)
+        .match_requests(|r| {
+            r.existing_policy_document() == Some("{\"old\":1}")
+                && r.new_policy_document() == Some("{\"new\":1}")
+                && r.policy_type() == Some(&AccessCheckPolicyType::ResourcePolicy)
+        })
+        .then_output(|| {
+            aws_sdk_accessanalyzer::operation::check_no_new_access::CheckNoNewAccessOutput::builder()
+                .result(CheckNoNewAccessResult::Fail)
+                .message("New access in the statement")
+                .reasons(ReasonSummary::builder().description("New access: principal 999988887777").build())
+                .build()
+        });
+    let pass = mock!(aws_sdk_accessanalyzer::Client::check_no_new_access)
+        .match_requests(|r| r.policy_type() == Some(&AccessCheckPolicyType::IdentityPolicy))
+        .then_output(|| {
+            aws_sdk_accessanalyzer::operation::check_no_new_access::CheckNoNewAccessOutput::builder()
+                .result(CheckNoNewAccessResult::Pass)
+                .build()
+        });
+    let cloud = AwsCloud::from_clients(cfn_client(&[]), orgs_client(&[]), sts_client(&[]))
+        .with_access_analyzer(analyzer_client(&[&fail, &pass]));
+    let verdict = cloud
+        .check_no_new_access("{\"old\":1}", "{\"new\":1}", PolicyKind::Trust)
+        .await
+        .expect("answered");
+    assert!(!verdict.pass);
+    assert_eq!(verdict.reasons, vec!["New access: principal 999988887777".to_string()]);
+    let verdict = cloud.check_no_new_access("{}", "{}", PolicyKind::Identity).await.expect("answered");
+    assert!(verdict.pass && verdict.reasons.is_empty());
+    assert_eq!(
+        counted(&cloud),
+        vec![(("access-analyzer", "CheckNoNewAccess", "ok"), 2)]
+    );
+}
+
+#[tokio::test]
+async fn check_no_new_access_denied_names_the_action() {
+    let denied = mock!(aws_sdk_accessanalyzer::Client::check_no_new_access).then_error(|| {
+        aws_sdk_accessanalyzer::operation::check_no_new_access::CheckNoNewAccessError::generic(meta(
+            "AccessDeniedException",
+            "not authorized",
+        ))
+    });
+    let cloud = AwsCloud::from_clients(cfn_client(&[]), orgs_client(&[]), sts_client(&[]))
+        .with_access_analyzer(analyzer_client(&[&denied]));
+    let err = cloud
+        .check_no_new_access("{}", "{}", stacksetd::cloud::PolicyKind::Identity)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("access-analyzer:CheckNoNewAccess"), "{err}");
+}
+
+#[tokio::test]
+async fn a_staged_template_is_put_with_its_checksum_and_named_by_version() {
+    let put = mock!(aws_sdk_s3::Client::put_object)
+        .match_requests(|r| {
+            r.bucket() == Some("operator-templates")
+                && r.key() == Some("stacksetd/abc.json")
+                && r.content_type() == Some("application/json")
+        })
+        .then_output(|| {
+            aws_sdk_s3::operation::put_object::PutObjectOutput::builder()
+                .version_id("v1 2")
+                .build()
+        });
+    let s3 = mock_client!(aws_sdk_s3, RuleMode::Sequential, &[&put], |c| c.retry_config(fast_retries()));
+    let cloud =
+        AwsCloud::from_clients(cfn_client(&[]), orgs_client(&[]), sts_client(&[])).with_s3(s3, "us-west-2");
+    let url = cloud
+        .stage_template("operator-templates", "stacksetd/abc.json", "{\"Resources\": {}}")
+        .await
+        .expect("staged");
+    assert_eq!(
+        url,
+        "https://operator-templates.s3.us-west-2.amazonaws.com/stacksetd/abc.json?versionId=v1+2"
+    );
+    assert_eq!(counted(&cloud), vec![(("s3", "PutObject", "ok"), 1)]);
 }

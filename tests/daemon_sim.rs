@@ -206,6 +206,18 @@ impl Cloud for Probe {
     async fn assume_role(&self, role_arn: &str, session_name: &str) -> Result<(), Error> {
         self.inner.assume_role(role_arn, session_name).await
     }
+    async fn stage_template(&self, bucket: &str, key: &str, body: &str) -> Result<String, Error> {
+        self.mutated("PutObject");
+        self.inner.stage_template(bucket, key, body).await
+    }
+    async fn check_no_new_access(
+        &self,
+        existing: &str,
+        new: &str,
+        kind: stacksetd::cloud::PolicyKind,
+    ) -> Result<stacksetd::cloud::AccessVerdict, Error> {
+        self.inner.check_no_new_access(existing, new, kind).await
+    }
     fn calls(&self) -> &CallCounter {
         self.inner.calls()
     }

@@ -448,3 +448,83 @@ async fn a_policy_level_change_is_a_normal_update_with_its_iam_diff() {
     assert_eq!(calls(&sim, "UpdateStackSet"), 1);
     assert_eq!(applied(&sim).as_deref(), Some(scheduling.as_str()));
 }
+
+/// A template over CloudFormation's 51,200-byte TemplateBody limit: the role template padded with Metadata.
+fn large_template(description: &str, actions: &[&str]) -> String {
+    let mut doc: serde_json::Value = serde_json::from_str(&role_template(description, actions)).unwrap();
+    doc["Metadata"] = serde_json::json!({"Padding": "x".repeat(60_000)});
+    serde_json::to_string_pretty(&doc).unwrap()
+}
+
+#[tokio::test]
+async fn a_template_over_the_body_limit_is_staged_by_digest_or_refused_without_a_bucket() {
+    let server = TemplateServer::start().await;
+    let big = large_template("Aimably large", V1_ACTIONS);
+    assert!(big.len() > 51_200);
+    server.publish(&big);
+    let sim = sim();
+    let ctx = context(&sim);
+
+    // Without a staging bucket: refused with the fix, nothing created.
+    let plain = deployment(&format!("{{policy: DataOnly, url: \"{}\"}}", server.url()));
+    let err = controller::converge(&plain, &ctx, |_| {}).await.unwrap_err();
+    assert!(err.to_string().contains("stagingBucket"), "{err}");
+    assert!(applied(&sim).is_none());
+    assert_eq!(calls(&sim, "PutObject"), 0);
+
+    // With one: exactly the checked bytes are uploaded under their digest and passed by URL.
+    let staged = deployment(&format!(
+        "{{policy: DataOnly, url: \"{}\", stagingBucket: operator-templates}}",
+        server.url()
+    ));
+    converge(&staged, &ctx).await;
+    assert_eq!(applied(&sim).as_deref(), Some(big.as_str()), "the stack set has exactly these bytes");
+    assert_eq!(calls(&sim, "PutObject"), 1);
+    assert_eq!(
+        stacksetd::template::staging_key(&big),
+        format!("stacksetd/{}.json", sha(&big))
+    );
+    // Converged: nothing staged again.
+    converge(&staged, &ctx).await;
+    assert_eq!(calls(&sim, "PutObject"), 1);
+
+    // A narrowing publication, also large, goes the same way.
+    let next = large_template("Aimably large v2", V2_ACTIONS);
+    server.publish(&next);
+    poll(&ctx, &server.url()).await;
+    converge(&staged, &ctx).await;
+    assert_eq!(applied(&sim).as_deref(), Some(next.as_str()));
+    assert_eq!(calls(&sim, "PutObject"), 2);
+}
+
+#[tokio::test]
+async fn access_analyzer_holds_a_version_it_finds_new_access_in() {
+    let server = TemplateServer::start().await;
+    server.publish(&v1());
+    let sim = sim();
+    let ctx = context(&sim);
+    let checked = deployment(&format!(
+        "{{policy: DataOnly, url: \"{}\", accessAnalyzer: true}}",
+        server.url()
+    ));
+    converge(&checked, &ctx).await;
+    assert_eq!(calls(&sim, "CheckNoNewAccess"), 0, "the first version has nothing to compare with");
+
+    // The guard lets a narrowing through; the simulator's analyzer reports any changed document as new access.
+    server.publish(&v2());
+    poll(&ctx, &server.url()).await;
+    let report = converge(&checked, &ctx).await;
+    let t = template_of(&report);
+    assert_eq!(t.decision, "held_access_analyzer", "{t:?}");
+    assert!(t.iam_diff.iter().any(|l| l.starts_with("IAM Access Analyzer: role AimablyMemberRole")), "{:?}", t.iam_diff);
+    assert_eq!(calls(&sim, "UpdateStackSet"), 0);
+    let asked = calls(&sim, "CheckNoNewAccess");
+    assert_eq!(asked, 1, "one changed document, one charged check");
+    converge(&checked, &ctx).await;
+    assert_eq!(calls(&sim, "CheckNoNewAccess"), asked, "asked once per version");
+
+    // Without the option the same narrowing is applied.
+    let unchecked = deployment(&format!("{{policy: DataOnly, url: \"{}\"}}", server.url()));
+    converge(&unchecked, &ctx).await;
+    assert_eq!(applied(&sim).as_deref(), Some(v2().as_str()));
+}

@@ -44,6 +44,10 @@ pub struct CreateStackSet {
     pub call_as: CallAs,
     pub description: Option<String>,
     pub template_body: String,
+    /// Passed instead of the body when it is over CloudFormation's TemplateBody limit: the staged copy of exactly
+    /// these bytes (see [`Cloud::stage_template`]).
+    #[serde(default)]
+    pub template_url: Option<String>,
     pub parameters: BTreeMap<String, String>,
     pub capabilities: BTreeSet<String>,
     pub tags: BTreeMap<String, String>,
@@ -61,6 +65,9 @@ pub struct UpdateStackSet {
     pub description: Option<String>,
     /// `None` means UsePreviousTemplate.
     pub template_body: Option<String>,
+    /// Passed instead of the body when it is over CloudFormation's TemplateBody limit.
+    #[serde(default)]
+    pub template_url: Option<String>,
     pub parameters: Vec<Parameter>,
     pub capabilities: BTreeSet<String>,
     /// Replaces the whole tag set (AWS semantics).
@@ -296,6 +303,23 @@ impl Account {
     }
 }
 
+/// Which kind of policy document an Access Analyzer check compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum PolicyKind {
+    /// An identity policy (what a role may do): policy type IDENTITY_POLICY.
+    Identity,
+    /// A role's trust policy: RESOURCE_POLICY of resource type AWS::IAM::AssumeRolePolicyDocument.
+    Trust,
+}
+
+/// Access Analyzer's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessVerdict {
+    pub pass: bool,
+    /// Why it failed (Access Analyzer's reasons).
+    pub reasons: Vec<String>,
+}
+
 /// Everything stacksetd asks of AWS. Implementations map every failure to [`Error`] with a static label,
 /// and page through listings completely.
 #[async_trait]
@@ -359,6 +383,14 @@ pub trait Cloud: Send + Sync + 'static {
     async fn delete_stack_set(&self, name: &str, call_as: CallAs) -> Result<()>;
     /// DetectStackSetDrift: an operation (it takes the stack set's slot). Returns the OperationId.
     async fn detect_stack_set_drift(&self, request: &DetectDriftRequest) -> Result<String>;
+
+    /// S3 PutObject of a template's exact bytes into the operator's staging bucket; returns the TemplateURL to
+    /// pass CloudFormation (with the object's versionId when the bucket is versioned, so the URL names exactly
+    /// these bytes).
+    async fn stage_template(&self, bucket: &str, key: &str, body: &str) -> Result<String>;
+
+    /// IAM Access Analyzer CheckNoNewAccess: does `new` grant access `existing` did not?
+    async fn check_no_new_access(&self, existing: &str, new: &str, kind: PolicyKind) -> Result<AccessVerdict>;
 
     /// STS AssumeRole into `role_arn` from the credentials in use, to prove the role can be reached (the access
     /// check). The credentials returned are dropped at once.

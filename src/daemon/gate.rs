@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 
 use crate::cloud::{
-    Account, CallAs, CallCounter, Cloud, CreateStackSet, DeleteInstancesRequest,
+    AccessVerdict, Account, CallAs, CallCounter, Cloud, CreateStackSet, DeleteInstancesRequest,
     DetectDriftRequest, InstancesRequest, ObservedStackSet, Operation, OperationResult, OrgNode,
-    OrganizationInfo, StackInstance, UpdateStackSet,
+    OrganizationInfo, PolicyKind, StackInstance, UpdateStackSet,
 };
 use crate::error::Error;
 
@@ -154,6 +154,16 @@ impl Cloud for Gate {
     /// Not a change, so not gated; the access checker stops on its own at shutdown.
     async fn assume_role(&self, role_arn: &str, session_name: &str) -> Result<()> {
         self.inner.assume_role(role_arn, session_name).await
+    }
+
+    /// Uploading a template precedes a change: gated like one.
+    async fn stage_template(&self, bucket: &str, key: &str, body: &str) -> Result<String> {
+        self.check("PutObject")?;
+        self.inner.stage_template(bucket, key, body).await
+    }
+    /// A read (a policy comparison), so not gated.
+    async fn check_no_new_access(&self, existing: &str, new: &str, kind: PolicyKind) -> Result<AccessVerdict> {
+        self.inner.check_no_new_access(existing, new, kind).await
     }
 
     fn calls(&self) -> &CallCounter {

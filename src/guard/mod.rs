@@ -17,6 +17,7 @@
 //!
 //! Everything pays into one [`Budget`]; a template that exhausts it is refused as too complex to verify.
 
+mod analyzer;
 mod budget;
 pub mod catalog;
 mod judge;
@@ -37,6 +38,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
+pub use analyzer::{PolicyPair, policy_pairs};
 pub use budget::{Budget, TooComplex, WORK_BUDGET};
 pub use judge::Finding;
 pub use level::{LevelCheck, Offense, SCHEDULING};

@@ -620,9 +620,9 @@ fn endpoints_that_do_not_echo_targets_are_read_from_the_instances() {
 }
 
 #[test]
-fn oversized_template_is_refused_before_any_action() {
+fn a_template_over_a_templateurl_limit_is_refused_before_any_action() {
     let d = with_targets(&[OU_A], &["us-west-2"], "");
-    let big = format!(r#"{{"Description": "{}"}}"#, "x".repeat(60_000));
+    let big = format!(r#"{{"Description": "{}"}}"#, "x".repeat(1_100_000));
     let t = template(&big);
     let err = plan(
         Desired {

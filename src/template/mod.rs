@@ -78,20 +78,10 @@ impl Template {
         })
     }
 
-    /// The body to send as TemplateBody, or a clear refusal when it is over CloudFormation's inline limit.
+    /// The body to apply: sent as TemplateBody up to CloudFormation's 51,200-byte limit, staged and passed as a
+    /// TemplateURL above it (`controller::stage_if_large`), refused above the 1 MB a TemplateURL may hold.
     pub fn body_for_api(&self) -> Result<&str, Error> {
-        if self.body.len() > MAX_TEMPLATE_BODY_BYTES {
-            return Err(template_error(
-                &self.url,
-                format!(
-                    "the template is {} bytes; stacksetd applies the exact bytes it checked as TemplateBody, which \
-                     CloudFormation limits to {MAX_TEMPLATE_BODY_BYTES} bytes; set spec.template.stagingBucket (an S3 \
-                     bucket of yours in the management account) and stacksetd passes it by a content-addressed URL",
-                    self.body.len()
-                ),
-                "template_too_large",
-            ));
-        }
+        check_size(&self.url, self.body.len())?;
         Ok(&self.body)
     }
 
@@ -103,6 +93,33 @@ impl Template {
     pub fn short_digest(&self) -> &str {
         &self.sha256[..12]
     }
+}
+
+/// The staging key of a template: content-addressed, so a version is uploaded once and a key never names other
+/// bytes (`stacksetd/<sha256>.json` or `.yaml`).
+pub fn staging_key(body: &str) -> String {
+    let ext = if body.trim_start().starts_with('{') {
+        "json"
+    } else {
+        "yaml"
+    };
+    format!("stacksetd/{}.{ext}", sha256_hex(body.as_bytes()))
+}
+
+/// The TemplateURL of a staged object: virtual-hosted style in the bucket's Region, with the versionId when the
+/// bucket keeps versions (then the URL names exactly the uploaded bytes, even if the key is overwritten).
+pub fn staged_url(bucket: &str, region: &str, key: &str, version: Option<&str>) -> String {
+    let host = if region.is_empty() {
+        format!("{bucket}.s3.amazonaws.com")
+    } else {
+        format!("{bucket}.s3.{region}.amazonaws.com")
+    };
+    let mut url = url::Url::parse(&format!("https://{host}/")).expect("a bucket name makes a valid host");
+    url.set_path(key);
+    if let Some(v) = version.filter(|v| !v.is_empty() && *v != "null") {
+        url.query_pairs_mut().append_pair("versionId", v);
+    }
+    url.to_string()
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -187,14 +204,13 @@ mod tests {
 
     #[test]
     fn oversized_bodies_are_refused_for_the_api() {
-        let big = format!(
-            r#"{{"Description": "{}"}}"#,
-            "x".repeat(MAX_TEMPLATE_BODY_BYTES)
-        );
-        let template = Template::from_body("u", big).unwrap();
+        let large = format!(r#"{{"Description": "{}"}}"#, "x".repeat(MAX_TEMPLATE_BODY_BYTES));
+        let template = Template::from_body("u", large).unwrap();
+        assert!(template.body_for_api().is_ok(), "staged above the inline limit");
+        let huge = format!(r#"{{"Description": "{}"}}"#, "x".repeat(MAX_TEMPLATE_BYTES));
+        let template = Template::from_body("u", huge).unwrap();
         let err = template.body_for_api().unwrap_err();
         assert_eq!(err.metric_label(), "template_too_large");
-        assert!(err.to_string().contains("51200"), "{err}");
     }
 
     #[test]

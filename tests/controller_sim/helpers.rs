@@ -472,6 +472,17 @@ impl Cloud for Lagging {
     ) -> stacksetd::cloud::Result<()> {
         self.sim.assume_role(role_arn, session_name).await
     }
+    async fn stage_template(&self, bucket: &str, key: &str, body: &str) -> stacksetd::cloud::Result<String> {
+        self.sim.stage_template(bucket, key, body).await
+    }
+    async fn check_no_new_access(
+        &self,
+        existing: &str,
+        new: &str,
+        kind: stacksetd::cloud::PolicyKind,
+    ) -> stacksetd::cloud::Result<stacksetd::cloud::AccessVerdict> {
+        self.sim.check_no_new_access(existing, new, kind).await
+    }
     fn calls(&self) -> &CallCounter {
         self.sim.calls()
     }

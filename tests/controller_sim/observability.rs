@@ -207,6 +207,7 @@ async fn a_setting_changed_behind_stacksetds_back_is_counted_once_and_reverted()
             call_as: deployment.spec.call_as,
             description: Some("temporary: disabled by ops".to_string()),
             template_body: None,
+            template_url: None,
             parameters: applied
                 .parameters
                 .keys()
@@ -274,6 +275,7 @@ async fn suspended_deployments_count_spec_drift_but_do_not_revert_it() {
             call_as: suspended.spec.call_as,
             description: Some("changed".to_string()),
             template_body: None,
+            template_url: None,
             parameters: Vec::new(),
             capabilities: applied.capabilities.clone(),
             tags: applied.tags.clone(),

@@ -19,6 +19,8 @@ pub const POLICY_FILE: &str = "deploy/iam/stacksetd-policy.json";
 pub const CLOUDFORMATION: &str = "cloudformation";
 pub const ORGANIZATIONS: &str = "organizations";
 pub const STS: &str = "sts";
+pub const S3: &str = "s3";
+pub const ACCESS_ANALYZER: &str = "access-analyzer";
 
 /// Every API operation stacksetd calls, with the IAM action it needs. The policy file must grant each of these;
 /// keep this table and `POLICY_FILE` in step.
@@ -121,6 +123,14 @@ pub const IAM_ACTIONS: &[(&str, &str, &str)] = &[
         "cloudformation:DetectStackSetDrift",
     ),
     (STS, "AssumeRole", "sts:AssumeRole"),
+    // Only with spec.template.stagingBucket (templates over 51,200 bytes).
+    (S3, "PutObject", "s3:PutObject"),
+    // Only with spec.template.accessAnalyzer.
+    (
+        ACCESS_ANALYZER,
+        "CheckNoNewAccess",
+        "access-analyzer:CheckNoNewAccess",
+    ),
 ];
 
 /// CloudFormation checks this extra action whenever a call is made with CallAs=DELEGATED_ADMIN; a missing grant is a
@@ -162,6 +172,13 @@ impl Call {
     pub fn sts(operation: &'static str) -> Self {
         Call {
             service: STS,
+            operation,
+            call_as: None,
+        }
+    }
+    pub fn service(service: &'static str, operation: &'static str) -> Self {
+        Call {
+            service,
             operation,
             call_as: None,
         }

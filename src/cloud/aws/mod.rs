@@ -17,9 +17,9 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde::{Deserialize, Serialize};
 
 use crate::cloud::{
-    Account, CallAs, CallCounter, Cloud, CreateStackSet, DeleteInstancesRequest,
+    AccessVerdict, Account, CallAs, CallCounter, Cloud, CreateStackSet, DeleteInstancesRequest,
     DetectDriftRequest, InstancesRequest, ObservedStackSet, Operation, OperationResult, OrgNode,
-    OrganizationInfo, Result, StackInstance, UpdateStackSet,
+    OrganizationInfo, PolicyKind, Result, StackInstance, UpdateStackSet,
 };
 use crate::error::Error;
 use errors::{Call, malformed, map_sdk_error};
@@ -75,6 +75,12 @@ pub struct AwsCloud {
     cfn: aws_sdk_cloudformation::Client,
     orgs: aws_sdk_organizations::Client,
     sts: aws_sdk_sts::Client,
+    /// Only used with a staging bucket.
+    s3: Option<aws_sdk_s3::Client>,
+    /// Only used with `accessAnalyzer: true`.
+    analyzer: Option<aws_sdk_accessanalyzer::Client>,
+    /// The Region of the clients: staged template URLs name it.
+    region: String,
     calls: CallCounter,
 }
 
@@ -113,10 +119,25 @@ impl AwsCloud {
         } else if !organizations_endpoint_configured(&sdk) {
             orgs_config = orgs_config.region(organizations_region(sdk.region()));
         }
+        let mut s3_config = aws_sdk_s3::config::Builder::from(&sdk);
+        let mut analyzer_config = aws_sdk_accessanalyzer::config::Builder::from(&sdk);
+        if endpoint.is_some() {
+            s3_config.set_endpoint_url(endpoint.clone());
+            analyzer_config.set_endpoint_url(endpoint.clone());
+        }
+        if endpoint.is_some() || sdk.endpoint_url().is_some() {
+            // An emulator on one address cannot serve virtual-hosted bucket names.
+            s3_config = s3_config.force_path_style(true);
+        }
         let cfn = aws_sdk_cloudformation::Client::from_conf(cfn_config.build());
         let sts = aws_sdk_sts::Client::from_conf(sts_config.build());
         let orgs = aws_sdk_organizations::Client::from_conf(orgs_config.build());
-        Ok(Self::from_clients(cfn, orgs, sts))
+        let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
+        let mut cloud = Self::from_clients(cfn, orgs, sts);
+        cloud.s3 = Some(aws_sdk_s3::Client::from_conf(s3_config.build()));
+        cloud.analyzer = Some(aws_sdk_accessanalyzer::Client::from_conf(analyzer_config.build()));
+        cloud.region = region;
+        Ok(cloud)
     }
 
     /// Wrap ready-made clients (tests inject aws-smithy-mocks clients here).
@@ -129,8 +150,24 @@ impl AwsCloud {
             cfn,
             orgs,
             sts,
+            s3: None,
+            analyzer: None,
+            region: String::new(),
             calls: CallCounter::default(),
         }
+    }
+
+    /// With an S3 client for the staging bucket, in `region` (tests inject a mock here).
+    pub fn with_s3(mut self, s3: aws_sdk_s3::Client, region: &str) -> AwsCloud {
+        self.s3 = Some(s3);
+        self.region = region.to_string();
+        self
+    }
+
+    /// With an Access Analyzer client (tests inject a mock here).
+    pub fn with_access_analyzer(mut self, analyzer: aws_sdk_accessanalyzer::Client) -> AwsCloud {
+        self.analyzer = Some(analyzer);
+        self
     }
 
     /// Record one request's outcome and map its error.
@@ -473,7 +510,8 @@ impl Cloud for AwsCloud {
             .stack_set_name(&request.name)
             .call_as(convert::call_as(request.call_as))
             .set_description(request.description.clone())
-            .template_body(&request.template_body)
+            .set_template_body(request.template_url.is_none().then(|| request.template_body.clone()))
+            .set_template_url(request.template_url.clone())
             .set_parameters(Some(convert::create_parameters(&request.parameters)))
             .set_capabilities(Some(convert::capabilities(&request.capabilities)))
             .set_tags(Some(convert::tags(&request.tags)))
@@ -508,9 +546,10 @@ impl Cloud for AwsCloud {
             .set_managed_execution(request.managed_execution.map(convert::managed_execution))
             .set_operation_preferences(convert::preferences(&request.preferences))
             .operation_id(&request.operation_id);
-        builder = match &request.template_body {
-            Some(body) => builder.template_body(body),
-            None => builder.use_previous_template(true),
+        builder = match (&request.template_url, &request.template_body) {
+            (Some(url), _) => builder.template_url(url),
+            (None, Some(body)) => builder.template_body(body),
+            (None, None) => builder.use_previous_template(true),
         };
         let out = self.settle(call, builder.send().await)?;
         Ok(out
@@ -603,6 +642,62 @@ impl Cloud for AwsCloud {
                 .await,
         )?;
         Ok(())
+    }
+
+    async fn stage_template(&self, bucket: &str, key: &str, body: &str) -> Result<String> {
+        let call = Call::service(errors::S3, "PutObject");
+        let Some(s3) = &self.s3 else {
+            return Err(Error::Settings("no S3 client: stacksetd was built without one".into()));
+        };
+        let content_type = if body.trim_start().starts_with('{') {
+            "application/json"
+        } else {
+            "application/x-yaml"
+        };
+        let out = self.settle(
+            call,
+            s3.put_object()
+                .bucket(bucket)
+                .key(key)
+                .content_type(content_type)
+                .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+                .body(aws_sdk_s3::primitives::ByteStream::from(body.as_bytes().to_vec()))
+                .send()
+                .await,
+        )?;
+        Ok(crate::template::staged_url(bucket, &self.region, key, out.version_id()))
+    }
+
+    async fn check_no_new_access(&self, existing: &str, new: &str, kind: PolicyKind) -> Result<AccessVerdict> {
+        use aws_sdk_accessanalyzer::types::{AccessCheckPolicyType, CheckNoNewAccessResult};
+        let call = Call::service(errors::ACCESS_ANALYZER, "CheckNoNewAccess");
+        let Some(analyzer) = &self.analyzer else {
+            return Err(Error::Settings("no Access Analyzer client: stacksetd was built without one".into()));
+        };
+        let policy_type = match kind {
+            PolicyKind::Identity => AccessCheckPolicyType::IdentityPolicy,
+            PolicyKind::Trust => AccessCheckPolicyType::ResourcePolicy,
+        };
+        let out = self.settle(
+            call,
+            analyzer
+                .check_no_new_access()
+                .existing_policy_document(existing)
+                .new_policy_document(new)
+                .policy_type(policy_type)
+                .send()
+                .await,
+        )?;
+        let pass = matches!(out.result(), Some(CheckNoNewAccessResult::Pass));
+        let mut reasons: Vec<String> = out
+            .reasons()
+            .iter()
+            .map(|r| r.description().unwrap_or("new access").to_string())
+            .collect();
+        if reasons.is_empty() && !pass {
+            reasons.push(out.message().unwrap_or("new access").to_string());
+        }
+        Ok(AccessVerdict { pass, reasons })
     }
 
     fn calls(&self) -> &CallCounter {

@@ -9,9 +9,9 @@ use super::World;
 use super::faults::SimError;
 use super::targets::check_call_as;
 use crate::cloud::{
-    Account, CallAs, CallCounter, Cloud, CreateStackSet, DeleteInstancesRequest,
+    AccessVerdict, Account, CallAs, CallCounter, Cloud, CreateStackSet, DeleteInstancesRequest,
     DetectDriftRequest, InstancesRequest, ObservedStackSet, Operation, OperationAction,
-    OperationResult, OrgNode, OrganizationInfo, Result, StackInstance, UpdateStackSet,
+    OperationResult, OrgNode, OrganizationInfo, PolicyKind, Result, StackInstance, UpdateStackSet,
 };
 use crate::error::AwsErrorKind;
 
@@ -351,6 +351,26 @@ impl Cloud for Sim {
 
     async fn assume_role(&self, role_arn: &str, _session_name: &str) -> Result<()> {
         self.single(STS, "AssumeRole", |w| w.assume_role(role_arn))
+    }
+
+    async fn stage_template(&self, bucket: &str, key: &str, body: &str) -> Result<String> {
+        self.single("s3", "PutObject", |w| {
+            let url = crate::template::staged_url(bucket, "", key, None);
+            w.staged.insert(url.clone(), body.to_string());
+            Ok(url)
+        })
+    }
+
+    async fn check_no_new_access(&self, existing: &str, new: &str, _kind: PolicyKind) -> Result<AccessVerdict> {
+        // The simulator has no policy engine: it reports new access whenever the documents differ, and counts the
+        // (charged) call. Tests of the real answers use aws-smithy-mocks.
+        self.single("access-analyzer", "CheckNoNewAccess", |_| {
+            let same = existing == new;
+            Ok(AccessVerdict {
+                pass: same,
+                reasons: if same { vec![] } else { vec!["the policy document changed".into()] },
+            })
+        })
     }
 
     fn calls(&self) -> &CallCounter {

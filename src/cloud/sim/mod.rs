@@ -97,6 +97,8 @@ pub(crate) struct World {
     pub org: Organization,
     pub stack_sets: BTreeMap<String, StackSetState>,
     pub faults: FaultState,
+    /// Objects uploaded to staging buckets, by the TemplateURL they were given.
+    pub staged: BTreeMap<String, String>,
     /// When the world was made, on both clocks: simulated instants map to wall-clock timestamps from here.
     pub epoch: (Instant, std::time::SystemTime),
 }
@@ -154,6 +156,7 @@ impl Sim {
             org,
             stack_sets: BTreeMap::new(),
             faults: FaultState::default(),
+            staged: BTreeMap::new(),
             epoch: (Instant::now(), std::time::SystemTime::now()),
             config,
         };

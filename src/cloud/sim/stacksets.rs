@@ -9,7 +9,8 @@ use tokio::time::Instant;
 use super::World;
 use super::faults::SimError;
 use super::targets::{
-    check_call_as, resolve_targets, validate_name, validate_preferences, validate_template,
+    template_of,
+    check_call_as, resolve_targets, validate_name, validate_preferences,
     validate_token,
 };
 use crate::cloud::{
@@ -204,7 +205,13 @@ impl World {
             ));
         }
         validate_name(&request.name)?;
-        validate_template(&request.template_body)?;
+        let template_body = template_of(
+            &self.staged,
+            Some(request.template_body.as_str()),
+            request.template_url.as_deref(),
+        )?
+        .unwrap_or_default()
+        .to_string();
         validate_token("ClientRequestToken", &request.client_token)?;
         if !self.org.trusted_access {
             return Err(SimError::validation(
@@ -243,7 +250,7 @@ impl World {
                 client_token: request.client_token.clone(),
                 status: StackSetStatus::Active,
                 description: request.description.clone(),
-                template_body: request.template_body.clone(),
+                template_body,
                 parameters: request.parameters.clone(),
                 capabilities: request.capabilities.clone(),
                 tags: request.tags.clone(),
@@ -263,12 +270,11 @@ impl World {
         &mut self,
         request: &UpdateStackSet,
     ) -> Result<String, SimError> {
+        let new_body = template_of(&self.staged, request.template_body.as_deref(), request.template_url.as_deref())?
+            .map(str::to_string);
         let stack_set = self.visible(&request.name, request.call_as)?;
         stack_set.check_operation_id(&request.operation_id)?;
         validate_preferences(&request.preferences)?;
-        if let Some(body) = &request.template_body {
-            validate_template(body)?;
-        }
         stack_set.check_slot(stack_set.managed_execution)?;
         let mut parameters = BTreeMap::new();
         for parameter in &request.parameters {
@@ -295,10 +301,7 @@ impl World {
                     "ManagedExecution cannot be changed while operations are running or queued",
                 ));
             }
-            let template_changes = request
-                .template_body
-                .as_ref()
-                .is_some_and(|b| *b != stack_set.template_body);
+            let template_changes = new_body.as_ref().is_some_and(|b| *b != stack_set.template_body);
             if template_changes || parameters != stack_set.parameters {
                 return Err(SimError::validation(
                     "ManagedExecution cannot be changed in the same UpdateStackSet as the template or parameters",
@@ -317,7 +320,7 @@ impl World {
         if request.description.is_some() {
             stack_set.description = request.description.clone();
         }
-        if let Some(body) = &request.template_body {
+        if let Some(body) = &new_body {
             stack_set.template_body = body.clone();
         }
         stack_set.parameters = parameters;

@@ -44,6 +44,35 @@ pub(crate) fn validate_name(name: &str) -> Result<(), SimError> {
     Ok(())
 }
 
+/// CloudFormation reads a template up to 1 MB from a TemplateURL.
+pub(crate) const MAX_TEMPLATE_URL_BODY: usize = 1024 * 1024;
+
+/// The body CloudFormation would use: the TemplateURL's object when one is given (it must exist), else the
+/// TemplateBody.
+pub(crate) fn template_of<'a>(
+    staged: &'a std::collections::BTreeMap<String, String>,
+    body: Option<&'a str>,
+    url: Option<&str>,
+) -> Result<Option<&'a str>, SimError> {
+    match url {
+        Some(url) => {
+            let body = staged.get(url).ok_or_else(|| {
+                SimError::validation(format!("TemplateURL must reference a valid S3 object to which you have access: {url}"))
+            })?;
+            if body.is_empty() || body.len() > MAX_TEMPLATE_URL_BODY {
+                return Err(SimError::validation("A template at a TemplateURL must be 1 byte to 1 MB"));
+            }
+            Ok(Some(body))
+        }
+        None => {
+            if let Some(body) = body {
+                validate_template(body)?;
+            }
+            Ok(body)
+        }
+    }
+}
+
 pub(crate) fn validate_template(body: &str) -> Result<(), SimError> {
     if body.is_empty() || body.len() > MAX_TEMPLATE_BODY {
         return Err(SimError::validation(format!(

@@ -76,6 +76,7 @@ async fn removing_an_account_respects_retain_stacks_on_account_removal() {
         call_as: CallAs::SelfAccount,
         description: None,
         template_body: None,
+        template_url: None,
         parameters: Vec::new(),
         capabilities: BTreeSet::new(),
         tags: BTreeMap::new(),

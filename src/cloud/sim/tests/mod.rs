@@ -79,6 +79,7 @@ fn create_request(managed_execution: bool, auto: bool) -> CreateStackSet {
         call_as: CallAs::SelfAccount,
         description: Some("vendor access".to_string()),
         template_body: "{\"Resources\":{}}".to_string(),
+        template_url: None,
         parameters: BTreeMap::new(),
         capabilities: BTreeSet::from(["CAPABILITY_NAMED_IAM".to_string()]),
         tags: BTreeMap::new(),

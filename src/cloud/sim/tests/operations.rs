@@ -13,6 +13,7 @@ fn update_request(id: &str, template: &str) -> UpdateStackSet {
         call_as: CallAs::SelfAccount,
         description: Some("v2".to_string()),
         template_body: Some(template.to_string()),
+        template_url: None,
         parameters: vec![Parameter {
             key: "Level".to_string(),
             value: Some("2".to_string()),
