@@ -567,3 +567,65 @@ async fn validate_accepts_a_good_file_and_rejects_a_broken_one_with_its_line() {
         "plan --detailed-exitcode of an invalid file",
     );
 }
+
+/// A template over CloudFormation's 51,200-byte TemplateBody limit is uploaded, exactly as checked, to the
+/// operator's staging bucket under its digest, and the stack set is created from that TemplateURL (moto's
+/// CloudFormation reads it from moto's S3). Without a bucket the same file is refused with the fix.
+#[tokio::test]
+async fn a_large_template_is_staged_by_digest_and_applied_from_the_bucket() {
+    let server = MotoServer::start();
+    build_org(&server, &org_spec()).await;
+    let client = cfn_client(&server).await;
+    let config = sdk_config(&server).await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build(),
+    );
+    const BUCKET: &str = "operator-templates";
+    s3.create_bucket().bucket(BUCKET).send().await.expect("bucket");
+    s3.put_bucket_versioning()
+        .bucket(BUCKET)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("versioning");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut doc: Value = serde_json::from_str(&template_body("aimably-data-only")).unwrap();
+    doc["Metadata"] = serde_json::json!({"Notes": "n".repeat(60_000)});
+    let body = serde_json::to_string_pretty(&doc).unwrap();
+    assert!(body.len() > 51_200);
+    let path = dir.path().join("large.json");
+    std::fs::write(&path, &body).unwrap();
+    let url = format!("file://{}", path.display());
+    let yaml = Desired::whole_org()
+        .yaml()
+        .replace(&format!("url: \"{}\"", template_url("aimably-data-only")), &format!("url: \"{url}\""));
+
+    // No staging bucket: refused, nothing created, the fix named.
+    let without = write_desired(dir.path(), &yaml);
+    let output = reconcile_once(&server, &without).await;
+    assert_exit(&output, 1, "reconcile --once of a large template without a bucket");
+    assert!(describe_output(&output).contains("stagingBucket"), "{}", describe_output(&output));
+    assert!(describe_stack_set(&client, STACK_SET).await.is_none());
+
+    let with = write_desired(
+        dir.path(),
+        &yaml.replace(&format!("url: \"{url}\""), &format!("url: \"{url}\"\n    stagingBucket: {BUCKET}")),
+    );
+    deploy(&server, &with).await;
+    let stack_set = describe_stack_set(&client, STACK_SET).await.expect("created");
+    assert_eq!(stack_set.template_body(), Some(body.as_str()), "exactly the checked bytes");
+    let key = stacksetd::template::staging_key(&body);
+    assert_eq!(key, format!("stacksetd/{}.json", stacksetd::template::sha256_hex(body.as_bytes())));
+    let object = s3.get_object().bucket(BUCKET).key(&key).send().await.expect("the staged object");
+    assert!(object.version_id().is_some(), "a versioned bucket");
+    let staged = object.body.collect().await.unwrap().into_bytes();
+    assert_eq!(staged.as_ref(), body.as_bytes());
+    assert!(instance_accounts(&client, STACK_SET).await.len() >= 25);
+    // Converged: plan is empty.
+    assert_eq!(plan_exit_code(&server, &with).await, PLAN_NO_CHANGES);
+}
