@@ -38,4 +38,6 @@ export STACKSETD_TEST_PYTHON BENCH_SIZES="$sizes" BENCH_REGIONS="$regions" BENCH
 
 echo "bench: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB" >&2
 # `cargo bench` builds with the bench profile, which is the release profile: the binary measured is the release one.
+# The guard first (seconds; target/bench-guard.md), then the organization scale benchmark.
+cargo bench --bench guard
 exec cargo bench --bench scale

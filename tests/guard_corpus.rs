@@ -207,3 +207,43 @@ fn every_real_template_is_reviewed_without_a_crash() {
     println!("largest: {} ({} bytes)", largest.1, largest.0);
     assert!(largest.0 > 51_200, "a template over the TemplateBody limit is in the corpus");
 }
+
+/// The review commands as an operator runs them: `template check` and `template diff` on real versions, with the
+/// documented exit codes.
+#[test]
+fn template_check_and_diff_report_with_their_exit_codes() {
+    let bin = env!("CARGO_BIN_EXE_stacksetd");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin).args(args).output().expect("stacksetd runs");
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    let old = path("datadog/datadog_integration_role@d6d30e9f29.yaml");
+    let new = path("datadog/datadog_integration_role@d613ef0603.yaml");
+    let (old, new) = (old.to_str().unwrap(), new.to_str().unwrap());
+
+    let (code, text) = run(&["template", "diff", old, new]);
+    assert_eq!(code, 2, "widening: {text}");
+    assert!(text.contains("decision: held_permission_widening") && text.contains("! role DatadogIntegrationRole: + events:CreateEventBus (Write)"), "{text}");
+    let (code, text) = run(&["template", "diff", new, old]);
+    assert_eq!(code, 0, "rolled back: {text}");
+    let (code, json) = run(&["template", "diff", old, new, "--output", "json"]);
+    assert_eq!(code, 2);
+    let doc: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(doc["widening"], true);
+    assert!(doc["judgment"]["findings"].as_array().is_some_and(|f| !f.is_empty()));
+
+    let (code, text) = run(&["template", "check", new]);
+    assert_eq!(code, 0, "no level asked: {text}");
+    assert!(text.contains("DatadogIntegrationRole (AWS::IAM::Role; IAM identity)") && text.contains("permissions:"), "{text}");
+    let (code, text) = run(&["template", "check", new, "--policy", "DataOnly"]);
+    assert_eq!(code, 1, "Datadog's role is not read-only: {text}");
+    assert!(text.contains("level DataOnly: refused"), "{text}");
+
+    let aimably = format!("{}/config/templates/aimably-data-only.json", env!("CARGO_MANIFEST_DIR"));
+    let (code, text) = run(&["template", "check", &aimably, "--policy", "DataOnly", "--parameters", "ManagementAccountId=123456789012"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("level DataOnly: passes") && text.contains("warning: lambda:List* includes reads"), "{text}");
+    let (code, text) = run(&["template", "check", &aimably, "--policy", "DataOnly"]);
+    assert_eq!(code, 1, "the trusted account must be given: {text}");
+    assert!(text.contains("ManagementAccountId"), "{text}");
+}

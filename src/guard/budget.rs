@@ -3,10 +3,14 @@
 //! alternatives, wildcard comparisons) pays into one budget, and a template that exhausts it is refused as too
 //! complex to verify, never judged halfway and never a crash.
 
-/// Work units one judgment may spend: roughly one unit per value visited, string byte produced or wildcard
-/// comparison step. Calibrated so that a 1 MB real template costs a few percent of it and a judgment that
-/// spends all of it still finishes well under a second in a release build (see `scripts/bench.sh`).
-pub const WORK_BUDGET: u64 = 60_000_000;
+/// Work units one judgment may spend. A unit is about a byte of memory the guard builds (a resolved value costs
+/// [`NODE`] plus its text) or a few steps of wildcard comparison, so the budget bounds both time and memory: a
+/// judgment that spends all of it stays under 64 MB and well under a second in a release build, and a 1 MB real
+/// template costs a fraction of it (figures in the README's performance section, from `scripts/bench.sh`).
+pub const WORK_BUDGET: u64 = 30_000_000;
+
+/// The units of one resolved value (its enum, its place in a list or map), before its text.
+pub const NODE: u64 = 48;
 
 /// A judgment, or one version's model, ran out of work units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

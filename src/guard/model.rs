@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::budget::{Budget, TooComplex};
+use super::budget::{Budget, NODE, TooComplex};
 use super::pattern::Item;
 use super::resolve::{Presence, Resolved};
 use super::resources::{Class, row_for};
@@ -538,7 +538,7 @@ impl Builder<'_> {
         let mut without_sid = map.clone();
         without_sid.remove("Sid");
         let raw = Val::Map(without_sid).canonical();
-        self.budget.spend(raw.len() as u64 / 8)?;
+        self.budget.spend(raw.len() as u64 * 2 + NODE)?;
         let effects: Vec<Effect> = match map.get("Effect") {
             Some(Val::Str(e)) if e == "Allow" => vec![Effect::Allow],
             Some(Val::Str(e)) if e == "Deny" => vec![Effect::Deny],

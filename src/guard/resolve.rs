@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::Value;
 
-use super::budget::{Budget, TooComplex};
+use super::budget::{Budget, NODE, TooComplex};
 use super::value::{Symbols, Val, is_reserved, is_symbol};
 
 /// Pseudo parameters whose value depends on where the stack is deployed.
@@ -202,6 +202,37 @@ pub fn resolve(
     Ok(out)
 }
 
+/// The units a value's copy costs, counted up to `cap` (so counting never costs more than the budget left).
+fn weight(v: &Val, cap: u64) -> u64 {
+    let mut total = 0u64;
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        total += NODE;
+        if total > cap {
+            return total;
+        }
+        match v {
+            Val::Str(s) | Val::Num(s) | Val::Unknown(s) | Val::Fail(s) => total += s.len() as u64,
+            Val::List(items) => stack.extend(items),
+            Val::Map(m) => {
+                for (k, child) in m {
+                    total += k.len() as u64;
+                    stack.push(child);
+                }
+            }
+            Val::OneOf { selector, alts } => {
+                total += selector.len() as u64;
+                for (label, alt) in alts {
+                    total += label.len() as u64;
+                    stack.push(alt);
+                }
+            }
+            Val::Null | Val::Bool(_) | Val::Absent => {}
+        }
+    }
+    total
+}
+
 /// Short text of a JSON value for messages.
 fn plain(v: &Value) -> String {
     match v {
@@ -321,13 +352,13 @@ impl Resolver<'_> {
     }
 
     fn val(&mut self, v: &Value) -> Result<Val, TooComplex> {
-        self.budget.spend(1)?;
+        self.budget.spend(NODE)?;
         Ok(match v {
             Value::Null => Val::Null,
             Value::Bool(b) => Val::Bool(*b),
             Value::Number(n) => Val::Num(n.to_string()),
             Value::String(s) => {
-                self.budget.spend(s.len() as u64 / 16)?;
+                self.budget.spend(s.len() as u64)?;
                 Val::Str(self.literal(s))
             }
             Value::Array(items) => {
@@ -457,12 +488,14 @@ impl Resolver<'_> {
 
     /// Text concatenation, distributing over alternatives.
     fn concat(&mut self, a: Val, b: Val) -> Result<Val, TooComplex> {
-        self.budget.spend(1)?;
+        self.budget.spend(NODE)?;
         Ok(match (a, b) {
             (f @ Val::Fail(_), _) | (_, f @ Val::Fail(_)) => f,
             (Val::OneOf { selector, alts }, b) => {
                 let mut out = Vec::with_capacity(alts.len());
                 for (label, alt) in alts {
+                    // Every alternative gets its own copy of what follows: paid for before it is made.
+                    self.budget.spend(weight(&b, self.budget.left()))?;
                     out.push((label, self.concat(alt, b.clone())?));
                 }
                 Val::OneOf {
@@ -473,6 +506,7 @@ impl Resolver<'_> {
             (a, Val::OneOf { selector, alts }) => {
                 let mut out = Vec::with_capacity(alts.len());
                 for (label, alt) in alts {
+                    self.budget.spend(weight(&a, self.budget.left()))?;
                     out.push((label, self.concat(a.clone(), alt)?));
                 }
                 Val::OneOf {
@@ -639,11 +673,12 @@ impl Resolver<'_> {
         second: Val,
         default: Option<&Value>,
     ) -> Result<Val, TooComplex> {
-        self.budget.spend(1)?;
+        self.budget.spend(NODE)?;
         // A key only known at deploy time: any entry (the union of the map's level).
         if let Val::OneOf { selector, alts } = first {
             let mut out = Vec::with_capacity(alts.len());
             for (label, alt) in alts {
+                self.budget.spend(weight(&second, self.budget.left()))?;
                 out.push((label, self.lookup(map, map_name, alt, second.clone(), default)?));
             }
             return Ok(Val::OneOf {

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::budget::{Budget, TooComplex};
+use super::budget::{Budget, NODE, TooComplex};
 
 /// First code point of the fixed-symbol range (plane 15, U+F0000..U+FFFFD).
 const SYM_BASE: u32 = 0xF0000;
@@ -249,7 +249,7 @@ impl Val {
     /// top), at most `limit` of them; `None` when there would be more. Used where one concrete value is needed
     /// per alternative (an Effect, a Condition block).
     pub fn variants(&self, limit: usize, budget: &mut Budget) -> Result<Option<Vec<Val>>, TooComplex> {
-        budget.spend(1)?;
+        budget.spend(NODE)?;
         let out = match self {
             Val::OneOf { alts, .. } => {
                 let mut out = Vec::new();
@@ -276,7 +276,7 @@ impl Val {
                     let mut next = Vec::with_capacity(acc.len() * vs.len());
                     for prefix in &acc {
                         for v in &vs {
-                            budget.spend(prefix.len() as u64 + 1)?;
+                            budget.spend((prefix.len() as u64 + 1) * NODE)?;
                             let mut p = prefix.clone();
                             if *v != Val::Absent {
                                 p.push(v.clone());
@@ -300,7 +300,7 @@ impl Val {
                     let mut next = Vec::with_capacity(acc.len() * vs.len());
                     for prefix in &acc {
                         for v in &vs {
-                            budget.spend(prefix.len() as u64 + 1)?;
+                            budget.spend((prefix.len() as u64 + 1) * NODE)?;
                             let mut p = prefix.clone();
                             if *v != Val::Absent {
                                 p.insert(k.clone(), v.clone());
