@@ -13,12 +13,11 @@ use std::time::Duration;
 
 use notify::event::{AccessKind, AccessMode};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use crate::desired::{self, DesiredState, MAX_FILE_BYTES};
+use crate::desired::{self, DesiredState};
 use crate::error::Error;
 
 /// Quiet time after the last event before the file is read: long enough for an editor's write-rename sequence or
@@ -141,11 +140,18 @@ fn watch_error(path: &Path, error: notify::Error) -> Error {
     }
 }
 
+/// How long apart the two reads of a changed file are: a file is accepted only when two reads this far apart
+/// see the same bytes (size, modification time, sha256), so a half-written file (`cat > file`, an upload, a tool
+/// that truncates and then writes) is never taken for the desired state.
+pub const STABLE_GAP: Duration = Duration::from_millis(200);
+
 /// What a (re)load found.
 #[derive(Debug)]
 pub enum Load {
-    /// The content has the digest of the last load: nothing to do.
+    /// The content has the digest of the last accepted load: nothing to do.
     Unchanged,
+    /// New bytes, read once: call [`Loader::confirm`] after [`STABLE_GAP`].
+    Pending,
     Valid {
         state: DesiredState,
         sha256: String,
@@ -159,11 +165,14 @@ pub enum Load {
     Unreadable(Error),
 }
 
-/// Reads the desired-state file and tells whether its content changed since the last load.
+/// Reads the desired-state file, tells whether its content changed since the last load, and accepts a change only
+/// once two reads `STABLE_GAP` apart agree. The same reader (`desired::read`) as every command.
 #[derive(Debug)]
 pub struct Loader {
     path: PathBuf,
     last_sha256: Option<String>,
+    /// The first read of a change, waiting to be confirmed.
+    pending: Option<(desired::Snapshot, bool)>,
 }
 
 impl Loader {
@@ -171,6 +180,7 @@ impl Loader {
         Loader {
             path: path.to_path_buf(),
             last_sha256: None,
+            pending: None,
         }
     }
 
@@ -178,68 +188,101 @@ impl Loader {
         &self.path
     }
 
-    /// Read and, when the content changed (or `force`, for SIGHUP), parse and validate it.
-    pub fn load(&mut self, force: bool) -> Load {
-        let text = match read_bounded(&self.path) {
-            Ok(text) => text,
-            Err(e) => {
-                // Re-read once it is back, even with the same content (the last good state is unaffected).
-                self.last_sha256 = None;
-                return Load::Unreadable(e);
+    /// First read after an event (or `force`, for SIGHUP): `Pending` when there is something to confirm.
+    pub fn observe(&mut self, force: bool) -> Load {
+        match desired::read(&self.path) {
+            Ok(snapshot) => {
+                if !force && self.last_sha256.as_deref() == Some(snapshot.sha256.as_str()) {
+                    self.pending = None;
+                    return Load::Unchanged;
+                }
+                let force = force || self.pending.as_ref().is_some_and(|(_, f)| *f);
+                self.pending = Some((snapshot, force));
+                Load::Pending
             }
+            Err(e) => self.unreadable(e),
+        }
+    }
+
+    /// The second read: the change is accepted when it saw the same bytes as the first; otherwise the file is
+    /// still being written (`Pending` again, with this read as the new first one).
+    pub fn confirm(&mut self) -> Load {
+        let Some((first, force)) = self.pending.take() else {
+            return Load::Unchanged;
         };
-        let sha256 = hex::encode(Sha256::digest(text.as_bytes()));
-        if !force && self.last_sha256.as_deref() == Some(sha256.as_str()) {
+        let second = match desired::read(&self.path) {
+            Ok(s) => s,
+            Err(e) => return self.unreadable(e),
+        };
+        if !second.same_as(&first) {
+            debug!(file = %self.path.display(), "the desired-state file changed between two reads: still being written");
+            self.pending = Some((second, force));
+            return Load::Pending;
+        }
+        if !force && self.last_sha256.as_deref() == Some(second.sha256.as_str()) {
             return Load::Unchanged;
         }
-        self.last_sha256 = Some(sha256.clone());
-        match desired::parse_str(&text, &self.path) {
+        self.last_sha256 = Some(second.sha256.clone());
+        match desired::parse_str(&second.text, &self.path) {
             Ok(deployments) => Load::Valid {
                 state: DesiredState {
                     path: self.path.clone(),
                     deployments,
                 },
-                sha256,
+                sha256: second.sha256,
             },
             Err(invalid) => Load::Invalid {
                 error: invalid.into(),
-                sha256,
+                sha256: second.sha256,
             },
         }
     }
-}
 
-fn read_bounded(path: &Path) -> Result<String, Error> {
-    use std::io::Read;
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(io)?;
-    let mut text = String::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(io)?;
-    if text.len() as u64 > MAX_FILE_BYTES {
-        return Err(io(std::io::Error::other(format!(
-            "larger than {MAX_FILE_BYTES} bytes, the most a desired-state file may be"
-        ))));
+    /// Both reads in one call, `STABLE_GAP` apart (and again while the file keeps changing, up to `DEBOUNCE_MAX`
+    /// more): for the daemon's start.
+    pub async fn load_stable(&mut self, force: bool) -> Load {
+        let deadline = Instant::now() + DEBOUNCE_MAX;
+        match self.observe(force) {
+            Load::Pending => {}
+            other => return other,
+        }
+        loop {
+            tokio::time::sleep(STABLE_GAP).await;
+            match self.confirm() {
+                Load::Pending if Instant::now() < deadline => continue,
+                other => return other,
+            }
+        }
     }
-    Ok(text)
+
+    fn unreadable(&mut self, e: Error) -> Load {
+        // Re-read once it is back, even with the same content (the last good state is unaffected).
+        self.last_sha256 = None;
+        self.pending = None;
+        Load::Unreadable(e)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Both reads, as the daemon makes them.
+    fn load(loader: &mut Loader, force: bool) -> Load {
+        match loader.observe(force) {
+            Load::Pending => loader.confirm(),
+            other => other,
+        }
+    }
+
     #[test]
     fn loads_are_skipped_when_the_content_is_unchanged_unless_forced() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("desired.yaml");
         let mut loader = Loader::new(&path);
-        assert!(matches!(loader.load(false), Load::Unreadable(_)));
+        assert!(matches!(load(&mut loader, false), Load::Unreadable(_)));
         std::fs::write(&path, "not: [valid").unwrap();
-        let Load::Invalid { error, .. } = loader.load(false) else {
+        let Load::Invalid { error, .. } = load(&mut loader, false) else {
             panic!("a broken file is invalid");
         };
         assert!(
@@ -248,10 +291,23 @@ mod tests {
                 .contains("desired.yaml:2:1: YAML syntax error"),
             "file:line:column in {error}"
         );
-        assert!(matches!(loader.load(false), Load::Unchanged));
-        assert!(matches!(loader.load(true), Load::Invalid { .. }));
+        assert!(matches!(load(&mut loader, false), Load::Unchanged));
+        assert!(matches!(load(&mut loader, true), Load::Invalid { .. }));
         std::fs::write(&path, "").unwrap();
-        assert!(matches!(loader.load(false), Load::Invalid { .. }));
+        assert!(matches!(load(&mut loader, false), Load::Invalid { .. }));
+    }
+
+    #[test]
+    fn a_file_written_between_the_two_reads_is_not_accepted_until_it_settles() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("desired.yaml");
+        std::fs::write(&path, "first: part\n").unwrap();
+        let mut loader = Loader::new(&path);
+        assert!(matches!(loader.observe(false), Load::Pending));
+        // The writer appends the rest before the second read.
+        std::fs::write(&path, "first: part\nsecond: part\n").unwrap();
+        assert!(matches!(loader.confirm(), Load::Pending), "changed between the reads: not accepted");
+        assert!(matches!(loader.confirm(), Load::Invalid { .. }), "settled: now read and judged");
     }
 
     #[test]

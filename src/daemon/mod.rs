@@ -172,7 +172,10 @@ impl Daemon {
             stop: stop_rx,
         });
         let mut scheduler = scheduler::Scheduler::new(shared);
-        reload(&mut loader, &mut scheduler, &status, &metrics, true);
+        let first = loader.load_stable(true).await;
+        apply_load(first, &loader, &mut scheduler, &status, &metrics, true);
+        // A change read once, confirmed by a second read STABLE_GAP later (and whether it was a SIGHUP).
+        let mut confirm: Option<(tokio::time::Instant, bool)> = None;
         watch.follow_symlink();
         let (deployments_tx, deployments_rx) = watch::channel(scheduler.deployments());
         let (published_tx, mut published_rx) = mpsc::unbounded_channel();
@@ -202,9 +205,19 @@ impl Daemon {
                     info!("SIGHUP: reloading the desired state and reconciling every deployment");
                     // Bounded: a pass stuck inside an organization scan holds the cache (and will refresh it).
                     let _ = tokio::time::timeout(ORG_INVALIDATE_WAIT, ctx.invalidate_organization()).await;
-                    reload(&mut loader, &mut scheduler, &status, &metrics, true);
+                    let load = loader.observe(true);
+                    confirm = apply_load(load, &loader, &mut scheduler, &status, &metrics, true);
                 }
-                () = watch.changed() => reload(&mut loader, &mut scheduler, &status, &metrics, false),
+                () = watch.changed() => {
+                    let forced = confirm.is_some_and(|(_, f)| f);
+                    let load = loader.observe(forced);
+                    confirm = apply_load(load, &loader, &mut scheduler, &status, &metrics, forced);
+                }
+                () = tokio::time::sleep_until(confirm.map_or_else(tokio::time::Instant::now, |(at, _)| at)), if confirm.is_some() => {
+                    let forced = confirm.is_some_and(|(_, f)| f);
+                    let load = loader.confirm();
+                    confirm = apply_load(load, &loader, &mut scheduler, &status, &metrics, forced);
+                }
                 Some(names) = published_rx.recv() => {
                     for name in &names {
                         scheduler.trigger(name);
@@ -278,18 +291,25 @@ fn spawn_http(
     (stop_tx, task)
 }
 
-/// Load the file (when changed, or always when `forced`) and apply a valid result; an invalid or unreadable
-/// file is reported and the last good desired state keeps being reconciled.
-fn reload(
-    loader: &mut Loader,
+/// Apply what a read of the file found: a valid, confirmed result is applied; an invalid or unreadable file is
+/// reported and the last good desired state keeps being reconciled. Returns when to confirm a pending change
+/// (and whether it was forced by SIGHUP).
+fn apply_load(
+    load: Load,
+    loader: &Loader,
     scheduler: &mut scheduler::Scheduler,
     status: &StatusBoard,
     metrics: &ReconcileMetrics,
     forced: bool,
-) {
+) -> Option<(tokio::time::Instant, bool)> {
     let file = loader.path().display().to_string();
-    match loader.load(forced) {
-        Load::Unchanged => {}
+    match load {
+        Load::Unchanged => {
+            if forced {
+                scheduler.trigger_all();
+            }
+        }
+        Load::Pending => return Some((tokio::time::Instant::now() + crate::watch::STABLE_GAP, forced)),
         Load::Valid { state, sha256 } => {
             info!(file, sha256 = %&sha256[..12], deployments = state.deployments.len(), "desired state loaded");
             metrics.record_reload(ReloadResult::Valid);
@@ -322,6 +342,7 @@ fn reload(
             }
         }
     }
+    None
 }
 
 fn metrics_error(e: prometheus::Error) -> Error {

@@ -70,24 +70,44 @@ pub struct DesiredState {
 /// before it is parsed.
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
-/// Read, parse and validate a desired-state file.
+/// Read, parse and validate a desired-state file (one read: the offline `validate`, `plan` and `reconcile --once`;
+/// the daemon reads twice, see `watch::Loader`).
 pub fn load(path: &Path) -> Result<DesiredState, crate::error::Error> {
-    let text = read_bounded(path)?;
-    let deployments = parse_str(&text, path)?;
+    let snapshot = read(path)?;
+    let deployments = parse_str(&snapshot.text, path)?;
     Ok(DesiredState {
         path: path.to_path_buf(),
         deployments,
     })
 }
 
-fn read_bounded(path: &Path) -> Result<String, crate::error::Error> {
+/// One read of the desired-state file: its text and what identifies those bytes. Two reads that agree on all of
+/// it, some time apart, are a file nobody is writing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub text: String,
+    pub size: u64,
+    pub modified: Option<std::time::SystemTime>,
+    pub sha256: String,
+}
+
+impl Snapshot {
+    /// The same bytes, by size, modification time and digest.
+    pub fn same_as(&self, other: &Snapshot) -> bool {
+        self.size == other.size && self.modified == other.modified && self.sha256 == other.sha256
+    }
+}
+
+/// The one reader of desired-state files (the daemon and every command): at most `MAX_FILE_BYTES`, UTF-8, every
+/// problem with the file's name, line and column.
+pub fn read(path: &Path) -> Result<Snapshot, crate::error::Error> {
+    use std::io::Read;
     let io = |source| crate::error::Error::Io {
         path: path.to_path_buf(),
         source,
     };
-    let size = std::fs::metadata(path).map_err(io)?.len();
-    if size > MAX_FILE_BYTES {
-        return Err(Invalid {
+    let too_large = |size: u64| -> crate::error::Error {
+        Invalid {
             problems: vec![Problem {
                 file: path.to_path_buf(),
                 line: 0,
@@ -96,10 +116,22 @@ fn read_bounded(path: &Path) -> Result<String, crate::error::Error> {
                 message: format!("the file is {size} bytes; a desired-state file may be at most {MAX_FILE_BYTES} bytes"),
             }],
         }
-        .into());
+        .into()
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let metadata = file.metadata().map_err(io)?;
+    if metadata.len() > MAX_FILE_BYTES {
+        return Err(too_large(metadata.len()));
     }
-    let bytes = std::fs::read(path).map_err(io)?;
-    String::from_utf8(bytes).map_err(|err| {
+    // The size can change between the metadata and the read: read at most one byte past the limit.
+    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    let sha256 = crate::template::sha256_hex(&bytes);
+    let size = bytes.len() as u64;
+    let text = String::from_utf8(bytes).map_err(|err| -> crate::error::Error {
         let bytes = err.as_bytes();
         let at = err.utf8_error().valid_up_to();
         let pos = position_of(&bytes[..at]);
@@ -116,6 +148,12 @@ fn read_bounded(path: &Path) -> Result<String, crate::error::Error> {
             }],
         }
         .into()
+    })?;
+    Ok(Snapshot {
+        text,
+        size,
+        modified: metadata.modified().ok(),
+        sha256,
     })
 }
 
