@@ -33,12 +33,15 @@ use crate::template::{self, Fetcher, TemplateSource};
 
 pub use drift::{drift_due, settings_fingerprint};
 pub use memory::Memory;
-pub use report::{DriftReport, InstanceProblem, Progress, Report, SpecDrift, TemplateReport};
-pub use retry::{CONVERGE_TRANSIENT_RETRIES, converge, error_backoff, is_transient};
+pub use report::{DriftReport, InstanceProblem, PendingDeletion, Progress, Report, SpecDrift, TemplateReport};
+pub use retry::{CONVERGE_TRANSIENT_RETRIES, converge, converge_until, error_backoff, is_transient};
 pub use templates::TemplateView;
 
 /// How many recent operations a pass reads to find one to adopt (newest first).
 pub const OPERATION_LOOKBACK: usize = 20;
+
+/// The `deletion_delay` setting's default.
+pub const DEFAULT_DELETION_DELAY: Duration = Duration::from_secs(60);
 
 /// Tunables of the controller; defaults suit AWS, tests and the demo shorten them.
 #[derive(Debug, Clone)]
@@ -67,6 +70,9 @@ pub struct Config {
     /// auto-deployment usually fills it within minutes. With auto-deployment off it is repaired at once; a gap a
     /// repair did not fill waits this long again.
     pub coverage_grace: Duration,
+    /// A step that deletes instances or the stack set is submitted only once the desired state asking for it
+    /// has been unchanged this long (a half-applied edit, an edit withdrawn, never deletes).
+    pub deletion_delay: Duration,
 }
 
 impl Default for Config {
@@ -84,6 +90,7 @@ impl Default for Config {
             template_fetch_timeout: template::FETCH_TIMEOUT,
             coverage_grace: Duration::from_secs(15 * 60),
             activate_trusted_access: false,
+            deletion_delay: DEFAULT_DELETION_DELAY,
         }
     }
 }
@@ -195,6 +202,14 @@ pub enum State {
     },
     /// `suspend: true`: changes are pending but stacksetd only reports them.
     Suspended { pending: usize },
+    /// Only deletions are left, and they wait until the desired state asking for them has been unchanged for
+    /// `deletion_delay`.
+    DeletionPending {
+        action: &'static str,
+        summary: String,
+        /// When it will be submitted (RFC 3339, UTC), if the desired state stays as it is.
+        runs_at: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -301,8 +316,38 @@ pub async fn reconcile(deployment: &Deployment, ctx: &Context) -> Result<Outcome
         });
     }
 
-    // 4. Act: the first step only; the next pass observes its effect.
-    submit(deployment, ctx, &plan, &recent, &observed, report).await
+    // 4. Act: the first step only; the next pass observes its effect. Deletions wait for `deletion_delay` of an
+    //    unchanged desired state; creations and updates do not wait for them.
+    let due = deletion_due(deployment, ctx);
+    let now = Instant::now();
+    let Some(step) = plan.steps.iter().find(|s| !s.action.is_deletion() || now >= due) else {
+        let step = plan.first().expect("the plan is not empty");
+        let wait = due.saturating_duration_since(now);
+        info!(action = step.action.name(), summary = %step.summary, in_seconds = wait.as_secs(), "deletion waits for deletion_delay");
+        return Ok(Outcome {
+            state: State::DeletionPending {
+                action: step.action.name(),
+                summary: step.summary.clone(),
+                runs_at: rfc3339(ctx.wall_now() + wait),
+            },
+            requeue_after: wait.max(ctx.config.poll_min.min(Duration::from_millis(50))),
+            report,
+        });
+    };
+    submit(deployment, ctx, step, &recent, &observed, report).await
+}
+
+/// When this deployment's deletions may be submitted: `deletion_delay` after its desired state was first seen as
+/// it is now.
+fn deletion_due(deployment: &Deployment, ctx: &Context) -> Instant {
+    ctx.memory
+        .desired_since(deployment.name(), &deployment.generation())
+        + ctx.config.deletion_delay
+}
+
+/// RFC 3339 in UTC, second precision.
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// What a pass sees: the template version to plan with (and the decision about the version fetched), the stack
@@ -407,6 +452,19 @@ async fn observe_and_plan(
         &plan,
     );
     drift::spec_drift(deployment, ctx, &observed, &mut report);
+    let due = deletion_due(deployment, ctx);
+    let wait = due.saturating_duration_since(Instant::now());
+    report.pending_deletions = plan
+        .steps
+        .iter()
+        .filter(|s| s.action.is_deletion())
+        .map(|s| PendingDeletion {
+            action: s.action.name(),
+            summary: s.summary.clone(),
+            runs_at: rfc3339(ctx.wall_now() + wait),
+            waiting: !wait.is_zero(),
+        })
+        .collect();
     report.template_sha256 = Some(template.report.sha256.clone());
     report.template = Some(template.report);
     Ok((plan, report, observed))
@@ -475,16 +533,13 @@ async fn check_operation(
 async fn submit(
     deployment: &Deployment,
     ctx: &Context,
-    plan: &Plan,
+    step: &plan::Step,
     recent: &[Operation],
     observed: &Observed,
     report: Report,
 ) -> Result<Outcome, Error> {
     let name = deployment.name();
     let spec = &deployment.spec;
-    let step = plan
-        .first()
-        .expect("submit is only called with a non-empty plan");
     let base = match step.purpose {
         Purpose::Converge => operation_id_base(
             &spec.stack_set_name,

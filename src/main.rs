@@ -50,6 +50,9 @@ enum Command {
         /// One pass to convergence, then exit (the only mode; the daemon is `run`).
         #[arg(long, required = true)]
         once: bool,
+        /// Do not wait for deletions held by deletion_delay: exit 1 naming the pending step instead.
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Show what a pass would change; writes nothing.
     Plan {
@@ -195,7 +198,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             config.track_progress = true;
             let ctx = Arc::new(Context::new(cloud, config));
             match command {
-                Command::Reconcile { .. } => Ok(reconcile_once(&ctx, &desired).await),
+                Command::Reconcile { no_wait, .. } => Ok(reconcile_once(&ctx, &desired, !no_wait).await),
                 Command::Plan {
                     detailed_exitcode,
                     output,
@@ -277,12 +280,14 @@ fn validate(files: &[PathBuf], cli: &Cli) -> ExitCode {
     }
 }
 
-async fn reconcile_once(ctx: &Context, desired: &DesiredState) -> ExitCode {
+async fn reconcile_once(ctx: &Context, desired: &DesiredState, wait_for_deletions: bool) -> ExitCode {
     let mut all_converged = true;
     for deployment in &desired.deployments {
         let mut printer = ProgressPrinter::new();
-        let result =
-            controller::converge(deployment, ctx, |o| printer.outcome(deployment.name(), o)).await;
+        let result = controller::converge_until(deployment, ctx, wait_for_deletions, |o| {
+            printer.outcome(deployment.name(), o)
+        })
+        .await;
         printer.finish();
         match result {
             Ok(outcome) if outcome.is_converged() => {}

@@ -38,6 +38,7 @@ pub fn outcome_label(result: &Result<Outcome, Error>) -> &'static str {
             State::Settling => "settling",
             State::Acted { .. } => "acted",
             State::Suspended { .. } => "suspended",
+            State::DeletionPending { .. } => "deletion_pending",
         },
         Err(_) => "error",
     }

@@ -73,6 +73,12 @@ pub fn plan_text(planned: &[Planned<'_>]) -> String {
                 if plan.is_empty() {
                     out.push_str("  no changes: the stack set matches the desired state\n");
                 }
+                for d in report.pending_deletions.iter().filter(|d| d.waiting) {
+                    out.push_str(&format!(
+                        "  pending: {} ({}) waits for deletion_delay; runs at {} if the desired state stays as it is\n",
+                        d.action, d.summary, d.runs_at
+                    ));
+                }
                 for step in &plan.steps {
                     total += 1;
                     out.push_str(&format!(
@@ -221,6 +227,13 @@ impl ProgressPrinter {
             State::Suspended { pending } => {
                 format!("{deployment}: suspended: {pending} change(s) pending, nothing applied")
             }
+            State::DeletionPending {
+                action,
+                summary,
+                runs_at,
+            } => format!(
+                "{deployment}: {action} waits for deletion_delay: {summary}; runs at {runs_at} if the desired state stays as it is"
+            ),
         };
         self.line(
             line,

@@ -13,6 +13,9 @@ use crate::cloud::aws::AwsSettings;
 use crate::desired::HumanDuration;
 use crate::error::Error;
 
+/// The longest `deletion_delay` accepted: a week (a longer one is almost certainly a typo).
+pub const MAX_DELETION_DELAY: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Read when `--config` is not given and the file exists.
 pub const DEFAULT_SETTINGS_FILE: &str = "/etc/stacksetd/stacksetd.yaml";
 pub const ENV_PREFIX: &str = "STACKSETD";
@@ -25,6 +28,7 @@ resync_interval: 5m
 template_poll_interval: 5m
 org_scan_interval: 10m
 coverage_grace_period: 15m
+deletion_delay: 60s
 access_check_interval: 1h
 access_check_concurrency: 8
 concurrency: 4
@@ -48,6 +52,8 @@ pub struct Settings {
     pub template_poll_interval: HumanDuration,
     pub org_scan_interval: HumanDuration,
     pub coverage_grace_period: HumanDuration,
+    /// Deletions wait until the desired state asking for them has been unchanged this long (`0s`: at once).
+    pub deletion_delay: HumanDuration,
     pub access_check_interval: HumanDuration,
     pub access_check_concurrency: usize,
     pub concurrency: usize,
@@ -180,6 +186,13 @@ impl Settings {
                 "access_check_concurrency must be at least 1".into(),
             ));
         }
+        if self.deletion_delay.0 > MAX_DELETION_DELAY {
+            return Err(Error::Settings(format!(
+                "deletion_delay {} is longer than {}, the most it may be (0s to 7d)",
+                humantime::format_duration(self.deletion_delay.0),
+                humantime::format_duration(MAX_DELETION_DELAY)
+            )));
+        }
         if self.access_check_interval.0.is_zero() {
             return Err(Error::Settings(
                 "access_check_interval must be longer than 0s".into(),
@@ -214,6 +227,7 @@ impl Settings {
             org_scan_interval: self.org_scan_interval.0,
             template_poll_interval: self.template_poll_interval.0,
             coverage_grace: self.coverage_grace_period.0,
+            deletion_delay: self.deletion_delay.0,
             activate_trusted_access: self.activate_trusted_access,
             ..crate::controller::Config::default()
         }

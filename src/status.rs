@@ -367,6 +367,16 @@ fn apply_outcome(conditions: &mut [Condition], state: &State) {
             "Suspended",
             format!("suspend: true; {pending} change(s) pending, nothing applied"),
         ),
+        State::DeletionPending {
+            action,
+            summary,
+            runs_at,
+        } => (
+            "False",
+            "True",
+            "DeletionPending",
+            format!("{action} ({summary}) waits for deletion_delay; runs at {runs_at}"),
+        ),
     };
     set_condition(conditions, "Ready", ready, reason, message.clone());
     set_condition(conditions, "Reconciling", reconciling, reason, message);

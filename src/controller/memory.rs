@@ -39,6 +39,9 @@ struct Entry {
     ended: Vec<(&'static str, &'static str)>,
     /// Slots whose INOPERABLE instance was removed to be created again.
     recreate: BTreeSet<(String, String)>,
+    /// The deployment's generation (a digest of its spec) and when this process first saw it: deletions wait for
+    /// `deletion_delay` of it unchanged.
+    desired_since: Option<(String, Instant)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +59,19 @@ impl Memory {
     fn with<T>(&self, deployment: &str, f: impl FnOnce(&mut Entry) -> T) -> T {
         let mut entries = self.entries.lock().expect("controller memory poisoned");
         f(entries.entry(deployment.to_string()).or_default())
+    }
+
+    /// Since when the desired state has been `generation` (first seen by this process; a restart starts over,
+    /// which only makes a deletion wait longer).
+    pub fn desired_since(&self, deployment: &str, generation: &str) -> Instant {
+        self.with(deployment, |e| match &e.desired_since {
+            Some((g, since)) if g == generation => *since,
+            _ => {
+                let now = Instant::now();
+                e.desired_since = Some((generation.to_string(), now));
+                now
+            }
+        })
     }
 
     pub fn inflight(&self, deployment: &str) -> Option<Inflight> {

@@ -57,8 +57,22 @@ pub struct Report {
     pub spec_drift_new: Vec<&'static str>,
     /// One line per pending step.
     pub pending: Vec<String>,
+    /// Steps that delete, and when they run (`deletion_delay` after the desired state asking for them).
+    pub pending_deletions: Vec<PendingDeletion>,
     /// The template versions: fetched, applied, and what the update policy decided.
     pub template: Option<TemplateReport>,
+}
+
+/// A deletion step and when it will be submitted if the desired state stays as it is.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingDeletion {
+    pub action: &'static str,
+    pub summary: String,
+    /// RFC 3339, UTC.
+    pub runs_at: String,
+    /// Still waiting (false: due now).
+    pub waiting: bool,
 }
 
 /// The template side of a pass, for `plan`, /status and the template metrics.

@@ -40,6 +40,17 @@ pub const CONVERGE_TRANSIENT_RETRIES: u32 = 8;
 pub async fn converge(
     deployment: &Deployment,
     ctx: &Context,
+    on_outcome: impl FnMut(&Outcome),
+) -> Result<Outcome, Error> {
+    converge_until(deployment, ctx, true, on_outcome).await
+}
+
+/// `converge`, choosing whether to wait for deletions held by `deletion_delay` (`reconcile --once`) or to stop
+/// there (`reconcile --once --no-wait`: the outcome is `DeletionPending`).
+pub async fn converge_until(
+    deployment: &Deployment,
+    ctx: &Context,
+    wait_for_deletions: bool,
     mut on_outcome: impl FnMut(&Outcome),
 ) -> Result<Outcome, Error> {
     let mut transient = 0;
@@ -48,7 +59,9 @@ pub async fn converge(
             Ok(outcome) => {
                 transient = 0;
                 on_outcome(&outcome);
-                if matches!(outcome.state, State::Converged | State::Suspended { .. }) {
+                if matches!(outcome.state, State::Converged | State::Suspended { .. })
+                    || (!wait_for_deletions && matches!(outcome.state, State::DeletionPending { .. }))
+                {
                     return Ok(outcome);
                 }
                 tokio::time::sleep(outcome.requeue_after).await;

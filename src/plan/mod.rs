@@ -165,6 +165,13 @@ pub struct Plan {
     pub steps: Vec<Step>,
 }
 
+impl Action {
+    /// Deletes instances or the stack set: submitted only after `deletion_delay` of an unchanged desired state.
+    pub fn is_deletion(&self) -> bool {
+        matches!(self, Action::DeleteStackInstances { .. } | Action::DeleteStackSet)
+    }
+}
+
 impl Plan {
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()

@@ -456,6 +456,9 @@ fn stacksetd_with_endpoint(endpoint: &str) -> Command {
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         .env("NO_COLOR", "1")
+        // Deletions at once, so tests of other things do not wait a minute for them; the tests of
+        // deletion_delay itself set it again.
+        .env("STACKSETD_DELETION_DELAY", "0s")
         .stdin(Stdio::null());
     command
 }
