@@ -6,10 +6,13 @@
 //! `convergence` (from nothing, call budget, edits), `safety` (adoption, OperationInProgress, restarts, lost
 //! responses), `failures` (failed operations, revoke, throttling), `observability` (drift, spec drift, coverage repair,
 //! access checks, read through the metrics), `preflight` (identity, delegated admin, trusted access, feature set,
-//! target OUs, suspended/closing accounts, INOPERABLE repair).
+//! target OUs, suspended/closing accounts, INOPERABLE repair), `deletions` (deletion_delay, ownership, the
+//! approval record, revocation without the vendor).
 
 #[path = "controller_sim/convergence.rs"]
 mod convergence;
+#[path = "controller_sim/deletions.rs"]
+mod deletions;
 #[path = "controller_sim/failures.rs"]
 mod failures;
 #[path = "controller_sim/helpers.rs"]
