@@ -8,6 +8,7 @@
 
 mod drift;
 mod memory;
+pub mod ownership;
 mod report;
 mod retry;
 mod templates;
@@ -358,6 +359,8 @@ pub struct Observation {
     pub org: Arc<OrgSnapshot>,
     /// The targets against the instances, computed once a pass (the repairs and the report both read it).
     pub coverage: crate::coverage::Coverage,
+    /// Whose the stack set is (a pass only gets here when stacksetd may manage it).
+    pub ownership: ownership::Ownership,
 }
 
 /// Read the stack set and its instances, the (cached) organization, and the template version held for the
@@ -365,7 +368,13 @@ pub struct Observation {
 pub async fn observe(deployment: &Deployment, ctx: &Context) -> Result<Observation, Error> {
     let spec = &deployment.spec;
     let url = ctx.template_url(deployment)?;
-    let candidate = ctx.templates.latest(&url, deployment.name()).await?;
+    let revoking = spec.ensure == crate::desired::Ensure::Absent;
+    // Revocation needs nothing from the vendor: its template is not even fetched.
+    let candidate = if revoking {
+        None
+    } else {
+        Some(ctx.templates.latest(&url, deployment.name()).await?)
+    };
     let mut org = ctx.organization().await?;
     if spec.ensure == crate::desired::Ensure::Present
         && crate::preflight::check_targets(deployment, &org).is_err()
@@ -379,6 +388,7 @@ pub async fn observe(deployment: &Deployment, ctx: &Context) -> Result<Observati
         .cloud
         .describe_stack_set(&spec.stack_set_name, spec.call_as)
         .await?;
+    let ownership = ownership::check(deployment, ctx, stack_set.as_ref()).await?;
     let instances = match &stack_set {
         Some(_) => {
             ctx.cloud
@@ -415,12 +425,16 @@ pub async fn observe(deployment: &Deployment, ctx: &Context) -> Result<Observati
             .cloned()
             .collect();
     }
-    let template = templates::template_view(deployment, ctx, &url, candidate, &observed).await?;
+    let template = match candidate {
+        Some(candidate) => templates::template_view(deployment, ctx, &url, candidate, &observed).await?,
+        None => templates::revocation_view(deployment, &url, &observed),
+    };
     Ok(Observation {
         template,
         observed,
         org,
         coverage,
+        ownership,
     })
 }
 
@@ -434,15 +448,24 @@ async fn observe_and_plan(
         observed,
         org,
         coverage,
+        ownership,
     } = observe(deployment, ctx).await?;
+    // The plan converges the tags too: the operator's, the owner tag and the approval record.
+    let mut tagged = deployment.clone();
+    tagged.spec.tags = ownership::desired_tags(deployment, template.record.as_deref());
     let plan = plan::plan(
         Desired {
-            deployment,
+            deployment: &tagged,
             template: &template.effective,
             root_id: Some(&org.root_id),
         },
         &observed,
     )?;
+    if let ownership::Ownership::Adopting { earlier_release } = ownership
+        && let Some(step) = plan.first()
+    {
+        info!(earlier_release, first_step = step.action.name(), "adopting the stack set: its tags are added by the next update");
+    }
     let mut report = Report::new(
         deployment,
         &template.effective,
@@ -452,6 +475,15 @@ async fn observe_and_plan(
         &plan,
     );
     drift::spec_drift(deployment, ctx, &observed, &mut report);
+    if let Some(change) = &template.unapproved_change
+        && !report.spec_drift.iter().any(|d| d.field == "template")
+    {
+        report.spec_drift.push(SpecDrift {
+            field: "template",
+            applied: "the approved version".into(),
+            found: change.clone(),
+        });
+    }
     let due = deletion_due(deployment, ctx);
     let wait = due.saturating_duration_since(Instant::now());
     report.pending_deletions = plan

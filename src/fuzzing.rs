@@ -82,8 +82,12 @@ pub fn template(data: &[u8]) {
             staging_bucket: None,
             access_analyzer: false,
         };
-        for applied in [None, Some(&reference), Some(doc)] {
-            let assessment = template::decide(&spec, &params, applied, &candidate);
+        for baseline in [
+            template::Baseline::Absent,
+            template::Baseline::Approved(&reference),
+            template::Baseline::Unapproved(doc),
+        ] {
+            let assessment = template::decide(&spec, &params, baseline, &candidate);
             let _ = assessment.decision.message(&candidate.sha256);
         }
     }

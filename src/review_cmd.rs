@@ -145,7 +145,7 @@ pub fn diff(
     params: &Parameters,
     json_output: bool,
 ) -> (String, u8) {
-    let assessment = template::decide(&spec(level), params, Some(&old.document), new);
+    let assessment = template::decide(&spec(level), params, template::Baseline::Approved(&old.document), new);
     let decision = &assessment.decision;
     let widening = decision.judgment().is_some_and(|j| j.is_widening());
     let code = match decision.label() {

@@ -151,11 +151,20 @@ async fn manual_reports_the_new_version_and_applies_it_once_pinned() {
         "{{policy: DataOnly, url: \"{}\", updates: Manual}}",
         server.url()
     );
-    converge(&deployment(&manual), &ctx).await;
+    // Manual means manual: not even the first version is applied without a pin.
+    let err = controller::converge(&deployment(&manual), &ctx, |_| {}).await.unwrap_err();
+    assert!(err.to_string().contains(&format!("spec.template.sha256: {}", sha(&v1()))), "{err}");
+    assert!(applied(&sim).is_none(), "nothing created");
+    let first_pinned = format!(
+        "{{policy: DataOnly, url: \"{}\", updates: Manual, sha256: {}}}",
+        server.url(),
+        sha(&v1())
+    );
+    converge(&deployment(&first_pinned), &ctx).await;
     assert_eq!(
         applied(&sim).as_deref(),
         Some(v1().as_str()),
-        "the first version is applied"
+        "the first version is applied once pinned"
     );
 
     server.publish(&v2());

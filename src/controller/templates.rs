@@ -17,6 +17,38 @@ pub struct TemplateView {
     /// (so the plan proposes no template change).
     pub effective: Arc<Template>,
     pub report: TemplateReport,
+    /// The approval record the stack set should carry after the plan (`stacksetd.dev/template-sha256`): the
+    /// digest of the version stacksetd approved, left as it is while a version is held.
+    pub record: Option<String>,
+    /// The stack set's template is not the approved one (it was changed outside stacksetd).
+    pub unapproved_change: Option<String>,
+}
+
+/// The template side of a revocation (`ensure: Absent`): nothing is fetched, parsed or judged (the vendor's URL
+/// may be gone); the plan only deletes.
+pub(super) fn revocation_view(deployment: &Deployment, url: &str, observed: &Observed) -> TemplateView {
+    let body = observed
+        .stack_set
+        .as_ref()
+        .map_or_else(|| "{}".to_string(), |s| s.template_body.clone());
+    let effective = Template::from_body(url, body)
+        .or_else(|_| Template::from_body(url, "{}".to_string()))
+        .expect("an empty mapping is a template");
+    TemplateView {
+        effective: Arc::new(effective),
+        report: TemplateReport {
+            url: url.to_string(),
+            policy: deployment.spec.template.policy.map_or("custom", |p| p.as_str()),
+            decision: "revoking",
+            message: "ensure: Absent: the template is neither fetched nor judged".into(),
+            ..TemplateReport::default()
+        },
+        record: observed
+            .stack_set
+            .as_ref()
+            .and_then(|s| super::ownership::recorded(s).map(String::from)),
+        unapproved_change: None,
+    }
 }
 
 /// Apply the update policy to the version held. A version that may not be applied is reported and the plan is
@@ -34,9 +66,29 @@ pub(super) async fn template_view(
         .stack_set
         .as_ref()
         .map(|s| s.template_body.as_str());
+    // The baseline: the stack set's template when it is the version stacksetd approved (the approval record in
+    // its tags); the candidate itself when the candidate is that version (a console edit is then reverted to it);
+    // otherwise the stack set's template, unapproved.
+    let record = observed.stack_set.as_ref().and_then(super::ownership::recorded);
+    let live_sha = applied_body.map(|b| template::sha256_hex(b.as_bytes()));
+    let baseline = match (applied_body, record) {
+        (None, _) => None,
+        (Some(body), Some(r)) if live_sha.as_deref() == Some(r) => Some((body, true)),
+        (Some(_), Some(r)) if candidate.sha256 == r => Some((candidate.body.as_str(), true)),
+        (Some(body), _) => Some((body, false)),
+    };
+    let unapproved_change = match (record, &live_sha) {
+        (Some(r), Some(live)) if r != live => Some(format!(
+            "the stack set's template (sha256:{}) is not the version stacksetd approved (sha256:{}): changed \
+             outside stacksetd",
+            &live[..12],
+            &r[..r.len().min(12)]
+        )),
+        _ => None,
+    };
     let mut assessment = ctx
         .assessments
-        .assess(&spec.template, &spec.parameters, applied_body, &candidate);
+        .assess(&spec.template, &spec.parameters, baseline, &candidate);
     if spec.template.access_analyzer
         && let (Decision::Apply { judgment }, Some(applied)) = (&assessment.decision, applied_body)
         && !candidate.same_as(applied)
@@ -70,7 +122,7 @@ pub(super) async fn template_view(
         ctx.templates.state(url),
     );
     let effective = match (decision.allows(), applied_body) {
-        (true, _) => candidate,
+        (true, _) => candidate.clone(),
         (false, Some(body)) => {
             Arc::new(Template::from_body(url, body.to_string()).map_err(|e| {
                 Error::Conflict(format!(
@@ -95,7 +147,17 @@ pub(super) async fn template_view(
             });
         }
     };
-    Ok(TemplateView { effective, report })
+    let record = match (decision, &live_sha) {
+        (Decision::UpToDate, Some(live)) => Some(live.clone()),
+        (Decision::UpToDate | Decision::Apply { .. }, _) => Some(candidate.sha256.clone()),
+        _ => record.map(String::from),
+    };
+    Ok(TemplateView {
+        effective,
+        report,
+        record,
+        unapproved_change,
+    })
 }
 
 /// IAM Access Analyzer's CheckNoNewAccess on every changed policy document (`accessAnalyzer: true`): the reasons

@@ -64,6 +64,10 @@ pub struct Spec {
     pub suspend: bool,
     #[serde(default)]
     pub ensure: Ensure,
+    /// Take over an existing stack set of this name that stacksetd did not create (it gets the
+    /// `stacksetd.dev/deployment` tag). Without it such a stack set is reported and left alone.
+    #[serde(default)]
+    pub adopt: bool,
 }
 
 fn yes() -> bool {

@@ -325,12 +325,16 @@ fn parameters_and_tags(c: &mut Check, s: &Spec) {
             );
         }
     }
-    if s.tags.len() > MAX_TAGS {
+    // stacksetd adds two tags of its own (the owner and the approval record).
+    const OWN_TAGS: usize = 2;
+    if s.tags.len() > MAX_TAGS - OWN_TAGS {
         c.key(
             "spec.tags",
             format!(
-                "{} tags; AWS allows at most {MAX_TAGS} per stack set",
-                s.tags.len()
+                "{} tags; AWS allows at most {MAX_TAGS} per stack set and stacksetd adds {OWN_TAGS} of its own, so \
+                 at most {} may be given here",
+                s.tags.len(),
+                MAX_TAGS - OWN_TAGS
             ),
         );
     }
@@ -347,6 +351,13 @@ fn parameters_and_tags(c: &mut Check, s: &Spec) {
             c.key(
                 &field,
                 "tag keys starting with `aws:` are reserved for AWS; rename the tag",
+            );
+        }
+        if key.to_ascii_lowercase().starts_with("stacksetd.dev/") {
+            c.key(
+                &field,
+                "tag keys starting with `stacksetd.dev/` are stacksetd's own (the owner and the approved template); \
+                 rename the tag",
             );
         }
         let v = value.chars().count();

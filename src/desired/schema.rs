@@ -30,6 +30,7 @@ pub const FIELDS: &[(&str, &[&str])] = &[
             "accessCheck",
             "suspend",
             "ensure",
+            "adopt",
         ],
     ),
     (

@@ -27,6 +27,20 @@ pub enum HoldReason {
     PermissionWidening,
     /// IAM Access Analyzer's CheckNoNewAccess found new access (`accessAnalyzer: true`).
     AccessAnalyzer,
+    /// The stack set's template is not one stacksetd approved (changed outside it, or the stack set was
+    /// adopted): there is nothing to judge a new version against, so it needs a pin.
+    NoBaseline,
+}
+
+/// What a new version is judged against.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Baseline<'a> {
+    /// No stack set yet: the first version.
+    Absent,
+    /// The stack set's template, which stacksetd approved (its digest is the approval record).
+    Approved(&'a Value),
+    /// The stack set's template, not (or no longer) the approved one.
+    Unapproved(&'a Value),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -83,6 +97,10 @@ impl Decision {
                 reason: HoldReason::AccessAnalyzer,
                 ..
             } => "held_access_analyzer",
+            Decision::Hold {
+                reason: HoldReason::NoBaseline,
+                ..
+            } => "held_no_baseline",
             Decision::Refuse { .. } => "refused_allowlist",
             Decision::TooComplex => "refused_too_complex",
             Decision::PinMismatch { .. } => "pin_mismatch",
@@ -146,6 +164,14 @@ impl Decision {
                  spec.template.sha256: {sha256} to apply it",
                 widening(judgment)
             ),
+            Decision::Hold {
+                reason: HoldReason::NoBaseline,
+                ..
+            } => format!(
+                "template sha256:{short} is available, but the stack set's template is not one stacksetd approved \
+                 (changed outside stacksetd, or adopted), so there is nothing to judge it against; review it \
+                 (stacksetd template check), then set spec.template.sha256: {sha256} to apply it"
+            ),
             Decision::Refuse { offenses } => format!(
                 "template sha256:{short} is refused: the policy level forbids {}",
                 offenses
@@ -169,26 +195,31 @@ impl Decision {
     }
 }
 
-/// Decide whether `candidate` may be applied. `applied` is the stack set's current template (parsed), `None`
-/// when the stack set does not exist yet.
+/// Decide whether `candidate` may be applied, judged against `baseline` (the stack set's template, approved or
+/// not, or none yet).
 pub fn decide(
     spec: &TemplateSpec,
     parameters: &Parameters,
-    applied: Option<&Value>,
+    baseline: Baseline<'_>,
     candidate: &Template,
 ) -> Assessment {
     let mut warnings = Vec::new();
-    let decision = decision(spec, parameters, applied, candidate, &mut warnings);
+    let decision = decision(spec, parameters, baseline, candidate, &mut warnings);
     Assessment { decision, warnings }
 }
 
 fn decision(
     spec: &TemplateSpec,
     parameters: &Parameters,
-    applied: Option<&Value>,
+    baseline: Baseline<'_>,
     candidate: &Template,
     warnings: &mut Vec<String>,
 ) -> Decision {
+    let (applied, approved_baseline) = match baseline {
+        Baseline::Absent => (None, false),
+        Baseline::Approved(doc) => (Some(doc), true),
+        Baseline::Unapproved(doc) => (Some(doc), false),
+    };
     if let Some(pinned) = &spec.sha256
         && *pinned != candidate.sha256
     {
@@ -216,19 +247,36 @@ fn decision(
             bytes: candidate.body.len(),
         };
     }
+    // A pin of exactly this digest is the operator's approval.
+    let pinned = spec.sha256.is_some();
     let Some(applied) = applied else {
-        // The first version: nothing to approve against; the pin and the level were checked above.
-        return Decision::Apply {
-            judgment: Judgment::default(),
+        // The first version: nothing to judge it against; the pin and the level were checked above. Manual means
+        // manual: it waits for a pin too.
+        return if spec.updates == UpdatePolicy::Manual && !pinned {
+            Decision::Hold {
+                reason: HoldReason::Manual,
+                judgment: Judgment::default(),
+            }
+        } else {
+            Decision::Apply {
+                judgment: Judgment::default(),
+            }
         };
     };
     let judgment = match guard::judge(applied, &candidate.document, parameters) {
         Ok(j) => j,
         Err(guard::TooComplex) => return Decision::TooComplex,
     };
-    // A pin of exactly this digest is the operator's approval.
-    if spec.sha256.is_some() {
+    if pinned {
         return Decision::Apply { judgment };
+    }
+    if !approved_baseline {
+        // Judged against a template stacksetd never approved, a "no widening" would vouch for someone else's
+        // change: like Manual, only a pin applies it.
+        return Decision::Hold {
+            reason: HoldReason::NoBaseline,
+            judgment,
+        };
     }
     match spec.updates {
         UpdatePolicy::Manual => Decision::Hold {
@@ -254,18 +302,19 @@ pub struct Assessments {
 }
 
 impl Assessments {
+    /// `applied_body` is the stack set's template and whether stacksetd approved it.
     pub fn assess(
         &self,
         spec: &TemplateSpec,
         parameters: &Parameters,
-        applied_body: Option<&str>,
+        applied_body: Option<(&str, bool)>,
         candidate: &Template,
     ) -> Arc<Assessment> {
         let key = sha256_hex(
             serde_json::json!([
                 spec,
                 parameters,
-                applied_body.map(|b| sha256_hex(b.as_bytes())),
+                applied_body.map(|(b, approved)| (sha256_hex(b.as_bytes()), approved)),
                 candidate.sha256
             ])
             .to_string()
@@ -276,8 +325,13 @@ impl Assessments {
         }
         // An applied template that does not parse compares as `null`: different from anything, so any version is
         // a change and every permission is new.
-        let applied_doc = applied_body.map(|b| super::parse_document(b).unwrap_or_default());
-        let assessment = Arc::new(decide(spec, parameters, applied_doc.as_ref(), candidate));
+        let applied_doc = applied_body.map(|(b, approved)| (super::parse_document(b).unwrap_or_default(), approved));
+        let baseline = match &applied_doc {
+            None => Baseline::Absent,
+            Some((doc, true)) => Baseline::Approved(doc),
+            Some((doc, false)) => Baseline::Unapproved(doc),
+        };
+        let assessment = Arc::new(decide(spec, parameters, baseline, candidate));
         let mut cache = self.cache.lock().expect("assessment cache lock");
         if cache.len() >= CACHED_ASSESSMENTS {
             cache.clear();
@@ -292,6 +346,10 @@ mod tests {
     use super::*;
     use crate::desired::PolicyLevel;
     use crate::guard::Parameters;
+
+    fn approved(applied: Option<&serde_json::Value>) -> Baseline<'_> {
+        applied.map_or(Baseline::Absent, Baseline::Approved)
+    }
 
     fn role(actions: &[&str]) -> String {
         serde_json::json!({
@@ -344,9 +402,9 @@ mod tests {
         let auto = UpdatePolicy::Auto;
         let manual = UpdatePolicy::Manual;
         let cases: Vec<Case<'_>> = vec![
-            // First version: applied whatever the update policy, unless a pin names other content.
+            // First version: applied under Auto; Manual means manual (a pin first); a pin of other content holds.
             (auto, None, false, None, &v1, "apply"),
-            (manual, None, false, None, &v1, "apply"),
+            (manual, None, false, None, &v1, "held_manual"),
             (manual, Some(&v1), false, None, &v1, "apply"),
             (auto, Some(&narrower), false, None, &v1, "pin_mismatch"),
             // Same content: nothing to do.
@@ -431,7 +489,7 @@ mod tests {
             ),
         ];
         for (i, (updates, pin, widen, applied, candidate, want)) in cases.into_iter().enumerate() {
-            let got = decide(&spec(updates, pin, widen), &Parameters::new(), applied, candidate).decision;
+            let got = decide(&spec(updates, pin, widen), &Parameters::new(), approved(applied), candidate).decision;
             assert_eq!(
                 got.label(),
                 want,
@@ -453,7 +511,7 @@ mod tests {
         let got = decide(
             &spec(UpdatePolicy::Auto, None, false),
             &Parameters::new(),
-            Some(&applied.document),
+            Baseline::Approved(&applied.document),
             &wider,
         )
         .decision;
@@ -474,7 +532,7 @@ mod tests {
             (Some(&writer), None),
             (None, Some(&template(READ).document)),
         ] {
-            let got = decide(&spec(UpdatePolicy::Auto, pin, true), &Parameters::new(), applied, &writer).decision;
+            let got = decide(&spec(UpdatePolicy::Auto, pin, true), &Parameters::new(), approved(applied), &writer).decision;
             match &got {
                 Decision::Refuse { offenses } => {
                     assert!(
@@ -489,7 +547,7 @@ mod tests {
         // The other policy level's allowlist does not apply.
         let mut scheduling = spec(UpdatePolicy::Auto, None, true);
         scheduling.policy = Some(PolicyLevel::DataAndScheduling);
-        assert_eq!(decide(&scheduling, &Parameters::new(), None, &writer).decision.label(), "apply");
+        assert_eq!(decide(&scheduling, &Parameters::new(), Baseline::Absent, &writer).decision.label(), "apply");
     }
 
     #[test]
@@ -504,7 +562,7 @@ mod tests {
         let got = decide(
             &spec(UpdatePolicy::Manual, None, false),
             &Parameters::new(),
-            Some(&v1.document),
+            Baseline::Approved(&v1.document),
             &reformatted,
         )
         .decision;
@@ -516,7 +574,7 @@ mod tests {
         );
         let big = Template::from_body("u", padded).expect("valid");
         for applied in [None, Some(&v1.document)] {
-            let got = decide(&spec(UpdatePolicy::Auto, None, true), &Parameters::new(), applied, &big).decision;
+            let got = decide(&spec(UpdatePolicy::Auto, None, true), &Parameters::new(), approved(applied), &big).decision;
             assert!(
                 matches!(got, Decision::TooLarge { bytes } if bytes == big.body.len()),
                 "{got:?}"

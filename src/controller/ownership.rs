@@ -1,0 +1,112 @@
+//! Which stack sets stacksetd may touch, and what it approved. Both live in AWS as stack set tags, so a restart
+//! (or a second replica) loses nothing:
+//!
+//! - `stacksetd.dev/deployment=<metadata.name>`: the stack set is this deployment's. Every stack set stacksetd
+//!   creates carries it. A stack set of the configured name without it (made in the console wizard, or by another
+//!   team) is observed and reported, never updated or deleted, until the desired state says `adopt: true`;
+//!   adopting adds the tag. One tagged for another deployment is never touched.
+//! - `stacksetd.dev/template-sha256=<digest>`: the template version stacksetd last applied (the approval record).
+//!   The guard judges a new version against the stack set's template only when that template has this digest;
+//!   otherwise it was changed outside stacksetd, and no baseline exists.
+//!
+//! Stack sets made by stacksetd releases before these tags are recognised by their operation history (operation
+//! ids stacksetd derives begin with `stacksetd-`) and tagged on their next update, as if adopted.
+
+use std::collections::BTreeMap;
+
+use tracing::info;
+
+use super::Context;
+use crate::cloud::ObservedStackSet;
+use crate::desired::Deployment;
+use crate::error::Error;
+
+/// The tag naming the deployment a stack set belongs to.
+pub const OWNER_TAG: &str = "stacksetd.dev/deployment";
+/// The tag recording the sha256 of the template version stacksetd applied.
+pub const TEMPLATE_TAG: &str = "stacksetd.dev/template-sha256";
+/// Tag keys under this prefix are stacksetd's; `spec.tags` may not use them.
+pub const RESERVED_TAG_PREFIX: &str = "stacksetd.dev/";
+
+/// How many recent operations are read to recognise a stack set an earlier stacksetd release made.
+const HISTORY_LOOKBACK: usize = 20;
+
+/// Whose the observed stack set is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ownership {
+    /// No stack set of that name: created with the tags.
+    Absent,
+    /// Tagged for this deployment.
+    Owned,
+    /// Not tagged, and `adopt: true` (or made by an earlier stacksetd release): taken over, the tags added.
+    Adopting { earlier_release: bool },
+}
+
+/// Decide whether this pass may manage the stack set; an error (nothing is changed) when it may not.
+pub async fn check(
+    deployment: &Deployment,
+    ctx: &Context,
+    stack_set: Option<&ObservedStackSet>,
+) -> Result<Ownership, Error> {
+    let Some(stack_set) = stack_set else {
+        return Ok(Ownership::Absent);
+    };
+    let name = deployment.name();
+    match stack_set.tags.get(OWNER_TAG) {
+        Some(owner) if owner == name => Ok(Ownership::Owned),
+        Some(other) => Err(Error::Preflight {
+            reason: "stack_set_owned_elsewhere",
+            message: format!(
+                "stack set {} is tagged {OWNER_TAG}={other}: it belongs to deployment {other:?}, not {name:?}, and \
+                 stacksetd never touches it from here; choose another stackSetName, or change the tag if {other:?} \
+                 no longer exists",
+                stack_set.name
+            ),
+        }),
+        None if deployment.spec.adopt => Ok(Ownership::Adopting {
+            earlier_release: false,
+        }),
+        None => {
+            if made_by_stacksetd(deployment, ctx).await? {
+                info!(stack_set = %stack_set.name, "made by an earlier stacksetd release (its operations have stacksetd ids): tagging it on the next update");
+                return Ok(Ownership::Adopting {
+                    earlier_release: true,
+                });
+            }
+            Err(Error::Preflight {
+                reason: "stack_set_not_managed",
+                message: format!(
+                    "stack set {} exists, not managed by stacksetd (no {OWNER_TAG} tag): it is left as it is; set \
+                     spec.adopt: true to take it over",
+                    stack_set.name
+                ),
+            })
+        }
+    }
+}
+
+/// Whether the stack set's recent operations carry ids stacksetd derived.
+async fn made_by_stacksetd(deployment: &Deployment, ctx: &Context) -> Result<bool, Error> {
+    let spec = &deployment.spec;
+    let operations = ctx
+        .cloud
+        .list_operations(&spec.stack_set_name, spec.call_as, HISTORY_LOOKBACK)
+        .await?;
+    Ok(operations.iter().any(|op| op.id.starts_with("stacksetd-")))
+}
+
+/// The tags the stack set must carry: the operator's, stacksetd's owner tag, and the approval record (`record`:
+/// the digest of the template the plan leaves on the stack set, when stacksetd approved it).
+pub fn desired_tags(deployment: &Deployment, record: Option<&str>) -> BTreeMap<String, String> {
+    let mut tags = deployment.spec.tags.clone();
+    tags.insert(OWNER_TAG.to_string(), deployment.name().to_string());
+    if let Some(sha) = record {
+        tags.insert(TEMPLATE_TAG.to_string(), sha.to_string());
+    }
+    tags
+}
+
+/// The digest the approval record holds, if any.
+pub fn recorded(stack_set: &ObservedStackSet) -> Option<&str> {
+    stack_set.tags.get(TEMPLATE_TAG).map(String::as_str)
+}
