@@ -318,9 +318,22 @@ async fn observe_all<'a>(ctx: &Context, desired: &'a DesiredState) -> Vec<Planne
 
 async fn plan(ctx: &Context, desired: &DesiredState, detailed: bool, format: Format) -> ExitCode {
     let planned = observe_all(ctx, desired).await;
+    let named: Vec<&desired::Deployment> = desired.deployments.iter().collect();
+    // Reported, never acted on; a failed scan is named and does not fail the plan.
+    let orphans = controller::ownership::orphans(ctx, &named).await;
     match format {
-        Format::Text => print!("{}", output::plan_text(&planned)),
-        Format::Json => println!("{}", output::plan_json(&planned)),
+        Format::Text => {
+            print!("{}", output::plan_text(&planned));
+            print!("{}", output::orphans_text(&orphans));
+        }
+        Format::Json => {
+            let mut doc = output::plan_json(&planned);
+            doc["orphanedStackSets"] = match &orphans {
+                Ok(o) => serde_json::json!(o),
+                Err(e) => serde_json::json!({"error": e.to_string()}),
+            };
+            println!("{doc}");
+        }
     }
     let failed = planned.iter().any(|p| p.result.is_err());
     let changes = planned

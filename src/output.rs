@@ -34,6 +34,25 @@ pub fn safe(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// The orphaned stack sets (tagged for deployments the desired state no longer names), for `plan`.
+pub fn orphans_text(orphans: &Result<Vec<crate::controller::ownership::Orphan>, Error>) -> String {
+    match orphans {
+        Ok(list) if list.is_empty() => String::new(),
+        Ok(list) => list
+            .iter()
+            .map(|o| {
+                format!(
+                    "orphaned stack set {} (tagged for deployment {}): left in place; {}\n",
+                    safe(&o.stack_set),
+                    safe(&o.deployment),
+                    safe(&o.advice)
+                )
+            })
+            .collect(),
+        Err(e) => format!("orphaned stack sets: not scanned ({e})\n"),
+    }
+}
+
 /// The result of planning one deployment.
 pub struct Planned<'a> {
     pub deployment: &'a Deployment,

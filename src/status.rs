@@ -25,6 +25,9 @@ pub struct Status {
     pub shutting_down: bool,
     pub desired_state: DesiredFileStatus,
     pub deployments: BTreeMap<String, DeploymentStatus>,
+    /// Stack sets tagged for a deployment the desired state no longer names: reported, never deleted by
+    /// themselves (from the last scan, every `org_scan_interval`).
+    pub orphaned_stack_sets: Vec<crate::controller::ownership::Orphan>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -118,6 +121,7 @@ impl StatusBoard {
                     last_load: None,
                 },
                 deployments: BTreeMap::new(),
+                orphaned_stack_sets: Vec::new(),
             }),
             ready: watch::channel(false).0,
         }
@@ -126,6 +130,10 @@ impl StatusBoard {
     fn with<T>(&self, f: impl FnOnce(&mut Status) -> T) -> T {
         let mut status = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut status)
+    }
+
+    pub fn set_orphans(&self, orphans: Vec<crate::controller::ownership::Orphan>) {
+        self.with(|s| s.orphaned_stack_sets = orphans);
     }
 
     pub fn snapshot(&self) -> Status {

@@ -206,6 +206,9 @@ impl Cloud for Probe {
     async fn assume_role(&self, role_arn: &str, session_name: &str) -> Result<(), Error> {
         self.inner.assume_role(role_arn, session_name).await
     }
+    async fn list_stack_sets(&self, call_as: CallAs) -> Result<Vec<String>, Error> {
+        self.inner.list_stack_sets(call_as).await
+    }
     async fn stage_template(&self, bucket: &str, key: &str, body: &str) -> Result<String, Error> {
         self.mutated("PutObject");
         self.inner.stage_template(bucket, key, body).await

@@ -343,6 +343,8 @@ pub trait Cloud: Send + Sync + 'static {
     /// CloudFormation ActivateOrganizationsAccess (the StackSets console's "Enable trusted access").
     async fn activate_organizations_access(&self) -> Result<()>;
 
+    /// ListStackSets: the ACTIVE service-managed stack sets' names, every page.
+    async fn list_stack_sets(&self, call_as: CallAs) -> Result<Vec<String>>;
     /// DescribeStackSet; `Ok(None)` for StackSetNotFoundException.
     async fn describe_stack_set(
         &self,

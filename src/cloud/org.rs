@@ -72,14 +72,49 @@ impl OrgSnapshot {
 }
 
 /// Walk the organization breadth first from its root.
+/// `r-` and 4 to 32 lowercase letters or digits (Organizations' root id pattern).
+fn is_root_id(id: &str) -> bool {
+    id.strip_prefix("r-")
+        .is_some_and(|rest| (4..=32).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+}
+
+/// `ou-`, then the root part and the OU part separated by `-` (Organizations' OU id pattern).
+fn is_ou_id(id: &str) -> bool {
+    id.strip_prefix("ou-").is_some_and(|rest| {
+        let mut parts = rest.split('-');
+        let ok = |p: Option<&str>, min: usize| {
+            p.is_some_and(|p| (min..=32).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        };
+        ok(parts.next(), 4) && ok(parts.next(), 8) && parts.next().is_none()
+    })
+}
+
+fn partial(what: &str) -> crate::error::Error {
+    crate::error::Error::Preflight {
+        reason: "organization_listing_incomplete",
+        message: format!(
+            "the organization listing looks incomplete ({what}); nothing is planned from it, the previous listing \
+             stays in use, and the scan is retried"
+        ),
+    }
+}
+
 pub async fn scan(cloud: &dyn Cloud) -> Result<OrgSnapshot> {
     let info = cloud.describe_organization().await?;
     let roots = cloud.list_roots().await?;
+    // A listing that looks partial is an error of the scan, never "fewer accounts": the previous snapshot stays
+    // in use and plans never see an empty or malformed root (which would drop every target).
+    let root_id = match roots.as_slice() {
+        [root] if is_root_id(&root.id) => root.id.clone(),
+        [] => return Err(partial("ListRoots returned no root")),
+        [root] => return Err(partial(&format!("ListRoots returned {:?}, which is not a root id (r-...)", root.id))),
+        many => return Err(partial(&format!("ListRoots returned {} roots; an organization has one", many.len()))),
+    };
     let mut snapshot = OrgSnapshot {
         organization_id: info.id,
         management_account_id: info.management_account_id,
         feature_set: info.feature_set,
-        root_id: roots.first().map(|r| r.id.clone()).unwrap_or_default(),
+        root_id,
         ..OrgSnapshot::default()
     };
     let mut queue: VecDeque<String> = VecDeque::new();
@@ -96,6 +131,12 @@ pub async fn scan(cloud: &dyn Cloud) -> Result<OrgSnapshot> {
     }
     while let Some(parent) = queue.pop_front() {
         for account in cloud.list_accounts(&parent).await? {
+            if account.id.len() != 12 || !account.id.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(partial(&format!(
+                    "ListAccountsForParent({parent}) returned {:?}, which is not an account id",
+                    account.id
+                )));
+            }
             snapshot.accounts.insert(
                 account.id.clone(),
                 OrgAccount {
@@ -105,6 +146,12 @@ pub async fn scan(cloud: &dyn Cloud) -> Result<OrgSnapshot> {
             );
         }
         for unit in cloud.list_organizational_units(&parent).await? {
+            if !is_ou_id(&unit.id) {
+                return Err(partial(&format!(
+                    "ListOrganizationalUnitsForParent({parent}) returned {:?}, which is not an OU id (ou-...)",
+                    unit.id
+                )));
+            }
             queue.push_back(unit.id.clone());
             snapshot.units.insert(
                 unit.id.clone(),

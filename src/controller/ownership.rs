@@ -110,3 +110,63 @@ pub fn desired_tags(deployment: &Deployment, record: Option<&str>) -> BTreeMap<S
 pub fn recorded(stack_set: &ObservedStackSet) -> Option<&str> {
     stack_set.tags.get(TEMPLATE_TAG).map(String::as_str)
 }
+
+/// A stack set tagged for a deployment the desired state no longer names (its document removed, or its
+/// `stackSetName` changed, as when a vendor's new policy comes as a new stack set). Reported, never deleted by
+/// itself.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Orphan {
+    pub stack_set: String,
+    /// The deployment its tag names.
+    pub deployment: String,
+    /// What to do about it.
+    pub advice: String,
+}
+
+/// The orphaned stack sets: ListStackSets (for each CallAs the deployments use), then DescribeStackSet of each
+/// stack set no deployment names, to read its owner tag. One listing and a handful of descriptions, on the
+/// organization-scan cadence (never in a pass).
+pub async fn orphans(ctx: &Context, deployments: &[&Deployment]) -> Result<Vec<Orphan>, Error> {
+    use std::collections::BTreeSet;
+    let names: BTreeSet<&str> = deployments.iter().map(|d| d.spec.stack_set_name.as_str()).collect();
+    let mut call_as: Vec<crate::cloud::CallAs> = deployments.iter().map(|d| d.spec.call_as).collect();
+    if call_as.is_empty() {
+        call_as.push(Default::default());
+    }
+    call_as.dedup();
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    for call_as in call_as {
+        for name in ctx.cloud.list_stack_sets(call_as).await? {
+            if names.contains(name.as_str()) || !seen.insert(name.clone()) {
+                continue;
+            }
+            let Some(stack_set) = ctx.cloud.describe_stack_set(&name, call_as).await? else {
+                continue;
+            };
+            let Some(owner) = stack_set.tags.get(OWNER_TAG) else {
+                continue;
+            };
+            let current = deployments.iter().find(|d| d.name() == owner);
+            let advice = match current {
+                Some(d) => format!(
+                    "deployment {owner} now manages stack set {} (its stackSetName changed); {name} is left as it \
+                     is: to keep it, remove its {OWNER_TAG} tag; to revoke it, remove the tag, then add a document \
+                     with stackSetName {name}, adopt: true and ensure: Absent",
+                    d.spec.stack_set_name
+                ),
+                None => format!(
+                    "no deployment {owner} in the desired state; to revoke it, add a document with metadata.name \
+                     {owner}, stackSetName {name} and ensure: Absent; to keep it, remove its {OWNER_TAG} tag"
+                ),
+            };
+            out.push(Orphan {
+                stack_set: name,
+                deployment: owner.clone(),
+                advice,
+            });
+        }
+    }
+    Ok(out)
+}

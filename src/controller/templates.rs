@@ -9,7 +9,7 @@ use super::{Context, TemplateReport};
 use crate::desired::Deployment;
 use crate::error::Error;
 use crate::plan::Observed;
-use crate::template::{self, Assessment, Decision, Template};
+use crate::template::{self, Assessment, BaselineState, Decision, Template};
 
 /// The template side of an observation.
 pub struct TemplateView {
@@ -73,9 +73,10 @@ pub(super) async fn template_view(
     let live_sha = applied_body.map(|b| template::sha256_hex(b.as_bytes()));
     let baseline = match (applied_body, record) {
         (None, _) => None,
-        (Some(body), Some(r)) if live_sha.as_deref() == Some(r) => Some((body, true)),
-        (Some(_), Some(r)) if candidate.sha256 == r => Some((candidate.body.as_str(), true)),
-        (Some(body), _) => Some((body, false)),
+        (Some(body), Some(r)) if live_sha.as_deref() == Some(r) => Some((body, BaselineState::Approved)),
+        (Some(_), Some(r)) if candidate.sha256 == r => Some((candidate.body.as_str(), BaselineState::Approved)),
+        (Some(body), Some(_)) => Some((body, BaselineState::Unapproved)),
+        (Some(body), None) => Some((body, BaselineState::Unrecorded)),
     };
     let unapproved_change = match (record, &live_sha) {
         (Some(r), Some(live)) if r != live => Some(format!(
@@ -147,10 +148,15 @@ pub(super) async fn template_view(
             });
         }
     };
-    let record = match (decision, &live_sha) {
-        (Decision::UpToDate, Some(live)) => Some(live.clone()),
-        (Decision::UpToDate | Decision::Apply { .. }, _) => Some(candidate.sha256.clone()),
-        _ => record.map(String::from),
+    // The record names the bytes the stack set will hold: the candidate's when the plan applies them, the stack
+    // set's own when they are the candidate's content already (reformatted, or an adopted stack set).
+    let record = if decision.allows() {
+        match (applied_body, &live_sha) {
+            (Some(body), Some(live)) if candidate.same_as(body) => Some(live.clone()),
+            _ => Some(candidate.sha256.clone()),
+        }
+    } else {
+        record.map(String::from)
     };
     Ok(TemplateView {
         effective,

@@ -156,6 +156,9 @@ impl Cloud for Gate {
         self.inner.assume_role(role_arn, session_name).await
     }
 
+    async fn list_stack_sets(&self, call_as: CallAs) -> Result<Vec<String>> {
+        self.inner.list_stack_sets(call_as).await
+    }
     /// Uploading a template precedes a change: gated like one.
     async fn stage_template(&self, bucket: &str, key: &str, body: &str) -> Result<String> {
         self.check("PutObject")?;

@@ -188,6 +188,7 @@ impl Daemon {
             options.access_check_concurrency,
             stop_rx_for_access,
         ));
+        let orphan_scan = tokio::spawn(scan_orphans(ctx.clone(), status.clone(), deployments_rx.clone()));
         let poller = tokio::spawn(templates::poll_templates(
             ctx.clone(),
             status.clone(),
@@ -266,6 +267,7 @@ impl Daemon {
             http_task.abort();
         }
         poller.abort();
+        orphan_scan.abort();
         access_checker.abort();
         ready_task.abort();
         watchdog_task.abort();
@@ -343,6 +345,34 @@ fn apply_load(
         }
     }
     None
+}
+
+/// Every `org_scan_interval`, the stack sets tagged for deployments the desired state no longer names, into
+/// /status (reported only; a failed scan keeps the last result and is logged).
+async fn scan_orphans(
+    ctx: Arc<controller::Context>,
+    status: Arc<StatusBoard>,
+    mut deployments: watch::Receiver<Vec<Arc<crate::desired::Deployment>>>,
+) {
+    loop {
+        let current = deployments.borrow_and_update().clone();
+        if !current.is_empty() {
+            let named: Vec<&crate::desired::Deployment> = current.iter().map(|d| d.as_ref()).collect();
+            match controller::ownership::orphans(&ctx, &named).await {
+                Ok(orphans) => {
+                    for o in &orphans {
+                        warn!(stack_set = %o.stack_set, deployment = %o.deployment, "orphaned stack set: {}", o.advice);
+                    }
+                    status.set_orphans(orphans);
+                }
+                Err(e) => warn!(error = %e, "scanning for orphaned stack sets failed; the last result stays"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(ctx.config.org_scan_interval) => {}
+            changed = deployments.changed() => if changed.is_err() { return },
+        }
+    }
 }
 
 fn metrics_error(e: prometheus::Error) -> Error {

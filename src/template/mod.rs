@@ -17,7 +17,7 @@ mod source;
 
 pub use parse::{MAX_TEMPLATE_YAML_NODES, parse_document};
 
-pub use policy::{Assessment, Assessments, Baseline, Decision, HoldReason, decide};
+pub use policy::{Assessment, Assessments, Baseline, BaselineState, Decision, HoldReason, decide};
 pub use source::{Fetched, Fetcher, Poll, SourceState, TemplateSource, Validators};
 
 /// Where the vendor publishes its two policy levels (the seed's setup guide).

@@ -39,7 +39,11 @@ pub enum Baseline<'a> {
     Absent,
     /// The stack set's template, which stacksetd approved (its digest is the approval record).
     Approved(&'a Value),
-    /// The stack set's template, not (or no longer) the approved one.
+    /// The stack set's template, never recorded as approved (an adopted stack set): the same content as the
+    /// candidate is taken as it is; a different one needs a pin.
+    Unrecorded(&'a Value),
+    /// The stack set's template, which is not the version the approval record names (changed outside
+    /// stacksetd): every version needs a pin, the one that equals it included.
     Unapproved(&'a Value),
 }
 
@@ -215,11 +219,14 @@ fn decision(
     candidate: &Template,
     warnings: &mut Vec<String>,
 ) -> Decision {
-    let (applied, approved_baseline) = match baseline {
-        Baseline::Absent => (None, false),
-        Baseline::Approved(doc) => (Some(doc), true),
-        Baseline::Unapproved(doc) => (Some(doc), false),
+    let (applied, approved_baseline, tampered) = match baseline {
+        Baseline::Absent => (None, false, false),
+        Baseline::Approved(doc) => (Some(doc), true, false),
+        Baseline::Unrecorded(doc) => (Some(doc), false, false),
+        Baseline::Unapproved(doc) => (Some(doc), false, true),
     };
+    // A pin of exactly this digest is the operator's approval.
+    let pinned = spec.sha256.is_some();
     if let Some(pinned) = &spec.sha256
         && *pinned != candidate.sha256
     {
@@ -240,6 +247,14 @@ fn decision(
         }
     }
     if applied.is_some_and(|doc| *doc == candidate.document) {
+        // Changed outside stacksetd into what the vendor now publishes: still never judged against the approved
+        // version, so it is not accepted without a pin.
+        if tampered && !pinned {
+            return Decision::Hold {
+                reason: HoldReason::NoBaseline,
+                judgment: Judgment::default(),
+            };
+        }
         return Decision::UpToDate;
     }
     if candidate.body.len() > MAX_TEMPLATE_BODY_BYTES && spec.staging_bucket.is_none() {
@@ -247,8 +262,6 @@ fn decision(
             bytes: candidate.body.len(),
         };
     }
-    // A pin of exactly this digest is the operator's approval.
-    let pinned = spec.sha256.is_some();
     let Some(applied) = applied else {
         // The first version: nothing to judge it against; the pin and the level were checked above. Manual means
         // manual: it waits for a pin too.
@@ -291,6 +304,14 @@ fn decision(
     }
 }
 
+/// What the approval record says of the stack set's template (see [`Baseline`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum BaselineState {
+    Approved,
+    Unrecorded,
+    Unapproved,
+}
+
 /// Most assessments kept; judging is pure, so a repeated (settings, parameters, applied, candidate) is answered
 /// from here instead of judging again on every pass.
 const CACHED_ASSESSMENTS: usize = 512;
@@ -302,12 +323,12 @@ pub struct Assessments {
 }
 
 impl Assessments {
-    /// `applied_body` is the stack set's template and whether stacksetd approved it.
+    /// `applied_body` is the stack set's template and what the approval record says of it.
     pub fn assess(
         &self,
         spec: &TemplateSpec,
         parameters: &Parameters,
-        applied_body: Option<(&str, bool)>,
+        applied_body: Option<(&str, BaselineState)>,
         candidate: &Template,
     ) -> Arc<Assessment> {
         let key = sha256_hex(
@@ -325,11 +346,12 @@ impl Assessments {
         }
         // An applied template that does not parse compares as `null`: different from anything, so any version is
         // a change and every permission is new.
-        let applied_doc = applied_body.map(|(b, approved)| (super::parse_document(b).unwrap_or_default(), approved));
+        let applied_doc = applied_body.map(|(b, state)| (super::parse_document(b).unwrap_or_default(), state));
         let baseline = match &applied_doc {
             None => Baseline::Absent,
-            Some((doc, true)) => Baseline::Approved(doc),
-            Some((doc, false)) => Baseline::Unapproved(doc),
+            Some((doc, BaselineState::Approved)) => Baseline::Approved(doc),
+            Some((doc, BaselineState::Unrecorded)) => Baseline::Unrecorded(doc),
+            Some((doc, BaselineState::Unapproved)) => Baseline::Unapproved(doc),
         };
         let assessment = Arc::new(decide(spec, parameters, baseline, candidate));
         let mut cache = self.cache.lock().expect("assessment cache lock");

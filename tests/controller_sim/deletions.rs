@@ -129,3 +129,296 @@ async fn revoking_waits_for_the_delay_too() {
     converge_ok(&absent, &ctx).await;
     assert!(sim.stack_set(STACK_SET).is_none_or(|s| s.status != stacksetd::cloud::StackSetStatus::Active));
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Ownership: stack sets stacksetd did not create are left alone until adopted.
+
+use std::sync::Arc;
+
+use stacksetd::cloud::{
+    AutoDeployment, Cloud, CreateStackSet, InstancesRequest, OperationPreferences, Parameter, Targets,
+    UpdateStackSet,
+};
+use stacksetd::controller::ownership::{OWNER_TAG, TEMPLATE_TAG};
+
+const TEMPLATE_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/templates/aimably-data-only.json");
+
+/// Someone else's stack set of the configured name (the console wizard's), with instances.
+async fn console_stack_set(sim: &Sim, tags: &[(&str, &str)]) {
+    let cloud: Arc<dyn Cloud> = Arc::new(sim.clone());
+    cloud
+        .create_stack_set(&CreateStackSet {
+            name: STACK_SET.into(),
+            call_as: Default::default(),
+            description: Some("made in the console".into()),
+            template_body: std::fs::read_to_string(TEMPLATE_FILE).unwrap(),
+            template_url: None,
+            parameters: [("ManagementAccountId".to_string(), "123456789012".to_string())].into(),
+            capabilities: ["CAPABILITY_NAMED_IAM".to_string()].into(),
+            tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            auto_deployment: AutoDeployment {
+                enabled: true,
+                retain_stacks_on_account_removal: false,
+            },
+            managed_execution: false,
+            client_token: "console-create".into(),
+        })
+        .await
+        .expect("created");
+    cloud
+        .create_stack_instances(&InstancesRequest {
+            name: STACK_SET.into(),
+            call_as: Default::default(),
+            targets: Targets {
+                organizational_unit_ids: vec![sim.root_id()],
+                accounts: vec![],
+                account_filter_type: Default::default(),
+            },
+            regions: vec![REGION.into()],
+            preferences: OperationPreferences::default(),
+            operation_id: "console-instances".into(),
+        })
+        .await
+        .expect("instances");
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+}
+
+fn mutations(sim: &Sim) -> u64 {
+    mutating_calls(&sim.calls().by_operation()).len() as u64
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_untagged_stack_set_is_left_alone_until_adopted() {
+    let sim = Sim::realistic(SimConfig::default());
+    console_stack_set(&sim, &[]).await;
+    let before = mutations(&sim);
+    let ctx = sim_context(&sim);
+    let deployment = Spec::whole_org().deployment();
+    let (result, _) = converge(&deployment, &ctx).await;
+    let err = result.expect_err("not managed");
+    assert_eq!(err.metric_label(), "stack_set_not_managed");
+    assert!(err.to_string().contains("set spec.adopt: true to take it over"), "{err}");
+    assert_eq!(mutations(&sim), before, "nothing updated or deleted");
+    // Not even a revocation touches it.
+    let absent = Spec { ensure: "Absent", ..Spec::whole_org() }.deployment();
+    assert!(converge(&absent, &ctx).await.0.is_err());
+    assert!(sim.stack_set(STACK_SET).is_some());
+
+    let adopted = Spec {
+        extra: "  adopt: true\n".into(),
+        ..Spec::whole_org()
+    }
+    .deployment();
+    converge_ok(&adopted, &ctx).await;
+    let tags = sim.stack_set(STACK_SET).unwrap().tags;
+    assert_eq!(tags.get(OWNER_TAG).map(String::as_str), Some("aimably"));
+    assert!(tags.contains_key(TEMPLATE_TAG), "the approval record: {tags:?}");
+    // Once tagged it is the deployment's, with or without adopt.
+    converge_ok(&deployment, &ctx).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stack_set_tagged_for_another_deployment_is_never_touched() {
+    let sim = Sim::realistic(SimConfig::default());
+    console_stack_set(&sim, &[(OWNER_TAG, "someone-else")]).await;
+    let before = mutations(&sim);
+    let ctx = sim_context(&sim);
+    for extra in ["", "  adopt: true\n"] {
+        let d = Spec { extra: extra.into(), ..Spec::whole_org() }.deployment();
+        let err = converge(&d, &ctx).await.0.expect_err("owned elsewhere");
+        assert_eq!(err.metric_label(), "stack_set_owned_elsewhere");
+        assert!(err.to_string().contains("someone-else"), "{err}");
+    }
+    assert_eq!(mutations(&sim), before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stack_set_made_by_an_earlier_release_is_recognised_and_tagged() {
+    let sim = Sim::realistic(SimConfig::default());
+    let ctx = sim_context(&sim);
+    let deployment = Spec::whole_org().deployment();
+    converge_ok(&deployment, &ctx).await;
+    // An earlier release tagged nothing: remove the tags as it would have left them.
+    let current = sim.stack_set(STACK_SET).unwrap();
+    let cloud: Arc<dyn Cloud> = Arc::new(sim.clone());
+    cloud
+        .update_stack_set(&UpdateStackSet {
+            name: STACK_SET.into(),
+            call_as: Default::default(),
+            description: current.description.clone(),
+            template_body: None,
+            template_url: None,
+            parameters: current.parameters.keys().map(|k| Parameter { key: k.clone(), value: None }).collect(),
+            capabilities: current.capabilities.clone(),
+            tags: Default::default(),
+            auto_deployment: None,
+            managed_execution: None,
+            preferences: OperationPreferences::default(),
+            operation_id: "untag".into(),
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    converge_ok(&deployment, &sim_context(&sim)).await;
+    assert_eq!(sim.stack_set(STACK_SET).unwrap().tags.get(OWNER_TAG).map(String::as_str), Some("aimably"));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The approval record: a console edit is spec drift, reverted, and never becomes the baseline.
+
+#[tokio::test(start_paused = true)]
+async fn a_console_edited_template_is_reverted_and_a_later_widening_publication_is_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("vendor.json");
+    let v1 = std::fs::read_to_string(TEMPLATE_FILE).unwrap();
+    std::fs::write(&file, &v1).unwrap();
+    let mut widened: serde_json::Value = serde_json::from_str(&v1).unwrap();
+    widened["Resources"]["AimablyMemberRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][0]["Action"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!("cloudtrail:LookupEvents"));
+    let widened = serde_json::to_string_pretty(&widened).unwrap();
+    let url = url::Url::from_file_path(&file).unwrap().to_string();
+    let spec = Spec {
+        extra: String::new(),
+        ..Spec::whole_org()
+    };
+    let yaml_deployment = || {
+        let mut d = spec.deployment();
+        d.spec.template.url = Some(url.clone());
+        d
+    };
+    let deployment = yaml_deployment();
+    let sim = Sim::realistic(SimConfig::default());
+    let ctx = sim_context(&sim);
+    converge_ok(&deployment, &ctx).await;
+    assert_eq!(
+        sim.stack_set(STACK_SET).unwrap().tags.get(TEMPLATE_TAG),
+        Some(&stacksetd::template::sha256_hex(v1.as_bytes()))
+    );
+
+    // Someone with UpdateStackSet puts the widened template on by hand (tags untouched).
+    let console_edit = |body: String, id: &'static str| {
+        let sim = sim.clone();
+        async move {
+            let current = sim.stack_set(STACK_SET).unwrap();
+            let cloud: Arc<dyn Cloud> = Arc::new(sim.clone());
+            cloud
+                .update_stack_set(&UpdateStackSet {
+                    name: STACK_SET.into(),
+                    call_as: Default::default(),
+                    description: current.description.clone(),
+                    template_body: Some(body),
+                    template_url: None,
+                    parameters: current.parameters.keys().map(|k| Parameter { key: k.clone(), value: None }).collect(),
+                    capabilities: current.capabilities.clone(),
+                    tags: current.tags.clone(),
+                    auto_deployment: None,
+                    managed_execution: None,
+                    preferences: OperationPreferences::default(),
+                    operation_id: id.into(),
+                })
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+    };
+    console_edit(widened.clone(), "console-1").await;
+    // A fresh controller (a restart: nothing remembered) sees it as spec drift and reverts it.
+    let ctx = sim_context(&sim);
+    let outcome = controller::reconcile(&deployment, &ctx).await.unwrap();
+    assert!(outcome.report.spec_drift.iter().any(|d| d.field == "template"), "{:?}", outcome.report.spec_drift);
+    converge_ok(&deployment, &ctx).await;
+    assert_eq!(sim.stack_set(STACK_SET).unwrap().template_body, v1, "reverted to the approved version");
+
+    // Edited again, and now the vendor publishes that same widening: judged against the approved v1, held.
+    console_edit(widened.clone(), "console-2").await;
+    std::fs::write(&file, &widened).unwrap();
+    let ctx = sim_context(&sim);
+    let outcome = controller::converge(&deployment, &ctx, |_| {}).await.unwrap();
+    let t = outcome.report.template.as_ref().unwrap();
+    assert_eq!(t.decision, "held_no_baseline", "{t:?}");
+    assert!(t.message.contains("spec.template.sha256"), "{}", t.message);
+    assert_eq!(
+        sim.stack_set(STACK_SET).unwrap().tags.get(TEMPLATE_TAG),
+        Some(&stacksetd::template::sha256_hex(v1.as_bytes())),
+        "the console's version never becomes the approval"
+    );
+    // Pinned, it is applied and recorded.
+    let mut pinned = deployment.clone();
+    pinned.spec.template.sha256 = Some(stacksetd::template::sha256_hex(widened.as_bytes()));
+    converge_ok(&pinned, &ctx).await;
+    assert_eq!(
+        sim.stack_set(STACK_SET).unwrap().tags.get(TEMPLATE_TAG),
+        Some(&stacksetd::template::sha256_hex(widened.as_bytes()))
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Revocation needs nothing from the vendor.
+
+#[tokio::test(start_paused = true)]
+async fn revocation_works_with_the_template_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("vendor.json");
+    std::fs::write(&file, std::fs::read_to_string(TEMPLATE_FILE).unwrap()).unwrap();
+    let url = url::Url::from_file_path(&file).unwrap().to_string();
+    let sim = Sim::realistic(SimConfig::default());
+    let mut present = Spec::whole_org().deployment();
+    present.spec.template.url = Some(url.clone());
+    converge_ok(&present, &sim_context(&sim)).await;
+    std::fs::remove_file(&file).unwrap();
+    let mut absent = Spec { ensure: "Absent", ..Spec::whole_org() }.deployment();
+    absent.spec.template.url = Some(url);
+    // A fresh controller: nothing cached, the URL answers "not found".
+    let ctx = sim_context(&sim);
+    let outcome = controller::converge(&absent, &ctx, |_| {}).await.expect("revoked without the template");
+    assert!(outcome.is_converged());
+    assert!(sim.stack_set(STACK_SET).is_none_or(|s| s.status != stacksetd::cloud::StackSetStatus::Active));
+    assert_eq!(outcome.report.template.as_ref().map(|t| t.decision), Some("revoking"));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Orphans and partial listings.
+
+#[tokio::test(start_paused = true)]
+async fn a_renamed_stack_sets_old_one_is_reported_as_orphaned_and_left_in_place() {
+    let sim = Sim::realistic(SimConfig::default());
+    let ctx = sim_context(&sim);
+    let old = Spec::whole_org().deployment();
+    converge_ok(&old, &ctx).await;
+    // The vendor's new policy comes as a new stack set: the operator changes stackSetName.
+    let mut renamed = old.clone();
+    renamed.spec.stack_set_name = "AimablyDataAndScheduling".into();
+    converge_ok(&renamed, &ctx).await;
+    let orphans = stacksetd::controller::ownership::orphans(&ctx, &[&renamed]).await.unwrap();
+    assert_eq!(orphans.len(), 1, "{orphans:?}");
+    assert_eq!(orphans[0].stack_set, STACK_SET);
+    assert_eq!(orphans[0].deployment, "aimably");
+    assert!(orphans[0].advice.contains("remove its stacksetd.dev/deployment tag"), "{}", orphans[0].advice);
+    assert!(sim.stack_set(STACK_SET).is_some_and(|s| s.status == stacksetd::cloud::StackSetStatus::Active));
+    assert!(!current_pairs(&sim).is_empty());
+    // Its document removed altogether: the same, with how to revoke it.
+    let orphans = stacksetd::controller::ownership::orphans(&ctx, &[]).await.unwrap();
+    assert_eq!(orphans.len(), 2);
+    assert!(orphans.iter().all(|o| o.advice.contains("ensure: Absent")));
+}
+
+/// ListRoots answering nothing (a transient partial answer): an error of the scan, never "no targets".
+#[tokio::test(start_paused = true)]
+async fn an_empty_root_listing_deletes_nothing() {
+    let sim = Sim::realistic(SimConfig::default());
+    converge_ok(&Spec::whole_org().deployment(), &sim_context(&sim)).await;
+    let before = current_pairs(&sim);
+    let lagging = Lagging::new(&sim);
+    lagging.hide_roots(true);
+    let ctx = Context::new(lagging.clone(), Config { deletion_delay: Duration::ZERO, ..config() });
+    let err = controller::reconcile(&Spec::whole_org().deployment(), &ctx).await.unwrap_err();
+    assert_eq!(err.metric_label(), "organization_listing_incomplete", "{err}");
+    assert_eq!(current_pairs(&sim), before);
+    assert_eq!(calls(&sim, "DeleteStackInstances"), 0);
+    // The answer comes back whole: a normal pass, still nothing deleted.
+    lagging.hide_roots(false);
+    converge_ok(&Spec::whole_org().deployment(), &ctx).await;
+    assert_eq!(calls(&sim, "DeleteStackInstances"), 0);
+}

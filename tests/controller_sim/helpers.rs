@@ -302,6 +302,8 @@ struct View {
     hidden_operations: BTreeSet<String>,
     /// DescribeStackSet and ListStackInstances answers from before the change.
     stale: Option<(Option<ObservedStackSet>, Vec<StackInstance>)>,
+    /// ListRoots answers with no root.
+    no_roots: bool,
 }
 
 /// The sim behind eventually consistent listings, as AWS documents ListStackSetOperations to be. Every call
@@ -321,6 +323,11 @@ impl Lagging {
 
     fn view(&self) -> std::sync::MutexGuard<'_, View> {
         self.view.lock().expect("lagging view poisoned")
+    }
+
+    /// ListRoots answers with no root (a transient partial answer) while `on`.
+    pub fn hide_roots(&self, on: bool) {
+        self.view().no_roots = on;
     }
 
     /// ListStackSetOperations does not show this operation until `catch_up`.
@@ -348,7 +355,8 @@ impl Cloud for Lagging {
         self.sim.describe_organization().await
     }
     async fn list_roots(&self) -> stacksetd::cloud::Result<Vec<OrgNode>> {
-        self.sim.list_roots().await
+        let roots = self.sim.list_roots().await?;
+        Ok(if self.view().no_roots { Vec::new() } else { roots })
     }
     async fn list_organizational_units(
         &self,
@@ -471,6 +479,9 @@ impl Cloud for Lagging {
         session_name: &str,
     ) -> stacksetd::cloud::Result<()> {
         self.sim.assume_role(role_arn, session_name).await
+    }
+    async fn list_stack_sets(&self, call_as: stacksetd::cloud::CallAs) -> stacksetd::cloud::Result<Vec<String>> {
+        self.sim.list_stack_sets(call_as).await
     }
     async fn stage_template(&self, bucket: &str, key: &str, body: &str) -> stacksetd::cloud::Result<String> {
         self.sim.stage_template(bucket, key, body).await

@@ -123,6 +123,11 @@ pub const IAM_ACTIONS: &[(&str, &str, &str)] = &[
         "cloudformation:DetectStackSetDrift",
     ),
     (STS, "AssumeRole", "sts:AssumeRole"),
+    (
+        CLOUDFORMATION,
+        "ListStackSets",
+        "cloudformation:ListStackSets",
+    ),
     // Only with spec.template.stagingBucket (templates over 51,200 bytes).
     (S3, "PutObject", "s3:PutObject"),
     // Only with spec.template.accessAnalyzer.

@@ -396,6 +396,24 @@ impl Cloud for AwsCloud {
         Ok(convert::observed_stack_set(set, name))
     }
 
+    async fn list_stack_sets(&self, call_as: CallAs) -> Result<Vec<String>> {
+        use aws_sdk_cloudformation::types::{PermissionModels as Model, StackSetStatus as Status, StackSetSummary};
+        let call = Call::cloudformation("ListStackSets", call_as);
+        let pages = self
+            .cfn
+            .list_stack_sets()
+            .status(Status::Active)
+            .call_as(convert::call_as(call_as))
+            .max_results(CLOUDFORMATION_PAGE_SIZE)
+            .into_paginator()
+            .send();
+        let summaries: Result<Vec<Option<String>>> = collect_pages!(self, call, pages, summaries, |s: StackSetSummary| {
+            matches!(s.permission_model(), Some(Model::ServiceManaged) | None)
+                .then(|| s.stack_set_name().unwrap_or_default().to_string())
+        });
+        Ok(summaries?.into_iter().flatten().filter(|n| !n.is_empty()).collect())
+    }
+
     async fn list_stack_instances(
         &self,
         name: &str,

@@ -353,6 +353,17 @@ impl Cloud for Sim {
         self.single(STS, "AssumeRole", |w| w.assume_role(role_arn))
     }
 
+    async fn list_stack_sets(&self, call_as: CallAs) -> Result<Vec<String>> {
+        self.single(CFN, "ListStackSets", |w| {
+            let _ = call_as;
+            Ok(w.stack_sets
+                .iter()
+                .filter(|(_, s)| s.status == crate::cloud::StackSetStatus::Active)
+                .map(|(name, _)| name.clone())
+                .collect())
+        })
+    }
+
     async fn stage_template(&self, bucket: &str, key: &str, body: &str) -> Result<String> {
         self.single("s3", "PutObject", |w| {
             let url = crate::template::staged_url(bucket, "", key, None);
