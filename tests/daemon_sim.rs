@@ -247,6 +247,7 @@ struct Setup {
     shutdown_timeout: Duration,
     describe_delay: Duration,
     access_check_interval: Duration,
+    deletion_delay: Duration,
 }
 
 impl Setup {
@@ -258,6 +259,7 @@ impl Setup {
             shutdown_timeout: Duration::from_secs(10),
             describe_delay: Duration::ZERO,
             access_check_interval: Duration::from_secs(3600),
+            deletion_delay: controller::DEFAULT_DELETION_DELAY,
         }
     }
 
@@ -283,6 +285,7 @@ impl Setup {
             error_backoff_base: Duration::from_millis(50),
             error_backoff_max: Duration::from_secs(1),
             org_scan_interval: Duration::from_secs(3600),
+            deletion_delay: self.deletion_delay,
             ..controller::Config::default()
         };
         let options = Options {
@@ -430,6 +433,38 @@ async fn an_edit_reconciles_at_once_in_every_save_style() {
         Some(4.0),
         "the start and three edits:\n{metrics}"
     );
+    daemon.shutdown().await;
+}
+
+/// A file written in place in two parts (`cat > file`, an upload, a tool that truncates then writes) with a pause
+/// longer than the debounce: the first part alone is valid YAML with one Region fewer. The daemon must not take
+/// it for the desired state (two reads 200 ms apart disagree), so nothing is deleted, with no deletion_delay to
+/// catch it either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_written_in_place_in_two_parts_deletes_nothing() {
+    use std::io::Write;
+    let full = deployment_yaml("aimably", "Aimably", "v0", "us-east-1, eu-west-1")
+        .replace("  regions: [us-east-1, eu-west-1]\n", "  regions:\n    - us-east-1\n    - eu-west-1\n");
+    let split = full.find("    - eu-west-1\n").expect("the second Region's line");
+    let (first, rest) = full.split_at(split);
+    assert!(stacksetd::desired::parse_str(first, std::path::Path::new("x.yaml")).is_ok(), "the first part is valid alone");
+    let mut setup = Setup::new(full.clone());
+    setup.deletion_delay = Duration::ZERO;
+    let daemon = setup.start().await;
+    daemon.converged("aimably").await;
+    let deletions = || daemon.probe.mutations.lock().unwrap().iter().filter(|(_, w)| *w == "DeleteStackInstances").count();
+
+    // The same content written again, in place, with a pause longer than the debounce between the parts.
+    let mut file = std::fs::OpenOptions::new().write(true).truncate(true).open(&daemon.path).unwrap();
+    file.write_all(first.as_bytes()).unwrap();
+    file.flush().unwrap();
+    tokio::time::sleep(stacksetd::watch::DEBOUNCE + Duration::from_millis(100)).await;
+    file.write_all(rest.as_bytes()).unwrap();
+    drop(file);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    daemon.converged("aimably").await;
+    assert_eq!(deletions(), 0, "the half-written file was never the desired state");
+    assert_eq!(daemon.sim.stack_set("Aimably").unwrap().regions.map(|r| r.len()), Some(2));
     daemon.shutdown().await;
 }
 
