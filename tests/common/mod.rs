@@ -58,6 +58,11 @@ impl MotoServer {
     /// Starts tests/moto/launcher.py with `$STACKSETD_TEST_PYTHON` or ./.venv/bin/python and waits for its
     /// `READY <port>` line. Panics (the test fails) when Python or moto is missing or the server never answers.
     pub fn start() -> MotoServer {
+        MotoServer::start_with_env(&[])
+    }
+
+    /// `start`, with extra environment for the launcher (e.g. `STACKSETD_MOTO_FAULTS`, see tests/moto/patches.py).
+    pub fn start_with_env(env: &[(&str, &str)]) -> MotoServer {
         let python = match std::env::var_os(PYTHON_ENV) {
             Some(path) if !path.is_empty() => PathBuf::from(path),
             _ => repo_root().join(".venv/bin/python"),
@@ -70,6 +75,7 @@ impl MotoServer {
         }
         let launcher = repo_root().join("tests/moto/launcher.py");
         let mut child = Command::new(&python)
+            .envs(env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .arg(&launcher)
             .current_dir(repo_root())
             .stdin(Stdio::piped())
