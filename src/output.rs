@@ -92,6 +92,9 @@ pub fn plan_text(planned: &[Planned<'_>]) -> String {
                 if plan.is_empty() {
                     out.push_str("  no changes: the stack set matches the desired state\n");
                 }
+                for note in &plan.notes {
+                    out.push_str(&format!("  note: {}\n", safe(note)));
+                }
                 for d in report.pending_deletions.iter().filter(|d| d.waiting) {
                     out.push_str(&format!(
                         "  pending: {} ({}) waits for deletion_delay; runs at {} if the desired state stays as it is\n",

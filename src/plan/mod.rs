@@ -163,6 +163,9 @@ pub struct Step {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Plan {
     pub steps: Vec<Step>,
+    /// What the plan does not change although the desired state and the stack set differ, and why (a field the
+    /// API cannot clear).
+    pub notes: Vec<String>,
 }
 
 impl Action {
@@ -227,7 +230,7 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
                 to: "(absent)".into(),
             }],
         });
-        return Ok(Plan { steps });
+        return Ok(Plan { steps, notes: Vec::new() });
     }
 
     let units = resolve_units(desired)?;
@@ -268,7 +271,7 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
             regions.iter().cloned().collect(),
             "target OU",
         ));
-        return Ok(Plan { steps });
+        return Ok(Plan { steps, notes: Vec::new() });
     };
 
     if let Some(model) = &stack_set.permission_model
@@ -676,7 +679,23 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
             });
         }
     }
-    Ok(Plan { steps })
+    let notes = notes(desired, observed);
+    Ok(Plan { steps, notes })
+}
+
+/// Differences the API cannot converge, said instead of planned.
+fn notes(desired: Desired<'_>, observed: &Observed) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(stack_set) = &observed.stack_set
+        && desired.deployment.spec.description.is_none()
+        && stack_set.description.as_deref().is_some_and(|d| !d.is_empty())
+    {
+        out.push(format!(
+            "description: not managed once removed (UpdateStackSet keeps it); set a new one, or it stays {:?}",
+            stack_set.description.as_deref().unwrap_or_default()
+        ));
+    }
+    out
 }
 
 #[cfg(test)]

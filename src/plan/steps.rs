@@ -113,7 +113,9 @@ pub(super) fn settings_changes(desired: Desired<'_>, observed: &ObservedStackSet
     let spec = &desired.deployment.spec;
     let mut changes = Vec::new();
     let description = |d: &Option<String>| d.clone().filter(|s| !s.is_empty());
-    if description(&spec.description) != description(&observed.description) {
+    // UpdateStackSet keeps a description it is not given and cannot clear one: an absent description is not
+    // managed (see `notes`), never a change that would be planned again on every pass.
+    if spec.description.is_some() && description(&spec.description) != description(&observed.description) {
         changes.push(Change {
             field: "description".into(),
             from: quoted(observed.description.as_deref()),
