@@ -38,8 +38,10 @@ pub use report::{DriftReport, InstanceProblem, PendingDeletion, Progress, Report
 pub use retry::{CONVERGE_TRANSIENT_RETRIES, converge, converge_until, error_backoff, is_transient};
 pub use templates::TemplateView;
 
-/// How many recent operations a pass reads to find one to adopt (newest first).
-pub const OPERATION_LOOKBACK: usize = 20;
+/// How many of a stack set's operations a pass reads (every page up to this many) to find a running one to adopt
+/// and the sequence numbers already used. ListStackSetOperations is eventually consistent and documents no order,
+/// so nothing is inferred from position: a bounded window, read whole.
+pub const OPERATION_LOOKBACK: usize = 500;
 
 /// The `deletion_delay` setting's default.
 pub const DEFAULT_DELETION_DELAY: Duration = Duration::from_secs(60);
@@ -233,6 +235,24 @@ pub async fn reconcile(deployment: &Deployment, ctx: &Context) -> Result<Outcome
     let name = deployment.name();
     let spec = &deployment.spec;
     let stack_set = spec.stack_set_name.as_str();
+
+    // 0. A submission whose answer was lost: DescribeStackSetOperation (strongly consistent) says whether it
+    //    happened, before anything is planned (and perhaps sent) again.
+    if let Some(id) = ctx.memory.take_unconfirmed(name) {
+        match ctx.cloud.describe_operation(stack_set, &id, spec.call_as).await {
+            Ok(_) => {
+                info!(operation = %id, "the lost submission did happen: adopting it");
+                ctx.memory.adopt(name, &id);
+            }
+            Err(e) if e.is_aws(AwsErrorKind::NotFound) => {
+                info!(operation = %id, "the lost submission never reached AWS");
+            }
+            Err(e) => {
+                ctx.memory.sent_unconfirmed(name, &id);
+                return Err(e);
+            }
+        }
+    }
 
     // 1. An operation we are waiting for: one strongly consistent call.
     if let Some(inflight) = ctx.memory.inflight(name) {
@@ -663,6 +683,21 @@ async fn submit(
             if e.is_aws(AwsErrorKind::OperationInProgress)
                 || e.is_aws(AwsErrorKind::StaleRequest) =>
         {
+            // A resend of our own id while the first is still running is answered this way too: ask for that id.
+            match ctx
+                .cloud
+                .describe_operation(&spec.stack_set_name, &id, spec.call_as)
+                .await
+            {
+                Ok(op) if op.status.is_active() => {
+                    info!(operation = %id, "our own operation is running (a resend): adopting it");
+                    ctx.memory.adopt(name, &id);
+                    return Ok(waiting(ctx, &op, Instant::now(), None, report));
+                }
+                Ok(_) => ctx.memory.sent_unconfirmed(name, &id),
+                Err(e) if e.is_aws(AwsErrorKind::NotFound) => {}
+                Err(e) => return Err(e),
+            }
             info!("another operation holds the stack set; waiting");
             Ok(Outcome {
                 state: State::Settling,
@@ -678,7 +713,18 @@ async fn submit(
                 report,
             })
         }
-        Err(e) => Err(e),
+        Err(e) => {
+            // An answer that never arrived (a timeout, a dropped connection, a 5xx after the SDK's retries) may
+            // hide a submission that happened.
+            if matches!(
+                e.aws_kind(),
+                Some(AwsErrorKind::Transport | AwsErrorKind::Throttling | AwsErrorKind::Other)
+            ) && !matches!(step.action, Action::CreateStackSet { .. })
+            {
+                ctx.memory.sent_unconfirmed(name, &id);
+            }
+            Err(e)
+        }
     }
 }
 

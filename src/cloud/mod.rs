@@ -354,7 +354,8 @@ pub trait Cloud: Send + Sync + 'static {
     /// ListStackInstances, every page (100 a page).
     async fn list_stack_instances(&self, name: &str, call_as: CallAs)
     -> Result<Vec<StackInstance>>;
-    /// ListStackSetOperations, newest first, at most `limit` entries (eventually consistent).
+    /// ListStackSetOperations, every page up to `limit` entries (eventually consistent; AWS documents no order, so
+    /// callers look at all of them; sorted newest first by creation time only for stable output).
     async fn list_operations(
         &self,
         name: &str,

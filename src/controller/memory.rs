@@ -42,6 +42,9 @@ struct Entry {
     /// The deployment's generation (a digest of its spec) and when this process first saw it: deletions wait for
     /// `deletion_delay` of it unchanged.
     desired_since: Option<(String, Instant)>,
+    /// An operation id sent whose answer was lost or ambiguous: the next pass asks DescribeStackSetOperation
+    /// about it (strongly consistent) before anything else.
+    unconfirmed: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -72,6 +75,15 @@ impl Memory {
                 now
             }
         })
+    }
+
+    /// A mutating call with this OperationId was sent and its answer lost (or ambiguous).
+    pub fn sent_unconfirmed(&self, deployment: &str, id: &str) {
+        self.with(deployment, |e| e.unconfirmed = Some(id.to_string()))
+    }
+
+    pub fn take_unconfirmed(&self, deployment: &str) -> Option<String> {
+        self.with(deployment, |e| e.unconfirmed.take())
     }
 
     pub fn inflight(&self, deployment: &str) -> Option<Inflight> {

@@ -273,8 +273,37 @@ async fn lose_the_create_instances_response(
     ids[0].clone()
 }
 
+/// A restart right after a lost answer (the memory of the id is gone), while the first submission still runs and
+/// the listings do not show it yet: the resend of the same derived id is answered OperationInProgress, and the
+/// controller asks for that id and adopts it instead of waiting on "someone else's" operation.
 #[tokio::test(start_paused = true)]
-async fn lost_response_is_adopted_from_the_listing() {
+async fn a_resend_while_the_first_still_runs_is_adopted() {
+    let sim = Sim::realistic(SimConfig::default());
+    let lagging = Lagging::new(&sim);
+    let ctx = context(lagging.clone());
+    let deployment = Spec::whole_org().deployment();
+    create_stack_set(&deployment, &ctx).await;
+    lagging.freeze();
+    let lost = lose_the_create_instances_response(&sim, &deployment, &ctx).await;
+    lagging.hide_operation(&lost);
+
+    let restarted = context(lagging.clone());
+    let retry = controller::reconcile(&deployment, &restarted)
+        .await
+        .expect("retry");
+    assert_eq!(waiting_on(&retry), Some(lost.as_str()), "{:?}", retry.state);
+    assert_eq!(
+        calls_with(&sim, "CreateStackInstances", "operation_in_progress"),
+        1,
+        "the resend was answered OperationInProgress"
+    );
+    lagging.catch_up();
+    converge_ok(&deployment, &restarted).await;
+    assert_eq!(sim.submitted_operation_ids(STACK_SET), vec![lost]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn lost_response_is_confirmed_by_its_id_and_adopted() {
     let sim = Sim::realistic(SimConfig::default());
     let ctx = sim_context(&sim);
     let deployment = Spec::whole_org().deployment();
@@ -306,14 +335,18 @@ async fn lost_response_retried_under_lagging_listings_adopts_the_same_operation_
     let lost = lose_the_create_instances_response(&sim, &deployment, &ctx).await;
     lagging.hide_operation(&lost);
 
+    let creates_before = sim.calls().by_operation().get("CreateStackInstances").copied();
     let retry = controller::reconcile(&deployment, &ctx)
         .await
         .expect("retry");
     assert_eq!(waiting_on(&retry), Some(lost.as_str()), "{:?}", retry.state);
+    // Asked DescribeStackSetOperation (strongly consistent) for the id it sent, and sent nothing again.
     assert_eq!(
-        calls_with(&sim, "CreateStackInstances", "operation_id_exists"),
-        1
+        sim.calls().by_operation().get("CreateStackInstances").copied(),
+        creates_before,
+        "no resend"
     );
+    assert!(calls_with(&sim, "DescribeStackSetOperation", "ok") >= 1);
 
     lagging.catch_up();
     converge_ok(&deployment, &ctx).await;

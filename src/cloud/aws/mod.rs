@@ -452,8 +452,8 @@ impl Cloud for AwsCloud {
             .max_results(page_size)
             .into_paginator()
             .send();
-        // AWS lists newest first, so the first `limit` entries are enough; endpoints that list oldest first and
-        // do not page (moto) are handled by sorting what was fetched.
+        // Every page up to `limit` entries: AWS documents no order, so nothing may be inferred from position; what
+        // was fetched is sorted by creation time for stable output only.
         let mut summaries = Vec::new();
         while summaries.len() < limit {
             let Some(page) = pages.next().await else {

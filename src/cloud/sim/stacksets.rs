@@ -168,6 +168,19 @@ impl StackSetState {
 
     fn check_operation_id(&self, id: &str) -> Result<(), SimError> {
         validate_token("OperationId", id)?;
+        // A resend while the first is still running: AWS is reported to answer OperationInProgress (the slot is
+        // held, by that very operation); once it ended, OperationIdAlreadyExists.
+        if self
+            .ops
+            .iter()
+            .any(|op| op.public.id == id && op.public.status.is_active())
+        {
+            return Err(SimError::new(
+                AwsErrorKind::OperationInProgress,
+                "OperationInProgressException",
+                format!("Another Operation on StackSet is in progress: {id}"),
+            ));
+        }
         if self.ops.iter().any(|op| op.public.id == id) {
             return Err(SimError::new(
                 AwsErrorKind::OperationIdAlreadyExists,

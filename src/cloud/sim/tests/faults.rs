@@ -110,6 +110,11 @@ async fn a_lost_response_leaves_the_operation_submitted() {
     );
     let err = sim.create_stack_instances(&request).await.unwrap_err();
     assert!(err.is_aws(AwsErrorKind::Transport), "{err}");
+    // The two answers a resend can get: while the first still runs, OperationInProgress (the slot is its own);
+    // once it ended, OperationIdAlreadyExists.
+    let err = sim.create_stack_instances(&request).await.unwrap_err();
+    assert!(err.is_aws(AwsErrorKind::OperationInProgress), "{err}");
+    tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
     let err = sim.create_stack_instances(&request).await.unwrap_err();
     assert!(err.is_aws(AwsErrorKind::OperationIdAlreadyExists), "{err}");
     assert_eq!(
