@@ -214,7 +214,7 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
                     to: "0".into(),
                 }],
                 action: Action::DeleteStackInstances {
-                    targets: ou_targets(existing.units.iter().cloned()),
+                    targets: ou_targets(existing.targeted.iter().cloned()),
                     regions: existing.regions.iter().cloned().collect(),
                     retain_stacks: false,
                 },
@@ -328,7 +328,10 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
 
     // 2. Deletions.
     let dropped_units: Vec<String> = existing.units.difference(&units).cloned().collect();
+    // Kept OUs with instances (what a deletion in a dropped Region or of dropped accounts reaches), and kept OUs
+    // targeted at all (what creations and repairs submit again).
     let kept_units: Vec<String> = existing.units.intersection(&units).cloned().collect();
+    let kept_targets: Vec<String> = existing.targeted.intersection(&units).cloned().collect();
     let dropped_regions: Vec<String> = existing.regions.difference(&regions).cloned().collect();
     // DescribeStackSet's Regions are where instances exist. With no instance anywhere (the targeted OUs hold no
     // member account) they say nothing about what was requested, and a "new Region" step would submit an
@@ -338,7 +341,7 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
     } else {
         regions.difference(&existing.regions).cloned().collect()
     };
-    let new_units: Vec<String> = units.difference(&existing.units).cloned().collect();
+    let new_units: Vec<String> = units.difference(&existing.targeted).cloned().collect();
     if !dropped_units.is_empty() && !existing.regions.is_empty() {
         push_retained_delete(&mut steps, observed, |i| {
             i.organizational_unit_id
@@ -532,15 +535,15 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
             "new OU",
         ));
     }
-    if !new_regions.is_empty() && !kept_units.is_empty() {
+    if !new_regions.is_empty() && !kept_targets.is_empty() {
         steps.push(create_step(
             desired,
-            kept_units.clone(),
+            kept_targets.clone(),
             new_regions.clone(),
             "new Region",
         ));
     }
-    if targets.account_filter_type == AccountFilterType::Intersection && !kept_units.is_empty() {
+    if targets.account_filter_type == AccountFilterType::Intersection && !kept_targets.is_empty() {
         let present: BTreeSet<&str> = existing.accounts.iter().map(String::as_str).collect();
         let missing: Vec<String> = listed.difference(&present).map(|a| a.to_string()).collect();
         if !missing.is_empty() && !kept_regions.is_empty() {
@@ -555,7 +558,7 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
                     .map(|a| added("deploymentTargets.accounts", a))
                     .collect(),
                 action: Action::CreateStackInstances {
-                    targets: account_targets(kept_units.clone(), missing.iter().cloned()),
+                    targets: account_targets(kept_targets.clone(), missing.iter().cloned()),
                     regions: kept_regions.clone(),
                 },
             });
@@ -616,11 +619,11 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
     };
     gaps.extend(observed.recreate.iter());
     gaps.retain(|(_, region)| regions.contains(region));
-    if !creating && !gaps.is_empty() && !kept_units.is_empty() {
+    if !creating && !gaps.is_empty() && !kept_targets.is_empty() {
         let gap_regions: BTreeSet<String> = gaps.iter().map(|(_, r)| r.clone()).collect();
         let mut step = create_step(
             desired,
-            kept_units.clone(),
+            kept_targets.clone(),
             gap_regions.into_iter().collect(),
             "repair",
         );

@@ -61,7 +61,13 @@ purpose: Purpose::Converge,
 /// The OUs and Regions that currently hold (or were given) instances. DescribeStackSet's own lists win; when the
 /// endpoint does not echo them, the instances tell.
 pub(super) struct Existing {
+    /// The OUs the stack set's instances were created for (each instance's OrganizationalUnitId, what
+    /// ListStackInstances reports for service-managed stack sets): what there is to delete.
     pub units: BTreeSet<String>,
+    /// `units` and the OUs DescribeStackSet lists as targets (an OU without member accounts has no instances):
+    /// a desired OU in here needs no creation. Only a cross-check: AWS documents no rule for when it drops an OU
+    /// from that list, so it never decides a deletion.
+    pub targeted: BTreeSet<String>,
     pub regions: BTreeSet<String>,
     pub accounts: BTreeSet<String>,
 }
@@ -71,13 +77,14 @@ impl Existing {
         stack_set: Option<&ObservedStackSet>,
         instances: &[StackInstance],
     ) -> Existing {
-        let units = match stack_set.and_then(|s| s.organizational_unit_ids.as_ref()) {
-            Some(units) => units.iter().cloned().collect(),
-            None => instances
-                .iter()
-                .filter_map(|i| i.organizational_unit_id.clone())
-                .collect(),
-        };
+        let units: BTreeSet<String> = instances
+            .iter()
+            .filter_map(|i| i.organizational_unit_id.clone())
+            .collect();
+        let mut targeted = units.clone();
+        if let Some(listed) = stack_set.and_then(|s| s.organizational_unit_ids.as_ref()) {
+            targeted.extend(listed.iter().cloned());
+        }
         let mut regions: BTreeSet<String> = instances.iter().map(|i| i.region.clone()).collect();
         if let Some(listed) = stack_set.and_then(|s| s.regions.as_ref()) {
             regions.extend(listed.iter().cloned());
@@ -85,6 +92,7 @@ impl Existing {
         let accounts = instances.iter().map(|i| i.account.clone()).collect();
         Existing {
             units,
+            targeted,
             regions,
             accounts,
         }

@@ -75,6 +75,17 @@ pub(super) fn instance(account: &str, region: &str, unit: &str) -> StackInstance
     }
 }
 
+/// One CURRENT instance per OU x Region (the OU's first account), as ListStackInstances reports a deployed stack set.
+pub(super) fn deployed(units: &[&str], regions: &[&str]) -> Vec<StackInstance> {
+    let mut out = Vec::new();
+    for (i, unit) in units.iter().enumerate() {
+        for region in regions {
+            out.push(instance(&format!("{:012}", 900_000_000_000u64 + i as u64), region, unit));
+        }
+    }
+    out
+}
+
 pub(super) fn observed(stack_set: ObservedStackSet, instances: Vec<StackInstance>) -> Observed {
     Observed {
         stack_set: Some(stack_set),
@@ -299,7 +310,7 @@ fn managed_execution_alone_is_one_update() {
     let plan = run(
         &d,
         BODY,
-        &observed(converged_stack_set(&[OU_A], &["us-west-2"]), vec![]),
+        &observed(converged_stack_set(&[OU_A], &["us-west-2"]), deployed(&[OU_A], &["us-west-2"])),
     );
     assert_eq!(names(&plan), ["UpdateStackSet"]);
     assert!(matches!(
@@ -335,7 +346,7 @@ fn auto_deployment_change_is_an_update_without_targets() {
     let plan = run(
         &d,
         BODY,
-        &observed(converged_stack_set(&[OU_A], &["us-west-2"]), vec![]),
+        &observed(converged_stack_set(&[OU_A], &["us-west-2"]), deployed(&[OU_A], &["us-west-2"])),
     );
     assert_eq!(names(&plan), ["UpdateStackSet"]);
     match &plan.steps[0].action {
@@ -374,7 +385,7 @@ fn new_region_creates_instances_for_existing_ous_in_that_region_only() {
     let plan = run(
         &d,
         BODY,
-        &observed(converged_stack_set(&[OU_A], &["us-west-2"]), vec![]),
+        &observed(converged_stack_set(&[OU_A], &["us-west-2"]), deployed(&[OU_A], &["us-west-2"])),
     );
     assert_eq!(names(&plan), ["CreateStackInstances"]);
     match &plan.steps[0].action {
@@ -390,7 +401,7 @@ fn new_region_creates_instances_for_existing_ous_in_that_region_only() {
 fn dropped_ou_deletes_its_instances_in_every_region() {
     let d = with_targets(&[OU_A], &["us-west-2"], "");
     let s = converged_stack_set(&[OU_A, OU_B], &["us-west-2"]);
-    let plan = run(&d, BODY, &observed(s, vec![]));
+    let plan = run(&d, BODY, &observed(s, deployed(&[OU_A, OU_B], &["us-west-2"])));
     assert_eq!(names(&plan), ["DeleteStackInstances"]);
     match &plan.steps[0].action {
         Action::DeleteStackInstances {
@@ -414,7 +425,7 @@ fn dropped_region_deletes_instances_of_kept_ous_there() {
         BODY,
         &observed(
             converged_stack_set(&[OU_A], &["us-west-2", "eu-west-1"]),
-            vec![],
+            deployed(&[OU_A], &["us-west-2", "eu-west-1"]),
         ),
     );
     assert_eq!(names(&plan), ["DeleteStackInstances"]);
@@ -437,7 +448,7 @@ fn every_kind_of_change_is_ordered_managed_deletes_update_creates() {
         "  managedExecution: {active: true}\n",
     );
     let s = converged_stack_set(&[OU_A, OU_B], &["us-west-2", "eu-west-1"]);
-    let plan = run(&d, r#"{"Resources": {}}"#, &observed(s, vec![]));
+    let plan = run(&d, r#"{"Resources": {}}"#, &observed(s, deployed(&[OU_A, OU_B], &["us-west-2", "eu-west-1"])));
     assert_eq!(
         names(&plan),
         [

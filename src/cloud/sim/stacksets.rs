@@ -14,7 +14,7 @@ use super::targets::{
     validate_token,
 };
 use crate::cloud::{
-    AccountFilterType, AutoDeployment, CallAs, CreateStackSet, DeleteInstancesRequest,
+    AutoDeployment, CallAs, CreateStackSet, DeleteInstancesRequest,
     DetectDriftRequest, DriftDetails, InstancesRequest, ObservedStackSet, OperationAction,
     OperationPreferences, OperationResult, OperationStatus, StackInstance, StackSetStatus, Targets,
     UpdateStackSet,
@@ -385,8 +385,9 @@ impl World {
         )?;
         let stack_set = self.visible(&request.name, request.call_as)?;
         // The OU becomes a target of the stack set (DescribeStackSet's OrganizationalUnitIds, and what
-        // auto-deployment follows) unless only named accounts inside it were meant (INTERSECTION).
-        if creating && request.targets.account_filter_type != AccountFilterType::Intersection {
+        // auto-deployment follows), whatever the account filter: AWS's user guide says auto-deployment ignores
+        // account filters, so an INTERSECTION or DIFFERENCE create targets the whole OU from then on.
+        if creating {
             for ou in &request.targets.organizational_unit_ids {
                 if !stack_set.ou_ids.contains(ou) {
                     stack_set.ou_ids.push(ou.clone());
