@@ -629,3 +629,138 @@ async fn a_large_template_is_staged_by_digest_and_applied_from_the_bucket() {
     // Converged: plan is empty.
     assert_eq!(plan_exit_code(&server, &with).await, PLAN_NO_CHANGES);
 }
+
+/// A deployment document with an account filter and Regions of the test's choosing, and a template whose role has
+/// no fixed name (IAM names are global per account, so a named role cannot be in two Regions of one account).
+fn filtered_yaml(dir: &Path, ous: &[&str], accounts: &[&str], filter: &str, regions: &[&str]) -> std::path::PathBuf {
+    let mut template: Value = serde_json::from_str(&template_body("aimably-data-only")).unwrap();
+    template["Resources"]["AimablyMemberRole"]["Properties"]
+        .as_object_mut()
+        .unwrap()
+        .remove("RoleName");
+    let template_path = dir.join("unnamed-role.json");
+    std::fs::write(&template_path, serde_json::to_string_pretty(&template).unwrap()).unwrap();
+    let accounts_line = if accounts.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "    accounts: [{}]\n    accountFilterType: {filter}\n",
+            accounts.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ")
+        )
+    };
+    let yaml = format!(
+        r#"apiVersion: stacksetd.dev/v1alpha1
+kind: StackSetDeployment
+metadata:
+  name: {DEPLOYMENT}
+spec:
+  stackSetName: {STACK_SET}
+  managementAccountId: "{MANAGEMENT_ACCOUNT_ID}"
+  template:
+    url: "file://{template}"
+  parameters:
+    ManagementAccountId: "{MANAGEMENT_ACCOUNT_ID}"
+  deploymentTargets:
+    organizationalUnitIds: [{ous}]
+{accounts_line}  regions: [{regions}]
+  operationPreferences:
+    failureTolerancePercentage: 100
+    maxConcurrentPercentage: 100
+    concurrencyMode: SOFT_FAILURE_TOLERANCE
+"#,
+        template = template_path.display(),
+        ous = ous.join(", "),
+        regions = regions.join(", "),
+    );
+    write_desired(dir, &yaml)
+}
+
+/// INTERSECTION deploys only to the listed accounts within the OU, DIFFERENCE to the OU's other accounts; each
+/// converges in one run and then plans nothing (no re-submission of its targets).
+#[tokio::test]
+async fn intersection_and_difference_filters_converge_and_stay_converged() {
+    let server = MotoServer::start();
+    let org = build_org(&server, &org_spec()).await;
+    let client = cfn_client(&server).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let finance: Vec<String> = org.accounts_under("Finance").into_iter().collect();
+    let chosen = [finance[0].as_str(), finance[1].as_str()];
+
+    let desired = filtered_yaml(dir.path(), &[org.ou("Finance")], &chosen, "INTERSECTION", &[REGION]);
+    deploy(&server, &desired).await;
+    assert_eq!(
+        instance_accounts(&client, STACK_SET).await,
+        chosen.iter().map(|a| a.to_string()).collect::<BTreeSet<_>>(),
+        "INTERSECTION: only the listed accounts"
+    );
+    assert_eq!(plan_exit_code(&server, &desired).await, PLAN_NO_CHANGES, "no re-submission");
+
+    // Revoked, then DIFFERENCE: every Finance account but the listed two.
+    let absent = {
+        let text = std::fs::read_to_string(&desired).unwrap().replace("  operationPreferences:", "  ensure: Absent\n  operationPreferences:");
+        write_desired(dir.path(), &text)
+    };
+    deploy(&server, &absent).await;
+    let desired = filtered_yaml(dir.path(), &[org.ou("Finance")], &chosen, "DIFFERENCE", &[REGION]);
+    deploy(&server, &desired).await;
+    let expected: BTreeSet<String> = finance.iter().filter(|a| !chosen.contains(&a.as_str())).cloned().collect();
+    assert_eq!(instance_accounts(&client, STACK_SET).await, expected, "DIFFERENCE: all but the listed");
+    assert_eq!(plan_exit_code(&server, &desired).await, PLAN_NO_CHANGES, "no re-submission");
+}
+
+/// A Region added creates instances there for the targeted OUs; a Region dropped deletes exactly those.
+#[tokio::test]
+async fn a_region_added_then_dropped_converges_each_time() {
+    let server = MotoServer::start();
+    let org = build_org(&server, &org_spec()).await;
+    let client = cfn_client(&server).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let finance = org.accounts_under("Finance");
+    let pairs = |regions: &[&str]| -> BTreeSet<(String, String)> {
+        finance.iter().flat_map(|a| regions.iter().map(move |r| (a.clone(), r.to_string()))).collect()
+    };
+
+    let one = filtered_yaml(dir.path(), &[org.ou("Finance")], &[], "NONE", &[REGION]);
+    deploy(&server, &one).await;
+    assert_eq!(instances(&client, STACK_SET).await, pairs(&[REGION]));
+    let two = filtered_yaml(dir.path(), &[org.ou("Finance")], &[], "NONE", &[REGION, "eu-west-1"]);
+    deploy(&server, &two).await;
+    assert_eq!(instances(&client, STACK_SET).await, pairs(&[REGION, "eu-west-1"]));
+    assert_eq!(plan_exit_code(&server, &two).await, PLAN_NO_CHANGES);
+    let back = filtered_yaml(dir.path(), &[org.ou("Finance")], &[], "NONE", &["eu-west-1"]);
+    deploy(&server, &back).await;
+    assert_eq!(instances(&client, STACK_SET).await, pairs(&["eu-west-1"]));
+    assert_eq!(plan_exit_code(&server, &back).await, PLAN_NO_CHANGES);
+}
+
+/// Removing the description, and removing every tag, converge in one step or are reported: plan is empty after.
+#[tokio::test]
+async fn removing_the_description_or_every_tag_leaves_no_perpetual_diff() {
+    let server = MotoServer::start();
+    let org = build_org(&server, &org_spec()).await;
+    let client = cfn_client(&server).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = filtered_yaml(dir.path(), &[org.ou("Finance")], &[], "NONE", &[REGION]);
+    let text = std::fs::read_to_string(&base).unwrap();
+    let with = text.replace(
+        "  managementAccountId:",
+        "  description: \"vendor access\"\n  tags: {team: finops, cost-center: \"42\"}\n  managementAccountId:",
+    );
+    let desired = write_desired(dir.path(), &with);
+    deploy(&server, &desired).await;
+    let set = describe_stack_set(&client, STACK_SET).await.unwrap();
+    assert_eq!(set.description(), Some("vendor access"));
+    assert!(set.tags().iter().any(|t| t.key() == Some("team")));
+
+    // Both removed: the tags are cleared (stacksetd's own stay), the description is reported as unmanaged.
+    let desired = write_desired(dir.path(), &text);
+    let mut command = stacksetd(&server);
+    command.arg("--desired").arg(&desired).arg("plan");
+    let plan = String::from_utf8_lossy(&run(command).await.stdout).to_string();
+    assert!(plan.contains("description: not managed once removed"), "{plan}");
+    deploy(&server, &desired).await;
+    let set = describe_stack_set(&client, STACK_SET).await.unwrap();
+    let keys: BTreeSet<&str> = set.tags().iter().filter_map(|t| t.key()).collect();
+    assert!(keys.iter().all(|k| k.starts_with("stacksetd.dev/")), "{keys:?}");
+    assert_eq!(plan_exit_code(&server, &desired).await, PLAN_NO_CHANGES, "no perpetual diff");
+}

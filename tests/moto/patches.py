@@ -67,6 +67,42 @@ def _descendant_ous(org: Any, ou_ids: list[str]) -> list[str]:
     return found
 
 
+def _record_instance_ous(instances: StackInstances, accounts: list[str], regions: list[str], requested: list[str]) -> None:
+    """Each new instance remembers the requested OU its account was reached through (see patch_instances_report_ou)."""
+    org = _org_backend(instances)
+    parent_of = {a.id: a.parent_id for a in org.accounts}
+    for instance in instances.stack_instances:
+        if instance.account_id not in accounts or instance.region_name not in regions:
+            continue
+        if getattr(instance, "organizational_unit_id", None):
+            continue
+        for ou in requested:
+            if parent_of.get(instance.account_id) in _descendant_ous(org, [ou]):
+                instance.organizational_unit_id = ou
+                break
+
+
+def patch_instances_report_ou() -> None:
+    """ListStackInstances reports each service-managed instance's OrganizationalUnitId.
+
+    AWS (StackInstanceSummary): "OrganizationalUnitId: [Service-managed permissions] The organization root ID or
+    organizational unit (OU) IDs that you specified for DeploymentTargets." moto 5.2 omits it; the targeted OU is
+    recorded at creation by patch_resolve_deployment_targets_like_aws.
+    """
+
+    def make(original: Callable[..., Any]) -> Callable[..., Any]:
+        def to_dict(self: Any) -> dict[str, Any]:
+            out = original(self)
+            ou = getattr(self, "organizational_unit_id", None)
+            if ou:
+                out["OrganizationalUnitId"] = ou
+            return out
+
+        return to_dict
+
+    _wrap(cfn_models.StackInstance, "to_dict", make)
+
+
 def patch_resolve_deployment_targets_like_aws() -> None:
     """Service-managed targets resolve to every account below the OUs, at any depth, honouring AccountFilterType.
 
@@ -115,7 +151,10 @@ def patch_resolve_deployment_targets_like_aws() -> None:
         ) -> Any:
             resolved = self.target_accounts(accounts, deployment_targets, permission_model)
             # Pass resolved accounts and no OUs, so moto's own one-level expansion adds nothing.
-            return original(self, resolved, regions, parameters, {}, permission_model=permission_model)
+            result = original(self, resolved, regions, parameters, {}, permission_model=permission_model)
+            if permission_model == SERVICE_MANAGED:
+                _record_instance_ous(self, resolved, regions, (deployment_targets or {}).get("OrganizationalUnitIds") or [])
+            return result
 
         return create_instances
 
@@ -445,6 +484,7 @@ ALL_PATCHES = (
     patch_create_stack_set_name_is_unique,
     patch_organizations_access,
     patch_list_stack_instances_pages,
+    patch_instances_report_ou,
     patch_injectable_faults,
 )
 
