@@ -430,6 +430,7 @@ pub async fn observe(deployment: &Deployment, ctx: &Context) -> Result<Observati
         ..Observed::default()
     };
     let coverage = crate::coverage::coverage(deployment, &org, &observed.instances);
+    observed.reachable_accounts = Some(coverage.targeted.clone());
     if observed.stack_set.is_some() && spec.ensure == crate::desired::Ensure::Present {
         observed.overdue_gaps = ctx.memory.overdue_gaps(
             deployment.name(),

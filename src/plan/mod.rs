@@ -56,6 +56,9 @@ pub struct Observed {
     /// The DRIFTED instances of the last drift check were already re-applied (the check predates that): do not
     /// re-apply them again before the next check.
     pub drift_remediated: bool,
+    /// The active member accounts the desired targets reach (from the organization; `None` when unknown): a
+    /// listed INTERSECTION account outside the targeted OUs gets no instance however often it is submitted.
+    pub reachable_accounts: Option<BTreeSet<String>>,
     /// Slots whose INOPERABLE instance `repairInoperable` removed and that are still missing: created again
     /// at once (not after the coverage grace period, and also with `repairCoverage: false`).
     pub recreate: BTreeSet<(String, String)>,
@@ -545,7 +548,11 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
     }
     if targets.account_filter_type == AccountFilterType::Intersection && !kept_targets.is_empty() {
         let present: BTreeSet<&str> = existing.accounts.iter().map(String::as_str).collect();
-        let missing: Vec<String> = listed.difference(&present).map(|a| a.to_string()).collect();
+        let missing: Vec<String> = listed
+            .difference(&present)
+            .filter(|a| observed.reachable_accounts.as_ref().is_none_or(|r| r.contains(**a)))
+            .map(|a| a.to_string())
+            .collect();
         if !missing.is_empty() && !kept_regions.is_empty() {
             steps.push(Step {
                 purpose: Purpose::Converge,
