@@ -5,6 +5,30 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
+# --backend fakecloud: the end-to-end tests against fakecloud (a second emulator nobody here wrote) instead of moto.
+# Its first build takes most of an hour on 2 cores: it is installed once, pinned, under target/fakecloud/.
+backend=moto
+if [[ "${1:-}" == "--backend" ]]; then
+    backend="${2:?--backend needs moto or fakecloud}"
+    shift 2
+fi
+FAKECLOUD_VERSION=0.51.0
+if [[ "$backend" == fakecloud ]]; then
+    fakecloud="$(pwd)/target/fakecloud/$FAKECLOUD_VERSION/bin/fakecloud"
+    if [[ ! -x "$fakecloud" ]]; then
+        echo "test.sh: installing fakecloud $FAKECLOUD_VERSION into target/fakecloud/ (once; most of an hour on 2 cores)" >&2
+        cargo install fakecloud --version "$FAKECLOUD_VERSION" --locked --root "target/fakecloud/$FAKECLOUD_VERSION"
+    fi
+    export STACKSETD_TEST_BACKEND=fakecloud STACKSETD_FAKECLOUD="$fakecloud"
+    if [[ $# -eq 0 ]]; then
+        # The end-to-end tests (moto_harness checks moto's own patches, so it stays on moto).
+        set -- --test e2e_moto --test safety_moto --test daemon_process --test observability_moto --test faults_moto --test crash_moto
+    fi
+elif [[ "$backend" != moto ]]; then
+    echo "test.sh: --backend moto or --backend fakecloud" >&2
+    exit 2
+fi
+
 scripts/setup-moto.sh
 
 # Debian tools some tests drive, installed only when missing. Installing needs root (or password-less sudo);

@@ -1547,3 +1547,25 @@ async fn a_staged_template_is_put_with_its_checksum_and_named_by_version() {
     );
     assert_eq!(counted(&cloud), vec![(("s3", "PutObject", "ok"), 1)]);
 }
+
+/// An endpoint that answers ListAccountsForParent with the retired Account.Status only (fakecloud 0.51 does) still
+/// yields the account's state: an active account is never taken for a suspended one.
+#[tokio::test]
+#[allow(deprecated)]
+async fn an_account_with_only_the_retired_status_field_keeps_its_state() {
+    let rule = mock!(aws_sdk_organizations::Client::list_accounts_for_parent).then_output(|| {
+        orgs_op::list_accounts_for_parent::ListAccountsForParentOutput::builder()
+            .accounts(
+                orgs::Account::builder()
+                    .id("111111111111")
+                    .name("a")
+                    .status(orgs::AccountStatus::Active)
+                    .build(),
+            )
+            .build()
+    });
+    let cloud = orgs_cloud(&[&rule]);
+    let accounts = cloud.list_accounts("r-abcd").await.unwrap();
+    assert_eq!(accounts[0].state, "ACTIVE");
+    assert!(accounts[0].is_active());
+}

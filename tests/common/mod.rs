@@ -54,6 +54,27 @@ pub struct MotoServer {
     port: u16,
 }
 
+/// Which local AWS the end-to-end tests run against: moto (the default, what CI runs) or fakecloud
+/// (`STACKSETD_TEST_BACKEND=fakecloud`, set by `scripts/test.sh --backend fakecloud`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Moto,
+    Fakecloud,
+}
+
+pub const BACKEND_ENV: &str = "STACKSETD_TEST_BACKEND";
+/// The fakecloud binary (default: where scripts/test.sh installs it).
+pub const FAKECLOUD_ENV: &str = "STACKSETD_FAKECLOUD";
+
+#[allow(dead_code)]
+pub fn backend() -> Backend {
+    match std::env::var(BACKEND_ENV).as_deref() {
+        Ok("fakecloud") => Backend::Fakecloud,
+        Ok("moto") | Err(_) => Backend::Moto,
+        Ok(other) => panic!("{BACKEND_ENV}={other}: use moto or fakecloud"),
+    }
+}
+
 impl MotoServer {
     /// Starts tests/moto/launcher.py with `$STACKSETD_TEST_PYTHON` or ./.venv/bin/python and waits for its
     /// `READY <port>` line. Panics (the test fails) when Python or moto is missing or the server never answers.
@@ -61,8 +82,50 @@ impl MotoServer {
         MotoServer::start_with_env(&[])
     }
 
+    /// fakecloud (`scripts/test.sh --backend fakecloud`): the second emulator, a separate process on 127.0.0.1.
+    fn start_fakecloud() -> MotoServer {
+        let binary = std::env::var_os(FAKECLOUD_ENV)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join("target/fakecloud/0.51.0/bin/fakecloud"));
+        if !binary.exists() {
+            panic!(
+                "no fakecloud at {} (${FAKECLOUD_ENV}): run scripts/test.sh --backend fakecloud, which installs it",
+                binary.display()
+            );
+        }
+        // A free port: bound, read, released (fakecloud binds it again at once).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new(&binary)
+            .args(["--addr", &format!("127.0.0.1:{port}"), "--region", REGION, "--account-id", MANAGEMENT_ACCOUNT_ID])
+            .args(["--log-level", "warn"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
+        let deadline = std::time::Instant::now() + READY_TIMEOUT;
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "fakecloud did not listen within {READY_TIMEOUT:?}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        MotoServer {
+            child,
+            _stdin: None,
+            port,
+        }
+    }
+
     /// `start`, with extra environment for the launcher (e.g. `STACKSETD_MOTO_FAULTS`, see tests/moto/patches.py).
     pub fn start_with_env(env: &[(&str, &str)]) -> MotoServer {
+        if backend() == Backend::Fakecloud {
+            return MotoServer::start_fakecloud();
+        }
         let python = match std::env::var_os(PYTHON_ENV) {
             Some(path) if !path.is_empty() => PathBuf::from(path),
             _ => repo_root().join(".venv/bin/python"),
@@ -347,6 +410,14 @@ pub async fn build_org(server: &MotoServer, spec: &OrgSpec) -> Org {
             .send()
             .await
             .expect("EnableAWSServiceAccess for StackSets");
+        // The console's "Enable trusted access" is CloudFormation's ActivateOrganizationsAccess (an emulator that
+        // starts with it off, as AWS does, needs it).
+        cfn_client(server)
+            .await
+            .activate_organizations_access()
+            .send()
+            .await
+            .expect("ActivateOrganizationsAccess");
     }
     org
 }
@@ -365,20 +436,45 @@ pub async fn add_account(
         .send()
         .await
         .unwrap_or_else(|e| panic!("CreateAccount {name}: {e:?}"));
-    let account_id = status
-        .create_account_status()
-        .and_then(|s| s.account_id())
-        .expect("moto creates accounts synchronously")
-        .to_string();
+    let mut current = status.create_account_status().cloned().expect("a CreateAccountStatus");
+    // AWS (and fakecloud) create accounts asynchronously: poll DescribeCreateAccountStatus until it is done.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while current.state() == Some(&orgs::types::CreateAccountState::InProgress) {
+        assert!(std::time::Instant::now() < deadline, "CreateAccount {name} still in progress after 60 s");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let id = current.id().expect("a request id").to_string();
+        current = client
+            .describe_create_account_status()
+            .create_account_request_id(id)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("DescribeCreateAccountStatus {name}: {e:?}"))
+            .create_account_status()
+            .cloned()
+            .expect("a CreateAccountStatus");
+    }
+    assert_ne!(current.state(), Some(&orgs::types::CreateAccountState::Failed), "CreateAccount {name}: {current:?}");
+    let account_id = current.account_id().expect("the new account's id").to_string();
     if parent_id != root_id {
-        client
+        let moved = client
             .move_account()
             .account_id(&account_id)
             .source_parent_id(root_id)
             .destination_parent_id(parent_id)
             .send()
-            .await
-            .unwrap_or_else(|e| panic!("MoveAccount {account_id} to {parent_id}: {e:?}"));
+            .await;
+        if let Err(e) = moved {
+            // fakecloud 0.51 answers MoveAccount 200 with a body the SDK cannot read ("expected object"); what
+            // counts is where the account is now.
+            let parents = client
+                .list_parents()
+                .child_id(&account_id)
+                .send()
+                .await
+                .unwrap_or_else(|e2| panic!("MoveAccount {account_id} to {parent_id}: {e:?}; ListParents: {e2:?}"));
+            let now = parents.parents().first().and_then(|p| p.id()).unwrap_or_default();
+            assert_eq!(now, parent_id, "MoveAccount {account_id} to {parent_id}: {e:?}");
+        }
     }
     account_id
 }
