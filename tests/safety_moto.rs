@@ -5,6 +5,7 @@
 //! stack set's old one is reported as orphaned and left in place. Checked through the AWS SDK.
 
 mod common;
+mod fault_support;
 
 use std::path::Path;
 
@@ -255,27 +256,34 @@ async fn revocation_works_with_the_vendors_template_gone() {
     assert!(describe_stack_set(&client, STACK_SET).await.is_none_or(|s| s.status() == Some(&cfn::StackSetStatus::Deleted)));
 }
 
+/// A transient empty ListRoots answer, dealt by the fault proxy in front of the emulator (moto and fakecloud
+/// alike): an error of the scan, nothing deleted; whole again, still nothing deleted.
 #[tokio::test]
 async fn an_empty_root_listing_deletes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let faults = dir.path().join("faults");
-    std::fs::write(&faults, "").unwrap();
-    let server = MotoServer::start_with_env(&[("STACKSETD_MOTO_FAULTS", faults.to_str().unwrap())]);
+    use fault_support::proxy::{FaultProxy, Rates};
+    let server = MotoServer::start();
     build_org(&server, &org_spec()).await;
     let client = cfn_client(&server).await;
+    let dir = tempfile::tempdir().unwrap();
     let template = file_template(&template_path("aimably-data-only"));
     let desired = write_desired(dir.path(), &yaml(STACK_SET, &template, "us-east-1", ""));
     assert_exit(&reconcile(&server, &desired, &[], &[]).await, 0, "deploy");
     let before = instances(&client, STACK_SET).await;
 
-    std::fs::write(&faults, "empty-list-roots\n").unwrap();
-    let output = reconcile(&server, &desired, &[], &[]).await;
+    let proxy = FaultProxy::start(fault_support::moto_addr(&server), 1, Rates::none());
+    proxy.answer("ListRoots", Some(r#"{"Roots": []}"#));
+    let via = |proxy: &FaultProxy| {
+        let mut command = fault_support::stacksetd_via(&server, &proxy.endpoint());
+        command.arg("--desired").arg(&desired).args(["reconcile", "--once"]);
+        command
+    };
+    let output = run(via(&proxy)).await;
     assert_exit(&output, 1, "an empty ListRoots");
     assert!(describe_output(&output).contains("organization listing looks incomplete"), "{}", describe_output(&output));
     assert_eq!(instances(&client, STACK_SET).await, before);
     assert_eq!(deletions(&client, STACK_SET).await, 0);
-    std::fs::write(&faults, "").unwrap();
-    assert_exit(&reconcile(&server, &desired, &[], &[]).await, 0, "whole again");
+    proxy.answer("ListRoots", None);
+    assert_exit(&run(via(&proxy)).await, 0, "whole again");
     assert_eq!(deletions(&client, STACK_SET).await, 0);
 }
 

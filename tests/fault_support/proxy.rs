@@ -76,6 +76,8 @@ pub enum Fate {
     DroppedAfter,
     /// The upstream exchange failed (moto unreachable): answered 502.
     UpstreamFailed,
+    /// Answered by the proxy with a canned answer (`FaultProxy::answer`), without reaching the emulator.
+    Canned,
 }
 
 impl Fate {
@@ -117,6 +119,8 @@ struct Shared {
     mutations: Vec<Mutation>,
     /// Requests still to be throttled whatever the rates say.
     forced_throttles: u32,
+    /// Actions answered by the proxy itself (an answer AWS can give that no emulator does): action -> body.
+    canned: BTreeMap<String, String>,
 }
 
 /// A running proxy; stops with the test process (its thread is detached).
@@ -201,6 +205,16 @@ impl FaultProxy {
         self.shared.lock().unwrap().rates = rates;
     }
 
+    /// Answer every `action` request with HTTP 200 and this JSON 1.1 body (e.g. ListRoots with no root), or stop
+    /// (`None`). Works the same in front of moto and fakecloud.
+    pub fn answer(&self, action: &str, body: Option<&str>) {
+        let mut s = self.shared.lock().unwrap();
+        match body {
+            Some(b) => s.canned.insert(action.to_string(), b.to_string()),
+            None => s.canned.remove(action),
+        };
+    }
+
     /// Throttle the next `n` requests, whatever the rates.
     pub fn throttle_next(&self, n: u32) {
         self.shared.lock().unwrap().forced_throttles = n;
@@ -283,6 +297,22 @@ async fn exchange(
     shared: &Mutex<Shared>,
     request: Request,
 ) -> std::io::Result<()> {
+    let canned = shared.lock().unwrap().canned.get(&request.action).cloned();
+    if let Some(body) = canned {
+        *shared
+            .lock()
+            .unwrap()
+            .counts
+            .entry((request.service.clone(), request.action.clone(), Fate::Canned))
+            .or_insert(0) += 1;
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-RequestId: canned\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        client.write_all(answer.as_bytes()).await?;
+        client.shutdown().await?;
+        return Ok(());
+    }
     let (fate, delay) = decide(shared, &request);
     let record = |fate: Fate| {
         if std::env::var_os("FAULT_PROXY_LOG").is_some() {

@@ -442,37 +442,6 @@ def patch_list_stack_instances_pages() -> None:
     CloudFormationResponse.list_stack_instances = list_stack_instances
 
 
-# A file the tests write to inject answers AWS can give but moto never does (e.g. a transient empty ListRoots).
-# One fault name per line; the file is read on every affected request, so a test turns faults on and off.
-FAULTS_FILE_ENV = "STACKSETD_MOTO_FAULTS"
-
-
-def _fault(name: str) -> bool:
-    path = os.environ.get(FAULTS_FILE_ENV)
-    if not path:
-        return False
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return name in (line.strip() for line in handle)
-    except OSError:
-        return False
-
-
-def patch_injectable_faults() -> None:
-    """`empty-list-roots`: ListRoots answers with no root (a partial listing stacksetd must not plan from)."""
-    from moto.organizations.responses import OrganizationsResponse
-
-    def make(original: Callable[..., Any]) -> Callable[..., Any]:
-        def list_roots(self: OrganizationsResponse) -> str:
-            if _fault("empty-list-roots"):
-                return json.dumps({"Roots": []})
-            return original(self)
-
-        return list_roots
-
-    _wrap(OrganizationsResponse, "list_roots", make)
-
-
 # Order matters where patches wrap the same method: target resolution first, then what builds on it.
 ALL_PATCHES = (
     patch_resolve_deployment_targets_like_aws,
@@ -485,7 +454,6 @@ ALL_PATCHES = (
     patch_organizations_access,
     patch_list_stack_instances_pages,
     patch_instances_report_ou,
-    patch_injectable_faults,
 )
 
 
