@@ -1,6 +1,8 @@
 //! Entry points for the fuzz targets (fuzz/fuzz_targets/) and the stable-toolchain smoke run
 //! (tests/fuzz_smoke.rs). Each takes arbitrary bytes and must never panic, whatever they are; errors are the
-//! expected outcome for almost every input. Not part of the supported API.
+//! expected outcome for almost every input. Each says how far its input got ([`Reach`]), so the smoke run can
+//! show that its inputs reached the parsers and the code behind them rather than stopping at the UTF-8 check.
+//! Not part of the supported API.
 
 use std::path::Path;
 
@@ -8,10 +10,22 @@ use crate::desired::{self, PolicyLevel, TemplateSpec, UpdatePolicy};
 use crate::guard;
 use crate::template::{self, Template};
 
+/// How far one input got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reach {
+    /// Not UTF-8: refused before any parser.
+    NotText,
+    /// The parser ran and refused it.
+    Refused,
+    /// Parsed, and the code behind the parser ran on it (validation passed for a desired state; the guard's
+    /// review, judgments and update decisions for a template).
+    Accepted,
+}
+
 /// The desired-state parser and validator on arbitrary bytes (as `desired::load` would see a file's text).
-pub fn desired(data: &[u8]) {
+pub fn desired(data: &[u8]) -> Reach {
     let Ok(text) = std::str::from_utf8(data) else {
-        return;
+        return Reach::NotText;
     };
     match desired::parse_str(text, Path::new("fuzz.yaml")) {
         Ok(deployments) => {
@@ -22,10 +36,12 @@ pub fn desired(data: &[u8]) {
                     template::DEFAULT_CATALOG_BASE_URL,
                 );
             }
+            Reach::Accepted
         }
         Err(invalid) => {
             // Every problem renders, and names a place or the whole file.
             let _ = invalid.to_string();
+            Reach::Refused
         }
     }
 }
@@ -37,13 +53,13 @@ const REFERENCE: &str = r#"{"Resources": {"Role": {"Type": "AWS::IAM::Role", "Pr
 
 /// The template parser (JSON or YAML), the guard's review, level checks and judgment both ways, and the update
 /// decision on arbitrary bytes.
-pub fn template(data: &[u8]) {
+pub fn template(data: &[u8]) -> Reach {
     let Ok(text) = std::str::from_utf8(data) else {
-        return;
+        return Reach::NotText;
     };
     let _ = template::parse_document(text);
     let Ok(candidate) = Template::from_body("file:///fuzz/template.json", text.to_string()) else {
-        return;
+        return Reach::Refused;
     };
     let reference = template::parse_document(REFERENCE).expect("the reference template parses");
     let doc = &candidate.document;
@@ -91,4 +107,5 @@ pub fn template(data: &[u8]) {
             let _ = assessment.decision.message(&candidate.sha256);
         }
     }
+    Reach::Accepted
 }

@@ -7,8 +7,9 @@
 //!
 //! Checked directly against moto through the SDK (never through the proxy): after every kill no instance has
 //! disappeared; at the end a daemon left running converges to the last edit, every desired instance exists, and
-//! ListStackSetOperations shows no change submitted twice (the same `stacksetd-<action>-<digest>` under two
-//! sequence numbers) and no delete. The seed ($FAULT_SEED replays another) and every kill point are printed.
+//! ListStackSetOperations shows no change applied twice (two operations in a row asking for the same thing, by
+//! the requests' contents, whatever their ids) and no delete. The test fails unless at least one kill landed
+//! after moto applied a change and before its answer arrived, and at least one applied change lost its answer. The seed ($FAULT_SEED replays another) and every kill point are printed.
 
 mod common;
 mod daemon_support;
@@ -127,7 +128,7 @@ async fn sigkill_at_random_points_then_restart_converges_with_no_duplicate_and_n
         }
         let run_for = Duration::from_millis(rng.random_range(50..=MAX_RUN.as_millis() as u64));
         tokio::time::sleep(run_for.saturating_sub(up.elapsed())).await;
-        let (in_flight, mutating) = (proxy.in_flight(), proxy.in_flight_mutating());
+        let (in_flight, mutating) = (proxy.in_flight(), proxy.applied_unanswered());
         let mut daemon = daemon;
         daemon.child.kill().expect("SIGKILL");
         let at = up.elapsed();
@@ -135,7 +136,7 @@ async fn sigkill_at_random_points_then_restart_converges_with_no_duplicate_and_n
         mid_request_kills += usize::from(in_flight > 0);
         mid_mutation_kills += usize::from(mutating > 0);
         println!(
-            "kill {kill:>2}: SIGKILL {} ms after start{when}; {in_flight} requests in flight ({mutating} mutating); last log: {}; \
+            "kill {kill:>2}: SIGKILL {} ms after start{when}; {in_flight} requests in flight ({mutating} applied, unanswered); last log: {}; \
              desired {description} {targeted:?}",
             at.as_millis(),
             last_message(&daemon)
@@ -183,7 +184,19 @@ async fn sigkill_at_random_points_then_restart_converges_with_no_duplicate_and_n
     let (code, _) = daemon.terminate();
     assert_eq!(code, Some(0));
 
-    let audit = audit_operations(&client).await;
+    let audit = audit_operations(&client, &proxy).await;
     audit.print_and_assert_safe(&proxy.report());
+    // The test proves something only if the dangerous moments happened: a daemon killed after moto applied one
+    // of its changes but before the answer arrived, and answers to applied changes lost outright.
+    assert!(
+        mid_mutation_kills > 0,
+        "no kill landed between a change applied and its answer (seed {seed}): the test proved nothing about it"
+    );
+    let lost_answers = proxy
+        .mutations()
+        .iter()
+        .filter(|m| m.fate == fault_support::proxy::Fate::DroppedAfter)
+        .count();
+    assert!(lost_answers > 0, "no applied change lost its answer (seed {seed})");
     println!("whole test: {:?}", started.elapsed());
 }

@@ -4,12 +4,15 @@
 //! AWS SDK, never through stacksetd's own output alone.
 
 mod common;
+mod fault_support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use aws_sdk_cloudformation::types::ConcurrencyMode;
 use common::*;
+use fault_support::proxy::{FaultProxy, Rates};
+use fault_support::{assert_calls_granted, moto_addr, stacksetd_via};
 use serde_json::Value;
 
 const DEPLOYMENT: &str = "aimably";
@@ -735,7 +738,7 @@ async fn a_region_added_then_dropped_converges_each_time() {
 
 /// Removing the description, and removing every tag, converge in one step or are reported: plan is empty after.
 #[tokio::test]
-async fn removing_the_description_or_every_tag_leaves_no_perpetual_diff() {
+async fn removing_every_optional_field_converges_in_one_step_or_is_reported() {
     let server = MotoServer::start();
     let org = build_org(&server, &org_spec()).await;
     let client = cfn_client(&server).await;
@@ -744,15 +747,20 @@ async fn removing_the_description_or_every_tag_leaves_no_perpetual_diff() {
     let text = std::fs::read_to_string(&base).unwrap();
     let with = text.replace(
         "  managementAccountId:",
-        "  description: \"vendor access\"\n  tags: {team: finops, cost-center: \"42\"}\n  managementAccountId:",
+        "  description: \"vendor access\"\n  tags: {team: finops, cost-center: \"42\"}\n  \
+         capabilities: [CAPABILITY_IAM, CAPABILITY_NAMED_IAM]\n  \
+         autoDeployment: {enabled: true, retainStacksOnAccountRemoval: true}\n  \
+         managedExecution: {active: true}\n  managementAccountId:",
     );
     let desired = write_desired(dir.path(), &with);
     deploy(&server, &desired).await;
     let set = describe_stack_set(&client, STACK_SET).await.unwrap();
     assert_eq!(set.description(), Some("vendor access"));
     assert!(set.tags().iter().any(|t| t.key() == Some("team")));
+    assert_eq!(plan_exit_code(&server, &desired).await, PLAN_NO_CHANGES);
 
-    // Both removed: the tags are cleared (stacksetd's own stay), the description is reported as unmanaged.
+    // All removed: the tags are cleared (stacksetd's own stay), capabilities, auto-deployment and managed
+    // execution return to their defaults, the description is reported as unmanaged; one reconcile, then nothing.
     let desired = write_desired(dir.path(), &text);
     let mut command = stacksetd(&server);
     command.arg("--desired").arg(&desired).arg("plan");
@@ -762,5 +770,79 @@ async fn removing_the_description_or_every_tag_leaves_no_perpetual_diff() {
     let set = describe_stack_set(&client, STACK_SET).await.unwrap();
     let keys: BTreeSet<&str> = set.tags().iter().filter_map(|t| t.key()).collect();
     assert!(keys.iter().all(|k| k.starts_with("stacksetd.dev/")), "{keys:?}");
+    let auto = set.auto_deployment().expect("auto-deployment");
+    assert_eq!((auto.enabled(), auto.retain_stacks_on_account_removal()), (Some(true), Some(false)));
+    assert_eq!(set.managed_execution().and_then(|m| m.active()), Some(false));
+    let capabilities: Vec<&str> = set.capabilities().iter().map(|c| c.as_str()).collect();
+    assert_eq!(capabilities, ["CAPABILITY_NAMED_IAM"]);
     assert_eq!(plan_exit_code(&server, &desired).await, PLAN_NO_CHANGES, "no perpetual diff");
+}
+
+/// Every AWS call of a whole lifecycle, as a recording proxy saw it (plan; a large template staged and deployed to
+/// two OUs; an edit; an OU dropped; revocation), is granted by deploy/iam/stacksetd-policy.json and named in
+/// stacksetd's IAM table: the permissions are checked against the calls made, not against a hand-kept list.
+#[tokio::test]
+async fn every_call_of_a_lifecycle_is_granted_by_the_shipped_iam_policy() {
+    let server = MotoServer::start();
+    let org = build_org(&server, &org_spec()).await;
+    let client = cfn_client(&server).await;
+    let config = sdk_config(&server).await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build(),
+    );
+    const BUCKET: &str = "operator-templates";
+    s3.create_bucket().bucket(BUCKET).send().await.expect("bucket");
+    let proxy = FaultProxy::start(moto_addr(&server), 0, Rates::none());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut doc: Value = serde_json::from_str(&template_body("aimably-data-only")).unwrap();
+    doc["Metadata"] = serde_json::json!({"Notes": "n".repeat(60_000)});
+    let large = dir.path().join("large.json");
+    std::fs::write(&large, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    let yaml = |d: &Desired| {
+        d.yaml().replace(
+            &format!("url: \"{}\"", template_url("aimably-data-only")),
+            &format!("url: \"file://{}\"\n    stagingBucket: {BUCKET}", large.display()),
+        )
+    };
+    let step = |args: &'static [&'static str], text: String| {
+        let path = write_desired(dir.path(), &text);
+        let mut command = stacksetd_via(&server, &proxy.endpoint());
+        command.arg("--desired").arg(&path).args(args);
+        async move {
+            let output = run(command).await;
+            assert_exit(&output, 0, &format!("{args:?}"));
+        }
+    };
+    let mut desired = Desired {
+        ous: vec![org.ou("Engineering").to_string(), org.ou("Finance").to_string()],
+        ..Desired::whole_org()
+    };
+    step(&["plan"], yaml(&desired)).await;
+    step(&["reconcile", "--once"], yaml(&desired)).await;
+    assert!(instance_accounts(&client, STACK_SET).await.len() >= 20);
+    desired.description = "edited".to_string();
+    step(&["reconcile", "--once"], yaml(&desired)).await;
+    desired.ous = vec![org.ou("Finance").to_string()];
+    step(&["reconcile", "--once"], yaml(&desired)).await;
+    desired.ensure = "Absent";
+    step(&["reconcile", "--once"], yaml(&desired)).await;
+    assert!(describe_stack_set(&client, STACK_SET).await.is_none());
+
+    let unexercised = assert_calls_granted(
+        &proxy,
+        &[
+            "sts:GetCallerIdentity",
+            "organizations:DescribeOrganization",
+            "organizations:ListRoots",
+            "cloudformation:DescribeStackSet",
+            "cloudformation:CreateStackSet",
+            "cloudformation:CreateStackInstances",
+            "cloudformation:UpdateStackSet",
+            "cloudformation:DeleteStackInstances",
+            "cloudformation:DeleteStackSet",
+            "cloudformation:DescribeStackSetOperation",
+            "s3:PutObject",
+        ],
+    );
+    println!("IAM actions granted but not called in this lifecycle (the daemon's and other paths): {unexercised:?}");
 }

@@ -103,7 +103,7 @@ async fn reconcile_and_the_daemon_converge_through_throttling_errors_and_lost_an
         pass_retries(&output),
         proxy.report()
     );
-    audit_operations(&client).await.assert_safe();
+    audit_operations(&client, &proxy).await.assert_safe();
 
     // 2. An edit: Sales added, the description changed.
     desired.ous.push(org.ou("Sales").to_string());
@@ -136,7 +136,7 @@ async fn reconcile_and_the_daemon_converge_through_throttling_errors_and_lost_an
         "edit: converged in {took:?}, {} pass retries",
         pass_retries(&output)
     );
-    audit_operations(&client).await.assert_safe();
+    audit_operations(&client, &proxy).await.assert_safe();
 
     // 3. The daemon, with 2 SDK attempts per call: more errors reach its own backoff.
     let daemon = DaemonProcess::spawn(
@@ -198,7 +198,7 @@ async fn reconcile_and_the_daemon_converge_through_throttling_errors_and_lost_an
     let (code, _) = daemon.terminate();
     assert_eq!(code, Some(0));
 
-    let audit = audit_operations(&client).await;
+    let audit = audit_operations(&client, &proxy).await;
     audit.print_and_assert_safe(&proxy.report());
     println!(
         "mutating calls that reached moto and lost their answer (the first of an id applied it; resends of the same id were refused as OperationIdAlreadyExists):"
@@ -214,14 +214,38 @@ async fn reconcile_and_the_daemon_converge_through_throttling_errors_and_lost_an
             m.operation_id.as_deref().unwrap_or("-")
         );
     }
+    // The faults that matter hit mutating calls: some were applied with their answer lost (each then found
+    // again by its id, never resubmitted: the audit above), others throttled or failed before reaching moto.
+    let mutations = proxy.mutations();
+    let lost_answers: Vec<_> = mutations
+        .iter()
+        .filter(|m| m.fate == fault_support::proxy::Fate::DroppedAfter)
+        .collect();
     assert!(
-        proxy
-            .totals()
-            .get(&fault_support::proxy::Fate::Throttled)
-            .copied()
-            .unwrap_or(0)
-            > 0,
-        "the faults were exercised"
+        !lost_answers.is_empty(),
+        "no applied change lost its answer (seed {seed}): the lost-answer path was not exercised"
+    );
+    for id in lost_answers.iter().filter_map(|m| m.operation_id.as_deref()) {
+        assert!(
+            audit.operations.iter().any(|(op, ..)| op == id),
+            "{id}: its answer was lost, yet moto has no such operation"
+        );
+    }
+    let refused_before: u64 = proxy
+        .counts()
+        .iter()
+        .filter(|((_, action, fate), _)| {
+            fault_support::proxy::is_mutating(action)
+                && matches!(
+                    fate,
+                    fault_support::proxy::Fate::Throttled | fault_support::proxy::Fate::ServerError
+                )
+        })
+        .map(|(_, n)| n)
+        .sum();
+    assert!(
+        refused_before > 0,
+        "no mutating call was throttled or failed (seed {seed})"
     );
 }
 

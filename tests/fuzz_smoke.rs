@@ -2,11 +2,16 @@
 //! (fuzz/fuzz_targets/), over the seed corpus (fuzz/corpus/) and the crashers kept from fuzzing runs
 //! (fuzz/regressions/). Mutations: byte flips, insertions of YAML-significant tokens, deletions, splices with
 //! other seeds, duplicated and swapped lines, deep nesting and alias expansions. Asserts that no input panics
-//! and that none takes long (a generous bound against exponential blow-ups; the figures are printed).
+//! and that none takes long (a generous bound against exponential blow-ups; the figures are printed), and that the
+//! run tested what it claims: most inputs reached the parser (not stopped at the UTF-8 check), and a share of them
+//! got through it into validation or the guard (each entry point reports how far an input got).
 
+use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use stacksetd::fuzzing::Reach;
 
 /// Iterations per target; each runs one mutated input. The template target does much more per input (IAM
 /// extraction, allowlists, diffs, decisions), so it runs fewer.
@@ -14,6 +19,11 @@ const DESIRED_ITERATIONS: usize = 2500;
 const TEMPLATE_ITERATIONS: usize = 1000;
 /// Far above any input's real cost (milliseconds in debug): only a blow-up reaches it.
 const SLOW: Duration = Duration::from_secs(10);
+/// Of the mutated inputs, at least this share must reach the parser (be UTF-8)...
+const MIN_PARSED_SHARE: f64 = 0.80;
+/// ...and at least this share must get through it (a valid desired state; a template the guard then reviews),
+/// or the mutations only ever test the parser's error paths.
+const MIN_ACCEPTED_SHARE: f64 = 0.02;
 
 /// splitmix64: a fixed seed gives the same inputs on every run, so a failure reproduces.
 struct Rng(u64);
@@ -230,25 +240,25 @@ fn seeds(dirs: &[&str]) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
-fn run(name: &str, entry: fn(&[u8]), dirs: &[&str], seed: u64, iterations: usize) {
+fn run(name: &str, entry: fn(&[u8]) -> Reach, dirs: &[&str], seed: u64, iterations: usize) {
     let seeds = seeds(dirs);
     assert!(
         seeds.len() >= 3,
         "{name}: the corpus in {dirs:?} is missing"
     );
     let corpus: Vec<Vec<u8>> = seeds.iter().map(|(_, b)| b.clone()).collect();
-    let check = |label: &str, data: &[u8], slowest: &mut (Duration, String)| {
+    let check = |label: &str, data: &[u8], slowest: &mut (Duration, String)| -> Reach {
         let started = Instant::now();
         let result = catch_unwind(AssertUnwindSafe(|| entry(data)));
         let took = started.elapsed();
-        if result.is_err() {
+        let Ok(reach) = result else {
             let dump = std::env::temp_dir().join(format!("stacksetd-fuzz-{name}-crash"));
             std::fs::write(&dump, data).unwrap();
             panic!(
                 "{name}: {label} panicked; the input is in {}",
                 dump.display()
             );
-        }
+        };
         assert!(took < SLOW, "{name}: {label} took {took:?}");
         if took > Duration::from_millis(500) {
             let dump = std::env::temp_dir().join(format!(
@@ -264,33 +274,52 @@ fn run(name: &str, entry: fn(&[u8]), dirs: &[&str], seed: u64, iterations: usize
         if took > slowest.0 {
             *slowest = (took, label.to_string());
         }
+        reach
     };
 
     let started = Instant::now();
     let mut slowest = (Duration::ZERO, String::new());
     // Every seed and regression input as it is, then mutations.
+    let mut seeds_accepted = 0;
     for (path, bytes) in &seeds {
-        check(&path.display().to_string(), bytes, &mut slowest);
+        if check(&path.display().to_string(), bytes, &mut slowest) == Reach::Accepted {
+            seeds_accepted += 1;
+        }
     }
     let mut rng = Rng(seed);
     let mut bytes_total = 0usize;
+    let mut reached: BTreeMap<Reach, usize> = BTreeMap::new();
     for i in 0..iterations {
         let base = rng.pick(&corpus).clone();
         let input = mutate(&mut rng, &base, &corpus);
         bytes_total += input.len();
-        check(
+        let reach = check(
             &format!("iteration {i} (seed {seed:#x})"),
             &input,
             &mut slowest,
         );
+        *reached.entry(reach).or_default() += 1;
     }
     println!(
-        "{name}: {} seeds + {iterations} mutated inputs ({} KiB) in {:?}; slowest {:?} ({})",
+        "{name}: {} seeds ({seeds_accepted} accepted) + {iterations} mutated inputs ({} KiB) in {:?}; how far they \
+         got: {reached:?}; slowest {:?} ({})",
         seeds.len(),
         bytes_total / 1024,
         started.elapsed(),
         slowest.0,
         slowest.1
+    );
+    assert!(seeds_accepted > 0, "{name}: no seed of {dirs:?} gets through the parser");
+    let share = |n: usize| n as f64 / iterations as f64;
+    let parsed = iterations - reached.get(&Reach::NotText).copied().unwrap_or(0);
+    let accepted = reached.get(&Reach::Accepted).copied().unwrap_or(0);
+    assert!(
+        share(parsed) >= MIN_PARSED_SHARE,
+        "{name}: only {parsed} of {iterations} inputs reached the parser: {reached:?}"
+    );
+    assert!(
+        share(accepted) >= MIN_ACCEPTED_SHARE,
+        "{name}: only {accepted} of {iterations} inputs got through the parser: {reached:?}"
     );
 }
 

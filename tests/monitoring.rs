@@ -11,52 +11,22 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
+
+use stacksetd::metrics::catalog::{self, Family, Kind};
 
 const ALERTS: &str = "deploy/prometheus/alerts.yaml";
 const ALERTS_TEST: &str = "deploy/prometheus/alerts_test.yaml";
 const DASHBOARD: &str = "deploy/grafana/stacksetd.json";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Counter,
-    Gauge,
-    Histogram,
+/// Every metric family stacksetd exports, with its labels: derived from the daemon's own registration code
+/// (`stacksetd::metrics::catalog`), never listed by hand. The alerts, their unit tests and the dashboard may only
+/// use these names and labels (plus the `job` and `instance` labels Prometheus adds, and `le` on a histogram's
+/// `_bucket` series); the end-to-end tests hold a live scrape to the same list.
+fn exported() -> &'static [Family] {
+    static FAMILIES: OnceLock<Vec<Family>> = OnceLock::new();
+    FAMILIES.get_or_init(catalog::families)
 }
-
-/// Every metric family stacksetd exports (DESIGN.md, "Metrics"), with its labels. The alerts, their unit tests and
-/// the dashboard may only use these names and labels (plus the `job` and `instance` labels Prometheus adds, and
-/// `le` on a histogram's `_bucket` series). This list is what the files are held to here; the end-to-end tests
-/// check the live scrape, i.e. that the daemon's /metrics really exports these families.
-#[rustfmt::skip]
-const EXPORTED: &[(&str, Kind, &[&str])] = &[
-    // Reconciliation.
-    ("stacksetd_reconcile_total", Kind::Counter, &["deployment", "result"]),
-    ("stacksetd_reconcile_duration_seconds", Kind::Histogram, &["deployment"]),
-    ("stacksetd_reconcile_errors_total", Kind::Counter, &["deployment", "reason"]),
-    ("stacksetd_last_successful_reconcile_timestamp_seconds", Kind::Gauge, &["deployment"]),
-    ("stacksetd_desired_state_reloads_total", Kind::Counter, &["result"]),
-    // Stack instances and accounts.
-    ("stacksetd_stack_instances", Kind::Gauge, &["deployment", "status", "detailed_status"]),
-    ("stacksetd_accounts_targeted", Kind::Gauge, &["deployment"]),
-    ("stacksetd_accounts_missing_instance", Kind::Gauge, &["deployment"]),
-    ("stacksetd_coverage_instances", Kind::Gauge, &["deployment", "state"]),
-    ("stacksetd_accounts_inactive", Kind::Gauge, &["deployment"]),
-    ("stacksetd_member_access_failures", Kind::Gauge, &["deployment"]),
-    ("stacksetd_member_access_checked_accounts", Kind::Gauge, &["deployment"]),
-    ("stacksetd_stackset_operations_total", Kind::Counter, &["deployment", "action", "status"]),
-    // Drift.
-    ("stacksetd_stackset_drift_status", Kind::Gauge, &["deployment", "status"]),
-    ("stacksetd_drifted_stack_instances", Kind::Gauge, &["deployment"]),
-    ("stacksetd_spec_drift", Kind::Gauge, &["deployment", "field"]),
-    ("stacksetd_spec_drift_total", Kind::Counter, &["deployment", "field"]),
-    // Template versions.
-    ("stacksetd_template_info", Kind::Gauge, &["deployment", "policy", "sha256"]),
-    ("stacksetd_template_update_available", Kind::Gauge, &["deployment"]),
-    ("stacksetd_template_fetches_total", Kind::Counter, &["deployment", "result"]),
-    ("stacksetd_template_rejected_total", Kind::Counter, &["deployment", "reason"]),
-    // AWS (no deployment label).
-    ("stacksetd_aws_requests_total", Kind::Counter, &["service", "operation", "outcome"]),
-];
 
 /// The alerts of alerts.yaml (the README names them too).
 const ALERT_NAMES: &[&str] = &[
@@ -115,10 +85,11 @@ fn run_promtool(args: &[&str]) -> (bool, String, String) {
 
 /// Which family a series name belongs to, with the labels it may carry.
 fn family(name: &str) -> Option<(&'static str, Vec<&'static str>)> {
-    EXPORTED.iter().find_map(|&(family, kind, labels)| {
+    exported().iter().find_map(|f| {
+        let family = f.name.as_str();
         let bucket = if name == family {
             false
-        } else if kind == Kind::Histogram
+        } else if f.kind == Kind::Histogram
             && HISTOGRAM_SUFFIXES
                 .iter()
                 .any(|suffix| name.strip_suffix(suffix) == Some(family))
@@ -127,7 +98,12 @@ fn family(name: &str) -> Option<(&'static str, Vec<&'static str>)> {
         } else {
             return None;
         };
-        let mut allowed: Vec<&'static str> = labels.iter().chain(TARGET_LABELS).copied().collect();
+        let mut allowed: Vec<&'static str> = f
+            .labels
+            .iter()
+            .map(String::as_str)
+            .chain(TARGET_LABELS.iter().copied())
+            .collect();
         if bucket {
             allowed.push("le");
         }
@@ -457,7 +433,7 @@ fn every_metric_the_alerts_and_the_dashboard_use_is_exported() {
     }
     assert!(
         unknown.is_empty(),
-        "not exported by stacksetd (see EXPORTED in tests/monitoring.rs):\n{}",
+        "not exported by stacksetd (its metrics: src/metrics/):\n{}",
         unknown.join("\n")
     );
 }
@@ -524,9 +500,9 @@ fn the_dashboard_shows_every_exported_metric() {
         .iter()
         .filter_map(|name| family(name).map(|(family, _)| family))
         .collect();
-    let missing: Vec<&str> = EXPORTED
+    let missing: Vec<&str> = exported()
         .iter()
-        .map(|(name, _, _)| *name)
+        .map(|f| f.name.as_str())
         .filter(|name| !used.contains(name))
         .collect();
     assert!(
@@ -570,4 +546,51 @@ fn selectors_and_names_are_found_in_expressions() {
     assert!(
         family("stacksetd_reconcile_duration_seconds_sum").is_some_and(|(_, l)| !l.contains(&"le"))
     );
+}
+
+/// README's metrics table lists exactly the exported families, each with its type and labels.
+#[test]
+fn the_readme_documents_every_exported_metric_with_its_type_and_labels() {
+    let readme = read("README.md");
+    let mut documented: BTreeMap<String, (String, BTreeSet<String>)> = BTreeMap::new();
+    for line in readme.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        // | `name` | type | labels |
+        if cells.len() < 5 || !cells[1].starts_with('`') {
+            continue;
+        }
+        let kind = cells[2];
+        if !matches!(kind, "counter" | "gauge" | "histogram") {
+            continue;
+        }
+        let name = format!("{PREFIX}{}", cells[1].trim_matches('`'));
+        let labels = cells[3]
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect();
+        documented.insert(name, (kind.to_string(), labels));
+    }
+    let mut problems = Vec::new();
+    for f in exported() {
+        let kind = match f.kind {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        };
+        let labels: BTreeSet<String> = f.labels.iter().cloned().collect();
+        match documented.remove(&f.name) {
+            None => problems.push(format!("{} ({kind}, labels {labels:?}) is not in README's table", f.name)),
+            Some((k, l)) if k != kind || l != labels => problems.push(format!(
+                "{}: README says {k} with {l:?}; the code registers {kind} with {labels:?}",
+                f.name
+            )),
+            Some(_) => {}
+        }
+    }
+    for name in documented.keys() {
+        problems.push(format!("README documents {name}, which stacksetd does not export"));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

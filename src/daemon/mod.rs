@@ -26,7 +26,7 @@ use crate::cloud::Cloud;
 use crate::controller::{self, Context};
 use crate::error::Error;
 use crate::http::{self, HttpState};
-use crate::metrics::{AwsRequests, FleetMetrics, ReconcileMetrics, ReloadResult, TemplateMetrics};
+use crate::metrics::{self, DaemonMetrics, FleetMetrics, ReconcileMetrics, ReloadResult, TemplateMetrics};
 use crate::status::StatusBoard;
 use crate::watch::{FileWatch, Load, Loader};
 
@@ -91,10 +91,11 @@ impl Daemon {
         let gate = Arc::new(Gate::new(cloud));
         let ctx = Arc::new(Context::new(gate.clone(), config));
         let registry = Registry::new();
-        let metrics = ReconcileMetrics::register(&registry).map_err(metrics_error)?;
-        AwsRequests::register(&registry, gate.clone()).map_err(metrics_error)?;
-        let template_metrics = TemplateMetrics::register(&registry).map_err(metrics_error)?;
-        let fleet_metrics = FleetMetrics::register(&registry).map_err(metrics_error)?;
+        let DaemonMetrics {
+            reconcile: metrics,
+            templates: template_metrics,
+            fleet: fleet_metrics,
+        } = metrics::register_all(&registry, gate.clone()).map_err(metrics_error)?;
         let fetches = template_metrics.clone();
         ctx.templates
             .set_observer(Arc::new(move |deployment: &str, result: &'static str| {

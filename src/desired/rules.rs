@@ -81,7 +81,7 @@ pub fn check(d: &Deployment, layout: &DocLayout) -> Vec<Finding> {
     identity(&mut c, s);
     template(&mut c, &s.template);
     parameters_and_tags(&mut c, s);
-    targets(&mut c, &s.deployment_targets);
+    targets(&mut c, &s.deployment_targets, &s.management_account_id);
     regions(&mut c, s);
     preferences(&mut c, &s.operation_preferences);
     if s.auto_deployment.retain_stacks_on_account_removal && !s.auto_deployment.enabled {
@@ -372,7 +372,7 @@ fn parameters_and_tags(c: &mut Check, s: &Spec) {
     }
 }
 
-fn targets(c: &mut Check, t: &DeploymentTargets) {
+fn targets(c: &mut Check, t: &DeploymentTargets, management_account_id: &str) {
     const OUS: &str = "spec.deploymentTargets.organizationalUnitIds";
     const ACCOUNTS: &str = "spec.deploymentTargets.accounts";
     const FILTER: &str = "spec.deploymentTargets.accountFilterType";
@@ -415,6 +415,17 @@ fn targets(c: &mut Check, t: &DeploymentTargets) {
             c.value(
                 &field,
                 format!("`{account}` is not an account id: write exactly 12 digits, quoted"),
+            );
+        }
+        // CloudFormation never deploys a service-managed instance to the management account: asking for one
+        // is a mistake in the file, not something to send.
+        if account == management_account_id && t.account_filter_type == AccountFilterType::Intersection {
+            c.value(
+                &field,
+                format!(
+                    "`{account}` is the management account (spec.managementAccountId); service-managed stack sets \
+                     never deploy there: remove it"
+                ),
             );
         }
     }

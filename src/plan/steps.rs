@@ -140,12 +140,7 @@ pub(super) fn settings_changes(desired: Desired<'_>, observed: &ObservedStackSet
             to: format!("sha256:{}", desired.template.short_digest()),
         });
     }
-    diff_maps(
-        "parameters",
-        &observed.parameters,
-        &spec.parameters,
-        &mut changes,
-    );
+    diff_parameters(desired, observed, &mut changes);
     let capabilities: BTreeSet<String> = spec
         .capabilities
         .iter()
@@ -160,6 +155,48 @@ pub(super) fn settings_changes(desired: Desired<'_>, observed: &ObservedStackSet
     }
     diff_maps("tags", &observed.tags, &spec.tags, &mut changes);
     changes
+}
+
+/// Parameters as CloudFormation resolves them: one the spec leaves out takes the template's Default, and a stack
+/// set that reports that value (or none) for it already has what is wanted, so leaving a parameter out is never a
+/// difference planned again on every pass.
+fn diff_parameters(desired: Desired<'_>, observed: &ObservedStackSet, out: &mut Vec<Change>) {
+    let spec = &desired.deployment.spec.parameters;
+    let declared = desired.template.document.get("Parameters").and_then(|p| p.as_object());
+    let default_of = |key: &str| -> Option<String> {
+        let default = declared?.get(key)?.get("Default")?;
+        Some(match default {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
+                .collect::<Vec<_>>()
+                .join(","),
+            other => other.to_string(),
+        })
+    };
+    let keys: BTreeSet<&String> = observed.parameters.keys().chain(spec.keys()).collect();
+    for key in keys {
+        let have = observed.parameters.get(key);
+        match spec.get(key) {
+            Some(want) if have != Some(want) => out.push(Change {
+                field: format!("parameters.{key}"),
+                from: quoted(have.map(String::as_str)),
+                to: quoted(Some(want)),
+            }),
+            Some(_) => {}
+            None => {
+                let default = default_of(key);
+                if have.is_some() && have != default.as_ref() {
+                    out.push(Change {
+                        field: format!("parameters.{key}"),
+                        from: quoted(have.map(String::as_str)),
+                        to: default.map_or_else(|| "(unset)".to_string(), |d| format!("{d:?} (template default)")),
+                    });
+                }
+            }
+        }
+    }
 }
 
 pub(super) fn diff_maps(

@@ -611,9 +611,38 @@ pub fn assert_exit(output: &Output, expected: i32, what: &str) {
 // ---------------------------------------------------------------------------------------------------------------
 // Observations through the SDK (read-only)
 
-/// Every stack instance of the stack set as (account, Region), all pages.
+/// Every stack instance of the stack set as (account, Region), all pages; panics unless every one is CURRENT
+/// (OUTDATED or INOPERABLE is not deployed).
 pub async fn instances(client: &cfn::Client, stack_set: &str) -> BTreeSet<(String, String)> {
-    let items: Vec<cfn::types::StackInstanceSummary> = client
+    let items = instance_summaries(client, stack_set).await;
+    let unfinished: Vec<String> = items
+        .iter()
+        .filter(|i| i.status() != Some(&cfn::types::StackInstanceStatus::Current))
+        .map(|i| {
+            format!(
+                "{}/{}: {:?} {:?} {:?}",
+                i.account().unwrap_or("?"),
+                i.region().unwrap_or("?"),
+                i.status(),
+                i.stack_instance_status().and_then(|s| s.detailed_status()),
+                i.status_reason()
+            )
+        })
+        .collect();
+    assert!(
+        unfinished.is_empty(),
+        "{stack_set}: instances not CURRENT (a deployment is done only when every instance is): {unfinished:#?}"
+    );
+    pairs_of(&items)
+}
+
+/// The stack set's (account, Region) pairs whatever their status: for views taken while it may be mid-operation.
+pub async fn instances_any_status(client: &cfn::Client, stack_set: &str) -> BTreeSet<(String, String)> {
+    pairs_of(&instance_summaries(client, stack_set).await)
+}
+
+async fn instance_summaries(client: &cfn::Client, stack_set: &str) -> Vec<cfn::types::StackInstanceSummary> {
+    client
         .list_stack_instances()
         .stack_set_name(stack_set)
         .into_paginator()
@@ -621,7 +650,10 @@ pub async fn instances(client: &cfn::Client, stack_set: &str) -> BTreeSet<(Strin
         .send()
         .collect::<Result<Vec<_>, _>>()
         .await
-        .unwrap_or_else(|e| panic!("ListStackInstances {stack_set}: {e:?}"));
+        .unwrap_or_else(|e| panic!("ListStackInstances {stack_set}: {e:?}"))
+}
+
+fn pairs_of(items: &[cfn::types::StackInstanceSummary]) -> BTreeSet<(String, String)> {
     items
         .iter()
         .map(|i| {

@@ -2,7 +2,11 @@
 //!
 //! Every request is read whole (head and Content-Length body), classified by the service in its SigV4 credential
 //! scope and by its action (`Action=` of the query protocol for CloudFormation and STS, `X-Amz-Target` of JSON 1.1
-//! for Organizations), and then, with probabilities drawn from one seeded RNG:
+//! for Organizations, the method for S3), and then, with probabilities drawn from an RNG seeded by the test's seed,
+//! the request (service, action, body) and how many times that same request came before, so a request's fate does
+//! not depend on what else is in flight or on the order concurrent requests arrive in, and a seed replays the same
+//! faults on the same requests (the n-th resend of a request gets the n-th draw: a retry is not doomed to its
+//! first fate):
 //!
 //! - dropped before forwarding (the connection closes without an answer; nothing reached moto);
 //! - answered with AWS-shaped throttling (HTTP 400: `Throttling` in the query protocol's `<ErrorResponse>` XML,
@@ -28,6 +32,7 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -108,19 +113,26 @@ pub struct Mutation {
     pub action: String,
     /// The OperationId (or ClientRequestToken) it carried, if any.
     pub operation_id: Option<String>,
+    /// What it asks for: its parameters but the id, the API version, CallAs and the operation preferences, sorted
+    /// (two requests with the same `change` do the same thing).
+    pub change: String,
     pub fate: Fate,
 }
 
 #[derive(Debug, Default)]
 struct Shared {
     rates: Rates,
-    rng: Option<StdRng>,
+    seed: u64,
+    /// How many times each request (by its digest) has been seen: the index of its next draw.
+    seen: BTreeMap<[u8; 8], u64>,
     counts: BTreeMap<(String, String, Fate), u64>,
     mutations: Vec<Mutation>,
     /// Requests still to be throttled whatever the rates say.
     forced_throttles: u32,
     /// Actions answered by the proxy itself (an answer AWS can give that no emulator does): action -> body.
     canned: BTreeMap<String, String>,
+    /// Mutating requests the emulator has applied whose answer has not reached the client (yet, or ever).
+    applied_unanswered: usize,
 }
 
 /// A running proxy; stops with the test process (its thread is detached).
@@ -141,7 +153,7 @@ impl FaultProxy {
         );
         let shared = Arc::new(Mutex::new(Shared {
             rates,
-            rng: Some(StdRng::seed_from_u64(seed)),
+            seed,
             ..Shared::default()
         }));
         let in_flight = Arc::new(AtomicUsize::new(0));
@@ -228,6 +240,12 @@ impl FaultProxy {
     /// Mutating requests being served now (forwarded or about to be, their answer not yet delivered).
     pub fn in_flight_mutating(&self) -> usize {
         self.in_flight_mutating.load(Ordering::SeqCst)
+    }
+
+    /// Mutating requests the emulator has applied and whose answer the client has not received: a process killed
+    /// now has changed AWS without knowing it.
+    pub fn applied_unanswered(&self) -> usize {
+        self.shared.lock().unwrap().applied_unanswered
     }
 
     /// Requests per fate, all services and actions.
@@ -333,6 +351,7 @@ async fn exchange(
             s.mutations.push(Mutation {
                 action: request.action.clone(),
                 operation_id: operation_id(&request.body),
+                change: change_of(&request.body),
                 fate,
             });
         }
@@ -367,30 +386,42 @@ async fn exchange(
         }
     };
     record(fate);
-    match fate {
-        Fate::DroppedAfter => {
-            drop(client);
-            Ok(())
-        }
-        _ => {
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-            client.write_all(&answer).await?;
-            client.shutdown().await
-        }
+    let mutating = is_mutating(&request.action);
+    if fate == Fate::DroppedAfter {
+        drop(client);
+        return Ok(());
     }
+    if mutating {
+        shared.lock().unwrap().applied_unanswered += 1;
+    }
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let delivered = async {
+        client.write_all(&answer).await?;
+        client.shutdown().await
+    }
+    .await;
+    if mutating {
+        shared.lock().unwrap().applied_unanswered -= 1;
+    }
+    delivered
 }
 
-/// The fate of a request and, for a slow one, its delay: one draw per fault, in a fixed order.
+/// The fate of a request and, for a slow one, its delay: one draw per fault, in a fixed order, from an RNG seeded
+/// by the test's seed, the request's digest and its occurrence number.
 fn decide(shared: &Mutex<Shared>, request: &Request) -> (Fate, Duration) {
     let mut s = shared.lock().unwrap();
     if s.forced_throttles > 0 {
         s.forced_throttles -= 1;
         return (Fate::Throttled, Duration::ZERO);
     }
-    let rates = s.rates;
-    let rng = s.rng.as_mut().expect("seeded");
+    let (rates, seed) = (s.rates, s.seed);
+    let digest = request_digest(request);
+    let occurrence = s.seen.entry(digest).or_insert(0);
+    let mut rng = StdRng::seed_from_u64(draw_seed(seed, digest, *occurrence));
+    *occurrence += 1;
+    drop(s);
     let mut hit = |p: f64| p > 0.0 && rng.random::<f64>() < p;
     if hit(rates.drop_before) {
         return (Fate::DroppedBefore, Duration::ZERO);
@@ -420,6 +451,25 @@ fn decide(shared: &Mutex<Shared>, request: &Request) -> (Fate, Duration) {
         return (Fate::Slowed, delay);
     }
     (Fate::Forwarded, Duration::ZERO)
+}
+
+/// What identifies a request across runs: service, action and body (the signature and its date are in the head).
+fn request_digest(request: &Request) -> [u8; 8] {
+    let mut hasher = Sha256::new();
+    for part in [request.service.as_bytes(), request.action.as_bytes(), &request.body] {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    hasher.finalize()[..8].try_into().expect("8 bytes")
+}
+
+/// The seed of one draw: the test's seed, the request and its occurrence, mixed.
+fn draw_seed(seed: u64, digest: [u8; 8], occurrence: u64) -> u64 {
+    let mut hasher = Sha256::new();
+    hasher.update(seed.to_le_bytes());
+    hasher.update(digest);
+    hasher.update(occurrence.to_le_bytes());
+    u64::from_le_bytes(hasher.finalize()[..8].try_into().expect("8 bytes"))
 }
 
 /// The error answer AWS would send for this service and fault.
@@ -536,6 +586,7 @@ async fn read_request(client: &mut TcpStream) -> std::io::Result<Request> {
         Some(target) => target
             .rsplit_once('.')
             .map_or(target.clone(), |(_, a)| a.to_string()),
+        None if service == "s3" => s3_action(&head),
         None => form_value(&body, "Action").unwrap_or_else(|| "unknown".to_string()),
     };
     Ok(Request {
@@ -544,6 +595,19 @@ async fn read_request(client: &mut TcpStream) -> std::io::Result<Request> {
         service,
         action,
     })
+}
+
+/// The S3 object action of a REST request, from its method (stacksetd only stages objects).
+fn s3_action(head: &str) -> String {
+    let method = head.split(' ').next().unwrap_or("");
+    match method {
+        "PUT" => "PutObject",
+        "GET" => "GetObject",
+        "HEAD" => "HeadObject",
+        "DELETE" => "DeleteObject",
+        _ => "unknown",
+    }
+    .to_string()
 }
 
 /// Read until the blank line; returns the head (without the blank line) and whatever body bytes came with it.
@@ -600,6 +664,24 @@ pub fn form_value(body: &[u8], key: &str) -> Option<String> {
     url::form_urlencoded::parse(text.as_bytes())
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.to_string())
+}
+
+/// A query-protocol request's parameters without its id, API version, CallAs and operation preferences, sorted.
+pub fn change_of(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut params: Vec<(String, String)> = url::form_urlencoded::parse(text.as_bytes())
+        .filter(|(k, _)| {
+            !matches!(k.as_ref(), "OperationId" | "ClientRequestToken" | "Version" | "CallAs")
+                && !k.starts_with("OperationPreferences")
+        })
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    params.sort();
+    params
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// The OperationId (or CreateStackSet's ClientRequestToken) of a query-protocol request.

@@ -80,6 +80,7 @@ impl World {
                     regions: regions.into_iter().collect(),
                     preferences: OperationPreferences::default(),
                     pairs,
+                    change: None,
                 },
             );
         }

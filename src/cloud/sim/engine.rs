@@ -485,7 +485,7 @@ impl Ctx<'_> {
     }
 
     /// Account checks when an instance's turn comes: suspended/closed accounts are skipped (not a failure),
-    /// except that deleting their stacks needs RetainStacks.
+    /// and only a delete with RetainStacks removes their instances.
     fn precheck(&self, pair: &Pair) -> Precheck {
         let deleting = matches!(self.work, Work::Delete { .. });
         if self.work == Work::DetectDrift {
@@ -504,18 +504,14 @@ impl Ctx<'_> {
         if !self.org.is_inactive(&pair.account) {
             return Precheck::Start;
         }
+        // Since June 2023 every operation skips a suspended account instead of failing on it; only a delete
+        // with RetainStacks=true removes its instance (from the stack set; the stack itself is left).
         match self.work {
             Work::Delete {
                 retain_stacks: true,
             } => Precheck::Start,
-            Work::Delete {
-                retain_stacks: false,
-            } => Precheck::Fail(format!(
-                "Account {} is {}: its stack instances can only be deleted with RetainStacks=true",
-                pair.account, member.state
-            )),
             _ => Precheck::Skip(format!(
-                "Skipped because account {} is {}",
+                "Skipped because account {} is {}: its stack instances can only be deleted with RetainStacks=true",
                 pair.account, member.state
             )),
         }

@@ -31,7 +31,7 @@ use rand::{Rng, SeedableRng};
 use tokio::time::{Duration, Instant};
 
 pub use faults::Faults;
-pub use stacksets::{Initiator, SimOperation};
+pub use stacksets::{Initiator, RepeatedChange, SimOperation};
 
 use self::faults::FaultState;
 use self::org::Organization;
@@ -101,6 +101,11 @@ pub(crate) struct World {
     pub staged: BTreeMap<String, String>,
     /// When the world was made, on both clocks: simulated instants map to wall-clock timestamps from here.
     pub epoch: (Instant, std::time::SystemTime),
+    /// Changes made to the world outside the API (a test moving an account, failing one, drifting a stack): the
+    /// same request after one of them is a new change, not a repeat.
+    pub out_of_band: u64,
+    /// Every change the API accepted twice in a row (`Sim::repeated_changes`).
+    pub repeated_changes: Vec<stacksets::RepeatedChange>,
 }
 
 impl World {
@@ -158,6 +163,8 @@ impl Sim {
             faults: FaultState::default(),
             staged: BTreeMap::new(),
             epoch: (Instant::now(), std::time::SystemTime::now()),
+            out_of_band: 0,
+            repeated_changes: Vec::new(),
             config,
         };
         Sim {
@@ -205,6 +212,13 @@ impl Sim {
         world
     }
 
+    /// The world, for a change made outside the API (a test or demo steering the organization).
+    fn world_changed(&self) -> MutexGuard<'_, World> {
+        let mut world = self.world();
+        world.out_of_band += 1;
+        world
+    }
+
     pub fn root_id(&self) -> String {
         self.world().org.root_id.clone()
     }
@@ -218,7 +232,7 @@ impl Sim {
     /// # Panics
     /// If `parent_id` is not a root or OU of the organization (a bug in the test or demo script).
     pub fn add_ou(&self, parent_id: &str, name: &str) -> String {
-        let mut world = self.world();
+        let mut world = self.world_changed();
         let World { org, rng, .. } = &mut *world;
         org.add_ou(rng, parent_id, name)
             .unwrap_or_else(|| panic!("add_ou: no root or OU {parent_id}"))
@@ -229,7 +243,7 @@ impl Sim {
     /// # Panics
     /// If `parent_id` is not a root or OU of the organization.
     pub fn add_account(&self, parent_id: &str, name: &str) -> String {
-        let mut world = self.world();
+        let mut world = self.world_changed();
         let World { org, rng, .. } = &mut *world;
         let id = org
             .add_account(rng, parent_id, name)
@@ -243,7 +257,7 @@ impl Sim {
     /// # Panics
     /// If the account is not in the organization.
     pub fn set_account_state(&self, account_id: &str, state: &str) {
-        let mut world = self.world();
+        let mut world = self.world_changed();
         let member = world
             .org
             .accounts
@@ -257,7 +271,7 @@ impl Sim {
     /// # Panics
     /// If the account or the new parent does not exist.
     pub fn move_account(&self, account_id: &str, new_parent_id: &str) {
-        let mut world = self.world();
+        let mut world = self.world_changed();
         assert!(
             world.org.unit_exists(new_parent_id),
             "move_account: no root or OU {new_parent_id}"
@@ -276,7 +290,7 @@ impl Sim {
     /// # Panics
     /// If the account is not in the organization.
     pub fn remove_account(&self, account_id: &str) {
-        let mut world = self.world();
+        let mut world = self.world_changed();
         let member = world
             .org
             .accounts
@@ -318,7 +332,7 @@ impl Sim {
     /// Every stack instance operation in the account fails with `reason` from now on (RetainStacks deletes
     /// excepted: they only disassociate the stack).
     pub fn fail_account(&self, account_id: &str, reason: &str) {
-        self.world()
+        self.world_changed()
             .faults
             .failing_accounts
             .insert(account_id.to_string(), reason.to_string());
@@ -326,7 +340,7 @@ impl Sim {
 
     /// Undoes [`Sim::fail_account`].
     pub fn heal_account(&self, account_id: &str) {
-        self.world().faults.failing_accounts.remove(account_id);
+        self.world_changed().faults.failing_accounts.remove(account_id);
     }
 
     /// Someone else's operation (a console user, another tool) that holds the stack set's slot for `duration`
@@ -358,6 +372,7 @@ impl Sim {
                 regions: Vec::new(),
                 preferences: OperationPreferences::default(),
                 pairs: Vec::new(),
+                change: None,
             },
         );
         Ok(id)
@@ -372,7 +387,7 @@ impl Sim {
         region: &str,
         drift: &str,
     ) -> bool {
-        let mut world = self.world();
+        let mut world = self.world_changed();
         let instance = world.stack_sets.get_mut(stack_set).and_then(|s| {
             s.instances
                 .get_mut(&(account.to_string(), region.to_string()))
@@ -390,7 +405,7 @@ impl Sim {
     /// account): the next drift detection reports the instance DRIFTED; re-applying it puts it back in sync.
     /// Returns whether the instance exists.
     pub fn drift_resources(&self, stack_set: &str, account: &str, region: &str) -> bool {
-        let mut world = self.world();
+        let mut world = self.world_changed();
         let Some(state) = world.stack_sets.get_mut(stack_set) else {
             return false;
         };
@@ -404,7 +419,7 @@ impl Sim {
 
     /// sts:AssumeRole into the account is refused from now on, with `reason` (a broken trust policy, an SCP).
     pub fn deny_access(&self, account_id: &str, reason: &str) {
-        self.world()
+        self.world_changed()
             .faults
             .denied_access
             .insert(account_id.to_string(), reason.to_string());
@@ -412,12 +427,12 @@ impl Sim {
 
     /// Undoes [`Sim::deny_access`].
     pub fn allow_access(&self, account_id: &str) {
-        self.world().faults.denied_access.remove(account_id);
+        self.world_changed().faults.denied_access.remove(account_id);
     }
 
     /// Turns trusted access for StackSets off (never enabled) or on, as the StackSets console's switch would.
     pub fn set_trusted_access(&self, enabled: bool) {
-        self.world().org.trusted_access = enabled;
+        self.world_changed().org.trusted_access = enabled;
     }
 
     pub fn trusted_access(&self) -> bool {
@@ -426,12 +441,12 @@ impl Sim {
 
     /// ALL or CONSOLIDATED_BILLING.
     pub fn set_feature_set(&self, feature_set: &str) {
-        self.world().org.feature_set = feature_set.to_string();
+        self.world_changed().org.feature_set = feature_set.to_string();
     }
 
     /// The account is no longer a delegated administrator for StackSets.
     pub fn deregister_delegated_admin(&self, account_id: &str) {
-        self.world().org.delegated_admins.remove(account_id);
+        self.world_changed().org.delegated_admins.remove(account_id);
     }
 
     /// Every operation ever submitted on the stack set (also after it was deleted), oldest first.
@@ -450,6 +465,14 @@ impl Sim {
             .filter(|op| op.initiator == Initiator::Api)
             .map(|op| op.id)
             .collect()
+    }
+
+    /// Every change the API accepted twice in a row on one stack set, whatever the ids: the same request (its
+    /// id, CallAs and preferences aside) with no other operation and no outside change to the world in between,
+    /// while the first still ran or after it succeeded without a failed instance. A controller that lost track
+    /// of its own submission shows up here; the sim's refusal of a reused id cannot hide it.
+    pub fn repeated_changes(&self) -> Vec<RepeatedChange> {
+        self.world().repeated_changes.clone()
     }
 
     /// Forget every stack set's finished operations but the newest `keep`, as AWS's own retention does, and

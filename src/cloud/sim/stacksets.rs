@@ -115,6 +115,12 @@ pub(crate) struct StackSetState {
     pub ops: Vec<OpRecord>,
     /// The last completed drift detection.
     pub drift: Option<DriftDetails>,
+    /// Operations ever submitted on this stack set, by anyone.
+    pub submissions: u64,
+    /// The last change the API accepted: the same change accepted again, with no other operation and no change
+    /// to the organization in between, while the first still ran or after it succeeded cleanly, was applied
+    /// twice (a controller that lost track of its own submission).
+    pub last_change: Option<LastChange>,
     /// Instances whose resources were changed behind CloudFormation's back (`Sim::drift_resources`): a drift
     /// detection reports them DRIFTED; re-applying the stack set (create/update) puts them back in sync.
     pub resource_drift: BTreeSet<(String, String)>,
@@ -164,6 +170,19 @@ impl StackSetState {
             ));
         }
         Ok(())
+    }
+
+    /// Whether `change` repeats the last accepted change with nothing in between and the first one either still
+    /// running or done without a failure: returns the first one's id.
+    fn repeats(&self, change: &str, out_of_band: u64) -> Option<String> {
+        let last = self.last_change.as_ref()?;
+        // `submissions` already counts the new one.
+        if last.change != change || last.out_of_band != out_of_band || last.submissions + 1 != self.submissions {
+            return None;
+        }
+        let first = self.ops.iter().find(|op| op.public.id == last.id)?;
+        let clean = first.public.status == OperationStatus::Succeeded && first.public.failed_instances == 0;
+        (first.public.status.is_active() || clean).then(|| last.id.clone())
     }
 
     fn check_operation_id(&self, id: &str) -> Result<(), SimError> {
@@ -274,6 +293,8 @@ impl World {
                 ops: Vec::new(),
                 drift: None,
                 resource_drift: BTreeSet::new(),
+                submissions: 0,
+                last_change: None,
             },
         );
         Ok(())
@@ -362,6 +383,7 @@ impl World {
                 regions,
                 preferences: request.preferences.clone(),
                 pairs: Vec::new(),
+                change: Some(change_of_update(request)),
             },
         );
         Ok(request.operation_id.clone())
@@ -405,6 +427,7 @@ impl World {
                 regions: request.regions.clone(),
                 preferences: request.preferences.clone(),
                 pairs,
+                change: Some(change_of_instances(action, &request.targets, &request.regions, None)),
             },
         );
         Ok(request.operation_id.clone())
@@ -436,6 +459,12 @@ impl World {
                 regions: request.regions.clone(),
                 preferences: request.preferences.clone(),
                 pairs,
+                change: Some(change_of_instances(
+                    OperationAction::Delete,
+                    &request.targets,
+                    &request.regions,
+                    Some(request.retain_stacks),
+                )),
             },
         );
         Ok(request.operation_id.clone())
@@ -462,6 +491,7 @@ impl World {
                 regions: Vec::new(),
                 preferences: request.preferences.clone(),
                 pairs: Vec::new(),
+                change: None,
             },
         );
         Ok(request.operation_id.clone())
@@ -508,10 +538,27 @@ impl World {
     /// Records a new operation: it takes the free slot at once, or queues behind the active one (callers have
     /// already applied the one-operation rule).
     pub(crate) fn submit(&mut self, name: &str, new: NewOperation) {
-        let now = self.now;
+        let (now, out_of_band) = (self.now, self.out_of_band);
         let Some(stack_set) = self.stack_sets.get_mut(name) else {
             return;
         };
+        stack_set.submissions += 1;
+        if let Some(change) = &new.change {
+            if let Some(first) = stack_set.repeats(change, out_of_band) {
+                self.repeated_changes.push(RepeatedChange {
+                    stack_set: name.to_string(),
+                    first,
+                    second: new.id.clone(),
+                    change: change.clone(),
+                });
+            }
+            stack_set.last_change = Some(LastChange {
+                id: new.id.clone(),
+                change: change.clone(),
+                out_of_band,
+                submissions: stack_set.submissions,
+            });
+        }
         let busy = stack_set.has_active_operation();
         stack_set.ops.push(OpRecord {
             public: SimOperation {
@@ -554,4 +601,44 @@ pub(crate) struct NewOperation {
     pub regions: Vec<String>,
     pub preferences: OperationPreferences,
     pub pairs: Vec<Pair>,
+    /// What a change submitted through the API asks for (its request without id, CallAs and preferences), to
+    /// catch one change applied twice; `None` for drift detection and for operations the API did not submit.
+    pub change: Option<String>,
+}
+
+/// The change an UpdateStackSet asks for: everything but its id, CallAs and operation preferences.
+pub(crate) fn change_of_update(request: &UpdateStackSet) -> String {
+    let mut request = request.clone();
+    request.operation_id.clear();
+    request.preferences = OperationPreferences::default();
+    request.call_as = CallAs::SelfAccount;
+    format!("UPDATE_SET {}", serde_json::to_string(&request).unwrap_or_default())
+}
+
+/// The change an instance operation asks for: its action, targets, Regions and RetainStacks.
+fn change_of_instances(action: OperationAction, targets: &Targets, regions: &[String], retain: Option<bool>) -> String {
+    format!(
+        "{action:?} {} {regions:?} {retain:?}",
+        serde_json::to_string(targets).unwrap_or_default()
+    )
+}
+
+/// One change the API accepted twice in a row (see [`StackSetState::last_change`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepeatedChange {
+    pub stack_set: String,
+    pub first: String,
+    pub second: String,
+    pub change: String,
+}
+
+/// The last change accepted through the API on a stack set, to compare the next one with.
+#[derive(Debug, Clone)]
+pub(crate) struct LastChange {
+    pub id: String,
+    pub change: String,
+    /// `World::out_of_band` when it was accepted.
+    pub out_of_band: u64,
+    /// `StackSetState::submissions` right after it.
+    pub submissions: u64,
 }

@@ -361,6 +361,21 @@ fn accounts_shape_and_duplicates() {
     ok(&accounts("\"000000000001\"", Some("DIFFERENCE")));
 }
 
+/// CloudFormation never deploys to the management account: an INTERSECTION naming it is refused, a DIFFERENCE
+/// (the accounts left out) may name it.
+#[test]
+fn the_management_account_is_never_an_intersection_account() {
+    let management = "\"123456789012\"";
+    one(
+        &accounts(management, Some("INTERSECTION")),
+        11,
+        16,
+        "spec.deploymentTargets.accounts[0]",
+        "is the management account",
+    );
+    ok(&accounts(management, Some("DIFFERENCE")));
+}
+
 #[test]
 fn account_filter_type_rules() {
     let filter = "spec.deploymentTargets.accountFilterType";

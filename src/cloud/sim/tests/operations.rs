@@ -505,3 +505,62 @@ async fn create_is_idempotent_for_existing_instances_and_retries_outdated_ones()
         InstanceStatus::Current
     );
 }
+
+/// The audit the controller tests rely on (`Sim::repeated_changes`) catches one change submitted twice under two
+/// ids, and only that: a retry after a failure, a different change, or a change after the organization moved are
+/// not repeats.
+#[tokio::test(start_paused = true)]
+async fn a_change_accepted_twice_is_recorded_whatever_its_ids() {
+    let org = org();
+    let sim = &org.sim;
+    deployed(&org, &[&org.prod], &[REGION], false).await;
+    let prefs = OperationPreferences::default();
+    let first = sim
+        .update_stack_instances(&instances_request("u1", &[&org.prod], &[REGION], prefs.clone()))
+        .await
+        .unwrap();
+    // While the first runs or after it succeeded: the same change under a new id is applied twice.
+    let mut queued = prefs.clone();
+    queued.max_concurrent_percentage = Some(100);
+    wait(sim, &first).await;
+    let second = sim
+        .update_stack_instances(&instances_request("u2", &[&org.prod], &[REGION], queued))
+        .await
+        .unwrap();
+    wait(sim, &second).await;
+    let repeated = sim.repeated_changes();
+    assert_eq!(repeated.len(), 1, "{repeated:?}");
+    assert_eq!((repeated[0].first.as_str(), repeated[0].second.as_str()), ("u1", "u2"));
+
+    // A different change in between, then the first again: not a repeat.
+    let other = sim
+        .update_stack_set(&update_request("s1", "{\"Resources\": {}}"))
+        .await
+        .unwrap();
+    wait(sim, &other).await;
+    let again = sim
+        .update_stack_instances(&instances_request("u3", &[&org.prod], &[REGION], prefs.clone()))
+        .await
+        .unwrap();
+    wait(sim, &again).await;
+    // After the organization changed outside the API: not a repeat either.
+    sim.set_account_state(&org.p1, "ACTIVE");
+    let after_move = sim
+        .update_stack_instances(&instances_request("u4", &[&org.prod], &[REGION], prefs.clone()))
+        .await
+        .unwrap();
+    wait(sim, &after_move).await;
+    // After a failed instance: a retry, not a repeat.
+    sim.fail_account(&org.p1, "boom");
+    let failing = sim
+        .update_stack_instances(&instances_request("u5", &[&org.prod], &[REGION], prefs.clone()))
+        .await
+        .unwrap();
+    wait(sim, &failing).await;
+    let retry = sim
+        .update_stack_instances(&instances_request("u6", &[&org.prod], &[REGION], prefs))
+        .await
+        .unwrap();
+    wait(sim, &retry).await;
+    assert_eq!(sim.repeated_changes().len(), 1, "{:?}", sim.repeated_changes());
+}

@@ -4,6 +4,12 @@
 //!
 //! The AWS request counter is not incremented on the hot path: the cloud port already counts every call in its
 //! `CallCounter`, and `AwsRequests` copies that into the exposition at scrape time.
+//!
+//! Groups register through a [`Registrar`]: the daemon's `Registry`, or a [`catalog::Catalog`] that only lists
+//! them, so [`catalog::families`] (what the alerts, the dashboard and the docs are checked against) is derived
+//! from the very code that registers the daemon's metrics, never kept by hand.
+
+pub mod catalog;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,6 +28,38 @@ use crate::error::Error;
 
 /// Every metric name starts with this (DESIGN.md, "Metrics").
 pub const NAMESPACE: &str = "stacksetd";
+
+/// Where metric groups register their collectors.
+pub trait Registrar {
+    fn add(&self, collector: Box<dyn Collector>) -> Result<(), prometheus::Error>;
+}
+
+impl Registrar for Registry {
+    fn add(&self, collector: Box<dyn Collector>) -> Result<(), prometheus::Error> {
+        self.register(collector)
+    }
+}
+
+/// The daemon's metric groups, registered together by [`register_all`].
+pub struct DaemonMetrics {
+    pub reconcile: ReconcileMetrics,
+    pub templates: TemplateMetrics,
+    pub fleet: FleetMetrics,
+}
+
+/// Every group the daemon exports, on `registrar` (the AWS request counter reads `cloud`'s call counter).
+pub fn register_all(
+    registrar: &impl Registrar,
+    cloud: Arc<dyn Cloud>,
+) -> Result<DaemonMetrics, prometheus::Error> {
+    let reconcile = ReconcileMetrics::register(registrar)?;
+    AwsRequests::register(registrar, cloud)?;
+    Ok(DaemonMetrics {
+        reconcile,
+        templates: TemplateMetrics::register(registrar)?,
+        fleet: FleetMetrics::register(registrar)?,
+    })
+}
 
 /// Pass durations: a converged pass is a few API calls (tens of ms against moto, ~0.1-1 s against AWS); a pass
 /// that re-lists a large organization or retries throttled calls takes tens of seconds.
@@ -77,7 +115,7 @@ pub struct ReconcileMetrics {
 }
 
 impl ReconcileMetrics {
-    pub fn register(registry: &Registry) -> Result<ReconcileMetrics, prometheus::Error> {
+    pub fn register(registry: &impl Registrar) -> Result<ReconcileMetrics, prometheus::Error> {
         let reconcile_total = IntCounterVec::new(
             Opts::new(
                 "reconcile_total",
@@ -119,11 +157,11 @@ impl ReconcileMetrics {
             .namespace(NAMESPACE),
             &["result"],
         )?;
-        registry.register(Box::new(reconcile_total.clone()))?;
-        registry.register(Box::new(reconcile_duration.clone()))?;
-        registry.register(Box::new(reconcile_errors.clone()))?;
-        registry.register(Box::new(last_success.clone()))?;
-        registry.register(Box::new(reloads.clone()))?;
+        registry.add(Box::new(reconcile_total.clone()))?;
+        registry.add(Box::new(reconcile_duration.clone()))?;
+        registry.add(Box::new(reconcile_errors.clone()))?;
+        registry.add(Box::new(last_success.clone()))?;
+        registry.add(Box::new(reloads.clone()))?;
         Ok(ReconcileMetrics {
             reconcile_total,
             reconcile_duration,
@@ -182,7 +220,7 @@ pub struct TemplateMetrics {
 }
 
 impl TemplateMetrics {
-    pub fn register(registry: &Registry) -> Result<TemplateMetrics, prometheus::Error> {
+    pub fn register(registry: &impl Registrar) -> Result<TemplateMetrics, prometheus::Error> {
         let info = GaugeVec::new(
             Opts::new(
                 "template_info",
@@ -215,10 +253,10 @@ impl TemplateMetrics {
             .namespace(NAMESPACE),
             &["deployment", "reason"],
         )?;
-        registry.register(Box::new(info.clone()))?;
-        registry.register(Box::new(update_available.clone()))?;
-        registry.register(Box::new(fetches.clone()))?;
-        registry.register(Box::new(rejected.clone()))?;
+        registry.add(Box::new(info.clone()))?;
+        registry.add(Box::new(update_available.clone()))?;
+        registry.add(Box::new(fetches.clone()))?;
+        registry.add(Box::new(rejected.clone()))?;
         Ok(TemplateMetrics {
             info,
             update_available,
@@ -340,15 +378,15 @@ const COVERAGE_STATES: [&str; 5] = [
 ];
 
 impl FleetMetrics {
-    pub fn register(registry: &Registry) -> Result<FleetMetrics, prometheus::Error> {
+    pub fn register(registry: &impl Registrar) -> Result<FleetMetrics, prometheus::Error> {
         let gauge = |name: &str, help: &str, labels: &[&str]| {
             let vec = GaugeVec::new(Opts::new(name, help).namespace(NAMESPACE), labels)?;
-            registry.register(Box::new(vec.clone()))?;
+            registry.add(Box::new(vec.clone()))?;
             Ok::<_, prometheus::Error>(vec)
         };
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let vec = IntCounterVec::new(Opts::new(name, help).namespace(NAMESPACE), labels)?;
-            registry.register(Box::new(vec.clone()))?;
+            registry.add(Box::new(vec.clone()))?;
             Ok::<_, prometheus::Error>(vec)
         };
         Ok(FleetMetrics {
@@ -556,7 +594,7 @@ pub struct AwsRequests {
 }
 
 impl AwsRequests {
-    pub fn register(registry: &Registry, cloud: Arc<dyn Cloud>) -> Result<(), prometheus::Error> {
+    pub fn register(registry: &impl Registrar, cloud: Arc<dyn Cloud>) -> Result<(), prometheus::Error> {
         let counter = IntCounterVec::new(
             Opts::new(
                 "aws_requests_total",
@@ -565,7 +603,7 @@ impl AwsRequests {
             .namespace(NAMESPACE),
             &["service", "operation", "outcome"],
         )?;
-        registry.register(Box::new(AwsRequests {
+        registry.add(Box::new(AwsRequests {
             cloud,
             counter,
             sync: Mutex::new(()),
