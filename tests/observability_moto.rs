@@ -1,9 +1,11 @@
-//! Observability end to end: `stacksetd run` as a process against moto. The metrics must equal what the AWS
-//! API reports (instances by status, accounts targeted, coverage), pass `promtool check metrics` on a live
-//! scrape, and agree with `stacksetd status` (which reads the daemon's /status). A member account added to a
-//! targeted OU must show up as missing within one organization scan and then be repaired (moto has no
-//! auto-deployment, so the gap outlives the grace period: exactly the case the repair exists for).
-
+//! Observability end to end: `stacksetd run` as a process against moto (or fakecloud), through a recording
+//! proxy. The metrics must equal what the AWS API reports (instances by status, accounts targeted, coverage),
+//! pass `promtool check metrics` on a live scrape, name only families the metric catalog declares, and agree
+//! with `stacksetd status` (which reads the daemon's /status). A member account added to a targeted OU must show
+//! up as missing within one organization scan and then be repaired: the proof is an operation submitted after it
+//! joined whose request reaches it (moto has no auto-deployment, so there the gap outlives the grace period:
+//! exactly the case the repair exists for; fakecloud's auto-deployment may come first). Every call the daemon
+//! made must be granted by the shipped IAM policy.
 mod common;
 mod fault_support;
 mod daemon_support;
