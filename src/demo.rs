@@ -23,8 +23,16 @@ const EXAMPLE_DESIRED: &str = include_str!("../config/aimably-data-only.yaml");
 /// Simulated seconds one instance takes to deploy (AWS: "less than a minute per account").
 const SIM_INSTANCE_SECONDS: f64 = 20.0;
 
+/// The `--speed` values the demo accepts (simulated seconds per real second).
+pub const SPEED_RANGE: (f64, f64) = (1.0, 10_000.0);
+
 pub async fn run(speed: f64) -> Result<(), Error> {
-    let speed = speed.clamp(1.0, 10_000.0);
+    if !(SPEED_RANGE.0..=SPEED_RANGE.1).contains(&speed) {
+        return Err(Error::Settings(format!(
+            "demo speed {speed} is out of range: use {} to {}",
+            SPEED_RANGE.0, SPEED_RANGE.1
+        )));
+    }
     let dir = std::env::temp_dir().join(format!("stacksetd-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
         path: dir.clone(),

@@ -86,6 +86,34 @@ impl AwsErrorKind {
     }
 }
 
+/// An error with its whole cause chain, each cause once: `a: b: c`. A cause whose text the message already
+/// carries (thiserror messages often quote their source) is not repeated.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut messages = vec![error.to_string()];
+    let mut source = error.source();
+    while let Some(cause) = source {
+        messages.push(cause.to_string());
+        source = cause.source();
+    }
+    join_causes(messages)
+}
+
+/// Join messages outermost first, leaving out any already contained in what came before.
+pub fn join_causes(messages: impl IntoIterator<Item = String>) -> String {
+    let mut out = String::new();
+    for message in messages {
+        let message = message.trim();
+        if message.is_empty() || out.contains(message) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(message);
+    }
+    out
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The desired-state file is invalid; carries every problem with file, line and column.

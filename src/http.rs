@@ -1,26 +1,50 @@
 //! The daemon's HTTP endpoints (axum): /healthz (liveness), /readyz (readiness), /metrics (Prometheus text
 //! format) and /status (JSON). All are read-only: GET and HEAD (axum answers HEAD for GET routes without a body);
-//! any other method gets 405 with an Allow header.
+//! any other method gets 405 with an Allow header, and a request with a body gets 413.
+//!
+//! The listener is exposed to whatever can reach the port, so connections are bounded: headers must arrive
+//! within [`HEADER_READ_TIMEOUT`], a connection lives at most [`CONNECTION_MAX_AGE`], and at most
+//! [`MAX_CONNECTIONS`] are served at once (a connection over the cap is closed at once, so half-open
+//! connections cannot starve the probes or the reconcile loop). /status shows stack set settings and error
+//! text, so it is redacted ([`crate::redact`]) and, with `status_token` set, needs `Authorization: Bearer`.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use prometheus::Registry;
+use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::{debug, warn};
 
 use crate::metrics;
 use crate::status::StatusBoard;
+
+/// A client must send its request headers within this long, or the connection is closed.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// A keep-alive connection is closed (gracefully) after this long, whatever it does.
+pub const CONNECTION_MAX_AGE: Duration = Duration::from_secs(60);
+/// Connections served at once; more are closed as soon as they are accepted.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// How long the accept loop pauses after an accept error (out of file descriptors, ...).
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// What the handlers read.
 #[derive(Clone)]
 pub struct HttpState {
     pub status: Arc<StatusBoard>,
     pub registry: Registry,
+    /// When set, /status requires `Authorization: Bearer <token>` (`status_token`).
+    pub status_token: Option<Arc<str>>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -29,18 +53,87 @@ pub fn router(state: HttpState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/status", get(status))
+        .layer(middleware::from_fn(refuse_bodies))
         .with_state(state)
 }
 
-/// Serve until `shutdown` resolves; requests in flight then finish.
+/// Serve until `shutdown` resolves; requests in flight then finish (each connection is told to close).
 pub async fn serve(
     listener: TcpListener,
     state: HttpState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let app = router(state);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    warn!(error = %e, "accepting an HTTP connection failed");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            debug!(%peer, max = MAX_CONNECTIONS, "HTTP connection cap reached: closing a new connection");
+            drop(stream);
+            continue;
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let mut closing = closing_rx.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            let age = tokio::time::sleep(CONNECTION_MAX_AGE);
+            tokio::pin!(age);
+            let mut told = false;
+            loop {
+                tokio::select! {
+                    result = connection.as_mut() => {
+                        if let Err(e) = result {
+                            debug!(%peer, error = %e, "HTTP connection ended with an error");
+                        }
+                        break;
+                    }
+                    () = &mut age, if !told => {
+                        told = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                    _ = closing.wait_for(|c| *c), if !told => {
+                        told = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+        });
+    }
+    drop(listener);
+    closing_tx.send_replace(true);
+    // Every connection holds a slot: all slots back means all connections ended.
+    let _all = slots.acquire_many(MAX_CONNECTIONS as u32).await;
+    Ok(())
+}
+
+/// The endpoints take no input: a request with a body is refused before any handler runs.
+async fn refuse_bodies(request: Request, next: Next) -> Response {
+    let has_body = request.headers().contains_key(header::TRANSFER_ENCODING)
+        || request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    if has_body {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "request bodies are not accepted\n").into_response();
+    }
+    next.run(request).await
 }
 
 /// Live while the process runs and the runtime answers.
@@ -99,6 +192,31 @@ async fn metrics_text(State(state): State<HttpState>) -> Response {
     }
 }
 
-async fn status(State(state): State<HttpState>) -> Response {
-    axum::Json(state.status.snapshot()).into_response()
+async fn status(State(state): State<HttpState>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(token) = &state.status_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !same_secret(given, token) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "/status needs Authorization: Bearer <status_token>\n",
+            )
+                .into_response();
+        }
+    }
+    let mut document = serde_json::to_value(state.status.snapshot()).unwrap_or_default();
+    crate::redact::status_document(&mut document);
+    axum::Json(document).into_response()
+}
+
+/// Compare a presented token with the configured one in time that does not depend on where they differ
+/// (both are hashed first, so their lengths do not show either).
+fn same_secret(given: &str, expected: &str) -> bool {
+    let a = Sha256::digest(given.as_bytes());
+    let b = Sha256::digest(expected.as_bytes());
+    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

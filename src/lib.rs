@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod output;
 pub mod plan;
 pub mod preflight;
+pub mod redact;
 pub mod review_cmd;
 pub mod settings;
 pub mod status;

@@ -77,12 +77,24 @@ enum Command {
         #[command(subcommand)]
         command: TemplateCommand,
     },
+    /// Exit 0 when the daemon at the `listen` address answers /healthz (a container HEALTHCHECK without curl).
+    Health,
     /// Run against the embedded simulated organization: no AWS account needed.
     Demo {
-        /// Simulated seconds per real second.
-        #[arg(long, default_value_t = 20.0)]
+        /// Simulated seconds per real second (1 to 10000).
+        #[arg(long, default_value_t = 20.0, value_parser = parse_speed)]
         speed: f64,
     },
+}
+
+/// `demo --speed`: a finite number within the range the simulation's clock supports.
+fn parse_speed(text: &str) -> Result<f64, String> {
+    let speed: f64 = text.parse().map_err(|_| format!("`{text}` is not a number"))?;
+    let (min, max) = stacksetd::demo::SPEED_RANGE;
+    if !(min..=max).contains(&speed) {
+        return Err(format!("{text} is out of range: use {min} to {max} simulated seconds per second"));
+    }
+    Ok(speed)
 }
 
 #[derive(Subcommand)]
@@ -148,7 +160,9 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            let causes = stacksetd::error::join_causes(error.chain().map(ToString::to_string));
+            // Multi-line messages (every problem of an invalid file, one per line) keep their newlines.
+            eprintln!("error: {}", stacksetd::output::safe_keeping(&causes, &['\n']));
             ExitCode::from(1)
         }
     }
@@ -183,8 +197,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate { .. } | Command::Template { .. } => unreachable!("handled above"),
         // The daemon tolerates an invalid or missing file at start: it reports it and waits for a fix.
         Command::Run => run_daemon(&settings).await,
+        Command::Health => Ok(health(settings.listen).await),
         // A running daemon knows more (drift, access checks, history) and costs AWS nothing: ask it first.
-        Command::Status { output } if status_from_daemon(&settings, output).await => {
+        Command::Status { output } if status_from_daemon(&settings, output).await? => {
             Ok(ExitCode::SUCCESS)
         }
         command => {
@@ -209,10 +224,44 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                             .await;
                     Ok(print_status(&doc, output))
                 }
-                Command::Run | Command::Validate { .. } | Command::Demo { .. } | Command::Template { .. } => {
+                Command::Run
+                | Command::Health
+                | Command::Validate { .. }
+                | Command::Demo { .. }
+                | Command::Template { .. } => {
                     unreachable!("handled above")
                 }
             }
+        }
+    }
+}
+
+/// GET /healthz at the listen address (an unspecified address is asked on loopback).
+async fn health(listen: std::net::SocketAddr) -> ExitCode {
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(4))
+        .no_proxy()
+        .build();
+    let answer = match client {
+        Ok(c) => c.get(format!("http://{addr}/healthz")).send().await,
+        Err(e) => Err(e),
+    };
+    match answer {
+        Ok(r) if r.status().is_success() => ExitCode::SUCCESS,
+        Ok(r) => {
+            eprintln!("stacksetd health: http://{addr}/healthz answered {}", r.status());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("stacksetd health: http://{addr}/healthz: {}", stacksetd::error::chain(&e));
+            ExitCode::FAILURE
         }
     }
 }
@@ -347,13 +396,13 @@ async fn plan(ctx: &Context, desired: &DesiredState, detailed: bool, format: For
 }
 
 /// `status` from a running daemon's /status; false when none answers at the listen address.
-async fn status_from_daemon(settings: &Settings, format: Format) -> bool {
-    match status_view::from_daemon(settings.listen).await {
+async fn status_from_daemon(settings: &Settings, format: Format) -> Result<bool, stacksetd::Error> {
+    match status_view::from_daemon(settings.listen, settings.status_token.as_deref()).await? {
         Some(doc) => {
             print_status(&doc, format);
-            true
+            Ok(true)
         }
-        None => false,
+        None => Ok(false),
     }
 }
 
@@ -392,6 +441,7 @@ async fn run_daemon(settings: &Settings) -> anyhow::Result<ExitCode> {
         shutdown_timeout: settings.shutdown_timeout(),
         access_check_interval: settings.access_check_interval.0,
         access_check_concurrency: settings.access_check_concurrency,
+        status_token: settings.status_token.clone(),
     };
     let daemon = daemon::Daemon::bind(cloud, config, options).await?;
     let reloader = daemon.reloader();

@@ -16,10 +16,17 @@ use crate::plan::{Action, Plan};
 /// reorder or hide text (bidirectional overrides, zero-width spaces), are written as `\u{..}` escapes, so a
 /// vendor cannot make the findings an operator reviews say something else on screen.
 pub fn safe(text: &str) -> Cow<'_, str> {
-    fn hidden(c: char) -> bool {
-        c.is_control()
-            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
-    }
+    safe_keeping(text, &[])
+}
+
+/// As [`safe`], leaving the characters in `keep` as they are (the text log keeps the formatter's own colour
+/// escapes on a terminal).
+pub fn safe_keeping<'a>(text: &'a str, keep: &[char]) -> Cow<'a, str> {
+    let hidden = |c: char| {
+        !keep.contains(&c)
+            && (c.is_control()
+                || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}'))
+    };
     if !text.chars().any(hidden) {
         return Cow::Borrowed(text);
     }
@@ -79,7 +86,7 @@ pub fn plan_text(planned: &[Planned<'_>]) -> String {
             d.spec.stack_set_name
         ));
         match &p.result {
-            Err(e) => out.push_str(&format!("  error: {e}\n")),
+            Err(e) => out.push_str(&format!("  error: {}\n", safe(&e.to_string()))),
             Ok((plan, report)) => {
                 match &report.template {
                     Some(t) => out.push_str(&template_text(t)),
@@ -98,7 +105,9 @@ pub fn plan_text(planned: &[Planned<'_>]) -> String {
                 for d in report.pending_deletions.iter().filter(|d| d.waiting) {
                     out.push_str(&format!(
                         "  pending: {} ({}) waits for deletion_delay; runs at {} if the desired state stays as it is\n",
-                        d.action, d.summary, d.runs_at
+                        d.action,
+                        safe(&d.summary),
+                        d.runs_at
                     ));
                 }
                 for step in &plan.steps {
@@ -107,10 +116,10 @@ pub fn plan_text(planned: &[Planned<'_>]) -> String {
                         "  {} {}: {}\n",
                         symbol(&step.action),
                         step.action.name(),
-                        step.summary
+                        safe(&step.summary)
                     ));
                     for c in &step.changes {
-                        out.push_str(&format!("      {}: {} -> {}\n", c.field, c.from, c.to));
+                        out.push_str(&format!("      {}: {} -> {}\n", safe(&c.field), safe(&c.from), safe(&c.to)));
                     }
                 }
                 if report.missing_instances > 0 {
@@ -120,10 +129,7 @@ pub fn plan_text(planned: &[Planned<'_>]) -> String {
                     ));
                 }
                 for warning in &report.target_warnings {
-                    out.push_str(&format!(
-                        "  warning: {warning}
-"
-                    ));
+                    out.push_str(&format!("  warning: {}\n", safe(warning)));
                 }
             }
         }
@@ -138,33 +144,36 @@ pub fn plan_text(planned: &[Planned<'_>]) -> String {
 /// The template lines of a plan: the version fetched and the applied one, the update decision, the IAM diff and
 /// any allowlist offenses.
 fn template_text(t: &TemplateReport) -> String {
-    let mut out = format!("  template sha256:{} ({}, {})\n", t.sha256, t.policy, t.url);
+    let mut out = format!("  template sha256:{} ({}, {})\n", t.sha256, t.policy, safe(&t.url));
     if let Some(applied) = &t.applied_sha256
         && *applied != t.sha256
     {
         out.push_str(&format!("  applied  sha256:{applied}\n"));
     }
     if t.decision != "up_to_date" {
-        out.push_str(&format!("  template update: {}\n", t.message));
+        out.push_str(&format!("  template update: {}\n", safe(&t.message)));
     }
     if !t.iam_diff.is_empty() {
         out.push_str("  IAM diff (applied -> new; the guard's findings):\n");
         for line in &t.iam_diff {
-            out.push_str(&format!("      {line}\n"));
+            out.push_str(&format!("      {}\n", safe(line)));
         }
     }
     for o in &t.offenses {
         out.push_str(&format!(
             "      refused: {} at {}: {}\n",
-            o.action, o.location, o.reason
+            safe(&o.action),
+            safe(&o.location),
+            safe(&o.reason)
         ));
     }
     for w in &t.warnings {
-        out.push_str(&format!("  warning: {w}\n"));
+        out.push_str(&format!("  warning: {}\n", safe(w)));
     }
     if let Some(error) = t.source.as_ref().and_then(|s| s.last_error.as_ref()) {
         out.push_str(&format!(
-            "  last template fetch failed (the version above stays in use): {error}\n"
+            "  last template fetch failed (the version above stays in use): {}\n",
+            safe(error)
         ));
     }
     out

@@ -13,8 +13,34 @@ use crate::cloud::aws::AwsSettings;
 use crate::desired::HumanDuration;
 use crate::error::Error;
 
+const SECOND: Duration = Duration::from_secs(1);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
 /// The longest `deletion_delay` accepted: a week (a longer one is almost certainly a typo).
 pub const MAX_DELETION_DELAY: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Every duration setting with the range it must be in (inclusive): a zero interval would spin a loop, an
+/// absurdly long one is a typo that silently turns a feature off.
+pub const DURATION_BOUNDS: &[(&str, Duration, Duration)] = &[
+    ("resync_interval", SECOND, DAY),
+    ("template_poll_interval", SECOND, DAY),
+    ("org_scan_interval", SECOND, DAY),
+    ("coverage_grace_period", Duration::ZERO, MAX_DELETION_DELAY),
+    ("deletion_delay", Duration::ZERO, MAX_DELETION_DELAY),
+    ("access_check_interval", SECOND, MAX_DELETION_DELAY),
+    ("shutdown_timeout", SECOND, HOUR),
+];
+
+/// Every count setting with its range (inclusive).
+pub const COUNT_BOUNDS: &[(&str, u64, u64)] = &[
+    ("concurrency", 1, 64),
+    ("access_check_concurrency", 1, 64),
+    ("aws.max_attempts", 1, 20),
+];
+
+/// The longest `status_token` accepted is far beyond any real one; the shortest guards against a placeholder.
+const STATUS_TOKEN_LENGTH: (usize, usize) = (16, 4096);
 
 /// Read when `--config` is not given and the file exists.
 pub const DEFAULT_SETTINGS_FILE: &str = "/etc/stacksetd/stacksetd.yaml";
@@ -59,6 +85,10 @@ pub struct Settings {
     pub concurrency: usize,
     pub shutdown_timeout: HumanDuration,
     pub activate_trusted_access: bool,
+    /// When set, GET /status requires `Authorization: Bearer <token>` (and `stacksetd status` sends it). Give it
+    /// through the environment (STACKSETD_STATUS_TOKEN, from a secret) rather than a world-readable file.
+    #[serde(default)]
+    pub status_token: Option<String>,
     pub log: LogSettings,
     pub aws: AwsSection,
     pub catalog: CatalogSection,
@@ -178,30 +208,36 @@ impl Settings {
     }
 
     fn check(&self) -> Result<(), Error> {
-        if self.concurrency == 0 {
-            return Err(Error::Settings("concurrency must be at least 1".into()));
+        for (key, min, max) in DURATION_BOUNDS {
+            let value = self.duration(key);
+            if value < *min || value > *max {
+                return Err(Error::Settings(format!(
+                    "{key}: {} is out of range; use {} to {}",
+                    show(value),
+                    show(*min),
+                    show(*max)
+                )));
+            }
         }
-        if self.access_check_concurrency == 0 {
-            return Err(Error::Settings(
-                "access_check_concurrency must be at least 1".into(),
-            ));
+        for (key, min, max) in COUNT_BOUNDS {
+            let value = self.count(key);
+            if value < *min || value > *max {
+                return Err(Error::Settings(format!(
+                    "{key}: {value} is out of range; use {min} to {max}"
+                )));
+            }
         }
-        if self.deletion_delay.0 > MAX_DELETION_DELAY {
-            return Err(Error::Settings(format!(
-                "deletion_delay {} is longer than {}, the most it may be (0s to 7d)",
-                humantime::format_duration(self.deletion_delay.0),
-                humantime::format_duration(MAX_DELETION_DELAY)
-            )));
+        if let Some(token) = &self.status_token {
+            let (min, max) = STATUS_TOKEN_LENGTH;
+            if token.len() < min || token.len() > max || !token.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(Error::Settings(format!(
+                    "status_token: use {min} to {max} printable ASCII characters without spaces \
+                     (e.g. `openssl rand -hex 32`)"
+                )));
+            }
         }
-        if self.access_check_interval.0.is_zero() {
-            return Err(Error::Settings(
-                "access_check_interval must be longer than 0s".into(),
-            ));
-        }
-        if self.aws.max_attempts == 0 {
-            return Err(Error::Settings(
-                "aws.max_attempts must be at least 1".into(),
-            ));
+        if let Some(url) = &self.aws.endpoint_url {
+            check_endpoint(url)?;
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(Error::Settings(format!(
@@ -210,6 +246,30 @@ impl Settings {
             )));
         }
         Ok(())
+    }
+
+    /// A duration setting by its key in [`DURATION_BOUNDS`].
+    fn duration(&self, key: &str) -> Duration {
+        match key {
+            "resync_interval" => self.resync_interval.0,
+            "template_poll_interval" => self.template_poll_interval.0,
+            "org_scan_interval" => self.org_scan_interval.0,
+            "coverage_grace_period" => self.coverage_grace_period.0,
+            "deletion_delay" => self.deletion_delay.0,
+            "access_check_interval" => self.access_check_interval.0,
+            "shutdown_timeout" => self.shutdown_timeout.0,
+            other => unreachable!("no duration setting {other}"),
+        }
+    }
+
+    /// A count setting by its key in [`COUNT_BOUNDS`].
+    fn count(&self, key: &str) -> u64 {
+        match key {
+            "concurrency" => self.concurrency as u64,
+            "access_check_concurrency" => self.access_check_concurrency as u64,
+            "aws.max_attempts" => u64::from(self.aws.max_attempts),
+            other => unreachable!("no count setting {other}"),
+        }
     }
 
     pub fn aws_settings(&self) -> AwsSettings {
@@ -235,6 +295,46 @@ impl Settings {
 
     pub fn shutdown_timeout(&self) -> Duration {
         self.shutdown_timeout.0
+    }
+}
+
+fn show(d: Duration) -> String {
+    if d.is_zero() {
+        "0s".into()
+    } else {
+        humantime::format_duration(d).to_string()
+    }
+}
+
+/// `aws.endpoint_url`: signed requests carry credentials-derived signatures and session tokens, so they travel
+/// in clear only to this machine (a local emulator).
+pub fn check_endpoint(text: &str) -> Result<(), Error> {
+    check_endpoint_named("aws.endpoint_url", text)
+}
+
+/// As [`check_endpoint`], for an endpoint given as `name` (a setting or an AWS_ENDPOINT_URL* variable).
+pub fn check_endpoint_named(name: &str, text: &str) -> Result<(), Error> {
+    let url = url::Url::parse(text)
+        .map_err(|e| Error::Settings(format!("{name} `{text}` is not a URL: {e}")))?;
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if url.host().is_some_and(|h| is_loopback(&h)) => Ok(()),
+        "http" => Err(Error::Settings(format!(
+            "{name} `{text}`: plain http only to a loopback address (127.0.0.1, [::1], localhost); \
+             use https for anything else, so credentials never travel in clear"
+        ))),
+        other => Err(Error::Settings(format!(
+            "{name} `{text}`: scheme {other} is not supported; use https (or http to loopback)"
+        ))),
+    }
+}
+
+/// A URL host that is this machine.
+pub fn is_loopback(host: &url::Host<&str>) -> bool {
+    match host {
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+        url::Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
     }
 }
 
@@ -347,5 +447,65 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("/nonexistent/s.yaml"), "{err}");
+    }
+
+    fn refused(pairs: &[(&str, &str)]) -> String {
+        Settings::load_from(None, &Overrides::default(), env(pairs))
+            .expect_err(&format!("{pairs:?} must be refused"))
+            .to_string()
+    }
+
+    #[test]
+    fn every_duration_and_count_has_bounds_named_in_the_error() {
+        for (key, min, max) in DURATION_BOUNDS {
+            let var = format!("STACKSETD_{}", key.to_ascii_uppercase());
+            let too_long = show(*max + SECOND);
+            let err = refused(&[(&var, &too_long)]);
+            assert!(err.contains(key) && err.contains("out of range") && err.contains(&show(*max)), "{err}");
+            if !min.is_zero() {
+                let err = refused(&[(&var, "0s")]);
+                assert!(err.contains(key) && err.contains(&show(*min)), "{err}");
+            }
+            let err = refused(&[(&var, "-5s")]);
+            assert!(err.contains(key), "{err}");
+            let ok = Settings::load_from(None, &Overrides::default(), env(&[(&var, &show(*max))]));
+            assert!(ok.is_ok(), "{key} at its maximum: {ok:?}");
+        }
+        for (key, min, max) in COUNT_BOUNDS {
+            let var = format!("STACKSETD_{}", key.replace('.', "__").to_ascii_uppercase());
+            for bad in [(min - 1).to_string(), (max + 1).to_string()] {
+                let err = refused(&[(&var, &bad)]);
+                assert!(err.contains(key) && err.contains(&format!("{min} to {max}")), "{key}={bad}: {err}");
+            }
+            let err = refused(&[(&var, "-1")]);
+            assert!(err.contains(&key.replace("aws.", "")), "{err}");
+        }
+        // The one that used to panic a background task.
+        let err = refused(&[("STACKSETD_TEMPLATE_POLL_INTERVAL", "0s")]);
+        assert!(err.contains("template_poll_interval"), "{err}");
+    }
+
+    #[test]
+    fn the_aws_endpoint_is_https_unless_it_is_this_machine() {
+        for ok in ["https://cloudformation.example.com", "http://127.0.0.1:5000", "http://[::1]:5000", "http://localhost:4566"] {
+            assert!(check_endpoint(ok).is_ok(), "{ok}");
+        }
+        for bad in ["http://10.0.0.5:5000", "http://moto.internal", "ftp://127.0.0.1", "not a url", "http://127.0.0.1.evil.test"] {
+            let err = check_endpoint(bad).expect_err(bad).to_string();
+            assert!(err.contains("aws.endpoint_url"), "{err}");
+        }
+        let err = refused(&[("STACKSETD_AWS__ENDPOINT_URL", "http://192.168.1.10:4566")]);
+        assert!(err.contains("loopback"), "{err}");
+    }
+
+    #[test]
+    fn a_status_token_must_look_like_a_secret() {
+        let err = refused(&[("STACKSETD_STATUS_TOKEN", "changeme")]);
+        assert!(err.contains("status_token"), "{err}");
+        let err = refused(&[("STACKSETD_STATUS_TOKEN", "a token with spaces in it")]);
+        assert!(err.contains("status_token"), "{err}");
+        let s = Settings::load_from(None, &Overrides::default(), env(&[("STACKSETD_STATUS_TOKEN", "0123456789abcdef0123")]))
+            .unwrap();
+        assert_eq!(s.status_token.as_deref(), Some("0123456789abcdef0123"));
     }
 }

@@ -16,27 +16,47 @@ use crate::desired::DesiredState;
 /// How long `status` waits for a daemon before observing AWS itself.
 const DAEMON_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The daemon's /status, or `None` when nothing answers at `addr` (then AWS is observed directly).
-pub async fn from_daemon(addr: SocketAddr) -> Option<Value> {
-    let client = reqwest::Client::builder()
+/// The daemon's /status, or `None` when nothing answers at `addr` (then AWS is observed directly). `token` is
+/// sent as `Authorization: Bearer` (the daemon's `status_token`); a daemon that refuses it is an error, never a
+/// reason to fall back silently.
+pub async fn from_daemon(addr: SocketAddr, token: Option<&str>) -> Result<Option<Value>, crate::Error> {
+    let Ok(client) = reqwest::Client::builder()
         .timeout(DAEMON_TIMEOUT)
         .no_proxy()
         .build()
-        .ok()?;
-    let response = client
-        .get(format!("http://{addr}/status"))
-        .send()
-        .await
-        .ok()?;
-    if !response.status().is_success() {
-        return None;
+    else {
+        return Ok(None);
+    };
+    let mut request = client.get(format!("http://{addr}/status"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
     }
-    let status: Value = serde_json::from_slice(&response.bytes().await.ok()?).ok()?;
-    Some(json!({
+    let Ok(response) = request.send().await else {
+        return Ok(None);
+    };
+    if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+        return Err(crate::Error::Settings(format!(
+            "the daemon at {addr} needs its status_token for /status: {} (set status_token, or \
+             STACKSETD_STATUS_TOKEN, to the daemon's)",
+            if token.is_some() { "the one given was refused" } else { "none was given" }
+        )));
+    }
+    if !response.status().is_success() {
+        return Ok(None);
+    }
+    let Some(status) = response
+        .bytes()
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+    else {
+        return Ok(None);
+    };
+    Ok(Some(json!({
         "source": "daemon",
         "daemon": addr.to_string(),
         "deployments": status.get("deployments").cloned().unwrap_or_else(|| json!({})),
-    }))
+    })))
 }
 
 /// Observe AWS for every deployment (no writes), in the daemon's /status shape.
@@ -94,8 +114,12 @@ pub fn has_errors(doc: &Value) -> bool {
         .is_some_and(|d| d.values().any(|d| !d["lastError"].is_null()))
 }
 
-/// The human table.
+/// The human table. Every string in it came from AWS, a template or the daemon, so each is escaped first
+/// ([`crate::output::safe`]): a value cannot add a line or hide text.
 pub fn text(doc: &Value) -> String {
+    let mut doc = doc.clone();
+    escape_strings(&mut doc);
+    let doc = &doc;
     let mut out = String::new();
     match doc["source"].as_str() {
         Some("daemon") => out.push_str(&format!(
@@ -316,6 +340,19 @@ fn list_row(out: &mut String, label: &str, items: &Value) {
         .collect();
     if !items.is_empty() {
         row(out, label, &items.join(", "));
+    }
+}
+
+fn escape_strings(value: &mut Value) {
+    match value {
+        Value::String(text) => {
+            if let std::borrow::Cow::Owned(escaped) = crate::output::safe(text) {
+                *text = escaped;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(escape_strings),
+        Value::Object(map) => map.values_mut().for_each(escape_strings),
+        _ => {}
     }
 }
 

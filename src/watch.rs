@@ -35,6 +35,12 @@ pub struct FileWatch {
     events: mpsc::Receiver<()>,
     /// The directory the file resolves to, when it differs from its own directory (a symlink elsewhere).
     target_dir: Option<PathBuf>,
+    /// An event seen and its debounce under way: (quiet until, read at the latest). Kept here, not in the
+    /// future, so `changed` is cancel-safe: the main loop's `select!` drops it whenever another arm fires
+    /// (the watchdog does ten times a second), and a debounce must survive that.
+    debounce: Option<(Instant, Instant)>,
+    /// When the slow poll reads the file without an event.
+    next_poll: Instant,
 }
 
 impl FileWatch {
@@ -59,6 +65,8 @@ impl FileWatch {
             watcher,
             events,
             target_dir: None,
+            debounce: None,
+            next_poll: Instant::now() + POLL_INTERVAL,
         };
         let dir = directory_of(path);
         watch
@@ -100,20 +108,36 @@ impl FileWatch {
     /// Resolves once a burst of events has been quiet for `DEBOUNCE` (at most `DEBOUNCE_MAX` after it began), or
     /// after `POLL_INTERVAL` without events.
     pub async fn changed(&mut self) {
-        if tokio::time::timeout(POLL_INTERVAL, self.events.recv())
-            .await
-            .is_err()
-        {
-            return;
-        }
-        let deadline = Instant::now() + DEBOUNCE_MAX;
         loop {
-            let quiet_until = (Instant::now() + DEBOUNCE).min(deadline);
-            match tokio::time::timeout_at(quiet_until, self.events.recv()).await {
-                Ok(Some(())) if Instant::now() < deadline => continue,
-                _ => return,
+            match self.debounce {
+                None => match tokio::time::timeout_at(self.next_poll, self.events.recv()).await {
+                    Ok(Some(())) => {
+                        let now = Instant::now();
+                        self.debounce = Some((now + DEBOUNCE, now + DEBOUNCE_MAX));
+                    }
+                    // The watcher is gone (it lives as long as `self`, so never): only the poll is left.
+                    Ok(None) => {
+                        tokio::time::sleep_until(self.next_poll).await;
+                        return self.woke();
+                    }
+                    Err(_) => return self.woke(),
+                },
+                Some((quiet_until, deadline)) => {
+                    match tokio::time::timeout_at(quiet_until.min(deadline), self.events.recv()).await {
+                        Ok(Some(())) if Instant::now() < deadline => {
+                            self.debounce = Some((Instant::now() + DEBOUNCE, deadline));
+                        }
+                        _ => return self.woke(),
+                    }
+                }
             }
         }
+    }
+
+    /// A wake-up is delivered: the next one needs a new event or a whole poll interval.
+    fn woke(&mut self) {
+        self.debounce = None;
+        self.next_poll = Instant::now() + POLL_INTERVAL;
     }
 }
 
@@ -266,6 +290,27 @@ impl Loader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The daemon's main loop polls `changed` in a `select!` with other arms (the watchdog fires every few
+    /// hundred milliseconds): a debounce cancelled by them must still end in a wake-up (found when the
+    /// watchdog moved into the loop: every edit was lost).
+    #[tokio::test]
+    async fn a_debounce_survives_being_cancelled_by_other_select_arms() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("desired.yaml");
+        std::fs::write(&path, "a: 1\n").unwrap();
+        let mut watch = FileWatch::new(&path).unwrap();
+        std::fs::write(&path, "a: 2\n").unwrap();
+        let started = std::time::Instant::now();
+        loop {
+            tokio::select! {
+                () = watch.changed() => break,
+                () = tokio::time::sleep(DEBOUNCE / 4) => {}
+            }
+            assert!(started.elapsed() < DEBOUNCE_MAX * 2, "the edit's wake-up was lost to cancellations");
+        }
+        assert!(started.elapsed() >= DEBOUNCE, "still debounced");
+    }
 
     /// Both reads, as the daemon makes them.
     fn load(loader: &mut Loader, force: bool) -> Load {

@@ -248,6 +248,7 @@ struct Setup {
     describe_delay: Duration,
     access_check_interval: Duration,
     deletion_delay: Duration,
+    status_token: Option<String>,
 }
 
 impl Setup {
@@ -260,6 +261,7 @@ impl Setup {
             describe_delay: Duration::ZERO,
             access_check_interval: Duration::from_secs(3600),
             deletion_delay: controller::DEFAULT_DELETION_DELAY,
+            status_token: None,
         }
     }
 
@@ -291,6 +293,7 @@ impl Setup {
         let options = Options {
             desired_state: path.clone(),
             listen: "127.0.0.1:0".parse().unwrap(),
+            status_token: self.status_token.clone(),
             concurrency: self.concurrency,
             shutdown_timeout: self.shutdown_timeout,
             access_check_interval: self.access_check_interval,
@@ -490,6 +493,7 @@ async fn a_kubernetes_configmap_swap_is_picked_up() {
     let options = Options {
         desired_state: cm.path(),
         listen: "127.0.0.1:0".parse().unwrap(),
+        status_token: None,
         concurrency: 1,
         shutdown_timeout: Duration::from_secs(5),
         access_check_interval: Duration::from_secs(3600),
@@ -969,3 +973,6 @@ async fn member_access_failures_are_counted_and_listed_on_status() {
     assert!(!text.contains(members[1].as_str()), "{text}");
     daemon.shutdown().await;
 }
+
+#[path = "daemon_sim/http_hardening.rs"]
+mod http_hardening;

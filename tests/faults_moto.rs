@@ -148,13 +148,14 @@ async fn reconcile_and_the_daemon_converge_through_throttling_errors_and_lost_an
     desired.description = "v3".to_string();
     let edited = Instant::now();
     daemon_support::save(&path, &desired.yaml(), daemon_support::Save::AtomicRename);
-    eventually(
+    daemon_support::eventually_or(
         CONVERGE_TIMEOUT,
         "the daemon applies v3 through the faults",
         || async {
             let set = describe_stack_set(&client, STACK_SET).await?;
             (set.description() == Some("v3")).then_some(())
         },
+        || format!("{}\nthe daemon's log:\n{}", proxy.report(), daemon_support::process::dump(&daemon.logs)),
     )
     .await;
     eventually(CONVERGE_TIMEOUT, "the daemon reports converged", || async {

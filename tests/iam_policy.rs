@@ -1,31 +1,171 @@
-//! deploy/iam/stacksetd-policy.json grants exactly the AWS actions stacksetd calls: every action the AWS
-//! implementation can call (its IAM table, which AccessDenied messages quote) and nothing more.
+//! The shipped IAM policies (deploy/iam/) grant exactly the AWS actions stacksetd calls, and each as narrowly
+//! as IAM allows: `Resource: "*"` only for actions the Service Authorization Reference says cannot be scoped (the
+//! guard's action catalog knows which), stack set actions only on stack sets named with the documented prefix,
+//! AssumeRole only on the access-check role inside the caller's own organization, and the calls an operator may
+//! not want (deleting, activating trusted access, staging templates, Access Analyzer) in named opt-in statements.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use stacksetd::cloud::aws::errors::{DELEGATED_ADMIN_ACTION, IAM_ACTIONS, POLICY_FILE};
+use serde_json::Value;
+use stacksetd::cloud::aws::errors::{
+    DELEGATED_ADMIN_ACTION, DELEGATED_ADMIN_POLICY_FILE, IAM_ACTIONS, POLICY_FILE, POLICY_STACK_SET_PREFIX,
+    STACK_SET_SCOPED_ACTIONS,
+};
+use stacksetd::guard::catalog::Catalog;
 
-#[test]
-fn the_policy_grants_exactly_the_actions_stacksetd_calls() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(POLICY_FILE);
-    let text = std::fs::read_to_string(&path).expect("the IAM policy file exists");
-    let policy: serde_json::Value = serde_json::from_str(&text).expect("the policy is JSON");
-    let granted: BTreeSet<String> = policy["Statement"]
+const ACTIVATE: &str = "cloudformation:ActivateOrganizationsAccess";
+
+/// The opt-in statements every variant carries (Sid -> actions); the README's IAM section names each.
+fn opt_ins(delegated: bool) -> BTreeMap<&'static str, BTreeSet<&'static str>> {
+    let mut map = BTreeMap::from([
+        (
+            "OptInDeleteManagedStackSets",
+            BTreeSet::from(["cloudformation:DeleteStackInstances", "cloudformation:DeleteStackSet"]),
+        ),
+        ("OptInStageLargeTemplates", BTreeSet::from(["s3:PutObject"])),
+        ("OptInAccessAnalyzer", BTreeSet::from(["access-analyzer:CheckNoNewAccess"])),
+    ]);
+    if !delegated {
+        map.insert("OptInActivateTrustedAccess", BTreeSet::from([ACTIVATE]));
+    }
+    map
+}
+
+struct Statement {
+    sid: String,
+    actions: Vec<String>,
+    resources: Vec<String>,
+    condition: Value,
+}
+
+fn statements(file: &str) -> Vec<Statement> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let policy: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file} is not JSON: {e}"));
+    assert_eq!(policy["Version"], "2012-10-17", "{file}");
+    let strings = |v: &Value| -> Vec<String> {
+        match v {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(items) => items.iter().map(|i| i.as_str().expect("strings").to_string()).collect(),
+            other => panic!("{file}: not a string or list: {other}"),
+        }
+    };
+    policy["Statement"]
         .as_array()
         .expect("Statement is a list")
         .iter()
-        .inspect(|s| assert_eq!(s["Effect"], "Allow"))
-        .flat_map(|s| s["Action"].as_array().expect("Action is a list").clone())
-        .map(|a| a.as_str().expect("actions are strings").to_string())
-        .collect();
-    let called: BTreeSet<String> = IAM_ACTIONS
+        .map(|s| {
+            assert_eq!(s["Effect"], "Allow", "{file}: {s}");
+            assert!(s.get("NotAction").is_none() && s.get("NotResource").is_none(), "{file}: {s}");
+            Statement {
+                sid: s["Sid"].as_str().unwrap_or_else(|| panic!("{file}: every statement is named: {s}")).into(),
+                actions: strings(&s["Action"]),
+                resources: strings(&s["Resource"]),
+                condition: s.get("Condition").cloned().unwrap_or(Value::Null),
+            }
+        })
+        .collect()
+}
+
+fn called(delegated: bool) -> BTreeSet<String> {
+    IAM_ACTIONS
         .iter()
         .map(|(_, _, action)| action.to_string())
-        .chain([DELEGATED_ADMIN_ACTION.to_string()])
-        .collect();
-    assert_eq!(granted, called, "policy and code disagree");
-    assert!(
-        granted.iter().all(|a| !a.contains('*')),
-        "no wildcard actions"
-    );
+        .filter(|a| if delegated { a != ACTIVATE } else { a != DELEGATED_ADMIN_ACTION })
+        .collect()
+}
+
+fn check(file: &str, delegated: bool) {
+    let statements = statements(file);
+    let granted: BTreeSet<String> = statements.iter().flat_map(|s| s.actions.clone()).collect();
+    assert_eq!(granted, called(delegated), "{file}: the policy and the code disagree");
+    assert!(granted.iter().all(|a| !a.contains('*') && !a.contains('?')), "{file}: no wildcard actions");
+    let sids: BTreeSet<&str> = statements.iter().map(|s| s.sid.as_str()).collect();
+    assert_eq!(sids.len(), statements.len(), "{file}: Sids are unique");
+
+    let catalog = Catalog::get();
+    for s in &statements {
+        for action in &s.actions {
+            let entry = catalog.action(action).unwrap_or_else(|| panic!("{file}: {action} is not in the catalog"));
+            // `*` only where the SAR lists no resource type: anything scopable is scoped.
+            if s.resources.iter().any(|r| r == "*") {
+                assert!(
+                    !entry.resource_scoped,
+                    "{file} {}: {action} supports resource-level permissions but is granted on *",
+                    s.sid
+                );
+            }
+            if STACK_SET_SCOPED_ACTIONS.contains(&action.as_str()) {
+                let stack_sets: Vec<&String> = s.resources.iter().filter(|r| r.contains(":stackset/")).collect();
+                assert!(!stack_sets.is_empty(), "{file} {}: {action} names the stack sets it may touch", s.sid);
+                for r in s.resources.iter().filter(|r| r.contains(":stackset/") || r.contains(":stackset-target/")) {
+                    let name = r.rsplit_once(['/']).map(|(_, n)| n).unwrap_or_default();
+                    assert!(
+                        name.starts_with(POLICY_STACK_SET_PREFIX),
+                        "{file} {}: {r} reaches stack sets not named {POLICY_STACK_SET_PREFIX}*",
+                        s.sid
+                    );
+                }
+            }
+        }
+        if s.actions.iter().any(|a| a == "cloudformation:CreateStackSet") {
+            assert_eq!(
+                s.condition["Null"]["aws:RequestTag/stacksetd.dev/deployment"], "false",
+                "{file}: CreateStackSet (no resource type) only for stack sets stacksetd tags as its own"
+            );
+        }
+        if s.actions.iter().any(|a| a == "sts:AssumeRole") {
+            assert_eq!(s.actions, ["sts:AssumeRole"], "{file}: AssumeRole alone in its statement");
+            for r in &s.resources {
+                let role = r.strip_prefix("arn:aws:iam::*:role/").unwrap_or_else(|| panic!("{file}: {r}"));
+                assert!(!role.is_empty() && !role.contains('*'), "{file}: AssumeRole on one role name, not {r}");
+            }
+            assert_eq!(
+                s.condition["StringEquals"]["aws:ResourceOrgID"], "${aws:PrincipalOrgID}",
+                "{file}: AssumeRole only into roles of the caller's own organization"
+            );
+        }
+    }
+    // The calls an operator may not want are each in their own named statement, and nowhere else.
+    for (sid, actions) in opt_ins(delegated) {
+        let s = statements.iter().find(|s| s.sid == sid).unwrap_or_else(|| panic!("{file}: no {sid}"));
+        let listed: BTreeSet<&str> = s.actions.iter().map(String::as_str).collect();
+        assert_eq!(listed, actions, "{file} {sid}");
+        for other in statements.iter().filter(|o| o.sid != sid) {
+            assert!(
+                other.actions.iter().all(|a| !actions.contains(a.as_str())),
+                "{file}: {} also grants an action of {sid}",
+                other.sid
+            );
+        }
+    }
+}
+
+#[test]
+fn the_management_account_policy_grants_what_stacksetd_calls_and_no_more() {
+    check(POLICY_FILE, false);
+}
+
+#[test]
+fn the_delegated_administrator_policy_grants_what_stacksetd_calls_there_and_no_more() {
+    check(DELEGATED_ADMIN_POLICY_FILE, true);
+    let granted: BTreeSet<String> =
+        statements(DELEGATED_ADMIN_POLICY_FILE).iter().flat_map(|s| s.actions.clone()).collect();
+    assert!(!granted.contains(ACTIVATE), "a delegated administrator cannot activate trusted access");
+    assert!(granted.contains(DELEGATED_ADMIN_ACTION));
+}
+
+#[test]
+fn the_readme_names_every_statement_and_the_prefix() {
+    let readme = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let section = readme.split("## IAM permissions").nth(1).expect("an IAM permissions section");
+    let section = section.split("\n## ").next().unwrap_or_default();
+    for file in [POLICY_FILE, DELEGATED_ADMIN_POLICY_FILE] {
+        assert!(section.contains(file), "the IAM section links {file}");
+        for s in statements(file) {
+            assert!(section.contains(&format!("`{}`", s.sid)), "the IAM section explains statement {}", s.sid);
+        }
+    }
+    assert!(section.contains(&format!("{POLICY_STACK_SET_PREFIX}*")), "the IAM section documents the prefix");
 }

@@ -237,6 +237,7 @@ async fn thirty_simulated_days() {
     let options = Options {
         desired_state: desired.clone(),
         listen: "127.0.0.1:0".parse().unwrap(),
+        status_token: None,
         concurrency: 4,
         shutdown_timeout: Duration::from_secs(10),
         access_check_interval: HOUR,

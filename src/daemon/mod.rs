@@ -50,6 +50,8 @@ pub struct Options {
     pub access_check_interval: Duration,
     /// At most this many AssumeRole calls at once during an access check.
     pub access_check_concurrency: usize,
+    /// When set, GET /status requires `Authorization: Bearer <token>`.
+    pub status_token: Option<String>,
 }
 
 /// Forces a reload of the desired-state file and a pass of every deployment: what SIGHUP does.
@@ -153,11 +155,12 @@ impl Daemon {
         let http_state = HttpState {
             status: status.clone(),
             registry,
+            status_token: options.status_token.as_deref().map(Arc::from),
         };
         let (http_stop_tx, mut http_task) = spawn_http(listener, http_state);
         info!(%address, "serving /healthz /readyz /metrics /status");
         let ready_task = tokio::spawn(systemd::notify_ready(status.subscribe_ready()));
-        let watchdog_task = tokio::spawn(systemd::watchdog());
+        let mut watchdog = systemd::Watchdog::from_env();
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let stop_rx_for_poller = stop_rx.clone();
@@ -225,6 +228,7 @@ impl Daemon {
                         scheduler.trigger(name);
                     }
                 }
+                () = watchdog.due() => watchdog.ping(),
             }
             watch.follow_symlink();
             deployments_tx.send_if_modified(|current| {
@@ -271,7 +275,6 @@ impl Daemon {
         orphan_scan.abort();
         access_checker.abort();
         ready_task.abort();
-        watchdog_task.abort();
         info!("stopped");
         Ok(())
     }

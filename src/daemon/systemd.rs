@@ -1,5 +1,5 @@
 //! systemd integration through sd-notify: READY=1 once the daemon is ready, STOPPING=1 when shutdown begins,
-//! WATCHDOG=1 at half the watchdog interval. Every call is a no-op when NOTIFY_SOCKET is unset (not under
+//! WATCHDOG=1 at half the watchdog interval, from the main loop. Every call is a no-op when NOTIFY_SOCKET is unset (not under
 //! systemd, containers, tests).
 
 use std::time::Duration;
@@ -26,16 +26,35 @@ pub fn notify_stopping() {
     send(NotifyState::Stopping);
 }
 
-/// Ping the watchdog at half of WATCHDOG_USEC while the runtime is alive; returns at once when no watchdog is
-/// configured for this process.
-pub async fn watchdog() {
-    let Some(interval) = sd_notify::watchdog_enabled() else {
-        return;
-    };
-    let period = (interval / 2).max(Duration::from_millis(100));
-    let mut ticker = tokio::time::interval(period);
-    loop {
-        ticker.tick().await;
+/// The systemd watchdog, pinged by the daemon's main loop itself (never by a task of its own), so a loop that
+/// hangs - a blocked file read, a deadlock - stops the pings and systemd restarts the service.
+pub struct Watchdog {
+    /// Half of WATCHDOG_USEC; `None` when no watchdog is configured for this process.
+    ticker: Option<tokio::time::Interval>,
+}
+
+impl Watchdog {
+    pub fn from_env() -> Watchdog {
+        let ticker = sd_notify::watchdog_enabled().map(|interval| {
+            let period = (interval / 2).max(Duration::from_millis(50));
+            let mut ticker = tokio::time::interval(period);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker
+        });
+        Watchdog { ticker }
+    }
+
+    /// Resolves when the next ping is due (never without a watchdog): a `select!` arm of the main loop.
+    pub async fn due(&mut self) {
+        match &mut self.ticker {
+            Some(ticker) => {
+                ticker.tick().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    pub fn ping(&self) {
         send(NotifyState::Watchdog);
     }
 }

@@ -127,9 +127,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 pub(crate) fn template_error(url: &str, reason: String, label: &'static str) -> Error {
+    // A pre-signed URL's signature is in its query; userinfo is a password: neither goes into a message.
     Error::Template {
-        url: url.to_string(),
-        reason,
+        url: crate::redact::urls_in(url),
+        reason: crate::redact::urls_in(&reason),
         label,
     }
 }
@@ -151,7 +152,7 @@ pub(crate) fn check_size(url: &str, size: usize) -> Result<(), Error> {
 pub fn check_remote_url(url: &url::Url) -> Result<(), String> {
     match url.scheme() {
         "https" => Ok(()),
-        "http" if is_loopback(url) => Ok(()),
+        "http" if is_loopback_url(url) => Ok(()),
         "http" => Err("plain http is only allowed to a loopback address; use https".into()),
         other => Err(format!(
             "unsupported scheme `{other}`; use https://, http:// to loopback, or file://"
@@ -159,18 +160,87 @@ pub fn check_remote_url(url: &url::Url) -> Result<(), String> {
     }
 }
 
-fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
+pub(crate) fn is_loopback_url(url: &url::Url) -> bool {
+    url.host().is_some_and(|h| crate::settings::is_loopback(&h))
+}
+
+/// Loopback, link-local (the instance metadata service lives there), unspecified, or IPv4-mapped versions of
+/// those: addresses a template from a public host must never be fetched from.
+pub(crate) fn is_internal_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast(),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_internal_ip(IpAddr::V4(v4));
+            }
+            v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// A redirect from `original` (the configured URL) to `to`: https to https only, never to an internal address
+/// named by IP or `localhost`; plain http only from a loopback URL to a loopback URL (a local test server).
+pub fn check_redirect(original: &url::Url, to: &url::Url) -> Result<(), String> {
+    let internal = |u: &url::Url| match u.host() {
+        Some(url::Host::Ipv4(ip)) => is_internal_ip(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => is_internal_ip(IpAddr::V6(ip)),
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        None => false,
+        None => true,
+    };
+    let local_origin = original.scheme() == "http" && is_loopback_url(original);
+    match to.scheme() {
+        "https" if internal(to) && !is_loopback_url(original) => {
+            Err(format!("redirect to {} refused: a public URL may not send stacksetd to an internal address", to.host_str().unwrap_or("")))
+        }
+        "https" => Ok(()),
+        "http" if local_origin && is_loopback_url(to) => Ok(()),
+        "http" => Err("redirect to plain http refused: only https -> https (http only between loopback URLs)".into()),
+        other => Err(format!("redirect to scheme `{other}` refused: only https")),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redirects_go_https_to_https_and_never_inward() {
+        let u = |t: &str| url::Url::parse(t).unwrap();
+        let public = u("https://vendor.example/t.json");
+        for ok in ["https://cdn.vendor.example/t.json", "https://s3.amazonaws.com/b/t.json"] {
+            assert!(check_redirect(&public, &u(ok)).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://vendor.example/t.json",
+            "http://127.0.0.1/t.json",
+            "https://127.0.0.1/t.json",
+            "https://localhost/t.json",
+            "https://169.254.169.254/latest/meta-data/",
+            "https://[::1]/t.json",
+            "https://[::ffff:127.0.0.1]/t.json",
+            "https://[fe80::1]/t.json",
+            "https://0.0.0.0/t.json",
+            "file:///etc/passwd",
+            "ftp://vendor.example/t.json",
+        ] {
+            assert!(check_redirect(&public, &u(bad)).is_err(), "{bad} must be refused");
+        }
+        // A loopback test server may redirect within loopback, over http too, and out to https.
+        let local = u("http://127.0.0.1:8080/t.json");
+        assert!(check_redirect(&local, &u("http://127.0.0.1:8080/v2.json")).is_ok());
+        assert!(check_redirect(&local, &u("http://localhost:8080/v2.json")).is_ok());
+        assert!(check_redirect(&local, &u("https://vendor.example/t.json")).is_ok());
+        assert!(check_redirect(&local, &u("http://vendor.example/t.json")).is_err());
+        let local_tls = u("https://127.0.0.1:8443/t.json");
+        assert!(check_redirect(&local_tls, &u("https://127.0.0.1:8443/v2.json")).is_ok());
+        assert!(check_redirect(&local_tls, &u("http://127.0.0.1:8443/v2.json")).is_err(), "never down to http");
+    }
+
+    #[test]
+    fn the_readme_states_the_redirect_limit_the_code_enforces() {
+        let readme = include_str!("../../README.md");
+        assert!(readme.contains(&format!("{MAX_REDIRECTS} redirects")), "README: {MAX_REDIRECTS} redirects");
+    }
 
     #[test]
     fn json_and_yaml_spellings_are_the_same_template() {

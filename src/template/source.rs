@@ -19,8 +19,8 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use super::{
-    FETCH_TIMEOUT, MAX_REDIRECTS, Template, check_remote_url, check_size, sha256_hex,
-    template_error,
+    FETCH_TIMEOUT, MAX_REDIRECTS, MAX_TEMPLATE_BYTES, Template, check_redirect, check_remote_url, check_size,
+    is_internal_ip, is_loopback_url, sha256_hex, template_error,
 };
 use crate::error::Error;
 
@@ -65,21 +65,43 @@ impl Fetcher {
         Fetcher::with_timeout(FETCH_TIMEOUT)
     }
 
-    /// A fetcher whose whole request (connect, headers, body) gives up after `timeout`.
+    /// A fetcher whose whole request (connect, headers, body) gives up after `timeout`; https goes through the
+    /// environment's proxy (HTTPS_PROXY or ALL_PROXY, minus NO_PROXY), loopback never does.
     pub fn with_timeout(timeout: Duration) -> Fetcher {
+        Fetcher::with_proxy(timeout, env_https_proxy())
+    }
+
+    /// As [`Fetcher::with_timeout`], with the https proxy given (tests; `None`: direct).
+    pub fn with_proxy(timeout: Duration, https_proxy: Option<url::Url>) -> Fetcher {
         let policy = reqwest::redirect::Policy::custom(|attempt| {
-            if attempt.previous().len() >= MAX_REDIRECTS {
-                attempt.error("too many redirects")
-            } else if check_remote_url(attempt.url()).is_err() {
-                attempt.error("redirect to a URL stacksetd may not fetch from")
+            // `previous` holds every URL requested so far, the configured one first.
+            let Some(original) = attempt.previous().first().cloned() else {
+                return attempt.error("a redirect without a request");
+            };
+            if attempt.previous().len() > MAX_REDIRECTS {
+                attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+            } else if let Err(reason) = check_redirect(&original, attempt.url()) {
+                attempt.error(reason)
             } else {
                 attempt.follow()
             }
         });
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(timeout)
             .redirect(policy)
-            .user_agent(concat!("stacksetd/", env!("CARGO_PKG_VERSION")))
+            .dns_resolver(PublicAddresses)
+            .no_proxy()
+            .user_agent(concat!("stacksetd/", env!("CARGO_PKG_VERSION")));
+        if let Some(proxy) = https_proxy {
+            let no_proxy = reqwest::NoProxy::from_env();
+            builder = builder.proxy(
+                reqwest::Proxy::custom(move |url| {
+                    (url.scheme() == "https" && !is_loopback_url(url)).then(|| proxy.clone())
+                })
+                .no_proxy(no_proxy),
+            );
+        }
+        let http = builder
             .build()
             .expect("a reqwest client with static settings always builds");
         Fetcher { http }
@@ -110,15 +132,7 @@ impl Fetcher {
             let path = parsed
                 .to_file_path()
                 .map_err(|_| template_error(url, "not a local file path".into(), "template_url"))?;
-            let bytes = tokio::fs::read(&path).await.map_err(|e| {
-                template_error(
-                    url,
-                    format!("cannot read {}: {e}", path.display()),
-                    "template_fetch",
-                )
-            })?;
-            check_size(url, bytes.len())?;
-            (bytes, Validators::default())
+            (read_file(url, &path).await?, Validators::default())
         } else {
             check_remote_url(&parsed)
                 .map_err(|reason| template_error(url, reason, "template_url"))?;
@@ -156,15 +170,16 @@ impl Fetcher {
             } else {
                 "template_fetch"
             };
-            template_error(url, e.to_string(), label)
+            template_error(url, crate::error::chain(&e), label)
         };
         let mut request = self.http.get(url);
         let conditional = validators.is_some_and(|v| !v.is_empty());
+        // One validator: the ETag when there is one. A server that evaluates both (moto's S3 does) answers 304
+        // to a republication within the same second, its date unchanged, even though the ETag changed.
         if let Some(v) = validators {
             if let Some(etag) = &v.etag {
                 request = request.header(IF_NONE_MATCH, etag);
-            }
-            if let Some(date) = &v.last_modified {
+            } else if let Some(date) = &v.last_modified {
                 request = request.header(IF_MODIFIED_SINCE, date);
             }
         }
@@ -200,6 +215,66 @@ impl Fetcher {
             check_size(url, bytes.len())?;
         }
         Ok(Some((bytes, new_validators)))
+    }
+}
+
+/// A `file://` template: a regular file (a symlink to one is followed, as Kubernetes mounts ConfigMaps), read
+/// no further than the size limit, so a device, a FIFO or a directory can neither hang nor exhaust the daemon.
+async fn read_file(url: &str, path: &std::path::Path) -> Result<Vec<u8>, Error> {
+    use tokio::io::AsyncReadExt;
+    let cannot = |e: std::io::Error| template_error(url, format!("cannot read {}: {e}", path.display()), "template_fetch");
+    let metadata = tokio::fs::metadata(path).await.map_err(cannot)?;
+    if !metadata.is_file() {
+        return Err(template_error(
+            url,
+            format!("{} is not a regular file", path.display()),
+            "template_url",
+        ));
+    }
+    let file = tokio::fs::File::open(path).await.map_err(cannot)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_TEMPLATE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(cannot)?;
+    check_size(url, bytes.len())?;
+    Ok(bytes)
+}
+
+/// The https proxy the environment names (HTTPS_PROXY, then ALL_PROXY, either case), if it is a URL.
+fn env_https_proxy() -> Option<url::Url> {
+    let text = ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))?;
+    match url::Url::parse(&text) {
+        Ok(url) => Some(url),
+        Err(e) => {
+            warn!(error = %e, "the https proxy in the environment is not a URL: fetching templates directly");
+            None
+        }
+    }
+}
+
+/// Name resolution for template fetches: a name other than `localhost` that resolves only to loopback,
+/// link-local or unspecified addresses is refused (a public-looking host pointed at the instance metadata
+/// service or this machine); such addresses are dropped from a mixed answer.
+struct PublicAddresses;
+
+impl reqwest::dns::Resolve for PublicAddresses {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let found: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<std::net::SocketAddr> = if host.eq_ignore_ascii_case("localhost") {
+                found
+            } else {
+                found.into_iter().filter(|a| !is_internal_ip(a.ip())).collect()
+            };
+            if allowed.is_empty() {
+                return Err(format!("{host} resolves to no public address (loopback and link-local are refused)").into());
+            }
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+        })
     }
 }
 

@@ -214,7 +214,16 @@ pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 }
 
 /// Poll `check` every 20 ms until it returns Some, or panic with `what` after `timeout`.
-pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    eventually_or(timeout, what, check, String::new).await
+}
+
+/// As [`eventually`], adding `context()` (the daemon's logs, its /status) to the panic message.
+pub async fn eventually_or<T, F, Fut>(timeout: Duration, what: &str, mut check: F, context: impl FnOnce() -> String) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -225,7 +234,7 @@ where
             return value;
         }
         if start.elapsed() > timeout {
-            panic!("timed out after {timeout:?} waiting for {what}");
+            panic!("timed out after {timeout:?} waiting for {what}\n{}", context());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -12,8 +12,27 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use crate::cloud::CallAs;
 use crate::error::{AwsErrorKind, Error};
 
-/// Where the operator finds the IAM policy that grants every action stacksetd calls.
+/// Where the operator finds the IAM policy that grants every action stacksetd calls (management account).
 pub const POLICY_FILE: &str = "deploy/iam/stacksetd-policy.json";
+/// The same for stacksetd running in a delegated administrator account (`callAs: DELEGATED_ADMIN`).
+pub const DELEGATED_ADMIN_POLICY_FILE: &str = "deploy/iam/stacksetd-policy-delegated-admin.json";
+/// The stack set name prefix the shipped policies scope stack set actions to (`stackset/Aimably*`).
+pub const POLICY_STACK_SET_PREFIX: &str = "Aimably";
+/// The actions the shipped policies grant only on stack sets named with that prefix (the others either name no
+/// stack set, such as ListStackSets, or cannot be scoped to one, such as CreateStackSet).
+pub const STACK_SET_SCOPED_ACTIONS: &[&str] = &[
+    "cloudformation:DescribeStackSet",
+    "cloudformation:ListStackInstances",
+    "cloudformation:ListStackSetOperations",
+    "cloudformation:DescribeStackSetOperation",
+    "cloudformation:ListStackSetOperationResults",
+    "cloudformation:DetectStackSetDrift",
+    "cloudformation:UpdateStackSet",
+    "cloudformation:CreateStackInstances",
+    "cloudformation:UpdateStackInstances",
+    "cloudformation:DeleteStackInstances",
+    "cloudformation:DeleteStackSet",
+];
 
 /// Service names as they appear in metrics and error messages.
 pub const CLOUDFORMATION: &str = "cloudformation";
@@ -283,10 +302,20 @@ fn access_denied_message(call: Call, aws_message: &str) -> String {
             &fallback
         }
     };
+    let file = match call.call_as {
+        Some(CallAs::DelegatedAdmin) => DELEGATED_ADMIN_POLICY_FILE,
+        _ => POLICY_FILE,
+    };
     let mut text = format!(
         "{aws_message} - stacksetd needs IAM action {action} for this call: grant it to the credentials stacksetd \
-         runs with ({POLICY_FILE} grants every action stacksetd uses)"
+         runs with ({file} grants every action stacksetd uses)"
     );
+    if STACK_SET_SCOPED_ACTIONS.contains(&action) {
+        text.push_str(&format!(
+            "; that policy scopes stack set actions to names starting with {POLICY_STACK_SET_PREFIX}: \
+             change the prefix in its Resource lines if your stack set is named otherwise"
+        ));
+    }
     if call.call_as == Some(CallAs::DelegatedAdmin) {
         text.push_str(&format!(
             "; calling as DELEGATED_ADMIN also needs {DELEGATED_ADMIN_ACTION}"
@@ -312,11 +341,14 @@ mod tests {
         let text = access_denied_message(call, "User: x is not authorized");
         assert!(text.starts_with("User: x is not authorized"));
         assert!(text.contains("cloudformation:DescribeStackSet"));
-        assert!(text.contains(POLICY_FILE));
+        assert!(text.contains(DELEGATED_ADMIN_POLICY_FILE));
         assert!(text.contains(DELEGATED_ADMIN_ACTION));
+        assert!(text.contains(POLICY_STACK_SET_PREFIX), "a scoped stack set action names the prefix: {text}");
 
         let text = access_denied_message(Call::organizations("ListRoots"), "denied");
         assert!(text.contains("organizations:ListRoots"));
+        assert!(text.contains(POLICY_FILE));
         assert!(!text.contains(DELEGATED_ADMIN_ACTION));
+        assert!(!text.contains(POLICY_STACK_SET_PREFIX));
     }
 }

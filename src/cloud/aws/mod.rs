@@ -93,6 +93,16 @@ impl AwsCloud {
                 "aws.max_attempts must be at least 1 (it counts the first attempt)".to_string(),
             ));
         }
+        // The SDK reads AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE> itself: held to the same rule as
+        // aws.endpoint_url (https, or http to this machine).
+        for (name, value) in std::env::vars() {
+            if name == "AWS_ENDPOINT_URL" || name.starts_with("AWS_ENDPOINT_URL_") {
+                crate::settings::check_endpoint_named(&name, &value)?;
+            }
+        }
+        if let Some(endpoint) = &settings.endpoint_url {
+            crate::settings::check_endpoint(endpoint)?;
+        }
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .retry_config(retry_config(settings.max_attempts));
         if let Some(region) = &settings.region {
