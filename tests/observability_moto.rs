@@ -302,11 +302,13 @@ async fn metrics_and_status_match_aws_and_a_new_account_is_found_then_repaired()
             "stacksetd_accounts_missing_instance",
             &[("deployment", DEPLOYMENT)],
         );
+        // The daemon's scan has seen the newcomer (with auto-deployment the instance can exist before it has).
+        let targeted = gauge(&text, "stacksetd_accounts_targeted", &[]) == members.len() as f64 + 1.0;
         let has = instances_any_status(&client, STACK_SET)
             .await
             .iter()
             .any(|(account, _)| *account == newcomer);
-        (missing == Some(0.0) && has).then(Instant::now)
+        (missing == Some(0.0) && targeted && has).then(Instant::now)
     })
     .await;
     println!("missing -> covered (grace 3 s): {:?}", repaired - seen);

@@ -145,7 +145,7 @@ async fn an_untagged_stack_set_is_left_alone_then_adopted() {
         .send()
         .await
         .expect("console create");
-    client
+    let console = client
         .create_stack_instances()
         .stack_set_name(STACK_SET)
         .deployment_targets(cfn::DeploymentTargets::builder().organizational_unit_ids(&org.root_id).build())
@@ -153,6 +153,7 @@ async fn an_untagged_stack_set_is_left_alone_then_adopted() {
         .send()
         .await
         .expect("console instances");
+    wait_for_operation(&client, STACK_SET, console.operation_id().expect("an operation id")).await;
     let before = instances(&client, STACK_SET).await;
     let ops_before = operations(&client, STACK_SET).await.len();
     let dir = tempfile::tempdir().unwrap();

@@ -711,6 +711,29 @@ pub async fn stack_sets_named(
 }
 
 /// ListStackSetOperations, all pages, in the order the endpoint returns them.
+/// Wait for an operation the test itself started (as an operator in the console would): AWS, and fakecloud,
+/// run it asynchronously; moto has finished it before answering.
+pub async fn wait_for_operation(client: &cfn::Client, stack_set: &str, operation_id: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let op = client
+            .describe_stack_set_operation()
+            .stack_set_name(stack_set)
+            .operation_id(operation_id)
+            .send()
+            .await
+            .expect("DescribeStackSetOperation");
+        let status = op.stack_set_operation().and_then(|o| o.status()).cloned();
+        match status {
+            Some(cfn::types::StackSetOperationStatus::Succeeded) => return,
+            Some(cfn::types::StackSetOperationStatus::Running | cfn::types::StackSetOperationStatus::Queued) | None => {}
+            Some(other) => panic!("operation {operation_id} on {stack_set} ended {other:?}"),
+        }
+        assert!(std::time::Instant::now() < deadline, "operation {operation_id} still {status:?} after 60 s");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 pub async fn operations(
     client: &cfn::Client,
     stack_set: &str,
