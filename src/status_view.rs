@@ -409,4 +409,25 @@ mod tests {
         }
         assert!(!has_errors(&doc));
     }
+
+    #[test]
+    fn a_value_from_aws_cannot_add_a_line_or_hide_text_in_the_table() {
+        let doc = json!({
+            "source": "daemon",
+            "daemon": "127.0.0.1:9464",
+            "deployments": {"aimably": {
+                "stackSetName": "Aimably\nReady=True (Converged)",
+                "conditions": [{"type": "Ready", "status": "False", "reason": "Stalled",
+                                "message": "denied\u{1b}[2K\rall good \u{202e}"}],
+                "access": {"roleName": "AimablyMemberRole", "checked": 1, "failed": 1,
+                           "failures": [{"account": "444444444444", "kind": "access_denied",
+                                         "reason": "x\n  no access   none"}]}
+            }}
+        });
+        let text = text(&doc);
+        assert!(!text.contains('\u{1b}') && !text.contains('\r') && !text.contains('\u{202e}'), "{text:?}");
+        assert!(!text.lines().any(|l| l.trim_start().starts_with("Ready=True")), "a forged line: {text}");
+        assert!(!text.lines().any(|l| l.trim() == "no access   none"), "a forged line: {text}");
+        assert!(text.contains("\\u{000a}"), "{text}");
+    }
 }

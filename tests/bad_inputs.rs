@@ -445,3 +445,51 @@ fn the_validate_command_names_file_line_and_column() {
         assert!(stderr.contains(needle), "{name}: {stderr}");
     }
 }
+
+/// Settings and flags out of range are refused before anything runs, naming the key (or flag) and the range;
+/// they used to panic (`template_poll_interval: 0s` a background task, `demo --speed 0` the demo).
+#[test]
+fn out_of_range_settings_and_flags_are_refused_with_the_range() {
+    let run = |env: &[(&str, &str)], args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_stacksetd"));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("STACKSETD_") {
+                command.env_remove(&key);
+            }
+        }
+        let out = command.envs(env.iter().copied()).args(args).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    for speed in ["0", "-1", "NaN", "inf", "1e9"] {
+        let (code, stderr) = run(&[], &["demo", "--speed", speed]);
+        assert_eq!(code, Some(2), "demo --speed {speed}: {stderr}");
+        assert!(stderr.contains("--speed") && stderr.contains("1 to 10000"), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    for (key, value, range) in [
+        ("STACKSETD_TEMPLATE_POLL_INTERVAL", "0s", "1s to 1day"),
+        ("STACKSETD_RESYNC_INTERVAL", "400days", "1s to 1day"),
+        ("STACKSETD_CONCURRENCY", "0", "1 to 64"),
+        ("STACKSETD_AWS__MAX_ATTEMPTS", "1000", "1 to 20"),
+    ] {
+        let (code, stderr) = run(&[(key, value)], &["plan"]);
+        assert_eq!(code, Some(1), "{key}={value}: {stderr}");
+        let setting = key.trim_start_matches("STACKSETD_").replace("__", ".").to_ascii_lowercase();
+        assert!(stderr.contains(&setting) && stderr.contains(range), "{key}={value}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+/// A missing file is named once with the OS's reason once (it used to print the OS error twice).
+#[test]
+fn a_missing_desired_state_file_names_the_os_error_once() {
+    let out = Command::new(env!("CARGO_BIN_EXE_stacksetd"))
+        .env_remove("STACKSETD_DESIRED_STATE")
+        .args(["--desired", "/nonexistent/desired.yaml", "plan"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("/nonexistent/desired.yaml"), "{stderr}");
+    assert_eq!(stderr.matches("os error 2").count(), 1, "{stderr}");
+}

@@ -282,5 +282,17 @@ pub fn assert_calls_granted(proxy: &FaultProxy, expected: &[&str]) -> BTreeSet<S
     for action in expected {
         assert!(called.contains(*action), "{action} was never called: {called:?}");
     }
+    // The resources too: the shipped policy grants stack set writes only on the documented name prefix.
+    let prefix = format!("StackSetName={}", stacksetd::cloud::aws::errors::POLICY_STACK_SET_PREFIX);
+    for m in proxy.mutations() {
+        let action = format!("cloudformation:{}", m.action);
+        if stacksetd::cloud::aws::errors::STACK_SET_SCOPED_ACTIONS.contains(&action.as_str()) {
+            assert!(
+                m.change.contains(&prefix),
+                "{action} on a stack set outside the policy's Resource ({prefix}*): {}",
+                m.change
+            );
+        }
+    }
     granted.difference(&called).cloned().collect()
 }

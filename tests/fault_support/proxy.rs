@@ -129,6 +129,8 @@ struct Shared {
     mutations: Vec<Mutation>,
     /// Requests still to be throttled whatever the rates say.
     forced_throttles: u32,
+    /// Requests of an action still to be applied with their answer dropped, whatever the rates say.
+    forced_lost_answers: Option<(String, u32)>,
     /// Actions answered by the proxy itself (an answer AWS can give that no emulator does): action -> body.
     canned: BTreeMap<String, String>,
     /// Mutating requests the emulator has applied whose answer has not reached the client (yet, or ever).
@@ -230,6 +232,12 @@ impl FaultProxy {
     /// Throttle the next `n` requests, whatever the rates.
     pub fn throttle_next(&self, n: u32) {
         self.shared.lock().unwrap().forced_throttles = n;
+    }
+
+    /// Forward the next `n` requests of `action` and drop their answers, whatever the rates: the lost-answer path
+    /// is then exercised in every run, not only when the seeded draws happen to land on a mutating call.
+    pub fn lose_next_answers_of(&self, action: &str, n: u32) {
+        self.shared.lock().unwrap().forced_lost_answers = Some((action.to_string(), n));
     }
 
     /// Connections being served now (a request read or forwarded, an answer pending).
@@ -415,6 +423,13 @@ fn decide(shared: &Mutex<Shared>, request: &Request) -> (Fate, Duration) {
     if s.forced_throttles > 0 {
         s.forced_throttles -= 1;
         return (Fate::Throttled, Duration::ZERO);
+    }
+    if let Some((action, left)) = &mut s.forced_lost_answers
+        && *action == request.action
+        && *left > 0
+    {
+        *left -= 1;
+        return (Fate::DroppedAfter, Duration::ZERO);
     }
     let (rates, seed) = (s.rates, s.seed);
     let digest = request_digest(request);
