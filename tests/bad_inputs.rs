@@ -461,7 +461,7 @@ fn out_of_range_settings_and_flags_are_refused_with_the_range() {
         (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
     };
     for speed in ["0", "-1", "NaN", "inf", "1e9"] {
-        let (code, stderr) = run(&[], &["demo", "--speed", speed]);
+        let (code, stderr) = run(&[], &["demo", &format!("--speed={speed}")]);
         assert_eq!(code, Some(2), "demo --speed {speed}: {stderr}");
         assert!(stderr.contains("--speed") && stderr.contains("1 to 10000"), "{stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
@@ -483,11 +483,13 @@ fn out_of_range_settings_and_flags_are_refused_with_the_range() {
 /// A missing file is named once with the OS's reason once (it used to print the OS error twice).
 #[test]
 fn a_missing_desired_state_file_names_the_os_error_once() {
-    let out = Command::new(env!("CARGO_BIN_EXE_stacksetd"))
-        .env_remove("STACKSETD_DESIRED_STATE")
-        .args(["--desired", "/nonexistent/desired.yaml", "plan"])
-        .output()
-        .unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_stacksetd"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("STACKSETD_") {
+            command.env_remove(&key);
+        }
+    }
+    let out = command.args(["--desired", "/nonexistent/desired.yaml", "plan"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("/nonexistent/desired.yaml"), "{stderr}");

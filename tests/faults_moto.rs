@@ -44,10 +44,9 @@ fn org_spec() -> OrgSpec {
 }
 
 /// How long the daemon gets to converge through the faults (its error backoff starts at 2-4 s).
-const CONVERGE_TIMEOUT: Duration = Duration::from_secs(150);
 /// The daemon retries a failed pass with exponential backoff (2 s doubling, capped at 300 s): with 2 SDK attempts
-/// per call, a run of unlucky passes can legitimately wait past CONVERGE_TIMEOUT (seen once on fakecloud), so its
-/// phase allows one capped backoff more.
+/// per call, a run of unlucky passes can legitimately take longer than 150 s (seen once on fakecloud), so the
+/// daemon phase allows one capped backoff more.
 const DAEMON_CONVERGE_TIMEOUT: Duration = Duration::from_secs(150 + 300);
 
 async fn reconcile_once_via(

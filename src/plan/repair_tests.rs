@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 
 use super::tests::*;
 use super::*;
+use crate::cloud::{AccountFilterType, InstanceStatus};
 
 fn gap(account: &str, region: &str) -> (String, String) {
     (account.to_string(), region.to_string())

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::*;
-use crate::cloud::{ObservedStackSet, StackSetStatus};
+use crate::cloud::{AccountFilterType, InstanceStatus, ObservedStackSet, StackSetStatus};
 use crate::desired::{Deployment, parse_str};
 
 pub(super) const ROOT_ID: &str = "r-ab12";

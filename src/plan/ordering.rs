@@ -1,0 +1,399 @@
+//! The steps of a plan for an existing stack set, one function per rule, called in this order by [`super::plan`]
+//! (the order is the rule: see the module header there). Every function reads the same [`Scope`], computed once,
+//! and returns its steps; none calls another.
+
+use std::collections::BTreeSet;
+
+use super::steps::*;
+use super::{Action, Change, Desired, Observed, Purpose, Step};
+use crate::cloud::{AccountFilterType, InstanceStatus, ObservedStackSet, Parameter, StackInstance};
+use crate::desired::Spec as DeploymentSpec;
+use crate::error::Error;
+
+/// What every step reads: the desired side, the stack set as observed, and the set algebra between them.
+pub(super) struct Scope<'a> {
+    pub desired: Desired<'a>,
+    pub spec: &'a DeploymentSpec,
+    pub observed: &'a Observed,
+    pub stack_set: &'a ObservedStackSet,
+    /// The desired OUs, `ROOT` resolved.
+    pub units: BTreeSet<String>,
+    pub regions: BTreeSet<String>,
+    pub body: String,
+    pub capabilities: BTreeSet<String>,
+    /// Existing OUs with instances that stay desired (what a deletion in a dropped Region or of dropped
+    /// accounts reaches).
+    pub kept_units: Vec<String>,
+    /// Existing targeted OUs that stay desired (what creations and repairs submit again).
+    pub kept_targets: Vec<String>,
+    pub kept_regions: Vec<String>,
+    pub dropped_units: Vec<String>,
+    pub dropped_regions: Vec<String>,
+    pub new_units: Vec<String>,
+    pub new_regions: Vec<String>,
+    /// The accounts the desired account filter no longer reaches.
+    pub accounts_to_drop: BTreeSet<String>,
+    pub existing: Existing,
+    /// The settings that differ (template, parameters, description, capabilities, tags).
+    pub settings: Vec<Change>,
+    /// ManagedExecution as it is, when it differs from the desired value.
+    pub managed_change: Option<bool>,
+    /// The ManagedExecution change goes in a step of its own (rule 1).
+    pub managed_alone: bool,
+    pub auto_deployment_change: bool,
+    /// An UpdateStackSet is planned (rule 4): it re-applies every instance, so rules 6 and 8 have nothing to do.
+    pub update_settings: bool,
+}
+
+impl<'a> Scope<'a> {
+    pub fn new(desired: Desired<'a>, observed: &'a Observed, stack_set: &'a ObservedStackSet) -> Result<Self, Error> {
+        let spec = &desired.deployment.spec;
+        let units = resolve_units(desired)?;
+        let regions: BTreeSet<String> = spec.regions.iter().cloned().collect();
+        let existing = Existing::of(Some(stack_set), &observed.instances);
+        // DescribeStackSet's Regions are where instances exist. With no instance anywhere (the targeted OUs hold
+        // no member account) they say nothing about what was requested, and a "new Region" step would submit an
+        // operation that creates nothing, every pass, forever.
+        let new_regions = if existing.regions.is_empty() {
+            Vec::new()
+        } else {
+            regions.difference(&existing.regions).cloned().collect()
+        };
+        let targets = &spec.deployment_targets;
+        let listed: BTreeSet<&str> = targets.accounts.iter().map(String::as_str).collect();
+        let accounts_to_drop = existing
+            .accounts
+            .iter()
+            .filter(|a| match targets.account_filter_type {
+                AccountFilterType::Intersection => !listed.contains(a.as_str()),
+                AccountFilterType::Difference => listed.contains(a.as_str()),
+                AccountFilterType::None | AccountFilterType::Union => false,
+            })
+            .cloned()
+            .collect();
+        let settings = settings_changes(desired, stack_set);
+        let managed_change = stack_set.managed_execution.filter(|active| *active != spec.managed_execution.active);
+        let template_or_parameters =
+            settings.iter().any(|c| c.field == "template" || c.field.starts_with("parameters"));
+        let managed_alone = managed_change.is_some() && template_or_parameters;
+        let auto_deployment_change = stack_set.auto_deployment.as_ref().is_some_and(|a| *a != spec.auto_deployment);
+        let update_settings =
+            !settings.is_empty() || auto_deployment_change || (managed_change.is_some() && !managed_alone);
+        Ok(Scope {
+            desired,
+            spec,
+            observed,
+            stack_set,
+            body: desired.template.body_for_api()?.to_string(),
+            capabilities: spec.capabilities.iter().map(|c| c.as_str().to_string()).collect(),
+            kept_units: existing.units.intersection(&units).cloned().collect(),
+            kept_targets: existing.targeted.intersection(&units).cloned().collect(),
+            kept_regions: existing.regions.intersection(&regions).cloned().collect(),
+            dropped_units: existing.units.difference(&units).cloned().collect(),
+            dropped_regions: existing.regions.difference(&regions).cloned().collect(),
+            new_units: units.difference(&existing.targeted).cloned().collect(),
+            new_regions,
+            accounts_to_drop,
+            existing,
+            settings,
+            managed_change,
+            managed_alone,
+            auto_deployment_change,
+            update_settings,
+            units,
+            regions,
+        })
+    }
+
+    /// Instances the desired state keeps: in a desired Region, under a desired OU (or none reported).
+    fn kept(&self, i: &StackInstance) -> bool {
+        self.regions.contains(&i.region) && i.organizational_unit_id.as_ref().is_none_or(|u| self.units.contains(u))
+    }
+}
+
+/// Rule 1. A ManagedExecution change goes alone when the template or parameters change too: AWS refuses both in
+/// one UpdateStackSet. Everything else is sent as it is (previous template, previous parameter values).
+pub(super) fn managed_execution_alone(s: &Scope<'_>) -> Vec<Step> {
+    let (true, Some(current)) = (s.managed_alone, s.managed_change) else {
+        return Vec::new();
+    };
+    let stack_set = s.stack_set;
+    vec![Step {
+        purpose: Purpose::Converge,
+        summary: "change managed execution on its own (AWS refuses it alongside a template change)".into(),
+        changes: vec![bool_change("managedExecution.active", current, s.spec.managed_execution.active)],
+        action: Action::UpdateStackSet {
+            description: stack_set.description.clone(),
+            template_body: None,
+            parameters: stack_set.parameters.keys().map(|key| Parameter { key: key.clone(), value: None }).collect(),
+            capabilities: stack_set.capabilities.clone(),
+            tags: stack_set.tags.clone(),
+            auto_deployment: None,
+            managed_execution: Some(s.spec.managed_execution.active),
+        },
+    }]
+}
+
+/// Rule 2. Deletions (dropped OUs, then dropped Regions, then accounts the filter no longer reaches) before
+/// updates and creations: an update would spend time on instances about to go, and a named IAM role is global
+/// per account, so a Region move must free the old Region's role first. Each deletion is preceded by the
+/// RetainStacks deletion of the suspended, closed or INOPERABLE instances in its scope.
+pub(super) fn deletions(s: &Scope<'_>) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let observed = s.observed;
+    if !s.dropped_units.is_empty() && !s.existing.regions.is_empty() {
+        push_retained_delete(&mut steps, observed, |i| {
+            i.organizational_unit_id.as_ref().is_some_and(|u| s.dropped_units.contains(u))
+        });
+        steps.push(Step {
+            purpose: Purpose::Converge,
+            summary: format!("delete instances of {} dropped OU(s)", s.dropped_units.len()),
+            changes: s.dropped_units.iter().map(|u| removed("deploymentTargets.organizationalUnitIds", u)).collect(),
+            action: Action::DeleteStackInstances {
+                targets: ou_targets(s.dropped_units.iter().cloned()),
+                regions: s.existing.regions.iter().cloned().collect(),
+                retain_stacks: false,
+            },
+        });
+    }
+    if !s.dropped_regions.is_empty() && !s.kept_units.is_empty() {
+        push_retained_delete(&mut steps, observed, |i| s.dropped_regions.contains(&i.region));
+        steps.push(Step {
+            purpose: Purpose::Converge,
+            summary: format!("delete instances in {} dropped Region(s)", s.dropped_regions.len()),
+            changes: s.dropped_regions.iter().map(|r| removed("regions", r)).collect(),
+            action: Action::DeleteStackInstances {
+                targets: ou_targets(s.kept_units.iter().cloned()),
+                regions: s.dropped_regions.clone(),
+                retain_stacks: false,
+            },
+        });
+    }
+    if !s.accounts_to_drop.is_empty() && !s.kept_units.is_empty() && !s.kept_regions.is_empty() {
+        push_retained_delete(&mut steps, observed, |i| {
+            s.accounts_to_drop.contains(&i.account) && s.kept_regions.contains(&i.region)
+        });
+        steps.push(Step {
+            purpose: Purpose::Converge,
+            summary: format!("delete instances of {} account(s) no longer targeted", s.accounts_to_drop.len()),
+            changes: s.accounts_to_drop.iter().map(|a| removed("deploymentTargets.accounts", a)).collect(),
+            action: Action::DeleteStackInstances {
+                targets: account_targets(s.kept_units.clone(), s.accounts_to_drop.iter().cloned()),
+                regions: s.kept_regions.clone(),
+                retain_stacks: false,
+            },
+        });
+    }
+    steps
+}
+
+/// Rule 3. With `repairInoperable`, INOPERABLE instances the desired state keeps are removed with RetainStacks (a
+/// failed delete left them, and only a retained delete succeeds), so that rule 7 creates them again.
+pub(super) fn inoperable_removals(s: &Scope<'_>) -> Vec<Step> {
+    if !s.spec.repair_inoperable {
+        return Vec::new();
+    }
+    let broken: Vec<&StackInstance> = s
+        .observed
+        .instances
+        .iter()
+        .filter(|i| i.status == InstanceStatus::Inoperable && !i.in_progress())
+        .filter(|i| s.kept(i) && !s.accounts_to_drop.contains(&i.account))
+        .collect();
+    if broken.is_empty() {
+        return Vec::new();
+    }
+    let (targets, regions) = exact_targets(&broken, &s.units);
+    vec![Step {
+        purpose: Purpose::RepairInoperable,
+        summary: format!("remove {} INOPERABLE instance(s) (RetainStacks) to create them again", broken.len()),
+        changes: broken
+            .iter()
+            .map(|i| Change {
+                field: format!("instance {}/{}", i.account, i.region),
+                from: format!("INOPERABLE ({})", i.status_reason.as_deref().unwrap_or("no reason given")),
+                to: "re-created".into(),
+            })
+            .collect(),
+        action: Action::DeleteStackInstances { targets, regions, retain_stacks: true },
+    }]
+}
+
+/// Rule 4. The stack set's own settings (template, parameters, description, capabilities, tags, auto-deployment,
+/// and ManagedExecution unless rule 1 sent it alone) in one UpdateStackSet, before any creation, so new instances
+/// are created once, with the new settings.
+pub(super) fn settings_update(s: &Scope<'_>) -> Vec<Step> {
+    if !s.update_settings {
+        return Vec::new();
+    }
+    let spec = s.spec;
+    let mut changes = s.settings.clone();
+    if let (true, Some(current)) = (s.auto_deployment_change, &s.stack_set.auto_deployment) {
+        changes.push(bool_change("autoDeployment.enabled", current.enabled, spec.auto_deployment.enabled));
+        changes.push(bool_change(
+            "autoDeployment.retainStacksOnAccountRemoval",
+            current.retain_stacks_on_account_removal,
+            spec.auto_deployment.retain_stacks_on_account_removal,
+        ));
+        changes.retain(|c| c.from != c.to);
+    }
+    let managed_here = s.managed_change.filter(|_| !s.managed_alone);
+    if let Some(current) = managed_here {
+        changes.push(bool_change("managedExecution.active", current, spec.managed_execution.active));
+    }
+    vec![Step {
+        purpose: Purpose::Converge,
+        summary: format!(
+            "update stack set settings ({}) on all {} instance(s)",
+            changes.iter().map(|c| c.field.as_str()).collect::<Vec<_>>().join(", "),
+            s.observed.instances.len()
+        ),
+        changes,
+        action: Action::UpdateStackSet {
+            description: spec.description.clone(),
+            template_body: Some(s.body.clone()),
+            parameters: spec
+                .parameters
+                .iter()
+                .map(|(key, value)| Parameter { key: key.clone(), value: Some(value.clone()) })
+                .collect(),
+            capabilities: s.capabilities.clone(),
+            tags: spec.tags.clone(),
+            auto_deployment: s.auto_deployment_change.then(|| spec.auto_deployment.clone()),
+            managed_execution: managed_here.map(|_| spec.managed_execution.active),
+        },
+    }]
+}
+
+/// Rule 5. Creations for new OUs (every desired Region), new Regions (the kept OUs) and, under INTERSECTION,
+/// newly listed accounts the targets reach: exact targets, never a whole-OU redeploy when one account was meant.
+pub(super) fn creations(s: &Scope<'_>) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let all_regions: Vec<String> = s.regions.iter().cloned().collect();
+    if !s.new_units.is_empty() {
+        steps.push(create_step(s.desired, s.new_units.clone(), all_regions, "new OU"));
+    }
+    if !s.new_regions.is_empty() && !s.kept_targets.is_empty() {
+        steps.push(create_step(s.desired, s.kept_targets.clone(), s.new_regions.clone(), "new Region"));
+    }
+    let targets = &s.spec.deployment_targets;
+    if targets.account_filter_type == AccountFilterType::Intersection && !s.kept_targets.is_empty() {
+        let missing: Vec<String> = targets
+            .accounts
+            .iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .filter(|a| !s.existing.accounts.contains(*a))
+            .filter(|a| s.observed.reachable_accounts.as_ref().is_none_or(|r| r.contains(*a)))
+            .cloned()
+            .collect();
+        if !missing.is_empty() && !s.kept_regions.is_empty() {
+            steps.push(Step {
+                purpose: Purpose::Converge,
+                summary: format!("create instances for {} newly listed account(s)", missing.len()),
+                changes: missing.iter().map(|a| added("deploymentTargets.accounts", a)).collect(),
+                action: Action::CreateStackInstances {
+                    targets: account_targets(s.kept_targets.clone(), missing.iter().cloned()),
+                    regions: s.kept_regions.clone(),
+                },
+            });
+        }
+    }
+    steps
+}
+
+/// Rule 6. Instances a failed operation left OUTDATED are retried (AWS: repeating with a new operation id retries
+/// them), unless rule 4 re-applies everything anyway.
+pub(super) fn outdated_retries(s: &Scope<'_>) -> Vec<Step> {
+    if s.update_settings {
+        return Vec::new();
+    }
+    let failed: Vec<&StackInstance> = s
+        .observed
+        .instances
+        .iter()
+        .filter(|i| i.status == InstanceStatus::Outdated && !i.in_progress() && !i.skipped_suspended())
+        .filter(|i| s.kept(i) && !s.accounts_to_drop.contains(&i.account))
+        .collect();
+    if failed.is_empty() {
+        return Vec::new();
+    }
+    let (targets, regions) = exact_targets(&failed, &s.units);
+    vec![Step {
+        purpose: Purpose::Converge,
+        summary: format!("retry {} OUTDATED instance(s) left by a failed operation", failed.len()),
+        changes: failed
+            .iter()
+            .map(|i| Change {
+                field: format!("instance {}/{}", i.account, i.region),
+                from: format!("OUTDATED ({})", i.status_reason.as_deref().unwrap_or("no reason given")),
+                to: "CURRENT".into(),
+            })
+            .collect(),
+        action: Action::UpdateStackInstances { targets, regions },
+    }]
+}
+
+/// Rule 7. Accounts left without an instance (auto-deployment failed, or is off; or rule 3 removed an INOPERABLE
+/// one): the targets are submitted again, which creates only the missing instances. Overdue gaps count only with
+/// `repairCoverage`; not when an earlier rule already creates instances.
+pub(super) fn coverage_repair(s: &Scope<'_>, planned: &[Step]) -> Vec<Step> {
+    let creating = planned.iter().any(|step| matches!(step.action, Action::CreateStackInstances { .. }));
+    let mut gaps: BTreeSet<&(String, String)> =
+        if s.spec.repair_coverage { s.observed.overdue_gaps.iter().collect() } else { BTreeSet::new() };
+    gaps.extend(s.observed.recreate.iter());
+    gaps.retain(|(_, region)| s.regions.contains(region));
+    if creating || gaps.is_empty() || s.kept_targets.is_empty() {
+        return Vec::new();
+    }
+    let gap_regions: BTreeSet<String> = gaps.iter().map(|(_, r)| r.clone()).collect();
+    let mut step = create_step(s.desired, s.kept_targets.clone(), gap_regions.into_iter().collect(), "repair");
+    step.purpose = Purpose::RepairCoverage;
+    step.summary = format!(
+        "repair coverage: {} account(s) x Region(s) without an instance; re-submit the targets (creates only what \
+         is missing)",
+        gaps.len()
+    );
+    step.changes = gaps
+        .iter()
+        .map(|(account, region)| Change {
+            field: format!("instance {account}/{region}"),
+            from: "(missing)".into(),
+            to: "CURRENT".into(),
+        })
+        .collect();
+    vec![step]
+}
+
+/// Rule 8. Drift remediation (`driftDetection.remediate`): re-apply the stack set to exactly the DRIFTED
+/// instances, once per drift check; not when rule 4 re-applies everything anyway.
+pub(super) fn drift_remediation(s: &Scope<'_>) -> Vec<Step> {
+    let remediate = s.spec.drift_detection.as_ref().is_some_and(|d| d.remediate);
+    if !remediate || s.update_settings || s.observed.drift_remediated {
+        return Vec::new();
+    }
+    let drifted: Vec<&StackInstance> = s
+        .observed
+        .instances
+        .iter()
+        .filter(|i| i.drift_status.as_deref() == Some("DRIFTED") && !i.in_progress())
+        .filter(|i| s.kept(i))
+        .collect();
+    if drifted.is_empty() {
+        return Vec::new();
+    }
+    let (targets, regions) = exact_targets(&drifted, &s.units);
+    vec![Step {
+        purpose: Purpose::RemediateDrift,
+        summary: format!("re-apply the stack set to {} DRIFTED instance(s)", drifted.len()),
+        changes: drifted
+            .iter()
+            .map(|i| Change {
+                field: format!("instance {}/{}", i.account, i.region),
+                from: "DRIFTED".into(),
+                to: "re-applied".into(),
+            })
+            .collect(),
+        action: Action::UpdateStackInstances { targets, regions },
+    }]
+}
