@@ -2,7 +2,7 @@
 //! plans, and takes at most one step; it returns when to look again (requeue as a return value). It never blocks
 //! on an operation: it remembers the operation id and the next pass asks DescribeStackSetOperation about it.
 //!
-//! Safety rules (DESIGN.md): one operation per stack set, adopted rather than duplicated; OperationIds derived from
+//! Safety rules (ARCHITECTURE.md, "Safety rules"): one operation per stack set, adopted rather than duplicated; OperationIds derived from
 //! what is applied, so a crash or timeout never submits the same change twice; a converged pass costs only
 //! DescribeStackSet and ListStackInstances pages (the organization is re-listed on its own cadence).
 
@@ -35,7 +35,7 @@ use crate::template::{self, Fetcher, TemplateSource};
 pub use drift::{drift_due, settings_fingerprint};
 pub use memory::Memory;
 pub use report::{DriftReport, InstanceProblem, PendingDeletion, Progress, Report, SpecDrift, TemplateReport};
-pub use retry::{CONVERGE_TRANSIENT_RETRIES, converge, converge_until, error_backoff, is_transient};
+pub use retry::{CONVERGE_TRANSIENT_RETRIES, converge, converge_until, error_backoff, error_policy, is_transient};
 pub use templates::TemplateView;
 
 /// How many of a stack set's operations a pass reads (every page up to this many) to find a running one to adopt
@@ -289,7 +289,6 @@ pub async fn reconcile(deployment: &Deployment, ctx: &Context) -> Result<Outcome
     let (plan, report, observed) = observe_and_plan(deployment, ctx).await?;
     let settled = observed.instances.iter().all(|i| !i.in_progress());
     if plan.is_empty() && settled {
-        ctx.memory.succeeded(name);
         if let Some(stack_set) = &observed.stack_set {
             ctx.memory
                 .set_baseline(name, drift::settings_fingerprint(stack_set));

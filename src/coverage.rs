@@ -2,7 +2,7 @@
 //! set has. Pure (organization snapshot + desired targets + instances in, counts and lists out), so `status`,
 //! the metrics and the coverage repair all read the same numbers.
 //!
-//! "Missing" is the seed's "blocked" account: an active member account under a targeted OU (recursively, account
+//! "Missing" is what the vendor guide calls a "blocked" account: an active member account under a targeted OU (recursively, account
 //! filter applied, management account excluded, since CloudFormation never deploys a service-managed instance
 //! there) that has no instance in a desired Region. Suspended and closing accounts are neither missing nor
 //! failures: they are counted on their own.

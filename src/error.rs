@@ -163,6 +163,11 @@ pub enum Error {
     #[error("settings: {0}")]
     Settings(String),
 
+    /// stacksetd is shutting down: a mutating call was refused before it reached AWS (the shutdown gate). Not a
+    /// failure of the pass: the next start plans the step again.
+    #[error("stacksetd is shutting down: {0} not sent; the next start plans it again")]
+    ShuttingDown(String),
+
     /// The organization or the credentials are not fit for stacksetd to act (wrong account, not a delegated
     /// administrator, trusted access off, a target OU that does not exist, ...): nothing is changed, and the
     /// message says what to fix. Retrying alone does not help.
@@ -183,6 +188,7 @@ impl Error {
             Error::OperationFailed { .. } => "operation_failed",
             Error::Conflict(_) => "conflict",
             Error::Settings(_) => "settings",
+            Error::ShuttingDown(_) => "shutting_down",
             Error::Preflight { reason, .. } => reason,
         }
     }

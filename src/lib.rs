@@ -1,5 +1,25 @@
 //! stacksetd: keeps an AWS Organization's vendor-access CloudFormation StackSet converged to a declarative
-//! desired state. See DESIGN.md for the architecture; `controller::reconcile` is the entry point of a pass.
+//! desired state. ARCHITECTURE.md is the map (glossary, layers, the path from a file edit to an AWS call);
+//! `controller::reconcile` is the entry point of a pass.
+//!
+//! # Layout
+//!
+//! - [`desired`]: the desired-state file: its contract, strict parsing and every rule, with FILE:LINE:COLUMN.
+//! - [`settings`]: the daemon's settings (defaults < file < `STACKSETD_*` < flags), every value bounded.
+//! - [`watch`]: following the file through every way editors and Kubernetes replace it.
+//! - [`controller`]: one pass of one deployment: observe, decide, act; requeue as a return value.
+//! - [`plan`]: the pure decision of what to change, one function per ordering rule.
+//! - [`coverage`]: which accounts the targets reach, against the instances.
+//! - [`template`]: fetching templates, reading them as CloudFormation does, the update decision.
+//! - [`guard`]: what a template can do, and whether a new version grants more.
+//! - [`preflight`], [`access`]: may stacksetd act at all; can the vendor's role be assumed in every member.
+//! - [`cloud`]: everything asked of AWS behind the `Cloud` trait: the SDK (`cloud::aws`) and the simulator
+//!   (`cloud::sim`).
+//! - [`daemon`]: `stacksetd run`: the main loop, one worker per deployment, the pollers, shutdown, systemd.
+//! - [`http`], [`status`], [`metrics`], [`telemetry`], [`redact`]: what the daemon shows, and what it never
+//!   shows.
+//! - [`output`], [`status_view`], [`review_cmd`], [`demo`]: the command line's output and commands.
+//! - [`error`]: the one error type, each variant with a static metric label.
 
 pub mod access;
 pub mod cloud;

@@ -1,5 +1,5 @@
 //! End-to-end tests of the stacksetd binary against moto (the local AWS, see tests/moto/README.md), through the
-//! command-line contract in DESIGN.md: `validate`, `plan [--detailed-exitcode] [--output json]` and
+//! command-line contract in the README ("Command line"): `validate`, `plan [--detailed-exitcode] [--output json]` and
 //! `reconcile --once`. Every test starts its own moto server and organization; results are checked through the
 //! AWS SDK, never through stacksetd's own output alone.
 
@@ -19,12 +19,12 @@ const DEPLOYMENT: &str = "aimably";
 const STACK_SET: &str = "AimablyDataOnly";
 const DESCRIPTION: &str = "Aimably access to usage data in every member account";
 
-/// `plan --detailed-exitcode` codes (DESIGN.md, "Command line").
+/// `plan --detailed-exitcode` codes (the README, "Command line").
 const PLAN_NO_CHANGES: i32 = 0;
 const PLAN_ERROR: i32 = 1;
 const PLAN_CHANGES: i32 = 2;
 
-/// The knobs the tests turn in the desired-state file; everything else follows the seed's wizard settings.
+/// The knobs the tests turn in the desired-state file; everything else follows the vendor guide's console wizard settings.
 #[derive(Debug, Clone)]
 struct Desired {
     description: String,
@@ -217,7 +217,7 @@ async fn reconcile_from_nothing_deploys_to_every_member_account_then_is_a_no_op(
         stack_set.permission_model().map(|p| p.as_str()),
         Some("SERVICE_MANAGED")
     );
-    // The seed's wizard settings, as AWS echoes them: whole organization, one Region, auto-deployment on.
+    // The vendor guide's wizard settings, as AWS echoes them: whole organization, one Region, auto-deployment on.
     assert_eq!(
         stack_set.organizational_unit_ids(),
         std::slice::from_ref(&org.root_id),

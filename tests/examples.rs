@@ -62,3 +62,52 @@ fn example_templates_parse_and_fit_inline() {
         );
     }
 }
+
+/// ARCHITECTURE.md names only what exists: every `src/...` path, every `dir/{a, b}.rs` group and every
+/// "`src/dir/` (`a`, `b`)" list of modules resolves to a file or directory of the crate.
+#[test]
+fn the_architecture_names_only_modules_that_exist() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    let module_exists = |path: &str| {
+        let path = path.trim_end_matches('/');
+        let full = if path.starts_with("src/") { root.join(path) } else { root.join("src").join(path) };
+        full.exists() || full.with_extension("rs").exists()
+    };
+    let mut checked = 0;
+    for line in text.lines() {
+        let ticks: Vec<&str> = line.split('`').skip(1).step_by(2).collect();
+        for token in &ticks {
+            if let Some((head, rest)) = token.split_once('{') {
+                // `controller/{memory, drift}.rs`
+                let (names, tail) = rest.split_once('}').expect("a closed brace group");
+                for name in names.split(',') {
+                    let path = format!("{head}{}{tail}", name.trim());
+                    assert!(module_exists(&path), "ARCHITECTURE.md names {path}, which does not exist");
+                    checked += 1;
+                }
+            } else if token.starts_with("src/") && (token.ends_with(".rs") || token.ends_with('/')) {
+                assert!(module_exists(token), "ARCHITECTURE.md names {token}, which does not exist");
+                checked += 1;
+                if token.ends_with('/') {
+                    // "`src/guard/` (`resolve`, `value`, ...)": the modules listed after a directory.
+                    let after = line.split(&format!("`{token}`")).nth(1).unwrap_or_default();
+                    if let Some(list) = after.trim_start().strip_prefix('(') {
+                        let list = list.split(')').next().unwrap_or_default();
+                        for name in list.split(',').map(|n| n.trim().trim_matches('`')) {
+                            let name = name.split(':').next().unwrap_or_default().trim();
+                            if name.chars().all(|c| c.is_ascii_lowercase() || c == '_') && !name.is_empty() {
+                                let path = format!("{token}{name}");
+                                assert!(module_exists(&path), "ARCHITECTURE.md lists {path}, which does not exist");
+                                checked += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 40, "only {checked} paths checked: the parser missed the tables");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert!(readme.contains("(ARCHITECTURE.md)"), "the README links ARCHITECTURE.md");
+}

@@ -22,7 +22,6 @@ pub struct Inflight {
 struct Entry {
     inflight: Option<Inflight>,
     finished: VecDeque<String>,
-    failures: u32,
     /// The stack set's settings (field -> value) as last seen converged; a later difference that stacksetd did
     /// not make is spec drift. Cleared when stacksetd itself updates the stack set.
     baseline: Option<BTreeMap<&'static str, String>>,
@@ -119,19 +118,6 @@ impl Memory {
 
     pub fn finished(&self, deployment: &str) -> Vec<String> {
         self.with(deployment, |e| e.finished.iter().cloned().collect())
-    }
-
-    /// A pass failed: returns the number of consecutive failures (for the backoff).
-    pub fn failed(&self, deployment: &str) -> u32 {
-        self.with(deployment, |e| {
-            e.failures = e.failures.saturating_add(1);
-            e.failures
-        })
-    }
-
-    /// Converged: the error backoff starts over.
-    pub fn succeeded(&self, deployment: &str) {
-        self.with(deployment, |e| e.failures = 0)
     }
 
     /// Spec drift: compare the stack set's settings with the baseline. Returns every field that differs

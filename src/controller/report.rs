@@ -1,5 +1,5 @@
 //! What a pass found, for `status`, the CLI and (later) metrics: instance counts by status, coverage of the
-//! organization (the seed's "blocked" accounts), the template version and what is pending.
+//! organization (the vendor guide's "blocked" accounts), the template version and what is pending.
 
 use std::collections::BTreeMap;
 
@@ -34,7 +34,7 @@ pub struct Report {
     pub missing_accounts: Vec<String>,
     /// Targeted accounts that are suspended or closing: not failures, not missing.
     pub inactive_accounts: usize,
-    /// Accounts with at least one targeted Region lacking an instance (the seed's "blocked" accounts).
+    /// Accounts with at least one targeted Region lacking an instance (the vendor guide's "blocked" accounts).
     pub accounts_missing_instance: usize,
     /// Instances outside the targets (account or Region no longer targeted).
     pub orphaned_instances: usize,

@@ -9,6 +9,16 @@ use std::time::Duration;
 
 use super::Config;
 
+/// What to do after a failed pass, in the style of kube-runtime's `error_policy`: how long to wait before the
+/// next one. `failures` counts the consecutive failures including this one; the caller owns that count (the
+/// daemon's worker, `converge`) and resets it on success. A pass refused by the shutdown gate is no failure.
+pub fn error_policy(config: &Config, failures: u32, error: &Error) -> Duration {
+    match error {
+        Error::ShuttingDown(_) => Duration::ZERO,
+        _ => error_backoff(config, failures),
+    }
+}
+
 /// Exponential backoff with ±20% jitter after `failures` consecutive failed passes.
 pub fn error_backoff(config: &Config, failures: u32) -> Duration {
     let exp = config
@@ -68,14 +78,11 @@ pub async fn converge_until(
             }
             Err(error) if is_transient(&error) && transient < CONVERGE_TRANSIENT_RETRIES => {
                 transient += 1;
-                let delay = error_backoff(&ctx.config, transient);
+                let delay = error_policy(&ctx.config, transient, &error);
                 warn!(%error, retry_in = ?delay, "transient error; retrying");
                 tokio::time::sleep(delay).await;
             }
-            Err(error) => {
-                ctx.memory.failed(deployment.name());
-                return Err(error);
-            }
+            Err(error) => return Err(error),
         }
     }
 }

@@ -40,9 +40,7 @@ impl Gate {
 
     fn check(&self, what: &str) -> Result<()> {
         if self.is_closed() {
-            return Err(Error::Conflict(format!(
-                "stacksetd is shutting down: {what} not sent; the next start plans it again"
-            )));
+            return Err(Error::ShuttingDown(what.to_string()));
         }
         Ok(())
     }

@@ -167,7 +167,6 @@ impl Daemon {
         let stop_rx_for_access = stop_rx.clone();
         let shared = Arc::new(scheduler::Shared {
             ctx: ctx.clone(),
-            gate: gate.clone(),
             status: status.clone(),
             metrics: metrics.clone(),
             template_metrics,

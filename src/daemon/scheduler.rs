@@ -11,16 +11,15 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use super::gate::Gate;
 use crate::controller::{self, Context, State};
 use crate::desired::Deployment;
+use crate::error::Error;
 use crate::metrics::{FleetMetrics, ReconcileMetrics, TemplateMetrics};
 use crate::status::StatusBoard;
 
 /// What every worker shares.
 pub struct Shared {
     pub ctx: Arc<Context>,
-    pub gate: Arc<Gate>,
     pub status: Arc<StatusBoard>,
     pub metrics: ReconcileMetrics,
     pub template_metrics: TemplateMetrics,
@@ -202,6 +201,8 @@ async fn run_worker(
     let mut stop = shared.stop.clone();
     let name = deployment.borrow().name().to_string();
     let mut delay = Duration::ZERO;
+    // Consecutive failed passes, for the error policy: owned here, reset by a successful pass.
+    let mut failures: u32 = 0;
     let mut targets = deployment.borrow().spec.deployment_targets.clone();
     loop {
         tokio::select! {
@@ -225,7 +226,7 @@ async fn run_worker(
             targets = current.spec.deployment_targets.clone();
             shared.ctx.invalidate_organization().await;
         }
-        delay = pass(&shared, &current).await;
+        delay = pass(&shared, &current, &mut failures).await;
         if *removed.borrow() {
             // Removed during the pass, which re-created its gauge.
             shared.metrics.forget(&name);
@@ -240,7 +241,7 @@ async fn run_worker(
 }
 
 /// One pass with its bookkeeping (metrics, status, logs); returns when to run the next.
-async fn pass(shared: &Shared, deployment: &Deployment) -> Duration {
+async fn pass(shared: &Shared, deployment: &Deployment, failures: &mut u32) -> Duration {
     let name = deployment.name();
     let generation = deployment.generation();
     shared.status.pass_started(name, &generation);
@@ -248,15 +249,14 @@ async fn pass(shared: &Shared, deployment: &Deployment) -> Duration {
         let _timer = shared.metrics.pass_timer(name);
         controller::reconcile(deployment, &shared.ctx).await
     };
-    if shared.gate.is_closed() && result.is_err() {
-        // Most likely the gate refused a step; either way the next start looks again.
-        info!(deployment = %name, "pass ended by shutdown; the next start reconciles again");
-        return Duration::ZERO;
+    if let Err(e @ Error::ShuttingDown(_)) = &result {
+        info!(deployment = %name, reason = %e, "pass ended by shutdown; the next start reconciles again");
+        return controller::error_policy(&shared.ctx.config, *failures, e);
     }
     let memory = shared.ctx.memory();
-    let (delay, failures) = match &result {
+    let delay = match &result {
         Ok(outcome) => {
-            memory.succeeded(name);
+            *failures = 0;
             match &outcome.state {
                 State::Acted {
                     action,
@@ -268,17 +268,17 @@ async fn pass(shared: &Shared, deployment: &Deployment) -> Duration {
                 State::Converged => debug!(deployment = %name, "converged"),
                 state => debug!(deployment = %name, ?state, "in progress"),
             }
-            (outcome.requeue_after, 0)
+            outcome.requeue_after
         }
         Err(e) => {
-            let failures = memory.failed(name);
-            let delay = controller::error_backoff(&shared.ctx.config, failures);
+            *failures = failures.saturating_add(1);
+            let delay = controller::error_policy(&shared.ctx.config, *failures, e);
             if controller::is_transient(e) {
                 warn!(deployment = %name, error = %e, reason = e.metric_label(), retry_in = ?delay, "reconcile failed");
             } else {
                 error!(deployment = %name, error = %e, reason = e.metric_label(), retry_in = ?delay, "reconcile failed");
             }
-            (delay, failures)
+            delay
         }
     };
     shared.metrics.record_pass(name, &result);
@@ -288,6 +288,6 @@ async fn pass(shared: &Shared, deployment: &Deployment) -> Duration {
         .record_pass(name, &result, &memory.take_ended(name));
     shared
         .status
-        .pass_finished(name, &generation, &result, failures, delay);
+        .pass_finished(name, &generation, &result, *failures, delay);
     delay
 }

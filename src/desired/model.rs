@@ -1,4 +1,4 @@
-//! The desired-state contract (DESIGN.md, "Desired-state file"): the typed shape of one `StackSetDeployment`
+//! The desired-state contract (the README's "Desired-state reference"): the typed shape of one `StackSetDeployment`
 //! document. Field names follow AWS's API names in camelCase so an operator can map them to the console and docs.
 //! Parsing and validation live in `parse.rs` and `validate.rs`; this file is only the shape and its defaults.
 
@@ -206,7 +206,7 @@ pub struct AutoDeployment {
     pub retain_stacks_on_account_removal: bool,
 }
 
-/// The seed's wizard settings: automatic deployment on, account removal deletes stacks.
+/// The vendor guide's console wizard settings: automatic deployment on, account removal deletes stacks.
 impl Default for AutoDeployment {
     fn default() -> Self {
         AutoDeployment {

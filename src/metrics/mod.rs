@@ -26,7 +26,7 @@ use crate::cloud::Cloud;
 use crate::controller::{Outcome, State};
 use crate::error::Error;
 
-/// Every metric name starts with this (DESIGN.md, "Metrics").
+/// Every metric name starts with this (the README's metrics table lists them all).
 pub const NAMESPACE: &str = "stacksetd";
 
 /// Where metric groups register their collectors.

@@ -20,7 +20,7 @@ pub use parse::{MAX_TEMPLATE_YAML_NODES, parse_document};
 pub use policy::{Assessment, Assessments, Baseline, BaselineState, Decision, HoldReason, decide};
 pub use source::{Fetched, Fetcher, Poll, SourceState, TemplateSource, Validators};
 
-/// Where the vendor publishes its two policy levels (the seed's setup guide).
+/// Where the vendor publishes its two policy levels (its setup guide names this bucket).
 pub const DEFAULT_CATALOG_BASE_URL: &str =
     "https://s3-us-west-2.amazonaws.com/com.cloudycosts.cloudformation/";
 /// CloudFormation's limit for an inline TemplateBody.
