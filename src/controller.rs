@@ -8,6 +8,7 @@
 
 mod drift;
 mod memory;
+mod operation;
 pub mod ownership;
 mod report;
 mod retry;
@@ -18,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -35,6 +35,7 @@ use crate::template::{self, Fetcher, TemplateSource};
 pub use drift::{drift_due, settings_fingerprint};
 pub use memory::Memory;
 pub use report::{DriftReport, InstanceProblem, PendingDeletion, Progress, Report, SpecDrift, TemplateReport};
+pub use operation::next_sequence;
 pub use retry::{CONVERGE_TRANSIENT_RETRIES, converge, converge_until, error_backoff, error_policy, is_transient};
 pub use templates::TemplateView;
 
@@ -314,10 +315,8 @@ pub async fn reconcile(deployment: &Deployment, ctx: &Context) -> Result<Outcome
     } else {
         Vec::new()
     };
-    if let Some(active) = recent.iter().find(|op| op.status.is_active()) {
-        info!(operation = %active.id, action = active.action.as_str(), "adopting the running operation");
-        ctx.memory.adopt(name, &active.id);
-        return Ok(waiting(ctx, active, Instant::now(), None, report));
+    if let Some(outcome) = operation::adopt_running(ctx, name, &recent, &report) {
+        return Ok(outcome);
     }
     if !settled {
         return Ok(Outcome {
@@ -603,27 +602,22 @@ async fn submit(
         Purpose::RepairCoverage | Purpose::RemediateDrift | Purpose::RepairInoperable => {
             let material =
                 serde_json::json!({ "step": step, "preferences": &spec.operation_preferences });
-            let digest = Sha256::digest(format!("{}{material}", spec.stack_set_name).as_bytes());
             let short = match step.purpose {
                 Purpose::RepairCoverage => "repair",
                 Purpose::RepairInoperable => "repair-inop",
                 _ => "remediate",
             };
-            format!("stacksetd-{short}-{}", &hex::encode(digest)[..20])
+            operation::id_base(short, &format!("{}{material}", spec.stack_set_name))
         }
     };
-    let sequence = next_sequence(
-        &base,
-        recent
-            .iter()
-            .map(|op| op.id.as_str())
-            .chain(ctx.memory.finished(name).iter().map(String::as_str)),
-    );
-    let id = format!("{base}-{sequence}");
+    let id = operation::next_id(ctx, name, &base, recent);
     crate::preflight::ensure(deployment, ctx).await?;
     info!(action = step.action.name(), operation = %id, summary = %step.summary, "submitting");
-    match send(deployment, ctx, &step.action, &id).await {
-        Ok(()) => {
+    let answer = send(deployment, ctx, &step.action, &id).await;
+    let may_have_happened = !matches!(step.action, Action::CreateStackSet { .. });
+    match operation::triage(deployment, ctx, &id, answer, may_have_happened, &report).await? {
+        operation::Answer::Decided(outcome) => Ok(outcome),
+        operation::Answer::Accepted => {
             match step.purpose {
                 Purpose::RepairCoverage => {
                     ctx.memory.repaired(name, &observed.overdue_gaps);
@@ -658,72 +652,6 @@ async fn submit(
                 requeue_after,
                 report,
             })
-        }
-        Err(e) if e.is_aws(AwsErrorKind::OperationIdAlreadyExists) => {
-            // Submitted before (a crash, a timeout, a lost response): adopt it, never send it again.
-            let op = ctx
-                .cloud
-                .describe_operation(&spec.stack_set_name, &id, spec.call_as)
-                .await?;
-            if op.status.is_active() {
-                ctx.memory.adopt(name, &id);
-                return Ok(waiting(ctx, &op, Instant::now(), None, report));
-            }
-            ctx.memory.finish(name, &id);
-            ctx.memory
-                .record_ended(name, op.action.as_str(), op.status.as_str());
-            check_operation(ctx, deployment, &op).await?;
-            Ok(Outcome {
-                state: State::Settling,
-                requeue_after: Duration::ZERO,
-                report,
-            })
-        }
-        Err(e)
-            if e.is_aws(AwsErrorKind::OperationInProgress)
-                || e.is_aws(AwsErrorKind::StaleRequest) =>
-        {
-            // A resend of our own id while the first is still running is answered this way too: ask for that id.
-            match ctx
-                .cloud
-                .describe_operation(&spec.stack_set_name, &id, spec.call_as)
-                .await
-            {
-                Ok(op) if op.status.is_active() => {
-                    info!(operation = %id, "our own operation is running (a resend): adopting it");
-                    ctx.memory.adopt(name, &id);
-                    return Ok(waiting(ctx, &op, Instant::now(), None, report));
-                }
-                Ok(_) => ctx.memory.sent_unconfirmed(name, &id),
-                Err(e) if e.is_aws(AwsErrorKind::NotFound) => {}
-                Err(e) => return Err(e),
-            }
-            info!("another operation holds the stack set; waiting");
-            Ok(Outcome {
-                state: State::Settling,
-                requeue_after: ctx.config.poll_min,
-                report,
-            })
-        }
-        Err(e) if e.is_aws(AwsErrorKind::NameAlreadyExists) => {
-            // Created by an earlier attempt whose response was lost: observe it next pass.
-            Ok(Outcome {
-                state: State::Settling,
-                requeue_after: Duration::ZERO,
-                report,
-            })
-        }
-        Err(e) => {
-            // An answer that never arrived (a timeout, a dropped connection, a 5xx after the SDK's retries) may
-            // hide a submission that happened.
-            if matches!(
-                e.aws_kind(),
-                Some(AwsErrorKind::Transport | AwsErrorKind::Throttling | AwsErrorKind::Other)
-            ) && !matches!(step.action, Action::CreateStackSet { .. })
-            {
-                ctx.memory.sent_unconfirmed(name, &id);
-            }
-            Err(e)
         }
     }
 }
@@ -885,7 +813,6 @@ pub fn operation_id_base(
 ) -> String {
     let material =
         serde_json::json!({ "stackSet": stack_set, "action": action, "preferences": preferences });
-    let digest = Sha256::digest(material.to_string().as_bytes());
     let short = match action {
         Action::CreateStackSet { .. } => "create-set",
         Action::UpdateStackSet { .. } => "update-set",
@@ -894,21 +821,7 @@ pub fn operation_id_base(
         Action::DeleteStackInstances { .. } => "delete-inst",
         Action::DeleteStackSet => "delete-set",
     };
-    format!("stacksetd-{short}-{}", &hex::encode(digest)[..20])
-}
-
-/// The next attempt number for `base`: one past the highest already used (0 when none is known). Reusing a
-/// finished id would be refused as OperationIdAlreadyExists, so a deliberate retry takes the next number.
-pub fn next_sequence<'a>(base: &str, known: impl Iterator<Item = &'a str>) -> u64 {
-    known
-        .filter_map(|id| {
-            id.strip_prefix(base)?
-                .strip_prefix('-')?
-                .parse::<u64>()
-                .ok()
-        })
-        .max()
-        .map_or(0, |n| n + 1)
+    operation::id_base(short, &material.to_string())
 }
 
 #[cfg(test)]

@@ -15,11 +15,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use sha2::{Digest, Sha256};
-use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::{Context, Outcome, State, next_sequence, waiting};
+use super::{Context, Outcome, State, operation};
 use crate::cloud::{DetectDriftRequest, ObservedStackSet};
 use crate::controller::{OPERATION_LOOKBACK, Report, SpecDrift};
 use crate::desired::Deployment;
@@ -182,15 +180,8 @@ pub(super) async fn detect_if_due(
         .cloud
         .list_operations(&spec.stack_set_name, spec.call_as, OPERATION_LOOKBACK)
         .await?;
-    if let Some(active) = recent.iter().find(|op| op.status.is_active()) {
-        ctx.memory().adopt(deployment.name(), &active.id);
-        return Ok(Some(waiting(
-            ctx,
-            active,
-            Instant::now(),
-            None,
-            report.clone(),
-        )));
+    if let Some(outcome) = operation::adopt_running(ctx, deployment.name(), &recent, report) {
+        return Ok(Some(outcome));
     }
     // Derived from the check it follows, so a resend after a crash maps to the same operation.
     let material = format!(
@@ -201,20 +192,8 @@ pub(super) async fn detect_if_due(
             .unwrap_or_default()
             .as_secs())
     );
-    let base = format!(
-        "stacksetd-detect-drift-{}",
-        &hex::encode(Sha256::digest(material.as_bytes()))[..20]
-    );
-    let sequence = next_sequence(
-        &base,
-        recent.iter().map(|op| op.id.as_str()).chain(
-            ctx.memory()
-                .finished(deployment.name())
-                .iter()
-                .map(String::as_str),
-        ),
-    );
-    let id = format!("{base}-{sequence}");
+    let base = operation::id_base("detect-drift", &material);
+    let id = operation::next_id(ctx, deployment.name(), &base, &recent);
     crate::preflight::ensure(deployment, ctx).await?;
     let request = DetectDriftRequest {
         name: spec.stack_set_name.clone(),
@@ -223,21 +202,9 @@ pub(super) async fn detect_if_due(
         operation_id: id.clone(),
     };
     info!(operation = %id, instances = observed.instances.len(), "detecting stack set drift");
-    match ctx.cloud.detect_stack_set_drift(&request).await {
-        Ok(_) => {}
-        // Sent before (a lost response): adopt it below like any running operation.
-        Err(e) if e.is_aws(crate::error::AwsErrorKind::OperationIdAlreadyExists) => {}
-        Err(e)
-            if e.is_aws(crate::error::AwsErrorKind::OperationInProgress)
-                || e.is_aws(crate::error::AwsErrorKind::StaleRequest) =>
-        {
-            return Ok(Some(Outcome {
-                state: State::Settling,
-                requeue_after: ctx.config.poll_min,
-                report: report.clone(),
-            }));
-        }
-        Err(e) => return Err(e),
+    let answer = ctx.cloud.detect_stack_set_drift(&request).await.map(|_| ());
+    if let operation::Answer::Decided(outcome) = operation::triage(deployment, ctx, &id, answer, true, report).await? {
+        return Ok(Some(outcome));
     }
     ctx.memory()
         .submitted_drift_detection(deployment.name(), ctx.wall_now());

@@ -203,20 +203,15 @@ pub(super) fn inoperable_removals(s: &Scope<'_>) -> Vec<Step> {
     if broken.is_empty() {
         return Vec::new();
     }
-    let (targets, regions) = exact_targets(&broken, &s.units);
-    vec![Step {
-        purpose: Purpose::RepairInoperable,
-        summary: format!("remove {} INOPERABLE instance(s) (RetainStacks) to create them again", broken.len()),
-        changes: broken
-            .iter()
-            .map(|i| Change {
-                field: format!("instance {}/{}", i.account, i.region),
-                from: format!("INOPERABLE ({})", i.status_reason.as_deref().unwrap_or("no reason given")),
-                to: "re-created".into(),
-            })
-            .collect(),
-        action: Action::DeleteStackInstances { targets, regions, retain_stacks: true },
-    }]
+    vec![per_instance_step(
+        s,
+        &broken,
+        Purpose::RepairInoperable,
+        format!("remove {} INOPERABLE instance(s) (RetainStacks) to create them again", broken.len()),
+        |i| format!("INOPERABLE ({})", i.status_reason.as_deref().unwrap_or("no reason given")),
+        "re-created",
+        |targets, regions| Action::DeleteStackInstances { targets, regions, retain_stacks: true },
+    )]
 }
 
 /// Rule 4. The stack set's own settings (template, parameters, description, capabilities, tags, auto-deployment,
@@ -318,20 +313,15 @@ pub(super) fn outdated_retries(s: &Scope<'_>) -> Vec<Step> {
     if failed.is_empty() {
         return Vec::new();
     }
-    let (targets, regions) = exact_targets(&failed, &s.units);
-    vec![Step {
-        purpose: Purpose::Converge,
-        summary: format!("retry {} OUTDATED instance(s) left by a failed operation", failed.len()),
-        changes: failed
-            .iter()
-            .map(|i| Change {
-                field: format!("instance {}/{}", i.account, i.region),
-                from: format!("OUTDATED ({})", i.status_reason.as_deref().unwrap_or("no reason given")),
-                to: "CURRENT".into(),
-            })
-            .collect(),
-        action: Action::UpdateStackInstances { targets, regions },
-    }]
+    vec![per_instance_step(
+        s,
+        &failed,
+        Purpose::Converge,
+        format!("retry {} OUTDATED instance(s) left by a failed operation", failed.len()),
+        |i| format!("OUTDATED ({})", i.status_reason.as_deref().unwrap_or("no reason given")),
+        "CURRENT",
+        |targets, regions| Action::UpdateStackInstances { targets, regions },
+    )]
 }
 
 /// Rule 7. Accounts left without an instance (auto-deployment failed, or is off; or rule 3 removed an INOPERABLE
@@ -382,18 +372,35 @@ pub(super) fn drift_remediation(s: &Scope<'_>) -> Vec<Step> {
     if drifted.is_empty() {
         return Vec::new();
     }
-    let (targets, regions) = exact_targets(&drifted, &s.units);
-    vec![Step {
-        purpose: Purpose::RemediateDrift,
-        summary: format!("re-apply the stack set to {} DRIFTED instance(s)", drifted.len()),
-        changes: drifted
+    vec![per_instance_step(
+        s,
+        &drifted,
+        Purpose::RemediateDrift,
+        format!("re-apply the stack set to {} DRIFTED instance(s)", drifted.len()),
+        |_| "DRIFTED".into(),
+        "re-applied",
+        |targets, regions| Action::UpdateStackInstances { targets, regions },
+    )]
+}
+
+/// A step on exactly these instances (rules 3, 6 and 8): their exact targets and Regions, one change per instance.
+fn per_instance_step(
+    s: &Scope<'_>,
+    instances: &[&StackInstance],
+    purpose: Purpose,
+    summary: String,
+    from: impl Fn(&StackInstance) -> String,
+    to: &str,
+    action: impl FnOnce(crate::cloud::Targets, Vec<String>) -> Action,
+) -> Step {
+    let (targets, regions) = exact_targets(instances, &s.units);
+    Step {
+        purpose,
+        summary,
+        changes: instances
             .iter()
-            .map(|i| Change {
-                field: format!("instance {}/{}", i.account, i.region),
-                from: "DRIFTED".into(),
-                to: "re-applied".into(),
-            })
+            .map(|i| Change { field: format!("instance {}/{}", i.account, i.region), from: from(i), to: to.into() })
             .collect(),
-        action: Action::UpdateStackInstances { targets, regions },
-    }]
+        action: action(targets, regions),
+    }
 }
