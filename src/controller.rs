@@ -10,6 +10,7 @@ mod drift;
 mod memory;
 mod operation;
 pub mod ownership;
+pub mod preflight;
 mod report;
 mod retry;
 mod templates;
@@ -23,11 +24,8 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::cloud::org::{self, OrgSnapshot};
-use crate::cloud::{
-    Cloud, CreateStackSet, DeleteInstancesRequest, InstancesRequest, Operation, OperationStatus,
-    UpdateStackSet,
-};
-use crate::desired::{Deployment, OperationPreferences};
+use crate::cloud::{Cloud, Operation, OperationStatus};
+use crate::desired::Deployment;
 use crate::error::{AwsErrorKind, Error};
 use crate::plan::{self, Action, Desired, Observed, Plan, Purpose};
 use crate::template::{self, Fetcher, TemplateSource};
@@ -35,7 +33,7 @@ use crate::template::{self, Fetcher, TemplateSource};
 pub use drift::{drift_due, settings_fingerprint};
 pub use memory::Memory;
 pub use report::{DriftReport, InstanceProblem, PendingDeletion, Progress, Report, SpecDrift, TemplateReport};
-pub use operation::next_sequence;
+pub use operation::{next_sequence, operation_id_base};
 pub use retry::{CONVERGE_TRANSIENT_RETRIES, converge, converge_until, error_backoff, error_policy, is_transient};
 pub use templates::TemplateView;
 
@@ -120,7 +118,7 @@ pub struct Context {
     /// When the context was made, on tokio's clock and the wall clock: `wall_now` moves with tokio's clock, so
     /// wall-clock decisions (is a drift check older than the interval?) follow simulated time in tests.
     epoch: (Instant, std::time::SystemTime),
-    preflight: crate::preflight::PreflightCache,
+    preflight: crate::controller::preflight::PreflightCache,
 }
 
 impl Context {
@@ -140,7 +138,7 @@ impl Context {
     }
 
     /// Successful preflights (see `preflight::ensure`).
-    pub fn preflight_cache(&self) -> &crate::preflight::PreflightCache {
+    pub fn preflight_cache(&self) -> &crate::controller::preflight::PreflightCache {
         &self.preflight
     }
 
@@ -395,12 +393,12 @@ pub async fn observe(deployment: &Deployment, ctx: &Context) -> Result<Observati
     };
     let mut org = ctx.organization().await?;
     if spec.ensure == crate::desired::Ensure::Present
-        && crate::preflight::check_targets(deployment, &org).is_err()
+        && crate::controller::preflight::check_targets(deployment, &org).is_err()
     {
         // Perhaps an OU created since the last scan: look again before calling it missing.
         ctx.invalidate_organization().await;
         org = ctx.organization().await?;
-        crate::preflight::check_targets(deployment, &org)?;
+        crate::controller::preflight::check_targets(deployment, &org)?;
     }
     let stack_set = ctx
         .cloud
@@ -524,7 +522,7 @@ async fn observe_and_plan(
 /// Plan without acting (the `plan` and `status` commands). The preflight checks run too (read-only), so wrong
 /// credentials or trusted access being off show here rather than as a misleading "create everything" plan.
 pub async fn dry_run(deployment: &Deployment, ctx: &Context) -> Result<(Plan, Report), Error> {
-    crate::preflight::check_read_only(deployment, ctx).await?;
+    crate::controller::preflight::check_read_only(deployment, ctx).await?;
     let (plan, report, _) = observe_and_plan(deployment, ctx).await?;
     Ok((plan, report))
 }
@@ -592,7 +590,7 @@ async fn submit(
     let name = deployment.name();
     let spec = &deployment.spec;
     let base = match step.purpose {
-        Purpose::Converge => operation_id_base(
+        Purpose::Converge => operation::operation_id_base(
             &spec.stack_set_name,
             &step.action,
             &spec.operation_preferences,
@@ -611,9 +609,9 @@ async fn submit(
         }
     };
     let id = operation::next_id(ctx, name, &base, recent);
-    crate::preflight::ensure(deployment, ctx).await?;
+    crate::controller::preflight::ensure(deployment, ctx).await?;
     info!(action = step.action.name(), operation = %id, summary = %step.summary, "submitting");
-    let answer = send(deployment, ctx, &step.action, &id).await;
+    let answer = operation::send(deployment, ctx, &step.action, &id).await;
     let may_have_happened = !matches!(step.action, Action::CreateStackSet { .. });
     match operation::triage(deployment, ctx, &id, answer, may_have_happened, &report).await? {
         operation::Answer::Decided(outcome) => Ok(outcome),
@@ -656,134 +654,6 @@ async fn submit(
     }
 }
 
-/// A template over CloudFormation's TemplateBody limit goes by URL: exactly these bytes are uploaded to the
-/// operator's staging bucket under a content-addressed key, and that object's URL is sent. (The update decision
-/// refuses such a template when no staging bucket is set, so the error below is a second line of defence.)
-async fn stage_if_large(deployment: &Deployment, ctx: &Context, body: &str) -> Result<Option<String>, Error> {
-    if body.len() <= template::MAX_TEMPLATE_BODY_BYTES {
-        return Ok(None);
-    }
-    let Some(bucket) = &deployment.spec.template.staging_bucket else {
-        return Err(Error::Template {
-            url: deployment.spec.template.url.clone().unwrap_or_default(),
-            reason: format!(
-                "the template is {} bytes, over CloudFormation's {}-byte TemplateBody limit; set \
-                 spec.template.stagingBucket to an S3 bucket of yours in the management account",
-                body.len(),
-                template::MAX_TEMPLATE_BODY_BYTES
-            ),
-            label: "template_too_large",
-        });
-    };
-    let key = template::staging_key(body);
-    let url = ctx.cloud.stage_template(bucket, &key, body).await?;
-    info!(bucket = %bucket, key = %key, "staged the template ({} bytes) for CloudFormation", body.len());
-    Ok(Some(url))
-}
-
-async fn send(
-    deployment: &Deployment,
-    ctx: &Context,
-    action: &Action,
-    id: &str,
-) -> Result<(), Error> {
-    let spec = &deployment.spec;
-    let name = spec.stack_set_name.clone();
-    let call_as = spec.call_as;
-    let preferences = spec.operation_preferences.clone();
-    let operation_id = id.to_string();
-    let cloud = ctx.cloud.as_ref();
-    let instances = |targets, regions| InstancesRequest {
-        name: name.clone(),
-        call_as,
-        targets,
-        regions,
-        preferences: preferences.clone(),
-        operation_id: operation_id.clone(),
-    };
-    match action.clone() {
-        Action::CreateStackSet {
-            description,
-            template_body,
-            parameters,
-            capabilities,
-            tags,
-            auto_deployment,
-            managed_execution,
-        } => {
-            let template_url = stage_if_large(deployment, ctx, &template_body).await?;
-            let request = CreateStackSet {
-                name,
-                call_as,
-                description,
-                template_body,
-                template_url,
-                parameters,
-                capabilities,
-                tags,
-                auto_deployment,
-                managed_execution,
-                client_token: operation_id,
-            };
-            cloud.create_stack_set(&request).await
-        }
-        Action::UpdateStackSet {
-            description,
-            template_body,
-            parameters,
-            capabilities,
-            tags,
-            auto_deployment,
-            managed_execution,
-        } => {
-            let template_url = match &template_body {
-                Some(body) => stage_if_large(deployment, ctx, body).await?,
-                None => None,
-            };
-            let request = UpdateStackSet {
-                name,
-                call_as,
-                description,
-                template_body,
-                template_url,
-                parameters,
-                capabilities,
-                tags,
-                auto_deployment,
-                managed_execution,
-                preferences,
-                operation_id,
-            };
-            cloud.update_stack_set(&request).await.map(drop)
-        }
-        Action::CreateStackInstances { targets, regions } => {
-            let request = instances(targets, regions);
-            cloud.create_stack_instances(&request).await.map(drop)
-        }
-        Action::UpdateStackInstances { targets, regions } => {
-            let request = instances(targets, regions);
-            cloud.update_stack_instances(&request).await.map(drop)
-        }
-        Action::DeleteStackInstances {
-            targets,
-            regions,
-            retain_stacks,
-        } => {
-            let request = DeleteInstancesRequest {
-                name,
-                call_as,
-                targets,
-                regions,
-                retain_stacks,
-                preferences,
-                operation_id,
-            };
-            cloud.delete_stack_instances(&request).await.map(drop)
-        }
-        Action::DeleteStackSet => cloud.delete_stack_set(&name, call_as).await,
-    }
-}
-
 /// The INOPERABLE instances a repair step removes, as (account, Region).
 fn inoperable_slots(
     action: &Action,
@@ -802,26 +672,6 @@ fn inoperable_slots(
         .filter(|i| targets.accounts.contains(&i.account) && regions.contains(&i.region))
         .map(|i| (i.account.clone(), i.region.clone()))
         .collect()
-}
-
-/// `stacksetd-<action>-<digest>`: the digest covers the stack set, the action with everything it applies and the
-/// preferences, so the same change always gets the same id. A sequence number is appended per attempt.
-pub fn operation_id_base(
-    stack_set: &str,
-    action: &Action,
-    preferences: &OperationPreferences,
-) -> String {
-    let material =
-        serde_json::json!({ "stackSet": stack_set, "action": action, "preferences": preferences });
-    let short = match action {
-        Action::CreateStackSet { .. } => "create-set",
-        Action::UpdateStackSet { .. } => "update-set",
-        Action::CreateStackInstances { .. } => "create-inst",
-        Action::UpdateStackInstances { .. } => "update-inst",
-        Action::DeleteStackInstances { .. } => "delete-inst",
-        Action::DeleteStackSet => "delete-set",
-    };
-    operation::id_base(short, &material.to_string())
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use crate::cloud::{Cloud, org};
 use crate::controller::{self, Config, Context};
 use crate::desired::{self, Deployment, Ensure};
 use crate::error::Error;
-use crate::output::{self, Planned, ProgressPrinter};
+use crate::cli::output::{self, Planned, ProgressPrinter};
 
 /// The project's example templates, embedded so the demo runs from any directory.
 const DATA_ONLY_TEMPLATE: &str = include_str!("../config/templates/aimably-data-only.json");

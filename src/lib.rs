@@ -6,22 +6,23 @@
 //!
 //! - [`desired`]: the desired-state file: its contract, strict parsing and every rule, with FILE:LINE:COLUMN.
 //! - [`settings`]: the daemon's settings (defaults < file < `STACKSETD_*` < flags), every value bounded.
-//! - [`watch`]: following the file through every way editors and Kubernetes replace it.
-//! - [`controller`]: one pass of one deployment: observe, decide, act; requeue as a return value.
+//! - [`file_watch`]: following the file through every way editors and Kubernetes replace it.
+//! - [`controller`]: one pass of one deployment: observe, decide, act; requeue as a return value; its
+//!   `preflight` (may stacksetd act at all) and `ownership` (which stack sets are its own).
 //! - [`plan`]: the pure decision of what to change, one function per ordering rule.
 //! - [`coverage`]: which accounts the targets reach, against the instances.
 //! - [`template`]: fetching templates, reading them as CloudFormation does, the update decision.
 //! - [`guard`]: what a template can do, and whether a new version grants more.
-//! - [`preflight`], [`access`]: may stacksetd act at all; can the vendor's role be assumed in every member.
 //! - [`cloud`]: everything asked of AWS behind the `Cloud` trait: the SDK (`cloud::aws`) and the simulator
 //!   (`cloud::sim`).
-//! - [`daemon`]: `stacksetd run`: the main loop, one worker per deployment, the pollers, shutdown, systemd.
+//! - [`daemon`]: `stacksetd run`: the main loop, one worker per deployment, the pollers (templates, the member
+//!   access check), shutdown, systemd.
 //! - [`http`], [`status`], [`metrics`], [`telemetry`], [`redact`]: what the daemon shows, and what it never
 //!   shows.
-//! - [`output`], [`status_view`], [`review_cmd`], [`demo`]: the command line's output and commands.
+//! - [`cli`], [`demo`]: the command line's output and commands (`src/main.rs` parses the flags).
 //! - [`error`]: the one error type, each variant with a static metric label.
 
-pub mod access;
+pub mod cli;
 pub mod cloud;
 pub mod controller;
 pub mod coverage;
@@ -34,16 +35,12 @@ pub mod fuzzing;
 pub mod http;
 pub mod guard;
 pub mod metrics;
-pub mod output;
 pub mod plan;
-pub mod preflight;
 pub mod redact;
-pub mod review_cmd;
 pub mod settings;
 pub mod status;
-pub mod status_view;
 pub mod telemetry;
 pub mod template;
-pub mod watch;
+pub mod file_watch;
 
 pub use error::Error;

@@ -11,9 +11,10 @@ use stacksetd::cloud::Cloud;
 use stacksetd::cloud::aws::AwsCloud;
 use stacksetd::controller::{self, Context};
 use stacksetd::desired::{self, DesiredState, PolicyLevel};
-use stacksetd::output::{self, Planned, ProgressPrinter};
+use stacksetd::cli::output::{self, Planned, ProgressPrinter};
 use stacksetd::settings::{LogFormat, Overrides, Settings};
-use stacksetd::{daemon, demo, status_view, telemetry};
+use stacksetd::cli::{review, status_view};
+use stacksetd::{daemon, demo, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -162,7 +163,7 @@ fn main() -> ExitCode {
         Err(error) => {
             let causes = stacksetd::error::join_causes(error.chain().map(ToString::to_string));
             // Multi-line messages (every problem of an invalid file, one per line) keep their newlines.
-            eprintln!("error: {}", stacksetd::output::safe_keeping(&causes, &['\n']));
+            eprintln!("error: {}", stacksetd::cli::output::safe_keeping(&causes, &['\n']));
             ExitCode::from(1)
         }
     }
@@ -267,7 +268,6 @@ async fn health(listen: std::net::SocketAddr) -> ExitCode {
 }
 
 async fn template_command(command: &TemplateCommand) -> anyhow::Result<ExitCode> {
-    use stacksetd::review_cmd;
     let (text, code) = match command {
         TemplateCommand::Check {
             template,
@@ -275,9 +275,9 @@ async fn template_command(command: &TemplateCommand) -> anyhow::Result<ExitCode>
             parameters,
             output,
         } => {
-            let params = review_cmd::parameters(parameters).map_err(anyhow::Error::msg)?;
-            let t = review_cmd::load(template).await?;
-            review_cmd::check(&t, policy.map(Into::into), &params, *output == Format::Json)
+            let params = review::parameters(parameters).map_err(anyhow::Error::msg)?;
+            let t = review::load(template).await?;
+            review::check(&t, policy.map(Into::into), &params, *output == Format::Json)
         }
         TemplateCommand::Diff {
             old,
@@ -286,9 +286,9 @@ async fn template_command(command: &TemplateCommand) -> anyhow::Result<ExitCode>
             parameters,
             output,
         } => {
-            let params = review_cmd::parameters(parameters).map_err(anyhow::Error::msg)?;
-            let (old, new) = (review_cmd::load(old).await?, review_cmd::load(new).await?);
-            review_cmd::diff(&old, &new, policy.map(Into::into), &params, *output == Format::Json)
+            let params = review::parameters(parameters).map_err(anyhow::Error::msg)?;
+            let (old, new) = (review::load(old).await?, review::load(new).await?);
+            review::diff(&old, &new, policy.map(Into::into), &params, *output == Format::Json)
         }
     };
     print!("{text}");

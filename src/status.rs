@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::access::AccessReport;
+use crate::daemon::access::AccessReport;
 use crate::controller::{Outcome, Report, State, TemplateReport, is_transient};
 use crate::desired::{Deployment, Problem};
 use crate::error::Error;

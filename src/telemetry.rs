@@ -98,7 +98,7 @@ impl<W: Write> Write for OneLineWriter<W> {
         };
         let keep: &[char] = if self.keep_escape { &['\u{1b}'] } else { &[] };
         self.inner
-            .write_all(crate::output::safe_keeping(body, keep).as_bytes())?;
+            .write_all(crate::cli::output::safe_keeping(body, keep).as_bytes())?;
         if newline {
             self.inner.write_all(b"\n")?;
         }

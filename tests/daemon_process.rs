@@ -67,7 +67,7 @@ async fn edit_and_measure(
         line["action"],
         submitting - edited,
         acted - edited,
-        stacksetd::watch::DEBOUNCE
+        stacksetd::file_watch::DEBOUNCE
     );
     assert!(
         submitting - edited < Duration::from_secs(5),

@@ -411,7 +411,7 @@ async fn an_edit_reconciles_at_once_in_every_save_style() {
         println!(
             "{how:?}: edit -> first mutating call ({call}) {:?} (debounce {:?})",
             at - edited,
-            stacksetd::watch::DEBOUNCE
+            stacksetd::file_watch::DEBOUNCE
         );
         assert!(at - edited < Duration::from_secs(5), "{how:?} too slow");
         eventually(WAIT, "the new description applied", || async {
@@ -461,7 +461,7 @@ async fn a_file_written_in_place_in_two_parts_deletes_nothing() {
     let mut file = std::fs::OpenOptions::new().write(true).truncate(true).open(&daemon.path).unwrap();
     file.write_all(first.as_bytes()).unwrap();
     file.flush().unwrap();
-    tokio::time::sleep(stacksetd::watch::DEBOUNCE + Duration::from_millis(100)).await;
+    tokio::time::sleep(stacksetd::file_watch::DEBOUNCE + Duration::from_millis(100)).await;
     file.write_all(rest.as_bytes()).unwrap();
     drop(file);
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -199,7 +199,7 @@ fn every_real_template_is_reviewed_without_a_crash() {
             let review = guard::review(&t.document, &Parameters::new(), level)
                 .unwrap_or_else(|e| panic!("{rel}: {e}"));
             assert!(!review.resources.is_empty(), "{rel}: every resource is listed");
-            let (text, code) = stacksetd::review_cmd::check(&t, level, &Parameters::new(), false);
+            let (text, code) = stacksetd::cli::review::check(&t, level, &Parameters::new(), false);
             assert!(text.contains("resources:"), "{rel}");
             assert!(code <= 1);
         }

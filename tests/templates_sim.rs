@@ -6,7 +6,7 @@ mod templates_support;
 
 use stacksetd::controller::{self, Context, Report, TemplateReport};
 use stacksetd::desired::Deployment;
-use stacksetd::output::{self, Planned};
+use stacksetd::cli::output::{self, Planned};
 use stacksetd::template::Poll;
 use templates_support::*;
 

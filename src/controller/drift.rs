@@ -194,7 +194,7 @@ pub(super) async fn detect_if_due(
     );
     let base = operation::id_base("detect-drift", &material);
     let id = operation::next_id(ctx, deployment.name(), &base, &recent);
-    crate::preflight::ensure(deployment, ctx).await?;
+    crate::controller::preflight::ensure(deployment, ctx).await?;
     let request = DetectDriftRequest {
         name: spec.stack_set_name.clone(),
         call_as: spec.call_as,

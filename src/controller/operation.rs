@@ -10,9 +10,11 @@ use tokio::time::Instant;
 use tracing::info;
 
 use super::{Context, Outcome, Report, State, check_operation, waiting};
-use crate::cloud::Operation;
-use crate::desired::Deployment;
+use crate::cloud::{CreateStackSet, DeleteInstancesRequest, InstancesRequest, Operation, UpdateStackSet};
+use crate::desired::{Deployment, OperationPreferences};
 use crate::error::{AwsErrorKind, Error};
+use crate::plan::Action;
+use crate::template;
 
 /// `stacksetd-<kind>-<first 20 hex digits of sha256(material)>`: the base of a deterministic OperationId, so a
 /// resend after a crash or a lost answer carries the same id and AWS refuses to run it twice.
@@ -113,5 +115,153 @@ pub(super) async fn triage(
             }
             Err(e)
         }
+    }
+}
+
+/// `stacksetd-<action>-<digest>`: the digest covers the stack set, the action with everything it applies and the
+/// preferences, so the same change always gets the same id. A sequence number is appended per attempt.
+pub fn operation_id_base(
+    stack_set: &str,
+    action: &Action,
+    preferences: &OperationPreferences,
+) -> String {
+    let material =
+        serde_json::json!({ "stackSet": stack_set, "action": action, "preferences": preferences });
+    let short = match action {
+        Action::CreateStackSet { .. } => "create-set",
+        Action::UpdateStackSet { .. } => "update-set",
+        Action::CreateStackInstances { .. } => "create-inst",
+        Action::UpdateStackInstances { .. } => "update-inst",
+        Action::DeleteStackInstances { .. } => "delete-inst",
+        Action::DeleteStackSet => "delete-set",
+    };
+    id_base(short, &material.to_string())
+}
+
+/// A template over CloudFormation's TemplateBody limit goes by URL: exactly these bytes are uploaded to the
+/// operator's staging bucket under a content-addressed key, and that object's URL is sent. (The update decision
+/// refuses such a template when no staging bucket is set, so the error below is a second line of defence.)
+async fn stage_if_large(deployment: &Deployment, ctx: &Context, body: &str) -> Result<Option<String>, Error> {
+    if body.len() <= template::MAX_TEMPLATE_BODY_BYTES {
+        return Ok(None);
+    }
+    let Some(bucket) = &deployment.spec.template.staging_bucket else {
+        return Err(Error::Template {
+            url: deployment.spec.template.url.clone().unwrap_or_default(),
+            reason: format!(
+                "the template is {} bytes, over CloudFormation's {}-byte TemplateBody limit; set \
+                 spec.template.stagingBucket to an S3 bucket of yours in the management account",
+                body.len(),
+                template::MAX_TEMPLATE_BODY_BYTES
+            ),
+            label: "template_too_large",
+        });
+    };
+    let key = template::staging_key(body);
+    let url = ctx.cloud.stage_template(bucket, &key, body).await?;
+    info!(bucket = %bucket, key = %key, "staged the template ({} bytes) for CloudFormation", body.len());
+    Ok(Some(url))
+}
+
+pub(super) async fn send(
+    deployment: &Deployment,
+    ctx: &Context,
+    action: &Action,
+    id: &str,
+) -> Result<(), Error> {
+    let spec = &deployment.spec;
+    let name = spec.stack_set_name.clone();
+    let call_as = spec.call_as;
+    let preferences = spec.operation_preferences.clone();
+    let operation_id = id.to_string();
+    let cloud = ctx.cloud.as_ref();
+    let instances = |targets, regions| InstancesRequest {
+        name: name.clone(),
+        call_as,
+        targets,
+        regions,
+        preferences: preferences.clone(),
+        operation_id: operation_id.clone(),
+    };
+    match action.clone() {
+        Action::CreateStackSet {
+            description,
+            template_body,
+            parameters,
+            capabilities,
+            tags,
+            auto_deployment,
+            managed_execution,
+        } => {
+            let template_url = stage_if_large(deployment, ctx, &template_body).await?;
+            let request = CreateStackSet {
+                name,
+                call_as,
+                description,
+                template_body,
+                template_url,
+                parameters,
+                capabilities,
+                tags,
+                auto_deployment,
+                managed_execution,
+                client_token: operation_id,
+            };
+            cloud.create_stack_set(&request).await
+        }
+        Action::UpdateStackSet {
+            description,
+            template_body,
+            parameters,
+            capabilities,
+            tags,
+            auto_deployment,
+            managed_execution,
+        } => {
+            let template_url = match &template_body {
+                Some(body) => stage_if_large(deployment, ctx, body).await?,
+                None => None,
+            };
+            let request = UpdateStackSet {
+                name,
+                call_as,
+                description,
+                template_body,
+                template_url,
+                parameters,
+                capabilities,
+                tags,
+                auto_deployment,
+                managed_execution,
+                preferences,
+                operation_id,
+            };
+            cloud.update_stack_set(&request).await.map(drop)
+        }
+        Action::CreateStackInstances { targets, regions } => {
+            let request = instances(targets, regions);
+            cloud.create_stack_instances(&request).await.map(drop)
+        }
+        Action::UpdateStackInstances { targets, regions } => {
+            let request = instances(targets, regions);
+            cloud.update_stack_instances(&request).await.map(drop)
+        }
+        Action::DeleteStackInstances {
+            targets,
+            regions,
+            retain_stacks,
+        } => {
+            let request = DeleteInstancesRequest {
+                name,
+                call_as,
+                targets,
+                regions,
+                retain_stacks,
+                preferences,
+                operation_id,
+            };
+            cloud.delete_stack_instances(&request).await.map(drop)
+        }
+        Action::DeleteStackSet => cloud.delete_stack_set(&name, call_as).await,
     }
 }

@@ -2,6 +2,7 @@
 
 use super::retry::error_backoff;
 use super::*;
+use crate::desired::OperationPreferences;
 
 #[test]
 fn sequences_continue_past_known_ids() {

@@ -1,4 +1,4 @@
-//! `stacksetd run`: the daemon. It loads the desired-state file and watches it (src/watch.rs), keeps one worker
+//! `stacksetd run`: the daemon. It loads the desired-state file and watches it (src/file_watch.rs), keeps one worker
 //! per deployment (scheduler.rs), serves /healthz, /readyz, /metrics and /status (src/http.rs), talks to systemd
 //! (systemd.rs), and shuts down cleanly: the first signal stops new passes and new operations (gate.rs), lets
 //! running passes finish their bookkeeping, and returns within `shutdown_timeout`.
@@ -6,6 +6,7 @@
 //! The shutdown signal is a future passed in (mini-redis style) and SIGHUP is a `Reloader` call, so tests run the
 //! whole daemon in-process; main.rs wires both to real signals.
 
+pub mod access;
 mod gate;
 mod scheduler;
 mod systemd;
@@ -28,7 +29,7 @@ use crate::error::Error;
 use crate::http::{self, HttpState};
 use crate::metrics::{self, DaemonMetrics, FleetMetrics, ReconcileMetrics, ReloadResult, TemplateMetrics};
 use crate::status::StatusBoard;
-use crate::watch::{FileWatch, Load, Loader};
+use crate::file_watch::{FileWatch, Load, Loader};
 
 pub use gate::Gate;
 
@@ -182,7 +183,7 @@ impl Daemon {
         watch.follow_symlink();
         let (deployments_tx, deployments_rx) = watch::channel(scheduler.deployments());
         let (published_tx, mut published_rx) = mpsc::unbounded_channel();
-        let access_checker = tokio::spawn(crate::access::run_checks(
+        let access_checker = tokio::spawn(crate::daemon::access::run_checks(
             ctx.clone(),
             status.clone(),
             fleet_metrics,
@@ -314,7 +315,7 @@ fn apply_load(
                 scheduler.trigger_all();
             }
         }
-        Load::Pending => return Some((tokio::time::Instant::now() + crate::watch::STABLE_GAP, forced)),
+        Load::Pending => return Some((tokio::time::Instant::now() + crate::file_watch::STABLE_GAP, forced)),
         Load::Valid { state, sha256 } => {
             info!(file, sha256 = %&sha256[..12], deployments = state.deployments.len(), "desired state loaded");
             metrics.record_reload(ReloadResult::Valid);

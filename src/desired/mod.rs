@@ -71,7 +71,7 @@ pub struct DesiredState {
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 /// Read, parse and validate a desired-state file (one read: the offline `validate`, `plan` and `reconcile --once`;
-/// the daemon reads twice, see `watch::Loader`).
+/// the daemon reads twice, see `file_watch::Loader`).
 pub fn load(path: &Path) -> Result<DesiredState, crate::error::Error> {
     let snapshot = read(path)?;
     let deployments = parse_str(&snapshot.text, path)?;

@@ -16,6 +16,9 @@
 //! Deploy-time inputs that decide a condition or a mapping lookup (the Region, the account, a parameter without
 //! a value) are recorded with the literals they are compared with, so that the judge can resolve the template
 //! once per combination ("case") and compare like with like; see `judge`.
+//!
+//! Size: about 1,000 lines, one evaluator. Every intrinsic calls back into the same recursive resolution (with
+//! its case, its budget and its symbols); split by function, each part would need the whole of the others.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

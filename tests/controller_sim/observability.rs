@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::Registry;
-use stacksetd::access;
+use stacksetd::daemon::access;
 use stacksetd::cloud::sim::{Sim, SimConfig};
 use stacksetd::cloud::{AutoDeployment, Cloud, OperationPreferences, Parameter, UpdateStackSet};
 use stacksetd::controller::{self, Context, Outcome, State};

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::access;
+use crate::daemon::access;
 use crate::controller::{self, Context};
 use crate::desired::DesiredState;
 
@@ -115,7 +115,7 @@ pub fn has_errors(doc: &Value) -> bool {
 }
 
 /// The human table. Every string in it came from AWS, a template or the daemon, so each is escaped first
-/// ([`crate::output::safe`]): a value cannot add a line or hide text.
+/// ([`crate::cli::output::safe`]): a value cannot add a line or hide text.
 pub fn text(doc: &Value) -> String {
     let mut doc = doc.clone();
     escape_strings(&mut doc);
@@ -346,7 +346,7 @@ fn list_row(out: &mut String, label: &str, items: &Value) {
 fn escape_strings(value: &mut Value) {
     match value {
         Value::String(text) => {
-            if let std::borrow::Cow::Owned(escaped) = crate::output::safe(text) {
+            if let std::borrow::Cow::Owned(escaped) = crate::cli::output::safe(text) {
                 *text = escaped;
             }
         }

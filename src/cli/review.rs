@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::desired::{PolicyLevel, TemplateSpec, UpdatePolicy};
 use crate::error::Error;
 use crate::guard::{self, Parameters};
-use crate::output::safe;
+use crate::cli::output::safe;
 use crate::template::{self, Fetcher, MAX_TEMPLATE_BODY_BYTES, Template};
 
 /// `FILE` (a path) or a URL: https, http to loopback, file://.
