@@ -6,6 +6,7 @@
 //! `member_access_failures` gauge (a count: no per-account labels).
 
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
@@ -132,7 +133,7 @@ pub async fn check_deployment(
 }
 
 /// The daemon's checker: every `interval` (the first soon after start), each deployment with an access check,
-/// until `stop` is raised.
+/// until `stop` is cancelled.
 pub async fn run_checks(
     ctx: Arc<Context>,
     status: Arc<StatusBoard>,
@@ -140,7 +141,7 @@ pub async fn run_checks(
     deployments: watch::Receiver<Vec<Arc<Deployment>>>,
     interval: Duration,
     concurrency: usize,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     // Let the first passes run (and create the roles) before the first check.
     let first = tokio::time::Instant::now() + interval.min(FIRST_CHECK_DELAY);
@@ -149,7 +150,7 @@ pub async fn run_checks(
     loop {
         tokio::select! {
             biased;
-            _ = stop.wait_for(|s| *s) => return,
+            () = stop.cancelled() => return,
             _ = ticks.tick() => {}
         }
         let current: Vec<Arc<Deployment>> = deployments.borrow().clone();
@@ -157,7 +158,7 @@ pub async fn run_checks(
             let name = deployment.name();
             let checked = tokio::select! {
                 biased;
-                _ = stop.wait_for(|s| *s) => return,
+                () = stop.cancelled() => return,
                 r = check_deployment(&deployment, &ctx, concurrency) => r,
             };
             match checked {

@@ -21,6 +21,7 @@ use std::time::Duration;
 use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::cloud::Cloud;
@@ -158,14 +159,15 @@ impl Daemon {
             registry,
             status_token: options.status_token.as_deref().map(Arc::from),
         };
-        let (http_stop_tx, mut http_task) = spawn_http(listener, http_state);
+        // One token tree: `stopping` (passes, pollers, scans) is cancelled when shutdown begins; its parent
+        // `closing` (the HTTP server, which keeps answering probes during the drain) at the very end.
+        let closing = CancellationToken::new();
+        let stopping = closing.child_token();
+        let mut http_task = spawn_http(listener, http_state, closing.clone());
         info!(%address, "serving /healthz /readyz /metrics /status");
-        let ready_task = tokio::spawn(systemd::notify_ready(status.subscribe_ready()));
+        let ready_task = tokio::spawn(stopping.clone().run_until_cancelled_owned(systemd::notify_ready(status.subscribe_ready())));
         let mut watchdog = systemd::Watchdog::from_env();
 
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let stop_rx_for_poller = stop_rx.clone();
-        let stop_rx_for_access = stop_rx.clone();
         let shared = Arc::new(scheduler::Shared {
             ctx: ctx.clone(),
             status: status.clone(),
@@ -173,7 +175,7 @@ impl Daemon {
             template_metrics,
             fleet_metrics: fleet_metrics.clone(),
             permits: Semaphore::new(options.concurrency.max(1)),
-            stop: stop_rx,
+            stop: stopping.clone(),
         });
         let mut scheduler = scheduler::Scheduler::new(shared);
         let first = loader.load_stable(true).await;
@@ -190,15 +192,21 @@ impl Daemon {
             deployments_rx.clone(),
             options.access_check_interval,
             options.access_check_concurrency,
-            stop_rx_for_access,
+            stopping.clone(),
         ));
-        let orphan_scan = tokio::spawn(scan_orphans(ctx.clone(), status.clone(), deployments_rx.clone()));
+        let orphan_scan = {
+            let scan = scan_orphans(ctx.clone(), status.clone(), deployments_rx.clone());
+            let stop = stopping.clone();
+            tokio::spawn(async move {
+                stop.run_until_cancelled(scan).await;
+            })
+        };
         let poller = tokio::spawn(templates::poll_templates(
             ctx.clone(),
             status.clone(),
             deployments_rx,
             published_tx,
-            stop_rx_for_poller,
+            stopping.clone(),
         ));
 
         tokio::pin!(shutdown);
@@ -254,7 +262,7 @@ impl Daemon {
         systemd::notify_stopping();
         status.set_shutting_down();
         gate.close();
-        stop_tx.send_replace(true);
+        stopping.cancel();
         if tokio::time::timeout_at(drain_deadline, scheduler.drain())
             .await
             .is_err()
@@ -264,37 +272,32 @@ impl Daemon {
             );
             scheduler.abort();
         }
-        http_stop_tx.send_replace(true);
+        closing.cancel();
         if tokio::time::timeout_at(deadline, &mut http_task)
             .await
             .is_err()
         {
             http_task.abort();
         }
-        poller.abort();
-        orphan_scan.abort();
-        access_checker.abort();
-        ready_task.abort();
+        // Every task watches the token; whatever has not ended by the deadline is cancelled here.
+        for task in [poller, orphan_scan, access_checker] {
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
+                warn!("a background task did not stop by the shutdown timeout");
+            }
+        }
+        let _ = tokio::time::timeout_at(deadline, ready_task).await;
         info!("stopped");
         Ok(())
     }
 }
 
-/// Serve HTTP in its own task until the returned flag is raised.
-fn spawn_http(
-    listener: TcpListener,
-    state: HttpState,
-) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
-    let (stop_tx, mut stop_rx) = watch::channel(false);
-    let task = tokio::spawn(async move {
-        let stopped = async move {
-            let _ = stop_rx.wait_for(|s| *s).await;
-        };
-        if let Err(e) = http::serve(listener, state, stopped).await {
+/// Serve HTTP in its own task until `closing` is cancelled.
+fn spawn_http(listener: TcpListener, state: HttpState, closing: CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(e) = http::serve(listener, state, closing.cancelled_owned()).await {
             error!(error = %e, "HTTP server failed");
         }
-    });
-    (stop_tx, task)
+    })
 }
 
 /// Apply what a read of the file found: a valid, confirmed result is applied; an invalid or unreadable file is

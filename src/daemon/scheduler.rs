@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::controller::{self, Context, State};
@@ -26,7 +27,8 @@ pub struct Shared {
     pub fleet_metrics: FleetMetrics,
     pub permits: Semaphore,
     /// True once shutdown begins: no pass starts after that.
-    pub stop: watch::Receiver<bool>,
+    /// Cancelled when shutdown begins: workers start no new pass (a running one finishes).
+    pub stop: CancellationToken,
 }
 
 struct Worker {
@@ -198,7 +200,7 @@ async fn run_worker(
     for task in predecessors {
         let _ = task.await;
     }
-    let mut stop = shared.stop.clone();
+    let stop = shared.stop.clone();
     let name = deployment.borrow().name().to_string();
     let mut delay = Duration::ZERO;
     // Consecutive failed passes, for the error policy: owned here, reset by a successful pass.
@@ -208,14 +210,14 @@ async fn run_worker(
         tokio::select! {
             // A trigger first: a pending permit is consumed by the pass about to start, which covers it.
             biased;
-            _ = raised(&mut stop) => return,
+            () = stop.cancelled() => return,
             _ = raised(&mut removed) => break,
             _ = trigger.notified() => {}
             _ = tokio::time::sleep(delay) => {}
         }
         let permit = tokio::select! {
             biased;
-            _ = raised(&mut stop) => return,
+            () = stop.cancelled() => return,
             _ = raised(&mut removed) => break,
             permit = shared.permits.acquire() => permit,
         };

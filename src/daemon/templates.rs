@@ -5,6 +5,7 @@
 //! held stays in use, so nothing changes.
 
 use std::collections::BTreeMap;
+use tokio_util::sync::CancellationToken;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
@@ -16,13 +17,13 @@ use crate::desired::Deployment;
 use crate::status::StatusBoard;
 use crate::template::Poll;
 
-/// Poll until `stop` is raised; send the names of the deployments whose template changed on `changed`.
+/// Poll until `stop` is cancelled; send the names of the deployments whose template changed on `changed`.
 pub async fn poll_templates(
     ctx: Arc<Context>,
     status: Arc<StatusBoard>,
     deployments: watch::Receiver<Vec<Arc<Deployment>>>,
     changed: mpsc::UnboundedSender<Vec<String>>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let period = ctx.config.template_poll_interval;
     // The first tick would fire at once; the deployments' first passes fetch at start, so skip it.
@@ -31,7 +32,7 @@ pub async fn poll_templates(
     loop {
         tokio::select! {
             biased;
-            _ = stop.wait_for(|s| *s) => return,
+            () = stop.cancelled() => return,
             _ = ticks.tick() => {}
         }
         let mut by_url: BTreeMap<String, Vec<String>> = BTreeMap::new();
