@@ -1,5 +1,6 @@
 //! Exhaustive tests of `plan`: every action, every ordering and combination rule.
-//! Size: over 700 lines of tests (every rule and combination), sharing the fixture builders at the top.
+//! Size: over 700 lines of tests, grouped by the rule they exercise (rules 3, 7 and 8, the repairs, are in
+//! repair_tests.rs), sharing the fixture builders at the top.
 
 use std::path::Path;
 
@@ -117,6 +118,9 @@ pub(super) fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
+// ----------------------------------------------------------------------------------------------------
+// Creation from nothing, teardown, and what is refused before any step
+
 #[test]
 fn nothing_yet_creates_the_stack_set_then_instances_for_the_root() {
     let d = with_targets(&["ROOT"], &["us-west-2", "eu-west-1"], "");
@@ -164,6 +168,81 @@ fn root_target_needs_the_root_id() {
 }
 
 #[test]
+fn absent_deletes_instances_first_then_the_stack_set() {
+    let d = with_targets(&[OU_A], &["us-west-2"], "  ensure: Absent\n");
+    let o = observed(
+        converged_stack_set(&[OU_A, OU_B], &["us-west-2"]),
+        vec![
+            instance("222222222222", "us-west-2", OU_A),
+            instance("333333333333", "us-west-2", OU_B),
+        ],
+    );
+    let plan = run(&d, BODY, &o);
+    assert_eq!(names(&plan), ["DeleteStackInstances", "DeleteStackSet"]);
+    match &plan.steps[0].action {
+        Action::DeleteStackInstances {
+            targets,
+            regions,
+            retain_stacks,
+        } => {
+            assert_eq!(
+                targets.organizational_unit_ids,
+                [OU_A, OU_B],
+                "every OU that holds instances, not only desired"
+            );
+            assert_eq!(regions, &strings(&["us-west-2"]));
+            assert!(!retain_stacks);
+        }
+        other => panic!("{other:?}"),
+    }
+    let empty = observed(converged_stack_set(&[], &[]), vec![]);
+    assert_eq!(names(&run(&d, BODY, &empty)), ["DeleteStackSet"]);
+    assert!(
+        run(&d, BODY, &Observed::default()).is_empty(),
+        "absent and gone: nothing to do"
+    );
+}
+
+#[test]
+fn a_self_managed_stack_set_of_the_same_name_is_a_conflict() {
+    let d = with_targets(&[OU_A], &["us-west-2"], "");
+    let mut s = converged_stack_set(&[OU_A], &["us-west-2"]);
+    s.permission_model = Some("SELF_MANAGED".into());
+    let t = template(BODY);
+    let err = plan(
+        Desired {
+            deployment: &d,
+            template: &t,
+            root_id: None,
+        },
+        &observed(s, vec![]),
+    )
+    .unwrap_err();
+    assert_eq!(err.metric_label(), "conflict");
+    assert!(err.to_string().contains("SELF_MANAGED"));
+}
+
+#[test]
+fn a_template_over_a_templateurl_limit_is_refused_before_any_action() {
+    let d = with_targets(&[OU_A], &["us-west-2"], "");
+    let big = format!(r#"{{"Description": "{}"}}"#, "x".repeat(1_100_000));
+    let t = template(&big);
+    let err = plan(
+        Desired {
+            deployment: &d,
+            template: &t,
+            root_id: Some(ROOT_ID),
+        },
+        &Observed::default(),
+    )
+    .unwrap_err();
+    assert_eq!(err.metric_label(), "template_too_large");
+}
+
+// ----------------------------------------------------------------------------------------------------
+// Nothing to do: converged, reformatted, unknown or unechoed values
+
+#[test]
 fn converged_state_plans_nothing() {
     let d = with_targets(&[OU_A], &["us-west-2"], "");
     let o = observed(
@@ -183,6 +262,254 @@ fn reformatted_template_is_not_a_change() {
     let yaml = "Resources:\n  Role:\n    Type: AWS::IAM::Role\n";
     assert!(run(&d, yaml, &o).is_empty());
 }
+
+#[test]
+fn unknown_managed_execution_and_auto_deployment_are_not_diffs() {
+    let d = with_targets(
+        &[OU_A],
+        &["us-west-2"],
+        "  managedExecution: {active: true}\n",
+    );
+    let mut s = converged_stack_set(&[OU_A], &["us-west-2"]);
+    s.managed_execution = None;
+    s.auto_deployment = None;
+    assert!(run(&d, BODY, &observed(s, vec![])).is_empty());
+}
+
+#[test]
+fn endpoints_that_do_not_echo_targets_are_read_from_the_instances() {
+    let d = with_targets(&[OU_A], &["us-west-2"], "");
+    let mut s = converged_stack_set(&[], &[]);
+    s.organizational_unit_ids = None;
+    s.regions = None;
+    let o = observed(
+        s,
+        vec![
+            instance("222222222222", "us-west-2", OU_A),
+            instance("333333333333", "us-west-2", OU_B),
+        ],
+    );
+    let plan = run(&d, BODY, &o);
+    assert_eq!(names(&plan), ["DeleteStackInstances"]);
+    assert!(
+        matches!(&plan.steps[0].action, Action::DeleteStackInstances { targets, .. } if targets.organizational_unit_ids == [OU_B])
+    );
+}
+
+#[test]
+fn targets_without_member_accounts_are_converged_once_targeted() {
+    // AWS echoes Regions only where instances exist: an OU without member accounts never shows one.
+    let d = with_targets(&[OU_A], &["us-west-2"], "");
+    let o = observed(converged_stack_set(&[OU_A], &[]), vec![]);
+    assert!(run(&d, BODY, &o).is_empty());
+}
+
+// ----------------------------------------------------------------------------------------------------
+// Rule 1: ManagedExecution alone
+
+#[test]
+fn managed_execution_goes_alone_when_the_template_changes_too() {
+    let d = with_targets(
+        &[OU_A],
+        &["us-west-2"],
+        "  managedExecution: {active: true}\n",
+    );
+    let o = observed(converged_stack_set(&[OU_A], &["us-west-2"]), vec![]);
+    let plan = run(&d, r#"{"Resources": {}}"#, &o);
+    assert_eq!(names(&plan), ["UpdateStackSet", "UpdateStackSet"]);
+    match &plan.steps[0].action {
+        Action::UpdateStackSet {
+            template_body,
+            managed_execution,
+            parameters,
+            ..
+        } => {
+            assert_eq!(template_body, &None, "UsePreviousTemplate");
+            assert_eq!(managed_execution, &Some(true));
+            assert!(
+                parameters.iter().all(|p| p.value.is_none()),
+                "UsePreviousValue"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    match &plan.steps[1].action {
+        Action::UpdateStackSet {
+            template_body,
+            managed_execution,
+            ..
+        } => {
+            assert!(template_body.is_some());
+            assert_eq!(managed_execution, &None);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn managed_execution_alone_is_one_update() {
+    let d = with_targets(
+        &[OU_A],
+        &["us-west-2"],
+        "  managedExecution: {active: true}\n",
+    );
+    let plan = run(
+        &d,
+        BODY,
+        &observed(converged_stack_set(&[OU_A], &["us-west-2"]), deployed(&[OU_A], &["us-west-2"])),
+    );
+    assert_eq!(names(&plan), ["UpdateStackSet"]);
+    assert!(matches!(
+        plan.steps[0].action,
+        Action::UpdateStackSet {
+            managed_execution: Some(true),
+            ..
+        }
+    ));
+    assert_eq!(plan.steps[0].changes[0].field, "managedExecution.active");
+}
+
+// ----------------------------------------------------------------------------------------------------
+// Rule 2: deletions (RetainStacks first where AWS requires it)
+
+#[test]
+fn dropped_ou_deletes_its_instances_in_every_region() {
+    let d = with_targets(&[OU_A], &["us-west-2"], "");
+    let s = converged_stack_set(&[OU_A, OU_B], &["us-west-2"]);
+    let plan = run(&d, BODY, &observed(s, deployed(&[OU_A, OU_B], &["us-west-2"])));
+    assert_eq!(names(&plan), ["DeleteStackInstances"]);
+    match &plan.steps[0].action {
+        Action::DeleteStackInstances {
+            targets,
+            regions,
+            retain_stacks,
+        } => {
+            assert_eq!(targets.organizational_unit_ids, [OU_B]);
+            assert_eq!(regions, &strings(&["us-west-2"]));
+            assert!(!retain_stacks);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn dropped_region_deletes_instances_of_kept_ous_there() {
+    let d = with_targets(&[OU_A], &["us-west-2"], "");
+    let plan = run(
+        &d,
+        BODY,
+        &observed(
+            converged_stack_set(&[OU_A], &["us-west-2", "eu-west-1"]),
+            deployed(&[OU_A], &["us-west-2", "eu-west-1"]),
+        ),
+    );
+    assert_eq!(names(&plan), ["DeleteStackInstances"]);
+    match &plan.steps[0].action {
+        Action::DeleteStackInstances {
+            targets, regions, ..
+        } => {
+            assert_eq!(targets.organizational_unit_ids, [OU_A]);
+            assert_eq!(regions, &strings(&["eu-west-1"]));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn difference_deletes_newly_excluded_accounts() {
+    let d = deployment(
+        "  deploymentTargets: {organizationalUnitIds: [ou-ab12-aaaaaaaa], accounts: [\"333333333333\"], accountFilterType: DIFFERENCE}\n  regions: [us-west-2]\n",
+    );
+    let o = observed(
+        converged_stack_set(&[OU_A], &["us-west-2"]),
+        vec![
+            instance("222222222222", "us-west-2", OU_A),
+            instance("333333333333", "us-west-2", OU_A),
+        ],
+    );
+    let plan = run(&d, BODY, &o);
+    assert_eq!(names(&plan), ["DeleteStackInstances"]);
+    assert!(
+        matches!(&plan.steps[0].action, Action::DeleteStackInstances { targets, .. } if targets.accounts == ["333333333333"])
+    );
+}
+
+#[test]
+fn suspended_and_inoperable_instances_are_deleted_first_with_retain_stacks() {
+    let d = with_targets(&[OU_A], &["us-west-2"], "  ensure: Absent\n");
+    let mut skipped = instance("333333333333", "us-west-2", OU_A);
+    skipped.status = InstanceStatus::Outdated;
+    skipped.detailed_status = Some("SKIPPED_SUSPENDED_ACCOUNT".into());
+    let mut inoperable = instance("444444444444", "us-west-2", OU_A);
+    inoperable.status = InstanceStatus::Inoperable;
+    let closed = instance("555555555555", "us-west-2", OU_A);
+    let mut o = observed(
+        converged_stack_set(&[OU_A], &["us-west-2"]),
+        vec![
+            instance("222222222222", "us-west-2", OU_A),
+            skipped,
+            inoperable,
+            closed,
+        ],
+    );
+    o.inactive_accounts.insert("555555555555".into());
+    let plan = run(&d, BODY, &o);
+    assert_eq!(
+        names(&plan),
+        [
+            "DeleteStackInstances",
+            "DeleteStackInstances",
+            "DeleteStackSet"
+        ]
+    );
+    match &plan.steps[0].action {
+        Action::DeleteStackInstances {
+            targets,
+            retain_stacks,
+            ..
+        } => {
+            assert!(retain_stacks);
+            assert_eq!(
+                targets.accounts,
+                ["333333333333", "444444444444", "555555555555"]
+            );
+            assert_eq!(targets.account_filter_type, AccountFilterType::Intersection);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        plan.steps[1].action,
+        Action::DeleteStackInstances {
+            retain_stacks: false,
+            ..
+        }
+    ));
+
+    // Dropping an OU: only that OU's retained instances go first.
+    let d = with_targets(&[OU_A], &["us-west-2"], "");
+    let mut suspended_b = instance("666666666666", "us-west-2", OU_B);
+    suspended_b.detailed_status = Some("SKIPPED_SUSPENDED_ACCOUNT".into());
+    suspended_b.status = InstanceStatus::Outdated;
+    let o = observed(
+        converged_stack_set(&[OU_A, OU_B], &["us-west-2"]),
+        vec![
+            instance("222222222222", "us-west-2", OU_A),
+            suspended_b,
+            instance("777777777777", "us-west-2", OU_B),
+        ],
+    );
+    let plan = run(&d, BODY, &o);
+    assert_eq!(
+        names(&plan),
+        ["DeleteStackInstances", "DeleteStackInstances"]
+    );
+    assert!(
+        matches!(&plan.steps[0].action, Action::DeleteStackInstances { targets, retain_stacks: true, .. } if targets.accounts == ["666666666666"])
+    );
+}
+
+// ----------------------------------------------------------------------------------------------------
+// Rule 4: the stack set's settings
 
 #[test]
 fn changed_template_updates_the_stack_set_with_the_new_body() {
@@ -263,81 +590,6 @@ fn description_parameter_capability_and_tag_changes_are_listed_from_to() {
 }
 
 #[test]
-fn managed_execution_goes_alone_when_the_template_changes_too() {
-    let d = with_targets(
-        &[OU_A],
-        &["us-west-2"],
-        "  managedExecution: {active: true}\n",
-    );
-    let o = observed(converged_stack_set(&[OU_A], &["us-west-2"]), vec![]);
-    let plan = run(&d, r#"{"Resources": {}}"#, &o);
-    assert_eq!(names(&plan), ["UpdateStackSet", "UpdateStackSet"]);
-    match &plan.steps[0].action {
-        Action::UpdateStackSet {
-            template_body,
-            managed_execution,
-            parameters,
-            ..
-        } => {
-            assert_eq!(template_body, &None, "UsePreviousTemplate");
-            assert_eq!(managed_execution, &Some(true));
-            assert!(
-                parameters.iter().all(|p| p.value.is_none()),
-                "UsePreviousValue"
-            );
-        }
-        other => panic!("{other:?}"),
-    }
-    match &plan.steps[1].action {
-        Action::UpdateStackSet {
-            template_body,
-            managed_execution,
-            ..
-        } => {
-            assert!(template_body.is_some());
-            assert_eq!(managed_execution, &None);
-        }
-        other => panic!("{other:?}"),
-    }
-}
-
-#[test]
-fn managed_execution_alone_is_one_update() {
-    let d = with_targets(
-        &[OU_A],
-        &["us-west-2"],
-        "  managedExecution: {active: true}\n",
-    );
-    let plan = run(
-        &d,
-        BODY,
-        &observed(converged_stack_set(&[OU_A], &["us-west-2"]), deployed(&[OU_A], &["us-west-2"])),
-    );
-    assert_eq!(names(&plan), ["UpdateStackSet"]);
-    assert!(matches!(
-        plan.steps[0].action,
-        Action::UpdateStackSet {
-            managed_execution: Some(true),
-            ..
-        }
-    ));
-    assert_eq!(plan.steps[0].changes[0].field, "managedExecution.active");
-}
-
-#[test]
-fn unknown_managed_execution_and_auto_deployment_are_not_diffs() {
-    let d = with_targets(
-        &[OU_A],
-        &["us-west-2"],
-        "  managedExecution: {active: true}\n",
-    );
-    let mut s = converged_stack_set(&[OU_A], &["us-west-2"]);
-    s.managed_execution = None;
-    s.auto_deployment = None;
-    assert!(run(&d, BODY, &observed(s, vec![])).is_empty());
-}
-
-#[test]
 fn auto_deployment_change_is_an_update_without_targets() {
     let d = with_targets(
         &[OU_A],
@@ -364,6 +616,9 @@ fn auto_deployment_change_is_an_update_without_targets() {
         plan.steps[0].changes
     );
 }
+
+// ----------------------------------------------------------------------------------------------------
+// Rule 5: creations
 
 #[test]
 fn new_ou_creates_instances_for_that_ou_only_in_every_region() {
@@ -399,71 +654,6 @@ fn new_region_creates_instances_for_existing_ous_in_that_region_only() {
 }
 
 #[test]
-fn dropped_ou_deletes_its_instances_in_every_region() {
-    let d = with_targets(&[OU_A], &["us-west-2"], "");
-    let s = converged_stack_set(&[OU_A, OU_B], &["us-west-2"]);
-    let plan = run(&d, BODY, &observed(s, deployed(&[OU_A, OU_B], &["us-west-2"])));
-    assert_eq!(names(&plan), ["DeleteStackInstances"]);
-    match &plan.steps[0].action {
-        Action::DeleteStackInstances {
-            targets,
-            regions,
-            retain_stacks,
-        } => {
-            assert_eq!(targets.organizational_unit_ids, [OU_B]);
-            assert_eq!(regions, &strings(&["us-west-2"]));
-            assert!(!retain_stacks);
-        }
-        other => panic!("{other:?}"),
-    }
-}
-
-#[test]
-fn dropped_region_deletes_instances_of_kept_ous_there() {
-    let d = with_targets(&[OU_A], &["us-west-2"], "");
-    let plan = run(
-        &d,
-        BODY,
-        &observed(
-            converged_stack_set(&[OU_A], &["us-west-2", "eu-west-1"]),
-            deployed(&[OU_A], &["us-west-2", "eu-west-1"]),
-        ),
-    );
-    assert_eq!(names(&plan), ["DeleteStackInstances"]);
-    match &plan.steps[0].action {
-        Action::DeleteStackInstances {
-            targets, regions, ..
-        } => {
-            assert_eq!(targets.organizational_unit_ids, [OU_A]);
-            assert_eq!(regions, &strings(&["eu-west-1"]));
-        }
-        other => panic!("{other:?}"),
-    }
-}
-
-#[test]
-fn every_kind_of_change_is_ordered_managed_deletes_update_creates() {
-    let d = with_targets(
-        &[OU_A, OU_C],
-        &["us-west-2", "us-east-1"],
-        "  managedExecution: {active: true}\n",
-    );
-    let s = converged_stack_set(&[OU_A, OU_B], &["us-west-2", "eu-west-1"]);
-    let plan = run(&d, r#"{"Resources": {}}"#, &observed(s, deployed(&[OU_A, OU_B], &["us-west-2", "eu-west-1"])));
-    assert_eq!(
-        names(&plan),
-        [
-            "UpdateStackSet",       // managed execution alone
-            "DeleteStackInstances", // OU_B
-            "DeleteStackInstances", // eu-west-1
-            "UpdateStackSet",       // template
-            "CreateStackInstances", // OU_C
-            "CreateStackInstances", // us-east-1 for OU_A
-        ]
-    );
-}
-
-#[test]
 fn intersection_accounts_are_added_and_removed_exactly() {
     let d = deployment(
         "  deploymentTargets: {organizationalUnitIds: [ou-ab12-aaaaaaaa], accounts: [\"222222222222\", \"444444444444\"], accountFilterType: INTERSECTION}\n  regions: [us-west-2]\n",
@@ -494,79 +684,8 @@ fn intersection_accounts_are_added_and_removed_exactly() {
     }
 }
 
-#[test]
-fn difference_deletes_newly_excluded_accounts() {
-    let d = deployment(
-        "  deploymentTargets: {organizationalUnitIds: [ou-ab12-aaaaaaaa], accounts: [\"333333333333\"], accountFilterType: DIFFERENCE}\n  regions: [us-west-2]\n",
-    );
-    let o = observed(
-        converged_stack_set(&[OU_A], &["us-west-2"]),
-        vec![
-            instance("222222222222", "us-west-2", OU_A),
-            instance("333333333333", "us-west-2", OU_A),
-        ],
-    );
-    let plan = run(&d, BODY, &o);
-    assert_eq!(names(&plan), ["DeleteStackInstances"]);
-    assert!(
-        matches!(&plan.steps[0].action, Action::DeleteStackInstances { targets, .. } if targets.accounts == ["333333333333"])
-    );
-}
-
-#[test]
-fn absent_deletes_instances_first_then_the_stack_set() {
-    let d = with_targets(&[OU_A], &["us-west-2"], "  ensure: Absent\n");
-    let o = observed(
-        converged_stack_set(&[OU_A, OU_B], &["us-west-2"]),
-        vec![
-            instance("222222222222", "us-west-2", OU_A),
-            instance("333333333333", "us-west-2", OU_B),
-        ],
-    );
-    let plan = run(&d, BODY, &o);
-    assert_eq!(names(&plan), ["DeleteStackInstances", "DeleteStackSet"]);
-    match &plan.steps[0].action {
-        Action::DeleteStackInstances {
-            targets,
-            regions,
-            retain_stacks,
-        } => {
-            assert_eq!(
-                targets.organizational_unit_ids,
-                [OU_A, OU_B],
-                "every OU that holds instances, not only desired"
-            );
-            assert_eq!(regions, &strings(&["us-west-2"]));
-            assert!(!retain_stacks);
-        }
-        other => panic!("{other:?}"),
-    }
-    let empty = observed(converged_stack_set(&[], &[]), vec![]);
-    assert_eq!(names(&run(&d, BODY, &empty)), ["DeleteStackSet"]);
-    assert!(
-        run(&d, BODY, &Observed::default()).is_empty(),
-        "absent and gone: nothing to do"
-    );
-}
-
-#[test]
-fn a_self_managed_stack_set_of_the_same_name_is_a_conflict() {
-    let d = with_targets(&[OU_A], &["us-west-2"], "");
-    let mut s = converged_stack_set(&[OU_A], &["us-west-2"]);
-    s.permission_model = Some("SELF_MANAGED".into());
-    let t = template(BODY);
-    let err = plan(
-        Desired {
-            deployment: &d,
-            template: &t,
-            root_id: None,
-        },
-        &observed(s, vec![]),
-    )
-    .unwrap_err();
-    assert_eq!(err.metric_label(), "conflict");
-    assert!(err.to_string().contains("SELF_MANAGED"));
-}
+// ----------------------------------------------------------------------------------------------------
+// Rule 6: OUTDATED retries
 
 #[test]
 fn outdated_instances_left_by_a_failure_are_retried_exactly() {
@@ -611,121 +730,27 @@ fn outdated_instances_left_by_a_failure_are_retried_exactly() {
     assert_eq!(names(&plan), ["UpdateStackSet"]);
 }
 
-#[test]
-fn endpoints_that_do_not_echo_targets_are_read_from_the_instances() {
-    let d = with_targets(&[OU_A], &["us-west-2"], "");
-    let mut s = converged_stack_set(&[], &[]);
-    s.organizational_unit_ids = None;
-    s.regions = None;
-    let o = observed(
-        s,
-        vec![
-            instance("222222222222", "us-west-2", OU_A),
-            instance("333333333333", "us-west-2", OU_B),
-        ],
-    );
-    let plan = run(&d, BODY, &o);
-    assert_eq!(names(&plan), ["DeleteStackInstances"]);
-    assert!(
-        matches!(&plan.steps[0].action, Action::DeleteStackInstances { targets, .. } if targets.organizational_unit_ids == [OU_B])
-    );
-}
+// ----------------------------------------------------------------------------------------------------
+// The order across rules
 
 #[test]
-fn a_template_over_a_templateurl_limit_is_refused_before_any_action() {
-    let d = with_targets(&[OU_A], &["us-west-2"], "");
-    let big = format!(r#"{{"Description": "{}"}}"#, "x".repeat(1_100_000));
-    let t = template(&big);
-    let err = plan(
-        Desired {
-            deployment: &d,
-            template: &t,
-            root_id: Some(ROOT_ID),
-        },
-        &Observed::default(),
-    )
-    .unwrap_err();
-    assert_eq!(err.metric_label(), "template_too_large");
-}
-
-#[test]
-fn suspended_and_inoperable_instances_are_deleted_first_with_retain_stacks() {
-    let d = with_targets(&[OU_A], &["us-west-2"], "  ensure: Absent\n");
-    let mut skipped = instance("333333333333", "us-west-2", OU_A);
-    skipped.status = InstanceStatus::Outdated;
-    skipped.detailed_status = Some("SKIPPED_SUSPENDED_ACCOUNT".into());
-    let mut inoperable = instance("444444444444", "us-west-2", OU_A);
-    inoperable.status = InstanceStatus::Inoperable;
-    let closed = instance("555555555555", "us-west-2", OU_A);
-    let mut o = observed(
-        converged_stack_set(&[OU_A], &["us-west-2"]),
-        vec![
-            instance("222222222222", "us-west-2", OU_A),
-            skipped,
-            inoperable,
-            closed,
-        ],
+fn every_kind_of_change_is_ordered_managed_deletes_update_creates() {
+    let d = with_targets(
+        &[OU_A, OU_C],
+        &["us-west-2", "us-east-1"],
+        "  managedExecution: {active: true}\n",
     );
-    o.inactive_accounts.insert("555555555555".into());
-    let plan = run(&d, BODY, &o);
+    let s = converged_stack_set(&[OU_A, OU_B], &["us-west-2", "eu-west-1"]);
+    let plan = run(&d, r#"{"Resources": {}}"#, &observed(s, deployed(&[OU_A, OU_B], &["us-west-2", "eu-west-1"])));
     assert_eq!(
         names(&plan),
         [
-            "DeleteStackInstances",
-            "DeleteStackInstances",
-            "DeleteStackSet"
+            "UpdateStackSet",       // managed execution alone
+            "DeleteStackInstances", // OU_B
+            "DeleteStackInstances", // eu-west-1
+            "UpdateStackSet",       // template
+            "CreateStackInstances", // OU_C
+            "CreateStackInstances", // us-east-1 for OU_A
         ]
     );
-    match &plan.steps[0].action {
-        Action::DeleteStackInstances {
-            targets,
-            retain_stacks,
-            ..
-        } => {
-            assert!(retain_stacks);
-            assert_eq!(
-                targets.accounts,
-                ["333333333333", "444444444444", "555555555555"]
-            );
-            assert_eq!(targets.account_filter_type, AccountFilterType::Intersection);
-        }
-        other => panic!("{other:?}"),
-    }
-    assert!(matches!(
-        plan.steps[1].action,
-        Action::DeleteStackInstances {
-            retain_stacks: false,
-            ..
-        }
-    ));
-
-    // Dropping an OU: only that OU's retained instances go first.
-    let d = with_targets(&[OU_A], &["us-west-2"], "");
-    let mut suspended_b = instance("666666666666", "us-west-2", OU_B);
-    suspended_b.detailed_status = Some("SKIPPED_SUSPENDED_ACCOUNT".into());
-    suspended_b.status = InstanceStatus::Outdated;
-    let o = observed(
-        converged_stack_set(&[OU_A, OU_B], &["us-west-2"]),
-        vec![
-            instance("222222222222", "us-west-2", OU_A),
-            suspended_b,
-            instance("777777777777", "us-west-2", OU_B),
-        ],
-    );
-    let plan = run(&d, BODY, &o);
-    assert_eq!(
-        names(&plan),
-        ["DeleteStackInstances", "DeleteStackInstances"]
-    );
-    assert!(
-        matches!(&plan.steps[0].action, Action::DeleteStackInstances { targets, retain_stacks: true, .. } if targets.accounts == ["666666666666"])
-    );
-}
-
-#[test]
-fn targets_without_member_accounts_are_converged_once_targeted() {
-    // AWS echoes Regions only where instances exist: an OU without member accounts never shows one.
-    let d = with_targets(&[OU_A], &["us-west-2"], "");
-    let o = observed(converged_stack_set(&[OU_A], &[]), vec![]);
-    assert!(run(&d, BODY, &o).is_empty());
 }
