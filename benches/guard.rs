@@ -56,7 +56,10 @@ fn measure<T>(mut f: impl FnMut() -> T) -> (Duration, usize, T) {
 fn corpus(file: &str) -> (Value, usize) {
     let path = format!("{}/tests/guard_corpus/{file}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    (stacksetd::template::parse_document(&text).expect("parses"), text.len())
+    (
+        stacksetd::template::parse_document(&text).expect("parses"),
+        text.len(),
+    )
 }
 
 fn role_with(statements: Vec<Value>, i: usize) -> Value {
@@ -72,8 +75,12 @@ fn combinatorial(extra: bool) -> Value {
     if extra {
         actions.push("ec2:StopInstances".into());
     }
-    let resources: Vec<String> = (0..300).map(|i| format!("arn:aws:ec2:*:*:thing/{i}*")).collect();
-    let roles: Vec<Value> = (0..300).map(|i| json!({"Ref": format!("Role{i}")})).collect();
+    let resources: Vec<String> = (0..300)
+        .map(|i| format!("arn:aws:ec2:*:*:thing/{i}*"))
+        .collect();
+    let roles: Vec<Value> = (0..300)
+        .map(|i| json!({"Ref": format!("Role{i}")}))
+        .collect();
     let mut resources_section = serde_json::Map::new();
     resources_section.insert(
         "P".into(),
@@ -110,7 +117,10 @@ fn choices() -> Value {
     let mut conditions = serde_json::Map::new();
     let mut value = json!("ec2:DescribeInstances");
     for i in 0..40 {
-        conditions.insert(format!("C{i}"), json!({"Fn::Equals": [{"Ref": "AWS::Region"}, format!("r{i}")]}));
+        conditions.insert(
+            format!("C{i}"),
+            json!({"Fn::Equals": [{"Ref": "AWS::Region"}, format!("r{i}")]}),
+        );
         value = json!({"Fn::Join": ["", [{"Fn::If": [format!("C{i}"), "a", "b"]}, value]]});
     }
     json!({"Conditions": conditions, "Resources": {"R": role_with(vec![json!({"Effect": "Allow", "Action": value, "Resource": "*"})], 0)}})
@@ -118,54 +128,116 @@ fn choices() -> Value {
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
-        println!("benchmark not run under cargo test; run it with cargo bench (see scripts/bench.sh)");
+        println!(
+            "benchmark not run under cargo test; run it with cargo bench (see scripts/bench.sh)"
+        );
         return;
     }
     let params = Parameters::new();
     let mut rows = Vec::new();
-    let mut row = |name: &str, bytes: usize, what: &str, (time, peak, outcome): (Duration, usize, String)| {
-        println!("{name:<58} {bytes:>9} B  {what:<16} {:>9.1} ms  {:>7.1} MB  {outcome}", time.as_secs_f64() * 1000.0, peak as f64 / 1e6);
-        rows.push(format!(
-            "| {name} | {bytes} | {what} | {:.1} ms | {:.1} MB | {outcome} |",
-            time.as_secs_f64() * 1000.0,
-            peak as f64 / 1e6
-        ));
-    };
+    let mut row =
+        |name: &str, bytes: usize, what: &str, (time, peak, outcome): (Duration, usize, String)| {
+            println!(
+                "{name:<58} {bytes:>9} B  {what:<16} {:>9.1} ms  {:>7.1} MB  {outcome}",
+                time.as_secs_f64() * 1000.0,
+                peak as f64 / 1e6
+            );
+            rows.push(format!(
+                "| {name} | {bytes} | {what} | {:.1} ms | {:.1} MB | {outcome} |",
+                time.as_secs_f64() * 1000.0,
+                peak as f64 / 1e6
+            ));
+        };
     let outcome = |r: &Result<guard::Judgment, guard::TooComplex>| match r {
-        Ok(j) => format!("{} ({} findings, {} cases)", if j.widening { "widening" } else { "not widening" }, j.findings.len(), j.cases),
-        Err(e) => format!("refused: {}", e.to_string().split(" (").next().unwrap_or("")),
+        Ok(j) => format!(
+            "{} ({} findings, {} cases)",
+            if j.widening {
+                "widening"
+            } else {
+                "not widening"
+            },
+            j.findings.len(),
+            j.cases
+        ),
+        Err(e) => format!(
+            "refused: {}",
+            e.to_string().split(" (").next().unwrap_or("")
+        ),
     };
 
     for (old, new) in [
-        ("crowdstrike/crowdstrike_init_stack@114465655b.yaml", "crowdstrike/crowdstrike_init_stack@94cb4372e5.yaml"),
-        ("lacework/org-cfg-member@ce596cf821.yml", "lacework/org-cfg-member@6bf9164950.yml"),
-        ("datadog/datadog_integration_role@44402ecc78.yaml", "datadog/datadog_integration_role@1e903ee3c0.yaml"),
+        (
+            "crowdstrike/crowdstrike_init_stack@114465655b.yaml",
+            "crowdstrike/crowdstrike_init_stack@94cb4372e5.yaml",
+        ),
+        (
+            "lacework/org-cfg-member@ce596cf821.yml",
+            "lacework/org-cfg-member@6bf9164950.yml",
+        ),
+        (
+            "datadog/datadog_integration_role@44402ecc78.yaml",
+            "datadog/datadog_integration_role@1e903ee3c0.yaml",
+        ),
     ] {
         let ((a, _), (b, bytes)) = (corpus(old), corpus(new));
         let name = format!("real: {}", new.split('@').next().unwrap_or(new));
-        row(&name, bytes, "judge", measure(|| outcome(&guard::judge(&a, &b, &params))));
-        row(&name, bytes, "review DataOnly", measure(|| {
-            match guard::review(&b, &params, Some(PolicyLevel::DataOnly)) {
-                Ok(r) => format!("{} offenses, {} warnings", r.check.offenses.len(), r.check.warnings.len()),
-                Err(e) => e.to_string(),
-            }
-        }));
+        row(
+            &name,
+            bytes,
+            "judge",
+            measure(|| outcome(&guard::judge(&a, &b, &params))),
+        );
+        row(
+            &name,
+            bytes,
+            "review DataOnly",
+            measure(
+                || match guard::review(&b, &params, Some(PolicyLevel::DataOnly)) {
+                    Ok(r) => format!(
+                        "{} offenses, {} warnings",
+                        r.check.offenses.len(),
+                        r.check.warnings.len()
+                    ),
+                    Err(e) => e.to_string(),
+                },
+            ),
+        );
     }
     let (a, b) = (combinatorial(false), combinatorial(true));
     let bytes = b.to_string().len();
-    row("adversarial: 300 roles x 300 actions x 300 resources", bytes, "judge", measure(|| outcome(&guard::judge(&a, &b, &params))));
+    row(
+        "adversarial: 300 roles x 300 actions x 300 resources",
+        bytes,
+        "judge",
+        measure(|| outcome(&guard::judge(&a, &b, &params))),
+    );
     let (a, b) = (megabyte(false), megabyte(true));
     let bytes = b.to_string().len();
-    row("adversarial: 1 MB, 160 roles x 12 statements", bytes, "judge", measure(|| outcome(&guard::judge(&a, &b, &params))));
-    row("adversarial: 1 MB, 160 roles x 12 statements", bytes, "review DataOnly", measure(|| {
-        match guard::review(&b, &params, Some(PolicyLevel::DataOnly)) {
-            Ok(r) => format!("{} offenses", r.check.offenses.len()),
-            Err(e) => e.to_string(),
-        }
-    }));
+    row(
+        "adversarial: 1 MB, 160 roles x 12 statements",
+        bytes,
+        "judge",
+        measure(|| outcome(&guard::judge(&a, &b, &params))),
+    );
+    row(
+        "adversarial: 1 MB, 160 roles x 12 statements",
+        bytes,
+        "review DataOnly",
+        measure(
+            || match guard::review(&b, &params, Some(PolicyLevel::DataOnly)) {
+                Ok(r) => format!("{} offenses", r.check.offenses.len()),
+                Err(e) => e.to_string(),
+            },
+        ),
+    );
     let c = choices();
     let bytes = c.to_string().len();
-    row("adversarial: 40 nested Fn::If (2^40 alternatives)", bytes, "judge", measure(|| outcome(&guard::judge(&a, &c, &params))));
+    row(
+        "adversarial: 40 nested Fn::If (2^40 alternatives)",
+        bytes,
+        "judge",
+        measure(|| outcome(&guard::judge(&a, &c, &params))),
+    );
 
     let report = format!(
         "# Guard benchmark\n\n| template | bytes | what | time (best of 3) | peak heap | outcome |\n|---|---|---|---|---|---|\n{}\n",

@@ -32,9 +32,13 @@ use crate::template::{self, Fetcher, TemplateSource};
 
 pub use drift::{drift_due, settings_fingerprint};
 pub use memory::Memory;
-pub use report::{DriftReport, InstanceProblem, PendingDeletion, Progress, Report, SpecDrift, TemplateReport};
 pub use operation::{next_sequence, operation_id_base};
-pub use retry::{CONVERGE_TRANSIENT_RETRIES, converge, converge_until, error_backoff, error_policy, is_transient};
+pub use report::{
+    DriftReport, InstanceProblem, PendingDeletion, Progress, Report, SpecDrift, TemplateReport,
+};
+pub use retry::{
+    CONVERGE_TRANSIENT_RETRIES, converge, converge_until, error_backoff, error_policy, is_transient,
+};
 pub use templates::TemplateView;
 
 /// How many of a stack set's operations a pass reads (every page up to this many) to find a running one to adopt
@@ -238,7 +242,11 @@ pub async fn reconcile(deployment: &Deployment, ctx: &Context) -> Result<Outcome
     // 0. A submission whose answer was lost: DescribeStackSetOperation (strongly consistent) says whether it
     //    happened, before anything is planned (and perhaps sent) again.
     if let Some(id) = ctx.memory.take_unconfirmed(name) {
-        match ctx.cloud.describe_operation(stack_set, &id, spec.call_as).await {
+        match ctx
+            .cloud
+            .describe_operation(stack_set, &id, spec.call_as)
+            .await
+        {
             Ok(_) => {
                 info!(operation = %id, "the lost submission did happen: adopting it");
                 ctx.memory.adopt(name, &id);
@@ -337,7 +345,11 @@ pub async fn reconcile(deployment: &Deployment, ctx: &Context) -> Result<Outcome
     //    unchanged desired state; creations and updates do not wait for them.
     let due = deletion_due(deployment, ctx);
     let now = Instant::now();
-    let Some(step) = plan.steps.iter().find(|s| !s.action.is_deletion() || now >= due) else {
+    let Some(step) = plan
+        .steps
+        .iter()
+        .find(|s| !s.action.is_deletion() || now >= due)
+    else {
         let step = plan.first().expect("the plan is not empty");
         let wait = due.saturating_duration_since(now);
         info!(action = step.action.name(), summary = %step.summary, in_seconds = wait.as_secs(), "deletion waits for deletion_delay");
@@ -443,7 +455,9 @@ pub async fn observe(deployment: &Deployment, ctx: &Context) -> Result<Observati
             .collect();
     }
     let template = match candidate {
-        Some(candidate) => templates::template_view(deployment, ctx, &url, candidate, &observed).await?,
+        Some(candidate) => {
+            templates::template_view(deployment, ctx, &url, candidate, &observed).await?
+        }
         None => templates::revocation_view(deployment, &url, &observed),
     };
     Ok(Observation {
@@ -481,7 +495,11 @@ async fn observe_and_plan(
     if let ownership::Ownership::Adopting { earlier_release } = ownership
         && let Some(step) = plan.first()
     {
-        info!(earlier_release, first_step = step.action.name(), "adopting the stack set: its tags are added by the next update");
+        info!(
+            earlier_release,
+            first_step = step.action.name(),
+            "adopting the stack set: its tags are added by the next update"
+        );
     }
     let mut report = Report::new(
         deployment,

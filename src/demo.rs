@@ -6,12 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cli::output::{self, Planned, ProgressPrinter};
 use crate::cloud::sim::{Sim, SimConfig};
 use crate::cloud::{Cloud, org};
 use crate::controller::{self, Config, Context};
 use crate::desired::{self, Deployment, Ensure};
 use crate::error::Error;
-use crate::cli::output::{self, Planned, ProgressPrinter};
 
 /// The project's example templates, embedded so the demo runs from any directory.
 const DATA_ONLY_TEMPLATE: &str = include_str!("../config/templates/aimably-data-only.json");

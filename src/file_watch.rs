@@ -123,7 +123,9 @@ impl FileWatch {
                     Err(_) => return self.woke(),
                 },
                 Some((quiet_until, deadline)) => {
-                    match tokio::time::timeout_at(quiet_until.min(deadline), self.events.recv()).await {
+                    match tokio::time::timeout_at(quiet_until.min(deadline), self.events.recv())
+                        .await
+                    {
                         Ok(Some(())) if Instant::now() < deadline => {
                             self.debounce = Some((Instant::now() + DEBOUNCE, deadline));
                         }
@@ -307,7 +309,10 @@ mod tests {
                 () = watch.changed() => break,
                 () = tokio::time::sleep(DEBOUNCE / 4) => {}
             }
-            assert!(started.elapsed() < DEBOUNCE_MAX * 2, "the edit's wake-up was lost to cancellations");
+            assert!(
+                started.elapsed() < DEBOUNCE_MAX * 2,
+                "the edit's wake-up was lost to cancellations"
+            );
         }
         assert!(started.elapsed() >= DEBOUNCE, "still debounced");
     }
@@ -351,8 +356,14 @@ mod tests {
         assert!(matches!(loader.observe(false), Load::Pending));
         // The writer appends the rest before the second read.
         std::fs::write(&path, "first: part\nsecond: part\n").unwrap();
-        assert!(matches!(loader.confirm(), Load::Pending), "changed between the reads: not accepted");
-        assert!(matches!(loader.confirm(), Load::Invalid { .. }), "settled: now read and judged");
+        assert!(
+            matches!(loader.confirm(), Load::Pending),
+            "changed between the reads: not accepted"
+        );
+        assert!(
+            matches!(loader.confirm(), Load::Invalid { .. }),
+            "settled: now read and judged"
+        );
     }
 
     #[test]

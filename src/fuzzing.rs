@@ -64,7 +64,11 @@ pub fn template(data: &[u8]) -> Reach {
     let reference = template::parse_document(REFERENCE).expect("the reference template parses");
     let doc = &candidate.document;
     let params = guard::Parameters::new();
-    for level in [None, Some(PolicyLevel::DataOnly), Some(PolicyLevel::DataAndScheduling)] {
+    for level in [
+        None,
+        Some(PolicyLevel::DataOnly),
+        Some(PolicyLevel::DataAndScheduling),
+    ] {
         if let Ok(review) = guard::review(doc, &params, level) {
             for offense in &review.check.offenses {
                 let _ = format!("{} at {}", offense.action, offense.location);

@@ -131,7 +131,11 @@ async fn refuse_bodies(request: Request, next: Next) -> Response {
             .get(header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() != b"0");
     if has_body {
-        return (StatusCode::PAYLOAD_TOO_LARGE, "request bodies are not accepted\n").into_response();
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request bodies are not accepted\n",
+        )
+            .into_response();
     }
     next.run(request).await
 }
@@ -218,5 +222,8 @@ async fn status(State(state): State<HttpState>, headers: axum::http::HeaderMap) 
 fn same_secret(given: &str, expected: &str) -> bool {
     let a = Sha256::digest(given.as_bytes());
     let b = Sha256::digest(expected.as_bytes());
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }

@@ -30,10 +30,11 @@ pub mod daemon;
 pub mod demo;
 pub mod desired;
 pub mod error;
+pub mod file_watch;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod http;
 pub mod guard;
+pub mod http;
 pub mod metrics;
 pub mod plan;
 pub mod redact;
@@ -41,6 +42,5 @@ pub mod settings;
 pub mod status;
 pub mod telemetry;
 pub mod template;
-pub mod file_watch;
 
 pub use error::Error;

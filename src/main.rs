@@ -7,13 +7,13 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
+use stacksetd::cli::output::{self, Planned, ProgressPrinter};
+use stacksetd::cli::{review, status_view};
 use stacksetd::cloud::Cloud;
 use stacksetd::cloud::aws::AwsCloud;
 use stacksetd::controller::{self, Context};
 use stacksetd::desired::{self, DesiredState, PolicyLevel};
-use stacksetd::cli::output::{self, Planned, ProgressPrinter};
 use stacksetd::settings::{LogFormat, Overrides, Settings};
-use stacksetd::cli::{review, status_view};
 use stacksetd::{daemon, demo, telemetry};
 
 #[derive(Parser)]
@@ -90,10 +90,14 @@ enum Command {
 
 /// `demo --speed`: a finite number within the range the simulation's clock supports.
 fn parse_speed(text: &str) -> Result<f64, String> {
-    let speed: f64 = text.parse().map_err(|_| format!("`{text}` is not a number"))?;
+    let speed: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number"))?;
     let (min, max) = stacksetd::demo::SPEED_RANGE;
     if !(min..=max).contains(&speed) {
-        return Err(format!("{text} is out of range: use {min} to {max} simulated seconds per second"));
+        return Err(format!(
+            "{text} is out of range: use {min} to {max} simulated seconds per second"
+        ));
     }
     Ok(speed)
 }
@@ -163,7 +167,10 @@ fn main() -> ExitCode {
         Err(error) => {
             let causes = stacksetd::error::join_causes(error.chain().map(ToString::to_string));
             // Multi-line messages (every problem of an invalid file, one per line) keep their newlines.
-            eprintln!("error: {}", stacksetd::cli::output::safe_keeping(&causes, &['\n']));
+            eprintln!(
+                "error: {}",
+                stacksetd::cli::output::safe_keeping(&causes, &['\n'])
+            );
             ExitCode::from(1)
         }
     }
@@ -214,7 +221,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             config.track_progress = true;
             let ctx = Arc::new(Context::new(cloud, config));
             match command {
-                Command::Reconcile { no_wait, .. } => Ok(reconcile_once(&ctx, &desired, !no_wait).await),
+                Command::Reconcile { no_wait, .. } => {
+                    Ok(reconcile_once(&ctx, &desired, !no_wait).await)
+                }
                 Command::Plan {
                     detailed_exitcode,
                     output,
@@ -257,11 +266,17 @@ async fn health(listen: std::net::SocketAddr) -> ExitCode {
     match answer {
         Ok(r) if r.status().is_success() => ExitCode::SUCCESS,
         Ok(r) => {
-            eprintln!("stacksetd health: http://{addr}/healthz answered {}", r.status());
+            eprintln!(
+                "stacksetd health: http://{addr}/healthz answered {}",
+                r.status()
+            );
             ExitCode::FAILURE
         }
         Err(e) => {
-            eprintln!("stacksetd health: http://{addr}/healthz: {}", stacksetd::error::chain(&e));
+            eprintln!(
+                "stacksetd health: http://{addr}/healthz: {}",
+                stacksetd::error::chain(&e)
+            );
             ExitCode::FAILURE
         }
     }
@@ -288,7 +303,13 @@ async fn template_command(command: &TemplateCommand) -> anyhow::Result<ExitCode>
         } => {
             let params = review::parameters(parameters).map_err(anyhow::Error::msg)?;
             let (old, new) = (review::load(old).await?, review::load(new).await?);
-            review::diff(&old, &new, policy.map(Into::into), &params, *output == Format::Json)
+            review::diff(
+                &old,
+                &new,
+                policy.map(Into::into),
+                &params,
+                *output == Format::Json,
+            )
         }
     };
     print!("{text}");
@@ -329,7 +350,11 @@ fn validate(files: &[PathBuf], cli: &Cli) -> ExitCode {
     }
 }
 
-async fn reconcile_once(ctx: &Context, desired: &DesiredState, wait_for_deletions: bool) -> ExitCode {
+async fn reconcile_once(
+    ctx: &Context,
+    desired: &DesiredState,
+    wait_for_deletions: bool,
+) -> ExitCode {
     let mut all_converged = true;
     for deployment in &desired.deployments {
         let mut printer = ProgressPrinter::new();

@@ -90,7 +90,9 @@ pub fn urls_in(text: &str) -> String {
 fn url_tail(tail: &str) -> String {
     let authority_end = tail.find(['/', '?', '#']).unwrap_or(tail.len());
     let (authority, path) = tail.split_at(authority_end);
-    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
     let cut = path.find(['?', '#']);
     let mut out = String::from(host);
     match cut {
@@ -116,7 +118,10 @@ mod tests {
             urls_in("GET https://user:pw@vendor.example/t.json?X-Amz-Signature=abc#x failed: 403"),
             "GET https://vendor.example/t.json?(query redacted) failed: 403"
         );
-        assert_eq!(urls_in("see \"http://a@b.test\" and s3://bucket/key"), "see \"http://b.test\" and s3://bucket/key");
+        assert_eq!(
+            urls_in("see \"http://a@b.test\" and s3://bucket/key"),
+            "see \"http://b.test\" and s3://bucket/key"
+        );
         assert_eq!(urls_in("no url here"), "no url here");
         assert_eq!(urls_in("://odd"), "://odd");
         assert_eq!(urls_in("file:///etc/t.json"), "file:///etc/t.json");
@@ -135,10 +140,15 @@ mod tests {
         });
         status_document(&mut doc);
         let text = doc.to_string();
-        for secret in ["secret-1", "secret-2", "secret-3", "secret-4", "secret-5", "u:p@"] {
+        for secret in [
+            "secret-1", "secret-2", "secret-3", "secret-4", "secret-5", "u:p@",
+        ] {
             assert!(!text.contains(secret), "{secret} left in {text}");
         }
-        assert!(text.contains("ExternalId") && text.contains("\"old\"") && text.contains("\"new\""), "{text}");
+        assert!(
+            text.contains("ExternalId") && text.contains("\"old\"") && text.contains("\"new\""),
+            "{text}"
+        );
         assert!(text.contains("\"Empty\":null"), "{text}");
     }
 }

@@ -229,7 +229,10 @@ impl Settings {
         }
         if let Some(token) = &self.status_token {
             let (min, max) = STATUS_TOKEN_LENGTH;
-            if token.len() < min || token.len() > max || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            if token.len() < min
+                || token.len() > max
+                || !token.bytes().all(|b| b.is_ascii_graphic())
+            {
                 return Err(Error::Settings(format!(
                     "status_token: use {min} to {max} printable ASCII characters without spaces \
                      (e.g. `openssl rand -hex 32`)"
@@ -461,7 +464,10 @@ mod tests {
             let var = format!("STACKSETD_{}", key.to_ascii_uppercase());
             let too_long = show(*max + SECOND);
             let err = refused(&[(&var, &too_long)]);
-            assert!(err.contains(key) && err.contains("out of range") && err.contains(&show(*max)), "{err}");
+            assert!(
+                err.contains(key) && err.contains("out of range") && err.contains(&show(*max)),
+                "{err}"
+            );
             if !min.is_zero() {
                 let err = refused(&[(&var, "0s")]);
                 assert!(err.contains(key) && err.contains(&show(*min)), "{err}");
@@ -475,7 +481,10 @@ mod tests {
             let var = format!("STACKSETD_{}", key.replace('.', "__").to_ascii_uppercase());
             for bad in [(min - 1).to_string(), (max + 1).to_string()] {
                 let err = refused(&[(&var, &bad)]);
-                assert!(err.contains(key) && err.contains(&format!("{min} to {max}")), "{key}={bad}: {err}");
+                assert!(
+                    err.contains(key) && err.contains(&format!("{min} to {max}")),
+                    "{key}={bad}: {err}"
+                );
             }
             let err = refused(&[(&var, "-1")]);
             assert!(err.contains(&key.replace("aws.", "")), "{err}");
@@ -487,10 +496,21 @@ mod tests {
 
     #[test]
     fn the_aws_endpoint_is_https_unless_it_is_this_machine() {
-        for ok in ["https://cloudformation.example.com", "http://127.0.0.1:5000", "http://[::1]:5000", "http://localhost:4566"] {
+        for ok in [
+            "https://cloudformation.example.com",
+            "http://127.0.0.1:5000",
+            "http://[::1]:5000",
+            "http://localhost:4566",
+        ] {
             assert!(check_endpoint(ok).is_ok(), "{ok}");
         }
-        for bad in ["http://10.0.0.5:5000", "http://moto.internal", "ftp://127.0.0.1", "not a url", "http://127.0.0.1.evil.test"] {
+        for bad in [
+            "http://10.0.0.5:5000",
+            "http://moto.internal",
+            "ftp://127.0.0.1",
+            "not a url",
+            "http://127.0.0.1.evil.test",
+        ] {
             let err = check_endpoint(bad).expect_err(bad).to_string();
             assert!(err.contains("aws.endpoint_url"), "{err}");
         }
@@ -504,8 +524,12 @@ mod tests {
         assert!(err.contains("status_token"), "{err}");
         let err = refused(&[("STACKSETD_STATUS_TOKEN", "a token with spaces in it")]);
         assert!(err.contains("status_token"), "{err}");
-        let s = Settings::load_from(None, &Overrides::default(), env(&[("STACKSETD_STATUS_TOKEN", "0123456789abcdef0123")]))
-            .unwrap();
+        let s = Settings::load_from(
+            None,
+            &Overrides::default(),
+            env(&[("STACKSETD_STATUS_TOKEN", "0123456789abcdef0123")]),
+        )
+        .unwrap();
         assert_eq!(s.status_token.as_deref(), Some("0123456789abcdef0123"));
     }
 }

@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::daemon::access::AccessReport;
 use crate::controller::{Outcome, Report, State, TemplateReport, is_transient};
+use crate::daemon::access::AccessReport;
 use crate::desired::{Deployment, Problem};
 use crate::error::Error;
 use crate::metrics::ReloadResult;

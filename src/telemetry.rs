@@ -31,7 +31,8 @@ pub fn directives(level: &str) -> String {
 
 /// Install the global subscriber. `RUST_LOG`, when set, wins over the configured level (as a full filter).
 pub fn init(format: LogFormat, level: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(directives(level)));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(directives(level)));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let result = match format {
         LogFormat::Json => builder
@@ -149,12 +150,18 @@ mod tests {
             tracing::warn!(target: "aws_config::imds", "a warning still shows");
         });
         assert!(text.contains("our debug line"), "{text}");
-        assert!(!text.contains("signed request") && !text.contains("connection details"), "{text}");
+        assert!(
+            !text.contains("signed request") && !text.contains("connection details"),
+            "{text}"
+        );
         assert!(text.contains("a warning still shows"), "{text}");
         let text = logged("stacksetd=debug,aws_smithy_runtime=trace", || {
             tracing::trace!(target: "aws_smithy_runtime::client", "asked for by name");
         });
-        assert!(text.contains("asked for by name"), "a full filter is taken as written: {text}");
+        assert!(
+            text.contains("asked for by name"),
+            "a full filter is taken as written: {text}"
+        );
         assert_eq!(directives("info"), "warn,stacksetd=info");
     }
 
@@ -166,6 +173,9 @@ mod tests {
             tracing::info!(target: "stacksetd::x", error = %error, "pass failed");
         });
         assert_eq!(text.lines().count(), 1, "one event, one line: {text:?}");
-        assert!(text.contains("\\u{000a}") && text.contains("\\u{202e}") && !text.contains('\r'), "{text:?}");
+        assert!(
+            text.contains("\\u{000a}") && text.contains("\\u{202e}") && !text.contains('\r'),
+            "{text:?}"
+        );
     }
 }

@@ -1466,7 +1466,9 @@ fn analyzer_client(rules: &[&Rule]) -> aws_sdk_accessanalyzer::Client {
 
 #[tokio::test]
 async fn check_no_new_access_sends_both_documents_and_reads_pass_and_fail() {
-    use aws_sdk_accessanalyzer::types::{AccessCheckPolicyType, CheckNoNewAccessResult, ReasonSummary};
+    use aws_sdk_accessanalyzer::types::{
+        AccessCheckPolicyType, CheckNoNewAccessResult, ReasonSummary,
+    };
     use stacksetd::cloud::PolicyKind;
     let fail = mock!(aws_sdk_accessanalyzer::Client::check_no_new_access)
         .match_requests(|r| {
@@ -1475,18 +1477,24 @@ async fn check_no_new_access_sends_both_documents_and_reads_pass_and_fail() {
                 && r.policy_type() == Some(&AccessCheckPolicyType::ResourcePolicy)
         })
         .then_output(|| {
-            aws_sdk_accessanalyzer::operation::check_no_new_access::CheckNoNewAccessOutput::builder()
-                .result(CheckNoNewAccessResult::Fail)
-                .message("New access in the statement")
-                .reasons(ReasonSummary::builder().description("New access: principal 999988887777").build())
-                .build()
+            aws_sdk_accessanalyzer::operation::check_no_new_access::CheckNoNewAccessOutput::builder(
+            )
+            .result(CheckNoNewAccessResult::Fail)
+            .message("New access in the statement")
+            .reasons(
+                ReasonSummary::builder()
+                    .description("New access: principal 999988887777")
+                    .build(),
+            )
+            .build()
         });
     let pass = mock!(aws_sdk_accessanalyzer::Client::check_no_new_access)
         .match_requests(|r| r.policy_type() == Some(&AccessCheckPolicyType::IdentityPolicy))
         .then_output(|| {
-            aws_sdk_accessanalyzer::operation::check_no_new_access::CheckNoNewAccessOutput::builder()
-                .result(CheckNoNewAccessResult::Pass)
-                .build()
+            aws_sdk_accessanalyzer::operation::check_no_new_access::CheckNoNewAccessOutput::builder(
+            )
+            .result(CheckNoNewAccessResult::Pass)
+            .build()
         });
     let cloud = AwsCloud::from_clients(cfn_client(&[]), orgs_client(&[]), sts_client(&[]))
         .with_access_analyzer(analyzer_client(&[&fail, &pass]));
@@ -1495,8 +1503,14 @@ async fn check_no_new_access_sends_both_documents_and_reads_pass_and_fail() {
         .await
         .expect("answered");
     assert!(!verdict.pass);
-    assert_eq!(verdict.reasons, vec!["New access: principal 999988887777".to_string()]);
-    let verdict = cloud.check_no_new_access("{}", "{}", PolicyKind::Identity).await.expect("answered");
+    assert_eq!(
+        verdict.reasons,
+        vec!["New access: principal 999988887777".to_string()]
+    );
+    let verdict = cloud
+        .check_no_new_access("{}", "{}", PolicyKind::Identity)
+        .await
+        .expect("answered");
     assert!(verdict.pass && verdict.reasons.is_empty());
     assert_eq!(
         counted(&cloud),
@@ -1507,10 +1521,9 @@ async fn check_no_new_access_sends_both_documents_and_reads_pass_and_fail() {
 #[tokio::test]
 async fn check_no_new_access_denied_names_the_action() {
     let denied = mock!(aws_sdk_accessanalyzer::Client::check_no_new_access).then_error(|| {
-        aws_sdk_accessanalyzer::operation::check_no_new_access::CheckNoNewAccessError::generic(meta(
-            "AccessDeniedException",
-            "not authorized",
-        ))
+        aws_sdk_accessanalyzer::operation::check_no_new_access::CheckNoNewAccessError::generic(
+            meta("AccessDeniedException", "not authorized"),
+        )
     });
     let cloud = AwsCloud::from_clients(cfn_client(&[]), orgs_client(&[]), sts_client(&[]))
         .with_access_analyzer(analyzer_client(&[&denied]));
@@ -1518,7 +1531,10 @@ async fn check_no_new_access_denied_names_the_action() {
         .check_no_new_access("{}", "{}", stacksetd::cloud::PolicyKind::Identity)
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("access-analyzer:CheckNoNewAccess"), "{err}");
+    assert!(
+        err.to_string().contains("access-analyzer:CheckNoNewAccess"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -1534,11 +1550,16 @@ async fn a_staged_template_is_put_with_its_checksum_and_named_by_version() {
                 .version_id("v1 2")
                 .build()
         });
-    let s3 = mock_client!(aws_sdk_s3, RuleMode::Sequential, &[&put], |c| c.retry_config(fast_retries()));
-    let cloud =
-        AwsCloud::from_clients(cfn_client(&[]), orgs_client(&[]), sts_client(&[])).with_s3(s3, "us-west-2");
+    let s3 = mock_client!(aws_sdk_s3, RuleMode::Sequential, &[&put], |c| c
+        .retry_config(fast_retries()));
+    let cloud = AwsCloud::from_clients(cfn_client(&[]), orgs_client(&[]), sts_client(&[]))
+        .with_s3(s3, "us-west-2");
     let url = cloud
-        .stage_template("operator-templates", "stacksetd/abc.json", "{\"Resources\": {}}")
+        .stage_template(
+            "operator-templates",
+            "stacksetd/abc.json",
+            "{\"Resources\": {}}",
+        )
         .await
         .expect("staged");
     assert_eq!(

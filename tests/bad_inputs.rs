@@ -457,13 +457,23 @@ fn out_of_range_settings_and_flags_are_refused_with_the_range() {
                 command.env_remove(&key);
             }
         }
-        let out = command.envs(env.iter().copied()).args(args).output().unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+        let out = command
+            .envs(env.iter().copied())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
     };
     for speed in ["0", "-1", "NaN", "inf", "1e9"] {
         let (code, stderr) = run(&[], &["demo", &format!("--speed={speed}")]);
         assert_eq!(code, Some(2), "demo --speed {speed}: {stderr}");
-        assert!(stderr.contains("--speed") && stderr.contains("1 to 10000"), "{stderr}");
+        assert!(
+            stderr.contains("--speed") && stderr.contains("1 to 10000"),
+            "{stderr}"
+        );
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
     for (key, value, range) in [
@@ -474,8 +484,14 @@ fn out_of_range_settings_and_flags_are_refused_with_the_range() {
     ] {
         let (code, stderr) = run(&[(key, value)], &["plan"]);
         assert_eq!(code, Some(1), "{key}={value}: {stderr}");
-        let setting = key.trim_start_matches("STACKSETD_").replace("__", ".").to_ascii_lowercase();
-        assert!(stderr.contains(&setting) && stderr.contains(range), "{key}={value}: {stderr}");
+        let setting = key
+            .trim_start_matches("STACKSETD_")
+            .replace("__", ".")
+            .to_ascii_lowercase();
+        assert!(
+            stderr.contains(&setting) && stderr.contains(range),
+            "{key}={value}: {stderr}"
+        );
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
@@ -489,7 +505,10 @@ fn a_missing_desired_state_file_names_the_os_error_once() {
             command.env_remove(&key);
         }
     }
-    let out = command.args(["--desired", "/nonexistent/desired.yaml", "plan"]).output().unwrap();
+    let out = command
+        .args(["--desired", "/nonexistent/desired.yaml", "plan"])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("/nonexistent/desired.yaml"), "{stderr}");

@@ -15,10 +15,10 @@ mod convergence;
 mod deletions;
 #[path = "controller_sim/failures.rs"]
 mod failures;
-#[path = "controller_sim/idempotence.rs"]
-mod idempotence;
 #[path = "controller_sim/helpers.rs"]
 mod helpers;
+#[path = "controller_sim/idempotence.rs"]
+mod idempotence;
 #[path = "controller_sim/observability.rs"]
 mod observability;
 #[path = "controller_sim/preflight.rs"]

@@ -197,6 +197,9 @@ async fn sigkill_at_random_points_then_restart_converges_with_no_duplicate_and_n
         .iter()
         .filter(|m| m.fate == fault_support::proxy::Fate::DroppedAfter)
         .count();
-    assert!(lost_answers > 0, "no applied change lost its answer (seed {seed})");
+    assert!(
+        lost_answers > 0,
+        "no applied change lost its answer (seed {seed})"
+    );
     println!("whole test: {:?}", started.elapsed());
 }

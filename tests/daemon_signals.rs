@@ -112,7 +112,11 @@ async fn a_hung_main_loop_stops_the_watchdog_pings() {
     let (endpoint, _accepted) = black_hole();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("desired.yaml");
-    std::fs::write(&path, deployment_yaml("aimably", "Aimably", "v0", "us-east-1")).unwrap();
+    std::fs::write(
+        &path,
+        deployment_yaml("aimably", "Aimably", "v0", "us-east-1"),
+    )
+    .unwrap();
     let notify = NotifySocket::bind(dir.path());
     let mut command = common::stacksetd_offline();
     command.env("AWS_ENDPOINT_URL", &endpoint);
@@ -125,30 +129,68 @@ async fn a_hung_main_loop_stops_the_watchdog_pings() {
             ("WATCHDOG_USEC", "200000"),
         ],
     );
-    eventually(WAIT, "watchdog pings", || async { (notify.count("WATCHDOG=1") >= 3).then_some(()) }).await;
+    eventually(WAIT, "watchdog pings", || async {
+        (notify.count("WATCHDOG=1") >= 3).then_some(())
+    })
+    .await;
 
     let fifo = dir.path().join("fifo");
-    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo").success());
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo")
+            .success()
+    );
     std::fs::rename(&fifo, &path).unwrap();
     // The watch sees the rename, debounces (200 ms) and reads: the loop is stuck from then on.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let before = notify.count("WATCHDOG=1");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let after = notify.count("WATCHDOG=1");
-    println!("watchdog pings in the 1.5 s after the main loop hung: {}", after - before);
-    assert_eq!(after, before, "pings continued while the main loop was hung:\n{}", dump(&daemon.logs));
-    assert_eq!(get(&daemon.addr, "/healthz").await.status, 200, "HTTP still answers: only the watchdog knows");
+    println!(
+        "watchdog pings in the 1.5 s after the main loop hung: {}",
+        after - before
+    );
+    assert_eq!(
+        after,
+        before,
+        "pings continued while the main loop was hung:\n{}",
+        dump(&daemon.logs)
+    );
+    assert_eq!(
+        get(&daemon.addr, "/healthz").await.status,
+        200,
+        "HTTP still answers: only the watchdog knows"
+    );
 }
 
 /// `stacksetd health` (the container's HEALTHCHECK) exits 0 for a live daemon and 1, naming why, without one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_health_command_probes_the_listen_address() {
     let (daemon, _dir) = stuck_daemon("1s").await;
-    let out = common::stacksetd_offline().args(["--listen", &daemon.addr, "health"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let free = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
-    let out = common::stacksetd_offline().args(["--listen", &free, "health"]).output().unwrap();
+    let out = common::stacksetd_offline()
+        .args(["--listen", &daemon.addr, "health"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let free = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let out = common::stacksetd_offline()
+        .args(["--listen", &free, "health"])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains(&free) && stderr.to_ascii_lowercase().contains("refused"), "{stderr}");
+    assert!(
+        stderr.contains(&free) && stderr.to_ascii_lowercase().contains("refused"),
+        "{stderr}"
+    );
 }

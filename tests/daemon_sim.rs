@@ -446,19 +446,39 @@ async fn an_edit_reconciles_at_once_in_every_save_style() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_written_in_place_in_two_parts_deletes_nothing() {
     use std::io::Write;
-    let full = deployment_yaml("aimably", "Aimably", "v0", "us-east-1, eu-west-1")
-        .replace("  regions: [us-east-1, eu-west-1]\n", "  regions:\n    - us-east-1\n    - eu-west-1\n");
-    let split = full.find("    - eu-west-1\n").expect("the second Region's line");
+    let full = deployment_yaml("aimably", "Aimably", "v0", "us-east-1, eu-west-1").replace(
+        "  regions: [us-east-1, eu-west-1]\n",
+        "  regions:\n    - us-east-1\n    - eu-west-1\n",
+    );
+    let split = full
+        .find("    - eu-west-1\n")
+        .expect("the second Region's line");
     let (first, rest) = full.split_at(split);
-    assert!(stacksetd::desired::parse_str(first, std::path::Path::new("x.yaml")).is_ok(), "the first part is valid alone");
+    assert!(
+        stacksetd::desired::parse_str(first, std::path::Path::new("x.yaml")).is_ok(),
+        "the first part is valid alone"
+    );
     let mut setup = Setup::new(full.clone());
     setup.deletion_delay = Duration::ZERO;
     let daemon = setup.start().await;
     daemon.converged("aimably").await;
-    let deletions = || daemon.probe.mutations.lock().unwrap().iter().filter(|(_, w)| *w == "DeleteStackInstances").count();
+    let deletions = || {
+        daemon
+            .probe
+            .mutations
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, w)| *w == "DeleteStackInstances")
+            .count()
+    };
 
     // The same content written again, in place, with a pause longer than the debounce between the parts.
-    let mut file = std::fs::OpenOptions::new().write(true).truncate(true).open(&daemon.path).unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&daemon.path)
+        .unwrap();
     file.write_all(first.as_bytes()).unwrap();
     file.flush().unwrap();
     tokio::time::sleep(stacksetd::file_watch::DEBOUNCE + Duration::from_millis(100)).await;
@@ -466,8 +486,20 @@ async fn a_file_written_in_place_in_two_parts_deletes_nothing() {
     drop(file);
     tokio::time::sleep(Duration::from_secs(2)).await;
     daemon.converged("aimably").await;
-    assert_eq!(deletions(), 0, "the half-written file was never the desired state");
-    assert_eq!(daemon.sim.stack_set("Aimably").unwrap().regions.map(|r| r.len()), Some(2));
+    assert_eq!(
+        deletions(),
+        0,
+        "the half-written file was never the desired state"
+    );
+    assert_eq!(
+        daemon
+            .sim
+            .stack_set("Aimably")
+            .unwrap()
+            .regions
+            .map(|r| r.len()),
+        Some(2)
+    );
     daemon.shutdown().await;
 }
 

@@ -581,10 +581,16 @@ async fn a_large_template_is_staged_by_digest_and_applied_from_the_bucket() {
     let client = cfn_client(&server).await;
     let config = sdk_config(&server).await;
     let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build(),
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
     );
     const BUCKET: &str = "operator-templates";
-    s3.create_bucket().bucket(BUCKET).send().await.expect("bucket");
+    s3.create_bucket()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .expect("bucket");
     s3.put_bucket_versioning()
         .bucket(BUCKET)
         .versioning_configuration(
@@ -604,27 +610,57 @@ async fn a_large_template_is_staged_by_digest_and_applied_from_the_bucket() {
     let path = dir.path().join("large.json");
     std::fs::write(&path, &body).unwrap();
     let url = format!("file://{}", path.display());
-    let yaml = Desired::whole_org()
-        .yaml()
-        .replace(&format!("url: \"{}\"", template_url("aimably-data-only")), &format!("url: \"{url}\""));
+    let yaml = Desired::whole_org().yaml().replace(
+        &format!("url: \"{}\"", template_url("aimably-data-only")),
+        &format!("url: \"{url}\""),
+    );
 
     // No staging bucket: refused, nothing created, the fix named.
     let without = write_desired(dir.path(), &yaml);
     let output = reconcile_once(&server, &without).await;
-    assert_exit(&output, 1, "reconcile --once of a large template without a bucket");
-    assert!(describe_output(&output).contains("stagingBucket"), "{}", describe_output(&output));
+    assert_exit(
+        &output,
+        1,
+        "reconcile --once of a large template without a bucket",
+    );
+    assert!(
+        describe_output(&output).contains("stagingBucket"),
+        "{}",
+        describe_output(&output)
+    );
     assert!(describe_stack_set(&client, STACK_SET).await.is_none());
 
     let with = write_desired(
         dir.path(),
-        &yaml.replace(&format!("url: \"{url}\""), &format!("url: \"{url}\"\n    stagingBucket: {BUCKET}")),
+        &yaml.replace(
+            &format!("url: \"{url}\""),
+            &format!("url: \"{url}\"\n    stagingBucket: {BUCKET}"),
+        ),
     );
     deploy(&server, &with).await;
-    let stack_set = describe_stack_set(&client, STACK_SET).await.expect("created");
-    assert_eq!(stack_set.template_body(), Some(body.as_str()), "exactly the checked bytes");
+    let stack_set = describe_stack_set(&client, STACK_SET)
+        .await
+        .expect("created");
+    assert_eq!(
+        stack_set.template_body(),
+        Some(body.as_str()),
+        "exactly the checked bytes"
+    );
     let key = stacksetd::template::staging_key(&body);
-    assert_eq!(key, format!("stacksetd/{}.json", stacksetd::template::sha256_hex(body.as_bytes())));
-    let object = s3.get_object().bucket(BUCKET).key(&key).send().await.expect("the staged object");
+    assert_eq!(
+        key,
+        format!(
+            "stacksetd/{}.json",
+            stacksetd::template::sha256_hex(body.as_bytes())
+        )
+    );
+    let object = s3
+        .get_object()
+        .bucket(BUCKET)
+        .key(&key)
+        .send()
+        .await
+        .expect("the staged object");
     assert!(object.version_id().is_some(), "a versioned bucket");
     let staged = object.body.collect().await.unwrap().into_bytes();
     assert_eq!(staged.as_ref(), body.as_bytes());
@@ -635,20 +671,34 @@ async fn a_large_template_is_staged_by_digest_and_applied_from_the_bucket() {
 
 /// A deployment document with an account filter and Regions of the test's choosing, and a template whose role has
 /// no fixed name (IAM names are global per account, so a named role cannot be in two Regions of one account).
-fn filtered_yaml(dir: &Path, ous: &[&str], accounts: &[&str], filter: &str, regions: &[&str]) -> std::path::PathBuf {
+fn filtered_yaml(
+    dir: &Path,
+    ous: &[&str],
+    accounts: &[&str],
+    filter: &str,
+    regions: &[&str],
+) -> std::path::PathBuf {
     let mut template: Value = serde_json::from_str(&template_body("aimably-data-only")).unwrap();
     template["Resources"]["AimablyMemberRole"]["Properties"]
         .as_object_mut()
         .unwrap()
         .remove("RoleName");
     let template_path = dir.join("unnamed-role.json");
-    std::fs::write(&template_path, serde_json::to_string_pretty(&template).unwrap()).unwrap();
+    std::fs::write(
+        &template_path,
+        serde_json::to_string_pretty(&template).unwrap(),
+    )
+    .unwrap();
     let accounts_line = if accounts.is_empty() {
         String::new()
     } else {
         format!(
             "    accounts: [{}]\n    accountFilterType: {filter}\n",
-            accounts.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ")
+            accounts
+                .iter()
+                .map(|a| format!("\"{a}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     };
     let yaml = format!(
@@ -689,26 +739,60 @@ async fn intersection_and_difference_filters_converge_and_stay_converged() {
     let finance: Vec<String> = org.accounts_under("Finance").into_iter().collect();
     let chosen = [finance[0].as_str(), finance[1].as_str()];
 
-    let desired = filtered_yaml(dir.path(), &[org.ou("Finance")], &chosen, "INTERSECTION", &[REGION]);
+    let desired = filtered_yaml(
+        dir.path(),
+        &[org.ou("Finance")],
+        &chosen,
+        "INTERSECTION",
+        &[REGION],
+    );
     deploy(&server, &desired).await;
     assert_eq!(
         instance_accounts(&client, STACK_SET).await,
-        chosen.iter().map(|a| a.to_string()).collect::<BTreeSet<_>>(),
+        chosen
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<BTreeSet<_>>(),
         "INTERSECTION: only the listed accounts"
     );
-    assert_eq!(plan_exit_code(&server, &desired).await, PLAN_NO_CHANGES, "no re-submission");
+    assert_eq!(
+        plan_exit_code(&server, &desired).await,
+        PLAN_NO_CHANGES,
+        "no re-submission"
+    );
 
     // Revoked, then DIFFERENCE: every Finance account but the listed two.
     let absent = {
-        let text = std::fs::read_to_string(&desired).unwrap().replace("  operationPreferences:", "  ensure: Absent\n  operationPreferences:");
+        let text = std::fs::read_to_string(&desired).unwrap().replace(
+            "  operationPreferences:",
+            "  ensure: Absent\n  operationPreferences:",
+        );
         write_desired(dir.path(), &text)
     };
     deploy(&server, &absent).await;
-    let desired = filtered_yaml(dir.path(), &[org.ou("Finance")], &chosen, "DIFFERENCE", &[REGION]);
+    let desired = filtered_yaml(
+        dir.path(),
+        &[org.ou("Finance")],
+        &chosen,
+        "DIFFERENCE",
+        &[REGION],
+    );
     deploy(&server, &desired).await;
-    let expected: BTreeSet<String> = finance.iter().filter(|a| !chosen.contains(&a.as_str())).cloned().collect();
-    assert_eq!(instance_accounts(&client, STACK_SET).await, expected, "DIFFERENCE: all but the listed");
-    assert_eq!(plan_exit_code(&server, &desired).await, PLAN_NO_CHANGES, "no re-submission");
+    let expected: BTreeSet<String> = finance
+        .iter()
+        .filter(|a| !chosen.contains(&a.as_str()))
+        .cloned()
+        .collect();
+    assert_eq!(
+        instance_accounts(&client, STACK_SET).await,
+        expected,
+        "DIFFERENCE: all but the listed"
+    );
+    assert_eq!(
+        plan_exit_code(&server, &desired).await,
+        PLAN_NO_CHANGES,
+        "no re-submission"
+    );
 }
 
 /// A Region added creates instances there for the targeted OUs; a Region dropped deletes exactly those.
@@ -720,17 +804,35 @@ async fn a_region_added_then_dropped_converges_each_time() {
     let dir = tempfile::tempdir().expect("tempdir");
     let finance = org.accounts_under("Finance");
     let pairs = |regions: &[&str]| -> BTreeSet<(String, String)> {
-        finance.iter().flat_map(|a| regions.iter().map(move |r| (a.clone(), r.to_string()))).collect()
+        finance
+            .iter()
+            .flat_map(|a| regions.iter().map(move |r| (a.clone(), r.to_string())))
+            .collect()
     };
 
     let one = filtered_yaml(dir.path(), &[org.ou("Finance")], &[], "NONE", &[REGION]);
     deploy(&server, &one).await;
     assert_eq!(instances(&client, STACK_SET).await, pairs(&[REGION]));
-    let two = filtered_yaml(dir.path(), &[org.ou("Finance")], &[], "NONE", &[REGION, "eu-west-1"]);
+    let two = filtered_yaml(
+        dir.path(),
+        &[org.ou("Finance")],
+        &[],
+        "NONE",
+        &[REGION, "eu-west-1"],
+    );
     deploy(&server, &two).await;
-    assert_eq!(instances(&client, STACK_SET).await, pairs(&[REGION, "eu-west-1"]));
+    assert_eq!(
+        instances(&client, STACK_SET).await,
+        pairs(&[REGION, "eu-west-1"])
+    );
     assert_eq!(plan_exit_code(&server, &two).await, PLAN_NO_CHANGES);
-    let back = filtered_yaml(dir.path(), &[org.ou("Finance")], &[], "NONE", &["eu-west-1"]);
+    let back = filtered_yaml(
+        dir.path(),
+        &[org.ou("Finance")],
+        &[],
+        "NONE",
+        &["eu-west-1"],
+    );
     deploy(&server, &back).await;
     assert_eq!(instances(&client, STACK_SET).await, pairs(&["eu-west-1"]));
     assert_eq!(plan_exit_code(&server, &back).await, PLAN_NO_CHANGES);
@@ -765,17 +867,33 @@ async fn removing_every_optional_field_converges_in_one_step_or_is_reported() {
     let mut command = stacksetd(&server);
     command.arg("--desired").arg(&desired).arg("plan");
     let plan = String::from_utf8_lossy(&run(command).await.stdout).to_string();
-    assert!(plan.contains("description: not managed once removed"), "{plan}");
+    assert!(
+        plan.contains("description: not managed once removed"),
+        "{plan}"
+    );
     deploy(&server, &desired).await;
     let set = describe_stack_set(&client, STACK_SET).await.unwrap();
     let keys: BTreeSet<&str> = set.tags().iter().filter_map(|t| t.key()).collect();
-    assert!(keys.iter().all(|k| k.starts_with("stacksetd.dev/")), "{keys:?}");
+    assert!(
+        keys.iter().all(|k| k.starts_with("stacksetd.dev/")),
+        "{keys:?}"
+    );
     let auto = set.auto_deployment().expect("auto-deployment");
-    assert_eq!((auto.enabled(), auto.retain_stacks_on_account_removal()), (Some(true), Some(false)));
-    assert_eq!(set.managed_execution().and_then(|m| m.active()), Some(false));
+    assert_eq!(
+        (auto.enabled(), auto.retain_stacks_on_account_removal()),
+        (Some(true), Some(false))
+    );
+    assert_eq!(
+        set.managed_execution().and_then(|m| m.active()),
+        Some(false)
+    );
     let capabilities: Vec<&str> = set.capabilities().iter().map(|c| c.as_str()).collect();
     assert_eq!(capabilities, ["CAPABILITY_NAMED_IAM"]);
-    assert_eq!(plan_exit_code(&server, &desired).await, PLAN_NO_CHANGES, "no perpetual diff");
+    assert_eq!(
+        plan_exit_code(&server, &desired).await,
+        PLAN_NO_CHANGES,
+        "no perpetual diff"
+    );
 }
 
 /// Every AWS call of a whole lifecycle, as a recording proxy saw it (plan; a large template staged and deployed to
@@ -788,10 +906,16 @@ async fn every_call_of_a_lifecycle_is_granted_by_the_shipped_iam_policy() {
     let client = cfn_client(&server).await;
     let config = sdk_config(&server).await;
     let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build(),
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
     );
     const BUCKET: &str = "operator-templates";
-    s3.create_bucket().bucket(BUCKET).send().await.expect("bucket");
+    s3.create_bucket()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .expect("bucket");
     let proxy = FaultProxy::start(moto_addr(&server), 0, Rates::none());
     let dir = tempfile::tempdir().expect("tempdir");
     let mut doc: Value = serde_json::from_str(&template_body("aimably-data-only")).unwrap();
@@ -801,7 +925,10 @@ async fn every_call_of_a_lifecycle_is_granted_by_the_shipped_iam_policy() {
     let yaml = |d: &Desired| {
         d.yaml().replace(
             &format!("url: \"{}\"", template_url("aimably-data-only")),
-            &format!("url: \"file://{}\"\n    stagingBucket: {BUCKET}", large.display()),
+            &format!(
+                "url: \"file://{}\"\n    stagingBucket: {BUCKET}",
+                large.display()
+            ),
         )
     };
     let step = |args: &'static [&'static str], text: String| {
@@ -814,7 +941,10 @@ async fn every_call_of_a_lifecycle_is_granted_by_the_shipped_iam_policy() {
         }
     };
     let mut desired = Desired {
-        ous: vec![org.ou("Engineering").to_string(), org.ou("Finance").to_string()],
+        ous: vec![
+            org.ou("Engineering").to_string(),
+            org.ou("Finance").to_string(),
+        ],
         ..Desired::whole_org()
     };
     step(&["plan"], yaml(&desired)).await;
@@ -844,5 +974,7 @@ async fn every_call_of_a_lifecycle_is_granted_by_the_shipped_iam_policy() {
             "s3:PutObject",
         ],
     );
-    println!("IAM actions granted but not called in this lifecycle (the daemon's and other paths): {unexercised:?}");
+    println!(
+        "IAM actions granted but not called in this lifecycle (the daemon's and other paths): {unexercised:?}"
+    );
 }

@@ -71,7 +71,11 @@ fn the_architecture_names_only_modules_that_exist() {
     let text = std::fs::read_to_string(root.join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
     let module_exists = |path: &str| {
         let path = path.trim_end_matches('/');
-        let full = if path.starts_with("src/") { root.join(path) } else { root.join("src").join(path) };
+        let full = if path.starts_with("src/") {
+            root.join(path)
+        } else {
+            root.join("src").join(path)
+        };
         full.exists() || full.with_extension("rs").exists()
     };
     let mut checked = 0;
@@ -83,11 +87,18 @@ fn the_architecture_names_only_modules_that_exist() {
                 let (names, tail) = rest.split_once('}').expect("a closed brace group");
                 for name in names.split(',') {
                     let path = format!("{head}{}{tail}", name.trim());
-                    assert!(module_exists(&path), "ARCHITECTURE.md names {path}, which does not exist");
+                    assert!(
+                        module_exists(&path),
+                        "ARCHITECTURE.md names {path}, which does not exist"
+                    );
                     checked += 1;
                 }
-            } else if token.starts_with("src/") && (token.ends_with(".rs") || token.ends_with('/')) {
-                assert!(module_exists(token), "ARCHITECTURE.md names {token}, which does not exist");
+            } else if token.starts_with("src/") && (token.ends_with(".rs") || token.ends_with('/'))
+            {
+                assert!(
+                    module_exists(token),
+                    "ARCHITECTURE.md names {token}, which does not exist"
+                );
                 checked += 1;
                 if token.ends_with('/') {
                     // "`src/guard/` (`resolve`, `value`, ...)": the modules listed after a directory.
@@ -96,9 +107,14 @@ fn the_architecture_names_only_modules_that_exist() {
                         let list = list.split(')').next().unwrap_or_default();
                         for name in list.split(',').map(|n| n.trim().trim_matches('`')) {
                             let name = name.split(':').next().unwrap_or_default().trim();
-                            if name.chars().all(|c| c.is_ascii_lowercase() || c == '_') && !name.is_empty() {
+                            if name.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                                && !name.is_empty()
+                            {
                                 let path = format!("{token}{name}");
-                                assert!(module_exists(&path), "ARCHITECTURE.md lists {path}, which does not exist");
+                                assert!(
+                                    module_exists(&path),
+                                    "ARCHITECTURE.md lists {path}, which does not exist"
+                                );
                                 checked += 1;
                             }
                         }
@@ -107,7 +123,13 @@ fn the_architecture_names_only_modules_that_exist() {
             }
         }
     }
-    assert!(checked > 40, "only {checked} paths checked: the parser missed the tables");
+    assert!(
+        checked > 40,
+        "only {checked} paths checked: the parser missed the tables"
+    );
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    assert!(readme.contains("(ARCHITECTURE.md)"), "the README links ARCHITECTURE.md");
+    assert!(
+        readme.contains("(ARCHITECTURE.md)"),
+        "the README links ARCHITECTURE.md"
+    );
 }

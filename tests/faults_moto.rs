@@ -161,15 +161,26 @@ async fn reconcile_and_the_daemon_converge_through_throttling_errors_and_lost_an
             let set = describe_stack_set(&client, STACK_SET).await?;
             (set.description() == Some("v3")).then_some(())
         },
-        || format!("{}\nthe daemon's log:\n{}", proxy.report(), daemon_support::process::dump(&daemon.logs)),
+        || {
+            format!(
+                "{}\nthe daemon's log:\n{}",
+                proxy.report(),
+                daemon_support::process::dump(&daemon.logs)
+            )
+        },
     )
     .await;
-    eventually(DAEMON_CONVERGE_TIMEOUT, "the daemon reports converged", || async {
-        let s = get(&daemon.addr, "/status").await.json();
-        let d = &s["deployments"][DEPLOYMENT];
-        let ready = d["conditions"][0]["type"] == "Ready" && d["conditions"][0]["status"] == "True";
-        (ready && d["observedGeneration"] == d["generation"]).then_some(())
-    })
+    eventually(
+        DAEMON_CONVERGE_TIMEOUT,
+        "the daemon reports converged",
+        || async {
+            let s = get(&daemon.addr, "/status").await.json();
+            let d = &s["deployments"][DEPLOYMENT];
+            let ready =
+                d["conditions"][0]["type"] == "Ready" && d["conditions"][0]["status"] == "True";
+            (ready && d["observedGeneration"] == d["generation"]).then_some(())
+        },
+    )
     .await;
     let metrics = daemon.metrics().await;
     // Counters as whole numbers (an empty sum of f64 is -0).
@@ -233,7 +244,9 @@ async fn reconcile_and_the_daemon_converge_through_throttling_errors_and_lost_an
         "no applied change lost its answer (seed {seed}): the lost-answer path was not exercised"
     );
     // CreateStackSet and DeleteStackSet start no operation (their id is a ClientRequestToken).
-    let operation_calls = lost_answers.iter().filter(|m| !m.action.ends_with("StackSet") || m.action == "UpdateStackSet");
+    let operation_calls = lost_answers
+        .iter()
+        .filter(|m| !m.action.ends_with("StackSet") || m.action == "UpdateStackSet");
     for id in operation_calls.filter_map(|m| m.operation_id.as_deref()) {
         assert!(
             audit.operations.iter().any(|(op, ..)| op == id),

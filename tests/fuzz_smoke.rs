@@ -309,7 +309,10 @@ fn run(name: &str, entry: fn(&[u8]) -> Reach, dirs: &[&str], seed: u64, iteratio
         slowest.0,
         slowest.1
     );
-    assert!(seeds_accepted > 0, "{name}: no seed of {dirs:?} gets through the parser");
+    assert!(
+        seeds_accepted > 0,
+        "{name}: no seed of {dirs:?} gets through the parser"
+    );
     let share = |n: usize| n as f64 / iterations as f64;
     let parsed = iterations - reached.get(&Reach::NotText).copied().unwrap_or(0);
     let accepted = reached.get(&Reach::Accepted).copied().unwrap_or(0);

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 use stacksetd::cloud::aws::errors::{
-    DELEGATED_ADMIN_ACTION, DELEGATED_ADMIN_POLICY_FILE, IAM_ACTIONS, POLICY_FILE, POLICY_STACK_SET_PREFIX,
-    STACK_SET_SCOPED_ACTIONS,
+    DELEGATED_ADMIN_ACTION, DELEGATED_ADMIN_POLICY_FILE, IAM_ACTIONS, POLICY_FILE,
+    POLICY_STACK_SET_PREFIX, STACK_SET_SCOPED_ACTIONS,
 };
 use stacksetd::guard::catalog::Catalog;
 
@@ -20,10 +20,16 @@ fn opt_ins(delegated: bool) -> BTreeMap<&'static str, BTreeSet<&'static str>> {
     let mut map = BTreeMap::from([
         (
             "OptInDeleteManagedStackSets",
-            BTreeSet::from(["cloudformation:DeleteStackInstances", "cloudformation:DeleteStackSet"]),
+            BTreeSet::from([
+                "cloudformation:DeleteStackInstances",
+                "cloudformation:DeleteStackSet",
+            ]),
         ),
         ("OptInStageLargeTemplates", BTreeSet::from(["s3:PutObject"])),
-        ("OptInAccessAnalyzer", BTreeSet::from(["access-analyzer:CheckNoNewAccess"])),
+        (
+            "OptInAccessAnalyzer",
+            BTreeSet::from(["access-analyzer:CheckNoNewAccess"]),
+        ),
     ]);
     if !delegated {
         map.insert("OptInActivateTrustedAccess", BTreeSet::from([ACTIVATE]));
@@ -41,12 +47,16 @@ struct Statement {
 fn statements(file: &str) -> Vec<Statement> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
-    let policy: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file} is not JSON: {e}"));
+    let policy: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file} is not JSON: {e}"));
     assert_eq!(policy["Version"], "2012-10-17", "{file}");
     let strings = |v: &Value| -> Vec<String> {
         match v {
             Value::String(s) => vec![s.clone()],
-            Value::Array(items) => items.iter().map(|i| i.as_str().expect("strings").to_string()).collect(),
+            Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().expect("strings").to_string())
+                .collect(),
             other => panic!("{file}: not a string or list: {other}"),
         }
     };
@@ -56,9 +66,15 @@ fn statements(file: &str) -> Vec<Statement> {
         .iter()
         .map(|s| {
             assert_eq!(s["Effect"], "Allow", "{file}: {s}");
-            assert!(s.get("NotAction").is_none() && s.get("NotResource").is_none(), "{file}: {s}");
+            assert!(
+                s.get("NotAction").is_none() && s.get("NotResource").is_none(),
+                "{file}: {s}"
+            );
             Statement {
-                sid: s["Sid"].as_str().unwrap_or_else(|| panic!("{file}: every statement is named: {s}")).into(),
+                sid: s["Sid"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{file}: every statement is named: {s}"))
+                    .into(),
                 actions: strings(&s["Action"]),
                 resources: strings(&s["Resource"]),
                 condition: s.get("Condition").cloned().unwrap_or(Value::Null),
@@ -71,22 +87,37 @@ fn called(delegated: bool) -> BTreeSet<String> {
     IAM_ACTIONS
         .iter()
         .map(|(_, _, action)| action.to_string())
-        .filter(|a| if delegated { a != ACTIVATE } else { a != DELEGATED_ADMIN_ACTION })
+        .filter(|a| {
+            if delegated {
+                a != ACTIVATE
+            } else {
+                a != DELEGATED_ADMIN_ACTION
+            }
+        })
         .collect()
 }
 
 fn check(file: &str, delegated: bool) {
     let statements = statements(file);
     let granted: BTreeSet<String> = statements.iter().flat_map(|s| s.actions.clone()).collect();
-    assert_eq!(granted, called(delegated), "{file}: the policy and the code disagree");
-    assert!(granted.iter().all(|a| !a.contains('*') && !a.contains('?')), "{file}: no wildcard actions");
+    assert_eq!(
+        granted,
+        called(delegated),
+        "{file}: the policy and the code disagree"
+    );
+    assert!(
+        granted.iter().all(|a| !a.contains('*') && !a.contains('?')),
+        "{file}: no wildcard actions"
+    );
     let sids: BTreeSet<&str> = statements.iter().map(|s| s.sid.as_str()).collect();
     assert_eq!(sids.len(), statements.len(), "{file}: Sids are unique");
 
     let catalog = Catalog::get();
     for s in &statements {
         for action in &s.actions {
-            let entry = catalog.action(action).unwrap_or_else(|| panic!("{file}: {action} is not in the catalog"));
+            let entry = catalog
+                .action(action)
+                .unwrap_or_else(|| panic!("{file}: {action} is not in the catalog"));
             // `*` only where the SAR lists no resource type: anything scopable is scoped.
             if s.resources.iter().any(|r| r == "*") {
                 assert!(
@@ -96,9 +127,21 @@ fn check(file: &str, delegated: bool) {
                 );
             }
             if STACK_SET_SCOPED_ACTIONS.contains(&action.as_str()) {
-                let stack_sets: Vec<&String> = s.resources.iter().filter(|r| r.contains(":stackset/")).collect();
-                assert!(!stack_sets.is_empty(), "{file} {}: {action} names the stack sets it may touch", s.sid);
-                for r in s.resources.iter().filter(|r| r.contains(":stackset/") || r.contains(":stackset-target/")) {
+                let stack_sets: Vec<&String> = s
+                    .resources
+                    .iter()
+                    .filter(|r| r.contains(":stackset/"))
+                    .collect();
+                assert!(
+                    !stack_sets.is_empty(),
+                    "{file} {}: {action} names the stack sets it may touch",
+                    s.sid
+                );
+                for r in s
+                    .resources
+                    .iter()
+                    .filter(|r| r.contains(":stackset/") || r.contains(":stackset-target/"))
+                {
                     let name = r.rsplit_once(['/']).map(|(_, n)| n).unwrap_or_default();
                     assert!(
                         name.starts_with(POLICY_STACK_SET_PREFIX),
@@ -108,17 +151,29 @@ fn check(file: &str, delegated: bool) {
                 }
             }
         }
-        if s.actions.iter().any(|a| a == "cloudformation:CreateStackSet") {
+        if s.actions
+            .iter()
+            .any(|a| a == "cloudformation:CreateStackSet")
+        {
             assert_eq!(
                 s.condition["Null"]["aws:RequestTag/stacksetd.dev/deployment"], "false",
                 "{file}: CreateStackSet (no resource type) only for stack sets stacksetd tags as its own"
             );
         }
         if s.actions.iter().any(|a| a == "sts:AssumeRole") {
-            assert_eq!(s.actions, ["sts:AssumeRole"], "{file}: AssumeRole alone in its statement");
+            assert_eq!(
+                s.actions,
+                ["sts:AssumeRole"],
+                "{file}: AssumeRole alone in its statement"
+            );
             for r in &s.resources {
-                let role = r.strip_prefix("arn:aws:iam::*:role/").unwrap_or_else(|| panic!("{file}: {r}"));
-                assert!(!role.is_empty() && !role.contains('*'), "{file}: AssumeRole on one role name, not {r}");
+                let role = r
+                    .strip_prefix("arn:aws:iam::*:role/")
+                    .unwrap_or_else(|| panic!("{file}: {r}"));
+                assert!(
+                    !role.is_empty() && !role.contains('*'),
+                    "{file}: AssumeRole on one role name, not {r}"
+                );
             }
             assert_eq!(
                 s.condition["StringEquals"]["aws:ResourceOrgID"], "${aws:PrincipalOrgID}",
@@ -128,7 +183,10 @@ fn check(file: &str, delegated: bool) {
     }
     // The calls an operator may not want are each in their own named statement, and nowhere else.
     for (sid, actions) in opt_ins(delegated) {
-        let s = statements.iter().find(|s| s.sid == sid).unwrap_or_else(|| panic!("{file}: no {sid}"));
+        let s = statements
+            .iter()
+            .find(|s| s.sid == sid)
+            .unwrap_or_else(|| panic!("{file}: no {sid}"));
         let listed: BTreeSet<&str> = s.actions.iter().map(String::as_str).collect();
         assert_eq!(listed, actions, "{file} {sid}");
         for other in statements.iter().filter(|o| o.sid != sid) {
@@ -149,23 +207,39 @@ fn the_management_account_policy_grants_what_stacksetd_calls_and_no_more() {
 #[test]
 fn the_delegated_administrator_policy_grants_what_stacksetd_calls_there_and_no_more() {
     check(DELEGATED_ADMIN_POLICY_FILE, true);
-    let granted: BTreeSet<String> =
-        statements(DELEGATED_ADMIN_POLICY_FILE).iter().flat_map(|s| s.actions.clone()).collect();
-    assert!(!granted.contains(ACTIVATE), "a delegated administrator cannot activate trusted access");
+    let granted: BTreeSet<String> = statements(DELEGATED_ADMIN_POLICY_FILE)
+        .iter()
+        .flat_map(|s| s.actions.clone())
+        .collect();
+    assert!(
+        !granted.contains(ACTIVATE),
+        "a delegated administrator cannot activate trusted access"
+    );
     assert!(granted.contains(DELEGATED_ADMIN_ACTION));
 }
 
 #[test]
 fn the_readme_names_every_statement_and_the_prefix() {
-    let readme = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-        .expect("README.md");
-    let section = readme.split("## IAM permissions").nth(1).expect("an IAM permissions section");
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .expect("README.md");
+    let section = readme
+        .split("## IAM permissions")
+        .nth(1)
+        .expect("an IAM permissions section");
     let section = section.split("\n## ").next().unwrap_or_default();
     for file in [POLICY_FILE, DELEGATED_ADMIN_POLICY_FILE] {
         assert!(section.contains(file), "the IAM section links {file}");
         for s in statements(file) {
-            assert!(section.contains(&format!("`{}`", s.sid)), "the IAM section explains statement {}", s.sid);
+            assert!(
+                section.contains(&format!("`{}`", s.sid)),
+                "the IAM section explains statement {}",
+                s.sid
+            );
         }
     }
-    assert!(section.contains(&format!("{POLICY_STACK_SET_PREFIX}*")), "the IAM section documents the prefix");
+    assert!(
+        section.contains(&format!("{POLICY_STACK_SET_PREFIX}*")),
+        "the IAM section documents the prefix"
+    );
 }

@@ -581,7 +581,10 @@ fn the_readme_documents_every_exported_metric_with_its_type_and_labels() {
         };
         let labels: BTreeSet<String> = f.labels.iter().cloned().collect();
         match documented.remove(&f.name) {
-            None => problems.push(format!("{} ({kind}, labels {labels:?}) is not in README's table", f.name)),
+            None => problems.push(format!(
+                "{} ({kind}, labels {labels:?}) is not in README's table",
+                f.name
+            )),
             Some((k, l)) if k != kind || l != labels => problems.push(format!(
                 "{}: README says {k} with {l:?}; the code registers {kind} with {labels:?}",
                 f.name
@@ -590,7 +593,9 @@ fn the_readme_documents_every_exported_metric_with_its_type_and_labels() {
         }
     }
     for name in documented.keys() {
-        problems.push(format!("README documents {name}, which stacksetd does not export"));
+        problems.push(format!(
+            "README documents {name}, which stacksetd does not export"
+        ));
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

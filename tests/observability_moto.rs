@@ -7,8 +7,8 @@
 //! exactly the case the repair exists for; fakecloud's auto-deployment may come first). Every call the daemon
 //! made must be granted by the shipped IAM policy.
 mod common;
-mod fault_support;
 mod daemon_support;
+mod fault_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -16,10 +16,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use fault_support::proxy::{FaultProxy, Rates};
-use fault_support::{assert_calls_granted, moto_addr, stacksetd_via};
 use daemon_support::process::*;
 use daemon_support::*;
+use fault_support::proxy::{FaultProxy, Rates};
+use fault_support::{assert_calls_granted, moto_addr, stacksetd_via};
 use serde_json::Value;
 
 const DEPLOYMENT: &str = "aimably";
@@ -148,19 +148,27 @@ async fn metrics_and_status_match_aws_and_a_new_account_is_found_then_repaired()
     promtool_check_metrics(&text);
     // Every family the live daemon exports is one the catalog (derived from the registration code, and what the
     // alerts, dashboard and README are held to) lists, with the same type.
-    let catalog: BTreeMap<String, stacksetd::metrics::catalog::Kind> = stacksetd::metrics::catalog::families()
-        .into_iter()
-        .map(|f| (f.name, f.kind))
-        .collect();
+    let catalog: BTreeMap<String, stacksetd::metrics::catalog::Kind> =
+        stacksetd::metrics::catalog::families()
+            .into_iter()
+            .map(|f| (f.name, f.kind))
+            .collect();
     let mut scraped = 0;
     for line in text.lines().filter(|l| l.starts_with("# TYPE stacksetd_")) {
         let mut words = line.split_whitespace().skip(2);
         let (name, kind) = (words.next().unwrap(), words.next().unwrap());
         let listed = catalog.get(name).map(|k| format!("{k:?}").to_lowercase());
-        assert_eq!(listed.as_deref(), Some(kind), "{name} ({kind}) is exported but the catalog says {listed:?}");
+        assert_eq!(
+            listed.as_deref(),
+            Some(kind),
+            "{name} ({kind}) is exported but the catalog says {listed:?}"
+        );
         scraped += 1;
     }
-    assert!(scraped >= 15, "only {scraped} families in the scrape:\n{text}");
+    assert!(
+        scraped >= 15,
+        "only {scraped} families in the scrape:\n{text}"
+    );
     let api = instance_counts(&client).await;
     assert_eq!(api.values().sum::<f64>(), members.len() as f64);
     for ((status, detailed), count) in &api {
@@ -303,7 +311,8 @@ async fn metrics_and_status_match_aws_and_a_new_account_is_found_then_repaired()
             &[("deployment", DEPLOYMENT)],
         );
         // The daemon's scan has seen the newcomer (with auto-deployment the instance can exist before it has).
-        let targeted = gauge(&text, "stacksetd_accounts_targeted", &[]) == members.len() as f64 + 1.0;
+        let targeted =
+            gauge(&text, "stacksetd_accounts_targeted", &[]) == members.len() as f64 + 1.0;
         let has = instances_any_status(&client, STACK_SET)
             .await
             .iter()
@@ -329,7 +338,11 @@ async fn metrics_and_status_match_aws_and_a_new_account_is_found_then_repaired()
     // The operation that deployed to the account after it joined, and the instance it made is CURRENT: on moto
     // stacksetd's own repair (it has no auto-deployment), on fakecloud CloudFormation's auto-deployment or, if
     // that was slower than the grace period, stacksetd's.
-    assert!(instance_accounts(&client, STACK_SET).await.contains(&newcomer));
+    assert!(
+        instance_accounts(&client, STACK_SET)
+            .await
+            .contains(&newcomer)
+    );
     let mut repairs = Vec::new();
     for op in operations(&client, STACK_SET).await {
         let id = op.operation_id().unwrap_or_default().to_string();
@@ -343,29 +356,47 @@ async fn metrics_and_status_match_aws_and_a_new_account_is_found_then_repaired()
             .send()
             .await
             .expect("ListStackSetOperationResults");
-        let accounts: BTreeSet<&str> = results.summaries().iter().filter_map(|r| r.account()).collect();
-        repairs.push((id, op.action().map(|a| a.as_str().to_string()), accounts.into_iter().map(str::to_string).collect::<Vec<_>>()));
+        let accounts: BTreeSet<&str> = results
+            .summaries()
+            .iter()
+            .filter_map(|r| r.account())
+            .collect();
+        repairs.push((
+            id,
+            op.action().map(|a| a.as_str().to_string()),
+            accounts.into_iter().map(str::to_string).collect::<Vec<_>>(),
+        ));
     }
     println!("operations after the account joined: {repairs:?}");
     // moto lists no results for an operation, so stacksetd's repair is recognised by the request the proxy
     // forwarded under its id: a CreateStackInstances that re-submits the targets reaching the new account (the
     // account itself, its OU or the root above it).
     let sent = proxy.mutations();
-    let reaching = [newcomer.clone(), org.ou("Finance").to_string(), org.root_id.clone()];
+    let reaching = [
+        newcomer.clone(),
+        org.ou("Finance").to_string(),
+        org.root_id.clone(),
+    ];
     let names_newcomer = |id: &str| {
         sent.iter().any(|m| {
             m.operation_id.as_deref() == Some(id)
                 && m.action == "CreateStackInstances"
-                && reaching.iter().any(|target| m.change.contains(target.as_str()))
+                && reaching
+                    .iter()
+                    .any(|target| m.change.contains(target.as_str()))
         })
     };
     assert!(
-        repairs.iter().any(|(id, action, accounts)| action.as_deref() == Some("CREATE")
-            && (accounts.contains(&newcomer)
-                || names_newcomer(id)
-                || (auto_deployed && !id.starts_with("stacksetd-")))),
+        repairs
+            .iter()
+            .any(|(id, action, accounts)| action.as_deref() == Some("CREATE")
+                && (accounts.contains(&newcomer)
+                    || names_newcomer(id)
+                    || (auto_deployed && !id.starts_with("stacksetd-")))),
         "no operation after the account joined created its instance: {repairs:?}; requests sent: {:?}",
-        sent.iter().map(|m| (&m.action, &m.operation_id, &m.change)).collect::<Vec<_>>()
+        sent.iter()
+            .map(|m| (&m.action, &m.operation_id, &m.change))
+            .collect::<Vec<_>>()
     );
     let (code, _) = daemon.terminate();
     assert_eq!(code, Some(0));

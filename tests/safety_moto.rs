@@ -57,9 +57,19 @@ fn file_template(path: &Path) -> String {
     format!("{{url: \"file://{}\"}}", path.display())
 }
 
-async fn reconcile(server: &MotoServer, desired: &Path, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+async fn reconcile(
+    server: &MotoServer,
+    desired: &Path,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> std::process::Output {
     let mut command = stacksetd(server);
-    command.envs(env.iter().copied()).arg("--desired").arg(desired).args(["reconcile", "--once"]).args(args);
+    command
+        .envs(env.iter().copied())
+        .arg("--desired")
+        .arg(desired)
+        .args(["reconcile", "--once"])
+        .args(args);
     run(command).await
 }
 
@@ -74,7 +84,12 @@ fn tags(stack_set: &cfn::StackSet) -> std::collections::BTreeMap<String, String>
     stack_set
         .tags()
         .iter()
-        .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
+        .map(|t| {
+            (
+                t.key().unwrap_or_default().to_string(),
+                t.value().unwrap_or_default().to_string(),
+            )
+        })
         .collect()
 }
 
@@ -96,19 +111,44 @@ async fn deletions_wait_for_the_delay_and_a_withdrawn_one_never_runs() {
     let (engineering, finance) = (org.ou("Engineering"), org.ou("Finance"));
     // Two files: write_desired always writes desired.yaml.
     let both = dir.path().join("both.yaml");
-    std::fs::write(&both, yaml_for(STACK_SET, &template, &format!("{engineering}, {finance}"), "us-east-1", "")).unwrap();
-    assert_exit(&reconcile(&server, &both, &[], &[]).await, 0, "deploy to two OUs");
+    std::fs::write(
+        &both,
+        yaml_for(
+            STACK_SET,
+            &template,
+            &format!("{engineering}, {finance}"),
+            "us-east-1",
+            "",
+        ),
+    )
+    .unwrap();
+    assert_exit(
+        &reconcile(&server, &both, &[], &[]).await,
+        0,
+        "deploy to two OUs",
+    );
     let before = instances(&client, STACK_SET).await;
 
     // Drop an OU with a 5 s delay, --no-wait: exit 1 naming the pending step and when it runs.
     let one = dir.path().join("one.yaml");
-    std::fs::write(&one, yaml_for(STACK_SET, &template, engineering, "us-east-1", "")).unwrap();
+    std::fs::write(
+        &one,
+        yaml_for(STACK_SET, &template, engineering, "us-east-1", ""),
+    )
+    .unwrap();
     let delayed = [("STACKSETD_DELETION_DELAY", "5s")];
     let output = reconcile(&server, &one, &delayed, &["--no-wait"]).await;
     assert_exit(&output, 1, "--no-wait with a pending deletion");
     let text = describe_output(&output);
-    assert!(text.contains("waits for deletion_delay") && text.contains("runs at"), "{text}");
-    assert_eq!(instances(&client, STACK_SET).await, before, "nothing deleted");
+    assert!(
+        text.contains("waits for deletion_delay") && text.contains("runs at"),
+        "{text}"
+    );
+    assert_eq!(
+        instances(&client, STACK_SET).await,
+        before,
+        "nothing deleted"
+    );
     let mut plan = stacksetd(&server);
     plan.envs(delayed).arg("--desired").arg(&one).arg("plan");
     let text = String::from_utf8_lossy(&run(plan).await.stdout).to_string();
@@ -117,15 +157,33 @@ async fn deletions_wait_for_the_delay_and_a_withdrawn_one_never_runs() {
     // Withdrawn: the desired state asks for both OUs again; nothing is ever deleted.
     let output = reconcile(&server, &both, &delayed, &[]).await;
     assert_exit(&output, 0, "both OUs again");
-    assert_eq!(deletions(&client, STACK_SET).await, 0, "{}", describe_output(&output));
+    assert_eq!(
+        deletions(&client, STACK_SET).await,
+        0,
+        "{}",
+        describe_output(&output)
+    );
 
     // Kept: reconcile --once waits for the delay, then deletes once.
     let started = std::time::Instant::now();
-    assert_exit(&reconcile(&server, &one, &delayed, &[]).await, 0, "the deletion after its delay");
-    assert!(started.elapsed() >= std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+    assert_exit(
+        &reconcile(&server, &one, &delayed, &[]).await,
+        0,
+        "the deletion after its delay",
+    );
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(deletions(&client, STACK_SET).await, 1);
     let finance_accounts = org.accounts_under("Finance");
-    assert!(instances(&client, STACK_SET).await.iter().all(|(a, _)| !finance_accounts.contains(a)));
+    assert!(
+        instances(&client, STACK_SET)
+            .await
+            .iter()
+            .all(|(a, _)| !finance_accounts.contains(a))
+    );
 }
 
 #[tokio::test]
@@ -138,39 +196,79 @@ async fn an_untagged_stack_set_is_left_alone_then_adopted() {
         .create_stack_set()
         .stack_set_name(STACK_SET)
         .template_body(template_body("aimably-data-only"))
-        .parameters(cfn::Parameter::builder().parameter_key("ManagementAccountId").parameter_value(MANAGEMENT_ACCOUNT_ID).build())
+        .parameters(
+            cfn::Parameter::builder()
+                .parameter_key("ManagementAccountId")
+                .parameter_value(MANAGEMENT_ACCOUNT_ID)
+                .build(),
+        )
         .capabilities(cfn::Capability::CapabilityNamedIam)
         .permission_model(cfn::PermissionModels::ServiceManaged)
-        .auto_deployment(cfn::AutoDeployment::builder().enabled(true).retain_stacks_on_account_removal(false).build())
+        .auto_deployment(
+            cfn::AutoDeployment::builder()
+                .enabled(true)
+                .retain_stacks_on_account_removal(false)
+                .build(),
+        )
         .send()
         .await
         .expect("console create");
     let console = client
         .create_stack_instances()
         .stack_set_name(STACK_SET)
-        .deployment_targets(cfn::DeploymentTargets::builder().organizational_unit_ids(&org.root_id).build())
+        .deployment_targets(
+            cfn::DeploymentTargets::builder()
+                .organizational_unit_ids(&org.root_id)
+                .build(),
+        )
         .regions("us-east-1")
         .send()
         .await
         .expect("console instances");
-    wait_for_operation(&client, STACK_SET, console.operation_id().expect("an operation id")).await;
+    wait_for_operation(
+        &client,
+        STACK_SET,
+        console.operation_id().expect("an operation id"),
+    )
+    .await;
     let before = instances(&client, STACK_SET).await;
     let ops_before = operations(&client, STACK_SET).await.len();
     let dir = tempfile::tempdir().unwrap();
     let template = file_template(&template_path("aimably-data-only"));
 
-    let desired = write_desired(dir.path(), &yaml(STACK_SET, &template, "us-east-1", "  ensure: Absent\n"));
+    let desired = write_desired(
+        dir.path(),
+        &yaml(STACK_SET, &template, "us-east-1", "  ensure: Absent\n"),
+    );
     let output = reconcile(&server, &desired, &[], &[]).await;
     assert_exit(&output, 1, "an untagged stack set is not stacksetd's");
-    assert!(describe_output(&output).contains("set spec.adopt: true to take it over"), "{}", describe_output(&output));
-    assert!(plan_text(&server, &desired).await.contains("not managed by stacksetd"));
-    assert_eq!(instances(&client, STACK_SET).await, before, "not even a revocation touched it");
+    assert!(
+        describe_output(&output).contains("set spec.adopt: true to take it over"),
+        "{}",
+        describe_output(&output)
+    );
+    assert!(
+        plan_text(&server, &desired)
+            .await
+            .contains("not managed by stacksetd")
+    );
+    assert_eq!(
+        instances(&client, STACK_SET).await,
+        before,
+        "not even a revocation touched it"
+    );
     assert_eq!(operations(&client, STACK_SET).await.len(), ops_before);
 
-    let adopted = write_desired(dir.path(), &yaml(STACK_SET, &template, "us-east-1", "  adopt: true\n"));
+    let adopted = write_desired(
+        dir.path(),
+        &yaml(STACK_SET, &template, "us-east-1", "  adopt: true\n"),
+    );
     assert_exit(&reconcile(&server, &adopted, &[], &[]).await, 0, "adopted");
     let set = describe_stack_set(&client, STACK_SET).await.unwrap();
-    assert_eq!(tags(&set).get(OWNER_TAG).map(String::as_str), Some("aimably"));
+    assert_eq!(
+        tags(&set).get(OWNER_TAG).map(String::as_str),
+        Some("aimably")
+    );
     assert!(tags(&set).contains_key(TEMPLATE_TAG));
 }
 
@@ -189,10 +287,20 @@ async fn a_console_edit_is_reverted_and_a_later_widening_publication_is_held() {
         .unwrap()
         .push(serde_json::json!("cloudtrail:LookupEvents"));
     let wide = serde_json::to_string_pretty(&wide).unwrap();
-    let desired = write_desired(dir.path(), &yaml(STACK_SET, &file_template(&vendor), "us-east-1", ""));
-    assert_exit(&reconcile(&server, &desired, &[], &[]).await, 0, "deploy v1");
+    let desired = write_desired(
+        dir.path(),
+        &yaml(STACK_SET, &file_template(&vendor), "us-east-1", ""),
+    );
+    assert_exit(
+        &reconcile(&server, &desired, &[], &[]).await,
+        0,
+        "deploy v1",
+    );
     let set = describe_stack_set(&client, STACK_SET).await.unwrap();
-    assert_eq!(tags(&set).get(TEMPLATE_TAG), Some(&stacksetd::template::sha256_hex(v1.as_bytes())));
+    assert_eq!(
+        tags(&set).get(TEMPLATE_TAG),
+        Some(&stacksetd::template::sha256_hex(v1.as_bytes()))
+    );
 
     let console_edit = || async {
         let set = describe_stack_set(&client, STACK_SET).await.unwrap();
@@ -209,16 +317,29 @@ async fn a_console_edit_is_reverted_and_a_later_widening_publication_is_held() {
     };
     console_edit().await;
     assert_exit(&reconcile(&server, &desired, &[], &[]).await, 0, "reverted");
-    assert_eq!(describe_stack_set(&client, STACK_SET).await.unwrap().template_body(), Some(v1.as_str()));
+    assert_eq!(
+        describe_stack_set(&client, STACK_SET)
+            .await
+            .unwrap()
+            .template_body(),
+        Some(v1.as_str())
+    );
 
     // Edited again, and the vendor publishes the same widening: held, the console's version never approved.
     console_edit().await;
     std::fs::write(&vendor, &wide).unwrap();
     let text = plan_text(&server, &desired).await;
-    assert!(text.contains("held") || text.contains("nothing to judge it against"), "{text}");
+    assert!(
+        text.contains("held") || text.contains("nothing to judge it against"),
+        "{text}"
+    );
     let _ = reconcile(&server, &desired, &[], &[]).await;
     let set = describe_stack_set(&client, STACK_SET).await.unwrap();
-    assert_eq!(tags(&set).get(TEMPLATE_TAG), Some(&stacksetd::template::sha256_hex(v1.as_bytes())), "still v1 approved");
+    assert_eq!(
+        tags(&set).get(TEMPLATE_TAG),
+        Some(&stacksetd::template::sha256_hex(v1.as_bytes())),
+        "still v1 approved"
+    );
 }
 
 #[tokio::test]
@@ -233,9 +354,16 @@ async fn manual_with_no_pin_creates_nothing() {
     let output = reconcile(&server, &desired, &[], &[]).await;
     assert_exit(&output, 1, "Manual without a pin");
     let sha = stacksetd::template::sha256_hex(template_body("aimably-data-only").as_bytes());
-    assert!(describe_output(&output).contains(&format!("spec.template.sha256: {sha}")), "{}", describe_output(&output));
+    assert!(
+        describe_output(&output).contains(&format!("spec.template.sha256: {sha}")),
+        "{}",
+        describe_output(&output)
+    );
     assert!(describe_stack_set(&client, STACK_SET).await.is_none());
-    let pinned = format!("{{url: \"file://{}\", updates: Manual, sha256: {sha}}}", path.display());
+    let pinned = format!(
+        "{{url: \"file://{}\", updates: Manual, sha256: {sha}}}",
+        path.display()
+    );
     let desired = write_desired(dir.path(), &yaml(STACK_SET, &pinned, "us-east-1", ""));
     assert_exit(&reconcile(&server, &desired, &[], &[]).await, 0, "pinned");
     assert!(describe_stack_set(&client, STACK_SET).await.is_some());
@@ -249,12 +377,31 @@ async fn revocation_works_with_the_vendors_template_gone() {
     let dir = tempfile::tempdir().unwrap();
     let vendor = dir.path().join("vendor.json");
     std::fs::write(&vendor, template_body("aimably-data-only")).unwrap();
-    let desired = write_desired(dir.path(), &yaml(STACK_SET, &file_template(&vendor), "us-east-1", ""));
+    let desired = write_desired(
+        dir.path(),
+        &yaml(STACK_SET, &file_template(&vendor), "us-east-1", ""),
+    );
     assert_exit(&reconcile(&server, &desired, &[], &[]).await, 0, "deploy");
     std::fs::remove_file(&vendor).unwrap();
-    let absent = write_desired(dir.path(), &yaml(STACK_SET, &file_template(&vendor), "us-east-1", "  ensure: Absent\n"));
-    assert_exit(&reconcile(&server, &absent, &[], &[]).await, 0, "revoked without the template");
-    assert!(describe_stack_set(&client, STACK_SET).await.is_none_or(|s| s.status() == Some(&cfn::StackSetStatus::Deleted)));
+    let absent = write_desired(
+        dir.path(),
+        &yaml(
+            STACK_SET,
+            &file_template(&vendor),
+            "us-east-1",
+            "  ensure: Absent\n",
+        ),
+    );
+    assert_exit(
+        &reconcile(&server, &absent, &[], &[]).await,
+        0,
+        "revoked without the template",
+    );
+    assert!(
+        describe_stack_set(&client, STACK_SET)
+            .await
+            .is_none_or(|s| s.status() == Some(&cfn::StackSetStatus::Deleted))
+    );
 }
 
 /// A transient empty ListRoots answer, dealt by the fault proxy in front of the emulator (moto and fakecloud
@@ -275,12 +422,19 @@ async fn an_empty_root_listing_deletes_nothing() {
     proxy.answer("ListRoots", Some(r#"{"Roots": []}"#));
     let via = |proxy: &FaultProxy| {
         let mut command = fault_support::stacksetd_via(&server, &proxy.endpoint());
-        command.arg("--desired").arg(&desired).args(["reconcile", "--once"]);
+        command
+            .arg("--desired")
+            .arg(&desired)
+            .args(["reconcile", "--once"]);
         command
     };
     let output = run(via(&proxy)).await;
     assert_exit(&output, 1, "an empty ListRoots");
-    assert!(describe_output(&output).contains("organization listing looks incomplete"), "{}", describe_output(&output));
+    assert!(
+        describe_output(&output).contains("organization listing looks incomplete"),
+        "{}",
+        describe_output(&output)
+    );
     assert_eq!(instances(&client, STACK_SET).await, before);
     assert_eq!(deletions(&client, STACK_SET).await, 0);
     proxy.answer("ListRoots", None);
@@ -299,13 +453,27 @@ async fn a_renamed_stack_sets_old_one_is_reported_as_orphaned_and_left_in_place(
     assert_exit(&reconcile(&server, &desired, &[], &[]).await, 0, "deploy");
     let before = instances(&client, STACK_SET).await;
     // A new stack set name for the same deployment (another Region: IAM role names are global per account).
-    let renamed = write_desired(dir.path(), &yaml("AimablyDataOnlyV2", &template, "us-west-2", ""));
+    let renamed = write_desired(
+        dir.path(),
+        &yaml("AimablyDataOnlyV2", &template, "us-west-2", ""),
+    );
     let text = plan_text(&server, &renamed).await;
-    assert!(text.contains(&format!("orphaned stack set {STACK_SET} (tagged for deployment aimably)")), "{text}");
+    assert!(
+        text.contains(&format!(
+            "orphaned stack set {STACK_SET} (tagged for deployment aimably)"
+        )),
+        "{text}"
+    );
     let mut command = stacksetd(&server);
-    command.arg("--desired").arg(&renamed).args(["plan", "--output", "json"]);
+    command
+        .arg("--desired")
+        .arg(&renamed)
+        .args(["plan", "--output", "json"]);
     let json: serde_json::Value = serde_json::from_slice(&run(command).await.stdout).unwrap();
-    assert_eq!(json["orphanedStackSets"][0]["stackSet"], STACK_SET, "{json}");
+    assert_eq!(
+        json["orphanedStackSets"][0]["stackSet"], STACK_SET,
+        "{json}"
+    );
     assert_eq!(instances(&client, STACK_SET).await, before, "left in place");
     assert_eq!(deletions(&client, STACK_SET).await, 0);
 }

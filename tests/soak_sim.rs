@@ -200,7 +200,10 @@ impl Audit {
             }
         }
         let repeated = sim.repeated_changes();
-        assert!(repeated.is_empty(), "a change was applied twice: {repeated:#?}");
+        assert!(
+            repeated.is_empty(),
+            "a change was applied twice: {repeated:#?}"
+        );
         sim.forget_finished_operations(KEEP_OPERATIONS);
     }
 }

@@ -4,9 +4,9 @@
 
 mod templates_support;
 
+use stacksetd::cli::output::{self, Planned};
 use stacksetd::controller::{self, Context, Report, TemplateReport};
 use stacksetd::desired::Deployment;
-use stacksetd::cli::output::{self, Planned};
 use stacksetd::template::Poll;
 use templates_support::*;
 
@@ -152,8 +152,14 @@ async fn manual_reports_the_new_version_and_applies_it_once_pinned() {
         server.url()
     );
     // Manual means manual: not even the first version is applied without a pin.
-    let err = controller::converge(&deployment(&manual), &ctx, |_| {}).await.unwrap_err();
-    assert!(err.to_string().contains(&format!("spec.template.sha256: {}", sha(&v1()))), "{err}");
+    let err = controller::converge(&deployment(&manual), &ctx, |_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("spec.template.sha256: {}", sha(&v1()))),
+        "{err}"
+    );
     assert!(applied(&sim).is_none(), "nothing created");
     let first_pinned = format!(
         "{{policy: DataOnly, url: \"{}\", updates: Manual, sha256: {}}}",
@@ -460,7 +466,8 @@ async fn a_policy_level_change_is_a_normal_update_with_its_iam_diff() {
 
 /// A template over CloudFormation's 51,200-byte TemplateBody limit: the role template padded with Metadata.
 fn large_template(description: &str, actions: &[&str]) -> String {
-    let mut doc: serde_json::Value = serde_json::from_str(&role_template(description, actions)).unwrap();
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&role_template(description, actions)).unwrap();
     doc["Metadata"] = serde_json::json!({"Padding": "x".repeat(60_000)});
     serde_json::to_string_pretty(&doc).unwrap()
 }
@@ -476,7 +483,9 @@ async fn a_template_over_the_body_limit_is_staged_by_digest_or_refused_without_a
 
     // Without a staging bucket: refused with the fix, nothing created.
     let plain = deployment(&format!("{{policy: DataOnly, url: \"{}\"}}", server.url()));
-    let err = controller::converge(&plain, &ctx, |_| {}).await.unwrap_err();
+    let err = controller::converge(&plain, &ctx, |_| {})
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("stagingBucket"), "{err}");
     assert!(applied(&sim).is_none());
     assert_eq!(calls(&sim, "PutObject"), 0);
@@ -487,7 +496,11 @@ async fn a_template_over_the_body_limit_is_staged_by_digest_or_refused_without_a
         server.url()
     ));
     converge(&staged, &ctx).await;
-    assert_eq!(applied(&sim).as_deref(), Some(big.as_str()), "the stack set has exactly these bytes");
+    assert_eq!(
+        applied(&sim).as_deref(),
+        Some(big.as_str()),
+        "the stack set has exactly these bytes"
+    );
     assert_eq!(calls(&sim, "PutObject"), 1);
     assert_eq!(
         stacksetd::template::staging_key(&big),
@@ -517,7 +530,11 @@ async fn access_analyzer_holds_a_version_it_finds_new_access_in() {
         server.url()
     ));
     converge(&checked, &ctx).await;
-    assert_eq!(calls(&sim, "CheckNoNewAccess"), 0, "the first version has nothing to compare with");
+    assert_eq!(
+        calls(&sim, "CheckNoNewAccess"),
+        0,
+        "the first version has nothing to compare with"
+    );
 
     // The guard lets a narrowing through; the simulator's analyzer reports any changed document as new access.
     server.publish(&v2());
@@ -525,12 +542,22 @@ async fn access_analyzer_holds_a_version_it_finds_new_access_in() {
     let report = converge(&checked, &ctx).await;
     let t = template_of(&report);
     assert_eq!(t.decision, "held_access_analyzer", "{t:?}");
-    assert!(t.iam_diff.iter().any(|l| l.starts_with("IAM Access Analyzer: role AimablyMemberRole")), "{:?}", t.iam_diff);
+    assert!(
+        t.iam_diff
+            .iter()
+            .any(|l| l.starts_with("IAM Access Analyzer: role AimablyMemberRole")),
+        "{:?}",
+        t.iam_diff
+    );
     assert_eq!(calls(&sim, "UpdateStackSet"), 0);
     let asked = calls(&sim, "CheckNoNewAccess");
     assert_eq!(asked, 1, "one changed document, one charged check");
     converge(&checked, &ctx).await;
-    assert_eq!(calls(&sim, "CheckNoNewAccess"), asked, "asked once per version");
+    assert_eq!(
+        calls(&sim, "CheckNoNewAccess"),
+        asked,
+        "asked once per version"
+    );
 
     // Without the option the same narrowing is applied.
     let unchecked = deployment(&format!("{{policy: DataOnly, url: \"{}\"}}", server.url()));

@@ -119,7 +119,12 @@ pub fn plan_text(planned: &[Planned<'_>]) -> String {
                         safe(&step.summary)
                     ));
                     for c in &step.changes {
-                        out.push_str(&format!("      {}: {} -> {}\n", safe(&c.field), safe(&c.from), safe(&c.to)));
+                        out.push_str(&format!(
+                            "      {}: {} -> {}\n",
+                            safe(&c.field),
+                            safe(&c.from),
+                            safe(&c.to)
+                        ));
                     }
                 }
                 if report.missing_instances > 0 {
@@ -144,7 +149,12 @@ pub fn plan_text(planned: &[Planned<'_>]) -> String {
 /// The template lines of a plan: the version fetched and the applied one, the update decision, the IAM diff and
 /// any allowlist offenses.
 fn template_text(t: &TemplateReport) -> String {
-    let mut out = format!("  template sha256:{} ({}, {})\n", t.sha256, t.policy, safe(&t.url));
+    let mut out = format!(
+        "  template sha256:{} ({}, {})\n",
+        t.sha256,
+        t.policy,
+        safe(&t.url)
+    );
     if let Some(applied) = &t.applied_sha256
         && *applied != t.sha256
     {

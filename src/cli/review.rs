@@ -9,10 +9,10 @@ use std::path::Path;
 
 use serde_json::json;
 
+use crate::cli::output::safe;
 use crate::desired::{PolicyLevel, TemplateSpec, UpdatePolicy};
 use crate::error::Error;
 use crate::guard::{self, Parameters};
-use crate::cli::output::safe;
 use crate::template::{self, Fetcher, MAX_TEMPLATE_BODY_BYTES, Template};
 
 /// `FILE` (a path) or a URL: https, http to loopback, file://.
@@ -63,14 +63,24 @@ fn spec(level: Option<PolicyLevel>) -> TemplateSpec {
 }
 
 /// The report of `template check`, and its exit code.
-pub fn check(t: &Template, level: Option<PolicyLevel>, params: &Parameters, json_output: bool) -> (String, u8) {
+pub fn check(
+    t: &Template,
+    level: Option<PolicyLevel>,
+    params: &Parameters,
+    json_output: bool,
+) -> (String, u8) {
     let review = match guard::review(&t.document, params, level) {
         Ok(r) => r,
         Err(too_complex) => {
             let text = if json_output {
-                json!({"url": t.url, "sha256": t.sha256, "error": too_complex.to_string()}).to_string()
+                json!({"url": t.url, "sha256": t.sha256, "error": too_complex.to_string()})
+                    .to_string()
             } else {
-                format!("template {} sha256:{}\n  refused: {too_complex}\n", safe(&t.url), t.sha256)
+                format!(
+                    "template {} sha256:{}\n  refused: {too_complex}\n",
+                    safe(&t.url),
+                    t.sha256
+                )
             };
             return (text, 1);
         }
@@ -88,7 +98,12 @@ pub fn check(t: &Template, level: Option<PolicyLevel>, params: &Parameters, json
         });
         return (serde_json::to_string_pretty(&doc).unwrap_or_default(), code);
     }
-    let mut out = format!("template {} sha256:{} ({} bytes)\n", safe(&t.url), t.sha256, t.body.len());
+    let mut out = format!(
+        "template {} sha256:{} ({} bytes)\n",
+        safe(&t.url),
+        t.sha256,
+        t.body.len()
+    );
     if large {
         out.push_str(&format!(
             "  note: over CloudFormation's {MAX_TEMPLATE_BODY_BYTES}-byte TemplateBody limit: the deployment needs \
@@ -96,7 +111,10 @@ pub fn check(t: &Template, level: Option<PolicyLevel>, params: &Parameters, json
         ));
     }
     if let Some(fails) = &review.fails {
-        out.push_str(&format!("  note: CloudFormation would fail to deploy it: {}\n", safe(fails)));
+        out.push_str(&format!(
+            "  note: CloudFormation would fail to deploy it: {}\n",
+            safe(fails)
+        ));
     }
     out.push_str("resources:\n");
     for r in &review.resources {
@@ -106,11 +124,18 @@ pub fn check(t: &Template, level: Option<PolicyLevel>, params: &Parameters, json
             safe(&r.kind),
             r.class,
             safe(&r.does),
-            if r.conditional { " [only in some deploy-time cases]" } else { "" }
+            if r.conditional {
+                " [only in some deploy-time cases]"
+            } else {
+                ""
+            }
         ));
     }
     for t in &review.transforms {
-        out.push_str(&format!("  {}: rewrites the template at deploy time\n", safe(t)));
+        out.push_str(&format!(
+            "  {}: rewrites the template at deploy time\n",
+            safe(t)
+        ));
     }
     if !review.identities.is_empty() {
         out.push_str("permissions:\n");
@@ -125,11 +150,17 @@ pub fn check(t: &Template, level: Option<PolicyLevel>, params: &Parameters, json
         Some(level) if review.refused() => {
             out.push_str(&format!("level {level}: refused\n"));
             for o in &review.check.offenses {
-                out.push_str(&format!("  refused: {} at {}\n", safe(&o.reason), safe(&o.location)));
+                out.push_str(&format!(
+                    "  refused: {} at {}\n",
+                    safe(&o.reason),
+                    safe(&o.location)
+                ));
             }
         }
         Some(level) => out.push_str(&format!("level {level}: passes\n")),
-        None => out.push_str("level: none asked (--policy DataOnly|DataAndScheduling checks one)\n"),
+        None => {
+            out.push_str("level: none asked (--policy DataOnly|DataAndScheduling checks one)\n")
+        }
     }
     for w in &review.check.warnings {
         out.push_str(&format!("  warning: {}\n", safe(w)));
@@ -145,7 +176,12 @@ pub fn diff(
     params: &Parameters,
     json_output: bool,
 ) -> (String, u8) {
-    let assessment = template::decide(&spec(level), params, template::Baseline::Approved(&old.document), new);
+    let assessment = template::decide(
+        &spec(level),
+        params,
+        template::Baseline::Approved(&old.document),
+        new,
+    );
     let decision = &assessment.decision;
     let widening = decision.judgment().is_some_and(|j| j.is_widening());
     let code = match decision.label() {
@@ -198,7 +234,11 @@ pub fn diff(
     }
     if let template::Decision::Refuse { offenses } = decision {
         for o in offenses {
-            out.push_str(&format!("  refused: {} at {}\n", safe(&o.reason), safe(&o.location)));
+            out.push_str(&format!(
+                "  refused: {} at {}\n",
+                safe(&o.reason),
+                safe(&o.location)
+            ));
         }
     }
     for w in &assessment.warnings {

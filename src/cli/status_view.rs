@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::daemon::access;
 use crate::controller::{self, Context};
+use crate::daemon::access;
 use crate::desired::DesiredState;
 
 /// How long `status` waits for a daemon before observing AWS itself.
@@ -19,7 +19,10 @@ const DAEMON_TIMEOUT: Duration = Duration::from_secs(2);
 /// The daemon's /status, or `None` when nothing answers at `addr` (then AWS is observed directly). `token` is
 /// sent as `Authorization: Bearer` (the daemon's `status_token`); a daemon that refuses it is an error, never a
 /// reason to fall back silently.
-pub async fn from_daemon(addr: SocketAddr, token: Option<&str>) -> Result<Option<Value>, crate::Error> {
+pub async fn from_daemon(
+    addr: SocketAddr,
+    token: Option<&str>,
+) -> Result<Option<Value>, crate::Error> {
     let Ok(client) = reqwest::Client::builder()
         .timeout(DAEMON_TIMEOUT)
         .no_proxy()
@@ -38,7 +41,11 @@ pub async fn from_daemon(addr: SocketAddr, token: Option<&str>) -> Result<Option
         return Err(crate::Error::Settings(format!(
             "the daemon at {addr} needs its status_token for /status: {} (set status_token, or \
              STACKSETD_STATUS_TOKEN, to the daemon's)",
-            if token.is_some() { "the one given was refused" } else { "none was given" }
+            if token.is_some() {
+                "the one given was refused"
+            } else {
+                "none was given"
+            }
         )));
     }
     if !response.status().is_success() {
@@ -425,9 +432,20 @@ mod tests {
             }}
         });
         let text = text(&doc);
-        assert!(!text.contains('\u{1b}') && !text.contains('\r') && !text.contains('\u{202e}'), "{text:?}");
-        assert!(!text.lines().any(|l| l.trim_start().starts_with("Ready=True")), "a forged line: {text}");
-        assert!(!text.lines().any(|l| l.trim() == "no access   none"), "a forged line: {text}");
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\r') && !text.contains('\u{202e}'),
+            "{text:?}"
+        );
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.trim_start().starts_with("Ready=True")),
+            "a forged line: {text}"
+        );
+        assert!(
+            !text.lines().any(|l| l.trim() == "no access   none"),
+            "a forged line: {text}"
+        );
         assert!(text.contains("\\u{000a}"), "{text}");
     }
 }

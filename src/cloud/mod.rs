@@ -393,7 +393,12 @@ pub trait Cloud: Send + Sync + 'static {
     async fn stage_template(&self, bucket: &str, key: &str, body: &str) -> Result<String>;
 
     /// IAM Access Analyzer CheckNoNewAccess: does `new` grant access `existing` did not?
-    async fn check_no_new_access(&self, existing: &str, new: &str, kind: PolicyKind) -> Result<AccessVerdict>;
+    async fn check_no_new_access(
+        &self,
+        existing: &str,
+        new: &str,
+        kind: PolicyKind,
+    ) -> Result<AccessVerdict>;
 
     /// STS AssumeRole into `role_arn` from the credentials in use, to prove the role can be reached (the access
     /// check). The credentials returned are dropped at once.

@@ -74,8 +74,12 @@ impl OrgSnapshot {
 /// Walk the organization breadth first from its root.
 /// `r-` and 4 to 32 lowercase letters or digits (Organizations' root id pattern).
 fn is_root_id(id: &str) -> bool {
-    id.strip_prefix("r-")
-        .is_some_and(|rest| (4..=32).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+    id.strip_prefix("r-").is_some_and(|rest| {
+        (4..=32).contains(&rest.len())
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    })
 }
 
 /// `ou-`, then the root part and the OU part separated by `-` (Organizations' OU id pattern).
@@ -83,7 +87,11 @@ fn is_ou_id(id: &str) -> bool {
     id.strip_prefix("ou-").is_some_and(|rest| {
         let mut parts = rest.split('-');
         let ok = |p: Option<&str>, min: usize| {
-            p.is_some_and(|p| (min..=32).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+            p.is_some_and(|p| {
+                (min..=32).contains(&p.len())
+                    && p.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            })
         };
         ok(parts.next(), 4) && ok(parts.next(), 8) && parts.next().is_none()
     })
@@ -107,8 +115,18 @@ pub async fn scan(cloud: &dyn Cloud) -> Result<OrgSnapshot> {
     let root_id = match roots.as_slice() {
         [root] if is_root_id(&root.id) => root.id.clone(),
         [] => return Err(partial("ListRoots returned no root")),
-        [root] => return Err(partial(&format!("ListRoots returned {:?}, which is not a root id (r-...)", root.id))),
-        many => return Err(partial(&format!("ListRoots returned {} roots; an organization has one", many.len()))),
+        [root] => {
+            return Err(partial(&format!(
+                "ListRoots returned {:?}, which is not a root id (r-...)",
+                root.id
+            )));
+        }
+        many => {
+            return Err(partial(&format!(
+                "ListRoots returned {} roots; an organization has one",
+                many.len()
+            )));
+        }
     };
     let mut snapshot = OrgSnapshot {
         organization_id: info.id,

@@ -203,7 +203,9 @@ pub(super) async fn detect_if_due(
     };
     info!(operation = %id, instances = observed.instances.len(), "detecting stack set drift");
     let answer = ctx.cloud.detect_stack_set_drift(&request).await.map(|_| ());
-    if let operation::Answer::Decided(outcome) = operation::triage(deployment, ctx, &id, answer, true, report).await? {
+    if let operation::Answer::Decided(outcome) =
+        operation::triage(deployment, ctx, &id, answer, true, report).await?
+    {
         return Ok(Some(outcome));
     }
     ctx.memory()

@@ -10,7 +10,9 @@ use tokio::time::Instant;
 use tracing::info;
 
 use super::{Context, Outcome, Report, State, check_operation, waiting};
-use crate::cloud::{CreateStackSet, DeleteInstancesRequest, InstancesRequest, Operation, UpdateStackSet};
+use crate::cloud::{
+    CreateStackSet, DeleteInstancesRequest, InstancesRequest, Operation, UpdateStackSet,
+};
 use crate::desired::{Deployment, OperationPreferences};
 use crate::error::{AwsErrorKind, Error};
 use crate::plan::Action;
@@ -19,14 +21,22 @@ use crate::template;
 /// `stacksetd-<kind>-<first 20 hex digits of sha256(material)>`: the base of a deterministic OperationId, so a
 /// resend after a crash or a lost answer carries the same id and AWS refuses to run it twice.
 pub fn id_base(kind: &str, material: &str) -> String {
-    format!("stacksetd-{kind}-{}", &hex::encode(Sha256::digest(material.as_bytes()))[..20])
+    format!(
+        "stacksetd-{kind}-{}",
+        &hex::encode(Sha256::digest(material.as_bytes()))[..20]
+    )
 }
 
 /// The next attempt number for `base`: one past the highest already used (0 when none is known). Reusing a
 /// finished id would be refused as OperationIdAlreadyExists, so a deliberate retry takes the next number.
 pub fn next_sequence<'a>(base: &str, known: impl Iterator<Item = &'a str>) -> u64 {
     known
-        .filter_map(|id| id.strip_prefix(base)?.strip_prefix('-')?.parse::<u64>().ok())
+        .filter_map(|id| {
+            id.strip_prefix(base)?
+                .strip_prefix('-')?
+                .parse::<u64>()
+                .ok()
+        })
         .max()
         .map_or(0, |n| n + 1)
 }
@@ -36,14 +46,22 @@ pub(super) fn next_id(ctx: &Context, deployment: &str, base: &str, recent: &[Ope
     let finished = ctx.memory.finished(deployment);
     let sequence = next_sequence(
         base,
-        recent.iter().map(|op| op.id.as_str()).chain(finished.iter().map(String::as_str)),
+        recent
+            .iter()
+            .map(|op| op.id.as_str())
+            .chain(finished.iter().map(String::as_str)),
     );
     format!("{base}-{sequence}")
 }
 
 /// An operation already holding the stack set's slot (ours from before a restart, or anyone's) is adopted and
 /// waited for, never queued behind or duplicated.
-pub(super) fn adopt_running(ctx: &Context, deployment: &str, recent: &[Operation], report: &Report) -> Option<Outcome> {
+pub(super) fn adopt_running(
+    ctx: &Context,
+    deployment: &str,
+    recent: &[Operation],
+    report: &Report,
+) -> Option<Outcome> {
     let active = recent.iter().find(|op| op.status.is_active())?;
     info!(operation = %active.id, action = active.action.as_str(), "adopting the running operation");
     ctx.memory.adopt(deployment, &active.id);
@@ -72,29 +90,56 @@ pub(super) async fn triage(
     let name = deployment.name();
     let spec = &deployment.spec;
     let settle = |requeue_after: Duration| {
-        Ok(Answer::Decided(Outcome { state: State::Settling, requeue_after, report: report.clone() }))
+        Ok(Answer::Decided(Outcome {
+            state: State::Settling,
+            requeue_after,
+            report: report.clone(),
+        }))
     };
     match answer {
         Ok(()) => Ok(Answer::Accepted),
         Err(e) if e.is_aws(AwsErrorKind::OperationIdAlreadyExists) => {
             // Submitted before (a crash, a timeout, a lost response): adopt it, never send it again.
-            let op = ctx.cloud.describe_operation(&spec.stack_set_name, id, spec.call_as).await?;
+            let op = ctx
+                .cloud
+                .describe_operation(&spec.stack_set_name, id, spec.call_as)
+                .await?;
             if op.status.is_active() {
                 ctx.memory.adopt(name, id);
-                return Ok(Answer::Decided(waiting(ctx, &op, Instant::now(), None, report.clone())));
+                return Ok(Answer::Decided(waiting(
+                    ctx,
+                    &op,
+                    Instant::now(),
+                    None,
+                    report.clone(),
+                )));
             }
             ctx.memory.finish(name, id);
-            ctx.memory.record_ended(name, op.action.as_str(), op.status.as_str());
+            ctx.memory
+                .record_ended(name, op.action.as_str(), op.status.as_str());
             check_operation(ctx, deployment, &op).await?;
             settle(Duration::ZERO)
         }
-        Err(e) if e.is_aws(AwsErrorKind::OperationInProgress) || e.is_aws(AwsErrorKind::StaleRequest) => {
+        Err(e)
+            if e.is_aws(AwsErrorKind::OperationInProgress)
+                || e.is_aws(AwsErrorKind::StaleRequest) =>
+        {
             // A resend of our own id while the first is still running is answered this way too: ask for that id.
-            match ctx.cloud.describe_operation(&spec.stack_set_name, id, spec.call_as).await {
+            match ctx
+                .cloud
+                .describe_operation(&spec.stack_set_name, id, spec.call_as)
+                .await
+            {
                 Ok(op) if op.status.is_active() => {
                     info!(operation = %id, "our own operation is running (a resend): adopting it");
                     ctx.memory.adopt(name, id);
-                    return Ok(Answer::Decided(waiting(ctx, &op, Instant::now(), None, report.clone())));
+                    return Ok(Answer::Decided(waiting(
+                        ctx,
+                        &op,
+                        Instant::now(),
+                        None,
+                        report.clone(),
+                    )));
                 }
                 Ok(_) => ctx.memory.sent_unconfirmed(name, id),
                 Err(e) if e.is_aws(AwsErrorKind::NotFound) => {}
@@ -109,7 +154,10 @@ pub(super) async fn triage(
             // An answer that never arrived (a timeout, a dropped connection, a 5xx after the SDK's retries) may
             // hide a submission that happened.
             if may_have_happened
-                && matches!(e.aws_kind(), Some(AwsErrorKind::Transport | AwsErrorKind::Throttling | AwsErrorKind::Other))
+                && matches!(
+                    e.aws_kind(),
+                    Some(AwsErrorKind::Transport | AwsErrorKind::Throttling | AwsErrorKind::Other)
+                )
             {
                 ctx.memory.sent_unconfirmed(name, id);
             }
@@ -141,7 +189,11 @@ pub fn operation_id_base(
 /// A template over CloudFormation's TemplateBody limit goes by URL: exactly these bytes are uploaded to the
 /// operator's staging bucket under a content-addressed key, and that object's URL is sent. (The update decision
 /// refuses such a template when no staging bucket is set, so the error below is a second line of defence.)
-async fn stage_if_large(deployment: &Deployment, ctx: &Context, body: &str) -> Result<Option<String>, Error> {
+async fn stage_if_large(
+    deployment: &Deployment,
+    ctx: &Context,
+    body: &str,
+) -> Result<Option<String>, Error> {
     if body.len() <= template::MAX_TEMPLATE_BODY_BYTES {
         return Ok(None);
     }

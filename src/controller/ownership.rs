@@ -129,8 +129,12 @@ pub struct Orphan {
 /// organization-scan cadence (never in a pass).
 pub async fn orphans(ctx: &Context, deployments: &[&Deployment]) -> Result<Vec<Orphan>, Error> {
     use std::collections::BTreeSet;
-    let names: BTreeSet<&str> = deployments.iter().map(|d| d.spec.stack_set_name.as_str()).collect();
-    let mut call_as: Vec<crate::cloud::CallAs> = deployments.iter().map(|d| d.spec.call_as).collect();
+    let names: BTreeSet<&str> = deployments
+        .iter()
+        .map(|d| d.spec.stack_set_name.as_str())
+        .collect();
+    let mut call_as: Vec<crate::cloud::CallAs> =
+        deployments.iter().map(|d| d.spec.call_as).collect();
     if call_as.is_empty() {
         call_as.push(Default::default());
     }

@@ -133,7 +133,10 @@ impl TemplateReport {
             message: decision.message(&candidate.sha256),
             update_available,
             iam_diff: decision.judgment().map(|d| d.lines()).unwrap_or_default(),
-            findings: decision.judgment().map(|d| d.findings.clone()).unwrap_or_default(),
+            findings: decision
+                .judgment()
+                .map(|d| d.findings.clone())
+                .unwrap_or_default(),
             warnings: assessment.warnings.clone(),
             offenses: match decision {
                 Decision::Refuse { offenses } => offenses.clone(),

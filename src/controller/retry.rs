@@ -70,7 +70,8 @@ pub async fn converge_until(
                 transient = 0;
                 on_outcome(&outcome);
                 if matches!(outcome.state, State::Converged | State::Suspended { .. })
-                    || (!wait_for_deletions && matches!(outcome.state, State::DeletionPending { .. }))
+                    || (!wait_for_deletions
+                        && matches!(outcome.state, State::DeletionPending { .. }))
                 {
                     return Ok(outcome);
                 }

@@ -26,7 +26,11 @@ pub struct TemplateView {
 
 /// The template side of a revocation (`ensure: Absent`): nothing is fetched, parsed or judged (the vendor's URL
 /// may be gone); the plan only deletes.
-pub(super) fn revocation_view(deployment: &Deployment, url: &str, observed: &Observed) -> TemplateView {
+pub(super) fn revocation_view(
+    deployment: &Deployment,
+    url: &str,
+    observed: &Observed,
+) -> TemplateView {
     let body = observed
         .stack_set
         .as_ref()
@@ -38,7 +42,11 @@ pub(super) fn revocation_view(deployment: &Deployment, url: &str, observed: &Obs
         effective: Arc::new(effective),
         report: TemplateReport {
             url: url.to_string(),
-            policy: deployment.spec.template.policy.map_or("custom", |p| p.as_str()),
+            policy: deployment
+                .spec
+                .template
+                .policy
+                .map_or("custom", |p| p.as_str()),
             decision: "revoking",
             message: "ensure: Absent: the template is neither fetched nor judged".into(),
             ..TemplateReport::default()
@@ -69,12 +77,19 @@ pub(super) async fn template_view(
     // The baseline: the stack set's template when it is the version stacksetd approved (the approval record in
     // its tags); the candidate itself when the candidate is that version (a console edit is then reverted to it);
     // otherwise the stack set's template, unapproved.
-    let record = observed.stack_set.as_ref().and_then(super::ownership::recorded);
+    let record = observed
+        .stack_set
+        .as_ref()
+        .and_then(super::ownership::recorded);
     let live_sha = applied_body.map(|b| template::sha256_hex(b.as_bytes()));
     let baseline = match (applied_body, record) {
         (None, _) => None,
-        (Some(body), Some(r)) if live_sha.as_deref() == Some(r) => Some((body, BaselineState::Approved)),
-        (Some(_), Some(r)) if candidate.sha256 == r => Some((candidate.body.as_str(), BaselineState::Approved)),
+        (Some(body), Some(r)) if live_sha.as_deref() == Some(r) => {
+            Some((body, BaselineState::Approved))
+        }
+        (Some(_), Some(r)) if candidate.sha256 == r => {
+            Some((candidate.body.as_str(), BaselineState::Approved))
+        }
         (Some(body), Some(_)) => Some((body, BaselineState::Unapproved)),
         (Some(body), None) => Some((body, BaselineState::Unrecorded)),
     };
@@ -87,9 +102,9 @@ pub(super) async fn template_view(
         )),
         _ => None,
     };
-    let mut assessment = ctx
-        .assessments
-        .assess(&spec.template, &spec.parameters, baseline, &candidate);
+    let mut assessment =
+        ctx.assessments
+            .assess(&spec.template, &spec.parameters, baseline, &candidate);
     if spec.template.access_analyzer
         && let (Decision::Apply { judgment }, Some(applied)) = (&assessment.decision, applied_body)
         && !candidate.same_as(applied)
@@ -98,11 +113,13 @@ pub(super) async fn template_view(
         if !reasons.is_empty() {
             let mut judgment = judgment.clone();
             judgment.widening = true;
-            judgment.findings.extend(reasons.into_iter().map(|r| crate::guard::Finding {
-                widening: true,
-                subject: "IAM Access Analyzer".into(),
-                text: r,
-            }));
+            judgment
+                .findings
+                .extend(reasons.into_iter().map(|r| crate::guard::Finding {
+                    widening: true,
+                    subject: "IAM Access Analyzer".into(),
+                    text: r,
+                }));
             assessment = Arc::new(Assessment {
                 decision: Decision::Hold {
                     reason: crate::template::HoldReason::AccessAnalyzer,
@@ -176,29 +193,51 @@ async fn second_opinion(
     candidate: &Template,
 ) -> Result<Vec<String>, Error> {
     let key = template::sha256_hex(
-        serde_json::json!([template::sha256_hex(applied.as_bytes()), candidate.sha256, parameters])
-            .to_string()
-            .as_bytes(),
+        serde_json::json!([
+            template::sha256_hex(applied.as_bytes()),
+            candidate.sha256,
+            parameters
+        ])
+        .to_string()
+        .as_bytes(),
     );
-    if let Some(reasons) = ctx.analyzer_verdicts.lock().expect("verdict cache").get(&key) {
+    if let Some(reasons) = ctx
+        .analyzer_verdicts
+        .lock()
+        .expect("verdict cache")
+        .get(&key)
+    {
         return Ok(reasons.clone());
     }
     let applied_doc = template::parse_document(applied).unwrap_or_default();
-    let pairs = crate::guard::policy_pairs(&applied_doc, &candidate.document, parameters).map_err(|e| {
-        Error::Template {
-            url: candidate.url.clone(),
-            reason: e.to_string(),
-            label: "template_too_complex",
-        }
-    })?;
+    let pairs =
+        crate::guard::policy_pairs(&applied_doc, &candidate.document, parameters).map_err(|e| {
+            Error::Template {
+                url: candidate.url.clone(),
+                reason: e.to_string(),
+                label: "template_too_complex",
+            }
+        })?;
     let mut reasons = Vec::new();
     for pair in &pairs {
-        let verdict = ctx.cloud.check_no_new_access(&pair.existing, &pair.new, pair.kind).await?;
+        let verdict = ctx
+            .cloud
+            .check_no_new_access(&pair.existing, &pair.new, pair.kind)
+            .await?;
         if !verdict.pass {
-            reasons.extend(verdict.reasons.iter().map(|r| format!("{}: {r}", pair.holder)));
+            reasons.extend(
+                verdict
+                    .reasons
+                    .iter()
+                    .map(|r| format!("{}: {r}", pair.holder)),
+            );
         }
     }
-    info!(checks = pairs.len(), found = reasons.len(), "IAM Access Analyzer checked the changed policies");
+    info!(
+        checks = pairs.len(),
+        found = reasons.len(),
+        "IAM Access Analyzer checked the changed policies"
+    );
     ctx.analyzer_verdicts
         .lock()
         .expect("verdict cache")
@@ -206,7 +245,12 @@ async fn second_opinion(
     Ok(reasons)
 }
 
-fn log_decision(ctx: &Context, deployment: &Deployment, candidate: &Template, assessment: &Assessment) {
+fn log_decision(
+    ctx: &Context,
+    deployment: &Deployment,
+    candidate: &Template,
+    assessment: &Assessment,
+) {
     let decision = &assessment.decision;
     let key = (candidate.sha256.clone(), decision.label());
     let mut logged = ctx.template_log.lock().expect("template log lock poisoned");

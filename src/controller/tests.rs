@@ -69,9 +69,16 @@ fn error_backoff_grows_and_is_capped() {
 fn the_error_policy_backs_off_failures_and_not_a_shutdown() {
     let config = Config::default();
     let refused = Error::ShuttingDown("CreateStackInstances".into());
-    assert_eq!(error_policy(&config, 5, &refused), Duration::ZERO, "a shutdown is no failure");
+    assert_eq!(
+        error_policy(&config, 5, &refused),
+        Duration::ZERO,
+        "a shutdown is no failure"
+    );
     assert_eq!(refused.metric_label(), "shutting_down");
     let failed = Error::Conflict("x".into());
     let delay = error_policy(&config, 3, &failed);
-    assert!(delay >= Duration::from_millis(12800) && delay <= Duration::from_millis(19200), "{delay:?}");
+    assert!(
+        delay >= Duration::from_millis(12800) && delay <= Duration::from_millis(19200),
+        "{delay:?}"
+    );
 }

@@ -6,8 +6,8 @@
 //! `member_access_failures` gauge (a count: no per-account labels).
 
 use std::sync::Arc;
-use tokio_util::sync::CancellationToken;
 use std::time::{Duration, SystemTime};
+use tokio_util::sync::CancellationToken;
 
 use futures::StreamExt;
 use serde::Serialize;

@@ -163,7 +163,12 @@ impl Cloud for Gate {
         self.inner.stage_template(bucket, key, body).await
     }
     /// A read (a policy comparison), so not gated.
-    async fn check_no_new_access(&self, existing: &str, new: &str, kind: PolicyKind) -> Result<AccessVerdict> {
+    async fn check_no_new_access(
+        &self,
+        existing: &str,
+        new: &str,
+        kind: PolicyKind,
+    ) -> Result<AccessVerdict> {
         self.inner.check_no_new_access(existing, new, kind).await
     }
 

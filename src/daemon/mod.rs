@@ -27,10 +27,12 @@ use tracing::{error, info, warn};
 use crate::cloud::Cloud;
 use crate::controller::{self, Context};
 use crate::error::Error;
-use crate::http::{self, HttpState};
-use crate::metrics::{self, DaemonMetrics, FleetMetrics, ReconcileMetrics, ReloadResult, TemplateMetrics};
-use crate::status::StatusBoard;
 use crate::file_watch::{FileWatch, Load, Loader};
+use crate::http::{self, HttpState};
+use crate::metrics::{
+    self, DaemonMetrics, FleetMetrics, ReconcileMetrics, ReloadResult, TemplateMetrics,
+};
+use crate::status::StatusBoard;
 
 pub use gate::Gate;
 
@@ -165,7 +167,11 @@ impl Daemon {
         let stopping = closing.child_token();
         let mut http_task = spawn_http(listener, http_state, closing.clone());
         info!(%address, "serving /healthz /readyz /metrics /status");
-        let ready_task = tokio::spawn(stopping.clone().run_until_cancelled_owned(systemd::notify_ready(status.subscribe_ready())));
+        let ready_task = tokio::spawn(
+            stopping
+                .clone()
+                .run_until_cancelled_owned(systemd::notify_ready(status.subscribe_ready())),
+        );
         let mut watchdog = systemd::Watchdog::from_env();
 
         let shared = Arc::new(scheduler::Shared {
@@ -292,7 +298,11 @@ impl Daemon {
 }
 
 /// Serve HTTP in its own task until `closing` is cancelled.
-fn spawn_http(listener: TcpListener, state: HttpState, closing: CancellationToken) -> tokio::task::JoinHandle<()> {
+fn spawn_http(
+    listener: TcpListener,
+    state: HttpState,
+    closing: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         if let Err(e) = http::serve(listener, state, closing.cancelled_owned()).await {
             error!(error = %e, "HTTP server failed");
@@ -318,7 +328,12 @@ fn apply_load(
                 scheduler.trigger_all();
             }
         }
-        Load::Pending => return Some((tokio::time::Instant::now() + crate::file_watch::STABLE_GAP, forced)),
+        Load::Pending => {
+            return Some((
+                tokio::time::Instant::now() + crate::file_watch::STABLE_GAP,
+                forced,
+            ));
+        }
         Load::Valid { state, sha256 } => {
             info!(file, sha256 = %&sha256[..12], deployments = state.deployments.len(), "desired state loaded");
             metrics.record_reload(ReloadResult::Valid);
@@ -364,7 +379,8 @@ async fn scan_orphans(
     loop {
         let current = deployments.borrow_and_update().clone();
         if !current.is_empty() {
-            let named: Vec<&crate::desired::Deployment> = current.iter().map(|d| d.as_ref()).collect();
+            let named: Vec<&crate::desired::Deployment> =
+                current.iter().map(|d| d.as_ref()).collect();
             match controller::ownership::orphans(&ctx, &named).await {
                 Ok(orphans) => {
                     for o in &orphans {
@@ -372,7 +388,9 @@ async fn scan_orphans(
                     }
                     status.set_orphans(orphans);
                 }
-                Err(e) => warn!(error = %e, "scanning for orphaned stack sets failed; the last result stays"),
+                Err(e) => {
+                    warn!(error = %e, "scanning for orphaned stack sets failed; the last result stays")
+                }
             }
         }
         tokio::select! {

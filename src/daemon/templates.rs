@@ -5,8 +5,8 @@
 //! held stays in use, so nothing changes.
 
 use std::collections::BTreeMap;
-use tokio_util::sync::CancellationToken;
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;

@@ -125,7 +125,9 @@ pub fn read(path: &Path) -> Result<Snapshot, crate::error::Error> {
     }
     // The size can change between the metadata and the read: read at most one byte past the limit.
     let mut bytes = Vec::with_capacity(metadata.len() as usize);
-    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(io)?;
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(too_large(bytes.len() as u64));
     }

@@ -247,8 +247,14 @@ fn check_bucket_name(name: &str) -> Result<(), String> {
     let chars_ok = name
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
-    let ends_ok = name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && name.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+    let ends_ok = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .last()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
     let ip = name.parse::<std::net::Ipv4Addr>().is_ok();
     if !(3..=63).contains(&name.len()) || !chars_ok || !ends_ok || ip || name.contains("..") {
         return Err(format!("`{name}` is not {fix}"));
@@ -419,7 +425,9 @@ fn targets(c: &mut Check, t: &DeploymentTargets, management_account_id: &str) {
         }
         // CloudFormation never deploys a service-managed instance to the management account: asking for one
         // is a mistake in the file, not something to send.
-        if account == management_account_id && t.account_filter_type == AccountFilterType::Intersection {
+        if account == management_account_id
+            && t.account_filter_type == AccountFilterType::Intersection
+        {
             c.value(
                 &field,
                 format!(

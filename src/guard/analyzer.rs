@@ -10,12 +10,12 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
+use super::Parameters;
 use super::budget::{Budget, TooComplex};
 use super::model::{Effect, Model, Scope, Stmt};
 use super::pattern::{Item, Kind};
 use super::resolve::{Env, resolve};
 use super::value::{Symbols, is_any, is_symbol};
-use super::Parameters;
 use crate::cloud::PolicyKind;
 
 /// One role's policy of one kind, before and after.
@@ -29,14 +29,27 @@ pub struct PolicyPair {
 }
 
 /// The documents that differ, one pair per holder and kind.
-pub fn policy_pairs(applied: &Value, candidate: &Value, parameters: &Parameters) -> Result<Vec<PolicyPair>, TooComplex> {
+pub fn policy_pairs(
+    applied: &Value,
+    candidate: &Value,
+    parameters: &Parameters,
+) -> Result<Vec<PolicyPair>, TooComplex> {
     let mut symbols = Symbols::default();
     let mut budget = Budget::default();
     let old = resolve(applied, parameters, &Env::new(), &mut symbols, &mut budget)?;
-    let new = resolve(candidate, parameters, &Env::new(), &mut symbols, &mut budget)?;
+    let new = resolve(
+        candidate,
+        parameters,
+        &Env::new(),
+        &mut symbols,
+        &mut budget,
+    )?;
     let old = Model::build(&old, &mut symbols, &mut budget)?;
     let new = Model::build(&new, &mut symbols, &mut budget)?;
-    let (before, after) = (documents(&old, &symbols, false), documents(&new, &symbols, true));
+    let (before, after) = (
+        documents(&old, &symbols, false),
+        documents(&new, &symbols, true),
+    );
     let mut out = Vec::new();
     for ((holder, kind), doc) in &after {
         let existing = before.get(&(holder.clone(), *kind));
@@ -64,7 +77,11 @@ fn empty_policy(kind: PolicyKind) -> Value {
     }
 }
 
-fn documents(model: &Model, symbols: &Symbols, candidate: bool) -> BTreeMap<(String, PolicyKind), Value> {
+fn documents(
+    model: &Model,
+    symbols: &Symbols,
+    candidate: bool,
+) -> BTreeMap<(String, PolicyKind), Value> {
     let mut grouped: BTreeMap<(String, PolicyKind), Vec<Value>> = BTreeMap::new();
     for s in &model.statements {
         for h in &s.holders {
@@ -74,7 +91,9 @@ fn documents(model: &Model, symbols: &Symbols, candidate: bool) -> BTreeMap<(Str
                 Scope::Boundary | Scope::Resource => continue,
             };
             let statement = render(s, kind, symbols, candidate);
-            let list = grouped.entry((symbols.display(&h.identity), kind)).or_default();
+            let list = grouped
+                .entry((symbols.display(&h.identity), kind))
+                .or_default();
             if !list.contains(&statement) {
                 list.push(statement);
             }
@@ -93,7 +112,11 @@ fn text(raw: &str, symbols: &Symbols, candidate: bool) -> String {
     let mut out = String::new();
     for c in raw.chars() {
         if is_any(c) {
-            out.push_str(if candidate { "*" } else { "stacksetd-unknown-value" });
+            out.push_str(if candidate {
+                "*"
+            } else {
+                "stacksetd-unknown-value"
+            });
         } else if is_symbol(c) {
             match symbols.fixed_name(c).unwrap_or("") {
                 "AWS::AccountId" => out.push_str("111111111111"),
@@ -102,7 +125,10 @@ fn text(raw: &str, symbols: &Symbols, candidate: bool) -> String {
                 "AWS::URLSuffix" => out.push_str("amazonaws.com"),
                 other => out.push_str(&format!(
                     "stacksetd-{}",
-                    other.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>()
+                    other
+                        .chars()
+                        .filter(|c| c.is_ascii_alphanumeric())
+                        .collect::<String>()
                 )),
             }
         } else {
@@ -116,7 +142,12 @@ fn items(items: &[Item], kind: Kind, symbols: &Symbols, candidate: bool) -> (&'s
     match items {
         [Item::AllExcept(terms)] => (
             kind.field(true),
-            Value::Array(terms.iter().map(|t| Value::String(text(t, symbols, candidate))).collect()),
+            Value::Array(
+                terms
+                    .iter()
+                    .map(|t| Value::String(text(t, symbols, candidate)))
+                    .collect(),
+            ),
         ),
         _ => (
             kind.field(false),
@@ -134,7 +165,11 @@ fn render(s: &Stmt, kind: PolicyKind, symbols: &Symbols, candidate: bool) -> Val
     let mut out = Map::new();
     out.insert(
         "Effect".into(),
-        json!(if s.effect == Effect::Allow { "Allow" } else { "Deny" }),
+        json!(if s.effect == Effect::Allow {
+            "Allow"
+        } else {
+            "Deny"
+        }),
     );
     let (field, actions) = items(&s.actions, Kind::Action, symbols, candidate);
     out.insert(field.into(), actions);
@@ -159,14 +194,24 @@ fn render(s: &Stmt, kind: PolicyKind, symbols: &Symbols, candidate: bool) -> Val
         }
         out.insert(
             "Principal".into(),
-            if anyone { json!("*") } else { Value::Object(principals) },
+            if anyone {
+                json!("*")
+            } else {
+                Value::Object(principals)
+            },
         );
     }
     // The weakest condition alternative: no condition when any alternative has none.
-    if let Some(Some(cond)) = s.conditions.first().filter(|_| s.conditions.iter().all(Option::is_some)) {
+    if let Some(Some(cond)) = s
+        .conditions
+        .first()
+        .filter(|_| s.conditions.iter().all(Option::is_some))
+    {
         let mut block = Map::new();
         for ((op, _), clause) in &cond.clauses {
-            let entry = block.entry(op.clone()).or_insert_with(|| Value::Object(Map::new()));
+            let entry = block
+                .entry(op.clone())
+                .or_insert_with(|| Value::Object(Map::new()));
             entry.as_object_mut().expect("an object").insert(
                 clause.key.clone(),
                 Value::Array(
@@ -198,13 +243,28 @@ mod tests {
                 "Policies": [{"PolicyName": "p", "PolicyDocument": {"Statement": [
                     {"Effect": "Allow", "Action": actions, "Resource": "*"}]}}]}}}})
         };
-        let pairs = policy_pairs(&role(json!(["ce:Get*"])), &role(json!(["ce:Get*", "s3:GetObject"])), &Parameters::new()).unwrap();
+        let pairs = policy_pairs(
+            &role(json!(["ce:Get*"])),
+            &role(json!(["ce:Get*", "s3:GetObject"])),
+            &Parameters::new(),
+        )
+        .unwrap();
         assert_eq!(pairs.len(), 1, "the trust is unchanged: {pairs:?}");
         assert_eq!(pairs[0].kind, PolicyKind::Identity);
-        assert!(pairs[0].new.contains("s3:GetObject") && !pairs[0].existing.contains("s3:GetObject"));
-        let trust = policy_pairs(&json!({}), &role(json!(["ce:Get*"])), &Parameters::new()).unwrap();
-        let t = trust.iter().find(|p| p.kind == PolicyKind::Trust).expect("a new trust");
-        assert!(t.new.contains("arn:aws:iam::111111111111:root"), "{}", t.new);
+        assert!(
+            pairs[0].new.contains("s3:GetObject") && !pairs[0].existing.contains("s3:GetObject")
+        );
+        let trust =
+            policy_pairs(&json!({}), &role(json!(["ce:Get*"])), &Parameters::new()).unwrap();
+        let t = trust
+            .iter()
+            .find(|p| p.kind == PolicyKind::Trust)
+            .expect("a new trust");
+        assert!(
+            t.new.contains("arn:aws:iam::111111111111:root"),
+            "{}",
+            t.new
+        );
         assert!(t.existing.contains("Deny"));
     }
 }

@@ -56,7 +56,9 @@ impl Level {
     /// What an action's name suggests, for actions the catalog does not know: only the read verbs count as reads.
     pub fn guess(action: &str) -> Level {
         let name = action.split_once(':').map_or(action, |(_, a)| a);
-        const READ_VERBS: &[&str] = &["Describe", "Get", "List", "View", "Search", "Lookup", "BatchGet", "Query"];
+        const READ_VERBS: &[&str] = &[
+            "Describe", "Get", "List", "View", "Search", "Lookup", "BatchGet", "Query",
+        ];
         if READ_VERBS.iter().any(|v| {
             name.len() > v.len()
                 && name[..v.len()].eq_ignore_ascii_case(v)
@@ -179,7 +181,10 @@ impl Catalog {
                 unknown_service: true,
             };
         };
-        let literal_prefix: String = lower.chars().take_while(|c| *c != '*' && *c != '?').collect();
+        let literal_prefix: String = lower
+            .chars()
+            .take_while(|c| *c != '*' && *c != '?')
+            .collect();
         let mut out = Expansion::default();
         let services: Vec<(&String, &Vec<Action>)> = if service.contains(['*', '?']) {
             self.services.iter().collect()
@@ -236,12 +241,27 @@ mod tests {
         let mut steps = 0;
         let describe = c.expand("ec2:Describe*", &mut steps);
         assert!(describe.actions.len() > 100);
-        assert!(describe.actions.iter().all(|a| a.name.starts_with("ec2:Describe")));
-        assert!(describe.actions.iter().any(|a| a.name == "ec2:DescribeInstanceAttribute"));
+        assert!(
+            describe
+                .actions
+                .iter()
+                .all(|a| a.name.starts_with("ec2:Describe"))
+        );
+        assert!(
+            describe
+                .actions
+                .iter()
+                .any(|a| a.name == "ec2:DescribeInstanceAttribute")
+        );
         let trusted = c.expand("support:DescribeTrustedAdvisor*", &mut steps);
         assert!(!trusted.actions.is_empty());
         assert!(c.expand("nosuchservice:Get*", &mut steps).unknown_service);
-        assert!(c.expand("*:GetSecretValue", &mut steps).actions.iter().any(|a| a.name == "secretsmanager:GetSecretValue"));
+        assert!(
+            c.expand("*:GetSecretValue", &mut steps)
+                .actions
+                .iter()
+                .any(|a| a.name == "secretsmanager:GetSecretValue")
+        );
     }
 
     #[test]

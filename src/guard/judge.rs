@@ -94,20 +94,27 @@ fn resources(old: &Model, new: &Model, out: &mut Vec<Finding>) {
     for (id, r) in &new.resources {
         if r.class.is_iam() || r.class == Class::Inert {
             if !old.resources.contains_key(id) {
-                out.push(info(format!("new resource {id} ({})", r.kind), r.does.clone()));
+                out.push(info(
+                    format!("new resource {id} ({})", r.kind),
+                    r.does.clone(),
+                ));
             }
             continue;
         }
         match old.resources.get(id) {
-            None => out.push(widening(format!("new resource {id} ({})", r.kind), r.does.clone())),
-            Some(o) if o.kind != r.kind || o.props != r.props || (o.certain && !r.certain) => out.push(widening(
-                format!("resource {id} ({}) changed", r.kind),
-                if o.kind != r.kind {
-                    format!("was {}; now {}", o.kind, r.does)
-                } else {
-                    r.does.clone()
-                },
+            None => out.push(widening(
+                format!("new resource {id} ({})", r.kind),
+                r.does.clone(),
             )),
+            Some(o) if o.kind != r.kind || o.props != r.props || (o.certain && !r.certain) => out
+                .push(widening(
+                    format!("resource {id} ({}) changed", r.kind),
+                    if o.kind != r.kind {
+                        format!("was {}; now {}", o.kind, r.does)
+                    } else {
+                        r.does.clone()
+                    },
+                )),
             Some(_) => {}
         }
     }
@@ -147,7 +154,10 @@ fn statements(
         // Holders that share the applied statements share one comparison and one finding.
         let mut groups: BTreeMap<&Vec<usize>, Vec<&Holder>> = BTreeMap::new();
         for h in &s.holders {
-            groups.entry(old_allow.get(h).unwrap_or(&none)).or_default().push(h);
+            groups
+                .entry(old_allow.get(h).unwrap_or(&none))
+                .or_default()
+                .push(h);
         }
         for (olds, holders) in groups {
             budget.spend(1 + olds.len() as u64)?;
@@ -172,7 +182,8 @@ fn statements(
                 .map(|l| l.iter().map(|&i| &new.statements[i]).collect())
                 .unwrap_or_default();
             budget.spend(1 + ns.len() as u64)?;
-            let kept = ns.iter().any(|n| n.raw == d.raw) || ns.iter().any(|n| deny_covers(n, d, budget));
+            let kept =
+                ns.iter().any(|n| n.raw == d.raw) || ns.iter().any(|n| deny_covers(n, d, budget));
             if !kept {
                 lifted.push(h);
             }
@@ -193,11 +204,19 @@ fn statements(
 }
 
 /// Is every grant of `s` inside some applied statement (conditions at least as strict)?
-fn covered(s: &Stmt, olds: &[&Stmt], check_conditions: bool, budget: &mut Budget) -> Result<bool, TooComplex> {
+fn covered(
+    s: &Stmt,
+    olds: &[&Stmt],
+    check_conditions: bool,
+    budget: &mut Budget,
+) -> Result<bool, TooComplex> {
     let usable: Vec<&Stmt> = olds
         .iter()
         .copied()
-        .filter(|o| o.certain && (!check_conditions || s.conditions.iter().all(|c| stricter(c, &o.conditions[0]))))
+        .filter(|o| {
+            o.certain
+                && (!check_conditions || s.conditions.iter().all(|c| stricter(c, &o.conditions[0])))
+        })
         .collect();
     if usable.is_empty() {
         return Ok(false);
@@ -221,15 +240,25 @@ fn covered(s: &Stmt, olds: &[&Stmt], check_conditions: bool, budget: &mut Budget
     }
     // Necessary, and cheap: each value is granted by some applied statement.
     let no_principal = [Item::One(String::new())];
-    let principals: &[Item] = if s.principals.is_empty() { &no_principal } else { &s.principals };
+    let principals: &[Item] = if s.principals.is_empty() {
+        &no_principal
+    } else {
+        &s.principals
+    };
     let principal_ok = |o: &Stmt, p: &Item, steps: &mut u64| {
         (p.key(Kind::Principal).is_empty() && o.principals.is_empty())
-            || o.principals.iter().any(|op| item_covers(Kind::Principal, op, p, steps))
+            || o.principals
+                .iter()
+                .any(|op| item_covers(Kind::Principal, op, p, steps))
     };
     for (items, kind) in [(&s.actions, Kind::Action), (&s.resources, Kind::Resource)] {
         for i in items.iter() {
             let ok = usable.iter().any(|o| {
-                let values = if kind == Kind::Action { &o.actions } else { &o.resources };
+                let values = if kind == Kind::Action {
+                    &o.actions
+                } else {
+                    &o.resources
+                };
                 values.iter().any(|oi| item_covers(kind, oi, i, &mut steps))
             });
             budget.spend(steps + usable.len() as u64)?;
@@ -259,7 +288,12 @@ fn covered(s: &Stmt, olds: &[&Stmt], check_conditions: bool, budget: &mut Budget
     // Action by action: each (action, resource, principal) of s inside one applied statement.
     for a in &s.actions {
         let holding: Vec<usize> = (0..usable.len())
-            .filter(|&k| usable[k].actions.iter().any(|oa| item_covers(Kind::Action, oa, a, &mut steps)))
+            .filter(|&k| {
+                usable[k]
+                    .actions
+                    .iter()
+                    .any(|oa| item_covers(Kind::Action, oa, a, &mut steps))
+            })
             .collect();
         budget.spend(steps + usable.len() as u64)?;
         steps = 0;
@@ -273,7 +307,10 @@ fn covered(s: &Stmt, olds: &[&Stmt], check_conditions: bool, budget: &mut Budget
             for p in principals {
                 let ok = holding.iter().any(|&k| {
                     let o = usable[k];
-                    o.resources.iter().any(|or| item_covers(Kind::Resource, or, r, &mut steps)) && principal_ok(o, p, &mut steps)
+                    o.resources
+                        .iter()
+                        .any(|or| item_covers(Kind::Resource, or, r, &mut steps))
+                        && principal_ok(o, p, &mut steps)
                 });
                 budget.spend(steps + holding.len() as u64)?;
                 steps = 0;
@@ -290,9 +327,11 @@ fn principals_covered(inner: &[Item], outer: &[Item], steps: &mut u64) -> bool {
     if inner.is_empty() {
         return outer.is_empty();
     }
-    inner
-        .iter()
-        .all(|i| outer.iter().any(|o| item_covers(Kind::Principal, o, i, steps)))
+    inner.iter().all(|i| {
+        outer
+            .iter()
+            .any(|o| item_covers(Kind::Principal, o, i, steps))
+    })
 }
 
 /// Does the candidate Deny `n` deny everything the applied Deny `d` denied, whenever `d` applied?
@@ -326,8 +365,16 @@ fn positive(op: &str) -> bool {
         .trim_end_matches("IfExists");
     matches!(
         base,
-        "StringEquals" | "StringEqualsIgnoreCase" | "StringLike" | "ArnEquals" | "ArnLike" | "IpAddress"
-            | "NumericEquals" | "DateEquals" | "Bool" | "BinaryEquals"
+        "StringEquals"
+            | "StringEqualsIgnoreCase"
+            | "StringLike"
+            | "ArnEquals"
+            | "ArnLike"
+            | "IpAddress"
+            | "NumericEquals"
+            | "DateEquals"
+            | "Bool"
+            | "BinaryEquals"
     )
 }
 
@@ -339,8 +386,14 @@ fn negative(op: &str) -> bool {
         .trim_end_matches("IfExists");
     matches!(
         base,
-        "StringNotEquals" | "StringNotEqualsIgnoreCase" | "StringNotLike" | "ArnNotEquals" | "ArnNotLike"
-            | "NotIpAddress" | "NumericNotEquals" | "DateNotEquals"
+        "StringNotEquals"
+            | "StringNotEqualsIgnoreCase"
+            | "StringNotLike"
+            | "ArnNotEquals"
+            | "ArnNotLike"
+            | "NotIpAddress"
+            | "NumericNotEquals"
+            | "DateNotEquals"
     )
 }
 
@@ -381,7 +434,10 @@ fn condition_change(new: &Option<Cond>, old: &Option<Cond>, symbols: &Symbols) -
     };
     let Some(new) = new else {
         let keys: BTreeSet<&str> = old.clauses.values().map(|c| c.key.as_str()).collect();
-        return format!("condition {} removed", keys.into_iter().collect::<Vec<_>>().join(", "));
+        return format!(
+            "condition {} removed",
+            keys.into_iter().collect::<Vec<_>>().join(", ")
+        );
     };
     if old.opaque.is_some() || new.opaque.is_some() {
         return "condition block changed (it could not be read clause by clause)".into();
@@ -391,7 +447,9 @@ fn condition_change(new: &Option<Cond>, old: &Option<Cond>, symbols: &Symbols) -
         let name = &old_clause.key;
         match new.clauses.get(&(op.clone(), key.clone())) {
             None => match new.clauses.keys().find(|(_, k)| k == key) {
-                Some((new_op, _)) => parts.push(format!("condition {name} loosened from {op} to {new_op}")),
+                Some((new_op, _)) => {
+                    parts.push(format!("condition {name} loosened from {op} to {new_op}"))
+                }
                 None => parts.push(format!("condition {name} removed")),
             },
             Some(new_clause) if new_clause.values != old_clause.values => parts.push(format!(
@@ -426,28 +484,48 @@ fn explain(
 ) -> Result<(), TooComplex> {
     let certain: Vec<&Stmt> = olds.iter().copied().filter(|o| o.certain).collect();
     let mut steps = 0u64;
-    let union = |pick: fn(&Stmt) -> &Vec<Item>| -> Vec<&Item> { certain.iter().flat_map(|o| pick(o).iter()).collect() };
+    let union = |pick: fn(&Stmt) -> &Vec<Item>| -> Vec<&Item> {
+        certain.iter().flat_map(|o| pick(o).iter()).collect()
+    };
     let old_actions = union(|o| &o.actions);
     let old_resources = union(|o| &o.resources);
     let old_principals = union(|o| &o.principals);
     let before = out.len();
     if certain.is_empty() && olds.is_empty() {
-        out.push(info(subject.to_string(), "new holder: everything below is granted for the first time"));
+        out.push(info(
+            subject.to_string(),
+            "new holder: everything below is granted for the first time",
+        ));
     }
     for a in &s.actions {
-        if !old_actions.iter().any(|o| item_covers(Kind::Action, o, a, &mut steps)) {
-            out.push(widening(subject.to_string(), action_line(a, &old_actions, symbols, &mut steps)));
+        if !old_actions
+            .iter()
+            .any(|o| item_covers(Kind::Action, o, a, &mut steps))
+        {
+            out.push(widening(
+                subject.to_string(),
+                action_line(a, &old_actions, symbols, &mut steps),
+            ));
         }
     }
     for p in &s.principals {
-        if !old_principals.iter().any(|o| item_covers(Kind::Principal, o, p, &mut steps)) {
-            out.push(widening(subject.to_string(), format!("+ principal {}", symbols.display(&p.text(Kind::Principal)))));
+        if !old_principals
+            .iter()
+            .any(|o| item_covers(Kind::Principal, o, p, &mut steps))
+        {
+            out.push(widening(
+                subject.to_string(),
+                format!("+ principal {}", symbols.display(&p.text(Kind::Principal))),
+            ));
         }
     }
     let trust = s.holders.iter().all(|h| h.scope == Scope::Trust);
     if !trust {
         for r in &s.resources {
-            if !old_resources.iter().any(|o| item_covers(Kind::Resource, o, r, &mut steps)) {
+            if !old_resources
+                .iter()
+                .any(|o| item_covers(Kind::Resource, o, r, &mut steps))
+            {
                 out.push(widening(
                     subject.to_string(),
                     format!(
@@ -469,7 +547,16 @@ fn explain(
         .copied()
         .filter(|o| {
             let one = [*o];
-            covered(&Stmt { conditions: vec![None], ..s.clone() }, &one, false, &mut Budget::new(budget.left())).unwrap_or(false)
+            covered(
+                &Stmt {
+                    conditions: vec![None],
+                    ..s.clone()
+                },
+                &one,
+                false,
+                &mut Budget::new(budget.left()),
+            )
+            .unwrap_or(false)
         })
         .collect();
     if let Some(o) = same_grant.first() {
@@ -478,7 +565,10 @@ fn explain(
             .iter()
             .find(|c| !stricter(c, &o.conditions[0]))
             .unwrap_or(&None);
-        out.push(widening(subject.to_string(), condition_change(loosened, &o.conditions[0], symbols)));
+        out.push(widening(
+            subject.to_string(),
+            condition_change(loosened, &o.conditions[0], symbols),
+        ));
         return Ok(());
     }
     out.push(widening(
@@ -527,16 +617,27 @@ fn action_line(a: &Item, old_actions: &[&Item], symbols: &Symbols, steps: &mut u
         .iter()
         .filter(|entry| {
             let item = Item::One(entry.name.clone());
-            !old_actions.iter().any(|o| item_covers(Kind::Action, o, &item, steps))
+            !old_actions
+                .iter()
+                .any(|o| item_covers(Kind::Action, o, &item, steps))
         })
         .collect();
     // The weightiest first: permissions management, writes and tagging before reads.
-    fresh.sort_by_key(|e| (e.level.is_read(), e.level != Level::PermissionsManagement, e.name.as_str()));
+    fresh.sort_by_key(|e| {
+        (
+            e.level.is_read(),
+            e.level != Level::PermissionsManagement,
+            e.name.as_str(),
+        )
+    });
     let mut by_level: BTreeMap<Level, usize> = BTreeMap::new();
     for e in &fresh {
         *by_level.entry(e.level).or_default() += 1;
     }
-    let levels: Vec<String> = by_level.iter().map(|(l, n)| format!("{n} {}", l.label())).collect();
+    let levels: Vec<String> = by_level
+        .iter()
+        .map(|(l, n)| format!("{n} {}", l.label()))
+        .collect();
     let fresh: Vec<String> = fresh
         .iter()
         .map(|entry| format!("{} ({})", entry.name, entry.level.label()))
@@ -550,11 +651,18 @@ fn action_line(a: &Item, old_actions: &[&Item], symbols: &Symbols, steps: &mut u
     if fresh.len() > ACTIONS_SHOWN {
         shown.push_str(&format!(" and {} more", fresh.len() - ACTIONS_SHOWN));
     }
-    format!("+ {text} ({} actions not granted before: {}; {shown})", fresh.len(), levels.join(", "))
+    format!(
+        "+ {text} ({} actions not granted before: {}; {shown})",
+        fresh.len(),
+        levels.join(", ")
+    )
 }
 
 fn items_text(items: &[Item], kind: Kind, symbols: &Symbols) -> String {
-    let mut texts: Vec<String> = items.iter().map(|i| symbols.display(&i.text(kind))).collect();
+    let mut texts: Vec<String> = items
+        .iter()
+        .map(|i| symbols.display(&i.text(kind)))
+        .collect();
     texts.sort();
     texts.dedup();
     if texts.len() > 6 {
@@ -590,7 +698,10 @@ fn removed_actions(
     let none: Vec<usize> = Vec::new();
     let mut groups: BTreeMap<(&Vec<usize>, &Vec<usize>), Vec<&Holder>> = BTreeMap::new();
     for (h, olds) in &old_allow {
-        groups.entry((olds, new_allow.get(h).unwrap_or(&none))).or_default().push(h);
+        groups
+            .entry((olds, new_allow.get(h).unwrap_or(&none)))
+            .or_default()
+            .push(h);
     }
     let actions = |m: &'_ Model, idx: &[usize]| -> BTreeMap<String, Item> {
         let mut map = BTreeMap::new();
@@ -608,7 +719,11 @@ fn removed_actions(
         let gone: Vec<String> = before
             .iter()
             .filter(|(k, _)| !after.contains_key(*k))
-            .filter(|(_, a)| !after.values().any(|n| item_covers(Kind::Action, n, a, &mut steps)))
+            .filter(|(_, a)| {
+                !after
+                    .values()
+                    .any(|n| item_covers(Kind::Action, n, a, &mut steps))
+            })
             .map(|(_, a)| symbols.display(&a.text(Kind::Action)))
             .collect();
         budget.spend(steps + before.len() as u64)?;
@@ -629,7 +744,11 @@ fn removed_actions(
 
 fn attachments(old: &Model, new: &Model, symbols: &Symbols, out: &mut Vec<Finding>) {
     for a in &new.attachments {
-        if !old.attachments.iter().any(|o| o.identity == a.identity && o.arn == a.arn) {
+        if !old
+            .attachments
+            .iter()
+            .any(|o| o.identity == a.identity && o.arn == a.arn)
+        {
             out.push(widening(
                 symbols.display(&a.identity),
                 format!(
@@ -640,8 +759,15 @@ fn attachments(old: &Model, new: &Model, symbols: &Symbols, out: &mut Vec<Findin
         }
     }
     for a in &old.attachments {
-        if !new.attachments.iter().any(|n| n.identity == a.identity && n.arn == a.arn) {
-            out.push(info(symbols.display(&a.identity), format!("- managed policy {}", symbols.display(&a.arn))));
+        if !new
+            .attachments
+            .iter()
+            .any(|n| n.identity == a.identity && n.arn == a.arn)
+        {
+            out.push(info(
+                symbols.display(&a.identity),
+                format!("- managed policy {}", symbols.display(&a.arn)),
+            ));
         }
     }
 }
@@ -652,7 +778,10 @@ fn boundaries(old: &Model, new: &Model, symbols: &Symbols, out: &mut Vec<Finding
             continue;
         }
         match new.boundaries.get(identity) {
-            None => out.push(widening(symbols.display(identity), "permissions boundary removed")),
+            None => out.push(widening(
+                symbols.display(identity),
+                "permissions boundary removed",
+            )),
             Some(after) if after != before => out.push(widening(
                 symbols.display(identity),
                 format!(
@@ -666,7 +795,10 @@ fn boundaries(old: &Model, new: &Model, symbols: &Symbols, out: &mut Vec<Finding
     }
     for (identity, b) in &new.boundaries {
         if !old.boundaries.contains_key(identity) {
-            out.push(info(symbols.display(identity), format!("permissions boundary {} added", symbols.display(b))));
+            out.push(info(
+                symbols.display(identity),
+                format!("permissions boundary {} added", symbols.display(b)),
+            ));
         }
     }
 }
@@ -695,7 +827,11 @@ fn settings(old: &Model, new: &Model, symbols: &Symbols, out: &mut Vec<Finding>)
                 out.push(widening(
                     symbols.display(identity),
                     match old_value {
-                        Some(w) => format!("{name} changed from {} to {}", symbols.display(w), symbols.display(value)),
+                        Some(w) => format!(
+                            "{name} changed from {} to {}",
+                            symbols.display(w),
+                            symbols.display(value)
+                        ),
                         None => format!("{name} set to {}", symbols.display(value)),
                     },
                 ));
@@ -728,16 +864,40 @@ mod tests {
         assert!(stricter(&ext, &ext));
         assert!(stricter(&ext, &None), "adding a condition narrows");
         assert!(!stricter(&None, &ext), "removing one loosens");
-        assert!(!stricter(&cond(&[("StringEquals", "sts:ExternalId", &["xyz"])]), &ext), "another value");
-        assert!(!stricter(&cond(&[("StringEquals", "sts:ExternalId", &["abc", "xyz"])]), &ext), "a second value");
-        assert!(!stricter(&cond(&[("StringLike", "sts:ExternalId", &["*"])]), &ext), "another operator");
-        let two = cond(&[("StringEquals", "sts:ExternalId", &["abc"]), ("Bool", "aws:SecureTransport", &["true"])]);
+        assert!(
+            !stricter(&cond(&[("StringEquals", "sts:ExternalId", &["xyz"])]), &ext),
+            "another value"
+        );
+        assert!(
+            !stricter(
+                &cond(&[("StringEquals", "sts:ExternalId", &["abc", "xyz"])]),
+                &ext
+            ),
+            "a second value"
+        );
+        assert!(
+            !stricter(&cond(&[("StringLike", "sts:ExternalId", &["*"])]), &ext),
+            "another operator"
+        );
+        let two = cond(&[
+            ("StringEquals", "sts:ExternalId", &["abc"]),
+            ("Bool", "aws:SecureTransport", &["true"]),
+        ]);
         assert!(stricter(&two, &ext));
         let not_in = cond(&[("StringNotEquals", "aws:PrincipalAccount", &["1"])]);
-        assert!(stricter(&cond(&[("StringNotEquals", "aws:PrincipalAccount", &["1", "2"])]), &not_in));
-        assert!(!stricter(&cond(&[("StringNotEquals", "aws:PrincipalAccount", &["2"])]), &not_in));
+        assert!(stricter(
+            &cond(&[("StringNotEquals", "aws:PrincipalAccount", &["1", "2"])]),
+            &not_in
+        ));
+        assert!(!stricter(
+            &cond(&[("StringNotEquals", "aws:PrincipalAccount", &["2"])]),
+            &not_in
+        ));
         let like = cond(&[("StringLike", "aws:PrincipalArn", &["arn:aws:iam::1:role/*"])]);
-        assert!(stricter(&cond(&[("StringLike", "aws:PrincipalArn", &["arn:aws:iam::1:role/x"])]), &like));
+        assert!(stricter(
+            &cond(&[("StringLike", "aws:PrincipalArn", &["arn:aws:iam::1:role/x"])]),
+            &like
+        ));
         assert_eq!(
             condition_change(&None, &ext, &Symbols::default()),
             "condition sts:ExternalId removed"

@@ -75,7 +75,11 @@ pub fn check(level: PolicyLevel, model: &Model, symbols: &Symbols) -> LevelCheck
         })
     };
     for t in &model.transforms {
-        offend("Transform", t.clone(), format!("{t}: the {name} level allows no transforms"));
+        offend(
+            "Transform",
+            t.clone(),
+            format!("{t}: the {name} level allows no transforms"),
+        );
     }
     for r in model.resources.values() {
         if !LEVEL_TYPES.contains(&r.kind.as_str()) {
@@ -91,7 +95,11 @@ pub fn check(level: PolicyLevel, model: &Model, symbols: &Symbols) -> LevelCheck
     }
     let catalog = Catalog::get();
     let mut warnings = Vec::new();
-    for s in model.statements.iter().filter(|s| s.effect == Effect::Allow) {
+    for s in model
+        .statements
+        .iter()
+        .filter(|s| s.effect == Effect::Allow)
+    {
         if s.holders.iter().all(|h| h.scope == Scope::Resource) {
             // Refused with its resource type above.
             continue;
@@ -161,11 +169,19 @@ pub fn check(level: PolicyLevel, model: &Model, symbols: &Symbols) -> LevelCheck
         for a in &s.actions {
             let text = symbols.display(&a.text(Kind::Action));
             let Item::One(pattern) = a else {
-                offend(&s.location, text, "Allow with NotAction grants every action not listed".into());
+                offend(
+                    &s.location,
+                    text,
+                    "Allow with NotAction grants every action not listed".into(),
+                );
                 continue;
             };
             if pattern.chars().any(is_any) || pattern.chars().any(super::value::is_symbol) {
-                offend(&s.location, text.clone(), format!("the action {text} is computed at deploy time and cannot be checked"));
+                offend(
+                    &s.location,
+                    text.clone(),
+                    format!("the action {text} is computed at deploy time and cannot be checked"),
+                );
                 continue;
             }
             if !pattern.contains(['*', '?']) {
@@ -173,14 +189,20 @@ pub fn check(level: PolicyLevel, model: &Model, symbols: &Symbols) -> LevelCheck
                     Some(entry) if !allowed(level, pattern, entry.level) => offend(
                         &s.location,
                         text.clone(),
-                        format!("{} is {} access, not in the {name} level", entry.name, entry.level.label()),
+                        format!(
+                            "{} is {} access, not in the {name} level",
+                            entry.name,
+                            entry.level.label()
+                        ),
                     ),
                     Some(_) => {
                         if let Some(what) = catalog.leaks(pattern) {
                             offend(
                                 &s.location,
                                 text.clone(),
-                                format!("{text} returns {what}: the {name} level does not allow it by name"),
+                                format!(
+                                    "{text} returns {what}: the {name} level does not allow it by name"
+                                ),
                             );
                         }
                     }
@@ -196,7 +218,9 @@ pub fn check(level: PolicyLevel, model: &Model, symbols: &Symbols) -> LevelCheck
                             offend(
                                 &s.location,
                                 text.clone(),
-                                format!("{text} is not in the action catalog and its name is not a read: not in the {name} level"),
+                                format!(
+                                    "{text} is not in the action catalog and its name is not a read: not in the {name} level"
+                                ),
                             );
                         }
                     }
@@ -279,7 +303,9 @@ fn fixed_account(p: &Item, symbols: &Symbols) -> Result<(), String> {
         return Err("the trust policy lets anyone (*) assume the role".into());
     }
     if value.chars().any(is_any) {
-        return Err(format!("trust principal {text} could be anything, so the role could be handed to anyone"));
+        return Err(format!(
+            "trust principal {text} could be anything, so the role could be handed to anyone"
+        ));
     }
     let Some(arn) = value.strip_prefix("AWS:") else {
         return Err(format!(
@@ -306,7 +332,10 @@ fn fixed_account(p: &Item, symbols: &Symbols) -> Result<(), String> {
     if digits || this_account {
         Ok(())
     } else {
-        let names: Vec<&str> = account.chars().filter_map(|c| symbols.fixed_name(c)).collect();
+        let names: Vec<&str> = account
+            .chars()
+            .filter_map(|c| symbols.fixed_name(c))
+            .collect();
         Err(if names.is_empty() {
             format!("trust principal {text} does not name a fixed account")
         } else {

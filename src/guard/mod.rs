@@ -78,12 +78,20 @@ impl Judgment {
     }
 
     pub fn widening_lines(&self) -> Vec<String> {
-        self.findings.iter().filter(|f| f.widening).map(Finding::line).collect()
+        self.findings
+            .iter()
+            .filter(|f| f.widening)
+            .map(Finding::line)
+            .collect()
     }
 }
 
 /// Judge `candidate` against `applied` (both parsed templates) with the deployment's parameters.
-pub fn judge(applied: &Value, candidate: &Value, parameters: &Parameters) -> Result<Judgment, TooComplex> {
+pub fn judge(
+    applied: &Value,
+    candidate: &Value,
+    parameters: &Parameters,
+) -> Result<Judgment, TooComplex> {
     let mut symbols = Symbols::default();
     let mut budget = Budget::default();
     let none = Env::new();
@@ -91,7 +99,10 @@ pub fn judge(applied: &Value, candidate: &Value, parameters: &Parameters) -> Res
     let new = resolve(candidate, parameters, &none, &mut symbols, &mut budget)?;
     let mut decisions: BTreeMap<String, BTreeSet<String>> = old.decisions.clone();
     for (var, literals) in &new.decisions {
-        decisions.entry(var.clone()).or_default().extend(literals.iter().cloned());
+        decisions
+            .entry(var.clone())
+            .or_default()
+            .extend(literals.iter().cloned());
     }
     let pass_cost = budget.spent().max(1);
     let cases: usize = decisions
@@ -115,7 +126,10 @@ pub fn judge(applied: &Value, candidate: &Value, parameters: &Parameters) -> Res
     } else {
         let old = Model::build(&old, &mut symbols, &mut budget)?;
         let new = Model::build(&new, &mut symbols, &mut budget)?;
-        per_case.push((String::new(), judge::judge_case(&old, &new, &symbols, &mut budget)?));
+        per_case.push((
+            String::new(),
+            judge::judge_case(&old, &new, &symbols, &mut budget)?,
+        ));
     }
     let compared = if decisions.is_empty() {
         1
@@ -128,10 +142,20 @@ pub fn judge(applied: &Value, candidate: &Value, parameters: &Parameters) -> Res
 }
 
 /// Check one version against a policy level (every alternative of every deploy-time choice counts).
-pub fn check_level(level: PolicyLevel, candidate: &Value, parameters: &Parameters) -> Result<LevelCheck, TooComplex> {
+pub fn check_level(
+    level: PolicyLevel,
+    candidate: &Value,
+    parameters: &Parameters,
+) -> Result<LevelCheck, TooComplex> {
     let mut symbols = Symbols::default();
     let mut budget = Budget::default();
-    let resolved = resolve(candidate, parameters, &Env::new(), &mut symbols, &mut budget)?;
+    let resolved = resolve(
+        candidate,
+        parameters,
+        &Env::new(),
+        &mut symbols,
+        &mut budget,
+    )?;
     let model = Model::build(&resolved, &mut symbols, &mut budget)?;
     Ok(level::check(level, &model, &symbols))
 }

@@ -136,7 +136,11 @@ pub struct Model {
 }
 
 impl Model {
-    pub fn build(resolved: &Resolved, symbols: &mut Symbols, budget: &mut Budget) -> Result<Model, TooComplex> {
+    pub fn build(
+        resolved: &Resolved,
+        symbols: &mut Symbols,
+        budget: &mut Budget,
+    ) -> Result<Model, TooComplex> {
         let mut b = Builder {
             model: Model {
                 transforms: resolved.transforms.clone(),
@@ -165,7 +169,12 @@ impl Model {
                 // Created only where a deploy-time choice makes it, and the deployment fails there: no grant.
                 continue;
             }
-            b.resource(id, resource.kind.as_str(), &resource.presence, &resource.props)?;
+            b.resource(
+                id,
+                resource.kind.as_str(),
+                &resource.presence,
+                &resource.props,
+            )?;
         }
         Ok(b.model)
     }
@@ -210,14 +219,20 @@ impl Builder<'_> {
             if let Some(Val::Str(boundary)) = resource.props.get("PermissionsBoundary")
                 && let Some(policy) = self.template_policy(boundary)
             {
-                self.boundary_of.entry(policy).or_default().push(identity.clone());
+                self.boundary_of
+                    .entry(policy)
+                    .or_default()
+                    .push(identity.clone());
             }
             if let Some(arns) = resource.props.get("ManagedPolicyArns") {
                 let mut texts = Vec::new();
                 arns.strings(self.symbols, &mut texts);
                 for arn in texts {
                     if let Some(policy) = self.template_policy(&arn) {
-                        self.attached_to.entry(policy).or_default().push(identity.clone());
+                        self.attached_to
+                            .entry(policy)
+                            .or_default()
+                            .push(identity.clone());
                     }
                 }
             }
@@ -258,13 +273,21 @@ impl Builder<'_> {
         }
     }
 
-    fn resource(&mut self, id: &str, kind: &str, presence: &Presence, props: &Val) -> Result<(), TooComplex> {
+    fn resource(
+        &mut self,
+        id: &str,
+        kind: &str,
+        presence: &Presence,
+        props: &Val,
+    ) -> Result<(), TooComplex> {
         let row = row_for(kind);
         let class = row.map_or(Class::Unclassified, |r| r.class);
         let certain = *presence == Presence::Yes && !props.has_choice();
         let does = match row {
             Some(r) => self.fill(r.does, props),
-            None => format!("{kind} is not in stacksetd's table of resource types: treated as able to do anything"),
+            None => format!(
+                "{kind} is not in stacksetd's table of resource types: treated as able to do anything"
+            ),
         };
         // A resource policy is judged by its statements (a narrowing goes through); the rest of the resource as a
         // whole.
@@ -284,7 +307,12 @@ impl Builder<'_> {
                 identity: format!("{id} ({kind})"),
             };
             let certain_presence = *presence == Presence::Yes;
-            self.document(&doc, &format!("Resources.{id}.Properties.{field}"), &[holder], certain_presence)?;
+            self.document(
+                &doc,
+                &format!("Resources.{id}.Properties.{field}"),
+                &[holder],
+                certain_presence,
+            )?;
         }
         self.model.resources.insert(
             id.to_string(),
@@ -301,7 +329,11 @@ impl Builder<'_> {
         let certain_presence = *presence == Presence::Yes;
         match kind {
             "AWS::IAM::Role" | "AWS::IAM::User" | "AWS::IAM::Group" => {
-                let identity = self.names.get(id).cloned().unwrap_or_else(|| format!("? {id}"));
+                let identity = self
+                    .names
+                    .get(id)
+                    .cloned()
+                    .unwrap_or_else(|| format!("? {id}"));
                 if kind == "AWS::IAM::Role"
                     && let Some(doc) = props.get("AssumeRolePolicyDocument")
                 {
@@ -309,7 +341,12 @@ impl Builder<'_> {
                         scope: Scope::Trust,
                         identity: identity.clone(),
                     };
-                    self.document(doc, &format!("{base}.AssumeRolePolicyDocument"), &[holder], certain_presence)?;
+                    self.document(
+                        doc,
+                        &format!("{base}.AssumeRolePolicyDocument"),
+                        &[holder],
+                        certain_presence,
+                    )?;
                 }
                 let holder = Holder {
                     scope: Scope::Identity,
@@ -376,7 +413,12 @@ impl Builder<'_> {
                     }));
                 }
                 if let Some(doc) = props.get("PolicyDocument") {
-                    self.document(doc, &format!("{base}.PolicyDocument"), &holders, certain_presence)?;
+                    self.document(
+                        doc,
+                        &format!("{base}.PolicyDocument"),
+                        &holders,
+                        certain_presence,
+                    )?;
                 }
             }
             "AWS::IAM::RolePolicy" | "AWS::IAM::UserPolicy" | "AWS::IAM::GroupPolicy" => {
@@ -391,7 +433,12 @@ impl Builder<'_> {
                     identity,
                 };
                 if let Some(doc) = props.get("PolicyDocument") {
-                    self.document(doc, &format!("{base}.PolicyDocument"), &[holder], certain_presence)?;
+                    self.document(
+                        doc,
+                        &format!("{base}.PolicyDocument"),
+                        &[holder],
+                        certain_presence,
+                    )?;
                 }
             }
             _ => {}
@@ -430,7 +477,13 @@ impl Builder<'_> {
         out
     }
 
-    fn inline_policies(&mut self, props: &Val, base: &str, holder: &Holder, certain: bool) -> Result<(), TooComplex> {
+    fn inline_policies(
+        &mut self,
+        props: &Val,
+        base: &str,
+        holder: &Holder,
+        certain: bool,
+    ) -> Result<(), TooComplex> {
         let Some(policies) = props.get("Policies") else {
             return Ok(());
         };
@@ -442,8 +495,17 @@ impl Builder<'_> {
             let loc = format!("{base}.Policies[{i}]");
             for (alt, alt_certain) in alternatives(&policy, certain) {
                 match alt.get("PolicyDocument") {
-                    Some(doc) => self.document(doc, &format!("{loc}.PolicyDocument"), std::slice::from_ref(holder), alt_certain)?,
-                    None => self.anything(&loc, std::slice::from_ref(holder), "an inline policy without a readable PolicyDocument"),
+                    Some(doc) => self.document(
+                        doc,
+                        &format!("{loc}.PolicyDocument"),
+                        std::slice::from_ref(holder),
+                        alt_certain,
+                    )?,
+                    None => self.anything(
+                        &loc,
+                        std::slice::from_ref(holder),
+                        "an inline policy without a readable PolicyDocument",
+                    ),
                 }
             }
         }
@@ -488,7 +550,13 @@ impl Builder<'_> {
         });
     }
 
-    fn document(&mut self, doc: &Val, loc: &str, holders: &[Holder], certain: bool) -> Result<(), TooComplex> {
+    fn document(
+        &mut self,
+        doc: &Val,
+        loc: &str,
+        holders: &[Holder],
+        certain: bool,
+    ) -> Result<(), TooComplex> {
         let mut holders = holders.to_vec();
         if holders.is_empty() {
             holders.push(Holder {
@@ -512,7 +580,11 @@ impl Builder<'_> {
                     .map(|v| (v, false))
                     .collect(),
                 _ => {
-                    self.anything(loc, &holders, "a policy document without a readable Statement");
+                    self.anything(
+                        loc,
+                        &holders,
+                        "a policy document without a readable Statement",
+                    );
                     continue;
                 }
             };
@@ -523,7 +595,9 @@ impl Builder<'_> {
                     match alt {
                         Val::Map(map) => self.statement(&map, &location, &holders, alt_certain)?,
                         Val::Unknown(reason) => self.anything(&location, &holders, &reason),
-                        _ => self.anything(&location, &holders, "a statement that is not an object"),
+                        _ => {
+                            self.anything(&location, &holders, "a statement that is not an object")
+                        }
                     }
                 }
             }
@@ -582,7 +656,13 @@ impl Builder<'_> {
     }
 
     /// An Action/Resource list (or its Not- form); the bool is false when a deploy-time choice is inside.
-    fn items(&mut self, map: &BTreeMap<String, Val>, positive: &str, negative: &str, default_star: bool) -> (Vec<Item>, bool) {
+    fn items(
+        &mut self,
+        map: &BTreeMap<String, Val>,
+        positive: &str,
+        negative: &str,
+        default_star: bool,
+    ) -> (Vec<Item>, bool) {
         if let Some(v) = map.get(positive) {
             let mut texts = Vec::new();
             v.strings(self.symbols, &mut texts);
@@ -675,7 +755,10 @@ impl Builder<'_> {
             for (key, values) in keys {
                 let mut texts = Vec::new();
                 values.strings(self.symbols, &mut texts);
-                let clause = cond.clauses.entry((op.clone(), key.to_lowercase())).or_default();
+                let clause = cond
+                    .clauses
+                    .entry((op.clone(), key.to_lowercase()))
+                    .or_default();
                 clause.key = key.clone();
                 clause.values.extend(texts);
             }

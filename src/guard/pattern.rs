@@ -206,10 +206,16 @@ mod tests {
         let arn = format!("arn:aws:iam::{account}:root");
         assert!(covers(&arn, &arn), "a symbol covers itself");
         assert!(covers("arn:aws:iam::*:root", &arn));
-        assert!(!covers("arn:aws:iam::?:root", &arn), "? is one character; a symbol is a value");
+        assert!(
+            !covers("arn:aws:iam::?:root", &arn),
+            "? is one character; a symbol is a value"
+        );
         assert!(!covers(&arn, &format!("arn:aws:iam::{other}:root")));
         let unknown = format!("arn:aws:iam::{any}:root");
-        assert!(!covers(&unknown, &unknown), "could-be-anything covers nothing, itself included");
+        assert!(
+            !covers(&unknown, &unknown),
+            "could-be-anything covers nothing, itself included"
+        );
         assert!(covers("arn:aws:iam::*:root", &unknown));
         assert!(!covers("arn:aws:iam::1*:root", &unknown));
         assert!(term_covers(Kind::Principal, "*", &unknown, &mut 0));
@@ -221,11 +227,31 @@ mod tests {
         let one = |s: &str| Item::One(s.to_string());
         let all_but_iam = Item::AllExcept(vec!["iam:*".into()]);
         let mut n = 0;
-        assert!(item_covers(Kind::Action, &all_but_iam, &one("ec2:StopInstances"), &mut n));
-        assert!(!item_covers(Kind::Action, &all_but_iam, &one("IAM:PassRole"), &mut n));
+        assert!(item_covers(
+            Kind::Action,
+            &all_but_iam,
+            &one("ec2:StopInstances"),
+            &mut n
+        ));
+        assert!(!item_covers(
+            Kind::Action,
+            &all_but_iam,
+            &one("IAM:PassRole"),
+            &mut n
+        ));
         assert!(!item_covers(Kind::Action, &all_but_iam, &one("*"), &mut n));
         let all_but_two = Item::AllExcept(vec!["iam:*".into(), "s3:*".into()]);
-        assert!(item_covers(Kind::Action, &all_but_iam, &all_but_two, &mut n));
-        assert!(!item_covers(Kind::Action, &all_but_two, &all_but_iam, &mut n));
+        assert!(item_covers(
+            Kind::Action,
+            &all_but_iam,
+            &all_but_two,
+            &mut n
+        ));
+        assert!(!item_covers(
+            Kind::Action,
+            &all_but_two,
+            &all_but_iam,
+            &mut n
+        ));
     }
 }

@@ -59,15 +59,18 @@ fn principal() -> impl Strategy<Value = String> {
 }
 
 fn statement() -> impl Strategy<Value = Value> {
-    (proptest::collection::vec(action(), 1..4), proptest::collection::vec(resource(), 1..3), any::<bool>()).prop_map(
-        |(actions, resources, conditioned)| {
+    (
+        proptest::collection::vec(action(), 1..4),
+        proptest::collection::vec(resource(), 1..3),
+        any::<bool>(),
+    )
+        .prop_map(|(actions, resources, conditioned)| {
             let mut s = json!({"Effect": "Allow", "Action": actions, "Resource": resources});
             if conditioned {
                 s["Condition"] = json!({"Bool": {"aws:SecureTransport": "true"}});
             }
             s
-        },
-    )
+        })
 }
 
 fn role() -> impl Strategy<Value = Value> {
@@ -127,21 +130,33 @@ fn add(mut doc: Value, addition: &Addition, role: usize) -> Value {
         Addition::Statement(i) => role["Policies"][0]["PolicyDocument"]["Statement"]
             .as_array_mut()
             .expect("statements")
-            .push(json!({"Effect": "Allow", "Action": format!("fresh{i}:GetThing"), "Resource": "*"})),
-        Addition::Principal(i) => role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["AWS"]
-            .as_array_mut()
-            .expect("principals")
-            .push(json!(format!("arn:aws:iam::9999000000{i:02}:root"))),
+            .push(
+                json!({"Effect": "Allow", "Action": format!("fresh{i}:GetThing"), "Resource": "*"}),
+            ),
+        Addition::Principal(i) => {
+            role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["AWS"]
+                .as_array_mut()
+                .expect("principals")
+                .push(json!(format!("arn:aws:iam::9999000000{i:02}:root")))
+        }
         Addition::Resource(i) => {
             let statement = &mut role["Policies"][0]["PolicyDocument"]["Statement"][0];
             let resources = statement["Resource"].as_array_mut().expect("resources");
-            resources.push(json!(format!("arn:aws:dynamodb:us-east-1:999900000000:table/fresh-{i}")));
+            resources.push(json!(format!(
+                "arn:aws:dynamodb:us-east-1:999900000000:table/fresh-{i}"
+            )));
         }
         Addition::NonInert(kind) => {
             let resource = match kind {
-                0 => json!({"Type": "Custom::Register", "Properties": {"ServiceToken": "arn:aws:sns:us-east-1:999900000000:t"}}),
-                1 => json!({"Type": "AWS::CloudFormation::Stack", "Properties": {"TemplateURL": "https://vendor.example/t.yaml"}}),
-                2 => json!({"Type": "AWS::Lambda::Function", "Properties": {"Code": {"ZipFile": "x"}}}),
+                0 => {
+                    json!({"Type": "Custom::Register", "Properties": {"ServiceToken": "arn:aws:sns:us-east-1:999900000000:t"}})
+                }
+                1 => {
+                    json!({"Type": "AWS::CloudFormation::Stack", "Properties": {"TemplateURL": "https://vendor.example/t.yaml"}})
+                }
+                2 => {
+                    json!({"Type": "AWS::Lambda::Function", "Properties": {"Code": {"ZipFile": "x"}}})
+                }
                 _ => json!({"Type": "AWS::IAM::AccessKey", "Properties": {"UserName": "u"}}),
             };
             doc["Resources"]["Added"] = resource;
@@ -162,7 +177,14 @@ fn reversed_json(v: &Value) -> String {
                 .collect();
             format!("{{{}}}", parts.join(", "))
         }
-        Value::Array(items) => format!("[{}]", items.iter().map(reversed_json).collect::<Vec<_>>().join(",\n ")),
+        Value::Array(items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(reversed_json)
+                .collect::<Vec<_>>()
+                .join(",\n ")
+        ),
         other => other.to_string(),
     }
 }
@@ -170,19 +192,30 @@ fn reversed_json(v: &Value) -> String {
 #[test]
 fn adding_something_new_is_always_widening() {
     runner()
-        .run(&(template(), addition(), 0usize..4), |(doc, addition, role)| {
-            if let Addition::Resource(_) = addition {
-                // A new ARN on an action the role holds on `*` grants nothing new: not this property's case.
-                let count = doc["Resources"].as_object().map_or(1, |m| m.len());
-                let statement = &doc["Resources"][format!("Role{}", role % count)]["Properties"]["Policies"][0]
-                    ["PolicyDocument"]["Statement"][0];
-                prop_assume!(!statement["Resource"].as_array().is_some_and(|r| r.contains(&json!("*"))));
-            }
-            let wider = add(doc.clone(), &addition, role);
-            let j = judge(&doc, &wider, &Parameters::new()).expect("within budget");
-            prop_assert!(j.widening, "{addition:?} not widening:\n{}", j.lines().join("\n"));
-            Ok(())
-        })
+        .run(
+            &(template(), addition(), 0usize..4),
+            |(doc, addition, role)| {
+                if let Addition::Resource(_) = addition {
+                    // A new ARN on an action the role holds on `*` grants nothing new: not this property's case.
+                    let count = doc["Resources"].as_object().map_or(1, |m| m.len());
+                    let statement = &doc["Resources"][format!("Role{}", role % count)]["Properties"]
+                        ["Policies"][0]["PolicyDocument"]["Statement"][0];
+                    prop_assume!(
+                        !statement["Resource"]
+                            .as_array()
+                            .is_some_and(|r| r.contains(&json!("*")))
+                    );
+                }
+                let wider = add(doc.clone(), &addition, role);
+                let j = judge(&doc, &wider, &Parameters::new()).expect("within budget");
+                prop_assert!(
+                    j.widening,
+                    "{addition:?} not widening:\n{}",
+                    j.lines().join("\n")
+                );
+                Ok(())
+            },
+        )
         .expect("the property holds");
 }
 
@@ -196,9 +229,14 @@ fn reformatting_is_never_widening() {
                 2 => reversed_json(&doc),
                 _ => serde_norway::to_string(&doc).expect("yaml"),
             };
-            let again = crate::template::parse_document(&text).map_err(|e| TestCaseError::fail(e))?;
+            let again =
+                crate::template::parse_document(&text).map_err(|e| TestCaseError::fail(e))?;
             let j = judge(&doc, &again, &Parameters::new()).expect("within budget");
-            prop_assert!(!j.widening && j.findings.is_empty(), "form {form}:\n{}", j.lines().join("\n"));
+            prop_assert!(
+                !j.widening && j.findings.is_empty(),
+                "form {form}:\n{}",
+                j.lines().join("\n")
+            );
             Ok(())
         })
         .expect("the property holds");

@@ -141,11 +141,16 @@ pub fn resolve(
     }
     for key in top.keys() {
         if !SECTIONS.contains(&key.as_str()) {
-            transforms.push(format!("template section {key}, which CloudFormation may act on"));
+            transforms.push(format!(
+                "template section {key}, which CloudFormation may act on"
+            ));
         }
     }
     find_fn_transforms(doc, &mut transforms, budget)?;
-    let resources = top.get("Resources").and_then(Value::as_object).unwrap_or(&empty);
+    let resources = top
+        .get("Resources")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
     let mut r = Resolver {
         params: BTreeMap::new(),
         mappings: top.get("Mappings").and_then(Value::as_object),
@@ -252,7 +257,11 @@ fn plain(v: &Value) -> String {
 }
 
 /// Every `Fn::Transform` in the document (CloudFormation runs the macro on that snippet at every deploy).
-fn find_fn_transforms(v: &Value, out: &mut Vec<String>, budget: &mut Budget) -> Result<(), TooComplex> {
+fn find_fn_transforms(
+    v: &Value,
+    out: &mut Vec<String>,
+    budget: &mut Budget,
+) -> Result<(), TooComplex> {
     budget.spend(1)?;
     match v {
         Value::Object(map) => {
@@ -290,15 +299,18 @@ impl Resolver<'_> {
         };
         for (name, decl) in section {
             let kind = decl.get("Type").and_then(Value::as_str).unwrap_or("String");
-            let value = given.get(name).cloned().or_else(|| match decl.get("Default") {
-                Some(Value::String(s)) => Some(s.clone()),
-                Some(Value::Number(n)) => Some(n.to_string()),
-                Some(Value::Bool(b)) => Some(b.to_string()),
-                Some(Value::Array(items)) => {
-                    Some(items.iter().map(plain).collect::<Vec<_>>().join(","))
-                }
-                _ => None,
-            });
+            let value = given
+                .get(name)
+                .cloned()
+                .or_else(|| match decl.get("Default") {
+                    Some(Value::String(s)) => Some(s.clone()),
+                    Some(Value::Number(n)) => Some(n.to_string()),
+                    Some(Value::Bool(b)) => Some(b.to_string()),
+                    Some(Value::Array(items)) => {
+                        Some(items.iter().map(plain).collect::<Vec<_>>().join(","))
+                    }
+                    _ => None,
+                });
             let is_list = kind.starts_with("List<") || kind == "CommaDelimitedList";
             let val = if kind.starts_with("AWS::SSM::Parameter::Value") {
                 Val::Unknown(format!(
@@ -450,7 +462,9 @@ impl Resolver<'_> {
         if self.resource_ids.contains(target) {
             return Val::Str(self.symbols.fixed(target).to_string());
         }
-        Val::Unknown(format!("Ref to {target}, which the template does not define"))
+        Val::Unknown(format!(
+            "Ref to {target}, which the template does not define"
+        ))
     }
 
     fn get_att(&mut self, arg: &Value) -> Val {
@@ -470,7 +484,11 @@ impl Resolver<'_> {
                 "Fn::GetAtt {resource}.{attribute}: the template defines no {resource}"
             ));
         }
-        Val::Str(self.symbols.fixed(&format!("{resource}.{attribute}")).to_string())
+        Val::Str(
+            self.symbols
+                .fixed(&format!("{resource}.{attribute}"))
+                .to_string(),
+        )
     }
 
     /// A value used as text: text, a number, or an alternative of those; anything else could be anything.
@@ -481,11 +499,9 @@ impl Resolver<'_> {
             Val::Bool(b) => Val::Str(b.to_string()),
             Val::Absent => Val::Str(String::new()),
             Val::Unknown(reason) => Val::Str(self.symbols.any(&reason).to_string()),
-            Val::Null | Val::List(_) | Val::Map(_) => Val::Str(
-                self.symbols
-                    .any(&format!("{what} is not text"))
-                    .to_string(),
-            ),
+            Val::Null | Val::List(_) | Val::Map(_) => {
+                Val::Str(self.symbols.any(&format!("{what} is not text")).to_string())
+            }
         }
     }
 
@@ -538,7 +554,11 @@ impl Resolver<'_> {
             Value::String(s) => (s.as_str(), None),
             Value::Array(parts) if parts.len() == 2 => match (&parts[0], parts[1].as_object()) {
                 (Value::String(s), Some(vars)) => (s.as_str(), Some(vars)),
-                _ => return Ok(Val::Unknown("Fn::Sub with a computed template string".into())),
+                _ => {
+                    return Ok(Val::Unknown(
+                        "Fn::Sub with a computed template string".into(),
+                    ));
+                }
             },
             other => return Ok(Val::Unknown(format!("Fn::Sub {}", plain(other)))),
         };
@@ -576,7 +596,10 @@ impl Resolver<'_> {
     }
 
     fn join(&mut self, arg: &Value) -> Result<Val, TooComplex> {
-        let Some([delimiter, list]) = arg.as_array().and_then(|s| <&[Value; 2]>::try_from(s.as_slice()).ok()) else {
+        let Some([delimiter, list]) = arg
+            .as_array()
+            .and_then(|s| <&[Value; 2]>::try_from(s.as_slice()).ok())
+        else {
             return Ok(Val::Unknown("Fn::Join needs [delimiter, list]".into()));
         };
         let delimiter = match self.val(delimiter)? {
@@ -617,7 +640,10 @@ impl Resolver<'_> {
     }
 
     fn select(&mut self, arg: &Value) -> Result<Val, TooComplex> {
-        let Some([index, list]) = arg.as_array().and_then(|s| <&[Value; 2]>::try_from(s.as_slice()).ok()) else {
+        let Some([index, list]) = arg
+            .as_array()
+            .and_then(|s| <&[Value; 2]>::try_from(s.as_slice()).ok())
+        else {
             return Ok(Val::Unknown("Fn::Select needs [index, list]".into()));
         };
         let index = match self.val(index)? {
@@ -632,7 +658,9 @@ impl Resolver<'_> {
     }
 
     fn split(&mut self, arg: &Value) -> Result<Val, TooComplex> {
-        let Some([delimiter, source]) = arg.as_array().and_then(|s| <&[Value; 2]>::try_from(s.as_slice()).ok())
+        let Some([delimiter, source]) = arg
+            .as_array()
+            .and_then(|s| <&[Value; 2]>::try_from(s.as_slice()).ok())
         else {
             return Ok(Val::Unknown("Fn::Split needs [delimiter, text]".into()));
         };
@@ -650,7 +678,11 @@ impl Resolver<'_> {
         };
         let map_name = match self.val(&parts[0])? {
             Val::Str(s) if !s.chars().any(is_reserved) => s,
-            _ => return Ok(Val::Unknown("Fn::FindInMap with a computed map name".into())),
+            _ => {
+                return Ok(Val::Unknown(
+                    "Fn::FindInMap with a computed map name".into(),
+                ));
+            }
         };
         let default = parts.get(3).and_then(|d| d.get("DefaultValue")).cloned();
         let Some(map) = self
@@ -682,7 +714,10 @@ impl Resolver<'_> {
             let mut out = Vec::with_capacity(alts.len());
             for (label, alt) in alts {
                 self.budget.spend(weight(&second, self.budget.left()))?;
-                out.push((label, self.lookup(map, map_name, alt, second.clone(), default)?));
+                out.push((
+                    label,
+                    self.lookup(map, map_name, alt, second.clone(), default)?,
+                ));
             }
             return Ok(Val::OneOf {
                 selector,
@@ -693,7 +728,11 @@ impl Resolver<'_> {
             Val::Str(s) | Val::Num(s) => s,
             f @ Val::Fail(_) => return Ok(f),
             Val::Unknown(reason) => format!("{}", self.symbols.any(&reason)),
-            _ => return Ok(Val::Unknown("Fn::FindInMap with a key that is not text".into())),
+            _ => {
+                return Ok(Val::Unknown(
+                    "Fn::FindInMap with a key that is not text".into(),
+                ));
+            }
         };
         if key.chars().any(is_reserved) {
             let var = self.var_of(&key);
@@ -712,8 +751,12 @@ impl Resolver<'_> {
             for (entry_key, entry) in map {
                 let inner = entry.as_object();
                 let v = match inner {
-                    Some(inner) => self.second_level(inner, map_name, entry_key, second.clone(), default)?,
-                    None => Val::Fail(format!("Fn::FindInMap: {map_name}.{entry_key} is not a map")),
+                    Some(inner) => {
+                        self.second_level(inner, map_name, entry_key, second.clone(), default)?
+                    }
+                    None => Val::Fail(format!(
+                        "Fn::FindInMap: {map_name}.{entry_key} is not a map"
+                    )),
                 };
                 alts.push((entry_key.clone(), v));
             }
@@ -739,7 +782,10 @@ impl Resolver<'_> {
         if let Val::OneOf { selector, alts } = second {
             let mut out = Vec::with_capacity(alts.len());
             for (label, alt) in alts {
-                out.push((label, self.second_level(inner, map_name, first_key, alt, default)?));
+                out.push((
+                    label,
+                    self.second_level(inner, map_name, first_key, alt, default)?,
+                ));
             }
             return Ok(Val::OneOf {
                 selector,
@@ -750,7 +796,11 @@ impl Resolver<'_> {
             Val::Str(s) | Val::Num(s) => s,
             f @ Val::Fail(_) => return Ok(f),
             Val::Unknown(reason) => format!("{}", self.symbols.any(&reason)),
-            _ => return Ok(Val::Unknown("Fn::FindInMap with a key that is not text".into())),
+            _ => {
+                return Ok(Val::Unknown(
+                    "Fn::FindInMap with a key that is not text".into(),
+                ));
+            }
         };
         if key.chars().any(is_reserved) {
             if let Some(var) = self.var_of(&key) {
@@ -778,7 +828,12 @@ impl Resolver<'_> {
         }
     }
 
-    fn miss(&mut self, map_name: &str, key: &str, default: Option<&Value>) -> Result<Val, TooComplex> {
+    fn miss(
+        &mut self,
+        map_name: &str,
+        key: &str,
+        default: Option<&Value>,
+    ) -> Result<Val, TooComplex> {
         match default {
             Some(d) => self.val(d),
             None => Ok(Val::Fail(format!(
@@ -800,11 +855,18 @@ impl Resolver<'_> {
     }
 
     fn fn_if(&mut self, arg: &Value) -> Result<Val, TooComplex> {
-        let Some([cond, yes, no]) = arg.as_array().and_then(|s| <&[Value; 3]>::try_from(s.as_slice()).ok()) else {
-            return Ok(Val::Unknown("Fn::If needs [condition, value, value]".into()));
+        let Some([cond, yes, no]) = arg
+            .as_array()
+            .and_then(|s| <&[Value; 3]>::try_from(s.as_slice()).ok())
+        else {
+            return Ok(Val::Unknown(
+                "Fn::If needs [condition, value, value]".into(),
+            ));
         };
         let Value::String(name) = cond else {
-            return Ok(Val::Unknown("Fn::If with a condition that is not a name".into()));
+            return Ok(Val::Unknown(
+                "Fn::If with a condition that is not a name".into(),
+            ));
         };
         Ok(match self.named_condition(name.as_str())? {
             Tri::True => self.val(yes)?,
@@ -1001,21 +1063,30 @@ fn splits_exactly(text: &str, delimiter: &str, symbols: &Symbols) -> bool {
 
 fn select_val(index: usize, list: Val, symbols: &mut Symbols) -> Val {
     match list {
-        Val::Str(s) if s.chars().count() == 1 && symbols.fixed_name(s.chars().next().unwrap_or(' ')).is_some_and(|n| n.starts_with(SPLIT_SYMBOL)) => {
+        Val::Str(s)
+            if s.chars().count() == 1
+                && symbols
+                    .fixed_name(s.chars().next().unwrap_or(' '))
+                    .is_some_and(|n| n.starts_with(SPLIT_SYMBOL)) =>
+        {
             let list = s.chars().next().unwrap_or(' ');
             let name = format!("Fn::Select({index},{})", symbols.display(&s));
             let c = symbols.fixed(&name);
             // A piece of a split contains neither the delimiter nor anything the whole could not.
             if let Some(alphabet) = symbols.alphabet(list) {
                 let delimiter = split_delimiter(symbols.fixed_name(list).unwrap_or(""));
-                let without = delimiter.map_or(alphabet, |d| alphabet & !super::value::ascii_set(&d, false, false));
+                let without = delimiter.map_or(alphabet, |d| {
+                    alphabet & !super::value::ascii_set(&d, false, false)
+                });
                 symbols.set_alphabet(c, without);
             }
             Val::Str(c.to_string())
         }
         Val::List(items) => match items.into_iter().nth(index) {
             Some(v) => v,
-            None => Val::Fail(format!("Fn::Select index {index} is past the end of the list")),
+            None => Val::Fail(format!(
+                "Fn::Select index {index} is past the end of the list"
+            )),
         },
         Val::OneOf { selector, alts } => Val::OneOf {
             selector,

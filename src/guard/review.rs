@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::Parameters;
 use super::budget::{Budget, TooComplex};
 use super::catalog::{Catalog, Level};
 use super::level::{self, LevelCheck};
@@ -12,7 +13,6 @@ use super::model::{Effect, Model, Scope, Stmt};
 use super::pattern::{Item, Kind};
 use super::resolve::{Env, resolve};
 use super::value::Symbols;
-use super::Parameters;
 use crate::desired::PolicyLevel;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -53,7 +53,11 @@ impl Review {
 
 /// Review `template` with `parameters`; `level` adds the policy level's check (without one, its warnings still
 /// apply: leaky reads behind wildcards, a trust without `sts:ExternalId`).
-pub fn review(template: &Value, parameters: &Parameters, level: Option<PolicyLevel>) -> Result<Review, TooComplex> {
+pub fn review(
+    template: &Value,
+    parameters: &Parameters,
+    level: Option<PolicyLevel>,
+) -> Result<Review, TooComplex> {
     let mut symbols = Symbols::default();
     let mut budget = Budget::default();
     let resolved = resolve(template, parameters, &Env::new(), &mut symbols, &mut budget)?;
@@ -86,12 +90,18 @@ pub fn review(template: &Value, parameters: &Parameters, level: Option<PolicyLev
     for (identity, boundary) in &model.boundaries {
         per.entry(symbols.display(identity))
             .or_default()
-            .push(format!("permissions boundary {}", symbols.display(boundary)));
+            .push(format!(
+                "permissions boundary {}",
+                symbols.display(boundary)
+            ));
     }
     for a in &model.attachments {
         per.entry(symbols.display(&a.identity))
             .or_default()
-            .push(format!("managed policy {} (content not in the template)", symbols.display(&a.arn)));
+            .push(format!(
+                "managed policy {} (content not in the template)",
+                symbols.display(&a.arn)
+            ));
     }
     Ok(Review {
         resources,
@@ -100,7 +110,11 @@ pub fn review(template: &Value, parameters: &Parameters, level: Option<PolicyLev
             .map(|(identity, lines)| IdentityLines { identity, lines })
             .collect(),
         transforms: model.transforms.clone(),
-        managed_policies: model.attachments.iter().map(|a| symbols.display(&a.arn)).collect(),
+        managed_policies: model
+            .attachments
+            .iter()
+            .map(|a| symbols.display(&a.arn))
+            .collect(),
         level: level.map(PolicyLevel::as_str),
         check,
         fails: model.failed.clone(),
@@ -121,10 +135,18 @@ fn statement_line(s: &Stmt, scope: Scope, symbols: &Symbols) -> String {
     let actions: Vec<String> = s.actions.iter().map(|a| action_text(a, symbols)).collect();
     let mut line = format!("{scope}{effect} {}", actions.join(", "));
     if !s.principals.is_empty() {
-        let p: Vec<String> = s.principals.iter().map(|p| symbols.display(&p.text(Kind::Principal))).collect();
+        let p: Vec<String> = s
+            .principals
+            .iter()
+            .map(|p| symbols.display(&p.text(Kind::Principal)))
+            .collect();
         line.push_str(&format!(" to {}", p.join(", ")));
     } else {
-        let r: Vec<String> = s.resources.iter().map(|r| symbols.display(&r.text(Kind::Resource))).collect();
+        let r: Vec<String> = s
+            .resources
+            .iter()
+            .map(|r| symbols.display(&r.text(Kind::Resource)))
+            .collect();
         line.push_str(&format!(" on {}", r.join(", ")));
     }
     let conditions: Vec<String> = s
@@ -138,7 +160,8 @@ fn statement_line(s: &Stmt, scope: Scope, symbols: &Symbols) -> String {
             c.clauses
                 .iter()
                 .map(|((op, _), clause)| {
-                    let values: Vec<String> = clause.values.iter().map(|v| symbols.display(v)).collect();
+                    let values: Vec<String> =
+                        clause.values.iter().map(|v| symbols.display(v)).collect();
                     format!("{op} {} [{}]", clause.key, values.join(", "))
                 })
                 .collect::<Vec<_>>()
@@ -174,6 +197,13 @@ fn action_text(a: &Item, symbols: &Symbols) -> String {
     for e in &expansion.actions {
         *counts.entry(e.level).or_default() += 1;
     }
-    let parts: Vec<String> = counts.iter().map(|(l, n)| format!("{n} {}", l.label())).collect();
-    format!("{text} ({} actions: {})", expansion.actions.len(), parts.join(", "))
+    let parts: Vec<String> = counts
+        .iter()
+        .map(|(l, n)| format!("{n} {}", l.label()))
+        .collect();
+    format!(
+        "{text} ({} actions: {})",
+        expansion.actions.len(),
+        parts.join(", ")
+    )
 }

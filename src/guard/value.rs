@@ -57,7 +57,9 @@ impl Symbols {
         let code = SYM_BASE + self.fixed.len() as u32;
         if code > SYM_LAST {
             // Out of symbols: the value is no longer provably equal to itself.
-            return self.any(&format!("{name} (too many distinct deploy-time values to track)"));
+            return self.any(&format!(
+                "{name} (too many distinct deploy-time values to track)"
+            ));
         }
         let c = char::from_u32(code).expect("plane 15 is valid");
         self.fixed.push(name.to_string());
@@ -248,7 +250,11 @@ impl Val {
     /// Every concrete shape this value can take (alternatives expanded, `Absent` kept as an alternative at the
     /// top), at most `limit` of them; `None` when there would be more. Used where one concrete value is needed
     /// per alternative (an Effect, a Condition block).
-    pub fn variants(&self, limit: usize, budget: &mut Budget) -> Result<Option<Vec<Val>>, TooComplex> {
+    pub fn variants(
+        &self,
+        limit: usize,
+        budget: &mut Budget,
+    ) -> Result<Option<Vec<Val>>, TooComplex> {
         budget.spend(NODE)?;
         let out = match self {
             Val::OneOf { alts, .. } => {
@@ -337,11 +343,7 @@ impl Val {
             Val::Absent | Val::Fail(_) => {}
             Val::Unknown(reason) => out.push(symbols.any(reason).to_string()),
             Val::Null => out.push(symbols.any("null where text was expected").to_string()),
-            Val::Map(_) => out.push(
-                symbols
-                    .any("an object where text was expected")
-                    .to_string(),
-            ),
+            Val::Map(_) => out.push(symbols.any("an object where text was expected").to_string()),
         }
     }
 
@@ -395,7 +397,10 @@ mod tests {
                 "B".to_string(),
                 Val::OneOf {
                     selector: "c".into(),
-                    alts: vec![("true".into(), Val::Str("y".into())), ("false".into(), Val::Absent)],
+                    alts: vec![
+                        ("true".into(), Val::Str("y".into())),
+                        ("false".into(), Val::Absent),
+                    ],
                 },
             ),
         ]));

@@ -102,13 +102,21 @@ mod tests {
         let cloud: Arc<dyn Cloud> = Arc::new(Sim::new(SimConfig::default()));
         let metrics = super::super::register_all(&registry, cloud).unwrap();
         // Give every family a series, so the registry's own exposition lists them all.
-        metrics.reconcile.record_reload(super::super::ReloadResult::Valid);
+        metrics
+            .reconcile
+            .record_reload(super::super::ReloadResult::Valid);
         let text = super::super::encode(&registry).unwrap();
-        assert!(text.contains("# TYPE stacksetd_desired_state_reloads_total counter"), "{text}");
+        assert!(
+            text.contains("# TYPE stacksetd_desired_state_reloads_total counter"),
+            "{text}"
+        );
         let names: Vec<&str> = families.iter().map(|f| f.name.as_str()).collect();
         assert!(names.contains(&"stacksetd_desired_state_reloads_total"));
         assert!(names.contains(&"stacksetd_aws_requests_total"));
-        assert!(names.iter().all(|n| n.starts_with("stacksetd_")), "{names:?}");
+        assert!(
+            names.iter().all(|n| n.starts_with("stacksetd_")),
+            "{names:?}"
+        );
         let duration = families
             .iter()
             .find(|f| f.name == "stacksetd_reconcile_duration_seconds")

@@ -597,7 +597,10 @@ pub struct AwsRequests {
 }
 
 impl AwsRequests {
-    pub fn register(registry: &impl Registrar, cloud: Arc<dyn Cloud>) -> Result<(), prometheus::Error> {
+    pub fn register(
+        registry: &impl Registrar,
+        cloud: Arc<dyn Cloud>,
+    ) -> Result<(), prometheus::Error> {
         let counter = IntCounterVec::new(
             Opts::new(
                 "aws_requests_total",

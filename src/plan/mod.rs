@@ -31,10 +31,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::cloud::{
-    AutoDeployment, ObservedStackSet, Parameter, StackInstance,
-    Targets,
-};
+use crate::cloud::{AutoDeployment, ObservedStackSet, Parameter, StackInstance, Targets};
 use crate::desired::{Deployment, Ensure};
 use crate::error::Error;
 use crate::template::Template;
@@ -184,7 +181,10 @@ pub struct Plan {
 impl Action {
     /// Deletes instances or the stack set: submitted only after `deletion_delay` of an unchanged desired state.
     pub fn is_deletion(&self) -> bool {
-        matches!(self, Action::DeleteStackInstances { .. } | Action::DeleteStackSet)
+        matches!(
+            self,
+            Action::DeleteStackInstances { .. } | Action::DeleteStackSet
+        )
     }
 }
 
@@ -205,10 +205,16 @@ pub(crate) const UNSET: &str = "(unset)";
 pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
     let spec = &desired.deployment.spec;
     if spec.ensure == Ensure::Absent {
-        return Ok(Plan { steps: teardown(desired, observed), notes: Vec::new() });
+        return Ok(Plan {
+            steps: teardown(desired, observed),
+            notes: Vec::new(),
+        });
     }
     let Some(stack_set) = observed.stack_set.as_ref() else {
-        return Ok(Plan { steps: create_from_nothing(desired)?, notes: Vec::new() });
+        return Ok(Plan {
+            steps: create_from_nothing(desired)?,
+            notes: Vec::new(),
+        });
     };
     if let Some(model) = &stack_set.permission_model
         && model != "SERVICE_MANAGED"
@@ -229,7 +235,10 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
     let repair = ordering::coverage_repair(&scope, &steps);
     steps.extend(repair);
     steps.extend(ordering::drift_remediation(&scope));
-    Ok(Plan { steps, notes: notes(desired, observed) })
+    Ok(Plan {
+        steps,
+        notes: notes(desired, observed),
+    })
 }
 
 /// `ensure: Absent`: the RetainStacks deletions AWS requires, every instance, then the stack set.
@@ -297,7 +306,11 @@ fn create_from_nothing(desired: Desired<'_>) -> Result<Vec<Step>, Error> {
                 description: spec.description.clone(),
                 template_body: body,
                 parameters: spec.parameters.clone(),
-                capabilities: spec.capabilities.iter().map(|c| c.as_str().to_string()).collect(),
+                capabilities: spec
+                    .capabilities
+                    .iter()
+                    .map(|c| c.as_str().to_string())
+                    .collect(),
                 tags: spec.tags.clone(),
                 auto_deployment: spec.auto_deployment.clone(),
                 managed_execution: spec.managed_execution.active,
@@ -307,7 +320,12 @@ fn create_from_nothing(desired: Desired<'_>) -> Result<Vec<Step>, Error> {
         create_step(
             desired,
             units.into_iter().collect(),
-            spec.regions.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect(),
+            spec.regions
+                .iter()
+                .cloned()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
             "target OU",
         ),
     ])
@@ -318,7 +336,10 @@ fn notes(desired: Desired<'_>, observed: &Observed) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(stack_set) = &observed.stack_set
         && desired.deployment.spec.description.is_none()
-        && stack_set.description.as_deref().is_some_and(|d| !d.is_empty())
+        && stack_set
+            .description
+            .as_deref()
+            .is_some_and(|d| !d.is_empty())
     {
         out.push(format!(
             "description: not managed once removed (UpdateStackSet keeps it); set a new one, or it stays {:?}",

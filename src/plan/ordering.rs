@@ -46,7 +46,11 @@ pub(super) struct Scope<'a> {
 }
 
 impl<'a> Scope<'a> {
-    pub fn new(desired: Desired<'a>, observed: &'a Observed, stack_set: &'a ObservedStackSet) -> Result<Self, Error> {
+    pub fn new(
+        desired: Desired<'a>,
+        observed: &'a Observed,
+        stack_set: &'a ObservedStackSet,
+    ) -> Result<Self, Error> {
         let spec = &desired.deployment.spec;
         let units = resolve_units(desired)?;
         let regions: BTreeSet<String> = spec.regions.iter().cloned().collect();
@@ -72,20 +76,31 @@ impl<'a> Scope<'a> {
             .cloned()
             .collect();
         let settings = settings_changes(desired, stack_set);
-        let managed_change = stack_set.managed_execution.filter(|active| *active != spec.managed_execution.active);
-        let template_or_parameters =
-            settings.iter().any(|c| c.field == "template" || c.field.starts_with("parameters"));
+        let managed_change = stack_set
+            .managed_execution
+            .filter(|active| *active != spec.managed_execution.active);
+        let template_or_parameters = settings
+            .iter()
+            .any(|c| c.field == "template" || c.field.starts_with("parameters"));
         let managed_alone = managed_change.is_some() && template_or_parameters;
-        let auto_deployment_change = stack_set.auto_deployment.as_ref().is_some_and(|a| *a != spec.auto_deployment);
-        let update_settings =
-            !settings.is_empty() || auto_deployment_change || (managed_change.is_some() && !managed_alone);
+        let auto_deployment_change = stack_set
+            .auto_deployment
+            .as_ref()
+            .is_some_and(|a| *a != spec.auto_deployment);
+        let update_settings = !settings.is_empty()
+            || auto_deployment_change
+            || (managed_change.is_some() && !managed_alone);
         Ok(Scope {
             desired,
             spec,
             observed,
             stack_set,
             body: desired.template.body_for_api()?.to_string(),
-            capabilities: spec.capabilities.iter().map(|c| c.as_str().to_string()).collect(),
+            capabilities: spec
+                .capabilities
+                .iter()
+                .map(|c| c.as_str().to_string())
+                .collect(),
             kept_units: existing.units.intersection(&units).cloned().collect(),
             kept_targets: existing.targeted.intersection(&units).cloned().collect(),
             kept_regions: existing.regions.intersection(&regions).cloned().collect(),
@@ -107,7 +122,10 @@ impl<'a> Scope<'a> {
 
     /// Instances the desired state keeps: in a desired Region, under a desired OU (or none reported).
     fn kept(&self, i: &StackInstance) -> bool {
-        self.regions.contains(&i.region) && i.organizational_unit_id.as_ref().is_none_or(|u| self.units.contains(u))
+        self.regions.contains(&i.region)
+            && i.organizational_unit_id
+                .as_ref()
+                .is_none_or(|u| self.units.contains(u))
     }
 }
 
@@ -120,12 +138,24 @@ pub(super) fn managed_execution_alone(s: &Scope<'_>) -> Vec<Step> {
     let stack_set = s.stack_set;
     vec![Step {
         purpose: Purpose::Converge,
-        summary: "change managed execution on its own (AWS refuses it alongside a template change)".into(),
-        changes: vec![bool_change("managedExecution.active", current, s.spec.managed_execution.active)],
+        summary: "change managed execution on its own (AWS refuses it alongside a template change)"
+            .into(),
+        changes: vec![bool_change(
+            "managedExecution.active",
+            current,
+            s.spec.managed_execution.active,
+        )],
         action: Action::UpdateStackSet {
             description: stack_set.description.clone(),
             template_body: None,
-            parameters: stack_set.parameters.keys().map(|key| Parameter { key: key.clone(), value: None }).collect(),
+            parameters: stack_set
+                .parameters
+                .keys()
+                .map(|key| Parameter {
+                    key: key.clone(),
+                    value: None,
+                })
+                .collect(),
             capabilities: stack_set.capabilities.clone(),
             tags: stack_set.tags.clone(),
             auto_deployment: None,
@@ -143,12 +173,21 @@ pub(super) fn deletions(s: &Scope<'_>) -> Vec<Step> {
     let observed = s.observed;
     if !s.dropped_units.is_empty() && !s.existing.regions.is_empty() {
         push_retained_delete(&mut steps, observed, |i| {
-            i.organizational_unit_id.as_ref().is_some_and(|u| s.dropped_units.contains(u))
+            i.organizational_unit_id
+                .as_ref()
+                .is_some_and(|u| s.dropped_units.contains(u))
         });
         steps.push(Step {
             purpose: Purpose::Converge,
-            summary: format!("delete instances of {} dropped OU(s)", s.dropped_units.len()),
-            changes: s.dropped_units.iter().map(|u| removed("deploymentTargets.organizationalUnitIds", u)).collect(),
+            summary: format!(
+                "delete instances of {} dropped OU(s)",
+                s.dropped_units.len()
+            ),
+            changes: s
+                .dropped_units
+                .iter()
+                .map(|u| removed("deploymentTargets.organizationalUnitIds", u))
+                .collect(),
             action: Action::DeleteStackInstances {
                 targets: ou_targets(s.dropped_units.iter().cloned()),
                 regions: s.existing.regions.iter().cloned().collect(),
@@ -157,11 +196,20 @@ pub(super) fn deletions(s: &Scope<'_>) -> Vec<Step> {
         });
     }
     if !s.dropped_regions.is_empty() && !s.kept_units.is_empty() {
-        push_retained_delete(&mut steps, observed, |i| s.dropped_regions.contains(&i.region));
+        push_retained_delete(&mut steps, observed, |i| {
+            s.dropped_regions.contains(&i.region)
+        });
         steps.push(Step {
             purpose: Purpose::Converge,
-            summary: format!("delete instances in {} dropped Region(s)", s.dropped_regions.len()),
-            changes: s.dropped_regions.iter().map(|r| removed("regions", r)).collect(),
+            summary: format!(
+                "delete instances in {} dropped Region(s)",
+                s.dropped_regions.len()
+            ),
+            changes: s
+                .dropped_regions
+                .iter()
+                .map(|r| removed("regions", r))
+                .collect(),
             action: Action::DeleteStackInstances {
                 targets: ou_targets(s.kept_units.iter().cloned()),
                 regions: s.dropped_regions.clone(),
@@ -175,8 +223,15 @@ pub(super) fn deletions(s: &Scope<'_>) -> Vec<Step> {
         });
         steps.push(Step {
             purpose: Purpose::Converge,
-            summary: format!("delete instances of {} account(s) no longer targeted", s.accounts_to_drop.len()),
-            changes: s.accounts_to_drop.iter().map(|a| removed("deploymentTargets.accounts", a)).collect(),
+            summary: format!(
+                "delete instances of {} account(s) no longer targeted",
+                s.accounts_to_drop.len()
+            ),
+            changes: s
+                .accounts_to_drop
+                .iter()
+                .map(|a| removed("deploymentTargets.accounts", a))
+                .collect(),
             action: Action::DeleteStackInstances {
                 targets: account_targets(s.kept_units.clone(), s.accounts_to_drop.iter().cloned()),
                 regions: s.kept_regions.clone(),
@@ -207,10 +262,22 @@ pub(super) fn inoperable_removals(s: &Scope<'_>) -> Vec<Step> {
         s,
         &broken,
         Purpose::RepairInoperable,
-        format!("remove {} INOPERABLE instance(s) (RetainStacks) to create them again", broken.len()),
-        |i| format!("INOPERABLE ({})", i.status_reason.as_deref().unwrap_or("no reason given")),
+        format!(
+            "remove {} INOPERABLE instance(s) (RetainStacks) to create them again",
+            broken.len()
+        ),
+        |i| {
+            format!(
+                "INOPERABLE ({})",
+                i.status_reason.as_deref().unwrap_or("no reason given")
+            )
+        },
         "re-created",
-        |targets, regions| Action::DeleteStackInstances { targets, regions, retain_stacks: true },
+        |targets, regions| Action::DeleteStackInstances {
+            targets,
+            regions,
+            retain_stacks: true,
+        },
     )]
 }
 
@@ -224,7 +291,11 @@ pub(super) fn settings_update(s: &Scope<'_>) -> Vec<Step> {
     let spec = s.spec;
     let mut changes = s.settings.clone();
     if let (true, Some(current)) = (s.auto_deployment_change, &s.stack_set.auto_deployment) {
-        changes.push(bool_change("autoDeployment.enabled", current.enabled, spec.auto_deployment.enabled));
+        changes.push(bool_change(
+            "autoDeployment.enabled",
+            current.enabled,
+            spec.auto_deployment.enabled,
+        ));
         changes.push(bool_change(
             "autoDeployment.retainStacksOnAccountRemoval",
             current.retain_stacks_on_account_removal,
@@ -234,13 +305,21 @@ pub(super) fn settings_update(s: &Scope<'_>) -> Vec<Step> {
     }
     let managed_here = s.managed_change.filter(|_| !s.managed_alone);
     if let Some(current) = managed_here {
-        changes.push(bool_change("managedExecution.active", current, spec.managed_execution.active));
+        changes.push(bool_change(
+            "managedExecution.active",
+            current,
+            spec.managed_execution.active,
+        ));
     }
     vec![Step {
         purpose: Purpose::Converge,
         summary: format!(
             "update stack set settings ({}) on all {} instance(s)",
-            changes.iter().map(|c| c.field.as_str()).collect::<Vec<_>>().join(", "),
+            changes
+                .iter()
+                .map(|c| c.field.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
             s.observed.instances.len()
         ),
         changes,
@@ -250,11 +329,16 @@ pub(super) fn settings_update(s: &Scope<'_>) -> Vec<Step> {
             parameters: spec
                 .parameters
                 .iter()
-                .map(|(key, value)| Parameter { key: key.clone(), value: Some(value.clone()) })
+                .map(|(key, value)| Parameter {
+                    key: key.clone(),
+                    value: Some(value.clone()),
+                })
                 .collect(),
             capabilities: s.capabilities.clone(),
             tags: spec.tags.clone(),
-            auto_deployment: s.auto_deployment_change.then(|| spec.auto_deployment.clone()),
+            auto_deployment: s
+                .auto_deployment_change
+                .then(|| spec.auto_deployment.clone()),
             managed_execution: managed_here.map(|_| spec.managed_execution.active),
         },
     }]
@@ -266,27 +350,49 @@ pub(super) fn creations(s: &Scope<'_>) -> Vec<Step> {
     let mut steps = Vec::new();
     let all_regions: Vec<String> = s.regions.iter().cloned().collect();
     if !s.new_units.is_empty() {
-        steps.push(create_step(s.desired, s.new_units.clone(), all_regions, "new OU"));
+        steps.push(create_step(
+            s.desired,
+            s.new_units.clone(),
+            all_regions,
+            "new OU",
+        ));
     }
     if !s.new_regions.is_empty() && !s.kept_targets.is_empty() {
-        steps.push(create_step(s.desired, s.kept_targets.clone(), s.new_regions.clone(), "new Region"));
+        steps.push(create_step(
+            s.desired,
+            s.kept_targets.clone(),
+            s.new_regions.clone(),
+            "new Region",
+        ));
     }
     let targets = &s.spec.deployment_targets;
-    if targets.account_filter_type == AccountFilterType::Intersection && !s.kept_targets.is_empty() {
+    if targets.account_filter_type == AccountFilterType::Intersection && !s.kept_targets.is_empty()
+    {
         let missing: Vec<String> = targets
             .accounts
             .iter()
             .collect::<BTreeSet<_>>()
             .into_iter()
             .filter(|a| !s.existing.accounts.contains(*a))
-            .filter(|a| s.observed.reachable_accounts.as_ref().is_none_or(|r| r.contains(*a)))
+            .filter(|a| {
+                s.observed
+                    .reachable_accounts
+                    .as_ref()
+                    .is_none_or(|r| r.contains(*a))
+            })
             .cloned()
             .collect();
         if !missing.is_empty() && !s.kept_regions.is_empty() {
             steps.push(Step {
                 purpose: Purpose::Converge,
-                summary: format!("create instances for {} newly listed account(s)", missing.len()),
-                changes: missing.iter().map(|a| added("deploymentTargets.accounts", a)).collect(),
+                summary: format!(
+                    "create instances for {} newly listed account(s)",
+                    missing.len()
+                ),
+                changes: missing
+                    .iter()
+                    .map(|a| added("deploymentTargets.accounts", a))
+                    .collect(),
                 action: Action::CreateStackInstances {
                     targets: account_targets(s.kept_targets.clone(), missing.iter().cloned()),
                     regions: s.kept_regions.clone(),
@@ -307,7 +413,9 @@ pub(super) fn outdated_retries(s: &Scope<'_>) -> Vec<Step> {
         .observed
         .instances
         .iter()
-        .filter(|i| i.status == InstanceStatus::Outdated && !i.in_progress() && !i.skipped_suspended())
+        .filter(|i| {
+            i.status == InstanceStatus::Outdated && !i.in_progress() && !i.skipped_suspended()
+        })
         .filter(|i| s.kept(i) && !s.accounts_to_drop.contains(&i.account))
         .collect();
     if failed.is_empty() {
@@ -317,8 +425,16 @@ pub(super) fn outdated_retries(s: &Scope<'_>) -> Vec<Step> {
         s,
         &failed,
         Purpose::Converge,
-        format!("retry {} OUTDATED instance(s) left by a failed operation", failed.len()),
-        |i| format!("OUTDATED ({})", i.status_reason.as_deref().unwrap_or("no reason given")),
+        format!(
+            "retry {} OUTDATED instance(s) left by a failed operation",
+            failed.len()
+        ),
+        |i| {
+            format!(
+                "OUTDATED ({})",
+                i.status_reason.as_deref().unwrap_or("no reason given")
+            )
+        },
         "CURRENT",
         |targets, regions| Action::UpdateStackInstances { targets, regions },
     )]
@@ -328,16 +444,26 @@ pub(super) fn outdated_retries(s: &Scope<'_>) -> Vec<Step> {
 /// one): the targets are submitted again, which creates only the missing instances. Overdue gaps count only with
 /// `repairCoverage`; not when an earlier rule already creates instances.
 pub(super) fn coverage_repair(s: &Scope<'_>, planned: &[Step]) -> Vec<Step> {
-    let creating = planned.iter().any(|step| matches!(step.action, Action::CreateStackInstances { .. }));
-    let mut gaps: BTreeSet<&(String, String)> =
-        if s.spec.repair_coverage { s.observed.overdue_gaps.iter().collect() } else { BTreeSet::new() };
+    let creating = planned
+        .iter()
+        .any(|step| matches!(step.action, Action::CreateStackInstances { .. }));
+    let mut gaps: BTreeSet<&(String, String)> = if s.spec.repair_coverage {
+        s.observed.overdue_gaps.iter().collect()
+    } else {
+        BTreeSet::new()
+    };
     gaps.extend(s.observed.recreate.iter());
     gaps.retain(|(_, region)| s.regions.contains(region));
     if creating || gaps.is_empty() || s.kept_targets.is_empty() {
         return Vec::new();
     }
     let gap_regions: BTreeSet<String> = gaps.iter().map(|(_, r)| r.clone()).collect();
-    let mut step = create_step(s.desired, s.kept_targets.clone(), gap_regions.into_iter().collect(), "repair");
+    let mut step = create_step(
+        s.desired,
+        s.kept_targets.clone(),
+        gap_regions.into_iter().collect(),
+        "repair",
+    );
     step.purpose = Purpose::RepairCoverage;
     step.summary = format!(
         "repair coverage: {} account(s) x Region(s) without an instance; re-submit the targets (creates only what \
@@ -376,7 +502,10 @@ pub(super) fn drift_remediation(s: &Scope<'_>) -> Vec<Step> {
         s,
         &drifted,
         Purpose::RemediateDrift,
-        format!("re-apply the stack set to {} DRIFTED instance(s)", drifted.len()),
+        format!(
+            "re-apply the stack set to {} DRIFTED instance(s)",
+            drifted.len()
+        ),
         |_| "DRIFTED".into(),
         "re-applied",
         |targets, regions| Action::UpdateStackInstances { targets, regions },
@@ -399,7 +528,11 @@ fn per_instance_step(
         summary,
         changes: instances
             .iter()
-            .map(|i| Change { field: format!("instance {}/{}", i.account, i.region), from: from(i), to: to.into() })
+            .map(|i| Change {
+                field: format!("instance {}/{}", i.account, i.region),
+                from: from(i),
+                to: to.into(),
+            })
             .collect(),
         action: action(targets, regions),
     }

@@ -123,7 +123,9 @@ pub(super) fn settings_changes(desired: Desired<'_>, observed: &ObservedStackSet
     let description = |d: &Option<String>| d.clone().filter(|s| !s.is_empty());
     // UpdateStackSet keeps a description it is not given and cannot clear one: an absent description is not
     // managed (see `notes`), never a change that would be planned again on every pass.
-    if spec.description.is_some() && description(&spec.description) != description(&observed.description) {
+    if spec.description.is_some()
+        && description(&spec.description) != description(&observed.description)
+    {
         changes.push(Change {
             field: "description".into(),
             from: quoted(observed.description.as_deref()),
@@ -162,7 +164,11 @@ pub(super) fn settings_changes(desired: Desired<'_>, observed: &ObservedStackSet
 /// difference planned again on every pass.
 fn diff_parameters(desired: Desired<'_>, observed: &ObservedStackSet, out: &mut Vec<Change>) {
     let spec = &desired.deployment.spec.parameters;
-    let declared = desired.template.document.get("Parameters").and_then(|p| p.as_object());
+    let declared = desired
+        .template
+        .document
+        .get("Parameters")
+        .and_then(|p| p.as_object());
     let default_of = |key: &str| -> Option<String> {
         let default = declared?.get(key)?.get("Default")?;
         Some(match default {
@@ -191,7 +197,10 @@ fn diff_parameters(desired: Desired<'_>, observed: &ObservedStackSet, out: &mut 
                     out.push(Change {
                         field: format!("parameters.{key}"),
                         from: quoted(have.map(String::as_str)),
-                        to: default.map_or_else(|| "(unset)".to_string(), |d| format!("{d:?} (template default)")),
+                        to: default.map_or_else(
+                            || "(unset)".to_string(),
+                            |d| format!("{d:?} (template default)"),
+                        ),
                     });
                 }
             }

@@ -82,7 +82,11 @@ pub(super) fn deployed(units: &[&str], regions: &[&str]) -> Vec<StackInstance> {
     let mut out = Vec::new();
     for (i, unit) in units.iter().enumerate() {
         for region in regions {
-            out.push(instance(&format!("{:012}", 900_000_000_000u64 + i as u64), region, unit));
+            out.push(instance(
+                &format!("{:012}", 900_000_000_000u64 + i as u64),
+                region,
+                unit,
+            ));
         }
     }
     out
@@ -356,7 +360,10 @@ fn managed_execution_alone_is_one_update() {
     let plan = run(
         &d,
         BODY,
-        &observed(converged_stack_set(&[OU_A], &["us-west-2"]), deployed(&[OU_A], &["us-west-2"])),
+        &observed(
+            converged_stack_set(&[OU_A], &["us-west-2"]),
+            deployed(&[OU_A], &["us-west-2"]),
+        ),
     );
     assert_eq!(names(&plan), ["UpdateStackSet"]);
     assert!(matches!(
@@ -376,7 +383,11 @@ fn managed_execution_alone_is_one_update() {
 fn dropped_ou_deletes_its_instances_in_every_region() {
     let d = with_targets(&[OU_A], &["us-west-2"], "");
     let s = converged_stack_set(&[OU_A, OU_B], &["us-west-2"]);
-    let plan = run(&d, BODY, &observed(s, deployed(&[OU_A, OU_B], &["us-west-2"])));
+    let plan = run(
+        &d,
+        BODY,
+        &observed(s, deployed(&[OU_A, OU_B], &["us-west-2"])),
+    );
     assert_eq!(names(&plan), ["DeleteStackInstances"]);
     match &plan.steps[0].action {
         Action::DeleteStackInstances {
@@ -599,7 +610,10 @@ fn auto_deployment_change_is_an_update_without_targets() {
     let plan = run(
         &d,
         BODY,
-        &observed(converged_stack_set(&[OU_A], &["us-west-2"]), deployed(&[OU_A], &["us-west-2"])),
+        &observed(
+            converged_stack_set(&[OU_A], &["us-west-2"]),
+            deployed(&[OU_A], &["us-west-2"]),
+        ),
     );
     assert_eq!(names(&plan), ["UpdateStackSet"]);
     match &plan.steps[0].action {
@@ -641,7 +655,10 @@ fn new_region_creates_instances_for_existing_ous_in_that_region_only() {
     let plan = run(
         &d,
         BODY,
-        &observed(converged_stack_set(&[OU_A], &["us-west-2"]), deployed(&[OU_A], &["us-west-2"])),
+        &observed(
+            converged_stack_set(&[OU_A], &["us-west-2"]),
+            deployed(&[OU_A], &["us-west-2"]),
+        ),
     );
     assert_eq!(names(&plan), ["CreateStackInstances"]);
     match &plan.steps[0].action {
@@ -741,7 +758,11 @@ fn every_kind_of_change_is_ordered_managed_deletes_update_creates() {
         "  managedExecution: {active: true}\n",
     );
     let s = converged_stack_set(&[OU_A, OU_B], &["us-west-2", "eu-west-1"]);
-    let plan = run(&d, r#"{"Resources": {}}"#, &observed(s, deployed(&[OU_A, OU_B], &["us-west-2", "eu-west-1"])));
+    let plan = run(
+        &d,
+        r#"{"Resources": {}}"#,
+        &observed(s, deployed(&[OU_A, OU_B], &["us-west-2", "eu-west-1"])),
+    );
     assert_eq!(
         names(&plan),
         [

@@ -114,7 +114,8 @@ pub fn staged_url(bucket: &str, region: &str, key: &str, version: Option<&str>) 
     } else {
         format!("{bucket}.s3.{region}.amazonaws.com")
     };
-    let mut url = url::Url::parse(&format!("https://{host}/")).expect("a bucket name makes a valid host");
+    let mut url =
+        url::Url::parse(&format!("https://{host}/")).expect("a bucket name makes a valid host");
     url.set_path(key);
     if let Some(v) = version.filter(|v| !v.is_empty() && *v != "null") {
         url.query_pairs_mut().append_pair("versionId", v);
@@ -168,7 +169,9 @@ pub(crate) fn is_loopback_url(url: &url::Url) -> bool {
 /// those: addresses a template from a public host must never be fetched from.
 pub(crate) fn is_internal_ip(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(v4) => v4.is_loopback() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast(),
+        IpAddr::V4(v4) => {
+            v4.is_loopback() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast()
+        }
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_internal_ip(IpAddr::V4(v4));
@@ -189,12 +192,16 @@ pub fn check_redirect(original: &url::Url, to: &url::Url) -> Result<(), String> 
     };
     let local_origin = original.scheme() == "http" && is_loopback_url(original);
     match to.scheme() {
-        "https" if internal(to) && !is_loopback_url(original) => {
-            Err(format!("redirect to {} refused: a public URL may not send stacksetd to an internal address", to.host_str().unwrap_or("")))
-        }
+        "https" if internal(to) && !is_loopback_url(original) => Err(format!(
+            "redirect to {} refused: a public URL may not send stacksetd to an internal address",
+            to.host_str().unwrap_or("")
+        )),
         "https" => Ok(()),
         "http" if local_origin && is_loopback_url(to) => Ok(()),
-        "http" => Err("redirect to plain http refused: only https -> https (http only between loopback URLs)".into()),
+        "http" => Err(
+            "redirect to plain http refused: only https -> https (http only between loopback URLs)"
+                .into(),
+        ),
         other => Err(format!("redirect to scheme `{other}` refused: only https")),
     }
 }
@@ -207,7 +214,10 @@ mod tests {
     fn redirects_go_https_to_https_and_never_inward() {
         let u = |t: &str| url::Url::parse(t).unwrap();
         let public = u("https://vendor.example/t.json");
-        for ok in ["https://cdn.vendor.example/t.json", "https://s3.amazonaws.com/b/t.json"] {
+        for ok in [
+            "https://cdn.vendor.example/t.json",
+            "https://s3.amazonaws.com/b/t.json",
+        ] {
             assert!(check_redirect(&public, &u(ok)).is_ok(), "{ok}");
         }
         for bad in [
@@ -223,7 +233,10 @@ mod tests {
             "file:///etc/passwd",
             "ftp://vendor.example/t.json",
         ] {
-            assert!(check_redirect(&public, &u(bad)).is_err(), "{bad} must be refused");
+            assert!(
+                check_redirect(&public, &u(bad)).is_err(),
+                "{bad} must be refused"
+            );
         }
         // A loopback test server may redirect within loopback, over http too, and out to https.
         let local = u("http://127.0.0.1:8080/t.json");
@@ -233,13 +246,19 @@ mod tests {
         assert!(check_redirect(&local, &u("http://vendor.example/t.json")).is_err());
         let local_tls = u("https://127.0.0.1:8443/t.json");
         assert!(check_redirect(&local_tls, &u("https://127.0.0.1:8443/v2.json")).is_ok());
-        assert!(check_redirect(&local_tls, &u("http://127.0.0.1:8443/v2.json")).is_err(), "never down to http");
+        assert!(
+            check_redirect(&local_tls, &u("http://127.0.0.1:8443/v2.json")).is_err(),
+            "never down to http"
+        );
     }
 
     #[test]
     fn the_readme_states_the_redirect_limit_the_code_enforces() {
         let readme = include_str!("../../README.md");
-        assert!(readme.contains(&format!("{MAX_REDIRECTS} redirects")), "README: {MAX_REDIRECTS} redirects");
+        assert!(
+            readme.contains(&format!("{MAX_REDIRECTS} redirects")),
+            "README: {MAX_REDIRECTS} redirects"
+        );
     }
 
     #[test]
@@ -274,9 +293,15 @@ mod tests {
 
     #[test]
     fn oversized_bodies_are_refused_for_the_api() {
-        let large = format!(r#"{{"Description": "{}"}}"#, "x".repeat(MAX_TEMPLATE_BODY_BYTES));
+        let large = format!(
+            r#"{{"Description": "{}"}}"#,
+            "x".repeat(MAX_TEMPLATE_BODY_BYTES)
+        );
         let template = Template::from_body("u", large).unwrap();
-        assert!(template.body_for_api().is_ok(), "staged above the inline limit");
+        assert!(
+            template.body_for_api().is_ok(),
+            "staged above the inline limit"
+        );
         let huge = format!(r#"{{"Description": "{}"}}"#, "x".repeat(MAX_TEMPLATE_BYTES));
         let template = Template::from_body("u", huge).unwrap();
         let err = template.body_for_api().unwrap_err();

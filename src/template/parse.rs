@@ -113,9 +113,9 @@ fn strict_json(text: &str) -> Result<Value, JsonError> {
             de.end().map_err(|_| JsonError::NotJson)?;
             Ok(value)
         }
-        Err(e) if e.to_string().contains("duplicate key") => Err(JsonError::Duplicate(format!(
-            "not a usable template: {e}"
-        ))),
+        Err(e) if e.to_string().contains("duplicate key") => {
+            Err(JsonError::Duplicate(format!("not a usable template: {e}")))
+        }
         Err(_) => Err(JsonError::NotJson),
     }
 }
@@ -138,7 +138,9 @@ fn reserved_check(value: &Value) -> Result<(), String> {
             Value::Object(map) => {
                 for (k, child) in map {
                     if bad(k) {
-                        return Err("not a usable template: a key contains private-use characters".into());
+                        return Err(
+                            "not a usable template: a key contains private-use characters".into(),
+                        );
                     }
                     stack.push(child);
                 }
@@ -182,7 +184,10 @@ fn yaml_guard(text: &str) -> Result<(), String> {
         let mut is_key = false;
         let node = matches!(
             event,
-            Event::Scalar(..) | Event::Alias(_) | Event::SequenceStart(..) | Event::MappingStart(..)
+            Event::Scalar(..)
+                | Event::Alias(_)
+                | Event::SequenceStart(..)
+                | Event::MappingStart(..)
         );
         if node && let Some(Frame::Mapping { expecting_key, .. }) = frames.last_mut() {
             is_key = *expecting_key;
@@ -266,7 +271,12 @@ fn yaml_to_json(value: serde_norway::Value) -> Result<Value, String> {
         Y::Bool(b) => Value::Bool(b),
         Y::Number(n) => serde_json::to_value(&n).map_err(|e| e.to_string())?,
         Y::String(s) => Value::String(s),
-        Y::Sequence(items) => Value::Array(items.into_iter().map(yaml_to_json).collect::<Result<_, _>>()?),
+        Y::Sequence(items) => Value::Array(
+            items
+                .into_iter()
+                .map(yaml_to_json)
+                .collect::<Result<_, _>>()?,
+        ),
         Y::Mapping(map) => {
             let mut out = Map::new();
             for (key, value) in map {
@@ -298,7 +308,10 @@ fn yaml_to_json(value: serde_norway::Value) -> Result<Value, String> {
                 "GetAtt" => match inner {
                     Value::String(s) => {
                         let (resource, attribute) = s.split_once('.').unwrap_or((s.as_str(), ""));
-                        ("Fn::GetAtt".to_string(), serde_json::json!([resource, attribute]))
+                        (
+                            "Fn::GetAtt".to_string(),
+                            serde_json::json!([resource, attribute]),
+                        )
                     }
                     other => ("Fn::GetAtt".to_string(), other),
                 },
@@ -317,10 +330,16 @@ mod tests {
     fn duplicate_keys_are_refused_with_their_line() {
         let json = "{\"Resources\": {\n \"R\": {\"Type\": \"AWS::IAM::Role\"},\n \"R\": {\"Type\": \"Custom::X\"}}}";
         let err = parse_document(json).unwrap_err();
-        assert!(err.contains("duplicate key \"R\"") && err.contains("line 3"), "{err}");
+        assert!(
+            err.contains("duplicate key \"R\"") && err.contains("line 3"),
+            "{err}"
+        );
         let yaml = "Resources:\n  R:\n    Type: AWS::IAM::Role\n  R:\n    Type: Custom::X\n";
         let err = parse_document(yaml).unwrap_err();
-        assert!(err.contains("duplicate key \"R\"") && err.contains("line 4"), "{err}");
+        assert!(
+            err.contains("duplicate key \"R\"") && err.contains("line 4"),
+            "{err}"
+        );
         // The same key in different mappings is fine.
         assert!(parse_document("A: {x: 1}\nB: {x: 1}\n").is_ok());
         assert!(parse_document("- {x: 1}\n- {x: 2}\n").is_ok());
@@ -336,7 +355,10 @@ mod tests {
     #[test]
     fn keys_that_collide_once_converted_are_refused() {
         let err = parse_document("A:\n  1: x\n  \"1\": y\n").unwrap_err();
-        assert!(err.contains("twice") || err.contains("duplicate key"), "{err}");
+        assert!(
+            err.contains("twice") || err.contains("duplicate key"),
+            "{err}"
+        );
     }
 
     #[test]

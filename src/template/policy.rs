@@ -185,7 +185,9 @@ impl Decision {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            Decision::TooComplex => format!("template sha256:{short} is refused: {}", guard::TooComplex),
+            Decision::TooComplex => {
+                format!("template sha256:{short} is refused: {}", guard::TooComplex)
+            }
             Decision::PinMismatch { pinned, .. } => format!(
                 "template sha256:{short} is not the pinned sha256:{}; it is reported, never applied",
                 &pinned[..pinned.len().min(12)]
@@ -296,10 +298,12 @@ fn decision(
             reason: HoldReason::Manual,
             judgment,
         },
-        UpdatePolicy::Auto if judgment.is_widening() && !spec.allow_permission_widening => Decision::Hold {
-            reason: HoldReason::PermissionWidening,
-            judgment,
-        },
+        UpdatePolicy::Auto if judgment.is_widening() && !spec.allow_permission_widening => {
+            Decision::Hold {
+                reason: HoldReason::PermissionWidening,
+                judgment,
+            }
+        }
         UpdatePolicy::Auto => Decision::Apply { judgment },
     }
 }
@@ -346,7 +350,8 @@ impl Assessments {
         }
         // An applied template that does not parse compares as `null`: different from anything, so any version is
         // a change and every permission is new.
-        let applied_doc = applied_body.map(|(b, state)| (super::parse_document(b).unwrap_or_default(), state));
+        let applied_doc =
+            applied_body.map(|(b, state)| (super::parse_document(b).unwrap_or_default(), state));
         let baseline = match &applied_doc {
             None => Baseline::Absent,
             Some((doc, BaselineState::Approved)) => Baseline::Approved(doc),
@@ -511,7 +516,13 @@ mod tests {
             ),
         ];
         for (i, (updates, pin, widen, applied, candidate, want)) in cases.into_iter().enumerate() {
-            let got = decide(&spec(updates, pin, widen), &Parameters::new(), approved(applied), candidate).decision;
+            let got = decide(
+                &spec(updates, pin, widen),
+                &Parameters::new(),
+                approved(applied),
+                candidate,
+            )
+            .decision;
             assert_eq!(
                 got.label(),
                 want,
@@ -539,7 +550,10 @@ mod tests {
         .decision;
         let judgment = got.judgment().expect("a hold carries its judgment");
         assert!(
-            judgment.widening_lines().iter().any(|l| l.contains("+ ec2:DescribeInstances (List)")),
+            judgment
+                .widening_lines()
+                .iter()
+                .any(|l| l.contains("+ ec2:DescribeInstances (List)")),
             "{judgment:?}"
         );
         assert!(got.message(&wider.sha256).contains(&wider.sha256));
@@ -554,7 +568,13 @@ mod tests {
             (Some(&writer), None),
             (None, Some(&template(READ).document)),
         ] {
-            let got = decide(&spec(UpdatePolicy::Auto, pin, true), &Parameters::new(), approved(applied), &writer).decision;
+            let got = decide(
+                &spec(UpdatePolicy::Auto, pin, true),
+                &Parameters::new(),
+                approved(applied),
+                &writer,
+            )
+            .decision;
             match &got {
                 Decision::Refuse { offenses } => {
                     assert!(
@@ -569,7 +589,12 @@ mod tests {
         // The other policy level's allowlist does not apply.
         let mut scheduling = spec(UpdatePolicy::Auto, None, true);
         scheduling.policy = Some(PolicyLevel::DataAndScheduling);
-        assert_eq!(decide(&scheduling, &Parameters::new(), Baseline::Absent, &writer).decision.label(), "apply");
+        assert_eq!(
+            decide(&scheduling, &Parameters::new(), Baseline::Absent, &writer)
+                .decision
+                .label(),
+            "apply"
+        );
     }
 
     #[test]
@@ -596,7 +621,13 @@ mod tests {
         );
         let big = Template::from_body("u", padded).expect("valid");
         for applied in [None, Some(&v1.document)] {
-            let got = decide(&spec(UpdatePolicy::Auto, None, true), &Parameters::new(), approved(applied), &big).decision;
+            let got = decide(
+                &spec(UpdatePolicy::Auto, None, true),
+                &Parameters::new(),
+                approved(applied),
+                &big,
+            )
+            .decision;
             assert!(
                 matches!(got, Decision::TooLarge { bytes } if bytes == big.body.len()),
                 "{got:?}"

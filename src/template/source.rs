@@ -19,8 +19,8 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use super::{
-    FETCH_TIMEOUT, MAX_REDIRECTS, MAX_TEMPLATE_BYTES, Template, check_redirect, check_remote_url, check_size,
-    is_internal_ip, is_loopback_url, sha256_hex, template_error,
+    FETCH_TIMEOUT, MAX_REDIRECTS, MAX_TEMPLATE_BYTES, Template, check_redirect, check_remote_url,
+    check_size, is_internal_ip, is_loopback_url, sha256_hex, template_error,
 };
 use crate::error::Error;
 
@@ -222,7 +222,13 @@ impl Fetcher {
 /// no further than the size limit, so a device, a FIFO or a directory can neither hang nor exhaust the daemon.
 async fn read_file(url: &str, path: &std::path::Path) -> Result<Vec<u8>, Error> {
     use tokio::io::AsyncReadExt;
-    let cannot = |e: std::io::Error| template_error(url, format!("cannot read {}: {e}", path.display()), "template_fetch");
+    let cannot = |e: std::io::Error| {
+        template_error(
+            url,
+            format!("cannot read {}: {e}", path.display()),
+            "template_fetch",
+        )
+    };
     let metadata = tokio::fs::metadata(path).await.map_err(cannot)?;
     if !metadata.is_file() {
         return Err(template_error(
@@ -264,14 +270,21 @@ impl reqwest::dns::Resolve for PublicAddresses {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let found: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let found: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let allowed: Vec<std::net::SocketAddr> = if host.eq_ignore_ascii_case("localhost") {
                 found
             } else {
-                found.into_iter().filter(|a| !is_internal_ip(a.ip())).collect()
+                found
+                    .into_iter()
+                    .filter(|a| !is_internal_ip(a.ip()))
+                    .collect()
             };
             if allowed.is_empty() {
-                return Err(format!("{host} resolves to no public address (loopback and link-local are refused)").into());
+                return Err(format!(
+                    "{host} resolves to no public address (loopback and link-local are refused)"
+                )
+                .into());
             }
             Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
         })

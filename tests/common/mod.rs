@@ -99,7 +99,14 @@ impl MotoServer {
             .expect("a free port")
             .port();
         let child = Command::new(&binary)
-            .args(["--addr", &format!("127.0.0.1:{port}"), "--region", REGION, "--account-id", MANAGEMENT_ACCOUNT_ID])
+            .args([
+                "--addr",
+                &format!("127.0.0.1:{port}"),
+                "--region",
+                REGION,
+                "--account-id",
+                MANAGEMENT_ACCOUNT_ID,
+            ])
             .args(["--log-level", "warn"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -111,7 +118,10 @@ impl MotoServer {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "fakecloud did not listen within {READY_TIMEOUT:?}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "fakecloud did not listen within {READY_TIMEOUT:?}"
+            );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         MotoServer {
@@ -436,11 +446,17 @@ pub async fn add_account(
         .send()
         .await
         .unwrap_or_else(|e| panic!("CreateAccount {name}: {e:?}"));
-    let mut current = status.create_account_status().cloned().expect("a CreateAccountStatus");
+    let mut current = status
+        .create_account_status()
+        .cloned()
+        .expect("a CreateAccountStatus");
     // AWS (and fakecloud) create accounts asynchronously: poll DescribeCreateAccountStatus until it is done.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while current.state() == Some(&orgs::types::CreateAccountState::InProgress) {
-        assert!(std::time::Instant::now() < deadline, "CreateAccount {name} still in progress after 60 s");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "CreateAccount {name} still in progress after 60 s"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let id = current.id().expect("a request id").to_string();
         current = client
@@ -453,8 +469,15 @@ pub async fn add_account(
             .cloned()
             .expect("a CreateAccountStatus");
     }
-    assert_ne!(current.state(), Some(&orgs::types::CreateAccountState::Failed), "CreateAccount {name}: {current:?}");
-    let account_id = current.account_id().expect("the new account's id").to_string();
+    assert_ne!(
+        current.state(),
+        Some(&orgs::types::CreateAccountState::Failed),
+        "CreateAccount {name}: {current:?}"
+    );
+    let account_id = current
+        .account_id()
+        .expect("the new account's id")
+        .to_string();
     if parent_id != root_id {
         let moved = client
             .move_account()
@@ -471,9 +494,18 @@ pub async fn add_account(
                 .child_id(&account_id)
                 .send()
                 .await
-                .unwrap_or_else(|e2| panic!("MoveAccount {account_id} to {parent_id}: {e:?}; ListParents: {e2:?}"));
-            let now = parents.parents().first().and_then(|p| p.id()).unwrap_or_default();
-            assert_eq!(now, parent_id, "MoveAccount {account_id} to {parent_id}: {e:?}");
+                .unwrap_or_else(|e2| {
+                    panic!("MoveAccount {account_id} to {parent_id}: {e:?}; ListParents: {e2:?}")
+                });
+            let now = parents
+                .parents()
+                .first()
+                .and_then(|p| p.id())
+                .unwrap_or_default();
+            assert_eq!(
+                now, parent_id,
+                "MoveAccount {account_id} to {parent_id}: {e:?}"
+            );
         }
     }
     account_id
@@ -637,11 +669,17 @@ pub async fn instances(client: &cfn::Client, stack_set: &str) -> BTreeSet<(Strin
 }
 
 /// The stack set's (account, Region) pairs whatever their status: for views taken while it may be mid-operation.
-pub async fn instances_any_status(client: &cfn::Client, stack_set: &str) -> BTreeSet<(String, String)> {
+pub async fn instances_any_status(
+    client: &cfn::Client,
+    stack_set: &str,
+) -> BTreeSet<(String, String)> {
     pairs_of(&instance_summaries(client, stack_set).await)
 }
 
-async fn instance_summaries(client: &cfn::Client, stack_set: &str) -> Vec<cfn::types::StackInstanceSummary> {
+async fn instance_summaries(
+    client: &cfn::Client,
+    stack_set: &str,
+) -> Vec<cfn::types::StackInstanceSummary> {
     client
         .list_stack_instances()
         .stack_set_name(stack_set)
@@ -726,10 +764,17 @@ pub async fn wait_for_operation(client: &cfn::Client, stack_set: &str, operation
         let status = op.stack_set_operation().and_then(|o| o.status()).cloned();
         match status {
             Some(cfn::types::StackSetOperationStatus::Succeeded) => return,
-            Some(cfn::types::StackSetOperationStatus::Running | cfn::types::StackSetOperationStatus::Queued) | None => {}
+            Some(
+                cfn::types::StackSetOperationStatus::Running
+                | cfn::types::StackSetOperationStatus::Queued,
+            )
+            | None => {}
             Some(other) => panic!("operation {operation_id} on {stack_set} ended {other:?}"),
         }
-        assert!(std::time::Instant::now() < deadline, "operation {operation_id} still {status:?} after 60 s");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "operation {operation_id} still {status:?} after 60 s"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }

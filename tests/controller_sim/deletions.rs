@@ -21,7 +21,11 @@ fn delayed(sim: &Sim) -> Context {
 }
 
 fn calls(sim: &Sim, operation: &str) -> u64 {
-    sim.calls().by_operation().get(operation).copied().unwrap_or(0)
+    sim.calls()
+        .by_operation()
+        .get(operation)
+        .copied()
+        .unwrap_or(0)
 }
 
 fn two_regions() -> Spec {
@@ -39,14 +43,29 @@ async fn a_deletion_waits_for_the_delay_then_runs_once() {
     let one_region = Spec::whole_org().deployment();
 
     let started = tokio::time::Instant::now();
-    let first = controller::reconcile(&one_region, &ctx).await.expect("a pass");
-    let State::DeletionPending { action, runs_at, .. } = &first.state else {
+    let first = controller::reconcile(&one_region, &ctx)
+        .await
+        .expect("a pass");
+    let State::DeletionPending {
+        action, runs_at, ..
+    } = &first.state
+    else {
         panic!("the deletion waits: {:?}", first.state);
     };
     assert_eq!(*action, "DeleteStackInstances");
     assert!(!runs_at.is_empty());
-    assert!(first.requeue_after <= DELAY && first.requeue_after > DELAY / 2, "{:?}", first.requeue_after);
-    assert!(first.report.pending_deletions.iter().any(|d| d.waiting && d.action == "DeleteStackInstances"));
+    assert!(
+        first.requeue_after <= DELAY && first.requeue_after > DELAY / 2,
+        "{:?}",
+        first.requeue_after
+    );
+    assert!(
+        first
+            .report
+            .pending_deletions
+            .iter()
+            .any(|d| d.waiting && d.action == "DeleteStackInstances")
+    );
     assert_eq!(calls(&sim, "DeleteStackInstances"), 0);
 
     // reconcile --once waits for it: one deletion, after the delay.
@@ -55,10 +74,16 @@ async fn a_deletion_waits_for_the_delay_then_runs_once() {
     let deletions = calls(&sim, "DeleteStackInstances");
     assert!((1..=2).contains(&deletions), "{deletions}");
     assert_no_duplicate_submissions(&sim);
-    assert!(started.elapsed() >= DELAY, "ran after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= DELAY,
+        "ran after {:?}",
+        started.elapsed()
+    );
     assert!(current_pairs(&sim).iter().all(|(_, r)| r == REGION));
     // --no-wait stops at the pending step instead (nothing left to delete now: converged).
-    let outcome = controller::converge_until(&one_region, &ctx, false, |_| {}).await.unwrap();
+    let outcome = controller::converge_until(&one_region, &ctx, false, |_| {})
+        .await
+        .unwrap();
     assert!(outcome.is_converged());
 }
 
@@ -72,8 +97,14 @@ async fn a_deletion_withdrawn_within_the_delay_never_runs() {
 
     // An edit drops a Region (a half-written file, a mistake); it is put back 30 s later.
     let one_region = Spec::whole_org().deployment();
-    let outcome = controller::converge_until(&one_region, &ctx, false, |_| {}).await.unwrap();
-    assert!(matches!(outcome.state, State::DeletionPending { .. }), "{:?}", outcome.state);
+    let outcome = controller::converge_until(&one_region, &ctx, false, |_| {})
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome.state, State::DeletionPending { .. }),
+        "{:?}",
+        outcome.state
+    );
     tokio::time::sleep(DELAY / 2).await;
     converge_ok(&both, &ctx).await;
     // Long after: still nothing deleted.
@@ -84,7 +115,11 @@ async fn a_deletion_withdrawn_within_the_delay_never_runs() {
 
     // Asked for again, the delay starts over: a desired state must stay unchanged for the whole delay.
     let outcome = controller::reconcile(&one_region, &ctx).await.unwrap();
-    assert!(matches!(outcome.state, State::DeletionPending { .. }), "{:?}", outcome.state);
+    assert!(
+        matches!(outcome.state, State::DeletionPending { .. }),
+        "{:?}",
+        outcome.state
+    );
     assert!(outcome.requeue_after > DELAY / 2);
 }
 
@@ -101,11 +136,21 @@ async fn creations_and_updates_do_not_wait_for_a_pending_deletion() {
     }
     .deployment();
     let started = tokio::time::Instant::now();
-    let outcome = pass_until(&moved, &ctx, |o| matches!(o.state, State::DeletionPending { .. })).await;
-    assert!(started.elapsed() < DELAY, "the update and the creation went first");
+    let outcome = pass_until(&moved, &ctx, |o| {
+        matches!(o.state, State::DeletionPending { .. })
+    })
+    .await;
+    assert!(
+        started.elapsed() < DELAY,
+        "the update and the creation went first"
+    );
     assert!(matches!(outcome.state, State::DeletionPending { .. }));
     assert_eq!(calls(&sim, "UpdateStackSet"), 1);
-    assert_eq!(calls(&sim, "CreateStackInstances"), 2, "the first deployment's and the new Region's");
+    assert_eq!(
+        calls(&sim, "CreateStackInstances"),
+        2,
+        "the first deployment's and the new Region's"
+    );
     assert_eq!(calls(&sim, "DeleteStackInstances"), 0);
     converge_ok(&moved, &ctx).await;
     assert!(calls(&sim, "DeleteStackInstances") >= 1);
@@ -124,10 +169,17 @@ async fn revoking_waits_for_the_delay_too() {
     }
     .deployment();
     let outcome = controller::reconcile(&absent, &ctx).await.unwrap();
-    assert!(matches!(outcome.state, State::DeletionPending { .. }), "{:?}", outcome.state);
+    assert!(
+        matches!(outcome.state, State::DeletionPending { .. }),
+        "{:?}",
+        outcome.state
+    );
     assert_eq!(calls(&sim, "DeleteStackInstances"), 0);
     converge_ok(&absent, &ctx).await;
-    assert!(sim.stack_set(STACK_SET).is_none_or(|s| s.status != stacksetd::cloud::StackSetStatus::Active));
+    assert!(
+        sim.stack_set(STACK_SET)
+            .is_none_or(|s| s.status != stacksetd::cloud::StackSetStatus::Active)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -136,12 +188,15 @@ async fn revoking_waits_for_the_delay_too() {
 use std::sync::Arc;
 
 use stacksetd::cloud::{
-    AutoDeployment, Cloud, CreateStackSet, InstancesRequest, OperationPreferences, Parameter, Targets,
-    UpdateStackSet,
+    AutoDeployment, Cloud, CreateStackSet, InstancesRequest, OperationPreferences, Parameter,
+    Targets, UpdateStackSet,
 };
 use stacksetd::controller::ownership::{OWNER_TAG, TEMPLATE_TAG};
 
-const TEMPLATE_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/templates/aimably-data-only.json");
+const TEMPLATE_FILE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/config/templates/aimably-data-only.json"
+);
 
 /// Someone else's stack set of the configured name (the console wizard's), with instances.
 async fn console_stack_set(sim: &Sim, tags: &[(&str, &str)]) {
@@ -153,9 +208,16 @@ async fn console_stack_set(sim: &Sim, tags: &[(&str, &str)]) {
             description: Some("made in the console".into()),
             template_body: std::fs::read_to_string(TEMPLATE_FILE).unwrap(),
             template_url: None,
-            parameters: [("ManagementAccountId".to_string(), "123456789012".to_string())].into(),
+            parameters: [(
+                "ManagementAccountId".to_string(),
+                "123456789012".to_string(),
+            )]
+            .into(),
             capabilities: ["CAPABILITY_NAMED_IAM".to_string()].into(),
-            tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             auto_deployment: AutoDeployment {
                 enabled: true,
                 retain_stacks_on_account_removal: false,
@@ -197,10 +259,18 @@ async fn an_untagged_stack_set_is_left_alone_until_adopted() {
     let (result, _) = converge(&deployment, &ctx).await;
     let err = result.expect_err("not managed");
     assert_eq!(err.metric_label(), "stack_set_not_managed");
-    assert!(err.to_string().contains("set spec.adopt: true to take it over"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("set spec.adopt: true to take it over"),
+        "{err}"
+    );
     assert_eq!(mutations(&sim), before, "nothing updated or deleted");
     // Not even a revocation touches it.
-    let absent = Spec { ensure: "Absent", ..Spec::whole_org() }.deployment();
+    let absent = Spec {
+        ensure: "Absent",
+        ..Spec::whole_org()
+    }
+    .deployment();
     assert!(converge(&absent, &ctx).await.0.is_err());
     assert!(sim.stack_set(STACK_SET).is_some());
 
@@ -212,7 +282,10 @@ async fn an_untagged_stack_set_is_left_alone_until_adopted() {
     converge_ok(&adopted, &ctx).await;
     let tags = sim.stack_set(STACK_SET).unwrap().tags;
     assert_eq!(tags.get(OWNER_TAG).map(String::as_str), Some("aimably"));
-    assert!(tags.contains_key(TEMPLATE_TAG), "the approval record: {tags:?}");
+    assert!(
+        tags.contains_key(TEMPLATE_TAG),
+        "the approval record: {tags:?}"
+    );
     // Once tagged it is the deployment's, with or without adopt.
     converge_ok(&deployment, &ctx).await;
 }
@@ -224,7 +297,11 @@ async fn a_stack_set_tagged_for_another_deployment_is_never_touched() {
     let before = mutations(&sim);
     let ctx = sim_context(&sim);
     for extra in ["", "  adopt: true\n"] {
-        let d = Spec { extra: extra.into(), ..Spec::whole_org() }.deployment();
+        let d = Spec {
+            extra: extra.into(),
+            ..Spec::whole_org()
+        }
+        .deployment();
         let err = converge(&d, &ctx).await.0.expect_err("owned elsewhere");
         assert_eq!(err.metric_label(), "stack_set_owned_elsewhere");
         assert!(err.to_string().contains("someone-else"), "{err}");
@@ -248,7 +325,14 @@ async fn a_stack_set_made_by_an_earlier_release_is_recognised_and_tagged() {
             description: current.description.clone(),
             template_body: None,
             template_url: None,
-            parameters: current.parameters.keys().map(|k| Parameter { key: k.clone(), value: None }).collect(),
+            parameters: current
+                .parameters
+                .keys()
+                .map(|k| Parameter {
+                    key: k.clone(),
+                    value: None,
+                })
+                .collect(),
             capabilities: current.capabilities.clone(),
             tags: Default::default(),
             auto_deployment: None,
@@ -260,7 +344,14 @@ async fn a_stack_set_made_by_an_earlier_release_is_recognised_and_tagged() {
         .unwrap();
     tokio::time::sleep(Duration::from_secs(3600)).await;
     converge_ok(&deployment, &sim_context(&sim)).await;
-    assert_eq!(sim.stack_set(STACK_SET).unwrap().tags.get(OWNER_TAG).map(String::as_str), Some("aimably"));
+    assert_eq!(
+        sim.stack_set(STACK_SET)
+            .unwrap()
+            .tags
+            .get(OWNER_TAG)
+            .map(String::as_str),
+        Some("aimably")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -310,7 +401,14 @@ async fn a_console_edited_template_is_reverted_and_a_later_widening_publication_
                     description: current.description.clone(),
                     template_body: Some(body),
                     template_url: None,
-                    parameters: current.parameters.keys().map(|k| Parameter { key: k.clone(), value: None }).collect(),
+                    parameters: current
+                        .parameters
+                        .keys()
+                        .map(|k| Parameter {
+                            key: k.clone(),
+                            value: None,
+                        })
+                        .collect(),
                     capabilities: current.capabilities.clone(),
                     tags: current.tags.clone(),
                     auto_deployment: None,
@@ -327,15 +425,29 @@ async fn a_console_edited_template_is_reverted_and_a_later_widening_publication_
     // A fresh controller (a restart: nothing remembered) sees it as spec drift and reverts it.
     let ctx = sim_context(&sim);
     let outcome = controller::reconcile(&deployment, &ctx).await.unwrap();
-    assert!(outcome.report.spec_drift.iter().any(|d| d.field == "template"), "{:?}", outcome.report.spec_drift);
+    assert!(
+        outcome
+            .report
+            .spec_drift
+            .iter()
+            .any(|d| d.field == "template"),
+        "{:?}",
+        outcome.report.spec_drift
+    );
     converge_ok(&deployment, &ctx).await;
-    assert_eq!(sim.stack_set(STACK_SET).unwrap().template_body, v1, "reverted to the approved version");
+    assert_eq!(
+        sim.stack_set(STACK_SET).unwrap().template_body,
+        v1,
+        "reverted to the approved version"
+    );
 
     // Edited again, and now the vendor publishes that same widening: judged against the approved v1, held.
     console_edit(widened.clone(), "console-2").await;
     std::fs::write(&file, &widened).unwrap();
     let ctx = sim_context(&sim);
-    let outcome = controller::converge(&deployment, &ctx, |_| {}).await.unwrap();
+    let outcome = controller::converge(&deployment, &ctx, |_| {})
+        .await
+        .unwrap();
     let t = outcome.report.template.as_ref().unwrap();
     assert_eq!(t.decision, "held_no_baseline", "{t:?}");
     assert!(t.message.contains("spec.template.sha256"), "{}", t.message);
@@ -368,14 +480,26 @@ async fn revocation_works_with_the_template_gone() {
     present.spec.template.url = Some(url.clone());
     converge_ok(&present, &sim_context(&sim)).await;
     std::fs::remove_file(&file).unwrap();
-    let mut absent = Spec { ensure: "Absent", ..Spec::whole_org() }.deployment();
+    let mut absent = Spec {
+        ensure: "Absent",
+        ..Spec::whole_org()
+    }
+    .deployment();
     absent.spec.template.url = Some(url);
     // A fresh controller: nothing cached, the URL answers "not found".
     let ctx = sim_context(&sim);
-    let outcome = controller::converge(&absent, &ctx, |_| {}).await.expect("revoked without the template");
+    let outcome = controller::converge(&absent, &ctx, |_| {})
+        .await
+        .expect("revoked without the template");
     assert!(outcome.is_converged());
-    assert!(sim.stack_set(STACK_SET).is_none_or(|s| s.status != stacksetd::cloud::StackSetStatus::Active));
-    assert_eq!(outcome.report.template.as_ref().map(|t| t.decision), Some("revoking"));
+    assert!(
+        sim.stack_set(STACK_SET)
+            .is_none_or(|s| s.status != stacksetd::cloud::StackSetStatus::Active)
+    );
+    assert_eq!(
+        outcome.report.template.as_ref().map(|t| t.decision),
+        Some("revoking")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -391,15 +515,28 @@ async fn a_renamed_stack_sets_old_one_is_reported_as_orphaned_and_left_in_place(
     let mut renamed = old.clone();
     renamed.spec.stack_set_name = "AimablyDataAndScheduling".into();
     converge_ok(&renamed, &ctx).await;
-    let orphans = stacksetd::controller::ownership::orphans(&ctx, &[&renamed]).await.unwrap();
+    let orphans = stacksetd::controller::ownership::orphans(&ctx, &[&renamed])
+        .await
+        .unwrap();
     assert_eq!(orphans.len(), 1, "{orphans:?}");
     assert_eq!(orphans[0].stack_set, STACK_SET);
     assert_eq!(orphans[0].deployment, "aimably");
-    assert!(orphans[0].advice.contains("remove its stacksetd.dev/deployment tag"), "{}", orphans[0].advice);
-    assert!(sim.stack_set(STACK_SET).is_some_and(|s| s.status == stacksetd::cloud::StackSetStatus::Active));
+    assert!(
+        orphans[0]
+            .advice
+            .contains("remove its stacksetd.dev/deployment tag"),
+        "{}",
+        orphans[0].advice
+    );
+    assert!(
+        sim.stack_set(STACK_SET)
+            .is_some_and(|s| s.status == stacksetd::cloud::StackSetStatus::Active)
+    );
     assert!(!current_pairs(&sim).is_empty());
     // Its document removed altogether: the same, with how to revoke it.
-    let orphans = stacksetd::controller::ownership::orphans(&ctx, &[]).await.unwrap();
+    let orphans = stacksetd::controller::ownership::orphans(&ctx, &[])
+        .await
+        .unwrap();
     assert_eq!(orphans.len(), 2);
     assert!(orphans.iter().all(|o| o.advice.contains("ensure: Absent")));
 }
@@ -412,9 +549,21 @@ async fn an_empty_root_listing_deletes_nothing() {
     let before = current_pairs(&sim);
     let lagging = Lagging::new(&sim);
     lagging.hide_roots(true);
-    let ctx = Context::new(lagging.clone(), Config { deletion_delay: Duration::ZERO, ..config() });
-    let err = controller::reconcile(&Spec::whole_org().deployment(), &ctx).await.unwrap_err();
-    assert_eq!(err.metric_label(), "organization_listing_incomplete", "{err}");
+    let ctx = Context::new(
+        lagging.clone(),
+        Config {
+            deletion_delay: Duration::ZERO,
+            ..config()
+        },
+    );
+    let err = controller::reconcile(&Spec::whole_org().deployment(), &ctx)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.metric_label(),
+        "organization_listing_incomplete",
+        "{err}"
+    );
     assert_eq!(current_pairs(&sim), before);
     assert_eq!(calls(&sim, "DeleteStackInstances"), 0);
     // The answer comes back whole: a normal pass, still nothing deleted.

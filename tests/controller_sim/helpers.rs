@@ -248,7 +248,10 @@ pub fn api_operations(sim: &Sim) -> Vec<SimOperation> {
 #[track_caller]
 pub fn assert_no_duplicate_submissions(sim: &Sim) {
     let repeated = sim.repeated_changes();
-    assert!(repeated.is_empty(), "a change was applied twice: {repeated:#?}");
+    assert!(
+        repeated.is_empty(),
+        "a change was applied twice: {repeated:#?}"
+    );
     assert_never_names_the_management_account(sim);
 }
 
@@ -259,7 +262,8 @@ pub fn assert_never_names_the_management_account(sim: &Sim) {
     let management = sim.management_account_id();
     for op in api_operations(sim) {
         if let Some(targets) = &op.targets
-            && targets.account_filter_type != stacksetd::desired::model::AccountFilterType::Difference
+            && targets.account_filter_type
+                != stacksetd::desired::model::AccountFilterType::Difference
         {
             assert!(
                 !targets.accounts.contains(&management),
@@ -366,7 +370,11 @@ impl Cloud for Lagging {
     }
     async fn list_roots(&self) -> stacksetd::cloud::Result<Vec<OrgNode>> {
         let roots = self.sim.list_roots().await?;
-        Ok(if self.view().no_roots { Vec::new() } else { roots })
+        Ok(if self.view().no_roots {
+            Vec::new()
+        } else {
+            roots
+        })
     }
     async fn list_organizational_units(
         &self,
@@ -490,10 +498,18 @@ impl Cloud for Lagging {
     ) -> stacksetd::cloud::Result<()> {
         self.sim.assume_role(role_arn, session_name).await
     }
-    async fn list_stack_sets(&self, call_as: stacksetd::cloud::CallAs) -> stacksetd::cloud::Result<Vec<String>> {
+    async fn list_stack_sets(
+        &self,
+        call_as: stacksetd::cloud::CallAs,
+    ) -> stacksetd::cloud::Result<Vec<String>> {
         self.sim.list_stack_sets(call_as).await
     }
-    async fn stage_template(&self, bucket: &str, key: &str, body: &str) -> stacksetd::cloud::Result<String> {
+    async fn stage_template(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: &str,
+    ) -> stacksetd::cloud::Result<String> {
         self.sim.stage_template(bucket, key, body).await
     }
     async fn check_no_new_access(

@@ -62,7 +62,10 @@ struct Shape {
 
 fn shape() -> impl Strategy<Value = Shape> {
     (
-        prop_oneof![Just(None), proptest::sample::subsequence(vec![0usize, 1, 2], 1..=2).prop_map(Some)],
+        prop_oneof![
+            Just(None),
+            proptest::sample::subsequence(vec![0usize, 1, 2], 1..=2).prop_map(Some)
+        ],
         0u8..3,
         proptest::sample::subsequence(vec![0usize, 1, 2, 3, 4], 1..=2),
         proptest::sample::subsequence(vec![0usize, 1, 2], 1..=3),
@@ -71,16 +74,18 @@ fn shape() -> impl Strategy<Value = Shape> {
         any::<bool>(),
         any::<bool>(),
     )
-        .prop_map(|(ous, filter, accounts, regions, description, tags, auto, managed)| Shape {
-            ous,
-            filter,
-            accounts,
-            regions,
-            description,
-            tags,
-            auto,
-            managed,
-        })
+        .prop_map(
+            |(ous, filter, accounts, regions, description, tags, auto, managed)| Shape {
+                ous,
+                filter,
+                accounts,
+                regions,
+                description,
+                tags,
+                auto,
+                managed,
+            },
+        )
 }
 
 const REGIONS: [&str; 3] = ["us-west-2", "eu-west-1", "ap-south-1"];
@@ -88,23 +93,43 @@ const REGIONS: [&str; 3] = ["us-west-2", "eu-west-1", "ap-south-1"];
 fn deployment(org: &Org, s: &Shape) -> Deployment {
     let ous = match &s.ous {
         None => "ROOT".to_string(),
-        Some(list) => list.iter().map(|i| org.ous[*i].clone()).collect::<Vec<_>>().join(", "),
+        Some(list) => list
+            .iter()
+            .map(|i| org.ous[*i].clone())
+            .collect::<Vec<_>>()
+            .join(", "),
     };
     let filter = match s.filter {
         0 => String::new(),
         f => format!(
             "    accounts: [{}]\n    accountFilterType: {}\n",
-            s.accounts.iter().map(|i| format!("\"{}\"", org.accounts[*i])).collect::<Vec<_>>().join(", "),
+            s.accounts
+                .iter()
+                .map(|i| format!("\"{}\"", org.accounts[*i]))
+                .collect::<Vec<_>>()
+                .join(", "),
             if f == 1 { "INTERSECTION" } else { "DIFFERENCE" }
         ),
     };
-    let regions = s.regions.iter().map(|i| REGIONS[*i]).collect::<Vec<_>>().join(", ");
-    let description = s.description.map(|d| format!("  description: \"version {d}\"\n")).unwrap_or_default();
+    let regions = s
+        .regions
+        .iter()
+        .map(|i| REGIONS[*i])
+        .collect::<Vec<_>>()
+        .join(", ");
+    let description = s
+        .description
+        .map(|d| format!("  description: \"version {d}\"\n"))
+        .unwrap_or_default();
     let mut tags = std::collections::BTreeMap::new();
     for (k, v) in &s.tags {
         tags.insert(format!("k{k}"), format!("v{v}"));
     }
-    let tags = tags.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ");
+    let tags = tags
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let yaml = format!(
         r#"apiVersion: stacksetd.dev/v1alpha1
 kind: StackSetDeployment
@@ -125,7 +150,10 @@ spec:
   managedExecution: {{active: {managed}}}
   operationPreferences: {{failureTolerancePercentage: 100, maxConcurrentPercentage: 100, concurrencyMode: SOFT_FAILURE_TOLERANCE}}
 "#,
-        template = concat!(env!("CARGO_MANIFEST_DIR"), "/config/templates/aimably-data-only.json"),
+        template = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/templates/aimably-data-only.json"
+        ),
         auto = s.auto,
         managed = s.managed,
     );
@@ -138,14 +166,19 @@ spec:
 async fn converge(deployment: &Deployment, ctx: &Context) -> Result<usize, String> {
     let mut last = Vec::new();
     for pass in 1..=MAX_PASSES {
-        let outcome = controller::reconcile(deployment, ctx).await.map_err(|e| format!("pass {pass}: {e}"))?;
+        let outcome = controller::reconcile(deployment, ctx)
+            .await
+            .map_err(|e| format!("pass {pass}: {e}"))?;
         if outcome.state == State::Converged {
             return Ok(pass);
         }
         last.push(format!("{:?}", outcome.state));
         tokio::time::sleep(outcome.requeue_after.max(Duration::from_millis(1))).await;
     }
-    Err(format!("not converged within {MAX_PASSES} passes; last: {:?}", &last[last.len() - 3..]))
+    Err(format!(
+        "not converged within {MAX_PASSES} passes; last: {:?}",
+        &last[last.len() - 3..]
+    ))
 }
 
 async fn case(from: Shape, to: Shape) -> Result<(), String> {
@@ -158,24 +191,41 @@ async fn case(from: Shape, to: Shape) -> Result<(), String> {
         },
     );
     let (a, b) = (deployment(&org, &from), deployment(&org, &to));
-    converge(&a, &ctx).await.map_err(|e| format!("first state: {e}"))?;
-    let passes = converge(&b, &ctx).await.map_err(|e| format!("second state: {e}"))?;
+    converge(&a, &ctx)
+        .await
+        .map_err(|e| format!("first state: {e}"))?;
+    let passes = converge(&b, &ctx)
+        .await
+        .map_err(|e| format!("second state: {e}"))?;
     // Then it plans nothing, and a fresh controller (a restart: nothing remembered) agrees.
-    let (plan, _) = controller::dry_run(&b, &ctx).await.map_err(|e| e.to_string())?;
+    let (plan, _) = controller::dry_run(&b, &ctx)
+        .await
+        .map_err(|e| e.to_string())?;
     if !plan.is_empty() {
-        return Err(format!("converged in {passes} passes but plans {:?}", plan.steps.iter().map(|s| &s.summary).collect::<Vec<_>>()));
+        return Err(format!(
+            "converged in {passes} passes but plans {:?}",
+            plan.steps.iter().map(|s| &s.summary).collect::<Vec<_>>()
+        ));
     }
     let fresh = Context::new(std::sync::Arc::new(org.sim.clone()), config());
-    let (plan, _) = controller::dry_run(&b, &fresh).await.map_err(|e| e.to_string())?;
+    let (plan, _) = controller::dry_run(&b, &fresh)
+        .await
+        .map_err(|e| e.to_string())?;
     if !plan.is_empty() {
-        return Err(format!("a restarted controller plans {:?}", plan.steps.iter().map(|s| &s.summary).collect::<Vec<_>>()));
+        return Err(format!(
+            "a restarted controller plans {:?}",
+            plan.steps.iter().map(|s| &s.summary).collect::<Vec<_>>()
+        ));
     }
     Ok(())
 }
 
 #[test]
 fn plan_apply_plan_converges_and_then_plans_nothing() {
-    let seed = std::env::var("STACKSETD_PROPTEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(DEFAULT_SEED);
+    let seed = std::env::var("STACKSETD_PROPTEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(DEFAULT_SEED);
     println!("proptest seed {seed} (replay: STACKSETD_PROPTEST_SEED={seed})");
     let mut bytes = [0u8; 32];
     bytes[..8].copy_from_slice(&seed.to_le_bytes());

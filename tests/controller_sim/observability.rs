@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::Registry;
-use stacksetd::daemon::access;
 use stacksetd::cloud::sim::{Sim, SimConfig};
 use stacksetd::cloud::{AutoDeployment, Cloud, OperationPreferences, Parameter, UpdateStackSet};
 use stacksetd::controller::{self, Context, Outcome, State};
+use stacksetd::daemon::access;
 use stacksetd::desired::Deployment;
 use stacksetd::metrics::{self, FleetMetrics};
 use tokio::time::Instant;

@@ -335,14 +335,21 @@ async fn lost_response_retried_under_lagging_listings_adopts_the_same_operation_
     let lost = lose_the_create_instances_response(&sim, &deployment, &ctx).await;
     lagging.hide_operation(&lost);
 
-    let creates_before = sim.calls().by_operation().get("CreateStackInstances").copied();
+    let creates_before = sim
+        .calls()
+        .by_operation()
+        .get("CreateStackInstances")
+        .copied();
     let retry = controller::reconcile(&deployment, &ctx)
         .await
         .expect("retry");
     assert_eq!(waiting_on(&retry), Some(lost.as_str()), "{:?}", retry.state);
     // Asked DescribeStackSetOperation (strongly consistent) for the id it sent, and sent nothing again.
     assert_eq!(
-        sim.calls().by_operation().get("CreateStackInstances").copied(),
+        sim.calls()
+            .by_operation()
+            .get("CreateStackInstances")
+            .copied(),
         creates_before,
         "no resend"
     );

@@ -15,7 +15,9 @@ const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 /// One raw HTTP/1.1 exchange with extra header lines (each ending in \r\n) and a body.
 async fn exchange(addr: &str, method: &str, path: &str, extra: &str, body: &str) -> Response {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}\r\n{body}");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}\r\n{body}"
+    );
     stream.write_all(head.as_bytes()).await.expect("send");
     let mut raw = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
@@ -25,7 +27,11 @@ async fn exchange(addr: &str, method: &str, path: &str, extra: &str, body: &str)
     let text = String::from_utf8_lossy(&raw).to_string();
     let (headers, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     Response {
-        status: headers.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0),
+        status: headers
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
         headers: headers.to_string(),
         body: body.to_string(),
     }
@@ -44,10 +50,18 @@ fn open_files_limit() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_open_connections_neither_starve_the_probes_nor_the_loop_and_are_closed() {
-    assert!(HALF_OPEN < MAX_CONNECTIONS, "the probe must fit under the cap");
+    assert!(
+        HALF_OPEN < MAX_CONNECTIONS,
+        "the probe must fit under the cap"
+    );
     let limit = open_files_limit();
-    assert!(limit >= 1200, "this test needs `ulimit -n` of at least 1200 (it is {limit})");
-    let daemon = Setup::new(deployment_yaml("aimably", "Aimably", "v0", REGION)).start().await;
+    assert!(
+        limit >= 1200,
+        "this test needs `ulimit -n` of at least 1200 (it is {limit})"
+    );
+    let daemon = Setup::new(deployment_yaml("aimably", "Aimably", "v0", REGION))
+        .start()
+        .await;
     daemon.converged("aimably").await;
 
     // Half send an unfinished request head, half send nothing at all (slowloris and idle sockets).
@@ -55,7 +69,10 @@ async fn half_open_connections_neither_starve_the_probes_nor_the_loop_and_are_cl
     for i in 0..HALF_OPEN {
         let mut stream = TcpStream::connect(&daemon.addr).await.expect("connect");
         if i % 2 == 0 {
-            stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.expect("send");
+            stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .await
+                .expect("send");
         }
         held.push(stream);
     }
@@ -69,10 +86,14 @@ async fn half_open_connections_neither_starve_the_probes_nor_the_loop_and_are_cl
     // The loop still reconciles: an edit reaches the stack set.
     let yaml = deployment_yaml("aimably", "Aimably", "v1", REGION);
     save(&daemon.path, &yaml, Save::AtomicRename);
-    eventually(WAIT, "the edit applied while the connections are held", || async {
-        let set = daemon.sim.stack_set("Aimably")?;
-        (set.description.as_deref() == Some("v1")).then_some(())
-    })
+    eventually(
+        WAIT,
+        "the edit applied while the connections are held",
+        || async {
+            let set = daemon.sim.stack_set("Aimably")?;
+            (set.description.as_deref() == Some("v1")).then_some(())
+        },
+    )
     .await;
 
     // And the server lets none of them linger past the header-read timeout.
@@ -80,7 +101,9 @@ async fn half_open_connections_neither_starve_the_probes_nor_the_loop_and_are_cl
     let started = Instant::now();
     let mut closed = 0;
     for stream in &mut held {
-        let left = deadline.saturating_sub(started.elapsed()).max(Duration::from_millis(10));
+        let left = deadline
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(10));
         let mut byte = [0u8; 512];
         match tokio::time::timeout(left, stream.read(&mut byte)).await {
             Ok(Ok(_)) | Ok(Err(_)) => closed += 1,
@@ -88,20 +111,37 @@ async fn half_open_connections_neither_starve_the_probes_nor_the_loop_and_are_cl
         }
     }
     println!("closed by the server within {deadline:?}: {closed}/{HALF_OPEN}");
-    assert_eq!(closed, HALF_OPEN, "every half-open connection is closed within {deadline:?}");
+    assert_eq!(
+        closed, HALF_OPEN,
+        "every half-open connection is closed within {deadline:?}"
+    );
     daemon.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_with_a_body_are_refused() {
-    let daemon = Setup::new(deployment_yaml("aimably", "Aimably", "v0", REGION)).start().await;
+    let daemon = Setup::new(deployment_yaml("aimably", "Aimably", "v0", REGION))
+        .start()
+        .await;
     for path in ["/healthz", "/status", "/metrics"] {
         let r = exchange(&daemon.addr, "GET", path, "Content-Length: 5\r\n", "hello").await;
         assert_eq!(r.status, 413, "GET {path} with a body: {}", r.headers);
-        let r = exchange(&daemon.addr, "GET", path, "Transfer-Encoding: chunked\r\n", "5\r\nhello\r\n0\r\n\r\n").await;
+        let r = exchange(
+            &daemon.addr,
+            "GET",
+            path,
+            "Transfer-Encoding: chunked\r\n",
+            "5\r\nhello\r\n0\r\n\r\n",
+        )
+        .await;
         assert_eq!(r.status, 413, "GET {path} chunked: {}", r.headers);
     }
-    assert_eq!(exchange(&daemon.addr, "GET", "/healthz", "Content-Length: 0\r\n", "").await.status, 200);
+    assert_eq!(
+        exchange(&daemon.addr, "GET", "/healthz", "Content-Length: 0\r\n", "")
+            .await
+            .status,
+        200
+    );
     daemon.shutdown().await;
 }
 
@@ -111,18 +151,51 @@ async fn status_needs_the_token_when_one_is_set_and_the_probes_do_not() {
     setup.status_token = Some(TOKEN.into());
     let daemon = setup.start().await;
     for path in ["/healthz", "/metrics"] {
-        assert_eq!(get(&daemon.addr, path).await.status, 200, "{path} stays open");
+        assert_eq!(
+            get(&daemon.addr, path).await.status,
+            200,
+            "{path} stays open"
+        );
     }
     let r = get(&daemon.addr, "/status").await;
     assert_eq!(r.status, 401, "no token");
-    assert!(r.headers.to_ascii_lowercase().contains("www-authenticate: bearer"), "{}", r.headers);
-    assert!(!r.body.contains("aimably"), "nothing of the status leaks: {}", r.body);
-    for wrong in ["Bearer nope", &format!("Bearer {TOKEN}x"), &format!("Basic {TOKEN}"), &format!("bearer{TOKEN}")] {
-        let r = exchange(&daemon.addr, "GET", "/status", &format!("Authorization: {wrong}\r\n"), "").await;
+    assert!(
+        r.headers
+            .to_ascii_lowercase()
+            .contains("www-authenticate: bearer"),
+        "{}",
+        r.headers
+    );
+    assert!(
+        !r.body.contains("aimably"),
+        "nothing of the status leaks: {}",
+        r.body
+    );
+    for wrong in [
+        "Bearer nope",
+        &format!("Bearer {TOKEN}x"),
+        &format!("Basic {TOKEN}"),
+        &format!("bearer{TOKEN}"),
+    ] {
+        let r = exchange(
+            &daemon.addr,
+            "GET",
+            "/status",
+            &format!("Authorization: {wrong}\r\n"),
+            "",
+        )
+        .await;
         assert_eq!(r.status, 401, "{wrong}");
     }
     let r = eventually(WAIT, "/status with the token, once loaded", || async {
-        let r = exchange(&daemon.addr, "GET", "/status", &format!("Authorization: Bearer {TOKEN}\r\n"), "").await;
+        let r = exchange(
+            &daemon.addr,
+            "GET",
+            "/status",
+            &format!("Authorization: Bearer {TOKEN}\r\n"),
+            "",
+        )
+        .await;
         (r.status == 200 && r.body.contains("aimably")).then_some(r)
     })
     .await;
@@ -135,7 +208,8 @@ async fn status_redacts_url_secrets_from_settings_and_errors() {
     // A template URL with userinfo and a signature in its query, on a loopback port nothing listens on: the
     // fetch fails, and both the URL and the error text reach /status.
     let url = "http://vendor-user:vendor-pass@127.0.0.1:9/t.json?X-Amz-Signature=sig-secret";
-    let yaml = deployment_yaml("aimably", "Aimably", "v0", REGION).replace(&daemon_support::template_url(), url);
+    let yaml = deployment_yaml("aimably", "Aimably", "v0", REGION)
+        .replace(&daemon_support::template_url(), url);
     assert!(yaml.contains(url));
     let daemon = Setup::new(yaml).start().await;
     let body = eventually(WAIT, "the failed fetch on /status", || async {
@@ -148,6 +222,9 @@ async fn status_redacts_url_secrets_from_settings_and_errors() {
     }
     assert!(body.contains("(query redacted)"), "{body}");
     // The cause of the failure is kept: the connection was refused.
-    assert!(body.to_ascii_lowercase().contains("refused"), "the error keeps its cause: {body}");
+    assert!(
+        body.to_ascii_lowercase().contains("refused"),
+        "the error keeps its cause: {body}"
+    );
     daemon.shutdown().await;
 }

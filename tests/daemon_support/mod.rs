@@ -223,7 +223,12 @@ where
 }
 
 /// As [`eventually`], adding `context()` (the daemon's logs, its /status) to the panic message.
-pub async fn eventually_or<T, F, Fut>(timeout: Duration, what: &str, mut check: F, context: impl FnOnce() -> String) -> T
+pub async fn eventually_or<T, F, Fut>(
+    timeout: Duration,
+    what: &str,
+    mut check: F,
+    context: impl FnOnce() -> String,
+) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -234,7 +239,10 @@ where
             return value;
         }
         if start.elapsed() > timeout {
-            panic!("timed out after {timeout:?} waiting for {what}\n{}", context());
+            panic!(
+                "timed out after {timeout:?} waiting for {what}\n{}",
+                context()
+            );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

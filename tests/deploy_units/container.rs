@@ -86,14 +86,23 @@ fn the_containerfile_builds_in_one_stage_and_runs_as_non_root_in_another_with_a_
     // file says how to pin them.
     let image_of = |from: &str| -> String {
         let name = from.split_whitespace().next().unwrap_or_default();
-        let arg = name.strip_prefix("${").and_then(|n| n.strip_suffix('}'))
-            .unwrap_or_else(|| panic!("FROM {from}: the image is a global ARG (pinnable by digest at build time)"));
-        args.get(arg).cloned().unwrap_or_else(|| panic!("no ARG {arg}"))
+        let arg = name
+            .strip_prefix("${")
+            .and_then(|n| n.strip_suffix('}'))
+            .unwrap_or_else(|| {
+                panic!("FROM {from}: the image is a global ARG (pinnable by digest at build time)")
+            });
+        args.get(arg)
+            .cloned()
+            .unwrap_or_else(|| panic!("no ARG {arg}"))
     };
     let build_image = image_of(&build[0].args);
     let runtime_image = image_of(&runtime[0].args);
     let text = read("deploy/container/Containerfile");
-    assert!(text.contains("@sha256:"), "the Containerfile says how to pin the images by digest");
+    assert!(
+        text.contains("@sha256:"),
+        "the Containerfile says how to pin the images by digest"
+    );
 
     let build_name = build[0]
         .args
@@ -101,7 +110,10 @@ fn the_containerfile_builds_in_one_stage_and_runs_as_non_root_in_another_with_a_
         .or_else(|| build[0].args.rsplit_once(" as "))
         .map(|(_, name)| name.to_string())
         .expect("the build stage is named (FROM ... AS build)");
-    assert!(build_image.contains("rust:"), "the build stage uses a Rust image");
+    assert!(
+        build_image.contains("rust:"),
+        "the build stage uses a Rust image"
+    );
     assert!(
         build
             .iter()
@@ -119,7 +131,10 @@ fn the_containerfile_builds_in_one_stage_and_runs_as_non_root_in_another_with_a_
         }
     }
 
-    assert!(!runtime_image.contains("rust:"), "the runtime image carries no toolchain");
+    assert!(
+        !runtime_image.contains("rust:"),
+        "the runtime image carries no toolchain"
+    );
     assert!(
         runtime_image.contains("distroless"),
         "the runtime image has no shell or package manager: {runtime_image}"
@@ -130,7 +145,12 @@ fn the_containerfile_builds_in_one_stage_and_runs_as_non_root_in_another_with_a_
             "the runtime stage runs nothing (no package manager to run): RUN {}",
             i.args
         );
-        assert!(!i.args.contains("curl"), "no curl in the runtime image: {} {}", i.keyword, i.args);
+        assert!(
+            !i.args.contains("curl"),
+            "no curl in the runtime image: {} {}",
+            i.keyword,
+            i.args
+        );
     }
     assert!(
         runtime.iter().any(|i| i.keyword == "COPY"
@@ -167,10 +187,20 @@ fn the_containerfile_builds_in_one_stage_and_runs_as_non_root_in_another_with_a_
         "HEALTHCHECK runs `stacksetd health`: {healthcheck}"
     );
     // Credentials never as plain -e in the documented run line.
-    for secret in ["AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN"] {
-        assert!(!text.contains(&format!("-e {secret}")), "the Containerfile passes {secret} with -e");
+    for secret in [
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SESSION_TOKEN",
+    ] {
+        assert!(
+            !text.contains(&format!("-e {secret}")),
+            "the Containerfile passes {secret} with -e"
+        );
         let readme = read("README.md");
-        assert!(!readme.contains(&format!("-e {secret}")), "the README passes {secret} with -e");
+        assert!(
+            !readme.contains(&format!("-e {secret}")),
+            "the README passes {secret} with -e"
+        );
     }
     assert!(
         runtime.iter().any(|i| i.keyword == "ENV"

@@ -28,7 +28,8 @@ fn manifests() -> BTreeMap<String, Value> {
                 .to_string();
             if kind != "Namespace" {
                 assert_eq!(
-                    value["metadata"]["namespace"], NAMESPACE,
+                    value["metadata"]["namespace"],
+                    NAMESPACE,
                     "{}: every object lives in stacksetd's own namespace",
                     file.display()
                 );
@@ -276,7 +277,10 @@ fn the_namespace_is_stacksetds_own_and_applied_first() {
     let all = manifests();
     let namespace = kind(&all, "Namespace");
     assert_eq!(namespace["metadata"]["name"], NAMESPACE);
-    assert_eq!(namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"], "restricted");
+    assert_eq!(
+        namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        "restricted"
+    );
     // kubectl applies a directory in file-name order: the namespace file sorts first.
     let mut files: Vec<String> = std::fs::read_dir(repo("deploy/kubernetes"))
         .unwrap()
@@ -285,7 +289,11 @@ fn the_namespace_is_stacksetds_own_and_applied_first() {
         .collect();
     files.sort();
     let first = read(&format!("deploy/kubernetes/{}", files[0]));
-    assert!(first.contains("kind: Namespace"), "{} sorts first, not the namespace", files[0]);
+    assert!(
+        first.contains("kind: Namespace"),
+        "{} sorts first, not the namespace",
+        files[0]
+    );
 }
 
 #[test]
@@ -294,30 +302,62 @@ fn the_network_policy_admits_only_monitoring_to_the_metrics_port_and_lets_out_on
     let policy = kind(&all, "NetworkPolicy");
     let spec = &policy["spec"];
     let pod_labels = &kind(&all, "Deployment")["spec"]["template"]["metadata"]["labels"];
-    assert!(selects(&spec["podSelector"]["matchLabels"], pod_labels), "it selects the pod");
-    let types: Vec<&str> = spec["policyTypes"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
-    assert_eq!(types, ["Ingress", "Egress"], "both directions are restricted");
+    assert!(
+        selects(&spec["podSelector"]["matchLabels"], pod_labels),
+        "it selects the pod"
+    );
+    let types: Vec<&str> = spec["policyTypes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        types,
+        ["Ingress", "Egress"],
+        "both directions are restricted"
+    );
 
     let ingress = spec["ingress"].as_array().expect("ingress rules");
     assert_eq!(ingress.len(), 1);
     let from = ingress[0]["from"].as_array().expect("ingress has a source");
     assert_eq!(from.len(), 1);
     assert!(from[0]["ipBlock"].is_null() && from[0]["podSelector"].is_null());
-    assert_eq!(from[0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"], "monitoring");
-    let port_name = container(&all)["ports"][0]["name"].as_str().unwrap().to_string();
-    let ports = ingress[0]["ports"].as_array().expect("ingress names its ports");
+    assert_eq!(
+        from[0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "monitoring"
+    );
+    let port_name = container(&all)["ports"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ports = ingress[0]["ports"]
+        .as_array()
+        .expect("ingress names its ports");
     assert_eq!(ports.len(), 1);
-    assert!(ports[0]["port"] == port_name.as_str() || ports[0]["port"] == HTTP_PORT, "only the metrics port");
+    assert!(
+        ports[0]["port"] == port_name.as_str() || ports[0]["port"] == HTTP_PORT,
+        "only the metrics port"
+    );
 
     let mut allowed = std::collections::BTreeSet::new();
     for rule in spec["egress"].as_array().expect("egress rules") {
         assert!(rule["to"].is_null() || rule["to"].as_array().is_some_and(|t| !t.is_empty()));
-        for port in rule["ports"].as_array().expect("every egress rule names its ports") {
-            allowed.insert((port["port"].as_u64().expect("numeric port"), port["protocol"].as_str().unwrap().to_string()));
+        for port in rule["ports"]
+            .as_array()
+            .expect("every egress rule names its ports")
+        {
+            allowed.insert((
+                port["port"].as_u64().expect("numeric port"),
+                port["protocol"].as_str().unwrap().to_string(),
+            ));
         }
     }
     let expected: std::collections::BTreeSet<(u64, String)> =
-        [(53, "UDP"), (53, "TCP"), (443, "TCP")].into_iter().map(|(p, t)| (p, t.to_string())).collect();
+        [(53, "UDP"), (53, "TCP"), (443, "TCP")]
+            .into_iter()
+            .map(|(p, t)| (p, t.to_string()))
+            .collect();
     assert_eq!(allowed, expected, "egress: DNS and HTTPS only");
 }
 
@@ -326,25 +366,57 @@ fn the_service_account_uses_irsa_with_a_trust_policy_pinned_to_sub_and_aud_and_n
     let all = manifests();
     let account = kind(&all, "ServiceAccount");
     assert!(
-        account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].as_str().is_some_and(|a| a.starts_with("arn:aws:iam::")),
+        account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("arn:aws:iam::")),
         "the IRSA annotation is there to fill in"
     );
     assert_eq!(account["automountServiceAccountToken"], false);
     let pod = &kind(&all, "Deployment")["spec"]["template"]["spec"];
-    assert_eq!(pod["automountServiceAccountToken"], false, "stacksetd never calls the Kubernetes API");
+    assert_eq!(
+        pod["automountServiceAccountToken"], false,
+        "stacksetd never calls the Kubernetes API"
+    );
     assert_eq!(pod["serviceAccountName"], account["metadata"]["name"]);
 
-    let trust: Value = serde_json::from_str(&read("deploy/iam/irsa-trust-policy.json")).expect("JSON");
+    let trust: Value =
+        serde_json::from_str(&read("deploy/iam/irsa-trust-policy.json")).expect("JSON");
     let statements = trust["Statement"].as_array().expect("statements");
     assert_eq!(statements.len(), 1);
     let s = &statements[0];
     assert_eq!(s["Action"], "sts:AssumeRoleWithWebIdentity");
-    assert!(s["Principal"]["Federated"].as_str().unwrap().contains(":oidc-provider/"));
-    let equals = s["Condition"]["StringEquals"].as_object().expect("StringEquals conditions");
-    let subject = format!("system:serviceaccount:{NAMESPACE}:{}", account["metadata"]["name"].as_str().unwrap());
-    assert!(equals.iter().any(|(k, v)| k.ends_with(":sub") && *v == subject.as_str()), "sub pinned to {subject}");
-    assert!(equals.iter().any(|(k, v)| k.ends_with(":aud") && *v == "sts.amazonaws.com"), "aud pinned to STS");
-    assert!(s["Condition"]["StringLike"].is_null(), "no wildcard subject");
+    assert!(
+        s["Principal"]["Federated"]
+            .as_str()
+            .unwrap()
+            .contains(":oidc-provider/")
+    );
+    let equals = s["Condition"]["StringEquals"]
+        .as_object()
+        .expect("StringEquals conditions");
+    let subject = format!(
+        "system:serviceaccount:{NAMESPACE}:{}",
+        account["metadata"]["name"].as_str().unwrap()
+    );
+    assert!(
+        equals
+            .iter()
+            .any(|(k, v)| k.ends_with(":sub") && *v == subject.as_str()),
+        "sub pinned to {subject}"
+    );
+    assert!(
+        equals
+            .iter()
+            .any(|(k, v)| k.ends_with(":aud") && *v == "sts.amazonaws.com"),
+        "aud pinned to STS"
+    );
+    assert!(
+        s["Condition"]["StringLike"].is_null(),
+        "no wildcard subject"
+    );
     let doc = read("deploy/kubernetes/serviceaccount.yaml");
-    assert!(doc.contains("irsa-trust-policy.json"), "the ServiceAccount points at the trust policy example");
+    assert!(
+        doc.contains("irsa-trust-policy.json"),
+        "the ServiceAccount points at the trust policy example"
+    );
 }

@@ -119,7 +119,10 @@ impl OperationAudit {
                 let [(first, action, status, change), (second, _, _, next)] = pair else {
                     return None;
                 };
-                (action != "DETECT_DRIFT" && status == "SUCCEEDED" && change.is_some() && change == next)
+                (action != "DETECT_DRIFT"
+                    && status == "SUCCEEDED"
+                    && change.is_some()
+                    && change == next)
                     .then_some((first.as_str(), second.as_str()))
             })
             .collect()
@@ -160,8 +163,14 @@ impl OperationAudit {
             "a change was submitted twice: {:?}\n{self:#?}",
             self.duplicates()
         );
-        assert!(self.reused_ids.is_empty(), "an id carried two changes: {self:#?}");
-        assert!(self.foreign().is_empty(), "ids not from stacksetd: {self:#?}");
+        assert!(
+            self.reused_ids.is_empty(),
+            "an id carried two changes: {self:#?}"
+        );
+        assert!(
+            self.foreign().is_empty(),
+            "ids not from stacksetd: {self:#?}"
+        );
         assert!(
             self.deletes().is_empty(),
             "the desired state only grew, yet something was deleted: {self:#?}"
@@ -201,8 +210,14 @@ pub async fn audit_operations(client: &cfn::Client, proxy: &FaultProxy) -> Opera
         .into_iter()
         .map(|op| {
             let id = op.operation_id().unwrap_or("<no id>").to_string();
-            let action = op.action().map(|a| a.as_str().to_string()).unwrap_or_default();
-            let status = op.status().map(|s| s.as_str().to_string()).unwrap_or_default();
+            let action = op
+                .action()
+                .map(|a| a.as_str().to_string())
+                .unwrap_or_default();
+            let status = op
+                .status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default();
             let change = changes.get(&id).and_then(|c| c.first().cloned());
             (id, action, status, change)
         })
@@ -274,16 +289,25 @@ pub fn assert_calls_granted(proxy: &FaultProxy, expected: &[&str]) -> BTreeSet<S
         ungranted.is_empty(),
         "stacksetd called {ungranted:?}, which deploy/iam/stacksetd-policy.json does not grant (it grants {granted:?})"
     );
-    let untabled: Vec<&String> = called.iter().filter(|a| !table.contains(a.as_str())).collect();
+    let untabled: Vec<&String> = called
+        .iter()
+        .filter(|a| !table.contains(a.as_str()))
+        .collect();
     assert!(
         untabled.is_empty(),
         "stacksetd called {untabled:?}, missing from its IAM table (src/cloud/aws/errors.rs)"
     );
     for action in expected {
-        assert!(called.contains(*action), "{action} was never called: {called:?}");
+        assert!(
+            called.contains(*action),
+            "{action} was never called: {called:?}"
+        );
     }
     // The resources too: the shipped policy grants stack set writes only on the documented name prefix.
-    let prefix = format!("StackSetName={}", stacksetd::cloud::aws::errors::POLICY_STACK_SET_PREFIX);
+    let prefix = format!(
+        "StackSetName={}",
+        stacksetd::cloud::aws::errors::POLICY_STACK_SET_PREFIX
+    );
     for m in proxy.mutations() {
         let action = format!("cloudformation:{}", m.action);
         if stacksetd::cloud::aws::errors::STACK_SET_SCOPED_ACTIONS.contains(&action.as_str()) {

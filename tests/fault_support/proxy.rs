@@ -329,7 +329,11 @@ async fn exchange(
             .lock()
             .unwrap()
             .counts
-            .entry((request.service.clone(), request.action.clone(), Fate::Canned))
+            .entry((
+                request.service.clone(),
+                request.action.clone(),
+                Fate::Canned,
+            ))
             .or_insert(0) += 1;
         let answer = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-RequestId: canned\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -471,7 +475,11 @@ fn decide(shared: &Mutex<Shared>, request: &Request) -> (Fate, Duration) {
 /// What identifies a request across runs: service, action and body (the signature and its date are in the head).
 fn request_digest(request: &Request) -> [u8; 8] {
     let mut hasher = Sha256::new();
-    for part in [request.service.as_bytes(), request.action.as_bytes(), &request.body] {
+    for part in [
+        request.service.as_bytes(),
+        request.action.as_bytes(),
+        &request.body,
+    ] {
         hasher.update((part.len() as u64).to_le_bytes());
         hasher.update(part);
     }
@@ -686,8 +694,10 @@ pub fn change_of(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let mut params: Vec<(String, String)> = url::form_urlencoded::parse(text.as_bytes())
         .filter(|(k, _)| {
-            !matches!(k.as_ref(), "OperationId" | "ClientRequestToken" | "Version" | "CallAs")
-                && !k.starts_with("OperationPreferences")
+            !matches!(
+                k.as_ref(),
+                "OperationId" | "ClientRequestToken" | "Version" | "CallAs"
+            ) && !k.starts_with("OperationPreferences")
         })
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();

@@ -343,7 +343,10 @@ mod tests {
         assert!(text.contains("cloudformation:DescribeStackSet"));
         assert!(text.contains(DELEGATED_ADMIN_POLICY_FILE));
         assert!(text.contains(DELEGATED_ADMIN_ACTION));
-        assert!(text.contains(POLICY_STACK_SET_PREFIX), "a scoped stack set action names the prefix: {text}");
+        assert!(
+            text.contains(POLICY_STACK_SET_PREFIX),
+            "a scoped stack set action names the prefix: {text}"
+        );
 
         let text = access_denied_message(Call::organizations("ListRoots"), "denied");
         assert!(text.contains("organizations:ListRoots"));

@@ -148,7 +148,9 @@ impl AwsCloud {
         let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
         let mut cloud = Self::from_clients(cfn, orgs, sts);
         cloud.s3 = Some(aws_sdk_s3::Client::from_conf(s3_config.build()));
-        cloud.analyzer = Some(aws_sdk_accessanalyzer::Client::from_conf(analyzer_config.build()));
+        cloud.analyzer = Some(aws_sdk_accessanalyzer::Client::from_conf(
+            analyzer_config.build(),
+        ));
         cloud.region = region;
         Ok(cloud)
     }
@@ -410,7 +412,9 @@ impl Cloud for AwsCloud {
     }
 
     async fn list_stack_sets(&self, call_as: CallAs) -> Result<Vec<String>> {
-        use aws_sdk_cloudformation::types::{PermissionModels as Model, StackSetStatus as Status, StackSetSummary};
+        use aws_sdk_cloudformation::types::{
+            PermissionModels as Model, StackSetStatus as Status, StackSetSummary,
+        };
         let call = Call::cloudformation("ListStackSets", call_as);
         let pages = self
             .cfn
@@ -420,11 +424,16 @@ impl Cloud for AwsCloud {
             .max_results(CLOUDFORMATION_PAGE_SIZE)
             .into_paginator()
             .send();
-        let summaries: Result<Vec<Option<String>>> = collect_pages!(self, call, pages, summaries, |s: StackSetSummary| {
-            matches!(s.permission_model(), Some(Model::ServiceManaged) | None)
-                .then(|| s.stack_set_name().unwrap_or_default().to_string())
-        });
-        Ok(summaries?.into_iter().flatten().filter(|n| !n.is_empty()).collect())
+        let summaries: Result<Vec<Option<String>>> =
+            collect_pages!(self, call, pages, summaries, |s: StackSetSummary| {
+                matches!(s.permission_model(), Some(Model::ServiceManaged) | None)
+                    .then(|| s.stack_set_name().unwrap_or_default().to_string())
+            });
+        Ok(summaries?
+            .into_iter()
+            .flatten()
+            .filter(|n| !n.is_empty())
+            .collect())
     }
 
     async fn list_stack_instances(
@@ -541,7 +550,12 @@ impl Cloud for AwsCloud {
             .stack_set_name(&request.name)
             .call_as(convert::call_as(request.call_as))
             .set_description(request.description.clone())
-            .set_template_body(request.template_url.is_none().then(|| request.template_body.clone()))
+            .set_template_body(
+                request
+                    .template_url
+                    .is_none()
+                    .then(|| request.template_body.clone()),
+            )
             .set_template_url(request.template_url.clone())
             .set_parameters(Some(convert::create_parameters(&request.parameters)))
             .set_capabilities(Some(convert::capabilities(&request.capabilities)))
@@ -678,7 +692,9 @@ impl Cloud for AwsCloud {
     async fn stage_template(&self, bucket: &str, key: &str, body: &str) -> Result<String> {
         let call = Call::service(errors::S3, "PutObject");
         let Some(s3) = &self.s3 else {
-            return Err(Error::Settings("no S3 client: stacksetd was built without one".into()));
+            return Err(Error::Settings(
+                "no S3 client: stacksetd was built without one".into(),
+            ));
         };
         let content_type = if body.trim_start().starts_with('{') {
             "application/json"
@@ -692,18 +708,32 @@ impl Cloud for AwsCloud {
                 .key(key)
                 .content_type(content_type)
                 .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
-                .body(aws_sdk_s3::primitives::ByteStream::from(body.as_bytes().to_vec()))
+                .body(aws_sdk_s3::primitives::ByteStream::from(
+                    body.as_bytes().to_vec(),
+                ))
                 .send()
                 .await,
         )?;
-        Ok(crate::template::staged_url(bucket, &self.region, key, out.version_id()))
+        Ok(crate::template::staged_url(
+            bucket,
+            &self.region,
+            key,
+            out.version_id(),
+        ))
     }
 
-    async fn check_no_new_access(&self, existing: &str, new: &str, kind: PolicyKind) -> Result<AccessVerdict> {
+    async fn check_no_new_access(
+        &self,
+        existing: &str,
+        new: &str,
+        kind: PolicyKind,
+    ) -> Result<AccessVerdict> {
         use aws_sdk_accessanalyzer::types::{AccessCheckPolicyType, CheckNoNewAccessResult};
         let call = Call::service(errors::ACCESS_ANALYZER, "CheckNoNewAccess");
         let Some(analyzer) = &self.analyzer else {
-            return Err(Error::Settings("no Access Analyzer client: stacksetd was built without one".into()));
+            return Err(Error::Settings(
+                "no Access Analyzer client: stacksetd was built without one".into(),
+            ));
         };
         let policy_type = match kind {
             PolicyKind::Identity => AccessCheckPolicyType::IdentityPolicy,

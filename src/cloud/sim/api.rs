@@ -372,14 +372,23 @@ impl Cloud for Sim {
         })
     }
 
-    async fn check_no_new_access(&self, existing: &str, new: &str, _kind: PolicyKind) -> Result<AccessVerdict> {
+    async fn check_no_new_access(
+        &self,
+        existing: &str,
+        new: &str,
+        _kind: PolicyKind,
+    ) -> Result<AccessVerdict> {
         // The simulator has no policy engine: it reports new access whenever the documents differ, and counts the
         // (charged) call. Tests of the real answers use aws-smithy-mocks.
         self.single("access-analyzer", "CheckNoNewAccess", |_| {
             let same = existing == new;
             Ok(AccessVerdict {
                 pass: same,
-                reasons: if same { vec![] } else { vec!["the policy document changed".into()] },
+                reasons: if same {
+                    vec![]
+                } else {
+                    vec!["the policy document changed".into()]
+                },
             })
         })
     }

@@ -340,7 +340,10 @@ impl Sim {
 
     /// Undoes [`Sim::fail_account`].
     pub fn heal_account(&self, account_id: &str) {
-        self.world_changed().faults.failing_accounts.remove(account_id);
+        self.world_changed()
+            .faults
+            .failing_accounts
+            .remove(account_id);
     }
 
     /// Someone else's operation (a console user, another tool) that holds the stack set's slot for `duration`

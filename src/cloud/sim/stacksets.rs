@@ -9,15 +9,13 @@ use tokio::time::Instant;
 use super::World;
 use super::faults::SimError;
 use super::targets::{
-    template_of,
-    check_call_as, resolve_targets, validate_name, validate_preferences,
+    check_call_as, resolve_targets, template_of, validate_name, validate_preferences,
     validate_token,
 };
 use crate::cloud::{
-    AutoDeployment, CallAs, CreateStackSet, DeleteInstancesRequest,
-    DetectDriftRequest, DriftDetails, InstancesRequest, ObservedStackSet, OperationAction,
-    OperationPreferences, OperationResult, OperationStatus, StackInstance, StackSetStatus, Targets,
-    UpdateStackSet,
+    AutoDeployment, CallAs, CreateStackSet, DeleteInstancesRequest, DetectDriftRequest,
+    DriftDetails, InstancesRequest, ObservedStackSet, OperationAction, OperationPreferences,
+    OperationResult, OperationStatus, StackInstance, StackSetStatus, Targets, UpdateStackSet,
 };
 use crate::error::AwsErrorKind;
 
@@ -177,11 +175,15 @@ impl StackSetState {
     fn repeats(&self, change: &str, out_of_band: u64) -> Option<String> {
         let last = self.last_change.as_ref()?;
         // `submissions` already counts the new one.
-        if last.change != change || last.out_of_band != out_of_band || last.submissions + 1 != self.submissions {
+        if last.change != change
+            || last.out_of_band != out_of_band
+            || last.submissions + 1 != self.submissions
+        {
             return None;
         }
         let first = self.ops.iter().find(|op| op.public.id == last.id)?;
-        let clean = first.public.status == OperationStatus::Succeeded && first.public.failed_instances == 0;
+        let clean =
+            first.public.status == OperationStatus::Succeeded && first.public.failed_instances == 0;
         (first.public.status.is_active() || clean).then(|| last.id.clone())
     }
 
@@ -304,8 +306,12 @@ impl World {
         &mut self,
         request: &UpdateStackSet,
     ) -> Result<String, SimError> {
-        let new_body = template_of(&self.staged, request.template_body.as_deref(), request.template_url.as_deref())?
-            .map(str::to_string);
+        let new_body = template_of(
+            &self.staged,
+            request.template_body.as_deref(),
+            request.template_url.as_deref(),
+        )?
+        .map(str::to_string);
         let stack_set = self.visible(&request.name, request.call_as)?;
         stack_set.check_operation_id(&request.operation_id)?;
         validate_preferences(&request.preferences)?;
@@ -335,7 +341,9 @@ impl World {
                     "ManagedExecution cannot be changed while operations are running or queued",
                 ));
             }
-            let template_changes = new_body.as_ref().is_some_and(|b| *b != stack_set.template_body);
+            let template_changes = new_body
+                .as_ref()
+                .is_some_and(|b| *b != stack_set.template_body);
             if template_changes || parameters != stack_set.parameters {
                 return Err(SimError::validation(
                     "ManagedExecution cannot be changed in the same UpdateStackSet as the template or parameters",
@@ -427,7 +435,12 @@ impl World {
                 regions: request.regions.clone(),
                 preferences: request.preferences.clone(),
                 pairs,
-                change: Some(change_of_instances(action, &request.targets, &request.regions, None)),
+                change: Some(change_of_instances(
+                    action,
+                    &request.targets,
+                    &request.regions,
+                    None,
+                )),
             },
         );
         Ok(request.operation_id.clone())
@@ -612,11 +625,19 @@ pub(crate) fn change_of_update(request: &UpdateStackSet) -> String {
     request.operation_id.clear();
     request.preferences = OperationPreferences::default();
     request.call_as = CallAs::SelfAccount;
-    format!("UPDATE_SET {}", serde_json::to_string(&request).unwrap_or_default())
+    format!(
+        "UPDATE_SET {}",
+        serde_json::to_string(&request).unwrap_or_default()
+    )
 }
 
 /// The change an instance operation asks for: its action, targets, Regions and RetainStacks.
-fn change_of_instances(action: OperationAction, targets: &Targets, regions: &[String], retain: Option<bool>) -> String {
+fn change_of_instances(
+    action: OperationAction,
+    targets: &Targets,
+    regions: &[String],
+    retain: Option<bool>,
+) -> String {
     format!(
         "{action:?} {} {regions:?} {retain:?}",
         serde_json::to_string(targets).unwrap_or_default()

@@ -57,10 +57,14 @@ pub(crate) fn template_of<'a>(
     match url {
         Some(url) => {
             let body = staged.get(url).ok_or_else(|| {
-                SimError::validation(format!("TemplateURL must reference a valid S3 object to which you have access: {url}"))
+                SimError::validation(format!(
+                    "TemplateURL must reference a valid S3 object to which you have access: {url}"
+                ))
             })?;
             if body.is_empty() || body.len() > MAX_TEMPLATE_URL_BODY {
-                return Err(SimError::validation("A template at a TemplateURL must be 1 byte to 1 MB"));
+                return Err(SimError::validation(
+                    "A template at a TemplateURL must be 1 byte to 1 MB",
+                ));
             }
             Ok(Some(body))
         }

@@ -516,7 +516,12 @@ async fn a_change_accepted_twice_is_recorded_whatever_its_ids() {
     deployed(&org, &[&org.prod], &[REGION], false).await;
     let prefs = OperationPreferences::default();
     let first = sim
-        .update_stack_instances(&instances_request("u1", &[&org.prod], &[REGION], prefs.clone()))
+        .update_stack_instances(&instances_request(
+            "u1",
+            &[&org.prod],
+            &[REGION],
+            prefs.clone(),
+        ))
         .await
         .unwrap();
     // While the first runs or after it succeeded: the same change under a new id is applied twice.
@@ -530,7 +535,10 @@ async fn a_change_accepted_twice_is_recorded_whatever_its_ids() {
     wait(sim, &second).await;
     let repeated = sim.repeated_changes();
     assert_eq!(repeated.len(), 1, "{repeated:?}");
-    assert_eq!((repeated[0].first.as_str(), repeated[0].second.as_str()), ("u1", "u2"));
+    assert_eq!(
+        (repeated[0].first.as_str(), repeated[0].second.as_str()),
+        ("u1", "u2")
+    );
 
     // A different change in between, then the first again: not a repeat.
     let other = sim
@@ -539,21 +547,36 @@ async fn a_change_accepted_twice_is_recorded_whatever_its_ids() {
         .unwrap();
     wait(sim, &other).await;
     let again = sim
-        .update_stack_instances(&instances_request("u3", &[&org.prod], &[REGION], prefs.clone()))
+        .update_stack_instances(&instances_request(
+            "u3",
+            &[&org.prod],
+            &[REGION],
+            prefs.clone(),
+        ))
         .await
         .unwrap();
     wait(sim, &again).await;
     // After the organization changed outside the API: not a repeat either.
     sim.set_account_state(&org.p1, "ACTIVE");
     let after_move = sim
-        .update_stack_instances(&instances_request("u4", &[&org.prod], &[REGION], prefs.clone()))
+        .update_stack_instances(&instances_request(
+            "u4",
+            &[&org.prod],
+            &[REGION],
+            prefs.clone(),
+        ))
         .await
         .unwrap();
     wait(sim, &after_move).await;
     // After a failed instance: a retry, not a repeat.
     sim.fail_account(&org.p1, "boom");
     let failing = sim
-        .update_stack_instances(&instances_request("u5", &[&org.prod], &[REGION], prefs.clone()))
+        .update_stack_instances(&instances_request(
+            "u5",
+            &[&org.prod],
+            &[REGION],
+            prefs.clone(),
+        ))
         .await
         .unwrap();
     wait(sim, &failing).await;
@@ -562,5 +585,10 @@ async fn a_change_accepted_twice_is_recorded_whatever_its_ids() {
         .await
         .unwrap();
     wait(sim, &retry).await;
-    assert_eq!(sim.repeated_changes().len(), 1, "{:?}", sim.repeated_changes());
+    assert_eq!(
+        sim.repeated_changes().len(),
+        1,
+        "{:?}",
+        sim.repeated_changes()
+    );
 }
