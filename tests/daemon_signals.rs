@@ -34,8 +34,14 @@ fn black_hole() -> (String, Arc<AtomicUsize>) {
 
 /// A daemon whose first pass hangs on its first AWS call.
 async fn stuck_daemon(shutdown_timeout: &str) -> (DaemonProcess, tempfile::TempDir) {
-    let (endpoint, accepted) = black_hole();
     let dir = tempfile::tempdir().unwrap();
+    let daemon = stuck_daemon_in(&dir, &[("STACKSETD_SHUTDOWN_TIMEOUT", shutdown_timeout)]).await;
+    (daemon, dir)
+}
+
+/// As [`stuck_daemon`], its desired state at `dir`/desired.yaml, with extra environment.
+async fn stuck_daemon_in(dir: &tempfile::TempDir, env: &[(&str, &str)]) -> DaemonProcess {
+    let (endpoint, accepted) = black_hole();
     let path = dir.path().join("desired.yaml");
     std::fs::write(
         &path,
@@ -44,11 +50,7 @@ async fn stuck_daemon(shutdown_timeout: &str) -> (DaemonProcess, tempfile::TempD
     .unwrap();
     let mut command = common::stacksetd_offline();
     command.env("AWS_ENDPOINT_URL", &endpoint);
-    let daemon = DaemonProcess::spawn(
-        command,
-        &path,
-        &[("STACKSETD_SHUTDOWN_TIMEOUT", shutdown_timeout)],
-    );
+    let daemon = DaemonProcess::spawn(command, &path, env);
     eventually(WAIT, "the first pass calling AWS", || async {
         (accepted.load(Ordering::SeqCst) > 0).then_some(())
     })
@@ -66,7 +68,7 @@ async fn stuck_daemon(shutdown_timeout: &str) -> (DaemonProcess, tempfile::TempD
         "{}",
         readyz.body
     );
-    (daemon, dir)
+    daemon
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,26 +111,18 @@ async fn a_second_signal_exits_at_once() {
 /// A watchdog task of its own would keep pinging a daemon that no longer follows its file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_main_loop_stops_the_watchdog_pings() {
-    let (endpoint, _accepted) = black_hole();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("desired.yaml");
-    std::fs::write(
-        &path,
-        deployment_yaml("aimably", "Aimably", "v0", "us-east-1"),
-    )
-    .unwrap();
     let notify = NotifySocket::bind(dir.path());
-    let mut command = common::stacksetd_offline();
-    command.env("AWS_ENDPOINT_URL", &endpoint);
-    let daemon = DaemonProcess::spawn(
-        command,
-        &path,
+    let daemon = stuck_daemon_in(
+        &dir,
         &[
             ("NOTIFY_SOCKET", notify.path.to_str().unwrap()),
             // 200 ms: pings every 100 ms.
             ("WATCHDOG_USEC", "200000"),
         ],
-    );
+    )
+    .await;
     eventually(WAIT, "watchdog pings", || async {
         (notify.count("WATCHDOG=1") >= 3).then_some(())
     })
