@@ -11,18 +11,14 @@
 //! the requests' contents, whatever their ids) and no delete. The test fails unless at least one kill landed
 //! after moto applied a change and before its answer arrived, and at least one applied change lost its answer. The seed ($FAULT_SEED replays another) and every kill point are printed.
 
-mod common;
-mod daemon_support;
-mod fault_support;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::*;
-use daemon_support::process::DaemonProcess;
-use daemon_support::{Save, eventually, get, save};
-use fault_support::proxy::{FaultProxy, Rates};
-use fault_support::*;
+use crate::common::*;
+use crate::daemon_support::process::DaemonProcess;
+use crate::daemon_support::{Save, eventually, get, save};
+use crate::fault_support::proxy::{FaultProxy, Rates};
+use crate::fault_support::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -195,7 +191,7 @@ async fn sigkill_at_random_points_then_restart_converges_with_no_duplicate_and_n
     let lost_answers = proxy
         .mutations()
         .iter()
-        .filter(|m| m.fate == fault_support::proxy::Fate::DroppedAfter)
+        .filter(|m| m.fate == crate::fault_support::proxy::Fate::DroppedAfter)
         .count();
     assert!(
         lost_answers > 0,

@@ -4,14 +4,13 @@
 //! first pass, and SIGTERM exits 0 within the shutdown timeout. The latency from an edit to the first mutating
 //! call is measured from the daemon's own "submitting" log line and printed (not asserted tightly).
 
-mod common;
-mod daemon_support;
-
 use std::time::{Duration, Instant};
 
-use common::{MotoServer, OrgSpec, OuSpec, REGION, build_org, cfn_client, describe_stack_set};
-use daemon_support::process::*;
-use daemon_support::*;
+use crate::common::{
+    MotoServer, OrgSpec, OuSpec, REGION, build_org, cfn_client, describe_stack_set,
+};
+use crate::daemon_support::process::*;
+use crate::daemon_support::*;
 
 const STACK_SET: &str = "AimablyDataOnly";
 const DEPLOYMENT: &str = "aimably";
@@ -86,7 +85,7 @@ async fn the_daemon_follows_edits_rejects_invalid_ones_reloads_on_sighup_and_sto
     let path = dir.path().join("desired.yaml");
     std::fs::write(&path, desired("v0")).unwrap();
 
-    let daemon = DaemonProcess::spawn(common::stacksetd(&server), &path, &[]);
+    let daemon = DaemonProcess::spawn(crate::common::stacksetd(&server), &path, &[]);
     daemon.wait_ready(START_TIMEOUT).await;
     wait_description(&client, "v0").await;
 
@@ -204,7 +203,7 @@ async fn a_configmap_volume_starting_invalid_becomes_ready_once_fixed_and_follow
 
     let notify = NotifySocket::bind(dir.path());
     let daemon = DaemonProcess::spawn(
-        common::stacksetd(&server),
+        crate::common::stacksetd(&server),
         &cm.path(),
         &[
             ("NOTIFY_SOCKET", notify.path.to_str().unwrap()),

@@ -2,16 +2,13 @@
 //! "black hole" that accepts connections and never answers, so no moto is needed. The first SIGTERM must still
 //! exit 0 once `shutdown_timeout` runs out; a second signal must exit at once.
 
-mod common;
-mod daemon_support;
-
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use daemon_support::process::*;
-use daemon_support::*;
+use crate::daemon_support::process::*;
+use crate::daemon_support::*;
 
 /// The exit status of a second-signal exit (128 + SIGINT, the shell's convention for "interrupted").
 const SECOND_SIGNAL_EXIT: i32 = 130;
@@ -48,7 +45,7 @@ async fn stuck_daemon_in(dir: &tempfile::TempDir, env: &[(&str, &str)]) -> Daemo
         deployment_yaml("aimably", "Aimably", "v0", "us-east-1"),
     )
     .unwrap();
-    let mut command = common::stacksetd_offline();
+    let mut command = crate::common::stacksetd_offline();
     command.env("AWS_ENDPOINT_URL", &endpoint);
     let daemon = DaemonProcess::spawn(command, &path, env);
     eventually(WAIT, "the first pass calling AWS", || async {
@@ -163,7 +160,7 @@ async fn a_hung_main_loop_stops_the_watchdog_pings() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_health_command_probes_the_listen_address() {
     let (daemon, _dir) = stuck_daemon("1s").await;
-    let out = common::stacksetd_offline()
+    let out = crate::common::stacksetd_offline()
         .args(["--listen", &daemon.addr, "health"])
         .output()
         .unwrap();
@@ -177,7 +174,7 @@ async fn the_health_command_probes_the_listen_address() {
         .local_addr()
         .unwrap()
         .to_string();
-    let out = common::stacksetd_offline()
+    let out = crate::common::stacksetd_offline()
         .args(["--listen", &free, "health"])
         .output()
         .unwrap();

@@ -2,16 +2,14 @@
 //! changed deployments, trigger de-duplication, the concurrency cap, shutdown, and the HTTP endpoints. The same
 //! behaviour as a process against moto is in tests/daemon_process.rs.
 
-mod daemon_support;
-
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::daemon_support::*;
 use async_trait::async_trait;
-use daemon_support::*;
 use serde_json::Value;
 use stacksetd::cloud::sim::{Sim, SimConfig};
 use stacksetd::cloud::*;

@@ -3,16 +3,13 @@
 //! `reconcile --once`. Every test starts its own moto server and organization; results are checked through the
 //! AWS SDK, never through stacksetd's own output alone.
 
-mod common;
-mod fault_support;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use crate::common::*;
+use crate::fault_support::proxy::{FaultProxy, Rates};
+use crate::fault_support::{assert_calls_granted, moto_addr, stacksetd_via};
 use aws_sdk_cloudformation::types::ConcurrencyMode;
-use common::*;
-use fault_support::proxy::{FaultProxy, Rates};
-use fault_support::{assert_calls_granted, moto_addr, stacksetd_via};
 use serde_json::Value;
 
 const DEPLOYMENT: &str = "aimably";

@@ -7,17 +7,13 @@
 //! no instance was deleted, and no stack set operation was submitted twice (the same change under two sequence
 //! numbers). The seed ($FAULT_SEED to replay another), the faults dealt and the retries are printed.
 
-mod common;
-mod daemon_support;
-mod fault_support;
-
 use std::time::{Duration, Instant};
 
-use common::*;
-use daemon_support::process::{DaemonProcess, START_TIMEOUT};
-use daemon_support::{eventually, get, metric_sum};
-use fault_support::proxy::{FaultProxy, Rates};
-use fault_support::*;
+use crate::common::*;
+use crate::daemon_support::process::{DaemonProcess, START_TIMEOUT};
+use crate::daemon_support::{eventually, get, metric_sum};
+use crate::fault_support::proxy::{FaultProxy, Rates};
+use crate::fault_support::*;
 
 const DEFAULT_SEED: u64 = 0x5eed_0007;
 
@@ -153,8 +149,12 @@ async fn reconcile_and_the_daemon_converge_through_throttling_errors_and_lost_an
     daemon.wait_ready(START_TIMEOUT).await;
     desired.description = "v3".to_string();
     let edited = Instant::now();
-    daemon_support::save(&path, &desired.yaml(), daemon_support::Save::AtomicRename);
-    daemon_support::eventually_or(
+    crate::daemon_support::save(
+        &path,
+        &desired.yaml(),
+        crate::daemon_support::Save::AtomicRename,
+    );
+    crate::daemon_support::eventually_or(
         DAEMON_CONVERGE_TIMEOUT,
         "the daemon applies v3 through the faults",
         || async {
@@ -165,7 +165,7 @@ async fn reconcile_and_the_daemon_converge_through_throttling_errors_and_lost_an
             format!(
                 "{}\nthe daemon's log:\n{}",
                 proxy.report(),
-                daemon_support::process::dump(&daemon.logs)
+                crate::daemon_support::process::dump(&daemon.logs)
             )
         },
     )
@@ -224,7 +224,7 @@ async fn reconcile_and_the_daemon_converge_through_throttling_errors_and_lost_an
     for m in proxy
         .mutations()
         .iter()
-        .filter(|m| m.fate == fault_support::proxy::Fate::DroppedAfter)
+        .filter(|m| m.fate == crate::fault_support::proxy::Fate::DroppedAfter)
     {
         println!(
             "  {} {}",
@@ -237,7 +237,7 @@ async fn reconcile_and_the_daemon_converge_through_throttling_errors_and_lost_an
     let mutations = proxy.mutations();
     let lost_answers: Vec<_> = mutations
         .iter()
-        .filter(|m| m.fate == fault_support::proxy::Fate::DroppedAfter)
+        .filter(|m| m.fate == crate::fault_support::proxy::Fate::DroppedAfter)
         .collect();
     assert!(
         !lost_answers.is_empty(),
@@ -257,10 +257,11 @@ async fn reconcile_and_the_daemon_converge_through_throttling_errors_and_lost_an
         .counts()
         .iter()
         .filter(|((_, action, fate), _)| {
-            fault_support::proxy::is_mutating(action)
+            crate::fault_support::proxy::is_mutating(action)
                 && matches!(
                     fate,
-                    fault_support::proxy::Fate::Throttled | fault_support::proxy::Fate::ServerError
+                    crate::fault_support::proxy::Fate::Throttled
+                        | crate::fault_support::proxy::Fate::ServerError
                 )
         })
         .map(|(_, n)| n)
@@ -306,7 +307,7 @@ async fn a_throttled_call_is_retried_after_a_short_backoff_not_the_20_s_cap() {
     assert_eq!(
         proxy
             .totals()
-            .get(&fault_support::proxy::Fate::Throttled)
+            .get(&crate::fault_support::proxy::Fate::Throttled)
             .copied(),
         Some(1)
     );

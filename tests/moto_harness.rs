@@ -1,17 +1,15 @@
 //! Self-tests of the moto harness (tests/common) and of the launcher's patches (tests/moto/patches.py), driven
 //! directly through the AWS SDK - no stacksetd involved. If these fail, the end-to-end tests cannot be trusted.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::common::*;
 use aws_sdk_cloudformation as cfn;
 use aws_sdk_cloudformation::types::{
     AccountFilterType, AutoDeployment, Capability, ConcurrencyMode, DeploymentTargets, Parameter,
     PermissionModels, StackSetOperationPreferences,
 };
-use common::*;
 
 const STACK_SET: &str = "AimablyDataOnly";
 /// CloudFormation's TemplateBody limit.

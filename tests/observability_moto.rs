@@ -6,20 +6,17 @@
 //! joined whose request reaches it (moto has no auto-deployment, so there the gap outlives the grace period:
 //! exactly the case the repair exists for; fakecloud's auto-deployment may come first). Every call the daemon
 //! made must be granted by the shipped IAM policy.
-mod common;
-mod daemon_support;
-mod fault_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
-use daemon_support::process::*;
-use daemon_support::*;
-use fault_support::proxy::{FaultProxy, Rates};
-use fault_support::{assert_calls_granted, moto_addr, stacksetd_via};
+use crate::common::*;
+use crate::daemon_support::process::*;
+use crate::daemon_support::*;
+use crate::fault_support::proxy::{FaultProxy, Rates};
+use crate::fault_support::{assert_calls_granted, moto_addr, stacksetd_via};
 use serde_json::Value;
 
 const DEPLOYMENT: &str = "aimably";

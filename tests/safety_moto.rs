@@ -4,13 +4,10 @@
 //! pin; revocation works with the vendor's template gone; a transient empty ListRoots deletes nothing; a renamed
 //! stack set's old one is reported as orphaned and left in place. Checked through the AWS SDK.
 
-mod common;
-mod fault_support;
-
 use std::path::Path;
 
+use crate::common::*;
 use aws_sdk_cloudformation::types as cfn;
-use common::*;
 
 const STACK_SET: &str = "AimablyDataOnly";
 const OWNER_TAG: &str = "stacksetd.dev/deployment";
@@ -408,7 +405,7 @@ async fn revocation_works_with_the_vendors_template_gone() {
 /// alike): an error of the scan, nothing deleted; whole again, still nothing deleted.
 #[tokio::test]
 async fn an_empty_root_listing_deletes_nothing() {
-    use fault_support::proxy::{FaultProxy, Rates};
+    use crate::fault_support::proxy::{FaultProxy, Rates};
     let server = MotoServer::start();
     build_org(&server, &org_spec()).await;
     let client = cfn_client(&server).await;
@@ -418,10 +415,10 @@ async fn an_empty_root_listing_deletes_nothing() {
     assert_exit(&reconcile(&server, &desired, &[], &[]).await, 0, "deploy");
     let before = instances(&client, STACK_SET).await;
 
-    let proxy = FaultProxy::start(fault_support::moto_addr(&server), 1, Rates::none());
+    let proxy = FaultProxy::start(crate::fault_support::moto_addr(&server), 1, Rates::none());
     proxy.answer("ListRoots", Some(r#"{"Roots": []}"#));
     let via = |proxy: &FaultProxy| {
-        let mut command = fault_support::stacksetd_via(&server, &proxy.endpoint());
+        let mut command = crate::fault_support::stacksetd_via(&server, &proxy.endpoint());
         command
             .arg("--desired")
             .arg(&desired)

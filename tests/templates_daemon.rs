@@ -2,15 +2,12 @@
 //! interval: a publication reaches UpdateStackSet within one poll (the latency is printed), unchanged polls are
 //! 304s that cause nothing, and /status and /metrics show digests, fetch results, failures and refusals.
 
-mod daemon_support;
-mod templates_support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use daemon_support::{eventually, get, metric};
+use crate::daemon_support::{eventually, get, metric};
+use crate::templates_support::*;
 use stacksetd::daemon::{Daemon, Options};
-use templates_support::*;
 use tokio::sync::oneshot;
 
 const POLL: Duration = Duration::from_secs(2);

@@ -2,13 +2,11 @@
 //! 127.0.0.1 (real time: real sockets). The daemon's poller is `TemplateSource::poll`, called here by hand, so
 //! every step is explicit: publish, poll, reconcile.
 
-mod templates_support;
-
+use crate::templates_support::*;
 use stacksetd::cli::output::{self, Planned};
 use stacksetd::controller::{self, Context, Report, TemplateReport};
 use stacksetd::desired::Deployment;
 use stacksetd::template::Poll;
-use templates_support::*;
 
 async fn converge(deployment: &Deployment, ctx: &Context) -> Report {
     let outcome = controller::converge(deployment, ctx, |_| {})

@@ -1,0 +1,15 @@
+//! The end-to-end test binary: the stacksetd binary and the AWS SDK against moto (or fakecloud with
+//! `scripts/test.sh --backend fakecloud`), on 127.0.0.1. One binary instead of one per file, so the AWS SDK is
+//! linked once; each file below is still its own module (`cargo test --test e2e crash_moto::` runs one).
+
+mod common;
+mod daemon_support;
+mod fault_support;
+
+mod crash_moto;
+mod daemon_process;
+mod e2e_moto;
+mod faults_moto;
+mod moto_harness;
+mod observability_moto;
+mod safety_moto;
