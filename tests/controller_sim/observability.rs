@@ -15,7 +15,7 @@ use stacksetd::desired::Deployment;
 use stacksetd::metrics::{self, FleetMetrics};
 use tokio::time::Instant;
 
-use crate::helpers::*;
+use super::helpers::*;
 
 /// A controller and a metrics registry recording every pass, as the daemon's scheduler does.
 struct Observed {

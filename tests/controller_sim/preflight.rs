@@ -10,7 +10,7 @@ use stacksetd::controller::{self, Context};
 use stacksetd::desired::{CallAs, Deployment};
 use stacksetd::error::Error;
 
-use crate::helpers::*;
+use super::helpers::*;
 
 const MUTATIONS: &[&str] = &[
     "CreateStackSet",
