@@ -209,7 +209,7 @@ async fn status_redacts_url_secrets_from_settings_and_errors() {
     // fetch fails, and both the URL and the error text reach /status.
     let url = "http://vendor-user:vendor-pass@127.0.0.1:9/t.json?X-Amz-Signature=sig-secret";
     let yaml = deployment_yaml("aimably", "Aimably", "v0", REGION)
-        .replace(&daemon_support::template_url(), url);
+        .replace(&crate::daemon_support::template_url(), url);
     assert!(yaml.contains(url));
     let daemon = Setup::new(yaml).start().await;
     let body = eventually(WAIT, "the failed fetch on /status", || async {
