@@ -6,8 +6,10 @@
 //! what is applied, so a crash or timeout never submits the same change twice; a converged pass costs only
 //! DescribeStackSet and ListStackInstances pages (the organization is re-listed on its own cadence).
 
+mod decide;
 mod drift;
 mod memory;
+mod observe;
 mod operation;
 pub mod ownership;
 pub mod preflight;
@@ -19,19 +21,21 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::cloud::org::{self, OrgSnapshot};
-use crate::cloud::{Cloud, Operation, OperationStatus};
+use crate::cloud::{Cloud, Operation};
 use crate::desired::Deployment;
-use crate::error::{AwsErrorKind, Error};
-use crate::plan::{self, Action, Desired, Observed, Plan, Purpose};
+use crate::error::Error;
+use crate::plan::{self, Action, Observed, Plan, Purpose};
 use crate::template::{self, Fetcher, TemplateSource};
 
+pub use decide::{Decision, Next, decide};
 pub use drift::{drift_due, settings_fingerprint};
 pub use memory::Memory;
+pub use observe::{Observation, Remembered, observe};
 pub use operation::{next_sequence, operation_id_base};
 pub use report::{
     DriftReport, InstanceProblem, PendingDeletion, Progress, Report, SpecDrift, TemplateReport,
@@ -187,8 +191,8 @@ impl Context {
 }
 
 /// Where a deployment stands after a pass.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "state")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all_fields = "camelCase")]
 pub enum State {
     /// The stack set and every instance match the desired state.
     Converged,
@@ -202,7 +206,8 @@ pub enum State {
     Settling,
     /// This pass submitted a step.
     Acted {
-        action: &'static str,
+        #[serde(deserialize_with = "crate::status::action_name")]
+        action: crate::status::ActionName,
         operation_id: Option<String>,
         summary: String,
     },
@@ -211,14 +216,15 @@ pub enum State {
     /// Only deletions are left, and they wait until the desired state asking for them has been unchanged for
     /// `deletion_delay`.
     DeletionPending {
-        action: &'static str,
+        #[serde(deserialize_with = "crate::status::action_name")]
+        action: crate::status::ActionName,
         summary: String,
         /// When it will be submitted (RFC 3339, UTC), if the desired state stays as it is.
         runs_at: String,
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
     pub state: State,
     #[serde(skip)]
@@ -232,91 +238,61 @@ impl Outcome {
     }
 }
 
-/// Observe, plan, and take at most one step.
+/// One pass, in three stages: observe (every read, what the controller remembers included), decide (pure: the
+/// plan and the next move), act (at most one submission, and the record of it). The next pass observes its
+/// effect.
 #[tracing::instrument(skip_all, fields(deployment = %deployment.name()))]
 pub async fn reconcile(deployment: &Deployment, ctx: &Context) -> Result<Outcome, Error> {
+    // Observe. What this deployment sent before comes first: while its operation runs, that is the whole pass.
+    if let Some(outcome) = observe::follow_up(deployment, ctx).await? {
+        return Ok(outcome);
+    }
+    let observation = observe(deployment, ctx).await?;
+    // Decide.
+    let decision = decide(deployment, &ctx.config, &observation, Instant::now())?;
+    // Act.
+    act(deployment, ctx, &observation, decision).await
+}
+
+/// Plan without acting (the `plan` and `status` commands). The preflight checks run too (read-only), so wrong
+/// credentials or trusted access being off show here rather than as a misleading "create everything" plan.
+pub async fn dry_run(deployment: &Deployment, ctx: &Context) -> Result<(Plan, Report), Error> {
+    crate::controller::preflight::check_read_only(deployment, ctx).await?;
+    let observation = observe(deployment, ctx).await?;
+    let Decision { plan, report, .. } =
+        decide(deployment, &ctx.config, &observation, Instant::now())?;
+    Ok((plan, report))
+}
+
+/// The third stage: carry out the decision. Converged records the settings as the baseline for spec drift;
+/// every other move first adopts an operation already holding the stack set's slot (ours from before a
+/// restart, or anyone's), then submits at most one step.
+async fn act(
+    deployment: &Deployment,
+    ctx: &Context,
+    observation: &Observation,
+    decision: Decision,
+) -> Result<Outcome, Error> {
     let name = deployment.name();
     let spec = &deployment.spec;
-    let stack_set = spec.stack_set_name.as_str();
-
-    // 0. A submission whose answer was lost: DescribeStackSetOperation (strongly consistent) says whether it
-    //    happened, before anything is planned (and perhaps sent) again.
-    if let Some(id) = ctx.memory.take_unconfirmed(name) {
-        match ctx
-            .cloud
-            .describe_operation(stack_set, &id, spec.call_as)
-            .await
-        {
-            Ok(_) => {
-                info!(operation = %id, "the lost submission did happen: adopting it");
-                ctx.memory.adopt(name, &id);
-            }
-            Err(e) if e.is_aws(AwsErrorKind::NotFound) => {
-                info!(operation = %id, "the lost submission never reached AWS");
-            }
-            Err(e) => {
-                ctx.memory.sent_unconfirmed(name, &id);
-                return Err(e);
-            }
-        }
-    }
-
-    // 1. An operation we are waiting for: one strongly consistent call.
-    if let Some(inflight) = ctx.memory.inflight(name) {
-        let operation = ctx
-            .cloud
-            .describe_operation(stack_set, &inflight.id, spec.call_as)
-            .await?;
-        if operation.status.is_active() {
-            let progress = if ctx.config.track_progress {
-                Some(Progress::of(
-                    &ctx.cloud
-                        .list_stack_instances(stack_set, spec.call_as)
-                        .await?,
-                ))
-            } else {
-                None
-            };
-            return Ok(waiting(
-                ctx,
-                &operation,
-                inflight.since,
-                progress,
-                Report::default(),
-            ));
-        }
-        ctx.memory.finish(name, &inflight.id);
+    let observed = &observation.observed;
+    let Decision { plan, report, next } = decision;
+    if matches!(next, Next::Converged { .. } | Next::DetectDrift)
+        && let Some(stack_set) = &observed.stack_set
+    {
         ctx.memory
-            .record_ended(name, operation.action.as_str(), operation.status.as_str());
-        info!(operation = %operation.id, status = operation.status.as_str(), "operation finished");
-        check_operation(ctx, deployment, &operation).await?;
+            .set_baseline(name, drift::settings_fingerprint(stack_set));
     }
-
-    // 2. Observe.
-    let (plan, report, observed) = observe_and_plan(deployment, ctx).await?;
-    let settled = observed.instances.iter().all(|i| !i.in_progress());
-    if plan.is_empty() && settled {
-        if let Some(stack_set) = &observed.stack_set {
-            ctx.memory
-                .set_baseline(name, drift::settings_fingerprint(stack_set));
-        }
-        if let Some(outcome) = drift::detect_if_due(deployment, ctx, &observed, &report).await? {
-            return Ok(outcome);
-        }
-        let next_drift_check = drift::due_in(deployment, ctx, &observed);
+    if let Next::Converged { requeue_after } = next {
         return Ok(Outcome {
             state: State::Converged,
-            requeue_after: next_drift_check.map_or(ctx.config.resync_interval, |d| {
-                d.min(ctx.config.resync_interval)
-            }),
+            requeue_after,
             report,
         });
     }
-
-    // 3. Adopt an operation already holding the slot (ours from before a restart, or anyone's).
     let recent = if observed.stack_set.is_some() {
         ctx.cloud
-            .list_operations(stack_set, spec.call_as, OPERATION_LOOKBACK)
+            .list_operations(&spec.stack_set_name, spec.call_as, OPERATION_LOOKBACK)
             .await?
     } else {
         Vec::new()
@@ -324,225 +300,53 @@ pub async fn reconcile(deployment: &Deployment, ctx: &Context) -> Result<Outcome
     if let Some(outcome) = operation::adopt_running(ctx, name, &recent, &report) {
         return Ok(outcome);
     }
-    if !settled {
-        return Ok(Outcome {
-            state: State::Settling,
-            requeue_after: ctx.config.poll_min,
-            report,
-        });
-    }
-    if spec.suspend {
-        return Ok(Outcome {
-            state: State::Suspended {
+    let outcome = |state, requeue_after| Outcome {
+        state,
+        requeue_after,
+        report: report.clone(),
+    };
+    match next {
+        Next::Converged { .. } => unreachable!("returned above"),
+        Next::DetectDrift => {
+            let last = observation.remembered.last_drift_check;
+            drift::start_detection(deployment, ctx, observed, last, &recent, report).await
+        }
+        Next::Settling => Ok(outcome(State::Settling, ctx.config.poll_min)),
+        Next::Suspended => Ok(outcome(
+            State::Suspended {
                 pending: plan.steps.len(),
             },
-            requeue_after: ctx.config.resync_interval,
-            report,
-        });
+            ctx.config.resync_interval,
+        )),
+        Next::DeletionPending { wait } => {
+            let step = plan.first().expect("a deletion is pending");
+            info!(action = step.action.name(), summary = %step.summary, in_seconds = wait.as_secs(), "deletion waits for deletion_delay");
+            Ok(outcome(
+                State::DeletionPending {
+                    action: step.action.name(),
+                    summary: step.summary.clone(),
+                    runs_at: rfc3339(observation.remembered.wall_now + wait),
+                },
+                wait.max(ctx.config.poll_min.min(Duration::from_millis(50))),
+            ))
+        }
+        Next::Submit(i) => {
+            let step = &plan.steps[i];
+            if let ownership::Ownership::Adopting { earlier_release } = &observation.ownership {
+                info!(
+                    earlier_release,
+                    first_step = step.action.name(),
+                    "adopting the stack set: its tags are added by the next update"
+                );
+            }
+            submit(deployment, ctx, step, &recent, observed, report).await
+        }
     }
-
-    // 4. Act: the first step only; the next pass observes its effect. Deletions wait for `deletion_delay` of an
-    //    unchanged desired state; creations and updates do not wait for them.
-    let due = deletion_due(deployment, ctx);
-    let now = Instant::now();
-    let Some(step) = plan
-        .steps
-        .iter()
-        .find(|s| !s.action.is_deletion() || now >= due)
-    else {
-        let step = plan.first().expect("the plan is not empty");
-        let wait = due.saturating_duration_since(now);
-        info!(action = step.action.name(), summary = %step.summary, in_seconds = wait.as_secs(), "deletion waits for deletion_delay");
-        return Ok(Outcome {
-            state: State::DeletionPending {
-                action: step.action.name(),
-                summary: step.summary.clone(),
-                runs_at: rfc3339(ctx.wall_now() + wait),
-            },
-            requeue_after: wait.max(ctx.config.poll_min.min(Duration::from_millis(50))),
-            report,
-        });
-    };
-    submit(deployment, ctx, step, &recent, &observed, report).await
-}
-
-/// When this deployment's deletions may be submitted: `deletion_delay` after its desired state was first seen as
-/// it is now.
-fn deletion_due(deployment: &Deployment, ctx: &Context) -> Instant {
-    ctx.memory
-        .desired_since(deployment.name(), &deployment.generation())
-        + ctx.config.deletion_delay
 }
 
 /// RFC 3339 in UTC, second precision.
 pub fn rfc3339(t: std::time::SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
-}
-
-/// What a pass sees: the template version to plan with (and the decision about the version fetched), the stack
-/// set and its instances, and the (cached) organization.
-pub struct Observation {
-    pub template: TemplateView,
-    pub observed: Observed,
-    pub org: Arc<OrgSnapshot>,
-    /// The targets against the instances, computed once a pass (the repairs and the report both read it).
-    pub coverage: crate::coverage::Coverage,
-    /// Whose the stack set is (a pass only gets here when stacksetd may manage it).
-    pub ownership: ownership::Ownership,
-}
-
-/// Read the stack set and its instances, the (cached) organization, and the template version held for the
-/// deployment's URL (fetched only the first time), then decide whether that version may be applied.
-pub async fn observe(deployment: &Deployment, ctx: &Context) -> Result<Observation, Error> {
-    let spec = &deployment.spec;
-    let url = ctx.template_url(deployment)?;
-    let revoking = spec.ensure == crate::desired::Ensure::Absent;
-    // Revocation needs nothing from the vendor: its template is not even fetched.
-    let candidate = if revoking {
-        None
-    } else {
-        Some(ctx.templates.latest(&url, deployment.name()).await?)
-    };
-    let mut org = ctx.organization().await?;
-    if spec.ensure == crate::desired::Ensure::Present
-        && crate::controller::preflight::check_targets(deployment, &org).is_err()
-    {
-        // Perhaps an OU created since the last scan: look again before calling it missing.
-        ctx.invalidate_organization().await;
-        org = ctx.organization().await?;
-        crate::controller::preflight::check_targets(deployment, &org)?;
-    }
-    let stack_set = ctx
-        .cloud
-        .describe_stack_set(&spec.stack_set_name, spec.call_as)
-        .await?;
-    let ownership = ownership::check(deployment, ctx, stack_set.as_ref()).await?;
-    let instances = match &stack_set {
-        Some(_) => {
-            ctx.cloud
-                .list_stack_instances(&spec.stack_set_name, spec.call_as)
-                .await?
-        }
-        None => Vec::new(),
-    };
-    let inactive_accounts = org
-        .accounts
-        .values()
-        .filter(|a| !a.account.is_active())
-        .map(|a| a.account.id.clone())
-        .collect();
-    let mut observed = Observed {
-        stack_set,
-        instances,
-        inactive_accounts,
-        ..Observed::default()
-    };
-    let coverage = crate::coverage::coverage(deployment, &org, &observed.instances);
-    observed.reachable_accounts = Some(coverage.targeted.clone());
-    if observed.stack_set.is_some() && spec.ensure == crate::desired::Ensure::Present {
-        observed.overdue_gaps = ctx.memory.overdue_gaps(
-            deployment.name(),
-            &coverage.missing,
-            ctx.config.coverage_grace,
-            spec.auto_deployment.enabled,
-        );
-        observed.drift_remediated = drift::remediated(deployment, ctx, &observed);
-        observed.recreate = ctx
-            .memory
-            .to_recreate(deployment.name())
-            .intersection(&coverage.missing)
-            .cloned()
-            .collect();
-    }
-    let template = match candidate {
-        Some(candidate) => {
-            templates::template_view(deployment, ctx, &url, candidate, &observed).await?
-        }
-        None => templates::revocation_view(deployment, &url, &observed),
-    };
-    Ok(Observation {
-        template,
-        observed,
-        org,
-        coverage,
-        ownership,
-    })
-}
-
-/// Observe and plan: what a pass and `plan` share.
-async fn observe_and_plan(
-    deployment: &Deployment,
-    ctx: &Context,
-) -> Result<(Plan, Report, Observed), Error> {
-    let Observation {
-        template,
-        observed,
-        org,
-        coverage,
-        ownership,
-    } = observe(deployment, ctx).await?;
-    // The plan converges the tags too: the operator's, the owner tag and the approval record.
-    let mut tagged = deployment.clone();
-    tagged.spec.tags = ownership::desired_tags(deployment, template.record.as_deref());
-    let plan = plan::plan(
-        Desired {
-            deployment: &tagged,
-            template: &template.effective,
-            root_id: Some(&org.root_id),
-        },
-        &observed,
-    )?;
-    if let ownership::Ownership::Adopting { earlier_release } = ownership
-        && let Some(step) = plan.first()
-    {
-        info!(
-            earlier_release,
-            first_step = step.action.name(),
-            "adopting the stack set: its tags are added by the next update"
-        );
-    }
-    let mut report = Report::new(
-        deployment,
-        &template.effective,
-        &observed,
-        &org,
-        &coverage,
-        &plan,
-    );
-    drift::spec_drift(deployment, ctx, &observed, &mut report);
-    if let Some(change) = &template.unapproved_change
-        && !report.spec_drift.iter().any(|d| d.field == "template")
-    {
-        report.spec_drift.push(SpecDrift {
-            field: "template",
-            applied: "the approved version".into(),
-            found: change.clone(),
-        });
-    }
-    let due = deletion_due(deployment, ctx);
-    let wait = due.saturating_duration_since(Instant::now());
-    report.pending_deletions = plan
-        .steps
-        .iter()
-        .filter(|s| s.action.is_deletion())
-        .map(|s| PendingDeletion {
-            action: s.action.name(),
-            summary: s.summary.clone(),
-            runs_at: rfc3339(ctx.wall_now() + wait),
-            waiting: !wait.is_zero(),
-        })
-        .collect();
-    report.template_sha256 = Some(template.report.sha256.clone());
-    report.template = Some(template.report);
-    Ok((plan, report, observed))
-}
-
-/// Plan without acting (the `plan` and `status` commands). The preflight checks run too (read-only), so wrong
-/// credentials or trusted access being off show here rather than as a misleading "create everything" plan.
-pub async fn dry_run(deployment: &Deployment, ctx: &Context) -> Result<(Plan, Report), Error> {
-    crate::controller::preflight::check_read_only(deployment, ctx).await?;
-    let (plan, report, _) = observe_and_plan(deployment, ctx).await?;
-    Ok((plan, report))
 }
 
 fn waiting(
@@ -566,35 +370,6 @@ fn waiting(
 /// Poll quickly at first, then back off: a quarter of the time already waited, within [poll_min, poll_max].
 pub fn poll_delay(config: &Config, waited: Duration) -> Duration {
     (waited / 4).clamp(config.poll_min, config.poll_max)
-}
-
-/// A finished operation that failed, or succeeded with failed instances, is an error carrying the per-account
-/// reasons from ListStackSetOperationResults.
-async fn check_operation(
-    ctx: &Context,
-    deployment: &Deployment,
-    op: &Operation,
-) -> Result<(), Error> {
-    let failed_instances = op.failed_instances.unwrap_or(0);
-    if op.status == OperationStatus::Succeeded && failed_instances == 0 {
-        return Ok(());
-    }
-    let spec = &deployment.spec;
-    let results = ctx
-        .cloud
-        .list_operation_results(&spec.stack_set_name, &op.id, spec.call_as)
-        .await?;
-    let failures: Vec<_> = results
-        .into_iter()
-        .filter(|r| r.status == "FAILED")
-        .collect();
-    warn!(operation = %op.id, status = op.status.as_str(), failed = failures.len(), "operation did not fully succeed");
-    Err(Error::OperationFailed {
-        operation_id: op.id.clone(),
-        action: op.action.as_str().to_string(),
-        status: op.status.as_str().to_string(),
-        failures,
-    })
 }
 
 async fn submit(

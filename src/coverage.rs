@@ -167,65 +167,27 @@ pub fn empty_targets(deployment: &Deployment, org: &OrgSnapshot) -> Vec<(String,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cloud::Account;
-    use crate::cloud::org::{OrgAccount, OrgUnit};
-
-    const DESIRED: &str = r#"
-apiVersion: stacksetd.dev/v1alpha1
-kind: StackSetDeployment
-metadata: {name: vendor}
-spec:
-  stackSetName: Vendor
-  managementAccountId: "100000000000"
-  template: {url: "file:///t.json"}
-  deploymentTargets: {organizationalUnitIds: [ROOT]}
-  regions: [us-east-1, eu-west-1]
-"#;
+    use crate::fixtures::{DeploymentYaml, OrgTree};
 
     fn deployment(extra: &str) -> Deployment {
-        let text = format!("{DESIRED}{extra}");
-        crate::desired::parse_str(&text, std::path::Path::new("test.yaml"))
-            .expect("valid")
-            .remove(0)
+        DeploymentYaml::new()
+            .name("vendor")
+            .management_account("100000000000")
+            .targets(&["ROOT"], &["us-east-1", "eu-west-1"])
+            .spec(extra)
+            .build()
     }
 
     /// Root r-1 holds the management account and OU ou-a, which holds OU ou-b; one suspended account.
     fn org() -> OrgSnapshot {
-        let mut org = OrgSnapshot {
-            organization_id: "o-1".into(),
-            management_account_id: "100000000000".into(),
-            root_id: "r-1".into(),
-            ..OrgSnapshot::default()
-        };
-        for (id, parent) in [("r-1", None), ("ou-a", Some("r-1")), ("ou-b", Some("ou-a"))] {
-            org.units.insert(
-                id.into(),
-                OrgUnit {
-                    id: id.into(),
-                    name: id.into(),
-                    parent: parent.map(Into::into),
-                },
-            );
-        }
-        for (id, parent, state) in [
-            ("100000000000", "r-1", "ACTIVE"),
-            ("200000000000", "ou-a", "ACTIVE"),
-            ("300000000000", "ou-b", "ACTIVE"),
-            ("400000000000", "ou-b", "SUSPENDED"),
-        ] {
-            org.accounts.insert(
-                id.into(),
-                OrgAccount {
-                    account: Account {
-                        id: id.into(),
-                        name: id.into(),
-                        state: state.into(),
-                    },
-                    parent: parent.into(),
-                },
-            );
-        }
-        org
+        OrgTree::new("o-1", "100000000000", "r-1")
+            .unit("ou-a", "r-1")
+            .unit("ou-b", "ou-a")
+            .account("100000000000", "r-1", "ACTIVE")
+            .account("200000000000", "ou-a", "ACTIVE")
+            .account("300000000000", "ou-b", "ACTIVE")
+            .account("400000000000", "ou-b", "SUSPENDED")
+            .build()
     }
 
     fn instance(

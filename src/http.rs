@@ -20,13 +20,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use prometheus::Registry;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
-use crate::metrics;
+use crate::metrics::{self, Metrics};
 use crate::status::StatusBoard;
 
 /// A client must send its request headers within this long, or the connection is closed.
@@ -42,7 +41,7 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 #[derive(Clone)]
 pub struct HttpState {
     pub status: Arc<StatusBoard>,
-    pub registry: Registry,
+    pub metrics: Arc<Metrics>,
     /// When set, /status requires `Authorization: Bearer <token>` (`status_token`).
     pub status_token: Option<Arc<str>>,
 }
@@ -186,7 +185,7 @@ fn not_ready_reason(board: &StatusBoard) -> String {
 }
 
 async fn metrics_text(State(state): State<HttpState>) -> Response {
-    match metrics::encode(&state.registry) {
+    match state.metrics.encode() {
         Ok(text) => ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response(),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,

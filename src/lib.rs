@@ -21,6 +21,7 @@
 //!   shows.
 //! - [`cli`], [`demo`]: the command line's output and commands (`src/main.rs` parses the flags).
 //! - [`error`]: the one error type, each variant with a static metric label.
+//! - `fixtures` (unit tests only): the deployment and organization builders the unit tests share.
 
 pub mod cli;
 pub mod cloud;
@@ -31,6 +32,8 @@ pub mod demo;
 pub mod desired;
 pub mod error;
 pub mod file_watch;
+#[cfg(test)]
+mod fixtures;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod guard;

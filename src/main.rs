@@ -108,14 +108,8 @@ enum TemplateCommand {
     Check {
         #[arg(value_name = "FILE|URL")]
         template: String,
-        /// Check against a policy level.
-        #[arg(long, value_enum)]
-        policy: Option<Level>,
-        /// Template parameters, as the deployment's spec.parameters would give them.
-        #[arg(long, value_name = "NAME=VALUE", num_args = 1..)]
-        parameters: Vec<String>,
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        output: Format,
+        #[command(flatten)]
+        judging: Judging,
     },
     /// The guard's judgment of NEW with OLD applied, as the daemon makes it under `updates: Auto` (exit 0 not
     /// widening, 2 widening, 1 refused or error).
@@ -124,13 +118,22 @@ enum TemplateCommand {
         old: String,
         #[arg(value_name = "NEW")]
         new: String,
-        #[arg(long, value_enum)]
-        policy: Option<Level>,
-        #[arg(long, value_name = "NAME=VALUE", num_args = 1..)]
-        parameters: Vec<String>,
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        output: Format,
+        #[command(flatten)]
+        judging: Judging,
     },
+}
+
+/// How `template check` and `template diff` judge: the policy level, the parameters, the output.
+#[derive(clap::Args)]
+struct Judging {
+    /// Check against a policy level.
+    #[arg(long, value_enum)]
+    policy: Option<Level>,
+    /// Template parameters, as the deployment's spec.parameters would give them.
+    #[arg(long, value_name = "NAME=VALUE", num_args = 1..)]
+    parameters: Vec<String>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    output: Format,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -283,33 +286,21 @@ async fn health(listen: std::net::SocketAddr) -> ExitCode {
 }
 
 async fn template_command(command: &TemplateCommand) -> anyhow::Result<ExitCode> {
+    let judging = match command {
+        TemplateCommand::Check { judging, .. } | TemplateCommand::Diff { judging, .. } => judging,
+    };
+    let params = review::parameters(&judging.parameters).map_err(anyhow::Error::msg)?;
+    let (policy, json) = (
+        judging.policy.map(Into::into),
+        judging.output == Format::Json,
+    );
     let (text, code) = match command {
-        TemplateCommand::Check {
-            template,
-            policy,
-            parameters,
-            output,
-        } => {
-            let params = review::parameters(parameters).map_err(anyhow::Error::msg)?;
-            let t = review::load(template).await?;
-            review::check(&t, policy.map(Into::into), &params, *output == Format::Json)
+        TemplateCommand::Check { template, .. } => {
+            review::check(&review::load(template).await?, policy, &params, json)
         }
-        TemplateCommand::Diff {
-            old,
-            new,
-            policy,
-            parameters,
-            output,
-        } => {
-            let params = review::parameters(parameters).map_err(anyhow::Error::msg)?;
+        TemplateCommand::Diff { old, new, .. } => {
             let (old, new) = (review::load(old).await?, review::load(new).await?);
-            review::diff(
-                &old,
-                &new,
-                policy.map(Into::into),
-                &params,
-                *output == Format::Json,
-            )
+            review::diff(&old, &new, policy, &params, json)
         }
     };
     print!("{text}");
@@ -401,12 +392,14 @@ async fn plan(ctx: &Context, desired: &DesiredState, detailed: bool, format: For
             print!("{}", output::orphans_text(&orphans));
         }
         Format::Json => {
-            let mut doc = output::plan_json(&planned);
-            doc["orphanedStackSets"] = match &orphans {
-                Ok(o) => serde_json::json!(o),
-                Err(e) => serde_json::json!({"error": e.to_string()}),
+            let orphans = match orphans {
+                Ok(o) => output::OrphanScan::Found(o),
+                Err(e) => output::OrphanScan::Failed {
+                    error: e.to_string(),
+                },
             };
-            println!("{doc}");
+            let doc = output::plan_json(&planned, orphans);
+            println!("{}", serde_json::to_string(&doc).unwrap_or_default());
         }
     }
     let failed = planned.iter().any(|p| p.result.is_err());
@@ -431,13 +424,10 @@ async fn status_from_daemon(settings: &Settings, format: Format) -> Result<bool,
     }
 }
 
-fn print_status(doc: &serde_json::Value, format: Format) -> ExitCode {
+fn print_status(doc: &status_view::StatusDocument, format: Format) -> ExitCode {
     match format {
         Format::Text => print!("{}", status_view::text(doc)),
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(doc).unwrap_or_else(|_| doc.to_string())
-        ),
+        Format::Json => println!("{}", serde_json::to_string_pretty(doc).unwrap_or_default()),
     }
     if status_view::has_errors(doc) {
         ExitCode::from(1)

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::controller::{Outcome, Report, State, TemplateReport, is_transient};
@@ -17,8 +17,36 @@ use crate::error::Error;
 use crate::metrics::ReloadResult;
 use crate::template::SourceState;
 
+/// A bounded label (a reason, a kind, an action name): `&'static str` where stacksetd writes it, owned where
+/// `stacksetd status` reads a document back.
+pub type Label = std::borrow::Cow<'static, str>;
+
+/// An action's API name. An alias, not `&'static str` written out, so serde does not take the field for one
+/// borrowed from the input (it is read through [`action_name`]).
+pub type ActionName = &'static str;
+
+/// Reads an action's name back as the `&'static str` stacksetd writes (the names are a fixed set: the API's
+/// mutating calls); a name this release does not know reads as `unknown`, never as an unbounded string.
+pub fn action_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    const NAMES: &[&str] = &[
+        "CreateStackSet",
+        "UpdateStackSet",
+        "CreateStackInstances",
+        "UpdateStackInstances",
+        "DeleteStackInstances",
+        "DeleteStackSet",
+        "DetectStackSetDrift",
+    ];
+    let name = String::deserialize(d)?;
+    Ok(NAMES
+        .iter()
+        .find(|n| **n == name)
+        .copied()
+        .unwrap_or("unknown"))
+}
+
 /// The whole /status document.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
     pub ready: bool,
@@ -30,7 +58,7 @@ pub struct Status {
     pub orphaned_stack_sets: Vec<crate::controller::ownership::Orphan>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DesiredFileStatus {
     pub path: PathBuf,
@@ -40,7 +68,7 @@ pub struct DesiredFileStatus {
 }
 
 /// One load of the desired-state file.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LoadRecord {
     pub result: ReloadResult,
@@ -51,8 +79,8 @@ pub struct LoadRecord {
     pub problems: Vec<Problem>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct DeploymentStatus {
     pub stack_set_name: String,
     /// The generation (spec digest) in the desired state now.
@@ -80,24 +108,27 @@ pub struct DeploymentStatus {
     pub observed: Option<Report>,
     /// The last member access check (`spec.accessCheck`).
     pub access: Option<AccessReport>,
+    /// Why the access check could not run at all (`stacksetd status` observing AWS itself).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct ErrorRecord {
-    pub reason: &'static str,
+    pub reason: Label,
     pub message: String,
     pub at: String,
 }
 
 /// A kstatus condition.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct Condition {
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: Label,
     /// "True", "False" or "Unknown".
-    pub status: &'static str,
+    pub status: Label,
     pub reason: String,
     pub message: String,
     pub last_transition_time: String,
@@ -252,7 +283,7 @@ impl StatusBoard {
                 }
                 Err(error) => {
                     d.last_error = Some(ErrorRecord {
-                        reason: error.metric_label(),
+                        reason: error.metric_label().into(),
                         message: error.to_string(),
                         at,
                     });
@@ -303,33 +334,21 @@ impl StatusBoard {
 
 fn new_deployment_status() -> DeploymentStatus {
     DeploymentStatus {
-        stack_set_name: String::new(),
-        generation: String::new(),
-        observed_generation: None,
         conditions: initial_conditions(),
-        passes: 0,
-        consecutive_failures: 0,
-        last_pass_at: None,
-        last_success_at: None,
-        requeue_after_seconds: None,
-        last_error: None,
-        last_outcome: None,
-        template: None,
-        template_fetch: None,
-        observed: None,
-        access: None,
+        ..DeploymentStatus::default()
     }
 }
 
 fn initial_conditions() -> Vec<Condition> {
     let at = now();
-    let condition = |kind, status, reason: &str, message: &str| Condition {
-        kind,
-        status,
-        reason: reason.to_string(),
-        message: message.to_string(),
-        last_transition_time: at.clone(),
-    };
+    let condition =
+        |kind: &'static str, status: &'static str, reason: &str, message: &str| Condition {
+            kind: kind.into(),
+            status: status.into(),
+            reason: reason.to_string(),
+            message: message.to_string(),
+            last_transition_time: at.clone(),
+        };
     vec![
         condition("Ready", "Unknown", "Pending", "no pass has completed yet"),
         condition("Reconciling", "True", "Pending", "the first pass is queued"),
@@ -419,7 +438,7 @@ fn set_condition(
 ) {
     if let Some(c) = conditions.iter_mut().find(|c| c.kind == kind) {
         if c.status != status {
-            c.status = status;
+            c.status = status.into();
             c.last_transition_time = now();
         }
         c.reason = reason.to_string();
@@ -434,16 +453,16 @@ fn now() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::DeploymentYaml;
 
     fn deployment(name: &str) -> Deployment {
-        let yaml = format!(
-            "apiVersion: stacksetd.dev/v1alpha1\nkind: StackSetDeployment\nmetadata: {{name: {name}}}\nspec:\n  \
-             stackSetName: S{name}\n  managementAccountId: \"123456789012\"\n  template: {{policy: DataOnly}}\n  \
-             deploymentTargets: {{organizationalUnitIds: [ROOT]}}\n  regions: [us-east-1]\n"
-        );
-        crate::desired::parse_str(&yaml, std::path::Path::new("t.yaml"))
-            .unwrap()
-            .remove(0)
+        DeploymentYaml::new()
+            .name(name)
+            .stack_set(&format!("S{name}"))
+            .management_account("123456789012")
+            .spec("  template: {policy: DataOnly}\n")
+            .targets(&["ROOT"], &["us-east-1"])
+            .build()
     }
 
     fn condition<'a>(s: &'a Status, name: &str, kind: &str) -> &'a Condition {

@@ -141,7 +141,7 @@ async fn call_every_service(cloud: &AwsCloud) {
         .expect("cloudformation")
         .expect("exists");
     assert_eq!(set.permission_model.as_deref(), Some("SERVICE_MANAGED"));
-    assert_eq!(set.auto_deployment, None);
+    assert_eq!(set.settings.auto_deployment, None);
     assert_eq!(set.organizational_unit_ids, None);
     assert_eq!(set.regions, None);
 }

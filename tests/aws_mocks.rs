@@ -19,8 +19,8 @@ use stacksetd::cloud::aws::errors::POLICY_FILE;
 use stacksetd::cloud::{
     AccountFilterType, AutoDeployment, CallAs, Cloud, CreateStackSet, DeleteInstancesRequest,
     DetectDriftRequest, DriftDetails, InstanceStatus, InstancesRequest, ObservedStackSet,
-    OperationAction, OperationPreferences, OperationStatus, Parameter, StackSetStatus, Targets,
-    UpdateStackSet,
+    OperationAction, OperationPreferences, OperationStatus, StackSetSettings, StackSetStatus,
+    Targets, UpdateStackSet,
 };
 use stacksetd::desired::model::{ConcurrencyMode, RegionConcurrencyType};
 use stacksetd::error::{AwsErrorKind, Error};
@@ -232,20 +232,22 @@ async fn describe_stack_set_converts_every_field() {
         name: "vendor-access".to_string(),
         arn: Some(arn.to_string()),
         status: StackSetStatus::Active,
-        description: Some("Vendor read access".to_string()),
-        template_body: "Resources: {}".to_string(),
-        parameters: BTreeMap::from([
-            ("ExternalId".to_string(), "abc".to_string()),
-            ("RoleName".to_string(), "VendorRole".to_string()),
-        ]),
-        capabilities: BTreeSet::from(["CAPABILITY_NAMED_IAM".to_string()]),
-        tags: BTreeMap::from([("owner".to_string(), "finops".to_string())]),
+        settings: StackSetSettings {
+            description: Some("Vendor read access".to_string()),
+            template_body: "Resources: {}".to_string(),
+            parameters: BTreeMap::from([
+                ("ExternalId".to_string(), "abc".to_string()),
+                ("RoleName".to_string(), "VendorRole".to_string()),
+            ]),
+            capabilities: BTreeSet::from(["CAPABILITY_NAMED_IAM".to_string()]),
+            tags: BTreeMap::from([("owner".to_string(), "finops".to_string())]),
+            auto_deployment: Some(AutoDeployment {
+                enabled: true,
+                retain_stacks_on_account_removal: false,
+            }),
+            managed_execution: Some(true),
+        },
         permission_model: Some("SERVICE_MANAGED".to_string()),
-        auto_deployment: Some(AutoDeployment {
-            enabled: true,
-            retain_stacks_on_account_removal: false,
-        }),
-        managed_execution: Some(true),
         organizational_unit_ids: Some(vec!["r-ab12".to_string()]),
         regions: Some(vec!["us-east-1".to_string(), "eu-west-1".to_string()]),
         drift: Some(DriftDetails {
@@ -279,12 +281,12 @@ async fn describe_stack_set_leaves_unreturned_fields_unknown() {
         .await
         .expect("describe")
         .expect("exists");
-    assert_eq!(observed.auto_deployment, None);
+    assert_eq!(observed.settings.auto_deployment, None);
     assert_eq!(observed.organizational_unit_ids, None);
     assert_eq!(observed.regions, None);
-    assert_eq!(observed.managed_execution, None);
+    assert_eq!(observed.settings.managed_execution, None);
     assert_eq!(observed.permission_model, None);
-    assert!(observed.parameters.is_empty());
+    assert!(observed.settings.parameters.is_empty());
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -554,23 +556,20 @@ fn update_request() -> UpdateStackSet {
     UpdateStackSet {
         name: "vendor-access".to_string(),
         call_as: CallAs::DelegatedAdmin,
-        description: None,
-        template_body: None,
+        settings: StackSetSettings {
+            description: None,
+            template_body: "Resources: {}".to_string(),
+            parameters: BTreeMap::from([
+                ("ExternalId".to_string(), "abc".to_string()),
+                ("RoleName".to_string(), "VendorRole".to_string()),
+            ]),
+            capabilities: BTreeSet::from(["CAPABILITY_NAMED_IAM".to_string()]),
+            tags: BTreeMap::new(),
+            auto_deployment: None,
+            managed_execution: None,
+        },
+        keep_template: true,
         template_url: None,
-        parameters: vec![
-            Parameter {
-                key: "ExternalId".to_string(),
-                value: None,
-            },
-            Parameter {
-                key: "RoleName".to_string(),
-                value: Some("VendorRole".to_string()),
-            },
-        ],
-        capabilities: BTreeSet::from(["CAPABILITY_NAMED_IAM".to_string()]),
-        tags: BTreeMap::new(),
-        auto_deployment: None,
-        managed_execution: None,
         preferences: preferences(),
         operation_id: "stacksetd-update-1".to_string(),
     }
@@ -594,8 +593,9 @@ async fn update_stack_set_keeps_template_and_targets_every_instance() {
                 && params[0].parameter_key() == Some("ExternalId")
                 && params[0].use_previous_value() == Some(true)
                 && params[0].parameter_value().is_none()
-                && params[1].parameter_value() == Some("VendorRole")
-                && params[1].use_previous_value().is_none()
+                && params[1].parameter_key() == Some("RoleName")
+                && params[1].use_previous_value() == Some(true)
+                && params[1].parameter_value().is_none()
                 && req.capabilities() == [cfn::Capability::CapabilityNamedIam]
                 // An empty tag set is sent (as an empty list) so AWS clears the tags.
                 && req.tags.as_deref() == Some(&[][..])
@@ -627,6 +627,11 @@ async fn update_stack_set_sends_template_and_optional_settings_when_given() {
         .match_requests(|req| {
             req.template_body() == Some("Resources: {}")
                 && req.use_previous_template().is_none()
+                && req
+                    .parameters()
+                    .iter()
+                    .all(|p| p.use_previous_value().is_none())
+                && req.parameters()[1].parameter_value() == Some("VendorRole")
                 && req.managed_execution()
                     == Some(&cfn::ManagedExecution::builder().active(false).build())
                 && req.auto_deployment()
@@ -644,18 +649,22 @@ async fn update_stack_set_sends_template_and_optional_settings_when_given() {
         })
         .then_output(|| cfn_op::update_stack_set::UpdateStackSetOutput::builder().build());
     let cloud = cfn_cloud(&[&rule]);
+    let base = update_request();
     let request = UpdateStackSet {
-        template_body: Some("Resources: {}".to_string()),
+        settings: StackSetSettings {
+            description: Some("Vendor read access".to_string()),
+            managed_execution: Some(false),
+            auto_deployment: Some(AutoDeployment {
+                enabled: true,
+                retain_stacks_on_account_removal: true,
+            }),
+            tags: BTreeMap::from([("owner".to_string(), "finops".to_string())]),
+            ..base.settings.clone()
+        },
+        keep_template: false,
         template_url: None,
-        description: Some("Vendor read access".to_string()),
-        managed_execution: Some(false),
-        auto_deployment: Some(AutoDeployment {
-            enabled: true,
-            retain_stacks_on_account_removal: true,
-        }),
-        tags: BTreeMap::from([("owner".to_string(), "finops".to_string())]),
         preferences: OperationPreferences::default(),
-        ..update_request()
+        ..base
     };
     // The endpoint echoes no OperationId: the one we chose is the operation's id.
     assert_eq!(
@@ -701,14 +710,16 @@ async fn create_stack_set_is_service_managed_with_token_and_auto_deployment() {
     let request = CreateStackSet {
         name: "vendor-access".to_string(),
         call_as: CallAs::SelfAccount,
-        description: Some("Vendor read access".to_string()),
-        template_body: "Resources: {}".to_string(),
+        settings: StackSetSettings {
+            description: Some("Vendor read access".to_string()),
+            template_body: "Resources: {}".to_string(),
+            parameters: BTreeMap::from([("ExternalId".to_string(), "abc".to_string())]),
+            capabilities: BTreeSet::from(["CAPABILITY_NAMED_IAM".to_string()]),
+            tags: BTreeMap::from([("owner".to_string(), "finops".to_string())]),
+            auto_deployment: Some(AutoDeployment::default()),
+            managed_execution: Some(true),
+        },
         template_url: None,
-        parameters: BTreeMap::from([("ExternalId".to_string(), "abc".to_string())]),
-        capabilities: BTreeSet::from(["CAPABILITY_NAMED_IAM".to_string()]),
-        tags: BTreeMap::from([("owner".to_string(), "finops".to_string())]),
-        auto_deployment: AutoDeployment::default(),
-        managed_execution: true,
         client_token: "stacksetd-create-abc".to_string(),
     };
     cloud.create_stack_set(&request).await.expect("create");
@@ -946,14 +957,13 @@ fn create_request() -> CreateStackSet {
     CreateStackSet {
         name: "vendor-access".to_string(),
         call_as: CallAs::SelfAccount,
-        description: None,
-        template_body: "Resources: {}".to_string(),
+        settings: StackSetSettings {
+            template_body: "Resources: {}".to_string(),
+            auto_deployment: Some(AutoDeployment::default()),
+            managed_execution: Some(false),
+            ..StackSetSettings::default()
+        },
         template_url: None,
-        parameters: BTreeMap::new(),
-        capabilities: BTreeSet::new(),
-        tags: BTreeMap::new(),
-        auto_deployment: AutoDeployment::default(),
-        managed_execution: false,
         client_token: "stacksetd-create-abc".to_string(),
     }
 }

@@ -85,9 +85,11 @@ async fn sigkill_at_random_points_then_restart_converges_with_no_duplicate_and_n
 
     let dir = tempfile::tempdir().unwrap();
     let mut targeted = vec!["Engineering", "Finance"];
-    let desired_for = |description: &str, targeted: &[&str]| Desired {
-        description: description.to_string(),
-        ous: targeted.iter().map(|n| org.ou(n).to_string()).collect(),
+    let desired_for = |description: &str, targeted: &[&str]| {
+        Desired::new(
+            description,
+            targeted.iter().map(|n| org.ou(n).to_string()).collect(),
+        )
     };
     let mut description = "rev-0".to_string();
     let path = write_desired(dir.path(), &desired_for(&description, &targeted).yaml());

@@ -388,7 +388,12 @@ async fn an_edit_reconciles_at_once_in_every_save_style() {
         "Converged"
     );
     assert_eq!(condition(&status, "aimably", "Stalled")["status"], "False");
-    assert_eq!(d["lastOutcome"]["report"]["accounts_targeted"], 3, "{d:#}");
+    assert_eq!(d["lastOutcome"]["report"]["accountsTargeted"], 3, "{d:#}");
+    assert_eq!(
+        crate::daemon_support::snake_case_keys(&status),
+        Vec::<String>::new(),
+        "/status has one key casing (camelCase): {status:#}"
+    );
 
     for (i, how) in [
         Save::AtomicRename,
@@ -414,7 +419,7 @@ async fn an_edit_reconciles_at_once_in_every_save_style() {
         assert!(at - edited < Duration::from_secs(5), "{how:?} too slow");
         eventually(WAIT, "the new description applied", || async {
             let set = daemon.sim.stack_set("Aimably")?;
-            (set.description.as_deref() == Some(description.as_str())).then_some(())
+            (set.settings.description.as_deref() == Some(description.as_str())).then_some(())
         })
         .await;
         daemon.converged("aimably").await;
@@ -545,7 +550,7 @@ async fn a_kubernetes_configmap_swap_is_picked_up() {
         cm.update(&deployment_yaml("aimably", "Aimably", version, REGION));
         eventually(WAIT, "the swapped content applied", || async {
             let set = sim.stack_set("Aimably")?;
-            (set.description.as_deref() == Some(version)).then_some(())
+            (set.settings.description.as_deref() == Some(version)).then_some(())
         })
         .await;
     }
@@ -642,7 +647,7 @@ async fn an_invalid_edit_keeps_the_last_good_state_reconciling() {
     );
     assert_eq!(get(&daemon.addr, "/readyz").await.status, 200);
     let set = daemon.sim.stack_set("Aimably").unwrap();
-    assert_eq!(set.description.as_deref(), Some("good"));
+    assert_eq!(set.settings.description.as_deref(), Some("good"));
     let metrics = daemon.metrics().await;
     assert_eq!(
         metric(

@@ -12,8 +12,6 @@ use crate::fault_support::{assert_calls_granted, moto_addr, stacksetd_via};
 use aws_sdk_cloudformation::types::ConcurrencyMode;
 use serde_json::Value;
 
-const DEPLOYMENT: &str = "aimably";
-const STACK_SET: &str = "AimablyDataOnly";
 const DESCRIPTION: &str = "Aimably access to usage data in every member account";
 
 /// `plan --detailed-exitcode` codes (the README, "Command line").
@@ -21,66 +19,9 @@ const PLAN_NO_CHANGES: i32 = 0;
 const PLAN_ERROR: i32 = 1;
 const PLAN_CHANGES: i32 = 2;
 
-/// The knobs the tests turn in the desired-state file; everything else follows the vendor guide's console wizard settings.
-#[derive(Debug, Clone)]
-struct Desired {
-    description: String,
-    /// `ROOT` or OU ids.
-    ous: Vec<String>,
-    failure_tolerance_percentage: u32,
-    max_concurrent_percentage: u32,
-    ensure: &'static str,
-}
-
 impl Desired {
     fn whole_org() -> Desired {
-        Desired {
-            description: DESCRIPTION.to_string(),
-            ous: vec!["ROOT".to_string()],
-            failure_tolerance_percentage: 100,
-            max_concurrent_percentage: 100,
-            ensure: "Present",
-        }
-    }
-
-    fn yaml(&self) -> String {
-        let ous = self
-            .ous
-            .iter()
-            .map(|o| format!("\"{o}\""))
-            .collect::<Vec<_>>()
-            .join(", ");
-        format!(
-            r#"apiVersion: stacksetd.dev/v1alpha1
-kind: StackSetDeployment
-metadata:
-  name: {DEPLOYMENT}
-spec:
-  stackSetName: {STACK_SET}
-  description: "{description}"
-  managementAccountId: "{MANAGEMENT_ACCOUNT_ID}"
-  callAs: SELF
-  template:
-    url: "{url}"
-  parameters:
-    ManagementAccountId: "{MANAGEMENT_ACCOUNT_ID}"
-  capabilities: [CAPABILITY_NAMED_IAM]
-  deploymentTargets:
-    organizationalUnitIds: [{ous}]
-  regions: [{REGION}]
-  autoDeployment: {{enabled: true, retainStacksOnAccountRemoval: false}}
-  operationPreferences:
-    failureTolerancePercentage: {ftp}
-    maxConcurrentPercentage: {mcp}
-    concurrencyMode: SOFT_FAILURE_TOLERANCE
-  ensure: {ensure}
-"#,
-            description = self.description,
-            url = template_url("aimably-data-only"),
-            ftp = self.failure_tolerance_percentage,
-            mcp = self.max_concurrent_percentage,
-            ensure = self.ensure,
-        )
+        Desired::new(DESCRIPTION, vec!["ROOT".to_string()])
     }
 }
 

@@ -86,13 +86,13 @@ async fn reconcile_and_the_daemon_converge_through_throttling_errors_and_lost_an
     let dir = tempfile::tempdir().unwrap();
 
     // 1. From nothing: 30 accounts in Engineering (> Platform) and Finance.
-    let mut desired = Desired {
-        description: "v1".to_string(),
-        ous: vec![
+    let mut desired = Desired::new(
+        "v1",
+        vec![
             org.ou("Engineering").to_string(),
             org.ou("Finance").to_string(),
         ],
-    };
+    );
     let path = write_desired(dir.path(), &desired.yaml());
     let (output, took) = reconcile_once_via(&server, &proxy, &path).await;
     assert_exit(&output, 0, "reconcile --once through the faults");

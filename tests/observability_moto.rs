@@ -250,7 +250,7 @@ async fn metrics_and_status_match_aws_and_a_new_account_is_found_then_repaired()
     let doc = doc.unwrap();
     let observed = &doc["deployments"][DEPLOYMENT]["observed"];
     assert_eq!(doc["source"], "daemon");
-    assert_eq!(observed["accounts_targeted"], members.len());
+    assert_eq!(observed["accountsTargeted"], members.len());
     let listed: f64 = observed["instances"]
         .as_object()
         .unwrap()

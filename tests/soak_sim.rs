@@ -350,7 +350,7 @@ async fn thirty_simulated_days() {
             audit.actions
         );
     }
-    let description = sim.stack_set(MAIN).unwrap().description;
+    let description = sim.stack_set(MAIN).unwrap().settings.description;
     assert!(
         description
             .as_deref()

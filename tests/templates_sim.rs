@@ -242,10 +242,15 @@ async fn a_widening_version_is_held_with_its_diff_unless_allowed() {
         "{:?}",
         t.iam_diff
     );
-    let json = output::plan_json(&[Planned {
+    let planned = [Planned {
         deployment: &deployment(&auto),
         result: controller::dry_run(&deployment(&auto), &ctx).await,
-    }]);
+    }];
+    let json = serde_json::to_value(output::plan_json(
+        &planned,
+        output::OrphanScan::Found(vec![]),
+    ))
+    .unwrap();
     let entry = &json["deployments"][0];
     assert_eq!(entry["template"]["decision"], "held_permission_widening");
     assert_eq!(entry["template"]["sha256"], sha(&wider));
@@ -354,7 +359,7 @@ async fn every_failure_kind_leaves_the_applied_template_untouched() {
         let t = template_of(&report);
         assert_eq!(t.sha256, sha(&v1()), "{kind}: the version held stays");
         let source = t.source.as_ref().expect("fetch state reported");
-        assert_eq!(source.last_result, Some(label), "{kind}");
+        assert_eq!(source.last_result.as_deref(), Some(label), "{kind}");
         assert!(source.last_error.is_some(), "{kind}");
         let text = plan_text(&d, &ctx).await;
         assert!(

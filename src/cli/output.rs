@@ -5,8 +5,6 @@
 use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
 
-use serde_json::json;
-
 use crate::controller::{Outcome, Report, State, TemplateReport};
 use crate::desired::Deployment;
 use crate::error::Error;
@@ -189,30 +187,94 @@ fn template_text(t: &TemplateReport) -> String {
     out
 }
 
-pub fn plan_json(planned: &[Planned<'_>]) -> serde_json::Value {
-    let mut changes = 0;
-    let deployments: Vec<_> = planned
+/// `plan --output json`: the whole document, typed (camelCase keys like /status; each deployment's template once).
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanDocument<'a> {
+    pub deployments: Vec<PlannedDeployment<'a>>,
+    /// Steps planned over all deployments.
+    pub changes: usize,
+    /// Stack sets tagged for deployments the desired state no longer names, or why they could not be listed.
+    pub orphaned_stack_sets: OrphanScan,
+}
+
+/// One deployment of [`PlanDocument`]: its steps and report, or the error that stopped its plan.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedDeployment<'a> {
+    pub name: &'a str,
+    pub stack_set_name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template_sha256: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<&'a TemplateReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actions: Option<Vec<PlannedAction<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<&'a Report>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct PlannedAction<'a> {
+    pub action: &'static str,
+    pub summary: &'a str,
+    pub changes: &'a [crate::plan::Change],
+}
+
+/// The orphan scan's answer: the stack sets found, or `{"error": ...}`.
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+pub enum OrphanScan {
+    Found(Vec<crate::controller::ownership::Orphan>),
+    Failed { error: String },
+}
+
+pub fn plan_json<'a>(planned: &'a [Planned<'a>], orphans: OrphanScan) -> PlanDocument<'a> {
+    let deployments: Vec<PlannedDeployment<'a>> = planned
         .iter()
         .map(|p| {
-            let mut entry = json!({ "name": p.deployment.name(), "stackSetName": p.deployment.spec.stack_set_name });
+            let mut entry = PlannedDeployment {
+                name: p.deployment.name(),
+                stack_set_name: &p.deployment.spec.stack_set_name,
+                error: None,
+                template_sha256: None,
+                template: None,
+                actions: None,
+                report: None,
+            };
             match &p.result {
-                Err(e) => entry["error"] = json!(e.to_string()),
+                Err(e) => entry.error = Some(e.to_string()),
                 Ok((plan, report)) => {
-                    changes += plan.steps.len();
-                    entry["templateSha256"] = json!(report.template_sha256);
-                    entry["template"] = json!(report.template);
-                    entry["actions"] = plan
-                        .steps
-                        .iter()
-                        .map(|s| json!({ "action": s.action.name(), "summary": s.summary, "changes": s.changes }))
-                        .collect();
-                    entry["report"] = json!(report);
+                    entry.template_sha256 = report.template_sha256.as_deref();
+                    entry.template = report.template.as_ref();
+                    entry.actions = Some(
+                        plan.steps
+                            .iter()
+                            .map(|s| PlannedAction {
+                                action: s.action.name(),
+                                summary: &s.summary,
+                                changes: &s.changes,
+                            })
+                            .collect(),
+                    );
+                    entry.report = Some(report);
                 }
             }
             entry
         })
         .collect();
-    json!({ "deployments": deployments, "changes": changes })
+    let changes = planned
+        .iter()
+        .filter_map(|p| p.result.as_ref().ok())
+        .map(|(plan, _)| plan.steps.len())
+        .sum();
+    PlanDocument {
+        deployments,
+        changes,
+        orphaned_stack_sets: orphans,
+    }
 }
 
 /// Prints what a converging deployment does. In a terminal, waiting progress rewrites one line.

@@ -7,14 +7,37 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
-use crate::controller::{self, Context};
-use crate::daemon::access;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::controller::{self, Context, Report, TemplateReport};
+use crate::daemon::access::{self, AccessReport};
 use crate::desired::DesiredState;
+use crate::status::{Condition, DeploymentStatus, ErrorRecord, Status};
 
 /// How long `status` waits for a daemon before observing AWS itself.
 const DAEMON_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What `stacksetd status` prints (`--output json`) and renders as the table: the daemon's deployment entries
+/// as /status has them, or the same entries observed from AWS now.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusDocument {
+    pub source: Source,
+    /// The daemon's address, when it answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub daemon: Option<String>,
+    pub deployments: BTreeMap<String, DeploymentStatus>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Daemon,
+    Aws,
+}
 
 /// The daemon's /status, or `None` when nothing answers at `addr` (then AWS is observed directly). `token` is
 /// sent as `Authorization: Bearer` (the daemon's `status_token`); a daemon that refuses it is an error, never a
@@ -22,7 +45,7 @@ const DAEMON_TIMEOUT: Duration = Duration::from_secs(2);
 pub async fn from_daemon(
     addr: SocketAddr,
     token: Option<&str>,
-) -> Result<Option<Value>, crate::Error> {
+) -> Result<Option<StatusDocument>, crate::Error> {
     let Ok(client) = reqwest::Client::builder()
         .timeout(DAEMON_TIMEOUT)
         .no_proxy()
@@ -55,148 +78,145 @@ pub async fn from_daemon(
         .bytes()
         .await
         .ok()
-        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|b| serde_json::from_slice::<Status>(&b).ok())
     else {
         return Ok(None);
     };
-    Ok(Some(json!({
-        "source": "daemon",
-        "daemon": addr.to_string(),
-        "deployments": status.get("deployments").cloned().unwrap_or_else(|| json!({})),
-    })))
+    Ok(Some(StatusDocument {
+        source: Source::Daemon,
+        daemon: Some(addr.to_string()),
+        deployments: status.deployments,
+    }))
 }
 
-/// Observe AWS for every deployment (no writes), in the daemon's /status shape.
-pub async fn from_aws(ctx: &Context, desired: &DesiredState, access_concurrency: usize) -> Value {
-    let mut deployments = serde_json::Map::new();
+/// Observe AWS for every deployment (no writes), as /status deployment entries.
+pub async fn from_aws(
+    ctx: &Context,
+    desired: &DesiredState,
+    access_concurrency: usize,
+) -> StatusDocument {
+    let mut deployments = BTreeMap::new();
     for deployment in &desired.deployments {
-        let mut entry = json!({ "stackSetName": deployment.spec.stack_set_name });
+        let mut entry = DeploymentStatus {
+            stack_set_name: deployment.spec.stack_set_name.clone(),
+            generation: deployment.generation(),
+            ..DeploymentStatus::default()
+        };
+        let ready = |status: &'static str, reason: String, message: String| Condition {
+            kind: "Ready".into(),
+            status: status.into(),
+            reason,
+            message,
+            last_transition_time: controller::rfc3339(ctx.wall_now()),
+        };
         match controller::dry_run(deployment, ctx).await {
             Ok((plan, report)) => {
-                let (status, reason, message) = if plan.is_empty() {
-                    (
+                entry.conditions = vec![if plan.is_empty() {
+                    ready(
                         "True",
-                        "Converged",
-                        "the stack set matches the desired state".to_string(),
+                        "Converged".into(),
+                        "the stack set matches the desired state".into(),
                     )
                 } else {
-                    (
+                    ready(
                         "False",
-                        "ChangesPending",
+                        "ChangesPending".into(),
                         format!(
                             "{} step(s) pending; `stacksetd plan` shows them",
                             plan.steps.len()
                         ),
                     )
-                };
-                entry["conditions"] = json!([{ "type": "Ready", "status": status, "reason": reason, "message": message }]);
-                entry["template"] = serde_json::to_value(&report.template).unwrap_or(Value::Null);
-                entry["observed"] = serde_json::to_value(&report).unwrap_or(Value::Null);
+                }];
+                entry.template = report.template.clone();
+                entry.observed = Some(report);
                 match access::check_deployment(deployment, ctx, access_concurrency).await {
-                    Ok(report) => {
-                        entry["access"] = serde_json::to_value(report).unwrap_or(Value::Null)
-                    }
-                    Err(e) => {
-                        entry["access"] = json!({ "error": e.to_string() });
-                    }
+                    Ok(report) => entry.access = report,
+                    Err(e) => entry.access_error = Some(e.to_string()),
                 }
             }
             Err(e) => {
-                entry["conditions"] = json!([{
-                    "type": "Ready", "status": "False", "reason": e.metric_label(), "message": e.to_string()
-                }]);
-                entry["lastError"] =
-                    json!({ "reason": e.metric_label(), "message": e.to_string() });
+                entry.conditions = vec![ready("False", e.metric_label().into(), e.to_string())];
+                entry.last_error = Some(ErrorRecord {
+                    reason: e.metric_label().into(),
+                    message: e.to_string(),
+                    at: controller::rfc3339(ctx.wall_now()),
+                });
             }
         }
         deployments.insert(deployment.name().to_string(), entry);
     }
-    json!({ "source": "aws", "deployments": deployments })
+    StatusDocument {
+        source: Source::Aws,
+        daemon: None,
+        deployments,
+    }
 }
 
 /// Whether any deployment is in error (the command's exit code).
-pub fn has_errors(doc: &Value) -> bool {
-    doc["deployments"]
-        .as_object()
-        .is_some_and(|d| d.values().any(|d| !d["lastError"].is_null()))
+pub fn has_errors(doc: &StatusDocument) -> bool {
+    doc.deployments.values().any(|d| d.last_error.is_some())
 }
 
 /// The human table. Every string in it came from AWS, a template or the daemon, so each is escaped first
 /// ([`crate::cli::output::safe`]): a value cannot add a line or hide text.
-pub fn text(doc: &Value) -> String {
-    let mut doc = doc.clone();
-    escape_strings(&mut doc);
-    let doc = &doc;
+pub fn text(doc: &StatusDocument) -> String {
+    let doc = escaped(doc);
     let mut out = String::new();
-    match doc["source"].as_str() {
-        Some("daemon") => out.push_str(&format!(
+    match (doc.source, &doc.daemon) {
+        (Source::Daemon, daemon) => out.push_str(&format!(
             "source: the daemon at {} (its last passes)\n",
-            doc["daemon"].as_str().unwrap_or("?")
+            daemon.as_deref().unwrap_or("?")
         )),
-        _ => out.push_str("source: AWS, observed now (no daemon answered)\n"),
+        (Source::Aws, _) => out.push_str("source: AWS, observed now (no daemon answered)\n"),
     }
-    let Some(deployments) = doc["deployments"].as_object() else {
-        return out;
-    };
-    if deployments.is_empty() {
+    if doc.deployments.is_empty() {
         out.push_str("no deployments\n");
     }
-    for (name, d) in deployments {
-        out.push_str(&format!(
-            "\n{name} (stack set {})\n",
-            d["stackSetName"].as_str().unwrap_or("?")
-        ));
-        let conditions: Vec<String> = d["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|c| {
-                format!(
-                    "{}={} ({})",
-                    s(&c["type"]),
-                    s(&c["status"]),
-                    s(&c["reason"])
-                )
-            })
+    for (name, d) in &doc.deployments {
+        out.push_str(&format!("\n{name} (stack set {})\n", d.stack_set_name));
+        let conditions: Vec<String> = d
+            .conditions
+            .iter()
+            .map(|c| format!("{}={} ({})", c.kind, c.status, c.reason))
             .collect();
         row(&mut out, "conditions", &conditions.join(", "));
-        if let Some(e) = d["lastError"].as_object() {
+        if let Some(e) = &d.last_error {
             row(
                 &mut out,
                 "last error",
-                &format!("{} ({})", s(&e["message"]), s(&e["reason"])),
+                &format!("{} ({})", e.message, e.reason),
             );
         }
-        let r = &d["observed"];
-        if r.is_null() {
-            row(
+        match &d.observed {
+            None => row(
                 &mut out,
                 "observed",
                 "not yet (no pass has observed the stack set)",
-            );
-        } else {
-            observed_rows(&mut out, r);
+            ),
+            Some(r) => observed_rows(&mut out, r),
         }
-        access_row(&mut out, &d["access"]);
-        template_row(&mut out, &d["template"]);
+        access_row(&mut out, d.access.as_ref(), d.access_error.as_deref());
+        if let Some(template) = &d.template {
+            template_row(&mut out, template);
+        }
     }
     out
 }
 
-fn observed_rows(out: &mut String, r: &Value) {
-    let n = |key: &str| r[key].as_u64().unwrap_or(0);
-    let instances: Vec<String> = r["instances"]
-        .as_object()
-        .into_iter()
-        .flatten()
+/// The document with every string escaped, whatever its field (through its JSON form, so no field is missed).
+fn escaped(doc: &StatusDocument) -> StatusDocument {
+    let mut value = serde_json::to_value(doc).unwrap_or(Value::Null);
+    escape_strings(&mut value);
+    serde_json::from_value(value).unwrap_or_else(|_| doc.clone())
+}
+
+fn observed_rows(out: &mut String, r: &Report) {
+    let instances: Vec<String> = r
+        .instances
+        .iter()
         .map(|(k, v)| format!("{k} {v}"))
         .collect();
-    let total: u64 = r["instances"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter_map(|(_, v)| v.as_u64())
-        .sum();
+    let total: usize = r.instances.values().sum();
     row(
         out,
         "instances",
@@ -212,54 +232,49 @@ fn observed_rows(out: &mut String, r: &Value) {
         &format!(
             "{} account(s) targeted; missing {} instance(s) in {} account(s); orphaned {}; OUTDATED {}; \
              INOPERABLE {}; suspended/closing {} account(s), {} skipped",
-            n("accounts_targeted"),
-            n("missing_instances"),
-            n("accounts_missing_instance"),
-            n("orphaned_instances"),
-            n("outdated_instances"),
-            n("inoperable_instances"),
-            n("inactive_accounts"),
-            n("skipped_suspended_instances"),
+            r.accounts_targeted,
+            r.missing_instances,
+            r.accounts_missing_instance,
+            r.orphaned_instances,
+            r.outdated_instances,
+            r.inoperable_instances,
+            r.inactive_accounts,
+            r.skipped_suspended_instances,
         ),
     );
-    for warning in r["target_warnings"].as_array().into_iter().flatten() {
-        row(out, "warning", s(warning));
+    for warning in &r.target_warnings {
+        row(out, "warning", warning);
     }
-    list_row(out, "missing", &r["missing_accounts"]);
-    list_row(out, "orphaned", &r["orphaned"]);
-    for problem in r["inoperable"].as_array().into_iter().flatten() {
+    list_row(out, "missing", &r.missing_accounts);
+    list_row(out, "orphaned", &r.orphaned);
+    for problem in &r.inoperable {
         row(
             out,
             "INOPERABLE",
-            &format!("{}: {}", s(&problem["instance"]), s(&problem["reason"])),
+            &format!(
+                "{}: {}",
+                problem.instance,
+                problem.reason.as_deref().unwrap_or("-")
+            ),
         );
     }
-    let drift = &r["drift"];
-    if !drift.is_null() {
+    if let Some(drift) = &r.drift {
         row(
             out,
             "drift",
             &format!(
                 "{}; {} DRIFTED instance(s); last check {}",
-                s(&drift["status"]),
-                drift["driftedInstances"].as_u64().unwrap_or(0),
-                drift["lastCheck"].as_str().unwrap_or("never")
+                drift.status,
+                drift.drifted_instances,
+                drift.last_check.as_deref().unwrap_or("never")
             ),
         );
-        list_row(out, "drifted", &drift["drifted"]);
+        list_row(out, "drifted", &drift.drifted);
     }
-    let spec_drift: Vec<String> = r["spec_drift"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|d| {
-            format!(
-                "{}: {} -> {}",
-                s(&d["field"]),
-                s(&d["applied"]),
-                s(&d["found"])
-            )
-        })
+    let spec_drift: Vec<String> = r
+        .spec_drift
+        .iter()
+        .map(|d| format!("{}: {} -> {}", d.field, d.applied, d.found))
         .collect();
     row(
         out,
@@ -270,62 +285,53 @@ fn observed_rows(out: &mut String, r: &Value) {
             spec_drift.join("; ")
         },
     );
-    for line in r["pending"].as_array().into_iter().flatten() {
-        row(out, "pending", s(line));
+    for line in &r.pending {
+        row(out, "pending", line);
     }
 }
 
-fn access_row(out: &mut String, access: &Value) {
-    if access.is_null() {
+fn access_row(out: &mut String, access: Option<&AccessReport>, error: Option<&str>) {
+    if let Some(error) = error {
+        row(out, "access", &format!("check failed: {error}"));
+        return;
+    }
+    let Some(access) = access else {
         row(
             out,
             "access",
             "not checked (spec.accessCheck not set, or no check has run yet)",
         );
         return;
-    }
-    if let Some(error) = access["error"].as_str() {
-        row(out, "access", &format!("check failed: {error}"));
-        return;
-    }
+    };
     row(
         out,
         "access",
         &format!(
             "role {}: {} account(s) checked, {} failed (at {})",
-            s(&access["roleName"]),
-            access["checked"].as_u64().unwrap_or(0),
-            access["failed"].as_u64().unwrap_or(0),
-            s(&access["checkedAt"])
+            access.role_name, access.checked, access.failed, access.checked_at
         ),
     );
-    for failure in access["failures"].as_array().into_iter().flatten() {
+    for failure in &access.failures {
         row(
             out,
             "no access",
-            &format!("{}: {}", s(&failure["account"]), s(&failure["reason"])),
+            &format!("{}: {}", failure.account, failure.reason),
         );
     }
 }
 
-fn template_row(out: &mut String, template: &Value) {
-    if template.is_null() {
-        return;
-    }
-    let short = |v: &Value| {
-        v.as_str()
-            .map_or("(none)".to_string(), |x| x.chars().take(12).collect())
-    };
+fn template_row(out: &mut String, template: &TemplateReport) {
+    let short = |v: Option<&str>| v.map_or("(none)".to_string(), |x| x.chars().take(12).collect());
     row(
         out,
         "template",
         &format!(
             "{} applied sha256:{}, latest sha256:{}; {}{}",
-            s(&template["policy"]),
-            short(&template["appliedSha256"]),
-            short(&template["sha256"]),
-            s(&template["decision"]),
-            if template["updateAvailable"].as_bool() == Some(true) {
+            template.policy,
+            short(template.applied_sha256.as_deref()),
+            short(Some(&template.sha256)),
+            template.decision,
+            if template.update_available {
                 " (an update is available and not applied)"
             } else {
                 ""
@@ -338,13 +344,7 @@ fn row(out: &mut String, label: &str, value: &str) {
     out.push_str(&format!("  {label:<11} {value}\n"));
 }
 
-fn list_row(out: &mut String, label: &str, items: &Value) {
-    let items: Vec<&str> = items
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
+fn list_row(out: &mut String, label: &str, items: &[String]) {
     if !items.is_empty() {
         row(out, label, &items.join(", "));
     }
@@ -363,13 +363,14 @@ fn escape_strings(value: &mut Value) {
     }
 }
 
-fn s(v: &Value) -> &str {
-    v.as_str().unwrap_or("-")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn read(doc: Value) -> StatusDocument {
+        serde_json::from_value(doc).expect("a status document")
+    }
 
     #[test]
     fn the_table_shows_every_section_from_a_daemon_document() {
@@ -397,6 +398,8 @@ mod tests {
                              "decision": "held_manual", "updateAvailable": true}
             }}
         });
+        // The keys of a daemon before the camelCase release (snake_case report keys) are still read.
+        let doc = read(doc);
         let text = text(&doc);
         for needle in [
             "source: the daemon at 127.0.0.1:9464",
@@ -431,7 +434,7 @@ mod tests {
                                          "reason": "x\n  no access   none"}]}
             }}
         });
-        let text = text(&doc);
+        let text = text(&read(doc));
         assert!(
             !text.contains('\u{1b}') && !text.contains('\r') && !text.contains('\u{202e}'),
             "{text:?}"

@@ -30,11 +30,30 @@ pub struct Targets {
     pub account_filter_type: AccountFilterType,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Parameter {
-    pub key: String,
-    /// `None` means UsePreviousValue.
-    pub value: Option<String>,
+/// A stack set's seven settings, in one shape for everything that carries them: what CreateStackSet sets and
+/// UpdateStackSet replaces, what DescribeStackSet reports, the plan's actions and the simulator's state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StackSetSettings {
+    pub description: Option<String>,
+    pub template_body: String,
+    pub parameters: BTreeMap<String, String>,
+    pub capabilities: BTreeSet<String>,
+    /// The whole tag set (an update replaces it, as AWS does).
+    pub tags: BTreeMap<String, String>,
+    /// In a request, `None` leaves it as it is; from DescribeStackSet, `None` is "not reported".
+    pub auto_deployment: Option<AutoDeployment>,
+    /// ManagedExecution.Active, with the same meaning of `None`.
+    pub managed_execution: Option<bool>,
+}
+
+impl StackSetSettings {
+    pub fn auto_deployment_enabled(&self) -> bool {
+        self.auto_deployment.as_ref().is_some_and(|a| a.enabled)
+    }
+
+    pub fn managed_execution_active(&self) -> bool {
+        self.managed_execution.unwrap_or(false)
+    }
 }
 
 /// Everything CreateStackSet takes for a service-managed stack set.
@@ -42,17 +61,11 @@ pub struct Parameter {
 pub struct CreateStackSet {
     pub name: String,
     pub call_as: CallAs,
-    pub description: Option<String>,
-    pub template_body: String,
+    pub settings: StackSetSettings,
     /// Passed instead of the body when it is over CloudFormation's TemplateBody limit: the staged copy of exactly
     /// these bytes (see [`Cloud::stage_template`]).
     #[serde(default)]
     pub template_url: Option<String>,
-    pub parameters: BTreeMap<String, String>,
-    pub capabilities: BTreeSet<String>,
-    pub tags: BTreeMap<String, String>,
-    pub auto_deployment: AutoDeployment,
-    pub managed_execution: bool,
     /// Deterministic ClientRequestToken.
     pub client_token: String,
 }
@@ -62,18 +75,13 @@ pub struct CreateStackSet {
 pub struct UpdateStackSet {
     pub name: String,
     pub call_as: CallAs,
-    pub description: Option<String>,
-    /// `None` means UsePreviousTemplate.
-    pub template_body: Option<String>,
+    pub settings: StackSetSettings,
+    /// Send UsePreviousTemplate and UsePreviousValue for every parameter instead of the settings' template and
+    /// values (AWS refuses a ManagedExecution change alongside a template change).
+    pub keep_template: bool,
     /// Passed instead of the body when it is over CloudFormation's TemplateBody limit.
     #[serde(default)]
     pub template_url: Option<String>,
-    pub parameters: Vec<Parameter>,
-    pub capabilities: BTreeSet<String>,
-    /// Replaces the whole tag set (AWS semantics).
-    pub tags: BTreeMap<String, String>,
-    pub auto_deployment: Option<AutoDeployment>,
-    pub managed_execution: Option<bool>,
     pub preferences: OperationPreferences,
     pub operation_id: String,
 }
@@ -113,14 +121,8 @@ pub struct ObservedStackSet {
     pub name: String,
     pub arn: Option<String>,
     pub status: StackSetStatus,
-    pub description: Option<String>,
-    pub template_body: String,
-    pub parameters: BTreeMap<String, String>,
-    pub capabilities: BTreeSet<String>,
-    pub tags: BTreeMap<String, String>,
+    pub settings: StackSetSettings,
     pub permission_model: Option<String>,
-    pub auto_deployment: Option<AutoDeployment>,
-    pub managed_execution: Option<bool>,
     pub organizational_unit_ids: Option<Vec<String>>,
     pub regions: Option<Vec<String>>,
     /// StackSetDriftDetectionDetails: the last completed drift detection (`None` when never run or not echoed).

@@ -18,8 +18,8 @@ use std::time::{Duration, SystemTime};
 use tracing::{info, warn};
 
 use super::{Context, Outcome, State, operation};
-use crate::cloud::{DetectDriftRequest, ObservedStackSet};
-use crate::controller::{OPERATION_LOOKBACK, Report, SpecDrift};
+use crate::cloud::{DetectDriftRequest, ObservedStackSet, Operation};
+use crate::controller::Report;
 use crate::desired::Deployment;
 use crate::error::Error;
 use crate::plan::Observed;
@@ -29,13 +29,16 @@ pub fn settings_fingerprint(stack_set: &ObservedStackSet) -> BTreeMap<&'static s
     let mut out = BTreeMap::new();
     out.insert(
         "description",
-        format!("{:?}", stack_set.description.as_deref().unwrap_or("")),
+        format!(
+            "{:?}",
+            stack_set.settings.description.as_deref().unwrap_or("")
+        ),
     );
     out.insert(
         "template",
         format!(
             "sha256:{}",
-            &crate::template::sha256_hex(stack_set.template_body.as_bytes())[..12]
+            &crate::template::sha256_hex(stack_set.settings.template_body.as_bytes())[..12]
         ),
     );
     let pairs = |map: &BTreeMap<String, String>| {
@@ -44,18 +47,19 @@ pub fn settings_fingerprint(stack_set: &ObservedStackSet) -> BTreeMap<&'static s
             .collect::<Vec<_>>()
             .join(",")
     };
-    out.insert("parameters", pairs(&stack_set.parameters));
-    out.insert("tags", pairs(&stack_set.tags));
+    out.insert("parameters", pairs(&stack_set.settings.parameters));
+    out.insert("tags", pairs(&stack_set.settings.tags));
     out.insert(
         "capabilities",
         stack_set
+            .settings
             .capabilities
             .iter()
             .cloned()
             .collect::<Vec<_>>()
             .join(","),
     );
-    if let Some(auto) = &stack_set.auto_deployment {
+    if let Some(auto) = &stack_set.settings.auto_deployment {
         out.insert(
             "autoDeployment",
             format!(
@@ -64,21 +68,22 @@ pub fn settings_fingerprint(stack_set: &ObservedStackSet) -> BTreeMap<&'static s
             ),
         );
     }
-    if let Some(active) = stack_set.managed_execution {
+    if let Some(active) = stack_set.settings.managed_execution {
         out.insert("managedExecution", format!("active={active}"));
     }
     out
 }
 
-/// Compare the observed settings with the last converged ones; fills the report and logs new drift.
+/// Spec drift, as memory records it: the observed settings against the last converged ones, every field that
+/// differs as (field, applied, found), and the fields seen first by this pass (logged, and counted once).
+#[allow(clippy::type_complexity)]
 pub(super) fn spec_drift(
     deployment: &Deployment,
     ctx: &Context,
     observed: &Observed,
-    report: &mut Report,
-) {
+) -> (Vec<(&'static str, String, String)>, Vec<&'static str>) {
     let Some(stack_set) = &observed.stack_set else {
-        return;
+        return (Vec::new(), Vec::new());
     };
     let (drifted, new) = ctx
         .memory()
@@ -89,15 +94,7 @@ pub(super) fn spec_drift(
                 "stack set changed outside stacksetd (spec drift); reverting to the desired state unless suspended");
         }
     }
-    report.spec_drift = drifted
-        .into_iter()
-        .map(|(field, applied, found)| SpecDrift {
-            field,
-            applied,
-            found,
-        })
-        .collect();
-    report.spec_drift_new = new;
+    (drifted, new)
 }
 
 /// DescribeStackSet's LastDriftCheckTimestamp: the last completed drift detection, the one a remediation is for.
@@ -111,7 +108,11 @@ fn completed_check(observed: &Observed) -> Option<SystemTime> {
 
 /// The last drift check: the completed one, or when stacksetd last started one (an endpoint that never reports
 /// the timestamp must not get a detection every pass).
-fn last_check(deployment: &Deployment, ctx: &Context, observed: &Observed) -> Option<SystemTime> {
+pub(super) fn last_check(
+    deployment: &Deployment,
+    ctx: &Context,
+    observed: &Observed,
+) -> Option<SystemTime> {
     let submitted = ctx.memory().drift_submitted(deployment.name());
     completed_check(observed).max(submitted)
 }
@@ -128,19 +129,50 @@ pub fn drift_due(
         || last_check.is_none_or(|at| now.duration_since(at).unwrap_or_default() >= interval)
 }
 
-/// How long until the next drift detection is due (a converged deployment is looked at again then, not only
-/// at the next resync). `None` without drift detection.
-pub(super) fn due_in(
+/// What a converged pass does about drift detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Detection {
+    /// Start DetectStackSetDrift now.
+    Due,
+    /// Look again after this long (a converged deployment wakes for its next check, not only at the resync).
+    In(Duration),
+    /// No drift detection configured, no stack set yet, or never checked while it may not start.
+    Off,
+}
+
+/// Whether a converged pass starts a drift detection, and otherwise when the next one is due. Pure.
+pub(super) fn detection(
     deployment: &Deployment,
-    ctx: &Context,
     observed: &Observed,
-) -> Option<Duration> {
-    let settings = deployment.spec.drift_detection.as_ref()?;
-    observed.stack_set.as_ref()?;
-    let last = last_check(deployment, ctx, observed)?;
-    let age = ctx.wall_now().duration_since(last).unwrap_or_default();
-    // A little past the due time, so the pass that wakes finds it due.
-    Some(settings.interval.0.saturating_sub(age) + Duration::from_secs(1))
+    last_check: Option<SystemTime>,
+    now: SystemTime,
+) -> Detection {
+    let (Some(settings), Some(_)) = (&deployment.spec.drift_detection, &observed.stack_set) else {
+        return Detection::Off;
+    };
+    // Instances re-applied after the completed check: confirm the remediation with a new one.
+    if !deployment.spec.suspend
+        && !observed.instances.is_empty()
+        && drift_due(
+            settings.interval.0,
+            last_check,
+            now,
+            observed.drift_remediated,
+        )
+    {
+        return Detection::Due;
+    }
+    match last_check {
+        // A little past the due time, so the pass that wakes finds it due.
+        Some(last) => Detection::In(
+            settings
+                .interval
+                .0
+                .saturating_sub(now.duration_since(last).unwrap_or_default())
+                + Duration::from_secs(1),
+        ),
+        None => Detection::Off,
+    }
 }
 
 /// The DRIFTED instances of the last check were re-applied already (plan must not do it again).
@@ -155,35 +187,17 @@ pub(super) fn record_remediation(deployment: &Deployment, ctx: &Context, observe
         .remediated(deployment.name(), completed_check(observed));
 }
 
-/// On a converged pass: start DetectStackSetDrift when it is due. `None` when nothing was started.
-pub(super) async fn detect_if_due(
+/// Start DetectStackSetDrift (the slot is free: the caller adopted whatever held it). Its id is derived from
+/// the check it follows, so a resend after a crash maps to the same operation.
+pub(super) async fn start_detection(
     deployment: &Deployment,
     ctx: &Context,
     observed: &Observed,
-    report: &Report,
-) -> Result<Option<Outcome>, Error> {
+    last: Option<SystemTime>,
+    recent: &[Operation],
+    report: Report,
+) -> Result<Outcome, Error> {
     let spec = &deployment.spec;
-    let (Some(settings), Some(_)) = (&spec.drift_detection, &observed.stack_set) else {
-        return Ok(None);
-    };
-    if spec.suspend || observed.instances.is_empty() {
-        return Ok(None);
-    }
-    let last = last_check(deployment, ctx, observed);
-    // Instances were re-applied after the completed check: confirm the remediation with a new one.
-    let remediated_after = remediated(deployment, ctx, observed);
-    if !drift_due(settings.interval.0, last, ctx.wall_now(), remediated_after) {
-        return Ok(None);
-    }
-    // The slot: adopt whatever holds it rather than queue behind it.
-    let recent = ctx
-        .cloud
-        .list_operations(&spec.stack_set_name, spec.call_as, OPERATION_LOOKBACK)
-        .await?;
-    if let Some(outcome) = operation::adopt_running(ctx, deployment.name(), &recent, report) {
-        return Ok(Some(outcome));
-    }
-    // Derived from the check it follows, so a resend after a crash maps to the same operation.
     let material = format!(
         "{}|{:?}",
         spec.stack_set_name,
@@ -193,7 +207,7 @@ pub(super) async fn detect_if_due(
             .as_secs())
     );
     let base = operation::id_base("detect-drift", &material);
-    let id = operation::next_id(ctx, deployment.name(), &base, &recent);
+    let id = operation::next_id(ctx, deployment.name(), &base, recent);
     crate::controller::preflight::ensure(deployment, ctx).await?;
     let request = DetectDriftRequest {
         name: spec.stack_set_name.clone(),
@@ -204,22 +218,22 @@ pub(super) async fn detect_if_due(
     info!(operation = %id, instances = observed.instances.len(), "detecting stack set drift");
     let answer = ctx.cloud.detect_stack_set_drift(&request).await.map(|_| ());
     if let operation::Answer::Decided(outcome) =
-        operation::triage(deployment, ctx, &id, answer, true, report).await?
+        operation::triage(deployment, ctx, &id, answer, true, &report).await?
     {
-        return Ok(Some(outcome));
+        return Ok(outcome);
     }
     ctx.memory()
         .submitted_drift_detection(deployment.name(), ctx.wall_now());
     ctx.memory().adopt(deployment.name(), &id);
-    Ok(Some(Outcome {
+    Ok(Outcome {
         state: State::Acted {
             action: "DetectStackSetDrift",
             operation_id: Some(id),
             summary: format!("detect drift on {} instance(s)", observed.instances.len()),
         },
         requeue_after: ctx.config.poll_min,
-        report: report.clone(),
-    }))
+        report,
+    })
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use tracing::info;
 
-use super::{Context, Outcome, Report, State, check_operation, waiting};
+use super::observe::check_operation;
+use super::{Context, Outcome, Report, State, waiting};
 use crate::cloud::{
     CreateStackSet, DeleteInstancesRequest, InstancesRequest, Operation, UpdateStackSet,
 };
@@ -173,8 +174,7 @@ pub fn operation_id_base(
     action: &Action,
     preferences: &OperationPreferences,
 ) -> String {
-    let material =
-        serde_json::json!({ "stackSet": stack_set, "action": action, "preferences": preferences });
+    let material = serde_json::json!({ "stackSet": stack_set, "action": id_material(action), "preferences": preferences });
     let short = match action {
         Action::CreateStackSet { .. } => "create-set",
         Action::UpdateStackSet { .. } => "update-set",
@@ -184,6 +184,38 @@ pub fn operation_id_base(
         Action::DeleteStackSet => "delete-set",
     };
     id_base(short, &material.to_string())
+}
+
+/// The action as its OperationId covers it. This is a contract across releases (a restarted, upgraded stacksetd
+/// must derive the same id for the same change), so it is written out here, not left to the action's derived
+/// form: an UpdateStackSet is the form of the releases that spelled its template and parameters out
+/// (`template_body` null and each parameter's `value` null for UsePreviousTemplate / UsePreviousValue).
+pub(super) fn id_material(action: &Action) -> serde_json::Value {
+    match action {
+        Action::UpdateStackSet {
+            settings,
+            keep_template,
+        } => {
+            let parameters: Vec<_> = settings
+                .parameters
+                .iter()
+                .map(|(key, value)| {
+                    serde_json::json!({ "key": key, "value": (!keep_template).then_some(value) })
+                })
+                .collect();
+            serde_json::json!({
+                "action": "UpdateStackSet",
+                "description": settings.description,
+                "template_body": (!keep_template).then_some(&settings.template_body),
+                "parameters": parameters,
+                "capabilities": settings.capabilities,
+                "tags": settings.tags,
+                "auto_deployment": settings.auto_deployment,
+                "managed_execution": settings.managed_execution,
+            })
+        }
+        other => serde_json::to_value(other).unwrap_or_default(),
+    }
 }
 
 /// A template over CloudFormation's TemplateBody limit goes by URL: exactly these bytes are uploaded to the
@@ -236,55 +268,31 @@ pub(super) async fn send(
         operation_id: operation_id.clone(),
     };
     match action.clone() {
-        Action::CreateStackSet {
-            description,
-            template_body,
-            parameters,
-            capabilities,
-            tags,
-            auto_deployment,
-            managed_execution,
-        } => {
-            let template_url = stage_if_large(deployment, ctx, &template_body).await?;
+        Action::CreateStackSet { settings } => {
             let request = CreateStackSet {
                 name,
                 call_as,
-                description,
-                template_body,
-                template_url,
-                parameters,
-                capabilities,
-                tags,
-                auto_deployment,
-                managed_execution,
+                template_url: stage_if_large(deployment, ctx, &settings.template_body).await?,
+                settings,
                 client_token: operation_id,
             };
             cloud.create_stack_set(&request).await
         }
         Action::UpdateStackSet {
-            description,
-            template_body,
-            parameters,
-            capabilities,
-            tags,
-            auto_deployment,
-            managed_execution,
+            settings,
+            keep_template,
         } => {
-            let template_url = match &template_body {
-                Some(body) => stage_if_large(deployment, ctx, body).await?,
-                None => None,
+            let template_url = if keep_template {
+                None
+            } else {
+                stage_if_large(deployment, ctx, &settings.template_body).await?
             };
             let request = UpdateStackSet {
                 name,
                 call_as,
-                description,
-                template_body,
+                settings,
+                keep_template,
                 template_url,
-                parameters,
-                capabilities,
-                tags,
-                auto_deployment,
-                managed_execution,
                 preferences,
                 operation_id,
             };

@@ -52,7 +52,7 @@ pub async fn check(
         return Ok(Ownership::Absent);
     };
     let name = deployment.name();
-    match stack_set.tags.get(OWNER_TAG) {
+    match stack_set.settings.tags.get(OWNER_TAG) {
         Some(owner) if owner == name => Ok(Ownership::Owned),
         Some(other) => Err(Error::Preflight {
             reason: "stack_set_owned_elsewhere",
@@ -108,13 +108,17 @@ pub fn desired_tags(deployment: &Deployment, record: Option<&str>) -> BTreeMap<S
 
 /// The digest the approval record holds, if any.
 pub fn recorded(stack_set: &ObservedStackSet) -> Option<&str> {
-    stack_set.tags.get(TEMPLATE_TAG).map(String::as_str)
+    stack_set
+        .settings
+        .tags
+        .get(TEMPLATE_TAG)
+        .map(String::as_str)
 }
 
 /// A stack set tagged for a deployment the desired state no longer names (its document removed, or its
 /// `stackSetName` changed, as when a vendor's new policy comes as a new stack set). Reported, never deleted by
 /// itself.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Orphan {
     pub stack_set: String,
@@ -149,7 +153,7 @@ pub async fn orphans(ctx: &Context, deployments: &[&Deployment]) -> Result<Vec<O
             let Some(stack_set) = ctx.cloud.describe_stack_set(&name, call_as).await? else {
                 continue;
             };
-            let Some(owner) = stack_set.tags.get(OWNER_TAG) else {
+            let Some(owner) = stack_set.settings.tags.get(OWNER_TAG) else {
                 continue;
             };
             let current = deployments.iter().find(|d| d.name() == owner);

@@ -250,39 +250,19 @@ async fn enabled(ctx: &Context, call_as: CallAs) -> Result<bool, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
+    use crate::fixtures::{DeploymentYaml, OrgTree};
 
     fn deployment(call_as: &str) -> Deployment {
-        let yaml = format!(
-            "apiVersion: stacksetd.dev/v1alpha1\nkind: StackSetDeployment\nmetadata: {{name: t}}\nspec:\n  \
-             stackSetName: Vendor\n  managementAccountId: \"111111111111\"\n  callAs: {call_as}\n  \
-             template: {{url: \"file:///t.json\"}}\n  deploymentTargets: {{organizationalUnitIds: [ROOT, \
-             ou-ab12-aaaaaaaa]}}\n  regions: [us-east-1]\n"
-        );
-        crate::desired::parse_str(&yaml, Path::new("t.yaml"))
-            .unwrap()
-            .remove(0)
+        DeploymentYaml::new()
+            .spec(&format!("  callAs: {call_as}\n"))
+            .targets(&["ROOT", "ou-ab12-aaaaaaaa"], &["us-east-1"])
+            .build()
     }
 
     fn org(management: &str) -> OrgSnapshot {
-        let mut org = OrgSnapshot {
-            organization_id: "o-abc".into(),
-            management_account_id: management.into(),
-            feature_set: "ALL".into(),
-            root_id: "r-ab12".into(),
-            ..OrgSnapshot::default()
-        };
-        for (id, parent) in [("r-ab12", None), ("ou-ab12-aaaaaaaa", Some("r-ab12"))] {
-            org.units.insert(
-                id.into(),
-                crate::cloud::org::OrgUnit {
-                    id: id.into(),
-                    name: id.into(),
-                    parent: parent.map(Into::into),
-                },
-            );
-        }
-        org
+        OrgTree::new("o-abc", management, "r-ab12")
+            .unit("ou-ab12-aaaaaaaa", "r-ab12")
+            .build()
     }
 
     fn reason(result: Result<(), Error>) -> &'static str {

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::status::Label;
 
 use crate::cloud::org::OrgSnapshot;
 use crate::cloud::{InstanceStatus, StackInstance};
@@ -16,41 +18,57 @@ use crate::template::{Assessment, Decision, SourceState, Template};
 /// How many account ids a report lists by name; counts are always complete.
 const ACCOUNTS_LISTED: usize = 50;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+/// Keys are camelCase, like the rest of /status and `plan --output json`; the snake_case keys of earlier
+/// releases are still read (`stacksetd status` against an older daemon) until the next release.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct Report {
     /// This pass observed the stack set (false for a pass that only polled a running operation: its counts
     /// are not a fresh observation and must not overwrite the last one).
     #[serde(skip)]
     pub observed: bool,
+    #[serde(alias = "template_sha256")]
     pub template_sha256: Option<String>,
+    #[serde(alias = "stack_set_exists")]
     pub stack_set_exists: bool,
     /// Instances by "STATUS/DETAILED_STATUS".
     pub instances: BTreeMap<String, usize>,
     /// Active member accounts the targets cover (management account excluded).
+    #[serde(alias = "accounts_targeted")]
     pub accounts_targeted: usize,
     /// Targeted active accounts x Regions without an instance.
+    #[serde(alias = "missing_instances")]
     pub missing_instances: usize,
     /// Up to 50 of the accounts behind `missing_instances`.
+    #[serde(alias = "missing_accounts")]
     pub missing_accounts: Vec<String>,
     /// Targeted accounts that are suspended or closing: not failures, not missing.
+    #[serde(alias = "inactive_accounts")]
     pub inactive_accounts: usize,
     /// Accounts with at least one targeted Region lacking an instance (the vendor guide's "blocked" accounts).
+    #[serde(alias = "accounts_missing_instance")]
     pub accounts_missing_instance: usize,
     /// Instances outside the targets (account or Region no longer targeted).
+    #[serde(alias = "orphaned_instances")]
     pub orphaned_instances: usize,
     pub orphaned: Vec<String>,
+    #[serde(alias = "outdated_instances")]
     pub outdated_instances: usize,
+    #[serde(alias = "inoperable_instances")]
     pub inoperable_instances: usize,
     /// Up to 50 INOPERABLE instances with their reasons.
     pub inoperable: Vec<InstanceProblem>,
     /// Instances an operation skipped because the account is suspended.
+    #[serde(alias = "skipped_suspended_instances")]
     pub skipped_suspended_instances: usize,
     /// Targets that cover no active member account (an empty OU, or one whose accounts all moved away or are
     /// suspended): not an error, but nothing is deployed there.
+    #[serde(alias = "target_warnings")]
     pub target_warnings: Vec<String>,
     /// Resource drift; `None` before the stack set exists.
     pub drift: Option<DriftReport>,
     /// Stack set settings changed outside stacksetd since it last converged (being reverted unless suspended).
+    #[serde(alias = "spec_drift")]
     pub spec_drift: Vec<SpecDrift>,
     /// Fields whose drift this pass saw first (the spec_drift_total counter counts each once).
     #[serde(skip)]
@@ -58,16 +76,20 @@ pub struct Report {
     /// One line per pending step.
     pub pending: Vec<String>,
     /// Steps that delete, and when they run (`deletion_delay` after the desired state asking for them).
+    #[serde(alias = "pending_deletions")]
     pub pending_deletions: Vec<PendingDeletion>,
-    /// The template versions: fetched, applied, and what the update policy decided.
+    /// The template versions: fetched, applied, and what the update policy decided. Not serialized here: the
+    /// documents carry it once, beside the report (`template` in /status and in `plan --output json`).
+    #[serde(skip)]
     pub template: Option<TemplateReport>,
 }
 
 /// A deletion step and when it will be submitted if the desired state stays as it is.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct PendingDeletion {
-    pub action: &'static str,
+    #[serde(deserialize_with = "crate::status::action_name")]
+    pub action: crate::status::ActionName,
     pub summary: String,
     /// RFC 3339, UTC.
     pub runs_at: String,
@@ -76,12 +98,12 @@ pub struct PendingDeletion {
 }
 
 /// The template side of a pass, for `plan`, /status and the template metrics.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct TemplateReport {
     pub url: String,
     /// The policy level (`DataOnly`, `DataAndScheduling`), or `custom` for a URL without one.
-    pub policy: &'static str,
+    pub policy: Label,
     /// The version fetched (the latest known): sha256 of its bytes.
     pub sha256: String,
     /// sha256 of the stack set's template bytes; `None` before the stack set exists.
@@ -90,7 +112,7 @@ pub struct TemplateReport {
     pub pinned_sha256: Option<String>,
     /// `up_to_date`, `apply`, `held_manual`, `held_permission_widening`, `refused_allowlist`, `pin_mismatch`,
     /// `too_large`.
-    pub decision: &'static str,
+    pub decision: Label,
     pub message: String,
     /// A version other than the applied one is known and is not being applied (held, refused or not pinned).
     pub update_available: bool,
@@ -125,11 +147,11 @@ impl TemplateReport {
             !decision.allows() && applied_body.is_some_and(|b| !candidate.same_as(b));
         TemplateReport {
             url: url.to_string(),
-            policy: spec.policy.map_or("custom", |p| p.as_str()),
+            policy: spec.policy.map_or("custom", |p| p.as_str()).into(),
             sha256: candidate.sha256.clone(),
             applied_sha256,
             pinned_sha256: spec.sha256.clone(),
-            decision: decision.label(),
+            decision: decision.label().into(),
             message: decision.message(&candidate.sha256),
             update_available,
             iam_diff: decision.judgment().map(|d| d.lines()).unwrap_or_default(),
@@ -234,7 +256,8 @@ impl Report {
 }
 
 /// An instance that needs attention, with CloudFormation's reason.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct InstanceProblem {
     /// `account/region`.
     pub instance: String,
@@ -243,8 +266,8 @@ pub struct InstanceProblem {
 
 /// Resource drift: what the last DetectStackSetDrift found (DescribeStackSet) and which instances
 /// ListStackInstances reports DRIFTED now.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct DriftReport {
     /// DRIFTED | IN_SYNC | NOT_CHECKED (NOT_CHECKED until a drift detection has completed).
     pub status: String,
@@ -287,15 +310,17 @@ impl DriftReport {
 }
 
 /// A stack set setting changed outside stacksetd (spec drift), from what stacksetd applied to what it is now.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct SpecDrift {
-    pub field: &'static str,
+    pub field: Label,
     pub applied: String,
     pub found: String,
 }
 
 /// How far an operation has come, from the instances' detailed statuses.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Progress {
     pub done: usize,
     pub total: usize,

@@ -34,7 +34,7 @@ pub(super) fn revocation_view(
     let body = observed
         .stack_set
         .as_ref()
-        .map_or_else(|| "{}".to_string(), |s| s.template_body.clone());
+        .map_or_else(|| "{}".to_string(), |s| s.settings.template_body.clone());
     let effective = Template::from_body(url, body)
         .or_else(|_| Template::from_body(url, "{}".to_string()))
         .expect("an empty mapping is a template");
@@ -46,8 +46,9 @@ pub(super) fn revocation_view(
                 .spec
                 .template
                 .policy
-                .map_or("custom", |p| p.as_str()),
-            decision: "revoking",
+                .map_or("custom", |p| p.as_str())
+                .into(),
+            decision: "revoking".into(),
             message: "ensure: Absent: the template is neither fetched nor judged".into(),
             ..TemplateReport::default()
         },
@@ -73,7 +74,7 @@ pub(super) async fn template_view(
     let applied_body = observed
         .stack_set
         .as_ref()
-        .map(|s| s.template_body.as_str());
+        .map(|s| s.settings.template_body.as_str());
     // The baseline: the stack set's template when it is the version stacksetd approved (the approval record in
     // its tags); the candidate itself when the candidate is that version (a console edit is then reverted to it);
     // otherwise the stack set's template, unapproved.

@@ -82,3 +82,78 @@ fn the_error_policy_backs_off_failures_and_not_a_shutdown() {
         "{delay:?}"
     );
 }
+
+/// The OperationIds of known changes, pinned: an id is derived from the change so that a resend after a crash
+/// is refused as a duplicate, and that holds across an upgrade only if the derivation never moves. A refactor
+/// that changes one of these would let a restarted, upgraded stacksetd submit a change a second time.
+#[test]
+fn operation_ids_do_not_move_between_releases() {
+    use crate::cloud::{StackSetSettings, Targets};
+    use crate::desired::{AccountFilterType, AutoDeployment};
+    use std::collections::{BTreeMap, BTreeSet};
+    let prefs = OperationPreferences::default();
+    let tags = BTreeMap::from([("owner".to_string(), "platform".to_string())]);
+    let parameters = BTreeMap::from([("ExternalId".to_string(), "abc".to_string())]);
+    let capabilities = BTreeSet::from(["CAPABILITY_NAMED_IAM".to_string()]);
+    let auto = AutoDeployment {
+        enabled: true,
+        retain_stacks_on_account_removal: false,
+    };
+    let settings = StackSetSettings {
+        description: Some("vendor access".into()),
+        template_body: "{}".into(),
+        parameters,
+        capabilities,
+        tags,
+        auto_deployment: Some(auto),
+        managed_execution: Some(true),
+    };
+    let create = Action::CreateStackSet {
+        settings: settings.clone(),
+    };
+    let update = Action::UpdateStackSet {
+        settings: StackSetSettings {
+            managed_execution: None,
+            ..settings.clone()
+        },
+        keep_template: false,
+    };
+    let managed_alone = Action::UpdateStackSet {
+        settings: StackSetSettings {
+            auto_deployment: None,
+            managed_execution: Some(false),
+            ..settings
+        },
+        keep_template: true,
+    };
+    let targets = Targets {
+        organizational_unit_ids: vec!["ou-ab12-aaaaaaaa".into()],
+        accounts: vec!["222222222222".into()],
+        account_filter_type: AccountFilterType::Intersection,
+    };
+    let instances = Action::CreateStackInstances {
+        targets: targets.clone(),
+        regions: vec!["us-east-1".into()],
+    };
+    let delete = Action::DeleteStackInstances {
+        targets,
+        regions: vec!["eu-west-1".into()],
+        retain_stacks: true,
+    };
+    let ids: Vec<String> = [create, update, managed_alone, instances, delete]
+        .iter()
+        .map(|a| operation_id_base("Vendor", a, &prefs))
+        .collect();
+    // Computed by the release before the settings were one struct (the old Action shape); they must not move.
+    assert_eq!(
+        ids,
+        [
+            "stacksetd-create-set-84de163a660226281557",
+            "stacksetd-update-set-b52afa6aa8bcd6312c2d",
+            "stacksetd-update-set-e81d8bc218d08f361756",
+            "stacksetd-create-inst-9769cc4f15c71da57578",
+            "stacksetd-delete-inst-c035969e11524d40cfa8",
+        ],
+        "{ids:#?}"
+    );
+}

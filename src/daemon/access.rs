@@ -27,8 +27,8 @@ pub const SESSION_NAME: &str = "stacksetd-access-check";
 /// How many failing accounts /status lists by name; the count is always complete.
 const FAILURES_LISTED: usize = 200;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct AccessReport {
     pub role_name: String,
     /// RFC 3339.
@@ -39,11 +39,12 @@ pub struct AccessReport {
     pub failures: Vec<AccessFailure>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct AccessFailure {
     pub account: String,
     /// The error's bounded label (access_denied, throttling, ...).
-    pub kind: &'static str,
+    pub kind: crate::status::Label,
     pub reason: String,
 }
 
@@ -69,7 +70,7 @@ pub async fn check_accounts(
                 Ok(()) => None,
                 Err(e) => Some(AccessFailure {
                     account,
-                    kind: e.metric_label(),
+                    kind: e.metric_label().into(),
                     reason: e.to_string(),
                 }),
             }

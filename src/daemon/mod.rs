@@ -18,7 +18,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -29,9 +28,7 @@ use crate::controller::{self, Context};
 use crate::error::Error;
 use crate::file_watch::{FileWatch, Load, Loader};
 use crate::http::{self, HttpState};
-use crate::metrics::{
-    self, DaemonMetrics, FleetMetrics, ReconcileMetrics, ReloadResult, TemplateMetrics,
-};
+use crate::metrics::{Metrics, ReloadResult};
 use crate::status::StatusBoard;
 
 pub use gate::Gate;
@@ -76,10 +73,7 @@ pub struct Daemon {
     options: Options,
     listener: TcpListener,
     status: Arc<StatusBoard>,
-    metrics: ReconcileMetrics,
-    template_metrics: TemplateMetrics,
-    fleet_metrics: FleetMetrics,
-    registry: Registry,
+    metrics: Arc<Metrics>,
     reload_tx: mpsc::Sender<()>,
     reload_rx: mpsc::Receiver<()>,
 }
@@ -96,13 +90,8 @@ impl Daemon {
             .map_err(|e| Error::Settings(format!("listen: cannot bind {}: {e}", options.listen)))?;
         let gate = Arc::new(Gate::new(cloud));
         let ctx = Arc::new(Context::new(gate.clone(), config));
-        let registry = Registry::new();
-        let DaemonMetrics {
-            reconcile: metrics,
-            templates: template_metrics,
-            fleet: fleet_metrics,
-        } = metrics::register_all(&registry, gate.clone()).map_err(metrics_error)?;
-        let fetches = template_metrics.clone();
+        let metrics = Arc::new(Metrics::new(gate.clone()).map_err(metrics_error)?);
+        let fetches = metrics.templates.clone();
         ctx.templates
             .set_observer(Arc::new(move |deployment: &str, result: &'static str| {
                 fetches.record_fetch(deployment, result)
@@ -115,9 +104,6 @@ impl Daemon {
             options,
             listener,
             metrics,
-            template_metrics,
-            fleet_metrics,
-            registry,
             reload_tx,
             reload_rx,
         })
@@ -143,9 +129,6 @@ impl Daemon {
             listener,
             status,
             metrics,
-            template_metrics,
-            fleet_metrics,
-            registry,
             reload_tx: _reload_tx,
             mut reload_rx,
         } = self;
@@ -158,7 +141,7 @@ impl Daemon {
             .unwrap_or_default();
         let http_state = HttpState {
             status: status.clone(),
-            registry,
+            metrics: metrics.clone(),
             status_token: options.status_token.as_deref().map(Arc::from),
         };
         // One token tree: `stopping` (passes, pollers, scans) is cancelled when shutdown begins; its parent
@@ -178,8 +161,6 @@ impl Daemon {
             ctx: ctx.clone(),
             status: status.clone(),
             metrics: metrics.clone(),
-            template_metrics,
-            fleet_metrics: fleet_metrics.clone(),
             permits: Semaphore::new(options.concurrency.max(1)),
             stop: stopping.clone(),
         });
@@ -194,7 +175,7 @@ impl Daemon {
         let access_checker = tokio::spawn(crate::daemon::access::run_checks(
             ctx.clone(),
             status.clone(),
-            fleet_metrics,
+            metrics.fleet.clone(),
             deployments_rx.clone(),
             options.access_check_interval,
             options.access_check_concurrency,
@@ -318,7 +299,7 @@ fn apply_load(
     loader: &Loader,
     scheduler: &mut scheduler::Scheduler,
     status: &StatusBoard,
-    metrics: &ReconcileMetrics,
+    metrics: &Metrics,
     forced: bool,
 ) -> Option<(tokio::time::Instant, bool)> {
     let file = loader.path().display().to_string();
@@ -336,7 +317,7 @@ fn apply_load(
         }
         Load::Valid { state, sha256 } => {
             info!(file, sha256 = %&sha256[..12], deployments = state.deployments.len(), "desired state loaded");
-            metrics.record_reload(ReloadResult::Valid);
+            metrics.reconcile.record_reload(ReloadResult::Valid);
             // Status first: a worker's first pass may end before apply returns.
             status.record_valid_load(&sha256, &state.deployments);
             scheduler.apply(state.deployments, forced);
@@ -351,7 +332,7 @@ fn apply_load(
                 file,
                 "desired state rejected; still reconciling the last good one"
             );
-            metrics.record_reload(ReloadResult::Invalid);
+            metrics.reconcile.record_reload(ReloadResult::Invalid);
             status.record_rejected_load(ReloadResult::Invalid, Some(&sha256), &error);
             if forced {
                 scheduler.trigger_all();
@@ -359,7 +340,7 @@ fn apply_load(
         }
         Load::Unreadable(error) => {
             warn!(error = %error, "desired state unreadable; still reconciling the last good one");
-            metrics.record_reload(ReloadResult::Unreadable);
+            metrics.reconcile.record_reload(ReloadResult::Unreadable);
             status.record_rejected_load(ReloadResult::Unreadable, None, &error);
             if forced {
                 scheduler.trigger_all();

@@ -15,16 +15,14 @@ use tracing::{debug, error, info, warn};
 use crate::controller::{self, Context, State};
 use crate::desired::Deployment;
 use crate::error::Error;
-use crate::metrics::{FleetMetrics, ReconcileMetrics, TemplateMetrics};
+use crate::metrics::Metrics;
 use crate::status::StatusBoard;
 
 /// What every worker shares.
 pub struct Shared {
     pub ctx: Arc<Context>,
     pub status: Arc<StatusBoard>,
-    pub metrics: ReconcileMetrics,
-    pub template_metrics: TemplateMetrics,
-    pub fleet_metrics: FleetMetrics,
+    pub metrics: Arc<Metrics>,
     pub permits: Semaphore,
     /// True once shutdown begins: no pass starts after that.
     /// Cancelled when shutdown begins: workers start no new pass (a running one finishes).
@@ -82,8 +80,6 @@ impl Scheduler {
                     "removed from the desired state: no longer reconciled; its stack set is left as it is");
                 worker.removed.send_replace(true);
                 self.shared.metrics.forget(&name);
-                self.shared.template_metrics.forget(&name);
-                self.shared.fleet_metrics.forget(&name);
                 self.retiring.push(Retiring {
                     name,
                     stack_set: worker.stack_set,
@@ -232,8 +228,6 @@ async fn run_worker(
         if *removed.borrow() {
             // Removed during the pass, which re-created its gauge.
             shared.metrics.forget(&name);
-            shared.template_metrics.forget(&name);
-            shared.fleet_metrics.forget(&name);
             break;
         }
     }
@@ -248,7 +242,7 @@ async fn pass(shared: &Shared, deployment: &Deployment, failures: &mut u32) -> D
     let generation = deployment.generation();
     shared.status.pass_started(name, &generation);
     let result = {
-        let _timer = shared.metrics.pass_timer(name);
+        let _timer = shared.metrics.reconcile.pass_timer(name);
         controller::reconcile(deployment, &shared.ctx).await
     };
     if let Err(e @ Error::ShuttingDown(_)) = &result {
@@ -283,10 +277,8 @@ async fn pass(shared: &Shared, deployment: &Deployment, failures: &mut u32) -> D
             delay
         }
     };
-    shared.metrics.record_pass(name, &result);
-    shared.template_metrics.record_pass(name, &result);
     shared
-        .fleet_metrics
+        .metrics
         .record_pass(name, &result, &memory.take_ended(name));
     shared
         .status

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 pub use model::*;
 
 /// One thing wrong with a desired-state file.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Problem {
     pub file: PathBuf,
     /// 1-based; 0 when the position is unknown.

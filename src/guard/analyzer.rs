@@ -14,7 +14,7 @@ use super::Parameters;
 use super::budget::{Budget, TooComplex};
 use super::model::{Effect, Model, Scope, Stmt};
 use super::pattern::{Item, Kind};
-use super::resolve::{Env, resolve};
+use super::resolve::Env;
 use super::value::{Symbols, is_any, is_symbol};
 use crate::cloud::PolicyKind;
 
@@ -36,16 +36,14 @@ pub fn policy_pairs(
 ) -> Result<Vec<PolicyPair>, TooComplex> {
     let mut symbols = Symbols::default();
     let mut budget = Budget::default();
-    let old = resolve(applied, parameters, &Env::new(), &mut symbols, &mut budget)?;
-    let new = resolve(
+    let (old, new) = super::models(
+        applied,
         candidate,
         parameters,
         &Env::new(),
         &mut symbols,
         &mut budget,
     )?;
-    let old = Model::build(&old, &mut symbols, &mut budget)?;
-    let new = Model::build(&new, &mut symbols, &mut budget)?;
     let (before, after) = (
         documents(&old, &symbols, false),
         documents(&new, &symbols, true),

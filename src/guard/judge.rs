@@ -29,7 +29,9 @@ const HOLDERS_SHOWN: usize = 3;
 const ACTIONS_SHOWN: usize = 8;
 
 /// One line an operator reads: `subject: text`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Finding {
     /// Grants something the applied version did not (or cannot be proven not to).
     pub widening: bool,
@@ -743,32 +745,32 @@ fn removed_actions(
 }
 
 fn attachments(old: &Model, new: &Model, symbols: &Symbols, out: &mut Vec<Finding>) {
-    for a in &new.attachments {
-        if !old
-            .attachments
+    // The attachments of `a` that `b` lacks.
+    let only_in = |a: &Model, b: &Model| {
+        a.attachments
             .iter()
-            .any(|o| o.identity == a.identity && o.arn == a.arn)
-        {
-            out.push(widening(
-                symbols.display(&a.identity),
-                format!(
-                    "+ managed policy {} (its permissions are not in the template, so stacksetd cannot see them)",
-                    symbols.display(&a.arn)
-                ),
-            ));
-        }
+            .filter(|x| {
+                !b.attachments
+                    .iter()
+                    .any(|y| y.identity == x.identity && y.arn == x.arn)
+            })
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    for a in only_in(new, old) {
+        out.push(widening(
+            symbols.display(&a.identity),
+            format!(
+                "+ managed policy {} (its permissions are not in the template, so stacksetd cannot see them)",
+                symbols.display(&a.arn)
+            ),
+        ));
     }
-    for a in &old.attachments {
-        if !new
-            .attachments
-            .iter()
-            .any(|n| n.identity == a.identity && n.arn == a.arn)
-        {
-            out.push(info(
-                symbols.display(&a.identity),
-                format!("- managed policy {}", symbols.display(&a.arn)),
-            ));
-        }
+    for a in only_in(old, new) {
+        out.push(info(
+            symbols.display(&a.identity),
+            format!("- managed policy {}", symbols.display(&a.arn)),
+        ));
     }
 }
 

@@ -42,7 +42,7 @@ const LEVEL_TYPES: &[&str] = &[
 /// Offending actions named in one line before "and N more".
 const SHOWN: usize = 8;
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Offense {
     /// e.g. `Resources.AimablyMemberRole.Properties.Policies[0].PolicyDocument.Statement[2]`
     pub location: String,

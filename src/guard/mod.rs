@@ -117,10 +117,14 @@ pub fn judge(
     if enumerate {
         for env in assignments(&decisions) {
             let label = case_label(&env);
-            let old = resolve(applied, parameters, &env, &mut symbols, &mut budget)?;
-            let new = resolve(candidate, parameters, &env, &mut symbols, &mut budget)?;
-            let old = Model::build(&old, &mut symbols, &mut budget)?;
-            let new = Model::build(&new, &mut symbols, &mut budget)?;
+            let (old, new) = models(
+                applied,
+                candidate,
+                parameters,
+                &env,
+                &mut symbols,
+                &mut budget,
+            )?;
             per_case.push((label, judge::judge_case(&old, &new, &symbols, &mut budget)?));
         }
     } else {
@@ -149,15 +153,44 @@ pub fn check_level(
 ) -> Result<LevelCheck, TooComplex> {
     let mut symbols = Symbols::default();
     let mut budget = Budget::default();
-    let resolved = resolve(
+    let model = model_of(
         candidate,
         parameters,
         &Env::new(),
         &mut symbols,
         &mut budget,
     )?;
-    let model = Model::build(&resolved, &mut symbols, &mut budget)?;
     Ok(level::check(level, &model, &symbols))
+}
+
+/// A template resolved under `env` and modelled: what every check reads.
+fn model_of(
+    template: &Value,
+    parameters: &Parameters,
+    env: &Env,
+    symbols: &mut Symbols,
+    budget: &mut Budget,
+) -> Result<Model, TooComplex> {
+    let resolved = resolve(template, parameters, env, symbols, budget)?;
+    Model::build(&resolved, symbols, budget)
+}
+
+/// Both versions modelled under `env`: resolved applied-then-candidate, then built in the same order (the
+/// order their symbols are interned in, which the findings' wording follows).
+fn models(
+    applied: &Value,
+    candidate: &Value,
+    parameters: &Parameters,
+    env: &Env,
+    symbols: &mut Symbols,
+    budget: &mut Budget,
+) -> Result<(Model, Model), TooComplex> {
+    let old = resolve(applied, parameters, env, symbols, budget)?;
+    let new = resolve(candidate, parameters, env, symbols, budget)?;
+    Ok((
+        Model::build(&old, symbols, budget)?,
+        Model::build(&new, symbols, budget)?,
+    ))
 }
 
 /// Every combination of the deploy-time values (each literal the templates compare it with, or "another").

@@ -700,6 +700,19 @@ impl Resolver<'_> {
         self.lookup(map, &map_name, first, second, default.as_ref())
     }
 
+    /// A FindInMap key as text; otherwise what the lookup gives instead (a failure stays one, a key that is
+    /// not text is unknown). A key that could be anything is the marker of its reason.
+    fn map_key(&mut self, key: Val) -> Result<String, Val> {
+        match key {
+            Val::Str(s) | Val::Num(s) => Ok(s),
+            f @ Val::Fail(_) => Err(f),
+            Val::Unknown(reason) => Ok(format!("{}", self.symbols.any(&reason))),
+            _ => Err(Val::Unknown(
+                "Fn::FindInMap with a key that is not text".into(),
+            )),
+        }
+    }
+
     fn lookup(
         &mut self,
         map: &serde_json::Map<String, Value>,
@@ -724,15 +737,9 @@ impl Resolver<'_> {
                 alts: out,
             });
         }
-        let key = match first {
-            Val::Str(s) | Val::Num(s) => s,
-            f @ Val::Fail(_) => return Ok(f),
-            Val::Unknown(reason) => format!("{}", self.symbols.any(&reason)),
-            _ => {
-                return Ok(Val::Unknown(
-                    "Fn::FindInMap with a key that is not text".into(),
-                ));
-            }
+        let key = match self.map_key(first) {
+            Ok(key) => key,
+            Err(instead) => return Ok(instead),
         };
         if key.chars().any(is_reserved) {
             let var = self.var_of(&key);
@@ -792,15 +799,9 @@ impl Resolver<'_> {
                 alts: out,
             });
         }
-        let key = match second {
-            Val::Str(s) | Val::Num(s) => s,
-            f @ Val::Fail(_) => return Ok(f),
-            Val::Unknown(reason) => format!("{}", self.symbols.any(&reason)),
-            _ => {
-                return Ok(Val::Unknown(
-                    "Fn::FindInMap with a key that is not text".into(),
-                ));
-            }
+        let key = match self.map_key(second) {
+            Ok(key) => key,
+            Err(instead) => return Ok(instead),
         };
         if key.chars().any(is_reserved) {
             if let Some(var) = self.var_of(&key) {

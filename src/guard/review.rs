@@ -9,9 +9,9 @@ use super::Parameters;
 use super::budget::{Budget, TooComplex};
 use super::catalog::{Catalog, Level};
 use super::level::{self, LevelCheck};
-use super::model::{Effect, Model, Scope, Stmt};
+use super::model::{Effect, Scope, Stmt};
 use super::pattern::{Item, Kind};
-use super::resolve::{Env, resolve};
+use super::resolve::Env;
 use super::value::Symbols;
 use crate::desired::PolicyLevel;
 
@@ -60,8 +60,7 @@ pub fn review(
 ) -> Result<Review, TooComplex> {
     let mut symbols = Symbols::default();
     let mut budget = Budget::default();
-    let resolved = resolve(template, parameters, &Env::new(), &mut symbols, &mut budget)?;
-    let model = Model::build(&resolved, &mut symbols, &mut budget)?;
+    let model = super::model_of(template, parameters, &Env::new(), &mut symbols, &mut budget)?;
     let mut check = level::check(level.unwrap_or(PolicyLevel::DataOnly), &model, &symbols);
     if level.is_none() {
         check.offenses.clear();

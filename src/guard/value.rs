@@ -271,52 +271,22 @@ impl Val {
                 out
             }
             Val::List(items) => {
-                let mut acc: Vec<Vec<Val>> = vec![Vec::new()];
-                for item in items {
-                    let Some(vs) = item.variants(limit, budget)? else {
-                        return Ok(None);
-                    };
-                    if acc.len() * vs.len() > limit {
-                        return Ok(None);
-                    }
-                    let mut next = Vec::with_capacity(acc.len() * vs.len());
-                    for prefix in &acc {
-                        for v in &vs {
-                            budget.spend((prefix.len() as u64 + 1) * NODE)?;
-                            let mut p = prefix.clone();
-                            if *v != Val::Absent {
-                                p.push(v.clone());
-                            }
-                            next.push(p);
-                        }
-                    }
-                    acc = next;
-                }
-                acc.into_iter().map(Val::List).collect()
+                let parts = items.iter().map(|item| ((), item));
+                let Some(all) = product(parts, limit, budget, Vec::len, |p, (), v| p.push(v))?
+                else {
+                    return Ok(None);
+                };
+                all.into_iter().map(Val::List).collect()
             }
             Val::Map(m) => {
-                let mut acc: Vec<BTreeMap<String, Val>> = vec![BTreeMap::new()];
-                for (k, item) in m {
-                    let Some(vs) = item.variants(limit, budget)? else {
-                        return Ok(None);
-                    };
-                    if acc.len() * vs.len() > limit {
-                        return Ok(None);
-                    }
-                    let mut next = Vec::with_capacity(acc.len() * vs.len());
-                    for prefix in &acc {
-                        for v in &vs {
-                            budget.spend((prefix.len() as u64 + 1) * NODE)?;
-                            let mut p = prefix.clone();
-                            if *v != Val::Absent {
-                                p.insert(k.clone(), v.clone());
-                            }
-                            next.push(p);
-                        }
-                    }
-                    acc = next;
-                }
-                acc.into_iter().map(Val::Map).collect()
+                let parts = m.iter().map(|(k, item)| (k.clone(), item));
+                let Some(all) = product(parts, limit, budget, BTreeMap::len, |p, k, v| {
+                    p.insert(k, v);
+                })?
+                else {
+                    return Ok(None);
+                };
+                all.into_iter().map(Val::Map).collect()
             }
             other => vec![other.clone()],
         };
@@ -366,6 +336,40 @@ impl Val {
             _ => None,
         }
     }
+}
+
+/// The combinations of the parts' variants (a list's items, a map's entries), each built onto a clone of its
+/// prefix by `add`; a part that is `Absent` is left out of its combinations. `None` past `limit`; every node
+/// built is charged to `budget`.
+fn product<'a, C: Clone + Default, K: Clone>(
+    parts: impl Iterator<Item = (K, &'a Val)>,
+    limit: usize,
+    budget: &mut Budget,
+    len: impl Fn(&C) -> usize,
+    add: impl Fn(&mut C, K, Val),
+) -> Result<Option<Vec<C>>, TooComplex> {
+    let mut acc: Vec<C> = vec![C::default()];
+    for (key, item) in parts {
+        let Some(vs) = item.variants(limit, budget)? else {
+            return Ok(None);
+        };
+        if acc.len() * vs.len() > limit {
+            return Ok(None);
+        }
+        let mut next = Vec::with_capacity(acc.len() * vs.len());
+        for prefix in &acc {
+            for v in &vs {
+                budget.spend((len(prefix) as u64 + 1) * NODE)?;
+                let mut p = prefix.clone();
+                if *v != Val::Absent {
+                    add(&mut p, key.clone(), v.clone());
+                }
+                next.push(p);
+            }
+        }
+        acc = next;
+    }
+    Ok(Some(acc))
 }
 
 #[cfg(test)]

@@ -98,14 +98,13 @@ mod tests {
     #[test]
     fn the_catalog_is_what_the_daemon_registers() {
         let families = families();
-        let registry = prometheus::Registry::new();
         let cloud: Arc<dyn Cloud> = Arc::new(Sim::new(SimConfig::default()));
-        let metrics = super::super::register_all(&registry, cloud).unwrap();
+        let metrics = super::super::Metrics::new(cloud).unwrap();
         // Give every family a series, so the registry's own exposition lists them all.
         metrics
             .reconcile
             .record_reload(super::super::ReloadResult::Valid);
-        let text = super::super::encode(&registry).unwrap();
+        let text = metrics.encode().unwrap();
         assert!(
             text.contains("# TYPE stacksetd_desired_state_reloads_total counter"),
             "{text}"

@@ -43,25 +43,109 @@ impl Registrar for Registry {
     }
 }
 
-/// The daemon's metric groups, registered together by [`register_all`].
-pub struct DaemonMetrics {
+/// The daemon's metrics: the registry and every group on it. The daemon builds one and shares it; a pass records
+/// through [`Metrics::record_pass`], a removed deployment is dropped by [`Metrics::forget`], /metrics reads
+/// [`Metrics::encode`].
+pub struct Metrics {
+    registry: Registry,
     pub reconcile: ReconcileMetrics,
     pub templates: TemplateMetrics,
     pub fleet: FleetMetrics,
 }
 
-/// Every group the daemon exports, on `registrar` (the AWS request counter reads `cloud`'s call counter).
-pub fn register_all(
+impl Metrics {
+    /// A registry with every group the daemon exports (the AWS request counter reads `cloud`'s call counter).
+    pub fn new(cloud: Arc<dyn Cloud>) -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let (reconcile, templates, fleet) = register_all(&registry, cloud)?;
+        Ok(Metrics {
+            registry,
+            reconcile,
+            templates,
+            fleet,
+        })
+    }
+
+    /// After a pass: its result, duration bookkeeping aside (see [`ReconcileMetrics::pass_timer`]), in every
+    /// group; `ended` are the operations the pass saw end.
+    pub fn record_pass(
+        &self,
+        deployment: &str,
+        result: &Result<Outcome, Error>,
+        ended: &[(&'static str, &'static str)],
+    ) {
+        self.reconcile.record_pass(deployment, result);
+        self.templates.record_pass(deployment, result);
+        self.fleet.record_pass(deployment, result, ended);
+    }
+
+    /// A deployment removed from the desired state: its series go from every group.
+    pub fn forget(&self, deployment: &str) {
+        self.reconcile.forget(deployment);
+        self.templates.forget(deployment);
+        self.fleet.forget(deployment);
+    }
+
+    /// The registry in Prometheus's text exposition format.
+    pub fn encode(&self) -> Result<String, prometheus::Error> {
+        encode(&self.registry)
+    }
+}
+
+/// Every group the daemon exports, on `registrar` (a registry, or the catalog that lists them).
+fn register_all(
     registrar: &impl Registrar,
     cloud: Arc<dyn Cloud>,
-) -> Result<DaemonMetrics, prometheus::Error> {
+) -> Result<(ReconcileMetrics, TemplateMetrics, FleetMetrics), prometheus::Error> {
     let reconcile = ReconcileMetrics::register(registrar)?;
     AwsRequests::register(registrar, cloud)?;
-    Ok(DaemonMetrics {
+    Ok((
         reconcile,
-        templates: TemplateMetrics::register(registrar)?,
-        fleet: FleetMetrics::register(registrar)?,
-    })
+        TemplateMetrics::register(registrar)?,
+        FleetMetrics::register(registrar)?,
+    ))
+}
+
+/// A counter family `stacksetd_<name>` with `labels`, registered on `registrar`: the one way groups register.
+fn counter(
+    registrar: &impl Registrar,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, prometheus::Error> {
+    let vec = IntCounterVec::new(Opts::new(name, help).namespace(NAMESPACE), labels)?;
+    registrar.add(Box::new(vec.clone()))?;
+    Ok(vec)
+}
+
+/// A gauge family, as [`counter`].
+fn gauge(
+    registrar: &impl Registrar,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<GaugeVec, prometheus::Error> {
+    let vec = GaugeVec::new(Opts::new(name, help).namespace(NAMESPACE), labels)?;
+    registrar.add(Box::new(vec.clone()))?;
+    Ok(vec)
+}
+
+/// A histogram family with `buckets`, as [`counter`].
+fn histogram(
+    registrar: &impl Registrar,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: &[f64],
+) -> Result<HistogramVec, prometheus::Error> {
+    let vec = HistogramVec::new(
+        HistogramOpts::new(name, help)
+            .namespace(NAMESPACE)
+            .buckets(buckets.to_vec()),
+        labels,
+    )?;
+    registrar.add(Box::new(vec.clone()))?;
+    Ok(vec)
 }
 
 /// Pass durations: a converged pass is a few API calls (tens of ms against moto, ~0.1-1 s against AWS); a pass
@@ -86,7 +170,7 @@ pub fn outcome_label(result: &Result<Outcome, Error>) -> &'static str {
 }
 
 /// What a (re)load of the desired-state file found: the `result` of `stacksetd_desired_state_reloads_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ReloadResult {
     /// Parsed and validated; now the desired state.
@@ -119,52 +203,37 @@ pub struct ReconcileMetrics {
 
 impl ReconcileMetrics {
     pub fn register(registry: &impl Registrar) -> Result<ReconcileMetrics, prometheus::Error> {
-        let reconcile_total = IntCounterVec::new(
-            Opts::new(
-                "reconcile_total",
-                "Reconcile passes by result (converged, waiting, settling, acted, suspended, error).",
-            )
-            .namespace(NAMESPACE),
+        let reconcile_total = counter(
+            registry,
+            "reconcile_total",
+            "Reconcile passes by result (converged, waiting, settling, acted, suspended, error).",
             &["deployment", "result"],
         )?;
-        let reconcile_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "reconcile_duration_seconds",
-                "Duration of a reconcile pass.",
-            )
-            .namespace(NAMESPACE)
-            .buckets(DURATION_BUCKETS.to_vec()),
+        let reconcile_duration = histogram(
+            registry,
+            "reconcile_duration_seconds",
+            "Duration of a reconcile pass.",
             &["deployment"],
+            DURATION_BUCKETS,
         )?;
-        let reconcile_errors = IntCounterVec::new(
-            Opts::new(
-                "reconcile_errors_total",
-                "Failed reconcile passes by reason (a bounded error label).",
-            )
-            .namespace(NAMESPACE),
+        let reconcile_errors = counter(
+            registry,
+            "reconcile_errors_total",
+            "Failed reconcile passes by reason (a bounded error label).",
             &["deployment", "reason"],
         )?;
-        let last_success = GaugeVec::new(
-            Opts::new(
-                "last_successful_reconcile_timestamp_seconds",
-                "Unix time of the last reconcile pass that completed without error.",
-            )
-            .namespace(NAMESPACE),
+        let last_success = gauge(
+            registry,
+            "last_successful_reconcile_timestamp_seconds",
+            "Unix time of the last reconcile pass that completed without error.",
             &["deployment"],
         )?;
-        let reloads = IntCounterVec::new(
-            Opts::new(
-                "desired_state_reloads_total",
-                "Loads of the desired-state file by result (valid, invalid, unreadable).",
-            )
-            .namespace(NAMESPACE),
+        let reloads = counter(
+            registry,
+            "desired_state_reloads_total",
+            "Loads of the desired-state file by result (valid, invalid, unreadable).",
             &["result"],
         )?;
-        registry.add(Box::new(reconcile_total.clone()))?;
-        registry.add(Box::new(reconcile_duration.clone()))?;
-        registry.add(Box::new(reconcile_errors.clone()))?;
-        registry.add(Box::new(last_success.clone()))?;
-        registry.add(Box::new(reloads.clone()))?;
         Ok(ReconcileMetrics {
             reconcile_total,
             reconcile_duration,
@@ -224,42 +293,30 @@ pub struct TemplateMetrics {
 
 impl TemplateMetrics {
     pub fn register(registry: &impl Registrar) -> Result<TemplateMetrics, prometheus::Error> {
-        let info = GaugeVec::new(
-            Opts::new(
-                "template_info",
-                "1 for the template digest the stack set has applied.",
-            )
-            .namespace(NAMESPACE),
+        let info = gauge(
+            registry,
+            "template_info",
+            "1 for the template digest the stack set has applied.",
             &["deployment", "policy", "sha256"],
         )?;
-        let update_available = GaugeVec::new(
-            Opts::new(
-                "template_update_available",
-                "1 while a template version other than the applied one is known and not applied (held, refused or not pinned).",
-            )
-            .namespace(NAMESPACE),
+        let update_available = gauge(
+            registry,
+            "template_update_available",
+            "1 while a template version other than the applied one is known and not applied (held, refused or not pinned).",
             &["deployment"],
         )?;
-        let fetches = IntCounterVec::new(
-            Opts::new(
-                "template_fetches_total",
-                "Template fetches by result (ok, not_modified, or the error label).",
-            )
-            .namespace(NAMESPACE),
+        let fetches = counter(
+            registry,
+            "template_fetches_total",
+            "Template fetches by result (ok, not_modified, or the error label).",
             &["deployment", "result"],
         )?;
-        let rejected = IntCounterVec::new(
-            Opts::new(
-                "template_rejected_total",
-                "Template versions refused, by reason (allowlist, pin_mismatch, too_large), each version counted once.",
-            )
-            .namespace(NAMESPACE),
+        let rejected = counter(
+            registry,
+            "template_rejected_total",
+            "Template versions refused, by reason (allowlist, pin_mismatch, too_large), each version counted once.",
             &["deployment", "reason"],
         )?;
-        registry.add(Box::new(info.clone()))?;
-        registry.add(Box::new(update_available.clone()))?;
-        registry.add(Box::new(fetches.clone()))?;
-        registry.add(Box::new(rejected.clone()))?;
         Ok(TemplateMetrics {
             info,
             update_available,
@@ -382,16 +439,9 @@ const COVERAGE_STATES: [&str; 5] = [
 
 impl FleetMetrics {
     pub fn register(registry: &impl Registrar) -> Result<FleetMetrics, prometheus::Error> {
-        let gauge = |name: &str, help: &str, labels: &[&str]| {
-            let vec = GaugeVec::new(Opts::new(name, help).namespace(NAMESPACE), labels)?;
-            registry.add(Box::new(vec.clone()))?;
-            Ok::<_, prometheus::Error>(vec)
-        };
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            let vec = IntCounterVec::new(Opts::new(name, help).namespace(NAMESPACE), labels)?;
-            registry.add(Box::new(vec.clone()))?;
-            Ok::<_, prometheus::Error>(vec)
-        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| gauge(registry, name, help, labels);
+        let counter =
+            |name: &str, help: &str, labels: &[&str]| counter(registry, name, help, labels);
         Ok(FleetMetrics {
             instances: gauge(
                 "stack_instances",

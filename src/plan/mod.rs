@@ -27,11 +27,11 @@
 //! `ensure: Absent` is a teardown of its own (instances, then the stack set), and a missing stack set is created
 //! with all its instances.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::cloud::{AutoDeployment, ObservedStackSet, Parameter, StackInstance, Targets};
+use crate::cloud::{ObservedStackSet, StackInstance, StackSetSettings, Targets};
 use crate::desired::{Deployment, Ensure};
 use crate::error::Error;
 use crate::template::Template;
@@ -77,23 +77,15 @@ pub struct Observed {
 #[serde(tag = "action")]
 pub enum Action {
     CreateStackSet {
-        description: Option<String>,
-        template_body: String,
-        parameters: BTreeMap<String, String>,
-        capabilities: BTreeSet<String>,
-        tags: BTreeMap<String, String>,
-        auto_deployment: AutoDeployment,
-        managed_execution: bool,
+        #[serde(flatten)]
+        settings: StackSetSettings,
     },
     UpdateStackSet {
-        description: Option<String>,
-        /// `None`: UsePreviousTemplate.
-        template_body: Option<String>,
-        parameters: Vec<Parameter>,
-        capabilities: BTreeSet<String>,
-        tags: BTreeMap<String, String>,
-        auto_deployment: Option<AutoDeployment>,
-        managed_execution: Option<bool>,
+        #[serde(flatten)]
+        settings: StackSetSettings,
+        /// UsePreviousTemplate and UsePreviousValue for every parameter (the settings then hold the stack set's
+        /// current template and values): a ManagedExecution change goes on its own.
+        keep_template: bool,
     },
     CreateStackInstances {
         targets: Targets,
@@ -303,17 +295,19 @@ fn create_from_nothing(desired: Desired<'_>) -> Result<Vec<Step>, Error> {
                 to: spec.stack_set_name.clone(),
             }],
             action: Action::CreateStackSet {
-                description: spec.description.clone(),
-                template_body: body,
-                parameters: spec.parameters.clone(),
-                capabilities: spec
-                    .capabilities
-                    .iter()
-                    .map(|c| c.as_str().to_string())
-                    .collect(),
-                tags: spec.tags.clone(),
-                auto_deployment: spec.auto_deployment.clone(),
-                managed_execution: spec.managed_execution.active,
+                settings: StackSetSettings {
+                    description: spec.description.clone(),
+                    template_body: body,
+                    parameters: spec.parameters.clone(),
+                    capabilities: spec
+                        .capabilities
+                        .iter()
+                        .map(|c| c.as_str().to_string())
+                        .collect(),
+                    tags: spec.tags.clone(),
+                    auto_deployment: Some(spec.auto_deployment.clone()),
+                    managed_execution: Some(spec.managed_execution.active),
+                },
             },
         },
         // Sorted, as everywhere: the step's serialized form is what its OperationId is derived from.
@@ -337,13 +331,14 @@ fn notes(desired: Desired<'_>, observed: &Observed) -> Vec<String> {
     if let Some(stack_set) = &observed.stack_set
         && desired.deployment.spec.description.is_none()
         && stack_set
+            .settings
             .description
             .as_deref()
             .is_some_and(|d| !d.is_empty())
     {
         out.push(format!(
             "description: not managed once removed (UpdateStackSet keeps it); set a new one, or it stays {:?}",
-            stack_set.description.as_deref().unwrap_or_default()
+            stack_set.settings.description.as_deref().unwrap_or_default()
         ));
     }
     out

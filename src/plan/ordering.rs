@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 
 use super::steps::*;
 use super::{Action, Change, Desired, Observed, Purpose, Step};
-use crate::cloud::{AccountFilterType, InstanceStatus, ObservedStackSet, Parameter, StackInstance};
+use crate::cloud::{
+    AccountFilterType, InstanceStatus, ObservedStackSet, StackInstance, StackSetSettings,
+};
 use crate::desired::Spec as DeploymentSpec;
 use crate::error::Error;
 
@@ -75,8 +77,9 @@ impl<'a> Scope<'a> {
             })
             .cloned()
             .collect();
-        let settings = settings_changes(desired, stack_set);
+        let settings = settings_changes(desired, &stack_set.settings);
         let managed_change = stack_set
+            .settings
             .managed_execution
             .filter(|active| *active != spec.managed_execution.active);
         let template_or_parameters = settings
@@ -84,6 +87,7 @@ impl<'a> Scope<'a> {
             .any(|c| c.field == "template" || c.field.starts_with("parameters"));
         let managed_alone = managed_change.is_some() && template_or_parameters;
         let auto_deployment_change = stack_set
+            .settings
             .auto_deployment
             .as_ref()
             .is_some_and(|a| *a != spec.auto_deployment);
@@ -146,20 +150,12 @@ pub(super) fn managed_execution_alone(s: &Scope<'_>) -> Vec<Step> {
             s.spec.managed_execution.active,
         )],
         action: Action::UpdateStackSet {
-            description: stack_set.description.clone(),
-            template_body: None,
-            parameters: stack_set
-                .parameters
-                .keys()
-                .map(|key| Parameter {
-                    key: key.clone(),
-                    value: None,
-                })
-                .collect(),
-            capabilities: stack_set.capabilities.clone(),
-            tags: stack_set.tags.clone(),
-            auto_deployment: None,
-            managed_execution: Some(s.spec.managed_execution.active),
+            settings: StackSetSettings {
+                auto_deployment: None,
+                managed_execution: Some(s.spec.managed_execution.active),
+                ..stack_set.settings.clone()
+            },
+            keep_template: true,
         },
     }]
 }
@@ -290,7 +286,10 @@ pub(super) fn settings_update(s: &Scope<'_>) -> Vec<Step> {
     }
     let spec = s.spec;
     let mut changes = s.settings.clone();
-    if let (true, Some(current)) = (s.auto_deployment_change, &s.stack_set.auto_deployment) {
+    if let (true, Some(current)) = (
+        s.auto_deployment_change,
+        &s.stack_set.settings.auto_deployment,
+    ) {
         changes.push(bool_change(
             "autoDeployment.enabled",
             current.enabled,
@@ -324,22 +323,18 @@ pub(super) fn settings_update(s: &Scope<'_>) -> Vec<Step> {
         ),
         changes,
         action: Action::UpdateStackSet {
-            description: spec.description.clone(),
-            template_body: Some(s.body.clone()),
-            parameters: spec
-                .parameters
-                .iter()
-                .map(|(key, value)| Parameter {
-                    key: key.clone(),
-                    value: Some(value.clone()),
-                })
-                .collect(),
-            capabilities: s.capabilities.clone(),
-            tags: spec.tags.clone(),
-            auto_deployment: s
-                .auto_deployment_change
-                .then(|| spec.auto_deployment.clone()),
-            managed_execution: managed_here.map(|_| spec.managed_execution.active),
+            settings: StackSetSettings {
+                description: spec.description.clone(),
+                template_body: s.body.clone(),
+                parameters: spec.parameters.clone(),
+                capabilities: s.capabilities.clone(),
+                tags: spec.tags.clone(),
+                auto_deployment: s
+                    .auto_deployment_change
+                    .then(|| spec.auto_deployment.clone()),
+                managed_execution: managed_here.map(|_| spec.managed_execution.active),
+            },
+            keep_template: false,
         },
     }]
 }

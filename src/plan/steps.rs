@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Action, Change, Desired, Observed, Purpose, Step, UNSET};
-use crate::cloud::{AccountFilterType, InstanceStatus, ObservedStackSet, StackInstance, Targets};
+use crate::cloud::{
+    AccountFilterType, InstanceStatus, ObservedStackSet, StackInstance, StackSetSettings, Targets,
+};
 use crate::desired::ROOT;
 use crate::error::Error;
 
@@ -117,7 +119,7 @@ pub(super) fn resolve_units(desired: Desired<'_>) -> Result<BTreeSet<String>, Er
 
 /// Differences in the stack set's own settings (everything UpdateStackSet carries except auto-deployment and
 /// managed execution, which have their own rules).
-pub(super) fn settings_changes(desired: Desired<'_>, observed: &ObservedStackSet) -> Vec<Change> {
+pub(super) fn settings_changes(desired: Desired<'_>, observed: &StackSetSettings) -> Vec<Change> {
     let spec = &desired.deployment.spec;
     let mut changes = Vec::new();
     let description = |d: &Option<String>| d.clone().filter(|s| !s.is_empty());
@@ -162,7 +164,7 @@ pub(super) fn settings_changes(desired: Desired<'_>, observed: &ObservedStackSet
 /// Parameters as CloudFormation resolves them: one the spec leaves out takes the template's Default, and a stack
 /// set that reports that value (or none) for it already has what is wanted, so leaving a parameter out is never a
 /// difference planned again on every pass.
-fn diff_parameters(desired: Desired<'_>, observed: &ObservedStackSet, out: &mut Vec<Change>) {
+fn diff_parameters(desired: Desired<'_>, observed: &StackSetSettings, out: &mut Vec<Change>) {
     let spec = &desired.deployment.spec.parameters;
     let declared = desired
         .template

@@ -2,11 +2,15 @@
 //! Size: over 700 lines of tests, grouped by the rule they exercise (rules 3, 7 and 8, the repairs, are in
 //! repair_tests.rs), sharing the fixture builders at the top.
 
-use std::path::Path;
+use std::collections::BTreeMap;
 
 use super::*;
-use crate::cloud::{AccountFilterType, InstanceStatus, ObservedStackSet, StackSetStatus};
-use crate::desired::{Deployment, parse_str};
+use crate::cloud::{
+    AccountFilterType, AutoDeployment, InstanceStatus, ObservedStackSet, StackSetSettings,
+    StackSetStatus,
+};
+use crate::desired::Deployment;
+use crate::fixtures::DeploymentYaml;
 
 pub(super) const ROOT_ID: &str = "r-ab12";
 pub(super) const OU_A: &str = "ou-ab12-aaaaaaaa";
@@ -15,13 +19,11 @@ const OU_C: &str = "ou-ab12-cccccccc";
 pub(super) const BODY: &str = r#"{"Resources": {"Role": {"Type": "AWS::IAM::Role"}}}"#;
 
 pub(super) fn deployment(extra: &str) -> Deployment {
-    let yaml = format!(
-        "apiVersion: stacksetd.dev/v1alpha1\nkind: StackSetDeployment\nmetadata: {{name: t}}\nspec:\n  \
-         stackSetName: Vendor\n  description: vendor access\n  managementAccountId: \"111111111111\"\n  \
-         template: {{url: \"file:///t.json\"}}\n  parameters: {{ManagementAccountId: \"111111111111\"}}\n{extra}"
-    );
-    let mut docs = parse_str(&yaml, Path::new("t.yaml")).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
-    docs.remove(0)
+    DeploymentYaml::new()
+        .spec("  description: vendor access\n")
+        .spec("  parameters: {ManagementAccountId: \"111111111111\"}\n")
+        .spec(extra)
+        .build()
 }
 
 /// A deployment with the given targets and regions (plus any extra spec lines).
@@ -43,21 +45,23 @@ pub(super) fn converged_stack_set(units: &[&str], regions: &[&str]) -> ObservedS
         name: "Vendor".into(),
         arn: None,
         status: StackSetStatus::Active,
-        description: Some("vendor access".into()),
-        template_body: BODY.into(),
-        parameters: [(
-            "ManagementAccountId".to_string(),
-            "111111111111".to_string(),
-        )]
-        .into(),
-        capabilities: ["CAPABILITY_NAMED_IAM".to_string()].into(),
-        tags: BTreeMap::new(),
+        settings: StackSetSettings {
+            description: Some("vendor access".into()),
+            template_body: BODY.into(),
+            parameters: [(
+                "ManagementAccountId".to_string(),
+                "111111111111".to_string(),
+            )]
+            .into(),
+            capabilities: ["CAPABILITY_NAMED_IAM".to_string()].into(),
+            tags: BTreeMap::new(),
+            auto_deployment: Some(AutoDeployment {
+                enabled: true,
+                retain_stacks_on_account_removal: false,
+            }),
+            managed_execution: Some(false),
+        },
         permission_model: Some("SERVICE_MANAGED".into()),
-        auto_deployment: Some(AutoDeployment {
-            enabled: true,
-            retain_stacks_on_account_removal: false,
-        }),
-        managed_execution: Some(false),
         organizational_unit_ids: Some(units.iter().map(|s| s.to_string()).collect()),
         regions: Some(regions.iter().map(|s| s.to_string()).collect()),
         drift: None,
@@ -131,17 +135,12 @@ fn nothing_yet_creates_the_stack_set_then_instances_for_the_root() {
     let plan = run(&d, BODY, &Observed::default());
     assert_eq!(names(&plan), ["CreateStackSet", "CreateStackInstances"]);
     match &plan.steps[0].action {
-        Action::CreateStackSet {
-            template_body,
-            capabilities,
-            auto_deployment,
-            managed_execution,
-            ..
-        } => {
-            assert_eq!(template_body, BODY);
-            assert!(capabilities.contains("CAPABILITY_NAMED_IAM"));
-            assert!(auto_deployment.enabled && !auto_deployment.retain_stacks_on_account_removal);
-            assert!(!managed_execution);
+        Action::CreateStackSet { settings } => {
+            assert_eq!(settings.template_body, BODY);
+            assert!(settings.capabilities.contains("CAPABILITY_NAMED_IAM"));
+            let auto = settings.auto_deployment.as_ref().expect("sent");
+            assert!(auto.enabled && !auto.retain_stacks_on_account_removal);
+            assert_eq!(settings.managed_execution, Some(false));
         }
         other => panic!("{other:?}"),
     }
@@ -275,8 +274,8 @@ fn unknown_managed_execution_and_auto_deployment_are_not_diffs() {
         "  managedExecution: {active: true}\n",
     );
     let mut s = converged_stack_set(&[OU_A], &["us-west-2"]);
-    s.managed_execution = None;
-    s.auto_deployment = None;
+    s.settings.managed_execution = None;
+    s.settings.auto_deployment = None;
     assert!(run(&d, BODY, &observed(s, vec![])).is_empty());
 }
 
@@ -323,28 +322,23 @@ fn managed_execution_goes_alone_when_the_template_changes_too() {
     assert_eq!(names(&plan), ["UpdateStackSet", "UpdateStackSet"]);
     match &plan.steps[0].action {
         Action::UpdateStackSet {
-            template_body,
-            managed_execution,
-            parameters,
-            ..
+            settings,
+            keep_template,
         } => {
-            assert_eq!(template_body, &None, "UsePreviousTemplate");
-            assert_eq!(managed_execution, &Some(true));
-            assert!(
-                parameters.iter().all(|p| p.value.is_none()),
-                "UsePreviousValue"
-            );
+            assert!(*keep_template, "UsePreviousTemplate and UsePreviousValue");
+            assert_eq!(settings.managed_execution, Some(true));
+            assert_eq!(settings.auto_deployment, None);
         }
         other => panic!("{other:?}"),
     }
     match &plan.steps[1].action {
         Action::UpdateStackSet {
-            template_body,
-            managed_execution,
-            ..
+            settings,
+            keep_template,
         } => {
-            assert!(template_body.is_some());
-            assert_eq!(managed_execution, &None);
+            assert!(!keep_template);
+            assert_eq!(settings.template_body, r#"{"Resources": {}}"#);
+            assert_eq!(settings.managed_execution, None);
         }
         other => panic!("{other:?}"),
     }
@@ -367,11 +361,8 @@ fn managed_execution_alone_is_one_update() {
     );
     assert_eq!(names(&plan), ["UpdateStackSet"]);
     assert!(matches!(
-        plan.steps[0].action,
-        Action::UpdateStackSet {
-            managed_execution: Some(true),
-            ..
-        }
+        &plan.steps[0].action,
+        Action::UpdateStackSet { settings, .. } if settings.managed_execution == Some(true)
     ));
     assert_eq!(plan.steps[0].changes[0].field, "managedExecution.active");
 }
@@ -537,24 +528,19 @@ fn changed_template_updates_the_stack_set_with_the_new_body() {
     assert_eq!(plan.steps[0].changes[0].field, "template");
     match &plan.steps[0].action {
         Action::UpdateStackSet {
-            template_body,
-            auto_deployment,
-            managed_execution,
-            parameters,
-            ..
+            settings,
+            keep_template,
         } => {
-            assert_eq!(template_body.as_deref(), Some(new_body));
+            assert!(!keep_template);
+            assert_eq!(settings.template_body, new_body);
             assert_eq!(
-                auto_deployment, &None,
+                settings.auto_deployment, None,
                 "auto-deployment unchanged is not sent"
             );
-            assert_eq!(managed_execution, &None);
+            assert_eq!(settings.managed_execution, None);
             assert_eq!(
-                parameters,
-                &[Parameter {
-                    key: "ManagementAccountId".into(),
-                    value: Some("111111111111".into())
-                }]
+                settings.parameters,
+                BTreeMap::from([("ManagementAccountId".into(), "111111111111".into())])
             );
         }
         other => panic!("{other:?}"),
@@ -569,10 +555,11 @@ fn description_parameter_capability_and_tag_changes_are_listed_from_to() {
         "  tags: {team: finops}\n  capabilities: [CAPABILITY_IAM, CAPABILITY_NAMED_IAM]\n",
     );
     let mut s = converged_stack_set(&[OU_A], &["us-west-2"]);
-    s.description = Some("old".into());
-    s.parameters
+    s.settings.description = Some("old".into());
+    s.settings
+        .parameters
         .insert("ManagementAccountId".into(), "999999999999".into());
-    s.tags.insert("owner".into(), "me".into());
+    s.settings.tags.insert("owner".into(), "me".into());
     let plan = run(&d, BODY, &observed(s, vec![]));
     assert_eq!(names(&plan), ["UpdateStackSet"]);
     let changes: Vec<(&str, &str, &str)> = plan.steps[0]
@@ -617,10 +604,15 @@ fn auto_deployment_change_is_an_update_without_targets() {
     );
     assert_eq!(names(&plan), ["UpdateStackSet"]);
     match &plan.steps[0].action {
-        Action::UpdateStackSet {
-            auto_deployment: Some(a),
-            ..
-        } => assert!(a.retain_stacks_on_account_removal),
+        Action::UpdateStackSet { settings, .. } => {
+            assert!(
+                settings
+                    .auto_deployment
+                    .as_ref()
+                    .expect("sent")
+                    .retain_stacks_on_account_removal
+            )
+        }
         other => panic!("{other:?}"),
     }
     assert_eq!(

@@ -372,7 +372,7 @@ mod tests {
             "the version held stays"
         );
         let state = source.state(&url).unwrap();
-        assert_eq!(state.last_result, Some("template_unparsable"));
+        assert_eq!(state.last_result.as_deref(), Some("template_unparsable"));
         std::fs::write(&path, r#"{"Resources": {"A": {}}}"#).unwrap();
         match source.poll(&url, &["d"]).await {
             Poll::Changed { previous, sha256 } => {

@@ -292,11 +292,11 @@ impl reqwest::dns::Resolve for PublicAddresses {
 }
 
 /// What the last fetches of a URL found, for /status and `plan`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SourceState {
     /// `ok`, `not_modified`, or the error's label.
-    pub last_result: Option<&'static str>,
+    pub last_result: Option<crate::status::Label>,
     pub last_checked_at: Option<String>,
     /// When a new version was last fetched.
     pub last_changed_at: Option<String>,
@@ -437,7 +437,7 @@ impl TemplateSource {
         {
             let mut states = self.states.lock().expect("template states lock poisoned");
             let state = states.entry(url.to_string()).or_default();
-            state.last_result = Some(label);
+            state.last_result = Some(label.into());
             state.last_checked_at = Some(now.clone());
             match &poll {
                 Poll::Failed(e) => state.last_error = Some(e.to_string()),

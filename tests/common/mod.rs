@@ -818,3 +818,79 @@ pub async fn latest_operation(
         .unwrap_or_else(|e| panic!("DescribeStackSetOperation {id}: {e:?}"));
     described.stack_set_operation().cloned()
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// The desired-state file of the end-to-end tests
+
+/// The deployment's name and its stack set's, in every end-to-end test.
+#[allow(dead_code)]
+pub const DEPLOYMENT: &str = "aimably";
+#[allow(dead_code)]
+pub const STACK_SET: &str = "AimablyDataOnly";
+
+/// The knobs the end-to-end tests turn in the desired-state file; everything else follows the vendor guide's
+/// console wizard settings (auto-deployment on, account removal deletes stacks, soft failure tolerance).
+#[derive(Debug, Clone)]
+#[allow(dead_code)]
+pub struct Desired {
+    pub description: String,
+    /// `ROOT` or OU ids.
+    pub ous: Vec<String>,
+    pub failure_tolerance_percentage: u32,
+    pub max_concurrent_percentage: u32,
+    pub ensure: &'static str,
+}
+
+#[allow(dead_code)]
+impl Desired {
+    /// The deployment targeting `ous`, every other knob as the wizard sets it.
+    pub fn new(description: &str, ous: Vec<String>) -> Desired {
+        Desired {
+            description: description.to_string(),
+            ous,
+            failure_tolerance_percentage: 100,
+            max_concurrent_percentage: 100,
+            ensure: "Present",
+        }
+    }
+
+    pub fn yaml(&self) -> String {
+        let ous = self
+            .ous
+            .iter()
+            .map(|o| format!("\"{o}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            r#"apiVersion: stacksetd.dev/v1alpha1
+kind: StackSetDeployment
+metadata:
+  name: {DEPLOYMENT}
+spec:
+  stackSetName: {STACK_SET}
+  description: "{description}"
+  managementAccountId: "{MANAGEMENT_ACCOUNT_ID}"
+  callAs: SELF
+  template:
+    url: "{url}"
+  parameters:
+    ManagementAccountId: "{MANAGEMENT_ACCOUNT_ID}"
+  capabilities: [CAPABILITY_NAMED_IAM]
+  deploymentTargets:
+    organizationalUnitIds: [{ous}]
+  regions: [{REGION}]
+  autoDeployment: {{enabled: true, retainStacksOnAccountRemoval: false}}
+  operationPreferences:
+    failureTolerancePercentage: {ftp}
+    maxConcurrentPercentage: {mcp}
+    concurrencyMode: SOFT_FAILURE_TOLERANCE
+  ensure: {ensure}
+"#,
+            description = self.description,
+            url = template_url("aimably-data-only"),
+            ftp = self.failure_tolerance_percentage,
+            mcp = self.max_concurrent_percentage,
+            ensure = self.ensure,
+        )
+    }
+}

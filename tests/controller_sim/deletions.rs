@@ -188,8 +188,8 @@ async fn revoking_waits_for_the_delay_too() {
 use std::sync::Arc;
 
 use stacksetd::cloud::{
-    AutoDeployment, Cloud, CreateStackSet, InstancesRequest, OperationPreferences, Parameter,
-    Targets, UpdateStackSet,
+    AutoDeployment, Cloud, CreateStackSet, InstancesRequest, OperationPreferences,
+    StackSetSettings, Targets, UpdateStackSet,
 };
 use stacksetd::controller::ownership::{OWNER_TAG, TEMPLATE_TAG};
 
@@ -205,24 +205,26 @@ async fn console_stack_set(sim: &Sim, tags: &[(&str, &str)]) {
         .create_stack_set(&CreateStackSet {
             name: STACK_SET.into(),
             call_as: Default::default(),
-            description: Some("made in the console".into()),
-            template_body: std::fs::read_to_string(TEMPLATE_FILE).unwrap(),
-            template_url: None,
-            parameters: [(
-                "ManagementAccountId".to_string(),
-                "123456789012".to_string(),
-            )]
-            .into(),
-            capabilities: ["CAPABILITY_NAMED_IAM".to_string()].into(),
-            tags: tags
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            auto_deployment: AutoDeployment {
-                enabled: true,
-                retain_stacks_on_account_removal: false,
+            settings: StackSetSettings {
+                description: Some("made in the console".into()),
+                template_body: std::fs::read_to_string(TEMPLATE_FILE).unwrap(),
+                parameters: [(
+                    "ManagementAccountId".to_string(),
+                    "123456789012".to_string(),
+                )]
+                .into(),
+                capabilities: ["CAPABILITY_NAMED_IAM".to_string()].into(),
+                tags: tags
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                auto_deployment: Some(AutoDeployment {
+                    enabled: true,
+                    retain_stacks_on_account_removal: false,
+                }),
+                managed_execution: Some(false),
             },
-            managed_execution: false,
+            template_url: None,
             client_token: "console-create".into(),
         })
         .await
@@ -280,7 +282,7 @@ async fn an_untagged_stack_set_is_left_alone_until_adopted() {
     }
     .deployment();
     converge_ok(&adopted, &ctx).await;
-    let tags = sim.stack_set(STACK_SET).unwrap().tags;
+    let tags = sim.stack_set(STACK_SET).unwrap().settings.tags;
     assert_eq!(tags.get(OWNER_TAG).map(String::as_str), Some("aimably"));
     assert!(
         tags.contains_key(TEMPLATE_TAG),
@@ -322,21 +324,14 @@ async fn a_stack_set_made_by_an_earlier_release_is_recognised_and_tagged() {
         .update_stack_set(&UpdateStackSet {
             name: STACK_SET.into(),
             call_as: Default::default(),
-            description: current.description.clone(),
-            template_body: None,
+            settings: StackSetSettings {
+                tags: Default::default(),
+                auto_deployment: None,
+                managed_execution: None,
+                ..current.settings.clone()
+            },
+            keep_template: true,
             template_url: None,
-            parameters: current
-                .parameters
-                .keys()
-                .map(|k| Parameter {
-                    key: k.clone(),
-                    value: None,
-                })
-                .collect(),
-            capabilities: current.capabilities.clone(),
-            tags: Default::default(),
-            auto_deployment: None,
-            managed_execution: None,
             preferences: OperationPreferences::default(),
             operation_id: "untag".into(),
         })
@@ -347,6 +342,7 @@ async fn a_stack_set_made_by_an_earlier_release_is_recognised_and_tagged() {
     assert_eq!(
         sim.stack_set(STACK_SET)
             .unwrap()
+            .settings
             .tags
             .get(OWNER_TAG)
             .map(String::as_str),
@@ -384,7 +380,11 @@ async fn a_console_edited_template_is_reverted_and_a_later_widening_publication_
     let ctx = sim_context(&sim);
     converge_ok(&deployment, &ctx).await;
     assert_eq!(
-        sim.stack_set(STACK_SET).unwrap().tags.get(TEMPLATE_TAG),
+        sim.stack_set(STACK_SET)
+            .unwrap()
+            .settings
+            .tags
+            .get(TEMPLATE_TAG),
         Some(&stacksetd::template::sha256_hex(v1.as_bytes()))
     );
 
@@ -398,21 +398,14 @@ async fn a_console_edited_template_is_reverted_and_a_later_widening_publication_
                 .update_stack_set(&UpdateStackSet {
                     name: STACK_SET.into(),
                     call_as: Default::default(),
-                    description: current.description.clone(),
-                    template_body: Some(body),
+                    settings: StackSetSettings {
+                        template_body: body,
+                        auto_deployment: None,
+                        managed_execution: None,
+                        ..current.settings.clone()
+                    },
+                    keep_template: false,
                     template_url: None,
-                    parameters: current
-                        .parameters
-                        .keys()
-                        .map(|k| Parameter {
-                            key: k.clone(),
-                            value: None,
-                        })
-                        .collect(),
-                    capabilities: current.capabilities.clone(),
-                    tags: current.tags.clone(),
-                    auto_deployment: None,
-                    managed_execution: None,
                     preferences: OperationPreferences::default(),
                     operation_id: id.into(),
                 })
@@ -436,7 +429,7 @@ async fn a_console_edited_template_is_reverted_and_a_later_widening_publication_
     );
     converge_ok(&deployment, &ctx).await;
     assert_eq!(
-        sim.stack_set(STACK_SET).unwrap().template_body,
+        sim.stack_set(STACK_SET).unwrap().settings.template_body,
         v1,
         "reverted to the approved version"
     );
@@ -452,7 +445,11 @@ async fn a_console_edited_template_is_reverted_and_a_later_widening_publication_
     assert_eq!(t.decision, "held_no_baseline", "{t:?}");
     assert!(t.message.contains("spec.template.sha256"), "{}", t.message);
     assert_eq!(
-        sim.stack_set(STACK_SET).unwrap().tags.get(TEMPLATE_TAG),
+        sim.stack_set(STACK_SET)
+            .unwrap()
+            .settings
+            .tags
+            .get(TEMPLATE_TAG),
         Some(&stacksetd::template::sha256_hex(v1.as_bytes())),
         "the console's version never becomes the approval"
     );
@@ -461,7 +458,11 @@ async fn a_console_edited_template_is_reverted_and_a_later_widening_publication_
     pinned.spec.template.sha256 = Some(stacksetd::template::sha256_hex(widened.as_bytes()));
     converge_ok(&pinned, &ctx).await;
     assert_eq!(
-        sim.stack_set(STACK_SET).unwrap().tags.get(TEMPLATE_TAG),
+        sim.stack_set(STACK_SET)
+            .unwrap()
+            .settings
+            .tags
+            .get(TEMPLATE_TAG),
         Some(&stacksetd::template::sha256_hex(widened.as_bytes()))
     );
 }
@@ -497,7 +498,11 @@ async fn revocation_works_with_the_template_gone() {
             .is_none_or(|s| s.status != stacksetd::cloud::StackSetStatus::Active)
     );
     assert_eq!(
-        outcome.report.template.as_ref().map(|t| t.decision),
+        outcome
+            .report
+            .template
+            .as_ref()
+            .map(|t| t.decision.as_ref()),
         Some("revoking")
     );
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use prometheus::Registry;
 use stacksetd::cloud::sim::{Sim, SimConfig};
-use stacksetd::cloud::{AutoDeployment, Cloud, OperationPreferences, Parameter, UpdateStackSet};
+use stacksetd::cloud::{
+    AutoDeployment, Cloud, OperationPreferences, StackSetSettings, UpdateStackSet,
+};
 use stacksetd::controller::{self, Context, Outcome, State};
 use stacksetd::daemon::access;
 use stacksetd::desired::Deployment;
@@ -205,24 +207,17 @@ async fn a_setting_changed_behind_stacksetds_back_is_counted_once_and_reverted()
         .update_stack_set(&UpdateStackSet {
             name: STACK_SET.to_string(),
             call_as: deployment.spec.call_as,
-            description: Some("temporary: disabled by ops".to_string()),
-            template_body: None,
+            settings: StackSetSettings {
+                description: Some("temporary: disabled by ops".to_string()),
+                auto_deployment: Some(AutoDeployment {
+                    enabled: false,
+                    retain_stacks_on_account_removal: false,
+                }),
+                managed_execution: None,
+                ..applied.settings.clone()
+            },
+            keep_template: true,
             template_url: None,
-            parameters: applied
-                .parameters
-                .keys()
-                .map(|key| Parameter {
-                    key: key.clone(),
-                    value: None,
-                })
-                .collect(),
-            capabilities: applied.capabilities.clone(),
-            tags: applied.tags.clone(),
-            auto_deployment: Some(AutoDeployment {
-                enabled: false,
-                retain_stacks_on_account_removal: false,
-            }),
-            managed_execution: None,
             preferences: OperationPreferences::default(),
             operation_id: "console-edit-1".to_string(),
         })
@@ -235,7 +230,12 @@ async fn a_setting_changed_behind_stacksetds_back_is_counted_once_and_reverted()
         ))
     };
     let outcome = o.pass(&deployment).await;
-    let mut fields: Vec<&str> = outcome.report.spec_drift.iter().map(|d| d.field).collect();
+    let mut fields: Vec<&str> = outcome
+        .report
+        .spec_drift
+        .iter()
+        .map(|d| d.field.as_ref())
+        .collect();
     fields.sort();
     assert_eq!(fields, ["autoDeployment", "description"]);
     assert_eq!(counted("description"), Some(1.0));
@@ -249,8 +249,11 @@ async fn a_setting_changed_behind_stacksetds_back_is_counted_once_and_reverted()
     converge_ok(&deployment, &o.ctx).await;
     o.pass(&deployment).await;
     let now = sim.stack_set(STACK_SET).unwrap();
-    assert_eq!(now.description, applied.description);
-    assert_eq!(now.auto_deployment, applied.auto_deployment);
+    assert_eq!(now.settings.description, applied.settings.description);
+    assert_eq!(
+        now.settings.auto_deployment,
+        applied.settings.auto_deployment
+    );
     assert_eq!(counted("description"), Some(1.0));
     assert_eq!(counted("autoDeployment"), Some(1.0));
     assert_eq!(
@@ -273,14 +276,15 @@ async fn suspended_deployments_count_spec_drift_but_do_not_revert_it() {
         .update_stack_set(&UpdateStackSet {
             name: STACK_SET.to_string(),
             call_as: suspended.spec.call_as,
-            description: Some("changed".to_string()),
-            template_body: None,
+            settings: StackSetSettings {
+                description: Some("changed".to_string()),
+                parameters: Default::default(),
+                auto_deployment: None,
+                managed_execution: None,
+                ..applied.settings.clone()
+            },
+            keep_template: true,
             template_url: None,
-            parameters: Vec::new(),
-            capabilities: applied.capabilities.clone(),
-            tags: applied.tags.clone(),
-            auto_deployment: None,
-            managed_execution: None,
             preferences: OperationPreferences::default(),
             operation_id: "console-edit-2".to_string(),
         })
@@ -292,7 +296,11 @@ async fn suspended_deployments_count_spec_drift_but_do_not_revert_it() {
         Some(1.0)
     );
     assert_eq!(
-        sim.stack_set(STACK_SET).unwrap().description.as_deref(),
+        sim.stack_set(STACK_SET)
+            .unwrap()
+            .settings
+            .description
+            .as_deref(),
         Some("changed")
     );
 }

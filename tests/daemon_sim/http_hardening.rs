@@ -91,7 +91,7 @@ async fn half_open_connections_neither_starve_the_probes_nor_the_loop_and_are_cl
         "the edit applied while the connections are held",
         || async {
             let set = daemon.sim.stack_set("Aimably")?;
-            (set.description.as_deref() == Some("v1")).then_some(())
+            (set.settings.description.as_deref() == Some("v1")).then_some(())
         },
     )
     .await;

@@ -247,3 +247,32 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The keys of a JSON document that are snake_case (`a_b`), with their paths. Keys that are data rather than
+/// field names (instance statuses, deployment names, tags, parameters) are not field names and are skipped.
+pub fn snake_case_keys(doc: &serde_json::Value) -> Vec<String> {
+    fn walk(value: &serde_json::Value, path: &str, found: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                let data = ["deployments", "instances", "tags", "parameters"]
+                    .iter()
+                    .any(|k| path.ends_with(&format!(".{k}")));
+                for (key, value) in map {
+                    if !data && key.contains('_') {
+                        found.push(format!("{path}.{key}"));
+                    }
+                    walk(value, &format!("{path}.{key}"), found);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    walk(item, &format!("{path}[{i}]"), found);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    walk(doc, "", &mut found);
+    found
+}

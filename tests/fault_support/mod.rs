@@ -12,11 +12,8 @@ use std::net::SocketAddr;
 
 use aws_sdk_cloudformation as cfn;
 
-use crate::common::{self, MANAGEMENT_ACCOUNT_ID, MotoServer, REGION};
+use crate::common::{self, MotoServer, REGION};
 use proxy::FaultProxy;
-
-pub const DEPLOYMENT: &str = "aimably";
-pub const STACK_SET: &str = "AimablyDataOnly";
 
 /// The environment variable that replaces a test's default seed (the seed is printed by every run).
 pub const SEED_ENV: &str = "FAULT_SEED";
@@ -44,49 +41,7 @@ pub fn stacksetd_via(server: &MotoServer, endpoint: &str) -> std::process::Comma
     command
 }
 
-/// The knobs the tests turn; the rest follows the seed's wizard settings.
-#[derive(Debug, Clone)]
-pub struct Desired {
-    pub description: String,
-    /// OU ids.
-    pub ous: Vec<String>,
-}
-
-impl Desired {
-    pub fn yaml(&self) -> String {
-        let ous = self
-            .ous
-            .iter()
-            .map(|o| format!("\"{o}\""))
-            .collect::<Vec<_>>()
-            .join(", ");
-        format!(
-            r#"apiVersion: stacksetd.dev/v1alpha1
-kind: StackSetDeployment
-metadata:
-  name: {DEPLOYMENT}
-spec:
-  stackSetName: {STACK_SET}
-  description: "{description}"
-  managementAccountId: "{MANAGEMENT_ACCOUNT_ID}"
-  template:
-    url: "{url}"
-  parameters:
-    ManagementAccountId: "{MANAGEMENT_ACCOUNT_ID}"
-  deploymentTargets:
-    organizationalUnitIds: [{ous}]
-  regions: [{REGION}]
-  autoDeployment: {{enabled: true, retainStacksOnAccountRemoval: false}}
-  operationPreferences:
-    failureTolerancePercentage: 100
-    maxConcurrentPercentage: 100
-    concurrencyMode: SOFT_FAILURE_TOLERANCE
-"#,
-            description = self.description,
-            url = common::template_url("aimably-data-only"),
-        )
-    }
-}
+use crate::common::STACK_SET;
 
 /// (account, Region) for every member account under the named OUs (recursively), in the test Region.
 pub fn expected_instances(org: &common::Org, ou_names: &[&str]) -> BTreeSet<(String, String)> {

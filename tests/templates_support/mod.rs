@@ -315,5 +315,5 @@ pub fn calls(sim: &Sim, operation: &str) -> u64 {
 
 /// The template bytes the stack set has.
 pub fn applied(sim: &Sim) -> Option<String> {
-    sim.stack_set(STACK_SET).map(|s| s.template_body)
+    sim.stack_set(STACK_SET).map(|s| s.settings.template_body)
 }

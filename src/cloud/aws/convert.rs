@@ -10,7 +10,8 @@ use aws_sdk_organizations::types as orgs;
 use crate::cloud::{
     Account, AccountFilterType, AutoDeployment, CallAs, DriftDetails, InstanceStatus,
     ObservedStackSet, Operation, OperationAction, OperationPreferences, OperationResult,
-    OperationStatus, OrgNode, OrganizationInfo, Parameter, StackInstance, StackSetStatus, Targets,
+    OperationStatus, OrgNode, OrganizationInfo, StackInstance, StackSetSettings, StackSetStatus,
+    Targets,
 };
 use crate::desired::model::{ConcurrencyMode, RegionConcurrencyType};
 
@@ -128,27 +129,16 @@ pub(super) fn capabilities(capabilities: &BTreeSet<String>) -> Vec<cfn::Capabili
         .collect()
 }
 
-pub(super) fn create_parameters(parameters: &BTreeMap<String, String>) -> Vec<cfn::Parameter> {
+/// The parameters with their values, or each with UsePreviousValue (`keep`: the stack set's current values).
+pub(super) fn parameters(parameters: &BTreeMap<String, String>, keep: bool) -> Vec<cfn::Parameter> {
     parameters
         .iter()
         .map(|(key, value)| {
-            cfn::Parameter::builder()
-                .parameter_key(key)
-                .parameter_value(value)
-                .build()
-        })
-        .collect()
-}
-
-/// A parameter without a value keeps the stack set's current value (UsePreviousValue).
-pub(super) fn update_parameters(parameters: &[Parameter]) -> Vec<cfn::Parameter> {
-    parameters
-        .iter()
-        .map(|p| {
-            let builder = cfn::Parameter::builder().parameter_key(&p.key);
-            match &p.value {
-                Some(value) => builder.parameter_value(value),
-                None => builder.use_previous_value(true),
+            let builder = cfn::Parameter::builder().parameter_key(key);
+            if keep {
+                builder.use_previous_value(true)
+            } else {
+                builder.parameter_value(value)
             }
             .build()
         })
@@ -171,32 +161,36 @@ pub(super) fn observed_stack_set(
             .unwrap_or_else(|| requested_name.to_string()),
         arn: set.stack_set_arn,
         status,
-        description: set.description,
-        template_body: set.template_body.unwrap_or_default(),
-        parameters: set
-            .parameters
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|p| Some((p.parameter_key?, p.parameter_value.unwrap_or_default())))
-            .collect(),
-        capabilities: set
-            .capabilities
-            .unwrap_or_default()
-            .iter()
-            .map(|c| c.as_str().to_string())
-            .collect(),
-        tags: set
-            .tags
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|t| Some((t.key?, t.value.unwrap_or_default())))
-            .collect(),
+        settings: StackSetSettings {
+            description: set.description,
+            template_body: set.template_body.unwrap_or_default(),
+            parameters: set
+                .parameters
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|p| Some((p.parameter_key?, p.parameter_value.unwrap_or_default())))
+                .collect(),
+            capabilities: set
+                .capabilities
+                .unwrap_or_default()
+                .iter()
+                .map(|c| c.as_str().to_string())
+                .collect(),
+            tags: set
+                .tags
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|t| Some((t.key?, t.value.unwrap_or_default())))
+                .collect(),
+            auto_deployment: set.auto_deployment.map(|a| AutoDeployment {
+                enabled: a.enabled.unwrap_or(false),
+                retain_stacks_on_account_removal: a
+                    .retain_stacks_on_account_removal
+                    .unwrap_or(false),
+            }),
+            managed_execution: set.managed_execution.and_then(|m| m.active),
+        },
         permission_model: set.permission_model.map(|m| m.as_str().to_string()),
-        auto_deployment: set.auto_deployment.map(|a| AutoDeployment {
-            enabled: a.enabled.unwrap_or(false),
-            retain_stacks_on_account_removal: a.retain_stacks_on_account_removal.unwrap_or(false),
-        }),
-        managed_execution: set.managed_execution.and_then(|m| m.active),
         organizational_unit_ids: set.organizational_unit_ids,
         regions: set.regions,
         drift: set

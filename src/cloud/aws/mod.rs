@@ -544,25 +544,31 @@ impl Cloud for AwsCloud {
 
     async fn create_stack_set(&self, request: &CreateStackSet) -> Result<()> {
         let call = Call::cloudformation("CreateStackSet", request.call_as);
+        let settings = &request.settings;
         let builder = self
             .cfn
             .create_stack_set()
             .stack_set_name(&request.name)
             .call_as(convert::call_as(request.call_as))
-            .set_description(request.description.clone())
+            .set_description(settings.description.clone())
             .set_template_body(
                 request
                     .template_url
                     .is_none()
-                    .then(|| request.template_body.clone()),
+                    .then(|| settings.template_body.clone()),
             )
             .set_template_url(request.template_url.clone())
-            .set_parameters(Some(convert::create_parameters(&request.parameters)))
-            .set_capabilities(Some(convert::capabilities(&request.capabilities)))
-            .set_tags(Some(convert::tags(&request.tags)))
+            .set_parameters(Some(convert::parameters(&settings.parameters, false)))
+            .set_capabilities(Some(convert::capabilities(&settings.capabilities)))
+            .set_tags(Some(convert::tags(&settings.tags)))
             .permission_model(PermissionModels::ServiceManaged)
-            .auto_deployment(convert::auto_deployment(&request.auto_deployment))
-            .managed_execution(convert::managed_execution(request.managed_execution))
+            .set_auto_deployment(
+                settings
+                    .auto_deployment
+                    .as_ref()
+                    .map(convert::auto_deployment),
+            )
+            .set_managed_execution(settings.managed_execution.map(convert::managed_execution))
             .client_request_token(&request.client_token);
         self.settle(call, builder.send().await)?;
         Ok(())
@@ -570,6 +576,7 @@ impl Cloud for AwsCloud {
 
     async fn update_stack_set(&self, request: &UpdateStackSet) -> Result<String> {
         let call = Call::cloudformation("UpdateStackSet", request.call_as);
+        let settings = &request.settings;
         // No DeploymentTargets and no Regions: the update applies to every instance (and AWS rejects them
         // together with AutoDeployment).
         let mut builder = self
@@ -577,29 +584,30 @@ impl Cloud for AwsCloud {
             .update_stack_set()
             .stack_set_name(&request.name)
             .call_as(convert::call_as(request.call_as))
-            .set_description(request.description.clone())
-            .set_parameters(Some(convert::update_parameters(&request.parameters)))
-            .set_capabilities(Some(convert::capabilities(&request.capabilities)))
+            .set_description(settings.description.clone())
+            .set_parameters(Some(convert::parameters(
+                &settings.parameters,
+                request.keep_template,
+            )))
+            .set_capabilities(Some(convert::capabilities(&settings.capabilities)))
             // An empty list is sent as `Tags=`, which clears the tag set.
-            .set_tags(Some(convert::tags(&request.tags)))
+            .set_tags(Some(convert::tags(&settings.tags)))
             .set_auto_deployment(
-                request
+                settings
                     .auto_deployment
                     .as_ref()
                     .map(convert::auto_deployment),
             )
-            .set_managed_execution(request.managed_execution.map(convert::managed_execution))
+            .set_managed_execution(settings.managed_execution.map(convert::managed_execution))
             .set_operation_preferences(convert::preferences(&request.preferences))
             .operation_id(&request.operation_id);
-        builder = match (&request.template_url, &request.template_body) {
-            (Some(url), _) => builder.template_url(url),
-            (None, Some(body)) => builder.template_body(body),
-            (None, None) => builder.use_previous_template(true),
+        builder = match (&request.template_url, request.keep_template) {
+            (_, true) => builder.use_previous_template(true),
+            (Some(url), false) => builder.template_url(url),
+            (None, false) => builder.template_body(&settings.template_body),
         };
         let out = self.settle(call, builder.send().await)?;
-        Ok(out
-            .operation_id
-            .unwrap_or_else(|| request.operation_id.clone()))
+        Ok(echoed(out.operation_id, &request.operation_id))
     }
 
     async fn create_stack_instances(&self, request: &InstancesRequest) -> Result<String> {
@@ -610,9 +618,7 @@ impl Cloud for AwsCloud {
                 .send()
                 .await,
         )?;
-        Ok(out
-            .operation_id
-            .unwrap_or_else(|| request.operation_id.clone()))
+        Ok(echoed(out.operation_id, &request.operation_id))
     }
 
     async fn update_stack_instances(&self, request: &InstancesRequest) -> Result<String> {
@@ -623,9 +629,7 @@ impl Cloud for AwsCloud {
                 .send()
                 .await,
         )?;
-        Ok(out
-            .operation_id
-            .unwrap_or_else(|| request.operation_id.clone()))
+        Ok(echoed(out.operation_id, &request.operation_id))
     }
 
     async fn delete_stack_instances(&self, request: &DeleteInstancesRequest) -> Result<String> {
@@ -637,9 +641,7 @@ impl Cloud for AwsCloud {
                 .send()
                 .await,
         )?;
-        Ok(out
-            .operation_id
-            .unwrap_or_else(|| request.operation_id.clone()))
+        Ok(echoed(out.operation_id, &request.operation_id))
     }
 
     async fn delete_stack_set(&self, name: &str, call_as: CallAs) -> Result<()> {
@@ -669,9 +671,7 @@ impl Cloud for AwsCloud {
                 .send()
                 .await,
         )?;
-        Ok(out
-            .operation_id
-            .unwrap_or_else(|| request.operation_id.clone()))
+        Ok(echoed(out.operation_id, &request.operation_id))
     }
 
     async fn assume_role(&self, role_arn: &str, session_name: &str) -> Result<()> {
@@ -768,6 +768,11 @@ impl Cloud for AwsCloud {
 
 /// The shortest session STS grants: the access check only proves the role can be assumed.
 const ASSUME_ROLE_SECONDS: i32 = 900;
+
+/// The OperationId AWS answered with, or the one sent when the endpoint echoes none (ours is the operation's id).
+fn echoed(answered: Option<String>, sent: &str) -> String {
+    answered.unwrap_or_else(|| sent.to_string())
+}
 
 #[cfg(test)]
 mod tests {

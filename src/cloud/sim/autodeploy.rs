@@ -16,7 +16,9 @@ impl World {
         }
         let mut submissions = Vec::new();
         for stack_set in self.stack_sets.values() {
-            if stack_set.status != StackSetStatus::Active || !stack_set.auto_deployment.enabled {
+            if stack_set.status != StackSetStatus::Active
+                || !stack_set.settings.auto_deployment_enabled()
+            {
                 continue;
             }
             let targeted = |unit: Option<&str>| {
@@ -50,7 +52,11 @@ impl World {
                             ou: i.organizational_unit_id.clone(),
                         })
                         .collect();
-                    let retain_stacks = stack_set.auto_deployment.retain_stacks_on_account_removal;
+                    let retain_stacks = stack_set
+                        .settings
+                        .auto_deployment
+                        .as_ref()
+                        .is_some_and(|a| a.retain_stacks_on_account_removal);
                     (
                         Work::Delete { retain_stacks },
                         OperationAction::Delete,

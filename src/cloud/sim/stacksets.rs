@@ -15,7 +15,8 @@ use super::targets::{
 use crate::cloud::{
     AutoDeployment, CallAs, CreateStackSet, DeleteInstancesRequest, DetectDriftRequest,
     DriftDetails, InstancesRequest, ObservedStackSet, OperationAction, OperationPreferences,
-    OperationResult, OperationStatus, StackInstance, StackSetStatus, Targets, UpdateStackSet,
+    OperationResult, OperationStatus, StackInstance, StackSetSettings, StackSetStatus, Targets,
+    UpdateStackSet,
 };
 use crate::error::AwsErrorKind;
 
@@ -100,13 +101,8 @@ pub(crate) struct StackSetState {
     pub arn: String,
     pub client_token: String,
     pub status: StackSetStatus,
-    pub description: Option<String>,
-    pub template_body: String,
-    pub parameters: BTreeMap<String, String>,
-    pub capabilities: BTreeSet<String>,
-    pub tags: BTreeMap<String, String>,
-    pub auto_deployment: AutoDeployment,
-    pub managed_execution: bool,
+    /// As the API left them; auto-deployment and managed execution are always set (off when not given).
+    pub settings: StackSetSettings,
     /// OU/root ids targeted and not since removed, in the order first targeted.
     pub ou_ids: Vec<String>,
     pub instances: BTreeMap<(String, String), StackInstance>,
@@ -138,14 +134,8 @@ impl StackSetState {
             name: self.name.clone(),
             arn: Some(self.arn.clone()),
             status: self.status,
-            description: self.description.clone(),
-            template_body: self.template_body.clone(),
-            parameters: self.parameters.clone(),
-            capabilities: self.capabilities.clone(),
-            tags: self.tags.clone(),
+            settings: self.settings.clone(),
             permission_model: Some("SERVICE_MANAGED".to_string()),
-            auto_deployment: Some(self.auto_deployment.clone()),
-            managed_execution: Some(self.managed_execution),
             organizational_unit_ids: Some(self.ou_ids.clone()),
             regions: Some(self.regions().into_iter().collect()),
             drift: self.drift.clone(),
@@ -241,7 +231,7 @@ impl World {
         validate_name(&request.name)?;
         let template_body = template_of(
             &self.staged,
-            Some(request.template_body.as_str()),
+            Some(request.settings.template_body.as_str()),
             request.template_url.as_deref(),
         )?
         .unwrap_or_default()
@@ -252,9 +242,15 @@ impl World {
                 "You must enable organizations access to operate a service managed stack set",
             ));
         }
-        if request.auto_deployment.retain_stacks_on_account_removal
-            && !request.auto_deployment.enabled
-        {
+        let auto_deployment = request
+            .settings
+            .auto_deployment
+            .clone()
+            .unwrap_or(AutoDeployment {
+                enabled: false,
+                retain_stacks_on_account_removal: false,
+            });
+        if auto_deployment.retain_stacks_on_account_removal && !auto_deployment.enabled {
             return Err(SimError::validation(
                 "RetainStacksOnAccountRemoval requires AutoDeployment Enabled",
             ));
@@ -283,13 +279,12 @@ impl World {
                 arn,
                 client_token: request.client_token.clone(),
                 status: StackSetStatus::Active,
-                description: request.description.clone(),
-                template_body,
-                parameters: request.parameters.clone(),
-                capabilities: request.capabilities.clone(),
-                tags: request.tags.clone(),
-                auto_deployment: request.auto_deployment.clone(),
-                managed_execution: request.managed_execution,
+                settings: StackSetSettings {
+                    template_body,
+                    auto_deployment: Some(auto_deployment),
+                    managed_execution: Some(request.settings.managed_execution_active()),
+                    ..request.settings.clone()
+                },
                 ou_ids: Vec::new(),
                 instances: BTreeMap::new(),
                 ops: Vec::new(),
@@ -308,33 +303,35 @@ impl World {
     ) -> Result<String, SimError> {
         let new_body = template_of(
             &self.staged,
-            request.template_body.as_deref(),
+            (!request.keep_template).then_some(request.settings.template_body.as_str()),
             request.template_url.as_deref(),
         )?
         .map(str::to_string);
         let stack_set = self.visible(&request.name, request.call_as)?;
         stack_set.check_operation_id(&request.operation_id)?;
         validate_preferences(&request.preferences)?;
-        stack_set.check_slot(stack_set.managed_execution)?;
+        stack_set.check_slot(stack_set.settings.managed_execution_active())?;
         let mut parameters = BTreeMap::new();
-        for parameter in &request.parameters {
-            let value = match &parameter.value {
-                Some(v) => v.clone(),
-                None => stack_set
+        for (key, value) in &request.settings.parameters {
+            let value = if request.keep_template {
+                // UsePreviousValue.
+                stack_set
+                    .settings
                     .parameters
-                    .get(&parameter.key)
+                    .get(key)
                     .cloned()
                     .ok_or_else(|| {
                         SimError::validation(format!(
-                            "Parameter {} has no previous value to use",
-                            parameter.key
+                            "Parameter {key} has no previous value to use"
                         ))
-                    })?,
+                    })?
+            } else {
+                value.clone()
             };
-            parameters.insert(parameter.key.clone(), value);
+            parameters.insert(key.clone(), value);
         }
-        if let Some(managed) = request.managed_execution
-            && managed != stack_set.managed_execution
+        if let Some(managed) = request.settings.managed_execution
+            && managed != stack_set.settings.managed_execution_active()
         {
             if stack_set.has_active_operation() {
                 return Err(SimError::validation(
@@ -343,14 +340,14 @@ impl World {
             }
             let template_changes = new_body
                 .as_ref()
-                .is_some_and(|b| *b != stack_set.template_body);
-            if template_changes || parameters != stack_set.parameters {
+                .is_some_and(|b| *b != stack_set.settings.template_body);
+            if template_changes || parameters != stack_set.settings.parameters {
                 return Err(SimError::validation(
                     "ManagedExecution cannot be changed in the same UpdateStackSet as the template or parameters",
                 ));
             }
         }
-        if let Some(auto) = &request.auto_deployment
+        if let Some(auto) = &request.settings.auto_deployment
             && auto.retain_stacks_on_account_removal
             && !auto.enabled
         {
@@ -359,20 +356,21 @@ impl World {
             ));
         }
         // The stack set keeps the new settings even if the operation fails, as in AWS.
-        if request.description.is_some() {
-            stack_set.description = request.description.clone();
+        let settings = &mut stack_set.settings;
+        if request.settings.description.is_some() {
+            settings.description = request.settings.description.clone();
         }
-        if let Some(body) = &new_body {
-            stack_set.template_body = body.clone();
+        if let Some(body) = new_body {
+            settings.template_body = body;
         }
-        stack_set.parameters = parameters;
-        stack_set.capabilities = request.capabilities.clone();
-        stack_set.tags = request.tags.clone();
-        if let Some(auto) = &request.auto_deployment {
-            stack_set.auto_deployment = auto.clone();
+        settings.parameters = parameters;
+        settings.capabilities = request.settings.capabilities.clone();
+        settings.tags = request.settings.tags.clone();
+        if let Some(auto) = &request.settings.auto_deployment {
+            settings.auto_deployment = Some(auto.clone());
         }
-        if let Some(managed) = request.managed_execution {
-            stack_set.managed_execution = managed;
+        if let Some(managed) = request.settings.managed_execution {
+            settings.managed_execution = Some(managed);
         }
         for instance in stack_set.instances.values_mut() {
             if instance.status != crate::cloud::InstanceStatus::Inoperable {
@@ -491,7 +489,7 @@ impl World {
         let stack_set = self.visible(&request.name, request.call_as)?;
         stack_set.check_operation_id(&request.operation_id)?;
         validate_preferences(&request.preferences)?;
-        let managed = stack_set.managed_execution;
+        let managed = stack_set.settings.managed_execution_active();
         stack_set.check_slot(managed)?;
         self.submit(
             &request.name,
@@ -525,7 +523,7 @@ impl World {
         let stack_set = self.visible(name, call_as)?;
         stack_set.check_operation_id(operation_id)?;
         validate_preferences(preferences)?;
-        let managed = stack_set.managed_execution;
+        let managed = stack_set.settings.managed_execution_active();
         let pairs = resolve_targets(&self.org, targets, regions, creating)?;
         self.visible(name, call_as)?.check_slot(managed)?;
         Ok(pairs)

@@ -74,17 +74,15 @@ async fn removing_an_account_respects_retain_stacks_on_account_removal() {
     let mut update = crate::cloud::UpdateStackSet {
         name: NAME.to_string(),
         call_as: CallAs::SelfAccount,
-        description: None,
-        template_body: None,
+        settings: crate::cloud::StackSetSettings {
+            auto_deployment: Some(AutoDeployment {
+                enabled: true,
+                retain_stacks_on_account_removal: true,
+            }),
+            ..Default::default()
+        },
+        keep_template: true,
         template_url: None,
-        parameters: Vec::new(),
-        capabilities: BTreeSet::new(),
-        tags: BTreeMap::new(),
-        auto_deployment: Some(AutoDeployment {
-            enabled: true,
-            retain_stacks_on_account_removal: true,
-        }),
-        managed_execution: None,
         preferences: OperationPreferences::default(),
         operation_id: "retain".to_string(),
     };
@@ -101,7 +99,7 @@ async fn removing_an_account_respects_retain_stacks_on_account_removal() {
 
     // With auto-deployment off, nothing follows the organization.
     update.operation_id = "off".to_string();
-    update.auto_deployment = Some(AutoDeployment {
+    update.settings.auto_deployment = Some(AutoDeployment {
         enabled: false,
         retain_stacks_on_account_removal: false,
     });

@@ -77,17 +77,19 @@ fn create_request(managed_execution: bool, auto: bool) -> CreateStackSet {
     CreateStackSet {
         name: NAME.to_string(),
         call_as: CallAs::SelfAccount,
-        description: Some("vendor access".to_string()),
-        template_body: "{\"Resources\":{}}".to_string(),
-        template_url: None,
-        parameters: BTreeMap::new(),
-        capabilities: BTreeSet::from(["CAPABILITY_NAMED_IAM".to_string()]),
-        tags: BTreeMap::new(),
-        auto_deployment: AutoDeployment {
-            enabled: auto,
-            retain_stacks_on_account_removal: false,
+        settings: crate::cloud::StackSetSettings {
+            description: Some("vendor access".to_string()),
+            template_body: "{\"Resources\":{}}".to_string(),
+            parameters: BTreeMap::new(),
+            capabilities: BTreeSet::from(["CAPABILITY_NAMED_IAM".to_string()]),
+            tags: BTreeMap::new(),
+            auto_deployment: Some(AutoDeployment {
+                enabled: auto,
+                retain_stacks_on_account_removal: false,
+            }),
+            managed_execution: Some(managed_execution),
         },
-        managed_execution,
+        template_url: None,
         client_token: "token-1".to_string(),
     }
 }

@@ -3,7 +3,9 @@
 use tokio::time::{Duration, advance};
 
 use super::*;
-use crate::cloud::{InstanceStatus, OperationAction, OperationStatus, Parameter, UpdateStackSet};
+use crate::cloud::{
+    InstanceStatus, OperationAction, OperationStatus, StackSetSettings, UpdateStackSet,
+};
 use crate::desired::model::RegionConcurrencyType;
 use crate::error::AwsErrorKind;
 
@@ -11,17 +13,17 @@ fn update_request(id: &str, template: &str) -> UpdateStackSet {
     UpdateStackSet {
         name: NAME.to_string(),
         call_as: CallAs::SelfAccount,
-        description: Some("v2".to_string()),
-        template_body: Some(template.to_string()),
+        settings: StackSetSettings {
+            description: Some("v2".to_string()),
+            template_body: template.to_string(),
+            parameters: BTreeMap::from([("Level".to_string(), "2".to_string())]),
+            capabilities: BTreeSet::from(["CAPABILITY_NAMED_IAM".to_string()]),
+            tags: BTreeMap::from([("team".to_string(), "finops".to_string())]),
+            auto_deployment: None,
+            managed_execution: None,
+        },
+        keep_template: false,
         template_url: None,
-        parameters: vec![Parameter {
-            key: "Level".to_string(),
-            value: Some("2".to_string()),
-        }],
-        capabilities: BTreeSet::from(["CAPABILITY_NAMED_IAM".to_string()]),
-        tags: BTreeMap::from([("team".to_string(), "finops".to_string())]),
-        auto_deployment: None,
-        managed_execution: None,
         preferences: OperationPreferences::default(),
         operation_id: id.to_string(),
     }
@@ -107,7 +109,7 @@ async fn an_operation_takes_simulated_time_and_instances_progress() {
         observed.permission_model.as_deref(),
         Some("SERVICE_MANAGED")
     );
-    assert_eq!(observed.managed_execution, Some(false));
+    assert_eq!(observed.settings.managed_execution, Some(false));
 }
 
 #[tokio::test(start_paused = true)]
@@ -198,7 +200,7 @@ async fn a_second_operation_is_refused_while_one_runs() {
     assert!(err.is_aws(AwsErrorKind::OperationInProgress), "{err}");
     // The refused update changed nothing.
     assert_eq!(
-        sim.stack_set(NAME).unwrap().description.as_deref(),
+        sim.stack_set(NAME).unwrap().settings.description.as_deref(),
         Some("vendor access")
     );
     assert_eq!(sim.submitted_operation_ids(NAME), vec!["op-1".to_string()]);
@@ -236,7 +238,10 @@ async fn managed_execution_queues_the_second_operation() {
         .unwrap();
     assert_eq!(op2.status, OperationStatus::Queued);
     // UpdateStackSet applies the settings at once, even though its operation waits.
-    assert_eq!(sim.stack_set(NAME).unwrap().template_body, "{\"v\":2}");
+    assert_eq!(
+        sim.stack_set(NAME).unwrap().settings.template_body,
+        "{\"v\":2}"
+    );
     let listed = sim
         .list_operations(NAME, CallAs::SelfAccount, 10)
         .await
@@ -286,13 +291,17 @@ async fn update_stack_set_marks_instances_outdated_and_keeps_settings_when_it_fa
     let op = wait(sim, &id).await;
     assert_eq!(op.status, OperationStatus::Failed);
     let observed = sim.stack_set(NAME).unwrap();
-    assert_eq!(observed.template_body, "{\"v\":2}");
+    assert_eq!(observed.settings.template_body, "{\"v\":2}");
     assert_eq!(
-        observed.parameters.get("Level").map(String::as_str),
+        observed
+            .settings
+            .parameters
+            .get("Level")
+            .map(String::as_str),
         Some("2")
     );
     assert_eq!(
-        observed.tags.get("team").map(String::as_str),
+        observed.settings.tags.get("team").map(String::as_str),
         Some("finops")
     );
     let instances = sim.instances(NAME);
@@ -357,7 +366,10 @@ async fn create_stack_set_is_idempotent_by_token_and_names_are_unique() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(observed.auto_deployment.map(|a| a.enabled), Some(true));
+    assert_eq!(
+        observed.settings.auto_deployment.map(|a| a.enabled),
+        Some(true)
+    );
     assert!(observed.arn.unwrap().contains(":stackset/Vendor:"));
 }
 

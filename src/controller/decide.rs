@@ -1,0 +1,157 @@
+//! The second stage of a pass, pure: from the [`Observation`] to the plan, the report and the one thing the pass
+//! does next. No call, no clock read, no memory write: the same observation always gives the same decision, so
+//! every rule here is tested without a cloud.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::drift::{self, Detection};
+use super::observe::Observation;
+use super::{Config, PendingDeletion, Report, SpecDrift, ownership, rfc3339};
+use crate::desired::Deployment;
+use crate::error::Error;
+use crate::plan::{self, Desired, Plan, Step};
+
+/// What a pass decided: the plan, the report of what it saw, and its next move.
+pub struct Decision {
+    pub plan: Plan,
+    pub report: Report,
+    pub next: Next,
+}
+
+/// The one thing a pass does after deciding. Every move but `Converged` first looks for an operation already
+/// holding the stack set's slot and adopts it instead.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Next {
+    /// Nothing to change; look again after this long.
+    Converged { requeue_after: Duration },
+    /// Converged, and a drift detection is due: start one (its id derives from the last check).
+    DetectDrift,
+    /// Instances are still being worked on, but no operation is visible yet (listings lag).
+    Settling,
+    /// `suspend: true`: the plan is only reported.
+    Suspended,
+    /// Only deletions are left, and they wait for `deletion_delay` this long.
+    DeletionPending { wait: Duration },
+    /// Submit this step of the plan (the first one not waiting for `deletion_delay`).
+    Submit(usize),
+}
+
+/// Plan, report and choose the next move. `now` is tokio's clock (deletion delays).
+pub fn decide(
+    deployment: &Deployment,
+    config: &Config,
+    observation: &Observation,
+    now: Instant,
+) -> Result<Decision, Error> {
+    let Observation {
+        template,
+        observed,
+        org,
+        coverage,
+        ownership: _,
+        remembered,
+    } = observation;
+    // The plan converges the tags too: the operator's, the owner tag and the approval record.
+    let mut tagged = deployment.clone();
+    tagged.spec.tags = ownership::desired_tags(deployment, template.record.as_deref());
+    let plan = plan::plan(
+        Desired {
+            deployment: &tagged,
+            template: &template.effective,
+            root_id: Some(&org.root_id),
+        },
+        observed,
+    )?;
+    let mut report = Report::new(
+        deployment,
+        &template.effective,
+        observed,
+        org,
+        coverage,
+        &plan,
+    );
+    report.spec_drift = remembered
+        .spec_drift
+        .iter()
+        .map(|(field, applied, found)| SpecDrift {
+            field: (*field).into(),
+            applied: applied.clone(),
+            found: found.clone(),
+        })
+        .collect();
+    report.spec_drift_new = remembered.spec_drift_new.clone();
+    if let Some(change) = &template.unapproved_change
+        && !report.spec_drift.iter().any(|d| d.field == "template")
+    {
+        report.spec_drift.push(SpecDrift {
+            field: "template".into(),
+            applied: "the approved version".into(),
+            found: change.clone(),
+        });
+    }
+    let wait = remembered.deletion_due.saturating_duration_since(now);
+    report.pending_deletions = plan
+        .steps
+        .iter()
+        .filter(|s| s.action.is_deletion())
+        .map(|s| PendingDeletion {
+            action: s.action.name(),
+            summary: s.summary.clone(),
+            runs_at: rfc3339(remembered.wall_now + wait),
+            waiting: !wait.is_zero(),
+        })
+        .collect();
+    report.template_sha256 = Some(template.report.sha256.clone());
+    report.template = Some(template.report.clone());
+    let next = next(deployment, config, observation, &plan, wait);
+    Ok(Decision { plan, report, next })
+}
+
+/// The next move, in order: converged (perhaps with a drift check due); an instance still in progress settles;
+/// suspended reports; otherwise the first step that may run now, or the deletion wait.
+fn next(
+    deployment: &Deployment,
+    config: &Config,
+    observation: &Observation,
+    plan: &Plan,
+    deletion_wait: Duration,
+) -> Next {
+    let observed = &observation.observed;
+    let remembered = &observation.remembered;
+    let settled = observed.instances.iter().all(|i| !i.in_progress());
+    if plan.is_empty() && settled {
+        return match drift::detection(
+            deployment,
+            observed,
+            remembered.last_drift_check,
+            remembered.wall_now,
+        ) {
+            Detection::Due => Next::DetectDrift,
+            Detection::In(due) => Next::Converged {
+                requeue_after: due.min(config.resync_interval),
+            },
+            Detection::Off => Next::Converged {
+                requeue_after: config.resync_interval,
+            },
+        };
+    }
+    if !settled {
+        return Next::Settling;
+    }
+    if deployment.spec.suspend {
+        return Next::Suspended;
+    }
+    // Deletions wait for `deletion_delay` of an unchanged desired state; creations and updates do not wait.
+    match plan
+        .steps
+        .iter()
+        .position(|s: &Step| !s.action.is_deletion() || deletion_wait.is_zero())
+    {
+        Some(i) => Next::Submit(i),
+        None => Next::DeletionPending {
+            wait: deletion_wait,
+        },
+    }
+}

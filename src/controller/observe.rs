@@ -1,0 +1,225 @@
+//! The first stage of a pass: every read. What this deployment already sent (a submission whose answer was
+//! lost, an operation still running), then the stack set, its instances, the organization, the template version
+//! to plan with, and what the controller remembers between passes (coverage gaps, drift checks, the settings
+//! baseline, when the desired state was first seen), all into one [`Observation`] that the pure `decide` reads.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::time::Instant;
+use tracing::info;
+
+use super::{Context, Outcome, Progress, Report, TemplateView, drift, ownership, templates};
+use crate::cloud::org::OrgSnapshot;
+use crate::cloud::{Operation, OperationStatus};
+use crate::coverage::Coverage;
+use crate::desired::{Deployment, Ensure};
+use crate::error::{AwsErrorKind, Error};
+use crate::plan::Observed;
+
+/// What a pass sees: the template version to plan with (and the decision about the version fetched), the stack
+/// set and its instances, the (cached) organization, and what the controller remembers.
+pub struct Observation {
+    pub template: TemplateView,
+    pub observed: Observed,
+    pub org: Arc<OrgSnapshot>,
+    /// The targets against the instances, computed once a pass (the repairs and the report both read it).
+    pub coverage: Coverage,
+    /// Whose the stack set is (a pass only gets here when stacksetd may manage it).
+    pub ownership: ownership::Ownership,
+    pub remembered: Remembered,
+}
+
+/// What the controller remembers between passes, as this pass reads it (the reads record what they see: a gap
+/// first seen, a spec drift counted, a desired state first seen).
+pub struct Remembered {
+    /// When the desired state asking for this pass's deletions may have them submitted.
+    pub deletion_due: Instant,
+    /// The last drift check: the completed one, or when stacksetd last started one.
+    pub last_drift_check: Option<SystemTime>,
+    /// Settings changed outside stacksetd since it last converged: (field, applied, found).
+    pub spec_drift: Vec<(&'static str, String, String)>,
+    /// Of those, the fields this pass saw first (counted once).
+    pub spec_drift_new: Vec<&'static str>,
+    /// The wall clock of this pass (tokio's clock in tests).
+    pub wall_now: SystemTime,
+}
+
+/// What this deployment sent before: a submission whose answer was lost is looked up first (it may have
+/// happened), then an operation it is waiting for (one strongly consistent call). `Some` when the pass ends
+/// here: the operation still runs.
+pub(super) async fn follow_up(
+    deployment: &Deployment,
+    ctx: &Context,
+) -> Result<Option<Outcome>, Error> {
+    let name = deployment.name();
+    let spec = &deployment.spec;
+    let stack_set = spec.stack_set_name.as_str();
+    if let Some(id) = ctx.memory.take_unconfirmed(name) {
+        match ctx
+            .cloud
+            .describe_operation(stack_set, &id, spec.call_as)
+            .await
+        {
+            Ok(_) => {
+                info!(operation = %id, "the lost submission did happen: adopting it");
+                ctx.memory.adopt(name, &id);
+            }
+            Err(e) if e.is_aws(AwsErrorKind::NotFound) => {
+                info!(operation = %id, "the lost submission never reached AWS");
+            }
+            Err(e) => {
+                ctx.memory.sent_unconfirmed(name, &id);
+                return Err(e);
+            }
+        }
+    }
+    let Some(inflight) = ctx.memory.inflight(name) else {
+        return Ok(None);
+    };
+    let operation = ctx
+        .cloud
+        .describe_operation(stack_set, &inflight.id, spec.call_as)
+        .await?;
+    if operation.status.is_active() {
+        let progress = if ctx.config.track_progress {
+            Some(Progress::of(
+                &ctx.cloud
+                    .list_stack_instances(stack_set, spec.call_as)
+                    .await?,
+            ))
+        } else {
+            None
+        };
+        return Ok(Some(super::waiting(
+            ctx,
+            &operation,
+            inflight.since,
+            progress,
+            Report::default(),
+        )));
+    }
+    ctx.memory.finish(name, &inflight.id);
+    ctx.memory
+        .record_ended(name, operation.action.as_str(), operation.status.as_str());
+    info!(operation = %operation.id, status = operation.status.as_str(), "operation finished");
+    check_operation(ctx, deployment, &operation).await?;
+    Ok(None)
+}
+
+/// A finished operation that failed, or succeeded with failed instances, is an error carrying the per-account
+/// reasons from ListStackSetOperationResults.
+pub(super) async fn check_operation(
+    ctx: &Context,
+    deployment: &Deployment,
+    op: &Operation,
+) -> Result<(), Error> {
+    let failed_instances = op.failed_instances.unwrap_or(0);
+    if op.status == OperationStatus::Succeeded && failed_instances == 0 {
+        return Ok(());
+    }
+    let spec = &deployment.spec;
+    let results = ctx
+        .cloud
+        .list_operation_results(&spec.stack_set_name, &op.id, spec.call_as)
+        .await?;
+    let failures: Vec<_> = results
+        .into_iter()
+        .filter(|r| r.status == "FAILED")
+        .collect();
+    tracing::warn!(operation = %op.id, status = op.status.as_str(), failed = failures.len(), "operation did not fully succeed");
+    Err(Error::OperationFailed {
+        operation_id: op.id.clone(),
+        action: op.action.as_str().to_string(),
+        status: op.status.as_str().to_string(),
+        failures,
+    })
+}
+
+/// Read the stack set and its instances, the (cached) organization, the template version held for the
+/// deployment's URL (fetched only the first time) with the decision whether it may be applied, and what the
+/// controller remembers.
+pub async fn observe(deployment: &Deployment, ctx: &Context) -> Result<Observation, Error> {
+    let spec = &deployment.spec;
+    let name = deployment.name();
+    let url = ctx.template_url(deployment)?;
+    // Revocation needs nothing from the vendor: its template is not even fetched.
+    let candidate = if spec.ensure == Ensure::Absent {
+        None
+    } else {
+        Some(ctx.templates.latest(&url, name).await?)
+    };
+    let mut org = ctx.organization().await?;
+    if spec.ensure == Ensure::Present && super::preflight::check_targets(deployment, &org).is_err()
+    {
+        // Perhaps an OU created since the last scan: look again before calling it missing.
+        ctx.invalidate_organization().await;
+        org = ctx.organization().await?;
+        super::preflight::check_targets(deployment, &org)?;
+    }
+    let stack_set = ctx
+        .cloud
+        .describe_stack_set(&spec.stack_set_name, spec.call_as)
+        .await?;
+    let ownership = ownership::check(deployment, ctx, stack_set.as_ref()).await?;
+    let instances = match &stack_set {
+        Some(_) => {
+            ctx.cloud
+                .list_stack_instances(&spec.stack_set_name, spec.call_as)
+                .await?
+        }
+        None => Vec::new(),
+    };
+    let inactive_accounts = org
+        .accounts
+        .values()
+        .filter(|a| !a.account.is_active())
+        .map(|a| a.account.id.clone())
+        .collect();
+    let mut observed = Observed {
+        stack_set,
+        instances,
+        inactive_accounts,
+        ..Observed::default()
+    };
+    let coverage = crate::coverage::coverage(deployment, &org, &observed.instances);
+    observed.reachable_accounts = Some(coverage.targeted.clone());
+    if observed.stack_set.is_some() && spec.ensure == Ensure::Present {
+        observed.overdue_gaps = ctx.memory.overdue_gaps(
+            name,
+            &coverage.missing,
+            ctx.config.coverage_grace,
+            spec.auto_deployment.enabled,
+        );
+        observed.drift_remediated = drift::remediated(deployment, ctx, &observed);
+        observed.recreate = ctx
+            .memory
+            .to_recreate(name)
+            .intersection(&coverage.missing)
+            .cloned()
+            .collect();
+    }
+    let template = match candidate {
+        Some(candidate) => {
+            templates::template_view(deployment, ctx, &url, candidate, &observed).await?
+        }
+        None => templates::revocation_view(deployment, &url, &observed),
+    };
+    let (spec_drift, spec_drift_new) = drift::spec_drift(deployment, ctx, &observed);
+    let remembered = Remembered {
+        deletion_due: ctx.memory.desired_since(name, &deployment.generation())
+            + ctx.config.deletion_delay,
+        last_drift_check: drift::last_check(deployment, ctx, &observed),
+        spec_drift,
+        spec_drift_new,
+        wall_now: ctx.wall_now(),
+    };
+    Ok(Observation {
+        template,
+        observed,
+        org,
+        coverage,
+        ownership,
+        remembered,
+    })
+}

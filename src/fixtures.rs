@@ -1,0 +1,140 @@
+//! Builders the unit tests share: a deployment from a few spec lines, and an organization tree. Tests say what
+//! differs from the defaults and nothing else, so a new required field is added here once, not in every module.
+
+use std::path::Path;
+
+use crate::cloud::Account;
+use crate::cloud::org::{OrgAccount, OrgSnapshot, OrgUnit};
+use crate::desired::Deployment;
+
+/// A deployment document: `metadata.name`, `stackSetName`, `managementAccountId` and a file template URL by
+/// default, then the spec lines given (indented by two spaces, one field per line).
+pub struct DeploymentYaml {
+    name: String,
+    stack_set: String,
+    management_account: String,
+    lines: Vec<String>,
+}
+
+impl DeploymentYaml {
+    /// `name: t`, `stackSetName: Vendor`, `managementAccountId: "111111111111"`, no targets yet.
+    pub fn new() -> DeploymentYaml {
+        DeploymentYaml {
+            name: "t".into(),
+            stack_set: "Vendor".into(),
+            management_account: "111111111111".into(),
+            lines: Vec::new(),
+        }
+    }
+
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    pub fn stack_set(mut self, stack_set: &str) -> Self {
+        self.stack_set = stack_set.into();
+        self
+    }
+
+    pub fn management_account(mut self, id: &str) -> Self {
+        self.management_account = id.into();
+        self
+    }
+
+    /// Spec lines as written in a file, each indented by two spaces (`"  regions: [us-east-1]\n"`).
+    pub fn spec(mut self, lines: &str) -> Self {
+        self.lines.push(lines.to_string());
+        self
+    }
+
+    /// `deploymentTargets` by OU (or `ROOT`) and `regions`.
+    pub fn targets(self, units: &[&str], regions: &[&str]) -> Self {
+        self.spec(&format!(
+            "  deploymentTargets: {{organizationalUnitIds: [{}]}}\n  regions: [{}]\n",
+            units.join(", "),
+            regions.join(", ")
+        ))
+    }
+
+    pub fn yaml(&self) -> String {
+        let mut yaml = format!(
+            "apiVersion: stacksetd.dev/v1alpha1\nkind: StackSetDeployment\nmetadata: {{name: {}}}\nspec:\n  \
+             stackSetName: {}\n  managementAccountId: \"{}\"\n",
+            self.name, self.stack_set, self.management_account
+        );
+        if !self.lines.iter().any(|l| l.contains("template:")) {
+            yaml.push_str("  template: {url: \"file:///t.json\"}\n");
+        }
+        for lines in &self.lines {
+            yaml.push_str(lines);
+        }
+        yaml
+    }
+
+    /// The parsed and validated deployment; panics with the document when it is not valid.
+    pub fn build(&self) -> Deployment {
+        let yaml = self.yaml();
+        crate::desired::parse_str(&yaml, Path::new("t.yaml"))
+            .unwrap_or_else(|e| panic!("{e}\n{yaml}"))
+            .remove(0)
+    }
+}
+
+/// An organization tree: its root, OUs under their parents and accounts with their states.
+pub struct OrgTree(OrgSnapshot);
+
+impl OrgTree {
+    /// An organization with all features and only its root.
+    pub fn new(organization: &str, management: &str, root: &str) -> OrgTree {
+        let mut org = OrgSnapshot {
+            organization_id: organization.into(),
+            management_account_id: management.into(),
+            feature_set: "ALL".into(),
+            root_id: root.into(),
+            ..OrgSnapshot::default()
+        };
+        org.units.insert(
+            root.into(),
+            OrgUnit {
+                id: root.into(),
+                name: root.into(),
+                parent: None,
+            },
+        );
+        OrgTree(org)
+    }
+
+    /// An OU (named as its id) under `parent`.
+    pub fn unit(mut self, id: &str, parent: &str) -> Self {
+        self.0.units.insert(
+            id.into(),
+            OrgUnit {
+                id: id.into(),
+                name: id.into(),
+                parent: Some(parent.into()),
+            },
+        );
+        self
+    }
+
+    /// An account (named as its id) under `parent`, in `state` (ACTIVE, SUSPENDED, ...).
+    pub fn account(mut self, id: &str, parent: &str, state: &str) -> Self {
+        self.0.accounts.insert(
+            id.into(),
+            OrgAccount {
+                account: Account {
+                    id: id.into(),
+                    name: id.into(),
+                    state: state.into(),
+                },
+                parent: parent.into(),
+            },
+        );
+        self
+    }
+
+    pub fn build(self) -> OrgSnapshot {
+        self.0
+    }
+}
