@@ -8,6 +8,7 @@
 
 mod decide;
 mod drift;
+mod instances;
 mod memory;
 mod observe;
 mod operation;
@@ -50,6 +51,9 @@ pub use templates::TemplateView;
 /// so nothing is inferred from position: a bounded window, read whole.
 pub const OPERATION_LOOKBACK: usize = 500;
 
+/// The `instance_relist_interval` setting's default.
+pub const DEFAULT_INSTANCE_RELIST_INTERVAL: Duration = Duration::from_secs(30 * 60);
+
 /// The `deletion_delay` setting's default.
 pub const DEFAULT_DELETION_DELAY: Duration = Duration::from_secs(60);
 
@@ -61,6 +65,9 @@ pub struct Config {
     pub resync_interval: Duration,
     /// The organization tree is re-listed at most this often.
     pub org_scan_interval: Duration,
+    /// A stack set's instances are listed in full at least this often (and whenever the cache is in doubt);
+    /// between, a pass reads the cached listing, refreshed after every operation seen on the stack set.
+    pub instance_relist_interval: Duration,
     /// First poll of a running operation; later polls back off toward `poll_max`.
     pub poll_min: Duration,
     pub poll_max: Duration,
@@ -91,6 +98,7 @@ impl Default for Config {
             catalog_base_url: template::DEFAULT_CATALOG_BASE_URL.to_string(),
             resync_interval: Duration::from_secs(300),
             org_scan_interval: Duration::from_secs(600),
+            instance_relist_interval: DEFAULT_INSTANCE_RELIST_INTERVAL,
             poll_min: Duration::from_secs(2),
             poll_max: Duration::from_secs(30),
             error_backoff_base: Duration::from_secs(2),
@@ -247,9 +255,14 @@ pub async fn reconcile(deployment: &Deployment, ctx: &Context) -> Result<Outcome
     if let Some(outcome) = observe::follow_up(deployment, ctx).await? {
         return Ok(outcome);
     }
-    let observation = observe(deployment, ctx).await?;
+    let mut observation = observe(deployment, ctx).await?;
     // Decide.
-    let decision = decide(deployment, &ctx.config, &observation, Instant::now())?;
+    let mut decision = decide(deployment, &ctx.config, &observation, Instant::now())?;
+    // The cached listing never decides a deletion: list afresh and decide again.
+    if !observation.fresh && decision.deletes() {
+        observation = observe::observe_with(deployment, ctx, true).await?;
+        decision = decide(deployment, &ctx.config, &observation, Instant::now())?;
+    }
     // Act.
     act(deployment, ctx, &observation, decision).await
 }

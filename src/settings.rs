@@ -26,6 +26,7 @@ pub const DURATION_BOUNDS: &[(&str, Duration, Duration)] = &[
     ("resync_interval", SECOND, DAY),
     ("template_poll_interval", SECOND, DAY),
     ("org_scan_interval", SECOND, DAY),
+    ("instance_relist_interval", SECOND, DAY),
     ("coverage_grace_period", Duration::ZERO, MAX_DELETION_DELAY),
     ("deletion_delay", Duration::ZERO, MAX_DELETION_DELAY),
     ("access_check_interval", SECOND, MAX_DELETION_DELAY),
@@ -53,6 +54,7 @@ listen: 127.0.0.1:9464
 resync_interval: 5m
 template_poll_interval: 5m
 org_scan_interval: 10m
+instance_relist_interval: 30m
 coverage_grace_period: 15m
 deletion_delay: 60s
 access_check_interval: 1h
@@ -77,6 +79,9 @@ pub struct Settings {
     pub resync_interval: HumanDuration,
     pub template_poll_interval: HumanDuration,
     pub org_scan_interval: HumanDuration,
+    /// Each stack set's instances are listed in full at least this often; between, the cached listing is
+    /// refreshed after every operation seen on the stack set.
+    pub instance_relist_interval: HumanDuration,
     pub coverage_grace_period: HumanDuration,
     /// Deletions wait until the desired state asking for them has been unchanged this long (`0s`: at once).
     pub deletion_delay: HumanDuration,
@@ -257,6 +262,7 @@ impl Settings {
             "resync_interval" => self.resync_interval.0,
             "template_poll_interval" => self.template_poll_interval.0,
             "org_scan_interval" => self.org_scan_interval.0,
+            "instance_relist_interval" => self.instance_relist_interval.0,
             "coverage_grace_period" => self.coverage_grace_period.0,
             "deletion_delay" => self.deletion_delay.0,
             "access_check_interval" => self.access_check_interval.0,
@@ -288,6 +294,7 @@ impl Settings {
             catalog_base_url: self.catalog.base_url.clone(),
             resync_interval: self.resync_interval.0,
             org_scan_interval: self.org_scan_interval.0,
+            instance_relist_interval: self.instance_relist_interval.0,
             template_poll_interval: self.template_poll_interval.0,
             coverage_grace: self.coverage_grace_period.0,
             deletion_delay: self.deletion_delay.0,

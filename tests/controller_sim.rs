@@ -19,6 +19,8 @@ mod failures;
 mod helpers;
 #[path = "controller_sim/idempotence.rs"]
 mod idempotence;
+#[path = "controller_sim/instance_cache.rs"]
+mod instance_cache;
 #[path = "controller_sim/observability.rs"]
 mod observability;
 #[path = "controller_sim/preflight.rs"]

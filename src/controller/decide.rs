@@ -38,6 +38,13 @@ pub enum Next {
     Submit(usize),
 }
 
+impl Decision {
+    /// The next move submits a deletion.
+    pub fn deletes(&self) -> bool {
+        matches!(self.next, Next::Submit(i) if self.plan.steps[i].action.is_deletion())
+    }
+}
+
 /// Plan, report and choose the next move. `now` is tokio's clock (deletion delays).
 pub fn decide(
     deployment: &Deployment,
@@ -52,6 +59,7 @@ pub fn decide(
         coverage,
         ownership: _,
         remembered,
+        fresh: _,
     } = observation;
     // The plan converges the tags too: the operator's, the owner tag and the approval record.
     let mut tagged = deployment.clone();

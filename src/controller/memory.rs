@@ -44,6 +44,8 @@ struct Entry {
     /// An operation id sent whose answer was lost or ambiguous: the next pass asks DescribeStackSetOperation
     /// about it (strongly consistent) before anything else.
     unconfirmed: Option<String>,
+    /// The stack set's last full listing of instances (`controller/instances.rs`).
+    instances: Option<super::instances::InstanceCache>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -247,6 +249,23 @@ impl Memory {
     /// The operations seen ending since the last call (for the stackset_operations_total counter).
     pub fn take_ended(&self, deployment: &str) -> Vec<(&'static str, &'static str)> {
         self.with(deployment, |e| std::mem::take(&mut e.ended))
+    }
+
+    /// The last full listing of the deployment's instances, if any.
+    pub(super) fn cached_instances(
+        &self,
+        deployment: &str,
+    ) -> Option<super::instances::InstanceCache> {
+        self.with(deployment, |e| e.instances.clone())
+    }
+
+    pub(super) fn store_instances(&self, deployment: &str, cache: super::instances::InstanceCache) {
+        self.with(deployment, |e| e.instances = Some(cache))
+    }
+
+    /// The stack set is gone: nothing listed is current.
+    pub(super) fn drop_instances(&self, deployment: &str) {
+        self.with(deployment, |e| e.instances = None)
     }
 
     /// Forget a deployment removed from the desired state.

@@ -9,7 +9,9 @@ use std::time::SystemTime;
 use tokio::time::Instant;
 use tracing::info;
 
-use super::{Context, Outcome, Progress, Report, TemplateView, drift, ownership, templates};
+use super::{
+    Context, Outcome, Progress, Report, TemplateView, drift, instances, ownership, templates,
+};
 use crate::cloud::org::OrgSnapshot;
 use crate::cloud::{Operation, OperationStatus};
 use crate::coverage::Coverage;
@@ -28,6 +30,8 @@ pub struct Observation {
     /// Whose the stack set is (a pass only gets here when stacksetd may manage it).
     pub ownership: ownership::Ownership,
     pub remembered: Remembered,
+    /// The instances were listed by this pass (not read from the cache).
+    pub fresh: bool,
 }
 
 /// What the controller remembers between passes, as this pass reads it (the reads record what they see: a gap
@@ -140,6 +144,15 @@ pub(super) async fn check_operation(
 /// deployment's URL (fetched only the first time) with the decision whether it may be applied, and what the
 /// controller remembers.
 pub async fn observe(deployment: &Deployment, ctx: &Context) -> Result<Observation, Error> {
+    observe_with(deployment, ctx, false).await
+}
+
+/// [`observe`], listing the instances afresh when `fresh` (not from the cache).
+pub(super) async fn observe_with(
+    deployment: &Deployment,
+    ctx: &Context,
+    fresh: bool,
+) -> Result<Observation, Error> {
     let spec = &deployment.spec;
     let name = deployment.name();
     let url = ctx.template_url(deployment)?;
@@ -162,13 +175,15 @@ pub async fn observe(deployment: &Deployment, ctx: &Context) -> Result<Observati
         .describe_stack_set(&spec.stack_set_name, spec.call_as)
         .await?;
     let ownership = ownership::check(deployment, ctx, stack_set.as_ref()).await?;
-    let instances = match &stack_set {
-        Some(_) => {
-            ctx.cloud
-                .list_stack_instances(&spec.stack_set_name, spec.call_as)
-                .await?
+    let (instances, fresh) = match &stack_set {
+        Some(stack_set) => {
+            let listing = instances::read(deployment, ctx, stack_set, fresh).await?;
+            (listing.instances, listing.fresh)
         }
-        None => Vec::new(),
+        None => {
+            ctx.memory.drop_instances(name);
+            (Vec::new(), true)
+        }
     };
     let inactive_accounts = org
         .accounts
@@ -221,5 +236,6 @@ pub async fn observe(deployment: &Deployment, ctx: &Context) -> Result<Observati
         coverage,
         ownership,
         remembered,
+        fresh,
     })
 }

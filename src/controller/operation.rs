@@ -65,8 +65,13 @@ pub(super) fn adopt_running(
 ) -> Option<Outcome> {
     let active = recent.iter().find(|op| op.status.is_active())?;
     info!(operation = %active.id, action = active.action.as_str(), "adopting the running operation");
-    ctx.memory.adopt(deployment, &active.id);
-    Some(waiting(ctx, active, Instant::now(), None, report.clone()))
+    Some(adopted(ctx, deployment, active, report))
+}
+
+/// `operation` is this deployment's to wait for from now on.
+fn adopted(ctx: &Context, deployment: &str, operation: &Operation, report: &Report) -> Outcome {
+    ctx.memory.adopt(deployment, &operation.id);
+    waiting(ctx, operation, Instant::now(), None, report.clone())
 }
 
 /// What a submission's answer means.
@@ -106,14 +111,7 @@ pub(super) async fn triage(
                 .describe_operation(&spec.stack_set_name, id, spec.call_as)
                 .await?;
             if op.status.is_active() {
-                ctx.memory.adopt(name, id);
-                return Ok(Answer::Decided(waiting(
-                    ctx,
-                    &op,
-                    Instant::now(),
-                    None,
-                    report.clone(),
-                )));
+                return Ok(Answer::Decided(adopted(ctx, name, &op, report)));
             }
             ctx.memory.finish(name, id);
             ctx.memory
@@ -133,14 +131,7 @@ pub(super) async fn triage(
             {
                 Ok(op) if op.status.is_active() => {
                     info!(operation = %id, "our own operation is running (a resend): adopting it");
-                    ctx.memory.adopt(name, id);
-                    return Ok(Answer::Decided(waiting(
-                        ctx,
-                        &op,
-                        Instant::now(),
-                        None,
-                        report.clone(),
-                    )));
+                    return Ok(Answer::Decided(adopted(ctx, name, &op, report)));
                 }
                 Ok(_) => ctx.memory.sent_unconfirmed(name, id),
                 Err(e) if e.is_aws(AwsErrorKind::NotFound) => {}

@@ -359,14 +359,17 @@ fn deny_covers(n: &Stmt, d: &Stmt, budget: &mut Budget) -> bool {
     budget.spend(steps).is_ok() && ok
 }
 
+/// A condition operator without its set qualifier (`ForAnyValue:`, `ForAllValues:`) and `IfExists`.
+fn base_operator(op: &str) -> &str {
+    op.trim_start_matches("ForAnyValue:")
+        .trim_start_matches("ForAllValues:")
+        .trim_end_matches("IfExists")
+}
+
 /// Positive operators: fewer values is stricter.
 fn positive(op: &str) -> bool {
-    let base = op
-        .trim_start_matches("ForAnyValue:")
-        .trim_start_matches("ForAllValues:")
-        .trim_end_matches("IfExists");
     matches!(
-        base,
+        base_operator(op),
         "StringEquals"
             | "StringEqualsIgnoreCase"
             | "StringLike"
@@ -382,12 +385,8 @@ fn positive(op: &str) -> bool {
 
 /// Negated operators: more values is stricter.
 fn negative(op: &str) -> bool {
-    let base = op
-        .trim_start_matches("ForAnyValue:")
-        .trim_start_matches("ForAllValues:")
-        .trim_end_matches("IfExists");
     matches!(
-        base,
+        base_operator(op),
         "StringNotEquals"
             | "StringNotEqualsIgnoreCase"
             | "StringNotLike"

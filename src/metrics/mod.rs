@@ -106,31 +106,38 @@ fn register_all(
     ))
 }
 
-/// A counter family `stacksetd_<name>` with `labels`, registered on `registrar`: the one way groups register.
+/// `collector` registered on `registrar`, handed back for recording: the one way groups register.
+fn registered<T: Collector + Clone + 'static>(
+    registrar: &impl Registrar,
+    collector: T,
+) -> Result<T, prometheus::Error> {
+    registrar.add(Box::new(collector.clone()))?;
+    Ok(collector)
+}
+
+/// A counter family `stacksetd_<name>` with `labels`, registered.
 fn counter(
     registrar: &impl Registrar,
     name: &str,
     help: &str,
     labels: &[&str],
 ) -> Result<IntCounterVec, prometheus::Error> {
-    let vec = IntCounterVec::new(Opts::new(name, help).namespace(NAMESPACE), labels)?;
-    registrar.add(Box::new(vec.clone()))?;
-    Ok(vec)
+    let opts = Opts::new(name, help).namespace(NAMESPACE);
+    registered(registrar, IntCounterVec::new(opts, labels)?)
 }
 
-/// A gauge family, as [`counter`].
+/// A gauge family, registered.
 fn gauge(
     registrar: &impl Registrar,
     name: &str,
     help: &str,
     labels: &[&str],
 ) -> Result<GaugeVec, prometheus::Error> {
-    let vec = GaugeVec::new(Opts::new(name, help).namespace(NAMESPACE), labels)?;
-    registrar.add(Box::new(vec.clone()))?;
-    Ok(vec)
+    let opts = Opts::new(name, help).namespace(NAMESPACE);
+    registered(registrar, GaugeVec::new(opts, labels)?)
 }
 
-/// A histogram family with `buckets`, as [`counter`].
+/// A histogram family with `buckets`, registered.
 fn histogram(
     registrar: &impl Registrar,
     name: &str,
@@ -138,14 +145,10 @@ fn histogram(
     labels: &[&str],
     buckets: &[f64],
 ) -> Result<HistogramVec, prometheus::Error> {
-    let vec = HistogramVec::new(
-        HistogramOpts::new(name, help)
-            .namespace(NAMESPACE)
-            .buckets(buckets.to_vec()),
-        labels,
-    )?;
-    registrar.add(Box::new(vec.clone()))?;
-    Ok(vec)
+    let opts = HistogramOpts::new(name, help)
+        .namespace(NAMESPACE)
+        .buckets(buckets.to_vec());
+    registered(registrar, HistogramVec::new(opts, labels)?)
 }
 
 /// Pass durations: a converged pass is a few API calls (tens of ms against moto, ~0.1-1 s against AWS); a pass

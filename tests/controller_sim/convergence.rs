@@ -97,7 +97,7 @@ async fn realistic_organization_gets_one_instance_per_active_member_and_region()
 }
 
 #[tokio::test(start_paused = true)]
-async fn converged_pass_costs_one_describe_and_the_instance_pages() {
+async fn converged_pass_costs_one_describe_and_one_operations_page() {
     let sim = Sim::realistic(SimConfig::default());
     let prod = sim
         .ou_named("Prod")
@@ -114,7 +114,9 @@ async fn converged_pass_costs_one_describe_and_the_instance_pages() {
     converge_ok(&deployment, &ctx).await;
     let pages = sim.instances(STACK_SET).len().div_ceil(100) as u64;
     assert!(pages >= 3, "enough instances to page: {pages}");
-    let budget = [("DescribeStackSet", 1), ("ListStackInstances", pages)]
+    // Whatever the organization's size: the instances come from the cache, which one page of operations shows
+    // to be current.
+    let budget = [("DescribeStackSet", 1), ("ListStackSetOperations", 1)]
         .into_iter()
         .collect();
 
@@ -128,6 +130,17 @@ async fn converged_pass_costs_one_describe_and_the_instance_pages() {
         assert_eq!(outcome.state, State::Converged);
         assert_eq!(delta(&before, &sim.calls().snapshot()), budget);
     }
+
+    // Past `instance_relist_interval` the instances are listed in full again (a relist always wins).
+    tokio::time::sleep(config().instance_relist_interval).await;
+    let before = sim.calls().snapshot();
+    controller::reconcile(&deployment, &ctx)
+        .await
+        .expect("pass");
+    let calls = delta(&before, &sim.calls().snapshot());
+    assert_eq!(calls.get("ListStackInstances"), Some(&pages), "{calls:?}");
+    assert_eq!(calls.get("ListStackSetOperations"), Some(&1), "{calls:?}");
+    assert!(mutating_calls(&calls).is_empty(), "{calls:?}");
 
     // Past the scan interval the organization is listed again, on its own cadence.
     tokio::time::sleep(config().org_scan_interval).await;

@@ -271,6 +271,26 @@ macro_rules! instance_operation {
     };
 }
 
+/// The stack set's settings on a CreateStackSet or UpdateStackSet builder (distinct SDK types with the same
+/// setters). `keep` sends UsePreviousValue for every parameter. An empty tag list is sent as `Tags=`, which
+/// clears the tag set on an update. The template goes separately (body, URL or UsePreviousTemplate).
+macro_rules! stack_set_settings {
+    ($builder:expr, $settings:expr, $keep:expr) => {
+        $builder
+            .set_description($settings.description.clone())
+            .set_parameters(Some(convert::parameters(&$settings.parameters, $keep)))
+            .set_capabilities(Some(convert::capabilities(&$settings.capabilities)))
+            .set_tags(Some(convert::tags(&$settings.tags)))
+            .set_auto_deployment(
+                $settings
+                    .auto_deployment
+                    .as_ref()
+                    .map(convert::auto_deployment),
+            )
+            .set_managed_execution($settings.managed_execution.map(convert::managed_execution))
+    };
+}
+
 #[async_trait]
 impl Cloud for AwsCloud {
     async fn caller_account(&self) -> Result<String> {
@@ -550,7 +570,6 @@ impl Cloud for AwsCloud {
             .create_stack_set()
             .stack_set_name(&request.name)
             .call_as(convert::call_as(request.call_as))
-            .set_description(settings.description.clone())
             .set_template_body(
                 request
                     .template_url
@@ -558,18 +577,9 @@ impl Cloud for AwsCloud {
                     .then(|| settings.template_body.clone()),
             )
             .set_template_url(request.template_url.clone())
-            .set_parameters(Some(convert::parameters(&settings.parameters, false)))
-            .set_capabilities(Some(convert::capabilities(&settings.capabilities)))
-            .set_tags(Some(convert::tags(&settings.tags)))
             .permission_model(PermissionModels::ServiceManaged)
-            .set_auto_deployment(
-                settings
-                    .auto_deployment
-                    .as_ref()
-                    .map(convert::auto_deployment),
-            )
-            .set_managed_execution(settings.managed_execution.map(convert::managed_execution))
             .client_request_token(&request.client_token);
+        let builder = stack_set_settings!(builder, settings, false);
         self.settle(call, builder.send().await)?;
         Ok(())
     }
@@ -579,28 +589,14 @@ impl Cloud for AwsCloud {
         let settings = &request.settings;
         // No DeploymentTargets and no Regions: the update applies to every instance (and AWS rejects them
         // together with AutoDeployment).
-        let mut builder = self
+        let builder = self
             .cfn
             .update_stack_set()
             .stack_set_name(&request.name)
             .call_as(convert::call_as(request.call_as))
-            .set_description(settings.description.clone())
-            .set_parameters(Some(convert::parameters(
-                &settings.parameters,
-                request.keep_template,
-            )))
-            .set_capabilities(Some(convert::capabilities(&settings.capabilities)))
-            // An empty list is sent as `Tags=`, which clears the tag set.
-            .set_tags(Some(convert::tags(&settings.tags)))
-            .set_auto_deployment(
-                settings
-                    .auto_deployment
-                    .as_ref()
-                    .map(convert::auto_deployment),
-            )
-            .set_managed_execution(settings.managed_execution.map(convert::managed_execution))
             .set_operation_preferences(convert::preferences(&request.preferences))
             .operation_id(&request.operation_id);
+        let mut builder = stack_set_settings!(builder, settings, request.keep_template);
         builder = match (&request.template_url, request.keep_template) {
             (_, true) => builder.use_previous_template(true),
             (Some(url), false) => builder.template_url(url),

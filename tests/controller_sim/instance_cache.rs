@@ -1,0 +1,233 @@
+//! The instance cache (controller/instances.rs): every way instances change outside stacksetd reaches the cache,
+//! the coverage and the report within one pass after its operation is listed; an operation the listing hides is
+//! caught by the relist; a deletion is never decided from the cache.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use stacksetd::cloud::sim::{Sim, SimConfig};
+use stacksetd::cloud::{
+    AccountFilterType, Cloud, DetectDriftRequest, InstanceStatus, InstancesRequest,
+    OperationPreferences, Targets,
+};
+use stacksetd::controller::{self, Context, Outcome, State};
+
+use super::helpers::*;
+
+/// Let every operation the sim runs finish (instances take seconds each in simulated time).
+async fn settle() {
+    tokio::time::sleep(Duration::from_secs(600)).await;
+}
+
+/// One pass, with the calls it made.
+async fn pass(
+    deployment: &stacksetd::desired::Deployment,
+    ctx: &Context,
+    sim: &Sim,
+) -> (Outcome, std::collections::BTreeMap<&'static str, u64>) {
+    let before = sim.calls().snapshot();
+    let outcome = controller::reconcile(deployment, ctx).await.expect("pass");
+    (outcome, delta(&before, &sim.calls().snapshot()))
+}
+
+fn instances_of(outcome: &Outcome) -> usize {
+    outcome.report.instances.values().sum()
+}
+
+/// Another tool's CreateStackInstances (or the console's) for `account` in `region`.
+async fn someone_creates(sim: &Sim, account: &str, region: &str, id: &str) {
+    let cloud: Arc<dyn Cloud> = Arc::new(sim.clone());
+    cloud
+        .create_stack_instances(&InstancesRequest {
+            name: STACK_SET.into(),
+            call_as: Default::default(),
+            targets: Targets {
+                organizational_unit_ids: vec![sim.root_id()],
+                accounts: vec![account.to_string()],
+                account_filter_type: AccountFilterType::Intersection,
+            },
+            regions: vec![region.to_string()],
+            preferences: OperationPreferences::default(),
+            operation_id: id.into(),
+        })
+        .await
+        .expect("someone else's operation");
+}
+
+#[tokio::test(start_paused = true)]
+async fn auto_deployment_to_a_new_account_is_in_the_next_pass() {
+    let sim = Sim::realistic(SimConfig::default());
+    let ctx = sim_context(&sim);
+    let deployment = Spec::whole_org().deployment();
+    converge_ok(&deployment, &ctx).await;
+    let (converged, calls) = pass(&deployment, &ctx, &sim).await;
+    assert!(
+        !calls.contains_key("ListStackInstances"),
+        "cached: {calls:?}"
+    );
+    let before = instances_of(&converged);
+
+    let prod = sim.ou_named("Prod").expect("Prod");
+    let joined = sim.add_account(&prod, "joined-later");
+    settle().await;
+    ctx.invalidate_organization().await;
+    let (outcome, calls) = pass(&deployment, &ctx, &sim).await;
+    assert_eq!(calls.get("ListStackInstances"), Some(&1), "{calls:?}");
+    assert_eq!(instances_of(&outcome), before + 1, "{:?}", outcome.report);
+    assert_eq!(outcome.report.missing_instances, 0, "{:?}", outcome.report);
+    assert!(
+        sim.instances(STACK_SET).iter().any(|i| i.account == joined),
+        "CloudFormation deployed it"
+    );
+    assert_eq!(outcome.state, State::Converged);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_account_leaving_the_organization_is_gone_from_the_next_pass() {
+    let sim = Sim::realistic(SimConfig::default());
+    let ctx = sim_context(&sim);
+    let deployment = Spec::whole_org().deployment();
+    converge_ok(&deployment, &ctx).await;
+    let (converged, _) = pass(&deployment, &ctx, &sim).await;
+    let leaving = active_members(&sim).into_iter().next().expect("a member");
+    sim.remove_account(&leaving);
+    settle().await;
+    ctx.invalidate_organization().await;
+    let (outcome, calls) = pass(&deployment, &ctx, &sim).await;
+    assert_eq!(calls.get("ListStackInstances"), Some(&1), "{calls:?}");
+    assert_eq!(instances_of(&outcome), instances_of(&converged) - 1);
+    assert_eq!(outcome.report.orphaned_instances, 0, "{:?}", outcome.report);
+}
+
+#[tokio::test(start_paused = true)]
+async fn another_tools_operation_and_one_that_fails_part_way_are_in_the_next_pass() {
+    let sim = Sim::realistic(SimConfig::default());
+    let ctx = sim_context(&sim);
+    // Targets only Prod: another tool adds an instance outside it, in an account that fails.
+    let prod = sim.ou_named("Prod").expect("Prod");
+    let deployment = Spec {
+        ous: vec![prod.clone()],
+        ..Spec::whole_org()
+    }
+    .deployment();
+    converge_ok(&deployment, &ctx).await;
+    let _ = pass(&deployment, &ctx, &sim).await;
+    let outsider = active_members(&sim)
+        .into_iter()
+        .find(|a| !sim.instances(STACK_SET).iter().any(|i| &i.account == a))
+        .expect("an account outside Prod");
+    sim.fail_account(&outsider, "a role of that name already exists");
+    someone_creates(&sim, &outsider, REGION, "other-tool-1").await;
+    settle().await;
+    let (outcome, calls) = pass(&deployment, &ctx, &sim).await;
+    assert_eq!(calls.get("ListStackInstances"), Some(&1), "{calls:?}");
+    let listed = sim
+        .instances(STACK_SET)
+        .into_iter()
+        .find(|i| i.account == outsider)
+        .expect("the other tool's instance");
+    assert_ne!(listed.status, InstanceStatus::Current);
+    assert_eq!(
+        outcome.report.orphaned_instances, 1,
+        "the instance outside the targets is seen: {:?}",
+        outcome.report
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_drift_detection_by_anyone_is_in_the_next_pass() {
+    let sim = Sim::realistic(SimConfig::default());
+    let ctx = sim_context(&sim);
+    let deployment = Spec::whole_org().deployment();
+    converge_ok(&deployment, &ctx).await;
+    let _ = pass(&deployment, &ctx, &sim).await;
+    let instance = sim.instances(STACK_SET).remove(0);
+    assert!(sim.drift_resources(STACK_SET, &instance.account, &instance.region));
+    let cloud: Arc<dyn Cloud> = Arc::new(sim.clone());
+    cloud
+        .detect_stack_set_drift(&DetectDriftRequest {
+            name: STACK_SET.into(),
+            call_as: Default::default(),
+            preferences: OperationPreferences::default(),
+            operation_id: "console-drift-check".into(),
+        })
+        .await
+        .expect("drift detection");
+    settle().await;
+    let (outcome, calls) = pass(&deployment, &ctx, &sim).await;
+    assert_eq!(calls.get("ListStackInstances"), Some(&1), "{calls:?}");
+    let drift = outcome.report.drift.expect("drift reported");
+    assert_eq!(drift.drifted_instances, 1, "{drift:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_operation_the_listing_hides_is_caught_by_the_relist() {
+    let sim = Sim::realistic(SimConfig::default());
+    let lagging = Lagging::new(&sim);
+    let ctx = context(lagging.clone());
+    let deployment = Spec::whole_org().deployment();
+    converge_ok(&deployment, &ctx).await;
+    let (converged, _) = pass(&deployment, &ctx, &sim).await;
+    let prod = sim.ou_named("Prod").expect("Prod");
+    sim.add_account(&prod, "joined-unseen");
+    settle().await;
+    // ListStackSetOperations does not show CloudFormation's auto-deployment yet.
+    let hidden = sim
+        .operations(STACK_SET)
+        .last()
+        .expect("auto-deployment")
+        .id
+        .clone();
+    lagging.hide_operation(&hidden);
+    let (stale, calls) = pass(&deployment, &ctx, &sim).await;
+    assert!(!calls.contains_key("ListStackInstances"), "{calls:?}");
+    assert_eq!(
+        instances_of(&stale),
+        instances_of(&converged),
+        "not seen yet"
+    );
+    // Still hidden, but the relist comes due: the level-triggered listing wins.
+    tokio::time::sleep(config().instance_relist_interval).await;
+    let (outcome, calls) = pass(&deployment, &ctx, &sim).await;
+    assert!(calls.contains_key("ListStackInstances"), "{calls:?}");
+    assert_eq!(instances_of(&outcome), instances_of(&converged) + 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deletion_is_decided_from_a_fresh_listing_never_the_cache() {
+    let sim = Sim::realistic(SimConfig::default());
+    let ctx = sim_context(&sim);
+    let spec = Spec {
+        regions: vec![REGION, OTHER_REGION],
+        ..Spec::whole_org()
+    };
+    converge_ok(&spec.deployment(), &ctx).await;
+    let _ = pass(&spec.deployment(), &ctx, &sim).await;
+    // Dropping a Region plans a deletion: the pass that would submit it lists the instances first.
+    let narrower = Spec {
+        regions: vec![REGION],
+        ..spec
+    }
+    .deployment();
+    let (waiting, calls) = pass(&narrower, &ctx, &sim).await;
+    assert!(
+        matches!(waiting.state, State::DeletionPending { .. }),
+        "{:?}",
+        waiting.state
+    );
+    assert!(!calls.contains_key("ListStackInstances"), "{calls:?}");
+    tokio::time::sleep(config().deletion_delay).await;
+    let (outcome, calls) = pass(&narrower, &ctx, &sim).await;
+    assert!(
+        matches!(
+            &outcome.state,
+            State::Acted {
+                action: "DeleteStackInstances",
+                ..
+            }
+        ),
+        "{:?}",
+        outcome.state
+    );
+    assert!(calls.contains_key("ListStackInstances"), "{calls:?}");
+}
