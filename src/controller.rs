@@ -4,7 +4,9 @@
 //!
 //! Safety rules (ARCHITECTURE.md, "Safety rules"): one operation per stack set, adopted rather than duplicated; OperationIds derived from
 //! what is applied, so a crash or timeout never submits the same change twice; a converged pass costs only
-//! DescribeStackSet and ListStackInstances pages (the organization is re-listed on its own cadence).
+//! DescribeStackSet and one ListStackSetOperations page: the instances come from a cache (`instances.rs`) that
+//! is listed again after any operation, every `instance_relist_interval`, and before any deletion (the
+//! organization is re-listed on its own cadence).
 
 mod decide;
 mod drift;

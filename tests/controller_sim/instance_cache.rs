@@ -231,3 +231,31 @@ async fn a_deletion_is_decided_from_a_fresh_listing_never_the_cache() {
     );
     assert!(calls.contains_key("ListStackInstances"), "{calls:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stack_set_level_edit_is_submitted_without_listing_the_instances() {
+    let sim = Sim::realistic(SimConfig::default());
+    let ctx = sim_context(&sim);
+    let spec = Spec::whole_org();
+    converge_ok(&spec.deployment(), &ctx).await;
+    let _ = pass(&spec.deployment(), &ctx, &sim).await;
+    let edited = Spec {
+        description: "Aimably access, reviewed",
+        ..spec
+    }
+    .deployment();
+    let (outcome, calls) = pass(&edited, &ctx, &sim).await;
+    assert!(
+        matches!(
+            &outcome.state,
+            State::Acted {
+                action: "UpdateStackSet",
+                ..
+            }
+        ),
+        "{:?}",
+        outcome.state
+    );
+    assert!(!calls.contains_key("ListStackInstances"), "{calls:?}");
+    assert_eq!(calls.get("DescribeStackSet"), Some(&1), "{calls:?}");
+}
