@@ -188,8 +188,7 @@ async fn revoking_waits_for_the_delay_too() {
 use std::sync::Arc;
 
 use stacksetd::cloud::{
-    AutoDeployment, Cloud, CreateStackSet, InstancesRequest, OperationPreferences,
-    StackSetSettings, Targets, UpdateStackSet,
+    AutoDeployment, Cloud, CreateStackSet, OperationPreferences, StackSetSettings, UpdateStackSet,
 };
 use stacksetd::controller::ownership::{OWNER_TAG, TEMPLATE_TAG};
 
@@ -229,21 +228,7 @@ async fn console_stack_set(sim: &Sim, tags: &[(&str, &str)]) {
         })
         .await
         .expect("created");
-    cloud
-        .create_stack_instances(&InstancesRequest {
-            name: STACK_SET.into(),
-            call_as: Default::default(),
-            targets: Targets {
-                organizational_unit_ids: vec![sim.root_id()],
-                accounts: vec![],
-                account_filter_type: Default::default(),
-            },
-            regions: vec![REGION.into()],
-            preferences: OperationPreferences::default(),
-            operation_id: "console-instances".into(),
-        })
-        .await
-        .expect("instances");
+    someone_creates_instances(sim, &[], REGION, "console-instances").await;
     tokio::time::sleep(Duration::from_secs(3600)).await;
 }
 

@@ -524,3 +524,29 @@ impl Cloud for Lagging {
         self.sim.calls()
     }
 }
+
+/// Someone else's CreateStackInstances (another tool's, the console's) under the root, in `region`: for
+/// `accounts` only (INTERSECTION), or every account when empty.
+pub async fn someone_creates_instances(sim: &Sim, accounts: &[&str], region: &str, id: &str) {
+    let cloud: Arc<dyn Cloud> = Arc::new(sim.clone());
+    let account_filter_type = if accounts.is_empty() {
+        stacksetd::cloud::AccountFilterType::None
+    } else {
+        stacksetd::cloud::AccountFilterType::Intersection
+    };
+    cloud
+        .create_stack_instances(&stacksetd::cloud::InstancesRequest {
+            name: STACK_SET.into(),
+            call_as: Default::default(),
+            targets: stacksetd::cloud::Targets {
+                organizational_unit_ids: vec![sim.root_id()],
+                accounts: accounts.iter().map(|a| a.to_string()).collect(),
+                account_filter_type,
+            },
+            regions: vec![region.to_string()],
+            preferences: stacksetd::cloud::OperationPreferences::default(),
+            operation_id: id.into(),
+        })
+        .await
+        .expect("someone else's CreateStackInstances");
+}

@@ -6,10 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stacksetd::cloud::sim::{Sim, SimConfig};
-use stacksetd::cloud::{
-    AccountFilterType, Cloud, DetectDriftRequest, InstanceStatus, InstancesRequest,
-    OperationPreferences, Targets,
-};
+use stacksetd::cloud::{Cloud, DetectDriftRequest, InstanceStatus, OperationPreferences};
 use stacksetd::controller::{self, Context, Outcome, State};
 
 use super::helpers::*;
@@ -32,26 +29,6 @@ async fn pass(
 
 fn instances_of(outcome: &Outcome) -> usize {
     outcome.report.instances.values().sum()
-}
-
-/// Another tool's CreateStackInstances (or the console's) for `account` in `region`.
-async fn someone_creates(sim: &Sim, account: &str, region: &str, id: &str) {
-    let cloud: Arc<dyn Cloud> = Arc::new(sim.clone());
-    cloud
-        .create_stack_instances(&InstancesRequest {
-            name: STACK_SET.into(),
-            call_as: Default::default(),
-            targets: Targets {
-                organizational_unit_ids: vec![sim.root_id()],
-                accounts: vec![account.to_string()],
-                account_filter_type: AccountFilterType::Intersection,
-            },
-            regions: vec![region.to_string()],
-            preferences: OperationPreferences::default(),
-            operation_id: id.into(),
-        })
-        .await
-        .expect("someone else's operation");
 }
 
 #[tokio::test(start_paused = true)]
@@ -117,7 +94,7 @@ async fn another_tools_operation_and_one_that_fails_part_way_are_in_the_next_pas
         .find(|a| !sim.instances(STACK_SET).iter().any(|i| &i.account == a))
         .expect("an account outside Prod");
     sim.fail_account(&outsider, "a role of that name already exists");
-    someone_creates(&sim, &outsider, REGION, "other-tool-1").await;
+    someone_creates_instances(&sim, &[outsider.as_str()], REGION, "other-tool-1").await;
     settle().await;
     let (outcome, calls) = pass(&deployment, &ctx, &sim).await;
     assert_eq!(calls.get("ListStackInstances"), Some(&1), "{calls:?}");

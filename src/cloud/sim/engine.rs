@@ -2,6 +2,8 @@
 //! call and `tokio::time::Instant::now()` - operations beginning after their overhead, instances finishing after
 //! `instance_duration`, queued operations taking the freed slot. Tests on tokio's paused clock therefore move
 //! operations forward with `tokio::time::advance`/`sleep`, and the demo runs on the real clock.
+//!
+//! Size: over 600 lines: the one state machine that carries out operations over simulated time.
 
 use std::collections::VecDeque;
 

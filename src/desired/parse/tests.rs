@@ -1,4 +1,6 @@
 //! Parser tests, and the helpers the rule tests share (`VALID`, `insert_key`, `problems`, `one`).
+//!
+//! Size: over 600 lines: one test per parser behaviour (positions, duplicates, limits, encodings).
 
 use super::*;
 use crate::desired::Problem;

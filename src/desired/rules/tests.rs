@@ -1,5 +1,7 @@
 //! One test per rule: each edits the valid document (`VALID`, whose line numbers the positions below refer to)
 //! and asserts the problem's line, column, field and a key phrase of its message.
+//!
+//! Size: over 600 lines: one test per rule of the desired-state contract.
 
 use crate::desired::parse::tests::{VALID, insert_key, one, problems};
 

@@ -1,4 +1,6 @@
 //! Operations: simulated time, instance status progression, the operation slot, ids, failure tolerance.
+//!
+//! Size: over 600 lines of tests, one per operation rule of the simulator.
 
 use tokio::time::{Duration, advance};
 
