@@ -15,6 +15,7 @@
 //! `controller::reconcile`).
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use tokio::time::Instant;
 use tracing::debug;
@@ -32,7 +33,7 @@ pub const OPERATIONS_PAGE: usize = 100;
 pub struct InstanceCache {
     /// The stack set listed: name, ARN (a stack set deleted and created again is another one) and `callAs`.
     key: (String, Option<String>, crate::desired::CallAs),
-    pub instances: Vec<StackInstance>,
+    pub instances: Arc<Vec<StackInstance>>,
     listed_at: Instant,
     /// Operations that had ended when the listing was taken (their effect is in it).
     seen: BTreeSet<String>,
@@ -40,7 +41,7 @@ pub struct InstanceCache {
 
 /// The instances a pass plans with, and whether they were listed by this pass.
 pub struct Listing {
-    pub instances: Vec<StackInstance>,
+    pub instances: Arc<Vec<StackInstance>>,
     pub fresh: bool,
 }
 
@@ -136,10 +137,11 @@ pub(super) async fn read(
         });
     };
     debug!(?reason, "listing the stack set's instances");
-    let instances = ctx
-        .cloud
-        .list_stack_instances(&spec.stack_set_name, spec.call_as)
-        .await?;
+    let instances = Arc::new(
+        ctx.cloud
+            .list_stack_instances(&spec.stack_set_name, spec.call_as)
+            .await?,
+    );
     // The listing reflects every operation that had ended before it began; running ones are folded in when a
     // later page shows them ended. Only this page's ids matter (at most one page is ever compared).
     let seen = operations

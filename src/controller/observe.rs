@@ -182,7 +182,7 @@ pub(super) async fn observe_with(
         }
         None => {
             ctx.memory.drop_instances(name);
-            (Vec::new(), true)
+            (Default::default(), true)
         }
     };
     let inactive_accounts = org

@@ -180,7 +180,7 @@ impl Report {
         plan: &Plan,
     ) -> Report {
         let mut instances = BTreeMap::new();
-        for i in &observed.instances {
+        for i in observed.instances.iter() {
             let key = format!(
                 "{}/{}",
                 i.status.as_str(),

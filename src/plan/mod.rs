@@ -53,7 +53,8 @@ pub struct Desired<'a> {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observed {
     pub stack_set: Option<ObservedStackSet>,
-    pub instances: Vec<StackInstance>,
+    /// Shared with the instance cache (a converged pass copies no instance).
+    pub instances: std::sync::Arc<Vec<StackInstance>>,
     /// Accounts that are suspended or closing (from the organization): their instances can only be deleted
     /// with RetainStacks=true.
     pub inactive_accounts: BTreeSet<String>,

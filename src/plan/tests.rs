@@ -99,7 +99,7 @@ pub(super) fn deployed(units: &[&str], regions: &[&str]) -> Vec<StackInstance> {
 pub(super) fn observed(stack_set: ObservedStackSet, instances: Vec<StackInstance>) -> Observed {
     Observed {
         stack_set: Some(stack_set),
-        instances,
+        instances: instances.into(),
         inactive_accounts: BTreeSet::new(),
         ..Observed::default()
     }
