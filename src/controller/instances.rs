@@ -163,3 +163,119 @@ pub(super) async fn read(
         fresh: true,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::cloud::{OperationAction, OperationStatus, StackSetSettings, StackSetStatus};
+    use crate::desired::CallAs;
+
+    const INTERVAL: Duration = Duration::from_secs(1800);
+
+    fn stack_set(arn: &str) -> ObservedStackSet {
+        ObservedStackSet {
+            name: "Vendor".into(),
+            arn: Some(arn.into()),
+            status: StackSetStatus::Active,
+            settings: StackSetSettings::default(),
+            permission_model: None,
+            organizational_unit_ids: None,
+            regions: None,
+            drift: None,
+        }
+    }
+
+    fn op(id: &str, status: OperationStatus) -> Operation {
+        Operation {
+            id: id.into(),
+            action: OperationAction::Create,
+            status,
+            status_reason: None,
+            failed_instances: None,
+            preferences: None,
+        }
+    }
+
+    fn cache(at: Instant, seen: &[&str]) -> InstanceCache {
+        InstanceCache {
+            key: ("Vendor".into(), Some("arn:1".into()), CallAs::SelfAccount),
+            instances: Arc::default(),
+            listed_at: at,
+            seen: seen.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn check(
+        cache: Option<&InstanceCache>,
+        arn: &str,
+        ops: &[Operation],
+        now: Instant,
+    ) -> Option<Relist> {
+        relist_needed(
+            cache,
+            &stack_set(arn),
+            CallAs::SelfAccount,
+            ops,
+            now,
+            INTERVAL,
+        )
+    }
+
+    #[test]
+    fn the_cache_is_used_only_while_nothing_says_it_is_stale() {
+        let t0 = Instant::now();
+        let c = cache(t0, &["a", "b"]);
+        let ended = |id| op(id, OperationStatus::Succeeded);
+        assert_eq!(check(None, "arn:1", &[], t0), Some(Relist::Missing));
+        assert_eq!(
+            check(Some(&c), "arn:1", &[ended("a"), ended("b")], t0),
+            None
+        );
+        // Someone's operation ended since: its effect is not in the listing.
+        assert_eq!(
+            check(Some(&c), "arn:1", &[ended("a"), ended("c")], t0),
+            Some(Relist::NewOperation)
+        );
+        // One still running is adopted and waited for; it is folded in once it ends.
+        assert_eq!(
+            check(
+                Some(&c),
+                "arn:1",
+                &[ended("a"), op("d", OperationStatus::Running)],
+                t0
+            ),
+            None
+        );
+        // A failed operation changed instances too.
+        assert_eq!(
+            check(Some(&c), "arn:1", &[op("e", OperationStatus::Failed)], t0),
+            Some(Relist::NewOperation)
+        );
+        assert_eq!(check(Some(&c), "arn:2", &[], t0), Some(Relist::Replaced));
+        assert_eq!(
+            check(Some(&c), "arn:1", &[], t0 + INTERVAL),
+            Some(Relist::Expired)
+        );
+        assert_eq!(check(Some(&c), "arn:1", &[], t0 + INTERVAL / 2), None);
+    }
+
+    #[test]
+    fn a_page_of_operations_it_has_never_seen_is_doubt() {
+        let t0 = Instant::now();
+        let c = cache(t0, &["old"]);
+        let running: Vec<Operation> = (0..OPERATIONS_PAGE)
+            .map(|i| op(&format!("r{i}"), OperationStatus::Running))
+            .collect();
+        // Even all running (nothing ended to fold in): what hides behind a full page is unknown.
+        assert_eq!(
+            check(Some(&c), "arn:1", &running, t0),
+            Some(Relist::InDoubt)
+        );
+        assert_eq!(
+            check(Some(&c), "arn:1", &running[..OPERATIONS_PAGE - 1], t0),
+            None
+        );
+    }
+}
