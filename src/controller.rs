@@ -429,7 +429,7 @@ async fn submit(
     let answer = operation::send(deployment, ctx, &step.action, &id).await;
     let may_have_happened = !matches!(step.action, Action::CreateStackSet { .. });
     match operation::triage(deployment, ctx, &id, answer, may_have_happened, &report).await? {
-        operation::Answer::Decided(outcome) => Ok(outcome),
+        operation::Answer::Decided(outcome) => Ok(*outcome),
         operation::Answer::Accepted => {
             match step.purpose {
                 Purpose::RepairCoverage => {

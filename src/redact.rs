@@ -27,11 +27,7 @@ pub fn status_document(value: &mut Value) {
             }
         }
         Value::Array(items) => items.iter_mut().for_each(status_document),
-        Value::String(text) => {
-            if text.contains("://") {
-                *text = urls_in(text);
-            }
-        }
+        Value::String(text) if text.contains("://") => *text = urls_in(text),
         _ => {}
     }
 }

@@ -220,7 +220,7 @@ pub(super) async fn start_detection(
     if let operation::Answer::Decided(outcome) =
         operation::triage(deployment, ctx, &id, answer, true, &report).await?
     {
-        return Ok(outcome);
+        return Ok(*outcome);
     }
     ctx.memory()
         .submitted_drift_detection(deployment.name(), ctx.wall_now());

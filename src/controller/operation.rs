@@ -79,7 +79,7 @@ pub(super) enum Answer {
     /// Accepted: the caller records what it sent.
     Accepted,
     /// The pass ends here with this outcome (a resend adopted, a busy stack set, a stack set already created).
-    Decided(Outcome),
+    Decided(Box<Outcome>),
 }
 
 /// Triage the answer to a submission of `id`. `may_have_happened`: an answer that never arrived may hide a
@@ -96,11 +96,11 @@ pub(super) async fn triage(
     let name = deployment.name();
     let spec = &deployment.spec;
     let settle = |requeue_after: Duration| {
-        Ok(Answer::Decided(Outcome {
+        Ok(Answer::Decided(Box::new(Outcome {
             state: State::Settling,
             requeue_after,
             report: report.clone(),
-        }))
+        })))
     };
     match answer {
         Ok(()) => Ok(Answer::Accepted),
@@ -111,7 +111,7 @@ pub(super) async fn triage(
                 .describe_operation(&spec.stack_set_name, id, spec.call_as)
                 .await?;
             if op.status.is_active() {
-                return Ok(Answer::Decided(adopted(ctx, name, &op, report)));
+                return Ok(Answer::Decided(Box::new(adopted(ctx, name, &op, report))));
             }
             ctx.memory.finish(name, id);
             ctx.memory
@@ -131,7 +131,7 @@ pub(super) async fn triage(
             {
                 Ok(op) if op.status.is_active() => {
                     info!(operation = %id, "our own operation is running (a resend): adopting it");
-                    return Ok(Answer::Decided(adopted(ctx, name, &op, report)));
+                    return Ok(Answer::Decided(Box::new(adopted(ctx, name, &op, report))));
                 }
                 Ok(_) => ctx.memory.sent_unconfirmed(name, id),
                 Err(e) if e.is_aws(AwsErrorKind::NotFound) => {}

@@ -229,8 +229,7 @@ fn reformatting_is_never_widening() {
                 2 => reversed_json(&doc),
                 _ => serde_norway::to_string(&doc).expect("yaml"),
             };
-            let again =
-                crate::template::parse_document(&text).map_err(|e| TestCaseError::fail(e))?;
+            let again = crate::template::parse_document(&text).map_err(TestCaseError::fail)?;
             let j = judge(&doc, &again, &Parameters::new()).expect("within budget");
             prop_assert!(
                 !j.widening && j.findings.is_empty(),

@@ -248,7 +248,13 @@ fn plain(v: &Value) -> String {
         other => {
             let text = other.to_string();
             if text.len() > 120 {
-                format!("{}...", &text[..text.floor_char_boundary(117)])
+                // The last char boundary at or before byte 117 (`floor_char_boundary` needs Rust 1.91; the
+                // MSRV is 1.85).
+                let end = (0..=117)
+                    .rev()
+                    .find(|&i| text.is_char_boundary(i))
+                    .unwrap_or(0);
+                format!("{}...", &text[..end])
             } else {
                 text
             }
