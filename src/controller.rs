@@ -300,10 +300,9 @@ async fn act(
     let observed = &observation.observed;
     let Decision { plan, report, next } = decision;
     if matches!(next, Next::Converged { .. } | Next::DetectDrift)
-        && let Some(stack_set) = &observed.stack_set
+        && let Some(settings) = &observation.remembered.settings
     {
-        ctx.memory
-            .set_baseline(name, drift::settings_fingerprint(stack_set));
+        ctx.memory.set_baseline(name, settings.clone());
     }
     if let Next::Converged { requeue_after } = next {
         return Ok(Outcome {
@@ -312,12 +311,15 @@ async fn act(
             report,
         });
     }
-    let recent = if observed.stack_set.is_some() {
+    // The page observe read is the whole list when it is not full; otherwise read the window.
+    let recent = if observed.stack_set.is_none() {
+        Vec::new()
+    } else if observation.operations.len() < instances::OPERATIONS_PAGE {
+        observation.operations.clone()
+    } else {
         ctx.cloud
             .list_operations(&spec.stack_set_name, spec.call_as, OPERATION_LOOKBACK)
             .await?
-    } else {
-        Vec::new()
     };
     if let Some(outcome) = operation::adopt_running(ctx, name, &recent, &report) {
         return Ok(outcome);

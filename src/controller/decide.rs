@@ -60,6 +60,7 @@ pub fn decide(
         ownership: _,
         remembered,
         fresh: _,
+        operations: _,
     } = observation;
     // The plan converges the tags too: the operator's, the owner tag and the approval record.
     let mut tagged = deployment.clone();

@@ -80,14 +80,12 @@ pub fn settings_fingerprint(stack_set: &ObservedStackSet) -> BTreeMap<&'static s
 pub(super) fn spec_drift(
     deployment: &Deployment,
     ctx: &Context,
-    observed: &Observed,
+    settings: Option<&BTreeMap<&'static str, String>>,
 ) -> (Vec<(&'static str, String, String)>, Vec<&'static str>) {
-    let Some(stack_set) = &observed.stack_set else {
+    let Some(settings) = settings else {
         return (Vec::new(), Vec::new());
     };
-    let (drifted, new) = ctx
-        .memory()
-        .spec_drift(deployment.name(), &settings_fingerprint(stack_set));
+    let (drifted, new) = ctx.memory().spec_drift(deployment.name(), settings);
     for field in &new {
         if let Some((_, applied, found)) = drifted.iter().find(|(f, _, _)| f == field) {
             warn!(field, applied = %applied, found = %found, suspended = deployment.spec.suspend,

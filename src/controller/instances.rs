@@ -39,10 +39,12 @@ pub struct InstanceCache {
     seen: BTreeSet<String>,
 }
 
-/// The instances a pass plans with, and whether they were listed by this pass.
+/// The instances a pass plans with, whether they were listed by this pass, and the page of operations read
+/// to decide that.
 pub struct Listing {
     pub instances: Arc<Vec<StackInstance>>,
     pub fresh: bool,
+    pub operations: Vec<Operation>,
 }
 
 /// Why the cached listing is not used.
@@ -134,6 +136,7 @@ pub(super) async fn read(
         return Ok(Listing {
             instances: cache.instances,
             fresh: false,
+            operations,
         });
     };
     debug!(?reason, "listing the stack set's instances");
@@ -161,6 +164,7 @@ pub(super) async fn read(
     Ok(Listing {
         instances,
         fresh: true,
+        operations,
     })
 }
 

@@ -32,6 +32,8 @@ pub struct Observation {
     pub remembered: Remembered,
     /// The instances were listed by this pass (not read from the cache).
     pub fresh: bool,
+    /// The page of ListStackSetOperations the instance cache was checked against (empty without a stack set).
+    pub operations: Vec<crate::cloud::Operation>,
 }
 
 /// What the controller remembers between passes, as this pass reads it (the reads record what they see: a gap
@@ -43,6 +45,9 @@ pub struct Remembered {
     pub last_drift_check: Option<SystemTime>,
     /// Settings changed outside stacksetd since it last converged: (field, applied, found).
     pub spec_drift: Vec<(&'static str, String, String)>,
+    /// The stack set's settings as spec drift compares them (`drift::settings_fingerprint`); what a converged
+    /// pass records as the new baseline. `None` before the stack set exists.
+    pub settings: Option<std::collections::BTreeMap<&'static str, String>>,
     /// Of those, the fields this pass saw first (counted once).
     pub spec_drift_new: Vec<&'static str>,
     /// The wall clock of this pass (tokio's clock in tests).
@@ -175,14 +180,14 @@ pub(super) async fn observe_with(
         .describe_stack_set(&spec.stack_set_name, spec.call_as)
         .await?;
     let ownership = ownership::check(deployment, ctx, stack_set.as_ref()).await?;
-    let (instances, fresh) = match &stack_set {
+    let (instances, fresh, operations) = match &stack_set {
         Some(stack_set) => {
             let listing = instances::read(deployment, ctx, stack_set, fresh).await?;
-            (listing.instances, listing.fresh)
+            (listing.instances, listing.fresh, listing.operations)
         }
         None => {
             ctx.memory.drop_instances(name);
-            (Default::default(), true)
+            (Default::default(), true, Vec::new())
         }
     };
     let inactive_accounts = org
@@ -220,12 +225,14 @@ pub(super) async fn observe_with(
         }
         None => templates::revocation_view(deployment, &url, &observed),
     };
-    let (spec_drift, spec_drift_new) = drift::spec_drift(deployment, ctx, &observed);
+    let settings = observed.stack_set.as_ref().map(drift::settings_fingerprint);
+    let (spec_drift, spec_drift_new) = drift::spec_drift(deployment, ctx, settings.as_ref());
     let remembered = Remembered {
         deletion_due: ctx.memory.desired_since(name, &deployment.generation())
             + ctx.config.deletion_delay,
         last_drift_check: drift::last_check(deployment, ctx, &observed),
         spec_drift,
+        settings,
         spec_drift_new,
         wall_now: ctx.wall_now(),
     };
@@ -237,5 +244,6 @@ pub(super) async fn observe_with(
         ownership,
         remembered,
         fresh,
+        operations,
     })
 }

@@ -235,4 +235,6 @@ async fn a_stack_set_level_edit_is_submitted_without_listing_the_instances() {
     );
     assert!(!calls.contains_key("ListStackInstances"), "{calls:?}");
     assert_eq!(calls.get("DescribeStackSet"), Some(&1), "{calls:?}");
+    // The page read to check the cache also serves the adoption check and the id's sequence.
+    assert_eq!(calls.get("ListStackSetOperations"), Some(&1), "{calls:?}");
 }
