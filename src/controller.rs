@@ -41,7 +41,8 @@ pub use memory::Memory;
 pub use observe::{Observation, Remembered, observe};
 pub use operation::{next_sequence, operation_id_base};
 pub use report::{
-    DriftReport, InstanceProblem, PendingDeletion, Progress, Report, SpecDrift, TemplateReport,
+    DriftReport, InstanceProblem, PendingDeletion, Progress, RegionProgress, Report,
+    RunningOperation, SpecDrift, TemplateReport,
 };
 pub use retry::{
     CONVERGE_TRANSIENT_RETRIES, converge, converge_until, error_backoff, error_policy, is_transient,
@@ -76,7 +77,8 @@ pub struct Config {
     /// Error backoff: base * 2^failures, capped, with jitter.
     pub error_backoff_base: Duration,
     pub error_backoff_max: Duration,
-    /// List instances while waiting, to report progress (costs ListStackInstances pages per poll).
+    /// List the running operation's results while waiting, for done/total per Region (costs
+    /// ListStackSetOperationResults pages of that operation per poll; StatusDetails' failed count is always read).
     pub track_progress: bool,
     /// The daemon asks each template URL for a new version this often (a conditional GET), independent of
     /// `resync_interval`.

@@ -38,6 +38,7 @@ pub const COUNT_BOUNDS: &[(&str, u64, u64)] = &[
     ("concurrency", 1, 64),
     ("access_check_concurrency", 1, 64),
     ("aws.max_attempts", 1, 20),
+    ("aws.max_read_rate", 1, 1000),
 ];
 
 /// The longest `status_token` accepted is far beyond any real one; the shortest guards against a placeholder.
@@ -67,6 +68,7 @@ log:
   level: info
 aws:
   max_attempts: 5
+  max_read_rate: 5
 catalog:
   base_url: https://s3-us-west-2.amazonaws.com/com.cloudycosts.cloudformation/
 "#;
@@ -121,6 +123,8 @@ pub struct AwsSection {
     #[serde(default)]
     pub endpoint_url: Option<String>,
     pub max_attempts: u32,
+    /// CloudFormation reads a second, all deployments together (the daemon's read budget).
+    pub max_read_rate: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -277,6 +281,7 @@ impl Settings {
             "concurrency" => self.concurrency as u64,
             "access_check_concurrency" => self.access_check_concurrency as u64,
             "aws.max_attempts" => u64::from(self.aws.max_attempts),
+            "aws.max_read_rate" => u64::from(self.aws.max_read_rate),
             other => unreachable!("no count setting {other}"),
         }
     }

@@ -592,3 +592,47 @@ async fn list_stack_instances_pages_like_aws() {
     assert_eq!(pages, 5, "30 instances in pages of 7");
     assert_eq!(seen, org.member_accounts());
 }
+
+#[tokio::test]
+async fn list_stack_instances_filters_by_region_like_aws() {
+    let server = MotoServer::start();
+    let org = build_org(&server, &OrgSpec::standard()).await;
+    let client = cfn_client(&server).await;
+    create_stack_set(&client, STACK_SET, "aimably-data-only").await;
+    create_instances(&client, ou_targets(&[&org.root_id])).await;
+    client
+        .create_stack_instances()
+        .stack_set_name(STACK_SET)
+        .deployment_targets(ou_targets(&[&org.root_id]))
+        .regions("eu-west-1")
+        .send()
+        .await
+        .expect("CreateStackInstances in a second Region");
+
+    let listed = |region: Option<&'static str>| {
+        let client = client.clone();
+        async move {
+            let pages: Vec<_> = client
+                .list_stack_instances()
+                .stack_set_name(STACK_SET)
+                .set_stack_instance_region(region.map(str::to_string))
+                .into_paginator()
+                .send()
+                .collect::<Vec<_>>()
+                .await;
+            pages
+                .into_iter()
+                .flat_map(|p| p.expect("ListStackInstances").summaries.unwrap_or_default())
+                .map(|s| (s.region.unwrap_or_default(), s.account.unwrap_or_default()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let everything = listed(None).await;
+    assert_eq!(everything.len(), 2 * org.member_accounts().len());
+    for region in [REGION, "eu-west-1"] {
+        let one = listed(Some(region)).await;
+        assert_eq!(one.len(), org.member_accounts().len(), "{region}");
+        assert!(one.iter().all(|(r, _)| r == region), "{region}: {one:?}");
+    }
+    assert!(listed(Some("ap-south-1")).await.is_empty());
+}

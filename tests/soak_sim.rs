@@ -241,6 +241,7 @@ async fn thirty_simulated_days() {
         desired_state: desired.clone(),
         listen: "127.0.0.1:0".parse().unwrap(),
         status_token: None,
+        max_read_rate: stacksetd::daemon::read_budget::DEFAULT_MAX_READ_RATE,
         concurrency: 4,
         shutdown_timeout: Duration::from_secs(10),
         access_check_interval: HOUR,

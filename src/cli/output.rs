@@ -94,6 +94,14 @@ pub fn plan_text(planned: &[Planned<'_>]) -> String {
                         }
                     }
                 }
+                for op in &report.running_operations {
+                    out.push_str(&format!(
+                        "  running: {} operation {}: {}\n",
+                        op.action,
+                        safe(&op.operation_id),
+                        op.progress.line()
+                    ));
+                }
                 if plan.is_empty() {
                     out.push_str("  no changes: the stack set matches the desired state\n");
                 }
@@ -321,8 +329,8 @@ impl ProgressPrinter {
                 progress,
             } => match progress {
                 Some(p) => format!(
-                    "{deployment}: waiting for {action} {operation_id}: {}/{} instance(s) done, {} failed",
-                    p.done, p.total, p.failed
+                    "{deployment}: waiting for {action} {operation_id}: {}",
+                    p.line()
                 ),
                 None => format!("{deployment}: waiting for {action} {operation_id}"),
             },

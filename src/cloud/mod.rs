@@ -356,6 +356,19 @@ pub trait Cloud: Send + Sync + 'static {
     /// ListStackInstances, every page (100 a page).
     async fn list_stack_instances(&self, name: &str, call_as: CallAs)
     -> Result<Vec<StackInstance>>;
+    /// ListStackInstances filtered by StackInstanceRegion, every page. Only instances of `region` are returned,
+    /// whatever the endpoint does with the filter. The default lists everything and keeps `region`'s (correct,
+    /// not cheaper); backends that can filter do.
+    async fn list_stack_instances_in(
+        &self,
+        name: &str,
+        call_as: CallAs,
+        region: &str,
+    ) -> Result<Vec<StackInstance>> {
+        let mut instances = self.list_stack_instances(name, call_as).await?;
+        instances.retain(|i| i.region == region);
+        Ok(instances)
+    }
     /// ListStackSetOperations, every page up to `limit` entries (eventually consistent; AWS documents no order, so
     /// callers look at all of them; sorted newest first by creation time only for stable output).
     async fn list_operations(

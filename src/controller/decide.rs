@@ -8,7 +8,8 @@ use tokio::time::Instant;
 
 use super::drift::{self, Detection};
 use super::observe::Observation;
-use super::{Config, PendingDeletion, Report, SpecDrift, ownership, rfc3339};
+use super::report::RunningOperation;
+use super::{Config, PendingDeletion, Progress, Report, SpecDrift, ownership, rfc3339};
 use crate::desired::Deployment;
 use crate::error::Error;
 use crate::plan::{self, Desired, Plan, Step};
@@ -60,7 +61,7 @@ pub fn decide(
         ownership: _,
         remembered,
         fresh: _,
-        operations: _,
+        operations,
     } = observation;
     // The plan converges the tags too: the operator's, the owner tag and the approval record.
     let mut tagged = deployment.clone();
@@ -110,6 +111,15 @@ pub fn decide(
             summary: s.summary.clone(),
             runs_at: rfc3339(remembered.wall_now + wait),
             waiting: !wait.is_zero(),
+        })
+        .collect();
+    report.running_operations = operations
+        .iter()
+        .filter(|op| op.status.is_active())
+        .map(|op| RunningOperation {
+            operation_id: op.id.clone(),
+            action: op.action.as_str().into(),
+            progress: Progress::of_operation(op),
         })
         .collect();
     report.template_sha256 = Some(template.report.sha256.clone());

@@ -28,6 +28,10 @@ use crate::error::Error;
 /// One page of ListStackSetOperations: what a pass reads to know whether its listing is still current.
 pub const OPERATIONS_PAGE: usize = 100;
 
+/// Regions a full listing reads at the same time: enough to overlap the round trips of a few Regions, few
+/// enough that one deployment's relist does not take the whole read budget at once.
+pub const REGIONS_LISTED_AT_ONCE: usize = 4;
+
 /// A full listing of one stack set's instances and what it already reflects.
 #[derive(Debug, Clone)]
 pub struct InstanceCache {
@@ -140,11 +144,8 @@ pub(super) async fn read(
         });
     };
     debug!(?reason, "listing the stack set's instances");
-    let instances = Arc::new(
-        ctx.cloud
-            .list_stack_instances(&spec.stack_set_name, spec.call_as)
-            .await?,
-    );
+    let regions = regions_to_list(stack_set, &spec.regions, cached.as_ref());
+    let instances = Arc::new(list_all(ctx, deployment, regions.as_deref()).await?);
     // The listing reflects every operation that had ended before it began; running ones are folded in when a
     // later page shows them ended. Only this page's ids matter (at most one page is ever compared).
     let seen = operations
@@ -166,6 +167,55 @@ pub(super) async fn read(
         fresh: true,
         operations,
     })
+}
+
+/// The Regions a full listing asks one by one: every Region DescribeStackSet says has instances, the desired
+/// ones and the ones the last listing found. `None` when the endpoint does not report the stack set's Regions:
+/// then only an unfiltered listing is sure to see every instance, wherever it is.
+pub fn regions_to_list(
+    stack_set: &ObservedStackSet,
+    desired: &[String],
+    cached: Option<&InstanceCache>,
+) -> Option<Vec<String>> {
+    let reported = stack_set.regions.as_ref()?;
+    let mut regions: BTreeSet<&str> = reported.iter().map(String::as_str).collect();
+    regions.extend(desired.iter().map(String::as_str));
+    if let Some(cache) = cached {
+        regions.extend(cache.instances.iter().map(|i| i.region.as_str()));
+    }
+    Some(regions.into_iter().map(str::to_string).collect())
+}
+
+/// Every instance: one listing per Region, `REGIONS_LISTED_AT_ONCE` at a time, joined in Region order (or one
+/// unfiltered listing when the Regions are unknown). Any Region's failure fails the whole listing: a partial
+/// listing is never kept.
+async fn list_all(
+    ctx: &Context,
+    deployment: &Deployment,
+    regions: Option<&[String]>,
+) -> Result<Vec<StackInstance>, Error> {
+    use futures::{StreamExt, TryStreamExt};
+    let spec = &deployment.spec;
+    let Some(regions) = regions else {
+        return ctx
+            .cloud
+            .list_stack_instances(&spec.stack_set_name, spec.call_as)
+            .await;
+    };
+    // The futures are made first (the cloud's boxed futures), then polled a few at a time: a stream mapping
+    // borrowed Regions to futures would not be provably Send for the scheduler's spawned task.
+    let listings: Vec<_> = regions
+        .iter()
+        .map(|region| {
+            ctx.cloud
+                .list_stack_instances_in(&spec.stack_set_name, spec.call_as, region)
+        })
+        .collect();
+    let per_region: Vec<Vec<StackInstance>> = futures::stream::iter(listings)
+        .buffered(REGIONS_LISTED_AT_ONCE)
+        .try_collect()
+        .await?;
+    Ok(per_region.into_iter().flatten().collect())
 }
 
 #[cfg(test)]
@@ -263,6 +313,36 @@ mod tests {
             Some(Relist::Expired)
         );
         assert_eq!(check(Some(&c), "arn:1", &[], t0 + INTERVAL / 2), None);
+    }
+
+    #[test]
+    fn a_full_listing_asks_every_region_that_may_hold_an_instance() {
+        let desired = vec!["us-east-1".to_string(), "eu-west-1".to_string()];
+        let mut observed = stack_set("arn:1");
+        // The endpoint does not say where the instances are: one unfiltered listing, nothing assumed.
+        assert_eq!(regions_to_list(&observed, &desired, None), None);
+        observed.regions = Some(vec!["ap-south-1".into(), "us-east-1".into()]);
+        let mut c = cache(Instant::now(), &[]);
+        c.instances = Arc::new(vec![StackInstance {
+            account: "111111111111".into(),
+            region: "sa-east-1".into(),
+            organizational_unit_id: None,
+            status: crate::cloud::InstanceStatus::Current,
+            detailed_status: None,
+            status_reason: None,
+            drift_status: None,
+            last_operation_id: None,
+        }]);
+        assert_eq!(
+            regions_to_list(&observed, &desired, Some(&c)).unwrap(),
+            ["ap-south-1", "eu-west-1", "sa-east-1", "us-east-1"]
+        );
+        // No instance anywhere yet: the desired Regions are still asked (an instance may be on its way).
+        observed.regions = Some(vec![]);
+        assert_eq!(
+            regions_to_list(&observed, &desired, None).unwrap(),
+            ["eu-west-1", "us-east-1"]
+        );
     }
 
     #[test]

@@ -91,20 +91,22 @@ pub(super) async fn follow_up(
         .describe_operation(stack_set, &inflight.id, spec.call_as)
         .await?;
     if operation.status.is_active() {
+        // Never an instance listing while waiting: StatusDetails on every poll; the operation's own results
+        // (its account/Region pairs, not the stack set's) only for a person watching a terminal.
         let progress = if ctx.config.track_progress {
-            Some(Progress::of(
+            Progress::of_results(
                 &ctx.cloud
-                    .list_stack_instances(stack_set, spec.call_as)
+                    .list_operation_results(stack_set, &operation.id, spec.call_as)
                     .await?,
-            ))
+            )
         } else {
-            None
+            Progress::of_operation(&operation)
         };
         return Ok(Some(super::waiting(
             ctx,
             &operation,
             inflight.since,
-            progress,
+            Some(progress),
             Report::default(),
         )));
     }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::status::Label;
 
 use crate::cloud::org::OrgSnapshot;
-use crate::cloud::{InstanceStatus, StackInstance};
+use crate::cloud::{InstanceStatus, Operation, OperationResult};
 use crate::coverage::{self, Coverage};
 use crate::desired::{Deployment, TemplateSpec};
 use crate::guard::{Finding, Offense};
@@ -82,6 +82,19 @@ pub struct Report {
     /// documents carry it once, beside the report (`template` in /status and in `plan --output json`).
     #[serde(skip)]
     pub template: Option<TemplateReport>,
+    /// Operations running on the stack set when the pass looked (anyone's), with their failures so far: from
+    /// the page of ListStackSetOperations the pass reads anyway.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub running_operations: Vec<RunningOperation>,
+}
+
+/// An operation running on the stack set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RunningOperation {
+    pub operation_id: String,
+    pub action: Label,
+    pub progress: Progress,
 }
 
 /// A deletion step and when it will be submitted if the desired state stays as it is.
@@ -318,27 +331,79 @@ pub struct SpecDrift {
     pub found: String,
 }
 
-/// How far an operation has come, from the instances' detailed statuses.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// How far a running operation has come, read without listing the stack set's instances: the failures so far
+/// from DescribeStackSetOperation's StatusDetails (every poll, one call), and, when the operation's results are
+/// listed (`reconcile --once` in a terminal: ListStackSetOperationResults, pages of this operation's own
+/// account/Region pairs only), how many are done out of how many, Region by Region.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct Progress {
+    /// Instances that failed so far (StatusDetails.FailedStackInstancesCount, or the results' count).
+    pub failed: usize,
+    /// Instances the operation has finished with (succeeded, failed or cancelled): from the results only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub done: Option<usize>,
+    /// Instances the operation works on: from the results only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<usize>,
+    /// The same per Region (from the results), in Region order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<RegionProgress>,
+}
+
+/// One Region's part of an operation's progress.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RegionProgress {
+    pub region: String,
     pub done: usize,
     pub total: usize,
     pub failed: usize,
 }
 
 impl Progress {
-    pub fn of(instances: &[StackInstance]) -> Progress {
-        let total = instances.len();
-        let done = instances.iter().filter(|i| !i.in_progress()).count();
-        let failed = instances
-            .iter()
-            .filter(|i| i.detailed_status.as_deref() == Some("FAILED"))
-            .count();
+    /// From DescribeStackSetOperation alone.
+    pub fn of_operation(op: &Operation) -> Progress {
         Progress {
-            done,
-            total,
-            failed,
+            failed: op.failed_instances.map_or(0, |n| n as usize),
+            ..Progress::default()
+        }
+    }
+
+    /// From the operation's results (ListStackSetOperationResults): PENDING and RUNNING are not done yet.
+    pub fn of_results(results: &[OperationResult]) -> Progress {
+        let mut regions: BTreeMap<&str, RegionProgress> = BTreeMap::new();
+        for result in results {
+            let region = regions
+                .entry(result.region.as_str())
+                .or_insert_with(|| RegionProgress {
+                    region: result.region.clone(),
+                    ..RegionProgress::default()
+                });
+            region.total += 1;
+            if !matches!(result.status.as_str(), "PENDING" | "RUNNING") {
+                region.done += 1;
+            }
+            if result.status == "FAILED" {
+                region.failed += 1;
+            }
+        }
+        let regions: Vec<RegionProgress> = regions.into_values().collect();
+        Progress {
+            failed: regions.iter().map(|r| r.failed).sum(),
+            done: Some(regions.iter().map(|r| r.done).sum()),
+            total: Some(regions.iter().map(|r| r.total).sum()),
+            regions,
+        }
+    }
+
+    /// One line: "12/30 instance(s) done, 1 failed" or, without the results, "1 instance(s) failed so far".
+    pub fn line(&self) -> String {
+        match (self.done, self.total) {
+            (Some(done), Some(total)) => {
+                format!("{done}/{total} instance(s) done, {} failed", self.failed)
+            }
+            _ => format!("{} instance(s) failed so far", self.failed),
         }
     }
 }

@@ -1,12 +1,15 @@
-//! The shutdown gate: a `Cloud` wrapper that refuses every mutating call once shutdown has begun, so a pass that
-//! is running when SIGTERM arrives still observes and records what it saw, but starts no new operation. Whatever
-//! it would have submitted is planned again, identically, by the next start.
+//! The daemon's gate to the cloud, a `Cloud` wrapper with two jobs:
+//! - shutdown: it refuses every mutating call once shutdown has begun, so a pass that is running when SIGTERM
+//!   arrives still observes and records what it saw, but starts no new operation. Whatever it would have
+//!   submitted is planned again, identically, by the next start;
+//! - the read budget: every CloudFormation read waits its turn in the one [`ReadBudget`] all deployments share.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 
+use super::read_budget::{ReadBudget, pages};
 use crate::cloud::{
     AccessVerdict, Account, CallAs, CallCounter, Cloud, CreateStackSet, DeleteInstancesRequest,
     DetectDriftRequest, InstancesRequest, ObservedStackSet, Operation, OperationResult, OrgNode,
@@ -19,14 +22,31 @@ type Result<T> = std::result::Result<T, Error>;
 pub struct Gate {
     inner: Arc<dyn Cloud>,
     closed: AtomicBool,
+    reads: ReadBudget,
 }
 
 impl Gate {
-    pub fn new(inner: Arc<dyn Cloud>) -> Gate {
+    /// `max_read_rate`: CloudFormation reads a second, for all deployments together.
+    pub fn new(inner: Arc<dyn Cloud>, max_read_rate: u32) -> Gate {
         Gate {
             inner,
             closed: AtomicBool::new(false),
+            reads: ReadBudget::new(max_read_rate),
         }
+    }
+
+    /// A CloudFormation read: its turn first, the pages of a listing charged after.
+    async fn read<T>(
+        &self,
+        call: impl Future<Output = Result<T>>,
+        calls_made: impl Fn(&T) -> u32,
+    ) -> Result<T> {
+        self.reads.admit().await;
+        let result = call.await;
+        if let Ok(value) = &result {
+            self.reads.charge(calls_made(value).saturating_sub(1));
+        }
+        result
     }
 
     /// From now on, mutating calls fail without reaching AWS.
@@ -72,7 +92,8 @@ impl Cloud for Gate {
         self.inner.list_aws_service_access().await
     }
     async fn describe_organizations_access(&self, call_as: CallAs) -> Result<String> {
-        self.inner.describe_organizations_access(call_as).await
+        self.read(self.inner.describe_organizations_access(call_as), |_| 1)
+            .await
     }
     async fn activate_organizations_access(&self) -> Result<()> {
         self.check("ActivateOrganizationsAccess")?;
@@ -83,14 +104,30 @@ impl Cloud for Gate {
         name: &str,
         call_as: CallAs,
     ) -> Result<Option<ObservedStackSet>> {
-        self.inner.describe_stack_set(name, call_as).await
+        self.read(self.inner.describe_stack_set(name, call_as), |_| 1)
+            .await
     }
     async fn list_stack_instances(
         &self,
         name: &str,
         call_as: CallAs,
     ) -> Result<Vec<StackInstance>> {
-        self.inner.list_stack_instances(name, call_as).await
+        self.read(self.inner.list_stack_instances(name, call_as), |v| {
+            pages(v.len())
+        })
+        .await
+    }
+    async fn list_stack_instances_in(
+        &self,
+        name: &str,
+        call_as: CallAs,
+        region: &str,
+    ) -> Result<Vec<StackInstance>> {
+        self.read(
+            self.inner.list_stack_instances_in(name, call_as, region),
+            |v| pages(v.len()),
+        )
+        .await
     }
     async fn list_operations(
         &self,
@@ -98,7 +135,10 @@ impl Cloud for Gate {
         call_as: CallAs,
         limit: usize,
     ) -> Result<Vec<Operation>> {
-        self.inner.list_operations(name, call_as, limit).await
+        self.read(self.inner.list_operations(name, call_as, limit), |v| {
+            pages(v.len())
+        })
+        .await
     }
     async fn describe_operation(
         &self,
@@ -106,9 +146,11 @@ impl Cloud for Gate {
         operation_id: &str,
         call_as: CallAs,
     ) -> Result<Operation> {
-        self.inner
-            .describe_operation(name, operation_id, call_as)
-            .await
+        self.read(
+            self.inner.describe_operation(name, operation_id, call_as),
+            |_| 1,
+        )
+        .await
     }
     async fn list_operation_results(
         &self,
@@ -116,9 +158,12 @@ impl Cloud for Gate {
         operation_id: &str,
         call_as: CallAs,
     ) -> Result<Vec<OperationResult>> {
-        self.inner
-            .list_operation_results(name, operation_id, call_as)
-            .await
+        self.read(
+            self.inner
+                .list_operation_results(name, operation_id, call_as),
+            |v| pages(v.len()),
+        )
+        .await
     }
 
     async fn create_stack_set(&self, request: &CreateStackSet) -> Result<()> {
@@ -155,7 +200,8 @@ impl Cloud for Gate {
     }
 
     async fn list_stack_sets(&self, call_as: CallAs) -> Result<Vec<String>> {
-        self.inner.list_stack_sets(call_as).await
+        self.read(self.inner.list_stack_sets(call_as), |v| pages(v.len()))
+            .await
     }
     /// Uploading a template precedes a change: gated like one.
     async fn stage_template(&self, bucket: &str, key: &str, body: &str) -> Result<String> {

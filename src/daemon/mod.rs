@@ -1,6 +1,7 @@
 //! `stacksetd run`: the daemon. It loads the desired-state file and watches it (src/file_watch.rs), keeps one worker
 //! per deployment (scheduler.rs), serves /healthz, /readyz, /metrics and /status (src/http.rs), talks to systemd
-//! (systemd.rs), and shuts down cleanly: the first signal stops new passes and new operations (gate.rs), lets
+//! (systemd.rs), keeps every deployment's CloudFormation reads within one shared budget (read_budget.rs, applied
+//! by gate.rs), and shuts down cleanly: the first signal stops new passes and new operations (gate.rs), lets
 //! running passes finish their bookkeeping, and returns within `shutdown_timeout`.
 //!
 //! The shutdown signal is a future passed in (mini-redis style) and SIGHUP is a `Reloader` call, so tests run the
@@ -8,6 +9,7 @@
 
 pub mod access;
 mod gate;
+pub mod read_budget;
 mod scheduler;
 mod systemd;
 mod templates;
@@ -53,6 +55,8 @@ pub struct Options {
     pub access_check_concurrency: usize,
     /// When set, GET /status requires `Authorization: Bearer <token>`.
     pub status_token: Option<String>,
+    /// CloudFormation reads a second, all deployments together (`aws.max_read_rate`).
+    pub max_read_rate: u32,
 }
 
 /// Forces a reload of the desired-state file and a pass of every deployment: what SIGHUP does.
@@ -88,7 +92,7 @@ impl Daemon {
         let listener = TcpListener::bind(options.listen)
             .await
             .map_err(|e| Error::Settings(format!("listen: cannot bind {}: {e}", options.listen)))?;
-        let gate = Arc::new(Gate::new(cloud));
+        let gate = Arc::new(Gate::new(cloud, options.max_read_rate));
         let ctx = Arc::new(Context::new(gate.clone(), config));
         let metrics = Arc::new(Metrics::new(gate.clone()).map_err(metrics_error)?);
         let fetches = metrics.templates.clone();

@@ -412,6 +412,7 @@ pub struct FleetMetrics {
     spec_drift_total: IntCounterVec,
     access_failures: GaugeVec,
     access_checked: GaugeVec,
+    operation_failed: GaugeVec,
     /// Per deployment: the (status, detailed_status) series set by the last pass, to drop the ones that vanish.
     instance_labels: Arc<Mutex<HashMap<String, Vec<InstanceLabels>>>>,
 }
@@ -506,6 +507,11 @@ impl FleetMetrics {
                 "Member accounts tried at the last access check.",
                 &["deployment"],
             )?,
+            operation_failed: gauge(
+                "operation_failed_instances",
+                "Stack instances failed so far in the stack set operation stacksetd waits on (DescribeStackSetOperation's StatusDetails, no listing); 0 when none runs.",
+                &["deployment"],
+            )?,
             instance_labels: Arc::default(),
         })
     }
@@ -523,6 +529,16 @@ impl FleetMetrics {
                 .inc();
         }
         let Ok(outcome) = result else { return };
+        let failed_so_far = match &outcome.state {
+            State::Waiting {
+                progress: Some(progress),
+                ..
+            } => progress.failed,
+            _ => 0,
+        };
+        self.operation_failed
+            .with_label_values(&[deployment])
+            .set(failed_so_far as f64);
         let report = &outcome.report;
         if !report.observed {
             return;
@@ -615,6 +631,7 @@ impl FleetMetrics {
             &self.drifted_instances,
             &self.access_failures,
             &self.access_checked,
+            &self.operation_failed,
         ] {
             let _ = gauge.remove_label_values(&[deployment]);
         }

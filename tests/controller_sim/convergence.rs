@@ -112,8 +112,24 @@ async fn converged_pass_costs_one_describe_and_one_operations_page() {
     }
     .deployment();
     converge_ok(&deployment, &ctx).await;
-    let pages = sim.instances(STACK_SET).len().div_ceil(100) as u64;
+    let instances = sim.instances(STACK_SET);
+    // A full listing asks Region by Region (in parallel): each Region's own pages.
+    let pages: u64 = [REGION, OTHER_REGION]
+        .iter()
+        .map(|r| {
+            instances
+                .iter()
+                .filter(|i| i.region == *r)
+                .count()
+                .div_ceil(100)
+                .max(1) as u64
+        })
+        .sum();
     assert!(pages >= 3, "enough instances to page: {pages}");
+    assert!(
+        pages <= instances.len().div_ceil(100) as u64 + 2,
+        "the budget: ceil(instances/100) + Regions"
+    );
     // Whatever the organization's size: the instances come from the cache, which one page of operations shows
     // to be current.
     let budget = [("DescribeStackSet", 1), ("ListStackSetOperations", 1)]

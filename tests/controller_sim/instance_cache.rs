@@ -238,3 +238,107 @@ async fn a_stack_set_level_edit_is_submitted_without_listing_the_instances() {
     // The page read to check the cache also serves the adoption check and the id's sequence.
     assert_eq!(calls.get("ListStackSetOperations"), Some(&1), "{calls:?}");
 }
+
+/// While an operation runs, a pass polls DescribeStackSetOperation only: the failures so far come from its
+/// StatusDetails. `track_progress` (a person at a terminal) lists that operation's results, never the instances.
+#[tokio::test(start_paused = true)]
+async fn waiting_reads_progress_from_the_operation_not_from_a_listing() {
+    let sim = Sim::realistic(SimConfig {
+        instance_duration: Duration::from_secs(30),
+        ..SimConfig::default()
+    });
+    let ctx = sim_context(&sim);
+    let spec = Spec {
+        preferences: "{failureTolerancePercentage: 100, maxConcurrentCount: 1, regionConcurrencyType: SEQUENTIAL}",
+        ..Spec::whole_org()
+    };
+    converge_ok(&spec.deployment(), &ctx).await;
+    let failing = active_members(&sim).into_iter().next().expect("a member");
+    sim.fail_account(&failing, "the execution role is gone");
+    let edited = Spec {
+        description: "Aimably access, reviewed",
+        ..spec
+    }
+    .deployment();
+    let (acted, _) = pass(&edited, &ctx, &sim).await;
+    assert!(
+        matches!(acted.state, State::Acted { .. }),
+        "{:?}",
+        acted.state
+    );
+
+    let mut failed_seen = 0;
+    let mut polls = 0;
+    loop {
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let before = sim.calls().snapshot();
+        // The pass that sees the operation end reports its failure as an error.
+        let Ok(outcome) = controller::reconcile(&edited, &ctx).await else {
+            break;
+        };
+        let calls = delta(&before, &sim.calls().snapshot());
+        let State::Waiting { progress, .. } = &outcome.state else {
+            break;
+        };
+        polls += 1;
+        assert!(!calls.contains_key("ListStackInstances"), "{calls:?}");
+        assert!(
+            !calls.contains_key("ListStackSetOperationResults"),
+            "{calls:?}"
+        );
+        assert_eq!(
+            calls.get("DescribeStackSetOperation"),
+            Some(&1),
+            "{calls:?}"
+        );
+        let progress = progress.as_ref().expect("progress from StatusDetails");
+        assert_eq!(progress.done, None, "not known without the results");
+        failed_seen = failed_seen.max(progress.failed);
+    }
+    assert!(polls >= 3, "the operation ran for several polls: {polls}");
+    assert_eq!(failed_seen, 1, "the failure was reported while it ran");
+
+    // A person watching: the operation's own results give done/total per Region.
+    let watching = Context::new(
+        Arc::new(sim.clone()),
+        controller::Config {
+            track_progress: true,
+            ..config()
+        },
+    );
+    sim.heal_account(&failing);
+    converge_ok(&edited, &watching).await;
+    let again = Spec {
+        description: "Aimably access, reviewed twice",
+        preferences: "{failureTolerancePercentage: 100, maxConcurrentCount: 1, regionConcurrencyType: SEQUENTIAL}",
+        ..Spec::whole_org()
+    }
+    .deployment();
+    let (acted, _) = pass(&again, &watching, &sim).await;
+    assert!(
+        matches!(acted.state, State::Acted { .. }),
+        "{:?}",
+        acted.state
+    );
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let (outcome, calls) = pass(&again, &watching, &sim).await;
+    let State::Waiting { progress, .. } = &outcome.state else {
+        panic!("still running: {:?}", outcome.state);
+    };
+    assert!(!calls.contains_key("ListStackInstances"), "{calls:?}");
+    assert_eq!(
+        calls.get("ListStackSetOperationResults"),
+        Some(&1),
+        "{calls:?}"
+    );
+    let progress = progress.as_ref().expect("progress");
+    let total = progress.total.expect("total from the results");
+    assert_eq!(
+        total,
+        sim.instances(STACK_SET).len(),
+        "one result per instance: {progress:?}"
+    );
+    assert!(progress.done.expect("done") < total, "{progress:?}");
+    assert_eq!(progress.regions.len(), 1, "{progress:?}");
+    assert_eq!(progress.regions[0].region, REGION);
+}

@@ -423,14 +423,19 @@ def patch_list_stack_instances_pages() -> None:
     """ListStackInstances returns at most MaxResults summaries (1-100) and a NextToken for the rest.
 
     AWS (ListStackInstances): "MaxResults: The maximum number of results to be returned with a single call. If the
-    number of available results exceeds this maximum, the response includes a NextToken value". moto 5.2 returns
-    every instance in one response, which would hide the paging cost of a converged pass in benchmarks.
+    number of available results exceeds this maximum, the response includes a NextToken value"; and
+    "StackInstanceRegion: The name of the Region where you want to list stack instances". moto 5.2 returns every
+    instance in one response, whatever Region is asked, which would hide the paging cost of a converged pass in
+    benchmarks and make a per-Region listing see every Region.
     """
 
     page_limit = 100
 
     def list_stack_instances(self: CloudFormationResponse) -> ActionResult:
         instances = list(self.cloudformation_backend.list_stack_instances(self._get_param("StackSetName")))
+        region = self._get_param("StackInstanceRegion")
+        if region:
+            instances = [i for i in instances if i.get("Region") == region]
         size = min(max(int(self._get_param("MaxResults") or page_limit), 1), page_limit)
         start = int(self._get_param("NextToken") or 0)
         result: dict[str, Any] = {"Summaries": instances[start : start + size]}

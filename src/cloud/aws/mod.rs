@@ -473,6 +473,30 @@ impl Cloud for AwsCloud {
         collect_pages!(self, call, pages, summaries, convert::stack_instance)
     }
 
+    async fn list_stack_instances_in(
+        &self,
+        name: &str,
+        call_as: CallAs,
+        region: &str,
+    ) -> Result<Vec<StackInstance>> {
+        let call = Call::cloudformation("ListStackInstances", call_as);
+        let pages = self
+            .cfn
+            .list_stack_instances()
+            .stack_set_name(name)
+            .stack_instance_region(region)
+            .call_as(convert::call_as(call_as))
+            .max_results(CLOUDFORMATION_PAGE_SIZE)
+            .into_paginator()
+            .send();
+        let instances: Result<Vec<StackInstance>> =
+            collect_pages!(self, call, pages, summaries, convert::stack_instance);
+        // An endpoint that ignores the filter must not make another Region's instances count twice.
+        let mut instances = instances?;
+        instances.retain(|i| i.region == region);
+        Ok(instances)
+    }
+
     async fn list_operations(
         &self,
         name: &str,

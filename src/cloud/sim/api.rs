@@ -260,6 +260,28 @@ impl Cloud for Sim {
         )
     }
 
+    async fn list_stack_instances_in(
+        &self,
+        name: &str,
+        call_as: CallAs,
+        region: &str,
+    ) -> Result<Vec<StackInstance>> {
+        self.call(
+            CFN,
+            "ListStackInstances",
+            |v: &Vec<StackInstance>| pages(v.len(), CFN_PAGE),
+            |w| {
+                let stack_set = w.stack_set_ref(name, call_as)?;
+                Ok(stack_set
+                    .instances
+                    .values()
+                    .filter(|i| i.region == region)
+                    .cloned()
+                    .collect())
+            },
+        )
+    }
+
     async fn list_operations(
         &self,
         name: &str,

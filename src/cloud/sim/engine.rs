@@ -350,12 +350,13 @@ fn process(
             }
         }
         pump(run, &mut ctx, now + instance_duration);
+        // StatusDetails counts the failures while the operation runs, not only at its end.
+        let failed: u32 = run.regions.iter().map(|r| r.failures).sum();
+        public.failed_instances = failed;
         if !run.regions.iter().all(RegionRun::done) {
             return;
         }
-        let failed: u32 = run.regions.iter().map(|r| r.failures).sum();
         let exceeded = run.regions.iter().any(|r| r.exceeded);
-        public.failed_instances = failed;
         public.ended_at = Some(now);
         public.status = if exceeded {
             public.status_reason = Some(format!(
