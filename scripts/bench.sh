@@ -7,7 +7,10 @@
 #   scripts/bench.sh                                   # sizes 100,1000,5000 x Regions 1,3 x targets sim,moto
 #   scripts/bench.sh --sizes 100,1000 --regions 1 --targets moto
 #
-# Options: --sizes N,N,...  --regions 1,3 (1 to 3)  --targets sim,moto  --sim-passes N  --moto-passes N
+#   scripts/bench.sh --targets fleet                  # 1,000 deployments x 100 accounts in one daemon (sim)
+#
+# Options: --sizes N,N,...  --regions 1,3 (1 to 3)  --targets sim,moto,fleet  --sim-passes N  --moto-passes N
+# (fleet: BENCH_DEPLOYMENTS, BENCH_ACCOUNTS, BENCH_HOURS in the environment; defaults 1000, 100, 1)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -25,7 +28,7 @@ while [[ $# -gt 0 ]]; do
         --targets=*) targets="${1#*=}"; shift ;;
         --sim-passes) export BENCH_SIM_PASSES="$2"; shift 2 ;;
         --moto-passes) export BENCH_MOTO_PASSES="$2"; shift 2 ;;
-        -h | --help) sed -n '2,10p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -38,6 +41,14 @@ export STACKSETD_TEST_PYTHON BENCH_SIZES="$sizes" BENCH_REGIONS="$regions" BENCH
 
 echo "bench: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB" >&2
 # `cargo bench` builds with the bench profile, which is the release profile: the binary measured is the release one.
-# The guard first (seconds; target/bench-guard.md), then the organization scale benchmark.
+# The guard first (seconds; target/bench-guard.md), then the fleet (many deployments in one daemon;
+# target/bench-fleet.md) when asked, then the organization scale benchmark for sim and moto.
 cargo bench --bench guard
-exec cargo bench --bench scale
+if [[ ",$targets," == *",fleet,"* ]]; then
+    cargo bench --bench fleet
+fi
+scale_targets="$(tr ',' '\n' <<<"$targets" | grep -v '^fleet$' | paste -sd, -)"
+if [[ -n "$scale_targets" ]]; then
+    export BENCH_TARGETS="$scale_targets"
+    exec cargo bench --bench scale
+fi

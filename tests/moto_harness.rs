@@ -598,16 +598,32 @@ async fn list_stack_instances_filters_by_region_like_aws() {
     let server = MotoServer::start();
     let org = build_org(&server, &OrgSpec::standard()).await;
     let client = cfn_client(&server).await;
-    create_stack_set(&client, STACK_SET, "aimably-data-only").await;
-    create_instances(&client, ou_targets(&[&org.root_id])).await;
+    // A template without a named (global) role: moto creates each Region's stacks in one IAM namespace.
+    client
+        .create_stack_set()
+        .stack_set_name(STACK_SET)
+        .template_body(
+            r#"{"Resources":{"Nothing":{"Type":"AWS::CloudFormation::WaitConditionHandle"}}}"#,
+        )
+        .permission_model(PermissionModels::ServiceManaged)
+        .auto_deployment(
+            AutoDeployment::builder()
+                .enabled(true)
+                .retain_stacks_on_account_removal(false)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("CreateStackSet");
     client
         .create_stack_instances()
         .stack_set_name(STACK_SET)
         .deployment_targets(ou_targets(&[&org.root_id]))
+        .regions(REGION)
         .regions("eu-west-1")
         .send()
         .await
-        .expect("CreateStackInstances in a second Region");
+        .expect("CreateStackInstances in two Regions");
 
     let listed = |region: Option<&'static str>| {
         let client = client.clone();
