@@ -1,5 +1,5 @@
 //! The daemon's HTTP endpoints (axum): /healthz (liveness), /readyz (readiness), /metrics (Prometheus text
-//! format) and /status (JSON). All are read-only: GET and HEAD (axum answers HEAD for GET routes without a body);
+//! format), /status (JSON) and / (the page of every account's state, src/page.rs, under /status's access rule). All are read-only: GET and HEAD (axum answers HEAD for GET routes without a body);
 //! any other method gets 405 with an Allow header, and a request with a body gets 413.
 //!
 //! The listener is exposed to whatever can reach the port, so connections are bounded: headers must arrive
@@ -52,6 +52,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/status", get(status))
+        .route("/", get(page))
         .layer(middleware::from_fn(refuse_bodies))
         .with_state(state)
 }
@@ -195,25 +196,56 @@ async fn metrics_text(State(state): State<HttpState>) -> Response {
     }
 }
 
-async fn status(State(state): State<HttpState>, headers: axum::http::HeaderMap) -> Response {
-    if let Some(token) = &state.status_token {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default();
-        if !same_secret(given, token) {
-            return (
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Bearer")],
-                "/status needs Authorization: Bearer <status_token>\n",
-            )
-                .into_response();
-        }
+/// With `status_token` set, the answer to a request without it (/status and the page alike).
+fn refused(state: &HttpState, headers: &axum::http::HeaderMap, what: &str) -> Option<Response> {
+    let token = state.status_token.as_ref()?;
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if same_secret(given, token) {
+        return None;
     }
+    Some(
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            format!("{what} needs Authorization: Bearer <status_token>\n"),
+        )
+            .into_response(),
+    )
+}
+
+/// The status document as served: redacted.
+fn redacted_status(state: &HttpState) -> serde_json::Value {
     let mut document = serde_json::to_value(state.status.snapshot()).unwrap_or_default();
     crate::redact::status_document(&mut document);
-    axum::Json(document).into_response()
+    document
+}
+
+async fn status(State(state): State<HttpState>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(refusal) = refused(&state, &headers, "/status") {
+        return refusal;
+    }
+    axum::Json(redacted_status(&state)).into_response()
+}
+
+/// The page, from the same redacted document as /status (so it shows nothing /status hides).
+async fn page(State(state): State<HttpState>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(refusal) = refused(&state, &headers, "/") {
+        return refusal;
+    }
+    let status: crate::status::Status =
+        serde_json::from_value(redacted_status(&state)).unwrap_or_default();
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        crate::page::render(&status),
+    )
+        .into_response()
 }
 
 /// Compare a presented token with the configured one in time that does not depend on where they differ

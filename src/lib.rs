@@ -10,19 +10,21 @@
 //! - [`controller`]: one pass of one deployment: observe, decide, act; requeue as a return value; its
 //!   `preflight` (may stacksetd act at all) and `ownership` (which stack sets are its own).
 //! - [`plan`]: the pure decision of what to change, one function per ordering rule.
-//! - [`coverage`]: which accounts the targets reach, against the instances.
+//! - [`coverage`]: which accounts the targets reach, against the instances; [`accounts`]: every account's
+//!   state in the organization's tree (the page and `status --tree`).
 //! - [`template`]: fetching templates, reading them as CloudFormation does, the update decision.
 //! - [`guard`]: what a template can do, and whether a new version grants more.
 //! - [`cloud`]: everything asked of AWS behind the `Cloud` trait: the SDK (`cloud::aws`) and the simulator
 //!   (`cloud::sim`).
 //! - [`daemon`]: `stacksetd run`: the main loop, one worker per deployment, the pollers (templates, the member
 //!   access check), shutdown, systemd.
-//! - [`http`], [`status`], [`metrics`], [`telemetry`], [`redact`]: what the daemon shows, and what it never
-//!   shows.
+//! - [`http`], [`status`], [`page`], [`metrics`], [`telemetry`], [`redact`]: what the daemon shows (the page
+//!   is `GET /`), and what it never shows.
 //! - [`cli`], [`demo`]: the command line's output and commands (`src/main.rs` parses the flags).
 //! - [`error`]: the one error type, each variant with a static metric label.
 //! - `fixtures` (unit tests only): the deployment and organization builders the unit tests share.
 
+pub mod accounts;
 pub mod cli;
 pub mod cloud;
 pub mod controller;
@@ -39,6 +41,7 @@ pub mod fuzzing;
 pub mod guard;
 pub mod http;
 pub mod metrics;
+pub mod page;
 pub mod plan;
 pub mod redact;
 pub mod settings;

@@ -72,6 +72,13 @@ enum Command {
     Status {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         output: Format,
+        /// Every account in the organization's tree, coloured by its state (plain when piped).
+        #[arg(long, conflicts_with = "output")]
+        tree: bool,
+        /// With --tree: only accounts in these states (comma-separated: failed, missing, access-failed,
+        /// outdated, current, inactive, excluded, management, outside).
+        #[arg(long, requires = "tree", value_parser = parse_tree_states)]
+        state: Option<TreeStates>,
     },
     /// Review templates offline with the guard: what a template can do, and how a new version compares.
     Template {
@@ -86,6 +93,14 @@ enum Command {
         #[arg(long, default_value_t = 20.0, value_parser = parse_speed)]
         speed: f64,
     },
+}
+
+/// `status --state`: state names, each checked.
+#[derive(Debug, Clone)]
+struct TreeStates(Vec<stacksetd::accounts::AccountState>);
+
+fn parse_tree_states(text: &str) -> Result<TreeStates, String> {
+    stacksetd::cli::tree::parse_states(text).map(TreeStates)
 }
 
 /// `demo --speed`: a finite number within the range the simulation's clock supports.
@@ -210,7 +225,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run => run_daemon(&settings).await,
         Command::Health => Ok(health(settings.listen).await),
         // A running daemon knows more (drift, access checks, history) and costs AWS nothing: ask it first.
-        Command::Status { output } if status_from_daemon(&settings, output).await? => {
+        Command::Status {
+            output,
+            tree,
+            ref state,
+        } if status_from_daemon(&settings, View::of(output, tree, state)).await? => {
             Ok(ExitCode::SUCCESS)
         }
         command => {
@@ -231,11 +250,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     detailed_exitcode,
                     output,
                 } => Ok(plan(&ctx, &desired, detailed_exitcode, output).await),
-                Command::Status { output } => {
+                Command::Status {
+                    output,
+                    tree,
+                    ref state,
+                } => {
                     let doc =
                         status_view::from_aws(&ctx, &desired, settings.access_check_concurrency)
                             .await;
-                    Ok(print_status(&doc, output))
+                    Ok(print_status(&doc, View::of(output, tree, state)))
                 }
                 Command::Run
                 | Command::Health
@@ -414,20 +437,41 @@ async fn plan(ctx: &Context, desired: &DesiredState, detailed: bool, format: For
 }
 
 /// `status` from a running daemon's /status; false when none answers at the listen address.
-async fn status_from_daemon(settings: &Settings, format: Format) -> Result<bool, stacksetd::Error> {
+/// How `status` prints.
+enum View {
+    Table,
+    Json,
+    Tree(stacksetd::cli::tree::TreeOptions),
+}
+
+impl View {
+    fn of(output: Format, tree: bool, states: &Option<TreeStates>) -> View {
+        match (tree, output) {
+            (true, _) => View::Tree(stacksetd::cli::tree::TreeOptions {
+                color: std::io::IsTerminal::is_terminal(&std::io::stdout()),
+                states: states.as_ref().map(|s| s.0.clone()).unwrap_or_default(),
+            }),
+            (false, Format::Text) => View::Table,
+            (false, Format::Json) => View::Json,
+        }
+    }
+}
+
+async fn status_from_daemon(settings: &Settings, view: View) -> Result<bool, stacksetd::Error> {
     match status_view::from_daemon(settings.listen, settings.status_token.as_deref()).await? {
         Some(doc) => {
-            print_status(&doc, format);
+            print_status(&doc, view);
             Ok(true)
         }
         None => Ok(false),
     }
 }
 
-fn print_status(doc: &status_view::StatusDocument, format: Format) -> ExitCode {
-    match format {
-        Format::Text => print!("{}", status_view::text(doc)),
-        Format::Json => println!("{}", serde_json::to_string_pretty(doc).unwrap_or_default()),
+fn print_status(doc: &status_view::StatusDocument, view: View) -> ExitCode {
+    match view {
+        View::Table => print!("{}", status_view::text(doc)),
+        View::Json => println!("{}", serde_json::to_string_pretty(doc).unwrap_or_default()),
+        View::Tree(options) => print!("{}", stacksetd::cli::tree::text(doc, &options)),
     }
     if status_view::has_errors(doc) {
         ExitCode::from(1)

@@ -271,9 +271,13 @@ impl StatusBoard {
                 Ok(outcome) => {
                     d.last_success_at = Some(at);
                     d.last_error = None;
-                    d.last_outcome = Some(outcome.clone());
+                    let mut last = outcome.clone();
+                    // The tree is kept once, in `observed`.
+                    last.report.organization = None;
+                    d.last_outcome = Some(last);
                     if outcome.report.observed {
                         d.observed = Some(outcome.report.clone());
+                        overlay_access(d);
                     }
                     if let Some(template) = &outcome.report.template {
                         d.template_fetch = template.source.clone();
@@ -310,6 +314,7 @@ impl StatusBoard {
         self.with(|s| {
             if let Some(d) = s.deployments.get_mut(name) {
                 d.access = Some(report);
+                overlay_access(d);
             }
         });
     }
@@ -329,6 +334,21 @@ impl StatusBoard {
         if became_ready {
             self.ready.send_replace(true);
         }
+    }
+}
+
+/// The member access check's failures shown on the accounts' states (the pass does not know them).
+fn overlay_access(d: &mut DeploymentStatus) {
+    let (Some(observed), Some(access)) = (&mut d.observed, &d.access) else {
+        return;
+    };
+    if let Some(organization) = &mut observed.organization {
+        let failures = access
+            .failures
+            .iter()
+            .map(|f| (f.account.clone(), format!("access check: {}", f.kind)))
+            .collect();
+        organization.overlay_access_failures(&failures);
     }
 }
 

@@ -3,9 +3,11 @@
 //!
 //! - `output`: `plan` in the style of `terraform plan`, its JSON form, progress lines, and `safe` (escaping text
 //!   from templates and AWS before it is printed).
-//! - `status_view`: `stacksetd status`, from a running daemon's /status or observed from AWS.
+//! - `status_view`: `stacksetd status`, from a running daemon's /status or observed from AWS; `tree`: its
+//!   `--tree` form (every account in the organization's tree, coloured by state).
 //! - `review`: `stacksetd template check` and `template diff`, the guard offline.
 
 pub mod output;
 pub mod review;
 pub mod status_view;
+pub mod tree;

@@ -86,6 +86,10 @@ pub struct Report {
     /// the page of ListStackSetOperations the pass reads anyway.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub running_operations: Vec<RunningOperation>,
+    /// Every account of the organization in its tree, with its state for this deployment (what `GET /` and
+    /// `stacksetd status --tree` show; the access check's failures overlaid by the daemon).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub organization: Option<crate::accounts::OrganizationView>,
 }
 
 /// An operation running on the stack set.
@@ -238,6 +242,12 @@ impl Report {
             inoperable_instances: coverage.inoperable,
             inoperable,
             skipped_suspended_instances: coverage.skipped_suspended,
+            organization: Some(crate::accounts::view(
+                deployment,
+                org,
+                &observed.instances,
+                coverage,
+            )),
             drift: DriftReport::of(observed),
             target_warnings: coverage::empty_targets(deployment, org)
                 .into_iter()
