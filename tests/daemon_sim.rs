@@ -247,6 +247,8 @@ struct Setup {
     access_check_interval: Duration,
     deletion_delay: Duration,
     status_token: Option<String>,
+    /// The sim's realistic organization (nested OUs, a suspended account) instead of three accounts.
+    realistic: bool,
 }
 
 impl Setup {
@@ -260,6 +262,7 @@ impl Setup {
             access_check_interval: Duration::from_secs(3600),
             deletion_delay: controller::DEFAULT_DELETION_DELAY,
             status_token: None,
+            realistic: false,
         }
     }
 
@@ -267,15 +270,21 @@ impl Setup {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("desired.yaml");
         std::fs::write(&path, &self.yaml).unwrap();
-        let sim = Sim::new(SimConfig {
+        let sim_config = SimConfig {
             instance_duration: Duration::from_millis(20),
             operation_overhead: Duration::from_millis(10),
             ..SimConfig::default()
-        });
-        let ou = sim.add_ou(&sim.root_id(), "Workloads");
-        for i in 0..3 {
-            sim.add_account(&ou, &format!("member-{i}"));
-        }
+        };
+        let sim = if self.realistic {
+            Sim::realistic(sim_config)
+        } else {
+            let sim = Sim::new(sim_config);
+            let ou = sim.add_ou(&sim.root_id(), "Workloads");
+            for i in 0..3 {
+                sim.add_account(&ou, &format!("member-{i}"));
+            }
+            sim
+        };
         let probe = Probe::new(sim.clone());
         probe.set_delay(self.describe_delay);
         let config = controller::Config {
@@ -1013,3 +1022,5 @@ async fn member_access_failures_are_counted_and_listed_on_status() {
 
 #[path = "daemon_sim/http_hardening.rs"]
 mod http_hardening;
+#[path = "daemon_sim/page_chromium.rs"]
+mod page_chromium;
