@@ -133,3 +133,21 @@ fn the_architecture_names_only_modules_that_exist() {
         "the README links ARCHITECTURE.md"
     );
 }
+
+/// The README's colour table names every account state the page and the tree use, with its meaning.
+#[test]
+fn the_readme_explains_every_account_state() {
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    for state in stacksetd::accounts::AccountState::ALL {
+        let row = format!("| `{}` |", state.as_str());
+        assert!(readme.contains(&row), "README's state table lacks {row}");
+    }
+    assert!(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("docs/page.png")
+            .is_file(),
+        "the README's screenshot"
+    );
+}

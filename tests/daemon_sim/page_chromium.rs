@@ -139,7 +139,25 @@ async fn the_page_shows_every_account_in_chromium_and_updates_in_place() {
     .start()
     .await;
     daemon.converged("aimably").await;
-    let before = account_states(&daemon.status().await, "aimably");
+    let status = daemon.status().await;
+    let before = account_states(&status, "aimably");
+    let counts = &status["deployments"]["aimably"]["observed"]["organization"]["counts"];
+    let counted: u64 = counts
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        counted as usize,
+        before.len(),
+        "counts cover every account: {counts}"
+    );
+    assert_eq!(
+        counts.as_object().unwrap().len(),
+        9,
+        "every state, zeros included: {counts}"
+    );
     let organization: Vec<String> = daemon
         .sim
         .accounts()
