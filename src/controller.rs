@@ -9,6 +9,7 @@
 //! organization is re-listed on its own cadence).
 
 mod decide;
+mod dependencies;
 mod drift;
 mod instances;
 mod memory;

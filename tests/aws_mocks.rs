@@ -244,6 +244,7 @@ async fn describe_stack_set_converts_every_field() {
             auto_deployment: Some(AutoDeployment {
                 enabled: true,
                 retain_stacks_on_account_removal: false,
+                depends_on: Vec::new(),
             }),
             managed_execution: Some(true),
         },
@@ -657,6 +658,7 @@ async fn update_stack_set_sends_template_and_optional_settings_when_given() {
             auto_deployment: Some(AutoDeployment {
                 enabled: true,
                 retain_stacks_on_account_removal: true,
+                depends_on: Vec::new(),
             }),
             tags: BTreeMap::from([("owner".to_string(), "finops".to_string())]),
             ..base.settings.clone()

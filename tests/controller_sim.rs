@@ -13,6 +13,8 @@
 mod convergence;
 #[path = "controller_sim/deletions.rs"]
 mod deletions;
+#[path = "controller_sim/dependencies.rs"]
+mod dependencies;
 #[path = "controller_sim/failures.rs"]
 mod failures;
 #[path = "controller_sim/helpers.rs"]

@@ -62,10 +62,13 @@ pub fn decide(
         remembered,
         fresh: _,
         operations,
+        dependencies,
     } = observation;
-    // The plan converges the tags too: the operator's, the owner tag and the approval record.
+    // The plan converges the tags too: the operator's, the owner tag and the approval record; and dependsOn as
+    // the ARNs AWS takes.
     let mut tagged = deployment.clone();
     tagged.spec.tags = ownership::desired_tags(deployment, template.record.as_deref());
+    tagged.spec.auto_deployment.depends_on = dependencies.clone();
     let plan = plan::plan(
         Desired {
             deployment: &tagged,

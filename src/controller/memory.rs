@@ -46,6 +46,8 @@ struct Entry {
     unconfirmed: Option<String>,
     /// The stack set's last full listing of instances (`controller/instances.rs`).
     instances: Option<super::instances::InstanceCache>,
+    /// The ARNs of the stack sets named in `autoDeployment.dependsOn`, and when each was read.
+    dependency_arns: BTreeMap<String, (String, Instant)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -261,6 +263,26 @@ impl Memory {
 
     pub(super) fn store_instances(&self, deployment: &str, cache: super::instances::InstanceCache) {
         self.with(deployment, |e| e.instances = Some(cache))
+    }
+
+    /// The ARN of `stack_set` read no longer than `fresh_for` ago.
+    pub(super) fn dependency_arn(
+        &self,
+        deployment: &str,
+        stack_set: &str,
+        fresh_for: Duration,
+    ) -> Option<String> {
+        self.with(deployment, |e| {
+            let (arn, at) = e.dependency_arns.get(stack_set)?;
+            (at.elapsed() < fresh_for).then(|| arn.clone())
+        })
+    }
+
+    pub(super) fn remember_dependency_arn(&self, deployment: &str, stack_set: &str, arn: &str) {
+        self.with(deployment, |e| {
+            e.dependency_arns
+                .insert(stack_set.to_string(), (arn.to_string(), Instant::now()));
+        })
     }
 
     /// The stack set is gone: nothing listed is current.

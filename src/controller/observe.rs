@@ -34,6 +34,8 @@ pub struct Observation {
     pub fresh: bool,
     /// The page of ListStackSetOperations the instance cache was checked against (empty without a stack set).
     pub operations: Vec<crate::cloud::Operation>,
+    /// `autoDeployment.dependsOn` as ARNs, sorted (`controller/dependencies.rs`).
+    pub dependencies: Vec<String>,
 }
 
 /// What the controller remembers between passes, as this pass reads it (the reads record what they see: a gap
@@ -227,6 +229,11 @@ pub(super) async fn observe_with(
         }
         None => templates::revocation_view(deployment, &url, &observed),
     };
+    let dependencies = if spec.ensure == Ensure::Present {
+        super::dependencies::resolve(deployment, ctx).await?
+    } else {
+        Vec::new()
+    };
     let settings = observed.stack_set.as_ref().map(drift::settings_fingerprint);
     let (spec_drift, spec_drift_new) = drift::spec_drift(deployment, ctx, settings.as_ref());
     let remembered = Remembered {
@@ -247,5 +254,6 @@ pub(super) async fn observe_with(
         remembered,
         fresh,
         operations,
+        dependencies,
     })
 }

@@ -98,6 +98,7 @@ fn operation_ids_do_not_move_between_releases() {
     let auto = AutoDeployment {
         enabled: true,
         retain_stacks_on_account_removal: false,
+        depends_on: Vec::new(),
     };
     let settings = StackSetSettings {
         description: Some("vendor access".into()),

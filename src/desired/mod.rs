@@ -2,6 +2,7 @@
 //! validates it; every problem found is reported at once, each with file, line, column, field and the fix, so an
 //! operator corrects a file in one round trip.
 
+pub mod depends_on;
 mod locate;
 pub mod model;
 mod parse;
@@ -199,7 +200,22 @@ pub fn parse_str(text: &str, file: &Path) -> Result<Vec<Deployment>, Invalid> {
     let mut findings = parsed.findings;
     findings.extend(validate::validate(&parsed.documents));
     if findings.is_empty() {
-        return Ok(parsed.documents.into_iter().map(|d| d.deployment).collect());
+        let stack_sets = depends_on::stack_sets_named(&parsed.documents);
+        return Ok(parsed
+            .documents
+            .into_iter()
+            .map(|d| {
+                let mut deployment = d.deployment;
+                deployment.spec.dependency_stack_sets = deployment
+                    .spec
+                    .auto_deployment
+                    .depends_on
+                    .iter()
+                    .filter_map(|e| Some((e.clone(), stack_sets.get(e)?.clone())))
+                    .collect();
+                deployment
+            })
+            .collect());
     }
     // By position; a problem without one (line 0) comes first, as it concerns the whole file.
     findings.sort_by(|a, b| (a.pos, &a.field, &a.message).cmp(&(b.pos, &b.field, &b.message)));

@@ -68,6 +68,10 @@ pub struct Spec {
     /// `stacksetd.dev/deployment` tag). Without it such a stack set is reported and left alone.
     #[serde(default)]
     pub adopt: bool,
+    /// Filled by the loader, not read from the file: the stack set of each deployment named in
+    /// `autoDeployment.dependsOn` (metadata.name -> stackSetName), for the pass to resolve to an ARN.
+    #[serde(skip)]
+    pub dependency_stack_sets: BTreeMap<String, String>,
 }
 
 fn yes() -> bool {
@@ -204,6 +208,10 @@ pub struct AutoDeployment {
     pub enabled: bool,
     #[serde(default)]
     pub retain_stacks_on_account_removal: bool,
+    /// Stack sets whose automatic deployments finish first (AWS's DependsOn). In the desired state: other
+    /// deployments' names or stack set ARNs (`desired::depends_on`); in AWS's requests and answers: ARNs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
 }
 
 /// The vendor guide's console wizard settings: automatic deployment on, account removal deletes stacks.
@@ -212,6 +220,7 @@ impl Default for AutoDeployment {
         AutoDeployment {
             enabled: true,
             retain_stacks_on_account_removal: false,
+            depends_on: Vec::new(),
         }
     }
 }

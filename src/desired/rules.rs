@@ -91,6 +91,7 @@ pub fn check(d: &Deployment, layout: &DocLayout) -> Vec<Finding> {
              deployment removes them); set enabled: true or drop retainStacksOnAccountRemoval",
         );
     }
+    super::depends_on::check_one(d, |field, message| c.value(field, message));
     if let Some(drift) = &s.drift_detection {
         if drift.interval.0 < MIN_DRIFT_INTERVAL {
             c.value(

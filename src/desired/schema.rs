@@ -51,7 +51,7 @@ pub const FIELDS: &[(&str, &[&str])] = &[
     ),
     (
         "spec.autoDeployment",
-        &["enabled", "retainStacksOnAccountRemoval"],
+        &["enabled", "retainStacksOnAccountRemoval", "dependsOn"],
     ),
     (
         "spec.operationPreferences",

@@ -26,6 +26,7 @@ pub(crate) fn validate(documents: &[Document]) -> Vec<Finding> {
         "two deployments of one stack set would undo each other's changes; merge them or rename one",
         &mut out,
     );
+    out.extend(super::depends_on::check_all(documents));
     out
 }
 

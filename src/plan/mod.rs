@@ -342,6 +342,23 @@ fn notes(desired: Desired<'_>, observed: &Observed) -> Vec<String> {
             stack_set.settings.description.as_deref().unwrap_or_default()
         ));
     }
+    if let Some(auto) = observed
+        .stack_set
+        .as_ref()
+        .and_then(|s| s.settings.auto_deployment.as_ref())
+        && !auto.depends_on.is_empty()
+        && desired
+            .deployment
+            .spec
+            .auto_deployment
+            .depends_on
+            .is_empty()
+    {
+        out.push(format!(
+            "autoDeployment.dependsOn: not managed once removed (the API documents no way to remove the last              dependency); the stack set still depends on {}",
+            auto.depends_on.join(", ")
+        ));
+    }
     out
 }
 

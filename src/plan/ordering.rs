@@ -9,6 +9,7 @@ use super::{Action, Change, Desired, Observed, Purpose, Step};
 use crate::cloud::{
     AccountFilterType, InstanceStatus, ObservedStackSet, StackInstance, StackSetSettings,
 };
+use crate::desired::AutoDeployment;
 use crate::desired::Spec as DeploymentSpec;
 use crate::error::Error;
 
@@ -90,7 +91,7 @@ impl<'a> Scope<'a> {
             .settings
             .auto_deployment
             .as_ref()
-            .is_some_and(|a| *a != spec.auto_deployment);
+            .is_some_and(|a| !same_auto_deployment(a, &spec.auto_deployment));
         let update_settings = !settings.is_empty()
             || auto_deployment_change
             || (managed_change.is_some() && !managed_alone);
@@ -277,6 +278,22 @@ pub(super) fn inoperable_removals(s: &Scope<'_>) -> Vec<Step> {
     )]
 }
 
+/// Whether the stack set's auto-deployment is the desired one. dependsOn is a set (AWS documents no order), and
+/// a desired state without one leaves the stack set's as it is (see `plan::notes`).
+fn same_auto_deployment(observed: &AutoDeployment, desired: &AutoDeployment) -> bool {
+    observed.enabled == desired.enabled
+        && observed.retain_stacks_on_account_removal == desired.retain_stacks_on_account_removal
+        && (desired.depends_on.is_empty()
+            || sorted(&observed.depends_on) == sorted(&desired.depends_on))
+}
+
+fn sorted(items: &[String]) -> Vec<&str> {
+    let mut out: Vec<&str> = items.iter().map(String::as_str).collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// Rule 4. The stack set's own settings (template, parameters, description, capabilities, tags, auto-deployment,
 /// and ManagedExecution unless rule 1 sent it alone) in one UpdateStackSet, before any creation, so new instances
 /// are created once, with the new settings.
@@ -300,6 +317,13 @@ pub(super) fn settings_update(s: &Scope<'_>) -> Vec<Step> {
             current.retain_stacks_on_account_removal,
             spec.auto_deployment.retain_stacks_on_account_removal,
         ));
+        if !spec.auto_deployment.depends_on.is_empty() {
+            changes.push(Change {
+                field: "autoDeployment.dependsOn".into(),
+                from: format!("[{}]", sorted(&current.depends_on).join(", ")),
+                to: format!("[{}]", sorted(&spec.auto_deployment.depends_on).join(", ")),
+            });
+        }
         changes.retain(|c| c.from != c.to);
     }
     let managed_here = s.managed_change.filter(|_| !s.managed_alone);

@@ -58,6 +58,7 @@ pub(super) fn converged_stack_set(units: &[&str], regions: &[&str]) -> ObservedS
             auto_deployment: Some(AutoDeployment {
                 enabled: true,
                 retain_stacks_on_account_removal: false,
+                depends_on: Vec::new(),
             }),
             managed_execution: Some(false),
         },

@@ -220,6 +220,7 @@ async fn console_stack_set(sim: &Sim, tags: &[(&str, &str)]) {
                 auto_deployment: Some(AutoDeployment {
                     enabled: true,
                     retain_stacks_on_account_removal: false,
+                    depends_on: Vec::new(),
                 }),
                 managed_execution: Some(false),
             },

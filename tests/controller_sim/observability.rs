@@ -212,6 +212,7 @@ async fn a_setting_changed_behind_stacksetds_back_is_counted_once_and_reverted()
                 auto_deployment: Some(AutoDeployment {
                     enabled: false,
                     retain_stacks_on_account_removal: false,
+                    depends_on: Vec::new(),
                 }),
                 managed_execution: None,
                 ..applied.settings.clone()

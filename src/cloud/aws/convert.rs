@@ -106,9 +106,12 @@ pub(super) fn deployment_targets(targets: &Targets) -> cfn::DeploymentTargets {
 }
 
 pub(super) fn auto_deployment(value: &AutoDeployment) -> cfn::AutoDeployment {
+    // DependsOn only when there is one: whether an empty list clears it is not documented (the plan never
+    // needs to: see plan::ordering's note on dependsOn).
     cfn::AutoDeployment::builder()
         .enabled(value.enabled)
         .retain_stacks_on_account_removal(value.retain_stacks_on_account_removal)
+        .set_depends_on((!value.depends_on.is_empty()).then(|| value.depends_on.clone()))
         .build()
 }
 
@@ -182,11 +185,16 @@ pub(super) fn observed_stack_set(
                 .into_iter()
                 .filter_map(|t| Some((t.key?, t.value.unwrap_or_default())))
                 .collect(),
-            auto_deployment: set.auto_deployment.map(|a| AutoDeployment {
-                enabled: a.enabled.unwrap_or(false),
-                retain_stacks_on_account_removal: a
-                    .retain_stacks_on_account_removal
-                    .unwrap_or(false),
+            auto_deployment: set.auto_deployment.map(|a| {
+                let mut depends_on = a.depends_on.unwrap_or_default();
+                depends_on.sort();
+                AutoDeployment {
+                    enabled: a.enabled.unwrap_or(false),
+                    retain_stacks_on_account_removal: a
+                        .retain_stacks_on_account_removal
+                        .unwrap_or(false),
+                    depends_on,
+                }
             }),
             managed_execution: set.managed_execution.and_then(|m| m.active),
         },

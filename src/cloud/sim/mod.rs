@@ -15,6 +15,7 @@
 
 mod api;
 mod autodeploy;
+mod dependencies;
 mod engine;
 mod faults;
 mod org;

@@ -251,12 +251,19 @@ impl World {
             .unwrap_or(AutoDeployment {
                 enabled: false,
                 retain_stacks_on_account_removal: false,
+                depends_on: Vec::new(),
             });
         if auto_deployment.retain_stacks_on_account_removal && !auto_deployment.enabled {
             return Err(SimError::validation(
                 "RetainStacksOnAccountRemoval requires AutoDeployment Enabled",
             ));
         }
+        super::dependencies::check(
+            &self.stack_sets,
+            &request.name,
+            None,
+            &auto_deployment.depends_on,
+        )?;
         if let Some(existing) = self.stack_sets.get(&request.name)
             && existing.status == StackSetStatus::Active
         {
@@ -309,6 +316,17 @@ impl World {
             request.template_url.as_deref(),
         )?
         .map(str::to_string);
+        if let Some(auto) = &request.settings.auto_deployment
+            && !auto.depends_on.is_empty()
+        {
+            let own_arn = self.stack_sets.get(&request.name).map(|s| s.arn.clone());
+            super::dependencies::check(
+                &self.stack_sets,
+                &request.name,
+                own_arn.as_deref(),
+                &auto.depends_on,
+            )?;
+        }
         let stack_set = self.visible(&request.name, request.call_as)?;
         stack_set.check_operation_id(&request.operation_id)?;
         validate_preferences(&request.preferences)?;
@@ -369,7 +387,18 @@ impl World {
         settings.capabilities = request.settings.capabilities.clone();
         settings.tags = request.settings.tags.clone();
         if let Some(auto) = &request.settings.auto_deployment {
-            settings.auto_deployment = Some(auto.clone());
+            // A request without DependsOn keeps the stack set's (stacksetd never sends an empty list).
+            let kept = settings
+                .auto_deployment
+                .as_ref()
+                .map(|a| a.depends_on.clone())
+                .unwrap_or_default();
+            let mut auto = auto.clone();
+            if auto.depends_on.is_empty() {
+                auto.depends_on = kept;
+            }
+            auto.depends_on.sort();
+            settings.auto_deployment = Some(auto);
         }
         if let Some(managed) = request.settings.managed_execution {
             settings.managed_execution = Some(managed);

@@ -176,7 +176,8 @@ fn full_document_parses_to_its_values() {
         s.auto_deployment,
         AutoDeployment {
             enabled: true,
-            retain_stacks_on_account_removal: true
+            retain_stacks_on_account_removal: true,
+            depends_on: Vec::new(),
         }
     );
     let p = &s.operation_preferences;

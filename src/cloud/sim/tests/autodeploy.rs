@@ -78,6 +78,7 @@ async fn removing_an_account_respects_retain_stacks_on_account_removal() {
             auto_deployment: Some(AutoDeployment {
                 enabled: true,
                 retain_stacks_on_account_removal: true,
+                depends_on: Vec::new(),
             }),
             ..Default::default()
         },
@@ -102,6 +103,7 @@ async fn removing_an_account_respects_retain_stacks_on_account_removal() {
     update.settings.auto_deployment = Some(AutoDeployment {
         enabled: false,
         retain_stacks_on_account_removal: false,
+        depends_on: Vec::new(),
     });
     sim.update_stack_set(&update).await.unwrap();
     settle(sim).await;

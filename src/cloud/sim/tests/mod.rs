@@ -86,6 +86,7 @@ fn create_request(managed_execution: bool, auto: bool) -> CreateStackSet {
             auto_deployment: Some(AutoDeployment {
                 enabled: auto,
                 retain_stacks_on_account_removal: false,
+                depends_on: Vec::new(),
             }),
             managed_execution: Some(managed_execution),
         },
