@@ -10,7 +10,8 @@
 //! - memory: the process's VmHWM and VmRSS, the live heap (a counting allocator), the simulated organization's
 //!   own state included (it holds every instance too), and the daemon's share of it (what stopping it freed).
 //!
-//! Run with `scripts/bench.sh --targets fleet` (it writes target/bench-fleet.md). Not part of the test suite.
+//! Run with `scripts/bench.sh --targets fleet` (it writes target/bench-fleet.md). Under `cargo test` it runs a
+//! small fleet (20 x 5) through the same code and checks the read budget and that no deployment starved.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
@@ -149,8 +150,17 @@ fn passes(metrics: &str) -> BTreeMap<String, u64> {
 }
 
 fn main() {
-    let deployments = env_number("BENCH_DEPLOYMENTS", 1000);
-    let accounts = env_number("BENCH_ACCOUNTS", 100);
+    // Under `cargo test --all-targets` (no --bench): a small run of the same code, so the benchmark cannot rot,
+    // with the read budget and starvation checked; the figures come from `cargo bench` only.
+    let bench = std::env::args().any(|a| a == "--bench");
+    let (deployments, accounts) = if bench {
+        (
+            env_number("BENCH_DEPLOYMENTS", 1000),
+            env_number("BENCH_ACCOUNTS", 100),
+        )
+    } else {
+        (20, 5)
+    };
     let hours = env_number("BENCH_HOURS", 1) as u64;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -164,6 +174,9 @@ fn main() {
         real.elapsed().as_secs_f64()
     );
     print!("{report}");
+    if !bench {
+        return;
+    }
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-fleet.md");
     let _ = std::fs::write(&path, &report);
     eprintln!("written to {}", path.display());
@@ -278,6 +291,14 @@ async fn run(deployments: usize, accounts: usize, hours: u64) -> String {
         })
         .collect();
     let total_passes: u64 = per_deployment.iter().sum();
+    assert!(
+        window_max as f64 <= f64::from(DEFAULT_MAX_READ_RATE) * 60.0 + READ_BURST,
+        "the read budget held: {window_max} reads in 60 s"
+    );
+    assert!(
+        per_deployment.iter().all(|n| *n > 0),
+        "no deployment starved: {per_deployment:?}"
+    );
     let longest_gap = last_pass
         .values()
         .map(|(_, gap)| *gap)
