@@ -8,6 +8,7 @@
 //! is listed again after any operation, every `instance_relist_interval`, and before any deletion (the
 //! organization is re-listed on its own cadence).
 
+mod auto_targets;
 mod decide;
 mod dependencies;
 mod drift;
@@ -36,6 +37,7 @@ use crate::error::Error;
 use crate::plan::{self, Action, Observed, Plan, Purpose};
 use crate::template::{self, Fetcher, TemplateSource};
 
+pub use auto_targets::AutoTargetsReport;
 pub use decide::{Decision, Next, decide};
 pub use drift::{drift_due, settings_fingerprint};
 pub use memory::Memory;
@@ -451,6 +453,13 @@ async fn submit(
             if matches!(step.action, Action::UpdateStackSet { .. }) {
                 // stacksetd's own change: what the stack set looks like next is not drift.
                 ctx.memory.clear_baseline(name);
+            }
+            if matches!(
+                step.action,
+                Action::CreateStackInstances { .. } | Action::DeleteStackInstances { .. }
+            ) {
+                // The auto-deployment targets may have changed: the next observation checks them again.
+                ctx.memory.forget_auto_targets(name);
             }
             let operation_id = step.action.is_operation().then(|| id.clone());
             if let Some(id) = &operation_id {

@@ -278,6 +278,7 @@ impl StatusBoard {
                     if outcome.report.observed {
                         d.observed = Some(outcome.report.clone());
                         overlay_access(d);
+                        apply_auto_targets(&mut d.conditions, &outcome.report);
                     }
                     if let Some(template) = &outcome.report.template {
                         d.template_fetch = template.source.clone();
@@ -373,6 +374,12 @@ fn initial_conditions() -> Vec<Condition> {
         condition("Ready", "Unknown", "Pending", "no pass has completed yet"),
         condition("Reconciling", "True", "Pending", "the first pass is queued"),
         condition("Stalled", "False", "Pending", ""),
+        condition(
+            "AutoDeploymentTargets",
+            "Unknown",
+            "NotChecked",
+            "ListStackSetAutoDeploymentTargets not compared yet",
+        ),
     ]
 }
 
@@ -449,6 +456,45 @@ fn apply_error(conditions: &mut [Condition], error: &Error, retry_in: Duration) 
 }
 
 /// Update a condition; its transition time moves only when its status changes.
+/// `AutoDeploymentTargets`: True when CloudFormation auto-deploys to every desired OU x Region, False with the
+/// missing pairs, Unknown when the check did not run or the endpoint could not answer.
+fn apply_auto_targets(conditions: &mut [Condition], report: &Report) {
+    const KIND: &str = "AutoDeploymentTargets";
+    match &report.auto_deployment_targets {
+        None => set_condition(
+            conditions,
+            KIND,
+            "Unknown",
+            "NotChecked",
+            "no stack set yet, or automatic deployment off".to_string(),
+        ),
+        Some(check) if check.error.is_some() => set_condition(
+            conditions,
+            KIND,
+            "Unknown",
+            "CheckFailed",
+            check.error.clone().unwrap_or_default(),
+        ),
+        Some(check) if !check.missing.is_empty() => set_condition(
+            conditions,
+            KIND,
+            "False",
+            "Missing",
+            format!(
+                "CloudFormation does not auto-deploy to {} (registered again by the plan)",
+                check.missing.join(", ")
+            ),
+        ),
+        Some(check) => set_condition(
+            conditions,
+            KIND,
+            "True",
+            "Verified",
+            format!("checked at {}", check.checked_at),
+        ),
+    }
+}
+
 fn set_condition(
     conditions: &mut [Condition],
     kind: &'static str,

@@ -1602,3 +1602,86 @@ async fn an_account_with_only_the_retired_status_field_keeps_its_state() {
     assert_eq!(accounts[0].state, "ACTIVE");
     assert!(accounts[0].is_active());
 }
+
+// AutoDeployment.DependsOn and ListStackSetAutoDeploymentTargets
+
+const BASELINE_ARN: &str = "arn:aws:cloudformation:us-east-1:111111111111:stackset/Baseline:1a2b";
+
+#[tokio::test]
+async fn depends_on_is_sent_as_arns_and_a_cycle_is_the_apis_validation_error() {
+    let sent = mock!(aws_sdk_cloudformation::Client::update_stack_set)
+        .match_requests(|req| {
+            req.auto_deployment().map(|a| a.depends_on().to_vec())
+                == Some(vec![BASELINE_ARN.to_string()])
+        })
+        .then_output(|| cfn_op::update_stack_set::UpdateStackSetOutput::builder().build());
+    let cycle = mock!(aws_sdk_cloudformation::Client::update_stack_set).then_error(|| {
+        cfn_op::update_stack_set::UpdateStackSetError::generic(meta(
+            "ValidationError",
+            "Circular dependency detected between StackSets",
+        ))
+    });
+    let cloud = cfn_cloud(&[&sent, &cycle]);
+    let base = update_request();
+    let request = UpdateStackSet {
+        settings: StackSetSettings {
+            auto_deployment: Some(AutoDeployment {
+                enabled: true,
+                retain_stacks_on_account_removal: false,
+                depends_on: vec![BASELINE_ARN.to_string()],
+            }),
+            ..base.settings.clone()
+        },
+        ..base
+    };
+    cloud.update_stack_set(&request).await.expect("sent");
+    assert_eq!(sent.num_calls(), 1, "DependsOn carried the ARN");
+    let err = cloud.update_stack_set(&request).await.expect_err("a cycle");
+    assert_eq!(err.aws_kind(), Some(AwsErrorKind::Validation), "{err}");
+    assert!(err.to_string().contains("Circular dependency"), "{err}");
+}
+
+#[tokio::test]
+async fn auto_deployment_targets_follow_every_page() {
+    let page = |token: Option<&'static str>| {
+        mock!(aws_sdk_cloudformation::Client::list_stack_set_auto_deployment_targets)
+            .match_requests(move |req| {
+                req.next_token() == token
+                    && req.stack_set_name() == Some("vendor-access")
+                    && req.call_as() == Some(&cfn::CallAs::SelfValue)
+            })
+    };
+    let summary = |ou: &str, regions: &[&str]| {
+        cfn::StackSetAutoDeploymentTargetSummary::builder()
+            .organizational_unit_id(ou)
+            .set_regions(Some(regions.iter().map(|r| r.to_string()).collect()))
+            .build()
+    };
+    let first = page(None).then_output(move || {
+        cfn_op::list_stack_set_auto_deployment_targets::ListStackSetAutoDeploymentTargetsOutput::builder()
+            .summaries(summary("ou-ab12-prod0001", &["us-east-1", "eu-west-1"]))
+            .next_token("t1")
+            .build()
+    });
+    let second = page(Some("t1")).then_output(move || {
+        cfn_op::list_stack_set_auto_deployment_targets::ListStackSetAutoDeploymentTargetsOutput::builder()
+            .summaries(summary("ou-ab12-dev00001", &["us-east-1"]))
+            .build()
+    });
+    let cloud = cfn_cloud(&[&first, &second]);
+    let targets = cloud
+        .list_auto_deployment_targets("vendor-access", CallAs::SelfAccount)
+        .await
+        .expect("listed");
+    assert_eq!(targets.len(), 2);
+    assert_eq!(targets[0].organizational_unit_id, "ou-ab12-prod0001");
+    assert_eq!(targets[0].regions, ["us-east-1", "eu-west-1"]);
+    assert_eq!(targets[1].regions, ["us-east-1"]);
+    assert_eq!(
+        counted(&cloud),
+        vec![(
+            ("cloudformation", "ListStackSetAutoDeploymentTargets", "ok"),
+            2
+        )]
+    );
+}

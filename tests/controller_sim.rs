@@ -9,6 +9,8 @@
 //! target OUs, suspended/closing accounts, INOPERABLE repair), `deletions` (deletion_delay, ownership, the
 //! approval record, revocation without the vendor).
 
+#[path = "controller_sim/auto_targets.rs"]
+mod auto_targets;
 #[path = "controller_sim/convergence.rs"]
 mod convergence;
 #[path = "controller_sim/deletions.rs"]

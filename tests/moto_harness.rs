@@ -652,3 +652,87 @@ async fn list_stack_instances_filters_by_region_like_aws() {
     }
     assert!(listed(Some("ap-south-1")).await.is_empty());
 }
+
+#[tokio::test]
+async fn auto_deployment_targets_and_depends_on_like_aws() {
+    let server = MotoServer::start();
+    let org = build_org(&server, &OrgSpec::standard()).await;
+    let client = cfn_client(&server).await;
+    create_stack_set(&client, STACK_SET, "aimably-data-only").await;
+    create_instances(&client, ou_targets(&[&org.root_id])).await;
+    let targets = client
+        .list_stack_set_auto_deployment_targets()
+        .stack_set_name(STACK_SET)
+        .send()
+        .await
+        .expect("ListStackSetAutoDeploymentTargets");
+    let summaries = targets.summaries();
+    assert_eq!(summaries.len(), 1, "{summaries:?}");
+    assert_eq!(
+        summaries[0].organizational_unit_id(),
+        Some(org.root_id.as_str())
+    );
+    assert_eq!(summaries[0].regions(), [REGION]);
+
+    // DependsOn is kept and echoed; an update that leaves it out keeps it.
+    let other = "AimablyBaseline";
+    client
+        .create_stack_set()
+        .stack_set_name(other)
+        .template_body(
+            r#"{"Resources":{"Nothing":{"Type":"AWS::CloudFormation::WaitConditionHandle"}}}"#,
+        )
+        .permission_model(PermissionModels::ServiceManaged)
+        .auto_deployment(AutoDeployment::builder().enabled(true).build())
+        .send()
+        .await
+        .expect("CreateStackSet");
+    let arn = client
+        .describe_stack_set()
+        .stack_set_name(other)
+        .send()
+        .await
+        .expect("DescribeStackSet")
+        .stack_set
+        .and_then(|s| s.stack_set_arn)
+        .expect("an ARN");
+    let update = |depends_on: Option<Vec<String>>| {
+        client
+            .update_stack_set()
+            .stack_set_name(STACK_SET)
+            .use_previous_template(true)
+            .parameters(
+                Parameter::builder()
+                    .parameter_key("ManagementAccountId")
+                    .use_previous_value(true)
+                    .build(),
+            )
+            .capabilities(Capability::CapabilityNamedIam)
+            .auto_deployment(
+                AutoDeployment::builder()
+                    .enabled(true)
+                    .set_depends_on(depends_on)
+                    .build(),
+            )
+            .send()
+    };
+    update(Some(vec![arn.clone()]))
+        .await
+        .expect("UpdateStackSet with DependsOn");
+    update(None)
+        .await
+        .expect("UpdateStackSet without DependsOn");
+    let described = client
+        .describe_stack_set()
+        .stack_set_name(STACK_SET)
+        .send()
+        .await
+        .expect("DescribeStackSet")
+        .stack_set
+        .expect("the stack set");
+    assert_eq!(
+        described.auto_deployment().map(|a| a.depends_on().to_vec()),
+        Some(vec![arn]),
+        "{described:?}"
+    );
+}

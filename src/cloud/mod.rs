@@ -268,6 +268,13 @@ pub struct Operation {
     pub preferences: Option<OperationPreferences>,
 }
 
+/// One row of ListStackSetAutoDeploymentTargets: an OU and the Regions automatic deployment covers for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutoDeploymentTarget {
+    pub organizational_unit_id: String,
+    pub regions: Vec<String>,
+}
+
 /// One row of ListStackSetOperationResults: why an account/Region failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OperationResult {
@@ -384,6 +391,22 @@ pub trait Cloud: Send + Sync + 'static {
         operation_id: &str,
         call_as: CallAs,
     ) -> Result<Operation>;
+    /// ListStackSetAutoDeploymentTargets, every page: the OU x Regions that auto-deploy. The default answers
+    /// that the backend does not have the call (the check is then reported as not verified, never a failure).
+    async fn list_auto_deployment_targets(
+        &self,
+        name: &str,
+        call_as: CallAs,
+    ) -> Result<Vec<AutoDeploymentTarget>> {
+        let _ = (name, call_as);
+        Err(Error::Aws {
+            service: "cloudformation",
+            operation: "ListStackSetAutoDeploymentTargets",
+            kind: crate::error::AwsErrorKind::Other,
+            code: "NotImplemented".into(),
+            message: "this backend does not implement ListStackSetAutoDeploymentTargets".into(),
+        })
+    }
     /// ListStackSetOperationResults, every page.
     async fn list_operation_results(
         &self,

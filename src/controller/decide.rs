@@ -63,6 +63,7 @@ pub fn decide(
         fresh: _,
         operations,
         dependencies,
+        auto_targets,
     } = observation;
     // The plan converges the tags too: the operator's, the owner tag and the approval record; and dependsOn as
     // the ARNs AWS takes.
@@ -125,6 +126,7 @@ pub fn decide(
             progress: Progress::of_operation(op),
         })
         .collect();
+    report.auto_deployment_targets = auto_targets.as_ref().map(|c| c.report());
     report.template_sha256 = Some(template.report.sha256.clone());
     report.template = Some(template.report.clone());
     let next = next(deployment, config, observation, &plan, wait);

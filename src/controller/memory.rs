@@ -48,6 +48,8 @@ struct Entry {
     instances: Option<super::instances::InstanceCache>,
     /// The ARNs of the stack sets named in `autoDeployment.dependsOn`, and when each was read.
     dependency_arns: BTreeMap<String, (String, Instant)>,
+    /// The last auto-deployment target check and when it ran (`controller/auto_targets.rs`).
+    auto_targets: Option<(Instant, super::auto_targets::Checked)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -283,6 +285,33 @@ impl Memory {
             e.dependency_arns
                 .insert(stack_set.to_string(), (arn.to_string(), Instant::now()));
         })
+    }
+
+    /// The last auto-deployment target check, if it is younger than `fresh_for`.
+    pub(super) fn auto_targets(
+        &self,
+        deployment: &str,
+        fresh_for: Duration,
+    ) -> Option<super::auto_targets::Checked> {
+        self.with(deployment, |e| {
+            let (at, checked) = e.auto_targets.as_ref()?;
+            (at.elapsed() < fresh_for).then(|| checked.clone())
+        })
+    }
+
+    pub(super) fn store_auto_targets(
+        &self,
+        deployment: &str,
+        checked: super::auto_targets::Checked,
+    ) {
+        self.with(deployment, |e| {
+            e.auto_targets = Some((Instant::now(), checked))
+        })
+    }
+
+    /// An instance operation was submitted: check the targets again at the next pass that observes.
+    pub(super) fn forget_auto_targets(&self, deployment: &str) {
+        self.with(deployment, |e| e.auto_targets = None)
     }
 
     /// The stack set is gone: nothing listed is current.

@@ -36,6 +36,8 @@ pub struct Observation {
     pub operations: Vec<crate::cloud::Operation>,
     /// `autoDeployment.dependsOn` as ARNs, sorted (`controller/dependencies.rs`).
     pub dependencies: Vec<String>,
+    /// The last auto-deployment target check (`controller/auto_targets.rs`), when there is one to make.
+    pub auto_targets: Option<super::auto_targets::Checked>,
 }
 
 /// What the controller remembers between passes, as this pass reads it (the reads record what they see: a gap
@@ -223,6 +225,11 @@ pub(super) async fn observe_with(
             .cloned()
             .collect();
     }
+    let auto_targets =
+        super::auto_targets::check(deployment, ctx, observed.stack_set.as_ref(), &org).await;
+    if let Some(checked) = &auto_targets {
+        observed.auto_targets_missing = checked.missing.clone();
+    }
     let template = match candidate {
         Some(candidate) => {
             templates::template_view(deployment, ctx, &url, candidate, &observed).await?
@@ -255,5 +262,6 @@ pub(super) async fn observe_with(
         fresh,
         operations,
         dependencies,
+        auto_targets,
     })
 }

@@ -90,6 +90,9 @@ pub struct Report {
     /// `stacksetd status --tree` show; the access check's failures overlaid by the daemon).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub organization: Option<crate::accounts::OrganizationView>,
+    /// The last check of ListStackSetAutoDeploymentTargets against the desired OUs x Regions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_deployment_targets: Option<super::AutoTargetsReport>,
 }
 
 /// An operation running on the stack set.

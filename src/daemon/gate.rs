@@ -11,9 +11,9 @@ use async_trait::async_trait;
 
 use super::read_budget::{ReadBudget, pages};
 use crate::cloud::{
-    AccessVerdict, Account, CallAs, CallCounter, Cloud, CreateStackSet, DeleteInstancesRequest,
-    DetectDriftRequest, InstancesRequest, ObservedStackSet, Operation, OperationResult, OrgNode,
-    OrganizationInfo, PolicyKind, StackInstance, UpdateStackSet,
+    AccessVerdict, Account, AutoDeploymentTarget, CallAs, CallCounter, Cloud, CreateStackSet,
+    DeleteInstancesRequest, DetectDriftRequest, InstancesRequest, ObservedStackSet, Operation,
+    OperationResult, OrgNode, OrganizationInfo, PolicyKind, StackInstance, UpdateStackSet,
 };
 use crate::error::Error;
 
@@ -161,6 +161,18 @@ impl Cloud for Gate {
         self.read(
             self.inner
                 .list_operation_results(name, operation_id, call_as),
+            |v| pages(v.len()),
+        )
+        .await
+    }
+
+    async fn list_auto_deployment_targets(
+        &self,
+        name: &str,
+        call_as: CallAs,
+    ) -> Result<Vec<AutoDeploymentTarget>> {
+        self.read(
+            self.inner.list_auto_deployment_targets(name, call_as),
             |v| pages(v.len()),
         )
         .await

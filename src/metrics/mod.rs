@@ -413,6 +413,7 @@ pub struct FleetMetrics {
     access_failures: GaugeVec,
     access_checked: GaugeVec,
     operation_failed: GaugeVec,
+    auto_targets_missing: GaugeVec,
     /// Per deployment: the (status, detailed_status) series set by the last pass, to drop the ones that vanish.
     instance_labels: Arc<Mutex<HashMap<String, Vec<InstanceLabels>>>>,
 }
@@ -512,6 +513,11 @@ impl FleetMetrics {
                 "Stack instances failed so far in the stack set operation stacksetd waits on (DescribeStackSetOperation's StatusDetails, no listing); 0 when none runs.",
                 &["deployment"],
             )?,
+            auto_targets_missing: gauge(
+                "auto_deployment_targets_missing",
+                "Desired OU x Region pairs CloudFormation does not auto-deploy to (ListStackSetAutoDeploymentTargets, checked every org_scan_interval); re-registered by the plan.",
+                &["deployment"],
+            )?,
             instance_labels: Arc::default(),
         })
     }
@@ -576,6 +582,13 @@ impl FleetMetrics {
                 .with_label_values(&[deployment, field])
                 .set(if drifted { 1.0 } else { 0.0 });
         }
+        if let Some(check) = report
+            .auto_deployment_targets
+            .as_ref()
+            .filter(|c| c.error.is_none())
+        {
+            set(&self.auto_targets_missing, check.missing.len());
+        }
         for field in &report.spec_drift_new {
             self.spec_drift_total
                 .with_label_values(&[deployment, field])
@@ -632,6 +645,7 @@ impl FleetMetrics {
             &self.access_failures,
             &self.access_checked,
             &self.operation_failed,
+            &self.auto_targets_missing,
         ] {
             let _ = gauge.remove_label_values(&[deployment]);
         }

@@ -70,6 +70,9 @@ pub struct Observed {
     /// Slots whose INOPERABLE instance `repairInoperable` removed and that are still missing: created again
     /// at once (not after the coverage grace period, and also with `repairCoverage: false`).
     pub recreate: BTreeSet<(String, String)>,
+    /// Desired (OU, Region) pairs CloudFormation does not auto-deploy to (ListStackSetAutoDeploymentTargets, on
+    /// the organization-scan cadence): registered again with a CreateStackInstances for the OU there.
+    pub auto_targets_missing: BTreeSet<(String, String)>,
 }
 
 /// One step toward the desired state. Serialized (with the stack set name and preferences) it is also what the
@@ -224,6 +227,8 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
     steps.extend(ordering::inoperable_removals(&scope));
     steps.extend(ordering::settings_update(&scope));
     steps.extend(ordering::creations(&scope));
+    let reregistered = ordering::auto_deployment_targets(&scope, &steps);
+    steps.extend(reregistered);
     steps.extend(ordering::outdated_retries(&scope));
     let repair = ordering::coverage_repair(&scope, &steps);
     steps.extend(repair);

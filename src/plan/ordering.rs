@@ -422,6 +422,54 @@ pub(super) fn creations(s: &Scope<'_>) -> Vec<Step> {
     steps
 }
 
+/// Rule 5b. Desired OU x Region pairs CloudFormation no longer auto-deploys to (the controller's check of
+/// ListStackSetAutoDeploymentTargets): a CreateStackInstances for the OU in those Regions registers it again
+/// (with the deployment's account filter, like any creation), unless a creation of this plan already covers it.
+pub(super) fn auto_deployment_targets(s: &Scope<'_>, planned: &[Step]) -> Vec<Step> {
+    let covered = |ou: &str, region: &str| {
+        planned.iter().any(|step| match &step.action {
+            Action::CreateStackInstances { targets, regions } => {
+                targets.organizational_unit_ids.iter().any(|u| u == ou)
+                    && regions.iter().any(|r| r == region)
+            }
+            _ => false,
+        })
+    };
+    let mut by_ou: std::collections::BTreeMap<&str, BTreeSet<String>> = Default::default();
+    for (ou, region) in &s.observed.auto_targets_missing {
+        if s.units.contains(ou) && s.regions.contains(region) && !covered(ou, region) {
+            by_ou.entry(ou.as_str()).or_default().insert(region.clone());
+        }
+    }
+    // OUs missing the same Regions go in one step.
+    let mut by_regions: std::collections::BTreeMap<BTreeSet<String>, Vec<String>> =
+        Default::default();
+    for (ou, regions) in by_ou {
+        by_regions.entry(regions).or_default().push(ou.to_string());
+    }
+    by_regions
+        .into_iter()
+        .map(|(regions, units)| {
+            let mut step = create_step(
+                s.desired,
+                units.clone(),
+                regions.iter().cloned().collect(),
+                "auto-deployment target",
+            );
+            step.changes = units
+                .iter()
+                .flat_map(|u| regions.iter().map(move |r| added("autoDeploymentTargets", &format!("{u}/{r}"))))
+                .collect();
+            step.summary = format!(
+                "register {} OU(s) again as auto-deployment targets in {} Region(s) (CloudFormation stopped                  auto-deploying there)",
+                units.len(),
+                regions.len()
+            );
+            step
+        })
+        .collect()
+}
+
 /// Rule 6. Instances a failed operation left OUTDATED are retried (AWS: repeating with a new operation id retries
 /// them), unless rule 4 re-applies everything anyway.
 pub(super) fn outdated_retries(s: &Scope<'_>) -> Vec<Step> {

@@ -286,20 +286,22 @@ async fn the_page_for_five_thousand_accounts_is_small() {
         })
         .collect();
     let mut status = stacksetd::status::Status::default();
-    let mut d = stacksetd::status::DeploymentStatus::default();
-    d.stack_set_name = "Aimably".into();
-    d.observed = Some(stacksetd::controller::Report {
-        organization: Some(OrganizationView {
-            root: UnitView {
-                id: "r-abcd".into(),
-                name: "Root".into(),
-                units,
-                accounts: vec![],
-            },
-            counts: Default::default(),
+    let d = stacksetd::status::DeploymentStatus {
+        stack_set_name: "Aimably".into(),
+        observed: Some(stacksetd::controller::Report {
+            organization: Some(OrganizationView {
+                root: UnitView {
+                    id: "r-abcd".into(),
+                    name: "Root".into(),
+                    units,
+                    accounts: vec![],
+                },
+                counts: Default::default(),
+            }),
+            ..Default::default()
         }),
         ..Default::default()
-    });
+    };
     status.deployments.insert("aimably".into(), d);
     let started = std::time::Instant::now();
     let page = stacksetd::page::render(&status);

@@ -215,7 +215,7 @@ def patch_delete_stack_instances_uses_deployment_targets() -> None:
 
 
 def patch_describe_stack_set_echoes_settings() -> None:
-    """DescribeStackSet returns the AutoDeployment, ManagedExecution and Capabilities the stack set was given.
+    """DescribeStackSet returns the AutoDeployment (DependsOn included), ManagedExecution and Capabilities given.
 
     AWS (StackSet data type): AutoDeployment "[Service-managed permissions] Describes whether StackSets
     automatically deploys to Organizations accounts that are added to a target organization or OU";
@@ -227,10 +227,16 @@ def patch_describe_stack_set_echoes_settings() -> None:
     def remember(stackset: StackSet, params: Callable[[str], Any]) -> None:
         auto = params("AutoDeployment")
         if auto is not None:
+            previous = getattr(stackset, "auto_deployment", None) or {}
+            depends_on = auto.get("DependsOn")
+            if depends_on is None:
+                depends_on = previous.get("DependsOn") or []
             stackset.auto_deployment = {
                 "Enabled": bool(auto.get("Enabled", False)),
                 "RetainStacksOnAccountRemoval": bool(auto.get("RetainStacksOnAccountRemoval", False)),
             }
+            if depends_on:
+                stackset.auto_deployment["DependsOn"] = list(depends_on)
         managed = params("ManagedExecution")
         if managed is not None:
             stackset._managed_execution = {"Active": bool(managed.get("Active", False))}
@@ -447,6 +453,29 @@ def patch_list_stack_instances_pages() -> None:
     CloudFormationResponse.list_stack_instances = list_stack_instances
 
 
+def patch_list_auto_deployment_targets() -> None:
+    """ListStackSetAutoDeploymentTargets returns the OUs the stack set auto-deploys to, with their Regions.
+
+    AWS (ListStackSetAutoDeploymentTargets): "Returns summary information about deployment targets for a
+    StackSet", each summary an OrganizationalUnitId and the Regions. moto 5.2 does not implement the action (its
+    server answers 500, which the SDK retries). Here: when AutoDeployment is enabled, every OU the stack set
+    targets (patch_describe_stack_set_echoes_targets) in every Region it has instances in.
+    """
+
+    def list_stack_set_auto_deployment_targets(self: CloudFormationResponse) -> ActionResult:
+        stackset = self.cloudformation_backend.describe_stack_set(self._get_param("StackSetName"))
+        auto = getattr(stackset, "auto_deployment", None) or {}
+        summaries: list[dict[str, Any]] = []
+        if auto.get("Enabled"):
+            regions = sorted({i.region_name for i in stackset.instances.stack_instances})
+            summaries = [
+                {"OrganizationalUnitId": ou, "Regions": regions} for ou in list(getattr(stackset, "_targeted_ous", []))
+            ]
+        return ActionResult({"Summaries": summaries})
+
+    CloudFormationResponse.list_stack_set_auto_deployment_targets = list_stack_set_auto_deployment_targets  # type: ignore[attr-defined]
+
+
 # Order matters where patches wrap the same method: target resolution first, then what builds on it.
 ALL_PATCHES = (
     patch_resolve_deployment_targets_like_aws,
@@ -459,6 +488,7 @@ ALL_PATCHES = (
     patch_organizations_access,
     patch_list_stack_instances_pages,
     patch_instances_report_ou,
+    patch_list_auto_deployment_targets,
 )
 
 

@@ -20,9 +20,9 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde::{Deserialize, Serialize};
 
 use crate::cloud::{
-    AccessVerdict, Account, CallAs, CallCounter, Cloud, CreateStackSet, DeleteInstancesRequest,
-    DetectDriftRequest, InstancesRequest, ObservedStackSet, Operation, OperationResult, OrgNode,
-    OrganizationInfo, PolicyKind, Result, StackInstance, UpdateStackSet,
+    AccessVerdict, Account, AutoDeploymentTarget, CallAs, CallCounter, Cloud, CreateStackSet,
+    DeleteInstancesRequest, DetectDriftRequest, InstancesRequest, ObservedStackSet, Operation,
+    OperationResult, OrgNode, OrganizationInfo, PolicyKind, Result, StackInstance, UpdateStackSet,
 };
 use crate::error::Error;
 use errors::{Call, malformed, map_sdk_error};
@@ -584,6 +584,45 @@ impl Cloud for AwsCloud {
             .into_paginator()
             .send();
         collect_pages!(self, call, pages, summaries, convert::operation_result)
+    }
+
+    async fn list_auto_deployment_targets(
+        &self,
+        name: &str,
+        call_as: CallAs,
+    ) -> Result<Vec<AutoDeploymentTarget>> {
+        // The SDK has no paginator for this call: follow NextToken by hand (each page recorded like any call).
+        let call = Call::cloudformation("ListStackSetAutoDeploymentTargets", call_as);
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self.settle(
+                call,
+                self.cfn
+                    .list_stack_set_auto_deployment_targets()
+                    .stack_set_name(name)
+                    .call_as(convert::call_as(call_as))
+                    .max_results(CLOUDFORMATION_PAGE_SIZE)
+                    .set_next_token(token.take())
+                    .send()
+                    .await,
+            )?;
+            out.extend(
+                page.summaries
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|s| {
+                        Some(AutoDeploymentTarget {
+                            organizational_unit_id: s.organizational_unit_id?,
+                            regions: s.regions.unwrap_or_default(),
+                        })
+                    }),
+            );
+            match page.next_token {
+                Some(next) if !next.is_empty() => token = Some(next),
+                _ => return Ok(out),
+            }
+        }
     }
 
     async fn create_stack_set(&self, request: &CreateStackSet) -> Result<()> {

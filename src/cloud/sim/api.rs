@@ -339,6 +339,29 @@ impl Cloud for Sim {
         )
     }
 
+    async fn list_auto_deployment_targets(
+        &self,
+        name: &str,
+        call_as: CallAs,
+    ) -> Result<Vec<crate::cloud::AutoDeploymentTarget>> {
+        // What the sim's automatic deployment follows: the targeted OUs, in the Regions with instances.
+        self.single(CFN, "ListStackSetAutoDeploymentTargets", |w| {
+            let stack_set = w.stack_set_ref(name, call_as)?;
+            if !stack_set.settings.auto_deployment_enabled() {
+                return Ok(Vec::new());
+            }
+            let regions: Vec<String> = stack_set.regions().into_iter().collect();
+            Ok(stack_set
+                .ou_ids
+                .iter()
+                .map(|ou| crate::cloud::AutoDeploymentTarget {
+                    organizational_unit_id: ou.clone(),
+                    regions: regions.clone(),
+                })
+                .collect())
+        })
+    }
+
     async fn create_stack_set(&self, request: &CreateStackSet) -> Result<()> {
         self.single(CFN, "CreateStackSet", |w| w.create_stack_set(request))
     }

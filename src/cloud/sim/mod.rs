@@ -382,6 +382,19 @@ impl Sim {
         Ok(id)
     }
 
+    /// CloudFormation stops auto-deploying to `ou` for the stack set (ListStackSetAutoDeploymentTargets and
+    /// DescribeStackSet no longer list it) while its instances stay: the drift the auto-deployment target check
+    /// exists to find. Returns whether it was a target.
+    pub fn drop_auto_deployment_target(&self, stack_set: &str, ou: &str) -> bool {
+        let mut world = self.world_changed();
+        let Some(state) = world.stack_sets.get_mut(stack_set) else {
+            return false;
+        };
+        let before = state.ou_ids.len();
+        state.ou_ids.retain(|o| o != ou);
+        state.ou_ids.len() != before
+    }
+
     /// Sets an instance's DriftStatus (DRIFTED, IN_SYNC, UNKNOWN, NOT_CHECKED), as a drift detection run would;
     /// returns whether the instance exists.
     pub fn set_instance_drift(
