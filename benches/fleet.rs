@@ -13,10 +13,8 @@
 //! Run with `scripts/bench.sh --targets fleet` (it writes target/bench-fleet.md). Under `cargo test` it runs a
 //! small fleet (20 x 5) through the same code and checks the read budget and that no deployment starved.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 
 use stacksetd::cloud::Cloud;
@@ -26,33 +24,9 @@ use stacksetd::daemon::read_budget::{DEFAULT_MAX_READ_RATE, READ_BURST};
 use stacksetd::daemon::{Daemon, Options};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            LIVE.fetch_add(
-                new_size as isize - layout.size() as isize,
-                Ordering::Relaxed,
-            );
-        }
-        p
-    }
-}
+#[path = "../tests/counting_alloc/mod.rs"]
+mod counting_alloc;
+use counting_alloc::{Counting, live_bytes};
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
@@ -339,14 +313,14 @@ async fn run(deployments: usize, accounts: usize, hours: u64) -> String {
         by_op.trim_end_matches(", "),
         proc_status_kib("VmHWM:") as f64 / 1024.0,
         proc_status_kib("VmRSS:") as f64 / 1024.0,
-        LIVE.load(Ordering::Relaxed) as f64 / 1e6,
+        live_bytes() as f64 / 1e6,
     );
-    let live_running = LIVE.load(Ordering::Relaxed);
+    let live_running = live_bytes();
     let _ = stop.send(());
     let _ = task.await;
     // What the daemon held: the live heap it gave back when it stopped (the simulated organization stays).
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let daemon_share = live_running - LIVE.load(Ordering::Relaxed);
+    let daemon_share = live_running - live_bytes();
     format!(
         "{report}| live heap held by the daemon (freed when it stopped; the rest is the simulated organization) | {:.1} MB |\n",
         daemon_share as f64 / 1e6

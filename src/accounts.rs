@@ -321,23 +321,7 @@ mod tests {
     use super::*;
     use crate::fixtures::{DeploymentYaml, OrgTree};
 
-    fn instance(
-        account: &str,
-        region: &str,
-        status: InstanceStatus,
-        detailed: &str,
-    ) -> StackInstance {
-        StackInstance {
-            account: account.into(),
-            region: region.into(),
-            organizational_unit_id: None,
-            status,
-            detailed_status: Some(detailed.into()),
-            status_reason: (detailed == "FAILED").then(|| "Role already exists".to_string()),
-            drift_status: None,
-            last_operation_id: None,
-        }
-    }
+    use crate::fixtures::instance;
 
     #[test]
     fn every_account_gets_exactly_one_state_and_the_tree_keeps_the_organization() {

@@ -190,23 +190,7 @@ mod tests {
             .build()
     }
 
-    fn instance(
-        account: &str,
-        region: &str,
-        status: InstanceStatus,
-        detailed: &str,
-    ) -> StackInstance {
-        StackInstance {
-            account: account.into(),
-            region: region.into(),
-            organizational_unit_id: Some("r-1".into()),
-            status,
-            detailed_status: Some(detailed.into()),
-            status_reason: None,
-            drift_status: None,
-            last_operation_id: None,
-        }
-    }
+    use crate::fixtures::instance;
 
     #[test]
     fn nested_accounts_count_and_the_management_account_is_never_targeted() {

@@ -138,3 +138,22 @@ impl OrgTree {
         self.0
     }
 }
+
+/// A stack instance in `region` with its status and detailed status (in OU `r-1`; a FAILED one says why).
+pub fn instance(
+    account: &str,
+    region: &str,
+    status: crate::cloud::InstanceStatus,
+    detailed: &str,
+) -> crate::cloud::StackInstance {
+    crate::cloud::StackInstance {
+        account: account.into(),
+        region: region.into(),
+        organizational_unit_id: Some("r-1".into()),
+        status,
+        detailed_status: Some(detailed.into()),
+        status_reason: (detailed == "FAILED").then(|| "Role already exists".to_string()),
+        drift_status: None,
+        last_operation_id: None,
+    }
+}

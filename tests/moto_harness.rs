@@ -61,6 +61,27 @@ async fn create_instances(client: &cfn::Client, targets: DeploymentTargets) -> S
         .to_string()
 }
 
+/// A service-managed stack set whose template creates nothing named (moto keeps one IAM namespace for every
+/// Region, so a named role could not be created in a second one).
+async fn create_plain_stack_set(client: &cfn::Client, name: &str) {
+    client
+        .create_stack_set()
+        .stack_set_name(name)
+        .template_body(
+            r#"{"Resources":{"Nothing":{"Type":"AWS::CloudFormation::WaitConditionHandle"}}}"#,
+        )
+        .permission_model(PermissionModels::ServiceManaged)
+        .auto_deployment(
+            AutoDeployment::builder()
+                .enabled(true)
+                .retain_stacks_on_account_removal(false)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("CreateStackSet");
+}
+
 fn set<'a>(items: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
     items.into_iter().map(str::to_string).collect()
 }
@@ -599,22 +620,7 @@ async fn list_stack_instances_filters_by_region_like_aws() {
     let org = build_org(&server, &OrgSpec::standard()).await;
     let client = cfn_client(&server).await;
     // A template without a named (global) role: moto creates each Region's stacks in one IAM namespace.
-    client
-        .create_stack_set()
-        .stack_set_name(STACK_SET)
-        .template_body(
-            r#"{"Resources":{"Nothing":{"Type":"AWS::CloudFormation::WaitConditionHandle"}}}"#,
-        )
-        .permission_model(PermissionModels::ServiceManaged)
-        .auto_deployment(
-            AutoDeployment::builder()
-                .enabled(true)
-                .retain_stacks_on_account_removal(false)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("CreateStackSet");
+    create_plain_stack_set(&client, STACK_SET).await;
     client
         .create_stack_instances()
         .stack_set_name(STACK_SET)
@@ -676,17 +682,7 @@ async fn auto_deployment_targets_and_depends_on_like_aws() {
 
     // DependsOn is kept and echoed; an update that leaves it out keeps it.
     let other = "AimablyBaseline";
-    client
-        .create_stack_set()
-        .stack_set_name(other)
-        .template_body(
-            r#"{"Resources":{"Nothing":{"Type":"AWS::CloudFormation::WaitConditionHandle"}}}"#,
-        )
-        .permission_model(PermissionModels::ServiceManaged)
-        .auto_deployment(AutoDeployment::builder().enabled(true).build())
-        .send()
-        .await
-        .expect("CreateStackSet");
+    create_plain_stack_set(&client, other).await;
     let arn = client
         .describe_stack_set()
         .stack_set_name(other)

@@ -259,9 +259,14 @@ async fn metrics_and_status_match_aws_and_a_new_account_is_found_then_repaired()
         .sum();
     assert_eq!(listed, api.values().sum::<f64>());
     // The tree, piped: every member account under its OU, current, and no colour codes.
-    let mut command = stacksetd(&server);
-    command.args(["--listen", &daemon.addr, "status", "--tree"]);
-    let output = run(command).await;
+    let tree_command = |args: &'static [&'static str]| {
+        let mut command = stacksetd(&server);
+        command
+            .args(["--listen", &daemon.addr, "status", "--tree"])
+            .args(args);
+        run(command)
+    };
+    let output = tree_command(&[]).await;
     assert_exit(&output, 0, "stacksetd status --tree");
     let tree = String::from_utf8_lossy(&output.stdout).to_string();
     assert!(!tree.contains('\u{1b}'), "plain when piped: {tree}");
@@ -274,30 +279,12 @@ async fn metrics_and_status_match_aws_and_a_new_account_is_found_then_repaired()
     }
     assert!(tree.contains("[management]"), "{tree}");
     assert!(tree.contains("Finance ("), "the OUs: {tree}");
-    let mut command = stacksetd(&server);
-    command.args([
-        "--listen",
-        &daemon.addr,
-        "status",
-        "--tree",
-        "--state",
-        "missing,failed",
-    ]);
-    let output = run(command).await;
+    let output = tree_command(&["--state", "missing,failed"]).await;
     assert_exit(&output, 0, "stacksetd status --tree --state missing,failed");
     let filtered = String::from_utf8_lossy(&output.stdout).to_string();
     assert!(!filtered.contains("[current]"), "{filtered}");
     assert!(filtered.contains("missing 0"), "{filtered}");
-    let mut command = stacksetd(&server);
-    command.args([
-        "--listen",
-        &daemon.addr,
-        "status",
-        "--tree",
-        "--state",
-        "blocked",
-    ]);
-    let output = run(command).await;
+    let output = tree_command(&["--state", "blocked"]).await;
     assert_exit(&output, 2, "an unknown state is a usage error");
     let err = String::from_utf8_lossy(&output.stderr).to_string();
     assert!(

@@ -3,8 +3,10 @@
 //! instances but no longer gets new accounts' ones, which coverage only notices account by account, later. On
 //! the organization-scan cadence (`org_scan_interval`, and again after stacksetd submits an instance operation)
 //! the list is compared with the desired OUs x Regions: a missing pair is reported (`/status`, the condition,
-//! `stacksetd_auto_deployment_targets_missing`) and re-registered by the plan (a CreateStackInstances for that
-//! OU and Region, with the deployment's own account filter); a pair beyond the desired ones is only reported.
+//! `stacksetd_auto_deployment_targets_missing`) and, once two checks in a row find it missing (the list may lag
+//! the operations that change it), re-registered by the plan (a CreateStackInstances for that OU and Region,
+//! with the deployment's own account filter); a pair beyond the desired ones is only reported. A check is
+//! forgotten whenever the instances are listed again, so none outlives the operation it predates.
 //! A backend without the call (moto) leaves the check "not verified", never a failure of the pass.
 
 use std::collections::BTreeSet;
@@ -23,6 +25,9 @@ pub type Pair = (String, String);
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Checked {
     pub missing: BTreeSet<Pair>,
+    /// The missing pairs the check before also found missing: only these are registered again (the list is
+    /// read right after operations end and may lag them; two checks in a row are evidence, one is not).
+    pub confirmed: BTreeSet<Pair>,
     pub unexpected: BTreeSet<Pair>,
     /// RFC 3339.
     pub checked_at: String,
@@ -119,7 +124,7 @@ pub(super) async fn check(
                 missing,
                 unexpected,
                 checked_at,
-                error: None,
+                ..Checked::default()
             }
         }
         Err(e) => {
@@ -131,7 +136,9 @@ pub(super) async fn check(
             }
         }
     };
-    ctx.memory.store_auto_targets(name, checked.clone());
+    let mut checked = checked;
+    let before = ctx.memory.store_auto_targets(name, checked.clone());
+    checked.confirmed = checked.missing.intersection(&before).cloned().collect();
     Some(checked)
 }
 

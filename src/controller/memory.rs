@@ -50,6 +50,9 @@ struct Entry {
     dependency_arns: BTreeMap<String, (String, Instant)>,
     /// The last auto-deployment target check and when it ran (`controller/auto_targets.rs`).
     auto_targets: Option<(Instant, super::auto_targets::Checked)>,
+    /// The pairs the last check found missing (kept when the check itself is forgotten): a pair is repaired
+    /// only when two checks in a row find it missing.
+    auto_targets_missing_before: BTreeSet<(String, String)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -299,19 +302,29 @@ impl Memory {
         })
     }
 
+    /// Store a check; returns the pairs the check before it also found missing.
     pub(super) fn store_auto_targets(
         &self,
         deployment: &str,
         checked: super::auto_targets::Checked,
-    ) {
+    ) -> BTreeSet<(String, String)> {
         self.with(deployment, |e| {
-            e.auto_targets = Some((Instant::now(), checked))
+            let before =
+                std::mem::replace(&mut e.auto_targets_missing_before, checked.missing.clone());
+            e.auto_targets = Some((Instant::now(), checked));
+            before
         })
     }
 
-    /// An instance operation was submitted: check the targets again at the next pass that observes.
-    pub(super) fn forget_auto_targets(&self, deployment: &str) {
-        self.with(deployment, |e| e.auto_targets = None)
+    /// The instances were listed again (an operation ended): check the targets again at once. With
+    /// `submitted`, stacksetd itself just changed them: the misses seen before no longer count either.
+    pub(super) fn forget_auto_targets(&self, deployment: &str, submitted: bool) {
+        self.with(deployment, |e| {
+            e.auto_targets = None;
+            if submitted {
+                e.auto_targets_missing_before.clear();
+            }
+        })
     }
 
     /// The stack set is gone: nothing listed is current.

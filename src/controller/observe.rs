@@ -228,7 +228,7 @@ pub(super) async fn observe_with(
     let auto_targets =
         super::auto_targets::check(deployment, ctx, observed.stack_set.as_ref(), &org).await;
     if let Some(checked) = &auto_targets {
-        observed.auto_targets_missing = checked.missing.clone();
+        observed.auto_targets_missing = checked.confirmed.clone();
     }
     let template = match candidate {
         Some(candidate) => {

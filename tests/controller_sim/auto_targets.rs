@@ -51,7 +51,8 @@ async fn an_ou_cloudformation_stopped_auto_deploying_to_is_found_and_registered_
         "{calls:?}"
     );
 
-    // The next organization scan's pass checks, reports and registers it again.
+    // The next organization scan's pass checks and reports it; the list may lag an operation that just ended,
+    // so one check is not enough to act on.
     tokio::time::sleep(config().org_scan_interval).await;
     let before = sim.calls().snapshot();
     let outcome = controller::reconcile(&deployment, &ctx)
@@ -69,6 +70,18 @@ async fn an_ou_cloudformation_stopped_auto_deploying_to_is_found_and_registered_
         .clone()
         .expect("checked");
     assert_eq!(check.missing, vec![format!("{prod}/{REGION}")], "{check:?}");
+    assert_eq!(
+        outcome.state,
+        State::Converged,
+        "reported, not yet acted on"
+    );
+    assert!(mutating_calls(&calls).is_empty(), "{calls:?}");
+
+    // The scan after finds it missing again: registered again.
+    tokio::time::sleep(config().org_scan_interval).await;
+    let outcome = controller::reconcile(&deployment, &ctx)
+        .await
+        .expect("pass");
     let State::Acted {
         action, summary, ..
     } = &outcome.state
@@ -93,5 +106,37 @@ async fn an_ou_cloudformation_stopped_auto_deploying_to_is_found_and_registered_
         listed.iter().any(|t| t.organizational_unit_id == prod),
         "{listed:?}"
     );
+    assert_no_duplicate_submissions(&sim);
+}
+
+/// A check taken before stacksetd's own creation (the stack set had no targets yet) never outlives it, even when
+/// the creation's answer was lost: no second CreateStackInstances over two scan intervals.
+#[tokio::test(start_paused = true)]
+async fn a_check_before_the_first_creation_does_not_create_twice() {
+    let sim = Sim::realistic(SimConfig::default());
+    let ctx = sim_context(&sim);
+    let deployment = Spec::whole_org().deployment();
+    sim.lose_next_response("CreateStackInstances", 1);
+    converge_ok(&deployment, &ctx).await;
+    for _ in 0..3 {
+        tokio::time::sleep(config().org_scan_interval).await;
+        let outcome = controller::reconcile(&deployment, &ctx)
+            .await
+            .expect("pass");
+        assert_eq!(
+            outcome.state,
+            State::Converged,
+            "{:?}",
+            outcome.report.auto_deployment_targets
+        );
+        let check = outcome.report.auto_deployment_targets.expect("checked");
+        assert!(check.missing.is_empty(), "{check:?}");
+    }
+    let creations = sim
+        .operations(STACK_SET)
+        .iter()
+        .filter(|op| op.action.as_str() == "CREATE")
+        .count();
+    assert_eq!(creations, 1, "{:?}", sim.operations(STACK_SET));
     assert_no_duplicate_submissions(&sim);
 }

@@ -26,6 +26,7 @@ pub const STACK_SET_SCOPED_ACTIONS: &[&str] = &[
     "cloudformation:ListStackSetOperations",
     "cloudformation:DescribeStackSetOperation",
     "cloudformation:ListStackSetOperationResults",
+    "cloudformation:ListStackSetAutoDeploymentTargets",
     "cloudformation:DetectStackSetDrift",
     "cloudformation:UpdateStackSet",
     "cloudformation:CreateStackInstances",
@@ -105,6 +106,11 @@ pub const IAM_ACTIONS: &[(&str, &str, &str)] = &[
         CLOUDFORMATION,
         "ListStackSetOperationResults",
         "cloudformation:ListStackSetOperationResults",
+    ),
+    (
+        CLOUDFORMATION,
+        "ListStackSetAutoDeploymentTargets",
+        "cloudformation:ListStackSetAutoDeploymentTargets",
     ),
     (
         CLOUDFORMATION,

@@ -291,6 +291,28 @@ macro_rules! stack_set_settings {
     };
 }
 
+impl AwsCloud {
+    /// ListStackInstances, every page, in one Region when `region` is given (StackInstanceRegion).
+    async fn instances(
+        &self,
+        name: &str,
+        call_as: CallAs,
+        region: Option<&str>,
+    ) -> Result<Vec<StackInstance>> {
+        let call = Call::cloudformation("ListStackInstances", call_as);
+        let pages = self
+            .cfn
+            .list_stack_instances()
+            .stack_set_name(name)
+            .set_stack_instance_region(region.map(str::to_string))
+            .call_as(convert::call_as(call_as))
+            .max_results(CLOUDFORMATION_PAGE_SIZE)
+            .into_paginator()
+            .send();
+        collect_pages!(self, call, pages, summaries, convert::stack_instance)
+    }
+}
+
 #[async_trait]
 impl Cloud for AwsCloud {
     async fn caller_account(&self) -> Result<String> {
@@ -461,16 +483,7 @@ impl Cloud for AwsCloud {
         name: &str,
         call_as: CallAs,
     ) -> Result<Vec<StackInstance>> {
-        let call = Call::cloudformation("ListStackInstances", call_as);
-        let pages = self
-            .cfn
-            .list_stack_instances()
-            .stack_set_name(name)
-            .call_as(convert::call_as(call_as))
-            .max_results(CLOUDFORMATION_PAGE_SIZE)
-            .into_paginator()
-            .send();
-        collect_pages!(self, call, pages, summaries, convert::stack_instance)
+        self.instances(name, call_as, None).await
     }
 
     async fn list_stack_instances_in(
@@ -479,20 +492,8 @@ impl Cloud for AwsCloud {
         call_as: CallAs,
         region: &str,
     ) -> Result<Vec<StackInstance>> {
-        let call = Call::cloudformation("ListStackInstances", call_as);
-        let pages = self
-            .cfn
-            .list_stack_instances()
-            .stack_set_name(name)
-            .stack_instance_region(region)
-            .call_as(convert::call_as(call_as))
-            .max_results(CLOUDFORMATION_PAGE_SIZE)
-            .into_paginator()
-            .send();
-        let instances: Result<Vec<StackInstance>> =
-            collect_pages!(self, call, pages, summaries, convert::stack_instance);
+        let mut instances = self.instances(name, call_as, Some(region)).await?;
         // An endpoint that ignores the filter must not make another Region's instances count twice.
-        let mut instances = instances?;
         instances.retain(|i| i.region == region);
         Ok(instances)
     }

@@ -75,6 +75,29 @@ impl Sim {
         }
     }
 
+    /// ListStackInstances, in one Region when `region` is given; pages of the instances returned.
+    fn list_instances(
+        &self,
+        name: &str,
+        call_as: CallAs,
+        region: Option<&str>,
+    ) -> Result<Vec<StackInstance>> {
+        self.call(
+            CFN,
+            "ListStackInstances",
+            |v: &Vec<StackInstance>| pages(v.len(), CFN_PAGE),
+            |w| {
+                let stack_set = w.stack_set_ref(name, call_as)?;
+                Ok(stack_set
+                    .instances
+                    .values()
+                    .filter(|i| region.is_none_or(|r| i.region == r))
+                    .cloned()
+                    .collect())
+            },
+        )
+    }
+
     fn single<T>(
         &self,
         service: &'static str,
@@ -249,15 +272,7 @@ impl Cloud for Sim {
         name: &str,
         call_as: CallAs,
     ) -> Result<Vec<StackInstance>> {
-        self.call(
-            CFN,
-            "ListStackInstances",
-            |v: &Vec<StackInstance>| pages(v.len(), CFN_PAGE),
-            |w| {
-                let stack_set = w.stack_set_ref(name, call_as)?;
-                Ok(stack_set.instances.values().cloned().collect())
-            },
-        )
+        self.list_instances(name, call_as, None)
     }
 
     async fn list_stack_instances_in(
@@ -266,20 +281,7 @@ impl Cloud for Sim {
         call_as: CallAs,
         region: &str,
     ) -> Result<Vec<StackInstance>> {
-        self.call(
-            CFN,
-            "ListStackInstances",
-            |v: &Vec<StackInstance>| pages(v.len(), CFN_PAGE),
-            |w| {
-                let stack_set = w.stack_set_ref(name, call_as)?;
-                Ok(stack_set
-                    .instances
-                    .values()
-                    .filter(|i| i.region == region)
-                    .cloned()
-                    .collect())
-            },
-        )
+        self.list_instances(name, call_as, Some(region))
     }
 
     async fn list_operations(
