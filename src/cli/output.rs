@@ -94,6 +94,21 @@ pub fn plan_text(planned: &[Planned<'_>]) -> String {
                         }
                     }
                 }
+                if let Some(check) = &report.auto_deployment_targets {
+                    if !check.missing.is_empty() {
+                        out.push_str(&format!(
+                            "  auto-deployment targets: CloudFormation does not auto-deploy to {} (registered again \
+                             when two checks in a row find it)\n",
+                            safe(&check.missing.join(", "))
+                        ));
+                    }
+                    if !check.unexpected.is_empty() {
+                        out.push_str(&format!(
+                            "  auto-deployment targets beyond the desired state: {}\n",
+                            safe(&check.unexpected.join(", "))
+                        ));
+                    }
+                }
                 for op in &report.running_operations {
                     out.push_str(&format!(
                         "  running: {} operation {}: {}\n",

@@ -77,6 +77,19 @@ async fn an_ou_cloudformation_stopped_auto_deploying_to_is_found_and_registered_
     );
     assert!(mutating_calls(&calls).is_empty(), "{calls:?}");
 
+    // `plan` says so.
+    let planned = controller::dry_run(&deployment, &ctx).await;
+    let text = stacksetd::cli::output::plan_text(&[stacksetd::cli::output::Planned {
+        deployment: &deployment,
+        result: planned,
+    }]);
+    assert!(
+        text.contains(&format!(
+            "auto-deployment targets: CloudFormation does not auto-deploy to {prod}/{REGION}"
+        )),
+        "{text}"
+    );
+
     // The scan after finds it missing again: registered again.
     tokio::time::sleep(config().org_scan_interval).await;
     let outcome = controller::reconcile(&deployment, &ctx)
