@@ -346,3 +346,101 @@ mod file_tests {
         );
     }
 }
+
+/// dependsOn's cycle check against a reference on generated graphs (proptest, fixed seed and case count): a file
+/// is refused for a cycle exactly when its dependency graph has one, whether edges are written as names or as
+/// ARNs of the file's stack sets.
+#[cfg(test)]
+mod properties {
+    use std::path::Path;
+
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+
+    const CASES: u32 = 128;
+    const SEED: u64 = 0xdeb5_0001;
+
+    /// Whether the graph (edges from i to j) has a cycle, by repeatedly removing nodes without incoming edges.
+    fn has_cycle(n: usize, edges: &[(usize, usize)]) -> bool {
+        let mut alive = vec![true; n];
+        loop {
+            let sink = (0..n)
+                .find(|&v| alive[v] && !edges.iter().any(|&(from, to)| from == v && alive[to]));
+            match sink {
+                Some(v) => alive[v] = false,
+                None => return alive.iter().any(|a| *a),
+            }
+        }
+    }
+
+    fn file(n: usize, edges: &[(usize, usize)], by_arn: &[bool]) -> String {
+        (0..n)
+            .map(|i| {
+                let deps: Vec<String> = edges
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (from, _))| *from == i)
+                    .map(|(k, (_, to))| {
+                        if by_arn[k % by_arn.len()] {
+                            format!("\"arn:aws:cloudformation:us-east-1:111111111111:stackset/S{to}:id\"")
+                        } else {
+                            format!("d{to}")
+                        }
+                    })
+                    .collect();
+                format!(
+                    "apiVersion: stacksetd.dev/v1alpha1\nkind: StackSetDeployment\nmetadata: {{name: d{i}}}\nspec:\n  \
+                     stackSetName: S{i}\n  managementAccountId: \"111111111111\"\n  template: {{url: \"file:///t.json\"}}\n  \
+                     deploymentTargets: {{organizationalUnitIds: [ROOT]}}\n  regions: [us-east-1]\n  \
+                     autoDeployment: {{enabled: true, dependsOn: [{}]}}\n",
+                    deps.join(", ")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("---\n")
+    }
+
+    #[test]
+    fn a_file_is_refused_for_a_cycle_exactly_when_its_graph_has_one() {
+        let mut bytes = [0u8; 32];
+        bytes[..8].copy_from_slice(&SEED.to_le_bytes());
+        let mut runner = TestRunner::new_with_rng(
+            Config {
+                cases: CASES,
+                failure_persistence: None,
+                ..Config::default()
+            },
+            TestRng::from_seed(RngAlgorithm::ChaCha, &bytes),
+        );
+        let graph = (2usize..7).prop_flat_map(|n| {
+            (
+                Just(n),
+                proptest::collection::btree_set((0..n, 0..n), 0..(n * 2))
+                    .prop_map(|set| set.into_iter().filter(|(a, b)| a != b).collect::<Vec<_>>()),
+                proptest::collection::vec(any::<bool>(), 1..4),
+            )
+        });
+        runner
+            .run(&graph, |(n, edges, by_arn)| {
+                let text = file(n, &edges, &by_arn);
+                let cycle_found = match crate::desired::parse_str(&text, Path::new("g.yaml")) {
+                    Ok(_) => false,
+                    Err(e) => {
+                        let other: Vec<_> = e
+                            .problems
+                            .iter()
+                            .filter(|p| !p.message.contains("makes a cycle"))
+                            .collect();
+                        prop_assert!(
+                            other.is_empty(),
+                            "only cycles may be refused: {other:#?}\n{text}"
+                        );
+                        true
+                    }
+                };
+                prop_assert_eq!(cycle_found, has_cycle(n, &edges), "{}", text);
+                Ok(())
+            })
+            .unwrap();
+    }
+}
