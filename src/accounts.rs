@@ -422,3 +422,157 @@ mod tests {
         }
     }
 }
+
+/// The account view on generated organizations (proptest, fixed seed): every account exactly once, under its
+/// own unit; counts that add up; and each state backed by what it claims.
+#[cfg(test)]
+mod properties {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+
+    use super::*;
+    use crate::fixtures::{DeploymentYaml, OrgTree, instance};
+
+    const CASES: u32 = 96;
+    const SEED: u64 = 0xacc0_0017;
+    const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
+
+    fn ou(i: usize) -> String {
+        format!("ou-abcd-{i:08}")
+    }
+
+    fn account(i: usize) -> String {
+        format!("{:012}", 200_000_000_000u64 + i as u64)
+    }
+
+    #[test]
+    fn every_account_once_under_its_unit_with_a_state_it_can_back() {
+        let mut bytes = [0u8; 32];
+        bytes[..8].copy_from_slice(&SEED.to_le_bytes());
+        let mut runner = TestRunner::new_with_rng(
+            Config {
+                cases: CASES,
+                failure_persistence: None,
+                ..Config::default()
+            },
+            TestRng::from_seed(RngAlgorithm::ChaCha, &bytes),
+        );
+        // Units: each one's parent is the root or an earlier unit. Accounts: a unit (or the root), active or
+        // not. Instances: per account and Region, none, CURRENT, OUTDATED or FAILED.
+        let case = (1usize..6).prop_flat_map(|units| {
+            (
+                proptest::collection::vec(0..units, units),
+                proptest::collection::vec((0..=units, any::<bool>()), 1..12),
+                proptest::collection::vec(0u8..4, 24),
+                proptest::collection::btree_set(0..units, 1..=units),
+                0u8..3,
+            )
+        });
+        runner
+            .run(&case, |(parents, accounts, instance_kinds, targets, filter)| {
+                let mut tree = OrgTree::new("o-1", "111111111111", "r-root")
+                    .account("111111111111", "r-root", "ACTIVE");
+                for (i, parent) in parents.iter().enumerate() {
+                    let parent = if *parent < i { ou(*parent) } else { "r-root".to_string() };
+                    tree = tree.unit(&ou(i), &parent);
+                }
+                let mut placed = BTreeMap::new();
+                for (i, (unit, active)) in accounts.iter().enumerate() {
+                    let unit = if *unit < parents.len() { ou(*unit) } else { "r-root".into() };
+                    tree = tree.account(&account(i), &unit, if *active { "ACTIVE" } else { "SUSPENDED" });
+                    placed.insert(account(i), unit);
+                }
+                placed.insert("111111111111".into(), "r-root".into());
+                let org = tree.build();
+                let filter_line = match filter {
+                    0 => String::new(),
+                    kind => format!(
+                        "\n    accountFilterType: {}\n    accounts: [\"{}\"]",
+                        if kind == 1 { "DIFFERENCE" } else { "INTERSECTION" },
+                        account(0)
+                    ),
+                };
+                let units: Vec<String> = targets.iter().map(|t| ou(*t)).collect();
+                let deployment = DeploymentYaml::new()
+                    .spec(&format!(
+                        "  deploymentTargets:\n    organizationalUnitIds: [{}]{filter_line}\n  regions: [{}]\n",
+                        units.join(", "),
+                        REGIONS.join(", ")
+                    ))
+                    .build();
+                let mut instances = Vec::new();
+                for (i, _) in accounts.iter().enumerate() {
+                    for (r, region) in REGIONS.iter().enumerate() {
+                        match instance_kinds[(i * 2 + r) % instance_kinds.len()] {
+                            1 => instances.push(instance(&account(i), region, InstanceStatus::Current, "SUCCEEDED")),
+                            2 => instances.push(instance(&account(i), region, InstanceStatus::Outdated, "RUNNING")),
+                            3 => instances.push(instance(&account(i), region, InstanceStatus::Outdated, "FAILED")),
+                            _ => {}
+                        }
+                    }
+                }
+                let coverage = crate::coverage::coverage(&deployment, &org, &instances);
+                let view = view(&deployment, &org, &instances, &coverage);
+
+                // Every account exactly once, under its own unit.
+                let mut seen = BTreeMap::new();
+                fn walk<'a>(u: &'a UnitView, out: &mut BTreeMap<String, (&'a str, AccountState)>) {
+                    for a in &u.accounts {
+                        assert!(out.insert(a.id.clone(), (u.id.as_str(), a.state)).is_none(), "{} twice", a.id);
+                    }
+                    for child in &u.units {
+                        walk(child, out);
+                    }
+                }
+                walk(&view.root, &mut seen);
+                prop_assert_eq!(seen.len(), placed.len());
+                for (id, unit) in &placed {
+                    prop_assert_eq!(seen[id].0, unit.as_str(), "{} under its unit", id);
+                }
+                prop_assert_eq!(view.counts.values().sum::<usize>(), placed.len());
+
+                // Each state backed by the inputs.
+                let mine = |id: &str| instances.iter().filter(|i| i.account == id).collect::<Vec<_>>();
+                for (id, (_, state)) in &seen {
+                    match state {
+                        AccountState::Management => prop_assert_eq!(id.as_str(), "111111111111"),
+                        AccountState::Current => {
+                            prop_assert!(coverage.targeted.contains(id));
+                            prop_assert!(REGIONS.iter().all(|r| mine(id).iter().any(|i| i.region == *r
+                                && i.status == InstanceStatus::Current)));
+                        }
+                        AccountState::Missing => {
+                            prop_assert!(coverage.missing.iter().any(|(a, _)| a == id));
+                        }
+                        AccountState::Failed => {
+                            prop_assert!(mine(id).iter().any(|i| i.detailed_status.as_deref() == Some("FAILED")));
+                        }
+                        AccountState::Outdated => {
+                            prop_assert!(mine(id).iter().any(|i| i.status == InstanceStatus::Outdated));
+                        }
+                        AccountState::Inactive => {
+                            prop_assert!(org.accounts.get(id).is_some_and(|a| !a.account.is_active()));
+                        }
+                        AccountState::Excluded => {
+                            prop_assert!(filter != 0 && !coverage.targeted.contains(id));
+                        }
+                        AccountState::Outside => {
+                            prop_assert!(!coverage.targeted.contains(id) && !coverage.inactive.contains(id));
+                        }
+                        AccountState::AccessFailed => prop_assert!(false, "no access check here"),
+                    }
+                    // A targeted active account is never shown as outside, excluded or inactive.
+                    if coverage.targeted.contains(id) {
+                        prop_assert!(matches!(
+                            state,
+                            AccountState::Current | AccountState::Missing | AccountState::Failed | AccountState::Outdated
+                        ), "{} targeted but {:?}", id, state);
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+}
