@@ -59,8 +59,9 @@ chmod +x /usr/sbin/policy-rc.d; trap 'rm -f /usr/sbin/policy-rc.d' EXIT; fi; $in
 require_debian_tool systemd-analyze systemd
 # tests/monitoring.rs and tests/observability_moto.rs check deploy/prometheus and a live /metrics with promtool.
 require_debian_tool promtool prometheus
-# tests/daemon_sim/page_chromium.rs drives the daemon's page (GET /) in a headless Chromium.
-require_debian_tool chromium chromium
+# tests/daemon_sim/page_chromium.rs drives the daemon's page (GET /) in a headless Chromium (with one font
+# package: without recommends Debian's chromium brings none, and its screenshot would have no text).
+require_debian_tool chromium "chromium fonts-dejavu-core"
 
 # The end-to-end harness (tests/common/mod.rs) starts tests/moto/launcher.py with this interpreter.
 STACKSETD_TEST_PYTHON="$(pwd)/.venv/bin/python"
