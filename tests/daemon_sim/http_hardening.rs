@@ -155,36 +155,53 @@ async fn status_needs_the_token_when_one_is_set_and_the_probes_do_not() {
             "{path} stays open"
         );
     }
-    let r = get(&daemon.addr, "/status").await;
-    assert_eq!(r.status, 401, "no token");
-    assert!(
-        r.headers
-            .to_ascii_lowercase()
-            .contains("www-authenticate: bearer"),
-        "{}",
-        r.headers
-    );
-    assert!(
-        !r.body.contains("aimably"),
-        "nothing of the status leaks: {}",
-        r.body
-    );
-    for wrong in [
-        "Bearer nope",
-        &format!("Bearer {TOKEN}x"),
-        &format!("Basic {TOKEN}"),
-        &format!("bearer{TOKEN}"),
-    ] {
-        let r = exchange(
-            &daemon.addr,
-            "GET",
-            "/status",
-            &format!("Authorization: {wrong}\r\n"),
-            "",
-        )
-        .await;
-        assert_eq!(r.status, 401, "{wrong}");
+    // The page (GET /) shows what /status shows, under the same rule.
+    for path in ["/status", "/"] {
+        let r = get(&daemon.addr, path).await;
+        assert_eq!(r.status, 401, "{path}: no token");
+        assert!(
+            r.headers
+                .to_ascii_lowercase()
+                .contains("www-authenticate: bearer"),
+            "{path}: {}",
+            r.headers
+        );
+        assert!(
+            !r.body.contains("aimably"),
+            "{path}: nothing of the status leaks: {}",
+            r.body
+        );
+        for wrong in [
+            "Bearer nope",
+            &format!("Bearer {TOKEN}x"),
+            &format!("Basic {TOKEN}"),
+            &format!("bearer{TOKEN}"),
+        ] {
+            let r = exchange(
+                &daemon.addr,
+                "GET",
+                path,
+                &format!("Authorization: {wrong}\r\n"),
+                "",
+            )
+            .await;
+            assert_eq!(r.status, 401, "{path}: {wrong}");
+        }
     }
+    let page = exchange(
+        &daemon.addr,
+        "GET",
+        "/",
+        &format!("Authorization: Bearer {TOKEN}\r\n"),
+        "",
+    )
+    .await;
+    assert_eq!(page.status, 200, "the page with the token");
+    assert!(
+        page.headers.to_ascii_lowercase().contains("text/html"),
+        "{}",
+        page.headers
+    );
     let r = eventually(WAIT, "/status with the token, once loaded", || async {
         let r = exchange(
             &daemon.addr,
@@ -217,6 +234,17 @@ async fn status_redacts_url_secrets_from_settings_and_errors() {
     .await;
     for secret in ["vendor-pass", "vendor-user", "sig-secret"] {
         assert!(!body.contains(secret), "{secret} in /status: {body}");
+    }
+    // The page is built from the same redacted document.
+    let page = get(&daemon.addr, "/").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("127.0.0.1:9"), "the URL is on the page");
+    for secret in ["vendor-pass", "vendor-user", "sig-secret"] {
+        assert!(
+            !page.body.contains(secret),
+            "{secret} on the page: {}",
+            page.body
+        );
     }
     assert!(body.contains("(query redacted)"), "{body}");
     // The cause of the failure is kept: the connection was refused.
