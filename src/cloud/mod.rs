@@ -20,6 +20,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// administrators are registered for it.
 pub const STACKSETS_SERVICE_PRINCIPAL: &str = "member.org.stacksets.cloudformation.amazonaws.com";
 
+/// The calls a listing of `items` takes in pages of `page_size` (an empty listing is one call): what the
+/// simulator counts and what the daemon's read budget charges.
+pub fn pages(items: usize, page_size: usize) -> usize {
+    items.div_ceil(page_size).max(1)
+}
+
+/// CloudFormation's listing page: ListStackInstances, ListStackSetOperations(Results) at their maximum.
+pub const CLOUDFORMATION_PAGE: usize = 100;
+
 /// Service-managed deployment targets for one instance operation.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Targets {

@@ -74,9 +74,10 @@ impl ReadBudget {
     }
 }
 
-/// The calls a listing of `items` took (pages of 100; an empty listing is one call).
+/// The calls a CloudFormation listing of `items` took ([`crate::cloud::pages`] of 100).
 pub fn pages(items: usize) -> u32 {
-    u32::try_from(items.div_ceil(100).max(1)).unwrap_or(u32::MAX)
+    let calls = crate::cloud::pages(items, crate::cloud::CLOUDFORMATION_PAGE);
+    u32::try_from(calls).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ use errors::{Call, malformed, map_sdk_error};
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 
 /// ListStackInstances and ListStackSetOperations(Results) page size: the API's maximum, fewest calls.
-const CLOUDFORMATION_PAGE_SIZE: i32 = 100;
+const CLOUDFORMATION_PAGE_SIZE: i32 = crate::cloud::CLOUDFORMATION_PAGE as i32;
 
 /// Organizations listings page size: the API's maximum.
 const ORGANIZATIONS_PAGE_SIZE: i32 = 20;

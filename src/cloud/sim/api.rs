@@ -8,6 +8,7 @@ use super::Sim;
 use super::World;
 use super::faults::SimError;
 use super::targets::check_call_as;
+use crate::cloud::pages;
 use crate::cloud::{
     AccessVerdict, Account, CallAs, CallCounter, Cloud, CreateStackSet, DeleteInstancesRequest,
     DetectDriftRequest, InstancesRequest, ObservedStackSet, Operation, OperationAction,
@@ -17,15 +18,11 @@ use crate::error::AwsErrorKind;
 
 /// Page sizes of the listings (Organizations: MaxResults 20; CloudFormation: 100).
 const ORG_PAGE: usize = 20;
-const CFN_PAGE: usize = 100;
+const CFN_PAGE: usize = crate::cloud::CLOUDFORMATION_PAGE;
 
 const CFN: &str = "cloudformation";
 const ORGS: &str = "organizations";
 const STS: &str = "sts";
-
-fn pages(items: usize, page: usize) -> usize {
-    items.div_ceil(page).max(1)
-}
 
 impl Sim {
     /// One API call: faults first, then the body, then one more fault roll per extra page, then a lost
