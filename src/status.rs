@@ -277,7 +277,7 @@ impl StatusBoard {
                     d.last_outcome = Some(last);
                     if outcome.report.observed {
                         d.observed = Some(outcome.report.clone());
-                        overlay_access(d);
+                        d.overlay_access();
                         apply_auto_targets(&mut d.conditions, &outcome.report);
                     }
                     if let Some(template) = &outcome.report.template {
@@ -315,7 +315,7 @@ impl StatusBoard {
         self.with(|s| {
             if let Some(d) = s.deployments.get_mut(name) {
                 d.access = Some(report);
-                overlay_access(d);
+                d.overlay_access();
             }
         });
     }
@@ -338,18 +338,21 @@ impl StatusBoard {
     }
 }
 
-/// The member access check's failures shown on the accounts' states (the pass does not know them).
-fn overlay_access(d: &mut DeploymentStatus) {
-    let (Some(observed), Some(access)) = (&mut d.observed, &d.access) else {
-        return;
-    };
-    if let Some(organization) = &mut observed.organization {
-        let failures = access
-            .failures
-            .iter()
-            .map(|f| (f.account.clone(), format!("access check: {}", f.kind)))
-            .collect();
-        organization.overlay_access_failures(&failures);
+impl DeploymentStatus {
+    /// Show the member access check's failures on the accounts' states (the pass does not know them): the
+    /// daemon's board after each pass and check, and `stacksetd status` observing AWS itself.
+    pub fn overlay_access(&mut self) {
+        let (Some(observed), Some(access)) = (&mut self.observed, &self.access) else {
+            return;
+        };
+        if let Some(organization) = &mut observed.organization {
+            let failures = access
+                .failures
+                .iter()
+                .map(|f| (f.account.clone(), format!("access check: {}", f.kind)))
+                .collect();
+            organization.overlay_access_failures(&failures);
+        }
     }
 }
 

@@ -133,6 +133,7 @@ pub async fn from_aws(
                     Ok(report) => entry.access = report,
                     Err(e) => entry.access_error = Some(e.to_string()),
                 }
+                entry.overlay_access();
             }
             Err(e) => {
                 entry.conditions = vec![ready("False", e.metric_label().into(), e.to_string())];

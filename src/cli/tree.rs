@@ -3,8 +3,6 @@
 //! keeps only those accounts (and the OUs on the way to them). Every string came from AWS, a template or the
 //! daemon, so each is escaped ([`crate::cli::output::safe`]).
 
-use std::collections::BTreeMap;
-
 use crate::accounts::{AccountState, OrganizationView, UnitView};
 use crate::cli::output::safe;
 use crate::cli::status_view::StatusDocument;
@@ -102,16 +100,8 @@ fn deployment(out: &mut String, name: &str, d: &DeploymentStatus, options: &Tree
         out.push_str("  the organization has not been observed yet\n");
         return;
     };
-    let mut org = org.clone();
-    if let Some(access) = &d.access {
-        let failures: BTreeMap<String, String> = access
-            .failures
-            .iter()
-            .map(|f| (f.account.clone(), format!("access check: {}", f.kind)))
-            .collect();
-        org.overlay_access_failures(&failures);
-    }
-    out.push_str(&format!("  {}\n", counts(&org, options)));
+    // The access check's failures are already on the states (`DeploymentStatus::overlay_access`).
+    out.push_str(&format!("  {}\n", counts(org, options)));
     let root = &org.root;
     out.push_str(&format!("  {}\n", unit_label(root)));
     children(out, root, "  ", options, 0);
@@ -196,6 +186,8 @@ fn children(out: &mut String, u: &UnitView, prefix: &str, options: &TreeOptions,
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::accounts::AccountView;
     use crate::cli::status_view::Source;
