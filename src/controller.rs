@@ -459,7 +459,7 @@ async fn submit(
                 Action::CreateStackInstances { .. } | Action::DeleteStackInstances { .. }
             ) {
                 // The auto-deployment targets may have changed: the next observation checks them again.
-                ctx.memory.forget_auto_targets(name, true);
+                ctx.memory.forget_auto_targets(name);
             }
             let operation_id = step.action.is_operation().then(|| id.clone());
             if let Some(id) = &operation_id {

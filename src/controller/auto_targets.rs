@@ -5,8 +5,8 @@
 //! the list is compared with the desired OUs x Regions: a missing pair is reported (`/status`, the condition,
 //! `stacksetd_auto_deployment_targets_missing`) and, once two checks in a row find it missing (the list may lag
 //! the operations that change it), re-registered by the plan (a CreateStackInstances for that OU and Region,
-//! with the deployment's own account filter); a pair beyond the desired ones is only reported. A check is
-//! forgotten whenever the instances are listed again, so none outlives the operation it predates.
+//! with the deployment's own account filter); a pair beyond the desired ones is only reported. A pass that
+//! listed the instances again checks again, so no check outlives the operation it predates.
 //! A backend without the call (moto) leaves the check "not verified", never a failure of the pass.
 
 use std::collections::BTreeSet;
@@ -92,12 +92,14 @@ pub fn expected(deployment: &Deployment, org: &OrgSnapshot) -> BTreeSet<Pair> {
         .collect()
 }
 
-/// The check, from memory while it is younger than `org_scan_interval`, else asked of AWS. `None` when there is
-/// nothing to check (no stack set yet, automatic deployment off, `ensure: Absent`).
+/// The check, from memory while it is younger than `org_scan_interval` and the instances were not listed again
+/// by this pass (`listed_now`: whatever changed the instances may have changed the targets), else asked of AWS.
+/// `None` when there is nothing to check (no stack set yet, automatic deployment off, `ensure: Absent`).
 pub(super) async fn check(
     deployment: &Deployment,
     ctx: &Context,
     stack_set: Option<&ObservedStackSet>,
+    listed_now: bool,
     org: &OrgSnapshot,
 ) -> Option<Checked> {
     let spec = &deployment.spec;
@@ -106,7 +108,9 @@ pub(super) async fn check(
         return None;
     }
     let name = deployment.name();
-    if let Some(checked) = ctx.memory.auto_targets(name, ctx.config.org_scan_interval) {
+    if !listed_now
+        && let Some(checked) = ctx.memory.auto_targets(name, ctx.config.org_scan_interval)
+    {
         return Some(checked);
     }
     let checked_at = super::rfc3339(ctx.wall_now());

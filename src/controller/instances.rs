@@ -144,8 +144,6 @@ pub(super) async fn read(
         });
     };
     debug!(?reason, "listing the stack set's instances");
-    // Whatever changed the instances may have changed the auto-deployment targets: check them again too.
-    ctx.memory.forget_auto_targets(name, false);
     let regions = regions_to_list(stack_set, &spec.regions, cached.as_ref());
     let instances = Arc::new(list_all(ctx, deployment, regions.as_deref()).await?);
     // The listing reflects every operation that had ended before it began; running ones are folded in when a

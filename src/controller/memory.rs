@@ -316,14 +316,12 @@ impl Memory {
         })
     }
 
-    /// The instances were listed again (an operation ended): check the targets again at once. With
-    /// `submitted`, stacksetd itself just changed them: the misses seen before no longer count either.
-    pub(super) fn forget_auto_targets(&self, deployment: &str, submitted: bool) {
+    /// stacksetd itself just created or deleted instances: check the targets again at the next observation,
+    /// and the misses seen before no longer count toward a repair.
+    pub(super) fn forget_auto_targets(&self, deployment: &str) {
         self.with(deployment, |e| {
             e.auto_targets = None;
-            if submitted {
-                e.auto_targets_missing_before.clear();
-            }
+            e.auto_targets_missing_before.clear();
         })
     }
 

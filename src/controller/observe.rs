@@ -226,7 +226,7 @@ pub(super) async fn observe_with(
             .collect();
     }
     let auto_targets =
-        super::auto_targets::check(deployment, ctx, observed.stack_set.as_ref(), &org).await;
+        super::auto_targets::check(deployment, ctx, observed.stack_set.as_ref(), fresh, &org).await;
     if let Some(checked) = &auto_targets {
         observed.auto_targets_missing = checked.confirmed.clone();
     }
