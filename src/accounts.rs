@@ -430,7 +430,6 @@ mod properties {
     use std::collections::BTreeMap;
 
     use proptest::prelude::*;
-    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
     use super::*;
     use crate::fixtures::{DeploymentYaml, OrgTree, instance};
@@ -449,16 +448,7 @@ mod properties {
 
     #[test]
     fn every_account_once_under_its_unit_with_a_state_it_can_back() {
-        let mut bytes = [0u8; 32];
-        bytes[..8].copy_from_slice(&SEED.to_le_bytes());
-        let mut runner = TestRunner::new_with_rng(
-            Config {
-                cases: CASES,
-                failure_persistence: None,
-                ..Config::default()
-            },
-            TestRng::from_seed(RngAlgorithm::ChaCha, &bytes),
-        );
+        let mut runner = crate::fixtures::proptest_runner(CASES, SEED);
         // Units: each one's parent is the root or an earlier unit. Accounts: a unit (or the root), active or
         // not. Instances: per account and Region, none, CURRENT, OUTDATED or FAILED.
         let case = (1usize..6).prop_flat_map(|units| {

@@ -157,3 +157,24 @@ pub fn instance(
         last_operation_id: None,
     }
 }
+
+/// A proptest runner with `cases` cases from a fixed seed (`default_seed`, or STACKSETD_PROPTEST_SEED to replay
+/// a failure; the seed is printed) and no failure files: the unit tests' properties are reproducible.
+pub fn proptest_runner(cases: u32, default_seed: u64) -> proptest::test_runner::TestRunner {
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    let seed = std::env::var("STACKSETD_PROPTEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default_seed);
+    println!("proptest seed {seed} (replay: STACKSETD_PROPTEST_SEED={seed})");
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    TestRunner::new_with_rng(
+        Config {
+            cases,
+            failure_persistence: None,
+            ..Config::default()
+        },
+        TestRng::from_seed(RngAlgorithm::ChaCha, &bytes),
+    )
+}

@@ -355,7 +355,6 @@ mod properties {
     use std::path::Path;
 
     use proptest::prelude::*;
-    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
     const CASES: u32 = 128;
     const SEED: u64 = 0xdeb5_0001;
@@ -402,16 +401,7 @@ mod properties {
 
     #[test]
     fn a_file_is_refused_for_a_cycle_exactly_when_its_graph_has_one() {
-        let mut bytes = [0u8; 32];
-        bytes[..8].copy_from_slice(&SEED.to_le_bytes());
-        let mut runner = TestRunner::new_with_rng(
-            Config {
-                cases: CASES,
-                failure_persistence: None,
-                ..Config::default()
-            },
-            TestRng::from_seed(RngAlgorithm::ChaCha, &bytes),
-        );
+        let mut runner = crate::fixtures::proptest_runner(CASES, SEED);
         let graph = (2usize..7).prop_flat_map(|n| {
             (
                 Just(n),

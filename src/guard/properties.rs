@@ -6,7 +6,7 @@
 //! - reformatting (pretty or compact JSON, reordered keys, YAML) is never widening and finds nothing.
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+use proptest::test_runner::TestRunner;
 use serde_json::{Map, Value, json};
 
 use super::{Parameters, judge};
@@ -15,21 +15,7 @@ const CASES: u32 = 96;
 const DEFAULT_SEED: u64 = 0x5eed_5ac5;
 
 fn runner() -> TestRunner {
-    let seed = std::env::var("STACKSETD_PROPTEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(DEFAULT_SEED);
-    println!("proptest seed {seed} (replay: STACKSETD_PROPTEST_SEED={seed})");
-    let mut bytes = [0u8; 32];
-    bytes[..8].copy_from_slice(&seed.to_le_bytes());
-    TestRunner::new_with_rng(
-        Config {
-            cases: CASES,
-            failure_persistence: None,
-            ..Config::default()
-        },
-        TestRng::from_seed(RngAlgorithm::ChaCha, &bytes),
-    )
+    crate::fixtures::proptest_runner(CASES, DEFAULT_SEED)
 }
 
 /// Actions, resources and principals of generated templates: never `*` alone, so an addition from the fresh
