@@ -452,23 +452,26 @@ pub(super) fn auto_deployment_targets(s: &Scope<'_>, planned: &[Step]) -> Vec<St
     }
     by_regions
         .into_iter()
-        .map(|(regions, units)| {
-            let mut step = create_step(
-                s.desired,
-                units.clone(),
-                regions.iter().cloned().collect(),
-                "auto-deployment target",
-            );
-            step.changes = units
-                .iter()
-                .flat_map(|u| regions.iter().map(move |r| added("autoDeploymentTargets", &format!("{u}/{r}"))))
-                .collect();
-            step.summary = format!(
-                "register {} OU(s) again as auto-deployment targets in {} Region(s) (CloudFormation stopped                  auto-deploying there)",
+        .map(|(regions, units)| Step {
+            purpose: Purpose::Converge,
+            summary: format!(
+                "register {} OU(s) again as auto-deployment targets in {} Region(s) (CloudFormation stopped \
+                 auto-deploying there)",
                 units.len(),
                 regions.len()
-            );
-            step
+            ),
+            changes: units
+                .iter()
+                .flat_map(|u| {
+                    regions
+                        .iter()
+                        .map(move |r| added("autoDeploymentTargets", &format!("{u}/{r}")))
+                })
+                .collect(),
+            action: Action::CreateStackInstances {
+                targets: filtered_targets(s.desired, units),
+                regions: regions.into_iter().collect(),
+            },
         })
         .collect()
 }

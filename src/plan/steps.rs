@@ -235,7 +235,6 @@ pub(super) fn create_step(
     regions: Vec<String>,
     what: &str,
 ) -> Step {
-    let targets = &desired.deployment.spec.deployment_targets;
     let mut changes: Vec<Change> = units
         .iter()
         .map(|u| added("deploymentTargets.organizationalUnitIds", u))
@@ -253,13 +252,19 @@ pub(super) fn create_step(
         ),
         changes,
         action: Action::CreateStackInstances {
-            targets: Targets {
-                organizational_unit_ids: units,
-                accounts: targets.accounts.clone(),
-                account_filter_type: targets.account_filter_type,
-            },
+            targets: filtered_targets(desired, units),
             regions,
         },
+    }
+}
+
+/// These OUs, with the deployment's own account filter: what every creation for whole OUs sends.
+pub(super) fn filtered_targets(desired: Desired<'_>, units: Vec<String>) -> Targets {
+    let targets = &desired.deployment.spec.deployment_targets;
+    Targets {
+        organizational_unit_ids: units,
+        accounts: targets.accounts.clone(),
+        account_filter_type: targets.account_filter_type,
     }
 }
 
