@@ -271,15 +271,18 @@ impl StatusBoard {
                 Ok(outcome) => {
                     d.last_success_at = Some(at);
                     d.last_error = None;
+                    // The account tree is copied once, into `observed` (the last outcome goes without it).
                     let mut last = outcome.clone();
-                    // The tree is kept once, in `observed`.
-                    last.report.organization = None;
-                    d.last_outcome = Some(last);
+                    let organization = last.report.organization.take();
                     if outcome.report.observed {
-                        d.observed = Some(outcome.report.clone());
+                        d.observed = Some(Report {
+                            organization,
+                            ..last.report.clone()
+                        });
                         d.overlay_access();
                         apply_auto_targets(&mut d.conditions, &outcome.report);
                     }
+                    d.last_outcome = Some(last);
                     if let Some(template) = &outcome.report.template {
                         d.template_fetch = template.source.clone();
                         d.template = Some(template.clone());
