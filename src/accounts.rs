@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cloud::org::OrgSnapshot;
 use crate::cloud::{InstanceStatus, StackInstance};
-use crate::coverage::{self, Coverage};
+use crate::coverage::Coverage;
 use crate::desired::Deployment;
 
 /// One account's state, worst first: an account with a failed instance in one Region and a missing one in
@@ -127,11 +127,12 @@ pub fn view(
     instances: &[StackInstance],
     coverage: &Coverage,
 ) -> OrganizationView {
-    let in_scope: BTreeSet<&str> = org
-        .accounts_under(&coverage::target_units(deployment, org))
-        .into_iter()
-        .map(|a| a.account.id.as_str())
-        .collect();
+    // Under the targeted OUs: what the coverage already sorted into targeted, inactive and excluded.
+    let in_scope = |id: &str| {
+        coverage.targeted.contains(id)
+            || coverage.inactive.contains(id)
+            || coverage.excluded.contains(id)
+    };
     let regions: BTreeSet<&str> = deployment.spec.regions.iter().map(String::as_str).collect();
     let mut by_account: BTreeMap<&str, Vec<&StackInstance>> = BTreeMap::new();
     for instance in instances
@@ -143,21 +144,18 @@ pub fn view(
             .or_default()
             .push(instance);
     }
-    let missing: BTreeMap<&str, Vec<&str>> =
-        coverage
-            .missing
-            .iter()
-            .fold(BTreeMap::new(), |mut acc, (account, region)| {
-                acc.entry(account.as_str())
-                    .or_insert_with(Vec::new)
-                    .push(region.as_str());
-                acc
-            });
+    let mut missing: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (account, region) in &coverage.missing {
+        missing
+            .entry(account.as_str())
+            .or_default()
+            .push(region.as_str());
+    }
     let state_of = |id: &str, active: bool| -> (AccountState, Option<String>) {
         if id == org.management_account_id {
             return (AccountState::Management, None);
         }
-        if !in_scope.contains(id) {
+        if !in_scope(id) {
             return (AccountState::Outside, None);
         }
         if !active {
@@ -203,16 +201,7 @@ pub fn view(
                 reason,
             });
     }
-    let mut children: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for unit in org.units.values() {
-        if let Some(parent) = &unit.parent {
-            children
-                .entry(parent.as_str())
-                .or_default()
-                .push(unit.id.as_str());
-        }
-    }
-    let root = build_unit(org, &org.root_id, &children, &mut accounts_in, 0);
+    let root = build_unit(org, &org.root_id, &org.children(), &mut accounts_in, 0);
     let mut out = OrganizationView {
         root,
         counts: BTreeMap::new(),
@@ -361,7 +350,7 @@ mod tests {
                 "SUCCEEDED",
             ),
         ];
-        let cov = coverage::coverage(&deployment, &org, &instances);
+        let cov = crate::coverage::coverage(&deployment, &org, &instances);
         let mut view = view(&deployment, &org, &instances, &cov);
         let state = |v: &OrganizationView, id: &str| {
             v.accounts()

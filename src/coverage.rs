@@ -25,6 +25,8 @@ pub struct Coverage {
     pub targeted: BTreeSet<String>,
     /// Targeted accounts that are suspended, pending closure or closed.
     pub inactive: BTreeSet<String>,
+    /// Accounts under the targeted OUs that the account filter leaves out (active or not).
+    pub excluded: BTreeSet<String>,
     /// Targeted active accounts x desired Regions without an instance.
     pub missing: BTreeSet<Slot>,
     /// Instances outside the targets: an account no longer targeted (or no longer in the organization), or a
@@ -74,7 +76,11 @@ pub fn coverage(
                 AccountFilterType::Difference => !listed.contains(id),
                 AccountFilterType::None | AccountFilterType::Union => true,
             };
-            if !included || id == org.management_account_id {
+            if id == org.management_account_id {
+                continue;
+            }
+            if !included {
+                out.excluded.insert(id.to_string());
                 continue;
             }
             if candidate.account.is_active() {
@@ -270,9 +276,12 @@ mod tests {
         d.spec.deployment_targets.account_filter_type = AccountFilterType::Difference;
         let c = coverage(&d, &org(), &[]);
         assert_eq!(c.targeted, BTreeSet::from(["200000000000".to_string()]));
+        assert!(c.excluded.contains("300000000000"), "{:?}", c.excluded);
+        assert!(!c.excluded.contains("200000000000"));
         d.spec.deployment_targets.account_filter_type = AccountFilterType::Intersection;
         let c = coverage(&d, &org(), &[]);
         assert_eq!(c.targeted, BTreeSet::from(["300000000000".to_string()]));
+        assert!(c.excluded.contains("200000000000"), "{:?}", c.excluded);
     }
 
     #[test]

@@ -35,8 +35,8 @@ pub struct OrgSnapshot {
 }
 
 impl OrgSnapshot {
-    /// The unit and every unit below it (OU targets include child OUs, as in AWS).
-    pub fn subtree(&self, unit_id: &str) -> BTreeSet<String> {
+    /// Each unit's child units, by parent id.
+    pub fn children(&self) -> BTreeMap<&str, Vec<&str>> {
         let mut children: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for unit in self.units.values() {
             if let Some(parent) = &unit.parent {
@@ -46,6 +46,12 @@ impl OrgSnapshot {
                     .push(unit.id.as_str());
             }
         }
+        children
+    }
+
+    /// The unit and every unit below it (OU targets include child OUs, as in AWS).
+    pub fn subtree(&self, unit_id: &str) -> BTreeSet<String> {
+        let children = self.children();
         let mut out = BTreeSet::new();
         let mut queue = VecDeque::from([unit_id]);
         while let Some(id) = queue.pop_front() {
