@@ -80,12 +80,9 @@ pub fn compare(
     )
 }
 
-/// The desired OU x Region pairs that auto-deploy (none when automatic deployment is off).
-pub fn expected(deployment: &Deployment, org: &OrgSnapshot) -> BTreeSet<Pair> {
+/// The desired OU x Region pairs (`check` asks only when automatic deployment is on and the deployment Present).
+fn expected(deployment: &Deployment, org: &OrgSnapshot) -> BTreeSet<Pair> {
     let spec = &deployment.spec;
-    if !spec.auto_deployment.enabled || spec.ensure != Ensure::Present {
-        return BTreeSet::new();
-    }
     crate::coverage::target_units(deployment, org)
         .into_iter()
         .flat_map(|ou| spec.regions.iter().map(move |r| (ou.clone(), r.clone())))
