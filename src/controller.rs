@@ -9,6 +9,7 @@
 //! organization is re-listed on its own cadence).
 
 mod auto_targets;
+pub mod credentials;
 mod decide;
 mod dependencies;
 mod drift;
@@ -122,22 +123,27 @@ impl Default for Config {
 
 /// Shared by every pass: the cloud, the template fetcher, and what the controller remembers between passes
 /// (only optimisations: a restart loses nothing that AWS does not also know).
+///
+/// A context acts as one identity: its `cloud`, the organization cached from it and its preflight results
+/// belong to those credentials. Deployments with `spec.credentials` get a context of their own from
+/// [`Context::with_cloud`] (see `credentials.rs`), which shares everything else (templates, update
+/// decisions, memory, the clock) with the daemon's.
 pub struct Context {
     pub cloud: Arc<dyn Cloud>,
     /// The last template version fetched per URL: passes plan with it; the daemon's poller refreshes it.
-    pub templates: TemplateSource,
+    pub templates: Arc<TemplateSource>,
     pub config: Config,
-    memory: Memory,
+    memory: Arc<Memory>,
     org: tokio::sync::Mutex<Option<(Instant, Arc<OrgSnapshot>)>>,
     /// Update decisions by their inputs: judging a template is pure, so a pass asks again only when something
     /// it depends on changed.
-    pub assessments: template::Assessments,
+    pub assessments: Arc<template::Assessments>,
     /// IAM Access Analyzer's reasons per (applied, candidate, parameters): its checks are charged, so each
     /// version is asked about once.
-    analyzer_verdicts: std::sync::Mutex<HashMap<String, Vec<String>>>,
+    analyzer_verdicts: Arc<std::sync::Mutex<HashMap<String, Vec<String>>>>,
     /// The last template decision logged per deployment (candidate digest, decision): logged when it changes,
     /// not every pass.
-    template_log: std::sync::Mutex<HashMap<String, (String, &'static str)>>,
+    template_log: Arc<std::sync::Mutex<HashMap<String, (String, &'static str)>>>,
     /// When the context was made, on tokio's clock and the wall clock: `wall_now` moves with tokio's clock, so
     /// wall-clock decisions (is a drift check older than the interval?) follow simulated time in tests.
     epoch: (Instant, std::time::SystemTime),
@@ -148,14 +154,33 @@ impl Context {
     pub fn new(cloud: Arc<dyn Cloud>, config: Config) -> Context {
         Context {
             cloud,
-            templates: TemplateSource::new(Fetcher::with_timeout(config.template_fetch_timeout)),
+            templates: Arc::new(TemplateSource::new(Fetcher::with_timeout(
+                config.template_fetch_timeout,
+            ))),
             config,
-            memory: Memory::default(),
+            memory: Default::default(),
             org: Default::default(),
             assessments: Default::default(),
             analyzer_verdicts: Default::default(),
             template_log: Default::default(),
             epoch: (Instant::now(), std::time::SystemTime::now()),
+            preflight: Default::default(),
+        }
+    }
+
+    /// A context acting through `cloud` (another identity): its own organization cache and preflight results,
+    /// everything else shared with this one.
+    pub fn with_cloud(&self, cloud: Arc<dyn Cloud>) -> Context {
+        Context {
+            cloud,
+            templates: self.templates.clone(),
+            config: self.config.clone(),
+            memory: self.memory.clone(),
+            org: Default::default(),
+            assessments: self.assessments.clone(),
+            analyzer_verdicts: self.analyzer_verdicts.clone(),
+            template_log: self.template_log.clone(),
+            epoch: self.epoch,
             preflight: Default::default(),
         }
     }

@@ -168,6 +168,19 @@ pub enum Error {
     #[error("stacksetd is shutting down: {0} not sent; the next start plans it again")]
     ShuttingDown(String),
 
+    /// This replica does not hold the deployment's lease (leases.table): a mutating call was refused before it
+    /// reached AWS. Not a failure of the pass: the replica holding the lease reconciles it.
+    #[error("the lease on {deployment} is not held by this replica: {call} not sent ({reason})")]
+    LeaseLost {
+        deployment: String,
+        call: String,
+        reason: String,
+    },
+
+    /// The lease table could not be read or written (DynamoDB), or is not fit for leases.
+    #[error("lease table {table}: {message}")]
+    Leases { table: String, message: String },
+
     /// The organization or the credentials are not fit for stacksetd to act (wrong account, not a delegated
     /// administrator, trusted access off, a target OU that does not exist, ...): nothing is changed, and the
     /// message says what to fix. Retrying alone does not help.
@@ -189,6 +202,8 @@ impl Error {
             Error::Conflict(_) => "conflict",
             Error::Settings(_) => "settings",
             Error::ShuttingDown(_) => "shutting_down",
+            Error::LeaseLost { .. } => "lease_lost",
+            Error::Leases { .. } => "lease_table",
             Error::Preflight { reason, .. } => reason,
         }
     }

@@ -9,8 +9,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use stacksetd::cli::output::{self, Planned, ProgressPrinter};
 use stacksetd::cli::{review, status_view};
-use stacksetd::cloud::Cloud;
 use stacksetd::cloud::aws::AwsCloud;
+use stacksetd::cloud::{Cloud, Connector};
+use stacksetd::controller::credentials::Contexts;
 use stacksetd::controller::{self, Context};
 use stacksetd::desired::{self, DesiredState, PolicyLevel};
 use stacksetd::settings::{LogFormat, Overrides, Settings};
@@ -234,14 +235,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         command => {
             let desired = desired::load(&settings.desired_state)?;
-            let cloud: Arc<dyn Cloud> = Arc::new(
+            let aws = Arc::new(
                 AwsCloud::connect(&settings.aws_settings())
                     .await
                     .context("connecting to AWS")?,
             );
             let mut config = settings.controller_config();
             config.track_progress = true;
-            let ctx = Arc::new(Context::new(cloud, config));
+            let ctx = Arc::new(Context::new(aws.clone() as Arc<dyn Cloud>, config));
+            let ctx = Contexts::new(ctx, Some(aws as Arc<dyn Connector>));
             match command {
                 Command::Reconcile { no_wait, .. } => {
                     Ok(reconcile_once(&ctx, &desired, !no_wait).await)
@@ -365,17 +367,22 @@ fn validate(files: &[PathBuf], cli: &Cli) -> ExitCode {
 }
 
 async fn reconcile_once(
-    ctx: &Context,
+    contexts: &Contexts,
     desired: &DesiredState,
     wait_for_deletions: bool,
 ) -> ExitCode {
     let mut all_converged = true;
     for deployment in &desired.deployments {
         let mut printer = ProgressPrinter::new();
-        let result = controller::converge_until(deployment, ctx, wait_for_deletions, |o| {
-            printer.outcome(deployment.name(), o)
-        })
-        .await;
+        let result = match contexts.for_deployment(deployment).await {
+            Ok(ctx) => {
+                controller::converge_until(deployment, &ctx, wait_for_deletions, |o| {
+                    printer.outcome(deployment.name(), o)
+                })
+                .await
+            }
+            Err(e) => Err(e),
+        };
         printer.finish();
         match result {
             Ok(outcome) if outcome.is_converged() => {}
@@ -393,22 +400,28 @@ async fn reconcile_once(
     }
 }
 
-async fn observe_all<'a>(ctx: &Context, desired: &'a DesiredState) -> Vec<Planned<'a>> {
+async fn observe_all<'a>(contexts: &Contexts, desired: &'a DesiredState) -> Vec<Planned<'a>> {
     let mut out = Vec::new();
     for deployment in &desired.deployments {
-        out.push(Planned {
-            deployment,
-            result: controller::dry_run(deployment, ctx).await,
-        });
+        let result = match contexts.for_deployment(deployment).await {
+            Ok(ctx) => controller::dry_run(deployment, &ctx).await,
+            Err(e) => Err(e),
+        };
+        out.push(Planned { deployment, result });
     }
     out
 }
 
-async fn plan(ctx: &Context, desired: &DesiredState, detailed: bool, format: Format) -> ExitCode {
-    let planned = observe_all(ctx, desired).await;
+async fn plan(
+    contexts: &Contexts,
+    desired: &DesiredState,
+    detailed: bool,
+    format: Format,
+) -> ExitCode {
+    let planned = observe_all(contexts, desired).await;
     let named: Vec<&desired::Deployment> = desired.deployments.iter().collect();
     // Reported, never acted on; a failed scan is named and does not fail the plan.
-    let orphans = controller::ownership::orphans(ctx, &named).await;
+    let orphans = controller::ownership::orphans_across(contexts, &named).await;
     match format {
         Format::Text => {
             print!("{}", output::plan_text(&planned));
@@ -487,11 +500,12 @@ async fn run_daemon(settings: &Settings) -> anyhow::Result<ExitCode> {
     let mut hangup = signal(SignalKind::hangup()).context("installing a SIGHUP handler")?;
     let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
-    let cloud: Arc<dyn Cloud> = Arc::new(
+    let aws = Arc::new(
         AwsCloud::connect(&settings.aws_settings())
             .await
             .context("connecting to AWS")?,
     );
+    let cloud: Arc<dyn Cloud> = aws.clone();
     let config = settings.controller_config();
     let options = daemon::Options {
         desired_state: settings.desired_state.clone(),
@@ -503,7 +517,9 @@ async fn run_daemon(settings: &Settings) -> anyhow::Result<ExitCode> {
         status_token: settings.status_token.clone(),
         max_read_rate: settings.aws.max_read_rate,
     };
-    let daemon = daemon::Daemon::bind(cloud, config, options).await?;
+    let daemon = daemon::Daemon::bind(cloud, config, options)
+        .await?
+        .with_connector(aws);
     let reloader = daemon.reloader();
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {

@@ -1020,6 +1020,8 @@ async fn member_access_failures_are_counted_and_listed_on_status() {
     daemon.shutdown().await;
 }
 
+#[path = "daemon_sim/credentials.rs"]
+mod credentials;
 #[path = "daemon_sim/http_hardening.rs"]
 mod http_hardening;
 #[path = "daemon_sim/page_chromium.rs"]

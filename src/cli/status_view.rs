@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::controller::{self, Context, Report, TemplateReport};
+use crate::controller::credentials::Contexts;
+use crate::controller::{self, Report, TemplateReport};
 use crate::daemon::access::{self, AccessReport};
 use crate::desired::DesiredState;
 use crate::status::{Condition, DeploymentStatus, ErrorRecord, Status};
@@ -91,12 +92,13 @@ pub async fn from_daemon(
 
 /// Observe AWS for every deployment (no writes), as /status deployment entries.
 pub async fn from_aws(
-    ctx: &Context,
+    contexts: &Contexts,
     desired: &DesiredState,
     access_concurrency: usize,
 ) -> StatusDocument {
     let mut deployments = BTreeMap::new();
     for deployment in &desired.deployments {
+        let ctx = contexts.base();
         let mut entry = DeploymentStatus {
             stack_set_name: deployment.spec.stack_set_name.clone(),
             generation: deployment.generation(),
@@ -109,8 +111,14 @@ pub async fn from_aws(
             message,
             last_transition_time: controller::rfc3339(ctx.wall_now()),
         };
-        match controller::dry_run(deployment, ctx).await {
-            Ok((plan, report)) => {
+        let observed = match contexts.for_deployment(deployment).await {
+            Ok(ctx) => controller::dry_run(deployment, &ctx)
+                .await
+                .map(|answer| (answer, ctx)),
+            Err(e) => Err(e),
+        };
+        match observed {
+            Ok(((plan, report), ctx)) => {
                 entry.conditions = vec![if plan.is_empty() {
                     ready(
                         "True",
@@ -129,7 +137,7 @@ pub async fn from_aws(
                 }];
                 entry.template = report.template.clone();
                 entry.observed = Some(report);
-                match access::check_deployment(deployment, ctx, access_concurrency).await {
+                match access::check_deployment(deployment, &ctx, access_concurrency).await {
                     Ok(report) => entry.access = report,
                     Err(e) => entry.access_error = Some(e.to_string()),
                 }

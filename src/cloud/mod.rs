@@ -7,6 +7,7 @@ pub mod org;
 pub mod sim;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -453,6 +454,48 @@ pub trait Cloud: Send + Sync + 'static {
 
     /// Every call this implementation made, for metrics and call budgets.
     fn calls(&self) -> &CallCounter;
+
+    /// A cloud acting as an assumed role (`spec.credentials`) assumes it again when its session is about to
+    /// end, and says why it cannot; the daemon's own identity has nothing to do. Called before every pass, so a
+    /// role that can no longer be assumed stalls the deployment with that reason rather than failing each call.
+    async fn refresh_credentials(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The role a deployment's calls run as (`spec.credentials`, defaults applied).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RoleToAssume {
+    pub role_arn: String,
+    pub external_id: Option<String>,
+    pub session_name: String,
+    pub duration: std::time::Duration,
+}
+
+impl RoleToAssume {
+    pub fn of(deployment: &crate::desired::Deployment) -> Option<RoleToAssume> {
+        use crate::desired::credentials::{DEFAULT_DURATION_SECONDS, default_session_name};
+        let c = deployment.spec.credentials.as_ref()?;
+        Some(RoleToAssume {
+            role_arn: c.role_arn.clone(),
+            external_id: c.external_id.clone(),
+            session_name: c
+                .session_name
+                .clone()
+                .unwrap_or_else(|| default_session_name(deployment.name())),
+            duration: std::time::Duration::from_secs(u64::from(
+                c.duration_seconds.unwrap_or(DEFAULT_DURATION_SECONDS),
+            )),
+        })
+    }
+}
+
+/// Makes clouds that act as other identities, from the daemon's own credentials.
+#[async_trait]
+pub trait Connector: Send + Sync + 'static {
+    /// A cloud acting as `role`. The role is assumed here, so a failure names it now rather than on the first
+    /// call; the cloud assumes it again before each session ends.
+    async fn assume(&self, role: &RoleToAssume) -> Result<Arc<dyn Cloud>>;
 }
 
 /// Counts API calls by (service, operation, outcome). Both implementations record every call here; the metrics

@@ -132,16 +132,59 @@ pub struct Orphan {
 /// stack set no deployment names, to read its owner tag. One listing and a handful of descriptions, on the
 /// organization-scan cadence (never in a pass).
 pub async fn orphans(ctx: &Context, deployments: &[&Deployment]) -> Result<Vec<Orphan>, Error> {
+    scan(ctx, deployments, deployments).await
+}
+
+/// `orphans` for deployments acting as several identities (`spec.credentials`): each identity's stack sets are
+/// listed once, with the CallAs its deployments use, against every deployment's name (two identities may see one
+/// organization, and a stack set another identity's deployment names is no orphan).
+pub async fn orphans_across(
+    contexts: &super::credentials::Contexts,
+    deployments: &[&Deployment],
+) -> Result<Vec<Orphan>, Error> {
+    let mut groups: Vec<(Option<crate::cloud::RoleToAssume>, Vec<&Deployment>)> = Vec::new();
+    for d in deployments {
+        let role = crate::cloud::RoleToAssume::of(d);
+        match groups.iter_mut().find(|(r, _)| *r == role) {
+            Some((_, group)) => group.push(d),
+            None => groups.push((role, vec![d])),
+        }
+    }
+    if groups.is_empty() {
+        groups.push((None, Vec::new()));
+    }
+    let mut out: Vec<Orphan> = Vec::new();
+    for (_, group) in groups {
+        let ctx = match group.first() {
+            Some(first) => contexts.for_deployment(first).await?,
+            None => contexts.base().clone(),
+        };
+        for orphan in scan(&ctx, &group, deployments).await? {
+            if !out.contains(&orphan) {
+                out.push(orphan);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// List with the CallAs `scanned` use; a stack set is an orphan unless one of `all` names it.
+async fn scan(
+    ctx: &Context,
+    scanned: &[&Deployment],
+    all: &[&Deployment],
+) -> Result<Vec<Orphan>, Error> {
     use std::collections::BTreeSet;
+    let deployments = all;
     let names: BTreeSet<&str> = deployments
         .iter()
         .map(|d| d.spec.stack_set_name.as_str())
         .collect();
-    let mut call_as: Vec<crate::cloud::CallAs> =
-        deployments.iter().map(|d| d.spec.call_as).collect();
+    let mut call_as: Vec<crate::cloud::CallAs> = scanned.iter().map(|d| d.spec.call_as).collect();
     if call_as.is_empty() {
         call_as.push(Default::default());
     }
+    call_as.sort_by_key(|c| c.as_str());
     call_as.dedup();
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();

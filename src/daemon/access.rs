@@ -136,7 +136,7 @@ pub async fn check_deployment(
 /// The daemon's checker: every `interval` (the first soon after start), each deployment with an access check,
 /// until `stop` is cancelled.
 pub async fn run_checks(
-    ctx: Arc<Context>,
+    contexts: Arc<crate::controller::credentials::Contexts>,
     status: Arc<StatusBoard>,
     metrics: FleetMetrics,
     deployments: watch::Receiver<Vec<Arc<Deployment>>>,
@@ -157,10 +157,14 @@ pub async fn run_checks(
         let current: Vec<Arc<Deployment>> = deployments.borrow().clone();
         for deployment in current {
             let name = deployment.name();
+            // From the deployment's own identity: member roles trust its management account.
             let checked = tokio::select! {
                 biased;
                 () = stop.cancelled() => return,
-                r = check_deployment(&deployment, &ctx, concurrency) => r,
+                r = async {
+                    let ctx = contexts.for_deployment(&deployment).await?;
+                    check_deployment(&deployment, &ctx, concurrency).await
+                } => r,
             };
             match checked {
                 Ok(Some(report)) => {

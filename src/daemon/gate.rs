@@ -11,9 +11,10 @@ use async_trait::async_trait;
 
 use super::read_budget::{ReadBudget, pages};
 use crate::cloud::{
-    AccessVerdict, Account, AutoDeploymentTarget, CallAs, CallCounter, Cloud, CreateStackSet,
-    DeleteInstancesRequest, DetectDriftRequest, InstancesRequest, ObservedStackSet, Operation,
-    OperationResult, OrgNode, OrganizationInfo, PolicyKind, StackInstance, UpdateStackSet,
+    AccessVerdict, Account, AutoDeploymentTarget, CallAs, CallCounter, Cloud, Connector,
+    CreateStackSet, DeleteInstancesRequest, DetectDriftRequest, InstancesRequest, ObservedStackSet,
+    Operation, OperationResult, OrgNode, OrganizationInfo, PolicyKind, RoleToAssume, StackInstance,
+    UpdateStackSet,
 };
 use crate::error::Error;
 
@@ -21,6 +22,12 @@ type Result<T> = std::result::Result<T, Error>;
 
 pub struct Gate {
     inner: Arc<dyn Cloud>,
+    state: Arc<GateState>,
+}
+
+/// What every gate of one daemon shares: the daemon's own cloud and each role's (`spec.credentials`) close
+/// together and draw on one read budget.
+struct GateState {
     closed: AtomicBool,
     reads: ReadBudget,
 }
@@ -30,8 +37,18 @@ impl Gate {
     pub fn new(inner: Arc<dyn Cloud>, max_read_rate: u32) -> Gate {
         Gate {
             inner,
-            closed: AtomicBool::new(false),
-            reads: ReadBudget::new(max_read_rate),
+            state: Arc::new(GateState {
+                closed: AtomicBool::new(false),
+                reads: ReadBudget::new(max_read_rate),
+            }),
+        }
+    }
+
+    /// A gate around another cloud (an assumed role's), closing with this one and sharing its read budget.
+    pub fn wrap(&self, inner: Arc<dyn Cloud>) -> Gate {
+        Gate {
+            inner,
+            state: self.state.clone(),
         }
     }
 
@@ -41,21 +58,21 @@ impl Gate {
         call: impl Future<Output = Result<T>>,
         calls_made: impl Fn(&T) -> u32,
     ) -> Result<T> {
-        self.reads.admit().await;
+        self.state.reads.admit().await;
         let result = call.await;
         if let Ok(value) = &result {
-            self.reads.charge(calls_made(value).saturating_sub(1));
+            self.state.reads.charge(calls_made(value).saturating_sub(1));
         }
         result
     }
 
     /// From now on, mutating calls fail without reaching AWS.
     pub fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
+        self.state.closed.store(true, Ordering::SeqCst);
     }
 
     pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::SeqCst)
+        self.state.closed.load(Ordering::SeqCst)
     }
 
     fn check(&self, what: &str) -> Result<()> {
@@ -232,5 +249,23 @@ impl Cloud for Gate {
 
     fn calls(&self) -> &CallCounter {
         self.inner.calls()
+    }
+
+    async fn refresh_credentials(&self) -> Result<()> {
+        self.inner.refresh_credentials().await
+    }
+}
+
+/// Makes the clouds of `spec.credentials` roles, each behind a gate sharing this one's state.
+pub struct GatedConnector {
+    pub gate: Arc<Gate>,
+    pub inner: Arc<dyn Connector>,
+}
+
+#[async_trait]
+impl Connector for GatedConnector {
+    async fn assume(&self, role: &RoleToAssume) -> Result<Arc<dyn Cloud>> {
+        let cloud = self.inner.assume(role).await?;
+        Ok(Arc::new(self.gate.wrap(cloud)))
     }
 }

@@ -25,7 +25,8 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::cloud::Cloud;
+use crate::cloud::{Cloud, Connector};
+use crate::controller::credentials::Contexts;
 use crate::controller::{self, Context};
 use crate::error::Error;
 use crate::file_watch::{FileWatch, Load, Loader};
@@ -74,6 +75,8 @@ impl Reloader {
 pub struct Daemon {
     ctx: Arc<Context>,
     gate: Arc<Gate>,
+    /// Assumes the roles of `spec.credentials`; without one such deployments stall with a clear error.
+    connector: Option<Arc<dyn Connector>>,
     options: Options,
     listener: TcpListener,
     status: Arc<StatusBoard>,
@@ -104,6 +107,7 @@ impl Daemon {
         Ok(Daemon {
             ctx,
             gate,
+            connector: None,
             status: Arc::new(StatusBoard::new(options.desired_state.clone())),
             options,
             listener,
@@ -119,6 +123,12 @@ impl Daemon {
             .expect("a bound TCP listener has a local address")
     }
 
+    /// Deployments with `spec.credentials` get their clouds from `connector` (each behind this daemon's gate).
+    pub fn with_connector(mut self, connector: Arc<dyn Connector>) -> Daemon {
+        self.connector = Some(connector);
+        self
+    }
+
     pub fn reloader(&self) -> Reloader {
         Reloader(self.reload_tx.clone())
     }
@@ -129,6 +139,7 @@ impl Daemon {
         let Daemon {
             ctx,
             gate,
+            connector,
             options,
             listener,
             status,
@@ -161,8 +172,15 @@ impl Daemon {
         );
         let mut watchdog = systemd::Watchdog::from_env();
 
+        let connector = connector.map(|inner| {
+            Arc::new(gate::GatedConnector {
+                gate: gate.clone(),
+                inner,
+            }) as Arc<dyn Connector>
+        });
+        let contexts = Arc::new(Contexts::new(ctx.clone(), connector));
         let shared = Arc::new(scheduler::Shared {
-            ctx: ctx.clone(),
+            contexts: contexts.clone(),
             status: status.clone(),
             metrics: metrics.clone(),
             permits: Semaphore::new(options.concurrency.max(1)),
@@ -177,7 +195,7 @@ impl Daemon {
         let (deployments_tx, deployments_rx) = watch::channel(scheduler.deployments());
         let (published_tx, mut published_rx) = mpsc::unbounded_channel();
         let access_checker = tokio::spawn(crate::daemon::access::run_checks(
-            ctx.clone(),
+            contexts.clone(),
             status.clone(),
             metrics.fleet.clone(),
             deployments_rx.clone(),
@@ -186,7 +204,7 @@ impl Daemon {
             stopping.clone(),
         ));
         let orphan_scan = {
-            let scan = scan_orphans(ctx.clone(), status.clone(), deployments_rx.clone());
+            let scan = scan_orphans(contexts.clone(), status.clone(), deployments_rx.clone());
             let stop = stopping.clone();
             tokio::spawn(async move {
                 stop.run_until_cancelled(scan).await;
@@ -208,7 +226,7 @@ impl Daemon {
                 Some(()) = reload_rx.recv() => {
                     info!("SIGHUP: reloading the desired state and reconciling every deployment");
                     // Bounded: a pass stuck inside an organization scan holds the cache (and will refresh it).
-                    let _ = tokio::time::timeout(ORG_INVALIDATE_WAIT, ctx.invalidate_organization()).await;
+                    let _ = tokio::time::timeout(ORG_INVALIDATE_WAIT, contexts.invalidate_organizations()).await;
                     let load = loader.observe(true);
                     confirm = apply_load(load, &loader, &mut scheduler, &status, &metrics, true);
                 }
@@ -230,7 +248,7 @@ impl Daemon {
                 () = watchdog.due() => watchdog.ping(),
             }
             watch.follow_symlink();
-            deployments_tx.send_if_modified(|current| {
+            let changed = deployments_tx.send_if_modified(|current| {
                 let now = scheduler.deployments();
                 let same = now.len() == current.len()
                     && now
@@ -242,6 +260,10 @@ impl Daemon {
                 }
                 !same
             });
+            if changed {
+                let now = deployments_tx.borrow().clone();
+                contexts.retain(&now).await;
+            }
         }
 
         // Shutdown: no new passes, no new operations; running passes finish their bookkeeping.
@@ -357,7 +379,7 @@ fn apply_load(
 /// Every `org_scan_interval`, the stack sets tagged for deployments the desired state no longer names, into
 /// /status (reported only; a failed scan keeps the last result and is logged).
 async fn scan_orphans(
-    ctx: Arc<controller::Context>,
+    contexts: Arc<Contexts>,
     status: Arc<StatusBoard>,
     mut deployments: watch::Receiver<Vec<Arc<crate::desired::Deployment>>>,
 ) {
@@ -366,7 +388,7 @@ async fn scan_orphans(
         if !current.is_empty() {
             let named: Vec<&crate::desired::Deployment> =
                 current.iter().map(|d| d.as_ref()).collect();
-            match controller::ownership::orphans(&ctx, &named).await {
+            match controller::ownership::orphans_across(&contexts, &named).await {
                 Ok(orphans) => {
                     for o in &orphans {
                         warn!(stack_set = %o.stack_set, deployment = %o.deployment, "orphaned stack set: {}", o.advice);
@@ -379,7 +401,7 @@ async fn scan_orphans(
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(ctx.config.org_scan_interval) => {}
+            _ = tokio::time::sleep(contexts.base().config.org_scan_interval) => {}
             changed = deployments.changed() => if changed.is_err() { return },
         }
     }

@@ -12,7 +12,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::controller::{self, Context, State};
+use crate::controller::credentials::Contexts;
+use crate::controller::{self, State};
 use crate::desired::Deployment;
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -20,7 +21,8 @@ use crate::status::StatusBoard;
 
 /// What every worker shares.
 pub struct Shared {
-    pub ctx: Arc<Context>,
+    /// The context each deployment's passes run in (the daemon's, or its `spec.credentials` role's).
+    pub contexts: Arc<Contexts>,
     pub status: Arc<StatusBoard>,
     pub metrics: Arc<Metrics>,
     pub permits: Semaphore,
@@ -219,12 +221,10 @@ async fn run_worker(
         };
         let Ok(_permit) = permit else { return };
         let current = deployment.borrow().clone();
-        if current.spec.deployment_targets != targets {
-            // An edit may name an OU created since the last scan: look at the organization afresh.
-            targets = current.spec.deployment_targets.clone();
-            shared.ctx.invalidate_organization().await;
-        }
-        delay = pass(&shared, &current, &mut failures).await;
+        // An edit may name an OU created since the last scan: look at the organization afresh.
+        let targets_changed = current.spec.deployment_targets != targets;
+        targets = current.spec.deployment_targets.clone();
+        delay = pass(&shared, &current, &mut failures, targets_changed).await;
         if *removed.borrow() {
             // Removed during the pass, which re-created its gauge.
             shared.metrics.forget(&name);
@@ -233,23 +233,39 @@ async fn run_worker(
     }
     // Removed: forget what the controller remembered. A worker re-added under this name waits for this task,
     // so it starts with a clean memory.
-    shared.ctx.memory().forget(&name);
+    shared.contexts.base().memory().forget(&name);
 }
 
-/// One pass with its bookkeeping (metrics, status, logs); returns when to run the next.
-async fn pass(shared: &Shared, deployment: &Deployment, failures: &mut u32) -> Duration {
+/// One pass with its bookkeeping (metrics, status, logs); returns when to run the next. The pass runs in the
+/// deployment's context (its role's, with the session renewed first: a role that cannot be assumed fails the
+/// pass like any preflight).
+async fn pass(
+    shared: &Shared,
+    deployment: &Deployment,
+    failures: &mut u32,
+    targets_changed: bool,
+) -> Duration {
     let name = deployment.name();
     let generation = deployment.generation();
     shared.status.pass_started(name, &generation);
     let result = {
         let _timer = shared.metrics.reconcile.pass_timer(name);
-        controller::reconcile(deployment, &shared.ctx).await
+        match shared.contexts.for_deployment(deployment).await {
+            Ok(ctx) => {
+                if targets_changed {
+                    ctx.invalidate_organization().await;
+                }
+                controller::reconcile(deployment, &ctx).await
+            }
+            Err(e) => Err(e),
+        }
     };
+    let config = &shared.contexts.base().config;
     if let Err(e @ Error::ShuttingDown(_)) = &result {
         info!(deployment = %name, reason = %e, "pass ended by shutdown; the next start reconciles again");
-        return controller::error_policy(&shared.ctx.config, *failures, e);
+        return controller::error_policy(config, *failures, e);
     }
-    let memory = shared.ctx.memory();
+    let memory = shared.contexts.base().memory();
     let delay = match &result {
         Ok(outcome) => {
             *failures = 0;
@@ -268,7 +284,7 @@ async fn pass(shared: &Shared, deployment: &Deployment, failures: &mut u32) -> D
         }
         Err(e) => {
             *failures = failures.saturating_add(1);
-            let delay = controller::error_policy(&shared.ctx.config, *failures, e);
+            let delay = controller::error_policy(config, *failures, e);
             if controller::is_transient(e) {
                 warn!(deployment = %name, error = %e, reason = e.metric_label(), retry_in = ?delay, "reconcile failed");
             } else {

@@ -2,6 +2,7 @@
 //! validates it; every problem found is reported at once, each with file, line, column, field and the fix, so an
 //! operator corrects a file in one round trip.
 
+pub mod credentials;
 pub mod depends_on;
 mod locate;
 pub mod model;

@@ -60,6 +60,14 @@ pub struct Spec {
     pub repair_inoperable: bool,
     #[serde(default)]
     pub access_check: Option<AccessCheck>,
+    /// Run every call of this deployment as this role (another organization's management account, or a role
+    /// narrower than the daemon's own). Without it the daemon's own credentials are used.
+    #[serde(default)]
+    pub credentials: Option<Credentials>,
+    /// Also keep a plain stack of the same template in the management account (a service-managed stack set
+    /// never deploys there).
+    #[serde(default)]
+    pub management_account: Option<ManagementAccount>,
     #[serde(default)]
     pub suspend: bool,
     #[serde(default)]
@@ -296,6 +304,33 @@ pub struct DriftDetection {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AccessCheck {
     pub role_name: String,
+}
+
+/// `spec.credentials`: the role every call of the deployment runs as, assumed (sts:AssumeRole) from the
+/// daemon's own credentials and refreshed before it expires.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Credentials {
+    pub role_arn: String,
+    /// The role's trust policy condition `sts:ExternalId` (never logged nor shown on /status).
+    #[serde(default)]
+    pub external_id: Option<String>,
+    /// The session name in the role's CloudTrail entries (default `stacksetd-<deployment>`).
+    #[serde(default)]
+    pub session_name: Option<String>,
+    /// How long each assumed session lasts (900 to 43,200; default 3,600). stacksetd assumes the role again
+    /// before it ends.
+    #[serde(default)]
+    pub duration_seconds: Option<u32>,
+}
+
+/// `spec.managementAccount`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ManagementAccount {
+    /// Keep a stack (the stack set's name, the same checked template and parameters) in the management account,
+    /// in the deployment's first Region.
+    pub deploy: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -28,6 +28,8 @@ pub const FIELDS: &[(&str, &[&str])] = &[
             "repairCoverage",
             "repairInoperable",
             "accessCheck",
+            "credentials",
+            "managementAccount",
             "suspend",
             "ensure",
             "adopt",
@@ -68,6 +70,11 @@ pub const FIELDS: &[(&str, &[&str])] = &[
     ("spec.managedExecution", &["active"]),
     ("spec.driftDetection", &["interval", "remediate"]),
     ("spec.accessCheck", &["roleName"]),
+    (
+        "spec.credentials",
+        &["roleArn", "externalId", "sessionName", "durationSeconds"],
+    ),
+    ("spec.managementAccount", &["deploy"]),
 ];
 
 /// One finding per unknown key in the document, in no particular order.

@@ -9,6 +9,7 @@
 
 mod convert;
 pub mod errors;
+mod role;
 
 use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
@@ -19,10 +20,15 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
+use aws_credential_types::provider::SharedCredentialsProvider;
+
 use crate::cloud::{
-    AccessVerdict, Account, AutoDeploymentTarget, CallAs, CallCounter, Cloud, CreateStackSet,
-    DeleteInstancesRequest, DetectDriftRequest, InstancesRequest, ObservedStackSet, Operation,
-    OperationResult, OrgNode, OrganizationInfo, PolicyKind, Result, StackInstance, UpdateStackSet,
+    AccessVerdict, Account, AutoDeploymentTarget, CallAs, CallCounter, Cloud, Connector,
+    CreateStackSet, DeleteInstancesRequest, DetectDriftRequest, InstancesRequest, ObservedStackSet,
+    Operation, OperationResult, OrgNode, OrganizationInfo, PolicyKind, Result, RoleToAssume,
+    StackInstance, UpdateStackSet,
 };
 use crate::error::Error;
 use errors::{Call, malformed, map_sdk_error};
@@ -84,7 +90,13 @@ pub struct AwsCloud {
     analyzer: Option<aws_sdk_accessanalyzer::Client>,
     /// The Region of the clients: staged template URLs name it.
     region: String,
-    calls: CallCounter,
+    /// Shared with the clouds made from this one for `spec.credentials`, so the metrics count every call.
+    calls: Arc<CallCounter>,
+    /// The daemon's own configuration and settings, from which roles are assumed (`Connector`); None for
+    /// clients injected by tests.
+    base: Option<(SdkConfig, AwsSettings)>,
+    /// Set when this cloud acts as an assumed role.
+    role: Option<Arc<role::AssumedRole>>,
 }
 
 impl AwsCloud {
@@ -118,22 +130,26 @@ impl AwsCloud {
                     .to_string(),
             ));
         }
+        let mut cloud = Self::from_sdk(&sdk, settings, Arc::default());
+        cloud.base = Some((sdk, settings.clone()));
+        Ok(cloud)
+    }
 
+    /// Every client from one SDK configuration (the daemon's own, or one whose credentials are a role's).
+    fn from_sdk(sdk: &SdkConfig, settings: &AwsSettings, calls: Arc<CallCounter>) -> AwsCloud {
         // The settings' endpoint is set on each client, not on the shared loader: there it would lose to
         // AWS_ENDPOINT_URL_<SERVICE> variables, and the daemon's own setting should be the last word.
         let endpoint = settings.endpoint_url.clone();
-        let mut cfn_config = aws_sdk_cloudformation::config::Builder::from(&sdk);
-        let mut sts_config = aws_sdk_sts::config::Builder::from(&sdk);
-        let mut orgs_config = aws_sdk_organizations::config::Builder::from(&sdk);
+        let mut cfn_config = aws_sdk_cloudformation::config::Builder::from(sdk);
+        let mut orgs_config = aws_sdk_organizations::config::Builder::from(sdk);
         if endpoint.is_some() {
             cfn_config.set_endpoint_url(endpoint.clone());
-            sts_config.set_endpoint_url(endpoint.clone());
             orgs_config.set_endpoint_url(endpoint.clone());
-        } else if !organizations_endpoint_configured(&sdk) {
+        } else if !organizations_endpoint_configured(sdk) {
             orgs_config = orgs_config.region(organizations_region(sdk.region()));
         }
-        let mut s3_config = aws_sdk_s3::config::Builder::from(&sdk);
-        let mut analyzer_config = aws_sdk_accessanalyzer::config::Builder::from(&sdk);
+        let mut s3_config = aws_sdk_s3::config::Builder::from(sdk);
+        let mut analyzer_config = aws_sdk_accessanalyzer::config::Builder::from(sdk);
         if endpoint.is_some() {
             s3_config.set_endpoint_url(endpoint.clone());
             analyzer_config.set_endpoint_url(endpoint.clone());
@@ -143,16 +159,15 @@ impl AwsCloud {
             s3_config = s3_config.force_path_style(true);
         }
         let cfn = aws_sdk_cloudformation::Client::from_conf(cfn_config.build());
-        let sts = aws_sdk_sts::Client::from_conf(sts_config.build());
         let orgs = aws_sdk_organizations::Client::from_conf(orgs_config.build());
-        let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
-        let mut cloud = Self::from_clients(cfn, orgs, sts);
+        let mut cloud = Self::from_clients(cfn, orgs, sts_client(sdk, settings));
+        cloud.calls = calls;
         cloud.s3 = Some(aws_sdk_s3::Client::from_conf(s3_config.build()));
         cloud.analyzer = Some(aws_sdk_accessanalyzer::Client::from_conf(
             analyzer_config.build(),
         ));
-        cloud.region = region;
-        Ok(cloud)
+        cloud.region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
+        cloud
     }
 
     /// Wrap ready-made clients (tests inject aws-smithy-mocks clients here).
@@ -168,7 +183,9 @@ impl AwsCloud {
             s3: None,
             analyzer: None,
             region: String::new(),
-            calls: CallCounter::default(),
+            calls: Arc::default(),
+            base: None,
+            role: None,
         }
     }
 
@@ -203,6 +220,42 @@ impl AwsCloud {
                 Err(mapped)
             }
         }
+    }
+}
+
+/// An STS client with the settings' endpoint.
+fn sts_client(sdk: &SdkConfig, settings: &AwsSettings) -> aws_sdk_sts::Client {
+    let mut config = aws_sdk_sts::config::Builder::from(sdk);
+    if settings.endpoint_url.is_some() {
+        config.set_endpoint_url(settings.endpoint_url.clone());
+    }
+    aws_sdk_sts::Client::from_conf(config.build())
+}
+
+#[async_trait]
+impl Connector for AwsCloud {
+    async fn assume(&self, to_assume: &RoleToAssume) -> Result<Arc<dyn Cloud>> {
+        let Some((sdk, settings)) = &self.base else {
+            return Err(Error::Settings(
+                "spec.credentials needs the SDK's own configuration; this cloud was built from bare clients"
+                    .into(),
+            ));
+        };
+        let assumed = Arc::new(role::AssumedRole::new(
+            sts_client(sdk, settings),
+            to_assume.clone(),
+            self.calls.clone(),
+        ));
+        assumed.credentials().await?;
+        let role_sdk = sdk
+            .to_builder()
+            .credentials_provider(SharedCredentialsProvider::new(role::RoleProvider(
+                assumed.clone(),
+            )))
+            .build();
+        let mut cloud = Self::from_sdk(&role_sdk, settings, self.calls.clone());
+        cloud.role = Some(assumed);
+        Ok(Arc::new(cloud))
     }
 }
 
@@ -823,6 +876,13 @@ impl Cloud for AwsCloud {
 
     fn calls(&self) -> &CallCounter {
         &self.calls
+    }
+
+    async fn refresh_credentials(&self) -> Result<()> {
+        match &self.role {
+            Some(role) => role.credentials().await.map(|_| ()),
+            None => Ok(()),
+        }
     }
 }
 

@@ -19,6 +19,7 @@ mod dependencies;
 mod engine;
 mod faults;
 mod org;
+mod roles;
 mod stacksets;
 mod targets;
 #[cfg(test)]
@@ -32,6 +33,7 @@ use rand::{Rng, SeedableRng};
 use tokio::time::{Duration, Instant};
 
 pub use faults::Faults;
+pub use roles::SimRoles;
 pub use stacksets::{Initiator, RepeatedChange, SimOperation};
 
 use self::faults::FaultState;
