@@ -13,3 +13,4 @@ mod faults_moto;
 mod moto_harness;
 mod observability_moto;
 mod safety_moto;
+mod tenants_moto;

@@ -243,6 +243,32 @@ pub async fn sdk_config(server: &MotoServer) -> aws_config::SdkConfig {
         .await
 }
 
+/// `sdk_config` with the credentials of `role_arn`, assumed from the test credentials: moto then serves the
+/// role's account (its multi-account mode), as AWS would.
+pub async fn assume_role_config(server: &MotoServer, role_arn: &str) -> aws_config::SdkConfig {
+    let base = sdk_config(server).await;
+    let issued = aws_sdk_sts::Client::new(&base)
+        .assume_role()
+        .role_arn(role_arn)
+        .role_session_name("stacksetd-tests")
+        .send()
+        .await
+        .expect("AssumeRole")
+        .credentials
+        .expect("AssumeRole returns credentials");
+    base.to_builder()
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
+                issued.access_key_id,
+                issued.secret_access_key,
+                Some(issued.session_token),
+                None,
+                "stacksetd-tests-role",
+            )),
+        )
+        .build()
+}
+
 pub async fn cfn_client(server: &MotoServer) -> cfn::Client {
     cfn::Client::new(&sdk_config(server).await)
 }
@@ -350,7 +376,13 @@ impl Org {
 /// Creates the organization (FeatureSet ALL; moto's default account 123456789012 is its management account),
 /// the OUs and member accounts of `spec`, and turns on trusted access when asked.
 pub async fn build_org(server: &MotoServer, spec: &OrgSpec) -> Org {
-    let client = org_client(server).await;
+    build_org_as(&sdk_config(server).await, spec).await
+}
+
+/// `build_org` with other credentials: in moto's multi-account mode the organization belongs to their account
+/// (an assumed role's, see `assume_role_config`).
+pub async fn build_org_as(config: &aws_config::SdkConfig, spec: &OrgSpec) -> Org {
+    let client = orgs::Client::new(config);
     let created = client
         .create_organization()
         .feature_set(orgs::types::OrganizationFeatureSet::All)
@@ -422,8 +454,7 @@ pub async fn build_org(server: &MotoServer, spec: &OrgSpec) -> Org {
             .expect("EnableAWSServiceAccess for StackSets");
         // The console's "Enable trusted access" is CloudFormation's ActivateOrganizationsAccess (an emulator that
         // starts with it off, as AWS does, needs it).
-        cfn_client(server)
-            .await
+        cfn::Client::new(config)
             .activate_organizations_access()
             .send()
             .await
