@@ -21,6 +21,7 @@
 //! - [`http`], [`status`], [`page`], [`metrics`], [`telemetry`], [`redact`]: what the daemon shows (the page
 //!   is `GET /`), and what it never shows.
 //! - [`cli`], [`demo`]: the command line's output and commands (`src/main.rs` parses the flags).
+//! - [`leases`]: per-deployment leases on a DynamoDB table, so replicas share deployments (one holder each).
 //! - [`error`]: the one error type, each variant with a static metric label.
 //! - `fixtures` (unit tests only): the deployment and organization builders the unit tests share.
 
@@ -40,6 +41,7 @@ mod fixtures;
 pub mod fuzzing;
 pub mod guard;
 pub mod http;
+pub mod leases;
 pub mod metrics;
 pub mod page;
 pub mod plan;

@@ -233,6 +233,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         } if status_from_daemon(&settings, View::of(output, tree, state)).await? => {
             Ok(ExitCode::SUCCESS)
         }
+        Command::Reconcile { .. } if settings.leases.table.is_some() => anyhow::bail!(
+            "leases.table is set: the replicas of `stacksetd run` that share that table own these deployments, \
+             and `reconcile --once` would act beside them without a lease. Use `stacksetd plan` to see what they \
+             will do, or run it with settings that name no lease table"
+        ),
         command => {
             let desired = desired::load(&settings.desired_state)?;
             let aws = Arc::new(
@@ -494,6 +499,16 @@ fn print_status(doc: &status_view::StatusDocument, view: View) -> ExitCode {
 }
 
 /// `stacksetd run`: the daemon until SIGTERM/SIGINT; SIGHUP reloads the desired state.
+/// The host name and process id: unique per process on a host, and the pod name under Kubernetes.
+fn default_replica_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "stacksetd".into());
+    format!("{host}-{}", std::process::id())
+}
+
 async fn run_daemon(settings: &Settings) -> anyhow::Result<ExitCode> {
     use tokio::signal::unix::{SignalKind, signal};
     // Installed before anything else: SIGHUP's default action would end the process.
@@ -517,9 +532,30 @@ async fn run_daemon(settings: &Settings) -> anyhow::Result<ExitCode> {
         status_token: settings.status_token.clone(),
         max_read_rate: settings.aws.max_read_rate,
     };
-    let daemon = daemon::Daemon::bind(cloud, config, options)
+    let mut daemon = daemon::Daemon::bind(cloud, config, options)
         .await?
-        .with_connector(aws);
+        .with_connector(aws.clone());
+    if let Some(table) = &settings.leases.table {
+        let client = aws
+            .dynamodb_client()
+            .context("the lease table needs the SDK's configuration")?;
+        let replica_id = settings
+            .leases
+            .replica_id
+            .clone()
+            .unwrap_or_else(default_replica_id);
+        tracing::info!(table, replica = %replica_id, duration = ?settings.leases.duration.0,
+            "sharing deployments with other replicas through leases");
+        let leases = stacksetd::leases::Leases::new(
+            Arc::new(stacksetd::leases::DynamoStore::from_client(client, table)),
+            stacksetd::leases::LeaseSettings {
+                table: table.clone(),
+                duration: settings.leases.duration.0,
+                replica_id,
+            },
+        );
+        daemon = daemon.with_leases(leases)?;
+    }
     let reloader = daemon.reloader();
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {

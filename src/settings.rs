@@ -31,6 +31,12 @@ pub const DURATION_BOUNDS: &[(&str, Duration, Duration)] = &[
     ("deletion_delay", Duration::ZERO, MAX_DELETION_DELAY),
     ("access_check_interval", SECOND, MAX_DELETION_DELAY),
     ("shutdown_timeout", SECOND, HOUR),
+    // Shorter leases hand over faster but renew more often (two DynamoDB calls per third of it).
+    (
+        "leases.duration",
+        Duration::from_secs(3),
+        Duration::from_secs(600),
+    ),
 ];
 
 /// Every count setting with its range (inclusive).
@@ -69,6 +75,8 @@ log:
 aws:
   max_attempts: 5
   max_read_rate: 5
+leases:
+  duration: 30s
 catalog:
   base_url: https://s3-us-west-2.amazonaws.com/com.cloudycosts.cloudformation/
 "#;
@@ -98,7 +106,23 @@ pub struct Settings {
     pub status_token: Option<String>,
     pub log: LogSettings,
     pub aws: AwsSection,
+    pub leases: LeasesSection,
     pub catalog: CatalogSection,
+}
+
+/// `leases.*`: several replicas share the deployments through per-deployment leases in a DynamoDB table
+/// (src/leases/). Without `table` one daemon reconciles every deployment, as before.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeasesSection {
+    #[serde(default)]
+    pub table: Option<String>,
+    /// A dead replica's deployments are taken over this long after its last renewal.
+    pub duration: HumanDuration,
+    /// This replica's name among the others (default: the host name and process id). Two live processes with
+    /// one id hold nothing: the second waits.
+    #[serde(default)]
+    pub replica_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -251,6 +275,27 @@ impl Settings {
         if let Some(url) = &self.aws.endpoint_url {
             check_endpoint(url)?;
         }
+        if let Some(table) = &self.leases.table {
+            let ok = (3..=255).contains(&table.len())
+                && table
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+            if !ok {
+                return Err(Error::Settings(format!(
+                    "leases.table: `{table}` is not a DynamoDB table name (3 to 255 of letters, digits, _ . -)"
+                )));
+            }
+        }
+        if let Some(id) = &self.leases.replica_id {
+            let ok = (1..=128).contains(&id.len())
+                && id.bytes().all(|b| b.is_ascii_graphic() && b != b'#');
+            if !ok {
+                return Err(Error::Settings(
+                    "leases.replica_id: use 1 to 128 printable characters without spaces or `#`"
+                        .into(),
+                ));
+            }
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(Error::Settings(format!(
                 "log.level `{}` is not a level or filter (e.g. info, debug, stacksetd=debug)",
@@ -271,6 +316,7 @@ impl Settings {
             "deletion_delay" => self.deletion_delay.0,
             "access_check_interval" => self.access_check_interval.0,
             "shutdown_timeout" => self.shutdown_timeout.0,
+            "leases.duration" => self.leases.duration.0,
             other => unreachable!("no duration setting {other}"),
         }
     }

@@ -56,6 +56,9 @@ pub struct Status {
     /// Stack sets tagged for a deployment the desired state no longer names: reported, never deleted by
     /// themselves (from the last scan, every `org_scan_interval`).
     pub orphaned_stack_sets: Vec<crate::controller::ownership::Orphan>,
+    /// With `leases.table`: this replica's session and the leases it holds (read when /status is asked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leases: Option<crate::leases::LeaseSnapshot>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -138,6 +141,7 @@ pub struct Condition {
 pub struct StatusBoard {
     inner: Mutex<Status>,
     ready: watch::Sender<bool>,
+    leases: std::sync::OnceLock<std::sync::Arc<crate::leases::Leases>>,
 }
 
 impl StatusBoard {
@@ -153,8 +157,10 @@ impl StatusBoard {
                 },
                 deployments: BTreeMap::new(),
                 orphaned_stack_sets: Vec::new(),
+                leases: None,
             }),
             ready: watch::channel(false).0,
+            leases: Default::default(),
         }
     }
 
@@ -168,7 +174,14 @@ impl StatusBoard {
     }
 
     pub fn snapshot(&self) -> Status {
-        self.with(|s| s.clone())
+        let mut status = self.with(|s| s.clone());
+        status.leases = self.leases.get().map(|l| l.snapshot());
+        status
+    }
+
+    /// Show this replica's leases on /status.
+    pub fn show_leases(&self, leases: std::sync::Arc<crate::leases::Leases>) {
+        let _ = self.leases.set(leases);
     }
 
     /// /readyz: ready once the desired state loaded and every deployment finished a pass; not while shutting
@@ -323,13 +336,31 @@ impl StatusBoard {
         });
     }
 
-    /// Latch readiness: a valid load happened and every deployment completed a pass.
-    fn update_ready(&self) {
+    /// Latch readiness: a valid load happened and every deployment completed a pass. With leases, every
+    /// deployment this replica holds, once it has a session (the others are another replica's to pass).
+    pub fn update_ready(&self) {
+        let held: Option<Option<Vec<String>>> = self.leases.get().map(|leases| {
+            let snapshot = leases.snapshot();
+            snapshot
+                .session
+                .map(|_| snapshot.held.into_iter().map(|h| h.deployment).collect())
+        });
+        if held == Some(None) {
+            return;
+        }
         let became_ready = self.with(|s| {
             if s.ready || s.desired_state.applied_sha256.is_none() {
                 return false;
             }
-            if s.deployments.values().all(|d| d.passes > 0) {
+            let counts = |name: &String| match &held {
+                Some(Some(held)) => held.contains(name),
+                _ => true,
+            };
+            if s.deployments
+                .iter()
+                .filter(|(name, _)| counts(name))
+                .all(|(_, d)| d.passes > 0)
+            {
                 s.ready = true;
                 return true;
             }

@@ -10,6 +10,7 @@ mod crash_moto;
 mod daemon_process;
 mod e2e_moto;
 mod faults_moto;
+mod leases_moto;
 mod moto_harness;
 mod observability_moto;
 mod safety_moto;

@@ -15,6 +15,9 @@ use super::Config;
 pub fn error_policy(config: &Config, failures: u32, error: &Error) -> Duration {
     match error {
         Error::ShuttingDown(_) => Duration::ZERO,
+        // The worker then waits for the lease; if it is still held here (the table could not confirm it), the
+        // next try waits a little rather than spinning.
+        Error::LeaseLost { .. } => config.error_backoff_base,
         _ => error_backoff(config, failures),
     }
 }

@@ -2,10 +2,13 @@
 //! - shutdown: it refuses every mutating call once shutdown has begun, so a pass that is running when SIGTERM
 //!   arrives still observes and records what it saw, but starts no new operation. Whatever it would have
 //!   submitted is planned again, identically, by the next start;
-//! - the read budget: every CloudFormation read waits its turn in the one [`ReadBudget`] all deployments share.
+//! - the read budget: every CloudFormation read waits its turn in the one [`ReadBudget`] all deployments share;
+//! - leases (`leases.table`): right before every mutating call, the replica confirms it still holds the lease of
+//!   the deployment whose pass makes the call ([`ACTING_FOR`], set by the scheduler around each pass). A call
+//!   made outside any pass, or after the lease was lost, fails closed with `Error::LeaseLost`.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 
@@ -17,6 +20,7 @@ use crate::cloud::{
     UpdateStackSet,
 };
 use crate::error::Error;
+use crate::leases::{LeaseToken, Leases};
 
 type Result<T> = std::result::Result<T, Error>;
 
@@ -30,6 +34,19 @@ pub struct Gate {
 struct GateState {
     closed: AtomicBool,
     reads: ReadBudget,
+    leases: OnceLock<Arc<Leases>>,
+}
+
+/// Whom the current pass acts for: the deployment, and the lease it began under (with leases).
+#[derive(Debug, Clone)]
+pub struct Acting {
+    pub deployment: String,
+    pub lease: Option<LeaseToken>,
+}
+
+tokio::task_local! {
+    /// Set by the scheduler around each pass: whose lease a mutating call needs.
+    pub static ACTING_FOR: Acting;
 }
 
 impl Gate {
@@ -40,6 +57,7 @@ impl Gate {
             state: Arc::new(GateState {
                 closed: AtomicBool::new(false),
                 reads: ReadBudget::new(max_read_rate),
+                leases: OnceLock::new(),
             }),
         }
     }
@@ -75,11 +93,31 @@ impl Gate {
         self.state.closed.load(Ordering::SeqCst)
     }
 
-    fn check(&self, what: &str) -> Result<()> {
+    /// From now on, every mutating call needs the lease of the deployment it is made for.
+    pub fn require_leases(&self, leases: Arc<Leases>) {
+        let _ = self.state.leases.set(leases);
+    }
+
+    /// Before every mutating call: not shutting down, and (with leases) the lease held, confirmed with the table.
+    async fn check(&self, what: &str) -> Result<()> {
         if self.is_closed() {
             return Err(Error::ShuttingDown(what.to_string()));
         }
-        Ok(())
+        let Some(leases) = self.state.leases.get() else {
+            return Ok(());
+        };
+        let Ok(Acting {
+            deployment,
+            lease: Some(began),
+        }) = ACTING_FOR.try_with(Acting::clone)
+        else {
+            return Err(Error::LeaseLost {
+                deployment: "(none)".into(),
+                call: what.to_string(),
+                reason: "the call was made outside a pass that began under a lease".into(),
+            });
+        };
+        leases.ensure_held_since(&deployment, what, &began).await
     }
 }
 
@@ -113,7 +151,7 @@ impl Cloud for Gate {
             .await
     }
     async fn activate_organizations_access(&self) -> Result<()> {
-        self.check("ActivateOrganizationsAccess")?;
+        self.check("ActivateOrganizationsAccess").await?;
         self.inner.activate_organizations_access().await
     }
     async fn describe_stack_set(
@@ -196,31 +234,31 @@ impl Cloud for Gate {
     }
 
     async fn create_stack_set(&self, request: &CreateStackSet) -> Result<()> {
-        self.check("CreateStackSet")?;
+        self.check("CreateStackSet").await?;
         self.inner.create_stack_set(request).await
     }
     async fn update_stack_set(&self, request: &UpdateStackSet) -> Result<String> {
-        self.check("UpdateStackSet")?;
+        self.check("UpdateStackSet").await?;
         self.inner.update_stack_set(request).await
     }
     async fn create_stack_instances(&self, request: &InstancesRequest) -> Result<String> {
-        self.check("CreateStackInstances")?;
+        self.check("CreateStackInstances").await?;
         self.inner.create_stack_instances(request).await
     }
     async fn update_stack_instances(&self, request: &InstancesRequest) -> Result<String> {
-        self.check("UpdateStackInstances")?;
+        self.check("UpdateStackInstances").await?;
         self.inner.update_stack_instances(request).await
     }
     async fn delete_stack_instances(&self, request: &DeleteInstancesRequest) -> Result<String> {
-        self.check("DeleteStackInstances")?;
+        self.check("DeleteStackInstances").await?;
         self.inner.delete_stack_instances(request).await
     }
     async fn delete_stack_set(&self, name: &str, call_as: CallAs) -> Result<()> {
-        self.check("DeleteStackSet")?;
+        self.check("DeleteStackSet").await?;
         self.inner.delete_stack_set(name, call_as).await
     }
     async fn detect_stack_set_drift(&self, request: &DetectDriftRequest) -> Result<String> {
-        self.check("DetectStackSetDrift")?;
+        self.check("DetectStackSetDrift").await?;
         self.inner.detect_stack_set_drift(request).await
     }
     /// Not a change, so not gated; the access checker stops on its own at shutdown.
@@ -234,7 +272,7 @@ impl Cloud for Gate {
     }
     /// Uploading a template precedes a change: gated like one.
     async fn stage_template(&self, bucket: &str, key: &str, body: &str) -> Result<String> {
-        self.check("PutObject")?;
+        self.check("PutObject").await?;
         self.inner.stage_template(bucket, key, body).await
     }
     /// A read (a policy comparison), so not gated.

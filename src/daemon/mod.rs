@@ -31,6 +31,7 @@ use crate::controller::{self, Context};
 use crate::error::Error;
 use crate::file_watch::{FileWatch, Load, Loader};
 use crate::http::{self, HttpState};
+use crate::leases::Leases;
 use crate::metrics::{Metrics, ReloadResult};
 use crate::status::StatusBoard;
 
@@ -42,6 +43,9 @@ const HTTP_GRACE: Duration = Duration::from_millis(200);
 /// SIGHUP waits at most this long to drop the cached organization tree; longer means a scan is running, whose
 /// result is fresh anyway, and the daemon must stay responsive to signals.
 const ORG_INVALIDATE_WAIT: Duration = Duration::from_secs(1);
+
+/// With leases, readiness is looked at again this often until reached (leases are taken by their own loop).
+const READY_RECHECK: Duration = Duration::from_millis(500);
 
 /// How the daemon runs (from the settings).
 #[derive(Debug, Clone)]
@@ -77,6 +81,8 @@ pub struct Daemon {
     gate: Arc<Gate>,
     /// Assumes the roles of `spec.credentials`; without one such deployments stall with a clear error.
     connector: Option<Arc<dyn Connector>>,
+    /// With `leases.table`: the deployments are shared with other replicas.
+    leases: Option<Arc<Leases>>,
     options: Options,
     listener: TcpListener,
     status: Arc<StatusBoard>,
@@ -108,6 +114,7 @@ impl Daemon {
             ctx,
             gate,
             connector: None,
+            leases: None,
             status: Arc::new(StatusBoard::new(options.desired_state.clone())),
             options,
             listener,
@@ -129,6 +136,18 @@ impl Daemon {
         self
     }
 
+    /// Share the deployments with other replicas: a deployment is reconciled here only while this replica holds
+    /// its lease, and every mutating call confirms the lease first (the gate).
+    pub fn with_leases(mut self, leases: Arc<Leases>) -> Result<Daemon, Error> {
+        self.gate.require_leases(leases.clone());
+        self.status.show_leases(leases.clone());
+        self.metrics
+            .register_leases(leases.clone())
+            .map_err(metrics_error)?;
+        self.leases = Some(leases);
+        Ok(self)
+    }
+
     pub fn reloader(&self) -> Reloader {
         Reloader(self.reload_tx.clone())
     }
@@ -140,6 +159,7 @@ impl Daemon {
             ctx,
             gate,
             connector,
+            leases,
             options,
             listener,
             status,
@@ -185,10 +205,24 @@ impl Daemon {
             metrics: metrics.clone(),
             permits: Semaphore::new(options.concurrency.max(1)),
             stop: stopping.clone(),
+            leases: leases.clone(),
         });
         let mut scheduler = scheduler::Scheduler::new(shared);
         let first = loader.load_stable(true).await;
         apply_load(first, &loader, &mut scheduler, &status, &metrics, true);
+        let lease_task = leases.clone().map(|leases| {
+            leases.set_deployments(deployment_names(&scheduler.deployments()));
+            // Readiness waits for a session and a pass of each deployment held: look again until then.
+            let board = status.clone();
+            let stop = stopping.clone();
+            tokio::spawn(async move {
+                while !board.is_ready() && !stop.is_cancelled() {
+                    tokio::time::sleep(READY_RECHECK).await;
+                    board.update_ready();
+                }
+            });
+            tokio::spawn(leases.run(stopping.clone()))
+        });
         // A change read once, confirmed by a second read STABLE_GAP later (and whether it was a SIGHUP).
         let mut confirm: Option<(tokio::time::Instant, bool)> = None;
         watch.follow_symlink();
@@ -262,6 +296,9 @@ impl Daemon {
             });
             if changed {
                 let now = deployments_tx.borrow().clone();
+                if let Some(leases) = &leases {
+                    leases.set_deployments(deployment_names(&now));
+                }
                 contexts.retain(&now).await;
             }
         }
@@ -285,6 +322,17 @@ impl Daemon {
             );
             scheduler.abort();
         }
+        if let Some(leases) = &leases {
+            // Nothing of ours runs any more: hand the leases over now rather than after a lease duration.
+            if tokio::time::timeout_at(drain_deadline, leases.release_all())
+                .await
+                .is_err()
+            {
+                warn!(
+                    "releasing the leases did not finish by the shutdown timeout: they expire instead"
+                );
+            }
+        }
         closing.cancel();
         if tokio::time::timeout_at(deadline, &mut http_task)
             .await
@@ -293,7 +341,10 @@ impl Daemon {
             http_task.abort();
         }
         // Every task watches the token; whatever has not ended by the deadline is cancelled here.
-        for task in [poller, orphan_scan, access_checker] {
+        for task in [poller, orphan_scan, access_checker]
+            .into_iter()
+            .chain(lease_task)
+        {
             if tokio::time::timeout_at(deadline, task).await.is_err() {
                 warn!("a background task did not stop by the shutdown timeout");
             }
@@ -405,6 +456,10 @@ async fn scan_orphans(
             changed = deployments.changed() => if changed.is_err() { return },
         }
     }
+}
+
+fn deployment_names(deployments: &[Arc<crate::desired::Deployment>]) -> Vec<String> {
+    deployments.iter().map(|d| d.name().to_string()).collect()
 }
 
 fn metrics_error(e: prometheus::Error) -> Error {

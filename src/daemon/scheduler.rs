@@ -29,6 +29,8 @@ pub struct Shared {
     /// True once shutdown begins: no pass starts after that.
     /// Cancelled when shutdown begins: workers start no new pass (a running one finishes).
     pub stop: CancellationToken,
+    /// With `leases.table`: a worker runs passes only while this replica holds its deployment's lease.
+    pub leases: Option<Arc<crate::leases::Leases>>,
 }
 
 struct Worker {
@@ -188,6 +190,22 @@ async fn raised(flag: &mut watch::Receiver<bool>) {
     let _ = flag.wait_for(|v| *v).await;
 }
 
+/// Resolves when the lease turns from not held to held; never without leases (or once the sender is gone).
+async fn gained(held: &mut Option<watch::Receiver<bool>>) {
+    let Some(held) = held else {
+        return std::future::pending().await;
+    };
+    loop {
+        let was = *held.borrow_and_update();
+        if held.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        if !was && *held.borrow() {
+            return;
+        }
+    }
+}
+
 async fn run_worker(
     shared: Arc<Shared>,
     deployment: watch::Receiver<Arc<Deployment>>,
@@ -204,6 +222,7 @@ async fn run_worker(
     // Consecutive failed passes, for the error policy: owned here, reset by a successful pass.
     let mut failures: u32 = 0;
     let mut targets = deployment.borrow().spec.deployment_targets.clone();
+    let mut held = shared.leases.as_ref().map(|l| l.subscribe(&name));
     loop {
         tokio::select! {
             // A trigger first: a pending permit is consumed by the pass about to start, which covers it.
@@ -211,7 +230,17 @@ async fn run_worker(
             () = stop.cancelled() => return,
             _ = raised(&mut removed) => break,
             _ = trigger.notified() => {}
+            // A lease just taken over: reconcile at once (the previous holder may have left work half done).
+            _ = gained(&mut held) => {}
             _ = tokio::time::sleep(delay) => {}
+        }
+        if let Some(held) = held.as_mut()
+            && !*held.borrow_and_update()
+        {
+            // Another replica holds it (or nobody yet): no pass here until this replica takes the lease.
+            debug!(deployment = %name, "lease held elsewhere: not reconciling here");
+            delay = Duration::MAX;
+            continue;
         }
         let permit = tokio::select! {
             biased;
@@ -220,11 +249,21 @@ async fn run_worker(
             permit = shared.permits.acquire() => permit,
         };
         let Ok(_permit) = permit else { return };
+        // The pass runs under the lease as held now; a mutating call is refused if it changes hands meanwhile.
+        let lease = shared.leases.as_ref().map(|l| l.token(&name));
+        if matches!(lease, Some(None)) {
+            delay = Duration::ZERO;
+            continue;
+        }
         let current = deployment.borrow().clone();
         // An edit may name an OU created since the last scan: look at the organization afresh.
         let targets_changed = current.spec.deployment_targets != targets;
         targets = current.spec.deployment_targets.clone();
-        delay = pass(&shared, &current, &mut failures, targets_changed).await;
+        let acting = super::gate::Acting {
+            deployment: name.clone(),
+            lease: lease.flatten(),
+        };
+        delay = pass(&shared, &current, &mut failures, targets_changed, acting).await;
         if *removed.borrow() {
             // Removed during the pass, which re-created its gauge.
             shared.metrics.forget(&name);
@@ -244,25 +283,32 @@ async fn pass(
     deployment: &Deployment,
     failures: &mut u32,
     targets_changed: bool,
+    acting: super::gate::Acting,
 ) -> Duration {
     let name = deployment.name();
     let generation = deployment.generation();
     shared.status.pass_started(name, &generation);
     let result = {
         let _timer = shared.metrics.reconcile.pass_timer(name);
-        match shared.contexts.for_deployment(deployment).await {
-            Ok(ctx) => {
+        // The gate asks for this deployment's lease before every mutating call of the pass.
+        super::gate::ACTING_FOR
+            .scope(acting, async {
+                let ctx = shared.contexts.for_deployment(deployment).await?;
                 if targets_changed {
                     ctx.invalidate_organization().await;
                 }
                 controller::reconcile(deployment, &ctx).await
-            }
-            Err(e) => Err(e),
-        }
+            })
+            .await
     };
     let config = &shared.contexts.base().config;
     if let Err(e @ Error::ShuttingDown(_)) = &result {
         info!(deployment = %name, reason = %e, "pass ended by shutdown; the next start reconciles again");
+        return controller::error_policy(config, *failures, e);
+    }
+    if let Err(e @ Error::LeaseLost { .. }) = &result {
+        // Not a failure: the replica holding the lease reconciles it now; its status is theirs to report.
+        warn!(deployment = %name, reason = %e, "pass ended: the lease is no longer held here; nothing was sent");
         return controller::error_policy(config, *failures, e);
     }
     let memory = shared.contexts.base().memory();

@@ -13,6 +13,7 @@
 //! catalog derived from them is in `catalog.rs`.
 
 pub mod catalog;
+mod leases;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -89,6 +90,14 @@ impl Metrics {
     /// The registry in Prometheus's text exposition format.
     pub fn encode(&self) -> Result<String, prometheus::Error> {
         encode(&self.registry)
+    }
+
+    /// The lease group (`leases.table` set): registered only on replicas that share deployments.
+    pub fn register_leases(
+        &self,
+        leases: std::sync::Arc<crate::leases::Leases>,
+    ) -> Result<(), prometheus::Error> {
+        leases::LeaseMetrics::register(&self.registry, leases)
     }
 }
 

@@ -170,6 +170,16 @@ impl AwsCloud {
         cloud
     }
 
+    /// A DynamoDB client with the daemon's own credentials, Region and endpoint (the lease table).
+    pub fn dynamodb_client(&self) -> Option<aws_sdk_dynamodb::Client> {
+        let (sdk, settings) = self.base.as_ref()?;
+        let mut config = aws_sdk_dynamodb::config::Builder::from(sdk);
+        if settings.endpoint_url.is_some() {
+            config.set_endpoint_url(settings.endpoint_url.clone());
+        }
+        Some(aws_sdk_dynamodb::Client::from_conf(config.build()))
+    }
+
     /// Wrap ready-made clients (tests inject aws-smithy-mocks clients here).
     pub fn from_clients(
         cfn: aws_sdk_cloudformation::Client,
