@@ -88,6 +88,17 @@ pub fn families() -> Vec<Family> {
     let catalog = Catalog::default();
     let cloud: Arc<dyn Cloud> = Arc::new(Sim::new(SimConfig::default()));
     super::register_all(&catalog, cloud).expect("the daemon's metrics register on a catalog");
+    // The lease group, which replicas with `leases.table` add.
+    let leases = crate::leases::Leases::new(
+        Arc::new(crate::leases::MemoryStore::new("catalog")),
+        crate::leases::LeaseSettings {
+            table: "catalog".into(),
+            duration: crate::leases::DEFAULT_LEASE_DURATION,
+            replica_id: "catalog".into(),
+        },
+    );
+    super::leases::LeaseMetrics::register(&catalog, leases)
+        .expect("the lease metrics register on a catalog");
     catalog.families()
 }
 

@@ -198,4 +198,13 @@ fn credentials_are_checked_offline() {
         err.contains("unknown field `roleARN`; did you mean `roleArn`?"),
         "{err}"
     );
+    // Not built yet, so refused rather than silently ignored.
+    let text =
+        document("mgmt", "Mgmt", "123456789012", None) + "  managementAccount: {deploy: true}\n";
+    std::fs::write(&path, &text).unwrap();
+    let err = stacksetd::desired::load(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("spec.managementAccount.deploy: not supported"),
+        "{err}"
+    );
 }

@@ -420,3 +420,68 @@ fn the_service_account_uses_irsa_with_a_trust_policy_pinned_to_sub_and_aud_and_n
         "the ServiceAccount points at the trust policy example"
     );
 }
+
+/// The two-replica variant (deploy/kubernetes/ha/): the same pod as the one-replica Deployment, plus the lease
+/// table, each pod's name as its replica id, and spread over nodes; the settings it sets are valid.
+#[test]
+fn the_ha_variant_is_the_same_pod_with_two_replicas_sharing_a_lease_table() {
+    let single = manifests();
+    let text = read("deploy/kubernetes/ha/deployment.yaml");
+    let ha: Value = serde_norway::from_str(&text).expect("valid YAML");
+    let one = kind(&single, "Deployment");
+    assert_eq!(ha["kind"], "Deployment");
+    assert_eq!(
+        ha["metadata"], one["metadata"],
+        "it replaces the one-replica Deployment"
+    );
+    assert_eq!(ha["spec"]["replicas"], 2);
+    let pod = &ha["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    for key in [
+        "image",
+        "args",
+        "securityContext",
+        "resources",
+        "livenessProbe",
+        "readinessProbe",
+        "volumeMounts",
+    ] {
+        assert_eq!(
+            container[key], one["spec"]["template"]["spec"]["containers"][0][key],
+            "{key}"
+        );
+    }
+    for key in [
+        "securityContext",
+        "volumes",
+        "serviceAccountName",
+        "automountServiceAccountToken",
+    ] {
+        assert_eq!(pod[key], one["spec"]["template"]["spec"][key], "{key}");
+    }
+    assert!(pod["affinity"]["podAntiAffinity"].is_object());
+    let env = container["env"].as_array().expect("env");
+    let named = |name: &str| {
+        env.iter()
+            .find(|e| e["name"] == name)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        named("STACKSETD_LEASES__REPLICA_ID")["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.name"
+    );
+    let table = named("STACKSETD_LEASES__TABLE")["value"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let settings = settings_with_env(&[
+        ("STACKSETD_LEASES__TABLE".into(), table.clone()),
+        (
+            "STACKSETD_LEASES__REPLICA_ID".into(),
+            "stacksetd-7d9f-abcde".into(),
+        ),
+    ])
+    .expect("the HA variant's settings are valid");
+    assert_eq!(settings.leases.table.as_deref(), Some(table.as_str()));
+}

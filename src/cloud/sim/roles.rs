@@ -11,10 +11,13 @@ use super::Sim;
 use crate::cloud::{Cloud, Connector, Result, RoleToAssume};
 use crate::error::{AwsErrorKind, Error};
 
+/// Role ARN -> the organization it leads into and the external id its trust policy requires.
+type Trusts = HashMap<String, (Sim, Option<String>)>;
+
 /// The roles the daemon's own identity may assume, each into a simulated organization.
 #[derive(Default, Clone)]
 pub struct SimRoles {
-    roles: Arc<Mutex<HashMap<String, (Sim, Option<String>)>>>,
+    roles: Arc<Mutex<Trusts>>,
     assumed: Arc<Mutex<Vec<String>>>,
 }
 
