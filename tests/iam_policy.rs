@@ -243,3 +243,50 @@ fn the_readme_names_every_statement_and_the_prefix() {
         "the IAM section documents the prefix"
     );
 }
+
+/// deploy/iam/stacksetd-policy-leases.json, beside the main policy for replicas sharing a lease table and for
+/// `spec.credentials` roles: exactly the DynamoDB operations the lease store makes, on one table, and
+/// sts:AssumeRole on named roles only (never `*`); the README shows both statements.
+#[test]
+fn the_lease_and_deployment_role_policy_grants_what_the_lease_store_calls_on_named_resources() {
+    const FILE: &str = "deploy/iam/stacksetd-policy-leases.json";
+    let statements = statements(FILE);
+    let lease = statements
+        .iter()
+        .find(|s| s.sid == "LeaseTable")
+        .expect("a LeaseTable statement");
+    let granted: BTreeSet<String> = lease.actions.iter().cloned().collect();
+    let called: BTreeSet<String> = stacksetd::leases::store::OPERATIONS
+        .iter()
+        .map(|o| format!("dynamodb:{o}"))
+        .collect();
+    assert_eq!(
+        granted, called,
+        "{FILE}: the lease table statement and the lease store disagree"
+    );
+    assert!(
+        lease
+            .resources
+            .iter()
+            .all(|r| r.starts_with("arn:aws:dynamodb:") && r.contains(":table/")),
+        "{FILE}: one table, not *: {:?}",
+        lease.resources
+    );
+    let roles = statements
+        .iter()
+        .find(|s| s.sid == "AssumeDeploymentRoles")
+        .expect("an AssumeDeploymentRoles statement");
+    assert_eq!(roles.actions, vec!["sts:AssumeRole".to_string()]);
+    assert!(
+        roles
+            .resources
+            .iter()
+            .all(|r| stacksetd::desired::credentials::role_account(r).is_some()),
+        "{FILE}: named roles only: {:?}",
+        roles.resources
+    );
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .expect("README.md");
+    assert!(readme.contains(FILE), "the README links {FILE}");
+}
