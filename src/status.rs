@@ -339,26 +339,17 @@ impl StatusBoard {
     /// Latch readiness: a valid load happened and every deployment completed a pass. With leases, every
     /// deployment this replica holds, once it has a session (the others are another replica's to pass).
     pub fn update_ready(&self) {
-        let held: Option<Option<Vec<String>>> = self.leases.get().map(|leases| {
-            let snapshot = leases.snapshot();
-            snapshot
-                .session
-                .map(|_| snapshot.held.into_iter().map(|h| h.deployment).collect())
-        });
-        if held == Some(None) {
+        let leases = self.leases.get();
+        if leases.is_some_and(|l| l.snapshot().session.is_none()) {
             return;
         }
         let became_ready = self.with(|s| {
             if s.ready || s.desired_state.applied_sha256.is_none() {
                 return false;
             }
-            let counts = |name: &String| match &held {
-                Some(Some(held)) => held.contains(name),
-                _ => true,
-            };
             if s.deployments
                 .iter()
-                .filter(|(name, _)| counts(name))
+                .filter(|(name, _)| leases.is_none_or(|l| l.held(name)))
                 .all(|(_, d)| d.passes > 0)
             {
                 s.ready = true;

@@ -52,17 +52,22 @@ impl Contexts {
                 "this cloud cannot assume roles".into(),
             )));
         };
-        let mut roles = self.roles.lock().await;
-        let ctx = match roles.get(&role) {
-            Some(ctx) => ctx.clone(),
+        let known = self.roles.lock().await.get(&role).cloned();
+        let ctx = match known {
+            Some(ctx) => ctx,
             None => {
+                // Assumed without the lock held: a slow STS for one role does not hold up the others' passes.
+                // Two first passes at once may both assume it; the first context stored is the one kept.
                 let cloud = connector.assume(&role).await.map_err(failed)?;
-                let ctx = Arc::new(self.base.with_cloud(cloud));
-                roles.insert(role.clone(), ctx.clone());
-                ctx
+                let made = Arc::new(self.base.with_cloud(cloud));
+                self.roles
+                    .lock()
+                    .await
+                    .entry(role.clone())
+                    .or_insert(made)
+                    .clone()
             }
         };
-        drop(roles);
         ctx.cloud.refresh_credentials().await.map_err(failed)?;
         Ok(ctx)
     }

@@ -168,14 +168,14 @@ pub async fn orphans_across(
     Ok(out)
 }
 
-/// List with the CallAs `scanned` use; a stack set is an orphan unless one of `all` names it.
+/// List with the CallAs `scanned` use; a stack set is an orphan unless one of `deployments` (all of them,
+/// whatever their identity) names it.
 async fn scan(
     ctx: &Context,
     scanned: &[&Deployment],
-    all: &[&Deployment],
+    deployments: &[&Deployment],
 ) -> Result<Vec<Orphan>, Error> {
     use std::collections::BTreeSet;
-    let deployments = all;
     let names: BTreeSet<&str> = deployments
         .iter()
         .map(|d| d.spec.stack_set_name.as_str())

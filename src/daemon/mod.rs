@@ -212,7 +212,11 @@ impl Daemon {
         apply_load(first, &loader, &mut scheduler, &status, &metrics, true);
         let lease_task = leases.clone().map(|leases| {
             leases.set_deployments(deployment_names(&scheduler.deployments()));
-            // Readiness waits for a session and a pass of each deployment held: look again until then.
+            tokio::spawn(leases.run(stopping.clone()))
+        });
+        if leases.is_some() {
+            // Readiness waits for a session and a pass of each deployment held, which no pass event signals
+            // alone: look again until then.
             let board = status.clone();
             let stop = stopping.clone();
             tokio::spawn(async move {
@@ -221,8 +225,7 @@ impl Daemon {
                     board.update_ready();
                 }
             });
-            tokio::spawn(leases.run(stopping.clone()))
-        });
+        }
         // A change read once, confirmed by a second read STABLE_GAP later (and whether it was a SIGHUP).
         let mut confirm: Option<(tokio::time::Instant, bool)> = None;
         watch.follow_symlink();

@@ -190,22 +190,6 @@ async fn raised(flag: &mut watch::Receiver<bool>) {
     let _ = flag.wait_for(|v| *v).await;
 }
 
-/// Resolves when the lease turns from not held to held; never without leases (or once the sender is gone).
-async fn gained(held: &mut Option<watch::Receiver<bool>>) {
-    let Some(held) = held else {
-        return std::future::pending().await;
-    };
-    loop {
-        let was = *held.borrow_and_update();
-        if held.changed().await.is_err() {
-            return std::future::pending().await;
-        }
-        if !was && *held.borrow() {
-            return;
-        }
-    }
-}
-
 async fn run_worker(
     shared: Arc<Shared>,
     deployment: watch::Receiver<Arc<Deployment>>,
@@ -230,17 +214,21 @@ async fn run_worker(
             () = stop.cancelled() => return,
             _ = raised(&mut removed) => break,
             _ = trigger.notified() => {}
-            // A lease just taken over: reconcile at once (the previous holder may have left work half done).
-            _ = gained(&mut held) => {}
             _ = tokio::time::sleep(delay) => {}
         }
         if let Some(held) = held.as_mut()
-            && !*held.borrow_and_update()
+            && !*held.borrow()
         {
-            // Another replica holds it (or nobody yet): no pass here until this replica takes the lease.
+            // Another replica holds it (or nobody yet): no pass here until this replica takes the lease, then one
+            // at once (the previous holder may have left work half done). `wait_for` looks at the current value
+            // first, so a lease taken just now is not missed.
             debug!(deployment = %name, "lease held elsewhere: not reconciling here");
-            delay = Duration::MAX;
-            continue;
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => return,
+                _ = raised(&mut removed) => break,
+                taken = held.wait_for(|h| *h) => if taken.is_err() { return },
+            }
         }
         let permit = tokio::select! {
             biased;
@@ -252,6 +240,7 @@ async fn run_worker(
         // The pass runs under the lease as held now; a mutating call is refused if it changes hands meanwhile.
         let lease = shared.leases.as_ref().map(|l| l.token(&name));
         if matches!(lease, Some(None)) {
+            // Lost while waiting for the permit: back to waiting for it.
             delay = Duration::ZERO;
             continue;
         }

@@ -7,7 +7,7 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{IntCounterVec, IntGauge, Opts};
 
-use super::{NAMESPACE, Registrar};
+use super::{NAMESPACE, Registrar, catch_up};
 use crate::leases::Leases;
 
 pub struct LeaseMetrics {
@@ -59,14 +59,6 @@ impl LeaseMetrics {
             requests,
             sync: Mutex::new(()),
         }))
-    }
-}
-
-/// Raise `counter` to `total` (the lease state counts; Prometheus counters only go up).
-fn catch_up(counter: &prometheus::IntCounter, total: u64) {
-    let seen = counter.get();
-    if total > seen {
-        counter.inc_by(total - seen);
     }
 }
 

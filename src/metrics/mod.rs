@@ -718,15 +718,22 @@ impl Collector for AwsRequests {
     fn collect(&self) -> Vec<MetricFamily> {
         let _guard = self.sync.lock().unwrap_or_else(|e| e.into_inner());
         for ((service, operation, outcome), total) in self.cloud.calls().snapshot() {
-            let counter = self
-                .counter
-                .with_label_values(&[service, operation, outcome]);
-            let seen = counter.get();
-            if total > seen {
-                counter.inc_by(total - seen);
-            }
+            catch_up(
+                &self
+                    .counter
+                    .with_label_values(&[service, operation, outcome]),
+                total,
+            );
         }
         self.counter.collect()
+    }
+}
+
+/// Raise `counter` to `total`, a count kept elsewhere and copied in at scrape time (counters only go up).
+fn catch_up(counter: &prometheus::IntCounter, total: u64) {
+    let seen = counter.get();
+    if total > seen {
+        counter.inc_by(total - seen);
     }
 }
 
