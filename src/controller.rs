@@ -14,6 +14,7 @@ mod decide;
 mod dependencies;
 mod drift;
 mod instances;
+mod management_stack;
 mod memory;
 mod observe;
 mod operation;
@@ -45,8 +46,8 @@ pub use memory::Memory;
 pub use observe::{Observation, Remembered, observe};
 pub use operation::{next_sequence, operation_id_base};
 pub use report::{
-    DriftReport, InstanceProblem, PendingDeletion, Progress, RegionProgress, Report,
-    RunningOperation, SpecDrift, TemplateReport,
+    DriftReport, InstanceProblem, ManagementStackReport, PendingDeletion, Progress, RegionProgress,
+    Report, RunningOperation, SpecDrift, TemplateReport,
 };
 pub use retry::{
     CONVERGE_TRANSIENT_RETRIES, converge, converge_until, error_backoff, error_policy, is_transient,
@@ -458,8 +459,24 @@ async fn submit(
     let id = operation::next_id(ctx, name, &base, recent);
     crate::controller::preflight::ensure(deployment, ctx).await?;
     info!(action = step.action.name(), operation = %id, summary = %step.summary, "submitting");
-    let answer = operation::send(deployment, ctx, &step.action, &id).await;
-    let may_have_happened = !matches!(step.action, Action::CreateStackSet { .. });
+    let answer = match operation::send(deployment, ctx, &step.action, &id).await {
+        Ok(false) => {
+            // The plan saw a difference CloudFormation does not act on: say so, and look again at the resync
+            // interval rather than sending it every pass.
+            tracing::warn!(action = step.action.name(), summary = %step.summary,
+                "CloudFormation found nothing to update; looking again after the resync interval");
+            return Ok(Outcome {
+                state: State::Converged,
+                requeue_after: ctx.config.resync_interval,
+                report,
+            });
+        }
+        answer => answer.map(drop),
+    };
+    // A lost answer to a stack set call may hide an operation: the next pass asks for its id. CreateStackSet's
+    // name is its own proof, and a plain stack's status shows what happened to it.
+    let may_have_happened =
+        !matches!(step.action, Action::CreateStackSet { .. }) && !step.action.is_stack();
     match operation::triage(deployment, ctx, &id, answer, may_have_happened, &report).await? {
         operation::Answer::Decided(outcome) => Ok(*outcome),
         operation::Answer::Accepted => {
@@ -474,6 +491,11 @@ async fn submit(
                 }
                 Purpose::RemediateDrift => drift::record_remediation(deployment, ctx, observed),
                 Purpose::Converge => {}
+            }
+            if step.action.is_stack() {
+                // No operation to find by id later: the same step sent again (a creation after a failed one was
+                // deleted) takes the next ClientRequestToken.
+                ctx.memory.finish(name, &id);
             }
             if matches!(step.action, Action::UpdateStackSet { .. }) {
                 // stacksetd's own change: what the stack set looks like next is not drift.

@@ -62,7 +62,10 @@ impl AwsErrorKind {
             "OperationIdAlreadyExistsException" => AwsErrorKind::OperationIdAlreadyExists,
             "StaleRequestException" => AwsErrorKind::StaleRequest,
             "StackSetNotEmptyException" => AwsErrorKind::StackSetNotEmpty,
-            "NameAlreadyExistsException" => AwsErrorKind::NameAlreadyExists,
+            // CreateStackSet's, CreateStack's, and a ClientRequestToken already used: sent before.
+            "NameAlreadyExistsException"
+            | "AlreadyExistsException"
+            | "TokenAlreadyExistsException" => AwsErrorKind::NameAlreadyExists,
             "StackSetNotFoundException"
             | "OperationNotFoundException"
             | "StackInstanceNotFoundException"

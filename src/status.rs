@@ -36,6 +36,9 @@ pub fn action_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<&'static st
         "DeleteStackInstances",
         "DeleteStackSet",
         "DetectStackSetDrift",
+        "CreateStack",
+        "UpdateStack",
+        "DeleteStack",
     ];
     let name = String::deserialize(d)?;
     Ok(NAMES

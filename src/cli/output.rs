@@ -66,9 +66,15 @@ pub struct Planned<'a> {
 
 fn symbol(action: &Action) -> &'static str {
     match action {
-        Action::CreateStackSet { .. } | Action::CreateStackInstances { .. } => "+",
-        Action::UpdateStackSet { .. } | Action::UpdateStackInstances { .. } => "~",
-        Action::DeleteStackInstances { .. } | Action::DeleteStackSet => "-",
+        Action::CreateStackSet { .. }
+        | Action::CreateStackInstances { .. }
+        | Action::CreateStack { .. } => "+",
+        Action::UpdateStackSet { .. }
+        | Action::UpdateStackInstances { .. }
+        | Action::UpdateStack { .. } => "~",
+        Action::DeleteStackInstances { .. }
+        | Action::DeleteStackSet
+        | Action::DeleteStack { .. } => "-",
     }
 }
 

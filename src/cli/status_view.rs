@@ -294,6 +294,24 @@ fn observed_rows(out: &mut String, r: &Report) {
             spec_drift.join("; ")
         },
     );
+    if let Some(stack) = &r.management_stack {
+        row(
+            out,
+            "mgmt stack",
+            &format!(
+                "{} in {}: {}{}; drift {}",
+                stack.name,
+                stack.region,
+                stack.status,
+                if stack.managed || stack.status == "ABSENT" {
+                    ""
+                } else {
+                    " (not stacksetd's: left alone)"
+                },
+                stack.drift.as_deref().unwrap_or("NOT_CHECKED")
+            ),
+        );
+    }
     for line in &r.pending {
         row(out, "pending", line);
     }

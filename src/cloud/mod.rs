@@ -339,6 +339,93 @@ pub struct AccessVerdict {
     pub reasons: Vec<String>,
 }
 
+/// A plain CloudFormation stack, as DescribeStacks reports it: the copy `spec.managementAccount` keeps in the
+/// management account, which a service-managed stack set never deploys to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedStack {
+    pub name: String,
+    pub region: String,
+    /// The stack's ARN: deletions name it, so only the stack whose tags were read is ever deleted.
+    pub stack_id: String,
+    /// StackStatus (CREATE_COMPLETE, UPDATE_IN_PROGRESS, ROLLBACK_COMPLETE, ...).
+    pub status: String,
+    pub status_reason: Option<String>,
+    /// As reported: a NoEcho parameter's value is `****`.
+    pub parameters: BTreeMap<String, String>,
+    pub capabilities: BTreeSet<String>,
+    pub tags: BTreeMap<String, String>,
+    /// LastUpdatedTime, else CreationTime: the template is read again (GetTemplate) only when it moves.
+    pub last_changed: Option<std::time::SystemTime>,
+    /// DriftInformation.StackDriftStatus (DRIFTED, IN_SYNC, NOT_CHECKED, UNKNOWN).
+    pub drift_status: Option<String>,
+    pub last_drift_check: Option<std::time::SystemTime>,
+}
+
+impl ObservedStack {
+    /// CloudFormation is working on it (a creation, update, rollback or deletion); REVIEW_IN_PROGRESS is not
+    /// work: it waits for a person's change set.
+    pub fn in_progress(&self) -> bool {
+        self.status.ends_with("_IN_PROGRESS") && self.status != "REVIEW_IN_PROGRESS"
+    }
+    /// It exists with resources an update can change.
+    pub fn usable(&self) -> bool {
+        matches!(
+            self.status.as_str(),
+            "CREATE_COMPLETE"
+                | "UPDATE_COMPLETE"
+                | "UPDATE_ROLLBACK_COMPLETE"
+                | "IMPORT_COMPLETE"
+                | "IMPORT_ROLLBACK_COMPLETE"
+        )
+    }
+    /// A creation that failed, or a deletion that did: CloudFormation's only way on is DeleteStack.
+    pub fn dead(&self) -> bool {
+        matches!(
+            self.status.as_str(),
+            "CREATE_FAILED" | "ROLLBACK_COMPLETE" | "ROLLBACK_FAILED" | "DELETE_FAILED"
+        )
+    }
+}
+
+/// CreateStack or UpdateStack: everything a plain stack takes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StackRequest {
+    pub name: String,
+    pub region: String,
+    pub template_body: String,
+    /// Passed instead of the body when it is over CloudFormation's TemplateBody limit.
+    #[serde(default)]
+    pub template_url: Option<String>,
+    pub parameters: BTreeMap<String, String>,
+    pub capabilities: BTreeSet<String>,
+    /// The whole tag set.
+    pub tags: BTreeMap<String, String>,
+    /// RoleARN: the service role CloudFormation acts as (else the caller's own credentials).
+    pub role_arn: Option<String>,
+    /// Deterministic ClientRequestToken.
+    pub client_token: String,
+}
+
+/// DeleteStack, by the stack's ARN.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeleteStackRequest {
+    pub stack_id: String,
+    pub region: String,
+    pub role_arn: Option<String>,
+    pub client_token: String,
+}
+
+/// The answer of a backend that does not have a call.
+fn not_implemented(operation: &'static str) -> Error {
+    Error::Aws {
+        service: "cloudformation",
+        operation,
+        kind: crate::error::AwsErrorKind::Other,
+        code: "NotImplemented".into(),
+        message: format!("this backend does not implement {operation}"),
+    }
+}
+
 /// Everything stacksetd asks of AWS. Implementations map every failure to [`Error`] with a static label,
 /// and page through listings completely.
 #[async_trait]
@@ -409,13 +496,7 @@ pub trait Cloud: Send + Sync + 'static {
         call_as: CallAs,
     ) -> Result<Vec<AutoDeploymentTarget>> {
         let _ = (name, call_as);
-        Err(Error::Aws {
-            service: "cloudformation",
-            operation: "ListStackSetAutoDeploymentTargets",
-            kind: crate::error::AwsErrorKind::Other,
-            code: "NotImplemented".into(),
-            message: "this backend does not implement ListStackSetAutoDeploymentTargets".into(),
-        })
+        Err(not_implemented("ListStackSetAutoDeploymentTargets"))
     }
     /// ListStackSetOperationResults, every page.
     async fn list_operation_results(
@@ -434,6 +515,36 @@ pub trait Cloud: Send + Sync + 'static {
     async fn delete_stack_set(&self, name: &str, call_as: CallAs) -> Result<()>;
     /// DetectStackSetDrift: an operation (it takes the stack set's slot). Returns the OperationId.
     async fn detect_stack_set_drift(&self, request: &DetectDriftRequest) -> Result<String>;
+
+    /// DescribeStacks of one stack by name in `region` (the caller's own account); `Ok(None)` when there is none.
+    async fn describe_stack(&self, name: &str, region: &str) -> Result<Option<ObservedStack>> {
+        let _ = (name, region);
+        Err(not_implemented("DescribeStacks"))
+    }
+    /// GetTemplate (TemplateStage Original): the body the stack was last created or updated with.
+    async fn get_stack_template(&self, stack_id: &str, region: &str) -> Result<String> {
+        let _ = (stack_id, region);
+        Err(not_implemented("GetTemplate"))
+    }
+    async fn create_stack(&self, request: &StackRequest) -> Result<()> {
+        let _ = request;
+        Err(not_implemented("CreateStack"))
+    }
+    /// UpdateStack. `Ok(false)` is CloudFormation's "No updates are to be performed": the stack already is as
+    /// asked, in what CloudFormation compares.
+    async fn update_stack(&self, request: &StackRequest) -> Result<bool> {
+        let _ = request;
+        Err(not_implemented("UpdateStack"))
+    }
+    async fn delete_stack(&self, request: &DeleteStackRequest) -> Result<()> {
+        let _ = request;
+        Err(not_implemented("DeleteStack"))
+    }
+    /// DetectStackDrift: its result shows in DescribeStacks' DriftInformation once it completes.
+    async fn detect_stack_drift(&self, stack_id: &str, region: &str) -> Result<()> {
+        let _ = (stack_id, region);
+        Err(not_implemented("DetectStackDrift"))
+    }
 
     /// S3 PutObject of a template's exact bytes into the operator's staging bucket; returns the TemplateURL to
     /// pass CloudFormation (with the object's versionId when the bucket is versioned, so the URL names exactly

@@ -144,7 +144,8 @@ fn next(
 ) -> Next {
     let observed = &observation.observed;
     let remembered = &observation.remembered;
-    let settled = observed.instances.iter().all(|i| !i.in_progress());
+    let settled = observed.instances.iter().all(|i| !i.in_progress())
+        && !observed.management_stack_busy(deployment.name());
     if plan.is_empty() && settled {
         return match drift::detection(
             deployment,

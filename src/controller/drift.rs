@@ -223,6 +223,7 @@ pub(super) async fn start_detection(
     ctx.memory()
         .submitted_drift_detection(deployment.name(), ctx.wall_now());
     ctx.memory().adopt(deployment.name(), &id);
+    super::management_stack::detect_drift(deployment, ctx, observed).await;
     Ok(Outcome {
         state: State::Acted {
             action: "DetectStackSetDrift",

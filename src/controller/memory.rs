@@ -53,6 +53,8 @@ struct Entry {
     /// The pairs the last check found missing (kept when the check itself is forgotten): a pair is repaired
     /// only when two checks in a row find it missing.
     auto_targets_missing_before: BTreeSet<(String, String)>,
+    /// The management account stack's template: (stack id, its LastUpdatedTime, the body GetTemplate gave).
+    stack_template: Option<(String, Option<SystemTime>, String)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -223,6 +225,33 @@ impl Memory {
 
     pub fn drift_submitted(&self, deployment: &str) -> Option<SystemTime> {
         self.with(deployment, |e| e.drift_submitted)
+    }
+
+    /// The management account stack's template, when it was read for this stack as last changed.
+    pub fn stack_template(
+        &self,
+        deployment: &str,
+        stack_id: &str,
+        changed: Option<SystemTime>,
+    ) -> Option<String> {
+        self.with(deployment, |e| match &e.stack_template {
+            Some((id, at, body)) if id == stack_id && *at == changed && changed.is_some() => {
+                Some(body.clone())
+            }
+            _ => None,
+        })
+    }
+
+    pub fn remember_stack_template(
+        &self,
+        deployment: &str,
+        stack_id: &str,
+        changed: Option<SystemTime>,
+        body: &str,
+    ) {
+        self.with(deployment, |e| {
+            e.stack_template = Some((stack_id.to_string(), changed, body.to_string()));
+        });
     }
 
     /// A drift detection was started: it also confirms (or not) the last remediation, so the next one may

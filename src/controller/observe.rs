@@ -208,6 +208,7 @@ pub(super) async fn observe_with(
         inactive_accounts,
         ..Observed::default()
     };
+    observed.management_stack = super::management_stack::observe(deployment, ctx).await?;
     let coverage = crate::coverage::coverage(deployment, &org, &observed.instances);
     observed.reachable_accounts = Some(coverage.targeted.clone());
     if observed.stack_set.is_some() && spec.ensure == Ensure::Present {

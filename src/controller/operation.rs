@@ -12,7 +12,8 @@ use tracing::info;
 use super::observe::check_operation;
 use super::{Context, Outcome, Report, State, waiting};
 use crate::cloud::{
-    CreateStackSet, DeleteInstancesRequest, InstancesRequest, Operation, UpdateStackSet,
+    CreateStackSet, DeleteInstancesRequest, DeleteStackRequest, InstancesRequest, Operation,
+    StackRequest, UpdateStackSet,
 };
 use crate::desired::{Deployment, OperationPreferences};
 use crate::error::{AwsErrorKind, Error};
@@ -173,6 +174,9 @@ pub fn operation_id_base(
         Action::UpdateStackInstances { .. } => "update-inst",
         Action::DeleteStackInstances { .. } => "delete-inst",
         Action::DeleteStackSet => "delete-set",
+        Action::CreateStack { .. } => "create-stack",
+        Action::UpdateStack { .. } => "update-stack",
+        Action::DeleteStack { .. } => "delete-stack",
     };
     id_base(short, &material.to_string())
 }
@@ -238,12 +242,14 @@ async fn stage_if_large(
     Ok(Some(url))
 }
 
+/// Send one step. `Ok(false)`: CloudFormation found nothing to change (an UpdateStack it answered with "No updates
+/// are to be performed").
 pub(super) async fn send(
     deployment: &Deployment,
     ctx: &Context,
     action: &Action,
     id: &str,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     let spec = &deployment.spec;
     let name = spec.stack_set_name.clone();
     let call_as = spec.call_as;
@@ -258,6 +264,10 @@ pub(super) async fn send(
         preferences: preferences.clone(),
         operation_id: operation_id.clone(),
     };
+    let role_arn = spec
+        .management_account
+        .as_ref()
+        .and_then(|m| m.service_role_arn.clone());
     match action.clone() {
         Action::CreateStackSet { settings } => {
             let request = CreateStackSet {
@@ -267,7 +277,7 @@ pub(super) async fn send(
                 settings,
                 client_token: operation_id,
             };
-            cloud.create_stack_set(&request).await
+            sent(cloud.create_stack_set(&request).await)
         }
         Action::UpdateStackSet {
             settings,
@@ -287,15 +297,15 @@ pub(super) async fn send(
                 preferences,
                 operation_id,
             };
-            cloud.update_stack_set(&request).await.map(drop)
+            sent(cloud.update_stack_set(&request).await)
         }
         Action::CreateStackInstances { targets, regions } => {
             let request = instances(targets, regions);
-            cloud.create_stack_instances(&request).await.map(drop)
+            sent(cloud.create_stack_instances(&request).await)
         }
         Action::UpdateStackInstances { targets, regions } => {
             let request = instances(targets, regions);
-            cloud.update_stack_instances(&request).await.map(drop)
+            sent(cloud.update_stack_instances(&request).await)
         }
         Action::DeleteStackInstances {
             targets,
@@ -311,8 +321,40 @@ pub(super) async fn send(
                 preferences,
                 operation_id,
             };
-            cloud.delete_stack_instances(&request).await.map(drop)
+            sent(cloud.delete_stack_instances(&request).await)
         }
-        Action::DeleteStackSet => cloud.delete_stack_set(&name, call_as).await,
+        Action::DeleteStackSet => sent(cloud.delete_stack_set(&name, call_as).await),
+        Action::CreateStack { region, settings } | Action::UpdateStack { region, settings } => {
+            let request = StackRequest {
+                name,
+                region,
+                template_url: stage_if_large(deployment, ctx, &settings.template_body).await?,
+                template_body: settings.template_body,
+                parameters: settings.parameters,
+                capabilities: settings.capabilities,
+                tags: settings.tags,
+                role_arn,
+                client_token: operation_id,
+            };
+            if matches!(action, Action::CreateStack { .. }) {
+                sent(cloud.create_stack(&request).await)
+            } else {
+                cloud.update_stack(&request).await
+            }
+        }
+        Action::DeleteStack { region, stack_id } => {
+            let request = DeleteStackRequest {
+                stack_id,
+                region,
+                role_arn,
+                client_token: operation_id,
+            };
+            sent(cloud.delete_stack(&request).await)
+        }
     }
+}
+
+/// A call's answer as [`send`] gives it: accepted means something was started.
+fn sent<T>(result: Result<T, Error>) -> Result<bool, Error> {
+    result.map(|_| true)
 }

@@ -93,6 +93,82 @@ pub struct Report {
     /// The last check of ListStackSetAutoDeploymentTargets against the desired OUs x Regions.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auto_deployment_targets: Option<super::AutoTargetsReport>,
+    /// The management account's stack (`spec.managementAccount`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub management_stack: Option<ManagementStackReport>,
+}
+
+/// The management account's plain stack as the pass saw it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ManagementStackReport {
+    pub name: String,
+    pub region: String,
+    /// StackStatus, or `ABSENT`.
+    pub status: String,
+    pub status_reason: Option<String>,
+    /// Tagged for this deployment (one that is not is never touched).
+    pub managed: bool,
+    /// The approval record on the stack (`stacksetd.dev/template-sha256`).
+    pub template_sha256: Option<String>,
+    /// DRIFTED | IN_SYNC | NOT_CHECKED | UNKNOWN, from the last DetectStackDrift.
+    pub drift: Option<String>,
+    /// RFC 3339.
+    pub last_drift_check: Option<String>,
+    /// One of [`ManagementStackReport::STATES`], for the metrics.
+    #[serde(skip)]
+    pub state: &'static str,
+}
+
+impl ManagementStackReport {
+    /// The states `stacksetd_management_stack_state` has a series for.
+    pub const STATES: [&'static str; 5] =
+        ["absent", "complete", "in_progress", "failed", "not_managed"];
+
+    fn of(
+        deployment: &Deployment,
+        observed: &crate::plan::management_stack::ManagementStackObserved,
+    ) -> ManagementStackReport {
+        let name = deployment.spec.stack_set_name.clone();
+        let Some(stack) = &observed.stack else {
+            return ManagementStackReport {
+                name,
+                region: observed.region.clone(),
+                status: "ABSENT".into(),
+                state: "absent",
+                ..ManagementStackReport::default()
+            };
+        };
+        let managed = crate::plan::management_stack::owned(stack, deployment.name());
+        let state = if !managed {
+            "not_managed"
+        } else if stack.in_progress() {
+            "in_progress"
+        } else if stack.usable() {
+            "complete"
+        } else {
+            "failed"
+        };
+        ManagementStackReport {
+            state,
+            name,
+            region: stack.region.clone(),
+            status: stack.status.clone(),
+            status_reason: stack.status_reason.clone(),
+            managed,
+            template_sha256: stack
+                .tags
+                .get(crate::controller::ownership::TEMPLATE_TAG)
+                .cloned(),
+            drift: stack.drift_status.clone(),
+            last_drift_check: stack.last_drift_check.map(super::rfc3339),
+        }
+    }
+
+    /// The stack is stacksetd's, complete and its last drift check found it changed.
+    pub fn drifted(&self) -> bool {
+        self.managed && self.drift.as_deref() == Some("DRIFTED")
+    }
 }
 
 /// An operation running on the stack set.
@@ -272,6 +348,10 @@ impl Report {
                 )
                 .collect(),
             pending: plan.steps.iter().map(|s| s.summary.clone()).collect(),
+            management_stack: observed
+                .management_stack
+                .as_ref()
+                .map(|m| ManagementStackReport::of(deployment, m)),
             ..Report::default()
         }
     }

@@ -19,6 +19,7 @@ use crate::cloud::{
     Operation, OperationResult, OrgNode, OrganizationInfo, PolicyKind, RoleToAssume, StackInstance,
     UpdateStackSet,
 };
+use crate::cloud::{DeleteStackRequest, ObservedStack, StackRequest};
 use crate::error::Error;
 use crate::leases::{LeaseToken, Leases};
 
@@ -260,6 +261,31 @@ impl Cloud for Gate {
     async fn detect_stack_set_drift(&self, request: &DetectDriftRequest) -> Result<String> {
         self.check("DetectStackSetDrift").await?;
         self.inner.detect_stack_set_drift(request).await
+    }
+    async fn describe_stack(&self, name: &str, region: &str) -> Result<Option<ObservedStack>> {
+        self.read(self.inner.describe_stack(name, region), |_| 1)
+            .await
+    }
+    async fn get_stack_template(&self, stack_id: &str, region: &str) -> Result<String> {
+        self.read(self.inner.get_stack_template(stack_id, region), |_| 1)
+            .await
+    }
+    async fn create_stack(&self, request: &StackRequest) -> Result<()> {
+        self.check("CreateStack").await?;
+        self.inner.create_stack(request).await
+    }
+    async fn update_stack(&self, request: &StackRequest) -> Result<bool> {
+        self.check("UpdateStack").await?;
+        self.inner.update_stack(request).await
+    }
+    async fn delete_stack(&self, request: &DeleteStackRequest) -> Result<()> {
+        self.check("DeleteStack").await?;
+        self.inner.delete_stack(request).await
+    }
+    /// Starts work in CloudFormation: gated like a change.
+    async fn detect_stack_drift(&self, stack_id: &str, region: &str) -> Result<()> {
+        self.check("DetectStackDrift").await?;
+        self.inner.detect_stack_drift(stack_id, region).await
     }
     /// Not a change, so not gated; the access checker stops on its own at shutdown.
     async fn assume_role(&self, role_arn: &str, session_name: &str) -> Result<()> {

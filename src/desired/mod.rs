@@ -5,6 +5,7 @@
 pub mod credentials;
 pub mod depends_on;
 mod locate;
+pub mod management_account;
 pub mod model;
 mod parse;
 mod regions;

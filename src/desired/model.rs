@@ -324,13 +324,25 @@ pub struct Credentials {
     pub duration_seconds: Option<u32>,
 }
 
-/// `spec.managementAccount`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// `spec.managementAccount`: the plain stack stacksetd keeps in the management account (named like the stack
+/// set, in the deployment's first Region, with the same checked template, parameters and tags).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ManagementAccount {
-    /// Keep a stack (the stack set's name, the same checked template and parameters) in the management account,
-    /// in the deployment's first Region.
+    /// `true`: keep the stack. `false`: delete the stack stacksetd made there (after `deletion_delay`).
     pub deploy: bool,
+    /// The CloudFormation service role (RoleARN) the stack's changes run as, in the management account: with
+    /// it, stacksetd's own identity needs iam:PassRole on that role instead of the IAM permissions the template's
+    /// resources take.
+    #[serde(default)]
+    pub service_role_arn: Option<String>,
+}
+
+impl Spec {
+    /// The management-account stack is wanted: `managementAccount.deploy: true` and `ensure: Present`.
+    pub fn wants_management_stack(&self) -> bool {
+        self.ensure == Ensure::Present && self.management_account.as_ref().is_some_and(|m| m.deploy)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

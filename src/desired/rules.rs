@@ -93,14 +93,7 @@ pub fn check(d: &Deployment, layout: &DocLayout) -> Vec<Finding> {
     }
     super::depends_on::check_one(d, |field, message| c.value(field, message));
     super::credentials::check(s, |field, message| c.value(field, message));
-    if s.management_account.is_some_and(|m| m.deploy) {
-        c.value(
-            "spec.managementAccount.deploy",
-            "not supported by this version: a service-managed stack set never deploys to the management account, \
-             and stacksetd does not keep a stack there yet; remove the field (or set deploy: false) and deploy \
-             the template to the management account yourself",
-        );
-    }
+    super::management_account::check(s, |field, message| c.value(field, message));
     if let Some(drift) = &s.drift_detection {
         if drift.interval.0 < MIN_DRIFT_INTERVAL {
             c.value(

@@ -74,7 +74,7 @@ pub const FIELDS: &[(&str, &[&str])] = &[
         "spec.credentials",
         &["roleArn", "externalId", "sessionName", "durationSeconds"],
     ),
-    ("spec.managementAccount", &["deploy"]),
+    ("spec.managementAccount", &["deploy", "serviceRoleArn"]),
 ];
 
 /// One finding per unknown key in the document, in no particular order.

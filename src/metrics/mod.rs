@@ -423,6 +423,8 @@ pub struct FleetMetrics {
     access_checked: GaugeVec,
     operation_failed: GaugeVec,
     auto_targets_missing: GaugeVec,
+    management_stack_state: GaugeVec,
+    management_stack_drifted: GaugeVec,
     /// Per deployment: the (status, detailed_status) series set by the last pass, to drop the ones that vanish.
     instance_labels: Arc<Mutex<HashMap<String, Vec<InstanceLabels>>>>,
 }
@@ -527,6 +529,16 @@ impl FleetMetrics {
                 "Desired OU x Region pairs CloudFormation does not auto-deploy to (ListStackSetAutoDeploymentTargets, checked every org_scan_interval); re-registered by the plan.",
                 &["deployment"],
             )?,
+            management_stack_state: gauge(
+                "management_stack_state",
+                "With spec.managementAccount: 1 for the state of the management account's stack (absent, complete, in_progress, failed, not_managed), 0 for the others.",
+                &["deployment", "state"],
+            )?,
+            management_stack_drifted: gauge(
+                "management_stack_drifted",
+                "With spec.managementAccount: 1 when the last DetectStackDrift found the management account's stack DRIFTED.",
+                &["deployment"],
+            )?,
             instance_labels: Arc::default(),
         })
     }
@@ -598,6 +610,14 @@ impl FleetMetrics {
         {
             set(&self.auto_targets_missing, check.missing.len());
         }
+        if let Some(stack) = &report.management_stack {
+            for state in crate::controller::ManagementStackReport::STATES {
+                self.management_stack_state
+                    .with_label_values(&[deployment, state])
+                    .set(if stack.state == state { 1.0 } else { 0.0 });
+            }
+            set(&self.management_stack_drifted, usize::from(stack.drifted()));
+        }
         for field in &report.spec_drift_new {
             self.spec_drift_total
                 .with_label_values(&[deployment, field])
@@ -655,8 +675,14 @@ impl FleetMetrics {
             &self.access_checked,
             &self.operation_failed,
             &self.auto_targets_missing,
+            &self.management_stack_drifted,
         ] {
             let _ = gauge.remove_label_values(&[deployment]);
+        }
+        for state in crate::controller::ManagementStackReport::STATES {
+            let _ = self
+                .management_stack_state
+                .remove_label_values(&[deployment, state]);
         }
         for state in COVERAGE_STATES {
             let _ = self.coverage.remove_label_values(&[deployment, state]);

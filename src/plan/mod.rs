@@ -23,6 +23,8 @@
 //! 7. Coverage repair: accounts left without an instance get the targets submitted again (creates only what is
 //!    missing), unless an earlier rule already creates instances.
 //! 8. Drift remediation: re-apply the stack set to exactly the DRIFTED instances, unless rule 4 does.
+//! 9. The management account's stack (`spec.managementAccount`), after every stack set step: its own rules are in
+//!    `management_stack.rs`.
 //!
 //! `ensure: Absent` is a teardown of its own (instances, then the stack set), and a missing stack set is created
 //! with all its instances.
@@ -36,6 +38,7 @@ use crate::desired::{Deployment, Ensure};
 use crate::error::Error;
 use crate::template::Template;
 
+pub mod management_stack;
 mod ordering;
 mod steps;
 use steps::*;
@@ -73,6 +76,8 @@ pub struct Observed {
     /// Desired (OU, Region) pairs CloudFormation does not auto-deploy to (ListStackSetAutoDeploymentTargets, on
     /// the organization-scan cadence): registered again with a CreateStackInstances for the OU there.
     pub auto_targets_missing: BTreeSet<(String, String)>,
+    /// The management account's stack, when the deployment has `spec.managementAccount`.
+    pub management_stack: Option<management_stack::ManagementStackObserved>,
 }
 
 /// One step toward the desired state. Serialized (with the stack set name and preferences) it is also what the
@@ -105,6 +110,22 @@ pub enum Action {
         retain_stacks: bool,
     },
     DeleteStackSet,
+    /// CreateStack of the management account's stack (`spec.managementAccount`).
+    CreateStack {
+        region: String,
+        #[serde(flatten)]
+        settings: management_stack::StackSettings,
+    },
+    UpdateStack {
+        region: String,
+        #[serde(flatten)]
+        settings: management_stack::StackSettings,
+    },
+    /// DeleteStack by the stack's ARN: exactly the stack whose owner tag was read.
+    DeleteStack {
+        region: String,
+        stack_id: String,
+    },
 }
 
 impl Action {
@@ -117,12 +138,31 @@ impl Action {
             Action::UpdateStackInstances { .. } => "UpdateStackInstances",
             Action::DeleteStackInstances { .. } => "DeleteStackInstances",
             Action::DeleteStackSet => "DeleteStackSet",
+            Action::CreateStack { .. } => "CreateStack",
+            Action::UpdateStack { .. } => "UpdateStack",
+            Action::DeleteStack { .. } => "DeleteStack",
         }
     }
 
-    /// Submitting it starts an asynchronous stack set operation (CreateStackSet and DeleteStackSet do not).
+    /// Submitting it starts an asynchronous stack set operation (CreateStackSet, DeleteStackSet and the plain
+    /// stack's calls do not: the stack's own status shows their progress).
     pub fn is_operation(&self) -> bool {
-        !matches!(self, Action::CreateStackSet { .. } | Action::DeleteStackSet)
+        !matches!(
+            self,
+            Action::CreateStackSet { .. }
+                | Action::DeleteStackSet
+                | Action::CreateStack { .. }
+                | Action::UpdateStack { .. }
+                | Action::DeleteStack { .. }
+        )
+    }
+
+    /// A call on the management account's plain stack, not on the stack set.
+    pub fn is_stack(&self) -> bool {
+        matches!(
+            self,
+            Action::CreateStack { .. } | Action::UpdateStack { .. } | Action::DeleteStack { .. }
+        )
     }
 }
 
@@ -179,8 +219,19 @@ impl Action {
     pub fn is_deletion(&self) -> bool {
         matches!(
             self,
-            Action::DeleteStackInstances { .. } | Action::DeleteStackSet
+            Action::DeleteStackInstances { .. }
+                | Action::DeleteStackSet
+                | Action::DeleteStack { .. }
         )
+    }
+}
+
+impl Observed {
+    /// CloudFormation is working on the management account's stack of deployment `owner`.
+    pub fn management_stack_busy(&self, owner: &str) -> bool {
+        self.management_stack
+            .as_ref()
+            .is_some_and(|m| m.busy(owner))
     }
 }
 
@@ -200,16 +251,22 @@ pub(crate) const UNSET: &str = "(unset)";
 /// nothing, or the eight rules of the module header, in their order, for an existing stack set.
 pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
     let spec = &desired.deployment.spec;
+    let (stack_steps, stack_notes) = management_stack::steps(desired, observed)?;
     if spec.ensure == Ensure::Absent {
+        // The plain stack goes first: it depends on nothing the stack set's teardown takes away.
+        let mut steps = stack_steps;
+        steps.extend(teardown(desired, observed));
         return Ok(Plan {
-            steps: teardown(desired, observed),
-            notes: Vec::new(),
+            steps,
+            notes: stack_notes,
         });
     }
     let Some(stack_set) = observed.stack_set.as_ref() else {
+        let mut steps = create_from_nothing(desired)?;
+        steps.extend(stack_steps);
         return Ok(Plan {
-            steps: create_from_nothing(desired)?,
-            notes: Vec::new(),
+            steps,
+            notes: stack_notes,
         });
     };
     if let Some(model) = &stack_set.permission_model
@@ -233,10 +290,10 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
     let repair = ordering::coverage_repair(&scope, &steps);
     steps.extend(repair);
     steps.extend(ordering::drift_remediation(&scope));
-    Ok(Plan {
-        steps,
-        notes: notes(desired, observed),
-    })
+    steps.extend(stack_steps);
+    let mut notes = notes(desired, observed);
+    notes.extend(stack_notes);
+    Ok(Plan { steps, notes })
 }
 
 /// `ensure: Absent`: the RetainStacks deletions AWS requires, every instance, then the stack set.

@@ -163,6 +163,29 @@ pub const IAM_ACTIONS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// The calls of `spec.managementAccount: {deploy: true}` (a plain stack in the management account), granted by
+/// their own policy file, [`MANAGEMENT_STACK_POLICY_FILE`], not by the main ones: only deployments that keep such
+/// a stack need them.
+pub const MANAGEMENT_STACK_IAM_ACTIONS: &[(&str, &str, &str)] = &[
+    (
+        CLOUDFORMATION,
+        "DescribeStacks",
+        "cloudformation:DescribeStacks",
+    ),
+    (CLOUDFORMATION, "GetTemplate", "cloudformation:GetTemplate"),
+    (CLOUDFORMATION, "CreateStack", "cloudformation:CreateStack"),
+    (CLOUDFORMATION, "UpdateStack", "cloudformation:UpdateStack"),
+    (CLOUDFORMATION, "DeleteStack", "cloudformation:DeleteStack"),
+    (
+        CLOUDFORMATION,
+        "DetectStackDrift",
+        "cloudformation:DetectStackDrift",
+    ),
+];
+
+/// The statements for [`MANAGEMENT_STACK_IAM_ACTIONS`] (and iam:PassRole on the stack's service role).
+pub const MANAGEMENT_STACK_POLICY_FILE: &str = "deploy/iam/stacksetd-policy-management-stack.json";
+
 /// CloudFormation checks this extra action whenever a call is made with CallAs=DELEGATED_ADMIN; a missing grant is a
 /// common cause of AccessDenied for delegated administrators.
 pub const DELEGATED_ADMIN_ACTION: &str = "organizations:ListDelegatedAdministrators";
@@ -171,6 +194,7 @@ pub const DELEGATED_ADMIN_ACTION: &str = "organizations:ListDelegatedAdministrat
 pub fn iam_action(service: &str, operation: &str) -> Option<&'static str> {
     IAM_ACTIONS
         .iter()
+        .chain(MANAGEMENT_STACK_IAM_ACTIONS)
         .find(|(s, o, _)| *s == service && *o == operation)
         .map(|(_, _, action)| *action)
 }
@@ -309,12 +333,18 @@ fn access_denied_message(call: Call, aws_message: &str) -> String {
         }
     };
     let file = match call.call_as {
+        _ if MANAGEMENT_STACK_IAM_ACTIONS
+            .iter()
+            .any(|(_, _, a)| *a == action) =>
+        {
+            MANAGEMENT_STACK_POLICY_FILE
+        }
         Some(CallAs::DelegatedAdmin) => DELEGATED_ADMIN_POLICY_FILE,
         _ => POLICY_FILE,
     };
     let mut text = format!(
         "{aws_message} - stacksetd needs IAM action {action} for this call: grant it to the credentials stacksetd \
-         runs with ({file} grants every action stacksetd uses)"
+         runs with ({file} grants it)"
     );
     if STACK_SET_SCOPED_ACTIONS.contains(&action) {
         text.push_str(&format!(

@@ -10,6 +10,7 @@
 mod convert;
 pub mod errors;
 mod role;
+mod stacks;
 
 use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
@@ -30,6 +31,7 @@ use crate::cloud::{
     Operation, OperationResult, OrgNode, OrganizationInfo, PolicyKind, Result, RoleToAssume,
     StackInstance, UpdateStackSet,
 };
+use crate::cloud::{DeleteStackRequest, ObservedStack, StackRequest};
 use crate::error::Error;
 use errors::{Call, malformed, map_sdk_error};
 
@@ -810,6 +812,25 @@ impl Cloud for AwsCloud {
                 .await,
         )?;
         Ok(())
+    }
+
+    async fn describe_stack(&self, name: &str, region: &str) -> Result<Option<ObservedStack>> {
+        self.stack(name, region).await
+    }
+    async fn get_stack_template(&self, stack_id: &str, region: &str) -> Result<String> {
+        self.stack_template(stack_id, region).await
+    }
+    async fn create_stack(&self, request: &StackRequest) -> Result<()> {
+        self.put_stack(request, true).await.map(drop)
+    }
+    async fn update_stack(&self, request: &StackRequest) -> Result<bool> {
+        self.put_stack(request, false).await
+    }
+    async fn delete_stack(&self, request: &DeleteStackRequest) -> Result<()> {
+        self.remove_stack(request).await
+    }
+    async fn detect_stack_drift(&self, stack_id: &str, region: &str) -> Result<()> {
+        self.stack_drift(stack_id, region).await
     }
 
     async fn stage_template(&self, bucket: &str, key: &str, body: &str) -> Result<String> {

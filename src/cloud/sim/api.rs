@@ -14,6 +14,7 @@ use crate::cloud::{
     DetectDriftRequest, InstancesRequest, ObservedStackSet, Operation, OperationAction,
     OperationResult, OrgNode, OrganizationInfo, PolicyKind, Result, StackInstance, UpdateStackSet,
 };
+use crate::cloud::{DeleteStackRequest, ObservedStack, StackRequest};
 use crate::error::AwsErrorKind;
 
 /// Page sizes of the listings (Organizations: MaxResults 20; CloudFormation: 100).
@@ -391,6 +392,38 @@ impl Cloud for Sim {
 
     async fn detect_stack_set_drift(&self, request: &DetectDriftRequest) -> Result<String> {
         self.single(CFN, "DetectStackSetDrift", |w| w.detect_drift(request))
+    }
+
+    async fn describe_stack(&self, name: &str, region: &str) -> Result<Option<ObservedStack>> {
+        self.single(
+            CFN,
+            "DescribeStacks",
+            |w| Ok(w.describe_stack(name, region)),
+        )
+    }
+
+    async fn get_stack_template(&self, stack_id: &str, _region: &str) -> Result<String> {
+        self.single(CFN, "GetTemplate", |w| w.stack_template(stack_id))
+    }
+
+    async fn create_stack(&self, request: &StackRequest) -> Result<()> {
+        self.single(CFN, "CreateStack", |w| w.create_stack(request))
+    }
+
+    async fn update_stack(&self, request: &StackRequest) -> Result<bool> {
+        let answer = self.single(CFN, "UpdateStack", |w| w.update_stack(request));
+        match answer {
+            Err(e) if e.to_string().contains(super::stacks::NO_UPDATES) => Ok(false),
+            other => other.map(|()| true),
+        }
+    }
+
+    async fn delete_stack(&self, request: &DeleteStackRequest) -> Result<()> {
+        self.single(CFN, "DeleteStack", |w| w.delete_stack(request))
+    }
+
+    async fn detect_stack_drift(&self, stack_id: &str, _region: &str) -> Result<()> {
+        self.single(CFN, "DetectStackDrift", |w| w.detect_stack_drift(stack_id))
     }
 
     async fn assume_role(&self, role_arn: &str, _session_name: &str) -> Result<()> {

@@ -20,6 +20,7 @@ mod engine;
 mod faults;
 mod org;
 mod roles;
+mod stacks;
 mod stacksets;
 mod targets;
 #[cfg(test)]
@@ -109,6 +110,8 @@ pub(crate) struct World {
     pub out_of_band: u64,
     /// Every change the API accepted twice in a row (`Sim::repeated_changes`).
     pub repeated_changes: Vec<stacksets::RepeatedChange>,
+    /// Plain stacks in the caller's account (`spec.managementAccount`).
+    pub stacks: stacks::Stacks,
 }
 
 impl World {
@@ -168,6 +171,7 @@ impl Sim {
             epoch: (Instant::now(), std::time::SystemTime::now()),
             out_of_band: 0,
             repeated_changes: Vec::new(),
+            stacks: Default::default(),
             config,
         };
         Sim {
@@ -212,6 +216,7 @@ impl Sim {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         world.advance_to(Instant::now());
+        world.settle_stacks();
         world
     }
 
