@@ -494,8 +494,9 @@ async fn submit(
             }
             if step.action.is_stack() {
                 // No operation to find by id later: the same step sent again (a creation after a failed one was
-                // deleted) takes the next ClientRequestToken.
+                // deleted) takes the next ClientRequestToken; and the template is read again once it is done.
                 ctx.memory.finish(name, &id);
+                ctx.memory.forget_stack_template(name);
             }
             if matches!(step.action, Action::UpdateStackSet { .. }) {
                 // stacksetd's own change: what the stack set looks like next is not drift.

@@ -25,6 +25,8 @@ mod helpers;
 mod idempotence;
 #[path = "controller_sim/instance_cache.rs"]
 mod instance_cache;
+#[path = "controller_sim/management_stack.rs"]
+mod management_stack;
 #[path = "controller_sim/observability.rs"]
 mod observability;
 #[path = "controller_sim/preflight.rs"]

@@ -567,3 +567,50 @@ async fn access_analyzer_holds_a_version_it_finds_new_access_in() {
     converge(&unchecked, &ctx).await;
     assert_eq!(applied(&sim).as_deref(), Some(v2().as_str()));
 }
+
+/// `spec.managementAccount`: the management account's stack follows the stack set's template decisions exactly:
+/// a narrowing version reaches it after the stack set, a widening one held for the stack set is held for it too.
+#[tokio::test]
+async fn the_management_account_stack_gets_only_the_versions_the_stack_set_gets() {
+    let server = TemplateServer::start().await;
+    server.publish(&v1());
+    let sim = sim();
+    let ctx = context(&sim);
+    let yaml = deployment_yaml(
+        "aimably",
+        &format!("{{policy: DataOnly, url: \"{}\"}}", server.url()),
+    ) + "  managementAccount: {deploy: true}\n";
+    let d = stacksetd::desired::parse_str(&yaml, std::path::Path::new("t.yaml"))
+        .expect("valid")
+        .remove(0);
+    let stack_body = || sim.stack_template_body("us-east-1", STACK_SET);
+    converge(&d, &ctx).await;
+    assert_eq!(stack_body().as_deref(), Some(v1().as_str()));
+
+    // A widening version: held for both.
+    server.publish(&role_template("Aimably v2 wider", WIDER_ACTIONS));
+    poll(&ctx, &server.url()).await;
+    let report = converge(&d, &ctx).await;
+    assert_eq!(template_of(&report).decision, "held_permission_widening");
+    assert_eq!(calls(&sim, "UpdateStackSet"), 0);
+    assert_eq!(calls(&sim, "UpdateStack"), 0);
+    assert_eq!(stack_body().as_deref(), Some(v1().as_str()));
+
+    // A narrowing one: applied to the stack set, then to the stack, the same bytes.
+    server.publish(&v2());
+    poll(&ctx, &server.url()).await;
+    converge(&d, &ctx).await;
+    assert_eq!(applied(&sim).as_deref(), Some(v2().as_str()));
+    assert_eq!(stack_body().as_deref(), Some(v2().as_str()));
+    assert_eq!(
+        (calls(&sim, "UpdateStackSet"), calls(&sim, "UpdateStack")),
+        (1, 1)
+    );
+    let tags = sim.stack("us-east-1", STACK_SET).expect("stack").tags;
+    assert_eq!(
+        tags.get(stacksetd::controller::ownership::TEMPLATE_TAG)
+            .map(String::as_str),
+        Some(sha(&v2()).as_str()),
+        "the approval record on the stack too"
+    );
+}

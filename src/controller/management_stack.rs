@@ -9,7 +9,7 @@ use super::Context;
 use crate::desired::Deployment;
 use crate::error::Error;
 use crate::plan::Observed;
-use crate::plan::management_stack::{ManagementStackObserved, owned};
+use crate::plan::management_stack::{FailedCreation, ManagementStackObserved, owned};
 
 /// What the pass sees of the stack; `None` without `spec.managementAccount` (not a single call then).
 pub(super) async fn observe(
@@ -58,11 +58,20 @@ pub(super) async fn observe(
             }
         }
     }
+    let failed = stack
+        .as_ref()
+        .filter(|s| owned(s, owner))
+        .and_then(FailedCreation::of);
+    if let Some(failed) = &failed {
+        warn!(stack = %name, region = %region, reason = %failed.reason, "creating the management account's stack failed");
+    }
+    let failed_creation = ctx.memory().failed_stack_creation(owner, failed);
     Ok(Some(ManagementStackObserved {
         region: region.clone(),
         stack,
         template_body,
         elsewhere,
+        failed_creation,
     }))
 }
 

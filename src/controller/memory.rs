@@ -55,6 +55,8 @@ struct Entry {
     auto_targets_missing_before: BTreeSet<(String, String)>,
     /// The management account stack's template: (stack id, its LastUpdatedTime, the body GetTemplate gave).
     stack_template: Option<(String, Option<SystemTime>, String)>,
+    /// The management account stack's last failed creation.
+    failed_stack_creation: Option<crate::plan::management_stack::FailedCreation>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -240,6 +242,25 @@ impl Memory {
             }
             _ => None,
         })
+    }
+
+    /// The last failed creation of the management account's stack; `seen` replaces it when given.
+    pub fn failed_stack_creation(
+        &self,
+        deployment: &str,
+        seen: Option<crate::plan::management_stack::FailedCreation>,
+    ) -> Option<crate::plan::management_stack::FailedCreation> {
+        self.with(deployment, |e| {
+            if seen.is_some() {
+                e.failed_stack_creation = seen;
+            }
+            e.failed_stack_creation.clone()
+        })
+    }
+
+    /// stacksetd changed the stack: its template is read again.
+    pub fn forget_stack_template(&self, deployment: &str) {
+        self.with(deployment, |e| e.stack_template = None);
     }
 
     pub fn remember_stack_template(

@@ -128,14 +128,24 @@ impl ManagementStackReport {
     fn of(
         deployment: &Deployment,
         observed: &crate::plan::management_stack::ManagementStackObserved,
+        plan: &Plan,
     ) -> ManagementStackReport {
         let name = deployment.spec.stack_set_name.clone();
         let Some(stack) = &observed.stack else {
+            // A creation that failed and is not being tried again is a failure, not an absence.
+            let held = observed.failed_creation.as_ref().filter(|_| {
+                deployment.spec.wants_management_stack()
+                    && !plan
+                        .steps
+                        .iter()
+                        .any(|s| matches!(s.action, crate::plan::Action::CreateStack { .. }))
+            });
             return ManagementStackReport {
                 name,
                 region: observed.region.clone(),
                 status: "ABSENT".into(),
-                state: "absent",
+                status_reason: held.map(|f| f.reason.clone()),
+                state: if held.is_some() { "failed" } else { "absent" },
                 ..ManagementStackReport::default()
             };
         };
@@ -351,7 +361,7 @@ impl Report {
             management_stack: observed
                 .management_stack
                 .as_ref()
-                .map(|m| ManagementStackReport::of(deployment, m)),
+                .map(|m| ManagementStackReport::of(deployment, m, plan)),
             ..Report::default()
         }
     }

@@ -24,7 +24,7 @@ use serde::Serialize;
 use super::steps::settings_changes;
 use super::{Action, Change, Desired, Observed, Purpose, Step};
 use crate::cloud::{ObservedStack, StackSetSettings};
-use crate::controller::ownership::OWNER_TAG;
+use crate::controller::ownership::{OWNER_TAG, TEMPLATE_TAG};
 use crate::error::Error;
 
 /// The value DescribeStacks shows for a NoEcho parameter.
@@ -43,6 +43,44 @@ pub struct ManagementStackObserved {
     /// This deployment's stacks in the other desired Regions: looked for only when `stack` is missing and one is
     /// wanted, before a creation.
     pub elsewhere: Vec<ObservedStack>,
+    /// The last creation this process saw fail, with what it carried.
+    pub failed_creation: Option<FailedCreation>,
+}
+
+/// A creation that rolled back: the same template version and parameters are not sent again (a role of that
+/// name made by hand in the management account would fail every time); a new version, new parameters or a
+/// restart try again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedCreation {
+    /// The approval record the failed stack carried.
+    pub template_sha256: Option<String>,
+    pub parameters: BTreeMap<String, String>,
+    /// CloudFormation's StackStatusReason.
+    pub reason: String,
+}
+
+impl FailedCreation {
+    /// The failure of a creation from this stack, if it is one.
+    pub fn of(stack: &ObservedStack) -> Option<FailedCreation> {
+        matches!(
+            stack.status.as_str(),
+            "CREATE_FAILED" | "ROLLBACK_COMPLETE" | "ROLLBACK_FAILED"
+        )
+        .then(|| FailedCreation {
+            template_sha256: stack.tags.get(TEMPLATE_TAG).cloned(),
+            parameters: stack.parameters.clone(),
+            reason: stack
+                .status_reason
+                .clone()
+                .unwrap_or_else(|| stack.status.clone()),
+        })
+    }
+
+    /// Whether creating the desired stack would send what failed.
+    fn repeats(&self, desired: &StackSettings) -> bool {
+        self.template_sha256.as_ref() == desired.tags.get(TEMPLATE_TAG)
+            && self.parameters == desired.parameters
+    }
 }
 
 impl ManagementStackObserved {
@@ -104,7 +142,18 @@ pub(super) fn steps(
     }
     match (&m.stack, want) {
         (None, true) if m.elsewhere.iter().any(|s| owned(s, owner)) => {}
-        (None, true) => steps.push(create_step(desired, &m.region)?),
+        (None, true) => {
+            let settings = wanted(desired)?;
+            match m.failed_creation.as_ref().filter(|f| f.repeats(&settings)) {
+                Some(failed) => notes.push(format!(
+                    "managementAccount: creating stack {} in {} failed ({}); the same template version and \
+                     parameters are not sent again: fix the cause, then publish or pin another version, change a \
+                     parameter, or restart stacksetd",
+                    spec.stack_set_name, m.region, failed.reason
+                )),
+                None => steps.push(create_step(desired, &m.region, settings)),
+            }
+        }
         (None, false) => {}
         (Some(stack), _) if stack.in_progress() => {}
         (Some(stack), false) => steps.push(delete_step(stack, &why_delete)),
@@ -148,9 +197,9 @@ fn wanted(desired: Desired<'_>) -> Result<StackSettings, Error> {
     })
 }
 
-fn create_step(desired: Desired<'_>, region: &str) -> Result<Step, Error> {
+fn create_step(desired: Desired<'_>, region: &str, settings: StackSettings) -> Step {
     let name = &desired.deployment.spec.stack_set_name;
-    Ok(Step {
+    Step {
         purpose: Purpose::Converge,
         summary: format!(
             "create stack {name} in the management account in {region} (template {})",
@@ -163,9 +212,9 @@ fn create_step(desired: Desired<'_>, region: &str) -> Result<Step, Error> {
         }],
         action: Action::CreateStack {
             region: region.to_string(),
-            settings: wanted(desired)?,
+            settings,
         },
-    })
+    }
 }
 
 /// An UpdateStack when the template, a parameter or a tag differs (compared as the stack set's settings are).

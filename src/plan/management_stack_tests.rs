@@ -53,6 +53,7 @@ fn seen(stack: Option<ObservedStack>, elsewhere: Vec<ObservedStack>) -> Observed
         template_body: stack.as_ref().map(|_| BODY.to_string()),
         stack,
         elsewhere,
+        failed_creation: None,
     });
     o
 }
@@ -277,4 +278,37 @@ fn a_stack_left_in_the_old_first_region_is_deleted_before_one_is_created_in_the_
     // While the old one is being deleted, nothing: the creation follows.
     let going = stack("DELETE_IN_PROGRESS", Some("t"), OTHER);
     assert!(run(&d, BODY, &seen(None, vec![going])).is_empty());
+}
+
+#[test]
+fn a_failed_creation_is_not_sent_again_with_the_same_version_and_parameters() {
+    let mut d = deployment("{deploy: true}", "");
+    d.spec.tags.insert(TEMPLATE_TAG.into(), "aaa".into());
+    let mut failed = stack("ROLLBACK_COMPLETE", Some("t"), REGION);
+    failed.tags = d.spec.tags.clone();
+    failed.status_reason = Some("AimablyMemberRole already exists".into());
+    let record = FailedCreation::of(&failed).expect("a failed creation");
+    let mut o = seen(None, vec![]);
+    o.stack_set.as_mut().unwrap().settings.tags = d.spec.tags.clone();
+    o.management_stack.as_mut().unwrap().failed_creation = Some(record);
+    let plan = run(&d, BODY, &o);
+    assert!(plan.is_empty(), "{plan:?}");
+    assert!(
+        plan.notes
+            .iter()
+            .any(|n| n.contains("AimablyMemberRole already exists")),
+        "{plan:?}"
+    );
+    // A new version, or new parameters, are tried.
+    let mut newer = d.clone();
+    newer.spec.tags.insert(TEMPLATE_TAG.into(), "bbb".into());
+    assert_eq!(names(&run(&newer, BODY, &o)).last(), Some(&"CreateStack"));
+    let mut other = d.clone();
+    other
+        .spec
+        .parameters
+        .insert("ManagementAccountId".into(), "222222222222".into());
+    assert_eq!(names(&run(&other, BODY, &o)).last(), Some(&"CreateStack"));
+    // A failed update is not a failed creation.
+    assert!(FailedCreation::of(&stack("UPDATE_ROLLBACK_COMPLETE", Some("t"), REGION)).is_none());
 }

@@ -32,6 +32,9 @@ pub const MUTATING: &[&str] = &[
     "UpdateStackInstances",
     "DeleteStackInstances",
     "DeleteStackSet",
+    "CreateStack",
+    "UpdateStack",
+    "DeleteStack",
 ];
 
 /// The vendor's advice from the seed: tolerate failures, deploy everywhere at once.
