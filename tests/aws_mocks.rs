@@ -1685,3 +1685,5 @@ async fn auto_deployment_targets_follow_every_page() {
         )]
     );
 }
+
+mod stacks;
