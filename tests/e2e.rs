@@ -11,6 +11,7 @@ mod daemon_process;
 mod e2e_moto;
 mod faults_moto;
 mod leases_moto;
+mod management_stack_moto;
 mod moto_harness;
 mod observability_moto;
 mod safety_moto;
