@@ -290,3 +290,58 @@ fn the_lease_and_deployment_role_policy_grants_what_the_lease_store_calls_on_nam
             .expect("README.md");
     assert!(readme.contains(FILE), "the README links {FILE}");
 }
+
+/// deploy/iam/stacksetd-policy-management-stack.json, for `spec.managementAccount: {deploy: true}`: exactly the
+/// plain-stack calls stacksetd makes, on stacks named with the documented prefix in the management account (never
+/// `*`), and iam:PassRole only on a named service role, only to CloudFormation.
+#[test]
+fn the_management_stack_policy_grants_the_stack_calls_on_named_stacks_and_passes_one_role() {
+    use stacksetd::cloud::aws::errors::{
+        MANAGEMENT_STACK_IAM_ACTIONS, MANAGEMENT_STACK_POLICY_FILE,
+    };
+    let statements = statements(MANAGEMENT_STACK_POLICY_FILE);
+    let stack = statements
+        .iter()
+        .find(|s| s.sid == "ManagementAccountStack")
+        .expect("a ManagementAccountStack statement");
+    let granted: BTreeSet<&str> = stack.actions.iter().map(String::as_str).collect();
+    let called: BTreeSet<&str> = MANAGEMENT_STACK_IAM_ACTIONS
+        .iter()
+        .map(|(_, _, a)| *a)
+        .collect();
+    assert_eq!(
+        granted, called,
+        "{MANAGEMENT_STACK_POLICY_FILE} and the calls disagree"
+    );
+    for resource in &stack.resources {
+        assert!(
+            resource.starts_with("arn:aws:cloudformation:")
+                && resource.contains(&format!(":stack/{POLICY_STACK_SET_PREFIX}")),
+            "{MANAGEMENT_STACK_POLICY_FILE}: stacks named {POLICY_STACK_SET_PREFIX}* only: {resource}"
+        );
+    }
+    let pass = statements
+        .iter()
+        .find(|s| s.sid == "PassStackServiceRole")
+        .expect("a PassStackServiceRole statement");
+    assert_eq!(pass.actions, vec!["iam:PassRole".to_string()]);
+    assert!(
+        pass.resources
+            .iter()
+            .all(|r| stacksetd::desired::credentials::role_account(r).is_some()),
+        "named roles only: {:?}",
+        pass.resources
+    );
+    assert_eq!(
+        pass.condition["StringEquals"]["iam:PassedToService"], "cloudformation.amazonaws.com",
+        "passed to CloudFormation only"
+    );
+    assert_eq!(statements.len(), 2, "nothing else");
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .expect("README.md");
+    assert!(
+        readme.contains(MANAGEMENT_STACK_POLICY_FILE),
+        "the README links it"
+    );
+}

@@ -40,6 +40,7 @@ const ALERT_NAMES: &[&str] = &[
     "StacksetdMemberAccessFailures",
     "StacksetdTemplateUpdatePending",
     "StacksetdTemplateRejected",
+    "StacksetdManagementStackFailed",
 ];
 
 /// Labels the scrape adds to every series.
