@@ -339,6 +339,14 @@ pub struct ManagementAccount {
 }
 
 impl Spec {
+    /// The capabilities as the API spells them, in one set (what the plan compares and sends).
+    pub fn capability_names(&self) -> std::collections::BTreeSet<String> {
+        self.capabilities
+            .iter()
+            .map(|c| c.as_str().to_string())
+            .collect()
+    }
+
     /// The management-account stack is wanted: `managementAccount.deploy: true` and `ensure: Present`.
     pub fn wants_management_stack(&self) -> bool {
         self.ensure == Ensure::Present && self.management_account.as_ref().is_some_and(|m| m.deploy)

@@ -188,11 +188,7 @@ fn wanted(desired: Desired<'_>) -> Result<StackSettings, Error> {
     Ok(StackSettings {
         template_body: desired.template.body_for_api()?.to_string(),
         parameters: spec.parameters.clone(),
-        capabilities: spec
-            .capabilities
-            .iter()
-            .map(|c| c.as_str().to_string())
-            .collect(),
+        capabilities: spec.capability_names(),
         tags: spec.tags.clone(),
     })
 }

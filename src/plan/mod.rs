@@ -362,11 +362,7 @@ fn create_from_nothing(desired: Desired<'_>) -> Result<Vec<Step>, Error> {
                     description: spec.description.clone(),
                     template_body: body,
                     parameters: spec.parameters.clone(),
-                    capabilities: spec
-                        .capabilities
-                        .iter()
-                        .map(|c| c.as_str().to_string())
-                        .collect(),
+                    capabilities: spec.capability_names(),
                     tags: spec.tags.clone(),
                     auto_deployment: Some(spec.auto_deployment.clone()),
                     managed_execution: Some(spec.managed_execution.active),

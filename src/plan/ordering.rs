@@ -104,11 +104,7 @@ impl<'a> Scope<'a> {
             observed,
             stack_set,
             body: desired.template.body_for_api()?.to_string(),
-            capabilities: spec
-                .capabilities
-                .iter()
-                .map(|c| c.as_str().to_string())
-                .collect(),
+            capabilities: spec.capability_names(),
             kept_units: existing.units.intersection(&units).cloned().collect(),
             kept_targets: existing.targeted.intersection(&units).cloned().collect(),
             kept_regions: existing.regions.intersection(&regions).cloned().collect(),

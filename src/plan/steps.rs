@@ -145,11 +145,7 @@ pub(super) fn settings_changes(desired: Desired<'_>, observed: &StackSetSettings
         });
     }
     diff_parameters(desired, observed, &mut changes);
-    let capabilities: BTreeSet<String> = spec
-        .capabilities
-        .iter()
-        .map(|c| c.as_str().to_string())
-        .collect();
+    let capabilities = spec.capability_names();
     if capabilities != observed.capabilities {
         changes.push(Change {
             field: "capabilities".into(),

@@ -11,6 +11,7 @@ use stacksetd::controller::ownership::{OWNER_TAG, TEMPLATE_TAG};
 use stacksetd::controller::{self, State};
 
 use super::helpers::*;
+use crate::templates_support::calls;
 
 fn with_stack(deploy: bool, regions: Vec<&'static str>, extra: &str) -> Spec {
     Spec {
@@ -18,15 +19,6 @@ fn with_stack(deploy: bool, regions: Vec<&'static str>, extra: &str) -> Spec {
         extra: format!("  managementAccount: {{deploy: {deploy}}}\n{extra}"),
         ..Spec::whole_org()
     }
-}
-
-fn calls_of(sim: &Sim, operation: &str) -> u64 {
-    sim.calls()
-        .snapshot()
-        .iter()
-        .filter(|((_, op, _), _)| *op == operation)
-        .map(|(_, n)| n)
-        .sum()
 }
 
 #[tokio::test(start_paused = true)]
@@ -165,7 +157,7 @@ async fn a_stack_stacksetd_did_not_make_is_never_touched() {
         );
     }
     for op in ["CreateStack", "UpdateStack", "DeleteStack"] {
-        assert_eq!(calls_of(&sim, op), 0, "{op}");
+        assert_eq!(calls(&sim, op), 0, "{op}");
     }
     assert_eq!(
         sim.stack_template_body(REGION, STACK_SET).as_deref(),
@@ -194,7 +186,7 @@ async fn deploy_false_deletes_our_stack_only_after_the_deletion_delay() {
     assert!(sim.stack(REGION, STACK_SET).is_some(), "not yet");
     converge_ok(&off, &ctx).await;
     assert!(sim.stack(REGION, STACK_SET).is_none());
-    assert_eq!(calls_of(&sim, "DeleteStack"), 1);
+    assert_eq!(calls(&sim, "DeleteStack"), 1);
     assert!(sim.stack_set(STACK_SET).is_some(), "the stack set stays");
 }
 
@@ -224,9 +216,9 @@ async fn a_failed_creation_is_cleaned_up_and_not_retried_until_something_changes
     let outcome = controller::converge(&deployment, &ctx, |_| {})
         .await
         .expect("converges as far as it can");
-    assert_eq!(calls_of(&sim, "CreateStack"), 1);
+    assert_eq!(calls(&sim, "CreateStack"), 1);
     assert_eq!(
-        calls_of(&sim, "DeleteStack"),
+        calls(&sim, "DeleteStack"),
         1,
         "the rolled-back stack is deleted"
     );
@@ -246,11 +238,11 @@ async fn a_failed_creation_is_cleaned_up_and_not_retried_until_something_changes
     controller::converge(&deployment, &ctx, |_| {})
         .await
         .expect("pass");
-    assert_eq!(calls_of(&sim, "CreateStack"), 1);
+    assert_eq!(calls(&sim, "CreateStack"), 1);
     // A fresh process (a restart) tries once more; with the cause fixed it succeeds.
     sim.fail_stack_creations(None);
     converge_ok(&deployment, &sim_context(&sim)).await;
-    assert_eq!(calls_of(&sim, "CreateStack"), 2);
+    assert_eq!(calls(&sim, "CreateStack"), 2);
     assert_eq!(
         sim.stack(REGION, STACK_SET).unwrap().status,
         "CREATE_COMPLETE"
@@ -265,7 +257,7 @@ async fn a_lost_answer_to_create_stack_creates_one_stack() {
     sim.lose_next_response("CreateStack", 1);
     let (result, _) = converge(&deployment, &ctx).await;
     result.expect("converged after the lost answer");
-    assert_eq!(calls_of(&sim, "CreateStack"), 1, "never sent twice");
+    assert_eq!(calls(&sim, "CreateStack"), 1, "never sent twice");
     assert_eq!(
         calls_with(&sim, "CreateStack", "ok"),
         0,
@@ -321,12 +313,12 @@ async fn drift_on_the_stack_is_detected_with_the_stack_sets() {
     .await;
     assert!(outcome.report.management_stack.unwrap().drifted());
     assert_eq!(
-        calls_of(&sim, "DetectStackDrift"),
+        calls(&sim, "DetectStackDrift"),
         2,
         "with the stack set's first check (never checked) and the one an interval later"
     );
     assert_eq!(
-        calls_of(&sim, "UpdateStack"),
+        calls(&sim, "UpdateStack"),
         0,
         "reported, not re-applied (CloudFormation cannot)"
     );

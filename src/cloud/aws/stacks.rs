@@ -33,6 +33,23 @@ fn validation_says<E: ProvideErrorMetadata, R>(
     }))
 }
 
+/// Everything CreateStack and UpdateStack carry, on either builder (distinct SDK types with the same setters).
+macro_rules! stack_fields {
+    ($builder:expr, $request:expr) => {{
+        let builder = $builder
+            .stack_name(&$request.name)
+            .set_parameters(Some(convert::parameters(&$request.parameters, false)))
+            .set_capabilities(Some(convert::capabilities(&$request.capabilities)))
+            .set_tags(Some(convert::tags(&$request.tags)))
+            .set_role_arn($request.role_arn.clone())
+            .client_request_token(&$request.client_token);
+        match &$request.template_url {
+            Some(url) => builder.template_url(url),
+            None => builder.template_body(&$request.template_body),
+        }
+    }};
+}
+
 impl AwsCloud {
     /// A CloudFormation client for `region`: the daemon's own when it is that Region, else the same
     /// configuration (credentials, endpoint, retry) pointed at it.
@@ -92,38 +109,12 @@ impl AwsCloud {
     /// CreateStack (`create`) or UpdateStack; `Ok(false)` when the update had nothing to do.
     pub(super) async fn put_stack(&self, request: &StackRequest, create: bool) -> Result<bool> {
         let client = self.cfn_in(&request.region);
-        let parameters = Some(convert::parameters(&request.parameters, false));
-        let capabilities = Some(convert::capabilities(&request.capabilities));
-        let tags = Some(convert::tags(&request.tags));
         if create {
-            let mut builder = client
-                .create_stack()
-                .stack_name(&request.name)
-                .set_parameters(parameters)
-                .set_capabilities(capabilities)
-                .set_tags(tags)
-                .set_role_arn(request.role_arn.clone())
-                .client_request_token(&request.client_token);
-            builder = match &request.template_url {
-                Some(url) => builder.template_url(url),
-                None => builder.template_body(&request.template_body),
-            };
+            let builder = stack_fields!(client.create_stack(), request);
             self.settle(call("CreateStack"), builder.send().await)
                 .map(|_| true)
         } else {
-            let mut builder = client
-                .update_stack()
-                .stack_name(&request.name)
-                .set_parameters(parameters)
-                .set_capabilities(capabilities)
-                .set_tags(tags)
-                .set_role_arn(request.role_arn.clone())
-                .client_request_token(&request.client_token);
-            builder = match &request.template_url {
-                Some(url) => builder.template_url(url),
-                None => builder.template_body(&request.template_body),
-            };
-            let result = builder.send().await;
+            let result = stack_fields!(client.update_stack(), request).send().await;
             let unchanged = validation_says(&result, NO_UPDATES);
             match self.settle(call("UpdateStack"), result) {
                 Err(_) if unchanged => Ok(false),
