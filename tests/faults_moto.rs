@@ -41,9 +41,12 @@ fn org_spec() -> OrgSpec {
 
 /// How long the daemon gets to converge through the faults (its error backoff starts at 2-4 s).
 /// The daemon retries a failed pass with exponential backoff (2 s doubling, capped at 300 s): with 2 SDK attempts
-/// per call, a run of unlucky passes can legitimately take longer than 150 s (seen once on fakecloud), so the
-/// daemon phase allows one capped backoff more.
-const DAEMON_CONVERGE_TIMEOUT: Duration = Duration::from_secs(150 + 300);
+/// per call, a run of unlucky passes can legitimately take longer than 150 s (seen once on fakecloud). An
+/// organization scan of ~10 pages then fails about half the time (any page failing twice fails the scan, by design:
+/// a partial listing is never planned from), and six scans failing in a row (seen once on moto, 2026-12-02: the
+/// seventh pass came 283 s after the sixth) need the backoffs up to the cap: the daemon phase allows two capped
+/// backoffs beyond the 150 s. A daemon that never converges still fails here.
+const DAEMON_CONVERGE_TIMEOUT: Duration = Duration::from_secs(150 + 2 * 300);
 
 async fn reconcile_once_via(
     server: &MotoServer,
