@@ -277,6 +277,21 @@ impl Outcome {
     pub fn is_converged(&self) -> bool {
         self.state == State::Converged
     }
+
+    /// What a converged pass could not bring about and a person must see (`reconcile --once` exits 1 with it):
+    /// the management account's stack failed and is not being tried again.
+    pub fn held_back(&self) -> Option<String> {
+        let stack = self.report.management_stack.as_ref()?;
+        (stack.state == "failed").then(|| {
+            format!(
+                "the management account's stack {} in {} failed ({}): {}",
+                stack.name,
+                stack.region,
+                stack.status,
+                stack.status_reason.as_deref().unwrap_or("no reason given")
+            )
+        })
+    }
 }
 
 /// One pass, in three stages: observe (every read, what the controller remembers included), decide (pure: the

@@ -390,7 +390,12 @@ async fn reconcile_once(
         };
         printer.finish();
         match result {
-            Ok(outcome) if outcome.is_converged() => {}
+            Ok(outcome) if outcome.is_converged() => {
+                if let Some(problem) = outcome.held_back() {
+                    all_converged = false;
+                    eprintln!("{}: {problem}", deployment.name());
+                }
+            }
             Ok(_) => all_converged = false,
             Err(e) => {
                 all_converged = false;

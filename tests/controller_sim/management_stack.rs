@@ -80,6 +80,7 @@ async fn the_management_account_gets_the_stack_sets_checked_template_parameters_
     assert_eq!(calls.get("DescribeStacks"), Some(&1), "{calls:?}");
     assert!(!calls.contains_key("GetTemplate"), "{calls:?}");
     assert!(mutating_calls(&calls).is_empty(), "{calls:?}");
+    assert_eq!(outcome.held_back(), None);
     let report = outcome.report.management_stack.expect("reported");
     assert_eq!(
         (report.status.as_str(), report.managed, report.state),
@@ -223,6 +224,10 @@ async fn a_failed_creation_is_cleaned_up_and_not_retried_until_something_changes
         "the rolled-back stack is deleted"
     );
     assert!(sim.stack(REGION, STACK_SET).is_none());
+    let problem = outcome
+        .held_back()
+        .expect("reconcile --once exits 1 with it");
+    assert!(problem.contains("already exists"), "{problem}");
     let report = outcome.report.management_stack.expect("reported");
     assert_eq!(report.state, "failed");
     assert!(
