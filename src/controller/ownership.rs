@@ -126,6 +126,10 @@ pub struct Orphan {
     pub deployment: String,
     /// What to do about it.
     pub advice: String,
+    /// The Region of the deployment's stack in the management account (`spec.managementAccount`), when one is
+    /// left beside the stack set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub management_stack: Option<String>,
 }
 
 /// The orphaned stack sets: ListStackSets (for each CallAs the deployments use), then DescribeStackSet of each
@@ -212,12 +216,45 @@ async fn scan(
                      {owner}, stackSetName {name} and ensure: Absent; to keep it, remove its {OWNER_TAG} tag"
                 ),
             };
+            let management_stack = management_stack_of(ctx, &stack_set, owner, call_as).await;
+            let advice = match &management_stack {
+                Some(region) => format!(
+                    "{advice}; its stack in the management account ({region}) goes too when that document also has \
+                     managementAccount: {{deploy: false}}"
+                ),
+                None => advice,
+            };
             out.push(Orphan {
                 stack_set: name,
                 deployment: owner.clone(),
                 advice,
+                management_stack,
             });
         }
     }
     Ok(out)
+}
+
+/// The Region of an orphaned deployment's stack in the management account, if it left one (`spec.managementAccount`
+/// keeps it under the stack set's name in one of its Regions). Only the management account has such stacks
+/// (callAs SELF); a Region that cannot be read is skipped: the report is a hint, never an input to a deletion.
+async fn management_stack_of(
+    ctx: &Context,
+    stack_set: &ObservedStackSet,
+    owner: &str,
+    call_as: crate::cloud::CallAs,
+) -> Option<String> {
+    if call_as != crate::cloud::CallAs::SelfAccount {
+        return None;
+    }
+    for region in stack_set.regions.iter().flatten() {
+        match ctx.cloud.describe_stack(&stack_set.name, region).await {
+            Ok(Some(stack)) if crate::plan::management_stack::owned(&stack, owner) => {
+                return Some(region.clone());
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(region = %region, error = %e, "orphan scan: no stack read"),
+        }
+    }
+    None
 }

@@ -328,3 +328,26 @@ async fn drift_on_the_stack_is_detected_with_the_stack_sets() {
         "reported, not re-applied (CloudFormation cannot)"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_orphaned_deployment_reports_the_stack_it_left_in_the_management_account() {
+    let sim = Sim::realistic(SimConfig::default());
+    let ctx = sim_context(&sim);
+    converge_ok(&with_stack(true, vec![REGION], "").deployment(), &ctx).await;
+    // The document is removed: the stack set is an orphan, and so is the stack beside it.
+    let orphans = controller::ownership::orphans(&ctx, &[])
+        .await
+        .expect("scan");
+    assert_eq!(orphans.len(), 1, "{orphans:?}");
+    assert_eq!(orphans[0].management_stack.as_deref(), Some(REGION));
+    assert!(
+        orphans[0]
+            .advice
+            .contains("managementAccount: {deploy: false}"),
+        "{}",
+        orphans[0].advice
+    );
+    // Reported, never deleted.
+    assert!(sim.stack(REGION, STACK_SET).is_some());
+    assert_eq!(calls(&sim, "DeleteStack"), 0);
+}
