@@ -216,7 +216,14 @@ async fn scan(
                      {owner}, stackSetName {name} and ensure: Absent; to keep it, remove its {OWNER_TAG} tag"
                 ),
             };
-            let management_stack = management_stack_of(ctx, &stack_set, owner, call_as).await;
+            // Looked for only by an identity that keeps such stacks (a deployment it serves has
+            // spec.managementAccount), so one that does not is never asked for DescribeStacks it was not granted.
+            let keeps_stacks = scanned.iter().any(|d| d.spec.management_account.is_some());
+            let management_stack = if keeps_stacks {
+                management_stack_of(ctx, &stack_set, owner, call_as).await
+            } else {
+                None
+            };
             let advice = match &management_stack {
                 Some(region) => format!(
                     "{advice}; its stack in the management account ({region}) goes too when that document also has \

@@ -334,8 +334,11 @@ async fn an_orphaned_deployment_reports_the_stack_it_left_in_the_management_acco
     let sim = Sim::realistic(SimConfig::default());
     let ctx = sim_context(&sim);
     converge_ok(&with_stack(true, vec![REGION], "").deployment(), &ctx).await;
-    // The document is removed: the stack set is an orphan, and so is the stack beside it.
-    let orphans = controller::ownership::orphans(&ctx, &[])
+    // Its document is removed; another deployment of the same identity keeps a stack there too, so the identity
+    // may read stacks: the stack set is an orphan, and so is the stack beside it.
+    let mut other = with_stack(true, vec![REGION], "").deployment();
+    other.spec.stack_set_name = "AimablyOther".into();
+    let orphans = controller::ownership::orphans(&ctx, &[&other])
         .await
         .expect("scan");
     assert_eq!(orphans.len(), 1, "{orphans:?}");
@@ -350,4 +353,13 @@ async fn an_orphaned_deployment_reports_the_stack_it_left_in_the_management_acco
     // Reported, never deleted.
     assert!(sim.stack(REGION, STACK_SET).is_some());
     assert_eq!(calls(&sim, "DeleteStack"), 0);
+    // An identity whose deployments keep no such stack is never asked for one (nor granted DescribeStacks).
+    let mut plain = Spec::whole_org().deployment();
+    plain.spec.stack_set_name = "AimablyOther".into();
+    let before = calls(&sim, "DescribeStacks");
+    let orphans = controller::ownership::orphans(&ctx, &[&plain])
+        .await
+        .expect("scan");
+    assert_eq!(orphans[0].management_stack, None);
+    assert_eq!(calls(&sim, "DescribeStacks"), before);
 }
