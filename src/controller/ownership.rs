@@ -190,6 +190,10 @@ async fn scan(
     }
     call_as.sort_by_key(|c| c.as_str());
     call_as.dedup();
+    // A management-account stack left beside an orphan is looked for only by an identity that keeps such stacks
+    // (a deployment it serves has spec.managementAccount): one that does not is never asked for a DescribeStacks
+    // it was not granted.
+    let keeps_stacks = scanned.iter().any(|d| d.spec.management_account.is_some());
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
     for call_as in call_as {
@@ -216,9 +220,6 @@ async fn scan(
                      {owner}, stackSetName {name} and ensure: Absent; to keep it, remove its {OWNER_TAG} tag"
                 ),
             };
-            // Looked for only by an identity that keeps such stacks (a deployment it serves has
-            // spec.managementAccount), so one that does not is never asked for DescribeStacks it was not granted.
-            let keeps_stacks = scanned.iter().any(|d| d.spec.management_account.is_some());
             let management_stack = if keeps_stacks {
                 management_stack_of(ctx, &stack_set, owner, call_as).await
             } else {

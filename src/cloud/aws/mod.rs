@@ -219,18 +219,30 @@ impl AwsCloud {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        match result {
-            Ok(output) => {
-                self.calls.record(call.service, call.operation, OK);
-                Ok(output)
-            }
-            Err(err) => {
-                let mapped = map_sdk_error(call, &err);
-                self.calls
-                    .record(call.service, call.operation, mapped.metric_label());
-                tracing::debug!(error = %mapped, "AWS call failed");
-                Err(mapped)
-            }
+        settle(&self.calls, call, result)
+    }
+}
+
+/// Record one request's outcome in `calls` and map its error: every SDK call of this module (and the role's
+/// AssumeRole) goes through here.
+fn settle<T, E>(
+    calls: &CallCounter,
+    call: Call,
+    result: Result<T, SdkError<E, HttpResponse>>,
+) -> Result<T>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(output) => {
+            calls.record(call.service, call.operation, OK);
+            Ok(output)
+        }
+        Err(err) => {
+            let mapped = map_sdk_error(call, &err);
+            calls.record(call.service, call.operation, mapped.metric_label());
+            tracing::debug!(error = %mapped, "AWS call failed");
+            Err(mapped)
         }
     }
 }

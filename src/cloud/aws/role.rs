@@ -12,7 +12,7 @@ use aws_credential_types::Credentials;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, future};
 
-use super::errors::{Call, map_sdk_error};
+use super::errors::Call;
 use crate::cloud::{CallCounter, RoleToAssume};
 use crate::error::Error;
 
@@ -61,17 +61,11 @@ impl AssumedRole {
             .duration_seconds(i32::try_from(self.role.duration.as_secs()).unwrap_or(i32::MAX))
             .send()
             .await;
-        let output = match answer {
-            Ok(output) => {
-                self.calls.record(call.service, call.operation, "ok");
-                output
-            }
-            Err(err) => {
-                let mapped = map_sdk_error(call, &err);
-                self.calls
-                    .record(call.service, call.operation, mapped.metric_label());
+        let output = match super::settle(&self.calls, call, answer) {
+            Ok(output) => output,
+            Err(e) => {
                 *cached = None;
-                return Err(mapped);
+                return Err(e);
             }
         };
         let Some(issued) = output.credentials else {

@@ -235,14 +235,15 @@ impl World {
         Ok(())
     }
 
-    /// The body a request deploys: its own, or the staged object its URL names.
+    /// The body a request deploys: its own, or the staged object its URL names (the stack sets' rules and
+    /// limits, `targets::template_of`).
     fn template_of(&self, request: &StackRequest) -> Result<String, SimError> {
-        match &request.template_url {
-            None => Ok(request.template_body.clone()),
-            Some(url) => self.staged.get(url).cloned().ok_or_else(|| {
-                SimError::validation(format!("TemplateURL must be a staged object: {url}"))
-            }),
-        }
+        super::targets::template_of(
+            &self.staged,
+            Some(&request.template_body),
+            request.template_url.as_deref(),
+        )
+        .map(|body| body.unwrap_or_default().to_string())
     }
 }
 
