@@ -475,13 +475,11 @@ impl Leases {
         };
         let Some(session) = session else { return };
         for (deployment, fence) in held {
-            match self.store.release(&deployment, &session, fence).await {
-                Ok(Write::Applied) => {
-                    self.lock().released += 1;
-                    tracing::info!(deployment, fence, "lease released at shutdown");
-                }
-                Ok(Write::ConditionFailed) => {}
-                Err(e) => tracing::warn!(deployment, error = %e, "lease not released at shutdown"),
+            if let Err(e) = self
+                .release_one(&deployment, &session, fence, " at shutdown")
+                .await
+            {
+                tracing::warn!(deployment, error = %e, "lease not released at shutdown");
             }
         }
         match self
@@ -492,6 +490,22 @@ impl Leases {
             Ok(_) => tracing::info!(replica = %self.settings.replica_id, "lease session ended"),
             Err(e) => tracing::warn!(error = %e, "lease session not ended; it expires by itself"),
         }
+    }
+
+    /// Give one lease up (`when` completes the log line); `Ok` too when it is no longer ours (someone else's
+    /// already, or gone): nothing of ours to give up then.
+    async fn release_one(
+        &self,
+        deployment: &str,
+        session: &str,
+        fence: u64,
+        when: &str,
+    ) -> Result<(), Error> {
+        if self.store.release(deployment, session, fence).await? == Write::Applied {
+            self.lock().released += 1;
+            tracing::info!(deployment, fence, "lease released{when}");
+        }
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -44,18 +44,11 @@ impl Leases {
         let me = self.settings.replica_id.as_str();
         let mut first_error = None;
         for (deployment, fence) in plan.release {
-            match self.store.release(&deployment, &session, fence).await {
-                Ok(Write::Applied) => {
-                    self.lock().released += 1;
-                    tracing::info!(deployment, fence, "lease released");
-                }
-                // Someone else's already (or gone): nothing of ours to give up.
-                Ok(Write::ConditionFailed) => {}
-                // Still owned by our live session in the table: the next tick finds it and releases it again.
-                Err(e) => {
-                    tracing::warn!(deployment, error = %e, "lease not released; retried next tick");
-                    first_error.get_or_insert(e);
-                }
+            // Still owned by our live session in the table after an error: the next tick finds it and releases it
+            // again.
+            if let Err(e) = self.release_one(&deployment, &session, fence, "").await {
+                tracing::warn!(deployment, error = %e, "lease not released; retried next tick");
+                first_error.get_or_insert(e);
             }
         }
         for (deployment, expect) in plan.acquire {
