@@ -85,6 +85,7 @@ pub fn judge_case(
         }
     }
     resources(old, new, &mut out);
+    super::entries::entries(old, new, symbols, &mut out);
     statements(old, new, symbols, budget, &mut out)?;
     attachments(old, new, symbols, &mut out);
     boundaries(old, new, symbols, &mut out);
@@ -164,7 +165,12 @@ fn statements(
         for (olds, holders) in groups {
             budget.spend(1 + olds.len() as u64)?;
             let olds: Vec<&Stmt> = olds.iter().map(|&i| &old.statements[i]).collect();
-            if olds.iter().any(|o| o.raw == s.raw) {
+            // The same text is the same grant only where the applied one was certain, or in force in exactly the
+            // same cases (a formerly conditional grant is not "already granted").
+            if olds
+                .iter()
+                .any(|o| o.raw == s.raw && (o.certain || o.context == s.context))
+            {
                 continue;
             }
             if covered(s, &olds, true, budget)? {
@@ -184,8 +190,12 @@ fn statements(
                 .map(|l| l.iter().map(|&i| &new.statements[i]).collect())
                 .unwrap_or_default();
             budget.spend(1 + ns.len() as u64)?;
-            let kept =
-                ns.iter().any(|n| n.raw == d.raw) || ns.iter().any(|n| deny_covers(n, d, budget));
+            // Kept word for word counts only where the new Deny is certain or decided exactly as before: a Deny
+            // put under an `Fn::If`, or detached through a conditional attachment, is not kept.
+            let kept = ns
+                .iter()
+                .any(|n| n.raw == d.raw && (n.certain || n.context == d.context))
+                || ns.iter().any(|n| deny_covers(n, d, budget));
             if !kept {
                 lifted.push(h);
             }

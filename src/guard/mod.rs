@@ -20,6 +20,7 @@
 mod analyzer;
 mod budget;
 pub mod catalog;
+mod entries;
 mod judge;
 mod level;
 mod model;

@@ -21,8 +21,60 @@ use super::resolve::{Presence, Resolved};
 use super::resources::{Class, row_for};
 use super::value::{Symbols, Val};
 
-/// Properties left out when a non-IAM resource is compared as a whole.
-const IGNORED_PROPERTIES: &[&str] = &["Description", "Tags"];
+/// Properties that are words for people on every resource type: a reworded description grants nothing. (Tags
+/// are not among them: they drive ABAC conditions and SCP exemptions.)
+const IGNORED_PROPERTIES: &[&str] = &["Description"];
+
+/// Metadata keys only tools read (the console's designer, the CDK's construct path, linters' suppressions):
+/// CloudFormation and cfn-init never act on them. Every other Metadata key (`AWS::CloudFormation::Init`,
+/// `AWS::CloudFormation::Authentication`, one nobody knows yet) is judged as a whole.
+pub const INERT_METADATA: &[&str] = &[
+    "AWS::CloudFormation::Designer",
+    "aws:cdk:path",
+    "cfn-lint",
+    "cfn_nag",
+    "cdk_nag",
+    "checkov",
+    "guard",
+];
+
+/// The properties of each IAM resource type that the statement model reads: their differences are judged
+/// statement by statement (or as the settings of `judge::settings`, or by the holder they name). Every other
+/// property of an IAM type (`Path`, `Tags`, one CloudFormation adds later) is compared as a whole: any
+/// difference is widening, because the model does not read it.
+pub fn model_reads(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "AWS::IAM::Role" => &[
+            "AssumeRolePolicyDocument",
+            "Policies",
+            "ManagedPolicyArns",
+            "PermissionsBoundary",
+            "MaxSessionDuration",
+            "RoleName",
+        ],
+        "AWS::IAM::User" => &[
+            "Policies",
+            "ManagedPolicyArns",
+            "PermissionsBoundary",
+            "LoginProfile",
+            "Groups",
+            "UserName",
+        ],
+        "AWS::IAM::Group" => &["Policies", "ManagedPolicyArns", "GroupName"],
+        "AWS::IAM::Policy" => &["PolicyDocument", "PolicyName", "Roles", "Users", "Groups"],
+        "AWS::IAM::ManagedPolicy" => &[
+            "PolicyDocument",
+            "ManagedPolicyName",
+            "Roles",
+            "Users",
+            "Groups",
+        ],
+        "AWS::IAM::RolePolicy" => &["PolicyDocument", "PolicyName", "RoleName"],
+        "AWS::IAM::UserPolicy" => &["PolicyDocument", "PolicyName", "UserName"],
+        "AWS::IAM::GroupPolicy" => &["PolicyDocument", "PolicyName", "GroupName"],
+        _ => &[],
+    }
+}
 
 /// Most alternatives one Condition block or Effect is expanded into before it counts as "could be anything".
 const MAX_VARIANTS: usize = 16;
@@ -96,6 +148,10 @@ pub struct Stmt {
     pub conditions: Vec<Option<Cond>>,
     /// Canonical text of the resolved statement (Sid left out): equal text is an equal statement.
     pub raw: String,
+    /// What decides whether an uncertain statement is in force: a digest of its resource's resolved entry and of
+    /// the choices that attach it. Two uncertain statements with equal text are the same grant only when this is
+    /// equal too (a Deny kept word for word but put under a new `Fn::If` is not kept).
+    pub context: String,
 }
 
 /// A resource as the judge compares it.
@@ -109,6 +165,11 @@ pub struct ResourceView {
     pub props: String,
     /// What it does, placeholders filled.
     pub does: String,
+    /// The entry's attributes (`DeletionPolicy`, `DependsOn`, ...; Metadata one entry per key, `Metadata.KEY`,
+    /// tool-only keys left out), resolved.
+    pub attributes: BTreeMap<String, Val>,
+    /// For IAM types: the properties the statement model does not read (see [`model_reads`]), compared whole.
+    pub unjudged: BTreeMap<String, Val>,
 }
 
 /// A managed policy ARN from outside the template attached to an identity.
@@ -158,6 +219,8 @@ impl Model {
                 .filter(|(_, r)| r.kind == "AWS::IAM::ManagedPolicy")
                 .map(|(id, _)| id.clone())
                 .collect(),
+            chosen_attachments: BTreeMap::new(),
+            context: String::new(),
         };
         if resolved.failed.is_some() {
             return Ok(b.model);
@@ -175,6 +238,10 @@ impl Model {
                 &resource.presence,
                 &resource.props,
             )?;
+            let attributes = attributes_of(&resource.attributes);
+            if let Some(view) = b.model.resources.get_mut(id) {
+                view.attributes = attributes;
+            }
         }
         Ok(b.model)
     }
@@ -192,6 +259,11 @@ struct Builder<'a> {
     attached_to: BTreeMap<String, Vec<String>>,
     /// Logical ids of the template's managed policies.
     template_policies: BTreeSet<String>,
+    /// Template managed policies attached (or set as a boundary) only in some deploy-time cases, with the
+    /// choices that decide it.
+    chosen_attachments: BTreeMap<String, Vec<String>>,
+    /// The context of the resource being modelled (see [`Stmt::context`]).
+    context: String,
 }
 
 impl Builder<'_> {
@@ -229,6 +301,12 @@ impl Builder<'_> {
                 arns.strings(self.symbols, &mut texts);
                 for arn in texts {
                     if let Some(policy) = self.template_policy(&arn) {
+                        if arns.has_choice() {
+                            self.chosen_attachments
+                                .entry(policy.clone())
+                                .or_default()
+                                .push(format!("{id}.ManagedPolicyArns={}", arns.canonical()));
+                        }
                         self.attached_to
                             .entry(policy)
                             .or_default()
@@ -283,6 +361,23 @@ impl Builder<'_> {
         let row = row_for(kind);
         let class = row.map_or(Class::Unclassified, |r| r.class);
         let certain = *presence == Presence::Yes && !props.has_choice();
+        let chosen = self.chosen_attachments.get(id).cloned().unwrap_or_default();
+        self.context = super::value::digest(&[
+            &format!("{presence:?}"),
+            &props.canonical(),
+            &chosen.join("\n"),
+        ]);
+        // Who holds a policy's statements can be a deploy-time choice too (`Roles: !If [...]`, a role attaching it
+        // through `ManagedPolicyArns: !If [...]`): then they are not certain either.
+        let holders_chosen = !chosen.is_empty()
+            || ["Roles", "Users", "Groups"]
+                .iter()
+                .any(|f| props.get(f).is_some_and(Val::has_choice));
+        let presence = &if holders_chosen && *presence == Presence::Yes {
+            Presence::Maybe(format!("who holds {id}"))
+        } else {
+            presence.clone()
+        };
         let does = match row {
             Some(r) => self.fill(r.does, props),
             None => format!(
@@ -314,6 +409,19 @@ impl Builder<'_> {
                 certain_presence,
             )?;
         }
+        let mut unjudged = BTreeMap::new();
+        if class.is_iam()
+            && let Val::Map(map) = props
+        {
+            let reads = model_reads(kind);
+            for (key, value) in map {
+                if !reads.contains(&key.as_str()) && !IGNORED_PROPERTIES.contains(&key.as_str()) {
+                    unjudged.insert(key.clone(), value.clone());
+                }
+            }
+        } else if class.is_iam() {
+            unjudged.insert("Properties".to_string(), props.clone());
+        }
         self.model.resources.insert(
             id.to_string(),
             ResourceView {
@@ -323,6 +431,8 @@ impl Builder<'_> {
                 certain,
                 props: compared.canonical(),
                 does,
+                attributes: BTreeMap::new(),
+                unjudged,
             },
         );
         let base = format!("Resources.{id}.Properties");
@@ -505,6 +615,7 @@ impl Builder<'_> {
                         &loc,
                         std::slice::from_ref(holder),
                         "an inline policy without a readable PolicyDocument",
+                        &alt,
                     ),
                 }
             }
@@ -534,8 +645,13 @@ impl Builder<'_> {
         Ok(())
     }
 
-    /// A statement that could grant anything, for a policy stacksetd cannot read.
-    fn anything(&mut self, location: &str, holders: &[Holder], why: &str) {
+    /// A statement that could grant anything, for a policy stacksetd cannot read (`source`: what it could not
+    /// read, so that only the very same unreadable value compares equal to it).
+    fn anything(&mut self, location: &str, holders: &[Holder], why: &str, source: &Val) {
+        let why = &format!(
+            "{why} [source {}]",
+            super::value::digest(&[&source.canonical()])
+        );
         let any = self.symbols.any(why).to_string();
         self.model.statements.push(Stmt {
             location: location.to_string(),
@@ -547,6 +663,7 @@ impl Builder<'_> {
             principals: vec![Item::One(any)],
             conditions: vec![None],
             raw: format!("anything({why})"),
+            context: self.context.clone(),
         });
     }
 
@@ -568,6 +685,26 @@ impl Builder<'_> {
             });
         }
         for (doc, certain) in alternatives(doc, certain) {
+            // A policy written as a JSON string (CloudFormation accepts one for every policy property, and some
+            // types require it, e.g. AWS::Logs::ResourcePolicy) is read as the document it is.
+            let doc = match &doc {
+                Val::Str(text) => {
+                    self.budget.spend(text.len() as u64 * 2 + NODE)?;
+                    json_document(text).unwrap_or(doc)
+                }
+                _ => doc,
+            };
+            if let Val::Map(keys) = &doc
+                && let Some(key) = keys.keys().find(|k| !DOCUMENT_KEYS.contains(&k.as_str()))
+            {
+                self.anything(
+                    loc,
+                    &holders,
+                    &format!("a policy document with the key {key:?}, which IAM's policy grammar does not have"),
+                    &doc,
+                );
+                continue;
+            }
             let statements: Vec<(Val, bool)> = match doc.get("Statement") {
                 Some(Val::List(items)) => items.iter().map(|s| (s.clone(), certain)).collect(),
                 Some(single @ Val::Map(_)) => vec![(single.clone(), certain)],
@@ -584,6 +721,7 @@ impl Builder<'_> {
                         loc,
                         &holders,
                         "a policy document without a readable Statement",
+                        &doc,
                     );
                     continue;
                 }
@@ -592,12 +730,23 @@ impl Builder<'_> {
                 let location = format!("{loc}.Statement[{j}]");
                 for (alt, alt_certain) in alternatives(&statement, certain) {
                     self.budget.spend(1)?;
-                    match alt {
-                        Val::Map(map) => self.statement(&map, &location, &holders, alt_certain)?,
-                        Val::Unknown(reason) => self.anything(&location, &holders, &reason),
-                        _ => {
-                            self.anything(&location, &holders, "a statement that is not an object")
+                    match &alt {
+                        Val::Map(map) => match map.keys().find(|k| !STATEMENT_KEYS.contains(&k.as_str())) {
+                            None => self.statement(map, &location, &holders, alt_certain)?,
+                            Some(key) => self.anything(
+                                &location,
+                                &holders,
+                                &format!(
+                                    "a statement with the key {key:?}, which IAM's policy grammar does not have                                      (keys are case-sensitive)"
+                                ),
+                                &alt,
+                            ),
+                        },
+                        Val::Unknown(reason) => {
+                            let reason = reason.clone();
+                            self.anything(&location, &holders, &reason, &alt)
                         }
+                        _ => self.anything(&location, &holders, "a statement that is not an object", &alt),
                     }
                 }
             }
@@ -650,6 +799,7 @@ impl Builder<'_> {
                 principals: principals.clone(),
                 conditions: conditions.clone(),
                 raw: raw.clone(),
+                context: self.context.clone(),
             });
         }
         Ok(())
@@ -764,6 +914,89 @@ impl Builder<'_> {
             }
         }
         cond
+    }
+}
+
+/// A resource entry's attributes as the judge compares them: Metadata split by key (tool-only keys left out),
+/// `DependsOn` as a sorted set of names (a list and a single name, or another order, are the same dependencies).
+fn attributes_of(attributes: &BTreeMap<String, Val>) -> BTreeMap<String, Val> {
+    let mut out = BTreeMap::new();
+    for (key, value) in attributes {
+        match (key.as_str(), value) {
+            ("Metadata", Val::Map(entries)) => {
+                for (k, v) in entries {
+                    if !INERT_METADATA.contains(&k.as_str()) {
+                        out.insert(format!("Metadata.{k}"), v.clone());
+                    }
+                }
+            }
+            ("DependsOn", Val::Str(name)) => {
+                out.insert(key.clone(), Val::List(vec![Val::Str(name.clone())]));
+            }
+            ("DependsOn", Val::List(names)) if names.iter().all(|n| matches!(n, Val::Str(_))) => {
+                let mut names = names.clone();
+                names.sort_by_key(Val::canonical);
+                names.dedup();
+                out.insert(key.clone(), Val::List(names));
+            }
+            _ => {
+                out.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The keys of IAM's policy grammar: a document, and a statement. Any other key (a lower-case `action`, a key
+/// IAM may add) is not read as "nothing": the document or statement could grant anything.
+const DOCUMENT_KEYS: &[&str] = &["Version", "Id", "Statement"];
+const STATEMENT_KEYS: &[&str] = &[
+    "Sid",
+    "Effect",
+    "Action",
+    "NotAction",
+    "Resource",
+    "NotResource",
+    "Principal",
+    "NotPrincipal",
+    "Condition",
+];
+
+/// A policy document written as a JSON string, read as plain JSON (CloudFormation evaluates no intrinsic
+/// inside a string). `None` when it is not a JSON object, or when its escapes spell characters stacksetd reserves
+/// for its symbols (they would pose as deploy-time values).
+fn json_document(text: &str) -> Option<Val> {
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    if !value.is_object() {
+        return None;
+    }
+    let reserved_in_text: BTreeSet<char> = text.chars().filter(|c| super::value::is_reserved(*c)).collect();
+    let mut ok = true;
+    let val = plain_val(&value, &mut |s: &str| {
+        ok &= s.chars().filter(|c| super::value::is_reserved(*c)).all(|c| reserved_in_text.contains(&c));
+    });
+    ok.then_some(val)
+}
+
+fn plain_val(v: &serde_json::Value, check: &mut dyn FnMut(&str)) -> Val {
+    use serde_json::Value as J;
+    match v {
+        J::Null => Val::Null,
+        J::Bool(b) => Val::Bool(*b),
+        J::Number(n) => Val::Num(n.to_string()),
+        J::String(s) => {
+            check(s);
+            Val::Str(s.clone())
+        }
+        J::Array(items) => Val::List(items.iter().map(|i| plain_val(i, check)).collect()),
+        J::Object(map) => Val::Map(
+            map.iter()
+                .map(|(k, v)| {
+                    check(k);
+                    (k.clone(), plain_val(v, check))
+                })
+                .collect(),
+        ),
     }
 }
 

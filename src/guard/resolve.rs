@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde_json::Value;
 
 use super::budget::{Budget, NODE, TooComplex};
-use super::value::{Symbols, Val, is_reserved, is_symbol};
+use super::value::{Symbols, Val, digest, is_reserved, is_symbol};
 
 /// Pseudo parameters whose value depends on where the stack is deployed.
 const PSEUDO: &[&str] = &[
@@ -82,7 +82,15 @@ pub struct Resource {
     pub kind: String,
     pub presence: Presence,
     pub props: Val,
+    /// Every other key of the resource entry (`Metadata`, `DeletionPolicy`, `UpdateReplacePolicy`,
+    /// `CreationPolicy`, `UpdatePolicy`, `DependsOn`, and any key CloudFormation may add), resolved: the guard
+    /// judges the whole entry, not only its properties. An entry that is not an object (a `Fn::ForEach` loop of
+    /// `AWS::LanguageExtensions`) is one unknown value under the key `(entry)`, named by its text.
+    pub attributes: BTreeMap<String, Val>,
 }
+
+/// The keys of a resource entry that are not attributes: read on their own.
+const ENTRY_KEYS: &[&str] = &["Type", "Condition", "Properties"];
 
 #[derive(Debug, Default)]
 pub struct Resolved {
@@ -117,7 +125,17 @@ struct Resolver<'a> {
     budget: &'a mut Budget,
     decisions: BTreeMap<String, BTreeSet<String>>,
     transforms: Vec<String>,
+    /// How deep the evaluation is nested (values inside values, conditions referring to conditions): bounded by
+    /// [`MAX_DEPTH`], so no template can exhaust the stack.
+    depth: usize,
+    /// Digest of everything an expression's value can depend on besides its own text (the parameters' values,
+    /// the Mappings and Conditions sections, the case): an unknown value is identified by its text and this.
+    inputs: String,
 }
+
+/// The deepest nesting of values and condition references the resolver follows. A real template nests a few
+/// levels; past this, the template is refused as too complex (never a stack overflow).
+pub const MAX_DEPTH: usize = 128;
 
 /// Resolve a template's resources. `parameters` are the deployment's values; `env` fixes deploy-time inputs
 /// for one case (empty: all symbolic).
@@ -164,8 +182,22 @@ pub fn resolve(
         budget,
         decisions: BTreeMap::new(),
         transforms,
+        depth: 0,
+        inputs: String::new(),
     };
     r.load_parameters(top.get("Parameters"), parameters);
+    let params: Vec<String> = r
+        .params
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.canonical()))
+        .collect();
+    let section = |name: &str| top.get(name).map(Value::to_string).unwrap_or_default();
+    r.inputs = digest(&[
+        &params.join("\n"),
+        &section("Mappings"),
+        &section("Conditions"),
+        &format!("{env:?}"),
+    ]);
     let mut out = Resolved::default();
     for (id, resource) in resources {
         r.budget.spend(1)?;
@@ -190,6 +222,20 @@ pub fn resolve(
             Some(p) => r.val(p)?,
             None => Val::Map(BTreeMap::new()),
         };
+        let mut attributes = BTreeMap::new();
+        match resource.as_object() {
+            Some(entry) => {
+                for (key, value) in entry {
+                    if !ENTRY_KEYS.contains(&key.as_str()) {
+                        attributes.insert(key.clone(), r.val(value)?);
+                    }
+                }
+            }
+            None => {
+                let unknown = Val::Unknown(format!("a resource entry that is not an object ({id})"));
+                attributes.insert("(entry)".to_string(), r.sourced(unknown, resource));
+            }
+        }
         if presence == Presence::Yes
             && out.failed.is_none()
             && let Some(reason) = props.fails()
@@ -202,6 +248,7 @@ pub fn resolve(
                 kind,
                 presence,
                 props,
+                attributes,
             },
         );
     }
@@ -254,7 +301,7 @@ fn plain(v: &Value) -> String {
                     .rev()
                     .find(|&i| text.is_char_boundary(i))
                     .unwrap_or(0);
-                format!("{}...", &text[..end])
+                format!("{}... [{}]", &text[..end], digest(&[&text]))
             } else {
                 text
             }
@@ -320,7 +367,8 @@ impl Resolver<'_> {
             let is_list = kind.starts_with("List<") || kind == "CommaDelimitedList";
             let val = if kind.starts_with("AWS::SSM::Parameter::Value") {
                 Val::Unknown(format!(
-                    "parameter {name} is read from Systems Manager Parameter Store at deploy time"
+                    "parameter {name} is read from Systems Manager Parameter Store at deploy time [source {}]",
+                    digest(&[&format!("{value:?}")])
                 ))
             } else {
                 match (value, is_list) {
@@ -372,7 +420,36 @@ impl Resolver<'_> {
         out
     }
 
+    /// One level deeper; refused past [`MAX_DEPTH`].
+    fn enter(&mut self) -> Result<(), TooComplex> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(TooComplex);
+        }
+        Ok(())
+    }
+
     fn val(&mut self, v: &Value) -> Result<Val, TooComplex> {
+        self.enter()?;
+        let out = self.val_inner(v);
+        self.depth -= 1;
+        out
+    }
+
+    /// An unknown value named by its source: the expression's text and the inputs it can depend on. Two unknown
+    /// values are equal only when they come from the same expression with the same inputs, never because their
+    /// reasons read alike (one opaque policy replaced by another that grants `*` must not compare equal).
+    fn sourced(&self, v: Val, source: &Value) -> Val {
+        match v {
+            Val::Unknown(reason) if !reason.contains(" [source ") => {
+                let id = digest(&[&source.to_string(), &self.inputs]);
+                Val::Unknown(format!("{reason} [source {id}]"))
+            }
+            other => other,
+        }
+    }
+
+    fn val_inner(&mut self, v: &Value) -> Result<Val, TooComplex> {
         self.budget.spend(NODE)?;
         Ok(match v {
             Value::Null => Val::Null,
@@ -394,7 +471,8 @@ impl Resolver<'_> {
             }
             Value::Object(map) => {
                 if let Some((name, arg)) = intrinsic(map) {
-                    return self.call(name, arg);
+                    let value = self.call(name, arg)?;
+                    return Ok(self.sourced(value, v));
                 }
                 let mut out = BTreeMap::new();
                 for (k, child) in map {
@@ -909,6 +987,13 @@ impl Resolver<'_> {
     }
 
     fn condition(&mut self, expr: &Value) -> Result<Tri, TooComplex> {
+        self.enter()?;
+        let out = self.condition_inner(expr);
+        self.depth -= 1;
+        out
+    }
+
+    fn condition_inner(&mut self, expr: &Value) -> Result<Tri, TooComplex> {
         self.budget.spend(1)?;
         let Some(map) = expr.as_object().filter(|m| m.len() == 1) else {
             return Ok(Tri::Unknown(format!("condition {}", plain(expr))));

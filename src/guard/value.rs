@@ -126,6 +126,17 @@ impl Symbols {
     }
 }
 
+/// A short digest of `parts`, to identify a value stacksetd cannot work out by where it comes from.
+pub fn digest(parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    hex::encode(&h.finalize()[..6])
+}
+
 /// An ASCII bitset of the characters in `chars`, plus ASCII letters (`letters`), digits (`digits`).
 pub fn ascii_set(chars: &str, letters: bool, digits: bool) -> u128 {
     let mut set = 0u128;
@@ -313,7 +324,13 @@ impl Val {
             Val::Absent | Val::Fail(_) => {}
             Val::Unknown(reason) => out.push(symbols.any(reason).to_string()),
             Val::Null => out.push(symbols.any("null where text was expected").to_string()),
-            Val::Map(_) => out.push(symbols.any("an object where text was expected").to_string()),
+            Val::Map(_) => {
+                let why = format!(
+                    "an object where text was expected [source {}]",
+                    digest(&[&self.canonical()])
+                );
+                out.push(symbols.any(&why).to_string())
+            }
         }
     }
 

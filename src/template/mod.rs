@@ -14,6 +14,7 @@ use crate::error::Error;
 mod parse;
 mod policy;
 mod source;
+mod yaml;
 
 pub use parse::{MAX_TEMPLATE_YAML_NODES, parse_document};
 

@@ -3,14 +3,14 @@
 //! The guard is only as good as its reading of the document: if stacksetd and CloudFormation could read
 //! different documents from the same bytes, a vendor could show the guard one policy and deploy another. So the
 //! reader refuses, with the line, what parsers disagree on: a key given twice in one mapping (JSON or YAML: some
-//! parsers keep the first, others the last), YAML merge keys (`<<`, a YAML 1.1 feature that some parsers apply
-//! and others read as a plain key), and characters stacksetd reserves for its own symbols. YAML aliases are
-//! counted as they would expand, so an alias bomb is refused before it is built.
+//! parsers keep the first, others the last), and characters stacksetd reserves for its own symbols. YAML is read
+//! with YAML 1.1's scalars, as CloudFormation reads it, by `template::yaml` (which refuses, with the line, every
+//! scalar whose reading could differ, merge keys and alias bombs).
 
-use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+
 use serde_json::{Map, Value};
 
 /// The floor of the YAML node limit: a template may expand (aliases followed) to at most this many nodes, or
@@ -26,10 +26,7 @@ pub fn parse_document(text: &str) -> Result<Value, String> {
         Ok(value) => value,
         Err(JsonError::Duplicate(message)) => return Err(message),
         Err(JsonError::NotJson) => {
-            yaml_guard(text)?;
-            let yaml: serde_norway::Value =
-                serde_norway::from_str(text).map_err(|e| format!("not JSON or YAML: {e}"))?;
-            yaml_to_json(yaml)?
+            super::yaml::read(text, MAX_TEMPLATE_YAML_NODES.max(text.len() as u64 / 2))?
         }
     };
     reserved_check(&value)?;
@@ -149,177 +146,6 @@ fn reserved_check(value: &Value) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// One open collection while scanning YAML events.
-enum Frame {
-    Sequence,
-    Mapping {
-        /// The next node is a key (else a value).
-        expecting_key: bool,
-        keys: HashSet<String>,
-    },
-}
-
-/// One pass over the YAML events: count the nodes with their aliases expanded (saturating, so the count never
-/// costs the expansion) and refuse a template above the node limit; refuse a key repeated in one mapping and
-/// merge keys, naming the line.
-fn yaml_guard(text: &str) -> Result<(), String> {
-    use std::collections::HashMap;
-    use yaml_rust2::parser::{Event, Parser};
-
-    let limit = MAX_TEMPLATE_YAML_NODES.max(text.len() as u64 / 2);
-    let mut parser = Parser::new_from_str(text);
-    let mut expanded: u64 = 0;
-    // Open collections: (expanded count at their start, anchor id).
-    let mut open: Vec<(u64, usize)> = Vec::new();
-    let mut frames: Vec<Frame> = Vec::new();
-    let mut weights: HashMap<usize, u64> = HashMap::new();
-    loop {
-        // A syntax error is serde_norway's to report, with its own message.
-        let Ok((event, mark)) = parser.next_token() else {
-            return Ok(());
-        };
-        // Whether this node is a mapping key, and the parent's state moves on.
-        let mut is_key = false;
-        let node = matches!(
-            event,
-            Event::Scalar(..)
-                | Event::Alias(_)
-                | Event::SequenceStart(..)
-                | Event::MappingStart(..)
-        );
-        if node && let Some(Frame::Mapping { expecting_key, .. }) = frames.last_mut() {
-            is_key = *expecting_key;
-            *expecting_key = !*expecting_key;
-        }
-        match event {
-            Event::StreamEnd => return Ok(()),
-            Event::Scalar(value, _, anchor, _) => {
-                expanded = expanded.saturating_add(1);
-                if anchor != 0 {
-                    weights.insert(anchor, 1);
-                }
-                if is_key && let Some(Frame::Mapping { keys, .. }) = frames.last_mut() {
-                    if value == "<<" {
-                        return Err(format!(
-                            "not a usable template: a YAML merge key (<<) at line {}: readers disagree on merging; \
-                             write the keys out",
-                            mark.line()
-                        ));
-                    }
-                    if !keys.insert(value.clone()) {
-                        return Err(format!(
-                            "not a usable template: duplicate key {value:?} at line {} (CloudFormation and other \
-                             readers may keep different values); remove one",
-                            mark.line()
-                        ));
-                    }
-                }
-            }
-            Event::Alias(anchor) => {
-                expanded = expanded.saturating_add(weights.get(&anchor).copied().unwrap_or(1));
-                if is_key {
-                    return Err(format!(
-                        "not a usable template: an alias used as a mapping key at line {}; write the key out",
-                        mark.line()
-                    ));
-                }
-            }
-            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
-                if is_key {
-                    return Err(format!(
-                        "not a usable template: a collection used as a mapping key at line {}",
-                        mark.line()
-                    ));
-                }
-                open.push((expanded, anchor));
-                expanded = expanded.saturating_add(1);
-                frames.push(if matches!(event, Event::SequenceStart(..)) {
-                    Frame::Sequence
-                } else {
-                    Frame::Mapping {
-                        expecting_key: true,
-                        keys: HashSet::new(),
-                    }
-                });
-            }
-            Event::SequenceEnd | Event::MappingEnd => {
-                frames.pop();
-                if let Some((start, anchor)) = open.pop()
-                    && anchor != 0
-                {
-                    weights.insert(anchor, expanded.saturating_sub(start));
-                }
-            }
-            _ => {}
-        }
-        if expanded > limit {
-            return Err(format!(
-                "not a usable template: its YAML aliases expand to more than {limit} nodes (line {}); an alias \
-                 bomb? write the values out",
-                mark.line()
-            ));
-        }
-    }
-}
-
-fn yaml_to_json(value: serde_norway::Value) -> Result<Value, String> {
-    use serde_norway::Value as Y;
-    Ok(match value {
-        Y::Null => Value::Null,
-        Y::Bool(b) => Value::Bool(b),
-        Y::Number(n) => serde_json::to_value(&n).map_err(|e| e.to_string())?,
-        Y::String(s) => Value::String(s),
-        Y::Sequence(items) => Value::Array(
-            items
-                .into_iter()
-                .map(yaml_to_json)
-                .collect::<Result<_, _>>()?,
-        ),
-        Y::Mapping(map) => {
-            let mut out = Map::new();
-            for (key, value) in map {
-                let key = match key {
-                    Y::String(s) => s,
-                    other => serde_norway::to_string(&other)
-                        .map_err(|e| e.to_string())?
-                        .trim()
-                        .to_string(),
-                };
-                if out.contains_key(&key) {
-                    // `1` and `"1"`, `true` and `"true"`: distinct YAML keys, one JSON key.
-                    return Err(format!(
-                        "not a usable template: the key {key:?} appears twice in one mapping (once quoted, once \
-                         not?); remove one"
-                    ));
-                }
-                out.insert(key, yaml_to_json(value)?);
-            }
-            Value::Object(out)
-        }
-        Y::Tagged(tagged) => {
-            let tag = tagged.tag.to_string();
-            let name = tag.trim_start_matches('!');
-            let inner = yaml_to_json(tagged.value)?;
-            let (key, inner) = match name {
-                "Ref" | "Condition" => (name.to_string(), inner),
-                // `!GetAtt Resource.Attribute` is the short form of ["Resource", "Attribute"].
-                "GetAtt" => match inner {
-                    Value::String(s) => {
-                        let (resource, attribute) = s.split_once('.').unwrap_or((s.as_str(), ""));
-                        (
-                            "Fn::GetAtt".to_string(),
-                            serde_json::json!([resource, attribute]),
-                        )
-                    }
-                    other => ("Fn::GetAtt".to_string(), other),
-                },
-                other => (format!("Fn::{other}"), inner),
-            };
-            serde_json::json!({ key: inner })
-        }
-    })
 }
 
 #[cfg(test)]
