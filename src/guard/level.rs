@@ -4,8 +4,10 @@
 //! (exact action names only: `ec2:Stop*` is refused rather than guessed at). Both refuse resource types other
 //! than IAM roles and their policies, any Transform, managed policies from outside the template (their content
 //! cannot be checked), trust principals that do not resolve to fixed accounts, and reads that return secrets or
-//! customer data when the template names them. A read like that which only a wildcard covers (`ec2:Describe*`, as
-//! every FinOps vendor writes) is a warning, with the exact actions; so is a trust without `sts:ExternalId`.
+//! customer data when the template names them or writes a pattern aimed at them (a `?`, a name spelled past its
+//! read verb like `s3:GetObjec*`, or a pattern most of whose matches are such reads). A read like that which only
+//! a broad wildcard covers (`ec2:Describe*`, as every FinOps vendor writes) is a warning, with the exact actions;
+//! so is a trust without `sts:ExternalId`.
 
 use super::catalog::{Catalog, Level};
 use super::model::{Effect, Model, Scope};
@@ -261,6 +263,18 @@ pub fn check(level: PolicyLevel, model: &Model, symbols: &Symbols) -> LevelCheck
                 .iter()
                 .filter_map(|e| catalog.leaks(&e.name).map(|w| format!("{} ({w})", e.name)))
                 .collect();
+            if !leaks.is_empty() && aimed_at_leaks(pattern, leaks.len(), expansion.actions.len()) {
+                offend(
+                    &s.location,
+                    text.clone(),
+                    format!(
+                        "{text} is written to reach reads that return secrets or customer data ({}): the {name} level \
+                         does not allow them, by name or by a pattern aimed at them",
+                        shown(&leaks)
+                    ),
+                );
+                continue;
+            }
             if !leaks.is_empty() {
                 warnings.push(format!(
                     "{text} includes reads that return secrets or customer data: {}",
@@ -282,6 +296,19 @@ pub fn check(level: PolicyLevel, model: &Model, symbols: &Symbols) -> LevelCheck
     warnings.dedup();
     out.warnings = warnings;
     out
+}
+
+/// Read verbs a broad, service-wide pattern stops at (`ec2:Describe*`, `s3:Get*`): what real vendors write.
+const BROAD_VERBS: &[&str] = &["get", "list", "describe", "batchget", "view", "search", "lookup", "query", "scan"];
+
+/// Is a wildcard pattern that matches secret-bearing reads aimed at them, rather than a broad read every vendor
+/// writes? Aimed: it has a `?` (a name spelled out but for a letter), its literal part goes past a bare read verb
+/// (`secretsmanager:GetSecret*`, `s3:GetObjec*`), or most of what it matches are such reads.
+fn aimed_at_leaks(pattern: &str, leaks: usize, matches: usize) -> bool {
+    let name = pattern.split_once(':').map_or(pattern, |(_, n)| n);
+    let literal = &name[..name.find(['*', '?']).unwrap_or(name.len())];
+    let broad = literal.is_empty() || BROAD_VERBS.contains(&literal.to_ascii_lowercase().as_str());
+    pattern.contains('?') || !broad || leaks * 2 >= matches
 }
 
 fn shown(items: &[String]) -> String {

@@ -31,6 +31,8 @@ mod review;
 mod value;
 
 #[cfg(test)]
+mod attacks;
+#[cfg(test)]
 mod properties;
 #[cfg(test)]
 mod tests;
@@ -143,7 +145,59 @@ pub fn judge(
     } else {
         0
     };
-    Ok(merge(per_case, compared))
+    let mut judgment = merge(per_case, compared);
+    let redact = Redactor::new(parameters);
+    for f in &mut judgment.findings {
+        f.subject = redact.text(&f.subject);
+        f.text = redact.text(&f.text);
+    }
+    Ok(judgment)
+}
+
+/// Parameter values never leave the guard: every finding, offense and warning names a parameter where its value
+/// would be (the customer's ExternalId must not reach /status, the page or the logs). Values shorter than
+/// [`REDACTED_MIN`] characters (flags like `true`, Region codes) are left: replacing them would garble the text,
+/// and they are not secrets.
+pub struct Redactor {
+    values: Vec<(String, String)>,
+}
+
+/// The shortest parameter value replaced by its name in the guard's words.
+pub const REDACTED_MIN: usize = 4;
+
+impl Redactor {
+    /// A level check's offenses and warnings, redacted.
+    pub fn check(&self, check: &mut LevelCheck) {
+        for o in &mut check.offenses {
+            o.location = self.text(&o.location);
+            o.action = self.text(&o.action);
+            o.reason = self.text(&o.reason);
+        }
+        for w in &mut check.warnings {
+            *w = self.text(w);
+        }
+    }
+
+    pub fn new(parameters: &Parameters) -> Redactor {
+        let mut values: Vec<(String, String)> = parameters
+            .iter()
+            .filter(|(_, v)| v.chars().count() >= REDACTED_MIN)
+            .map(|(k, v)| (v.clone(), format!("${{{k}}}")))
+            .collect();
+        // Longest first, so a value containing another is replaced whole.
+        values.sort_by_key(|(v, _)| std::cmp::Reverse(v.len()));
+        Redactor { values }
+    }
+
+    pub fn text(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for (value, name) in &self.values {
+            if out.contains(value.as_str()) {
+                out = out.replace(value.as_str(), name);
+            }
+        }
+        out
+    }
 }
 
 /// Check one version against a policy level (every alternative of every deploy-time choice counts).
@@ -161,7 +215,9 @@ pub fn check_level(
         &mut symbols,
         &mut budget,
     )?;
-    Ok(level::check(level, &model, &symbols))
+    let mut check = level::check(level, &model, &symbols);
+    Redactor::new(parameters).check(&mut check);
+    Ok(check)
 }
 
 /// A template resolved under `env` and modelled: what every check reads.

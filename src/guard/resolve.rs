@@ -128,9 +128,6 @@ struct Resolver<'a> {
     /// How deep the evaluation is nested (values inside values, conditions referring to conditions): bounded by
     /// [`MAX_DEPTH`], so no template can exhaust the stack.
     depth: usize,
-    /// Digest of everything an expression's value can depend on besides its own text (the parameters' values,
-    /// the Mappings and Conditions sections, the case): an unknown value is identified by its text and this.
-    inputs: String,
 }
 
 /// The deepest nesting of values and condition references the resolver follows. A real template nests a few
@@ -183,21 +180,8 @@ pub fn resolve(
         decisions: BTreeMap::new(),
         transforms,
         depth: 0,
-        inputs: String::new(),
     };
     r.load_parameters(top.get("Parameters"), parameters);
-    let params: Vec<String> = r
-        .params
-        .iter()
-        .map(|(k, v)| format!("{k}={}", v.canonical()))
-        .collect();
-    let section = |name: &str| top.get(name).map(Value::to_string).unwrap_or_default();
-    r.inputs = digest(&[
-        &params.join("\n"),
-        &section("Mappings"),
-        &section("Conditions"),
-        &format!("{env:?}"),
-    ]);
     let mut out = Resolved::default();
     for (id, resource) in resources {
         r.budget.spend(1)?;
@@ -233,7 +217,7 @@ pub fn resolve(
             }
             None => {
                 let unknown = Val::Unknown(format!("a resource entry that is not an object ({id})"));
-                attributes.insert("(entry)".to_string(), r.sourced(unknown, resource));
+                attributes.insert("(entry)".to_string(), r.sourced(unknown, resource)?);
             }
         }
         if presence == Presence::Yes
@@ -436,16 +420,83 @@ impl Resolver<'_> {
         out
     }
 
-    /// An unknown value named by its source: the expression's text and the inputs it can depend on. Two unknown
-    /// values are equal only when they come from the same expression with the same inputs, never because their
-    /// reasons read alike (one opaque policy replaced by another that grants `*` must not compare equal).
-    fn sourced(&self, v: Val, source: &Value) -> Val {
-        match v {
+    /// An unknown value named by its source: the expression's text and the current value of everything it refers
+    /// to (parameters, mappings, conditions, the case's pseudo parameters). Two unknown values are equal only when
+    /// they come from the same expression with the same inputs, never because their reasons read alike (one opaque
+    /// policy replaced by another that grants `*` must not compare equal).
+    fn sourced(&mut self, v: Val, source: &Value) -> Result<Val, TooComplex> {
+        Ok(match v {
             Val::Unknown(reason) if !reason.contains(" [source ") => {
-                let id = digest(&[&source.to_string(), &self.inputs]);
+                let mut inputs = Vec::new();
+                self.inputs_of(source, &mut inputs)?;
+                inputs.sort();
+                inputs.dedup();
+                let id = digest(&[&source.to_string(), &inputs.join("\n")]);
                 Val::Unknown(format!("{reason} [source {id}]"))
             }
             other => other,
+        })
+    }
+
+    /// What an expression refers to, with its current value.
+    fn inputs_of(&mut self, v: &Value, out: &mut Vec<String>) -> Result<(), TooComplex> {
+        self.enter()?;
+        self.budget.spend(NODE)?;
+        match v {
+            Value::Object(map) => {
+                for (key, arg) in map {
+                    match (key.as_str(), arg) {
+                        ("Ref", Value::String(name)) => out.push(self.input(name)),
+                        ("Condition", Value::String(name)) => {
+                            let t = self.named_condition(name)?;
+                            out.push(format!("condition {name}={t:?}"));
+                        }
+                        ("Fn::If", Value::Array(items)) => {
+                            if let Some(Value::String(name)) = items.first() {
+                                let t = self.named_condition(name)?;
+                                out.push(format!("condition {name}={t:?}"));
+                            }
+                        }
+                        ("Fn::FindInMap", Value::Array(items)) => {
+                            if let Some(Value::String(name)) = items.first() {
+                                let map = self.mappings.and_then(|m| m.get(name));
+                                out.push(format!("mapping {name}={}", map.map(Value::to_string).unwrap_or_default()));
+                            }
+                        }
+                        ("Fn::Sub", _) => {
+                            let template = match arg {
+                                Value::String(t) => Some(t.as_str()),
+                                Value::Array(parts) => parts.first().and_then(Value::as_str),
+                                _ => None,
+                            };
+                            let mut rest = template.unwrap_or("");
+                            while let Some(start) = rest.find("${") {
+                                let after = &rest[start + 2..];
+                                let end = after.find('}').unwrap_or(after.len());
+                                out.push(self.input(&after[..end]));
+                                rest = &after[end.min(after.len())..];
+                            }
+                        }
+                        _ => {}
+                    }
+                    self.inputs_of(arg, out)?;
+                }
+            }
+            Value::Array(items) => {
+                for item in items {
+                    self.inputs_of(item, out)?;
+                }
+            }
+            _ => {}
+        }
+        self.depth -= 1;
+        Ok(())
+    }
+
+    fn input(&self, name: &str) -> String {
+        match self.params.get(name) {
+            Some(v) => format!("parameter {name}={}", v.canonical()),
+            None => format!("{name}={:?}", self.env.get(name)),
         }
     }
 
@@ -472,7 +523,7 @@ impl Resolver<'_> {
             Value::Object(map) => {
                 if let Some((name, arg)) = intrinsic(map) {
                     let value = self.call(name, arg)?;
-                    return Ok(self.sourced(value, v));
+                    return self.sourced(value, v);
                 }
                 let mut out = BTreeMap::new();
                 for (k, child) in map {

@@ -361,16 +361,6 @@ pub const TABLE: &[Row] = &[
         "registers macro {Name}: function {FunctionName} rewrites templates",
     ),
     row(
-        "AWS::CloudFormation::WaitConditionHandle",
-        Inert,
-        "a wait condition handle",
-    ),
-    row(
-        "AWS::CloudFormation::WaitCondition",
-        Inert,
-        "a wait condition",
-    ),
-    row(
         "AWS::CloudFormation::*",
         Executable,
         "registers or configures CloudFormation extensions (code that runs on deploys)",
@@ -554,28 +544,53 @@ pub const TABLE: &[Row] = &[
         DataExport,
         "a log delivery destination",
     ),
-    // Inert: holds no access, runs nothing, sends nothing.
-    row("AWS::SSM::Parameter", Inert, "stores parameter {Name}"),
-    row("AWS::Logs::LogGroup", Inert, "a log group"),
-    row("AWS::CloudWatch::Dashboard", Inert, "a dashboard"),
-    row("AWS::ResourceGroups::Group", Inert, "a resource group"),
-    row("AWS::KMS::Alias", Inert, "an alias of a KMS key"),
-    row(
-        "AWS::SQS::Queue",
-        Inert,
-        "a queue (reachable only through a queue policy)",
-    ),
+    // No hand-written Inert rows: a type is inert only when data/resource-types.tsv, generated from its
+    // resource provider schema, says so (see `inert_row`).
 ];
 
 // The wildcard rows must come after the exact types they would otherwise swallow.
 const _: () = assert!(TABLE.len() > 50);
 
-/// The row for a type; `None`: in no row.
-pub fn row_for(kind: &str) -> Option<&'static Row> {
-    TABLE.iter().find(|r| match r.kind.strip_suffix('*') {
-        Some(prefix) => kind.starts_with(prefix),
-        None => r.kind == kind,
+/// Every resource type's schema-derived verdict (scripts/refresh-resource-types.py, from the resource provider
+/// schemas cfn-lint ships): `inert` only when no property of the type's schema can carry a policy, a principal,
+/// code, a URL, a command or a destination. Compiled in, like the action catalog.
+const RESOURCE_TYPES_TSV: &str = include_str!("../../data/resource-types.tsv");
+
+/// The row for a type the schema data proves inert, with the data's reason.
+fn inert_row(kind: &str) -> Option<&'static Row> {
+    use std::collections::HashMap;
+    use std::sync::OnceLock;
+    static ROWS: OnceLock<HashMap<&'static str, Row>> = OnceLock::new();
+    ROWS.get_or_init(|| {
+        RESOURCE_TYPES_TSV
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .filter_map(|l| {
+                let mut fields = l.splitn(3, '\t');
+                let (kind, verdict) = (fields.next()?, fields.next()?);
+                (verdict == "inert").then(|| {
+                    let does: &'static str =
+                        Box::leak(format!("{kind}: inert (its schema: {})", fields.next().unwrap_or("")).into_boxed_str());
+                    (kind, row(kind, Inert, does))
+                })
+            })
+            .collect()
     })
+    .get(kind)
+}
+
+/// The row for a type: its own row, else the schema data's inert verdict, else a prefix row (`Custom::*`);
+/// `None`: in no row.
+pub fn row_for(kind: &str) -> Option<&'static Row> {
+    TABLE
+        .iter()
+        .find(|r| r.kind == kind)
+        .or_else(|| inert_row(kind))
+        .or_else(|| {
+            TABLE
+                .iter()
+                .find(|r| r.kind.strip_suffix('*').is_some_and(|prefix| kind.starts_with(prefix)))
+        })
 }
 
 pub fn class_of(kind: &str) -> Class {
@@ -607,6 +622,10 @@ mod tests {
             ("AWS::SSM::Document", Executable),
             ("AWS::CloudFormation::Macro", Executable),
             ("AWS::CloudFormation::WaitConditionHandle", Inert),
+            ("AWS::ResourceGroups::Group", Inert),
+            // A log group holds a resource policy (ResourcePolicyDocument): not inert, whatever its name suggests.
+            ("AWS::Logs::LogGroup", Unclassified),
+            ("AWS::SQS::Queue", Unclassified),
             ("AWS::EC2::VPC", Unclassified),
         ] {
             assert_eq!(class_of(kind), class, "{kind}");

@@ -102,11 +102,23 @@ pub fn review(
                 symbols.display(&a.arn)
             ));
     }
+    let redact = super::Redactor::new(parameters);
+    redact.check(&mut check);
+    let resources: Vec<ResourceLine> = resources;
     Ok(Review {
-        resources,
+        resources: resources
+            .into_iter()
+            .map(|r| ResourceLine {
+                does: redact.text(&r.does),
+                ..r
+            })
+            .collect(),
         identities: per
             .into_iter()
-            .map(|(identity, lines)| IdentityLines { identity, lines })
+            .map(|(identity, lines)| IdentityLines {
+                identity: redact.text(&identity),
+                lines: lines.iter().map(|l| redact.text(l)).collect(),
+            })
             .collect(),
         transforms: model.transforms.clone(),
         managed_policies: model

@@ -13,6 +13,7 @@ use crate::error::Error;
 
 mod parse;
 mod policy;
+mod libyaml;
 mod source;
 mod yaml;
 

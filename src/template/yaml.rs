@@ -25,8 +25,8 @@
 use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Number, Value};
-use yaml_rust2::parser::{Event, Parser, Tag};
-use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+use super::libyaml::{Event, Mark, Parser};
 
 /// The deepest nesting of mappings and sequences a template may have. Real templates nest a dozen levels.
 pub const MAX_NESTING: usize = 100;
@@ -35,7 +35,7 @@ pub const MAX_NESTING: usize = 100;
 enum Frame {
     Sequence {
         items: Vec<Value>,
-        anchor: usize,
+        anchor: Option<Vec<u8>>,
         tag: Option<String>,
         start: u64,
     },
@@ -44,7 +44,7 @@ enum Frame {
         /// The key read, waiting for its value.
         key: Option<String>,
         keys: HashSet<String>,
-        anchor: usize,
+        anchor: Option<Vec<u8>>,
         tag: Option<String>,
         start: u64,
     },
@@ -53,19 +53,17 @@ enum Frame {
 /// Read a YAML template into JSON as CloudFormation would, or refuse it naming the line. `limit` is the most nodes
 /// it may expand to, aliases followed.
 pub fn read(text: &str, limit: u64) -> Result<Value, String> {
-    let mut parser = Parser::new_from_str(text);
+    let mut parser = Parser::new(text);
     let mut frames: Vec<Frame> = Vec::new();
-    let mut anchors: HashMap<usize, (Value, u64)> = HashMap::new();
+    let mut anchors: HashMap<Vec<u8>, (Value, u64)> = HashMap::new();
     let mut expanded: u64 = 0;
     let mut documents = 0usize;
     let mut root: Option<Value> = None;
     loop {
-        let (event, mark) = parser
-            .next_token()
-            .map_err(|e| format!("not JSON or YAML: {e}"))?;
+        let (event, mark) = parser.next()?;
         let at = |what: String| refuse(mark, what);
         // A node completed by this event: its value, its anchor and its weight in expanded nodes.
-        let done: Option<(Value, usize, u64)> = match event {
+        let done: Option<(Value, Option<Vec<u8>>, u64)> = match event {
             Event::StreamEnd => break,
             Event::DocumentStart => {
                 documents += 1;
@@ -76,8 +74,8 @@ pub fn read(text: &str, limit: u64) -> Result<Value, String> {
                 }
                 None
             }
-            Event::Alias(anchor) => {
-                let Some((value, weight)) = anchors.get(&anchor) else {
+            Event::Alias(ref anchor) => {
+                let Some((value, weight)) = anchors.get(anchor) else {
                     return Err(at("an alias of an anchor that is not defined".into()));
                 };
                 if expecting_key(&frames) {
@@ -87,16 +85,20 @@ pub fn read(text: &str, limit: u64) -> Result<Value, String> {
                 if expanded > limit {
                     return Err(bomb(mark, limit));
                 }
-                Some((value.clone(), 0, 0))
+                Some((value.clone(), None, 0))
             }
-            Event::Scalar(value, style, anchor, tag) => {
+            Event::Scalar {
+                value,
+                plain,
+                anchor,
+                tag,
+            } => {
                 expanded = expanded.saturating_add(1);
                 let is_key = expecting_key(&frames);
-                let v = scalar(value, style, tag.as_ref(), is_key)
-                    .map_err(|what| refuse(mark, what))?;
+                let v = scalar(value, plain, tag.as_deref(), is_key).map_err(|what| refuse(mark, what))?;
                 Some((v, anchor, 1))
             }
-            Event::SequenceStart(anchor, ref tag) | Event::MappingStart(anchor, ref tag) => {
+            Event::SequenceStart { ref anchor, ref tag } | Event::MappingStart { ref anchor, ref tag } => {
                 if expecting_key(&frames) {
                     return Err(at("a collection used as a mapping key".into()));
                 }
@@ -105,8 +107,9 @@ pub fn read(text: &str, limit: u64) -> Result<Value, String> {
                         "nested more than {MAX_NESTING} levels deep: no template needs that; flatten it"
                     )));
                 }
-                let tag = collection_tag(tag.as_ref()).map_err(|what| refuse(mark, what))?;
-                let sequence = matches!(event, Event::SequenceStart(..));
+                let tag = collection_tag(tag.as_deref()).map_err(|what| refuse(mark, what))?;
+                let sequence = matches!(event, Event::SequenceStart { .. });
+                let anchor = anchor.clone();
                 let start = expanded;
                 expanded = expanded.saturating_add(1);
                 frames.push(if sequence {
@@ -159,7 +162,7 @@ pub fn read(text: &str, limit: u64) -> Result<Value, String> {
         let Some((value, anchor, weight)) = done else {
             continue;
         };
-        if anchor != 0 {
+        if let Some(anchor) = anchor {
             anchors.insert(anchor, (value.clone(), weight.max(1)));
         }
         match frames.last_mut() {
@@ -192,15 +195,14 @@ pub fn read(text: &str, limit: u64) -> Result<Value, String> {
     Ok(root.unwrap_or(Value::Null))
 }
 
-fn refuse(mark: Marker, what: String) -> String {
+fn refuse(mark: Mark, what: String) -> String {
     format!(
         "not a usable template: line {}, column {}: {what}",
-        mark.line(),
-        mark.col() + 1
+        mark.line, mark.column
     )
 }
 
-fn bomb(mark: Marker, limit: u64) -> String {
+fn bomb(mark: Mark, limit: u64) -> String {
     refuse(
         mark,
         format!("its YAML aliases expand to more than {limit} nodes; an alias bomb? write the values out"),
@@ -214,24 +216,28 @@ fn expecting_key(frames: &[Frame]) -> bool {
 
 /// The intrinsic a short-form tag names (`Ref`, `Condition`, `Fn::Sub`, ...), or a refusal for tags CloudFormation
 /// reads otherwise than stacksetd would.
-fn intrinsic_name(tag: &Tag) -> Result<Option<String>, String> {
-    if tag.handle == "!" && !tag.suffix.is_empty() {
-        let name = tag.suffix.as_str();
+fn intrinsic_name(tag: &str) -> Result<Option<String>, String> {
+    if let Some(name) = tag.strip_prefix('!')
+        && !name.is_empty()
+        && !name.starts_with('!')
+    {
         return Ok(Some(match name {
             "Ref" | "Condition" => name.to_string(),
             other => format!("Fn::{other}"),
         }));
     }
-    if tag.handle == "tag:yaml.org,2002:" && matches!(tag.suffix.as_str(), "str" | "seq" | "map") {
+    if matches!(
+        tag,
+        "tag:yaml.org,2002:str" | "tag:yaml.org,2002:seq" | "tag:yaml.org,2002:map"
+    ) {
         return Ok(None);
     }
     Err(format!(
-        "the YAML tag {}{}: CloudFormation's reading of it is not stacksetd's; write the value without it",
-        tag.handle, tag.suffix
+        "the YAML tag {tag}: CloudFormation's reading of it is not stacksetd's; write the value without it"
     ))
 }
 
-fn collection_tag(tag: Option<&Tag>) -> Result<Option<String>, String> {
+fn collection_tag(tag: Option<&str>) -> Result<Option<String>, String> {
     match tag {
         None => Ok(None),
         Some(tag) => intrinsic_name(tag),
@@ -254,12 +260,7 @@ fn short_form(name: &str, value: Value) -> Value {
 }
 
 /// One scalar as CloudFormation reads it; `Err` says why it is refused (without the position).
-fn scalar(
-    text: String,
-    style: TScalarStyle,
-    tag: Option<&Tag>,
-    is_key: bool,
-) -> Result<Value, String> {
+fn scalar(text: String, plain: bool, tag: Option<&str>, is_key: bool) -> Result<Value, String> {
     if let Some(tag) = tag {
         if is_key {
             return Err("a tagged mapping key; write the key out".into());
@@ -270,7 +271,7 @@ fn scalar(
             None => Value::String(text),
         });
     }
-    if style != TScalarStyle::Plain {
+    if !plain {
         return Ok(Value::String(text));
     }
     let quote = |reads: &str| {
