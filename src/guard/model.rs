@@ -616,6 +616,7 @@ impl Builder<'_> {
                         std::slice::from_ref(holder),
                         "an inline policy without a readable PolicyDocument",
                         &alt,
+                        alt_certain,
                     ),
                 }
             }
@@ -647,7 +648,7 @@ impl Builder<'_> {
 
     /// A statement that could grant anything, for a policy stacksetd cannot read (`source`: what it could not
     /// read, so that only the very same unreadable value compares equal to it).
-    fn anything(&mut self, location: &str, holders: &[Holder], why: &str, source: &Val) {
+    fn anything(&mut self, location: &str, holders: &[Holder], why: &str, source: &Val, certain: bool) {
         let why = &format!(
             "{why} [source {}]",
             super::value::digest(&[&source.canonical()])
@@ -657,7 +658,9 @@ impl Builder<'_> {
             location: location.to_string(),
             holders: holders.to_vec(),
             effect: Effect::Allow,
-            certain: false,
+            // Certain when it is in force whatever the deploy-time choices: the very same unreadable value (same
+            // source) is then the same grant in both versions; it still covers nothing (see `pattern`).
+            certain,
             actions: vec![Item::One(any.clone())],
             resources: vec![Item::One(any.clone())],
             principals: vec![Item::One(any)],
@@ -702,6 +705,7 @@ impl Builder<'_> {
                     &holders,
                     &format!("a policy document with the key {key:?}, which IAM's policy grammar does not have"),
                     &doc,
+                    certain,
                 );
                 continue;
             }
@@ -722,6 +726,7 @@ impl Builder<'_> {
                         &holders,
                         "a policy document without a readable Statement",
                         &doc,
+                        certain,
                     );
                     continue;
                 }
@@ -740,13 +745,20 @@ impl Builder<'_> {
                                     "a statement with the key {key:?}, which IAM's policy grammar does not have                                      (keys are case-sensitive)"
                                 ),
                                 &alt,
+                                alt_certain,
                             ),
                         },
                         Val::Unknown(reason) => {
                             let reason = reason.clone();
-                            self.anything(&location, &holders, &reason, &alt)
+                            self.anything(&location, &holders, &reason, &alt, alt_certain)
                         }
-                        _ => self.anything(&location, &holders, "a statement that is not an object", &alt),
+                        _ => self.anything(
+                            &location,
+                            &holders,
+                            "a statement that is not an object",
+                            &alt,
+                            alt_certain,
+                        ),
                     }
                 }
             }
