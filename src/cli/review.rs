@@ -220,12 +220,18 @@ pub fn diff(
             out.push_str("widening:\n");
             for f in wide {
                 out.push_str(&format!("  ! {}\n", safe(&f.line())));
+                if !f.path.is_empty() {
+                    out.push_str(&format!("      at {}\n", safe(&f.path)));
+                }
             }
         }
         if !other.is_empty() {
             out.push_str("other changes:\n");
             for f in other {
                 out.push_str(&format!("    {}\n", safe(&f.line())));
+                if !f.path.is_empty() {
+                    out.push_str(&format!("      at {}\n", safe(&f.path)));
+                }
             }
         }
         if j.findings.is_empty() {

@@ -120,6 +120,7 @@ pub(super) async fn template_view(
                     widening: true,
                     subject: "IAM Access Analyzer".into(),
                     text: r,
+                    path: String::new(),
                 }));
             assessment = Arc::new(Assessment {
                 decision: Decision::Hold {

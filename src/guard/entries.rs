@@ -58,6 +58,7 @@ pub fn entries(old: &Model, new: &Model, symbols: &Symbols, out: &mut Vec<Findin
         {
             out.push(widening(
                 &subject,
+                &format!("Resources.{id}.Type"),
                 format!("Resources.{id}.Type changed from {} to {}", o.kind, r.kind),
             ));
         }
@@ -70,25 +71,23 @@ pub fn entries(old: &Model, new: &Model, symbols: &Symbols, out: &mut Vec<Findin
             && (!deletes(o.attributes.get("DeletionPolicy")))
             && o.class != Class::Inert
         {
-            out.push(Finding {
-                widening: false,
-                subject: format!("resource {id} ({})", o.kind),
-                text: format!(
-                    "removed from the template, but its DeletionPolicy {} keeps it, and any access it grants, in \
-                     every account",
-                    text(o.attributes.get("DeletionPolicy"), symbols)
-                ),
-            });
+            out.push(
+                super::judge::info(
+                    format!("resource {id} ({})", o.kind),
+                    format!(
+                        "removed from the template, but its DeletionPolicy {} keeps it, and any access it grants, \
+                         in every account",
+                        text(o.attributes.get("DeletionPolicy"), symbols)
+                    ),
+                )
+                .at(format!("Resources.{id}.DeletionPolicy")),
+            );
         }
     }
 }
 
-fn widening(subject: &str, text: String) -> Finding {
-    Finding {
-        widening: true,
-        subject: subject.to_string(),
-        text,
-    }
+fn widening(subject: &str, path: &str, text: String) -> Finding {
+    super::judge::widening(subject, text).at(path)
 }
 
 fn text(v: Option<&Val>, symbols: &Symbols) -> String {
@@ -126,6 +125,7 @@ fn attributes(
                 if !deletes(after) {
                     out.push(widening(
                         subject,
+                        &path,
                         format!(
                             "{path} changed from {} to {}: CloudFormation keeps the resource, and any access it \
                              grants, when it is removed from the template, replaced, or its stack is deleted \
@@ -139,6 +139,7 @@ fn attributes(
             _ if after.is_none() && removal_is_harmless(key) => {}
             _ => out.push(widening(
                 subject,
+                &path,
                 match (before, after) {
                     (None, _) => format!("{path} added: {}", text(after, symbols)),
                     (_, None) => format!("{path} removed (was {})", text(before, symbols)),
@@ -174,12 +175,13 @@ fn unjudged(
             && let Some(lines) = tag_changes(before, after, symbols)
         {
             for line in lines {
-                out.push(widening(subject, format!("{path}: {line}")));
+                out.push(widening(subject, &path, format!("{path}: {line}")));
             }
             continue;
         }
         out.push(widening(
             subject,
+            &path,
             format!(
                 "{path} changed from {} to {} (the guard does not model it, so any change counts)",
                 text(before, symbols),
@@ -191,7 +193,11 @@ fn unjudged(
 
 /// `tag security-exempt added`, `tag team changed`, ... (values never shown: they may be the customer's); `None`
 /// when either side is not a plain tag list.
-fn tag_changes(before: Option<&Val>, after: Option<&Val>, symbols: &Symbols) -> Option<Vec<String>> {
+fn tag_changes(
+    before: Option<&Val>,
+    after: Option<&Val>,
+    symbols: &Symbols,
+) -> Option<Vec<String>> {
     let tags = |v: Option<&Val>| -> Option<BTreeMap<String, String>> {
         let mut map = BTreeMap::new();
         let Some(v) = v else {

@@ -38,27 +38,39 @@ pub struct Finding {
     /// What it is about: `trust of role ScanRole`, `new resource Hook (Custom::Register)`, `template`.
     pub subject: String,
     pub text: String,
+    /// Where in the template it is (`Resources.Role.Properties.Policies[0].PolicyDocument.Statement[2]`,
+    /// `Resources.Role.DeletionPolicy`, `Transform`); empty when it is about the template as a whole.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path: String,
 }
 
 impl Finding {
     pub fn line(&self) -> String {
         format!("{}: {}", self.subject, self.text)
     }
+
+    /// The same finding, at `path`.
+    pub fn at(mut self, path: impl Into<String>) -> Finding {
+        self.path = path.into();
+        self
+    }
 }
 
-fn widening(subject: impl Into<String>, text: impl Into<String>) -> Finding {
+pub(super) fn widening(subject: impl Into<String>, text: impl Into<String>) -> Finding {
     Finding {
         widening: true,
         subject: subject.into(),
         text: text.into(),
+        path: String::new(),
     }
 }
 
-fn info(subject: impl Into<String>, text: impl Into<String>) -> Finding {
+pub(super) fn info(subject: impl Into<String>, text: impl Into<String>) -> Finding {
     Finding {
         widening: false,
         subject: subject.into(),
         text: text.into(),
+        path: String::new(),
     }
 }
 
@@ -81,7 +93,7 @@ pub fn judge_case(
             out.push(widening(
                 "template",
                 format!("adds {t}: CloudFormation rewrites the template at deploy time, so what it installs is not what stacksetd judged"),
-            ));
+            ).at("Transform"));
         }
     }
     resources(old, new, &mut out);
@@ -97,33 +109,38 @@ fn resources(old: &Model, new: &Model, out: &mut Vec<Finding>) {
     for (id, r) in &new.resources {
         if r.class.is_iam() || r.class == Class::Inert {
             if !old.resources.contains_key(id) {
-                out.push(info(
-                    format!("new resource {id} ({})", r.kind),
-                    r.does.clone(),
-                ));
+                out.push(
+                    info(format!("new resource {id} ({})", r.kind), r.does.clone())
+                        .at(format!("Resources.{id}")),
+                );
             }
             continue;
         }
+        let path = format!("Resources.{id}");
         match old.resources.get(id) {
-            None => out.push(widening(
-                format!("new resource {id} ({})", r.kind),
-                r.does.clone(),
-            )),
+            None => out
+                .push(widening(format!("new resource {id} ({})", r.kind), r.does.clone()).at(path)),
             Some(o) if o.kind != r.kind || o.props != r.props || (o.certain && !r.certain) => out
-                .push(widening(
-                    format!("resource {id} ({}) changed", r.kind),
-                    if o.kind != r.kind {
-                        format!("was {}; now {}", o.kind, r.does)
-                    } else {
-                        r.does.clone()
-                    },
-                )),
+                .push(
+                    widening(
+                        format!("resource {id} ({}) changed", r.kind),
+                        if o.kind != r.kind {
+                            format!("was {}; now {}", o.kind, r.does)
+                        } else {
+                            r.does.clone()
+                        },
+                    )
+                    .at(path),
+                ),
             Some(_) => {}
         }
     }
     for (id, o) in &old.resources {
         if !new.resources.contains_key(id) {
-            out.push(info(format!("resource {id} ({})", o.kind), "removed"));
+            out.push(
+                info(format!("resource {id} ({})", o.kind), "removed")
+                    .at(format!("Resources.{id}")),
+            );
         }
     }
 }
@@ -177,7 +194,11 @@ fn statements(
                 continue;
             }
             let subject = holder_list(&holders, symbols);
+            let start = out.len();
             explain(s, &olds, &subject, symbols, budget, out)?;
+            for f in &mut out[start..] {
+                f.path = s.location.clone();
+            }
         }
     }
     // Every applied Deny must still deny at least as much.
@@ -201,15 +222,18 @@ fn statements(
             }
         }
         if !lifted.is_empty() {
-            out.push(widening(
-                holder_list(&lifted, symbols),
-                format!(
-                    "Deny of {} on {} removed or narrowed ({})",
-                    items_text(&d.actions, Kind::Action, symbols),
-                    items_text(&d.resources, Kind::Resource, symbols),
-                    d.location
-                ),
-            ));
+            out.push(
+                widening(
+                    holder_list(&lifted, symbols),
+                    format!(
+                        "Deny of {} on {} removed or narrowed ({})",
+                        items_text(&d.actions, Kind::Action, symbols),
+                        items_text(&d.resources, Kind::Resource, symbols),
+                        d.location
+                    ),
+                )
+                .at(d.location.clone()),
+            );
         }
     }
     removed_actions(old, new, symbols, budget, out)
@@ -773,43 +797,62 @@ fn attachments(old: &Model, new: &Model, symbols: &Symbols, out: &mut Vec<Findin
                 "+ managed policy {} (its permissions are not in the template, so stacksetd cannot see them)",
                 symbols.display(&a.arn)
             ),
-        ));
+        ).at(a.location.clone()));
     }
     for a in only_in(old, new) {
-        out.push(info(
-            symbols.display(&a.identity),
-            format!("- managed policy {}", symbols.display(&a.arn)),
-        ));
+        out.push(
+            info(
+                symbols.display(&a.identity),
+                format!("- managed policy {}", symbols.display(&a.arn)),
+            )
+            .at(a.location.clone()),
+        );
     }
 }
 
+/// `Resources.ID.Properties.NAME` of an identity's property, when the template defines the identity.
+fn property_path(model: &Model, identity: &str, name: &str) -> String {
+    model
+        .identities
+        .get(identity)
+        .map(|id| format!("Resources.{id}.Properties.{name}"))
+        .unwrap_or_default()
+}
+
 fn boundaries(old: &Model, new: &Model, symbols: &Symbols, out: &mut Vec<Finding>) {
+    let at = |identity: &str| property_path(new, identity, "PermissionsBoundary");
     for (identity, before) in &old.boundaries {
         if !new.identities.contains_key(identity) {
             continue;
         }
         match new.boundaries.get(identity) {
-            None => out.push(widening(
-                symbols.display(identity),
-                "permissions boundary removed",
-            )),
-            Some(after) if after != before => out.push(widening(
-                symbols.display(identity),
-                format!(
-                    "permissions boundary changed from {} to {}",
-                    symbols.display(before),
-                    symbols.display(after)
-                ),
-            )),
+            None => out.push(
+                widening(symbols.display(identity), "permissions boundary removed")
+                    .at(at(identity)),
+            ),
+            Some(after) if after != before => out.push(
+                widening(
+                    symbols.display(identity),
+                    format!(
+                        "permissions boundary changed from {} to {}",
+                        symbols.display(before),
+                        symbols.display(after)
+                    ),
+                )
+                .at(at(identity)),
+            ),
             Some(_) => {}
         }
     }
     for (identity, b) in &new.boundaries {
         if !old.boundaries.contains_key(identity) {
-            out.push(info(
-                symbols.display(identity),
-                format!("permissions boundary {} added", symbols.display(b)),
-            ));
+            out.push(
+                info(
+                    symbols.display(identity),
+                    format!("permissions boundary {} added", symbols.display(b)),
+                )
+                .at(at(identity)),
+            );
         }
     }
 }
@@ -835,17 +878,24 @@ fn settings(old: &Model, new: &Model, symbols: &Symbols, out: &mut Vec<Finding>)
                 _ => old_value != Some(value),
             };
             if grows {
-                out.push(widening(
-                    symbols.display(identity),
-                    match old_value {
-                        Some(w) => format!(
-                            "{name} changed from {} to {}",
-                            symbols.display(w),
-                            symbols.display(value)
-                        ),
-                        None => format!("{name} set to {}", symbols.display(value)),
-                    },
-                ));
+                out.push(
+                    widening(
+                        symbols.display(identity),
+                        match old_value {
+                            Some(w) => format!(
+                                "{name} changed from {} to {}",
+                                symbols.display(w),
+                                symbols.display(value)
+                            ),
+                            None => format!("{name} set to {}", symbols.display(value)),
+                        },
+                    )
+                    .at(property_path(
+                        new,
+                        identity,
+                        name.split(' ').next().unwrap_or(name),
+                    )),
+                );
             }
         }
     }

@@ -299,7 +299,9 @@ pub fn check(level: PolicyLevel, model: &Model, symbols: &Symbols) -> LevelCheck
 }
 
 /// Read verbs a broad, service-wide pattern stops at (`ec2:Describe*`, `s3:Get*`): what real vendors write.
-const BROAD_VERBS: &[&str] = &["get", "list", "describe", "batchget", "view", "search", "lookup", "query", "scan"];
+const BROAD_VERBS: &[&str] = &[
+    "get", "list", "describe", "batchget", "view", "search", "lookup", "query", "scan",
+];
 
 /// Is a wildcard pattern that matches secret-bearing reads aimed at them, rather than a broad read every vendor
 /// writes? Aimed: it has a `?` (a name spelled out but for a letter), its literal part goes past a bare read verb

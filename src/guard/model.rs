@@ -221,6 +221,7 @@ impl Model {
                 .collect(),
             chosen_attachments: BTreeMap::new(),
             context: String::new(),
+            variables: false,
         };
         if resolved.failed.is_some() {
             return Ok(b.model);
@@ -264,6 +265,9 @@ struct Builder<'a> {
     chosen_attachments: BTreeMap<String, Vec<String>>,
     /// The context of the resource being modelled (see [`Stmt::context`]).
     context: String,
+    /// The document being read has `Version: 2012-10-17`, under which `${aws:...}` policy variables are
+    /// evaluated (under 2008-10-17, the default, they are text).
+    variables: bool,
 }
 
 impl Builder<'_> {
@@ -604,6 +608,17 @@ impl Builder<'_> {
         for (i, (policy, certain)) in items.into_iter().enumerate() {
             let loc = format!("{base}.Policies[{i}]");
             for (alt, alt_certain) in alternatives(&policy, certain) {
+                if let Val::Map(keys) = &alt
+                    && let Some(key) = keys
+                        .keys()
+                        .find(|k| !["PolicyName", "PolicyDocument"].contains(&k.as_str()))
+                {
+                    let why = format!(
+                        "an inline policy with the key {key:?}, which CloudFormation's schema does not have"
+                    );
+                    self.anything(&loc, std::slice::from_ref(holder), &why, &alt, alt_certain);
+                    continue;
+                }
                 match alt.get("PolicyDocument") {
                     Some(doc) => self.document(
                         doc,
@@ -648,7 +663,14 @@ impl Builder<'_> {
 
     /// A statement that could grant anything, for a policy stacksetd cannot read (`source`: what it could not
     /// read, so that only the very same unreadable value compares equal to it).
-    fn anything(&mut self, location: &str, holders: &[Holder], why: &str, source: &Val, certain: bool) {
+    fn anything(
+        &mut self,
+        location: &str,
+        holders: &[Holder],
+        why: &str,
+        source: &Val,
+        certain: bool,
+    ) {
         let why = &format!(
             "{why} [source {}]",
             super::value::digest(&[&source.canonical()])
@@ -709,6 +731,7 @@ impl Builder<'_> {
                 );
                 continue;
             }
+            self.variables = matches!(doc.get("Version"), Some(Val::Str(v)) if v == "2012-10-17");
             let statements: Vec<(Val, bool)> = match doc.get("Statement") {
                 Some(Val::List(items)) => items.iter().map(|s| (s.clone(), certain)).collect(),
                 Some(single @ Val::Map(_)) => vec![(single.clone(), certain)],
@@ -775,7 +798,15 @@ impl Builder<'_> {
     ) -> Result<(), TooComplex> {
         let mut without_sid = map.clone();
         without_sid.remove("Sid");
-        let raw = Val::Map(without_sid).canonical();
+        let mut raw = Val::Map(without_sid).canonical();
+        if raw.contains("${") {
+            // Policy variables mean something only under Version 2012-10-17: the version is part of the grant.
+            raw.push_str(if self.variables {
+                " (2012-10-17)"
+            } else {
+                " (2008-10-17)"
+            });
+        }
         self.budget.spend(raw.len() as u64 * 2 + NODE)?;
         let effects: Vec<Effect> = match map.get("Effect") {
             Some(Val::Str(e)) if e == "Allow" => vec![Effect::Allow],
@@ -817,6 +848,35 @@ impl Builder<'_> {
         Ok(())
     }
 
+    /// Policy variables (`${aws:username}`) in a statement's values, under Version 2012-10-17: each a fixed
+    /// symbol, since it is the same value for the same request in both versions (and `*` covers it), never the
+    /// text it is spelled with.
+    fn policy_variables(&mut self, texts: &mut [String]) {
+        if !self.variables {
+            return;
+        }
+        for t in texts.iter_mut().filter(|t| t.contains("${")) {
+            let mut out = String::with_capacity(t.len());
+            let mut rest = t.as_str();
+            while let Some(start) = rest.find("${") {
+                out.push_str(&rest[..start]);
+                let after = &rest[start + 2..];
+                let Some(end) = after.find('}') else {
+                    out.push_str(&rest[start..]);
+                    rest = "";
+                    break;
+                };
+                out.push(
+                    self.symbols
+                        .fixed(&format!("policy variable {}", &after[..end])),
+                );
+                rest = &after[end + 1..];
+            }
+            out.push_str(rest);
+            *t = out;
+        }
+    }
+
     /// An Action/Resource list (or its Not- form); the bool is false when a deploy-time choice is inside.
     fn items(
         &mut self,
@@ -828,11 +888,13 @@ impl Builder<'_> {
         if let Some(v) = map.get(positive) {
             let mut texts = Vec::new();
             v.strings(self.symbols, &mut texts);
+            self.policy_variables(&mut texts);
             return (texts.into_iter().map(Item::One).collect(), !v.has_choice());
         }
         if let Some(v) = map.get(negative) {
             let mut texts = Vec::new();
             v.strings(self.symbols, &mut texts);
+            self.policy_variables(&mut texts);
             // An exclusion list with an unknown member excludes an unknown set: it proves nothing.
             return (vec![Item::AllExcept(texts)], !v.has_choice());
         }
@@ -859,6 +921,7 @@ impl Builder<'_> {
                     for (kind, values) in kinds {
                         let mut texts = Vec::new();
                         values.strings(self.symbols, &mut texts);
+                        self.policy_variables(&mut texts);
                         for t in texts {
                             out.push(normalize_principal(&kind, &t, self.symbols));
                         }
@@ -867,6 +930,7 @@ impl Builder<'_> {
                 other => {
                     let mut texts = Vec::new();
                     other.strings(self.symbols, &mut texts);
+                    self.policy_variables(&mut texts);
                     for t in texts {
                         out.push(if t == "*" { t } else { format!("AWS:{t}") });
                     }
@@ -917,6 +981,7 @@ impl Builder<'_> {
             for (key, values) in keys {
                 let mut texts = Vec::new();
                 values.strings(self.symbols, &mut texts);
+                self.policy_variables(&mut texts);
                 let clause = cond
                     .clauses
                     .entry((op.clone(), key.to_lowercase()))
@@ -982,10 +1047,16 @@ fn json_document(text: &str) -> Option<Val> {
     if !value.is_object() {
         return None;
     }
-    let reserved_in_text: BTreeSet<char> = text.chars().filter(|c| super::value::is_reserved(*c)).collect();
+    let reserved_in_text: BTreeSet<char> = text
+        .chars()
+        .filter(|c| super::value::is_reserved(*c))
+        .collect();
     let mut ok = true;
     let val = plain_val(&value, &mut |s: &str| {
-        ok &= s.chars().filter(|c| super::value::is_reserved(*c)).all(|c| reserved_in_text.contains(&c));
+        ok &= s
+            .chars()
+            .filter(|c| super::value::is_reserved(*c))
+            .all(|c| reserved_in_text.contains(&c));
     });
     ok.then_some(val)
 }

@@ -216,7 +216,8 @@ pub fn resolve(
                 }
             }
             None => {
-                let unknown = Val::Unknown(format!("a resource entry that is not an object ({id})"));
+                let unknown =
+                    Val::Unknown(format!("a resource entry that is not an object ({id})"));
                 attributes.insert("(entry)".to_string(), r.sourced(unknown, resource)?);
             }
         }
@@ -460,7 +461,10 @@ impl Resolver<'_> {
                         ("Fn::FindInMap", Value::Array(items)) => {
                             if let Some(Value::String(name)) = items.first() {
                                 let map = self.mappings.and_then(|m| m.get(name));
-                                out.push(format!("mapping {name}={}", map.map(Value::to_string).unwrap_or_default()));
+                                out.push(format!(
+                                    "mapping {name}={}",
+                                    map.map(Value::to_string).unwrap_or_default()
+                                ));
                             }
                         }
                         ("Fn::Sub", _) => {

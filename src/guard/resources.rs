@@ -569,8 +569,13 @@ fn inert_row(kind: &str) -> Option<&'static Row> {
                 let mut fields = l.splitn(3, '\t');
                 let (kind, verdict) = (fields.next()?, fields.next()?);
                 (verdict == "inert").then(|| {
-                    let does: &'static str =
-                        Box::leak(format!("{kind}: inert (its schema: {})", fields.next().unwrap_or("")).into_boxed_str());
+                    let does: &'static str = Box::leak(
+                        format!(
+                            "{kind}: inert (its schema: {})",
+                            fields.next().unwrap_or("")
+                        )
+                        .into_boxed_str(),
+                    );
                     (kind, row(kind, Inert, does))
                 })
             })
@@ -587,9 +592,11 @@ pub fn row_for(kind: &str) -> Option<&'static Row> {
         .find(|r| r.kind == kind)
         .or_else(|| inert_row(kind))
         .or_else(|| {
-            TABLE
-                .iter()
-                .find(|r| r.kind.strip_suffix('*').is_some_and(|prefix| kind.starts_with(prefix)))
+            TABLE.iter().find(|r| {
+                r.kind
+                    .strip_suffix('*')
+                    .is_some_and(|prefix| kind.starts_with(prefix))
+            })
         })
 }
 

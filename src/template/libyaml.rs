@@ -114,7 +114,11 @@ unsafe fn text(ptr: *const u8) -> Option<Vec<u8>> {
         return None;
     }
     // SAFETY: libyaml's anchors and tags are NUL-terminated strings owned by the live event.
-    Some(unsafe { CStr::from_ptr(ptr as *const c_char) }.to_bytes().to_vec())
+    Some(
+        unsafe { CStr::from_ptr(ptr as *const c_char) }
+            .to_bytes()
+            .to_vec(),
+    )
 }
 
 unsafe fn tag(ptr: *const u8) -> Option<String> {
@@ -170,6 +174,10 @@ fn parse_error(p: &sys::yaml_parser_t) -> String {
     if !context.is_empty() {
         out.push_str(&format!(" ({context})"));
     }
-    out.push_str(&format!(" at line {}, column {}", mark.line + 1, mark.column + 1));
+    out.push_str(&format!(
+        " at line {}, column {}",
+        mark.line + 1,
+        mark.column + 1
+    ));
     out
 }

@@ -11,9 +11,9 @@ use sha2::{Digest, Sha256};
 use crate::desired::{PolicyLevel, TemplateSpec};
 use crate::error::Error;
 
+mod libyaml;
 mod parse;
 mod policy;
-mod libyaml;
 mod source;
 mod yaml;
 

@@ -69,7 +69,8 @@ pub fn read(text: &str, limit: u64) -> Result<Value, String> {
                 documents += 1;
                 if documents > 1 {
                     return Err(at(
-                        "a second YAML document (---): CloudFormation reads one; remove the rest".into(),
+                        "a second YAML document (---): CloudFormation reads one; remove the rest"
+                            .into(),
                     ));
                 }
                 None
@@ -79,7 +80,9 @@ pub fn read(text: &str, limit: u64) -> Result<Value, String> {
                     return Err(at("an alias of an anchor that is not defined".into()));
                 };
                 if expecting_key(&frames) {
-                    return Err(at("an alias used as a mapping key; write the key out".into()));
+                    return Err(at(
+                        "an alias used as a mapping key; write the key out".into()
+                    ));
                 }
                 expanded = expanded.saturating_add(*weight);
                 if expanded > limit {
@@ -95,10 +98,18 @@ pub fn read(text: &str, limit: u64) -> Result<Value, String> {
             } => {
                 expanded = expanded.saturating_add(1);
                 let is_key = expecting_key(&frames);
-                let v = scalar(value, plain, tag.as_deref(), is_key).map_err(|what| refuse(mark, what))?;
+                let v = scalar(value, plain, tag.as_deref(), is_key)
+                    .map_err(|what| refuse(mark, what))?;
                 Some((v, anchor, 1))
             }
-            Event::SequenceStart { ref anchor, ref tag } | Event::MappingStart { ref anchor, ref tag } => {
+            Event::SequenceStart {
+                ref anchor,
+                ref tag,
+            }
+            | Event::MappingStart {
+                ref anchor,
+                ref tag,
+            } => {
                 if expecting_key(&frames) {
                     return Err(at("a collection used as a mapping key".into()));
                 }
@@ -205,7 +216,9 @@ fn refuse(mark: Mark, what: String) -> String {
 fn bomb(mark: Mark, limit: u64) -> String {
     refuse(
         mark,
-        format!("its YAML aliases expand to more than {limit} nodes; an alias bomb? write the values out"),
+        format!(
+            "its YAML aliases expand to more than {limit} nodes; an alias bomb? write the values out"
+        ),
     )
 }
 
@@ -314,8 +327,12 @@ enum Plain {
     Text,
 }
 
-const TRUE: &[&str] = &["true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"];
-const FALSE: &[&str] = &["false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"];
+const TRUE: &[&str] = &[
+    "true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON",
+];
+const FALSE: &[&str] = &[
+    "false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF",
+];
 
 fn resolve_plain(s: &str) -> Plain {
     if matches!(s, "" | "~" | "null" | "Null" | "NULL") {
@@ -346,9 +363,8 @@ fn resolve_plain(s: &str) -> Plain {
             None => (rest, None),
         };
         let fraction_ok = fraction.is_empty() || digits(fraction);
-        let exponent_ok = exponent.is_none_or(|e| {
-            (e.starts_with('+') || e.starts_with('-')) && digits(&e[1..])
-        });
+        let exponent_ok =
+            exponent.is_none_or(|e| (e.starts_with('+') || e.starts_with('-')) && digits(&e[1..]));
         let signed = s.starts_with('-');
         let whole_ok = digits(whole) || (whole.is_empty() && !signed && !fraction.is_empty());
         if whole_ok && fraction_ok && exponent_ok {
@@ -396,32 +412,31 @@ fn yaml11_other_value(s: &str) -> Option<&'static str> {
         return (!hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit() || c == '_'))
             .then_some("a hexadecimal number");
     }
-    if matches!(
-        body,
-        ".inf" | ".Inf" | ".INF" | ".nan" | ".NaN" | ".NAN"
-    ) {
+    if matches!(body, ".inf" | ".Inf" | ".INF" | ".nan" | ".NaN" | ".NAN") {
         return Some("an infinity or not-a-number");
     }
     if body.starts_with('0') && body.len() > 1 && numeric(body, &['_']) {
-        return Some(if body.chars().all(|c| ('0'..='7').contains(&c) || c == '_') {
-            "an octal number"
-        } else {
-            "a number whose leading zero YAML 1.1 readers treat differently"
-        });
+        return Some(
+            if body.chars().all(|c| ('0'..='7').contains(&c) || c == '_') {
+                "an octal number"
+            } else {
+                "a number whose leading zero YAML 1.1 readers treat differently"
+            },
+        );
     }
     if numeric(body, &['_', ':', '.', 'e', 'E', '-', '+'])
         && (body.contains('_') || body.contains(':') || signed)
-        && body.chars().next().is_some_and(|c| c.is_ascii_digit() || c == '.')
+        && body
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit() || c == '.')
     {
         // 1_000, 1:30 (base 60), +12, -.5: numbers in YAML 1.1 with a value unlike their text, or text in some
         // readers and numbers in others.
         return Some("a number (YAML 1.1 reads underscores, colons and signs in numbers)");
     }
     let b = s.as_bytes();
-    if b.len() > 10
-        && is_date(&s[..10])
-        && matches!(b[10], b'T' | b't' | b' ' | b'\t')
-    {
+    if b.len() > 10 && is_date(&s[..10]) && matches!(b[10], b'T' | b't' | b' ' | b'\t') {
         return Some("a timestamp");
     }
     // Dates with one-digit months or days are timestamps too.
@@ -430,7 +445,9 @@ fn yaml11_other_value(s: &str) -> Option<&'static str> {
         && parts[0].len() == 4
         && parts[1].len() <= 2
         && parts[2].len() <= 2
-        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()))
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()))
     {
         return Some("a date");
     }
@@ -461,7 +478,9 @@ mod tests {
 
     #[test]
     fn numbers_keep_their_decimal_reading_and_1_1_only_text_stays_text() {
-        let v = read_ok("A: 3600\nB: -0\nC: 1.5\nD: 1e3\nE: 0o755\nF: 1.0e+3\nG: 0X1F\nH: 123456789012\n");
+        let v = read_ok(
+            "A: 3600\nB: -0\nC: 1.5\nD: 1e3\nE: 0o755\nF: 1.0e+3\nG: 0X1F\nH: 123456789012\n",
+        );
         assert_eq!(v["A"], serde_json::json!(3600));
         assert_eq!(v["B"], serde_json::json!(0));
         assert_eq!(v["C"], serde_json::json!(1.5));
@@ -494,7 +513,10 @@ mod tests {
                 "{text}: {err}"
             );
         }
-        assert!(read_ok("AWSTemplateFormatVersion: 2010-09-09\n")["AWSTemplateFormatVersion"] == "2010-09-09");
+        assert!(
+            read_ok("AWSTemplateFormatVersion: 2010-09-09\n")["AWSTemplateFormatVersion"]
+                == "2010-09-09"
+        );
         assert!(read_ok("Version: 2012-10-17\n")["Version"] == "2012-10-17");
     }
 
@@ -502,16 +524,24 @@ mod tests {
     fn keys_that_1_1_reads_as_other_values_are_refused_and_decimal_keys_are_text() {
         for key in ["yes", "on", "null", "1.5", "~", "0755"] {
             let err = read(&format!("M:\n  {key}: x\n"), 100_000).unwrap_err();
-            assert!(err.contains("line 2") && err.contains("quote it"), "{key}: {err}");
+            assert!(
+                err.contains("line 2") && err.contains("quote it"),
+                "{key}: {err}"
+            );
         }
         assert_eq!(read_ok("M:\n  123456789012: x\n")["M"]["123456789012"], "x");
     }
 
     #[test]
     fn short_forms_become_intrinsics_without_converting_their_value() {
-        let v = read_ok("A: !Ref 123\nB: !GetAtt Role.Arn.Path\nC: !If [c, yes, !Ref AWS::NoValue]\nD: !Foo {a: 1}\nE: !!str yes\n");
+        let v = read_ok(
+            "A: !Ref 123\nB: !GetAtt Role.Arn.Path\nC: !If [c, yes, !Ref AWS::NoValue]\nD: !Foo {a: 1}\nE: !!str yes\n",
+        );
         assert_eq!(v["A"], serde_json::json!({"Ref": "123"}));
-        assert_eq!(v["B"], serde_json::json!({"Fn::GetAtt": ["Role", "Arn.Path"]}));
+        assert_eq!(
+            v["B"],
+            serde_json::json!({"Fn::GetAtt": ["Role", "Arn.Path"]})
+        );
         assert_eq!(
             v["C"],
             serde_json::json!({"Fn::If": ["c", true, {"Ref": "AWS::NoValue"}]})
@@ -525,9 +555,21 @@ mod tests {
 
     #[test]
     fn second_documents_deep_nesting_and_alias_bombs_are_refused() {
-        assert!(read("A: 1\n---\nB: 2\n", 100_000).unwrap_err().contains("second YAML document"));
-        let deep = format!("A: {}1{}\n", "[".repeat(MAX_NESTING + 5), "]".repeat(MAX_NESTING + 5));
-        assert!(read(&deep, 100_000).unwrap_err().contains("nested more than"));
+        assert!(
+            read("A: 1\n---\nB: 2\n", 100_000)
+                .unwrap_err()
+                .contains("second YAML document")
+        );
+        let deep = format!(
+            "A: {}1{}\n",
+            "[".repeat(MAX_NESTING + 5),
+            "]".repeat(MAX_NESTING + 5)
+        );
+        assert!(
+            read(&deep, 100_000)
+                .unwrap_err()
+                .contains("nested more than")
+        );
         let deep = "[".repeat(200_000);
         assert!(read(&deep, 100_000).is_err());
         let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
