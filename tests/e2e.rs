@@ -15,4 +15,5 @@ mod management_stack_moto;
 mod moto_harness;
 mod observability_moto;
 mod safety_moto;
+mod template_oracle;
 mod tenants_moto;

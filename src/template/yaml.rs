@@ -263,7 +263,7 @@ fn short_form(name: &str, value: Value) -> Value {
         // `!GetAtt Resource.Attribute.Path` is ["Resource", "Attribute.Path"].
         ("Fn::GetAtt", Value::String(s)) => match s.split_once('.') {
             Some((resource, attribute)) => Value::Array(vec![resource.into(), attribute.into()]),
-            None => Value::String(s),
+            None => Value::Array(vec![Value::String(s)]),
         },
         (_, value) => value,
     };
@@ -307,6 +307,7 @@ fn scalar(text: String, plain: bool, tag: Option<&str>, is_key: bool) -> Result<
             .ok_or_else(|| quote("a number out of range")),
         // CloudFormation hands a date back as the text it was written as: `Version: 2012-10-17` in every IAM
         // policy and `AWSTemplateFormatVersion: 2010-09-09` are read unquoted by every real template.
+        Plain::Date if is_key => Err(quote("a date")),
         Plain::Date => Ok(Value::String(text)),
         Plain::Refused(reads) => Err(quote(reads)),
         Plain::Text => Ok(Value::String(text)),
@@ -522,7 +523,7 @@ mod tests {
 
     #[test]
     fn keys_that_1_1_reads_as_other_values_are_refused_and_decimal_keys_are_text() {
-        for key in ["yes", "on", "null", "1.5", "~", "0755"] {
+        for key in ["yes", "on", "null", "1.5", "~", "0755", "2010-09-09"] {
             let err = read(&format!("M:\n  {key}: x\n"), 100_000).unwrap_err();
             assert!(
                 err.contains("line 2") && err.contains("quote it"),

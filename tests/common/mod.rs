@@ -75,6 +75,22 @@ pub fn backend() -> Backend {
     }
 }
 
+/// The virtualenv's Python (`$STACKSETD_TEST_PYTHON` or ./.venv/bin/python), with moto and cfn-lint. Panics
+/// (the test fails, never skips) when it is missing.
+pub fn python() -> PathBuf {
+    let python = match std::env::var_os(PYTHON_ENV) {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => repo_root().join(".venv/bin/python"),
+    };
+    if !python.exists() {
+        panic!(
+            "no Python with moto at {} (${PYTHON_ENV} or ./.venv/bin/python): {SETUP_HINT}",
+            python.display()
+        );
+    }
+    python
+}
+
 impl MotoServer {
     /// Starts tests/moto/launcher.py with `$STACKSETD_TEST_PYTHON` or ./.venv/bin/python and waits for its
     /// `READY <port>` line. Panics (the test fails) when Python or moto is missing or the server never answers.
@@ -136,16 +152,7 @@ impl MotoServer {
         if backend() == Backend::Fakecloud {
             return MotoServer::start_fakecloud();
         }
-        let python = match std::env::var_os(PYTHON_ENV) {
-            Some(path) if !path.is_empty() => PathBuf::from(path),
-            _ => repo_root().join(".venv/bin/python"),
-        };
-        if !python.exists() {
-            panic!(
-                "no Python with moto at {} (${PYTHON_ENV} or ./.venv/bin/python): {SETUP_HINT}",
-                python.display()
-            );
-        }
+        let python = python();
         let launcher = repo_root().join("tests/moto/launcher.py");
         let mut child = Command::new(&python)
             .envs(env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
