@@ -12,6 +12,7 @@ mod controller_sim;
 mod daemon_sim;
 mod fuzz_smoke;
 mod guard_corpus;
+mod guard_mutations;
 mod iam_policy;
 mod template_fetch;
 mod templates_daemon;
