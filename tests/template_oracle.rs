@@ -79,7 +79,9 @@ fn normalize(v: &Value) -> Value {
 fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
+        }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
         }
@@ -130,8 +132,12 @@ fn differential(docs: &[(String, String)]) -> Outcome {
             )),
             (Err(why), _) => {
                 outcome.refused += 1;
-                if !DOCUMENTED_REFUSALS.iter().any(|r| why.contains(r)) && reference.get("ok").is_some() {
-                    failures.push(format!("{name}: refused for an undocumented reason: {why}\n{text}"));
+                if !DOCUMENTED_REFUSALS.iter().any(|r| why.contains(r))
+                    && reference.get("ok").is_some()
+                {
+                    failures.push(format!(
+                        "{name}: refused for an undocumented reason: {why}\n{text}"
+                    ));
                 }
             }
         }
@@ -180,7 +186,11 @@ fn every_corpus_template_is_read_as_cfn_lint_reads_it() {
     // Every real template is read, none refused.
     assert_eq!(outcome.refused, 0, "a real template was refused");
     assert_eq!(outcome.compared, docs.len());
-    assert!(docs.len() >= 60, "the corpus is there ({} files)", docs.len());
+    assert!(
+        docs.len() >= 60,
+        "the corpus is there ({} files)",
+        docs.len()
+    );
 }
 
 /// A small deterministic generator (xorshift): no dependency, and a printed seed replays a failure.
@@ -203,20 +213,88 @@ impl Rng {
 
 /// Plain scalars whose YAML 1.1 and 1.2 readings differ, or that look like they might, which stacksetd reads.
 const SCALARS: &[&str] = &[
-    "yes", "no", "on", "off", "Yes", "NO", "On", "OFF", "y", "n", "Y", "N", "true", "False", "TRUE", "tRue", "yEs",
-    "null", "Null", "NULL", "~", "0", "-0", "12", "-12", "0o755", "0X1F", "1.5", "-1.5", "1.", ".5", "1e3", "1E3",
-    "1.0e+3", "1.0e3", "6.8523015e+5", "2010-09-09", "2012-10-17", "abc", "a b", "123456789012",
-    "arn:aws:iam::123456789012:root", "ec2:Describe*", "10.0.0.0/16", "1.2.3", "0.0", "-", "::", "<<x",
+    "yes",
+    "no",
+    "on",
+    "off",
+    "Yes",
+    "NO",
+    "On",
+    "OFF",
+    "y",
+    "n",
+    "Y",
+    "N",
+    "true",
+    "False",
+    "TRUE",
+    "tRue",
+    "yEs",
+    "null",
+    "Null",
+    "NULL",
+    "~",
+    "0",
+    "-0",
+    "12",
+    "-12",
+    "0o755",
+    "0X1F",
+    "1.5",
+    "-1.5",
+    "1.",
+    ".5",
+    "1e3",
+    "1E3",
+    "1.0e+3",
+    "1.0e3",
+    "6.8523015e+5",
+    "2010-09-09",
+    "2012-10-17",
+    "abc",
+    "a b",
+    "123456789012",
+    "arn:aws:iam::123456789012:root",
+    "ec2:Describe*",
+    "10.0.0.0/16",
+    "1.2.3",
+    "0.0",
+    "-",
+    "::",
+    "<<x",
 ];
 
 /// The forms YAML 1.1 gives a value unlike their text: stacksetd refuses them (quote it).
 const REFUSED: &[&str] = &[
-    "+12", "0755", "08", "00", "0x1F", "0b101", "1_000", "1:30", "190:20:30", "-.5", ".inf", "-.Inf", ".nan",
-    "2001-12-14t21:59:43.10-05:00", "2001-1-5", "=", "99999999999999999999",
+    "+12",
+    "0755",
+    "08",
+    "00",
+    "0x1F",
+    "0b101",
+    "1_000",
+    "1:30",
+    "190:20:30",
+    "-.5",
+    ".inf",
+    "-.Inf",
+    ".nan",
+    "2001-12-14t21:59:43.10-05:00",
+    "2001-1-5",
+    "=",
+    "99999999999999999999",
 ];
 
 const TAGS: &[&str] = &[
-    "!Ref", "!Sub", "!GetAtt", "!Base64", "!ImportValue", "!Condition", "!GetAZs", "!Foo", "!!str",
+    "!Ref",
+    "!Sub",
+    "!GetAtt",
+    "!Base64",
+    "!ImportValue",
+    "!Condition",
+    "!GetAZs",
+    "!Foo",
+    "!!str",
 ];
 
 fn scalar(rng: &mut Rng) -> String {
@@ -250,7 +328,15 @@ fn value(rng: &mut Rng, depth: usize, indent: usize) -> String {
             format!(" [{}]\n", items.join(", "))
         }
         5 => {
-            let tag = rng.pick(&["!If", "!Equals", "!Join", "!Select", "!FindInMap", "!And", "!Split"]);
+            let tag = rng.pick(&[
+                "!If",
+                "!Equals",
+                "!Join",
+                "!Select",
+                "!FindInMap",
+                "!And",
+                "!Split",
+            ]);
             let items: Vec<String> = (0..1 + rng.below(3)).map(|_| scalar(rng)).collect();
             format!(" {tag} [{}]\n", items.join(", "))
         }
@@ -264,7 +350,11 @@ fn value(rng: &mut Rng, depth: usize, indent: usize) -> String {
         _ => {
             let mut out = String::from("\n");
             for i in 0..1 + rng.below(4) {
-                out.push_str(&format!("{pad}  {}:{}", key(rng, i), value(rng, depth + 1, indent + 2)));
+                out.push_str(&format!(
+                    "{pad}  {}:{}",
+                    key(rng, i),
+                    value(rng, depth + 1, indent + 2)
+                ));
             }
             out
         }
@@ -311,4 +401,23 @@ fn generated_yaml_over_the_scalar_differences_is_read_as_cfn_lint_reads_it_or_re
     // Both sides are exercised: most documents are read and compared, some are refused.
     assert!(outcome.compared * 3 >= docs.len(), "too few compared");
     assert!(outcome.refused > 0, "no refusal exercised");
+}
+
+/// data/resource-types.tsv is what scripts/refresh-resource-types.py makes of the schemas of the cfn-lint the
+/// virtualenv pins: a table edited by hand, or left behind by a cfn-lint upgrade, fails here.
+#[test]
+fn the_resource_type_table_is_what_the_pinned_schemas_say() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(common::python())
+        .arg(root.join("scripts/refresh-resource-types.py"))
+        .arg("--check")
+        .current_dir(root)
+        .output()
+        .expect("the refresh script runs");
+    assert!(
+        out.status.success(),
+        "data/resource-types.tsv is stale or the script failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -109,7 +109,7 @@ fn resource_attributes_are_judged() {
         (
             "DeletionPolicy",
             json!("Retain"),
-            "Resources.VendorRole.DeletionPolicy changed",
+            "Resources.VendorRole.DeletionPolicy added: Retain",
         ),
         (
             "UpdateReplacePolicy",
@@ -463,4 +463,43 @@ fn every_widening_finding_names_where_it_is() {
     for f in j.findings.iter().filter(|f| f.widening) {
         assert!(f.path.starts_with("Resources."), "no path: {}", f.line());
     }
+}
+
+#[test]
+fn a_role_whose_whole_properties_become_a_choice_is_judged_whole() {
+    let old = base(read_only(), json!({}));
+    let mut new = old.clone();
+    let props = new["Resources"]["VendorRole"]["Properties"].take();
+    let mut admin_props = props.clone();
+    admin_props["Policies"][0]["PolicyDocument"]["Statement"] = json!([admin()]);
+    new["Conditions"] =
+        json!({"Opaque": {"Fn::Equals": [{"Fn::GetAtt": ["Other", "Value"]}, "x"]}});
+    new["Resources"]["Other"] = json!({"Type": "AWS::CloudFormation::WaitConditionHandle"});
+    new["Resources"]["VendorRole"]["Properties"] =
+        json!({"Fn::If": ["Opaque", admin_props, props]});
+    widens(&old, &new, "Resources.VendorRole.Properties.Properties");
+}
+
+#[test]
+fn a_tag_directive_cannot_smuggle_a_tag_past_the_reader() {
+    // `%TAG !! ...` makes `!!Ref` a foreign tag: refused, not read as text or as an intrinsic.
+    let err = parse_document("%TAG !! tag:example.com,2026:\n---\nA: !!Ref x\n").unwrap_err();
+    assert!(err.contains("the YAML tag"), "{err}");
+    // Redefining `!` to the core schema makes `!str` the core string tag: text, as every YAML 1.1 reader has it.
+    let doc = parse_document("%TAG ! tag:yaml.org,2002:\n---\nA: !str yes\n").expect("reads");
+    assert_eq!(doc["A"], json!("yes"));
+}
+
+#[test]
+fn an_action_spelled_with_a_look_alike_letter_is_new_and_unknown() {
+    let old = base(
+        json!([{"Effect": "Allow", "Action": "iam:PassRole", "Resource": "*"}]),
+        json!({}),
+    );
+    // A Cyrillic "о" in PassRole: not the same action, and not one the catalog knows.
+    let new = base(
+        json!([{"Effect": "Allow", "Action": "iam:PassRоle", "Resource": "*"}]),
+        json!({}),
+    );
+    widens(&old, &new, "not in the action catalog");
 }

@@ -21,7 +21,9 @@ impl std::fmt::Display for TooComplex {
         write!(
             f,
             "the template is too complex to verify (more than {WORK_BUDGET} steps of intrinsic expansion and \
-             policy comparison); simplify its policies, or review and pin it by hand"
+             policy comparison, or values and condition references nested more than {} levels deep); it is refused, \
+             pinned or not: ask the vendor for a simpler version",
+            super::resolve::MAX_DEPTH
         )
     }
 }

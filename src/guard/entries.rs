@@ -105,6 +105,31 @@ fn text(v: Option<&Val>, symbols: &Symbols) -> String {
     }
 }
 
+/// The keys whose values differ between two maps of an entry, with both sides.
+fn differences<'a>(
+    old: &'a BTreeMap<String, Val>,
+    new: &'a BTreeMap<String, Val>,
+) -> impl Iterator<Item = (&'a String, Option<&'a Val>, Option<&'a Val>)> {
+    let keys: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    keys.into_iter().filter_map(move |key| {
+        let (before, after) = (old.get(key), new.get(key));
+        (before != after).then_some((key, before, after))
+    })
+}
+
+/// `PATH added: ...`, `PATH removed (was ...)`, `PATH changed from ... to ...`.
+fn change(path: &str, before: Option<&Val>, after: Option<&Val>, symbols: &Symbols) -> String {
+    match (before, after) {
+        (None, _) => format!("{path} added: {}", text(after, symbols)),
+        (_, None) => format!("{path} removed (was {})", text(before, symbols)),
+        _ => format!(
+            "{path} changed from {} to {}",
+            text(before, symbols),
+            text(after, symbols)
+        ),
+    }
+}
+
 fn attributes(
     id: &str,
     subject: &str,
@@ -113,44 +138,20 @@ fn attributes(
     symbols: &Symbols,
     out: &mut Vec<Finding>,
 ) {
-    let keys: BTreeSet<&String> = old.attributes.keys().chain(new.attributes.keys()).collect();
-    for key in keys {
-        let (before, after) = (old.attributes.get(key), new.attributes.get(key));
-        if before == after {
+    for (key, before, after) in differences(&old.attributes, &new.attributes) {
+        let path = format!("Resources.{id}.{key}");
+        let retains = matches!(key.as_str(), "DeletionPolicy" | "UpdateReplacePolicy");
+        if (retains && deletes(after)) || (after.is_none() && removal_is_harmless(key)) {
             continue;
         }
-        let path = format!("Resources.{id}.{key}");
-        match key.as_str() {
-            "DeletionPolicy" | "UpdateReplacePolicy" => {
-                if !deletes(after) {
-                    out.push(widening(
-                        subject,
-                        &path,
-                        format!(
-                            "{path} changed from {} to {}: CloudFormation keeps the resource, and any access it \
-                             grants, when it is removed from the template, replaced, or its stack is deleted \
-                             (ensure: Absent)",
-                            text(before, symbols),
-                            text(after, symbols)
-                        ),
-                    ));
-                }
-            }
-            _ if after.is_none() && removal_is_harmless(key) => {}
-            _ => out.push(widening(
-                subject,
-                &path,
-                match (before, after) {
-                    (None, _) => format!("{path} added: {}", text(after, symbols)),
-                    (_, None) => format!("{path} removed (was {})", text(before, symbols)),
-                    _ => format!(
-                        "{path} changed from {} to {}",
-                        text(before, symbols),
-                        text(after, symbols)
-                    ),
-                },
-            )),
+        let mut words = change(&path, before, after, symbols);
+        if retains {
+            words.push_str(
+                ": CloudFormation keeps the resource, and any access it grants, when it is removed from the template, \
+                 replaced, or its stack is deleted (ensure: Absent)",
+            );
         }
+        out.push(widening(subject, &path, words));
     }
 }
 
@@ -164,12 +165,7 @@ fn unjudged(
     symbols: &Symbols,
     out: &mut Vec<Finding>,
 ) {
-    let keys: BTreeSet<&String> = old.unjudged.keys().chain(new.unjudged.keys()).collect();
-    for key in keys {
-        let (before, after) = (old.unjudged.get(key), new.unjudged.get(key));
-        if before == after {
-            continue;
-        }
+    for (key, before, after) in differences(&old.unjudged, &new.unjudged) {
         let path = format!("Resources.{id}.Properties.{key}");
         if key == "Tags"
             && let Some(lines) = tag_changes(before, after, symbols)
@@ -183,9 +179,8 @@ fn unjudged(
             subject,
             &path,
             format!(
-                "{path} changed from {} to {} (the guard does not model it, so any change counts)",
-                text(before, symbols),
-                text(after, symbols)
+                "{} (the guard does not model it, so any change counts)",
+                change(&path, before, after, symbols)
             ),
         ));
     }

@@ -539,6 +539,45 @@ mod tests {
         }
     }
 
+    /// A version the guard cannot verify (here a chain of conditions past the resolver's depth) is refused under
+    /// every setting, pinned or not, first version or not: swallowing the error would apply it.
+    #[test]
+    fn a_version_too_complex_to_verify_is_refused_pinned_or_not() {
+        let mut doc: serde_json::Value = serde_json::from_str(&role(&["*"])).expect("json");
+        let mut conditions = serde_json::Map::new();
+        for i in 0..500 {
+            conditions.insert(
+                format!("C{i}"),
+                serde_json::json!({"Condition": format!("C{}", i + 1)}),
+            );
+        }
+        conditions.insert("C500".into(), serde_json::json!({"Fn::Equals": ["a", "a"]}));
+        doc["Conditions"] = serde_json::Value::Object(conditions);
+        doc["Resources"]["Role"]["Condition"] = serde_json::json!("C0");
+        let complex =
+            Template::from_body("https://example.com/c.json", doc.to_string()).expect("parses");
+        let applied = template(&["ec2:Describe*"]);
+        for updates in [UpdatePolicy::Auto, UpdatePolicy::Manual] {
+            for pin in [None, Some(&complex)] {
+                for widen in [false, true] {
+                    for baseline in [Some(&applied.document), None] {
+                        let mut spec = spec(updates, pin, widen);
+                        for level in [Some(PolicyLevel::DataOnly), None] {
+                            spec.policy = level;
+                            let d = decide(&spec, &Parameters::new(), approved(baseline), &complex)
+                                .decision;
+                            assert_eq!(
+                                d.label(),
+                                "refused_too_complex",
+                                "{updates:?} {pin:?} {widen} {level:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_held_widening_carries_its_diff_and_names_the_digest() {
         let applied = template(READ);
