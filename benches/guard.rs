@@ -126,6 +126,21 @@ fn choices() -> Value {
     json!({"Conditions": conditions, "Resources": {"R": role_with(vec![json!({"Effect": "Allow", "Action": value, "Resource": "*"})], 0)}})
 }
 
+/// `C0` refers to `C1`, ... to `Cn`: each hop is one level of evaluation.
+fn condition_chain(n: usize) -> Value {
+    let mut conditions = serde_json::Map::new();
+    for i in 0..n {
+        conditions.insert(format!("C{i}"), json!({"Condition": format!("C{}", i + 1)}));
+    }
+    conditions.insert(
+        format!("C{n}"),
+        json!({"Fn::Equals": [{"Ref": "AWS::Region"}, "us-east-1"]}),
+    );
+    json!({"Conditions": conditions, "Resources": {"R": {
+        "Type": "AWS::IAM::Role", "Condition": "C0",
+        "Properties": {"AssumeRolePolicyDocument": {"Statement": []}}}}})
+}
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         println!(
@@ -237,6 +252,31 @@ fn main() {
         bytes,
         "judge",
         measure(|| outcome(&guard::judge(&a, &c, &params))),
+    );
+
+    // Reading: the 1 MB template as YAML text, through the YAML 1.1 reader (block style, as vendors write it).
+    let yaml = serde_norway::to_string(&b).expect("yaml");
+    row(
+        "adversarial: 1 MB, 160 roles x 12 statements, as YAML",
+        yaml.len(),
+        "parse",
+        measure(|| match stacksetd::template::parse_document(&yaml) {
+            Ok(_) => "read".to_string(),
+            Err(e) => e,
+        }),
+    );
+    // Last: a chain of 20,000 `Condition` references (about 600 KB), the shape that once overflowed the stack.
+    let chain = condition_chain(20_000);
+    let text = chain.to_string();
+    let bytes = text.len();
+    row(
+        "adversarial: a chain of 20,000 Condition references",
+        bytes,
+        "parse + judge",
+        measure(|| match stacksetd::template::parse_document(&text) {
+            Ok(doc) => outcome(&guard::judge(&a, &doc, &params)),
+            Err(e) => format!("refused: {e}"),
+        }),
     );
 
     let report = format!(

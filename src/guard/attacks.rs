@@ -163,7 +163,7 @@ fn tags_and_paths_of_iam_principals_are_judged() {
     widens(&old, &new, "tag security-exempt added");
     let mut moved = old.clone();
     moved["Resources"]["VendorRole"]["Properties"]["Path"] = json!("/exempt/");
-    widens(&old, &moved, "Resources.VendorRole.Properties.Path changed");
+    widens(&old, &moved, "Resources.VendorRole.Properties.Path added");
     // Reordered tags are the same tags.
     let mut two = old.clone();
     two["Resources"]["VendorRole"]["Properties"]["Tags"] =
@@ -502,4 +502,44 @@ fn an_action_spelled_with_a_look_alike_letter_is_new_and_unknown() {
         json!({}),
     );
     widens(&old, &new, "not in the action catalog");
+}
+
+#[test]
+fn a_policy_level_refuses_a_resource_that_outlives_its_revocation() {
+    let mut doc = base(read_only(), json!({}));
+    doc["Resources"]["VendorRole"]["DeletionPolicy"] = json!("Retain");
+    let check =
+        check_level(PolicyLevel::DataOnly, &doc, &Parameters::new()).expect("within budget");
+    assert!(
+        check
+            .offenses
+            .iter()
+            .any(|o| o.location == "Resources.VendorRole.DeletionPolicy"),
+        "{check:?}"
+    );
+    doc["Resources"]["VendorRole"]["DeletionPolicy"] = json!("Delete");
+    let check =
+        check_level(PolicyLevel::DataOnly, &doc, &Parameters::new()).expect("within budget");
+    assert!(check.offenses.is_empty(), "{check:?}");
+}
+
+#[test]
+fn an_export_other_stacks_import_is_judged() {
+    let export = |value: Value| {
+        let mut doc = base(read_only(), json!({}));
+        doc["Outputs"] = json!({"RoleArn": {"Value": value, "Export": {"Name": "vendor-role"}},
+            "Shown": {"Value": "anything"}});
+        doc
+    };
+    let old = export(json!({"Fn::GetAtt": ["VendorRole", "Arn"]}));
+    widens(
+        &old,
+        &export(json!("arn:aws:iam::999988887777:role/admin")),
+        "Outputs.RoleArn.Export changed",
+    );
+    // An output nobody imports is only shown.
+    let mut shown = old.clone();
+    shown["Outputs"]["Shown"]["Value"] = json!("something else");
+    let j = judged(&old, &shown, &Parameters::new());
+    assert!(!j.widening, "{}", j.lines().join("\n"));
 }

@@ -10,9 +10,12 @@
 //! - a `DeletionPolicy` or `UpdateReplacePolicy` becomes `Delete` or is removed (CloudFormation then deletes what
 //!   it removes, which is what the judge assumed).
 //!
+//! Exported outputs are judged here too: an export added or changed (its name or its value) is widening, since
+//! other stacks of the account act on what they import; one removed is harmless (an import of it fails).
+//!
 //! The rest of the template is judged elsewhere or through its effect: parameters, mappings and conditions through
 //! the resolved values (`resolve`), statements, boundaries, attachments and settings by `judge`, transforms and
-//! unknown sections by `judge_case`, outputs and descriptions grant nothing.
+//! unknown sections by `judge_case`; outputs that are not exported and descriptions grant nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -65,6 +68,18 @@ pub fn entries(old: &Model, new: &Model, symbols: &Symbols, out: &mut Vec<Findin
         let before = o.unwrap_or(&empty);
         attributes(id, &subject, before, r, symbols, out);
         unjudged(id, &subject, before, r, symbols, out);
+    }
+    for (path, before, after) in differences(&old.exports, &new.exports) {
+        if after.is_some() {
+            out.push(widening(
+                "template",
+                path,
+                format!(
+                    "{} (stacks that import it act on the new name or value)",
+                    change(&format!("{path}.Export"), before, after, symbols)
+                ),
+            ));
+        }
     }
     for (id, o) in &old.resources {
         if !new.resources.contains_key(id)

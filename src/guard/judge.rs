@@ -772,7 +772,13 @@ fn removed_actions(
         if gone.len() > ACTIONS_SHOWN * 2 {
             shown.push_str(&format!(" and {} more", gone.len() - ACTIONS_SHOWN * 2));
         }
-        out.push(info(subject, format!("- {shown}")));
+        // Where the (first) holder is defined, when the template defines it.
+        let path = holders
+            .iter()
+            .find_map(|h| old.identities.get(&h.identity))
+            .map(|id| format!("Resources.{id}"))
+            .unwrap_or_default();
+        out.push(info(subject, format!("- {shown}")).at(path));
     }
     Ok(())
 }

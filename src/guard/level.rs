@@ -84,6 +84,23 @@ pub fn check(level: PolicyLevel, model: &Model, symbols: &Symbols) -> LevelCheck
         );
     }
     for r in model.resources.values() {
+        for attribute in ["DeletionPolicy", "UpdateReplacePolicy"] {
+            match r.attributes.get(attribute) {
+                None => {}
+                Some(super::value::Val::Str(v)) if v == "Delete" => {}
+                Some(value) => offend(
+                    &format!("Resources.{}.{attribute}", r.id),
+                    symbols.display(&value.canonical()),
+                    format!(
+                        "resource {} keeps itself with {attribute} {}: revoking access (ensure: Absent, or a version \
+                         without it) would leave it, and what it grants, in every account; the {name} level allows \
+                         only Delete",
+                        r.id,
+                        symbols.display(&value.canonical())
+                    ),
+                ),
+            }
+        }
         if !LEVEL_TYPES.contains(&r.kind.as_str()) {
             offend(
                 &format!("Resources.{}", r.id),

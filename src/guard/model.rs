@@ -194,6 +194,8 @@ pub struct Model {
     pub identities: BTreeMap<String, String>,
     /// The deployment fails in this case: nothing is created.
     pub failed: Option<String>,
+    /// Exported outputs (see `resolve::Resolved::exports`).
+    pub exports: BTreeMap<String, Val>,
 }
 
 impl Model {
@@ -205,6 +207,7 @@ impl Model {
         let mut b = Builder {
             model: Model {
                 transforms: resolved.transforms.clone(),
+                exports: resolved.exports.clone(),
                 failed: resolved.failed.clone(),
                 ..Model::default()
             },

@@ -101,6 +101,10 @@ pub struct Resolved {
     pub decisions: BTreeMap<String, BTreeSet<String>>,
     /// The deployment fails in this case (a mapping lookup that misses in a resource that is created).
     pub failed: Option<String>,
+    /// Exported outputs: `Outputs.NAME` -> (the export's name, the value other stacks import), resolved. Other
+    /// stacks of the account act on what they import, so a changed export is judged; an output that is not
+    /// exported is only shown to who can already describe the stack.
+    pub exports: BTreeMap<String, Val>,
 }
 
 /// Tri-state condition value; `Unknown` carries a canonical text that identifies the choice.
@@ -236,6 +240,24 @@ pub fn resolve(
                 attributes,
             },
         );
+    }
+    if let Some(outputs) = top.get("Outputs").and_then(Value::as_object) {
+        for (name, output) in outputs {
+            let Some(export) = output.get("Export") else {
+                continue;
+            };
+            let present = match output.get("Condition") {
+                Some(Value::String(c)) => r.named_condition(c)? != Tri::False,
+                _ => true,
+            };
+            if present {
+                let pair = Val::List(vec![
+                    r.val(export)?,
+                    r.val(output.get("Value").unwrap_or(&Value::Null))?,
+                ]);
+                out.exports.insert(format!("Outputs.{name}"), pair);
+            }
+        }
     }
     out.transforms = std::mem::take(&mut r.transforms);
     out.decisions = std::mem::take(&mut r.decisions);
