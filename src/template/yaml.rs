@@ -437,7 +437,8 @@ fn yaml11_other_value(s: &str) -> Option<&'static str> {
         return Some("a number (YAML 1.1 reads underscores, colons and signs in numbers)");
     }
     let b = s.as_bytes();
-    if b.len() > 10 && is_date(&s[..10]) && matches!(b[10], b'T' | b't' | b' ' | b'\t') {
+    // `get`: the text may have a multi-byte character anywhere (found by the fuzz run).
+    if s.get(..10).is_some_and(is_date) && matches!(b.get(10), Some(b'T' | b't' | b' ' | b'\t')) {
         return Some("a timestamp");
     }
     // Dates with one-digit months or days are timestamps too.
@@ -519,6 +520,13 @@ mod tests {
                 == "2010-09-09"
         );
         assert!(read_ok("Version: 2012-10-17\n")["Version"] == "2012-10-17");
+    }
+
+    #[test]
+    fn text_with_multi_byte_characters_never_panics() {
+        for text in ["Resource🦀s", "2010-09-0🦀", "🦀", "0🦀", "-🦀", "1.🦀", "0b🦀", "2010-09-09🦀x"] {
+            let _ = read(&format!("A: {text}\n{text}: x\n"), 100_000);
+        }
     }
 
     #[test]
