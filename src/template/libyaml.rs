@@ -13,7 +13,7 @@ use std::mem::MaybeUninit;
 use std::os::raw::c_char;
 use std::slice;
 
-use unsafe_libyaml_norway as sys;
+use unsafe_libyaml_norway as unsafe_libyaml;
 
 /// Where an event starts, 1-based.
 #[derive(Debug, Clone, Copy)]
@@ -50,7 +50,7 @@ pub enum Event {
 }
 
 pub struct Parser<'input> {
-    parser: Box<MaybeUninit<sys::yaml_parser_t>>,
+    parser: Box<MaybeUninit<unsafe_libyaml::yaml_parser_t>>,
     /// libyaml reads the input through a raw pointer: the borrow keeps it alive as long as the parser.
     _input: &'input [u8],
     failed: bool,
@@ -58,17 +58,17 @@ pub struct Parser<'input> {
 
 impl<'input> Parser<'input> {
     pub fn new(input: &'input str) -> Parser<'input> {
-        let mut parser = Box::new(MaybeUninit::<sys::yaml_parser_t>::uninit());
+        let mut parser = Box::new(MaybeUninit::<unsafe_libyaml::yaml_parser_t>::uninit());
         let bytes = input.as_bytes();
         // SAFETY: the parser is initialised in place before any other use, and its input outlives it (the
         // lifetime ties them); the Box never moves the parser's memory.
         unsafe {
             let p = parser.as_mut_ptr();
-            if sys::yaml_parser_initialize(p).fail {
+            if unsafe_libyaml::yaml_parser_initialize(p).fail {
                 panic!("libyaml could not allocate its parser");
             }
-            sys::yaml_parser_set_encoding(p, sys::YAML_UTF8_ENCODING);
-            sys::yaml_parser_set_input_string(p, bytes.as_ptr(), bytes.len() as u64);
+            unsafe_libyaml::yaml_parser_set_encoding(p, unsafe_libyaml::YAML_UTF8_ENCODING);
+            unsafe_libyaml::yaml_parser_set_input_string(p, bytes.as_ptr(), bytes.len() as u64);
         }
         Parser {
             parser,
@@ -82,11 +82,11 @@ impl<'input> Parser<'input> {
         if self.failed {
             return Err("the YAML parser already failed".into());
         }
-        let mut event = MaybeUninit::<sys::yaml_event_t>::uninit();
+        let mut event = MaybeUninit::<unsafe_libyaml::yaml_event_t>::uninit();
         // SAFETY: the parser was initialised in `new`; a parsed event is read, copied and deleted here, never kept.
         unsafe {
             let p = self.parser.as_mut_ptr();
-            if sys::yaml_parser_parse(p, event.as_mut_ptr()).fail {
+            if unsafe_libyaml::yaml_parser_parse(p, event.as_mut_ptr()).fail {
                 self.failed = true;
                 return Err(parse_error(&*p));
             }
@@ -96,7 +96,7 @@ impl<'input> Parser<'input> {
                 column: e.start_mark.column + 1,
             };
             let out = convert(e);
-            sys::yaml_event_delete(event.as_mut_ptr());
+            unsafe_libyaml::yaml_event_delete(event.as_mut_ptr());
             Ok((out, mark))
         }
     }
@@ -105,7 +105,7 @@ impl<'input> Parser<'input> {
 impl Drop for Parser<'_> {
     fn drop(&mut self) {
         // SAFETY: initialised in `new`, deleted once.
-        unsafe { sys::yaml_parser_delete(self.parser.as_mut_ptr()) }
+        unsafe { unsafe_libyaml::yaml_parser_delete(self.parser.as_mut_ptr()) }
     }
 }
 
@@ -125,40 +125,40 @@ unsafe fn tag(ptr: *const u8) -> Option<String> {
     unsafe { text(ptr) }.map(|t| String::from_utf8_lossy(&t).into_owned())
 }
 
-unsafe fn convert(e: &sys::yaml_event_t) -> Event {
+unsafe fn convert(e: &unsafe_libyaml::yaml_event_t) -> Event {
     // SAFETY: each union field is read only for the event type that defines it.
     unsafe {
         match e.type_ {
-            sys::YAML_DOCUMENT_START_EVENT => Event::DocumentStart,
-            sys::YAML_STREAM_END_EVENT => Event::StreamEnd,
-            sys::YAML_ALIAS_EVENT => Event::Alias(text(e.data.alias.anchor).unwrap_or_default()),
-            sys::YAML_SCALAR_EVENT => {
+            unsafe_libyaml::YAML_DOCUMENT_START_EVENT => Event::DocumentStart,
+            unsafe_libyaml::YAML_STREAM_END_EVENT => Event::StreamEnd,
+            unsafe_libyaml::YAML_ALIAS_EVENT => Event::Alias(text(e.data.alias.anchor).unwrap_or_default()),
+            unsafe_libyaml::YAML_SCALAR_EVENT => {
                 let s = &e.data.scalar;
                 let bytes = slice::from_raw_parts(s.value, s.length as usize);
                 Event::Scalar {
                     value: String::from_utf8_lossy(bytes).into_owned(),
-                    plain: s.style == sys::YAML_PLAIN_SCALAR_STYLE,
+                    plain: s.style == unsafe_libyaml::YAML_PLAIN_SCALAR_STYLE,
                     anchor: text(s.anchor),
                     tag: tag(s.tag),
                 }
             }
-            sys::YAML_SEQUENCE_START_EVENT => Event::SequenceStart {
+            unsafe_libyaml::YAML_SEQUENCE_START_EVENT => Event::SequenceStart {
                 anchor: text(e.data.sequence_start.anchor),
                 tag: tag(e.data.sequence_start.tag),
             },
-            sys::YAML_MAPPING_START_EVENT => Event::MappingStart {
+            unsafe_libyaml::YAML_MAPPING_START_EVENT => Event::MappingStart {
                 anchor: text(e.data.mapping_start.anchor),
                 tag: tag(e.data.mapping_start.tag),
             },
-            sys::YAML_SEQUENCE_END_EVENT => Event::SequenceEnd,
-            sys::YAML_MAPPING_END_EVENT => Event::MappingEnd,
+            unsafe_libyaml::YAML_SEQUENCE_END_EVENT => Event::SequenceEnd,
+            unsafe_libyaml::YAML_MAPPING_END_EVENT => Event::MappingEnd,
             _ => Event::Other,
         }
     }
 }
 
 /// libyaml's problem, context and position, in one line.
-fn parse_error(p: &sys::yaml_parser_t) -> String {
+fn parse_error(p: &unsafe_libyaml::yaml_parser_t) -> String {
     // SAFETY: libyaml's problem and context are static NUL-terminated strings or null.
     let words = |ptr: *const c_char| unsafe {
         if ptr.is_null() {
