@@ -61,7 +61,8 @@ impl Level {
         ];
         // `get`, not a byte slice: a name with a non-ASCII letter (a look-alike) must not panic here.
         if READ_VERBS.iter().any(|v| {
-            name.get(..v.len()).is_some_and(|head| head.eq_ignore_ascii_case(v))
+            name.get(..v.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(v))
                 && name[v.len()..].starts_with(|c: char| c.is_ascii_uppercase() || c == '*')
         }) {
             Level::Read

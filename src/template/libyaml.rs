@@ -131,7 +131,9 @@ unsafe fn convert(e: &unsafe_libyaml::yaml_event_t) -> Event {
         match e.type_ {
             unsafe_libyaml::YAML_DOCUMENT_START_EVENT => Event::DocumentStart,
             unsafe_libyaml::YAML_STREAM_END_EVENT => Event::StreamEnd,
-            unsafe_libyaml::YAML_ALIAS_EVENT => Event::Alias(text(e.data.alias.anchor).unwrap_or_default()),
+            unsafe_libyaml::YAML_ALIAS_EVENT => {
+                Event::Alias(text(e.data.alias.anchor).unwrap_or_default())
+            }
             unsafe_libyaml::YAML_SCALAR_EVENT => {
                 let s = &e.data.scalar;
                 let bytes = slice::from_raw_parts(s.value, s.length as usize);

@@ -524,7 +524,16 @@ mod tests {
 
     #[test]
     fn text_with_multi_byte_characters_never_panics() {
-        for text in ["Resource🦀s", "2010-09-0🦀", "🦀", "0🦀", "-🦀", "1.🦀", "0b🦀", "2010-09-09🦀x"] {
+        for text in [
+            "Resource🦀s",
+            "2010-09-0🦀",
+            "🦀",
+            "0🦀",
+            "-🦀",
+            "1.🦀",
+            "0b🦀",
+            "2010-09-09🦀x",
+        ] {
             let _ = read(&format!("A: {text}\n{text}: x\n"), 100_000);
         }
     }

@@ -101,15 +101,27 @@ impl RegionRun {
 }
 
 /// Gives the slot to operation `index`: resolves what it will touch, marks those instances PENDING and schedules
-/// its first instances after the overhead.
+/// its first instances after the overhead. With `reassociate` (`SimConfig::reassociate`), a creation first moves
+/// every instance it targets to the OU it reaches it through.
 pub(crate) fn start_operation(
     stack_set: &mut StackSetState,
     index: usize,
     now: Instant,
     overhead: Duration,
+    reassociate: bool,
 ) {
     let StackSetState { ops, instances, .. } = stack_set;
     let op = &mut ops[index];
+    if reassociate && op.work == Work::Create {
+        for pair in &op.pairs {
+            if let (Some(ou), Some(instance)) = (
+                &pair.ou,
+                instances.get_mut(&(pair.account.clone(), pair.region.clone())),
+            ) {
+                instance.organizational_unit_id = Some(ou.clone());
+            }
+        }
+    }
     op.public.status = OperationStatus::Running;
     op.public.started_at = Some(now);
     let existing = |pair: &Pair| instances.get(&(pair.account.clone(), pair.region.clone()));
@@ -250,6 +262,7 @@ impl World {
                     (now, wall),
                     config.instance_duration,
                     config.operation_overhead,
+                    config.reassociate,
                 );
             }
         }
@@ -283,6 +296,7 @@ fn process(
     (now, wall): (Instant, std::time::SystemTime),
     instance_duration: Duration,
     overhead: Duration,
+    reassociate: bool,
 ) {
     loop {
         let running = stack_set
@@ -296,7 +310,7 @@ fn process(
                 .position(|op| op.public.status == OperationStatus::Queued)
             {
                 Some(queued) => {
-                    start_operation(stack_set, queued, now, overhead);
+                    start_operation(stack_set, queued, now, overhead, reassociate);
                     continue;
                 }
                 None => return,

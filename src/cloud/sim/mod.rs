@@ -65,6 +65,11 @@ pub struct SimConfig {
     pub operation_overhead: Duration,
     /// Seeds every id and every random fault: the same seed and calls give the same world.
     pub seed: u64,
+    /// Where AWS is silent: does a CreateStackInstances that targets a child OU re-associate an instance that
+    /// exists through a parent OU (its `OrganizationalUnitId` becomes the child)? AWS documents that deleting an
+    /// OU's stacks deletes its child OUs' too, but not this. `false` (the default) keeps the first OU, as moto
+    /// does; `true` re-associates, as another emulator does. The controller must be right under both.
+    pub reassociate: bool,
 }
 
 impl Default for SimConfig {
@@ -77,6 +82,7 @@ impl Default for SimConfig {
             instance_duration: DEFAULT_INSTANCE_DURATION,
             operation_overhead: DEFAULT_OPERATION_OVERHEAD,
             seed: 42,
+            reassociate: false,
         }
     }
 }

@@ -628,7 +628,13 @@ impl World {
         });
         if !busy {
             let index = stack_set.ops.len() - 1;
-            super::engine::start_operation(stack_set, index, now, self.config.operation_overhead);
+            super::engine::start_operation(
+                stack_set,
+                index,
+                now,
+                self.config.operation_overhead,
+                self.config.reassociate,
+            );
         }
     }
 }

@@ -208,3 +208,54 @@ async fn the_org_walk_sees_the_realistic_organization() {
         "{prod}"
     );
 }
+
+/// Where AWS is silent (`SimConfig::reassociate`): an instance created through ROOT, then targeted again through
+/// a child OU, keeps ROOT as its OU in the strict world and moves to the child in the lenient one. Either way a
+/// later deletion of ROOT removes it (documented: deleting an OU's stacks deletes its child OUs' too), which is
+/// why the plan must never send a whole-OU deletion of a parent whose subtree holds a kept account.
+#[tokio::test(start_paused = true)]
+async fn a_child_ou_target_reassociates_an_existing_instance_only_when_the_switch_says_so() {
+    for reassociate in [false, true] {
+        let org = org_with(SimConfig {
+            reassociate,
+            ..config()
+        });
+        let sim = &org.sim;
+        let root = sim.root_id();
+        deployed(&org, &[&root], &[REGION], false).await;
+        let all = OperationPreferences {
+            max_concurrent_percentage: Some(100),
+            failure_tolerance_percentage: Some(100),
+            ..OperationPreferences::default()
+        };
+        let id = sim
+            .create_stack_instances(&instances_request(
+                "again",
+                &[&org.workloads],
+                &[REGION],
+                all.clone(),
+            ))
+            .await
+            .unwrap();
+        wait(sim, &id).await;
+        let instances = sim.instances(NAME);
+        let p1 = instances
+            .iter()
+            .find(|i| i.account == org.p1)
+            .expect("p1's instance");
+        let expected = if reassociate { &org.workloads } else { &root };
+        assert_eq!(
+            p1.organizational_unit_id.as_ref(),
+            Some(expected),
+            "reassociate={reassociate}"
+        );
+        let mut delete = delete_request("drop-root", &[&root], &[REGION], false);
+        delete.preferences = all;
+        let id = sim.delete_stack_instances(&delete).await.unwrap();
+        wait(sim, &id).await;
+        assert!(
+            sim.instances(NAME).is_empty(),
+            "reassociate={reassociate}: ROOT's deletion removes its subtree"
+        );
+    }
+}
