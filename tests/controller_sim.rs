@@ -13,6 +13,8 @@
 mod auto_targets;
 #[path = "controller_sim/convergence.rs"]
 mod convergence;
+#[path = "controller_sim/coverage_model.rs"]
+mod coverage_model;
 #[path = "controller_sim/deletions.rs"]
 mod deletions;
 #[path = "controller_sim/dependencies.rs"]

@@ -57,6 +57,9 @@ struct Entry {
     stack_template: Option<(String, Option<SystemTime>, String)>,
     /// The management account stack's last failed creation.
     failed_stack_creation: Option<crate::plan::management_stack::FailedCreation>,
+    /// The accounts the desired state targeted at the last pass, under which generation, and those a change of
+    /// generation newly targeted that still miss an instance (see `newly_targeted`).
+    targeted: Option<(String, BTreeSet<String>, BTreeSet<String>)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -201,6 +204,35 @@ impl Memory {
                 })
                 .map(|(slot, _)| slot.clone())
                 .collect()
+        })
+    }
+
+    /// The missing slots of accounts that a change of the desired state newly targets (a DIFFERENCE list that
+    /// shrank, a filter type changed, an OU list that grew around them): the plan creates them at once, since
+    /// auto-deployment only ever acts on accounts joining or moving. An account stays "newly targeted" until it
+    /// misses nothing; accounts that join later wait for auto-deployment as before. After a restart nothing is
+    /// known to be new (the first generation seen is the baseline), and such gaps fall back to coverage repair.
+    pub fn newly_targeted(
+        &self,
+        deployment: &str,
+        generation: &str,
+        targeted: &BTreeSet<String>,
+        missing: &BTreeSet<(String, String)>,
+    ) -> BTreeSet<(String, String)> {
+        self.with(deployment, |e| {
+            let mut new = match e.targeted.take() {
+                Some((g, _, new)) if g == generation => new,
+                Some((_, before, _)) => targeted.difference(&before).cloned().collect(),
+                None => BTreeSet::new(),
+            };
+            new.retain(|a| missing.iter().any(|(account, _)| account == a));
+            let slots = missing
+                .iter()
+                .filter(|(a, _)| new.contains(a))
+                .cloned()
+                .collect();
+            e.targeted = Some((generation.to_string(), targeted.clone(), new));
+            slots
         })
     }
 

@@ -211,6 +211,22 @@ pub(super) async fn observe_with(
     observed.management_stack = super::management_stack::observe(deployment, ctx).await?;
     let coverage = crate::coverage::coverage(deployment, &org, &observed.instances);
     observed.reachable_accounts = Some(coverage.targeted.clone());
+    observed.kept_accounts = Some(
+        coverage
+            .targeted
+            .union(&coverage.inactive)
+            .cloned()
+            .collect(),
+    );
+    observed.accounts_under = Some(accounts_under(&org, &observed));
+    if observed.stack_set.is_some() && spec.ensure == Ensure::Present {
+        observed.newly_targeted = ctx.memory.newly_targeted(
+            name,
+            &deployment.generation(),
+            &coverage.targeted,
+            &coverage.missing,
+        );
+    }
     if observed.stack_set.is_some() && spec.ensure == Ensure::Present {
         observed.overdue_gaps = ctx.memory.overdue_gaps(
             name,
@@ -265,4 +281,34 @@ pub(super) async fn observe_with(
         dependencies,
         auto_targets,
     })
+}
+
+/// The accounts below each OU an instance is associated with or the stack set targets (the root included; child
+/// OUs included): what a whole-OU deletion of it would remove.
+fn accounts_under(
+    org: &crate::cloud::org::OrgSnapshot,
+    observed: &crate::plan::Observed,
+) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let listed = observed
+        .stack_set
+        .as_ref()
+        .and_then(|s| s.organizational_unit_ids.clone())
+        .unwrap_or_default();
+    let units: std::collections::BTreeSet<String> = observed
+        .instances
+        .iter()
+        .filter_map(|i| i.organizational_unit_id.clone())
+        .chain(listed)
+        .collect();
+    units
+        .into_iter()
+        .map(|unit| {
+            let accounts = org
+                .accounts_under(std::slice::from_ref(&unit))
+                .into_iter()
+                .map(|a| a.account.id.clone())
+                .collect();
+            (unit, accounts)
+        })
+        .collect()
 }

@@ -29,7 +29,7 @@
 //! `ensure: Absent` is a teardown of its own (instances, then the stack set), and a missing stack set is created
 //! with all its instances.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
@@ -78,6 +78,16 @@ pub struct Observed {
     pub auto_targets_missing: BTreeSet<(String, String)>,
     /// The management account's stack, when the deployment has `spec.managementAccount`.
     pub management_stack: Option<management_stack::ManagementStackObserved>,
+    /// The accounts the desired state keeps (targeted, active or not; from the organization; `None` when
+    /// unknown): a deletion never removes their instances.
+    pub kept_accounts: Option<BTreeSet<String>>,
+    /// Every account below each OU (the root included) that an instance is associated with or the stack set
+    /// targets, child OUs included: what a whole-OU deletion would remove, by AWS's documented rule ("deletes
+    /// stacks from both the specified target OUs and their child OUs").
+    pub accounts_under: Option<BTreeMap<String, BTreeSet<String>>>,
+    /// Missing slots of accounts a change of the desired state newly targets: created at once, whatever
+    /// `repairCoverage` says (the controller's memory tells them from accounts that joined since).
+    pub newly_targeted: BTreeSet<(String, String)>,
 }
 
 /// One step toward the desired state. Serialized (with the stack set name and preferences) it is also what the

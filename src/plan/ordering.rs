@@ -33,10 +33,19 @@ pub(super) struct Scope<'a> {
     /// Existing targeted OUs that stay desired (what creations and repairs submit again).
     pub kept_targets: Vec<String>,
     pub kept_regions: Vec<String>,
-    pub dropped_units: Vec<String>,
     pub dropped_regions: Vec<String>,
     pub new_units: Vec<String>,
     pub new_regions: Vec<String>,
+    /// Dropped OUs whose whole subtree goes (no kept account below them): deleted whole, which also ends them
+    /// as targets.
+    pub whole_drops: Vec<String>,
+    /// Dropped OUs with a kept account below them (ROOT narrowed to one of its OUs, a child OU replaced by its
+    /// parent): AWS deletes a whole OU's subtree, child OUs included, whatever OU an instance was created
+    /// through, so only their accounts that are not kept are deleted, by name. They stay targets (what AWS
+    /// auto-deploys to) until nothing below them is kept.
+    pub partial_drops: Vec<String>,
+    /// The accounts below `partial_drops` that have an instance and that the desired state does not keep.
+    pub removable_under: BTreeSet<String>,
     /// The accounts the desired account filter no longer reaches.
     pub accounts_to_drop: BTreeSet<String>,
     pub existing: Existing,
@@ -81,6 +90,24 @@ impl<'a> Scope<'a> {
             })
             .cloned()
             .collect();
+        let dropped_units: Vec<String> = existing.units.difference(&units).cloned().collect();
+        let (mut whole_drops, mut partial_drops) = (Vec::new(), Vec::new());
+        let mut removable_under = BTreeSet::new();
+        for unit in &dropped_units {
+            let below = observed.accounts_under.as_ref().and_then(|m| m.get(unit));
+            match (below, &observed.kept_accounts) {
+                (Some(below), Some(kept)) if below.iter().any(|a| kept.contains(a)) => {
+                    partial_drops.push(unit.clone());
+                    removable_under.extend(
+                        below
+                            .iter()
+                            .filter(|a| !kept.contains(*a) && existing.accounts.contains(*a))
+                            .cloned(),
+                    );
+                }
+                _ => whole_drops.push(unit.clone()),
+            }
+        }
         let settings = settings_changes(desired, &stack_set.settings);
         let managed_change = stack_set
             .settings
@@ -108,7 +135,9 @@ impl<'a> Scope<'a> {
             kept_units: existing.units.intersection(&units).cloned().collect(),
             kept_targets: existing.targeted.intersection(&units).cloned().collect(),
             kept_regions: existing.regions.intersection(&regions).cloned().collect(),
-            dropped_units: existing.units.difference(&units).cloned().collect(),
+            whole_drops,
+            partial_drops,
+            removable_under,
             dropped_regions: existing.regions.difference(&regions).cloned().collect(),
             new_units: units.difference(&existing.targeted).cloned().collect(),
             new_regions,
@@ -124,12 +153,20 @@ impl<'a> Scope<'a> {
         })
     }
 
-    /// Instances the desired state keeps: in a desired Region, under a desired OU (or none reported).
+    /// Instances the desired state keeps: in a desired Region, of an account it targets (when the organization
+    /// is known; else under a desired OU, or none reported). By account, not by the OU an instance was created
+    /// through: an instance created through ROOT stays kept when the targets narrow to the OU it is in.
     fn kept(&self, i: &StackInstance) -> bool {
         self.regions.contains(&i.region)
-            && i.organizational_unit_id
-                .as_ref()
-                .is_none_or(|u| self.units.contains(u))
+            && match &self.observed.kept_accounts {
+                Some(kept) => {
+                    kept.contains(&i.account) && !self.accounts_to_drop.contains(&i.account)
+                }
+                None => i
+                    .organizational_unit_id
+                    .as_ref()
+                    .is_none_or(|u| self.units.contains(u)),
+            }
     }
 }
 
@@ -167,34 +204,69 @@ pub(super) fn managed_execution_alone(s: &Scope<'_>) -> Vec<Step> {
 pub(super) fn deletions(s: &Scope<'_>) -> Vec<Step> {
     let mut steps = Vec::new();
     let observed = s.observed;
-    if !s.dropped_units.is_empty() && !s.existing.regions.is_empty() {
+    if !s.whole_drops.is_empty() && !s.existing.regions.is_empty() {
         push_retained_delete(&mut steps, observed, |i| {
             i.organizational_unit_id
                 .as_ref()
-                .is_some_and(|u| s.dropped_units.contains(u))
+                .is_some_and(|u| s.whole_drops.contains(u))
         });
         steps.push(Step {
             purpose: Purpose::Converge,
-            summary: format!(
-                "delete instances of {} dropped OU(s)",
-                s.dropped_units.len()
-            ),
+            summary: format!("delete instances of {} dropped OU(s)", s.whole_drops.len()),
             changes: s
-                .dropped_units
+                .whole_drops
                 .iter()
                 .map(|u| removed("deploymentTargets.organizationalUnitIds", u))
                 .collect(),
             action: Action::DeleteStackInstances {
-                targets: ou_targets(s.dropped_units.iter().cloned()),
+                targets: ou_targets(s.whole_drops.iter().cloned()),
                 regions: s.existing.regions.iter().cloned().collect(),
                 retain_stacks: false,
             },
         });
     }
-    if !s.dropped_regions.is_empty() && !s.kept_units.is_empty() {
+    if !s.removable_under.is_empty() && !s.existing.regions.is_empty() {
         push_retained_delete(&mut steps, observed, |i| {
-            s.dropped_regions.contains(&i.region)
+            s.removable_under.contains(&i.account)
         });
+        steps.push(Step {
+            purpose: Purpose::Converge,
+            summary: format!(
+                "delete instances of {} account(s) below dropped OU(s) {} that the targets no longer reach (the \
+                 accounts below them that stay targeted keep theirs)",
+                s.removable_under.len(),
+                s.partial_drops.join(", ")
+            ),
+            changes: s
+                .partial_drops
+                .iter()
+                .map(|u| removed("deploymentTargets.organizationalUnitIds", u))
+                .chain(s.removable_under.iter().map(|a| removed("instances of account", a)))
+                .collect(),
+            action: Action::DeleteStackInstances {
+                targets: account_targets(s.partial_drops.clone(), s.removable_under.iter().cloned()),
+                regions: s.existing.regions.iter().cloned().collect(),
+                retain_stacks: false,
+            },
+        });
+    }
+    // The OUs the instances to delete were created through, with the kept ones: a deletion names an OU the
+    // instance is below, whichever it was created through.
+    let through = |pick: &dyn Fn(&StackInstance) -> bool| -> Vec<String> {
+        let mut units: BTreeSet<String> = s.kept_units.iter().cloned().collect();
+        units.extend(
+            observed
+                .instances
+                .iter()
+                .filter(|i| pick(i))
+                .filter_map(|i| i.organizational_unit_id.clone()),
+        );
+        units.into_iter().collect()
+    };
+    let in_dropped_region = |i: &StackInstance| s.dropped_regions.contains(&i.region);
+    let dropped_region_units = through(&in_dropped_region);
+    if !s.dropped_regions.is_empty() && !dropped_region_units.is_empty() {
+        push_retained_delete(&mut steps, observed, in_dropped_region);
         steps.push(Step {
             purpose: Purpose::Converge,
             summary: format!(
@@ -207,16 +279,21 @@ pub(super) fn deletions(s: &Scope<'_>) -> Vec<Step> {
                 .map(|r| removed("regions", r))
                 .collect(),
             action: Action::DeleteStackInstances {
-                targets: ou_targets(s.kept_units.iter().cloned()),
+                targets: ou_targets(dropped_region_units.into_iter()),
                 regions: s.dropped_regions.clone(),
                 retain_stacks: false,
             },
         });
     }
-    if !s.accounts_to_drop.is_empty() && !s.kept_units.is_empty() && !s.kept_regions.is_empty() {
-        push_retained_delete(&mut steps, observed, |i| {
-            s.accounts_to_drop.contains(&i.account) && s.kept_regions.contains(&i.region)
-        });
+    let of_dropped_account = |i: &StackInstance| {
+        s.accounts_to_drop.contains(&i.account) && s.kept_regions.contains(&i.region)
+    };
+    let dropped_account_units = through(&of_dropped_account);
+    if !s.accounts_to_drop.is_empty()
+        && !dropped_account_units.is_empty()
+        && !s.kept_regions.is_empty()
+    {
+        push_retained_delete(&mut steps, observed, of_dropped_account);
         steps.push(Step {
             purpose: Purpose::Converge,
             summary: format!(
@@ -229,7 +306,7 @@ pub(super) fn deletions(s: &Scope<'_>) -> Vec<Step> {
                 .map(|a| removed("deploymentTargets.accounts", a))
                 .collect(),
             action: Action::DeleteStackInstances {
-                targets: account_targets(s.kept_units.clone(), s.accounts_to_drop.iter().cloned()),
+                targets: account_targets(dropped_account_units, s.accounts_to_drop.iter().cloned()),
                 regions: s.kept_regions.clone(),
                 retain_stacks: false,
             },
@@ -417,6 +494,39 @@ pub(super) fn creations(s: &Scope<'_>) -> Vec<Step> {
                 },
             });
         }
+    }
+    // Accounts a change of the desired state newly targets under every filter (a DIFFERENCE list that shrank, a
+    // filter type changed): auto-deployment only acts on accounts joining or moving, so they are created now, by
+    // name, under the desired OUs, whatever `repairCoverage` says. Not alongside another creation: the next
+    // pass looks again.
+    let newly: Vec<&(String, String)> = s
+        .observed
+        .newly_targeted
+        .iter()
+        .filter(|(_, region)| s.regions.contains(region))
+        .collect();
+    if steps.is_empty() && !newly.is_empty() {
+        let accounts: BTreeSet<String> = newly.iter().map(|(a, _)| a.clone()).collect();
+        let regions: BTreeSet<String> = newly.iter().map(|(_, r)| r.clone()).collect();
+        steps.push(Step {
+            purpose: Purpose::Converge,
+            summary: format!(
+                "create instances for {} account(s) the desired state newly targets",
+                accounts.len()
+            ),
+            changes: newly
+                .iter()
+                .map(|(account, region)| Change {
+                    field: format!("instance {account}/{region}"),
+                    from: "(not targeted)".into(),
+                    to: "CURRENT".into(),
+                })
+                .collect(),
+            action: Action::CreateStackInstances {
+                targets: account_targets(s.units.iter().cloned().collect(), accounts.into_iter()),
+                regions: regions.into_iter().collect(),
+            },
+        });
     }
     steps
 }
