@@ -247,6 +247,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             let mut config = settings.controller_config();
             config.track_progress = true;
+            // A one-shot command has no memory of when a coverage gap appeared, and cannot wait for
+            // auto-deployment to fill it: `reconcile --once` repairs every gap it can, and `plan` shows that
+            // repair (the daemon keeps `coverage_grace_period` for accounts that just joined).
+            config.coverage_grace = std::time::Duration::ZERO;
             let ctx = Arc::new(Context::new(aws.clone() as Arc<dyn Cloud>, config));
             let ctx = Contexts::new(ctx, Some(aws as Arc<dyn Connector>));
             match command {

@@ -916,3 +916,54 @@ async fn every_call_of_a_lifecycle_is_granted_by_the_shipped_iam_policy() {
         "IAM actions granted but not called in this lifecycle (the daemon's and other paths): {unexercised:?}"
     );
 }
+
+/// Narrowing ROOT to an OU that has a child OU: AWS deletes a whole OU's stacks together with its child OUs', so a
+/// deletion of ROOT would take the kept accounts' instances with it. Only the accounts outside the OU lose theirs:
+/// no DELETE operation ever touches a kept account (read from moto's own operation results), and the end state is
+/// exactly the OU's subtree. Then widening back to ROOT creates the others again at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn narrowing_root_to_a_nested_ou_never_touches_a_kept_account() {
+    let server = MotoServer::start();
+    let org = build_org(&server, &org_spec()).await;
+    let client = cfn_client(&server).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let whole = Desired::whole_org();
+    let desired = write_desired(dir.path(), &whole.yaml());
+    deploy(&server, &desired).await;
+    let everyone = instance_accounts(&client, STACK_SET).await;
+    let kept = org.accounts_under("Engineering");
+    assert!(kept.len() < everyone.len() && !kept.is_empty());
+
+    let narrow = Desired {
+        ous: vec![org.ou("Engineering").to_string()],
+        ..Desired::whole_org()
+    };
+    let desired = write_desired(dir.path(), &narrow.yaml());
+    let output = reconcile_once(&server, &desired).await;
+    assert_exit(&output, 0, "reconcile --once after narrowing ROOT to Engineering");
+    assert_eq!(instance_accounts(&client, STACK_SET).await, kept);
+    let mut deleted = BTreeSet::new();
+    for op in operations(&client, STACK_SET).await {
+        if op.action() != Some(&aws_sdk_cloudformation::types::StackSetOperationAction::Delete) {
+            continue;
+        }
+        let results = client
+            .list_stack_set_operation_results()
+            .stack_set_name(STACK_SET)
+            .operation_id(op.operation_id().expect("id"))
+            .send()
+            .await
+            .expect("ListStackSetOperationResults");
+        deleted.extend(results.summaries().iter().filter_map(|r| r.account().map(str::to_string)));
+    }
+    assert!(!deleted.is_empty(), "the accounts outside Engineering were deleted");
+    let touched: Vec<_> = deleted.intersection(&kept).collect();
+    assert!(touched.is_empty(), "a DELETE operation touched kept accounts {touched:?}");
+    assert_eq!(plan_exit_code(&server, &desired).await, PLAN_NO_CHANGES);
+
+    // Back to ROOT: the accounts outside Engineering are targeted again and created by this reconcile.
+    let desired = write_desired(dir.path(), &whole.yaml());
+    let output = reconcile_once(&server, &desired).await;
+    assert_exit(&output, 0, "reconcile --once after widening back to ROOT");
+    assert_eq!(instance_accounts(&client, STACK_SET).await, everyone);
+}
