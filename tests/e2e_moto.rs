@@ -940,7 +940,11 @@ async fn narrowing_root_to_a_nested_ou_never_touches_a_kept_account() {
     };
     let desired = write_desired(dir.path(), &narrow.yaml());
     let output = reconcile_once(&server, &desired).await;
-    assert_exit(&output, 0, "reconcile --once after narrowing ROOT to Engineering");
+    assert_exit(
+        &output,
+        0,
+        "reconcile --once after narrowing ROOT to Engineering",
+    );
     assert_eq!(instance_accounts(&client, STACK_SET).await, kept);
     let mut deleted = BTreeSet::new();
     for op in operations(&client, STACK_SET).await {
@@ -954,11 +958,22 @@ async fn narrowing_root_to_a_nested_ou_never_touches_a_kept_account() {
             .send()
             .await
             .expect("ListStackSetOperationResults");
-        deleted.extend(results.summaries().iter().filter_map(|r| r.account().map(str::to_string)));
+        deleted.extend(
+            results
+                .summaries()
+                .iter()
+                .filter_map(|r| r.account().map(str::to_string)),
+        );
     }
-    assert!(!deleted.is_empty(), "the accounts outside Engineering were deleted");
+    assert!(
+        !deleted.is_empty(),
+        "the accounts outside Engineering were deleted"
+    );
     let touched: Vec<_> = deleted.intersection(&kept).collect();
-    assert!(touched.is_empty(), "a DELETE operation touched kept accounts {touched:?}");
+    assert!(
+        touched.is_empty(),
+        "a DELETE operation touched kept accounts {touched:?}"
+    );
     assert_eq!(plan_exit_code(&server, &desired).await, PLAN_NO_CHANGES);
 
     // Back to ROOT: the accounts outside Engineering are targeted again and created by this reconcile.

@@ -372,7 +372,8 @@ async fn an_unexcluded_account_is_created_by_the_plan_at_once_with_repair_on_or_
         assert!(
             sim.instances("AimablyDataOnly")
                 .iter()
-                .any(|i| i.account == excluded && i.status == stacksetd::cloud::InstanceStatus::Current),
+                .any(|i| i.account == excluded
+                    && i.status == stacksetd::cloud::InstanceStatus::Current),
             "repair={repair}: the re-included account has its instance"
         );
         assert_no_duplicate_submissions(&sim);
