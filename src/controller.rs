@@ -235,8 +235,12 @@ impl Context {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all_fields = "camelCase")]
 pub enum State {
-    /// The stack set and every instance match the desired state.
+    /// The stack set and every instance match the desired state: every targeted active account x desired Region
+    /// has a CURRENT instance, and no other account or Region has one.
     Converged,
+    /// Nothing to submit now, but the desired truth does not hold (see [`CoverageGap`]): the vendor's "blocked"
+    /// accounts. Never reported as Converged.
+    CoverageGap(CoverageGap),
     /// An operation (ours or someone else's) holds the stack set; we wait for it.
     Waiting {
         operation_id: String,
@@ -263,6 +267,20 @@ pub enum State {
         /// When it will be submitted (RFC 3339, UTC), if the desired state stays as it is.
         runs_at: String,
     },
+}
+
+/// The gap between the instances and the desired truth when nothing is left to submit now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CoverageGap {
+    /// Targeted active account x desired Region slots without an instance.
+    pub missing: usize,
+    /// Instances of targeted accounts in desired Regions that are not CURRENT.
+    pub not_current: usize,
+    /// Instances outside the targets.
+    pub orphaned: usize,
+    /// Why, and when (or whether) a repair comes.
+    pub why: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -357,6 +375,13 @@ async fn act(
             report,
         });
     }
+    if let Next::CoverageGap { requeue_after, gap } = next {
+        return Ok(Outcome {
+            state: State::CoverageGap(gap),
+            requeue_after,
+            report,
+        });
+    }
     // The page observe read is the whole list when it is not full; otherwise read the window.
     let recent = if observed.stack_set.is_none() {
         Vec::new()
@@ -376,7 +401,7 @@ async fn act(
         report: report.clone(),
     };
     match next {
-        Next::Converged { .. } => unreachable!("returned above"),
+        Next::Converged { .. } | Next::CoverageGap { .. } => unreachable!("returned above"),
         Next::DetectDrift => {
             let last = observation.remembered.last_drift_check;
             drift::start_detection(deployment, ctx, observed, last, &recent, report).await

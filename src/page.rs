@@ -48,15 +48,17 @@ pub fn render(status: &Status) -> String {
     page.into_string()
 }
 
-/// The one-line state: Stalled with its reason, Converged, or what the deployment is doing (the same rule as
-/// the page's script).
+/// The one-line state: Stalled with its reason, Converged, a coverage gap with why, or what the deployment is
+/// doing (the same rule as the page's script).
 pub fn state_line(d: &DeploymentStatus) -> String {
     let condition = |kind: &str| d.conditions.iter().find(|c| c.kind == kind);
     if let Some(stalled) = condition("Stalled").filter(|c| c.status == "True") {
         return format!("Stalled: {}", stalled.message);
     }
-    if condition("Ready").is_some_and(|c| c.status == "True") {
-        return "Converged".to_string();
+    match condition("Ready") {
+        Some(c) if c.status == "True" => return "Converged".to_string(),
+        Some(c) if c.reason == "CoverageGap" => return format!("Coverage gap: {}", c.message),
+        _ => {}
     }
     match condition("Reconciling") {
         Some(c) if !c.message.is_empty() => format!("Reconciling: {}", c.message),
@@ -208,6 +210,7 @@ const SCRIPT: &str = r#"
     (d.conditions || []).forEach(function (x) { c[x.type] = x; });
     if (c.Stalled && c.Stalled.status === 'True') return 'Stalled: ' + c.Stalled.message;
     if (c.Ready && c.Ready.status === 'True') return 'Converged';
+    if (c.Ready && c.Ready.reason === 'CoverageGap') return 'Coverage gap: ' + c.Ready.message;
     return c.Reconciling && c.Reconciling.message ? 'Reconciling: ' + c.Reconciling.message : 'Reconciling';
   }
   function apply(status) {

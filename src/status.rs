@@ -420,8 +420,11 @@ fn apply_outcome(conditions: &mut [Condition], state: &State) {
             "True",
             "False",
             "Converged",
-            "the stack set and every instance match the desired state".to_string(),
+            "the stack set and every instance match the desired state: every targeted account has its CURRENT \
+             instance in every Region, and nothing else has one"
+                .to_string(),
         ),
+        State::CoverageGap(gap) => ("False", "False", "CoverageGap", gap.why.clone()),
         State::Waiting {
             operation_id,
             action,

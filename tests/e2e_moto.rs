@@ -982,3 +982,64 @@ async fn narrowing_root_to_a_nested_ou_never_touches_a_kept_account() {
     assert_exit(&output, 0, "reconcile --once after widening back to ROOT");
     assert_eq!(instance_accounts(&client, STACK_SET).await, everyone);
 }
+
+/// "Converged" only when it is true, for the one-shot commands: an instance deleted behind stacksetd's back
+/// leaves a targeted account without one. With `repairCoverage: false` nothing is planned, and `reconcile --once`
+/// exits 1 saying why (never 0 with an account missing); with the repair on, `plan --detailed-exitcode` exits 2
+/// (a step would repair it) and `reconcile --once` repairs it at once and exits 0.
+#[tokio::test]
+async fn reconcile_once_never_exits_zero_while_a_targeted_account_lacks_its_instance() {
+    let server = MotoServer::start();
+    let org = build_org(&server, &org_spec()).await;
+    let client = cfn_client(&server).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let whole = Desired::whole_org().yaml();
+    let desired = write_desired(dir.path(), &whole);
+    deploy(&server, &desired).await;
+    let lost = org
+        .accounts_under("Finance")
+        .into_iter()
+        .next()
+        .expect("a Finance account");
+    let id = client
+        .delete_stack_instances()
+        .stack_set_name(STACK_SET)
+        .deployment_targets(
+            aws_sdk_cloudformation::types::DeploymentTargets::builder()
+                .organizational_unit_ids(org.ou("Finance"))
+                .accounts(&lost)
+                .account_filter_type(aws_sdk_cloudformation::types::AccountFilterType::Intersection)
+                .build(),
+        )
+        .regions(REGION)
+        .retain_stacks(false)
+        .operation_id("someone-else-deletes-one")
+        .send()
+        .await
+        .expect("DeleteStackInstances behind stacksetd's back")
+        .operation_id()
+        .expect("id")
+        .to_string();
+    wait_for_operation(&client, STACK_SET, &id).await;
+    assert!(!instance_accounts(&client, STACK_SET).await.contains(&lost));
+
+    let no_repair = write_desired(dir.path(), &format!("{whole}  repairCoverage: false\n"));
+    assert_eq!(plan_exit_code(&server, &no_repair).await, PLAN_NO_CHANGES);
+    let output = reconcile_once(&server, &no_repair).await;
+    assert_exit(
+        &output,
+        1,
+        "reconcile --once with an account missing and repairCoverage: false",
+    );
+    let text = describe_output(&output);
+    assert!(
+        text.contains("not converged") && text.contains("repairCoverage is false"),
+        "{text}"
+    );
+
+    let desired = write_desired(dir.path(), &whole);
+    assert_eq!(plan_exit_code(&server, &desired).await, PLAN_CHANGES);
+    let output = reconcile_once(&server, &desired).await;
+    assert_exit(&output, 0, "reconcile --once repairs the missing instance");
+    assert!(instance_accounts(&client, STACK_SET).await.contains(&lost));
+}

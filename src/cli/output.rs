@@ -336,6 +336,7 @@ impl ProgressPrinter {
                 outcome.report.accounts_targeted,
                 outcome.report.missing_instances
             ),
+            State::CoverageGap(gap) => format!("{deployment}: not converged: {}", gap.why),
             State::Acted {
                 action,
                 operation_id,

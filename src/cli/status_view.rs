@@ -119,11 +119,22 @@ pub async fn from_aws(
         };
         match observed {
             Ok(((plan, report), ctx)) => {
-                entry.conditions = vec![if plan.is_empty() {
+                let gap = report.missing_instances + report.orphaned_instances;
+                entry.conditions = vec![if plan.is_empty() && gap == 0 {
                     ready(
                         "True",
                         "Converged".into(),
                         "the stack set matches the desired state".into(),
+                    )
+                } else if plan.is_empty() {
+                    ready(
+                        "False",
+                        "CoverageGap".into(),
+                        format!(
+                            "{} targeted account x Region slot(s) without an instance, {} instance(s) outside the \
+                             targets, and nothing planned to change it (repairCoverage false?)",
+                            report.missing_instances, report.orphaned_instances
+                        ),
                     )
                 } else {
                     ready(

@@ -35,6 +35,12 @@ pub enum Next {
     Suspended,
     /// Only deletions are left, and they wait for `deletion_delay` this long.
     DeletionPending { wait: Duration },
+    /// Nothing left to submit now, but the desired truth does not hold: targeted accounts without an instance,
+    /// instances that are not CURRENT, or instances outside the targets. Never "Converged".
+    CoverageGap {
+        requeue_after: Duration,
+        gap: super::CoverageGap,
+    },
     /// Submit this step of the plan (the first one not waiting for `deletion_delay`).
     Submit(usize),
 }
@@ -133,6 +139,76 @@ pub fn decide(
     Ok(Decision { plan, report, next })
 }
 
+/// How soon a pass with a coverage gap looks again (the repair may come due, an instance may be created).
+const GAP_RECHECK: Duration = Duration::from_secs(60);
+
+/// What keeps an empty plan from being "Converged": the desired truth is every targeted active account x desired
+/// Region with a CURRENT instance, and no instance outside the targets. `None` when it holds (or when the stack set
+/// is to be absent, where the plan alone decides).
+fn coverage_gap(
+    deployment: &Deployment,
+    config: &Config,
+    observation: &Observation,
+) -> Option<super::CoverageGap> {
+    let spec = &deployment.spec;
+    if spec.ensure != crate::desired::Ensure::Present || observation.observed.stack_set.is_none() {
+        return None;
+    }
+    let coverage = &observation.coverage;
+    let not_current = observation
+        .observed
+        .instances
+        .iter()
+        .filter(|i| {
+            coverage.targeted.contains(&i.account)
+                && spec.regions.contains(&i.region)
+                && i.status != crate::cloud::InstanceStatus::Current
+        })
+        .count();
+    let (missing, orphaned) = (coverage.missing.len(), coverage.orphaned.len());
+    if missing == 0 && orphaned == 0 && not_current == 0 {
+        return None;
+    }
+    let mut why = Vec::new();
+    if missing > 0 {
+        why.push(if !spec.repair_coverage {
+            format!(
+                "{missing} targeted account x Region slot(s) without an instance, and repairCoverage is false: nothing \
+                 repairs them (set repairCoverage: true, or deploy them by hand)"
+            )
+        } else if spec.auto_deployment.enabled && !config.coverage_grace.is_zero() {
+            format!(
+                "{missing} targeted account x Region slot(s) without an instance: auto-deployment has \
+                 coverage_grace_period ({}) from when each was first seen, then the coverage repair re-submits the \
+                 targets",
+                humantime::format_duration(config.coverage_grace)
+            )
+        } else {
+            format!(
+                "{missing} targeted account x Region slot(s) without an instance: the coverage repair was submitted \
+                 and is tried again after a minute"
+            )
+        });
+    }
+    if not_current > 0 {
+        why.push(format!(
+            "{not_current} instance(s) of targeted accounts not CURRENT (the report names each one's reason; \
+             repairInoperable replaces INOPERABLE ones)"
+        ));
+    }
+    if orphaned > 0 {
+        why.push(format!(
+            "{orphaned} instance(s) outside the targets (deleted by a later step, or made outside stacksetd)"
+        ));
+    }
+    Some(super::CoverageGap {
+        missing,
+        not_current,
+        orphaned,
+        why: why.join("; "),
+    })
+}
+
 /// The next move, in order: converged (perhaps with a drift check due); an instance still in progress settles;
 /// suspended reports; otherwise the first step that may run now, or the deletion wait.
 fn next(
@@ -147,19 +223,22 @@ fn next(
     let settled = observed.instances.iter().all(|i| !i.in_progress())
         && !observed.management_stack_busy(deployment.name());
     if plan.is_empty() && settled {
-        return match drift::detection(
+        let requeue_after = match drift::detection(
             deployment,
             observed,
             remembered.last_drift_check,
             remembered.wall_now,
         ) {
-            Detection::Due => Next::DetectDrift,
-            Detection::In(due) => Next::Converged {
-                requeue_after: due.min(config.resync_interval),
+            Detection::Due => return Next::DetectDrift,
+            Detection::In(due) => due.min(config.resync_interval),
+            Detection::Off => config.resync_interval,
+        };
+        return match coverage_gap(deployment, config, observation) {
+            Some(gap) => Next::CoverageGap {
+                requeue_after: requeue_after.min(GAP_RECHECK),
+                gap,
             },
-            Detection::Off => Next::Converged {
-                requeue_after: config.resync_interval,
-            },
+            None => Next::Converged { requeue_after },
         };
     }
     if !settled {

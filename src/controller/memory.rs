@@ -199,7 +199,9 @@ impl Memory {
             e.gaps
                 .iter()
                 .filter(|(_, gap)| match gap.repaired {
-                    Some(at) => now.duration_since(at) >= grace,
+                    // A repair that did not fill the gap is tried again after the grace period, and never sooner
+                    // than a minute (a one-shot command has no grace, and must not resubmit in a loop).
+                    Some(at) => now.duration_since(at) >= grace.max(Duration::from_secs(60)),
                     None => !auto_deployment || now.duration_since(gap.first_seen) >= grace,
                 })
                 .map(|(slot, _)| slot.clone())

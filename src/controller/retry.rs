@@ -72,9 +72,12 @@ pub async fn converge_until(
             Ok(outcome) => {
                 transient = 0;
                 on_outcome(&outcome);
-                if matches!(outcome.state, State::Converged | State::Suspended { .. })
-                    || (!wait_for_deletions
-                        && matches!(outcome.state, State::DeletionPending { .. }))
+                // A coverage gap with nothing to submit is as far as a pass can go: reported, not waited on.
+                if matches!(
+                    outcome.state,
+                    State::Converged | State::Suspended { .. } | State::CoverageGap(_)
+                ) || (!wait_for_deletions
+                    && matches!(outcome.state, State::DeletionPending { .. }))
                 {
                     return Ok(outcome);
                 }

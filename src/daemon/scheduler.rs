@@ -313,6 +313,9 @@ async fn pass(
                     info!(deployment = %name, action, operation = ?operation_id, %summary, "acted")
                 }
                 State::Converged => debug!(deployment = %name, "converged"),
+                State::CoverageGap(gap) => {
+                    debug!(deployment = %name, why = %gap.why, "coverage gap")
+                }
                 state => debug!(deployment = %name, ?state, "in progress"),
             }
             outcome.requeue_after

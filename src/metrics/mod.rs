@@ -176,6 +176,7 @@ pub fn outcome_label(result: &Result<Outcome, Error>) -> &'static str {
             State::Acted { .. } => "acted",
             State::Suspended { .. } => "suspended",
             State::DeletionPending { .. } => "deletion_pending",
+            State::CoverageGap(_) => "coverage_gap",
         },
         Err(_) => "error",
     }

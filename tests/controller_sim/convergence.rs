@@ -267,3 +267,45 @@ async fn dropping_an_ou_deletes_exactly_that_ous_instances() {
     assert!(kept.iter().all(|i| i.status == InstanceStatus::Current));
     assert_no_duplicate_submissions(&sim);
 }
+
+/// "Converged" only when it is true: a targeted account without an instance, with nothing left to submit
+/// (`repairCoverage: false`, auto-deployment off), is a `CoverageGap` that says why, and `converge_until` (what
+/// `reconcile --once` runs) stops there not converged; with the repair on, the account gets its instance and only
+/// then is the deployment Converged.
+#[tokio::test(start_paused = true)]
+async fn a_targeted_account_without_an_instance_is_a_coverage_gap_never_converged() {
+    let sim = Sim::realistic(SimConfig::default());
+    let mut deployment = Spec::whole_org().deployment();
+    deployment.spec.repair_coverage = false;
+    deployment.spec.auto_deployment.enabled = false;
+    let ctx = sim_context(&sim);
+    converge_ok(&deployment, &ctx).await;
+    let late = sim.add_account(&sim.ou_named("Sandbox").unwrap(), "late-joiner");
+    ctx.invalidate_organization().await;
+    let outcome = stacksetd::controller::reconcile(&deployment, &ctx)
+        .await
+        .unwrap();
+    let State::CoverageGap(gap) = &outcome.state else {
+        panic!("expected a coverage gap, got {:?}", outcome.state);
+    };
+    assert_eq!(gap.missing, deployment.spec.regions.len(), "{gap:?}");
+    assert!(gap.why.contains("repairCoverage is false"), "{}", gap.why);
+    assert!(!outcome.is_converged());
+    let out = stacksetd::controller::converge_until(&deployment, &ctx, true, |_| {})
+        .await
+        .unwrap();
+    assert!(
+        matches!(out.state, State::CoverageGap(_)),
+        "{:?}",
+        out.state
+    );
+    assert!(!sim.instances(STACK_SET).iter().any(|i| i.account == late));
+
+    deployment.spec.repair_coverage = true;
+    converge_ok(&deployment, &ctx).await;
+    assert!(
+        sim.instances(STACK_SET)
+            .iter()
+            .any(|i| i.account == late && i.status == stacksetd::cloud::InstanceStatus::Current)
+    );
+}
