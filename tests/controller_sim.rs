@@ -22,7 +22,7 @@ mod dependencies;
 #[path = "controller_sim/failures.rs"]
 mod failures;
 #[path = "controller_sim/helpers.rs"]
-mod helpers;
+pub(crate) mod helpers;
 #[path = "controller_sim/idempotence.rs"]
 mod idempotence;
 #[path = "controller_sim/instance_cache.rs"]

@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
+use proptest::test_runner::TestCaseError;
 use serde_json::{Value, json};
 
 use stacksetd::guard::{self, Parameters, resources::Class};
@@ -447,24 +447,6 @@ fn apply(doc: &Value, edit: Edit, pick: usize) -> Option<Value> {
     (new != *doc).then_some(new)
 }
 
-fn runner(cases: u32) -> TestRunner {
-    let seed: u64 = std::env::var("STACKSETD_PROPTEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x6d75_7461_7465);
-    println!("proptest seed {seed} (replay: STACKSETD_PROPTEST_SEED={seed})");
-    let mut bytes = [0u8; 32];
-    bytes[..8].copy_from_slice(&seed.to_le_bytes());
-    TestRunner::new_with_rng(
-        Config {
-            cases,
-            failure_persistence: None,
-            ..Config::default()
-        },
-        TestRng::from_seed(RngAlgorithm::ChaCha, &bytes),
-    )
-}
-
 #[test]
 fn no_edit_that_grants_more_is_judged_not_widening() {
     let corpus = corpus();
@@ -475,7 +457,9 @@ fn no_edit_that_grants_more_is_judged_not_widening() {
     let applied = std::cell::Cell::new(0u32);
     let harmless_held = std::cell::Cell::new(0u32);
     let harmless = std::cell::Cell::new(0u32);
-    runner(cases)
+    let (mut runner, _seed) =
+        crate::controller_sim::helpers::seeded_runner(cases, 0x6d75_7461_7465);
+    runner
         .run(
             &(0..corpus.len(), 0..EDITS.len(), any::<u16>()),
             |(t, e, pick)| {

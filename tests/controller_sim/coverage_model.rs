@@ -16,7 +16,6 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config as RunnerConfig, RngAlgorithm, TestRng, TestRunner};
 use stacksetd::cloud::sim::{Sim, SimConfig};
 use stacksetd::controller::{self, Context, State};
 use stacksetd::desired::{self, Deployment};
@@ -317,25 +316,12 @@ async fn run(tree: Tree, shapes: Vec<Shape>, reassociate: bool) -> Result<usize,
 
 #[test]
 fn target_changes_keep_every_kept_instance_and_end_at_the_desired_truth() {
-    let seed = std::env::var("STACKSETD_PROPTEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(DEFAULT_SEED);
     let cases: u32 = std::env::var("STACKSETD_MODEL_CASES")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(40);
-    println!("proptest seed {seed} (replay: STACKSETD_PROPTEST_SEED={seed}), {cases} cases");
-    let mut bytes = [0u8; 32];
-    bytes[..8].copy_from_slice(&seed.to_le_bytes());
-    let mut runner = TestRunner::new_with_rng(
-        RunnerConfig {
-            cases,
-            failure_persistence: None,
-            ..RunnerConfig::default()
-        },
-        TestRng::from_seed(RngAlgorithm::ChaCha, &bytes),
-    );
+    println!("{cases} cases");
+    let (mut runner, seed) = super::helpers::seeded_runner(cases, DEFAULT_SEED);
     let passes = std::cell::Cell::new(0usize);
     let sequences = std::cell::Cell::new(0usize);
     runner

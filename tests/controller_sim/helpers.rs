@@ -553,3 +553,26 @@ pub async fn someone_creates_instances(sim: &Sim, accounts: &[&str], region: &st
         .await
         .expect("someone else's CreateStackInstances");
 }
+
+/// A proptest runner with `cases` cases from a fixed seed (`default_seed`, or `STACKSETD_PROPTEST_SEED` to replay
+/// a failure; the seed is printed and returned) and no failure files: the properties of this binary are
+/// reproducible.
+pub fn seeded_runner(cases: u32, default_seed: u64) -> (proptest::test_runner::TestRunner, u64) {
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    let seed = std::env::var("STACKSETD_PROPTEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default_seed);
+    println!("proptest seed {seed} (replay: STACKSETD_PROPTEST_SEED={seed})");
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let runner = TestRunner::new_with_rng(
+        Config {
+            cases,
+            failure_persistence: None,
+            ..Config::default()
+        },
+        TestRng::from_seed(RngAlgorithm::ChaCha, &bytes),
+    );
+    (runner, seed)
+}

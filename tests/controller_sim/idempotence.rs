@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config as RunnerConfig, RngAlgorithm, TestRng, TestRunner};
 use stacksetd::cloud::sim::{Sim, SimConfig};
 use stacksetd::controller::{self, Config, Context, State};
 use stacksetd::desired::{self, Deployment};
@@ -222,21 +221,7 @@ async fn case(from: Shape, to: Shape) -> Result<(), String> {
 
 #[test]
 fn plan_apply_plan_converges_and_then_plans_nothing() {
-    let seed = std::env::var("STACKSETD_PROPTEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(DEFAULT_SEED);
-    println!("proptest seed {seed} (replay: STACKSETD_PROPTEST_SEED={seed})");
-    let mut bytes = [0u8; 32];
-    bytes[..8].copy_from_slice(&seed.to_le_bytes());
-    let mut runner = TestRunner::new_with_rng(
-        RunnerConfig {
-            cases: CASES,
-            failure_persistence: None,
-            ..RunnerConfig::default()
-        },
-        TestRng::from_seed(RngAlgorithm::ChaCha, &bytes),
-    );
+    let (mut runner, seed) = super::helpers::seeded_runner(CASES, DEFAULT_SEED);
     runner
         .run(&(shape(), shape()), |(from, to)| {
             let rt = tokio::runtime::Builder::new_current_thread()
