@@ -35,6 +35,10 @@ pub fn render(status: &Status) -> String {
                         input #filter type="search" placeholder="account id, name, OU or state" autocomplete="off";
                     }
                 }
+                @let rejected = status.desired_state.last_load.as_ref().and_then(|l| l.rejected());
+                p #rejected .rejected hidden[rejected.is_none()] role="alert" {
+                    "Desired state rejected: " (rejected.unwrap_or_default())
+                }
                 @if status.deployments.is_empty() {
                     p { "No deployment in the desired state yet (" (status.desired_state.path.display()) ")." }
                 }
@@ -187,7 +191,7 @@ body{font:14px/1.4 system-ui,sans-serif;margin:0 1.5em 2em;color:#1d1d1f;backgro
 .top{display:flex;gap:1.5em;align-items:center;position:sticky;top:0;background:#fafafa;padding:.5em 0;border-bottom:1px solid #ddd}
 h1{font-size:1.3em;margin:0}h2{font-size:1.15em;margin:1.2em 0 .2em}h2 small{color:#666;font-weight:normal}
 #refresh-state{color:#666;font-size:.9em}#filter{width:22em}
-.state{font-weight:600;margin:.2em 0}.held{border-left:4px solid #c77700;padding-left:.8em;background:#fff6e6}
+.state{font-weight:600;margin:.2em 0}.rejected{border-left:4px solid #b00020;padding:.4em .8em;background:#fdecee;font-weight:600}.held{border-left:4px solid #c77700;padding-left:.8em;background:#fff6e6}
 .legend{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:.4em 1em;margin:.6em 0}
 .swatch{display:inline-block;width:.9em;height:.9em;border-radius:2px;margin-right:.3em;vertical-align:-1px;background:var(--c)}
 details.ou{margin:.2em 0 .2em 1em}summary{cursor:pointer;font-weight:600}summary small{color:#777;font-weight:normal}
@@ -214,6 +218,19 @@ const SCRIPT: &str = r#"
     return c.Reconciling && c.Reconciling.message ? 'Reconciling: ' + c.Reconciling.message : 'Reconciling';
   }
   function apply(status) {
+    var banner = document.getElementById('rejected');
+    var load = status.desiredState && status.desiredState.lastLoad;
+    if (banner) {
+      var bad = load && load.result !== 'valid';
+      banner.hidden = !bad;
+      if (bad) {
+        var p = (load.problems || [])[0];
+        banner.textContent = 'Desired state rejected at ' + load.at + ': ' +
+          (p ? p.file + ':' + p.line + ':' + p.column + ': ' + (p.field ? p.field + ': ' : '') + p.message
+             : String(load.error || 'unreadable').split('\n')[0]) +
+          '; the last valid state is still reconciled';
+      }
+    }
     var deployments = status.deployments || {};
     document.querySelectorAll('section.deployment').forEach(function (section) {
       var d = deployments[section.dataset.d];

@@ -85,6 +85,46 @@ pub struct LoadRecord {
     pub problems: Vec<Problem>,
 }
 
+impl LoadRecord {
+    /// For a rejected load, one line a person acts on: when, and the first problem as FILE:LINE:COLUMN with its
+    /// fix (or the error); `None` for a valid load.
+    pub fn rejected(&self) -> Option<String> {
+        if matches!(self.result, ReloadResult::Valid) {
+            return None;
+        }
+        let first = match self.problems.first() {
+            Some(p) => format!(
+                "{}:{}:{}: {}{}",
+                p.file.display(),
+                p.line,
+                p.column,
+                if p.field.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}: ", p.field)
+                },
+                p.message
+            ),
+            None => self
+                .error
+                .as_deref()
+                .and_then(|e| e.lines().next())
+                .unwrap_or("unreadable")
+                .to_string(),
+        };
+        let more = self.problems.len().saturating_sub(1);
+        Some(format!(
+            "the desired-state file on disk was rejected at {}: {first}{}; the last valid state is still reconciled",
+            self.at,
+            if more > 0 {
+                format!(" (and {more} more problem(s))")
+            } else {
+                String::new()
+            }
+        ))
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct DeploymentStatus {

@@ -668,6 +668,31 @@ async fn an_invalid_edit_keeps_the_last_good_state_reconciling() {
         ),
         Some(1.0)
     );
+    // Visible where an operator looks, not only in the raw JSON: the gauge the alert reads, the page's banner,
+    // and `stacksetd status` (which fails) with the first problem's file and line.
+    assert_eq!(
+        metric(&metrics, "stacksetd_desired_state_valid", &[]),
+        Some(0.0)
+    );
+    let page = get(&daemon.addr, "/").await;
+    let html = page.body;
+    assert!(
+        html.contains("Desired state rejected: ") && html.contains("desired.yaml:18:25"),
+        "{html}"
+    );
+    let doc: stacksetd::cli::status_view::StatusDocument =
+        serde_json::from_value(serde_json::json!({
+            "source": "daemon",
+            "desiredState": status["desiredState"]["lastLoad"].clone(),
+            "deployments": {}
+        }))
+        .expect("a status document");
+    assert!(stacksetd::cli::status_view::has_errors(&doc));
+    let text = stacksetd::cli::status_view::text(&doc);
+    assert!(
+        text.contains("desired state: REJECTED") && text.contains("desired.yaml:18:25"),
+        "{text}"
+    );
     daemon.shutdown().await;
 }
 

@@ -41,6 +41,7 @@ const ALERT_NAMES: &[&str] = &[
     "StacksetdTemplateUpdatePending",
     "StacksetdTemplateRejected",
     "StacksetdManagementStackFailed",
+    "StacksetdDesiredStateInvalid",
 ];
 
 /// Labels the scrape adds to every series.

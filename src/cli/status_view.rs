@@ -30,6 +30,9 @@ pub struct StatusDocument {
     /// The daemon's address, when it answered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub daemon: Option<String>,
+    /// The daemon's last load of the desired-state file (a rejected edit is shown, and fails the command).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_state: Option<crate::status::LoadRecord>,
     pub deployments: BTreeMap<String, DeploymentStatus>,
 }
 
@@ -86,6 +89,7 @@ pub async fn from_daemon(
     Ok(Some(StatusDocument {
         source: Source::Daemon,
         daemon: Some(addr.to_string()),
+        desired_state: status.desired_state.last_load,
         deployments: status.deployments,
     }))
 }
@@ -168,6 +172,7 @@ pub async fn from_aws(
     StatusDocument {
         source: Source::Aws,
         daemon: None,
+        desired_state: None,
         deployments,
     }
 }
@@ -175,6 +180,10 @@ pub async fn from_aws(
 /// Whether any deployment is in error (the command's exit code).
 pub fn has_errors(doc: &StatusDocument) -> bool {
     doc.deployments.values().any(|d| d.last_error.is_some())
+        || doc
+            .desired_state
+            .as_ref()
+            .is_some_and(|l| l.rejected().is_some())
 }
 
 /// The human table. Every string in it came from AWS, a template or the daemon, so each is escaped first
@@ -188,6 +197,9 @@ pub fn text(doc: &StatusDocument) -> String {
             daemon.as_deref().unwrap_or("?")
         )),
         (Source::Aws, _) => out.push_str("source: AWS, observed now (no daemon answered)\n"),
+    }
+    if let Some(rejected) = doc.desired_state.as_ref().and_then(|l| l.rejected()) {
+        out.push_str(&format!("desired state: REJECTED: {rejected}\n"));
     }
     if doc.deployments.is_empty() {
         out.push_str("no deployments\n");

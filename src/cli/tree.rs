@@ -259,6 +259,7 @@ mod tests {
         StatusDocument {
             source: Source::Daemon,
             daemon: None,
+            desired_state: None,
             deployments: BTreeMap::from([("vendor".to_string(), status)]),
         }
     }

@@ -212,6 +212,7 @@ pub struct ReconcileMetrics {
     reconcile_errors: IntCounterVec,
     last_success: GaugeVec,
     reloads: IntCounterVec,
+    desired_valid: GaugeVec,
 }
 
 impl ReconcileMetrics {
@@ -247,12 +248,20 @@ impl ReconcileMetrics {
             "Loads of the desired-state file by result (valid, invalid, unreadable).",
             &["result"],
         )?;
+        let desired_valid = gauge(
+            registry,
+            "desired_state_valid",
+            "1 when the last load of the desired-state file was valid; 0 while the file on disk is rejected (the \
+             daemon keeps reconciling the last valid state).",
+            &[],
+        )?;
         Ok(ReconcileMetrics {
             reconcile_total,
             reconcile_duration,
             reconcile_errors,
             last_success,
             reloads,
+            desired_valid,
         })
     }
 
@@ -281,6 +290,10 @@ impl ReconcileMetrics {
 
     pub fn record_reload(&self, result: ReloadResult) {
         self.reloads.with_label_values(&[result.label()]).inc();
+        let valid = matches!(result, ReloadResult::Valid);
+        self.desired_valid
+            .with_label_values::<&str>(&[])
+            .set(if valid { 1.0 } else { 0.0 });
     }
 
     /// A deployment left the desired state: drop its gauge, so no stale "last success" lingers. Its counters
