@@ -96,6 +96,11 @@ fn deployment_section(name: &str, d: &DeploymentStatus) -> Markup {
             @match organization {
                 None => p { "The organization has not been observed yet." },
                 Some(org) => {
+                    @let blocked = BLOCKED.iter().map(|s| org.counts.get(s.as_str()).copied().unwrap_or(0)).sum::<usize>();
+                    p.blocked.(if blocked > 0 { "some" } else { "none" }) {
+                        "Blocked accounts (the vendor cannot read them: missing an instance, access failed, or failed): "
+                        b data-count="blocked" { (blocked) }
+                    }
                     ul.legend {
                         @for state in AccountState::ALL {
                             li.(format!("s-{}", state.as_str())) title=(state.meaning()) {
@@ -160,6 +165,13 @@ fn short(sha: &str) -> &str {
     sha.get(..12).unwrap_or(sha)
 }
 
+/// The states the vendor's diagram shows as "blocked": counted in the page's headline.
+const BLOCKED: [AccountState; 3] = [
+    AccountState::Missing,
+    AccountState::AccessFailed,
+    AccountState::Failed,
+];
+
 /// Deeper than Organizations allows: a malformed document stops here.
 const MAX_DEPTH: usize = 16;
 
@@ -201,8 +213,15 @@ details.ou{margin:.2em 0 .2em 1em}summary{cursor:pointer;font-weight:600}summary
 .t:focus::after{content:attr(title);position:absolute;left:0;top:100%;z-index:2;background:#222;color:#fff;padding:4px 6px;border-radius:3px;white-space:pre-wrap;width:24em}
 .hidden{display:none}
 .s-current{--c:#2e7d32}.s-missing{--c:#c62828}.s-failed{--c:#6a1b9a}.s-outdated{--c:#f9a825;--f:#222}
-.s-access-failed{--c:#d84315}.s-inactive{--c:#9e9e9e}.s-excluded{--c:#cfd8dc;--f:#222}
+.s-access-failed{--c:#e65100;--f:#fff}.s-inactive{--c:#9e9e9e}.s-excluded{--c:#cfd8dc;--f:#222}
 .s-management{--c:#1565c0}.s-outside{--c:#eceff1;--f:#555}
+.t::before,.legend li::before{font-weight:700;margin-right:.25em}
+.s-missing::before{content:"\2298  no instance"}.s-access-failed::before{content:"\26A0  no access"}
+.s-failed::before{content:"\2716  failed"}.s-outdated::before{content:"\21BB"}.s-current::before{content:"\2713"}
+.s-inactive::before{content:"\2016"}.s-excluded::before{content:"\2212"}.s-management::before{content:"M"}
+.s-outside::before{content:"\00B7"}.legend .s-missing::before{content:"\2298"}
+.legend .s-access-failed::before{content:"\26A0"}.legend .s-failed::before{content:"\2716"}.t.s-missing,.t.s-access-failed,.t.s-failed{outline:2px solid #000;outline-offset:-2px}
+.blocked{font-weight:600;margin:.3em 0}.blocked.some{color:#b00020}.blocked.none{color:#2e7d32}
 "#;
 
 /// Refreshes tiles, counts and state lines in place from /status; the filter hides tiles that do not match.
@@ -256,6 +275,14 @@ const SCRIPT: &str = r#"
         var count = section.querySelector('[data-count="' + s + '"]');
         if (count) count.textContent = org.counts[s];
       });
+      var blocked = ['missing', 'access-failed', 'failed'].reduce(function (n, s) {
+        return n + (org.counts && org.counts[s] || 0);
+      }, 0);
+      var b = section.querySelector('[data-count="blocked"]');
+      if (b) {
+        b.textContent = blocked;
+        b.parentNode.className = 'blocked ' + (blocked > 0 ? 'some' : 'none');
+      }
     });
     body.dataset.refreshes = String(Number(body.dataset.refreshes) + 1);
     note.textContent = 'updated ' + new Date().toLocaleTimeString();

@@ -296,7 +296,15 @@ async fn the_page_for_five_thousand_accounts_is_small() {
                     units,
                     accounts: vec![],
                 },
-                counts: Default::default(),
+                counts: [
+                    ("missing", 7usize),
+                    ("access-failed", 2),
+                    ("failed", 1),
+                    ("current", 90),
+                ]
+                .into_iter()
+                .map(|(s, n)| (s.to_string(), n))
+                .collect(),
             }),
             ..Default::default()
         }),
@@ -308,5 +316,21 @@ async fn the_page_for_five_thousand_accounts_is_small() {
     let took = started.elapsed();
     println!("5,000 accounts: {} bytes in {took:?}", page.len());
     assert_eq!(page.matches("<li class=\"t ").count(), 5000);
+    // Blocked accounts are counted in the headline (missing + access failed + failed), and no state is told by
+    // colour alone: every state class has a mark, the blocked ones a word.
+    assert!(
+        page.contains("<b data-count=\"blocked\">10</b>"),
+        "the blocked count: {}",
+        &page[page.find("Blocked").unwrap_or(0)..][..200.min(page.len())]
+    );
+    for state in AccountState::ALL {
+        assert!(
+            page.contains(&format!(".s-{}::before{{content:", state.as_str())),
+            "{state:?} has no mark"
+        );
+    }
+    for word in ["no instance", "no access", "failed"] {
+        assert!(page.contains(word), "{word}");
+    }
     assert!(page.len() < 1_500_000, "{} bytes", page.len());
 }
