@@ -180,6 +180,14 @@ pub enum Error {
         reason: String,
     },
 
+    /// The deployment's desired state changed while a pass was under way (an edit, or a replica that was paused
+    /// reading the edit made meanwhile): a mutating call planned from the old one was refused before it reached
+    /// AWS. Not a failure: the next pass plans from the new state at once.
+    #[error(
+        "the desired state of {deployment} changed since the pass began: {call} not sent; the next pass uses the new one"
+    )]
+    DesiredChanged { deployment: String, call: String },
+
     /// The lease table could not be read or written (DynamoDB), or is not fit for leases.
     #[error("lease table {table}: {message}")]
     Leases { table: String, message: String },
@@ -206,6 +214,7 @@ impl Error {
             Error::Settings(_) => "settings",
             Error::ShuttingDown(_) => "shutting_down",
             Error::LeaseLost { .. } => "lease_lost",
+            Error::DesiredChanged { .. } => "desired_changed",
             Error::Leases { .. } => "lease_table",
             Error::Preflight { reason, .. } => reason,
         }

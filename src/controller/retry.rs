@@ -14,7 +14,7 @@ use super::Config;
 /// daemon's worker, `converge`) and resets it on success. A pass refused by the shutdown gate is no failure.
 pub fn error_policy(config: &Config, failures: u32, error: &Error) -> Duration {
     match error {
-        Error::ShuttingDown(_) => Duration::ZERO,
+        Error::ShuttingDown(_) | Error::DesiredChanged { .. } => Duration::ZERO,
         // The worker then waits for the lease; if it is still held here (the table could not confirm it), the
         // next try waits a little rather than spinning.
         Error::LeaseLost { .. } => config.error_backoff_base,

@@ -43,6 +43,12 @@ struct GateState {
 pub struct Acting {
     pub deployment: String,
     pub lease: Option<LeaseToken>,
+    /// The generation the pass plans from, and the deployment as the daemon holds it now: a mutating call is
+    /// refused once they differ (a step planned from a desired state that is no longer the desired state).
+    pub desired: Option<(
+        String,
+        tokio::sync::watch::Receiver<std::sync::Arc<crate::desired::Deployment>>,
+    )>,
 }
 
 tokio::task_local! {
@@ -104,12 +110,25 @@ impl Gate {
         if self.is_closed() {
             return Err(Error::ShuttingDown(what.to_string()));
         }
+        if let Ok(Acting {
+            deployment,
+            desired: Some((generation, current)),
+            ..
+        }) = ACTING_FOR.try_with(Acting::clone)
+            && current.borrow().generation() != generation
+        {
+            return Err(Error::DesiredChanged {
+                deployment,
+                call: what.to_string(),
+            });
+        }
         let Some(leases) = self.state.leases.get() else {
             return Ok(());
         };
         let Ok(Acting {
             deployment,
             lease: Some(began),
+            ..
         }) = ACTING_FOR.try_with(Acting::clone)
         else {
             return Err(Error::LeaseLost {
@@ -331,5 +350,63 @@ impl Connector for GatedConnector {
     async fn assume(&self, role: &RoleToAssume) -> Result<Arc<dyn Cloud>> {
         let cloud = self.inner.assume(role).await?;
         Ok(Arc::new(self.gate.wrap(cloud)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::sim::{Sim, SimConfig};
+    use crate::fixtures::DeploymentYaml;
+
+    /// A pass planned from a desired state that is no longer the desired state (an edit read meanwhile; a replica
+    /// that was paused and read the edit on waking) sends nothing: the gate refuses before the cloud is called.
+    #[tokio::test]
+    async fn a_mutating_call_planned_from_a_superseded_desired_state_never_reaches_the_cloud() {
+        let sim = Sim::new(SimConfig::default());
+        let gate = Gate::new(Arc::new(sim.clone()), 100);
+        let old = Arc::new(
+            DeploymentYaml::new()
+                .targets(&["ROOT"], &["us-east-1"])
+                .build(),
+        );
+        let new = Arc::new(
+            DeploymentYaml::new()
+                .spec("  description: edited\n")
+                .targets(&["ROOT"], &["us-east-1"])
+                .build(),
+        );
+        assert_ne!(old.generation(), new.generation());
+        let (tx, rx) = tokio::sync::watch::channel(old.clone());
+        let acting = |rx| Acting {
+            deployment: "t".into(),
+            lease: None,
+            desired: Some((old.generation(), rx)),
+        };
+        // Unchanged: the call reaches the cloud (which answers that there is no such stack set).
+        let before = sim.calls().snapshot();
+        let _ = ACTING_FOR
+            .scope(
+                acting(rx.clone()),
+                gate.delete_stack_set("Vendor", crate::cloud::CallAs::SelfAccount),
+            )
+            .await;
+        assert_ne!(
+            sim.calls().snapshot(),
+            before,
+            "an unchanged desired state lets the call through"
+        );
+        // Changed: refused before the cloud.
+        tx.send(new).expect("a receiver");
+        let before = sim.calls().snapshot();
+        let err = ACTING_FOR
+            .scope(
+                acting(rx),
+                gate.delete_stack_set("Vendor", crate::cloud::CallAs::SelfAccount),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::DesiredChanged { .. }), "{err}");
+        assert_eq!(sim.calls().snapshot(), before, "nothing reached the cloud");
     }
 }

@@ -251,6 +251,7 @@ async fn run_worker(
         let acting = super::gate::Acting {
             deployment: name.clone(),
             lease: lease.flatten(),
+            desired: Some((current.generation(), deployment.clone())),
         };
         delay = pass(&shared, &current, &mut failures, targets_changed, acting).await;
         if *removed.borrow() {
@@ -293,6 +294,10 @@ async fn pass(
     let config = &shared.contexts.base().config;
     if let Err(e @ Error::ShuttingDown(_)) = &result {
         info!(deployment = %name, reason = %e, "pass ended by shutdown; the next start reconciles again");
+        return controller::error_policy(config, *failures, e);
+    }
+    if let Err(e @ Error::DesiredChanged { .. }) = &result {
+        info!(deployment = %name, reason = %e, "pass ended: the desired state changed; planning again");
         return controller::error_policy(config, *failures, e);
     }
     if let Err(e @ Error::LeaseLost { .. }) = &result {
