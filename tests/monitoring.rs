@@ -42,6 +42,7 @@ const ALERT_NAMES: &[&str] = &[
     "StacksetdTemplateRejected",
     "StacksetdManagementStackFailed",
     "StacksetdDesiredStateInvalid",
+    "StacksetdCoverageGap",
 ];
 
 /// Labels the scrape adds to every series.
