@@ -218,7 +218,7 @@ pub(super) async fn observe_with(
             .cloned()
             .collect(),
     );
-    observed.accounts_under = Some(accounts_under(&org, &observed));
+    observed.accounts_under = Some(accounts_under(deployment, &org, &observed));
     if observed.stack_set.is_some() && spec.ensure == Ensure::Present {
         observed.newly_targeted = ctx.memory.newly_targeted(
             name,
@@ -226,8 +226,6 @@ pub(super) async fn observe_with(
             &coverage.targeted,
             &coverage.missing,
         );
-    }
-    if observed.stack_set.is_some() && spec.ensure == Ensure::Present {
         observed.overdue_gaps = ctx.memory.overdue_gaps(
             name,
             &coverage.missing,
@@ -283,24 +281,25 @@ pub(super) async fn observe_with(
     })
 }
 
-/// The accounts below each OU an instance is associated with or the stack set targets (the root included; child
-/// OUs included): what a whole-OU deletion of it would remove.
+/// The accounts below each OU that an instance was created through and that the desired targets no longer name
+/// (the root included; child OUs included): what a whole-OU deletion of it would remove. Only those OUs: a pass
+/// that drops no OU (every converged pass) walks nothing.
 fn accounts_under(
+    deployment: &crate::desired::Deployment,
     org: &crate::cloud::org::OrgSnapshot,
     observed: &crate::plan::Observed,
 ) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
-    let listed = observed
-        .stack_set
-        .as_ref()
-        .and_then(|s| s.organizational_unit_ids.clone())
-        .unwrap_or_default();
-    let units: std::collections::BTreeSet<String> = observed
+    let desired: std::collections::BTreeSet<String> =
+        crate::coverage::target_units(deployment, org)
+            .into_iter()
+            .collect();
+    let dropped: std::collections::BTreeSet<String> = observed
         .instances
         .iter()
         .filter_map(|i| i.organizational_unit_id.clone())
-        .chain(listed)
+        .filter(|unit| !desired.contains(unit))
         .collect();
-    units
+    dropped
         .into_iter()
         .map(|unit| {
             let accounts = org

@@ -110,15 +110,16 @@ impl Gate {
         if self.is_closed() {
             return Err(Error::ShuttingDown(what.to_string()));
         }
+        let acting = ACTING_FOR.try_with(Acting::clone);
         if let Ok(Acting {
             deployment,
             desired: Some((generation, current)),
             ..
-        }) = ACTING_FOR.try_with(Acting::clone)
-            && current.borrow().generation() != generation
+        }) = &acting
+            && current.borrow().generation() != *generation
         {
             return Err(Error::DesiredChanged {
-                deployment,
+                deployment: deployment.clone(),
                 call: what.to_string(),
             });
         }
@@ -129,7 +130,7 @@ impl Gate {
             deployment,
             lease: Some(began),
             ..
-        }) = ACTING_FOR.try_with(Acting::clone)
+        }) = acting
         else {
             return Err(Error::LeaseLost {
                 deployment: "(none)".into(),

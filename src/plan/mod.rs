@@ -81,9 +81,9 @@ pub struct Observed {
     /// The accounts the desired state keeps (targeted, active or not; from the organization; `None` when
     /// unknown): a deletion never removes their instances.
     pub kept_accounts: Option<BTreeSet<String>>,
-    /// Every account below each OU (the root included) that an instance is associated with or the stack set
-    /// targets, child OUs included: what a whole-OU deletion would remove, by AWS's documented rule ("deletes
-    /// stacks from both the specified target OUs and their child OUs").
+    /// Every account below each OU (the root included) that an instance is associated with and the desired
+    /// targets no longer name, child OUs included: what a whole-OU deletion would remove, by AWS's documented rule
+    /// ("deletes stacks from both the specified target OUs and their child OUs").
     pub accounts_under: Option<BTreeMap<String, BTreeSet<String>>>,
     /// Missing slots of accounts a change of the desired state newly targets: created at once, whatever
     /// `repairCoverage` says (the controller's memory tells them from accounts that joined since).
