@@ -258,8 +258,8 @@ pub enum State {
     },
     /// `suspend: true`: changes are pending but stacksetd only reports them.
     Suspended { pending: usize },
-    /// Only deletions are left, and they wait until the desired state asking for them has been unchanged for
-    /// `deletion_delay`.
+    /// Only deletions are left (with the creations that depend on them, `Plan::creations_after_deletions`), and
+    /// they wait until the desired state asking for them has been unchanged for `deletion_delay`.
     DeletionPending {
         #[serde(deserialize_with = "crate::status::action_name")]
         action: crate::status::ActionName,
@@ -416,10 +416,24 @@ async fn act(
         Next::DeletionPending { wait } => {
             let step = plan.first().expect("a deletion is pending");
             info!(action = step.action.name(), summary = %step.summary, in_seconds = wait.as_secs(), "deletion waits for deletion_delay");
+            let held = plan
+                .steps
+                .iter()
+                .filter(|s| matches!(s.action, Action::CreateStackInstances { .. }))
+                .count();
+            let summary = if held > 0 {
+                format!(
+                    "{}; then {held} creation(s) that depend on it (the same accounts' instances in another Region: \
+                     IAM names are global per account)",
+                    step.summary
+                )
+            } else {
+                step.summary.clone()
+            };
             Ok(outcome(
                 State::DeletionPending {
                     action: step.action.name(),
-                    summary: step.summary.clone(),
+                    summary,
                     runs_at: rfc3339(observation.remembered.wall_now + wait),
                 },
                 wait.max(ctx.config.poll_min.min(Duration::from_millis(50))),

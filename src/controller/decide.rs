@@ -12,7 +12,7 @@ use super::report::RunningOperation;
 use super::{Config, PendingDeletion, Progress, Report, SpecDrift, ownership, rfc3339};
 use crate::desired::Deployment;
 use crate::error::Error;
-use crate::plan::{self, Desired, Plan, Step};
+use crate::plan::{self, Desired, Plan};
 
 /// What a pass decided: the plan, the report of what it saw, and its next move.
 pub struct Decision {
@@ -247,12 +247,14 @@ fn next(
     if deployment.spec.suspend {
         return Next::Suspended;
     }
-    // Deletions wait for `deletion_delay` of an unchanged desired state; creations and updates do not wait.
-    match plan
-        .steps
-        .iter()
-        .position(|s: &Step| !s.action.is_deletion() || deletion_wait.is_zero())
-    {
+    // Deletions wait for `deletion_delay` of an unchanged desired state; creations and updates do not wait,
+    // unless a creation depends on a waiting deletion (`Plan::creations_after_deletions`).
+    let first = if deletion_wait.is_zero() {
+        (!plan.steps.is_empty()).then_some(0)
+    } else {
+        plan.first_not_waiting()
+    };
+    match first {
         Some(i) => Next::Submit(i),
         None => Next::DeletionPending {
             wait: deletion_wait,

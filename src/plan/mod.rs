@@ -222,6 +222,13 @@ pub struct Plan {
     /// What the plan does not change although the desired state and the stack set differ, and why (a field the
     /// API cannot clear).
     pub notes: Vec<String>,
+    /// Its creations depend on its deletions: a deletion removes instances of accounts the desired state keeps
+    /// (a Region move), and the same accounts get instances elsewhere. IAM names are global per account, so a
+    /// template's named role exists once per account: created in the new Region before the old Region's stack
+    /// is deleted, it fails ("already exists"). A creation therefore never runs ahead of such a deletion while
+    /// the deletion waits for `deletion_delay` (`controller::decide`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub creations_after_deletions: bool,
 }
 
 impl Action {
@@ -233,6 +240,18 @@ impl Action {
                 | Action::DeleteStackSet
                 | Action::DeleteStack { .. }
         )
+    }
+}
+
+impl Plan {
+    /// The index of the first step that may be submitted while the plan's deletions wait for `deletion_delay`:
+    /// not a deletion, and not a creation that depends on one (`creations_after_deletions`).
+    pub fn first_not_waiting(&self) -> Option<usize> {
+        self.steps.iter().position(|s| {
+            !s.action.is_deletion()
+                && !(self.creations_after_deletions
+                    && matches!(s.action, Action::CreateStackInstances { .. }))
+        })
     }
 }
 
@@ -269,6 +288,7 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
         return Ok(Plan {
             steps,
             notes: stack_notes,
+            creations_after_deletions: false,
         });
     }
     let Some(stack_set) = observed.stack_set.as_ref() else {
@@ -277,6 +297,7 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
         return Ok(Plan {
             steps,
             notes: stack_notes,
+            creations_after_deletions: false,
         });
     };
     if let Some(model) = &stack_set.permission_model
@@ -303,7 +324,11 @@ pub fn plan(desired: Desired<'_>, observed: &Observed) -> Result<Plan, Error> {
     steps.extend(stack_steps);
     let mut notes = notes(desired, observed);
     notes.extend(stack_notes);
-    Ok(Plan { steps, notes })
+    Ok(Plan {
+        steps,
+        notes,
+        creations_after_deletions: scope.kept_accounts_deleted(),
+    })
 }
 
 /// `ensure: Absent`: the RetainStacks deletions AWS requires, every instance, then the stack set.

@@ -153,6 +153,20 @@ impl<'a> Scope<'a> {
         })
     }
 
+    /// Some deletion of this plan removes an instance of an account the desired state keeps (in a dropped Region;
+    /// every account counts as kept while the organization is unknown): the plan's creations wait for it
+    /// (`Plan::creations_after_deletions`).
+    pub fn kept_accounts_deleted(&self) -> bool {
+        self.observed.instances.iter().any(|i| {
+            self.dropped_regions.contains(&i.region)
+                && self
+                    .observed
+                    .kept_accounts
+                    .as_ref()
+                    .is_none_or(|kept| kept.contains(&i.account))
+        })
+    }
+
     /// Instances the desired state keeps: in a desired Region, of an account it targets (when the organization
     /// is known; else under a desired OU, or none reported). By account, not by the OU an instance was created
     /// through: an instance created through ROOT stays kept when the targets narrow to the OU it is in.

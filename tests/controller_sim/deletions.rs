@@ -1,5 +1,6 @@
 //! Never destructive by surprise: deletions wait for `deletion_delay` of an unchanged desired state (an edit
-//! withdrawn in time deletes nothing; one kept runs once), while creations and updates do not wait.
+//! withdrawn in time deletes nothing; one kept runs once), while creations and updates do not wait, unless a
+//! creation depends on the deletion (a Region move: IAM names are global per account).
 
 use std::time::Duration;
 
@@ -123,11 +124,47 @@ async fn a_deletion_withdrawn_within_the_delay_never_runs() {
     assert!(outcome.requeue_after > DELAY / 2);
 }
 
+/// IAM names are global per account: a second stack of the template's named role in the same account fails.
+fn global_names() -> Sim {
+    Sim::realistic(SimConfig {
+        global_names: true,
+        ..SimConfig::default()
+    })
+}
+
 #[tokio::test(start_paused = true)]
-async fn creations_and_updates_do_not_wait_for_a_pending_deletion() {
-    let sim = Sim::realistic(SimConfig::default());
+async fn the_simulator_fails_a_second_stack_holding_the_same_iam_name() {
+    // What makes the next test able to fail: with global names, the template's role cannot exist in two Regions
+    // of one account, so a creation in a new Region before the old Region's deletion fails.
+    let sim = global_names();
     let ctx = delayed(&sim);
     converge_ok(&Spec::whole_org().deployment(), &ctx).await;
+    let both = two_regions().deployment();
+    for _ in 0..20 {
+        match controller::reconcile(&both, &ctx).await {
+            Ok(outcome) => {
+                assert!(!outcome.is_converged(), "{:?}", outcome.state);
+                tokio::time::sleep(outcome.requeue_after).await;
+            }
+            Err(e) => {
+                let e = e.to_string();
+                assert!(
+                    e.contains("in eu-west-1: FAILED") && e.contains("global per account"),
+                    "{e}"
+                );
+                return;
+            }
+        }
+    }
+    panic!("the creation in the second Region never failed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn updates_do_not_wait_but_a_region_move_waits_for_the_deletion_it_depends_on() {
+    let sim = global_names();
+    let ctx = delayed(&sim);
+    converge_ok(&Spec::whole_org().deployment(), &ctx).await;
+    let creations_before = calls(&sim, "CreateStackInstances");
     // One edit: another Region instead of the first, and a new description.
     let moved = Spec {
         regions: vec![OTHER_REGION],
@@ -140,22 +177,63 @@ async fn creations_and_updates_do_not_wait_for_a_pending_deletion() {
         matches!(o.state, State::DeletionPending { .. })
     })
     .await;
+    assert!(started.elapsed() < DELAY, "the update went first");
+    let State::DeletionPending { summary, .. } = &outcome.state else {
+        panic!("{:?}", outcome.state);
+    };
     assert!(
-        started.elapsed() < DELAY,
-        "the update and the creation went first"
+        summary.contains("1 creation(s) that depend on it"),
+        "{summary}"
     );
-    assert!(matches!(outcome.state, State::DeletionPending { .. }));
     assert_eq!(calls(&sim, "UpdateStackSet"), 1);
     assert_eq!(
         calls(&sim, "CreateStackInstances"),
-        2,
-        "the first deployment's and the new Region's"
+        creations_before,
+        "the new Region's creation waits with the old Region's deletion: the accounts' named role exists there"
     );
     assert_eq!(calls(&sim, "DeleteStackInstances"), 0);
     converge_ok(&moved, &ctx).await;
+    assert!(started.elapsed() >= DELAY);
     assert!(calls(&sim, "DeleteStackInstances") >= 1);
     assert_no_duplicate_submissions(&sim);
-    assert!(current_pairs(&sim).iter().all(|(_, r)| r == OTHER_REGION));
+    assert!(
+        api_operations(&sim).iter().all(|op| op.failed_instances == 0),
+        "no instance failed: {:?}",
+        api_operations(&sim)
+    );
+    assert_eq!(
+        current_pairs(&sim),
+        pairs(&active_members(&sim), &[OTHER_REGION])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_creation_that_depends_on_no_deletion_does_not_wait() {
+    // An OU replaced by another: the dropped OU's accounts are not kept, so the new OU's creation does not
+    // depend on their deletion and goes at once.
+    let sim = global_names();
+    let ctx = delayed(&sim);
+    let units = sim.unit_ids();
+    let (first, second) = (units[0].clone(), units[1].clone());
+    let on = |ou: &str| {
+        Spec {
+            ous: vec![ou.to_string()],
+            ..Spec::whole_org()
+        }
+        .deployment()
+    };
+    converge_ok(&on(&first), &ctx).await;
+    let creations_before = calls(&sim, "CreateStackInstances");
+    let started = tokio::time::Instant::now();
+    let outcome = pass_until(&on(&second), &ctx, |o| {
+        matches!(o.state, State::DeletionPending { .. })
+    })
+    .await;
+    assert!(started.elapsed() < DELAY);
+    assert_eq!(calls(&sim, "CreateStackInstances"), creations_before + 1);
+    assert_eq!(calls(&sim, "DeleteStackInstances"), 0);
+    converge_ok(&on(&second), &ctx).await;
+    assert!(api_operations(&sim).iter().all(|op| op.failed_instances == 0));
 }
 
 #[tokio::test(start_paused = true)]

@@ -5,11 +5,11 @@
 //!
 //! Size: over 600 lines: the one state machine that carries out operations over simulated time.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
-use tokio::time::{Duration, Instant};
+use tokio::time::Instant;
 
-use super::World;
+use super::{SimConfig, World};
 use super::faults::FaultState;
 use super::org::Organization;
 use super::stacksets::{Initiator, OpRecord, Pair, StackSetState, Work};
@@ -29,6 +29,9 @@ pub(crate) struct Run {
     begun: bool,
     sequential: bool,
     regions: Vec<RegionRun>,
+    /// With `SimConfig::global_names` and a template naming an IAM resource: the pairs this creation gives a
+    /// new stack (none existed before it).
+    fresh: BTreeSet<(String, String)>,
 }
 
 /// One Region of an operation: failure tolerance and concurrency are counted per Region, as in AWS.
@@ -107,12 +110,12 @@ pub(crate) fn start_operation(
     stack_set: &mut StackSetState,
     index: usize,
     now: Instant,
-    overhead: Duration,
-    reassociate: bool,
+    config: &SimConfig,
 ) {
+    let names_iam = config.global_names && names_an_iam_resource(&stack_set.settings.template_body);
     let StackSetState { ops, instances, .. } = stack_set;
     let op = &mut ops[index];
-    if reassociate && op.work == Work::Create {
+    if config.reassociate && op.work == Work::Create {
         for pair in &op.pairs {
             if let (Some(ou), Some(instance)) = (
                 &pair.ou,
@@ -156,6 +159,11 @@ pub(crate) fn start_operation(
             .collect(),
         Work::Hold { .. } => Vec::new(),
     };
+    let fresh = pairs
+        .iter()
+        .map(|p| (p.account.clone(), p.region.clone()))
+        .filter(|key| names_iam && op.work == Work::Create && !instances.contains_key(key))
+        .collect();
     for pair in &pairs {
         let key = (pair.account.clone(), pair.region.clone());
         op.results.insert(
@@ -205,7 +213,7 @@ pub(crate) fn start_operation(
         .collect();
     let begins_at = match op.work {
         Work::Hold { duration } => now + duration,
-        _ => now + overhead,
+        _ => now + config.operation_overhead,
     };
     op.run = Some(Run {
         begins_at,
@@ -214,7 +222,16 @@ pub(crate) fn start_operation(
             && op.public.preferences.region_concurrency_type
                 != Some(RegionConcurrencyType::Parallel),
         regions,
+        fresh,
     });
+}
+
+/// The template gives an IAM resource a name of its own (a role, managed policy or instance profile name): with
+/// `SimConfig::global_names`, its stack exists once per account. A textual check, as `check_capabilities`'s.
+fn names_an_iam_resource(body: &str) -> bool {
+    ["RoleName", "ManagedPolicyName", "InstanceProfileName"]
+        .iter()
+        .any(|key| body.contains(&format!("\"{key}\"")) || body.contains(&format!("{key}:")))
 }
 
 /// RegionOrder first, then the requested Regions, then any other Region an instance is in.
@@ -255,15 +272,7 @@ impl World {
                 ..
             } = self;
             for stack_set in stack_sets.values_mut() {
-                process(
-                    stack_set,
-                    org,
-                    faults,
-                    (now, wall),
-                    config.instance_duration,
-                    config.operation_overhead,
-                    config.reassociate,
-                );
+                process(stack_set, org, faults, (now, wall), config);
             }
         }
         self.now = self.now.max(target);
@@ -294,9 +303,7 @@ fn process(
     org: &Organization,
     faults: &FaultState,
     (now, wall): (Instant, std::time::SystemTime),
-    instance_duration: Duration,
-    overhead: Duration,
-    reassociate: bool,
+    config: &SimConfig,
 ) {
     loop {
         let running = stack_set
@@ -310,7 +317,7 @@ fn process(
                 .position(|op| op.public.status == OperationStatus::Queued)
             {
                 Some(queued) => {
-                    start_operation(stack_set, queued, now, overhead, reassociate);
+                    start_operation(stack_set, queued, now, config);
                     continue;
                 }
                 None => return,
@@ -345,6 +352,7 @@ fn process(
             resource_drift,
             org,
             faults,
+            fresh: &run.fresh,
         };
         for region in &mut run.regions {
             let (finished, still): (Vec<_>, Vec<_>) =
@@ -363,7 +371,7 @@ fn process(
                 }
             }
         }
-        pump(run, &mut ctx, now + instance_duration);
+        pump(&mut run.regions, run.sequential, &mut ctx, now + config.instance_duration);
         // StatusDetails counts the failures while the operation runs, not only at its end.
         let failed: u32 = run.regions.iter().map(|r| r.failures).sum();
         public.failed_instances = failed;
@@ -441,9 +449,9 @@ fn forget_emptied_targets(stack_set: &mut StackSetState, index: usize) {
 
 /// Starts as many instances as concurrency allows, Region by Region (sequential) or all at once (parallel);
 /// cancels what a Region (and, sequentially, every later Region) will no longer attempt.
-fn pump(run: &mut Run, ctx: &mut Ctx<'_>, ends_at: Instant) {
+fn pump(regions: &mut [RegionRun], sequential: bool, ctx: &mut Ctx<'_>, ends_at: Instant) {
     let mut cancel_rest = false;
-    for region in &mut run.regions {
+    for region in regions {
         if cancel_rest {
             for pair in region.queue.drain(..) {
                 ctx.cancel(&pair);
@@ -471,10 +479,10 @@ fn pump(run: &mut Run, ctx: &mut Ctx<'_>, ends_at: Instant) {
                 ctx.cancel(&pair);
             }
         }
-        if run.sequential && !region.done() {
+        if sequential && !region.done() {
             break;
         }
-        if run.sequential && region.exceeded {
+        if sequential && region.exceeded {
             cancel_rest = true;
         }
     }
@@ -494,6 +502,8 @@ struct Ctx<'a> {
     resource_drift: &'a mut std::collections::BTreeSet<(String, String)>,
     org: &'a Organization,
     faults: &'a FaultState,
+    /// `Run::fresh`: the pairs this creation gives a new stack, whose named IAM resource may already exist.
+    fresh: &'a BTreeSet<(String, String)>,
 }
 
 impl Ctx<'_> {
@@ -519,7 +529,14 @@ impl Ctx<'_> {
             };
         };
         if !self.org.is_inactive(&pair.account) {
-            return Precheck::Start;
+            return match self.name_taken(pair) {
+                Some(region) => Precheck::Fail(format!(
+                    "a named IAM resource of this template already exists in account {} (the stack set's stack in \
+                     {region}): IAM names are global per account",
+                    pair.account
+                )),
+                None => Precheck::Start,
+            };
         }
         // Since June 2023 every operation skips a suspended account instead of failing on it; only a delete
         // with RetainStacks=true removes its instance (from the stack set; the stack itself is left).
@@ -532,6 +549,25 @@ impl Ctx<'_> {
                 pair.account, member.state
             )),
         }
+    }
+
+    /// The Region of another stack of the stack set in this account that already holds the template's named IAM
+    /// resource, when this creation gives the pair a new stack (`Run::fresh`): one created earlier, or by this
+    /// operation in a Region that finished first.
+    fn name_taken(&self, pair: &Pair) -> Option<String> {
+        let key = Self::key(pair);
+        if !self.fresh.contains(&key) {
+            return None;
+        }
+        self.instances
+            .iter()
+            .find(|((account, region), instance)| {
+                *account == pair.account
+                    && *region != pair.region
+                    && (!self.fresh.contains(&(account.clone(), region.clone()))
+                        || instance.status == InstanceStatus::Current)
+            })
+            .map(|((_, region), _)| region.clone())
     }
 
     fn set_detailed(&mut self, pair: &Pair, detailed: &str) {

@@ -70,6 +70,11 @@ pub struct SimConfig {
     /// OU's stacks deletes its child OUs' too, but not this. `false` (the default) keeps the first OU, as moto
     /// does; `true` re-associates, as another emulator does. The controller must be right under both.
     pub reassociate: bool,
+    /// IAM names are global per account (documented): a stack that creates a named IAM resource (a RoleName, a
+    /// ManagedPolicyName) fails while another stack in the account holds that name. `true` applies it to the
+    /// stack set's instances: a new instance fails while the stack set has an instance of the same account in
+    /// another Region. Off by default, since most tests deploy the named-role templates to several Regions.
+    pub global_names: bool,
 }
 
 impl Default for SimConfig {
@@ -83,6 +88,7 @@ impl Default for SimConfig {
             operation_overhead: DEFAULT_OPERATION_OVERHEAD,
             seed: 42,
             reassociate: false,
+            global_names: false,
         }
     }
 }

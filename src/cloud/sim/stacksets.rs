@@ -632,8 +632,7 @@ impl World {
                 stack_set,
                 index,
                 now,
-                self.config.operation_overhead,
-                self.config.reassociate,
+                &self.config,
             );
         }
     }
