@@ -6,6 +6,7 @@ mod common;
 mod daemon_support;
 mod fault_support;
 
+mod coverage_moto;
 mod crash_moto;
 mod daemon_process;
 mod e2e_moto;

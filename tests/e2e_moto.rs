@@ -607,65 +607,6 @@ async fn a_large_template_is_staged_by_digest_and_applied_from_the_bucket() {
     assert_eq!(plan_exit_code(&server, &with).await, PLAN_NO_CHANGES);
 }
 
-/// A deployment document with an account filter and Regions of the test's choosing, and a template whose role has
-/// no fixed name (IAM names are global per account, so a named role cannot be in two Regions of one account).
-fn filtered_yaml(
-    dir: &Path,
-    ous: &[&str],
-    accounts: &[&str],
-    filter: &str,
-    regions: &[&str],
-) -> std::path::PathBuf {
-    let mut template: Value = serde_json::from_str(&template_body("aimably-data-only")).unwrap();
-    template["Resources"]["AimablyMemberRole"]["Properties"]
-        .as_object_mut()
-        .unwrap()
-        .remove("RoleName");
-    let template_path = dir.join("unnamed-role.json");
-    std::fs::write(
-        &template_path,
-        serde_json::to_string_pretty(&template).unwrap(),
-    )
-    .unwrap();
-    let accounts_line = if accounts.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "    accounts: [{}]\n    accountFilterType: {filter}\n",
-            accounts
-                .iter()
-                .map(|a| format!("\"{a}\""))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    };
-    let yaml = format!(
-        r#"apiVersion: stacksetd.dev/v1alpha1
-kind: StackSetDeployment
-metadata:
-  name: {DEPLOYMENT}
-spec:
-  stackSetName: {STACK_SET}
-  managementAccountId: "{MANAGEMENT_ACCOUNT_ID}"
-  template:
-    url: "file://{template}"
-  parameters:
-    ManagementAccountId: "{MANAGEMENT_ACCOUNT_ID}"
-  deploymentTargets:
-    organizationalUnitIds: [{ous}]
-{accounts_line}  regions: [{regions}]
-  operationPreferences:
-    failureTolerancePercentage: 100
-    maxConcurrentPercentage: 100
-    concurrencyMode: SOFT_FAILURE_TOLERANCE
-"#,
-        template = template_path.display(),
-        ous = ous.join(", "),
-        regions = regions.join(", "),
-    );
-    write_desired(dir, &yaml)
-}
-
 /// INTERSECTION deploys only to the listed accounts within the OU, DIFFERENCE to the OU's other accounts; each
 /// converges in one run and then plans nothing (no re-submission of its targets).
 #[tokio::test]

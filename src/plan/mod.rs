@@ -248,9 +248,10 @@ impl Plan {
     /// not a deletion, and not a creation that depends on one (`creations_after_deletions`).
     pub fn first_not_waiting(&self) -> Option<usize> {
         self.steps.iter().position(|s| {
-            !s.action.is_deletion()
-                && !(self.creations_after_deletions
-                    && matches!(s.action, Action::CreateStackInstances { .. }))
+            let held = s.action.is_deletion()
+                || (self.creations_after_deletions
+                    && matches!(s.action, Action::CreateStackInstances { .. }));
+            !held
         })
     }
 }

@@ -197,7 +197,9 @@ async fn updates_do_not_wait_but_a_region_move_waits_for_the_deletion_it_depends
     assert!(calls(&sim, "DeleteStackInstances") >= 1);
     assert_no_duplicate_submissions(&sim);
     assert!(
-        api_operations(&sim).iter().all(|op| op.failed_instances == 0),
+        api_operations(&sim)
+            .iter()
+            .all(|op| op.failed_instances == 0),
         "no instance failed: {:?}",
         api_operations(&sim)
     );
@@ -225,7 +227,7 @@ async fn a_creation_that_depends_on_no_deletion_does_not_wait() {
     converge_ok(&on(&first), &ctx).await;
     let creations_before = calls(&sim, "CreateStackInstances");
     let started = tokio::time::Instant::now();
-    let outcome = pass_until(&on(&second), &ctx, |o| {
+    pass_until(&on(&second), &ctx, |o| {
         matches!(o.state, State::DeletionPending { .. })
     })
     .await;
@@ -233,7 +235,11 @@ async fn a_creation_that_depends_on_no_deletion_does_not_wait() {
     assert_eq!(calls(&sim, "CreateStackInstances"), creations_before + 1);
     assert_eq!(calls(&sim, "DeleteStackInstances"), 0);
     converge_ok(&on(&second), &ctx).await;
-    assert!(api_operations(&sim).iter().all(|op| op.failed_instances == 0));
+    assert!(
+        api_operations(&sim)
+            .iter()
+            .all(|op| op.failed_instances == 0)
+    );
 }
 
 #[tokio::test(start_paused = true)]

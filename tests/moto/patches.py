@@ -67,14 +67,22 @@ def _descendant_ous(org: Any, ou_ids: list[str]) -> list[str]:
     return found
 
 
+# AWS does not document whether a CreateStackInstances that reaches an existing instance through another OU (a
+# child OU of the one it was created through) re-associates it. By default an instance keeps the OU it was first
+# created through; STACKSETD_MOTO_REASSOCIATE=1 re-associates it with the OU the latest creation reached it through,
+# as fakecloud does. stacksetd must be right under both (tests/coverage_moto.rs runs each).
+REASSOCIATE = os.environ.get("STACKSETD_MOTO_REASSOCIATE") == "1"
+
+
 def _record_instance_ous(instances: StackInstances, accounts: list[str], regions: list[str], requested: list[str]) -> None:
-    """Each new instance remembers the requested OU its account was reached through (see patch_instances_report_ou)."""
+    """Each new instance remembers the requested OU its account was reached through (see patch_instances_report_ou);
+    with REASSOCIATE, an existing one takes it too."""
     org = _org_backend(instances)
     parent_of = {a.id: a.parent_id for a in org.accounts}
     for instance in instances.stack_instances:
         if instance.account_id not in accounts or instance.region_name not in regions:
             continue
-        if getattr(instance, "organizational_unit_id", None):
+        if getattr(instance, "organizational_unit_id", None) and not REASSOCIATE:
             continue
         for ou in requested:
             if parent_of.get(instance.account_id) in _descendant_ous(org, [ou]):

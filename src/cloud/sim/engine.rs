@@ -9,10 +9,10 @@ use std::collections::{BTreeSet, VecDeque};
 
 use tokio::time::Instant;
 
-use super::{SimConfig, World};
 use super::faults::FaultState;
 use super::org::Organization;
 use super::stacksets::{Initiator, OpRecord, Pair, StackSetState, Work};
+use super::{SimConfig, World};
 use crate::cloud::{
     DriftDetails, InstanceStatus, OperationAction, OperationPreferences, OperationResult,
     OperationStatus, StackInstance,
@@ -371,7 +371,12 @@ fn process(
                 }
             }
         }
-        pump(&mut run.regions, run.sequential, &mut ctx, now + config.instance_duration);
+        pump(
+            &mut run.regions,
+            run.sequential,
+            &mut ctx,
+            now + config.instance_duration,
+        );
         // StatusDetails counts the failures while the operation runs, not only at its end.
         let failed: u32 = run.regions.iter().map(|r| r.failures).sum();
         public.failed_instances = failed;

@@ -628,12 +628,7 @@ impl World {
         });
         if !busy {
             let index = stack_set.ops.len() - 1;
-            super::engine::start_operation(
-                stack_set,
-                index,
-                now,
-                &self.config,
-            );
+            super::engine::start_operation(stack_set, index, now, &self.config);
         }
     }
 }
