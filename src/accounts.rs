@@ -246,7 +246,23 @@ fn build_unit(
     }
 }
 
+/// The states the vendor's diagram shows as "blocked" (the vendor cannot read the account): counted in the
+/// headline of the page and of `status --tree`.
+pub const BLOCKED: [AccountState; 3] = [
+    AccountState::Missing,
+    AccountState::AccessFailed,
+    AccountState::Failed,
+];
+
 impl OrganizationView {
+    /// How many accounts are blocked (`BLOCKED`).
+    pub fn blocked(&self) -> usize {
+        BLOCKED
+            .iter()
+            .map(|s| self.counts.get(s.as_str()).copied().unwrap_or(0))
+            .sum()
+    }
+
     /// Mark the accounts whose role the access check could not assume (only where the stack set itself is
     /// fine: a failed or missing instance explains a failed access already).
     pub fn overlay_access_failures(&mut self, failures: &BTreeMap<String, String>) {

@@ -96,7 +96,7 @@ fn deployment_section(name: &str, d: &DeploymentStatus) -> Markup {
             @match organization {
                 None => p { "The organization has not been observed yet." },
                 Some(org) => {
-                    @let blocked = BLOCKED.iter().map(|s| org.counts.get(s.as_str()).copied().unwrap_or(0)).sum::<usize>();
+                    @let blocked = org.blocked();
                     p.blocked.(if blocked > 0 { "some" } else { "none" }) {
                         "Blocked accounts (the vendor cannot read them: missing an instance, access failed, or failed): "
                         b data-count="blocked" { (blocked) }
@@ -164,13 +164,6 @@ fn template(d: &DeploymentStatus) -> Markup {
 fn short(sha: &str) -> &str {
     sha.get(..12).unwrap_or(sha)
 }
-
-/// The states the vendor's diagram shows as "blocked": counted in the page's headline.
-const BLOCKED: [AccountState; 3] = [
-    AccountState::Missing,
-    AccountState::AccessFailed,
-    AccountState::Failed,
-];
 
 /// Deeper than Organizations allows: a malformed document stops here.
 const MAX_DEPTH: usize = 16;

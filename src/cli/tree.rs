@@ -101,6 +101,16 @@ fn deployment(out: &mut String, name: &str, d: &DeploymentStatus, options: &Tree
         return;
     };
     // The access check's failures are already on the states (`DeploymentStatus::overlay_access`).
+    let blocked = format!(
+        "blocked accounts (the vendor cannot read them: missing an instance, access failed, or failed): {}",
+        org.blocked()
+    );
+    let blocked = match (options.color, org.blocked()) {
+        (true, 0) => format!("\x1b[32m{blocked}{RESET}"),
+        (true, _) => format!("\x1b[1;31m{blocked}{RESET}"),
+        (false, _) => blocked,
+    };
+    out.push_str(&format!("  {blocked}\n"));
     out.push_str(&format!("  {}\n", counts(org, options)));
     let root = &org.root;
     out.push_str(&format!("  {}\n", unit_label(root)));
@@ -286,6 +296,32 @@ mod tests {
             text.contains("failed 1, missing 1, access-failed 1, outdated 0, current 0"),
             "{text}"
         );
+        assert!(
+            text.contains("  blocked accounts (the vendor cannot read them: missing an instance, access failed, or failed): 3\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_coverage_gap_is_the_headline_never_converged() {
+        let mut doc = doc();
+        let status = doc.deployments.get_mut("vendor").unwrap();
+        status.conditions = vec![crate::status::Condition {
+            kind: "Ready".into(),
+            status: "False".into(),
+            reason: "CoverageGap".into(),
+            message: "1 targeted account x Region slot(s) without an instance".into(),
+            ..Default::default()
+        }];
+        let text = text(&doc, &TreeOptions::default());
+        assert!(
+            text.starts_with(
+                "deployment vendor (stack set Vendor): Coverage gap: 1 targeted account x Region slot(s) without an \
+                 instance\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("Converged"), "{text}");
     }
 
     #[test]
