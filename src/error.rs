@@ -180,6 +180,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// A mutating call ran into its lease's call deadline (`leases::Leases::ensure_held_since`: the local
+    /// deadline less a margin for the network) and was abandoned, its retries with it, so that it cannot reach
+    /// AWS once another replica may hold the lease. It may still have been applied: its OperationId is looked up
+    /// before anything else is sent. Not a failure of the pass.
+    #[error(
+        "the lease on {deployment} reached its call deadline: {call} abandoned (it may have been applied; its \
+         OperationId is looked up before anything else is sent)"
+    )]
+    CallAbandoned { deployment: String, call: String },
+
     /// The deployment's desired state changed while a pass was under way (an edit, or a replica that was paused
     /// reading the edit made meanwhile): a mutating call planned from the old one was refused before it reached
     /// AWS. Not a failure: the next pass plans from the new state at once.
@@ -214,6 +224,7 @@ impl Error {
             Error::Settings(_) => "settings",
             Error::ShuttingDown(_) => "shutting_down",
             Error::LeaseLost { .. } => "lease_lost",
+            Error::CallAbandoned { .. } => "call_abandoned",
             Error::DesiredChanged { .. } => "desired_changed",
             Error::Leases { .. } => "lease_table",
             Error::Preflight { reason, .. } => reason,

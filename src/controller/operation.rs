@@ -146,12 +146,11 @@ pub(super) async fn triage(
         Err(e) => {
             // An answer that never arrived (a timeout, a dropped connection, a 5xx after the SDK's retries) may
             // hide a submission that happened.
-            if may_have_happened
-                && matches!(
-                    e.aws_kind(),
-                    Some(AwsErrorKind::Transport | AwsErrorKind::Throttling | AwsErrorKind::Other)
-                )
-            {
+            let unanswered = matches!(
+                e.aws_kind(),
+                Some(AwsErrorKind::Transport | AwsErrorKind::Throttling | AwsErrorKind::Other)
+            ) || matches!(e, Error::CallAbandoned { .. });
+            if may_have_happened && unanswered {
                 ctx.memory.sent_unconfirmed(name, id);
             }
             Err(e)

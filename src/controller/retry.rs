@@ -17,7 +17,7 @@ pub fn error_policy(config: &Config, failures: u32, error: &Error) -> Duration {
         Error::ShuttingDown(_) | Error::DesiredChanged { .. } => Duration::ZERO,
         // The worker then waits for the lease; if it is still held here (the table could not confirm it), the
         // next try waits a little rather than spinning.
-        Error::LeaseLost { .. } => config.error_backoff_base,
+        Error::LeaseLost { .. } | Error::CallAbandoned { .. } => config.error_backoff_base,
         _ => error_backoff(config, failures),
     }
 }

@@ -5,7 +5,8 @@
 //! - the read budget: every CloudFormation read waits its turn in the one [`ReadBudget`] all deployments share;
 //! - leases (`leases.table`): right before every mutating call, the replica confirms it still holds the lease of
 //!   the deployment whose pass makes the call ([`ACTING_FOR`], set by the scheduler around each pass). A call
-//!   made outside any pass, or after the lease was lost, fails closed with `Error::LeaseLost`.
+//!   made outside any pass, or after the lease was lost, fails closed with `Error::LeaseLost`; a call still
+//!   running (retrying) at the lease's call deadline is abandoned with `Error::CallAbandoned`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -105,8 +106,10 @@ impl Gate {
         let _ = self.state.leases.set(leases);
     }
 
-    /// Before every mutating call: not shutting down, and (with leases) the lease held, confirmed with the table.
-    async fn check(&self, what: &str) -> Result<()> {
+    /// Before every mutating call: not shutting down, planned from the desired state in force, and (with leases)
+    /// the lease held, confirmed with the table. With leases, returns the call deadline
+    /// ([`Leases::ensure_held_since`]).
+    async fn check(&self, what: &str) -> Result<Option<tokio::time::Instant>> {
         if self.is_closed() {
             return Err(Error::ShuttingDown(what.to_string()));
         }
@@ -124,7 +127,7 @@ impl Gate {
             });
         }
         let Some(leases) = self.state.leases.get() else {
-            return Ok(());
+            return Ok(None);
         };
         let Ok(Acting {
             deployment,
@@ -138,7 +141,33 @@ impl Gate {
                 reason: "the call was made outside a pass that began under a lease".into(),
             });
         };
-        leases.ensure_held_since(&deployment, what, &began).await
+        leases
+            .ensure_held_since(&deployment, what, &began)
+            .await
+            .map(Some)
+    }
+
+    /// A mutating call: [`Gate::check`] first; with leases, the call (the SDK's retries and backoff included)
+    /// is abandoned at the call deadline, so nothing it sends reaches AWS after another replica may hold the
+    /// lease. The controller then looks its OperationId up before sending anything else
+    /// (`controller::operation::triage`).
+    async fn mutate<T>(&self, what: &str, call: impl Future<Output = Result<T>>) -> Result<T> {
+        let Some(deadline) = self.check(what).await? else {
+            return call.await;
+        };
+        match tokio::time::timeout_at(deadline, call).await {
+            Ok(result) => result,
+            Err(_) => {
+                let deployment = ACTING_FOR
+                    .try_with(|a| a.deployment.clone())
+                    .unwrap_or_default();
+                tracing::warn!(%deployment, call = what, "call abandoned at the lease's call deadline");
+                Err(Error::CallAbandoned {
+                    deployment,
+                    call: what.to_string(),
+                })
+            }
+        }
     }
 }
 
@@ -172,8 +201,11 @@ impl Cloud for Gate {
             .await
     }
     async fn activate_organizations_access(&self) -> Result<()> {
-        self.check("ActivateOrganizationsAccess").await?;
-        self.inner.activate_organizations_access().await
+        self.mutate(
+            "ActivateOrganizationsAccess",
+            self.inner.activate_organizations_access(),
+        )
+        .await
     }
     async fn describe_stack_set(
         &self,
@@ -255,32 +287,44 @@ impl Cloud for Gate {
     }
 
     async fn create_stack_set(&self, request: &CreateStackSet) -> Result<()> {
-        self.check("CreateStackSet").await?;
-        self.inner.create_stack_set(request).await
+        self.mutate("CreateStackSet", self.inner.create_stack_set(request))
+            .await
     }
     async fn update_stack_set(&self, request: &UpdateStackSet) -> Result<String> {
-        self.check("UpdateStackSet").await?;
-        self.inner.update_stack_set(request).await
+        self.mutate("UpdateStackSet", self.inner.update_stack_set(request))
+            .await
     }
     async fn create_stack_instances(&self, request: &InstancesRequest) -> Result<String> {
-        self.check("CreateStackInstances").await?;
-        self.inner.create_stack_instances(request).await
+        self.mutate(
+            "CreateStackInstances",
+            self.inner.create_stack_instances(request),
+        )
+        .await
     }
     async fn update_stack_instances(&self, request: &InstancesRequest) -> Result<String> {
-        self.check("UpdateStackInstances").await?;
-        self.inner.update_stack_instances(request).await
+        self.mutate(
+            "UpdateStackInstances",
+            self.inner.update_stack_instances(request),
+        )
+        .await
     }
     async fn delete_stack_instances(&self, request: &DeleteInstancesRequest) -> Result<String> {
-        self.check("DeleteStackInstances").await?;
-        self.inner.delete_stack_instances(request).await
+        self.mutate(
+            "DeleteStackInstances",
+            self.inner.delete_stack_instances(request),
+        )
+        .await
     }
     async fn delete_stack_set(&self, name: &str, call_as: CallAs) -> Result<()> {
-        self.check("DeleteStackSet").await?;
-        self.inner.delete_stack_set(name, call_as).await
+        self.mutate("DeleteStackSet", self.inner.delete_stack_set(name, call_as))
+            .await
     }
     async fn detect_stack_set_drift(&self, request: &DetectDriftRequest) -> Result<String> {
-        self.check("DetectStackSetDrift").await?;
-        self.inner.detect_stack_set_drift(request).await
+        self.mutate(
+            "DetectStackSetDrift",
+            self.inner.detect_stack_set_drift(request),
+        )
+        .await
     }
     async fn describe_stack(&self, name: &str, region: &str) -> Result<Option<ObservedStack>> {
         self.read(self.inner.describe_stack(name, region), |_| 1)
@@ -291,21 +335,24 @@ impl Cloud for Gate {
             .await
     }
     async fn create_stack(&self, request: &StackRequest) -> Result<()> {
-        self.check("CreateStack").await?;
-        self.inner.create_stack(request).await
+        self.mutate("CreateStack", self.inner.create_stack(request))
+            .await
     }
     async fn update_stack(&self, request: &StackRequest) -> Result<bool> {
-        self.check("UpdateStack").await?;
-        self.inner.update_stack(request).await
+        self.mutate("UpdateStack", self.inner.update_stack(request))
+            .await
     }
     async fn delete_stack(&self, request: &DeleteStackRequest) -> Result<()> {
-        self.check("DeleteStack").await?;
-        self.inner.delete_stack(request).await
+        self.mutate("DeleteStack", self.inner.delete_stack(request))
+            .await
     }
     /// Starts work in CloudFormation: gated like a change.
     async fn detect_stack_drift(&self, stack_id: &str, region: &str) -> Result<()> {
-        self.check("DetectStackDrift").await?;
-        self.inner.detect_stack_drift(stack_id, region).await
+        self.mutate(
+            "DetectStackDrift",
+            self.inner.detect_stack_drift(stack_id, region),
+        )
+        .await
     }
     /// Not a change, so not gated; the access checker stops on its own at shutdown.
     async fn assume_role(&self, role_arn: &str, session_name: &str) -> Result<()> {
@@ -318,8 +365,8 @@ impl Cloud for Gate {
     }
     /// Uploading a template precedes a change: gated like one.
     async fn stage_template(&self, bucket: &str, key: &str, body: &str) -> Result<String> {
-        self.check("PutObject").await?;
-        self.inner.stage_template(bucket, key, body).await
+        self.mutate("PutObject", self.inner.stage_template(bucket, key, body))
+            .await
     }
     /// A read (a policy comparison), so not gated.
     async fn check_no_new_access(
@@ -359,6 +406,106 @@ mod tests {
     use super::*;
     use crate::cloud::sim::{Sim, SimConfig};
     use crate::fixtures::DeploymentYaml;
+    use crate::leases::{LeaseSettings, LeaseStore, MIN_LEASE_DURATION, MemoryStore};
+    use tokio::time::{Duration, Instant};
+
+    fn replica(store: &Arc<MemoryStore>, id: &str) -> Arc<Leases> {
+        let store: Arc<dyn LeaseStore> = store.clone();
+        let leases = Leases::new(
+            store,
+            LeaseSettings {
+                table: "leases".into(),
+                duration: MIN_LEASE_DURATION,
+                replica_id: id.into(),
+            },
+        );
+        leases.set_deployments(["t".to_string()]);
+        leases
+    }
+
+    fn delete_calls(sim: &Sim) -> u64 {
+        sim.calls()
+            .by_operation()
+            .get("DeleteStackSet")
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Replica A sends DeleteStackSet under its lease; the call is held inside the cloud (the SDK retrying
+    /// through throttling, a partition) for longer than the lease lives, while A stops heartbeating (paused) and
+    /// replica B takes the lease. The gate abandons the call at A's call deadline, before B could hold the
+    /// lease: the held call never reaches the cloud, however long after.
+    #[tokio::test(start_paused = true)]
+    async fn a_mutating_call_held_past_its_lease_never_lands() {
+        for stall in [None, Some(Duration::from_secs(10))] {
+            let sim = Sim::new(SimConfig::default());
+            let store = Arc::new(MemoryStore::default());
+            let (a, b) = (replica(&store, "replica-a"), replica(&store, "replica-b"));
+            a.tick().await.expect("a tick");
+            let token = a.token("t").expect("A holds the lease");
+            let gate = Gate::new(Arc::new(sim.clone()), 100);
+            gate.require_leases(a.clone());
+            if let Some(stall) = stall {
+                sim.stall_next("DeleteStackSet", stall);
+            }
+            let started = Instant::now();
+            let call = tokio::spawn({
+                let acting = Acting {
+                    deployment: "t".into(),
+                    lease: Some(token),
+                    desired: None,
+                };
+                async move {
+                    let result = ACTING_FOR
+                        .scope(
+                            acting,
+                            gate.delete_stack_set("Vendor", crate::cloud::CallAs::SelfAccount),
+                        )
+                        .await;
+                    (result, Instant::now())
+                }
+            });
+            // B takes the lease as soon as A's session has expired on the table.
+            let taken = loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                b.tick().await.expect("b tick");
+                if b.held("t") {
+                    break Instant::now();
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "B never took the lease"
+                );
+            };
+            let (result, ended) = call.await.expect("the call task");
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            match stall {
+                // The positive control: a call that is not held lands at once (no such stack set here).
+                None => {
+                    assert_eq!(delete_calls(&sim), 1, "{result:?}");
+                    assert!(
+                        !matches!(result, Err(Error::CallAbandoned { .. })),
+                        "{result:?}"
+                    );
+                }
+                Some(_) => {
+                    let err = result.expect_err("abandoned");
+                    assert!(matches!(err, Error::CallAbandoned { .. }), "{err}");
+                    assert!(
+                        ended < taken,
+                        "abandoned {:?} after the start, B held the lease at {:?}",
+                        ended - started,
+                        taken - started
+                    );
+                    assert_eq!(
+                        delete_calls(&sim),
+                        0,
+                        "the held call never reached the cloud"
+                    );
+                }
+            }
+        }
+    }
 
     /// A pass planned from a desired state that is no longer the desired state (an edit read meanwhile; a replica
     /// that was paused and read the edit on waking) sends nothing: the gate refuses before the cloud is called.

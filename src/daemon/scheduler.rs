@@ -253,7 +253,16 @@ async fn run_worker(
             lease: lease.flatten(),
             desired: Some((current.generation(), deployment.clone())),
         };
-        delay = pass(&shared, &current, &mut failures, targets_changed, acting).await;
+        let lost = held.clone();
+        delay = pass(
+            &shared,
+            &current,
+            &mut failures,
+            targets_changed,
+            acting,
+            lost,
+        )
+        .await;
         if *removed.borrow() {
             // Removed during the pass, which re-created its gauge.
             shared.metrics.forget(&name);
@@ -274,6 +283,7 @@ async fn pass(
     failures: &mut u32,
     targets_changed: bool,
     acting: super::gate::Acting,
+    held: Option<tokio::sync::watch::Receiver<bool>>,
 ) -> Duration {
     let name = deployment.name();
     let generation = deployment.generation();
@@ -281,15 +291,26 @@ async fn pass(
     let result = {
         let _timer = shared.metrics.reconcile.pass_timer(name);
         // The gate asks for this deployment's lease before every mutating call of the pass.
-        super::gate::ACTING_FOR
-            .scope(acting, async {
-                let ctx = shared.contexts.for_deployment(deployment).await?;
-                if targets_changed {
-                    ctx.invalidate_organization().await;
-                }
-                controller::reconcile(deployment, &ctx).await
-            })
-            .await
+        let run = super::gate::ACTING_FOR.scope(acting, async {
+            let ctx = shared.contexts.for_deployment(deployment).await?;
+            if targets_changed {
+                ctx.invalidate_organization().await;
+            }
+            controller::reconcile(deployment, &ctx).await
+        });
+        // A pass whose lease is lost is cancelled where it stands (a call in flight is dropped with it): its
+        // decisions belong to the replica that holds the lease now.
+        match held {
+            Some(mut held) => tokio::select! {
+                result = run => result,
+                Ok(_) = held.wait_for(|h| !*h) => Err(Error::LeaseLost {
+                    deployment: name.to_string(),
+                    call: "the pass".into(),
+                    reason: "the lease was lost during the pass, which was cancelled".into(),
+                }),
+            },
+            None => run.await,
+        }
     };
     let config = &shared.contexts.base().config;
     if let Err(e @ Error::ShuttingDown(_)) = &result {
@@ -300,9 +321,9 @@ async fn pass(
         info!(deployment = %name, reason = %e, "pass ended: the desired state changed; planning again");
         return controller::error_policy(config, *failures, e);
     }
-    if let Err(e @ Error::LeaseLost { .. }) = &result {
+    if let Err(e @ (Error::LeaseLost { .. } | Error::CallAbandoned { .. })) = &result {
         // Not a failure: the replica holding the lease reconciles it now; its status is theirs to report.
-        warn!(deployment = %name, reason = %e, "pass ended: the lease is no longer held here; nothing was sent");
+        warn!(deployment = %name, reason = %e, "pass ended: the lease is no longer held here");
         return controller::error_policy(config, *failures, e);
     }
     let memory = shared.contexts.base().memory();

@@ -104,6 +104,10 @@ pub const TICK_DIVISOR: u32 = 3;
 /// The local safety margin is the duration divided by this: how much earlier than the table's expiry a holder
 /// stops holding, covering clock skew between replicas.
 pub const MARGIN_DIVISOR: u32 = 5;
+/// A mutating call (its every retry included) is abandoned this much before the local deadline (the duration
+/// divided by this: 3 s at the default 30 s), so that an attempt sent just before is through the network before
+/// the deadline: [`Leases::ensure_held_since`] returns the instant.
+pub const CALL_MARGIN_DIVISOR: u32 = 10;
 /// A takeover wakes this long after the dead session's expiry, so the expiry has surely passed on the table.
 pub const TAKEOVER_SLACK: Duration = Duration::from_millis(100);
 /// After a tick that found one of our deployments still held by its previous (live) owner, look again this
@@ -299,8 +303,9 @@ impl Leases {
 
     /// Called right before every mutating AWS call of `deployment` (`call` names it): fails closed with
     /// [`Error::LeaseLost`] unless the lease is held locally, the table (strongly consistent read) shows our
-    /// session and fence, and the local deadline has still not passed once the read returned.
-    pub async fn ensure_held(&self, deployment: &str, call: &str) -> Result<(), Error> {
+    /// session and fence, and the local deadline has still not passed once the read returned. Returns the local
+    /// deadline as it then stands.
+    pub async fn ensure_held(&self, deployment: &str, call: &str) -> Result<Instant, Error> {
         let lost = |reason: String| Error::LeaseLost {
             deployment: deployment.to_string(),
             call: call.to_string(),
@@ -320,7 +325,9 @@ impl Leases {
             Err(e) => return Err(lost(format!("the lease could not be confirmed: {e}"))),
         }
         match self.lock().holding(deployment, Instant::now()) {
-            Some((now_session, now_fence, _)) if now_session == session && now_fence == fence => Ok(()),
+            Some((now_session, now_fence, deadline)) if now_session == session && now_fence == fence => {
+                Ok(deadline)
+            }
             _ => Err(lost(
                 "the local deadline passed (or the lease was given up) while the lease was being confirmed".into(),
             )),
@@ -337,12 +344,17 @@ impl Leases {
     /// [`Leases::ensure_held`], and still the very lease the pass began under. A pass that started before its
     /// lease was lost (a replica paused mid-pass) decided from what it saw then; if the lease was taken again
     /// since, by a new session of this replica, those decisions are stale and must not be sent.
+    ///
+    /// Returns the *call deadline*: the local deadline less the call margin (`duration / CALL_MARGIN_DIVISOR`).
+    /// The guarded call, every retry included, must have ended by then or be abandoned (the gate does it), so
+    /// that nothing it sends reaches AWS after another replica may have taken the lease. Too close to the local
+    /// deadline already, the call is refused.
     pub async fn ensure_held_since(
         &self,
         deployment: &str,
         call: &str,
         began: &LeaseToken,
-    ) -> Result<(), Error> {
+    ) -> Result<Instant, Error> {
         let same = || self.token(deployment).as_ref() == Some(began);
         let stale = || Error::LeaseLost {
             deployment: deployment.to_string(),
@@ -355,11 +367,20 @@ impl Leases {
         if !same() {
             return Err(stale());
         }
-        self.ensure_held(deployment, call).await?;
+        let deadline = self.ensure_held(deployment, call).await?;
         if !same() {
             return Err(stale());
         }
-        Ok(())
+        let call_deadline = deadline - self.settings.duration / CALL_MARGIN_DIVISOR;
+        if call_deadline <= Instant::now() {
+            return Err(Error::LeaseLost {
+                deployment: deployment.to_string(),
+                call: call.to_string(),
+                reason: "too close to the local deadline to send a call before it (the next heartbeat renews it)"
+                    .into(),
+            });
+        }
+        Ok(call_deadline)
     }
 
     fn why_not_held(&self, deployment: &str) -> String {

@@ -423,3 +423,57 @@ async fn an_acquisition_whose_answer_was_lost_is_adopted() {
         "no new acquisition"
     );
 }
+
+/// `ensure_held_since`: a pass that began under one lease sends nothing once the lease changed hands, even to a
+/// new session of the same replica (a process paused past its session); under the lease as held now it gets the
+/// call deadline, `duration / CALL_MARGIN_DIVISOR` before the local deadline; too close to the deadline it is
+/// refused.
+#[tokio::test(start_paused = true)]
+async fn ensure_held_since_refuses_a_pass_begun_under_another_lease_and_bounds_the_call() {
+    let store = Arc::new(MemoryStore::default());
+    let deployments = names(1);
+    let d = &deployments[0];
+    let leases = replica(&store, "replica-a", &deployments);
+    leases.tick().await.expect("tick");
+    let began = leases.token(d).expect("held");
+    let deadline = leases
+        .ensure_held_since(d, "UpdateStackSet", &began)
+        .await
+        .expect("held since the pass began");
+    let until = deadline - Instant::now();
+    assert!(
+        until
+            <= DURATION - DURATION / super::MARGIN_DIVISOR - DURATION / super::CALL_MARGIN_DIVISOR
+            && until > DURATION / 2,
+        "{until:?}"
+    );
+
+    // Paused past its session: the next tick starts a new session and takes the lease again (fence + 1).
+    tokio::time::advance(DURATION * 2).await;
+    leases.tick().await.expect("tick");
+    let now = leases.token(d).expect("held again");
+    assert!(now.fence > began.fence && now.session != began.session);
+    let err = leases
+        .ensure_held_since(d, "UpdateStackSet", &began)
+        .await
+        .expect_err("stale");
+    assert!(
+        matches!(&err, Error::LeaseLost { reason, .. } if reason.contains("changed hands")),
+        "{err}"
+    );
+    leases
+        .ensure_held_since(d, "UpdateStackSet", &now)
+        .await
+        .expect("the pass that began under the new lease");
+
+    // Within the call margin of the local deadline, no heartbeat since: refused before the call.
+    tokio::time::advance(DURATION - DURATION / super::MARGIN_DIVISOR - DURATION / 20).await;
+    let err = leases
+        .ensure_held_since(d, "UpdateStackSet", &now)
+        .await
+        .expect_err("too close");
+    assert!(
+        matches!(&err, Error::LeaseLost { reason, .. } if reason.contains("too close")),
+        "{err}"
+    );
+}

@@ -121,7 +121,8 @@ impl AwsCloud {
             crate::settings::check_endpoint(endpoint)?;
         }
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(retry_config(settings.max_attempts));
+            .retry_config(retry_config(settings.max_attempts))
+            .timeout_config(timeout_config());
         if let Some(region) = &settings.region {
             loader = loader.region(Region::new(region.clone()));
         }
@@ -292,6 +293,19 @@ pub fn retry_config(max_attempts: u32) -> RetryConfig {
     RetryConfig::adaptive()
         .with_max_attempts(max_attempts)
         .with_retry_spec(aws_smithy_types::retry::RetrySpec::v2_1())
+}
+
+/// How long one attempt of a call may take to connect, and in all: without them an attempt waits on a silent
+/// peer forever (the SDK sets neither by default). A pass is bounded by them and `aws.max_attempts`; with leases
+/// the gate also abandons a mutating call at its lease's call deadline (`daemon::gate`).
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+pub const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+pub fn timeout_config() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .build()
 }
 
 /// Whether the environment or profile redirects Organizations (`AWS_ENDPOINT_URL`, a profile's `endpoint_url`, or

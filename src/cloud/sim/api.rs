@@ -363,30 +363,36 @@ impl Cloud for Sim {
     }
 
     async fn create_stack_set(&self, request: &CreateStackSet) -> Result<()> {
+        self.stall("CreateStackSet").await;
         self.single(CFN, "CreateStackSet", |w| w.create_stack_set(request))
     }
 
     async fn update_stack_set(&self, request: &UpdateStackSet) -> Result<String> {
+        self.stall("UpdateStackSet").await;
         self.single(CFN, "UpdateStackSet", |w| w.update_stack_set(request))
     }
 
     async fn create_stack_instances(&self, request: &InstancesRequest) -> Result<String> {
+        self.stall("CreateStackInstances").await;
         self.single(CFN, "CreateStackInstances", |w| {
             w.instances_operation(request, OperationAction::Create)
         })
     }
 
     async fn update_stack_instances(&self, request: &InstancesRequest) -> Result<String> {
+        self.stall("UpdateStackInstances").await;
         self.single(CFN, "UpdateStackInstances", |w| {
             w.instances_operation(request, OperationAction::Update)
         })
     }
 
     async fn delete_stack_instances(&self, request: &DeleteInstancesRequest) -> Result<String> {
+        self.stall("DeleteStackInstances").await;
         self.single(CFN, "DeleteStackInstances", |w| w.delete_instances(request))
     }
 
     async fn delete_stack_set(&self, name: &str, call_as: CallAs) -> Result<()> {
+        self.stall("DeleteStackSet").await;
         self.single(CFN, "DeleteStackSet", |w| w.delete_stack_set(name, call_as))
     }
 

@@ -85,6 +85,9 @@ pub(crate) struct FaultState {
     pub next: BTreeMap<&'static str, Vec<(AwsErrorKind, u32)>>,
     /// Calls of an operation that are applied but whose answer is "lost" (a Transport error), as after a timeout.
     pub lost_responses: BTreeMap<&'static str, u32>,
+    /// The next call of an operation reaches the service only this much later (a call retried through
+    /// throttling, or held in a partition): a caller that gives up first (drops the call) sends nothing.
+    pub stalls: BTreeMap<&'static str, tokio::time::Duration>,
     /// Accounts where every stack instance operation fails, with the StatusReason.
     pub failing_accounts: BTreeMap<String, String>,
     /// Accounts whose role refuses sts:AssumeRole, with the reason (the access check's failures).

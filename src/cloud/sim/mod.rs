@@ -336,6 +336,21 @@ impl Sim {
         }
     }
 
+    /// The next call of `operation` (a mutating stack set call) reaches the service only `delay` later, as a call
+    /// the SDK keeps retrying through throttling, or one held in a partition: dropped by its caller meanwhile, it
+    /// never reaches it.
+    pub fn stall_next(&self, operation: &'static str, delay: Duration) {
+        self.world().faults.stalls.insert(operation, delay);
+    }
+
+    /// The stall queued for `operation`'s next call (`stall_next`), waited out before the call reaches the world.
+    pub(crate) async fn stall(&self, operation: &'static str) {
+        let delay = self.world().faults.stalls.remove(operation);
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+    }
+
     /// The next `times` calls of `operation` are applied but answered with a Transport error, as when a
     /// response times out: the caller cannot tell whether its request took effect.
     pub fn lose_next_response(&self, operation: &'static str, times: u32) {
