@@ -3,7 +3,8 @@
 //! deployments over within the lease duration and converge an edit made meanwhile; one is paused with SIGSTOP
 //! past its lease while the desired state changes, and after SIGCONT it submits nothing: every stack set has
 //! exactly one operation per edit. The note's figures (DynamoDB calls per replica per minute, failover time)
-//! come from the lines this test prints.
+//! come from the lines this test prints. A holder cut off mid-call (its UpdateStackSet retried past its lease) never
+//! lands the older change after the next holder applied a newer one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -68,17 +69,24 @@ async fn create_table(server: &MotoServer) {
 }
 
 fn replica(server: &MotoServer, path: &std::path::Path, id: &str) -> DaemonProcess {
+    replica_via(stacksetd(server), path, id, &[])
+}
+
+fn replica_via(
+    command: std::process::Command,
+    path: &std::path::Path,
+    id: &str,
+    more: &[(&str, &str)],
+) -> DaemonProcess {
     let lease = format!("{}s", LEASE.as_secs());
-    DaemonProcess::spawn(
-        stacksetd(server),
-        path,
-        &[
-            ("STACKSETD_LEASES__TABLE", TABLE),
-            ("STACKSETD_LEASES__DURATION", lease.as_str()),
-            ("STACKSETD_LEASES__REPLICA_ID", id),
-            ("STACKSETD_DELETION_DELAY", "0s"),
-        ],
-    )
+    let mut env = vec![
+        ("STACKSETD_LEASES__TABLE", TABLE),
+        ("STACKSETD_LEASES__DURATION", lease.as_str()),
+        ("STACKSETD_LEASES__REPLICA_ID", id),
+        ("STACKSETD_DELETION_DELAY", "0s"),
+    ];
+    env.extend_from_slice(more);
+    DaemonProcess::spawn(command, path, &env)
 }
 
 /// The deployments a replica holds, from its /status (None when it does not answer).
@@ -284,4 +292,127 @@ async fn three_replicas_share_thirty_deployments_and_survive_kill_and_pause() {
         let (code, _) = r.terminate();
         assert_eq!(code, Some(0));
     }
+}
+
+/// The holder of a lease is cut off mid-call: its heartbeats and its UpdateStackSet are throttled on every attempt
+/// (the SDK retrying, `aws.max_attempts: 10`, for well over a minute), its reads and its lease check still pass.
+/// Its lease expires, the other replica takes it and applies a newer edit; then the cut-off replica's network
+/// heals. Its UpdateStackSet of the older edit never reaches AWS (the gate abandoned it at the lease's call
+/// deadline, the pass was cancelled with the lease): the stack set ends at the newer edit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_retried_past_its_lease_never_lands_after_the_next_holder_acts() {
+    use crate::fault_support::proxy::{Fate, FaultProxy, Rates};
+    use crate::fault_support::{moto_addr, stacksetd_via};
+
+    let server = MotoServer::start();
+    let org = build_org(
+        &server,
+        &OrgSpec {
+            root_accounts: 0,
+            ous: vec![OuSpec::new("Workloads", None, 2)],
+            trusted_access: true,
+        },
+    )
+    .await;
+    create_table(&server).await;
+    let ou = org.ou("Workloads").to_string();
+    let yaml = |description: &str| Desired::new(description, vec![ou.clone()]).yaml();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_desired(dir.path(), &yaml("v0"));
+    let proxies = [
+        FaultProxy::start(moto_addr(&server), 1, Rates::none()),
+        FaultProxy::start(moto_addr(&server), 2, Rates::none()),
+    ];
+    let retries = [("STACKSETD_AWS__MAX_ATTEMPTS", "10")];
+    let replicas = [
+        replica_via(
+            stacksetd_via(&server, &proxies[0].endpoint()),
+            &path,
+            "replica-a",
+            &retries,
+        ),
+        replica_via(
+            stacksetd_via(&server, &proxies[1].endpoint()),
+            &path,
+            "replica-b",
+            &retries,
+        ),
+    ];
+    let client = cfn_client(&server).await;
+    let described = |want: &'static str| {
+        let client = client.clone();
+        async move {
+            (describe_stack_set(&client, STACK_SET).await?.description() == Some(want))
+                .then_some(())
+        }
+    };
+    eventually(CONVERGE, "the stack set created at v0", || described("v0")).await;
+    let holder = eventually(CONVERGE, "one replica holds the deployment", || async {
+        let a = held(&replicas[0]).await?.contains(DEPLOYMENT);
+        let b = held(&replicas[1]).await?.contains(DEPLOYMENT);
+        (a != b).then_some(if a { 0 } else { 1 })
+    })
+    .await;
+    let other = 1 - holder;
+
+    // Cut the holder off, then edit: it plans v1, passes its lease check, and its UpdateStackSet is throttled.
+    proxies[holder].throttle_actions(&["UpdateStackSet", "UpdateItem", "PutItem", "Scan"]);
+    std::fs::write(&path, yaml("v1")).unwrap();
+    eventually(
+        CONVERGE,
+        "the holder sends UpdateStackSet (throttled)",
+        || async {
+            let throttled = proxies[holder]
+                .counts()
+                .iter()
+                .any(|((_, action, fate), _)| {
+                    action == "UpdateStackSet" && *fate == Fate::Throttled
+                });
+            throttled.then_some(())
+        },
+    )
+    .await;
+    eventually(CONVERGE, "the other replica takes the lease", || async {
+        held(&replicas[other])
+            .await?
+            .contains(DEPLOYMENT)
+            .then_some(())
+    })
+    .await;
+    std::fs::write(&path, yaml("v2")).unwrap();
+    eventually(CONVERGE, "the new holder applies v2", || described("v2")).await;
+
+    // The network heals; a retry of the old call would land within its next backoff (at most 20 s).
+    proxies[holder].throttle_actions(&[]);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let landed: Vec<_> = proxies[holder]
+        .mutations()
+        .into_iter()
+        .filter(|m| m.action == "UpdateStackSet")
+        .collect();
+    assert!(
+        landed.is_empty(),
+        "the cut-off replica's UpdateStackSet reached AWS: {:?}",
+        landed
+            .iter()
+            .map(|m| (m.operation_id.clone(), m.fate))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        describe_stack_set(&client, STACK_SET)
+            .await
+            .and_then(|s| s.description().map(str::to_string))
+            .as_deref(),
+        Some("v2"),
+        "the stack set ends at the newer edit"
+    );
+    let abandoned = replicas[holder].logs.lock().unwrap().iter().any(|(_, v)| {
+        v.to_string().contains("call_abandoned")
+            || v.to_string().contains("call abandoned")
+            || v.to_string().contains("lease was lost during the pass")
+    });
+    assert!(
+        abandoned,
+        "the cut-off replica logged the abandoned call or the cancelled pass"
+    );
 }

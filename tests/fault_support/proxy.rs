@@ -24,7 +24,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -129,6 +129,9 @@ struct Shared {
     mutations: Vec<Mutation>,
     /// Requests still to be throttled whatever the rates say.
     forced_throttles: u32,
+    /// Actions throttled on every request until cleared (a replica cut off: its heartbeats and a call it keeps
+    /// retrying).
+    throttled_actions: BTreeSet<String>,
     /// Requests of an action still to be applied with their answer dropped, whatever the rates say.
     forced_lost_answers: Option<(String, u32)>,
     /// Actions answered by the proxy itself (an answer AWS can give that no emulator does): action -> body.
@@ -232,6 +235,12 @@ impl FaultProxy {
     /// Throttle the next `n` requests, whatever the rates.
     pub fn throttle_next(&self, n: u32) {
         self.shared.lock().unwrap().forced_throttles = n;
+    }
+
+    /// Throttle every request of these actions from now on (none: stop), whatever the rates.
+    pub fn throttle_actions(&self, actions: &[&str]) {
+        self.shared.lock().unwrap().throttled_actions =
+            actions.iter().map(|a| a.to_string()).collect();
     }
 
     /// Forward the next `n` requests of `action` and drop their answers, whatever the rates: the lost-answer path
@@ -426,6 +435,9 @@ fn decide(shared: &Mutex<Shared>, request: &Request) -> (Fate, Duration) {
     let mut s = shared.lock().unwrap();
     if s.forced_throttles > 0 {
         s.forced_throttles -= 1;
+        return (Fate::Throttled, Duration::ZERO);
+    }
+    if s.throttled_actions.contains(&request.action) {
         return (Fate::Throttled, Duration::ZERO);
     }
     if let Some((action, left)) = &mut s.forced_lost_answers
