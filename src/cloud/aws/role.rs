@@ -114,6 +114,49 @@ impl ProvideCredentials for RoleProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_sts::operation::assume_role::AssumeRoleOutput;
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+    /// The request STS receives carries the role, the session name, the ExternalId and the session length the
+    /// deployment asked for (moto checks none of them, so only the request itself can show them). A request
+    /// without them matches no rule, and the mock fails the test.
+    #[tokio::test]
+    async fn assume_role_sends_the_external_id_and_the_duration() {
+        let role = RoleToAssume {
+            role_arn: "arn:aws:iam::210987654321:role/StackSetsAdmin".into(),
+            external_id: Some("vendor-7f3a".into()),
+            session_name: "stacksetd-aimably".into(),
+            duration: Duration::from_secs(1800),
+        };
+        let expected = role.clone();
+        let rule = mock!(aws_sdk_sts::Client::assume_role)
+            .match_requests(move |r| {
+                r.role_arn() == Some(expected.role_arn.as_str())
+                    && r.role_session_name() == Some(expected.session_name.as_str())
+                    && r.external_id() == expected.external_id.as_deref()
+                    && r.duration_seconds() == Some(1800)
+            })
+            .then_output(|| {
+                AssumeRoleOutput::builder()
+                    .credentials(
+                        aws_sdk_sts::types::Credentials::builder()
+                            .access_key_id("ASIA")
+                            .secret_access_key("secret")
+                            .session_token("token")
+                            .expiration(aws_smithy_types::DateTime::from(
+                                SystemTime::now() + Duration::from_secs(1800),
+                            ))
+                            .build()
+                            .expect("credentials"),
+                    )
+                    .build()
+            });
+        let sts = mock_client!(aws_sdk_sts, RuleMode::MatchAny, &[&rule]);
+        let assumed = AssumedRole::new(sts, role, Arc::default());
+        let credentials = assumed.credentials().await.expect("the request matched");
+        assert_eq!(credentials.access_key_id(), "ASIA");
+        assert_eq!(rule.num_calls(), 1);
+    }
 
     fn expiring_in(seconds: u64, now: SystemTime) -> Credentials {
         Credentials::new(
