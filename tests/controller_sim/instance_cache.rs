@@ -173,14 +173,44 @@ async fn an_operation_the_listing_hides_is_caught_by_the_relist() {
 #[tokio::test(start_paused = true)]
 async fn a_deletion_is_decided_from_a_fresh_listing_never_the_cache() {
     let sim = Sim::realistic(SimConfig::default());
-    let ctx = sim_context(&sim);
+    // ListStackSetOperations lags (as AWS documents it may): an operation it does not show yet leaves the cache
+    // believing what it listed last.
+    let lagging = Lagging::new(&sim);
+    let ctx = context(lagging.clone());
     let spec = Spec {
         regions: vec![REGION, OTHER_REGION],
         ..Spec::whole_org()
     };
     converge_ok(&spec.deployment(), &ctx).await;
     let _ = pass(&spec.deployment(), &ctx, &sim).await;
-    // Dropping a Region plans a deletion: the pass that would submit it lists the instances first.
+    // Someone else deletes every instance in the other Region; the operations listing does not show it yet, so
+    // the cache still holds them.
+    let cloud: Arc<dyn Cloud> = Arc::new(sim.clone());
+    cloud
+        .delete_stack_instances(&stacksetd::cloud::DeleteInstancesRequest {
+            name: STACK_SET.into(),
+            call_as: Default::default(),
+            targets: stacksetd::cloud::Targets {
+                organizational_unit_ids: vec![sim.root_id()],
+                accounts: Vec::new(),
+                account_filter_type: stacksetd::cloud::AccountFilterType::None,
+            },
+            regions: vec![OTHER_REGION.to_string()],
+            retain_stacks: true,
+            preferences: stacksetd::cloud::OperationPreferences::default(),
+            operation_id: "someone-else-deletes".into(),
+        })
+        .await
+        .expect("someone else's DeleteStackInstances");
+    lagging.hide_operation("someone-else-deletes");
+    settle().await;
+    assert!(sim.instances(STACK_SET).iter().all(|i| i.region == REGION));
+    let deletes_before = sim
+        .calls()
+        .by_operation()
+        .get("DeleteStackInstances")
+        .copied();
+    // Dropping the Region: from the cache, a deletion is planned (and waits for deletion_delay without listing).
     let narrower = Spec {
         regions: vec![REGION],
         ..spec
@@ -189,24 +219,23 @@ async fn a_deletion_is_decided_from_a_fresh_listing_never_the_cache() {
     let (waiting, calls) = pass(&narrower, &ctx, &sim).await;
     assert!(
         matches!(waiting.state, State::DeletionPending { .. }),
-        "{:?}",
+        "the cache still holds the other Region's instances: {:?}",
         waiting.state
     );
     assert!(!calls.contains_key("ListStackInstances"), "{calls:?}");
     tokio::time::sleep(config().deletion_delay).await;
+    // The pass that would submit it lists afresh, finds nothing to delete, and deletes nothing.
     let (outcome, calls) = pass(&narrower, &ctx, &sim).await;
-    assert!(
-        matches!(
-            &outcome.state,
-            State::Acted {
-                action: "DeleteStackInstances",
-                ..
-            }
-        ),
-        "{:?}",
-        outcome.state
-    );
     assert!(calls.contains_key("ListStackInstances"), "{calls:?}");
+    assert!(outcome.is_converged(), "{:?}", outcome.state);
+    assert_eq!(
+        sim.calls()
+            .by_operation()
+            .get("DeleteStackInstances")
+            .copied(),
+        deletes_before,
+        "no DeleteStackInstances from a stale cache"
+    );
 }
 
 #[tokio::test(start_paused = true)]
