@@ -241,6 +241,10 @@ pub enum State {
     /// Nothing to submit now, but the desired truth does not hold (see [`CoverageGap`]): the vendor's "blocked"
     /// accounts. Never reported as Converged.
     CoverageGap(CoverageGap),
+    /// Nothing to submit, but the stack set runs a template stacksetd never approved (changed outside
+    /// stacksetd) and there is no approved version to put back (the one fetched is another): a person must
+    /// review it and pin the version to run. Never reported as Converged.
+    TemplateUnapproved { message: String },
     /// An operation (ours or someone else's) holds the stack set; we wait for it.
     Waiting {
         operation_id: String,
@@ -382,6 +386,17 @@ async fn act(
             report,
         });
     }
+    if let Next::TemplateUnapproved {
+        requeue_after,
+        message,
+    } = next
+    {
+        return Ok(Outcome {
+            state: State::TemplateUnapproved { message },
+            requeue_after,
+            report,
+        });
+    }
     // The page observe read is the whole list when it is not full; otherwise read the window.
     let recent = if observed.stack_set.is_none() {
         Vec::new()
@@ -401,7 +416,9 @@ async fn act(
         report: report.clone(),
     };
     match next {
-        Next::Converged { .. } | Next::CoverageGap { .. } => unreachable!("returned above"),
+        Next::Converged { .. } | Next::CoverageGap { .. } | Next::TemplateUnapproved { .. } => {
+            unreachable!("returned above")
+        }
         Next::DetectDrift => {
             let last = observation.remembered.last_drift_check;
             drift::start_detection(deployment, ctx, observed, last, &recent, report).await

@@ -62,6 +62,9 @@ pub fn state_line(d: &DeploymentStatus) -> String {
     match condition("Ready") {
         Some(c) if c.status == "True" => return "Converged".to_string(),
         Some(c) if c.reason == "CoverageGap" => return format!("Coverage gap: {}", c.message),
+        Some(c) if c.reason == "TemplateUnapproved" => {
+            return format!("Template not approved: {}", c.message);
+        }
         _ => {}
     }
     match condition("Reconciling") {
@@ -227,6 +230,7 @@ const SCRIPT: &str = r#"
     if (c.Stalled && c.Stalled.status === 'True') return 'Stalled: ' + c.Stalled.message;
     if (c.Ready && c.Ready.status === 'True') return 'Converged';
     if (c.Ready && c.Ready.reason === 'CoverageGap') return 'Coverage gap: ' + c.Ready.message;
+    if (c.Ready && c.Ready.reason === 'TemplateUnapproved') return 'Template not approved: ' + c.Ready.message;
     return c.Reconciling && c.Reconciling.message ? 'Reconciling: ' + c.Reconciling.message : 'Reconciling';
   }
   function apply(status) {

@@ -465,6 +465,9 @@ fn apply_outcome(conditions: &mut [Condition], state: &State) {
                 .to_string(),
         ),
         State::CoverageGap(gap) => ("False", "False", "CoverageGap", gap.why.clone()),
+        State::TemplateUnapproved { message } => {
+            ("False", "False", "TemplateUnapproved", message.clone())
+        }
         State::Waiting {
             operation_id,
             action,

@@ -322,21 +322,53 @@ async fn a_console_edit_is_reverted_and_a_later_widening_publication_is_held() {
         Some(v1.as_str())
     );
 
-    // Edited again, and the vendor publishes the same widening: held, the console's version never approved.
+    // Edited again, and the vendor publishes the same widening: held, the console's version never approved. There
+    // is no approved version to put back (the one fetched is the widening), so the deployment is not converged:
+    // `reconcile --once` exits 1 and says why, and nothing is applied or approved.
     console_edit().await;
     std::fs::write(&vendor, &wide).unwrap();
     let text = plan_text(&server, &desired).await;
+    assert!(text.contains("nothing to judge it against"), "{text}");
+    let output = reconcile(&server, &desired, &[], &[]).await;
+    assert_exit(
+        &output,
+        1,
+        "an unapproved template with nothing to put back",
+    );
+    let text = describe_output(&output);
     assert!(
-        text.contains("held") || text.contains("nothing to judge it against"),
+        text.contains("not converged") && text.contains("not the version stacksetd approved"),
         "{text}"
     );
-    let _ = reconcile(&server, &desired, &[], &[]).await;
     let set = describe_stack_set(&client, STACK_SET).await.unwrap();
     assert_eq!(
         tags(&set).get(TEMPLATE_TAG),
         Some(&stacksetd::template::sha256_hex(v1.as_bytes())),
         "still v1 approved"
     );
+    assert_eq!(set.template_body(), Some(wide.as_str()), "nothing applied");
+
+    // Reviewed and pinned: recorded as approved, then converged.
+    let wide_sha = stacksetd::template::sha256_hex(wide.as_bytes());
+    let pinned = write_desired(
+        dir.path(),
+        &yaml(
+            STACK_SET,
+            &format!(
+                "{{url: \"file://{}\", sha256: {wide_sha}}}",
+                vendor.display()
+            ),
+            "us-east-1",
+            "",
+        ),
+    );
+    assert_exit(
+        &reconcile(&server, &pinned, &[], &[]).await,
+        0,
+        "the reviewed version pinned",
+    );
+    let set = describe_stack_set(&client, STACK_SET).await.unwrap();
+    assert_eq!(tags(&set).get(TEMPLATE_TAG), Some(&wide_sha));
 }
 
 #[tokio::test]

@@ -337,6 +337,9 @@ impl ProgressPrinter {
                 outcome.report.missing_instances
             ),
             State::CoverageGap(gap) => format!("{deployment}: not converged: {}", gap.why),
+            State::TemplateUnapproved { message } => {
+                format!("{deployment}: not converged: {message}")
+            }
             State::Acted {
                 action,
                 operation_id,

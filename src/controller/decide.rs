@@ -41,6 +41,13 @@ pub enum Next {
         requeue_after: Duration,
         gap: super::CoverageGap,
     },
+    /// Nothing left to submit, but the stack set runs a template stacksetd never approved (changed outside it)
+    /// and the version fetched is not the approved one either, so there is nothing to put back: a person must
+    /// review it. Never "Converged".
+    TemplateUnapproved {
+        requeue_after: Duration,
+        message: String,
+    },
     /// Submit this step of the plan (the first one not waiting for `deletion_delay`).
     Submit(usize),
 }
@@ -233,6 +240,16 @@ fn next(
             Detection::In(due) => due.min(config.resync_interval),
             Detection::Off => config.resync_interval,
         };
+        if let Some(change) = &observation.template.unapproved_change {
+            return Next::TemplateUnapproved {
+                requeue_after: requeue_after.min(GAP_RECHECK),
+                message: format!(
+                    "{change}, and the version fetched is not the approved one, so there is none to put back: review \
+                     the stack set's template (stacksetd template check), then pin the version to run \
+                     (spec.template.sha256)"
+                ),
+            };
+        }
         return match coverage_gap(deployment, config, observation) {
             Some(gap) => Next::CoverageGap {
                 requeue_after: requeue_after.min(GAP_RECHECK),

@@ -75,7 +75,10 @@ pub async fn converge_until(
                 // A coverage gap with nothing to submit is as far as a pass can go: reported, not waited on.
                 if matches!(
                     outcome.state,
-                    State::Converged | State::Suspended { .. } | State::CoverageGap(_)
+                    State::Converged
+                        | State::Suspended { .. }
+                        | State::CoverageGap(_)
+                        | State::TemplateUnapproved { .. }
                 ) || (!wait_for_deletions
                     && matches!(outcome.state, State::DeletionPending { .. }))
                 {

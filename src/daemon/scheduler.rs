@@ -342,6 +342,9 @@ async fn pass(
                 State::CoverageGap(gap) => {
                     debug!(deployment = %name, why = %gap.why, "coverage gap")
                 }
+                State::TemplateUnapproved { message } => {
+                    warn!(deployment = %name, %message, "the stack set's template is not approved")
+                }
                 state => debug!(deployment = %name, ?state, "in progress"),
             }
             outcome.requeue_after

@@ -177,6 +177,7 @@ pub fn outcome_label(result: &Result<Outcome, Error>) -> &'static str {
             State::Suspended { .. } => "suspended",
             State::DeletionPending { .. } => "deletion_pending",
             State::CoverageGap(_) => "coverage_gap",
+            State::TemplateUnapproved { .. } => "template_unapproved",
         },
         Err(_) => "error",
     }
