@@ -151,14 +151,69 @@ async fn deletions_wait_for_the_delay_and_a_withdrawn_one_never_runs() {
     let text = String::from_utf8_lossy(&run(plan).await.stdout).to_string();
     assert!(text.contains("pending: DeleteStackInstances"), "{text}");
 
-    // Withdrawn: the desired state asks for both OUs again; nothing is ever deleted.
-    let output = reconcile(&server, &both, &delayed, &[]).await;
-    assert_exit(&output, 0, "both OUs again");
+    // Withdrawn within the delay, in one running daemon (each `reconcile --once` is a new process whose delay
+    // starts afresh, so only a daemon can withdraw a deletion it was waiting for): the OU is dropped, the daemon
+    // reports the deletion pending, the OU is put back before the delay ends, and nothing is ever deleted.
+    let live = dir.path().join("live.yaml");
+    std::fs::copy(&both, &live).unwrap();
+    let daemon = crate::daemon_support::process::DaemonProcess::spawn(
+        stacksetd(&server),
+        &live,
+        &[("STACKSETD_DELETION_DELAY", "8s")],
+    );
+    daemon.wait_converged("aimably").await;
+    let pending = || async {
+        let s = crate::daemon_support::get(&daemon.addr, "/status")
+            .await
+            .json();
+        let reason = s["deployments"]["aimably"]["conditions"][0]["reason"].clone();
+        (reason == "DeletionPending").then_some(())
+    };
+    std::fs::copy(&one, &live).unwrap();
+    let dropped = std::time::Instant::now();
+    crate::daemon_support::eventually(
+        std::time::Duration::from_secs(30),
+        "the deletion pending",
+        pending,
+    )
+    .await;
+    assert!(
+        dropped.elapsed() < std::time::Duration::from_secs(6),
+        "seen pending well within the delay"
+    );
+    std::fs::copy(&both, &live).unwrap();
+    daemon.wait_converged("aimably").await;
+    tokio::time::sleep(std::time::Duration::from_secs(12)).await;
     assert_eq!(
         deletions(&client, STACK_SET).await,
         0,
-        "{}",
-        describe_output(&output)
+        "the withdrawn deletion never ran"
+    );
+    assert_eq!(
+        instances(&client, STACK_SET).await,
+        before,
+        "nothing deleted"
+    );
+    // The control: dropped again and kept, it runs once, after the delay.
+    std::fs::copy(&one, &live).unwrap();
+    let kept = std::time::Instant::now();
+    crate::daemon_support::eventually(
+        std::time::Duration::from_secs(60),
+        "the kept deletion ran",
+        || async { (deletions(&client, STACK_SET).await == 1).then_some(()) },
+    )
+    .await;
+    assert!(
+        kept.elapsed() >= std::time::Duration::from_secs(8),
+        "{:?}",
+        kept.elapsed()
+    );
+    daemon.terminate();
+    // Back to both OUs for the one-shot part below.
+    assert_exit(
+        &reconcile(&server, &both, &[], &[]).await,
+        0,
+        "both OUs again",
     );
 
     // Kept: reconcile --once waits for the delay, then deletes once.
@@ -173,7 +228,7 @@ async fn deletions_wait_for_the_delay_and_a_withdrawn_one_never_runs() {
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(deletions(&client, STACK_SET).await, 1);
+    assert_eq!(deletions(&client, STACK_SET).await, 2);
     let finance_accounts = org.accounts_under("Finance");
     assert!(
         instances(&client, STACK_SET)
