@@ -415,4 +415,37 @@ async fn a_call_retried_past_its_lease_never_lands_after_the_next_holder_acts() 
         abandoned,
         "the cut-off replica logged the abandoned call or the cancelled pass"
     );
+
+    // Every DynamoDB call the replicas made is granted by the lease policy's LeaseTable statement, and the
+    // protocol's calls were all made (read from the proxies, not from a hand-kept list).
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("deploy/iam/stacksetd-policy-leases.json"),
+    )
+    .unwrap();
+    let policy: Value = serde_json::from_str(&text).unwrap();
+    let granted: BTreeSet<String> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["Sid"] == "LeaseTable")
+        .flat_map(|s| s["Action"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect();
+    let called: BTreeSet<String> = proxies
+        .iter()
+        .flat_map(crate::fault_support::called_actions)
+        .filter(|a| a.starts_with("dynamodb:"))
+        .collect();
+    let ungranted: Vec<_> = called.difference(&granted).collect();
+    assert!(
+        ungranted.is_empty(),
+        "called, not granted: {ungranted:?} (granted {granted:?})"
+    );
+    for action in ["GetItem", "PutItem", "UpdateItem", "Scan"] {
+        assert!(
+            called.contains(&format!("dynamodb:{action}")),
+            "dynamodb:{action} never called: {called:?}"
+        );
+    }
 }
