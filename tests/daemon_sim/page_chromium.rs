@@ -182,12 +182,30 @@ async fn the_page_shows_every_account_in_chromium_and_updates_in_place() {
         held: Arc::default(),
     };
     let app = axum::Router::new()
+        .route(
+            "/console-probe",
+            axum::routing::get(|| async {
+                axum::response::Html(
+                    "<!doctype html><title>probe</title><script>console.error('stacksetd-console-probe')</script>",
+                )
+            }),
+        )
         .route("/", axum::routing::get(proxy_page))
         .route("/status", axum::routing::get(proxy_status))
         .with_state(gate.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
+
+    // The positive control: this Chromium, with these flags, does report a page's console messages on stderr,
+    // so "no console message" below means the page printed none.
+    let (_, probe_log) = headless(&format!("http://{proxy}/console-probe"), &["--dump-dom"]).await;
+    assert!(
+        probe_log
+            .lines()
+            .any(|l| l.contains(":CONSOLE") && l.contains("stacksetd-console-probe")),
+        "Chromium reported no console message for a page that logs one:\n{probe_log}"
+    );
 
     // Virtual time runs the page's 5 s refreshes at once; it stops while a fetch is pending, so the held
     // refresh is answered before the DOM is dumped.
