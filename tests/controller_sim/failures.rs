@@ -214,6 +214,10 @@ async fn random_faults_lost_answers_and_restarts_between_passes_never_duplicate_
     let mut kept = std::collections::BTreeSet::new();
     let mut passes = 0;
     let mut restarts = 0;
+    // Restarts right after a pass whose mutating call was applied and its answer lost: the new process knows
+    // nothing of the submission and must find it in AWS.
+    let mut restarts_after_lost = 0;
+    let mut lost_before = 0;
     let mut ctx = sim_context(&sim);
     for spec in [Spec::whole_org(), wider, described] {
         for operation in super::helpers::MUTATING {
@@ -223,8 +227,12 @@ async fn random_faults_lost_answers_and_restarts_between_passes_never_duplicate_
         let mut converged = false;
         for _ in 0..CONVERGE_ATTEMPTS * 10 {
             passes += 1;
-            if rng.random_bool(0.33) {
+            let lost_now = sim.lost_responses_fired();
+            let after_lost = lost_now > lost_before;
+            lost_before = lost_now;
+            if rng.random_bool(if after_lost { 0.5 } else { 0.33 }) {
                 restarts += 1;
+                restarts_after_lost += u32::from(after_lost);
                 ctx = sim_context(&sim);
             }
             match controller::reconcile(&deployment, &ctx).await {
@@ -262,8 +270,15 @@ async fn random_faults_lost_answers_and_restarts_between_passes_never_duplicate_
         restarts >= 3,
         "restarts between passes happened: {restarts}"
     );
+    let lost = sim.lost_responses_fired();
+    assert!(lost >= 3, "lost answers fired: {lost}");
+    assert!(
+        restarts_after_lost >= 1,
+        "a restart followed a lost answer: {restarts_after_lost} of {restarts} restarts"
+    );
     println!(
-        "{passes} passes, {restarts} restarts; {} operations submitted",
+        "{passes} passes, {restarts} restarts ({restarts_after_lost} right after a lost answer), {lost} lost answers; \
+         {} operations submitted",
         sim.submitted_operation_ids(STACK_SET).len()
     );
 }

@@ -85,6 +85,8 @@ pub(crate) struct FaultState {
     pub next: BTreeMap<&'static str, Vec<(AwsErrorKind, u32)>>,
     /// Calls of an operation that are applied but whose answer is "lost" (a Transport error), as after a timeout.
     pub lost_responses: BTreeMap<&'static str, u32>,
+    /// How many injected lost responses have fired (a test can tell that its lost answers happened).
+    pub lost_fired: u64,
     /// The next call of an operation reaches the service only this much later (a call retried through
     /// throttling, or held in a partition): a caller that gives up first (drops the call) sends nothing.
     pub stalls: BTreeMap<&'static str, tokio::time::Duration>,
@@ -137,6 +139,7 @@ impl FaultState {
     /// After a call was applied: whether its response is lost.
     pub fn after_call(&mut self, operation: &'static str) -> Option<SimError> {
         let remaining = self.lost_responses.get_mut(operation)?;
+        self.lost_fired += 1;
         *remaining -= 1;
         if *remaining == 0 {
             self.lost_responses.remove(operation);

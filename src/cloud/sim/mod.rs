@@ -351,6 +351,11 @@ impl Sim {
         }
     }
 
+    /// How many answers `lose_next_response` made lost so far.
+    pub fn lost_responses_fired(&self) -> u64 {
+        self.world().faults.lost_fired
+    }
+
     /// The next `times` calls of `operation` are applied but answered with a Transport error, as when a
     /// response times out: the caller cannot tell whether its request took effect.
     pub fn lose_next_response(&self, operation: &'static str, times: u32) {
