@@ -172,6 +172,7 @@ async fn deploy_false_deletes_our_stack_only_after_the_deletion_delay() {
     let ctx = sim_context(&sim);
     converge_ok(&with_stack(true, vec![REGION], "").deployment(), &ctx).await;
     let off = with_stack(false, vec![REGION], "").deployment();
+    let edited = tokio::time::Instant::now();
     let outcome = controller::reconcile(&off, &ctx).await.expect("pass");
     assert!(
         matches!(
@@ -185,6 +186,22 @@ async fn deploy_false_deletes_our_stack_only_after_the_deletion_delay() {
         outcome.state
     );
     assert!(sim.stack(REGION, STACK_SET).is_some(), "not yet");
+    // Timed: the DeleteStack goes out once the delay has passed since the edit, not before, and not long after.
+    let mut outcome = outcome;
+    while calls(&sim, "DeleteStack") == 0 {
+        assert!(
+            sim.stack(REGION, STACK_SET).is_some(),
+            "deleted without a DeleteStack?"
+        );
+        tokio::time::sleep(outcome.requeue_after.max(std::time::Duration::from_millis(50))).await;
+        outcome = controller::reconcile(&off, &ctx).await.expect("pass");
+    }
+    let waited = edited.elapsed();
+    let delay = config().deletion_delay;
+    assert!(
+        waited >= delay && waited < delay + std::time::Duration::from_secs(5),
+        "DeleteStack {waited:?} after the edit, deletion_delay {delay:?}"
+    );
     converge_ok(&off, &ctx).await;
     assert!(sim.stack(REGION, STACK_SET).is_none());
     assert_eq!(calls(&sim, "DeleteStack"), 1);
