@@ -193,7 +193,12 @@ async fn deploy_false_deletes_our_stack_only_after_the_deletion_delay() {
             sim.stack(REGION, STACK_SET).is_some(),
             "deleted without a DeleteStack?"
         );
-        tokio::time::sleep(outcome.requeue_after.max(std::time::Duration::from_millis(50))).await;
+        tokio::time::sleep(
+            outcome
+                .requeue_after
+                .max(std::time::Duration::from_millis(50)),
+        )
+        .await;
         outcome = controller::reconcile(&off, &ctx).await.expect("pass");
     }
     let waited = edited.elapsed();

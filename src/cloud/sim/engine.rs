@@ -395,6 +395,7 @@ fn process(
         };
         ops[index].run = None;
         forget_emptied_targets(stack_set, index);
+        stack_set.record_left(index);
         if stack_set.ops[index].work == Work::DetectDrift {
             record_drift(stack_set, index, wall);
         }

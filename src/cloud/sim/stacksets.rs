@@ -4,7 +4,7 @@
 //!
 //! Size: over 600 lines: every CloudFormation StackSets call the sim answers, each with AWS's validation.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use tokio::time::Instant;
 
@@ -113,10 +113,12 @@ pub(crate) struct StackSetState {
     pub drift: Option<DriftDetails>,
     /// Operations ever submitted on this stack set, by anyone.
     pub submissions: u64,
-    /// The last change the API accepted: the same change accepted again, with no other operation and no change
-    /// to the organization in between, while the first still ran or after it succeeded cleanly, was applied
-    /// twice (a controller that lost track of its own submission).
-    pub last_change: Option<LastChange>,
+    /// The changes the API accepted (the last [`CHANGES_KEPT`]), to recognise one applied twice: the same change
+    /// accepted again while the first still runs, or after it succeeded cleanly into a stack set that is still
+    /// as the first one left it (its settings, instances, targets and drift) with no change to the organization
+    /// since, had nothing to do but was sent anyway (a controller that lost track of its own submission). Other
+    /// operations in between do not hide it, unless they changed what the first one left.
+    pub changes: VecDeque<ChangeRecord>,
     /// Instances whose resources were changed behind CloudFormation's back (`Sim::drift_resources`): a drift
     /// detection reports them DRIFTED; re-applying the stack set (create/update) puts them back in sync.
     pub resource_drift: BTreeSet<(String, String)>,
@@ -162,21 +164,54 @@ impl StackSetState {
         Ok(())
     }
 
-    /// Whether `change` repeats the last accepted change with nothing in between and the first one either still
-    /// running or done without a failure: returns the first one's id.
+    /// Whether `change` repeats an accepted change that is still running, or that succeeded cleanly into a stack
+    /// set still as it left it, with the organization unchanged since: returns the first one's id.
     fn repeats(&self, change: &str, out_of_band: u64) -> Option<String> {
-        let last = self.last_change.as_ref()?;
-        // `submissions` already counts the new one.
-        if last.change != change
-            || last.out_of_band != out_of_band
-            || last.submissions + 1 != self.submissions
-        {
-            return None;
+        let now = self.fingerprint();
+        let change = digest(change);
+        self.changes
+            .iter()
+            .filter(|c| c.change == change && c.out_of_band == out_of_band)
+            .find(|c| {
+                let Some(first) = self.ops.iter().find(|op| op.public.id == c.id) else {
+                    return false;
+                };
+                first.public.status.is_active() || c.left == Some(now)
+            })
+            .map(|c| c.id.clone())
+    }
+
+    /// What an operation leaves behind, as one number: the settings, every instance (account, Region, OU,
+    /// status), the targets and the resources changed behind CloudFormation's back.
+    pub(crate) fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        serde_json::to_string(&self.settings)
+            .unwrap_or_default()
+            .hash(&mut hasher);
+        for instance in self.instances.values() {
+            (
+                &instance.account,
+                &instance.region,
+                &instance.organizational_unit_id,
+                instance.status.as_str(),
+            )
+                .hash(&mut hasher);
         }
-        let first = self.ops.iter().find(|op| op.public.id == last.id)?;
-        let clean =
-            first.public.status == OperationStatus::Succeeded && first.public.failed_instances == 0;
-        (first.public.status.is_active() || clean).then(|| last.id.clone())
+        self.ou_ids.hash(&mut hasher);
+        self.resource_drift.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    /// Operation `index` has ended: a clean success records what it left (see [`StackSetState::changes`]).
+    pub(crate) fn record_left(&mut self, index: usize) {
+        let op = &self.ops[index].public;
+        let clean = op.status == OperationStatus::Succeeded && op.failed_instances == 0;
+        let id = op.id.clone();
+        let left = clean.then(|| self.fingerprint());
+        if let Some(record) = self.changes.iter_mut().find(|c| c.id == id) {
+            record.left = left;
+        }
     }
 
     fn check_operation_id(&self, id: &str) -> Result<(), SimError> {
@@ -300,7 +335,7 @@ impl World {
                 drift: None,
                 resource_drift: BTreeSet::new(),
                 submissions: 0,
-                last_change: None,
+                changes: VecDeque::new(),
             },
         );
         Ok(())
@@ -594,11 +629,14 @@ impl World {
                     change: change.clone(),
                 });
             }
-            stack_set.last_change = Some(LastChange {
+            if stack_set.changes.len() == CHANGES_KEPT {
+                stack_set.changes.pop_front();
+            }
+            stack_set.changes.push_back(ChangeRecord {
                 id: new.id.clone(),
-                change: change.clone(),
+                change: digest(change),
                 out_of_band,
-                submissions: stack_set.submissions,
+                left: None,
             });
         }
         let busy = stack_set.has_active_operation();
@@ -673,7 +711,7 @@ fn change_of_instances(
     )
 }
 
-/// One change the API accepted twice in a row (see [`StackSetState::last_change`]).
+/// One change the API accepted twice (see [`StackSetState::changes`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RepeatedChange {
     pub stack_set: String,
@@ -682,13 +720,24 @@ pub struct RepeatedChange {
     pub change: String,
 }
 
-/// The last change accepted through the API on a stack set, to compare the next one with.
+fn digest(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// How many accepted changes a stack set remembers to compare new ones with.
+pub(crate) const CHANGES_KEPT: usize = 64;
+
+/// A change accepted through the API on a stack set, to compare later ones with.
 #[derive(Debug, Clone)]
-pub(crate) struct LastChange {
+pub(crate) struct ChangeRecord {
     pub id: String,
-    pub change: String,
+    /// The change's digest (a change can carry a whole template).
+    pub change: u64,
     /// `World::out_of_band` when it was accepted.
     pub out_of_band: u64,
-    /// `StackSetState::submissions` right after it.
-    pub submissions: u64,
+    /// `StackSetState::fingerprint` when it ended cleanly (`None` while it runs, or when it failed).
+    pub left: Option<u64>,
 }

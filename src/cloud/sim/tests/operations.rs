@@ -606,3 +606,79 @@ async fn a_change_accepted_twice_is_recorded_whatever_its_ids() {
         sim.repeated_changes()
     );
 }
+
+/// A repeat is found whatever ran in between, as long as the stack set is still as the first one left it: an
+/// operation in between that changed nothing (a creation for instances that all exist) does not hide it. A
+/// change undone in between and asked for again (create, delete, create) is no repeat.
+#[tokio::test(start_paused = true)]
+async fn a_repeat_is_found_across_operations_that_changed_nothing() {
+    const OTHER: &str = "eu-west-1";
+    let org = org();
+    let sim = &org.sim;
+    deployed(&org, &[&org.prod], &[REGION], false).await;
+    let prefs = OperationPreferences::default();
+    let first = sim
+        .update_stack_instances(&instances_request(
+            "r1",
+            &[&org.prod],
+            &[REGION],
+            prefs.clone(),
+        ))
+        .await
+        .unwrap();
+    wait(sim, &first).await;
+    // Something else in between, which changes nothing: every instance it asks for exists.
+    let noop = sim
+        .create_stack_instances(&instances_request(
+            "noop",
+            &[&org.prod],
+            &[REGION],
+            prefs.clone(),
+        ))
+        .await
+        .unwrap();
+    wait(sim, &noop).await;
+    let again = sim
+        .update_stack_instances(&instances_request(
+            "r2",
+            &[&org.prod],
+            &[REGION],
+            prefs.clone(),
+        ))
+        .await
+        .unwrap();
+    wait(sim, &again).await;
+    let repeated = sim.repeated_changes();
+    assert!(
+        repeated
+            .iter()
+            .any(|r| (r.first.as_str(), r.second.as_str()) == ("r1", "r2")),
+        "{repeated:?}"
+    );
+    let before = repeated.len();
+
+    // Created, deleted, created again: each time there was something to do.
+    for (id, delete) in [("c1", false), ("d1", true), ("c2", false)] {
+        let op = if delete {
+            sim.delete_stack_instances(&delete_request(id, &[&org.prod], &[OTHER], false))
+                .await
+                .unwrap()
+        } else {
+            sim.create_stack_instances(&instances_request(
+                id,
+                &[&org.prod],
+                &[OTHER],
+                prefs.clone(),
+            ))
+            .await
+            .unwrap()
+        };
+        wait(sim, &op).await;
+    }
+    assert_eq!(
+        sim.repeated_changes().len(),
+        before,
+        "{:?}",
+        sim.repeated_changes()
+    );
+}
