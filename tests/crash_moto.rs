@@ -73,9 +73,10 @@ fn last_message(daemon: &DaemonProcess) -> String {
 async fn sigkill_at_random_points_then_restart_converges_with_no_duplicate_and_nothing_lost() {
     let started = Instant::now();
     let server = MotoServer::start();
+    let seed = seed(DEFAULT_SEED);
+    server.seed_ids(seed);
     let org = build_org(&server, &org_spec()).await;
     let client = cfn_client(&server).await;
-    let seed = seed(DEFAULT_SEED);
     let mut rng = StdRng::seed_from_u64(seed);
     let proxy = FaultProxy::start(moto_addr(&server), seed, faults());
     println!(

@@ -75,9 +75,10 @@ fn pass_retries(output: &std::process::Output) -> usize {
 async fn reconcile_and_the_daemon_converge_through_throttling_errors_and_lost_answers_without_duplicates()
  {
     let server = MotoServer::start();
+    let seed = seed(DEFAULT_SEED);
+    server.seed_ids(seed);
     let org = build_org(&server, &org_spec()).await;
     let client = cfn_client(&server).await;
-    let seed = seed(DEFAULT_SEED);
     let proxy = FaultProxy::start(moto_addr(&server), seed, faults());
     // The first CreateStackInstances is applied and its answer lost whatever the draws (which depend on request
     // bodies, temporary paths included, and so may miss every mutating call in a run); the rest is up to the seed.

@@ -732,3 +732,23 @@ async fn auto_deployment_targets_and_depends_on_like_aws() {
         "{described:?}"
     );
 }
+
+/// `MotoServer::seed_ids` makes moto's ids repeatable, so `FAULT_SEED` replays the fault proxy's draws (they
+/// depend on request bodies, which carry account and OU ids): two servers seeded alike build the same
+/// organization ids; a third seeded otherwise does not.
+#[tokio::test]
+async fn a_seeded_moto_builds_the_same_ids_every_time() {
+    let mut built = Vec::new();
+    for seed in [7, 7, 8] {
+        let server = MotoServer::start();
+        server.seed_ids(seed);
+        let org = build_org(&server, &OrgSpec::standard()).await;
+        built.push((
+            org.root_id.clone(),
+            org.ou_ids.clone(),
+            org.accounts_by_ou.clone(),
+        ));
+    }
+    assert_eq!(built[0], built[1], "the same seed, the same ids");
+    assert_ne!(built[0], built[2], "another seed, other ids");
+}

@@ -221,6 +221,30 @@ impl MotoServer {
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
+
+    /// Seeds moto's id generator (`POST /moto-api/seed`), so the organization's account, OU and root ids, which
+    /// enter request bodies and so the fault proxy's draws, are the same on every run of a seed. fakecloud has no
+    /// such switch: there a seed replays the draws only as far as its ids allow.
+    #[allow(dead_code)]
+    pub fn seed_ids(&self, seed: u64) {
+        use std::io::{Read, Write};
+        if backend() != Backend::Moto {
+            return;
+        }
+        let mut stream =
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect to moto");
+        let request = format!(
+            "POST /moto-api/seed?a={} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            seed % (1 << 31)
+        );
+        stream.write_all(request.as_bytes()).expect("send the seed");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"),
+            "moto refused the seed: {answer}"
+        );
+    }
 }
 
 impl Drop for MotoServer {
