@@ -134,8 +134,14 @@ async fn a_hung_main_loop_stops_the_watchdog_pings() {
             .success()
     );
     std::fs::rename(&fifo, &path).unwrap();
-    // The watch sees the rename, debounces (200 ms) and reads: the loop is stuck from then on.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // The watch sees the rename, debounces (200 ms) and reads: the loop is stuck from then on. Wait for that (no
+    // ping for five intervals) rather than for a fixed time, which a slow machine may not keep.
+    eventually(WAIT, "the pings stop", || async {
+        let seen = notify.count("WATCHDOG=1");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        (notify.count("WATCHDOG=1") == seen).then_some(())
+    })
+    .await;
     let before = notify.count("WATCHDOG=1");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let after = notify.count("WATCHDOG=1");
