@@ -356,6 +356,9 @@ pub struct ObservedStack {
     pub tags: BTreeMap<String, String>,
     /// LastUpdatedTime, else CreationTime: the template is read again (GetTemplate) only when it moves.
     pub last_changed: Option<std::time::SystemTime>,
+    /// RoleARN: the service role CloudFormation acts as for this stack (kept for every later operation that
+    /// names none).
+    pub role_arn: Option<String>,
     /// DriftInformation.StackDriftStatus (DRIFTED, IN_SYNC, NOT_CHECKED, UNKNOWN).
     pub drift_status: Option<String>,
     pub last_drift_check: Option<std::time::SystemTime>,

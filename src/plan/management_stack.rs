@@ -102,9 +102,18 @@ pub struct StackSettings {
     pub tags: BTreeMap<String, String>,
 }
 
-/// Whether the stack is tagged for deployment `owner`.
+/// Whether the stack is tagged for deployment `owner` (enough for a report, never for acting: see [`ours`]).
 pub fn owned(stack: &ObservedStack, owner: &str) -> bool {
     stack.tags.get(OWNER_TAG).is_some_and(|o| o == owner)
+}
+
+/// Whether stacksetd may act on the stack for deployment `owner` with service role `role`: tagged for it, and
+/// bound to that very role (or to none when none is configured). A tag anyone who can create a stack there can
+/// forge; the role they cannot give a stack without iam:PassRole on it. Updating a forged stack with the service
+/// role would bind the role to it, and CloudFormation uses a stack's bound role for every later operation that
+/// names none: its maker could then run any template as the role.
+pub fn ours(stack: &ObservedStack, owner: &str, role: Option<&str>) -> bool {
+    owned(stack, owner) && stack.role_arn.as_deref() == role
 }
 
 /// The management-account stack's steps and notes.
@@ -119,12 +128,29 @@ pub(super) fn steps(
     let owner = desired.deployment.name();
     let mut steps = Vec::new();
     let mut notes = Vec::new();
-    if let Some(stack) = m.stack.as_ref().filter(|s| !owned(s, owner)) {
-        notes.push(format!(
-            "managementAccount: stack {} in {} is not stacksetd's (no {OWNER_TAG}={owner} tag): it is left as it \
-             is; delete or rename it to have stacksetd keep its own there",
-            stack.name, stack.region
-        ));
+    let role = spec
+        .management_account
+        .as_ref()
+        .and_then(|m| m.service_role_arn.as_deref());
+    if let Some(stack) = m.stack.as_ref().filter(|s| !ours(s, owner, role)) {
+        notes.push(if owned(stack, owner) {
+            format!(
+                "managementAccount: stack {} in {} carries the {OWNER_TAG}={owner} tag but its service role is {} \
+                 where the deployment's is {}: stacksetd acts only on a stack bound to the role it uses (a tag \
+                 anyone can forge, the role only who may pass it); it is left as it is: delete it to have \
+                 stacksetd create its own, or set serviceRoleArn to the stack's role",
+                stack.name,
+                stack.region,
+                stack.role_arn.as_deref().unwrap_or("none"),
+                role.unwrap_or("none")
+            )
+        } else {
+            format!(
+                "managementAccount: stack {} in {} is not stacksetd's (no {OWNER_TAG}={owner} tag): it is left as \
+                 it is; delete or rename it to have stacksetd keep its own there",
+                stack.name, stack.region
+            )
+        });
         return Ok((steps, notes));
     }
     let want = spec.wants_management_stack();
@@ -135,13 +161,13 @@ pub(super) fn steps(
     } else {
         "ensure: Absent".to_string()
     };
-    for stack in m.elsewhere.iter().filter(|s| owned(s, owner)) {
+    for stack in m.elsewhere.iter().filter(|s| ours(s, owner, role)) {
         if !stack.in_progress() {
             steps.push(delete_step(stack, &why_delete));
         }
     }
     match (&m.stack, want) {
-        (None, true) if m.elsewhere.iter().any(|s| owned(s, owner)) => {}
+        (None, true) if m.elsewhere.iter().any(|s| ours(s, owner, role)) => {}
         (None, true) => {
             let settings = wanted(desired)?;
             match m.failed_creation.as_ref().filter(|f| f.repeats(&settings)) {

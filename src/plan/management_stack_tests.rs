@@ -35,6 +35,7 @@ fn stack(status: &str, owner: Option<&str>, region: &str) -> ObservedStack {
             .map(|o| BTreeMap::from([(OWNER_TAG.to_string(), o.to_string())]))
             .unwrap_or_default(),
         last_changed: None,
+        role_arn: None,
         drift_status: None,
         last_drift_check: None,
     }
@@ -311,4 +312,45 @@ fn a_failed_creation_is_not_sent_again_with_the_same_version_and_parameters() {
     assert_eq!(names(&run(&other, BODY, &o)).last(), Some(&"CreateStack"));
     // A failed update is not a failed creation.
     assert!(FailedCreation::of(&stack("UPDATE_ROLLBACK_COMPLETE", Some("t"), REGION)).is_none());
+}
+
+/// A stack carrying the owner tag is acted on only when it is bound to the deployment's service role (or to none
+/// when none is configured): anyone who can create a stack there can forge the tag, and updating their stack with
+/// the service role would bind the role to it for good.
+#[test]
+fn a_forged_owner_tag_without_the_service_role_is_left_alone() {
+    const ROLE: &str = "arn:aws:iam::111111111111:role/StackSetdStacks";
+    let with_role = deployment(&format!("{{deploy: true, serviceRoleArn: \"{ROLE}\"}}"), "");
+    // Someone made a stack of that name, tagged as ours, without the role (or with another one).
+    for forged_role in [None, Some("arn:aws:iam::111111111111:role/Other")] {
+        let mut forged = stack("CREATE_COMPLETE", Some(with_role.name()), REGION);
+        forged.role_arn = forged_role.map(str::to_string);
+        let plan = run(&with_role, BODY, &seen(Some(forged), vec![]));
+        assert!(!plan.steps.iter().any(|s| s.action.is_stack()), "{plan:?}");
+        assert!(
+            plan.notes
+                .iter()
+                .any(|n| n.contains("service role") && n.contains("left as it is")),
+            "{:?}",
+            plan.notes
+        );
+    }
+    // A stack made with a role when the deployment names none is not ours either.
+    let without_role = deployment("{deploy: false}", "");
+    let mut other = stack("CREATE_COMPLETE", Some(without_role.name()), REGION);
+    other.role_arn = Some(ROLE.into());
+    let plan = run(&without_role, BODY, &seen(Some(other), vec![]));
+    assert!(
+        !plan.steps.iter().any(|s| s.action.is_stack()),
+        "no DeleteStack: {plan:?}"
+    );
+    // Bound to the deployment's role: ours (deploy: false deletes it).
+    let mut ours = stack("CREATE_COMPLETE", Some(with_role.name()), REGION);
+    ours.role_arn = Some(ROLE.into());
+    let off = deployment(
+        &format!("{{deploy: false, serviceRoleArn: \"{ROLE}\"}}"),
+        "",
+    );
+    let plan = run(&off, BODY, &seen(Some(ours), vec![]));
+    assert_eq!(names(&plan), ["DeleteStack"], "{plan:?}");
 }

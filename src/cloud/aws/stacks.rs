@@ -183,6 +183,7 @@ fn observed_stack(stack: cfn::Stack, region: &str) -> Option<ObservedStack> {
             .filter_map(|t| Some((t.key.clone()?, t.value.clone()?)))
             .collect(),
         last_changed: time(stack.last_updated_time.as_ref()).or(time(stack.creation_time.as_ref())),
+        role_arn: stack.role_arn.clone(),
         drift_status: drift
             .and_then(|d| d.stack_drift_status.as_ref())
             .map(|s| s.as_str().to_string()),

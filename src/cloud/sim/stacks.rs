@@ -83,6 +83,7 @@ impl World {
             capabilities: stack.capabilities.clone(),
             tags: stack.tags.clone(),
             last_changed: Some(self.wall_clock(stack.updated.unwrap_or(stack.created))),
+            role_arn: stack.role_arn.clone(),
             drift_status: stack.drift_status.clone(),
             last_drift_check: stack.last_drift_check.map(|t| self.wall_clock(t)),
         }
