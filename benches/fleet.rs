@@ -188,6 +188,7 @@ async fn run(deployments: usize, accounts: usize, hours: u64) -> String {
         access_check_interval: Duration::from_secs(3600),
         access_check_concurrency: 4,
         status_token: None,
+        allowed_hosts: Vec::new(),
         max_read_rate: DEFAULT_MAX_READ_RATE,
     };
     let daemon = Daemon::bind(Arc::new(sim.clone()), config, options)

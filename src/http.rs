@@ -6,7 +6,12 @@
 //! within [`HEADER_READ_TIMEOUT`], a connection lives at most [`CONNECTION_MAX_AGE`], and at most
 //! [`MAX_CONNECTIONS`] are served at once (a connection over the cap is closed at once, so half-open
 //! connections cannot starve the probes or the reconcile loop). /status shows stack set settings and error
-//! text, so it is redacted ([`crate::redact`]) and, with `status_token` set, needs `Authorization: Bearer`.
+//! text, so it is redacted ([`crate::redact`]) and, with `status_token` set, needs `Authorization: Bearer` (or the
+//! page's session cookie, which `GET /?token=...` sets, so a browser can open the page).
+//!
+//! A browser page of another site can reach a loopback listener by DNS rebinding (its name resolved to
+//! 127.0.0.1): every request whose Host is a name other than `localhost` or one of `http_allowed_hosts` is refused
+//! (421), so such a page reads nothing. An IP literal is always accepted (probes and scrapers use addresses).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -44,6 +49,8 @@ pub struct HttpState {
     pub metrics: Arc<Metrics>,
     /// When set, /status requires `Authorization: Bearer <token>` (`status_token`).
     pub status_token: Option<Arc<str>>,
+    /// Host names accepted besides IP literals and `localhost` (`http_allowed_hosts`, lower case, no port).
+    pub allowed_hosts: Arc<[String]>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -54,6 +61,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/status", get(status))
         .route("/", get(page))
         .layer(middleware::from_fn(refuse_bodies))
+        .layer(middleware::from_fn_with_state(state.clone(), check_host))
         .with_state(state)
 }
 
@@ -121,6 +129,44 @@ pub async fn serve(
     // Every connection holds a slot: all slots back means all connections ended.
     let _all = slots.acquire_many(MAX_CONNECTIONS as u32).await;
     Ok(())
+}
+
+/// The Host a request names must be this daemon's: an IP literal, `localhost`, or an allowed name.
+async fn check_host(State(state): State<HttpState>, request: Request, next: Next) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string);
+    if let Some(host) = host
+        && !host_allowed(&host, &state.allowed_hosts)
+    {
+        return (
+            StatusCode::MISDIRECTED_REQUEST,
+            format!(
+                "Host {host:?} is not a name of this daemon: address it by IP, as localhost, or add the name to \
+                 http_allowed_hosts\n"
+            ),
+        )
+            .into_response();
+    }
+    next.run(request).await
+}
+
+/// `host[:port]` names this daemon: an IPv4 or bracketed IPv6 literal, `localhost`, or a name in `allowed`.
+pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((v6, _)) => return v6.parse::<std::net::Ipv6Addr>().is_ok(),
+            None => return false,
+        }
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name == "localhost"
+        || allowed.contains(&name)
 }
 
 /// The endpoints take no input: a request with a body is refused before any handler runs.
@@ -196,6 +242,27 @@ async fn metrics_text(State(state): State<HttpState>) -> Response {
     }
 }
 
+/// The page's session cookie: set by `GET /?token=<status_token>`, it carries a digest of the token (never the
+/// token), is sent back only to this host and path (SameSite=Strict, HttpOnly), and lets the page and its
+/// refreshes read /status without an Authorization header, which a browser cannot add to a page it opens.
+const SESSION_COOKIE: &str = "stacksetd_session";
+
+fn session_value(token: &str) -> String {
+    crate::template::sha256_hex(format!("stacksetd-session:{token}").as_bytes())
+}
+
+/// The session cookie's value in the request, if any.
+fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.to_string())
+}
+
 /// With `status_token` set, the answer to a request without it (/status and the page alike).
 fn refused(state: &HttpState, headers: &axum::http::HeaderMap, what: &str) -> Option<Response> {
     let token = state.status_token.as_ref()?;
@@ -207,11 +274,17 @@ fn refused(state: &HttpState, headers: &axum::http::HeaderMap, what: &str) -> Op
     if same_secret(given, token) {
         return None;
     }
+    if session_cookie(headers).is_some_and(|c| same_secret(&c, &session_value(token))) {
+        return None;
+    }
     Some(
         (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Bearer")],
-            format!("{what} needs Authorization: Bearer <status_token>\n"),
+            format!(
+                "{what} needs Authorization: Bearer <status_token> (in a browser: open /?token=<status_token> \
+                 once)\n"
+            ),
         )
             .into_response(),
     )
@@ -231,8 +304,39 @@ async fn status(State(state): State<HttpState>, headers: axum::http::HeaderMap) 
     axum::Json(redacted_status(&state)).into_response()
 }
 
-/// The page, from the same redacted document as /status (so it shows nothing /status hides).
-async fn page(State(state): State<HttpState>, headers: axum::http::HeaderMap) -> Response {
+/// The page, from the same redacted document as /status (so it shows nothing /status hides). `/?token=...` with
+/// the right token sets the session cookie and redirects to `/` (so the token leaves the address bar).
+async fn page(
+    State(state): State<HttpState>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    let offered = uri.query().and_then(|q| {
+        q.split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(name, _)| *name == "token")
+            .map(|(_, value)| value.to_string())
+    });
+    if let (Some(offered), Some(token)) = (offered, state.status_token.as_ref()) {
+        if !same_secret(&offered, token) {
+            return (StatusCode::UNAUTHORIZED, "wrong token\n").into_response();
+        }
+        return (
+            StatusCode::SEE_OTHER,
+            [
+                (header::LOCATION, "/".to_string()),
+                (
+                    header::SET_COOKIE,
+                    format!(
+                        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
+                        session_value(token)
+                    ),
+                ),
+                (header::CACHE_CONTROL, "no-store".to_string()),
+            ],
+        )
+            .into_response();
+    }
     if let Some(refusal) = refused(&state, &headers, "/") {
         return refusal;
     }
@@ -257,4 +361,38 @@ fn same_secret(given: &str, expected: &str) -> bool {
         .zip(b.iter())
         .fold(0u8, |acc, (x, y)| acc | (x ^ y))
         == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_allowed;
+
+    #[test]
+    fn hosts_are_ip_literals_localhost_or_allowed_names() {
+        let allowed = vec!["stacksetd.monitoring.svc".to_string()];
+        for host in [
+            "127.0.0.1:9464",
+            "10.1.2.3",
+            "[::1]:9464",
+            "[fd00::1]",
+            "localhost:9464",
+            "LocalHost.",
+            "stacksetd.monitoring.svc:9464",
+            "STACKSETD.monitoring.svc.",
+        ] {
+            assert!(host_allowed(host, &allowed), "{host}");
+        }
+        for host in [
+            "attacker.example",
+            "attacker.example:9464",
+            "127.0.0.1.nip.io:9464",
+            "localhost.attacker.example",
+            "[::1",
+            "[not-an-address]:1",
+            "monitoring.svc",
+            "",
+        ] {
+            assert!(!host_allowed(host, &allowed), "{host}");
+        }
+    }
 }

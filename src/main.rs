@@ -539,6 +539,7 @@ async fn run_daemon(settings: &Settings) -> anyhow::Result<ExitCode> {
         access_check_interval: settings.access_check_interval.0,
         access_check_concurrency: settings.access_check_concurrency,
         status_token: settings.status_token.clone(),
+        allowed_hosts: settings.http_allowed_hosts.clone(),
         max_read_rate: settings.aws.max_read_rate,
     };
     let mut daemon = daemon::Daemon::bind(cloud, config, options)

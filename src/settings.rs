@@ -104,6 +104,11 @@ pub struct Settings {
     /// through the environment (STACKSETD_STATUS_TOKEN, from a secret) rather than a world-readable file.
     #[serde(default)]
     pub status_token: Option<String>,
+    /// Host names (besides IP literals and `localhost`) requests may address the daemon by: a Service's or an
+    /// ingress's name. Any other name is refused, so a page of another site cannot read the endpoints by DNS
+    /// rebinding.
+    #[serde(default)]
+    pub http_allowed_hosts: Vec<String>,
     pub log: LogSettings,
     pub aws: AwsSection,
     pub leases: LeasesSection,
@@ -196,16 +201,31 @@ impl Settings {
         }
         // config-rs uses the separator between prefix and key too unless told otherwise: without
         // prefix_separator("_"), STACKSETD_LOG__FORMAT would have to be written STACKSETD__LOG__FORMAT.
-        let env: std::collections::HashMap<String, String> = env
+        let mut env: std::collections::HashMap<String, String> = env
             .into_iter()
             .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}_")))
             .collect();
+        // The one list setting, comma-separated in the environment (STACKSETD_HTTP_ALLOWED_HOSTS=a.svc,b.example):
+        // read here, since config-rs splits lists only when it also guesses every other value's type.
+        let allowed_hosts = env
+            .remove(&format!("{ENV_PREFIX}_HTTP_ALLOWED_HOSTS"))
+            .map(|v| {
+                v.split(',')
+                    .map(|h| h.trim().to_string())
+                    .filter(|h| !h.is_empty())
+                    .collect::<Vec<_>>()
+            });
         builder = builder.add_source(
             Environment::with_prefix(ENV_PREFIX)
                 .prefix_separator("_")
                 .separator("__")
                 .source(Some(env)),
         );
+        if let Some(hosts) = allowed_hosts {
+            builder = builder
+                .set_override("http_allowed_hosts", hosts)
+                .map_err(|e| Error::Settings(e.to_string()))?;
+        }
         let set = |b: config::ConfigBuilder<_>, key: &str, value: Option<String>| match value {
             Some(v) => b.set_override(key, v),
             None => Ok(b),
@@ -274,6 +294,24 @@ impl Settings {
         }
         if let Some(url) = &self.aws.endpoint_url {
             check_endpoint(url)?;
+        }
+        for host in &self.http_allowed_hosts {
+            let name = host.trim_end_matches('.');
+            let ok = !name.is_empty()
+                && name.len() <= 253
+                && name.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if !ok {
+                return Err(Error::Settings(format!(
+                    "http_allowed_hosts: {host:?} is not a host name; give names only (no scheme, port or path), \
+                     e.g. stacksetd.monitoring.svc"
+                )));
+            }
         }
         if let Some(table) = &self.leases.table {
             let ok = (3..=255).contains(&table.len())
@@ -508,6 +546,27 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("/nonexistent/s.yaml"), "{err}");
+    }
+
+    #[test]
+    fn allowed_hosts_come_from_the_environment_as_a_list_and_must_be_names() {
+        let s = Settings::load_from(
+            None,
+            &Overrides::default(),
+            env(&[(
+                "STACKSETD_HTTP_ALLOWED_HOSTS",
+                "stacksetd.monitoring.svc, status.example.com",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.http_allowed_hosts,
+            ["stacksetd.monitoring.svc", "status.example.com"]
+        );
+        for bad in ["http://x.example", "x.example:9464", "x/y", "a..b"] {
+            let err = refused(&[("STACKSETD_HTTP_ALLOWED_HOSTS", bad)]);
+            assert!(err.contains("http_allowed_hosts"), "{bad}: {err}");
+        }
     }
 
     fn refused(pairs: &[(&str, &str)]) -> String {

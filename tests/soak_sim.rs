@@ -202,6 +202,7 @@ async fn thirty_simulated_days() {
         desired_state: desired.clone(),
         listen: "127.0.0.1:0".parse().unwrap(),
         status_token: None,
+        allowed_hosts: Vec::new(),
         max_read_rate: stacksetd::daemon::read_budget::DEFAULT_MAX_READ_RATE,
         concurrency: 4,
         shutdown_timeout: Duration::from_secs(10),

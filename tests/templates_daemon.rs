@@ -37,6 +37,7 @@ async fn the_daemon_follows_publications_on_its_poll_interval() {
         desired_state: path,
         listen: "127.0.0.1:0".parse().unwrap(),
         status_token: None,
+        allowed_hosts: Vec::new(),
         max_read_rate: 1000,
         concurrency: 2,
         shutdown_timeout: Duration::from_secs(5),

@@ -60,6 +60,8 @@ pub struct Options {
     pub access_check_concurrency: usize,
     /// When set, GET /status requires `Authorization: Bearer <token>`.
     pub status_token: Option<String>,
+    /// Host names accepted besides IP literals and `localhost` (`http_allowed_hosts`).
+    pub allowed_hosts: Vec<String>,
     /// CloudFormation reads a second, all deployments together (`aws.max_read_rate`).
     pub max_read_rate: u32,
 }
@@ -178,6 +180,11 @@ impl Daemon {
             status: status.clone(),
             metrics: metrics.clone(),
             status_token: options.status_token.as_deref().map(Arc::from),
+            allowed_hosts: options
+                .allowed_hosts
+                .iter()
+                .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+                .collect(),
         };
         // One token tree: `stopping` (passes, pollers, scans) is cancelled when shutdown begins; its parent
         // `closing` (the HTTP server, which keeps answering probes during the drain) at the very end.

@@ -14,9 +14,21 @@ const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
 /// One raw HTTP/1.1 exchange with extra header lines (each ending in \r\n) and a body.
 async fn exchange(addr: &str, method: &str, path: &str, extra: &str, body: &str) -> Response {
+    exchange_as(addr, addr, method, path, extra, body).await
+}
+
+/// `exchange` with the Host header of the caller's choosing.
+async fn exchange_as(
+    addr: &str,
+    host: &str,
+    method: &str,
+    path: &str,
+    extra: &str,
+    body: &str,
+) -> Response {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}\r\n{body}"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{extra}\r\n{body}"
     );
     stream.write_all(head.as_bytes()).await.expect("send");
     let mut raw = Vec::new();
@@ -215,6 +227,87 @@ async fn status_needs_the_token_when_one_is_set_and_the_probes_do_not() {
     })
     .await;
     assert_eq!(r.status, 200);
+
+    // In a browser: /?token= sets a session cookie (a digest, never the token) and sends the token out of the
+    // address bar; the page and its refreshes of /status then need no header. A wrong token sets nothing.
+    let wrong = get(&daemon.addr, "/?token=not-the-token-at-all").await;
+    assert_eq!(wrong.status, 401);
+    assert!(!wrong.headers.to_ascii_lowercase().contains("set-cookie"));
+    let login = get(&daemon.addr, &format!("/?token={TOKEN}")).await;
+    assert_eq!(login.status, 303, "{}", login.headers);
+    let cookie = login
+        .headers
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("set-cookie:")
+                .then(|| l["set-cookie:".len()..].trim().to_string())
+        })
+        .expect("a session cookie");
+    let lower = cookie.to_ascii_lowercase();
+    assert!(
+        lower.contains("httponly") && lower.contains("samesite=strict") && !cookie.contains(TOKEN),
+        "{cookie}"
+    );
+    assert!(
+        login.headers.to_ascii_lowercase().contains("location: /\r")
+            || login.headers.to_ascii_lowercase().ends_with("location: /"),
+        "{}",
+        login.headers
+    );
+    let pair = cookie.split(';').next().unwrap().to_string();
+    for path in ["/", "/status"] {
+        let r = exchange(
+            &daemon.addr,
+            "GET",
+            path,
+            &format!("Cookie: {pair}\r\n"),
+            "",
+        )
+        .await;
+        assert_eq!(r.status, 200, "{path} with the session cookie");
+        let forged = exchange(
+            &daemon.addr,
+            "GET",
+            path,
+            "Cookie: stacksetd_session=0000000000000000000000000000000000000000000000000000000000000000\r\n",
+            "",
+        )
+        .await;
+        assert_eq!(forged.status, 401, "{path} with a forged cookie");
+    }
+    daemon.shutdown().await;
+}
+
+/// DNS rebinding: a page of another site whose name resolves to the daemon's address sends its own name as Host.
+/// Every endpoint refuses a Host that is not an IP literal, `localhost` or an allowed name; the probes and
+/// scrapers, which use addresses, are unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_naming_another_host_is_refused() {
+    let daemon = Setup::new(deployment_yaml("aimably", "Aimably", "v0", REGION))
+        .start()
+        .await;
+    let port = daemon.addr.rsplit_once(':').unwrap().1.to_string();
+    for path in ["/status", "/", "/metrics", "/healthz"] {
+        for host in [
+            format!("attacker.example:{port}"),
+            "attacker.example".to_string(),
+            format!("127.0.0.1.attacker.example:{port}"),
+        ] {
+            let r = exchange_as(&daemon.addr, &host, "GET", path, "", "").await;
+            assert_eq!(r.status, 421, "{path} as {host}: {}", r.body);
+            assert!(!r.body.contains("aimably"), "{path}: {}", r.body);
+        }
+        for host in [
+            daemon.addr.clone(),
+            format!("localhost:{port}"),
+            format!("LOCALHOST.:{port}"),
+            format!("[::1]:{port}"),
+        ] {
+            let r = exchange_as(&daemon.addr, &host, "GET", path, "", "").await;
+            assert_ne!(r.status, 421, "{path} as {host}");
+        }
+    }
     daemon.shutdown().await;
 }
 
