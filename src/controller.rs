@@ -90,6 +90,8 @@ pub struct Config {
     pub template_poll_interval: Duration,
     /// A template fetch gives up after this long.
     pub template_fetch_timeout: Duration,
+    /// Template fetches may reach private networks by name or redirect (`template_private_networks`).
+    pub template_private_networks: bool,
     /// Preflight may turn on trusted access for StackSets itself (the `activate_trusted_access` setting).
     pub activate_trusted_access: bool,
     /// A coverage gap (a targeted account without an instance) is repaired once it has lasted this long:
@@ -115,6 +117,7 @@ impl Default for Config {
             track_progress: false,
             template_poll_interval: Duration::from_secs(300),
             template_fetch_timeout: template::FETCH_TIMEOUT,
+            template_private_networks: false,
             coverage_grace: Duration::from_secs(15 * 60),
             activate_trusted_access: false,
             deletion_delay: DEFAULT_DELETION_DELAY,
@@ -155,8 +158,9 @@ impl Context {
     pub fn new(cloud: Arc<dyn Cloud>, config: Config) -> Context {
         Context {
             cloud,
-            templates: Arc::new(TemplateSource::new(Fetcher::with_timeout(
+            templates: Arc::new(TemplateSource::new(Fetcher::with_networks(
                 config.template_fetch_timeout,
+                config.template_private_networks,
             ))),
             config,
             memory: Default::default(),

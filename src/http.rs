@@ -164,9 +164,7 @@ pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
         host.rsplit_once(':').map_or(host, |(name, _)| name)
     };
     let name = name.trim_end_matches('.').to_ascii_lowercase();
-    name.parse::<std::net::Ipv4Addr>().is_ok()
-        || name == "localhost"
-        || allowed.contains(&name)
+    name.parse::<std::net::Ipv4Addr>().is_ok() || name == "localhost" || allowed.contains(&name)
 }
 
 /// The endpoints take no input: a request with a body is refused before any handler runs.

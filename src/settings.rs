@@ -69,6 +69,7 @@ access_check_concurrency: 8
 concurrency: 4
 shutdown_timeout: 10s
 activate_trusted_access: false
+template_private_networks: false
 log:
   format: text
   level: info
@@ -100,6 +101,10 @@ pub struct Settings {
     pub concurrency: usize,
     pub shutdown_timeout: HumanDuration,
     pub activate_trusted_access: bool,
+    /// Template URLs may lead into private networks (RFC 1918, 100.64/10, IPv6 unique-local) by a name that
+    /// resolves there or by a redirect: for a mirror inside the network. Off, only a URL naming a private address
+    /// by IP reaches one.
+    pub template_private_networks: bool,
     /// When set, GET /status requires `Authorization: Bearer <token>` (and `stacksetd status` sends it). Give it
     /// through the environment (STACKSETD_STATUS_TOKEN, from a secret) rather than a world-readable file.
     #[serde(default)]
@@ -388,6 +393,7 @@ impl Settings {
             coverage_grace: self.coverage_grace_period.0,
             deletion_delay: self.deletion_delay.0,
             activate_trusted_access: self.activate_trusted_access,
+            template_private_networks: self.template_private_networks,
             ..crate::controller::Config::default()
         }
     }

@@ -183,9 +183,51 @@ pub(crate) fn is_internal_ip(ip: IpAddr) -> bool {
     }
 }
 
+/// Private networks (RFC 1918, shared address space 100.64/10, IPv6 unique-local and site-local, and their
+/// IPv4-mapped forms): a vendor's public URL must not send stacksetd into the network it runs in (a redirect, a
+/// name resolving there), unless `template_private_networks` says templates come from a mirror there. A
+/// configured URL naming a private address by IP is the operator's explicit choice and is fetched.
+pub(crate) fn is_private_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_private() || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_private_ip(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfec0
+        }
+    }
+}
+
 /// A redirect from `original` (the configured URL) to `to`: https to https only, never to an internal address
-/// named by IP or `localhost`; plain http only from a loopback URL to a loopback URL (a local test server).
+/// named by IP or `localhost` (nor to a private one, unless `private_networks`, or the configured URL is itself
+/// private); plain http only from a loopback URL to a loopback URL (a local test server).
 pub fn check_redirect(original: &url::Url, to: &url::Url) -> Result<(), String> {
+    check_redirect_with(original, to, false)
+}
+
+pub fn check_redirect_with(
+    original: &url::Url,
+    to: &url::Url,
+    private_networks: bool,
+) -> Result<(), String> {
+    let ip_of = |u: &url::Url| match u.host() {
+        Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+        _ => None,
+    };
+    let private = |u: &url::Url| ip_of(u).is_some_and(is_private_ip);
+    if private(to) && !private_networks && !private(original) && !is_loopback_url(original) {
+        return Err(format!(
+            "redirect to {} refused: a public URL may not send stacksetd into a private network (set \
+             template_private_networks: true for a mirror there)",
+            to.host_str().unwrap_or("")
+        ));
+    }
     let internal = |u: &url::Url| match u.host() {
         Some(url::Host::Ipv4(ip)) => is_internal_ip(IpAddr::V4(ip)),
         Some(url::Host::Ipv6(ip)) => is_internal_ip(IpAddr::V6(ip)),
@@ -240,6 +282,28 @@ mod tests {
                 "{bad} must be refused"
             );
         }
+        // Private networks: not from a public URL (unless allowed), but within a private mirror.
+        for private in [
+            "https://10.0.0.5/t.json",
+            "https://172.16.3.4/t.json",
+            "https://192.168.1.10/t.json",
+            "https://100.64.0.1/t.json",
+            "https://[fd00::5]/t.json",
+            "https://[::ffff:10.0.0.5]/t.json",
+        ] {
+            assert!(check_redirect(&public, &u(private)).is_err(), "{private}");
+            assert!(
+                check_redirect_with(&public, &u(private), true).is_ok(),
+                "{private} allowed"
+            );
+        }
+        assert!(
+            check_redirect(&u("https://10.0.0.5/t.json"), &u("https://10.0.0.6/t.json")).is_ok()
+        );
+        assert!(
+            check_redirect(&public, &u("https://172.32.0.1/t.json")).is_ok(),
+            "not private"
+        );
         // A loopback test server may redirect within loopback, over http too, and out to https.
         let local = u("http://127.0.0.1:8080/t.json");
         assert!(check_redirect(&local, &u("http://127.0.0.1:8080/v2.json")).is_ok());

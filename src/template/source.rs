@@ -19,8 +19,9 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use super::{
-    FETCH_TIMEOUT, MAX_REDIRECTS, MAX_TEMPLATE_BYTES, Template, check_redirect, check_remote_url,
-    check_size, is_internal_ip, is_loopback_url, sha256_hex, template_error,
+    FETCH_TIMEOUT, MAX_REDIRECTS, MAX_TEMPLATE_BYTES, Template, check_redirect_with,
+    check_remote_url, check_size, is_internal_ip, is_loopback_url, is_private_ip, sha256_hex,
+    template_error,
 };
 use crate::error::Error;
 
@@ -71,16 +72,28 @@ impl Fetcher {
         Fetcher::with_proxy(timeout, env_https_proxy())
     }
 
+    /// As [`Fetcher::with_timeout`]; `private_networks` lets names resolve, and redirects lead, into private
+    /// networks (`template_private_networks`: templates come from a mirror there).
+    pub fn with_networks(timeout: Duration, private_networks: bool) -> Fetcher {
+        Fetcher::build(timeout, env_https_proxy(), private_networks)
+    }
+
     /// As [`Fetcher::with_timeout`], with the https proxy given (tests; `None`: direct).
     pub fn with_proxy(timeout: Duration, https_proxy: Option<url::Url>) -> Fetcher {
-        let policy = reqwest::redirect::Policy::custom(|attempt| {
+        Fetcher::build(timeout, https_proxy, false)
+    }
+
+    fn build(timeout: Duration, https_proxy: Option<url::Url>, private_networks: bool) -> Fetcher {
+        let policy = reqwest::redirect::Policy::custom(move |attempt| {
             // `previous` holds every URL requested so far, the configured one first.
             let Some(original) = attempt.previous().first().cloned() else {
                 return attempt.error("a redirect without a request");
             };
             if attempt.previous().len() > MAX_REDIRECTS {
                 attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
-            } else if let Err(reason) = check_redirect(&original, attempt.url()) {
+            } else if let Err(reason) =
+                check_redirect_with(&original, attempt.url(), private_networks)
+            {
                 attempt.error(reason)
             } else {
                 attempt.follow()
@@ -89,7 +102,7 @@ impl Fetcher {
         let mut builder = reqwest::Client::builder()
             .timeout(timeout)
             .redirect(policy)
-            .dns_resolver(PublicAddresses)
+            .dns_resolver(Arc::new(PublicAddresses { private_networks }))
             .no_proxy()
             .user_agent(concat!("stacksetd/", env!("CARGO_PKG_VERSION")));
         if let Some(proxy) = https_proxy {
@@ -263,12 +276,16 @@ fn env_https_proxy() -> Option<url::Url> {
 
 /// Name resolution for template fetches: a name other than `localhost` that resolves only to loopback,
 /// link-local or unspecified addresses is refused (a public-looking host pointed at the instance metadata
-/// service or this machine); such addresses are dropped from a mixed answer.
-struct PublicAddresses;
+/// service or this machine), and so are private-network addresses unless `private_networks`; such addresses
+/// are dropped from a mixed answer.
+struct PublicAddresses {
+    private_networks: bool,
+}
 
 impl reqwest::dns::Resolve for PublicAddresses {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_string();
+        let private_networks = self.private_networks;
         Box::pin(async move {
             let found: Vec<std::net::SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
@@ -278,11 +295,13 @@ impl reqwest::dns::Resolve for PublicAddresses {
                 found
                     .into_iter()
                     .filter(|a| !is_internal_ip(a.ip()))
+                    .filter(|a| private_networks || !is_private_ip(a.ip()))
                     .collect()
             };
             if allowed.is_empty() {
                 return Err(format!(
-                    "{host} resolves to no public address (loopback and link-local are refused)"
+                    "{host} resolves to no public address (loopback and link-local are refused, and private \
+                     networks unless template_private_networks is true)"
                 )
                 .into());
             }
