@@ -1581,6 +1581,32 @@ async fn a_staged_template_is_put_with_its_checksum_and_named_by_version() {
     assert_eq!(counted(&cloud), vec![(("s3", "PutObject", "ok"), 1)]);
 }
 
+/// A bucket without versioning answers PutObject with no VersionId: the URL would not pin the bytes, so the
+/// staged template is refused with the fix named.
+#[tokio::test]
+async fn an_unversioned_staging_bucket_is_refused() {
+    let put = mock!(aws_sdk_s3::Client::put_object)
+        .then_output(|| aws_sdk_s3::operation::put_object::PutObjectOutput::builder().build());
+    let s3 = mock_client!(aws_sdk_s3, RuleMode::Sequential, &[&put], |c| c
+        .retry_config(fast_retries()));
+    let cloud = AwsCloud::from_clients(cfn_client(&[]), orgs_client(&[]), sts_client(&[]))
+        .with_s3(s3, "us-west-2");
+    let err = cloud
+        .stage_template(
+            "operator-templates",
+            "stacksetd/abc.json",
+            "{\"Resources\": {}}",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.metric_label(), "staging_bucket_unversioned");
+    assert!(
+        err.to_string()
+            .contains("put-bucket-versioning --bucket operator-templates"),
+        "{err}"
+    );
+}
+
 /// An endpoint that answers ListAccountsForParent with the retired Account.Status only (fakecloud 0.51 does) still
 /// yields the account's state: an active account is never taken for a suspended one.
 #[tokio::test]

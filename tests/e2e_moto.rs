@@ -795,6 +795,16 @@ async fn every_call_of_a_lifecycle_is_granted_by_the_shipped_iam_policy() {
         .send()
         .await
         .expect("bucket");
+    s3.put_bucket_versioning()
+        .bucket(BUCKET)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("versioning");
     let proxy = FaultProxy::start(moto_addr(&server), 0, Rates::none());
     let dir = tempfile::tempdir().expect("tempdir");
     let mut doc: Value = serde_json::from_str(&template_body("aimably-data-only")).unwrap();

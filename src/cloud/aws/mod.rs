@@ -884,11 +884,24 @@ impl Cloud for AwsCloud {
                 .send()
                 .await,
         )?;
+        // Only a versioned object pins the bytes: at a plain key anyone who may write to the bucket could replace
+        // them between this upload and CloudFormation's read. An unversioned bucket is refused (the object put is
+        // content-addressed and harmless), naming the fix.
+        let Some(version) = out.version_id() else {
+            return Err(Error::Preflight {
+                reason: "staging_bucket_unversioned",
+                message: format!(
+                    "staging bucket {bucket} is not versioned: the template at s3://{bucket}/{key} could be \
+                     replaced before CloudFormation reads it, so it is not used; enable versioning (aws s3api \
+                     put-bucket-versioning --bucket {bucket} --versioning-configuration Status=Enabled)"
+                ),
+            });
+        };
         Ok(crate::template::staged_url(
             bucket,
             &self.region,
             key,
-            out.version_id(),
+            Some(version),
         ))
     }
 
