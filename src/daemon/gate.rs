@@ -507,6 +507,104 @@ mod tests {
         }
     }
 
+    /// A pass whose UpdateStackSet was abandoned at the call deadline leaves its OperationId to be looked up
+    /// (the call may have reached AWS): the next pass asks DescribeStackSetOperation about it before anything
+    /// else, and plans again only after AWS says it never arrived.
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_call_is_looked_up_before_anything_else_is_sent() {
+        let sim = Sim::realistic(SimConfig::default());
+        let store = Arc::new(MemoryStore::default());
+        let leases = replica(&store, "replica-a");
+        leases.tick().await.expect("a tick");
+        // The lease stays held throughout: heartbeats every second.
+        let ticking = tokio::spawn({
+            let leases = leases.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let _ = leases.tick().await;
+                }
+            }
+        });
+        let gate = Arc::new(Gate::new(Arc::new(sim.clone()), 100));
+        gate.require_leases(leases.clone());
+        let ctx =
+            crate::controller::Context::new(gate.clone(), crate::controller::Config::default());
+        let spec = |description: &str| {
+            DeploymentYaml::new()
+                .management_account(&sim.management_account_id())
+                .spec(&format!(
+                    "  description: {description}\n  template: {{url: \"file://{}/config/templates/aimably-data-only.json\"}}\n  \
+                     parameters: {{ManagementAccountId: \"{}\"}}\n  capabilities: [CAPABILITY_NAMED_IAM]\n",
+                    env!("CARGO_MANIFEST_DIR"),
+                    sim.management_account_id()
+                ))
+                .targets(&["ROOT"], &["us-east-1"])
+                .build()
+        };
+        let pass = |d: crate::desired::Deployment| {
+            let acting = Acting {
+                deployment: "t".into(),
+                lease: leases.token("t"),
+                desired: None,
+            };
+            let ctx = &ctx;
+            async move {
+                ACTING_FOR
+                    .scope(acting, crate::controller::reconcile(&d, ctx))
+                    .await
+            }
+        };
+        let first = spec("first");
+        for _ in 0..200 {
+            let outcome = pass(first.clone()).await.expect("a pass");
+            if outcome.is_converged() {
+                break;
+            }
+            tokio::time::sleep(outcome.requeue_after.max(Duration::from_millis(100))).await;
+        }
+        let edited = spec("edited");
+        sim.stall_next("UpdateStackSet", Duration::from_secs(10));
+        let err = pass(edited.clone()).await.expect_err("abandoned");
+        assert!(matches!(err, Error::CallAbandoned { .. }), "{err}");
+        let id = ctx
+            .memory()
+            .take_unconfirmed("t")
+            .expect("the id kept for a lookup");
+        assert!(id.starts_with("stacksetd-update-set-"), "{id}");
+        ctx.memory().sent_unconfirmed("t", &id);
+        let looked_up = |sim: &Sim| {
+            sim.calls()
+                .snapshot()
+                .iter()
+                .filter(|((_, op, _), _)| *op == "DescribeStackSetOperation")
+                .map(|(_, n)| n)
+                .sum::<u64>()
+        };
+        let before = looked_up(&sim);
+        let outcome = pass(edited.clone()).await.expect("the next pass");
+        assert!(
+            looked_up(&sim) > before,
+            "DescribeStackSetOperation for {id}"
+        );
+        assert!(
+            ctx.memory().take_unconfirmed("t").is_none(),
+            "looked up once"
+        );
+        assert!(
+            matches!(
+                outcome.state,
+                crate::controller::State::Acted {
+                    action: "UpdateStackSet",
+                    ..
+                }
+            ),
+            "then planned again and sent: {:?}",
+            outcome.state
+        );
+        ticking.abort();
+    }
+
     /// A pass planned from a desired state that is no longer the desired state (an edit read meanwhile; a replica
     /// that was paused and read the edit on waking) sends nothing: the gate refuses before the cloud is called.
     #[tokio::test]
