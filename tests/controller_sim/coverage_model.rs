@@ -350,6 +350,7 @@ fn target_changes_keep_every_kept_instance_and_end_at_the_desired_truth() {
     let (mut runner, seed) = super::helpers::seeded_runner(cases, DEFAULT_SEED);
     let passes = std::cell::Cell::new(0usize);
     let sequences = std::cell::Cell::new(0usize);
+    let changes = std::cell::Cell::new(0usize);
     runner
         .run(
             &(tree(), proptest::collection::vec(shape(), 2..=4)),
@@ -369,15 +370,18 @@ fn target_changes_keep_every_kept_instance_and_end_at_the_desired_truth() {
                         })?;
                     passes.set(passes.get() + n);
                     sequences.set(sequences.get() + 1);
+                    changes.set(changes.get() + shapes.len());
                 }
                 Ok(())
             },
         )
         .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
     println!(
-        "FIGURE coverage model: {} sequences ({} cases x 2 re-association behaviours), {} passes",
+        "FIGURE coverage model: {} sequences ({} cases x 2 re-association behaviours), {} desired-state changes, \
+         {} passes",
         sequences.get(),
         cases,
+        changes.get(),
         passes.get()
     );
 }
