@@ -118,6 +118,25 @@ fn planned_actions(plan: &Value) -> Vec<String> {
 }
 
 /// Deploys `desired` from nothing with one `reconcile --once` and checks it converged.
+/// A staging bucket as the README asks for one: versioned.
+async fn versioned_bucket(s3: &aws_sdk_s3::Client, bucket: &str) {
+    s3.create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("bucket");
+    s3.put_bucket_versioning()
+        .bucket(bucket)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("versioning");
+}
+
 async fn deploy(server: &MotoServer, desired: &Path) {
     let output = reconcile_once(server, desired).await;
     assert_exit(&output, 0, "reconcile --once from nothing");
@@ -524,21 +543,7 @@ async fn a_large_template_is_staged_by_digest_and_applied_from_the_bucket() {
             .build(),
     );
     const BUCKET: &str = "operator-templates";
-    s3.create_bucket()
-        .bucket(BUCKET)
-        .send()
-        .await
-        .expect("bucket");
-    s3.put_bucket_versioning()
-        .bucket(BUCKET)
-        .versioning_configuration(
-            aws_sdk_s3::types::VersioningConfiguration::builder()
-                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("versioning");
+    versioned_bucket(&s3, BUCKET).await;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let mut doc: Value = serde_json::from_str(&template_body("aimably-data-only")).unwrap();
@@ -790,21 +795,7 @@ async fn every_call_of_a_lifecycle_is_granted_by_the_shipped_iam_policy() {
             .build(),
     );
     const BUCKET: &str = "operator-templates";
-    s3.create_bucket()
-        .bucket(BUCKET)
-        .send()
-        .await
-        .expect("bucket");
-    s3.put_bucket_versioning()
-        .bucket(BUCKET)
-        .versioning_configuration(
-            aws_sdk_s3::types::VersioningConfiguration::builder()
-                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("versioning");
+    versioned_bucket(&s3, BUCKET).await;
     let proxy = FaultProxy::start(moto_addr(&server), 0, Rates::none());
     let dir = tempfile::tempdir().expect("tempdir");
     let mut doc: Value = serde_json::from_str(&template_body("aimably-data-only")).unwrap();
@@ -897,25 +888,11 @@ async fn narrowing_root_to_a_nested_ou_never_touches_a_kept_account() {
         "reconcile --once after narrowing ROOT to Engineering",
     );
     assert_eq!(instance_accounts(&client, STACK_SET).await, kept);
-    let mut deleted = BTreeSet::new();
-    for op in operations(&client, STACK_SET).await {
-        if op.action() != Some(&aws_sdk_cloudformation::types::StackSetOperationAction::Delete) {
-            continue;
-        }
-        let results = client
-            .list_stack_set_operation_results()
-            .stack_set_name(STACK_SET)
-            .operation_id(op.operation_id().expect("id"))
-            .send()
-            .await
-            .expect("ListStackSetOperationResults");
-        deleted.extend(
-            results
-                .summaries()
-                .iter()
-                .filter_map(|r| r.account().map(str::to_string)),
-        );
-    }
+    let deleted: BTreeSet<String> = deleted_since(&client, &mut BTreeSet::new())
+        .await
+        .into_iter()
+        .map(|(account, _)| account)
+        .collect();
     assert!(
         !deleted.is_empty(),
         "the accounts outside Engineering were deleted"

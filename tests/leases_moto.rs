@@ -156,6 +156,21 @@ async fn all_described(server: &MotoServer, description: &str) -> bool {
     true
 }
 
+/// An organization of one OU with two accounts, and the lease table: the OU's id.
+async fn workloads_with_table(server: &MotoServer) -> String {
+    let org = build_org(
+        server,
+        &OrgSpec {
+            root_accounts: 0,
+            ous: vec![OuSpec::new("Workloads", None, 2)],
+            trusted_access: true,
+        },
+    )
+    .await;
+    create_table(server).await;
+    org.ou("Workloads").to_string()
+}
+
 async fn table_requests(daemon: &DaemonProcess) -> f64 {
     metric_sum(
         &daemon.metrics().await,
@@ -167,17 +182,7 @@ async fn table_requests(daemon: &DaemonProcess) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_share_thirty_deployments_and_survive_kill_and_pause() {
     let server = MotoServer::start();
-    let org = build_org(
-        &server,
-        &OrgSpec {
-            root_accounts: 0,
-            ous: vec![OuSpec::new("Workloads", None, 2)],
-            trusted_access: true,
-        },
-    )
-    .await;
-    create_table(&server).await;
-    let ou = org.ou("Workloads").to_string();
+    let ou = workloads_with_table(&server).await;
     let dir = tempfile::tempdir().unwrap();
     let path = write_desired(dir.path(), &desired(&ou, "v1"));
     let r1 = replica(&server, &path, "replica-1");
@@ -305,17 +310,7 @@ async fn a_call_retried_past_its_lease_never_lands_after_the_next_holder_acts() 
     use crate::fault_support::{moto_addr, stacksetd_via};
 
     let server = MotoServer::start();
-    let org = build_org(
-        &server,
-        &OrgSpec {
-            root_accounts: 0,
-            ous: vec![OuSpec::new("Workloads", None, 2)],
-            trusted_access: true,
-        },
-    )
-    .await;
-    create_table(&server).await;
-    let ou = org.ou("Workloads").to_string();
+    let ou = workloads_with_table(&server).await;
     let yaml = |description: &str| Desired::new(description, vec![ou.clone()]).yaml();
     let dir = tempfile::tempdir().unwrap();
     let path = write_desired(dir.path(), &yaml("v0"));

@@ -1017,3 +1017,34 @@ spec:
     );
     write_desired(dir, &yaml)
 }
+
+/// The (account, Region) pairs every DELETE operation not in `seen` touched, by the emulator's results.
+#[allow(dead_code)]
+pub async fn deleted_since(
+    client: &aws_sdk_cloudformation::Client,
+    seen: &mut BTreeSet<String>,
+) -> BTreeSet<(String, String)> {
+    let mut deleted = BTreeSet::new();
+    for op in operations(client, STACK_SET).await {
+        let id = op.operation_id().expect("operation id").to_string();
+        if !seen.insert(id.clone())
+            || op.action() != Some(&aws_sdk_cloudformation::types::StackSetOperationAction::Delete)
+        {
+            continue;
+        }
+        let results = client
+            .list_stack_set_operation_results()
+            .stack_set_name(STACK_SET)
+            .operation_id(&id)
+            .send()
+            .await
+            .expect("ListStackSetOperationResults");
+        deleted.extend(
+            results
+                .summaries()
+                .iter()
+                .filter_map(|r| Some((r.account()?.to_string(), r.region()?.to_string()))),
+        );
+    }
+    deleted
+}
