@@ -74,6 +74,14 @@ async fn describe_stacks_reads_every_field() {
                             .parameter_value("****")
                             .build(),
                     )
+                    // A pseudo parameter reported as the stack's (fakecloud 0.51): no template declares it.
+                    .parameters(
+                        cfn::Parameter::builder()
+                            .parameter_key("AWS::Region")
+                            .parameter_value("eu-west-1")
+                            .build(),
+                    )
+                    .role_arn("arn:aws:iam::123456789012:role/StacksetdExecution")
                     .capabilities(cfn::Capability::CapabilityNamedIam)
                     .tags(cfn::Tag::builder().key("team").value("platform").build())
                     .drift_information(
@@ -102,6 +110,16 @@ async fn describe_stacks_reads_every_field() {
     assert_eq!(
         stack.parameters.get("ExternalId").map(String::as_str),
         Some("****")
+    );
+    assert_eq!(
+        stack.parameters.len(),
+        1,
+        "pseudo parameters dropped: {:?}",
+        stack.parameters
+    );
+    assert_eq!(
+        stack.role_arn.as_deref(),
+        Some("arn:aws:iam::123456789012:role/StacksetdExecution")
     );
     assert!(stack.capabilities.contains("CAPABILITY_NAMED_IAM"));
     assert_eq!(stack.tags.get("team").map(String::as_str), Some("platform"));

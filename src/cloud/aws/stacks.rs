@@ -162,6 +162,9 @@ fn observed_stack(stack: cfn::Stack, region: &str) -> Option<ObservedStack> {
         stack_id: stack.stack_id.clone()?,
         status: stack.stack_status.as_ref()?.as_str().to_string(),
         status_reason: stack.stack_status_reason.clone(),
+        // Only what a template can declare (a parameter's logical id is alphanumeric): an endpoint that also
+        // reports pseudo parameters (`AWS::Region`, ...) as the stack's (fakecloud 0.51 does) would otherwise show
+        // a difference no UpdateStack can remove, planned again on every pass.
         parameters: stack
             .parameters()
             .iter()
@@ -171,6 +174,7 @@ fn observed_stack(stack: cfn::Stack, region: &str) -> Option<ObservedStack> {
                     p.parameter_value.clone().unwrap_or_default(),
                 ))
             })
+            .filter(|(key, _)| key.bytes().all(|b| b.is_ascii_alphanumeric()))
             .collect(),
         capabilities: stack
             .capabilities()
