@@ -11,7 +11,8 @@
 //!
 //! A browser page of another site can reach a loopback listener by DNS rebinding (its name resolved to
 //! 127.0.0.1): every request whose Host is a name other than `localhost` or one of `http_allowed_hosts` is refused
-//! (421), so such a page reads nothing. An IP literal is always accepted (probes and scrapers use addresses).
+//! (421), so such a page reads nothing. An IP literal is always accepted (probes and scrapers use addresses), and
+//! /healthz and /readyz answer any Host.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -131,8 +132,13 @@ pub async fn serve(
     Ok(())
 }
 
-/// The Host a request names must be this daemon's: an IP literal, `localhost`, or an allowed name.
+/// The Host a request names must be this daemon's: an IP literal, `localhost`, or an allowed name. The liveness and
+/// readiness probes answer any Host (a probe configured with a name must never restart a healthy daemon; they
+/// show nothing).
 async fn check_host(State(state): State<HttpState>, request: Request, next: Next) -> Response {
+    if matches!(request.uri().path(), "/healthz" | "/readyz") {
+        return next.run(request).await;
+    }
     let host = request
         .headers()
         .get(header::HOST)
