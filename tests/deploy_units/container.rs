@@ -222,3 +222,83 @@ fn the_containerfile_builds_in_one_stage_and_runs_as_non_root_in_another_with_a_
         );
     }
 }
+
+/// Every file the release binary embeds (`include_str!`/`include_bytes!` in a `const` or `static` of src/, the
+/// build reads them at compile time) lies under a path the build stage copies: the image build was once broken by a
+/// data/ directory the Containerfile did not copy, while the test above only saw that what it copies exists.
+#[test]
+fn the_build_stage_copies_every_file_the_binary_embeds() {
+    let all = instructions(&read("deploy/container/Containerfile"));
+    let stages = stages(&all);
+    let copied: Vec<String> = stages[0]
+        .iter()
+        .filter(|i| i.keyword == "COPY")
+        .flat_map(|i| {
+            let parts: Vec<&str> = i.args.split_whitespace().collect();
+            parts[..parts.len() - 1]
+                .iter()
+                .map(|p| p.trim_end_matches('/').to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut embedded = Vec::new();
+    let mut stack = vec![repo("src")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("src/ reads") {
+            let path = entry.expect("an entry").path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("a source file");
+            for line in text.lines().map(str::trim) {
+                let declared = [
+                    "const ",
+                    "static ",
+                    "pub const ",
+                    "pub static ",
+                    "pub(crate) const ",
+                ]
+                .iter()
+                .any(|p| line.starts_with(p));
+                let Some(arg) = line
+                    .split("include_str!(\"")
+                    .nth(1)
+                    .or_else(|| line.split("include_bytes!(\"").nth(1))
+                    .and_then(|rest| rest.split('"').next())
+                else {
+                    continue;
+                };
+                if !declared {
+                    continue;
+                }
+                // Relative to the including file, as rustc resolves it; then relative to the repository.
+                let full = path.parent().unwrap().join(arg);
+                let full = std::fs::canonicalize(&full)
+                    .unwrap_or_else(|e| panic!("{}: {arg}: {e}", path.display()));
+                let root = std::fs::canonicalize(repo(".")).unwrap();
+                let relative = full
+                    .strip_prefix(&root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .to_string();
+                embedded.push((path.display().to_string(), relative));
+            }
+        }
+    }
+    assert!(
+        embedded.iter().any(|(_, f)| f.starts_with("data/")),
+        "the scan finds the guard's embedded data: {embedded:?}"
+    );
+    for (source, file) in &embedded {
+        assert!(
+            copied
+                .iter()
+                .any(|c| file == c || file.starts_with(&format!("{c}/"))),
+            "{source} embeds {file}, which the Containerfile's build stage does not copy (it copies {copied:?})"
+        );
+    }
+}
