@@ -62,6 +62,10 @@ pub async fn run(speed: f64) -> Result<(), Error> {
         error_backoff_max: Duration::from_secs(2),
         org_scan_interval: Duration::from_secs(3600),
         track_progress: true,
+        // Simulated time, like the operations: the deletions' wait is announced, then lasts a 60 s delay / speed.
+        deletion_delay: Duration::from_secs_f64(
+            crate::controller::DEFAULT_DELETION_DELAY.as_secs_f64() / speed,
+        ),
         ..Config::default()
     };
     let ctx = Context::new(cloud.clone(), config);

@@ -27,6 +27,9 @@ pub const DEBOUNCE: Duration = Duration::from_millis(200);
 pub const DEBOUNCE_MAX: Duration = Duration::from_secs(2);
 /// The file is re-read this often even without events (network filesystems, an overflowed inotify queue).
 pub const POLL_INTERVAL: Duration = Duration::from_secs(60);
+/// While the file's directory does not exist (a volume not mounted yet, a fresh machine), it is looked for this
+/// often, and watched once it appears.
+pub const MISSING_DIR_RETRY: Duration = Duration::from_secs(2);
 
 /// Wakes when the desired-state file may have changed.
 pub struct FileWatch {
@@ -41,6 +44,8 @@ pub struct FileWatch {
     debounce: Option<(Instant, Instant)>,
     /// When the slow poll reads the file without an event.
     next_poll: Instant,
+    /// The file's directory is watched (false while it does not exist).
+    dir_watched: bool,
 }
 
 impl FileWatch {
@@ -67,12 +72,21 @@ impl FileWatch {
             target_dir: None,
             debounce: None,
             next_poll: Instant::now() + POLL_INTERVAL,
+            dir_watched: false,
         };
         let dir = directory_of(path);
-        watch
-            .watcher
-            .watch(&dir, RecursiveMode::NonRecursive)
-            .map_err(|e| watch_error(&dir, e))?;
+        if dir.is_dir() {
+            watch
+                .watcher
+                .watch(&dir, RecursiveMode::NonRecursive)
+                .map_err(|e| watch_error(&dir, e))?;
+            watch.dir_watched = true;
+        } else {
+            // Live and not ready until the file appears: a missing directory is waited for like a missing file.
+            warn!(dir = %dir.display(), "the desired state's directory does not exist yet; looking for it every {}s",
+                MISSING_DIR_RETRY.as_secs());
+            watch.next_poll = Instant::now() + MISSING_DIR_RETRY;
+        }
         watch.follow_symlink();
         Ok(watch)
     }
@@ -136,10 +150,29 @@ impl FileWatch {
         }
     }
 
-    /// A wake-up is delivered: the next one needs a new event or a whole poll interval.
+    /// A wake-up is delivered: the next one needs a new event or a whole poll interval (or, while the directory
+    /// is missing, the next look for it, which also watches it once it is there).
     fn woke(&mut self) {
         self.debounce = None;
-        self.next_poll = Instant::now() + POLL_INTERVAL;
+        if !self.dir_watched {
+            let dir = directory_of(&self.path);
+            if dir.is_dir()
+                && self
+                    .watcher
+                    .watch(&dir, RecursiveMode::NonRecursive)
+                    .is_ok()
+            {
+                debug!(dir = %dir.display(), "the desired state's directory appeared: watching it");
+                self.dir_watched = true;
+                self.follow_symlink();
+            }
+        }
+        let interval = if self.dir_watched {
+            POLL_INTERVAL
+        } else {
+            MISSING_DIR_RETRY
+        };
+        self.next_poll = Instant::now() + interval;
     }
 }
 
@@ -315,6 +348,26 @@ mod tests {
             );
         }
         assert!(started.elapsed() >= DEBOUNCE, "still debounced");
+    }
+
+    /// A directory that does not exist yet (a volume not mounted, a fresh machine) is waited for, not an error;
+    /// once it appears it is watched, and an edit there wakes the loader.
+    #[tokio::test]
+    async fn a_missing_directory_is_waited_for_then_watched() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("etc-stacksetd");
+        let path = dir.join("desired.yaml");
+        let mut watch = FileWatch::new(&path).expect("a missing directory is no error");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(&path, "a: 1\n").unwrap();
+        tokio::time::timeout(MISSING_DIR_RETRY * 3, watch.changed())
+            .await
+            .expect("woken once the directory is there");
+        assert!(watch.dir_watched, "watched once it appeared");
+        std::fs::write(&path, "a: 2\n").unwrap();
+        tokio::time::timeout(DEBOUNCE_MAX * 2, watch.changed())
+            .await
+            .expect("an edit in the new directory wakes it, well before the slow poll");
     }
 
     /// Both reads, as the daemon makes them.

@@ -176,6 +176,7 @@ enum Format {
 }
 
 fn main() -> ExitCode {
+    exit_quietly_on_a_closed_pipe();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -193,6 +194,25 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `stacksetd demo | head -3`: once the reader is gone, printing fails with a broken pipe, and `println!` panics.
+/// Output nobody reads is no error: the process ends there with status 0, as the Unix tools it is piped into
+/// expect, instead of a panic message and status 101. Every other panic keeps the default report.
+fn exit_quietly_on_a_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to std") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {

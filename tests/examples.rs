@@ -151,3 +151,38 @@ fn the_readme_explains_every_account_state() {
         "the README's screenshot"
     );
 }
+
+/// `stacksetd demo | head -3`: once the reader has gone, the demo ends quietly with status 0 (it used to panic
+/// on the broken pipe and exit 101).
+#[test]
+fn the_demo_piped_into_head_exits_quietly() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = std::fs::File::create(dir.path().join("stderr")).unwrap();
+    let mut child = crate::common::stacksetd_offline()
+        .arg("demo")
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("stacksetd demo starts");
+    let stdout = child.stdout.take().expect("piped");
+    let mut lines = BufReader::new(stdout).lines();
+    for _ in 0..3 {
+        lines.next().expect("a line").expect("text");
+    }
+    drop(lines);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(170);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the demo did not end after its reader went away");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let stderr = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(status.code(), Some(0), "{stderr}");
+}
