@@ -351,11 +351,23 @@ pub async fn reconcile(deployment: &Deployment, ctx: &Context) -> Result<Outcome
 /// Plan without acting (the `plan` and `status` commands). The preflight checks run too (read-only), so wrong
 /// credentials or trusted access being off show here rather than as a misleading "create everything" plan.
 pub async fn dry_run(deployment: &Deployment, ctx: &Context) -> Result<(Plan, Report), Error> {
+    dry_run_verdict(deployment, ctx)
+        .await
+        .map(|(plan, report, _)| (plan, report))
+}
+
+/// [`dry_run`], with the state a pass would end in without acting (`Next::settled`: Converged, CoverageGap,
+/// TemplateUnapproved), so a read-only view gives the controller's own verdict; `None` when a pass would act.
+pub async fn dry_run_verdict(
+    deployment: &Deployment,
+    ctx: &Context,
+) -> Result<(Plan, Report, Option<State>), Error> {
     crate::controller::preflight::check_read_only(deployment, ctx).await?;
     let observation = observe(deployment, ctx).await?;
-    let Decision { plan, report, .. } =
+    let Decision { plan, report, next } =
         decide(deployment, &ctx.config, &observation, Instant::now())?;
-    Ok((plan, report))
+    let verdict = next.settled().ok().map(|(state, _)| state);
+    Ok((plan, report, verdict))
 }
 
 /// The third stage: carry out the decision. Converged records the settings as the baseline for spec drift;
@@ -376,31 +388,16 @@ async fn act(
     {
         ctx.memory.set_baseline(name, settings.clone());
     }
-    if let Next::Converged { requeue_after } = next {
-        return Ok(Outcome {
-            state: State::Converged,
-            requeue_after,
-            report,
-        });
-    }
-    if let Next::CoverageGap { requeue_after, gap } = next {
-        return Ok(Outcome {
-            state: State::CoverageGap(gap),
-            requeue_after,
-            report,
-        });
-    }
-    if let Next::TemplateUnapproved {
-        requeue_after,
-        message,
-    } = next
-    {
-        return Ok(Outcome {
-            state: State::TemplateUnapproved { message },
-            requeue_after,
-            report,
-        });
-    }
+    let next = match next.settled() {
+        Ok((state, requeue_after)) => {
+            return Ok(Outcome {
+                state,
+                requeue_after,
+                report,
+            });
+        }
+        Err(next) => next,
+    };
     // The page observe read is the whole list when it is not full; otherwise read the window.
     let recent = if observed.stack_set.is_none() {
         Vec::new()
@@ -421,7 +418,7 @@ async fn act(
     };
     match next {
         Next::Converged { .. } | Next::CoverageGap { .. } | Next::TemplateUnapproved { .. } => {
-            unreachable!("returned above")
+            unreachable!("settled above")
         }
         Next::DetectDrift => {
             let last = observation.remembered.last_drift_check;

@@ -953,6 +953,18 @@ async fn reconcile_once_never_exits_zero_while_a_targeted_account_lacks_its_inst
 
     let no_repair = write_desired(dir.path(), &format!("{whole}  repairCoverage: false\n"));
     assert_eq!(plan_exit_code(&server, &no_repair).await, PLAN_NO_CHANGES);
+    // `status` with no daemon answering observes AWS itself and gives the controller's verdict, never Converged.
+    let mut status = stacksetd(&server);
+    status
+        .arg("--desired")
+        .arg(&no_repair)
+        .args(["--listen", "127.0.0.1:9", "status"]);
+    let text = describe_output(&run(status).await);
+    assert!(
+        text.contains("CoverageGap") || text.contains("Coverage gap"),
+        "status from AWS names the gap: {text}"
+    );
+    assert!(!text.contains("Converged"), "{text}");
     let output = reconcile_once(&server, &no_repair).await;
     assert_exit(
         &output,

@@ -116,39 +116,40 @@ pub async fn from_aws(
             last_transition_time: controller::rfc3339(ctx.wall_now()),
         };
         let observed = match contexts.for_deployment(deployment).await {
-            Ok(ctx) => controller::dry_run(deployment, &ctx)
+            Ok(ctx) => controller::dry_run_verdict(deployment, &ctx)
                 .await
                 .map(|answer| (answer, ctx)),
             Err(e) => Err(e),
         };
         match observed {
-            Ok(((plan, report), ctx)) => {
-                let gap = report.missing_instances + report.orphaned_instances;
-                entry.conditions = vec![if plan.is_empty() && gap == 0 {
-                    ready(
+            Ok(((plan, report, verdict), ctx)) => {
+                // The controller's own verdict (the daemon's would be the same), never one derived here.
+                entry.conditions = vec![match verdict {
+                    Some(controller::State::Converged) => ready(
                         "True",
                         "Converged".into(),
                         "the stack set matches the desired state".into(),
-                    )
-                } else if plan.is_empty() {
-                    ready(
+                    ),
+                    Some(controller::State::CoverageGap(gap)) => {
+                        ready("False", "CoverageGap".into(), gap.why)
+                    }
+                    Some(controller::State::TemplateUnapproved { message }) => {
+                        ready("False", "TemplateUnapproved".into(), message)
+                    }
+                    _ if plan.is_empty() => ready(
                         "False",
-                        "CoverageGap".into(),
-                        format!(
-                            "{} targeted account x Region slot(s) without an instance, {} instance(s) outside the \
-                             targets, and nothing planned to change it (repairCoverage false?)",
-                            report.missing_instances, report.orphaned_instances
-                        ),
-                    )
-                } else {
-                    ready(
+                        "Pending".into(),
+                        "nothing to change now, but instances are still being worked on or a drift check is due"
+                            .into(),
+                    ),
+                    _ => ready(
                         "False",
                         "ChangesPending".into(),
                         format!(
                             "{} step(s) pending; `stacksetd plan` shows them",
                             plan.steps.len()
                         ),
-                    )
+                    ),
                 }];
                 entry.template = report.template.clone();
                 entry.observed = Some(report);

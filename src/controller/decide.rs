@@ -52,6 +52,24 @@ pub enum Next {
     Submit(usize),
 }
 
+impl Next {
+    /// The state a pass ends in without acting: converged, or nothing to submit while the desired truth does not
+    /// hold. `Err(self)` when the pass has something to do (a step, a drift check, a wait).
+    pub fn settled(self) -> Result<(super::State, Duration), Next> {
+        match self {
+            Next::Converged { requeue_after } => Ok((super::State::Converged, requeue_after)),
+            Next::CoverageGap { requeue_after, gap } => {
+                Ok((super::State::CoverageGap(gap), requeue_after))
+            }
+            Next::TemplateUnapproved {
+                requeue_after,
+                message,
+            } => Ok((super::State::TemplateUnapproved { message }, requeue_after)),
+            other => Err(other),
+        }
+    }
+}
+
 impl Decision {
     /// The next move submits a deletion.
     pub fn deletes(&self) -> bool {
