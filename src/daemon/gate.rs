@@ -108,8 +108,8 @@ impl Gate {
 
     /// Before every mutating call: not shutting down, planned from the desired state in force, and (with leases)
     /// the lease held, confirmed with the table. With leases, returns the call deadline
-    /// ([`Leases::ensure_held_since`]).
-    async fn check(&self, what: &str) -> Result<Option<tokio::time::Instant>> {
+    /// ([`Leases::ensure_held_since`]) and the deployment it holds for.
+    async fn check(&self, what: &str) -> Result<Option<(tokio::time::Instant, String)>> {
         if self.is_closed() {
             return Err(Error::ShuttingDown(what.to_string()));
         }
@@ -141,10 +141,8 @@ impl Gate {
                 reason: "the call was made outside a pass that began under a lease".into(),
             });
         };
-        leases
-            .ensure_held_since(&deployment, what, &began)
-            .await
-            .map(Some)
+        let deadline = leases.ensure_held_since(&deployment, what, &began).await?;
+        Ok(Some((deadline, deployment)))
     }
 
     /// A mutating call: [`Gate::check`] first; with leases, the call (the SDK's retries and backoff included)
@@ -152,15 +150,12 @@ impl Gate {
     /// lease. The controller then looks its OperationId up before sending anything else
     /// (`controller::operation::triage`).
     async fn mutate<T>(&self, what: &str, call: impl Future<Output = Result<T>>) -> Result<T> {
-        let Some(deadline) = self.check(what).await? else {
+        let Some((deadline, deployment)) = self.check(what).await? else {
             return call.await;
         };
         match tokio::time::timeout_at(deadline, call).await {
             Ok(result) => result,
             Err(_) => {
-                let deployment = ACTING_FOR
-                    .try_with(|a| a.deployment.clone())
-                    .unwrap_or_default();
                 tracing::warn!(%deployment, call = what, "call abandoned at the lease's call deadline");
                 Err(Error::CallAbandoned {
                     deployment,
