@@ -240,29 +240,36 @@ pub(super) fn deletions(s: &Scope<'_>) -> Vec<Step> {
         });
     }
     if !s.removable_under.is_empty() && !s.existing.regions.is_empty() {
-        push_retained_delete(&mut steps, observed, |i| {
+        let retained = push_retained_delete(&mut steps, observed, |i| {
             s.removable_under.contains(&i.account)
         });
-        steps.push(Step {
-            purpose: Purpose::Converge,
-            summary: format!(
-                "delete instances of {} account(s) below dropped OU(s) {} that the targets no longer reach (the \
-                 accounts below them that stay targeted keep theirs)",
-                s.removable_under.len(),
-                s.partial_drops.join(", ")
-            ),
-            changes: s
-                .partial_drops
-                .iter()
-                .map(|u| removed("deploymentTargets.organizationalUnitIds", u))
-                .chain(s.removable_under.iter().map(|a| removed("instances of account", a)))
-                .collect(),
-            action: Action::DeleteStackInstances {
-                targets: account_targets(s.partial_drops.clone(), s.removable_under.iter().cloned()),
-                regions: s.existing.regions.iter().cloned().collect(),
-                retain_stacks: false,
-            },
-        });
+        let ordinary: Vec<&String> = s
+            .removable_under
+            .iter()
+            .filter(|a| !retained.contains(*a))
+            .collect();
+        if !ordinary.is_empty() {
+            steps.push(Step {
+                purpose: Purpose::Converge,
+                summary: format!(
+                    "delete instances of {} account(s) below dropped OU(s) {} that the targets no longer reach \
+                     (the accounts below them that stay targeted keep theirs)",
+                    ordinary.len(),
+                    s.partial_drops.join(", ")
+                ),
+                changes: s
+                    .partial_drops
+                    .iter()
+                    .map(|u| removed("deploymentTargets.organizationalUnitIds", u))
+                    .chain(ordinary.iter().map(|a| removed("instances of account", a)))
+                    .collect(),
+                action: Action::DeleteStackInstances {
+                    targets: account_targets(s.partial_drops.clone(), ordinary.into_iter().cloned()),
+                    regions: s.existing.regions.iter().cloned().collect(),
+                    retain_stacks: false,
+                },
+            });
+        }
     }
     // The OUs the instances to delete were created through, with the kept ones: a deletion names an OU the
     // instance is below, whichever it was created through.
@@ -307,24 +314,30 @@ pub(super) fn deletions(s: &Scope<'_>) -> Vec<Step> {
         && !dropped_account_units.is_empty()
         && !s.kept_regions.is_empty()
     {
-        push_retained_delete(&mut steps, observed, of_dropped_account);
-        steps.push(Step {
-            purpose: Purpose::Converge,
-            summary: format!(
-                "delete instances of {} account(s) no longer targeted",
-                s.accounts_to_drop.len()
-            ),
-            changes: s
-                .accounts_to_drop
-                .iter()
-                .map(|a| removed("deploymentTargets.accounts", a))
-                .collect(),
-            action: Action::DeleteStackInstances {
-                targets: account_targets(dropped_account_units, s.accounts_to_drop.iter().cloned()),
-                regions: s.kept_regions.clone(),
-                retain_stacks: false,
-            },
-        });
+        let retained = push_retained_delete(&mut steps, observed, of_dropped_account);
+        let ordinary: Vec<&String> = s
+            .accounts_to_drop
+            .iter()
+            .filter(|a| !retained.contains(*a))
+            .collect();
+        if !ordinary.is_empty() {
+            steps.push(Step {
+                purpose: Purpose::Converge,
+                summary: format!(
+                    "delete instances of {} account(s) no longer targeted",
+                    ordinary.len()
+                ),
+                changes: ordinary
+                    .iter()
+                    .map(|a| removed("deploymentTargets.accounts", a))
+                    .collect(),
+                action: Action::DeleteStackInstances {
+                    targets: account_targets(dropped_account_units, ordinary.into_iter().cloned()),
+                    regions: s.kept_regions.clone(),
+                    retain_stacks: false,
+                },
+            });
+        }
     }
     steps
 }

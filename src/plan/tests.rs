@@ -437,6 +437,67 @@ fn difference_deletes_newly_excluded_accounts() {
     );
 }
 
+/// A plan's summary counts what its step deletes: an excluded account whose instance only a retained delete can
+/// remove (suspended) goes in that step alone, and the ordinary deletion neither names nor counts it.
+#[test]
+fn an_excluded_suspended_account_is_counted_once_in_the_retained_delete() {
+    let d = deployment(
+        "  deploymentTargets: {organizationalUnitIds: [ou-ab12-aaaaaaaa], accounts: [\"333333333333\", \"444444444444\"], accountFilterType: DIFFERENCE}\n  regions: [us-west-2]\n",
+    );
+    let mut suspended = instance("444444444444", "us-west-2", OU_A);
+    suspended.status = InstanceStatus::Outdated;
+    suspended.detailed_status = Some("SKIPPED_SUSPENDED_ACCOUNT".into());
+    let instances = vec![
+        instance("222222222222", "us-west-2", OU_A),
+        instance("333333333333", "us-west-2", OU_A),
+        suspended,
+    ];
+    let plan = run(
+        &d,
+        BODY,
+        &observed(
+            converged_stack_set(&[OU_A], &["us-west-2"]),
+            instances.clone(),
+        ),
+    );
+    assert_eq!(
+        names(&plan),
+        ["DeleteStackInstances", "DeleteStackInstances"]
+    );
+    assert!(
+        matches!(&plan.steps[0].action, Action::DeleteStackInstances { targets, retain_stacks: true, .. } if targets.accounts == ["444444444444"])
+    );
+    assert!(
+        matches!(&plan.steps[1].action, Action::DeleteStackInstances { targets, retain_stacks: false, .. } if targets.accounts == ["333333333333"])
+    );
+    assert!(
+        plan.steps[1].summary.contains("of 1 account(s)"),
+        "{}",
+        plan.steps[1].summary
+    );
+    assert_eq!(plan.steps[1].changes.len(), 1);
+
+    // Every excluded account suspended: the retained delete is the only step (never an ordinary deletion that
+    // names no account, which an INTERSECTION would read as none and a DIFFERENCE as all).
+    let rest = instances
+        .into_iter()
+        .filter(|i| i.account != "333333333333")
+        .collect();
+    let o = observed(converged_stack_set(&[OU_A], &["us-west-2"]), rest);
+    let d = deployment(
+        "  deploymentTargets: {organizationalUnitIds: [ou-ab12-aaaaaaaa], accounts: [\"444444444444\"], accountFilterType: DIFFERENCE}\n  regions: [us-west-2]\n",
+    );
+    let plan = run(&d, BODY, &o);
+    assert_eq!(names(&plan), ["DeleteStackInstances"]);
+    assert!(matches!(
+        &plan.steps[0].action,
+        Action::DeleteStackInstances {
+            retain_stacks: true,
+            ..
+        }
+    ));
+}
+
 #[test]
 fn suspended_and_inoperable_instances_are_deleted_first_with_retain_stacks() {
     let d = with_targets(&[OU_A], &["us-west-2"], "  ensure: Absent\n");
