@@ -1,6 +1,6 @@
 //! End-to-end tests of the stacksetd binary against moto (the local AWS, see tests/moto/README.md), through the
-//! command-line contract in the README ("Command line"): `validate`, `plan [--detailed-exitcode] [--output json]` and
-//! `reconcile --once`. Every test starts its own moto server and organization; results are checked through the
+//! command-line contract in docs/reference.md ("Command line"): `validate`, `plan [--detailed-exitcode]
+//! [--output json]` and `reconcile --once`. Every test starts its own moto server and organization; results are checked through the
 //! AWS SDK, never through stacksetd's own output alone.
 
 use std::collections::BTreeSet;
@@ -14,7 +14,7 @@ use serde_json::Value;
 
 const DESCRIPTION: &str = "Aimably access to usage data in every member account";
 
-/// `plan --detailed-exitcode` codes (the README, "Command line").
+/// `plan --detailed-exitcode` codes (docs/reference.md, "Command line").
 const PLAN_NO_CHANGES: i32 = 0;
 const PLAN_ERROR: i32 = 1;
 const PLAN_CHANGES: i32 = 2;
@@ -118,7 +118,7 @@ fn planned_actions(plan: &Value) -> Vec<String> {
 }
 
 /// Deploys `desired` from nothing with one `reconcile --once` and checks it converged.
-/// A staging bucket as the README asks for one: versioned.
+/// A staging bucket as docs/reference.md asks for one: versioned.
 async fn versioned_bucket(s3: &aws_sdk_s3::Client, bucket: &str) {
     s3.create_bucket()
         .bucket(bucket)

@@ -134,21 +134,21 @@ fn the_architecture_names_only_modules_that_exist() {
     );
 }
 
-/// The README's colour table names every account state the page and the tree use, with its meaning.
+/// The colour table of docs/operations.md names every account state the page and the tree use, with its meaning.
 #[test]
-fn the_readme_explains_every_account_state() {
-    let readme =
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-            .unwrap();
+fn the_operations_guide_explains_every_account_state() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let guide = std::fs::read_to_string(root.join("docs/operations.md")).unwrap();
     for state in stacksetd::accounts::AccountState::ALL {
         let row = format!("| `{}` |", state.as_str());
-        assert!(readme.contains(&row), "README's state table lacks {row}");
+        assert!(
+            guide.contains(&row),
+            "docs/operations.md's state table lacks {row}"
+        );
     }
     assert!(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("docs/page.png")
-            .is_file(),
-        "the README's screenshot"
+        root.join("docs/page.png").is_file(),
+        "the screenshot the README and docs/operations.md show"
     );
 }
 

@@ -15,7 +15,7 @@ use stacksetd::guard::catalog::Catalog;
 
 const ACTIVATE: &str = "cloudformation:ActivateOrganizationsAccess";
 
-/// The opt-in statements every variant carries (Sid -> actions); the README's IAM section names each.
+/// The opt-in statements every variant carries (Sid -> actions); docs/operations.md's IAM section names each.
 fn opt_ins(delegated: bool) -> BTreeMap<&'static str, BTreeSet<&'static str>> {
     let mut map = BTreeMap::from([
         (
@@ -219,11 +219,12 @@ fn the_delegated_administrator_policy_grants_what_stacksetd_calls_there_and_no_m
 }
 
 #[test]
-fn the_readme_names_every_statement_and_the_prefix() {
-    let readme =
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-            .expect("README.md");
-    let section = readme
+fn the_operations_guide_names_every_statement_and_the_prefix() {
+    let guide = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operations.md"),
+    )
+    .expect("docs/operations.md");
+    let section = guide
         .split("## IAM permissions")
         .nth(1)
         .expect("an IAM permissions section");
@@ -246,7 +247,7 @@ fn the_readme_names_every_statement_and_the_prefix() {
 
 /// deploy/iam/stacksetd-policy-leases.json, beside the main policy for replicas sharing a lease table and for
 /// `spec.credentials` roles: exactly the DynamoDB operations the lease store makes, on one table, and
-/// sts:AssumeRole on named roles only (never `*`); the README shows both statements.
+/// sts:AssumeRole on named roles only (never `*`); docs/operations.md shows both statements.
 #[test]
 fn the_lease_and_deployment_role_policy_grants_what_the_lease_store_calls_on_named_resources() {
     const FILE: &str = "deploy/iam/stacksetd-policy-leases.json";
@@ -285,10 +286,11 @@ fn the_lease_and_deployment_role_policy_grants_what_the_lease_store_calls_on_nam
         "{FILE}: named roles only: {:?}",
         roles.resources
     );
-    let readme =
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-            .expect("README.md");
-    assert!(readme.contains(FILE), "the README links {FILE}");
+    let guide = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operations.md"),
+    )
+    .expect("docs/operations.md");
+    assert!(guide.contains(FILE), "docs/operations.md links {FILE}");
 }
 
 /// deploy/iam/stacksetd-policy-management-stack.json, for `spec.managementAccount: {deploy: true}`: exactly the
@@ -337,11 +339,12 @@ fn the_management_stack_policy_grants_the_stack_calls_on_named_stacks_and_passes
         "passed to CloudFormation only"
     );
     assert_eq!(statements.len(), 2, "nothing else");
-    let readme =
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-            .expect("README.md");
+    let guide = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operations.md"),
+    )
+    .expect("docs/operations.md");
     assert!(
-        readme.contains(MANAGEMENT_STACK_POLICY_FILE),
-        "the README links it"
+        guide.contains(MANAGEMENT_STACK_POLICY_FILE),
+        "docs/operations.md links it"
     );
 }

@@ -28,7 +28,7 @@ fn exported() -> &'static [Family] {
     FAMILIES.get_or_init(catalog::families)
 }
 
-/// The alerts of alerts.yaml (the README names them too).
+/// The alerts of alerts.yaml (docs/operations.md names them too).
 const ALERT_NAMES: &[&str] = &[
     "StacksetdDown",
     "StacksetdAbsent",
@@ -322,7 +322,7 @@ fn every_alert_waits_has_a_severity_says_what_to_do_and_is_unit_tested() {
     let expected: BTreeSet<String> = ALERT_NAMES.iter().map(|n| n.to_string()).collect();
     assert_eq!(
         names, expected,
-        "the alerts of {ALERTS} changed: update ALERT_NAMES and the README"
+        "the alerts of {ALERTS} changed: update ALERT_NAMES and docs/operations.md"
     );
 }
 
@@ -551,12 +551,12 @@ fn selectors_and_names_are_found_in_expressions() {
     );
 }
 
-/// README's metrics table lists exactly the exported families, each with its type and labels.
+/// The metrics table of docs/reference.md lists exactly the exported families, each with its type and labels.
 #[test]
-fn the_readme_documents_every_exported_metric_with_its_type_and_labels() {
-    let readme = read("README.md");
+fn the_reference_documents_every_exported_metric_with_its_type_and_labels() {
+    let reference = read("docs/reference.md");
     let mut documented: BTreeMap<String, (String, BTreeSet<String>)> = BTreeMap::new();
-    for line in readme.lines() {
+    for line in reference.lines() {
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
         // | `name` | type | labels |
         if cells.len() < 5 || !cells[1].starts_with('`') {
@@ -585,11 +585,11 @@ fn the_readme_documents_every_exported_metric_with_its_type_and_labels() {
         let labels: BTreeSet<String> = f.labels.iter().cloned().collect();
         match documented.remove(&f.name) {
             None => problems.push(format!(
-                "{} ({kind}, labels {labels:?}) is not in README's table",
+                "{} ({kind}, labels {labels:?}) is not in docs/reference.md's table",
                 f.name
             )),
             Some((k, l)) if k != kind || l != labels => problems.push(format!(
-                "{}: README says {k} with {l:?}; the code registers {kind} with {labels:?}",
+                "{}: docs/reference.md says {k} with {l:?}; the code registers {kind} with {labels:?}",
                 f.name
             )),
             Some(_) => {}
@@ -597,7 +597,7 @@ fn the_readme_documents_every_exported_metric_with_its_type_and_labels() {
     }
     for name in documented.keys() {
         problems.push(format!(
-            "README documents {name}, which stacksetd does not export"
+            "docs/reference.md documents {name}, which stacksetd does not export"
         ));
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));

@@ -144,7 +144,7 @@ async fn metrics_and_status_match_aws_and_a_new_account_is_found_then_repaired()
     .await;
     promtool_check_metrics(&text);
     // Every family the live daemon exports is one the catalog (derived from the registration code, and what the
-    // alerts, dashboard and README are held to) lists, with the same type.
+    // alerts, dashboard and docs/reference.md are held to) lists, with the same type.
     let catalog: BTreeMap<String, stacksetd::metrics::catalog::Kind> =
         stacksetd::metrics::catalog::families()
             .into_iter()

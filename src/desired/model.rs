@@ -1,4 +1,4 @@
-//! The desired-state contract (the README's "Desired-state reference"): the typed shape of one `StackSetDeployment`
+//! The desired-state contract (docs/reference.md, "Desired state"): the typed shape of one `StackSetDeployment`
 //! document. Field names follow AWS's API names in camelCase so an operator can map them to the console and docs.
 //! Parsing and validation live in `parse.rs` and `validate.rs`; this file is only the shape and its defaults.
 

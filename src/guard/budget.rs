@@ -6,7 +6,7 @@
 /// Work units one judgment may spend. A unit is about a byte of memory the guard builds (a resolved value costs
 /// [`NODE`] plus its text) or a few steps of wildcard comparison, so the budget bounds both time and memory: a
 /// judgment that spends all of it stays under 64 MB and well under a second in a release build, and a 1 MB real
-/// template costs a fraction of it (figures in the README's performance section, from `scripts/bench.sh`).
+/// template costs a fraction of it (figures in docs/performance.md, from `scripts/bench.sh`).
 pub const WORK_BUDGET: u64 = 30_000_000;
 
 /// The units of one resolved value (its enum, its place in a list or map), before its text.

@@ -30,7 +30,7 @@ use crate::cloud::Cloud;
 use crate::controller::{Outcome, State};
 use crate::error::Error;
 
-/// Every metric name starts with this (the README's metrics table lists them all).
+/// Every metric name starts with this (docs/reference.md's metrics table lists them all).
 pub const NAMESPACE: &str = "stacksetd";
 
 /// Where metric groups register their collectors.

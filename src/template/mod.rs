@@ -319,11 +319,11 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_states_the_redirect_limit_the_code_enforces() {
-        let readme = include_str!("../../README.md");
+    fn the_reference_states_the_redirect_limit_the_code_enforces() {
+        let reference = include_str!("../../docs/reference.md");
         assert!(
-            readme.contains(&format!("{MAX_REDIRECTS} redirects")),
-            "README: {MAX_REDIRECTS} redirects"
+            reference.contains(&format!("{MAX_REDIRECTS} redirects")),
+            "docs/reference.md: {MAX_REDIRECTS} redirects"
         );
     }
 

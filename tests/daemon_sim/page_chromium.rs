@@ -3,7 +3,8 @@
 //! no console message at all (errors, warnings and logs alike), every account of the organization has a tile
 //! with the state class /status gives it, and when an account's state changes the page's own refresh updates its
 //! tile in place (no reload: the script's refresh counter survives). A screenshot is written to
-//! target/page-screenshot.png for a person to look at (the README's docs/page.png is a copy of one).
+//! target/page-screenshot.png for a person to look at (docs/page.png, shown in the README and docs/operations.md,
+//! is a copy of one).
 
 use std::path::{Path, PathBuf};
 
@@ -263,7 +264,7 @@ async fn the_page_shows_every_account_in_chromium_and_updates_in_place() {
         "the last refresh succeeded: {note}"
     );
 
-    // A screenshot for a person (and the README).
+    // A screenshot for a person (and docs/page.png).
     let shot = screenshot_path();
     let _ = std::fs::remove_file(&shot);
     let (_, log) = headless(
@@ -283,7 +284,7 @@ async fn the_page_shows_every_account_in_chromium_and_updates_in_place() {
 }
 
 /// The page at 5,000 accounts: rendered fast and small enough (the budget: under 200 ms and 1.5 MB;
-/// timed here only loosely, the figure is in the README from `--nocapture`).
+/// timed here only loosely, the figure is in docs/performance.md from `--nocapture`).
 #[tokio::test]
 async fn the_page_for_five_thousand_accounts_is_small() {
     use stacksetd::accounts::{AccountState, AccountView, OrganizationView, UnitView};
