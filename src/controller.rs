@@ -65,6 +65,10 @@ pub const DEFAULT_INSTANCE_RELIST_INTERVAL: Duration = Duration::from_secs(30 * 
 /// The `deletion_delay` setting's default.
 pub const DEFAULT_DELETION_DELAY: Duration = Duration::from_secs(60);
 
+/// Why a deletion waits, as every announcement of the wait says it.
+pub const DELETION_DELAY_REASON: &str = "deletions run only once the desired state asking for them has stayed unchanged that long, so a half-saved \
+     or withdrawn edit never deletes";
+
 /// Tunables of the controller; defaults suit AWS, tests and the demo shorten them.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -145,9 +149,9 @@ pub struct Context {
     /// IAM Access Analyzer's reasons per (applied, candidate, parameters): its checks are charged, so each
     /// version is asked about once.
     analyzer_verdicts: Arc<std::sync::Mutex<HashMap<String, Vec<String>>>>,
-    /// The last template decision logged per deployment (candidate digest, decision): logged when it changes,
-    /// not every pass.
-    template_log: Arc<std::sync::Mutex<HashMap<String, (String, &'static str)>>>,
+    /// What was last logged of each deployment's template: its decision and its warnings are logged when they
+    /// change, not every pass.
+    template_log: Arc<std::sync::Mutex<HashMap<String, templates::Logged>>>,
     /// When the context was made, on tokio's clock and the wall clock: `wall_now` moves with tokio's clock, so
     /// wall-clock decisions (is a drift check older than the interval?) follow simulated time in tests.
     epoch: (Instant, std::time::SystemTime),

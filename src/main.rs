@@ -91,8 +91,12 @@ enum Command {
     /// Run against the embedded simulated organization: no AWS account needed.
     Demo {
         /// Simulated seconds per real second (1 to 10000).
-        #[arg(long, default_value_t = 20.0, value_parser = parse_speed)]
+        #[arg(long, default_value_t = stacksetd::demo::DEFAULT_SPEED, value_parser = parse_speed)]
         speed: f64,
+        /// Run the daemon with its HTTP endpoints and page (on --listen, as `run` does) on the simulated
+        /// organization, which keeps changing, until Ctrl-C.
+        #[arg(long, conflicts_with = "speed")]
+        serve: bool,
     },
 }
 
@@ -229,15 +233,20 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         return template_command(command).await;
     }
     let settings = Settings::load(cli.config.as_deref(), &overrides)?;
-    let default_level = if matches!(cli.command, Command::Run) {
-        settings.log.level.clone()
-    } else {
-        "warn".into()
+    let default_level = match cli.command {
+        Command::Run | Command::Demo { serve: true, .. } => settings.log.level.clone(),
+        // The story prints what the log would say (warnings once per version, failures where they happen).
+        Command::Demo { serve: false, .. } => "error".into(),
+        _ => "warn".into(),
     };
     let level = cli.log_level.clone().unwrap_or(default_level);
     telemetry::init(settings.log.format, &level);
     match cli.command {
-        Command::Demo { speed } => demo::run(speed)
+        Command::Demo { serve: true, .. } => {
+            demo::serve::serve(settings.listen, shutdown_signals()?).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { speed, .. } => demo::run(speed)
             .await
             .map(|()| ExitCode::SUCCESS)
             .map_err(Into::into),
@@ -542,8 +551,7 @@ async fn run_daemon(settings: &Settings) -> anyhow::Result<ExitCode> {
     use tokio::signal::unix::{SignalKind, signal};
     // Installed before anything else: SIGHUP's default action would end the process.
     let mut hangup = signal(SignalKind::hangup()).context("installing a SIGHUP handler")?;
-    let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
+    let shutdown = shutdown_signals()?;
     let aws = Arc::new(
         AwsCloud::connect(&settings.aws_settings())
             .await
@@ -592,7 +600,17 @@ async fn run_daemon(settings: &Settings) -> anyhow::Result<ExitCode> {
             reloader.reload();
         }
     });
-    let shutdown = async move {
+    daemon.run(shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The daemon's stop: the first SIGTERM or SIGINT drains, a second one exits at once. Installed when called, so
+/// a signal that arrives while the daemon starts is not lost.
+fn shutdown_signals() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
+    Ok(async move {
         tokio::select! {
             _ = term.recv() => {}
             _ = interrupt.recv() => {}
@@ -606,7 +624,5 @@ async fn run_daemon(settings: &Settings) -> anyhow::Result<ExitCode> {
             eprintln!("second signal: exiting now");
             std::process::exit(130);
         });
-    };
-    daemon.run(shutdown).await?;
-    Ok(ExitCode::SUCCESS)
+    })
 }

@@ -98,11 +98,12 @@ impl<W: Write> Write for OneLineWriter<W> {
             None => (text.as_ref(), false),
         };
         let keep: &[char] = if self.keep_escape { &['\u{1b}'] } else { &[] };
-        self.inner
-            .write_all(crate::cli::output::safe_keeping(body, keep).as_bytes())?;
+        let mut line = crate::cli::output::safe_keeping(body, keep).into_owned();
         if newline {
-            self.inner.write_all(b"\n")?;
+            line.push('\n');
         }
+        // One write per event, around the progress line of `reconcile --once` or `demo` on the same terminal.
+        crate::cli::output::around_progress_line(|| self.inner.write_all(line.as_bytes()))?;
         Ok(buf.len())
     }
 

@@ -8,4 +8,5 @@ mod daemon_support;
 mod daemon_signals;
 mod deploy_units;
 mod examples;
+mod first_hour;
 mod monitoring;

@@ -80,6 +80,15 @@ fn symbol(action: &Action) -> &'static str {
 
 /// `terraform plan`-style text.
 pub fn plan_text(planned: &[Planned<'_>]) -> String {
+    plan_text_warning_once(planned, &mut std::collections::BTreeSet::new())
+}
+
+/// [`plan_text`], for a sequence of plans (the demo's): a template version's warnings are printed in full the
+/// first time, then counted; `warned` holds the digests already printed.
+pub fn plan_text_warning_once(
+    planned: &[Planned<'_>],
+    warned: &mut std::collections::BTreeSet<String>,
+) -> String {
     let mut out = String::new();
     let mut total = 0;
     for p in planned {
@@ -93,7 +102,7 @@ pub fn plan_text(planned: &[Planned<'_>]) -> String {
             Err(e) => out.push_str(&format!("  error: {}\n", safe(&e.to_string()))),
             Ok((plan, report)) => {
                 match &report.template {
-                    Some(t) => out.push_str(&template_text(t)),
+                    Some(t) => out.push_str(&template_text(t, warned)),
                     None => {
                         if let Some(sha) = &report.template_sha256 {
                             out.push_str(&format!("  template sha256:{sha}\n"));
@@ -175,7 +184,7 @@ pub fn plan_text(planned: &[Planned<'_>]) -> String {
 
 /// The template lines of a plan: the version fetched and the applied one, the update decision, the IAM diff and
 /// any allowlist offenses.
-fn template_text(t: &TemplateReport) -> String {
+fn template_text(t: &TemplateReport, warned: &mut std::collections::BTreeSet<String>) -> String {
     let mut out = format!(
         "  template sha256:{} ({}, {})\n",
         t.sha256,
@@ -204,8 +213,15 @@ fn template_text(t: &TemplateReport) -> String {
             safe(&o.reason)
         ));
     }
-    for w in &t.warnings {
-        out.push_str(&format!("  warning: {}\n", safe(w)));
+    if warned.insert(t.sha256.clone()) {
+        for w in &t.warnings {
+            out.push_str(&format!("  warning: {}\n", safe(w)));
+        }
+    } else if !t.warnings.is_empty() {
+        out.push_str(&format!(
+            "  {} template warning(s) for this version, as printed above\n",
+            t.warnings.len()
+        ));
     }
     if let Some(error) = t.source.as_ref().and_then(|s| s.last_error.as_ref()) {
         out.push_str(&format!(
@@ -310,7 +326,34 @@ pub fn plan_json<'a>(planned: &'a [Planned<'a>], orphans: OrphanScan) -> PlanDoc
 pub struct ProgressPrinter {
     tty: bool,
     last: Option<String>,
-    open_line: bool,
+}
+
+/// The progress line a terminal shows now, if any. The text log (`telemetry`) writes its lines to the same
+/// terminal: it clears this line first and draws it again after, so a log line never lands on the progress line
+/// and the progress line is never lost. One lock orders the two writers.
+static PROGRESS_LINE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Write a whole log line with `write`, around the progress line a terminal shows (see [`PROGRESS_LINE`]).
+pub fn around_progress_line(write: impl FnOnce() -> std::io::Result<()>) -> std::io::Result<()> {
+    let shown = PROGRESS_LINE.lock().unwrap_or_else(|e| e.into_inner());
+    around(shown.as_deref(), &mut std::io::stdout().lock(), write)
+}
+
+/// Clear `shown` from the terminal `out`, `write` the log line, draw `shown` again.
+fn around(
+    shown: Option<&str>,
+    out: &mut impl Write,
+    write: impl FnOnce() -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let Some(line) = shown else {
+        return write();
+    };
+    let _ = write!(out, "\r\x1b[2K");
+    let _ = out.flush();
+    let result = write();
+    let _ = write!(out, "{line}");
+    let _ = out.flush();
+    result
 }
 
 impl Default for ProgressPrinter {
@@ -324,7 +367,6 @@ impl ProgressPrinter {
         ProgressPrinter {
             tty: std::io::stdout().is_terminal(),
             last: None,
-            open_line: false,
         }
     }
 
@@ -368,7 +410,9 @@ impl ProgressPrinter {
                 summary,
                 runs_at,
             } => format!(
-                "{deployment}: {action} waits for deletion_delay: {summary}; runs at {runs_at} if the desired state stays as it is"
+                "{deployment}: {action} waits for deletion_delay ({}): {summary}; runs at {runs_at} if the desired \
+                 state stays as it is",
+                crate::controller::DELETION_DELAY_REASON
             ),
         };
         self.line(
@@ -385,14 +429,14 @@ impl ProgressPrinter {
         if self.last.as_deref() == Some(line.as_str()) {
             return;
         }
+        let mut shown = PROGRESS_LINE.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = std::io::stdout().lock();
         if self.tty && transient {
             let _ = write!(out, "\r\x1b[2K{line}");
-            self.open_line = true;
+            *shown = Some(line.clone());
         } else {
-            if self.open_line {
+            if shown.take().is_some() {
                 let _ = writeln!(out);
-                self.open_line = false;
             }
             let _ = writeln!(out, "{line}");
         }
@@ -402,9 +446,52 @@ impl ProgressPrinter {
 
     /// End a rewritten line before other output.
     pub fn finish(&mut self) {
-        if self.open_line {
+        let mut shown = PROGRESS_LINE.lock().unwrap_or_else(|e| e.into_inner());
+        if shown.take().is_some() {
             println!();
-            self.open_line = false;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A log line written while a progress line shows: the progress line is cleared first (the log starts at
+    /// column 0, not after it) and drawn again after, on a terminal where both streams meet.
+    #[test]
+    fn a_log_line_clears_the_progress_line_and_redraws_it() {
+        let terminal = std::cell::RefCell::new(Vec::<u8>::new());
+        struct Shared<'a>(&'a std::cell::RefCell<Vec<u8>>);
+        impl Write for Shared<'_> {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.borrow_mut().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let progress = "aimably: waiting for CREATE op-1: 3/40 instance(s) done";
+        around(Some(progress), &mut Shared(&terminal), || {
+            Shared(&terminal).write_all(b"WARN something happened\n")
+        })
+        .unwrap();
+        let text = String::from_utf8(terminal.into_inner()).unwrap();
+        assert_eq!(
+            text,
+            format!("\r\x1b[2KWARN something happened\n{progress}")
+        );
+
+        let terminal = std::cell::RefCell::new(Vec::<u8>::new());
+        around(None, &mut Shared(&terminal), || {
+            Shared(&terminal).write_all(b"INFO plain\n")
+        })
+        .unwrap();
+        assert_eq!(
+            terminal.into_inner(),
+            b"INFO plain\n",
+            "no progress line: the log line alone"
+        );
     }
 }

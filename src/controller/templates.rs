@@ -247,6 +247,15 @@ async fn second_opinion(
     Ok(reasons)
 }
 
+/// What the log last said of one deployment's template.
+#[derive(Debug, Default)]
+pub(crate) struct Logged {
+    /// The digest whose warnings were logged.
+    warnings_of: String,
+    /// The (candidate digest, decision label) logged.
+    decision: (String, &'static str),
+}
+
 fn log_decision(
     ctx: &Context,
     deployment: &Deployment,
@@ -254,20 +263,26 @@ fn log_decision(
     assessment: &Assessment,
 ) {
     let decision = &assessment.decision;
-    let key = (candidate.sha256.clone(), decision.label());
     let mut logged = ctx.template_log.lock().expect("template log lock poisoned");
-    if logged.get(deployment.name()) == Some(&key) {
+    let last = logged.entry(deployment.name().to_string()).or_default();
+    // A version's warnings are facts about its text: logged once per version, whatever the decision (a dry run
+    // and the pass after it decide differently of the same version, and used to log them twice).
+    if last.warnings_of != candidate.sha256 {
+        last.warnings_of = candidate.sha256.clone();
+        for warning in &assessment.warnings {
+            warn!(sha256 = %candidate.sha256, "template warning: {warning}");
+        }
+    }
+    let key = (candidate.sha256.clone(), decision.label());
+    if last.decision == key {
         return;
     }
-    logged.insert(deployment.name().to_string(), key);
+    last.decision = key;
     let message = decision.message(&candidate.sha256);
     let diff = decision
         .judgment()
         .map(|d| d.lines().join("; "))
         .unwrap_or_default();
-    for warning in &assessment.warnings {
-        warn!(sha256 = %candidate.sha256, "template warning: {warning}");
-    }
     match decision {
         Decision::UpToDate | Decision::Apply { .. } => {
             info!(sha256 = %candidate.sha256, decision = decision.label(), iam_diff = %diff, "{message}")

@@ -2,7 +2,13 @@
 //! the product's story on a realistic organization: converge from nothing, a new member account joining, the
 //! vendor's policy level changing, an account whose deployment fails (and is retried), a dropped OU, and revoking
 //! access. Every step is a real controller pass against `sim`, which keeps AWS's semantics.
+//!
+//! `serve` is `demo --serve`: the daemon with its page and endpoints on the same organization, kept changing.
 
+pub mod serve;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,17 +20,53 @@ use crate::desired::{self, Deployment, Ensure};
 use crate::error::Error;
 
 /// The project's example templates, embedded so the demo runs from any directory.
-const DATA_ONLY_TEMPLATE: &str = include_str!("../config/templates/aimably-data-only.json");
+const DATA_ONLY_TEMPLATE: &str = include_str!("../../config/templates/aimably-data-only.json");
 const SCHEDULING_TEMPLATE: &str =
-    include_str!("../config/templates/aimably-data-and-scheduling.json");
+    include_str!("../../config/templates/aimably-data-and-scheduling.json");
 /// The documented example desired state, with the template pointed at the embedded copy.
-const EXAMPLE_DESIRED: &str = include_str!("../config/aimably-data-only.yaml");
+const EXAMPLE_DESIRED: &str = include_str!("../../config/aimably-data-only.yaml");
 
 /// Simulated seconds one instance takes to deploy (AWS: "less than a minute per account").
 const SIM_INSTANCE_SECONDS: f64 = 20.0;
 
 /// The `--speed` values the demo accepts (simulated seconds per real second).
 pub const SPEED_RANGE: (f64, f64) = (1.0, 10_000.0);
+/// The default `--speed`: the whole story in about ten seconds, each wait still long enough to read its line.
+pub const DEFAULT_SPEED: f64 = 40.0;
+
+/// A directory for the demo's files, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(kind: &str) -> Result<TempDir, Error> {
+        let dir =
+            std::env::temp_dir().join(format!("stacksetd-demo-{kind}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(TempDir(dir))
+    }
+
+    fn write(&self, name: &str, body: &str) -> Result<PathBuf, Error> {
+        let path = self.0.join(name);
+        std::fs::write(&path, body).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn file_url(path: &Path) -> String {
+    format!("file://{}", path.display())
+}
 
 pub async fn run(speed: f64) -> Result<(), Error> {
     if !(SPEED_RANGE.0..=SPEED_RANGE.1).contains(&speed) {
@@ -33,21 +75,10 @@ pub async fn run(speed: f64) -> Result<(), Error> {
             SPEED_RANGE.0, SPEED_RANGE.1
         )));
     }
-    let dir = std::env::temp_dir().join(format!("stacksetd-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
-        path: dir.clone(),
-        source,
-    })?;
-    let write = |name: &str, body: &str| -> Result<String, Error> {
-        let path = dir.join(name);
-        std::fs::write(&path, body).map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?;
-        Ok(format!("file://{}", path.display()))
-    };
-    let data_only_url = write("aimably-data-only.json", DATA_ONLY_TEMPLATE)?;
-    let scheduling_url = write("aimably-data-and-scheduling.json", SCHEDULING_TEMPLATE)?;
+    let dir = TempDir::new("story")?;
+    let data_only_url = file_url(&dir.write("aimably-data-only.json", DATA_ONLY_TEMPLATE)?);
+    let scheduling_url =
+        file_url(&dir.write("aimably-data-and-scheduling.json", SCHEDULING_TEMPLATE)?);
 
     let sim = Sim::realistic(SimConfig {
         instance_duration: Duration::from_secs_f64(SIM_INSTANCE_SECONDS / speed),
@@ -69,7 +100,10 @@ pub async fn run(speed: f64) -> Result<(), Error> {
         ..Config::default()
     };
     let ctx = Context::new(cloud.clone(), config);
-    let mut out = ProgressPrinter::new();
+    let mut out = Story {
+        progress: ProgressPrinter::new(),
+        warned: BTreeSet::new(),
+    };
 
     let snapshot = org::scan(cloud.as_ref()).await?;
     let suspended = snapshot
@@ -83,6 +117,13 @@ pub async fn run(speed: f64) -> Result<(), Error> {
         snapshot.units.len() - 1,
         snapshot.management_account_id,
         suspended
+    ));
+    out.message(format!(
+        "   Simulated time runs {speed}x: an instance deploys in {:.1} s, and deletion_delay's {} s wait (deletions \
+         wait until the desired state has stayed unchanged that long) lasts {:.1} s.",
+        SIM_INSTANCE_SECONDS / speed,
+        crate::controller::DEFAULT_DELETION_DELAY.as_secs(),
+        crate::controller::DEFAULT_DELETION_DELAY.as_secs_f64() / speed
     ));
 
     let mut deployment = example_deployment(&data_only_url)?;
@@ -201,8 +242,28 @@ pub async fn run(speed: f64) -> Result<(), Error> {
     for (operation, n) in sim.calls().by_operation() {
         out.message(format!("   {operation:<34} {n}"));
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
     Ok(())
+}
+
+/// What the story prints: progress lines, and plans whose template warnings are printed once per version.
+struct Story {
+    progress: ProgressPrinter,
+    warned: BTreeSet<String>,
+}
+
+impl Story {
+    fn message(&mut self, line: String) {
+        self.progress.message(line);
+    }
+
+    fn outcome(&mut self, deployment: &str, outcome: &controller::Outcome) {
+        self.progress.outcome(deployment, outcome);
+    }
+
+    fn finish(&mut self) {
+        self.progress.finish();
+    }
 }
 
 fn example_deployment(template_url: &str) -> Result<Deployment, Error> {
@@ -215,18 +276,18 @@ fn example_deployment(template_url: &str) -> Result<Deployment, Error> {
     Ok(deployment)
 }
 
-async fn plan(out: &mut ProgressPrinter, ctx: &Context, deployment: &Deployment) {
+async fn plan(out: &mut Story, ctx: &Context, deployment: &Deployment) {
     let planned = [Planned {
         deployment,
         result: controller::dry_run(deployment, ctx).await,
     }];
-    for line in output::plan_text(&planned).lines() {
+    for line in output::plan_text_warning_once(&planned, &mut out.warned).lines() {
         out.message(format!("   {line}"));
     }
 }
 
 async fn step(
-    out: &mut ProgressPrinter,
+    out: &mut Story,
     title: &str,
     ctx: &Context,
     deployment: &Deployment,
@@ -236,11 +297,7 @@ async fn step(
     converge(out, ctx, deployment).await
 }
 
-async fn converge(
-    out: &mut ProgressPrinter,
-    ctx: &Context,
-    deployment: &Deployment,
-) -> Result<(), Error> {
+async fn converge(out: &mut Story, ctx: &Context, deployment: &Deployment) -> Result<(), Error> {
     let result = controller::converge(deployment, ctx, |o| out.outcome(deployment.name(), o)).await;
     out.finish();
     result.map(drop)

@@ -1,0 +1,186 @@
+//! The first hour of a new user, as processes: `stacksetd demo` tells a true story once, and `demo --serve`
+//! shows the daemon's page and metrics on the simulated organization within a minute, changing as it runs.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::daemon_support::{eventually_or, get, metric};
+
+/// The demo's whole story takes about 10 s on a 2-core machine in a debug build; this only catches a hang.
+const DEMO_HANG: Duration = Duration::from_secs(120);
+/// A new user sees a joined account, a publication and a blocked account on the page within this long.
+const FIRST_MINUTE: Duration = Duration::from_secs(60);
+
+#[test]
+fn the_demo_tells_its_story_once_and_true() {
+    let started = Instant::now();
+    let output = crate::common::stacksetd_offline()
+        .arg("demo")
+        .output()
+        .expect("stacksetd demo runs");
+    let elapsed = started.elapsed();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(elapsed < DEMO_HANG, "the demo took {elapsed:?}");
+    eprintln!("stacksetd demo took {elapsed:?} (debug build)");
+    // The story says what the log would: nothing is printed twice on stderr beside it.
+    assert!(stderr.trim().is_empty(), "the demo's stderr: {stderr}");
+
+    // Every template warning once per version: a later plan of the same version counts them instead.
+    let mut printed: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let mut version = String::new();
+    for line in stdout.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("template sha256:") {
+            version = rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+        } else if let Some(warning) = line.strip_prefix("warning:") {
+            *printed
+                .entry((version.clone(), warning.to_string()))
+                .or_default() += 1;
+        }
+    }
+    assert!(
+        !printed.is_empty(),
+        "the demo's templates have warnings:\n{stdout}"
+    );
+    let repeated: Vec<_> = printed.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(repeated.is_empty(), "printed more than once: {repeated:?}");
+    assert!(
+        stdout.contains("template warning(s) for this version, as printed above"),
+        "a later plan of a version counts its warnings"
+    );
+
+    // Each deletion the plan announces is the one submitted: same summary, same count.
+    let planned: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- DeleteStackInstances: "))
+        .collect();
+    assert!(!planned.is_empty(), "{stdout}");
+    for summary in planned {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.contains("DeleteStackInstances submitted as") && l.ends_with(summary)),
+            "planned {summary:?} but submitted something else:\n{stdout}"
+        );
+    }
+
+    // A wait the demo keeps is announced with its reason.
+    let waits: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("waits for deletion_delay ("))
+        .collect();
+    assert!(!waits.is_empty(), "{stdout}");
+    assert!(
+        waits
+            .iter()
+            .all(|l| l.contains(stacksetd::controller::DELETION_DELAY_REASON)),
+        "{waits:?}"
+    );
+}
+
+/// `demo --serve` on a free port: the banner names the address; /metrics and /status answer, and within the first
+/// minute an account joins and an account is blocked, both visible in what the daemon serves; Ctrl-C stops it.
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_serve_shows_the_page_and_metrics_and_keeps_changing() {
+    let mut child = crate::common::stacksetd_offline()
+        .args(["--listen", "127.0.0.1:0", "demo", "--serve"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("stacksetd demo --serve starts");
+    let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = lines.clone();
+    let stdout = child.stdout.take().expect("piped");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let printed = || lines.lock().unwrap().join("\n");
+    let started = Instant::now();
+    let addr = eventually_or(
+        Duration::from_secs(30),
+        "the banner's page address",
+        || async {
+            lines.lock().unwrap().iter().find_map(|l| {
+                l.trim()
+                    .strip_prefix("the page     http://")
+                    .map(|a| a.trim_end_matches('/').to_string())
+            })
+        },
+        printed,
+    )
+    .await;
+
+    assert_eq!(
+        get(&addr, "/").await.status,
+        200,
+        "the page answers at once"
+    );
+
+    // The organization changes, and the daemon sees it: an account joins (targeted grows past the 40 active
+    // members), then a blocked account shows on /status and in /metrics.
+    let blocked = eventually_or(
+        FIRST_MINUTE,
+        "a blocked account on /status and a joined account in /metrics",
+        || async {
+            let status = get(&addr, "/status").await.json();
+            let counts = &status["deployments"]["aimably"]["observed"]["organization"]["counts"];
+            let failed = counts["failed"].as_u64().unwrap_or(0);
+            let metrics = get(&addr, "/metrics").await.body;
+            let targeted = metric(
+                &metrics,
+                "stacksetd_accounts_targeted",
+                &[("deployment", "aimably")],
+            )
+            .unwrap_or(0.0);
+            (failed >= 1 && targeted > 40.0).then_some(failed)
+        },
+        printed,
+    )
+    .await;
+    assert!(blocked >= 1);
+    let page = get(&addr, "/").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("aimably"),
+        "the page names the deployment"
+    );
+    assert!(
+        page.body.contains("class=\"blocked some\""),
+        "the page's headline counts the blocked account"
+    );
+    let events = printed();
+    assert!(events.contains("joins the"), "{events}");
+    assert!(events.contains("so it is blocked"), "{events}");
+    eprintln!(
+        "demo --serve: a joined and a blocked account visible after {:?}",
+        started.elapsed()
+    );
+
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        if let Some(code) = child.try_wait().unwrap() {
+            break code;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("demo --serve did not stop on SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(code.success(), "{code}");
+}
