@@ -184,3 +184,58 @@ async fn demo_serve_shows_the_page_and_metrics_and_keeps_changing() {
     };
     assert!(code.success(), "{code}");
 }
+
+/// `stacksetd run` on a fresh machine, before the desired state exists, not even its directory: the daemon stays
+/// up (live, not ready, saying why), and takes the file once the directory and the file appear.
+#[tokio::test(flavor = "multi_thread")]
+async fn run_before_the_desired_states_directory_exists_waits_for_it() {
+    use crate::daemon_support::process::{DaemonProcess, WAIT};
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path().join("etc").join("stacksetd");
+    let desired = etc.join("desired.yaml");
+    let daemon = DaemonProcess::spawn(crate::common::stacksetd_offline(), &desired, &[]);
+    assert_eq!(get(&daemon.addr, "/healthz").await.status, 200, "live");
+    let ready = get(&daemon.addr, "/readyz").await;
+    assert_eq!(ready.status, 503, "not ready without a desired state");
+    assert!(
+        ready.body.contains("no valid desired state"),
+        "{}",
+        ready.body
+    );
+    let status = get(&daemon.addr, "/status").await.json();
+    assert_eq!(
+        status["desiredState"]["lastLoad"]["result"], "unreadable",
+        "{status}"
+    );
+
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::write(
+        &desired,
+        crate::daemon_support::deployment_yaml(
+            "late",
+            "LateStackSet",
+            "appeared later",
+            "us-west-2",
+        ),
+    )
+    .unwrap();
+    let status = eventually_or(
+        WAIT,
+        "the file taken once it appears",
+        || async {
+            let status = get(&daemon.addr, "/status").await.json();
+            (status["desiredState"]["lastLoad"]["result"] == "valid").then_some(status)
+        },
+        || format!("{:?}", daemon.logs.lock().unwrap()),
+    )
+    .await;
+    assert!(status["deployments"]["late"].is_object(), "{status}");
+    assert!(child_alive(&daemon), "the daemon is still running");
+}
+
+fn child_alive(daemon: &crate::daemon_support::process::DaemonProcess) -> bool {
+    std::process::Command::new("kill")
+        .args(["-0", &daemon.child.id().to_string()])
+        .status()
+        .is_ok_and(|s| s.success())
+}

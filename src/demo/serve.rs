@@ -92,14 +92,15 @@ pub async fn serve(listen: SocketAddr, shutdown: impl Future<Output = ()>) -> Re
 
 /// The example desired state, its template read from `template` (a file the scenario rewrites to publish).
 fn desired_state(template: &Path) -> String {
-    EXAMPLE_DESIRED.replacen(
-        "    policy: DataOnly",
-        &format!(
-            "    policy: DataOnly\n    url: file://{}",
-            template.display()
-        ),
-        1,
-    )
+    let mut out = String::new();
+    for line in EXAMPLE_DESIRED.lines() {
+        out.push_str(line);
+        out.push('\n');
+        if line.trim_start().starts_with("policy: DataOnly") {
+            out.push_str(&format!("    url: file://{}\n", template.display()));
+        }
+    }
+    out
 }
 
 /// The events, in a loop: each printed as it happens, so the page can be read beside them.
