@@ -20,12 +20,14 @@
 //!   access check), shutdown, systemd.
 //! - [`http`], [`status`], [`page`], [`metrics`], [`telemetry`], [`redact`]: what the daemon shows (the page
 //!   is `GET /`), and what it never shows.
-//! - [`cli`], [`demo`]: the command line's output and commands (`src/main.rs` parses the flags).
+//! - [`cli`], [`demo`]: the command line's output and commands (`src/main.rs` parses the flags); [`build`]: what
+//!   this binary is (version, commit, build date).
 //! - [`leases`]: per-deployment leases on a DynamoDB table, so replicas share deployments (one holder each).
 //! - [`error`]: the one error type, each variant with a static metric label.
 //! - `fixtures` (unit tests only): the deployment and organization builders the unit tests share.
 
 pub mod accounts;
+pub mod build;
 pub mod cli;
 pub mod cloud;
 pub mod controller;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use stacksetd::cli::output::{self, Planned, ProgressPrinter};
 use stacksetd::cli::{review, status_view};
@@ -20,7 +20,7 @@ use stacksetd::{daemon, demo, telemetry};
 #[derive(Parser)]
 #[command(
     name = "stacksetd",
-    version,
+    version = stacksetd::build::LONG_VERSION,
     about = "Keeps a vendor-access CloudFormation StackSet converged to a desired state"
 )]
 struct Cli {
@@ -88,6 +88,13 @@ enum Command {
     },
     /// Exit 0 when the daemon at the `listen` address answers /healthz (a container HEALTHCHECK without curl).
     Health,
+    /// Print a shell completion script (e.g. `stacksetd completions bash > ~/.local/share/bash-completion/completions/stacksetd`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page in roff (e.g. `stacksetd man > ~/.local/share/man/man1/stacksetd.1`).
+    Man,
     /// Run against the embedded simulated organization: no AWS account needed.
     Demo {
         /// Simulated seconds per real second (1 to 10000).
@@ -219,6 +226,18 @@ fn exit_quietly_on_a_closed_pipe() {
     }));
 }
 
+/// Write generated text to stdout; a reader that went away (`| head`) is no error.
+fn print_all(bytes: &[u8]) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(e).context("writing to standard output")
+        }
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let overrides = Overrides {
         desired_state: cli.desired.clone(),
@@ -231,6 +250,22 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     if let Command::Template { command } = &cli.command {
         return template_command(command).await;
+    }
+    // Generated from the parser's own definition, so they never disagree with it; no settings are read.
+    match cli.command {
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "stacksetd", &mut script);
+            return print_all(&script);
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut page)
+                .context("rendering the manual page")?;
+            return print_all(&page);
+        }
+        _ => {}
     }
     let settings = Settings::load(cli.config.as_deref(), &overrides)?;
     let default_level = match cli.command {
@@ -250,7 +285,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             .await
             .map(|()| ExitCode::SUCCESS)
             .map_err(Into::into),
-        Command::Validate { .. } | Command::Template { .. } => unreachable!("handled above"),
+        Command::Validate { .. }
+        | Command::Template { .. }
+        | Command::Completions { .. }
+        | Command::Man => unreachable!("handled above"),
         // The daemon tolerates an invalid or missing file at start: it reports it and waits for a fix.
         Command::Run => run_daemon(&settings).await,
         Command::Health => Ok(health(settings.listen).await),
@@ -304,7 +342,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 | Command::Health
                 | Command::Validate { .. }
                 | Command::Demo { .. }
-                | Command::Template { .. } => {
+                | Command::Template { .. }
+                | Command::Completions { .. }
+                | Command::Man => {
                     unreachable!("handled above")
                 }
             }

@@ -148,6 +148,19 @@ async fn demo_serve_shows_the_page_and_metrics_and_keeps_changing() {
     )
     .await;
     assert!(blocked >= 1);
+    let metrics = get(&addr, "/metrics").await.body;
+    assert_eq!(
+        metric(
+            &metrics,
+            "stacksetd_build_info",
+            &[
+                ("version", stacksetd::build::VERSION),
+                ("commit", stacksetd::build::COMMIT)
+            ]
+        ),
+        Some(1.0),
+        "the build-info metric names this build"
+    );
     let page = get(&addr, "/").await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(
@@ -238,4 +251,96 @@ fn child_alive(daemon: &crate::daemon_support::process::DaemonProcess) -> bool {
         .args(["-0", &daemon.child.id().to_string()])
         .status()
         .is_ok_and(|s| s.success())
+}
+
+/// `--version` names the commit and the build day; it is the checkout's commit when built from one.
+#[test]
+fn the_version_names_the_commit_and_the_build_date() {
+    let output = crate::common::stacksetd_offline()
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    let rest = text
+        .trim()
+        .strip_prefix(&format!("stacksetd {} (commit ", env!("CARGO_PKG_VERSION")))
+        .unwrap_or_else(|| panic!("{text}"));
+    let (commit, date) = rest
+        .trim_end_matches(')')
+        .split_once(", built ")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        date.len() == 10 && date.as_bytes()[4] == b'-' && date.as_bytes()[7] == b'-',
+        "{date}"
+    );
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("git runs (the suite runs from a checkout)");
+    assert!(head.status.success(), "a checkout");
+    assert_eq!(
+        commit,
+        String::from_utf8_lossy(&head.stdout).trim(),
+        "{text}"
+    );
+}
+
+/// The completion scripts and the manual page come from the parser itself: every subcommand is in them, and the
+/// bash script parses.
+#[test]
+fn completions_and_the_manual_page_cover_every_subcommand() {
+    let run = |args: &[&str]| {
+        let output = crate::common::stacksetd_offline()
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let subcommands = [
+        "run",
+        "reconcile",
+        "plan",
+        "validate",
+        "status",
+        "template",
+        "health",
+        "demo",
+        "completions",
+        "man",
+    ];
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let script = run(&["completions", shell]);
+        for sub in subcommands {
+            assert!(script.contains(sub), "{shell} completions lack {sub}");
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bash = dir.path().join("stacksetd.bash");
+    std::fs::write(&bash, run(&["completions", "bash"])).unwrap();
+    let status = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&bash)
+        .status()
+        .unwrap();
+    assert!(status.success(), "the bash completion script parses");
+
+    let page = run(&["man"]);
+    assert!(page.contains(".TH stacksetd 1"), "{page}");
+    for sub in subcommands {
+        assert!(
+            page.contains(&format!("stacksetd\\-{sub}")) || page.contains(sub),
+            "the page lacks {sub}"
+        );
+    }
+    assert!(
+        page.contains(stacksetd::build::COMMIT),
+        "the page names the build"
+    );
 }

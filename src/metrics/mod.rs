@@ -108,11 +108,30 @@ fn register_all(
 ) -> Result<(ReconcileMetrics, TemplateMetrics, FleetMetrics), prometheus::Error> {
     let reconcile = ReconcileMetrics::register(registrar)?;
     AwsRequests::register(registrar, cloud)?;
+    register_build_info(registrar)?;
     Ok((
         reconcile,
         TemplateMetrics::register(registrar)?,
         FleetMetrics::register(registrar)?,
     ))
+}
+
+/// `stacksetd_build_info{version, commit, build_date} 1`: which build a replica runs (`crate::build`), the
+/// Prometheus convention for build facts (join on it, or alert when replicas run different commits).
+fn register_build_info(registrar: &impl Registrar) -> Result<(), prometheus::Error> {
+    let info = gauge(
+        registrar,
+        "build_info",
+        "1, labelled with the version, the commit and the build date of this binary",
+        &["version", "commit", "build_date"],
+    )?;
+    info.with_label_values(&[
+        crate::build::VERSION,
+        crate::build::COMMIT,
+        crate::build::DATE,
+    ])
+    .set(1.0);
+    Ok(())
 }
 
 /// `collector` registered on `registrar`, handed back for recording: the one way groups register.
