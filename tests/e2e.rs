@@ -12,6 +12,7 @@ mod daemon_process;
 mod e2e_moto;
 mod faults_moto;
 mod leases_moto;
+mod local_aws;
 mod management_stack_moto;
 mod moto_harness;
 mod observability_moto;
