@@ -1,14 +1,17 @@
 //! Build facts for `stacksetd --version` and the `stacksetd_build_info` metric: the commit and the build date.
 //!
-//! - Commit: `STACKSETD_COMMIT` when set (a container build has no .git: pass `--build-arg COMMIT=...`), else
+//! - Commit: `GIT_COMMIT` when set (a container build has no .git: pass `--build-arg GIT_COMMIT=...`), else
 //!   `git rev-parse` of the checkout, else `unknown`.
 //! - Date: the UTC day of `SOURCE_DATE_EPOCH` when set (reproducible builds), else of the build.
+//!
+//! They reach the code as BUILD_INFO_*, not STACKSETD_*: `cargo run` passes a build script's variables to the
+//! program, and the settings refuse unknown STACKSETD_* variables.
 
 use std::path::Path;
 use std::process::Command;
 
 fn main() {
-    println!("cargo:rerun-if-env-changed=STACKSETD_COMMIT");
+    println!("cargo:rerun-if-env-changed=GIT_COMMIT");
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
     // Only files that exist: a missing one would make cargo run this script, and rebuild the crate, every time.
     for file in [".git/HEAD", ".git/packed-refs"] {
@@ -25,7 +28,7 @@ fn main() {
         }
     }
 
-    let commit = std::env::var("STACKSETD_COMMIT")
+    let commit = std::env::var("GIT_COMMIT")
         .ok()
         .filter(|c| !c.trim().is_empty())
         .or_else(git_commit)
@@ -39,8 +42,8 @@ fn main() {
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0)
         });
-    println!("cargo:rustc-env=STACKSETD_COMMIT={}", commit.trim());
-    println!("cargo:rustc-env=STACKSETD_BUILD_DATE={}", utc_date(seconds));
+    println!("cargo:rustc-env=BUILD_INFO_COMMIT={}", commit.trim());
+    println!("cargo:rustc-env=BUILD_INFO_DATE={}", utc_date(seconds));
 }
 
 fn git_commit() -> Option<String> {

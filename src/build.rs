@@ -3,16 +3,16 @@
 
 /// The crate's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-/// The commit built (12 hex digits), or `unknown` (a build from a tarball without `STACKSETD_COMMIT`).
-pub const COMMIT: &str = env!("STACKSETD_COMMIT");
+/// The commit built (12 hex digits), or `unknown` (a build from a tarball without `GIT_COMMIT`).
+pub const COMMIT: &str = env!("BUILD_INFO_COMMIT");
 /// The UTC day of the build (`SOURCE_DATE_EPOCH`'s, when set), YYYY-MM-DD.
-pub const DATE: &str = env!("STACKSETD_BUILD_DATE");
+pub const DATE: &str = env!("BUILD_INFO_DATE");
 /// `--version`'s text after the program name.
 pub const LONG_VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (commit ",
-    env!("STACKSETD_COMMIT"),
+    env!("BUILD_INFO_COMMIT"),
     ", built ",
-    env!("STACKSETD_BUILD_DATE"),
+    env!("BUILD_INFO_DATE"),
     ")"
 );

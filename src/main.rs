@@ -64,7 +64,7 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         output: Format,
     },
-    /// Check a desired-state file offline.
+    /// Check desired-state files offline; with --config, the daemon's settings too (exit 0 valid, 1 not).
     Validate {
         #[arg(value_name = "FILE")]
         files: Vec<PathBuf>,
@@ -413,17 +413,37 @@ async fn template_command(command: &TemplateCommand) -> anyhow::Result<ExitCode>
     Ok(ExitCode::from(code))
 }
 
+/// `validate [FILE...] [--config SETTINGS]`: the desired-state files and, with --config, the daemon's settings (as
+/// `run` would read them: the file, then STACKSETD_* variables and flags), every problem of each at once.
 fn validate(files: &[PathBuf], cli: &Cli) -> ExitCode {
     let files: Vec<PathBuf> = if files.is_empty() {
         cli.desired.iter().cloned().collect()
     } else {
         files.to_vec()
     };
-    if files.is_empty() {
-        eprintln!("error: name a desired-state file: stacksetd validate FILE");
+    if files.is_empty() && cli.config.is_none() {
+        eprintln!(
+            "error: name what to check: a desired-state file (stacksetd validate FILE) or the daemon's settings \
+             (stacksetd validate --config FILE)"
+        );
         return ExitCode::from(1);
     }
     let mut ok = true;
+    if let Some(config) = &cli.config {
+        let overrides = Overrides {
+            desired_state: None,
+            listen: cli.listen.clone(),
+            log_format: cli.log_format,
+            log_level: cli.log_level.clone(),
+        };
+        match Settings::load(Some(config), &overrides) {
+            Ok(_) => println!("{}: valid settings", config.display()),
+            Err(e) => {
+                ok = false;
+                eprintln!("{e}");
+            }
+        }
+    }
     for file in &files {
         match desired::load(file) {
             Ok(state) => println!(

@@ -514,3 +514,112 @@ fn a_missing_desired_state_file_names_the_os_error_once() {
     assert!(stderr.contains("/nonexistent/desired.yaml"), "{stderr}");
     assert_eq!(stderr.matches("os error 2").count(), 1, "{stderr}");
 }
+
+/// A key without its `:` is named on its own line with the fix, at any depth; YAML itself notices only on the next
+/// line.
+#[test]
+fn a_key_without_its_colon_is_named_on_its_own_line() {
+    for (broken, key_line) in [
+        ("  regions: [us-east-1]", "  regions [us-east-1]"),
+        ("  stackSetName: Demo", "  stackSetName Demo"),
+        (
+            "  template: {policy: DataOnly}",
+            "  template {policy: DataOnly}",
+        ),
+    ] {
+        let text = GOOD.replace(broken, key_line);
+        let line = text.lines().position(|l| l == key_line).unwrap() + 1;
+        // The fix as far as the key's value starts: a flow mapping after a lost `:` reads as part of the key.
+        let fixed: String = broken
+            .trim()
+            .chars()
+            .take_while(|c| *c != '{' && *c != '[')
+            .collect();
+        refused(
+            key_line,
+            &text,
+            line,
+            &[&format!("has no `:` after its key: write `{fixed}")],
+        );
+    }
+}
+
+/// The daemon's settings file given as the desired state is named as such, in one problem (it was one "unknown
+/// field" per key), and so is the reverse, through the command a user runs.
+#[test]
+fn swapped_files_are_named_as_such() {
+    let settings = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/stacksetd.yaml"
+    ))
+    .unwrap();
+    let err = parse(&settings).unwrap_err();
+    assert_eq!(err.problems.len(), 1, "{err}");
+    assert!(
+        err.to_string()
+            .contains("this is stacksetd's settings file")
+            && err.to_string().contains("--config bad.yaml"),
+        "{err}"
+    );
+
+    let desired = concat!(env!("CARGO_MANIFEST_DIR"), "/config/aimably-data-only.yaml");
+    let out = Command::new(env!("CARGO_BIN_EXE_stacksetd"))
+        .args(["validate", "--config", desired])
+        .env_remove("STACKSETD_DELETION_DELAY")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("this is a desired-state file")
+            && stderr.contains(&format!("--desired {desired}")),
+        "{stderr}"
+    );
+}
+
+/// `validate --config` reads the settings (it used to exit 0 without reading them): every problem at once with
+/// FILE:LINE:COLUMN, exit 1; a good file, exit 0.
+#[test]
+fn validate_config_checks_the_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "log:\n  format: xml\nconcurency: 3\n").unwrap();
+    let run = |path: &Path| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_stacksetd"));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("STACKSETD_") {
+                command.env_remove(&key);
+            }
+        }
+        let out = command
+            .args(["validate", "--config"])
+            .arg(path)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, stderr) = run(&bad);
+    assert_eq!(code, Some(1), "{stderr}");
+    let b = bad.display();
+    assert!(
+        stderr.contains(&format!("{b}:2:11: log.format: `xml` is not a log format")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{b}:3:1: concurency: unknown setting; did you mean `concurrency`?"
+        )),
+        "{stderr}"
+    );
+    let good = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/stacksetd.yaml"
+    ));
+    let (code, stdout, stderr) = run(good);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("valid settings"), "{stdout}");
+}

@@ -411,6 +411,45 @@ impl MarkedEventReceiver for Receiver {
     }
 }
 
+/// YAML notices a key without its `:` only on the next line (or at the end of the file): the line an operator
+/// must fix is the last one with content before the error, when it has no `:` outside quotes and is no list item.
+/// Returns where that line's text starts and the text (without its comment).
+fn missing_colon(text: &str, error: Pos) -> Option<(Pos, &str)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let last = error.line.saturating_sub(1).min(lines.len());
+    let (index, line) = lines[..last]
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))?;
+    let content = line.split(" #").next().unwrap_or(line).trim_end();
+    let body = content.trim_start();
+    let plain = !body.starts_with(['-', '"', '\'', '|', '>', '{', '[', '&', '*', '!', '%', '?']);
+    let first = body.split_whitespace().next()?;
+    let has_colon = body.contains(": ") || body.ends_with(':');
+    let key_like = first
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    (plain && !has_colon && key_like && body.contains(char::is_whitespace)).then(|| {
+        let column = content.len() - body.len() + 1;
+        (
+            Pos {
+                line: index + 1,
+                column,
+            },
+            body,
+        )
+    })
+}
+
+/// `regions [us-west-2]` -> `regions: [us-west-2]`.
+fn with_colon(line: &str) -> String {
+    match line.split_once(char::is_whitespace) {
+        Some((key, rest)) => format!("{key}: {}", rest.trim_start()),
+        None => format!("{line}:"),
+    }
+}
+
 /// Read the event stream of `text`, stopping at the first syntax error or exceeded limit.
 pub fn layout(text: &str) -> Layout {
     let mut parser = Parser::new_from_str(text);
@@ -446,6 +485,17 @@ pub fn layout(text: &str) -> Layout {
                 } else {
                     format!("YAML syntax error: {}", e.info())
                 };
+                let (pos, message) = missing_colon(text, pos)
+                    .map(|(at, line)| {
+                        (
+                            at,
+                            format!(
+                                "`{line}` has no `:` after its key: write `{}` ({message})",
+                                with_colon(line)
+                            ),
+                        )
+                    })
+                    .unwrap_or((pos, message));
                 receiver.finding(pos, String::new(), message);
                 break;
             }

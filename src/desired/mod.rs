@@ -4,13 +4,13 @@
 
 pub mod credentials;
 pub mod depends_on;
-mod locate;
+pub(crate) mod locate;
 pub mod management_account;
 pub mod model;
 mod parse;
 mod regions;
 mod rules;
-mod schema;
+pub(crate) mod schema;
 mod validate;
 
 use std::fmt;
@@ -198,6 +198,11 @@ pub fn parse_str(text: &str, file: &Path) -> Result<Vec<Deployment>, Invalid> {
             }],
         });
     }
+    if let Some(problem) = swapped_with_settings(text, file) {
+        return Err(Invalid {
+            problems: vec![problem],
+        });
+    }
     let parsed = parse::documents(text);
     let mut findings = parsed.findings;
     findings.extend(validate::validate(&parsed.documents));
@@ -233,6 +238,26 @@ pub fn parse_str(text: &str, file: &Path) -> Result<Vec<Deployment>, Invalid> {
                 message: f.message,
             })
             .collect(),
+    })
+}
+
+/// The daemon's settings file given as the desired state (the two files sit side by side in /etc/stacksetd): one
+/// problem that says so, instead of an "unknown field" for each of its keys.
+fn swapped_with_settings(text: &str, file: &Path) -> Option<Problem> {
+    let layout = locate::layout(text);
+    let keys = layout.docs.first()?.keys.get("")?;
+    crate::settings::check::looks_like_settings(keys).then(|| Problem {
+        file: file.to_path_buf(),
+        line: 1,
+        column: 1,
+        field: String::new(),
+        message: format!(
+            "this is stacksetd's settings file ({}), not a desired state: give it with --config {} (or as \
+             /etc/stacksetd/stacksetd.yaml); --desired takes StackSetDeployment documents (apiVersion, kind, \
+             metadata, spec)",
+            keys.iter().take(4).cloned().collect::<Vec<_>>().join(", "),
+            file.display()
+        ),
     })
 }
 

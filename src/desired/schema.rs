@@ -86,6 +86,20 @@ pub fn unknown_fields(doc: &DocLayout) -> Vec<Finding> {
         };
         for key in keys.iter().filter(|k| !allowed.contains(&k.as_str())) {
             let field = child_path(path, key);
+            // `template {policy: DataOnly}` reads as the key `template {policy`: a key that lost its `:`.
+            if let Some((first, rest)) = key.split_once(char::is_whitespace)
+                && allowed.contains(&first)
+            {
+                out.push(Finding {
+                    pos: doc.pos_of(&field),
+                    field: child_path(path, first),
+                    message: format!(
+                        "`{key}: ...` has no `:` after its key: write `{first}: {} ...`",
+                        rest.trim_start()
+                    ),
+                });
+                continue;
+            }
             let mut message = format!("unknown field `{key}`");
             if let Some(best) = closest(key, allowed) {
                 message.push_str(&format!("; did you mean `{best}`?"));

@@ -9,6 +9,8 @@ use std::time::Duration;
 use config::{Config, Environment, File, FileFormat};
 use serde::Deserialize;
 
+pub mod check;
+
 use crate::cloud::aws::AwsSettings;
 use crate::desired::HumanDuration;
 use crate::error::Error;
@@ -48,7 +50,7 @@ pub const COUNT_BOUNDS: &[(&str, u64, u64)] = &[
 ];
 
 /// The longest `status_token` accepted is far beyond any real one; the shortest guards against a placeholder.
-const STATUS_TOKEN_LENGTH: (usize, usize) = (16, 4096);
+pub const STATUS_TOKEN_LENGTH: (usize, usize) = (16, 4096);
 
 /// Read when `--config` is not given and the file exists.
 pub const DEFAULT_SETTINGS_FILE: &str = "/etc/stacksetd/stacksetd.yaml";
@@ -188,28 +190,44 @@ impl Settings {
         overrides: &Overrides,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Settings, Error> {
-        let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Yaml));
-        match file {
-            Some(path) => {
-                if !path.exists() {
-                    return Err(Error::Settings(format!(
-                        "settings file {} does not exist",
-                        path.display()
-                    )));
-                }
-                builder = builder.add_source(File::from(path).format(FileFormat::Yaml));
+        let file = match file {
+            Some(path) if !path.exists() => {
+                return Err(Error::Settings(format!(
+                    "settings file {} does not exist (--config names the daemon's settings file; leave it out for \
+                     the defaults)",
+                    path.display()
+                )));
             }
-            None if Path::new(DEFAULT_SETTINGS_FILE).exists() => {
-                builder = builder.add_source(File::new(DEFAULT_SETTINGS_FILE, FileFormat::Yaml));
-            }
-            None => {}
-        }
-        // config-rs uses the separator between prefix and key too unless told otherwise: without
-        // prefix_separator("_"), STACKSETD_LOG__FORMAT would have to be written STACKSETD__LOG__FORMAT.
-        let mut env: std::collections::HashMap<String, String> = env
+            Some(path) => Some(path),
+            None => Some(Path::new(DEFAULT_SETTINGS_FILE)).filter(|p| p.exists()),
+        };
+        let env: Vec<(String, String)> = env
             .into_iter()
             .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}_")))
             .collect();
+        // Every problem of every layer at once, each where it was given; config-rs below only merges.
+        let mut problems = Vec::new();
+        let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Yaml));
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            problems.extend(check::file_problems(path, &text));
+            builder = builder.add_source(File::from_str(&text, FileFormat::Yaml));
+        }
+        problems.extend(check::env_problems(&env));
+        problems.extend(flag_problems(overrides));
+        if !problems.is_empty() {
+            return Err(Error::Settings(format!(
+                "{} problem(s):\n  {}",
+                problems.len(),
+                problems.join("\n  ")
+            )));
+        }
+        // config-rs uses the separator between prefix and key too unless told otherwise: without
+        // prefix_separator("_"), STACKSETD_LOG__FORMAT would have to be written STACKSETD__LOG__FORMAT.
+        let mut env: std::collections::HashMap<String, String> = env.into_iter().collect();
         // The one list setting, comma-separated in the environment (STACKSETD_HTTP_ALLOWED_HOSTS=a.svc,b.example):
         // read here, since config-rs splits lists only when it also guesses every other value's type.
         let allowed_hosts = env
@@ -261,118 +279,7 @@ impl Settings {
         let settings: Settings = config
             .try_deserialize()
             .map_err(|e| Error::Settings(explain(e)))?;
-        settings.check()?;
         Ok(settings)
-    }
-
-    fn check(&self) -> Result<(), Error> {
-        for (key, min, max) in DURATION_BOUNDS {
-            let value = self.duration(key);
-            if value < *min || value > *max {
-                return Err(Error::Settings(format!(
-                    "{key}: {} is out of range; use {} to {}",
-                    show(value),
-                    show(*min),
-                    show(*max)
-                )));
-            }
-        }
-        for (key, min, max) in COUNT_BOUNDS {
-            let value = self.count(key);
-            if value < *min || value > *max {
-                return Err(Error::Settings(format!(
-                    "{key}: {value} is out of range; use {min} to {max}"
-                )));
-            }
-        }
-        if let Some(token) = &self.status_token {
-            let (min, max) = STATUS_TOKEN_LENGTH;
-            if token.len() < min
-                || token.len() > max
-                || !token.bytes().all(|b| b.is_ascii_graphic())
-            {
-                return Err(Error::Settings(format!(
-                    "status_token: use {min} to {max} printable ASCII characters without spaces \
-                     (e.g. `openssl rand -hex 32`)"
-                )));
-            }
-        }
-        if let Some(url) = &self.aws.endpoint_url {
-            check_endpoint(url)?;
-        }
-        for host in &self.http_allowed_hosts {
-            let name = host.trim_end_matches('.');
-            let ok = !name.is_empty()
-                && name.len() <= 253
-                && name.split('.').all(|label| {
-                    !label.is_empty()
-                        && label.len() <= 63
-                        && label
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                });
-            if !ok {
-                return Err(Error::Settings(format!(
-                    "http_allowed_hosts: {host:?} is not a host name; give names only (no scheme, port or path), \
-                     e.g. stacksetd.monitoring.svc"
-                )));
-            }
-        }
-        if let Some(table) = &self.leases.table {
-            let ok = (3..=255).contains(&table.len())
-                && table
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
-            if !ok {
-                return Err(Error::Settings(format!(
-                    "leases.table: `{table}` is not a DynamoDB table name (3 to 255 of letters, digits, _ . -)"
-                )));
-            }
-        }
-        if let Some(id) = &self.leases.replica_id {
-            let ok = (1..=128).contains(&id.len())
-                && id.bytes().all(|b| b.is_ascii_graphic() && b != b'#');
-            if !ok {
-                return Err(Error::Settings(
-                    "leases.replica_id: use 1 to 128 printable characters without spaces or `#`"
-                        .into(),
-                ));
-            }
-        }
-        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            return Err(Error::Settings(format!(
-                "log.level `{}` is not a level or filter (e.g. info, debug, stacksetd=debug)",
-                self.log.level
-            )));
-        }
-        Ok(())
-    }
-
-    /// A duration setting by its key in [`DURATION_BOUNDS`].
-    fn duration(&self, key: &str) -> Duration {
-        match key {
-            "resync_interval" => self.resync_interval.0,
-            "template_poll_interval" => self.template_poll_interval.0,
-            "org_scan_interval" => self.org_scan_interval.0,
-            "instance_relist_interval" => self.instance_relist_interval.0,
-            "coverage_grace_period" => self.coverage_grace_period.0,
-            "deletion_delay" => self.deletion_delay.0,
-            "access_check_interval" => self.access_check_interval.0,
-            "shutdown_timeout" => self.shutdown_timeout.0,
-            "leases.duration" => self.leases.duration.0,
-            other => unreachable!("no duration setting {other}"),
-        }
-    }
-
-    /// A count setting by its key in [`COUNT_BOUNDS`].
-    fn count(&self, key: &str) -> u64 {
-        match key {
-            "concurrency" => self.concurrency as u64,
-            "access_check_concurrency" => self.access_check_concurrency as u64,
-            "aws.max_attempts" => u64::from(self.aws.max_attempts),
-            "aws.max_read_rate" => u64::from(self.aws.max_read_rate),
-            other => unreachable!("no count setting {other}"),
-        }
     }
 
     pub fn aws_settings(&self) -> AwsSettings {
@@ -401,6 +308,24 @@ impl Settings {
     pub fn shutdown_timeout(&self) -> Duration {
         self.shutdown_timeout.0
     }
+}
+
+/// The problems of the values given as flags, each named by its flag.
+fn flag_problems(overrides: &Overrides) -> Vec<String> {
+    let flags = [
+        ("--listen", "listen", overrides.listen.clone()),
+        ("--log-level", "log.level", overrides.log_level.clone()),
+    ];
+    flags
+        .into_iter()
+        .filter_map(|(flag, key, value)| {
+            let value = value?;
+            let kind = check::KEYS.iter().find(|(k, _)| *k == key)?.1;
+            check::check_value(key, kind, check::Given::Text(&value))
+                .err()
+                .map(|message| format!("{flag}: {message}"))
+        })
+        .collect()
 }
 
 fn show(d: Duration) -> String {
@@ -515,6 +440,144 @@ mod tests {
         assert_eq!(s.log.format, LogFormat::Json);
     }
 
+    /// Every problem of the file, the environment and the flags in one report, each where it was given (file
+    /// line and column, variable, flag), unknown keys with the key meant.
+    #[test]
+    fn every_problem_of_every_layer_at_once_with_its_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.yaml");
+        std::fs::write(
+            &file,
+            "listen: 127.0.0.1:9000\nlgo: {}\nlog:\n  format: xml\n  levle: info\nconcurency: 3\n\
+             resync_interval: 5q\nlevel: debug\naws:\n  max_attempts: 0\ndeletion_delay: 8d\n",
+        )
+        .unwrap();
+        let flags = Overrides {
+            listen: Some("nope".into()),
+            ..Default::default()
+        };
+        let vars = env(&[
+            ("STACKSETD_LOG_FORMAT", "json"),
+            ("STACKSETD_CONCURRENCY", "abc"),
+            ("STACKSETD_TEMPLATE_PRIVATE_NETWORKS", "yes"),
+        ]);
+        let err = Settings::load_from(Some(&file), &flags, vars)
+            .unwrap_err()
+            .to_string();
+        let f = file.display();
+        for expected in [
+            format!("{f}:2:1: lgo: unknown setting; did you mean `log`?"),
+            format!("{f}:4:11: log.format: `xml` is not a log format: use text or json"),
+            format!("{f}:5:3: log.levle: unknown setting; did you mean `log.level`?"),
+            format!("{f}:6:1: concurency: unknown setting; did you mean `concurrency`?"),
+            format!("{f}:7:18: resync_interval: `5q` is not a duration"),
+            format!("{f}:8:1: level: unknown setting here; did you mean `log.level` (in its section)?"),
+            format!("{f}:10:17: aws.max_attempts: 0 is out of range; use 1 to 20"),
+            format!("{f}:11:17: deletion_delay: 8days is out of range; use 0s to 7days"),
+            "STACKSETD_LOG_FORMAT: not a setting; did you mean STACKSETD_LOG__FORMAT?".into(),
+            "STACKSETD_CONCURRENCY: concurrency: `abc` is not a whole number".into(),
+            "STACKSETD_TEMPLATE_PRIVATE_NETWORKS: template_private_networks: `yes` is not true or false".into(),
+            "--listen: `nope` is not an address and port".into(),
+        ] {
+            assert!(err.contains(&expected), "missing {expected:?} in:\n{err}");
+        }
+        assert!(err.contains("12 problem(s)"), "{err}");
+    }
+
+    /// The defaults are valid settings of known keys, and every key of the check's list is a field the settings
+    /// load (the struct refuses unknown fields), so the list, the defaults and the struct agree.
+    #[test]
+    fn the_keys_the_defaults_and_the_struct_agree() {
+        assert_eq!(
+            check::file_problems(Path::new("defaults"), DEFAULTS),
+            Vec::<String>::new()
+        );
+        let mut file = String::new();
+        let mut sections: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+        for (key, kind) in check::KEYS {
+            let value = match kind {
+                check::Kind::Path => "/etc/stacksetd/d.yaml",
+                check::Kind::Address => "127.0.0.1:1",
+                check::Kind::Duration if *key == "leases.duration" => "30s",
+                check::Kind::Duration => "1m",
+                check::Kind::Count => "2",
+                check::Kind::Bool => "true",
+                check::Kind::LogFormat => "json",
+                check::Kind::LogLevel => "debug",
+                check::Kind::Text => "eu-west-1",
+                check::Kind::Token => "0123456789abcdef0123",
+                check::Kind::Hosts => "[a.example]",
+                check::Kind::Endpoint => "http://127.0.0.1:5000",
+                check::Kind::Url => "https://example.com/",
+                check::Kind::Table => "locks",
+                check::Kind::ReplicaId => "replica-1",
+            };
+            match key.split_once('.') {
+                Some((section, leaf)) => sections
+                    .entry(section)
+                    .or_default()
+                    .push(format!("  {leaf}: {value}")),
+                None => file.push_str(&format!("{key}: {value}\n")),
+            }
+        }
+        for (section, lines) in sections {
+            file.push_str(&format!("{section}:\n{}\n", lines.join("\n")));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("all.yaml");
+        std::fs::write(&path, &file).unwrap();
+        let s = Settings::load_from(Some(&path), &Overrides::default(), env(&[]))
+            .unwrap_or_else(|e| panic!("{e}\n{file}"));
+        assert_eq!(s.leases.table.as_deref(), Some("locks"));
+        assert_eq!(s.http_allowed_hosts, ["a.example"]);
+    }
+
+    #[test]
+    fn a_desired_state_given_as_the_settings_is_named_as_such() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/aimably-data-only.yaml"
+        ));
+        let err = Settings::load_from(Some(path), &Overrides::default(), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("1 problem(s)"), "{err}");
+        assert!(
+            err.contains("this is a desired-state file")
+                && err.contains(&format!("--desired {}", path.display())),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_key_without_its_colon_is_named_on_its_own_line() {
+        for (text, line, fix) in [
+            (
+                "concurrency: 3\nlisten 127.0.0.1:1\n",
+                2,
+                "write `listen: 127.0.0.1:1`",
+            ),
+            (
+                "listen 127.0.0.1:1\nconcurrency: 3\n",
+                1,
+                "write `listen: 127.0.0.1:1`",
+            ),
+            (
+                "log:\n  format json\n",
+                2,
+                "write `format: json` below `log:`",
+            ),
+        ] {
+            let problems = check::file_problems(Path::new("s.yaml"), text);
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert!(
+                problems[0].starts_with(&format!("s.yaml:{line}:")),
+                "{text:?}: {problems:?}"
+            );
+            assert!(problems[0].contains(fix), "{problems:?}");
+        }
+    }
+
     #[test]
     fn unknown_keys_and_bad_values_name_the_key() {
         let err = Settings::load_from(
@@ -524,7 +587,11 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("resync_intervall"), "{err}");
+        assert!(
+            err.contains("STACKSETD_RESYNC_INTERVALL")
+                && err.contains("did you mean STACKSETD_RESYNC_INTERVAL?"),
+            "{err}"
+        );
         let err = Settings::load_from(
             None,
             &Overrides::default(),
