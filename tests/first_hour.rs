@@ -344,3 +344,65 @@ fn completions_and_the_manual_page_cover_every_subcommand() {
         "the page names the build"
     );
 }
+
+/// AWS failures before any answer read as one line each with the fix: no credentials anywhere in the chain, and
+/// nothing listening at the endpoint. The SDK's Debug output (`DispatchFailure(..)`, `ProviderChainError { .. }`)
+/// never reaches the user.
+#[test]
+fn aws_failures_before_any_answer_are_one_line_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let desired = dir.path().join("desired.yaml");
+    std::fs::write(
+        &desired,
+        crate::daemon_support::deployment_yaml("first", "FirstStackSet", "first", "us-west-2"),
+    )
+    .unwrap();
+    let run = |no_credentials: bool| {
+        let mut command = crate::common::stacksetd_offline();
+        if no_credentials {
+            command
+                .env_remove("AWS_ACCESS_KEY_ID")
+                .env_remove("AWS_SECRET_ACCESS_KEY")
+                .env("HOME", dir.path());
+        }
+        let output = command
+            .arg("--desired")
+            .arg(&desired)
+            .arg("plan")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1));
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    };
+    for (no_credentials, fix) in [
+        (
+            true,
+            "no AWS credentials: give the management account's credentials through the standard chain",
+        ),
+        (
+            false,
+            "nothing listens at the endpoint: check AWS_ENDPOINT_URL",
+        ),
+    ] {
+        let text = run(no_credentials);
+        let line = text
+            .lines()
+            .find(|l| l.contains("sts:GetCallerIdentity failed"))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(line.contains(fix), "{line}");
+        for internal in [
+            "DispatchFailure",
+            "ConnectorError",
+            "ProviderChainError",
+            "CredentialsNotLoaded",
+            "{ ",
+            "\\u{000a}",
+        ] {
+            assert!(!text.contains(internal), "`{internal}` printed:\n{text}");
+        }
+    }
+}

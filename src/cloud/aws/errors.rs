@@ -6,7 +6,6 @@ use std::fmt::Debug;
 
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::cloud::CallAs;
@@ -271,7 +270,11 @@ where
                         call,
                         kind,
                         format!("HTTP{status}"),
-                        format!("{}", DisplayErrorContext(err)),
+                        format!(
+                            "HTTP {status} without an AWS error code (a proxy or load balancer answered, not the \
+                             service): {}",
+                            one_line(err)
+                        ),
                     )
                 }
             }
@@ -280,11 +283,11 @@ where
             call,
             AwsErrorKind::Validation,
             "ConstructionFailure".to_string(),
-            format!("{}", DisplayErrorContext(err)),
+            one_line(err),
         ),
         SdkError::TimeoutError(_) => transport(call, "Timeout", err),
-        SdkError::DispatchFailure(_) => transport(call, "DispatchFailure", err),
-        SdkError::ResponseError(_) => transport(call, "ResponseError", err),
+        SdkError::DispatchFailure(_) => transport(call, "NoResponse", err),
+        SdkError::ResponseError(_) => transport(call, "UnreadableResponse", err),
         _ => transport(call, "Unknown", err),
     }
 }
@@ -307,8 +310,69 @@ where
         call,
         AwsErrorKind::Transport,
         code.to_string(),
-        format!("{}", DisplayErrorContext(err)),
+        explain_transport(err),
     )
+}
+
+/// A failure before any answer from AWS, in one line: what happened and what to check. The SDK's own text nests
+/// each cause in the next and ends with their Debug form (`DispatchFailure(ConnectorError { .. })`,
+/// `ProviderChainError { attempts: [..] }`): a person needs the innermost cause and the fix.
+fn explain_transport(err: &(dyn std::error::Error + 'static)) -> String {
+    let cause = one_line(err);
+    let lower = cause.to_ascii_lowercase();
+    let fix = if lower.contains("no credentials") || lower.contains("credential provider") {
+        Some(
+            "no AWS credentials: give the management account's credentials through the standard chain \
+             (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE with ~/.aws/credentials, a web identity \
+             token (IRSA), the ECS task role or the EC2 instance profile)",
+        )
+    } else if lower.contains("connection refused") {
+        Some(
+            "nothing listens at the endpoint: check AWS_ENDPOINT_URL (or aws.endpoint_url) and that it is running",
+        )
+    } else if lower.contains("dns error")
+        || lower.contains("failed to lookup")
+        || lower.contains("name or service")
+    {
+        Some(
+            "the endpoint's host name does not resolve: check AWS_REGION (or aws.region), the network and the proxy",
+        )
+    } else if lower.contains("certificate") || lower.contains("tls") {
+        Some("the TLS handshake failed: check the endpoint and any proxy that intercepts TLS")
+    } else if lower.contains("timed out") || lower.contains("timeout") {
+        Some("no answer in time: check the network and the proxy (stacksetd retries with backoff)")
+    } else {
+        None
+    };
+    // The credential chain's own text lists every source it tried, each with its reason: the fix names them.
+    let cause = cause.split(" Attempted:").next().unwrap_or(&cause);
+    match fix {
+        Some(fix) => format!("{fix} ({cause})"),
+        None => cause.to_string(),
+    }
+}
+
+/// An error and its causes in one line, without Debug output: each cause's text once (a cause whose text the
+/// previous one already contains is skipped), line breaks folded.
+pub(crate) fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let known = parts.iter().any(|p| p.contains(&text));
+        if !text.is_empty() && !known {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    // The outermost texts are generic ("dispatch failure", "io error", "other"): keep the most specific last
+    // three.
+    let start = parts.len().saturating_sub(3);
+    parts[start..].join(": ")
 }
 
 fn aws_error(call: Call, kind: AwsErrorKind, code: String, message: String) -> Error {
@@ -363,6 +427,64 @@ fn access_denied_message(call: Call, aws_message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A failure before any answer is one line: the fix first, then the innermost causes, never the SDK's Debug
+    /// output; the credential chain's list of attempts is left out.
+    #[test]
+    fn a_failure_before_any_answer_is_one_line_with_the_fix() {
+        #[derive(Debug)]
+        struct Chain(&'static str, Option<Box<Chain>>);
+        impl std::fmt::Display for Chain {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for Chain {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|c| c as _)
+            }
+        }
+        let chain = |texts: &[&'static str]| {
+            texts
+                .iter()
+                .rev()
+                .fold(None, |inner, text| Some(Box::new(Chain(text, inner))))
+                .unwrap()
+        };
+        let refused = chain(&[
+            "dispatch failure",
+            "io error",
+            "client error (Connect)",
+            "tcp connect error",
+            "Connection refused (os error 111)",
+        ]);
+        let text = explain_transport(refused.as_ref());
+        assert_eq!(
+            text,
+            "nothing listens at the endpoint: check AWS_ENDPOINT_URL (or aws.endpoint_url) and that it is running \
+             (client error (Connect): tcp connect error: Connection refused (os error 111))"
+        );
+        let no_credentials = chain(&[
+            "dispatch failure",
+            "other",
+            "the credential provider was not enabled",
+            "no credentials found in chain. Attempted:\n  Environment: not set\n  Profile: not enabled",
+        ]);
+        let text = explain_transport(no_credentials.as_ref());
+        assert!(
+            text.starts_with("no AWS credentials: give the management account's credentials"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("Attempted") && !text.contains('\n') && !text.contains("Profile:"),
+            "{text}"
+        );
+        let other = chain(&["response error", "unexpected EOF"]);
+        assert_eq!(
+            explain_transport(other.as_ref()),
+            "response error: unexpected EOF"
+        );
+    }
 
     #[test]
     fn every_listed_action_is_service_colon_operation() {
