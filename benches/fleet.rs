@@ -1,4 +1,4 @@
-//! Many deployments in one daemon (issue 16, item 5 and 6): the whole daemon in process against `sim` on tokio's
+//! Many deployments in one daemon: the whole daemon in process against `sim` on tokio's
 //! paused clock, with BENCH_DEPLOYMENTS stack sets (default 1,000) of BENCH_ACCOUNTS member accounts each
 //! (default 100, one Region) at the default settings (concurrency 4, resync 5m, `aws.max_read_rate` 5/s). It
 //! converges every deployment, then runs BENCH_HOURS simulated hours (default 1) and reports:

@@ -1,6 +1,6 @@
 //! The guard's cost: judging time and peak heap for the largest real templates of tests/guard_corpus and for
 //! adversarial ones built to be expensive (a policy naming 300 roles x 300 actions x 300 resources, a 1 MB
-//! template, nested choices that exhaust the work budget). Budget (issue 11): any template up to 1 MB judged in
+//! template, nested choices that exhaust the work budget). Budget: any template up to 1 MB judged in
 //! under 1 s and 64 MB, whatever its shape. Peak heap is measured exactly, with a counting allocator around each
 //! case. Run by scripts/bench.sh; report in target/bench-guard.md.
 

@@ -1,4 +1,4 @@
-//! The benchmark harness of the "Prove it" issue: stacksetd at organization scale, against moto and against `sim`.
+//! The scale benchmark: stacksetd at organization scale, against moto and against `sim`.
 //!
 //!     scripts/bench.sh [--sizes 100,1000,5000] [--regions 1,3] [--targets moto,sim]
 //!

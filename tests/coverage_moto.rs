@@ -36,7 +36,7 @@ const fn targets(ous: &'static [&'static str]) -> Targets {
     }
 }
 
-/// The sequence: each kind of transition the issue names, one after another on one stack set (each starts from
+/// The sequence: each kind of target transition, one after another on one stack set (each starts from
 /// the state the previous one left).
 const SEQUENCE: &[(&str, Targets)] = &[
     ("the whole organization", targets(&["ROOT"])),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use stacksetd::settings::{Overrides, Settings};
 
-/// The bar for `systemd-analyze security`: 0 is fully locked down, 10 is fully exposed.
+/// The bar for `systemd-analyze security`: 0 is fully locked down, 10 is fully exposed.
 const MAX_EXPOSURE: f64 = 1.5;
 /// Where the unit expects the binary; the tests point a copy at the freshly built one instead.
 const INSTALLED_BINARY: &str = "/usr/bin/stacksetd";

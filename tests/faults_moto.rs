@@ -17,7 +17,7 @@ use crate::fault_support::*;
 
 const DEFAULT_SEED: u64 = 0x5eed_0007;
 
-/// The faults of this test (ISSUE 7: 20% throttling + 5% errors, plus lost connections and slow answers).
+/// The faults of this test (20% throttling + 5% errors, plus lost connections and slow answers).
 fn faults() -> Rates {
     Rates {
         drop_before: 0.02,

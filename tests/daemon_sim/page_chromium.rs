@@ -283,7 +283,7 @@ async fn the_page_shows_every_account_in_chromium_and_updates_in_place() {
     daemon.shutdown().await;
 }
 
-/// The page at 5,000 accounts: rendered fast and small enough (the budget: under 200 ms and 1.5 MB;
+/// The page at 5,000 accounts: rendered fast and small enough (the budget: under 200 ms and 1.5 MB;
 /// timed here only loosely, the figure is in docs/performance.md from `--nocapture`).
 #[tokio::test]
 async fn the_page_for_five_thousand_accounts_is_small() {
