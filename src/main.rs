@@ -281,6 +281,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             demo::serve::serve(settings.listen, shutdown_signals()?).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Demo { .. } if cli.listen.is_some() => anyhow::bail!(
+            "--listen applies to `stacksetd demo --serve` (the daemon and its page); `demo` alone opens no port"
+        ),
         Command::Demo { speed, .. } => demo::run(speed)
             .await
             .map(|()| ExitCode::SUCCESS)

@@ -406,3 +406,15 @@ fn aws_failures_before_any_answer_are_one_line_with_the_fix() {
         }
     }
 }
+
+/// `demo --listen` without `--serve` opened no port and said nothing; now it says where --listen applies.
+#[test]
+fn demo_listen_without_serve_is_refused_with_the_reason() {
+    let output = crate::common::stacksetd_offline()
+        .args(["--listen", "127.0.0.1:0", "demo"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--listen applies to `stacksetd demo --serve`"), "{stderr}");
+}
