@@ -240,14 +240,9 @@ pub(super) fn deletions(s: &Scope<'_>) -> Vec<Step> {
         });
     }
     if !s.removable_under.is_empty() && !s.existing.regions.is_empty() {
-        let retained = push_retained_delete(&mut steps, observed, |i| {
+        let ordinary = retained_then_ordinary(&mut steps, observed, &s.removable_under, |i| {
             s.removable_under.contains(&i.account)
         });
-        let ordinary: Vec<&String> = s
-            .removable_under
-            .iter()
-            .filter(|a| !retained.contains(*a))
-            .collect();
         if !ordinary.is_empty() {
             steps.push(Step {
                 purpose: Purpose::Converge,
@@ -264,7 +259,7 @@ pub(super) fn deletions(s: &Scope<'_>) -> Vec<Step> {
                     .chain(ordinary.iter().map(|a| removed("instances of account", a)))
                     .collect(),
                 action: Action::DeleteStackInstances {
-                    targets: account_targets(s.partial_drops.clone(), ordinary.into_iter().cloned()),
+                    targets: account_targets(s.partial_drops.clone(), ordinary.into_iter()),
                     regions: s.existing.regions.iter().cloned().collect(),
                     retain_stacks: false,
                 },
@@ -314,12 +309,8 @@ pub(super) fn deletions(s: &Scope<'_>) -> Vec<Step> {
         && !dropped_account_units.is_empty()
         && !s.kept_regions.is_empty()
     {
-        let retained = push_retained_delete(&mut steps, observed, of_dropped_account);
-        let ordinary: Vec<&String> = s
-            .accounts_to_drop
-            .iter()
-            .filter(|a| !retained.contains(*a))
-            .collect();
+        let ordinary =
+            retained_then_ordinary(&mut steps, observed, &s.accounts_to_drop, of_dropped_account);
         if !ordinary.is_empty() {
             steps.push(Step {
                 purpose: Purpose::Converge,
@@ -332,7 +323,7 @@ pub(super) fn deletions(s: &Scope<'_>) -> Vec<Step> {
                     .map(|a| removed("deploymentTargets.accounts", a))
                     .collect(),
                 action: Action::DeleteStackInstances {
-                    targets: account_targets(dropped_account_units, ordinary.into_iter().cloned()),
+                    targets: account_targets(dropped_account_units, ordinary.into_iter()),
                     regions: s.kept_regions.clone(),
                     retain_stacks: false,
                 },

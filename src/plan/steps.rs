@@ -10,6 +10,18 @@ use crate::cloud::{
 use crate::desired::ROOT;
 use crate::error::Error;
 
+/// [`push_retained_delete`] ahead of a deletion of `accounts`: the accounts left for that ordinary deletion (the
+/// retained delete removes every in-scope instance of the others).
+pub(super) fn retained_then_ordinary(
+    steps: &mut Vec<Step>,
+    observed: &Observed,
+    accounts: &BTreeSet<String>,
+    in_scope: impl Fn(&StackInstance) -> bool,
+) -> Vec<String> {
+    let retained = push_retained_delete(steps, observed, in_scope);
+    accounts.difference(&retained).cloned().collect()
+}
+
 /// AWS deletes an instance in a suspended or closed account only with RetainStacks=true, and an INOPERABLE
 /// instance (a failed delete) is cleared the same way. Before a deletion, those instances in its scope go first,
 /// exactly, with RetainStacks=true; the ordinary deletion then removes the rest.
