@@ -118,9 +118,6 @@ pub(super) async fn check(
     {
         Ok(listed) => {
             let (missing, unexpected) = compare(&expected(deployment, org), &listed);
-            if !missing.is_empty() {
-                tracing::warn!(missing = missing.len(), "auto-deployment targets missing");
-            }
             Checked {
                 missing,
                 unexpected,
@@ -140,6 +137,19 @@ pub(super) async fn check(
     let mut checked = checked;
     let before = ctx.memory.store_auto_targets(name, checked.clone());
     checked.confirmed = checked.missing.intersection(&before).cloned().collect();
+    // A first sighting is often a stack set created a moment ago, whose targets AWS registers with its first
+    // instances: only a gap two checks agree on is worth a warning (and is what gets registered again).
+    if !checked.confirmed.is_empty() {
+        tracing::warn!(
+            missing = checked.confirmed.len(),
+            "auto-deployment targets missing on two checks in a row"
+        );
+    } else if !checked.missing.is_empty() {
+        tracing::debug!(
+            missing = checked.missing.len(),
+            "auto-deployment targets missing; looked at again next check"
+        );
+    }
     Some(checked)
 }
 
