@@ -76,189 +76,254 @@ pub async fn run(speed: f64) -> Result<(), Error> {
         )));
     }
     let dir = TempDir::new("story")?;
-    let data_only_url = file_url(&dir.write("aimably-data-only.json", DATA_ONLY_TEMPLATE)?);
-    let scheduling_url =
-        file_url(&dir.write("aimably-data-and-scheduling.json", SCHEDULING_TEMPLATE)?);
-
-    let sim = Sim::realistic(SimConfig {
-        instance_duration: Duration::from_secs_f64(SIM_INSTANCE_SECONDS / speed),
-        operation_overhead: Duration::from_secs_f64(5.0 / speed),
-        ..SimConfig::default()
-    });
-    let cloud: Arc<dyn Cloud> = Arc::new(sim.clone());
-    let config = Config {
-        poll_min: Duration::from_millis(50),
-        poll_max: Duration::from_millis(500),
-        error_backoff_base: Duration::from_millis(100),
-        error_backoff_max: Duration::from_secs(2),
-        org_scan_interval: Duration::from_secs(3600),
-        track_progress: true,
-        // Simulated time, like the operations: the deletions' wait is announced, then lasts a 60 s delay / speed.
-        deletion_delay: Duration::from_secs_f64(
-            crate::controller::DEFAULT_DELETION_DELAY.as_secs_f64() / speed,
-        ),
-        ..Config::default()
-    };
-    let ctx = Context::new(cloud.clone(), config);
-    let mut out = Story {
-        progress: ProgressPrinter::new(),
-        warned: BTreeSet::new(),
-    };
-
-    let snapshot = org::scan(cloud.as_ref()).await?;
-    let suspended = snapshot
-        .accounts
-        .values()
-        .filter(|a| !a.account.is_active())
-        .count();
-    out.message(format!(
-        "== A simulated organization: {} accounts in {} OUs (management account {}, {} suspended)",
-        snapshot.accounts.len(),
-        snapshot.units.len() - 1,
-        snapshot.management_account_id,
-        suspended
-    ));
-    out.message(format!(
-        "   Simulated time runs {speed}x: an instance deploys in {:.1} s, and deletion_delay's {} s wait (deletions \
-         wait until the desired state has stayed unchanged that long) lasts {:.1} s.",
-        SIM_INSTANCE_SECONDS / speed,
-        crate::controller::DEFAULT_DELETION_DELAY.as_secs(),
-        crate::controller::DEFAULT_DELETION_DELAY.as_secs_f64() / speed
-    ));
-
-    let mut deployment = example_deployment(&data_only_url)?;
-    deployment.spec.managed_execution.active = false;
-    step(
-        &mut out,
-        "The desired state asks for Aimably's DataOnly role in every member account",
-        &ctx,
-        &deployment,
-    )
-    .await?;
-
-    let before = sim.calls().snapshot();
-    let pass = controller::reconcile(&deployment, &ctx).await?;
-    let after = sim.calls().snapshot();
-    let cost: Vec<String> = after
-        .iter()
-        .filter_map(|(key, n)| {
-            let delta = n - before.get(key).copied().unwrap_or(0);
-            (delta > 0).then(|| format!("{} x{delta}", key.1))
-        })
-        .collect();
-    out.message(format!(
-        "   a converged pass ({:?}) costs: {}",
-        pass.state,
-        cost.join(", ")
-    ));
-
-    let workloads = sim.ou_named("Prod").unwrap_or_else(|| sim.root_id());
-    let new_account = sim.add_account(&workloads, "payments-prod-2");
-    out.message(format!(
-        "\n== A new member account {new_account} joins the Prod OU: auto-deployment covers it"
-    ));
-    wait_for_instance(&sim, &deployment.spec.stack_set_name, &new_account).await;
-    ctx.invalidate_organization().await;
-    converge(&mut out, &ctx, &deployment).await?;
-
-    deployment.spec.template.url = Some(scheduling_url);
-    deployment.spec.template.policy = Some(desired::PolicyLevel::DataAndScheduling);
-    step(
-        &mut out,
-        "The customer moves to the DataAndScheduling policy level: it grants more, so it is held",
-        &ctx,
-        &deployment,
-    )
-    .await?;
-
-    deployment.spec.template.sha256 =
-        Some(crate::template::sha256_hex(SCHEDULING_TEMPLATE.as_bytes()));
-    step(
-        &mut out,
-        "The operator reviews the IAM diff and pins that digest: now it is applied",
-        &ctx,
-        &deployment,
-    )
-    .await?;
-
-    let victim = snapshot
-        .accounts
-        .values()
-        .find(|a| a.account.is_active() && a.account.id != snapshot.management_account_id)
-        .map(|a| a.account.id.clone())
-        .unwrap_or_default();
-    sim.fail_account(
-        &victim,
-        "AimablyMemberRole already exists and is not managed by this stack",
-    );
-    deployment.spec.description = Some("Aimably access (reviewed by FinOps)".into());
-    out.message(format!(
-        "\n== An operator edits the description; account {victim} has a hand-made role in the way"
-    ));
-    plan(&mut out, &ctx, &deployment).await;
-    match controller::converge(&deployment, &ctx, |o| out.outcome(deployment.name(), o)).await {
-        Err(e) => {
-            out.finish();
-            out.message(format!("reported: {e}"));
-        }
-        Ok(_) => out.message("(the failure did not surface)".into()),
-    }
-    sim.heal_account(&victim);
-    out.message(format!(
-        "== The hand-made role in {victim} is removed; the next pass retries that one instance"
-    ));
-    converge(&mut out, &ctx, &deployment).await?;
-
-    let sandbox = sim.ou_named("Sandbox").unwrap_or_default();
-    let sandbox_accounts: Vec<String> = sim
-        .accounts()
-        .into_iter()
-        .filter(|(_, parent)| *parent == sandbox)
-        .map(|(a, _)| a.id)
-        .collect();
-    deployment.spec.deployment_targets.accounts = sandbox_accounts;
-    deployment.spec.deployment_targets.account_filter_type = desired::AccountFilterType::Difference;
-    step(
-        &mut out,
-        "The Sandbox accounts are excluded (DIFFERENCE filter): exactly their instances go",
-        &ctx,
-        &deployment,
-    )
-    .await?;
-
-    deployment.spec.ensure = Ensure::Absent;
-    step(
-        &mut out,
-        "The customer leaves Aimably: revoke access (ensure: Absent)",
-        &ctx,
-        &deployment,
-    )
-    .await?;
-
-    out.message(format!(
-        "\n== Done: {} API calls in the whole demo, by operation:",
-        sim.calls().total()
-    ));
-    for (operation, n) in sim.calls().by_operation() {
-        out.message(format!("   {operation:<34} {n}"));
-    }
+    let mut story = Story::new(speed, &dir)?;
+    story.introduce().await?;
+    story.converge_from_nothing().await?;
+    story.an_account_joins().await?;
+    story.the_policy_level_changes().await?;
+    story.an_account_is_blocked().await?;
+    story.the_sandbox_is_excluded().await?;
+    story.access_is_revoked().await?;
+    story.total();
     drop(dir);
     Ok(())
 }
 
-/// What the story prints: progress lines, and plans whose template warnings are printed once per version.
+/// The story: the simulated organization, the controller's context, the deployment as the scenes change it, and
+/// what is printed (progress lines, and plans whose template warnings are printed once per version).
 struct Story {
+    speed: f64,
+    sim: Sim,
+    ctx: Context,
+    deployment: Deployment,
+    scheduling_url: String,
     progress: ProgressPrinter,
     warned: BTreeSet<String>,
 }
 
 impl Story {
-    fn message(&mut self, line: String) {
-        self.progress.message(line);
+    fn new(speed: f64, dir: &TempDir) -> Result<Story, Error> {
+        let data_only_url = file_url(&dir.write("aimably-data-only.json", DATA_ONLY_TEMPLATE)?);
+        let scheduling_url =
+            file_url(&dir.write("aimably-data-and-scheduling.json", SCHEDULING_TEMPLATE)?);
+        let sim = Sim::realistic(SimConfig {
+            instance_duration: Duration::from_secs_f64(SIM_INSTANCE_SECONDS / speed),
+            operation_overhead: Duration::from_secs_f64(5.0 / speed),
+            ..SimConfig::default()
+        });
+        let config = Config {
+            poll_min: Duration::from_millis(50),
+            poll_max: Duration::from_millis(500),
+            error_backoff_base: Duration::from_millis(100),
+            error_backoff_max: Duration::from_secs(2),
+            org_scan_interval: Duration::from_secs(3600),
+            track_progress: true,
+            // Simulated time, like the operations: the deletions' wait is announced, then lasts a 60 s delay /
+            // speed.
+            deletion_delay: Duration::from_secs_f64(
+                crate::controller::DEFAULT_DELETION_DELAY.as_secs_f64() / speed,
+            ),
+            ..Config::default()
+        };
+        let ctx = Context::new(Arc::new(sim.clone()) as Arc<dyn Cloud>, config);
+        let mut deployment = example_deployment(&data_only_url)?;
+        deployment.spec.managed_execution.active = false;
+        Ok(Story {
+            speed,
+            sim,
+            ctx,
+            deployment,
+            scheduling_url,
+            progress: ProgressPrinter::new(),
+            warned: BTreeSet::new(),
+        })
     }
 
-    fn outcome(&mut self, deployment: &str, outcome: &controller::Outcome) {
-        self.progress.outcome(deployment, outcome);
+    async fn introduce(&mut self) -> Result<(), Error> {
+        let snapshot = org::scan(&self.sim).await?;
+        let suspended = snapshot
+            .accounts
+            .values()
+            .filter(|a| !a.account.is_active())
+            .count();
+        self.message(format!(
+            "== A simulated organization: {} accounts in {} OUs (management account {}, {} suspended)",
+            snapshot.accounts.len(),
+            snapshot.units.len() - 1,
+            snapshot.management_account_id,
+            suspended
+        ));
+        let speed = self.speed;
+        self.message(format!(
+            "   Simulated time runs {speed}x: an instance deploys in {:.1} s, and deletion_delay's {} s wait \
+             (deletions wait until the desired state has stayed unchanged that long) lasts {:.1} s.",
+            SIM_INSTANCE_SECONDS / speed,
+            crate::controller::DEFAULT_DELETION_DELAY.as_secs(),
+            crate::controller::DEFAULT_DELETION_DELAY.as_secs_f64() / speed
+        ));
+        Ok(())
+    }
+
+    /// The first scene, then what one more pass of a converged deployment costs.
+    async fn converge_from_nothing(&mut self) -> Result<(), Error> {
+        self.step("The desired state asks for Aimably's DataOnly role in every member account")
+            .await?;
+        let before = self.sim.calls().snapshot();
+        let pass = controller::reconcile(&self.deployment, &self.ctx).await?;
+        let after = self.sim.calls().snapshot();
+        let cost: Vec<String> = after
+            .iter()
+            .filter_map(|(key, n)| {
+                let delta = n - before.get(key).copied().unwrap_or(0);
+                (delta > 0).then(|| format!("{} x{delta}", key.1))
+            })
+            .collect();
+        self.message(format!(
+            "   a converged pass ({:?}) costs: {}",
+            pass.state,
+            cost.join(", ")
+        ));
+        Ok(())
+    }
+
+    async fn an_account_joins(&mut self) -> Result<(), Error> {
+        let prod = self
+            .sim
+            .ou_named("Prod")
+            .unwrap_or_else(|| self.sim.root_id());
+        let new_account = self.sim.add_account(&prod, "payments-prod-2");
+        self.message(format!(
+            "\n== A new member account {new_account} joins the Prod OU: auto-deployment covers it"
+        ));
+        wait_for_instance(
+            &self.sim,
+            &self.deployment.spec.stack_set_name,
+            &new_account,
+        )
+        .await;
+        self.ctx.invalidate_organization().await;
+        self.converge().await
+    }
+
+    async fn the_policy_level_changes(&mut self) -> Result<(), Error> {
+        self.deployment.spec.template.url = Some(self.scheduling_url.clone());
+        self.deployment.spec.template.policy = Some(desired::PolicyLevel::DataAndScheduling);
+        self.step("The customer moves to the DataAndScheduling policy level: it grants more, so it is held")
+            .await?;
+        self.deployment.spec.template.sha256 =
+            Some(crate::template::sha256_hex(SCHEDULING_TEMPLATE.as_bytes()));
+        self.step("The operator reviews the IAM diff and pins that digest: now it is applied")
+            .await
+    }
+
+    /// An account blocked by a hand-made role: the failure is reported where it happens, then retried alone.
+    async fn an_account_is_blocked(&mut self) -> Result<(), Error> {
+        let root = self.sim.root_id();
+        let victim = self
+            .sim
+            .accounts()
+            .into_iter()
+            .find(|(account, parent)| account.is_active() && *parent != root)
+            .map(|(account, _)| account.id)
+            .unwrap_or_default();
+        self.sim.fail_account(
+            &victim,
+            "AimablyMemberRole already exists and is not managed by this stack",
+        );
+        self.deployment.spec.description = Some("Aimably access (reviewed by FinOps)".into());
+        self.message(format!(
+            "\n== An operator edits the description; account {victim} has a hand-made role in the way"
+        ));
+        self.plan().await;
+        let Story {
+            deployment,
+            ctx,
+            progress,
+            ..
+        } = self;
+        match controller::converge(deployment, ctx, |o| progress.outcome(deployment.name(), o))
+            .await
+        {
+            Err(e) => {
+                self.finish();
+                self.message(format!("reported: {e}"));
+            }
+            Ok(_) => self.message("(the failure did not surface)".into()),
+        }
+        self.sim.heal_account(&victim);
+        self.message(format!(
+            "== The hand-made role in {victim} is removed; the next pass retries that one instance"
+        ));
+        self.converge().await
+    }
+
+    async fn the_sandbox_is_excluded(&mut self) -> Result<(), Error> {
+        let sandbox = self.sim.ou_named("Sandbox").unwrap_or_default();
+        let sandbox_accounts: Vec<String> = self
+            .sim
+            .accounts()
+            .into_iter()
+            .filter(|(_, parent)| *parent == sandbox)
+            .map(|(a, _)| a.id)
+            .collect();
+        let targets = &mut self.deployment.spec.deployment_targets;
+        targets.accounts = sandbox_accounts;
+        targets.account_filter_type = desired::AccountFilterType::Difference;
+        self.step(
+            "The Sandbox accounts are excluded (DIFFERENCE filter): exactly their instances go",
+        )
+        .await
+    }
+
+    async fn access_is_revoked(&mut self) -> Result<(), Error> {
+        self.deployment.spec.ensure = Ensure::Absent;
+        self.step("The customer leaves Aimably: revoke access (ensure: Absent)")
+            .await
+    }
+
+    fn total(&mut self) {
+        self.message(format!(
+            "\n== Done: {} API calls in the whole demo, by operation:",
+            self.sim.calls().total()
+        ));
+        for (operation, n) in self.sim.calls().by_operation() {
+            self.message(format!("   {operation:<34} {n}"));
+        }
+    }
+
+    /// A scene: its title, the plan, then the passes to convergence.
+    async fn step(&mut self, title: &str) -> Result<(), Error> {
+        self.message(format!("\n== {title}"));
+        self.plan().await;
+        self.converge().await
+    }
+
+    async fn plan(&mut self) {
+        let planned = [Planned {
+            deployment: &self.deployment,
+            result: controller::dry_run(&self.deployment, &self.ctx).await,
+        }];
+        let text = output::plan_text_warning_once(&planned, &mut self.warned);
+        for line in text.lines() {
+            self.progress.message(format!("   {line}"));
+        }
+    }
+
+    async fn converge(&mut self) -> Result<(), Error> {
+        let Story {
+            deployment,
+            ctx,
+            progress,
+            ..
+        } = self;
+        let result =
+            controller::converge(deployment, ctx, |o| progress.outcome(deployment.name(), o)).await;
+        self.finish();
+        result.map(drop)
+    }
+
+    fn message(&mut self, line: String) {
+        self.progress.message(line);
     }
 
     fn finish(&mut self) {
@@ -274,33 +339,6 @@ fn example_deployment(template_url: &str) -> Result<Deployment, Error> {
     let mut deployment = deployments.remove(0);
     deployment.spec.template.url = Some(template_url.to_string());
     Ok(deployment)
-}
-
-async fn plan(out: &mut Story, ctx: &Context, deployment: &Deployment) {
-    let planned = [Planned {
-        deployment,
-        result: controller::dry_run(deployment, ctx).await,
-    }];
-    for line in output::plan_text_warning_once(&planned, &mut out.warned).lines() {
-        out.message(format!("   {line}"));
-    }
-}
-
-async fn step(
-    out: &mut Story,
-    title: &str,
-    ctx: &Context,
-    deployment: &Deployment,
-) -> Result<(), Error> {
-    out.message(format!("\n== {title}"));
-    plan(out, ctx, deployment).await;
-    converge(out, ctx, deployment).await
-}
-
-async fn converge(out: &mut Story, ctx: &Context, deployment: &Deployment) -> Result<(), Error> {
-    let result = controller::converge(deployment, ctx, |o| out.outcome(deployment.name(), o)).await;
-    out.finish();
-    result.map(drop)
 }
 
 /// Auto-deployment is AWS's own operation; give it a moment (bounded) to show up.
