@@ -10,7 +10,7 @@
 //! so is a trust without `sts:ExternalId`.
 
 use super::catalog::{Catalog, Level};
-use super::model::{Effect, Model, Scope};
+use super::model::{Effect, Model, Scope, Stmt};
 use super::pattern::{Item, Kind};
 use super::value::{Symbols, is_any};
 use crate::desired::PolicyLevel;
@@ -67,65 +67,103 @@ fn allowed(level: PolicyLevel, action: &str, catalog_level: Level) -> bool {
 
 /// Check one version (its symbolic model: every alternative counted) against a level.
 pub fn check(level: PolicyLevel, model: &Model, symbols: &Symbols) -> LevelCheck {
-    let mut out = LevelCheck::default();
-    let name = level.as_str();
-    let mut offend = |location: &str, action: String, reason: String| {
-        out.offenses.push(Offense {
-            location: location.to_string(),
-            action,
-            reason,
-        })
+    let mut checker = Checker {
+        level,
+        name: level.as_str(),
+        symbols,
+        catalog: Catalog::get(),
+        offenses: Vec::new(),
+        warnings: Vec::new(),
     };
-    for t in &model.transforms {
-        offend(
-            "Transform",
-            t.clone(),
-            format!("{t}: the {name} level allows no transforms"),
-        );
-    }
-    for r in model.resources.values() {
-        for attribute in ["DeletionPolicy", "UpdateReplacePolicy"] {
-            match r.attributes.get(attribute) {
-                None => {}
-                Some(super::value::Val::Str(v)) if v == "Delete" => {}
-                Some(value) => offend(
-                    &format!("Resources.{}.{attribute}", r.id),
-                    symbols.display(&value.canonical()),
-                    format!(
-                        "resource {} keeps itself with {attribute} {}: revoking access (ensure: Absent, or a version \
-                         without it) would leave it, and what it grants, in every account; the {name} level allows \
-                         only Delete",
-                        r.id,
-                        symbols.display(&value.canonical())
-                    ),
-                ),
-            }
-        }
-        if !LEVEL_TYPES.contains(&r.kind.as_str()) {
-            offend(
-                &format!("Resources.{}", r.id),
-                r.kind.clone(),
-                format!(
-                    "resource {} ({}): the {name} level allows only IAM roles and their policies; it {}",
-                    r.id, r.kind, r.does
-                ),
-            );
-        }
-    }
-    let catalog = Catalog::get();
-    let mut warnings = Vec::new();
+    checker.transforms_and_resources(model);
     for s in model
         .statements
         .iter()
         .filter(|s| s.effect == Effect::Allow)
     {
+        checker.statement(model, s);
+    }
+    checker.attachments(model);
+    let Checker {
+        offenses,
+        mut warnings,
+        ..
+    } = checker;
+    warnings.dedup();
+    LevelCheck { offenses, warnings }
+}
+
+/// One level check as it goes: the offenses (refusals) and warnings found so far, in the model's order.
+struct Checker<'a> {
+    level: PolicyLevel,
+    name: &'static str,
+    symbols: &'a Symbols,
+    catalog: &'static Catalog,
+    offenses: Vec<Offense>,
+    warnings: Vec<String>,
+}
+
+impl Checker<'_> {
+    fn offend(&mut self, location: &str, action: String, reason: String) {
+        self.offenses.push(Offense {
+            location: location.to_string(),
+            action,
+            reason,
+        });
+    }
+
+    /// Transforms, and resources that are not IAM roles and their policies or that outlive their removal.
+    fn transforms_and_resources(&mut self, model: &Model) {
+        let (name, symbols) = (self.name, self.symbols);
+        for t in &model.transforms {
+            self.offend(
+                "Transform",
+                t.clone(),
+                format!("{t}: the {name} level allows no transforms"),
+            );
+        }
+        for r in model.resources.values() {
+            for attribute in ["DeletionPolicy", "UpdateReplacePolicy"] {
+                match r.attributes.get(attribute) {
+                    None => {}
+                    Some(super::value::Val::Str(v)) if v == "Delete" => {}
+                    Some(value) => self.offend(
+                        &format!("Resources.{}.{attribute}", r.id),
+                        symbols.display(&value.canonical()),
+                        format!(
+                            "resource {} keeps itself with {attribute} {}: revoking access (ensure: Absent, or a version \
+                             without it) would leave it, and what it grants, in every account; the {name} level allows \
+                             only Delete",
+                            r.id,
+                            symbols.display(&value.canonical())
+                        ),
+                    ),
+                }
+            }
+            if !LEVEL_TYPES.contains(&r.kind.as_str()) {
+                self.offend(
+                    &format!("Resources.{}", r.id),
+                    r.kind.clone(),
+                    format!(
+                        "resource {} ({}): the {name} level allows only IAM roles and their policies; it {}",
+                        r.id, r.kind, r.does
+                    ),
+                );
+            }
+        }
+    }
+
+    /// One Allow statement: who it grants to, then its trust or its actions.
+    fn statement(&mut self, model: &Model, s: &Stmt) {
+        let symbols = self.symbols;
+        let name = self.name;
         if s.holders.iter().all(|h| h.scope == Scope::Resource) {
             // Refused with its resource type above.
-            continue;
+            return;
         }
         for h in &s.holders {
             if !model.identities.contains_key(&h.identity) {
-                offend(
+                self.offend(
                     &s.location,
                     symbols.display(&h.identity),
                     format!(
@@ -138,57 +176,69 @@ pub fn check(level: PolicyLevel, model: &Model, symbols: &Symbols) -> LevelCheck
         let trust = s.holders.iter().any(|h| h.scope == Scope::Trust);
         let boundary = s.holders.iter().all(|h| h.scope == Scope::Boundary);
         if boundary {
-            continue;
+            return;
         }
         if trust {
-            for a in &s.actions {
-                let ok = matches!(a, Item::One(t) if TRUST_ACTIONS.iter().any(|x| x.eq_ignore_ascii_case(t)));
-                if !ok {
-                    offend(
-                        &s.location,
-                        symbols.display(&a.text(Kind::Action)),
-                        format!(
-                            "a trust policy may only allow {}, not {}",
-                            TRUST_ACTIONS.join(", "),
-                            symbols.display(&a.text(Kind::Action))
-                        ),
-                    );
-                }
-            }
-            for p in &s.principals {
-                if let Err(why) = fixed_account(p, symbols) {
-                    offend(&s.location, symbols.display(&p.text(Kind::Principal)), why);
-                }
-            }
-            let external_id = s.conditions.iter().all(|c| {
-                c.as_ref().is_some_and(|c| {
-                    c.clauses
-                        .iter()
-                        .any(|((op, key), _)| key == "sts:externalid" && op.starts_with("String"))
-                })
-            });
-            if !external_id && !s.principals.is_empty() {
-                let role = s
-                    .holders
-                    .iter()
-                    .find(|h| h.scope == Scope::Trust)
-                    .map(|h| h.describe(symbols))
-                    .unwrap_or_default();
-                warnings.push(format!(
-                    "{role}: no sts:ExternalId condition, so {} can use the role on anyone's behalf (a confused-deputy risk); ask the vendor for an ExternalId",
-                    s.principals
-                        .iter()
-                        .map(|p| symbols.display(&p.text(Kind::Principal)))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
-            continue;
+            self.trust(s);
+        } else {
+            self.actions(s);
         }
+    }
+
+    /// A trust policy: only assuming the role, only fixed accounts, and a warning without sts:ExternalId.
+    fn trust(&mut self, s: &Stmt) {
+        let symbols = self.symbols;
+        for a in &s.actions {
+            let ok = matches!(a, Item::One(t) if TRUST_ACTIONS.iter().any(|x| x.eq_ignore_ascii_case(t)));
+            if !ok {
+                self.offend(
+                    &s.location,
+                    symbols.display(&a.text(Kind::Action)),
+                    format!(
+                        "a trust policy may only allow {}, not {}",
+                        TRUST_ACTIONS.join(", "),
+                        symbols.display(&a.text(Kind::Action))
+                    ),
+                );
+            }
+        }
+        for p in &s.principals {
+            if let Err(why) = fixed_account(p, symbols) {
+                self.offend(&s.location, symbols.display(&p.text(Kind::Principal)), why);
+            }
+        }
+        let external_id = s.conditions.iter().all(|c| {
+            c.as_ref().is_some_and(|c| {
+                c.clauses
+                    .iter()
+                    .any(|((op, key), _)| key == "sts:externalid" && op.starts_with("String"))
+            })
+        });
+        if !external_id && !s.principals.is_empty() {
+            let role = s
+                .holders
+                .iter()
+                .find(|h| h.scope == Scope::Trust)
+                .map(|h| h.describe(symbols))
+                .unwrap_or_default();
+            self.warnings.push(format!(
+                "{role}: no sts:ExternalId condition, so {} can use the role on anyone's behalf (a confused-deputy risk); ask the vendor for an ExternalId",
+                s.principals
+                    .iter()
+                    .map(|p| symbols.display(&p.text(Kind::Principal)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+
+    /// The actions of a permission statement, each against the level and the catalog.
+    fn actions(&mut self, s: &Stmt) {
+        let (level, name, symbols, catalog) = (self.level, self.name, self.symbols, self.catalog);
         for a in &s.actions {
             let text = symbols.display(&a.text(Kind::Action));
             let Item::One(pattern) = a else {
-                offend(
+                self.offend(
                     &s.location,
                     text,
                     "Allow with NotAction grants every action not listed".into(),
@@ -196,7 +246,7 @@ pub fn check(level: PolicyLevel, model: &Model, symbols: &Symbols) -> LevelCheck
                 continue;
             };
             if pattern.chars().any(is_any) || pattern.chars().any(super::value::is_symbol) {
-                offend(
+                self.offend(
                     &s.location,
                     text.clone(),
                     format!("the action {text} is computed at deploy time and cannot be checked"),
@@ -205,7 +255,7 @@ pub fn check(level: PolicyLevel, model: &Model, symbols: &Symbols) -> LevelCheck
             }
             if !pattern.contains(['*', '?']) {
                 match catalog.action(pattern) {
-                    Some(entry) if !allowed(level, pattern, entry.level) => offend(
+                    Some(entry) if !allowed(level, pattern, entry.level) => self.offend(
                         &s.location,
                         text.clone(),
                         format!(
@@ -216,7 +266,7 @@ pub fn check(level: PolicyLevel, model: &Model, symbols: &Symbols) -> LevelCheck
                     ),
                     Some(_) => {
                         if let Some(what) = catalog.leaks(pattern) {
-                            offend(
+                            self.offend(
                                 &s.location,
                                 text.clone(),
                                 format!(
@@ -228,13 +278,13 @@ pub fn check(level: PolicyLevel, model: &Model, symbols: &Symbols) -> LevelCheck
                     None => {
                         let guessed = Level::guess(pattern);
                         if allowed(level, pattern, guessed) {
-                            warnings.push(format!(
+                            self.warnings.push(format!(
                                 "{text} is not in the action catalog ({}): a typo, or newer than the catalog; judged by its name as {}",
                                 catalog.source,
                                 guessed.label()
                             ));
                         } else {
-                            offend(
+                            self.offend(
                                 &s.location,
                                 text.clone(),
                                 format!(
@@ -251,13 +301,14 @@ pub fn check(level: PolicyLevel, model: &Model, symbols: &Symbols) -> LevelCheck
             if expansion.actions.is_empty() {
                 let guessed = Level::guess(pattern);
                 if expansion.unknown_service || !allowed(level, pattern, guessed) {
-                    offend(
+                    self.offend(
                         &s.location,
                         text.clone(),
                         format!("{text} matches no action in the catalog: not in the {name} level"),
                     );
                 } else {
-                    warnings.push(format!("{text} matches no action in the catalog today"));
+                    self.warnings
+                        .push(format!("{text} matches no action in the catalog today"));
                 }
                 continue;
             }
@@ -268,7 +319,7 @@ pub fn check(level: PolicyLevel, model: &Model, symbols: &Symbols) -> LevelCheck
                 .map(|e| format!("{} ({})", e.name, e.level.label()))
                 .collect();
             if !bad.is_empty() {
-                offend(
+                self.offend(
                     &s.location,
                     text.clone(),
                     format!("{text} includes {}: not in the {name} level", shown(&bad)),
@@ -281,7 +332,7 @@ pub fn check(level: PolicyLevel, model: &Model, symbols: &Symbols) -> LevelCheck
                 .filter_map(|e| catalog.leaks(&e.name).map(|w| format!("{} ({w})", e.name)))
                 .collect();
             if !leaks.is_empty() && aimed_at_leaks(pattern, leaks.len(), expansion.actions.len()) {
-                offend(
+                self.offend(
                     &s.location,
                     text.clone(),
                     format!(
@@ -293,26 +344,28 @@ pub fn check(level: PolicyLevel, model: &Model, symbols: &Symbols) -> LevelCheck
                 continue;
             }
             if !leaks.is_empty() {
-                warnings.push(format!(
+                self.warnings.push(format!(
                     "{text} includes reads that return secrets or customer data: {}",
                     leaks.join(", ")
                 ));
             }
         }
     }
-    for a in &model.attachments {
-        offend(
-            &a.location,
-            symbols.display(&a.arn),
-            format!(
-                "managed policy {} cannot be checked against the {name} level (its content is not in the template)",
-                symbols.display(&a.arn)
-            ),
-        );
+
+    /// Managed policies from outside the template: their content cannot be checked.
+    fn attachments(&mut self, model: &Model) {
+        let (name, symbols) = (self.name, self.symbols);
+        for a in &model.attachments {
+            self.offend(
+                &a.location,
+                symbols.display(&a.arn),
+                format!(
+                    "managed policy {} cannot be checked against the {name} level (its content is not in the template)",
+                    symbols.display(&a.arn)
+                ),
+            );
+        }
     }
-    warnings.dedup();
-    out.warnings = warnings;
-    out
 }
 
 /// Read verbs a broad, service-wide pattern stops at (`ec2:Describe*`, `s3:Get*`): what real vendors write.
