@@ -446,119 +446,156 @@ impl Builder<'_> {
         let certain_presence = *presence == Presence::Yes;
         match kind {
             "AWS::IAM::Role" | "AWS::IAM::User" | "AWS::IAM::Group" => {
-                let identity = self
-                    .names
-                    .get(id)
-                    .cloned()
-                    .unwrap_or_else(|| format!("? {id}"));
-                if kind == "AWS::IAM::Role"
-                    && let Some(doc) = props.get("AssumeRolePolicyDocument")
-                {
-                    let holder = Holder {
-                        scope: Scope::Trust,
-                        identity: identity.clone(),
-                    };
-                    self.document(
-                        doc,
-                        &format!("{base}.AssumeRolePolicyDocument"),
-                        &[holder],
-                        certain_presence,
-                    )?;
+                self.identity_resource(id, kind, props, &base, certain_presence)
+            }
+            "AWS::IAM::Policy" | "AWS::IAM::ManagedPolicy" => {
+                self.policy_resource(id, props, &base, certain_presence)
+            }
+            "AWS::IAM::RolePolicy" | "AWS::IAM::UserPolicy" | "AWS::IAM::GroupPolicy" => {
+                self.inline_policy_resource(kind, props, &base, certain_presence)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A role, user or group: its trust policy, inline and managed policies, boundary and session settings.
+    fn identity_resource(
+        &mut self,
+        id: &str,
+        kind: &str,
+        props: &Val,
+        base: &str,
+        certain_presence: bool,
+    ) -> Result<(), TooComplex> {
+        let identity = self
+            .names
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| format!("? {id}"));
+        if kind == "AWS::IAM::Role"
+            && let Some(doc) = props.get("AssumeRolePolicyDocument")
+        {
+            let holder = Holder {
+                scope: Scope::Trust,
+                identity: identity.clone(),
+            };
+            self.document(
+                doc,
+                &format!("{base}.AssumeRolePolicyDocument"),
+                &[holder],
+                certain_presence,
+            )?;
+        }
+        let holder = Holder {
+            scope: Scope::Identity,
+            identity: identity.clone(),
+        };
+        self.inline_policies(props, base, &holder, certain_presence)?;
+        self.managed_arns(props, base, &identity)?;
+        if let Some(boundary) = props.get("PermissionsBoundary") {
+            let text = match boundary {
+                Val::Str(s) => match self.template_policy(s) {
+                    Some(policy) => format!("policy {policy} of this template"),
+                    None => s.clone(),
+                },
+                other => other.canonical(),
+            };
+            self.model.boundaries.insert(identity.clone(), text);
+        }
+        let settings = self.model.settings.entry(identity.clone()).or_default();
+        if let Some(v) = props.get("MaxSessionDuration") {
+            settings.insert("MaxSessionDuration", v.canonical());
+        }
+        if let Some(v) = props.get("LoginProfile") {
+            settings.insert("LoginProfile (console password)", v.canonical());
+        }
+        if let Some(v) = props.get("Groups") {
+            settings.insert("Groups", v.canonical());
+        }
+        Ok(())
+    }
+
+    /// A policy (inline or managed) with its holders: the roles, users and groups it names, the identities that
+    /// attach it, and those it bounds.
+    fn policy_resource(
+        &mut self,
+        id: &str,
+        props: &Val,
+        base: &str,
+        certain_presence: bool,
+    ) -> Result<(), TooComplex> {
+        let mut holders = Vec::new();
+        for (field, label) in [("Roles", "role"), ("Users", "user"), ("Groups", "group")] {
+            let mut values = Vec::new();
+            match props.get(field) {
+                None => {}
+                Some(Val::List(items)) => values.extend(items.iter().cloned()),
+                Some(other) => values.push(other.clone()),
+            }
+            for v in values {
+                let mut texts = Vec::new();
+                v.strings(self.symbols, &mut texts);
+                for t in texts {
+                    holders.push(Holder {
+                        scope: Scope::Identity,
+                        identity: self.identity(label, &Val::Str(t)),
+                    });
                 }
-                let holder = Holder {
+            }
+        }
+        if let Some(identities) = self.attached_to.get(id) {
+            for identity in identities {
+                let h = Holder {
                     scope: Scope::Identity,
                     identity: identity.clone(),
                 };
-                self.inline_policies(props, &base, &holder, certain_presence)?;
-                self.managed_arns(props, &base, &identity)?;
-                if let Some(boundary) = props.get("PermissionsBoundary") {
-                    let text = match boundary {
-                        Val::Str(s) => match self.template_policy(s) {
-                            Some(policy) => format!("policy {policy} of this template"),
-                            None => s.clone(),
-                        },
-                        other => other.canonical(),
-                    };
-                    self.model.boundaries.insert(identity.clone(), text);
-                }
-                let settings = self.model.settings.entry(identity.clone()).or_default();
-                if let Some(v) = props.get("MaxSessionDuration") {
-                    settings.insert("MaxSessionDuration", v.canonical());
-                }
-                if let Some(v) = props.get("LoginProfile") {
-                    settings.insert("LoginProfile (console password)", v.canonical());
-                }
-                if let Some(v) = props.get("Groups") {
-                    settings.insert("Groups", v.canonical());
+                if !holders.contains(&h) {
+                    holders.push(h);
                 }
             }
-            "AWS::IAM::Policy" | "AWS::IAM::ManagedPolicy" => {
-                let mut holders = Vec::new();
-                for (field, label) in [("Roles", "role"), ("Users", "user"), ("Groups", "group")] {
-                    let mut values = Vec::new();
-                    match props.get(field) {
-                        None => {}
-                        Some(Val::List(items)) => values.extend(items.iter().cloned()),
-                        Some(other) => values.push(other.clone()),
-                    }
-                    for v in values {
-                        let mut texts = Vec::new();
-                        v.strings(self.symbols, &mut texts);
-                        for t in texts {
-                            holders.push(Holder {
-                                scope: Scope::Identity,
-                                identity: self.identity(label, &Val::Str(t)),
-                            });
-                        }
-                    }
-                }
-                if let Some(identities) = self.attached_to.get(id) {
-                    for identity in identities {
-                        let h = Holder {
-                            scope: Scope::Identity,
-                            identity: identity.clone(),
-                        };
-                        if !holders.contains(&h) {
-                            holders.push(h);
-                        }
-                    }
-                }
-                if let Some(bounded) = self.boundary_of.get(id) {
-                    holders.extend(bounded.iter().map(|identity| Holder {
-                        scope: Scope::Boundary,
-                        identity: identity.clone(),
-                    }));
-                }
-                if let Some(doc) = props.get("PolicyDocument") {
-                    self.document(
-                        doc,
-                        &format!("{base}.PolicyDocument"),
-                        &holders,
-                        certain_presence,
-                    )?;
-                }
-            }
-            "AWS::IAM::RolePolicy" | "AWS::IAM::UserPolicy" | "AWS::IAM::GroupPolicy" => {
-                let (field, label) = match kind {
-                    "AWS::IAM::RolePolicy" => ("RoleName", "role"),
-                    "AWS::IAM::UserPolicy" => ("UserName", "user"),
-                    _ => ("GroupName", "group"),
-                };
-                let identity = self.identity(label, props.get(field).unwrap_or(&Val::Null));
-                let holder = Holder {
-                    scope: Scope::Identity,
-                    identity,
-                };
-                if let Some(doc) = props.get("PolicyDocument") {
-                    self.document(
-                        doc,
-                        &format!("{base}.PolicyDocument"),
-                        &[holder],
-                        certain_presence,
-                    )?;
-                }
-            }
-            _ => {}
+        }
+        if let Some(bounded) = self.boundary_of.get(id) {
+            holders.extend(bounded.iter().map(|identity| Holder {
+                scope: Scope::Boundary,
+                identity: identity.clone(),
+            }));
+        }
+        if let Some(doc) = props.get("PolicyDocument") {
+            self.document(
+                doc,
+                &format!("{base}.PolicyDocument"),
+                &holders,
+                certain_presence,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// A RolePolicy, UserPolicy or GroupPolicy: one document held by the identity it names.
+    fn inline_policy_resource(
+        &mut self,
+        kind: &str,
+        props: &Val,
+        base: &str,
+        certain_presence: bool,
+    ) -> Result<(), TooComplex> {
+        let (field, label) = match kind {
+            "AWS::IAM::RolePolicy" => ("RoleName", "role"),
+            "AWS::IAM::UserPolicy" => ("UserName", "user"),
+            _ => ("GroupName", "group"),
+        };
+        let identity = self.identity(label, props.get(field).unwrap_or(&Val::Null));
+        let holder = Holder {
+            scope: Scope::Identity,
+            identity,
+        };
+        if let Some(doc) = props.get("PolicyDocument") {
+            self.document(
+                doc,
+                &format!("{base}.PolicyDocument"),
+                &[holder],
+                certain_presence,
+            )?;
         }
         Ok(())
     }
