@@ -416,5 +416,8 @@ fn demo_listen_without_serve_is_refused_with_the_reason() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("--listen applies to `stacksetd demo --serve`"), "{stderr}");
+    assert!(
+        stderr.contains("--listen applies to `stacksetd demo --serve`"),
+        "{stderr}"
+    );
 }

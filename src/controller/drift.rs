@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use tracing::{info, warn};
 
 use super::{Context, Outcome, State, operation};
-use crate::cloud::{DetectDriftRequest, ObservedStackSet, Operation};
+use crate::cloud::{DetectDriftRequest, ObservedStackSet, Operation, Setting, StackSetSettings};
 use crate::controller::Report;
 use crate::desired::Deployment;
 use crate::error::Error;
@@ -26,52 +26,43 @@ use crate::plan::Observed;
 
 /// The stack set settings spec drift is tracked for, with the value as a short readable string.
 pub fn settings_fingerprint(stack_set: &ObservedStackSet) -> BTreeMap<&'static str, String> {
-    let mut out = BTreeMap::new();
-    out.insert(
-        "description",
-        format!(
-            "{:?}",
-            stack_set.settings.description.as_deref().unwrap_or("")
-        ),
-    );
-    out.insert(
-        "template",
-        format!(
-            "sha256:{}",
-            &crate::template::sha256_hex(stack_set.settings.template_body.as_bytes())[..12]
-        ),
-    );
+    Setting::ALL
+        .into_iter()
+        .filter_map(|setting| Some((setting.name(), fingerprint(setting, &stack_set.settings)?)))
+        .collect()
+}
+
+/// One setting as spec drift compares it; `None` when DescribeStackSet did not report it.
+fn fingerprint(setting: Setting, settings: &StackSetSettings) -> Option<String> {
     let pairs = |map: &BTreeMap<String, String>| {
         map.iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(",")
     };
-    out.insert("parameters", pairs(&stack_set.settings.parameters));
-    out.insert("tags", pairs(&stack_set.settings.tags));
-    out.insert(
-        "capabilities",
-        stack_set
-            .settings
+    Some(match setting {
+        Setting::Description => format!("{:?}", settings.description.as_deref().unwrap_or("")),
+        Setting::Template => format!(
+            "sha256:{}",
+            &crate::template::sha256_hex(settings.template_body.as_bytes())[..12]
+        ),
+        Setting::Parameters => pairs(&settings.parameters),
+        Setting::Tags => pairs(&settings.tags),
+        Setting::Capabilities => settings
             .capabilities
             .iter()
             .cloned()
             .collect::<Vec<_>>()
             .join(","),
-    );
-    if let Some(auto) = &stack_set.settings.auto_deployment {
-        out.insert(
-            "autoDeployment",
+        Setting::AutoDeployment => {
+            let auto = settings.auto_deployment.as_ref()?;
             format!(
                 "enabled={},retainStacksOnAccountRemoval={}",
                 auto.enabled, auto.retain_stacks_on_account_removal
-            ),
-        );
-    }
-    if let Some(active) = stack_set.settings.managed_execution {
-        out.insert("managedExecution", format!("active={active}"));
-    }
-    out
+            )
+        }
+        Setting::ManagedExecution => format!("active={}", settings.managed_execution?),
+    })
 }
 
 /// Spec drift, as memory records it: the observed settings against the last converged ones, every field that

@@ -158,3 +158,52 @@ fn operation_ids_do_not_move_between_releases() {
         "{ids:#?}"
     );
 }
+
+/// Every stack set setting is in spec drift's fingerprint (under its own name, the metric's label) and in an
+/// UpdateStackSet's OperationId material (under its own key): a setting is never silently left out of either.
+#[test]
+fn every_setting_is_fingerprinted_and_part_of_the_operation_id() {
+    use crate::cloud::{AutoDeployment as Auto, ObservedStackSet, Setting, StackSetSettings};
+    let settings = StackSetSettings {
+        description: Some("d".into()),
+        template_body: "{}".into(),
+        parameters: [("P".to_string(), "v".to_string())].into(),
+        capabilities: ["CAPABILITY_IAM".to_string()].into(),
+        tags: [("t".to_string(), "v".to_string())].into(),
+        auto_deployment: Some(Auto {
+            enabled: true,
+            retain_stacks_on_account_removal: false,
+            depends_on: Vec::new(),
+        }),
+        managed_execution: Some(true),
+    };
+    let observed = ObservedStackSet {
+        name: "Vendor".into(),
+        arn: None,
+        status: crate::cloud::StackSetStatus::Active,
+        settings: settings.clone(),
+        permission_model: None,
+        organizational_unit_ids: None,
+        regions: None,
+        drift: None,
+    };
+    let fingerprint = settings_fingerprint(&observed);
+    let names: Vec<&str> = Setting::ALL.iter().map(|s| s.name()).collect();
+    assert_eq!(
+        fingerprint
+            .keys()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>(),
+        names.iter().copied().collect()
+    );
+    let material = super::operation::id_material(&crate::plan::Action::UpdateStackSet {
+        settings,
+        keep_template: false,
+    });
+    let keys = material.as_object().expect("an object").len();
+    assert_eq!(
+        keys,
+        Setting::ALL.len() + 1,
+        "one key per setting and the action: {material}"
+    );
+}

@@ -468,16 +468,6 @@ type InstanceLabels = (String, String);
 
 /// The drift statuses `stackset_drift_status` has a series for (1 for the current one, 0 for the others).
 const DRIFT_STATUSES: [&str; 3] = ["DRIFTED", "IN_SYNC", "NOT_CHECKED"];
-/// The stack set settings `spec_drift` tracks (controller::settings_fingerprint's keys).
-const SPEC_FIELDS: [&str; 7] = [
-    "description",
-    "template",
-    "parameters",
-    "tags",
-    "capabilities",
-    "autoDeployment",
-    "managedExecution",
-];
 /// The coverage states of `coverage_instances`.
 const COVERAGE_STATES: [&str; 5] = [
     "missing",
@@ -631,7 +621,7 @@ impl FleetMetrics {
             }
             set(&self.drifted_instances, drift.drifted_instances);
         }
-        for field in SPEC_FIELDS {
+        for field in crate::cloud::Setting::ALL.map(crate::cloud::Setting::name) {
             let drifted = report.spec_drift.iter().any(|d| d.field == field);
             self.spec_drift
                 .with_label_values(&[deployment, field])
@@ -724,7 +714,7 @@ impl FleetMetrics {
         for status in DRIFT_STATUSES {
             let _ = self.drift_status.remove_label_values(&[deployment, status]);
         }
-        for field in SPEC_FIELDS {
+        for field in crate::cloud::Setting::ALL.map(crate::cloud::Setting::name) {
             let _ = self.spec_drift.remove_label_values(&[deployment, field]);
         }
         let known = self

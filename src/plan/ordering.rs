@@ -309,8 +309,12 @@ pub(super) fn deletions(s: &Scope<'_>) -> Vec<Step> {
         && !dropped_account_units.is_empty()
         && !s.kept_regions.is_empty()
     {
-        let ordinary =
-            retained_then_ordinary(&mut steps, observed, &s.accounts_to_drop, of_dropped_account);
+        let ordinary = retained_then_ordinary(
+            &mut steps,
+            observed,
+            &s.accounts_to_drop,
+            of_dropped_account,
+        );
         if !ordinary.is_empty() {
             steps.push(Step {
                 purpose: Purpose::Converge,

@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Action, Change, Desired, Observed, Purpose, Step, UNSET};
 use crate::cloud::{
-    AccountFilterType, InstanceStatus, ObservedStackSet, StackInstance, StackSetSettings, Targets,
+    AccountFilterType, InstanceStatus, ObservedStackSet, Setting, StackInstance, StackSetSettings,
+    Targets,
 };
 use crate::desired::ROOT;
 use crate::error::Error;
@@ -146,42 +147,55 @@ pub(super) fn resolve_units(desired: Desired<'_>) -> Result<BTreeSet<String>, Er
 }
 
 /// Differences in the stack set's own settings (everything UpdateStackSet carries except auto-deployment and
-/// managed execution, which have their own rules).
+/// managed execution, which have their own rules), setting by setting.
 pub(super) fn settings_changes(desired: Desired<'_>, observed: &StackSetSettings) -> Vec<Change> {
     let spec = &desired.deployment.spec;
     let mut changes = Vec::new();
-    let description = |d: &Option<String>| d.clone().filter(|s| !s.is_empty());
-    // UpdateStackSet keeps a description it is not given and cannot clear one: an absent description is not
-    // managed (see `notes`), never a change that would be planned again on every pass.
-    if spec.description.is_some()
-        && description(&spec.description) != description(&observed.description)
-    {
-        changes.push(Change {
-            field: "description".into(),
-            from: quoted(observed.description.as_deref()),
-            to: quoted(spec.description.as_deref()),
-        });
+    for setting in Setting::ALL {
+        match setting {
+            Setting::Description => {
+                let description = |d: &Option<String>| d.clone().filter(|s| !s.is_empty());
+                // UpdateStackSet keeps a description it is not given and cannot clear one: an absent description
+                // is not managed (see `notes`), never a change that would be planned again on every pass.
+                if spec.description.is_some()
+                    && description(&spec.description) != description(&observed.description)
+                {
+                    changes.push(Change {
+                        field: setting.name().into(),
+                        from: quoted(observed.description.as_deref()),
+                        to: quoted(spec.description.as_deref()),
+                    });
+                }
+            }
+            Setting::Template => {
+                if !desired.template.same_as(&observed.template_body) {
+                    changes.push(Change {
+                        field: setting.name().into(),
+                        from: format!(
+                            "sha256:{}",
+                            &crate::template::sha256_hex(observed.template_body.as_bytes())[..12]
+                        ),
+                        to: format!("sha256:{}", desired.template.short_digest()),
+                    });
+                }
+            }
+            Setting::Parameters => diff_parameters(desired, observed, &mut changes),
+            Setting::Capabilities => {
+                let capabilities = spec.capability_names();
+                if capabilities != observed.capabilities {
+                    changes.push(Change {
+                        field: setting.name().into(),
+                        from: join(&observed.capabilities),
+                        to: join(&capabilities),
+                    });
+                }
+            }
+            Setting::Tags => diff_maps(setting.name(), &observed.tags, &spec.tags, &mut changes),
+            // Their own steps and ordering rules (ordering.rs): an auto-deployment change carries no targets, a
+            // ManagedExecution change goes alone.
+            Setting::AutoDeployment | Setting::ManagedExecution => {}
+        }
     }
-    if !desired.template.same_as(&observed.template_body) {
-        changes.push(Change {
-            field: "template".into(),
-            from: format!(
-                "sha256:{}",
-                &crate::template::sha256_hex(observed.template_body.as_bytes())[..12]
-            ),
-            to: format!("sha256:{}", desired.template.short_digest()),
-        });
-    }
-    diff_parameters(desired, observed, &mut changes);
-    let capabilities = spec.capability_names();
-    if capabilities != observed.capabilities {
-        changes.push(Change {
-            field: "capabilities".into(),
-            from: join(&observed.capabilities),
-            to: join(&capabilities),
-        });
-    }
-    diff_maps("tags", &observed.tags, &spec.tags, &mut changes);
     changes
 }
 
