@@ -28,20 +28,8 @@ pub type ActionName = &'static str;
 /// Reads an action's name back as the `&'static str` stacksetd writes (the names are a fixed set: the API's
 /// mutating calls); a name this release does not know reads as `unknown`, never as an unbounded string.
 pub fn action_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
-    const NAMES: &[&str] = &[
-        "CreateStackSet",
-        "UpdateStackSet",
-        "CreateStackInstances",
-        "UpdateStackInstances",
-        "DeleteStackInstances",
-        "DeleteStackSet",
-        "DetectStackSetDrift",
-        "CreateStack",
-        "UpdateStack",
-        "DeleteStack",
-    ];
     let name = String::deserialize(d)?;
-    Ok(NAMES
+    Ok(crate::cloud::calls::MUTATING
         .iter()
         .find(|n| **n == name)
         .copied()

@@ -56,6 +56,37 @@ pub struct StackSetSettings {
     pub managed_execution: Option<bool>,
 }
 
+/// The API's mutating calls, by name: the one list the plan's action names, the gate, the IAM table and /status's
+/// reader take them from.
+pub mod calls {
+    pub const CREATE_STACK_SET: &str = "CreateStackSet";
+    pub const UPDATE_STACK_SET: &str = "UpdateStackSet";
+    pub const CREATE_STACK_INSTANCES: &str = "CreateStackInstances";
+    pub const UPDATE_STACK_INSTANCES: &str = "UpdateStackInstances";
+    pub const DELETE_STACK_INSTANCES: &str = "DeleteStackInstances";
+    pub const DELETE_STACK_SET: &str = "DeleteStackSet";
+    pub const DETECT_STACK_SET_DRIFT: &str = "DetectStackSetDrift";
+    pub const CREATE_STACK: &str = "CreateStack";
+    pub const UPDATE_STACK: &str = "UpdateStack";
+    pub const DELETE_STACK: &str = "DeleteStack";
+    pub const DETECT_STACK_DRIFT: &str = "DetectStackDrift";
+
+    /// Every mutating call stacksetd makes.
+    pub const MUTATING: &[&str] = &[
+        CREATE_STACK_SET,
+        UPDATE_STACK_SET,
+        CREATE_STACK_INSTANCES,
+        UPDATE_STACK_INSTANCES,
+        DELETE_STACK_INSTANCES,
+        DELETE_STACK_SET,
+        DETECT_STACK_SET_DRIFT,
+        CREATE_STACK,
+        UPDATE_STACK,
+        DELETE_STACK,
+        DETECT_STACK_DRIFT,
+    ];
+}
+
 /// Every setting of a stack set that stacksetd converges, declared once. Each concern that treats the settings one
 /// by one matches on this enum exhaustively: the plan's diff (`plan::steps::settings_changes`), the spec-drift
 /// fingerprint (`controller::drift::fingerprint`, whose names are the `spec_drift` metric's `field` label) and the

@@ -14,6 +14,7 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 
 use super::read_budget::{ReadBudget, pages};
+use crate::cloud::calls;
 use crate::cloud::{
     AccessVerdict, Account, AutoDeploymentTarget, CallAs, CallCounter, Cloud, Connector,
     CreateStackSet, DeleteInstancesRequest, DetectDriftRequest, InstancesRequest, ObservedStackSet,
@@ -282,41 +283,50 @@ impl Cloud for Gate {
     }
 
     async fn create_stack_set(&self, request: &CreateStackSet) -> Result<()> {
-        self.mutate("CreateStackSet", self.inner.create_stack_set(request))
-            .await
+        self.mutate(
+            calls::CREATE_STACK_SET,
+            self.inner.create_stack_set(request),
+        )
+        .await
     }
     async fn update_stack_set(&self, request: &UpdateStackSet) -> Result<String> {
-        self.mutate("UpdateStackSet", self.inner.update_stack_set(request))
-            .await
+        self.mutate(
+            calls::UPDATE_STACK_SET,
+            self.inner.update_stack_set(request),
+        )
+        .await
     }
     async fn create_stack_instances(&self, request: &InstancesRequest) -> Result<String> {
         self.mutate(
-            "CreateStackInstances",
+            calls::CREATE_STACK_INSTANCES,
             self.inner.create_stack_instances(request),
         )
         .await
     }
     async fn update_stack_instances(&self, request: &InstancesRequest) -> Result<String> {
         self.mutate(
-            "UpdateStackInstances",
+            calls::UPDATE_STACK_INSTANCES,
             self.inner.update_stack_instances(request),
         )
         .await
     }
     async fn delete_stack_instances(&self, request: &DeleteInstancesRequest) -> Result<String> {
         self.mutate(
-            "DeleteStackInstances",
+            calls::DELETE_STACK_INSTANCES,
             self.inner.delete_stack_instances(request),
         )
         .await
     }
     async fn delete_stack_set(&self, name: &str, call_as: CallAs) -> Result<()> {
-        self.mutate("DeleteStackSet", self.inner.delete_stack_set(name, call_as))
-            .await
+        self.mutate(
+            calls::DELETE_STACK_SET,
+            self.inner.delete_stack_set(name, call_as),
+        )
+        .await
     }
     async fn detect_stack_set_drift(&self, request: &DetectDriftRequest) -> Result<String> {
         self.mutate(
-            "DetectStackSetDrift",
+            calls::DETECT_STACK_SET_DRIFT,
             self.inner.detect_stack_set_drift(request),
         )
         .await
@@ -330,21 +340,21 @@ impl Cloud for Gate {
             .await
     }
     async fn create_stack(&self, request: &StackRequest) -> Result<()> {
-        self.mutate("CreateStack", self.inner.create_stack(request))
+        self.mutate(calls::CREATE_STACK, self.inner.create_stack(request))
             .await
     }
     async fn update_stack(&self, request: &StackRequest) -> Result<bool> {
-        self.mutate("UpdateStack", self.inner.update_stack(request))
+        self.mutate(calls::UPDATE_STACK, self.inner.update_stack(request))
             .await
     }
     async fn delete_stack(&self, request: &DeleteStackRequest) -> Result<()> {
-        self.mutate("DeleteStack", self.inner.delete_stack(request))
+        self.mutate(calls::DELETE_STACK, self.inner.delete_stack(request))
             .await
     }
     /// Starts work in CloudFormation: gated like a change.
     async fn detect_stack_drift(&self, stack_id: &str, region: &str) -> Result<()> {
         self.mutate(
-            "DetectStackDrift",
+            calls::DETECT_STACK_DRIFT,
             self.inner.detect_stack_drift(stack_id, region),
         )
         .await

@@ -33,6 +33,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use crate::cloud::calls;
 use crate::cloud::{ObservedStackSet, StackInstance, StackSetSettings, Targets};
 use crate::desired::{Deployment, Ensure};
 use crate::error::Error;
@@ -142,15 +143,15 @@ impl Action {
     /// AWS's API name, used in output, logs and the `action` metric label.
     pub fn name(&self) -> &'static str {
         match self {
-            Action::CreateStackSet { .. } => "CreateStackSet",
-            Action::UpdateStackSet { .. } => "UpdateStackSet",
-            Action::CreateStackInstances { .. } => "CreateStackInstances",
-            Action::UpdateStackInstances { .. } => "UpdateStackInstances",
-            Action::DeleteStackInstances { .. } => "DeleteStackInstances",
-            Action::DeleteStackSet => "DeleteStackSet",
-            Action::CreateStack { .. } => "CreateStack",
-            Action::UpdateStack { .. } => "UpdateStack",
-            Action::DeleteStack { .. } => "DeleteStack",
+            Action::CreateStackSet { .. } => calls::CREATE_STACK_SET,
+            Action::UpdateStackSet { .. } => calls::UPDATE_STACK_SET,
+            Action::CreateStackInstances { .. } => calls::CREATE_STACK_INSTANCES,
+            Action::UpdateStackInstances { .. } => calls::UPDATE_STACK_INSTANCES,
+            Action::DeleteStackInstances { .. } => calls::DELETE_STACK_INSTANCES,
+            Action::DeleteStackSet => calls::DELETE_STACK_SET,
+            Action::CreateStack { .. } => calls::CREATE_STACK,
+            Action::UpdateStack { .. } => calls::UPDATE_STACK,
+            Action::DeleteStack { .. } => calls::DELETE_STACK,
         }
     }
 

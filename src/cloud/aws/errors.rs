@@ -486,6 +486,19 @@ mod tests {
         );
     }
 
+    /// The IAM table names the action of every mutating call (the AccessDenied advice and the shipped policy's
+    /// check both read it).
+    #[test]
+    fn every_mutating_call_has_its_iam_action() {
+        for call in crate::cloud::calls::MUTATING {
+            assert_eq!(
+                iam_action(CLOUDFORMATION, call),
+                Some(format!("cloudformation:{call}").as_str()),
+                "{call}"
+            );
+        }
+    }
+
     #[test]
     fn every_listed_action_is_service_colon_operation() {
         for (service, operation, action) in IAM_ACTIONS {
