@@ -532,30 +532,37 @@ async fn submit(
             operation::id_base(short, &format!("{}{material}", spec.stack_set_name))
         }
     };
-    let id = operation::next_id(ctx, name, &base, recent);
-    crate::controller::preflight::ensure(deployment, ctx).await?;
-    info!(action = step.action.name(), operation = %id, summary = %step.summary, "submitting");
-    let answer = match operation::send(deployment, ctx, &step.action, &id).await {
-        Ok(false) => {
-            // The plan saw a difference CloudFormation does not act on: say so, and look again at the resync
-            // interval rather than sending it every pass.
-            tracing::warn!(action = step.action.name(), summary = %step.summary,
-                "CloudFormation found nothing to update; looking again after the resync interval");
-            return Ok(Outcome {
-                state: State::Converged,
-                requeue_after: ctx.config.resync_interval,
-                report,
-            });
-        }
-        answer => answer.map(drop),
-    };
     // A lost answer to a stack set call may hide an operation: the next pass asks for its id. CreateStackSet's
     // name is its own proof, and a plain stack's status shows what happened to it.
     let may_have_happened =
         !matches!(step.action, Action::CreateStackSet { .. }) && !step.action.is_stack();
-    match operation::triage(deployment, ctx, &id, answer, may_have_happened, &report).await? {
-        operation::Answer::Decided(outcome) => Ok(*outcome),
-        operation::Answer::Accepted => {
+    let sent = operation::submit(
+        deployment,
+        ctx,
+        &base,
+        recent,
+        may_have_happened,
+        &report,
+        |id| async move {
+            info!(action = step.action.name(), operation = %id, summary = %step.summary, "submitting");
+            operation::send(deployment, ctx, &step.action, &id).await
+        },
+    )
+    .await?;
+    match sent {
+        operation::Sent::NothingToDo => {
+            // The plan saw a difference CloudFormation does not act on: say so, and look again at the resync
+            // interval rather than sending it every pass.
+            tracing::warn!(action = step.action.name(), summary = %step.summary,
+                "CloudFormation found nothing to update; looking again after the resync interval");
+            Ok(Outcome {
+                state: State::Converged,
+                requeue_after: ctx.config.resync_interval,
+                report,
+            })
+        }
+        operation::Sent::Decided(outcome) => Ok(*outcome),
+        operation::Sent::Accepted(id) => {
             match step.purpose {
                 Purpose::RepairCoverage => {
                     ctx.memory.repaired(name, &observed.overdue_gaps);

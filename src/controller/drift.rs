@@ -196,21 +196,24 @@ pub(super) async fn start_detection(
             .as_secs())
     );
     let base = operation::id_base("detect-drift", &material);
-    let id = operation::next_id(ctx, deployment.name(), &base, recent);
-    crate::controller::preflight::ensure(deployment, ctx).await?;
-    let request = DetectDriftRequest {
-        name: spec.stack_set_name.clone(),
-        call_as: spec.call_as,
-        preferences: spec.operation_preferences.clone(),
-        operation_id: id.clone(),
+    let sent = operation::submit(deployment, ctx, &base, recent, true, &report, |id| async move {
+        info!(operation = %id, instances = observed.instances.len(), "detecting stack set drift");
+        let request = DetectDriftRequest {
+            name: spec.stack_set_name.clone(),
+            call_as: spec.call_as,
+            preferences: spec.operation_preferences.clone(),
+            operation_id: id,
+        };
+        ctx.cloud.detect_stack_set_drift(&request).await.map(|_| true)
+    })
+    .await?;
+    let id = match sent {
+        operation::Sent::Accepted(id) => id,
+        operation::Sent::Decided(outcome) => return Ok(*outcome),
+        operation::Sent::NothingToDo => {
+            unreachable!("a drift detection always starts an operation")
+        }
     };
-    info!(operation = %id, instances = observed.instances.len(), "detecting stack set drift");
-    let answer = ctx.cloud.detect_stack_set_drift(&request).await.map(|_| ());
-    if let operation::Answer::Decided(outcome) =
-        operation::triage(deployment, ctx, &id, answer, true, &report).await?
-    {
-        return Ok(*outcome);
-    }
     ctx.memory()
         .submitted_drift_detection(deployment.name(), ctx.wall_now());
     ctx.memory().adopt(deployment.name(), &id);

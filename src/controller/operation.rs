@@ -44,7 +44,7 @@ pub fn next_sequence<'a>(base: &str, known: impl Iterator<Item = &'a str>) -> u6
 }
 
 /// The id to send for `base`: the next sequence past the ids AWS listed and the ones this deployment finished.
-pub(super) fn next_id(ctx: &Context, deployment: &str, base: &str, recent: &[Operation]) -> String {
+fn next_id(ctx: &Context, deployment: &str, base: &str, recent: &[Operation]) -> String {
     let finished = ctx.memory.finished(deployment);
     let sequence = next_sequence(
         base,
@@ -75,8 +75,46 @@ fn adopted(ctx: &Context, deployment: &str, operation: &Operation, report: &Repo
     waiting(ctx, operation, Instant::now(), None, report.clone())
 }
 
+/// How a submission ended, for the caller's bookkeeping.
+pub(super) enum Sent {
+    /// Accepted under this id.
+    Accepted(String),
+    /// CloudFormation found nothing to change (an UpdateStack answered "No updates are to be performed").
+    NothingToDo,
+    /// The pass ends here with this outcome (a resend adopted, a busy stack set, a stack set already created).
+    Decided(Box<Outcome>),
+}
+
+/// The one submission sequence, for plan steps and drift detection alike: the id (the next past the ones AWS
+/// listed and this deployment finished), preflight, the call, and the triage of its answer. `call` gets the id
+/// and answers whether something was started.
+pub(super) async fn submit<F, Fut>(
+    deployment: &Deployment,
+    ctx: &Context,
+    base: &str,
+    recent: &[Operation],
+    may_have_happened: bool,
+    report: &Report,
+    call: F,
+) -> Result<Sent, Error>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Result<bool, Error>>,
+{
+    let id = next_id(ctx, deployment.name(), base, recent);
+    crate::controller::preflight::ensure(deployment, ctx).await?;
+    let answer = match call(id.clone()).await {
+        Ok(false) => return Ok(Sent::NothingToDo),
+        answer => answer.map(drop),
+    };
+    match triage(deployment, ctx, &id, answer, may_have_happened, report).await? {
+        Answer::Decided(outcome) => Ok(Sent::Decided(outcome)),
+        Answer::Accepted => Ok(Sent::Accepted(id)),
+    }
+}
+
 /// What a submission's answer means.
-pub(super) enum Answer {
+enum Answer {
     /// Accepted: the caller records what it sent.
     Accepted,
     /// The pass ends here with this outcome (a resend adopted, a busy stack set, a stack set already created).
@@ -86,7 +124,7 @@ pub(super) enum Answer {
 /// Triage the answer to a submission of `id`. `may_have_happened`: an answer that never arrived may hide a
 /// submission that did (every call but CreateStackSet, whose name is its own proof), so the next pass asks
 /// DescribeStackSetOperation about the id before anything else.
-pub(super) async fn triage(
+async fn triage(
     deployment: &Deployment,
     ctx: &Context,
     id: &str,
