@@ -107,6 +107,24 @@ pub struct Config {
     pub deletion_delay: Duration,
 }
 
+impl Config {
+    /// The controller's tunables from the daemon's settings (the rest keep their defaults).
+    pub fn from_settings(s: &crate::settings::Settings) -> Config {
+        Config {
+            catalog_base_url: s.catalog.base_url.clone(),
+            resync_interval: s.resync_interval.0,
+            org_scan_interval: s.org_scan_interval.0,
+            instance_relist_interval: s.instance_relist_interval.0,
+            template_poll_interval: s.template_poll_interval.0,
+            coverage_grace: s.coverage_grace_period.0,
+            deletion_delay: s.deletion_delay.0,
+            activate_trusted_access: s.activate_trusted_access,
+            template_private_networks: s.template_private_networks,
+            ..Config::default()
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -263,8 +281,8 @@ pub enum State {
     Settling,
     /// This pass submitted a step.
     Acted {
-        #[serde(deserialize_with = "crate::status::action_name")]
-        action: crate::status::ActionName,
+        #[serde(deserialize_with = "crate::cloud::calls::action_name")]
+        action: crate::cloud::calls::ActionName,
         operation_id: Option<String>,
         summary: String,
     },
@@ -273,8 +291,8 @@ pub enum State {
     /// Only deletions are left (with the creations that depend on them, `Plan::creations_after_deletions`), and
     /// they wait until the desired state asking for them has been unchanged for `deletion_delay`.
     DeletionPending {
-        #[serde(deserialize_with = "crate::status::action_name")]
-        action: crate::status::ActionName,
+        #[serde(deserialize_with = "crate::cloud::calls::action_name")]
+        action: crate::cloud::calls::ActionName,
         summary: String,
         /// When it will be submitted (RFC 3339, UTC), if the desired state stays as it is.
         runs_at: String,

@@ -3,8 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::cloud::OperationResult;
-use crate::desired::Invalid;
+use crate::input::Invalid;
 
 /// What kind of AWS failure happened; decides retry behaviour in the controller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -274,3 +273,16 @@ fn describe_failed_operation(
     }
     text
 }
+
+/// One row of ListStackSetOperationResults: why an account/Region failed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OperationResult {
+    pub account: String,
+    pub region: String,
+    pub status: String,
+    pub reason: Option<String>,
+}
+
+/// A bounded label (a reason, a kind, an action name): `&'static str` where stacksetd writes it, owned where
+/// `stacksetd status` reads a document back.
+pub type Label = std::borrow::Cow<'static, str>;

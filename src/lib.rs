@@ -4,7 +4,8 @@
 //!
 //! # Layout
 //!
-//! - [`desired`]: the desired-state file: its contract, strict parsing and every rule, with FILE:LINE:COLUMN.
+//! - [`desired`]: the desired-state file: its contract, strict parsing and every rule, with FILE:LINE:COLUMN;
+//!   [`input`]: what it shares with the settings' reader (field locations, typo suggestions, durations).
 //! - [`settings`]: the daemon's settings (defaults < file < `STACKSETD_*` < flags), every value bounded.
 //! - [`file_watch`]: following the file through every way editors and Kubernetes replace it.
 //! - [`controller`]: one pass of one deployment: observe, decide, act; requeue as a return value; its
@@ -43,6 +44,7 @@ mod fixtures;
 pub mod fuzzing;
 pub mod guard;
 pub mod http;
+pub mod input;
 pub mod leases;
 pub mod metrics;
 pub mod page;

@@ -315,7 +315,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     .await
                     .context("connecting to AWS")?,
             );
-            let mut config = settings.controller_config();
+            let mut config = controller::Config::from_settings(&settings);
             config.track_progress = true;
             // A one-shot command has no memory of when a coverage gap appeared, and cannot wait for
             // auto-deployment to fill it: `reconcile --once` repairs every gap it can, and `plan` shows that
@@ -621,7 +621,7 @@ async fn run_daemon(settings: &Settings) -> anyhow::Result<ExitCode> {
             .context("connecting to AWS")?,
     );
     let cloud: Arc<dyn Cloud> = aws.clone();
-    let config = settings.controller_config();
+    let config = controller::Config::from_settings(&settings);
     let options = daemon::Options {
         desired_state: settings.desired_state.clone(),
         listen: settings.listen,

@@ -11,29 +11,34 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::controller::{Outcome, Report, State, TemplateReport, is_transient};
-use crate::daemon::access::AccessReport;
 use crate::desired::{Deployment, Problem};
 use crate::error::Error;
 use crate::metrics::ReloadResult;
 use crate::template::SourceState;
 
-/// A bounded label (a reason, a kind, an action name): `&'static str` where stacksetd writes it, owned where
-/// `stacksetd status` reads a document back.
-pub type Label = std::borrow::Cow<'static, str>;
+pub use crate::cloud::calls::{ActionName, action_name};
+pub use crate::error::Label;
 
-/// An action's API name. An alias, not `&'static str` written out, so serde does not take the field for one
-/// borrowed from the input (it is read through [`action_name`]).
-pub type ActionName = &'static str;
+/// The last member access check of a deployment (`spec.accessCheck`; run by `daemon::access`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AccessReport {
+    pub role_name: String,
+    /// RFC 3339.
+    pub checked_at: String,
+    pub checked: usize,
+    pub failed: usize,
+    /// Up to 200 failing accounts with the reason.
+    pub failures: Vec<AccessFailure>,
+}
 
-/// Reads an action's name back as the `&'static str` stacksetd writes (the names are a fixed set: the API's
-/// mutating calls); a name this release does not know reads as `unknown`, never as an unbounded string.
-pub fn action_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
-    let name = String::deserialize(d)?;
-    Ok(crate::cloud::calls::MUTATING
-        .iter()
-        .find(|n| **n == name)
-        .copied()
-        .unwrap_or("unknown"))
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AccessFailure {
+    pub account: String,
+    /// The error's bounded label (access_denied, throttling, ...).
+    pub kind: Label,
+    pub reason: String,
 }
 
 /// The whole /status document.

@@ -3,6 +3,7 @@
 //! return every page) so fault injection and call budgets apply per call, as they would against AWS.
 
 pub mod aws;
+pub mod endpoint;
 pub mod org;
 pub mod sim;
 
@@ -70,6 +71,21 @@ pub mod calls {
     pub const UPDATE_STACK: &str = "UpdateStack";
     pub const DELETE_STACK: &str = "DeleteStack";
     pub const DETECT_STACK_DRIFT: &str = "DetectStackDrift";
+
+    /// An action's API name. An alias, not `&'static str` written out, so serde does not take the field for one
+    /// borrowed from the input (it is read through [`action_name`]).
+    pub type ActionName = &'static str;
+
+    /// Reads an action's name back as the `&'static str` stacksetd writes (the names are a fixed set: the API's
+    /// mutating calls); a name this release does not know reads as `unknown`, never as an unbounded string.
+    pub fn action_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+        let name = <String as serde::Deserialize>::deserialize(d)?;
+        Ok(MUTATING
+            .iter()
+            .find(|n| **n == name)
+            .copied()
+            .unwrap_or("unknown"))
+    }
 
     /// Every mutating call stacksetd makes.
     pub const MUTATING: &[&str] = &[
@@ -359,13 +375,23 @@ pub struct AutoDeploymentTarget {
     pub regions: Vec<String>,
 }
 
-/// One row of ListStackSetOperationResults: why an account/Region failed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OperationResult {
-    pub account: String,
-    pub region: String,
-    pub status: String,
-    pub reason: Option<String>,
+pub use crate::error::OperationResult;
+
+/// The TemplateURL of a staged object: virtual-hosted style in the bucket's Region, with the versionId when the
+/// bucket keeps versions (then the URL names exactly the uploaded bytes, even if the key is overwritten).
+pub fn staged_url(bucket: &str, region: &str, key: &str, version: Option<&str>) -> String {
+    let host = if region.is_empty() {
+        format!("{bucket}.s3.amazonaws.com")
+    } else {
+        format!("{bucket}.s3.{region}.amazonaws.com")
+    };
+    let mut url =
+        url::Url::parse(&format!("https://{host}/")).expect("a bucket name makes a valid host");
+    url.set_path(key);
+    if let Some(v) = version.filter(|v| !v.is_empty() && *v != "null") {
+        url.query_pairs_mut().append_pair("versionId", v);
+    }
+    url.to_string()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -21,10 +21,7 @@ use crate::cloud::ObservedStackSet;
 use crate::desired::Deployment;
 use crate::error::Error;
 
-/// The tag naming the deployment a stack set belongs to.
-pub const OWNER_TAG: &str = "stacksetd.dev/deployment";
-/// The tag recording the sha256 of the template version stacksetd applied.
-pub const TEMPLATE_TAG: &str = "stacksetd.dev/template-sha256";
+pub use crate::plan::{OWNER_TAG, TEMPLATE_TAG};
 /// Tag keys under this prefix are stacksetd's; `spec.tags` may not use them.
 pub const RESERVED_TAG_PREFIX: &str = "stacksetd.dev/";
 

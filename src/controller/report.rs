@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::status::Label;
+use crate::error::Label;
 
 use crate::cloud::org::OrgSnapshot;
 use crate::cloud::{InstanceStatus, Operation, OperationResult};
@@ -194,8 +194,8 @@ pub struct RunningOperation {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct PendingDeletion {
-    #[serde(deserialize_with = "crate::status::action_name")]
-    pub action: crate::status::ActionName,
+    #[serde(deserialize_with = "crate::cloud::calls::action_name")]
+    pub action: crate::cloud::calls::ActionName,
     pub summary: String,
     /// RFC 3339, UTC.
     pub runs_at: String,

@@ -10,7 +10,6 @@ use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 use futures::StreamExt;
-use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -27,26 +26,7 @@ pub const SESSION_NAME: &str = "stacksetd-access-check";
 /// How many failing accounts /status lists by name; the count is always complete.
 const FAILURES_LISTED: usize = 200;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct AccessReport {
-    pub role_name: String,
-    /// RFC 3339.
-    pub checked_at: String,
-    pub checked: usize,
-    pub failed: usize,
-    /// Up to 200 failing accounts with the reason.
-    pub failures: Vec<AccessFailure>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct AccessFailure {
-    pub account: String,
-    /// The error's bounded label (access_denied, throttling, ...).
-    pub kind: crate::status::Label,
-    pub reason: String,
-}
+pub use crate::status::{AccessFailure, AccessReport};
 
 /// The role ARN in an account; the partition comes from the stack set's ARN (aws, aws-cn, aws-us-gov, ...).
 pub fn role_arn(partition: &str, account: &str, role_name: &str) -> String {

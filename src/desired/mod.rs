@@ -4,7 +4,7 @@
 
 pub mod credentials;
 pub mod depends_on;
-pub(crate) mod locate;
+pub(crate) use crate::input::locate;
 pub mod management_account;
 pub mod model;
 mod parse;
@@ -13,54 +13,13 @@ mod rules;
 pub(crate) mod schema;
 mod validate;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
 pub use model::*;
 
-/// One thing wrong with a desired-state file.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Problem {
-    pub file: PathBuf,
-    /// 1-based; 0 when the position is unknown.
-    pub line: usize,
-    /// 1-based; 0 when the position is unknown.
-    pub column: usize,
-    /// Dotted path of the field, e.g. `spec.operationPreferences.maxConcurrentCount`; may be empty.
-    pub field: String,
-    /// What is wrong and what to write instead.
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.column)?;
-        if !self.field.is_empty() {
-            write!(f, "{}: ", self.field)?;
-        }
-        f.write_str(&self.message)
-    }
-}
-
-/// Every problem found in one file.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct Invalid {
-    pub problems: Vec<Problem>,
-}
-
-impl fmt::Display for Invalid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, problem) in self.problems.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n")?;
-            }
-            write!(f, "{problem}")?;
-        }
-        Ok(())
-    }
-}
+pub use crate::input::{Invalid, Problem};
 
 /// A loaded, valid desired-state file.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,7 +93,7 @@ pub fn read(path: &Path) -> Result<Snapshot, crate::error::Error> {
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(too_large(bytes.len() as u64));
     }
-    let sha256 = crate::template::sha256_hex(&bytes);
+    let sha256 = crate::input::sha256_hex(&bytes);
     let size = bytes.len() as u64;
     let text = String::from_utf8(bytes).map_err(|err| -> crate::error::Error {
         let bytes = err.as_bytes();
@@ -241,12 +200,40 @@ pub fn parse_str(text: &str, file: &Path) -> Result<Vec<Deployment>, Invalid> {
     })
 }
 
+/// Top-level keys of the daemon's settings file (a test in `settings` keeps this list inside its keys): the
+/// desired state sits below the settings, so it names them rather than asking.
+pub const SETTINGS_FILE_KEYS: &[&str] = &[
+    "desired_state",
+    "listen",
+    "resync_interval",
+    "template_poll_interval",
+    "org_scan_interval",
+    "concurrency",
+    "log",
+    "aws",
+    "leases",
+    "catalog",
+];
+
+/// Whether a document's top-level keys are most likely the daemon's settings: two or more of theirs and none of
+/// a desired state's.
+fn looks_like_settings(keys: &[String]) -> bool {
+    let known = keys
+        .iter()
+        .filter(|k| SETTINGS_FILE_KEYS.contains(&k.as_str()))
+        .count();
+    known >= 2
+        && !keys
+            .iter()
+            .any(|k| ["apiVersion", "kind", "metadata", "spec"].contains(&k.as_str()))
+}
+
 /// The daemon's settings file given as the desired state (the two files sit side by side in /etc/stacksetd): one
 /// problem that says so, instead of an "unknown field" for each of its keys.
 fn swapped_with_settings(text: &str, file: &Path) -> Option<Problem> {
     let layout = locate::layout(text);
     let keys = layout.docs.first()?.keys.get("")?;
-    crate::settings::check::looks_like_settings(keys).then(|| Problem {
+    looks_like_settings(keys).then(|| Problem {
         file: file.to_path_buf(),
         line: 1,
         column: 1,

@@ -3,9 +3,8 @@
 //! Parsing and validation live in `parse.rs` and `validate.rs`; this file is only the shape and its defaults.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 pub const API_VERSION: &str = "stacksetd.dev/v1alpha1";
 pub const KIND: &str = "StackSetDeployment";
@@ -360,25 +359,4 @@ pub enum Ensure {
     Absent,
 }
 
-/// A duration written the way operators write them (`30s`, `5m`, `24h`), parsed with humantime.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HumanDuration(pub Duration);
-
-impl Serialize for HumanDuration {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(self.0).to_string())
-    }
-}
-
-impl<'de> Deserialize<'de> for HumanDuration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text)
-            .map(HumanDuration)
-            .map_err(|e| {
-                serde::de::Error::custom(format!(
-                    "`{text}` is not a duration ({e}); write e.g. 30s, 5m, 24h"
-                ))
-            })
-    }
-}
+pub use crate::input::HumanDuration;

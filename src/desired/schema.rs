@@ -3,6 +3,7 @@
 //! mirrors model.rs; a test checks it against serde's own list so the two cannot drift apart.
 
 use super::locate::{DocLayout, Finding, child_path};
+pub use crate::input::closest;
 
 /// Mapping path -> the keys it allows. Paths not listed are free-form maps (labels, parameters, tags) or scalars.
 pub const FIELDS: &[(&str, &[&str])] = &[
@@ -118,45 +119,6 @@ pub fn unknown_fields(doc: &DocLayout) -> Vec<Finding> {
         }
     }
     out
-}
-
-/// The candidate nearest to `word` when it is near enough to be a likely typo: a case-insensitive edit distance of
-/// at most a third of the word (at least 2), or one being a prefix of the other (`maxConcurrentPercent`).
-pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    let lower = word.to_ascii_lowercase();
-    candidates
-        .iter()
-        .map(|c| {
-            let cl = c.to_ascii_lowercase();
-            let prefix = lower.len() >= 4 && (cl.starts_with(&lower) || lower.starts_with(&cl));
-            let d = if prefix {
-                1
-            } else {
-                edit_distance(&lower, &cl)
-            };
-            (d, *c)
-        })
-        .filter(|(d, _)| *d <= (word.chars().count() / 3).max(2))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
-}
-
-/// Levenshtein distance over chars; inputs are short field names, so the quadratic cost is nothing. Inputs longer
-/// than `MAX_COMPARED` are not typos of a field name and are cut, which keeps hostile keys cheap.
-pub fn edit_distance(a: &str, b: &str) -> usize {
-    const MAX_COMPARED: usize = 256;
-    let a: Vec<char> = a.chars().take(MAX_COMPARED).collect();
-    let b: Vec<char> = b.chars().take(MAX_COMPARED).collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]

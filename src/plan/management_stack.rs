@@ -23,8 +23,8 @@ use serde::Serialize;
 
 use super::steps::settings_changes;
 use super::{Action, Change, Desired, Observed, Purpose, Step};
+use super::{OWNER_TAG, TEMPLATE_TAG};
 use crate::cloud::{ObservedStack, StackSetSettings};
-use crate::controller::ownership::{OWNER_TAG, TEMPLATE_TAG};
 use crate::error::Error;
 
 /// The value DescribeStacks shows for a NoEcho parameter.

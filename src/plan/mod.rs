@@ -33,6 +33,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+/// The tag naming the deployment a stack set belongs to (stacksetd's ownership mark; `controller::ownership`).
+pub const OWNER_TAG: &str = "stacksetd.dev/deployment";
+/// The tag recording the sha256 of the template version stacksetd applied.
+pub const TEMPLATE_TAG: &str = "stacksetd.dev/template-sha256";
+
 use crate::cloud::calls;
 use crate::cloud::{ObservedStackSet, StackInstance, StackSetSettings, Targets};
 use crate::desired::{Deployment, Ensure};

@@ -12,8 +12,8 @@ use std::time::Duration;
 use serde_norway::Value;
 
 use super::{COUNT_BOUNDS, DURATION_BOUNDS, ENV_PREFIX, STATUS_TOKEN_LENGTH, check_endpoint, show};
-use crate::desired::locate::{self, DocLayout};
-use crate::desired::schema::closest;
+use crate::input::closest;
+use crate::input::locate::{self, DocLayout};
 
 /// What a setting's value must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,22 +77,6 @@ const DESIRED_STATE_KEYS: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
 pub enum Given<'a> {
     Yaml(&'a Value),
     Text(&'a str),
-}
-
-/// Whether `keys` (a YAML document's top-level keys) are most likely daemon settings: the hint a desired-state
-/// reader gives when handed the settings file.
-pub fn looks_like_settings(keys: &[String]) -> bool {
-    let known = keys
-        .iter()
-        .filter(|k| {
-            KEYS.iter()
-                .any(|(key, _)| key.split('.').next() == Some(k.as_str()))
-        })
-        .count();
-    known >= 2
-        && !keys
-            .iter()
-            .any(|k| DESIRED_STATE_KEYS.contains(&k.as_str()))
 }
 
 /// Every problem of the settings file `text` (read from `path`), as `path:LINE:COLUMN: key: message` lines.

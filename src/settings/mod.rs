@@ -12,8 +12,8 @@ use serde::Deserialize;
 pub mod check;
 
 use crate::cloud::aws::AwsSettings;
-use crate::desired::HumanDuration;
 use crate::error::Error;
+use crate::input::HumanDuration;
 
 const SECOND: Duration = Duration::from_secs(1);
 const HOUR: Duration = Duration::from_secs(3600);
@@ -290,21 +290,6 @@ impl Settings {
         }
     }
 
-    pub fn controller_config(&self) -> crate::controller::Config {
-        crate::controller::Config {
-            catalog_base_url: self.catalog.base_url.clone(),
-            resync_interval: self.resync_interval.0,
-            org_scan_interval: self.org_scan_interval.0,
-            instance_relist_interval: self.instance_relist_interval.0,
-            template_poll_interval: self.template_poll_interval.0,
-            coverage_grace: self.coverage_grace_period.0,
-            deletion_delay: self.deletion_delay.0,
-            activate_trusted_access: self.activate_trusted_access,
-            template_private_networks: self.template_private_networks,
-            ..crate::controller::Config::default()
-        }
-    }
-
     pub fn shutdown_timeout(&self) -> Duration {
         self.shutdown_timeout.0
     }
@@ -336,37 +321,7 @@ fn show(d: Duration) -> String {
     }
 }
 
-/// `aws.endpoint_url`: signed requests carry credentials-derived signatures and session tokens, so they travel
-/// in clear only to this machine (a local emulator).
-pub fn check_endpoint(text: &str) -> Result<(), Error> {
-    check_endpoint_named("aws.endpoint_url", text)
-}
-
-/// As [`check_endpoint`], for an endpoint given as `name` (a setting or an AWS_ENDPOINT_URL* variable).
-pub fn check_endpoint_named(name: &str, text: &str) -> Result<(), Error> {
-    let url = url::Url::parse(text)
-        .map_err(|e| Error::Settings(format!("{name} `{text}` is not a URL: {e}")))?;
-    match url.scheme() {
-        "https" => Ok(()),
-        "http" if url.host().is_some_and(|h| is_loopback(&h)) => Ok(()),
-        "http" => Err(Error::Settings(format!(
-            "{name} `{text}`: plain http only to a loopback address (127.0.0.1, [::1], localhost); \
-             use https for anything else, so credentials never travel in clear"
-        ))),
-        other => Err(Error::Settings(format!(
-            "{name} `{text}`: scheme {other} is not supported; use https (or http to loopback)"
-        ))),
-    }
-}
-
-/// A URL host that is this machine.
-pub fn is_loopback(host: &url::Host<&str>) -> bool {
-    match host {
-        url::Host::Ipv4(ip) => ip.is_loopback(),
-        url::Host::Ipv6(ip) => ip.is_loopback(),
-        url::Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
-    }
-}
+pub use crate::cloud::endpoint::{check_endpoint, check_endpoint_named, is_loopback};
 
 /// config-rs names the key in most messages; make the environment spelling visible too.
 fn explain(error: config::ConfigError) -> String {
@@ -530,6 +485,19 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}\n{file}"));
         assert_eq!(s.leases.table.as_deref(), Some("locks"));
         assert_eq!(s.http_allowed_hosts, ["a.example"]);
+    }
+
+    /// The desired-state reader names the settings file by these keys; each must be a settings key.
+    #[test]
+    fn the_desired_state_readers_settings_keys_are_settings_keys() {
+        for key in crate::desired::SETTINGS_FILE_KEYS {
+            assert!(
+                check::KEYS
+                    .iter()
+                    .any(|(k, _)| k.split('.').next() == Some(*key)),
+                "{key}"
+            );
+        }
     }
 
     #[test]

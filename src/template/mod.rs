@@ -6,8 +6,6 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
 use crate::desired::{PolicyLevel, TemplateSpec};
 use crate::error::Error;
 
@@ -108,26 +106,8 @@ pub fn staging_key(body: &str) -> String {
     format!("stacksetd/{}.{ext}", sha256_hex(body.as_bytes()))
 }
 
-/// The TemplateURL of a staged object: virtual-hosted style in the bucket's Region, with the versionId when the
-/// bucket keeps versions (then the URL names exactly the uploaded bytes, even if the key is overwritten).
-pub fn staged_url(bucket: &str, region: &str, key: &str, version: Option<&str>) -> String {
-    let host = if region.is_empty() {
-        format!("{bucket}.s3.amazonaws.com")
-    } else {
-        format!("{bucket}.s3.{region}.amazonaws.com")
-    };
-    let mut url =
-        url::Url::parse(&format!("https://{host}/")).expect("a bucket name makes a valid host");
-    url.set_path(key);
-    if let Some(v) = version.filter(|v| !v.is_empty() && *v != "null") {
-        url.query_pairs_mut().append_pair("versionId", v);
-    }
-    url.to_string()
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
+pub use crate::cloud::staged_url;
+pub use crate::input::sha256_hex;
 
 pub(crate) fn template_error(url: &str, reason: String, label: &'static str) -> Error {
     // A pre-signed URL's signature is in its query; userinfo is a password: neither goes into a message.
@@ -164,7 +144,8 @@ pub fn check_remote_url(url: &url::Url) -> Result<(), String> {
 }
 
 pub(crate) fn is_loopback_url(url: &url::Url) -> bool {
-    url.host().is_some_and(|h| crate::settings::is_loopback(&h))
+    url.host()
+        .is_some_and(|h| crate::cloud::endpoint::is_loopback(&h))
 }
 
 /// Loopback, link-local (the instance metadata service lives there), unspecified, or IPv4-mapped versions of

@@ -315,7 +315,7 @@ impl reqwest::dns::Resolve for PublicAddresses {
 #[serde(rename_all = "camelCase")]
 pub struct SourceState {
     /// `ok`, `not_modified`, or the error's label.
-    pub last_result: Option<crate::status::Label>,
+    pub last_result: Option<crate::error::Label>,
     pub last_checked_at: Option<String>,
     /// When a new version was last fetched.
     pub last_changed_at: Option<String>,

@@ -114,11 +114,11 @@ impl AwsCloud {
         // aws.endpoint_url (https, or http to this machine).
         for (name, value) in std::env::vars() {
             if name == "AWS_ENDPOINT_URL" || name.starts_with("AWS_ENDPOINT_URL_") {
-                crate::settings::check_endpoint_named(&name, &value)?;
+                crate::cloud::endpoint::check_endpoint_named(&name, &value)?;
             }
         }
         if let Some(endpoint) = &settings.endpoint_url {
-            crate::settings::check_endpoint(endpoint)?;
+            crate::cloud::endpoint::check_endpoint(endpoint)?;
         }
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .retry_config(retry_config(settings.max_attempts))
@@ -897,7 +897,7 @@ impl Cloud for AwsCloud {
                 ),
             });
         };
-        Ok(crate::template::staged_url(
+        Ok(crate::cloud::staged_url(
             bucket,
             &self.region,
             key,

@@ -449,7 +449,7 @@ impl Cloud for Sim {
 
     async fn stage_template(&self, bucket: &str, key: &str, body: &str) -> Result<String> {
         self.single("s3", "PutObject", |w| {
-            let url = crate::template::staged_url(bucket, "", key, None);
+            let url = crate::cloud::staged_url(bucket, "", key, None);
             w.staged.insert(url.clone(), body.to_string());
             Ok(url)
         })
