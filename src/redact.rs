@@ -103,6 +103,35 @@ fn url_tail(tail: &str) -> String {
     out
 }
 
+/// Text from a template or from AWS, safe to print: control characters, and the invisible characters that
+/// reorder or hide text (bidirectional overrides, zero-width spaces), are written as `\u{..}` escapes, so a
+/// vendor cannot make the findings an operator reviews say something else on screen.
+pub fn safe(text: &str) -> std::borrow::Cow<'_, str> {
+    safe_keeping(text, &[])
+}
+
+/// As [`safe`], leaving the characters in `keep` as they are (the text log keeps the formatter's own colour
+/// escapes on a terminal).
+pub fn safe_keeping<'a>(text: &'a str, keep: &[char]) -> std::borrow::Cow<'a, str> {
+    let hidden = |c: char| {
+        !keep.contains(&c)
+            && (c.is_control()
+                || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}'))
+    };
+    if !text.chars().any(hidden) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if hidden(c) {
+            out.push_str(&format!("\\u{{{:04x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -98,18 +98,52 @@ impl<W: Write> Write for OneLineWriter<W> {
             None => (text.as_ref(), false),
         };
         let keep: &[char] = if self.keep_escape { &['\u{1b}'] } else { &[] };
-        let mut line = crate::cli::output::safe_keeping(body, keep).into_owned();
+        let mut line = crate::redact::safe_keeping(body, keep).into_owned();
         if newline {
             line.push('\n');
         }
         // One write per event, around the progress line of `reconcile --once` or `demo` on the same terminal.
-        crate::cli::output::around_progress_line(|| self.inner.write_all(line.as_bytes()))?;
+        around_progress_line(|| self.inner.write_all(line.as_bytes()))?;
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
     }
+}
+
+/// The progress line a terminal shows now, if any (`cli::output::ProgressPrinter` draws it). The text log (`telemetry`) writes its lines to the same
+/// terminal: it clears this line first and draws it again after, so a log line never lands on the progress line
+/// and the progress line is never lost. One lock orders the two writers.
+static PROGRESS_LINE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Write a whole log line with `write`, around the progress line a terminal shows (see [`PROGRESS_LINE`]).
+pub fn around_progress_line(write: impl FnOnce() -> std::io::Result<()>) -> std::io::Result<()> {
+    let shown = PROGRESS_LINE.lock().unwrap_or_else(|e| e.into_inner());
+    around(shown.as_deref(), &mut std::io::stdout().lock(), write)
+}
+
+/// Clear `shown` from the terminal `out`, `write` the log line, draw `shown` again.
+fn around(
+    shown: Option<&str>,
+    out: &mut impl Write,
+    write: impl FnOnce() -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let Some(line) = shown else {
+        return write();
+    };
+    let _ = write!(out, "\r\x1b[2K");
+    let _ = out.flush();
+    let result = write();
+    let _ = write!(out, "{line}");
+    let _ = out.flush();
+    result
+}
+
+/// The progress line's state, locked: `ProgressPrinter` writes the terminal while holding it, so a log line is
+/// never written in the middle of a redraw.
+pub fn progress_line() -> std::sync::MutexGuard<'static, Option<String>> {
+    PROGRESS_LINE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
@@ -177,6 +211,44 @@ mod tests {
         assert!(
             text.contains("\\u{000a}") && text.contains("\\u{202e}") && !text.contains('\r'),
             "{text:?}"
+        );
+    }
+
+    /// A log line written while a progress line shows: the progress line is cleared first (the log starts at
+    /// column 0, not after it) and drawn again after, on a terminal where both streams meet.
+    #[test]
+    fn a_log_line_clears_the_progress_line_and_redraws_it() {
+        let terminal = std::cell::RefCell::new(Vec::<u8>::new());
+        struct Shared<'a>(&'a std::cell::RefCell<Vec<u8>>);
+        impl Write for Shared<'_> {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.borrow_mut().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let progress = "aimably: waiting for CREATE op-1: 3/40 instance(s) done";
+        around(Some(progress), &mut Shared(&terminal), || {
+            Shared(&terminal).write_all(b"WARN something happened\n")
+        })
+        .unwrap();
+        let text = String::from_utf8(terminal.into_inner()).unwrap();
+        assert_eq!(
+            text,
+            format!("\r\x1b[2KWARN something happened\n{progress}")
+        );
+
+        let terminal = std::cell::RefCell::new(Vec::<u8>::new());
+        around(None, &mut Shared(&terminal), || {
+            Shared(&terminal).write_all(b"INFO plain\n")
+        })
+        .unwrap();
+        assert_eq!(
+            terminal.into_inner(),
+            b"INFO plain\n",
+            "no progress line: the log line alone"
         );
     }
 }

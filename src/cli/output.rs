@@ -2,7 +2,6 @@
 //! JSON forms, and progress lines while a pass waits on an operation (an updating line in a terminal, plain
 //! lines when piped).
 
-use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
 
 use crate::controller::{Outcome, Report, State, TemplateReport};
@@ -10,34 +9,7 @@ use crate::desired::Deployment;
 use crate::error::Error;
 use crate::plan::{Action, Plan};
 
-/// Text from a template or from AWS, safe to print: control characters, and the invisible characters that
-/// reorder or hide text (bidirectional overrides, zero-width spaces), are written as `\u{..}` escapes, so a
-/// vendor cannot make the findings an operator reviews say something else on screen.
-pub fn safe(text: &str) -> Cow<'_, str> {
-    safe_keeping(text, &[])
-}
-
-/// As [`safe`], leaving the characters in `keep` as they are (the text log keeps the formatter's own colour
-/// escapes on a terminal).
-pub fn safe_keeping<'a>(text: &'a str, keep: &[char]) -> Cow<'a, str> {
-    let hidden = |c: char| {
-        !keep.contains(&c)
-            && (c.is_control()
-                || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}'))
-    };
-    if !text.chars().any(hidden) {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if hidden(c) {
-            out.push_str(&format!("\\u{{{:04x}}}", c as u32));
-        } else {
-            out.push(c);
-        }
-    }
-    Cow::Owned(out)
-}
+pub use crate::redact::{safe, safe_keeping};
 
 /// The orphaned stack sets (tagged for deployments the desired state no longer names), for `plan`.
 pub fn orphans_text(orphans: &Result<Vec<crate::controller::ownership::Orphan>, Error>) -> String {
@@ -328,34 +300,6 @@ pub struct ProgressPrinter {
     last: Option<String>,
 }
 
-/// The progress line a terminal shows now, if any. The text log (`telemetry`) writes its lines to the same
-/// terminal: it clears this line first and draws it again after, so a log line never lands on the progress line
-/// and the progress line is never lost. One lock orders the two writers.
-static PROGRESS_LINE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
-
-/// Write a whole log line with `write`, around the progress line a terminal shows (see [`PROGRESS_LINE`]).
-pub fn around_progress_line(write: impl FnOnce() -> std::io::Result<()>) -> std::io::Result<()> {
-    let shown = PROGRESS_LINE.lock().unwrap_or_else(|e| e.into_inner());
-    around(shown.as_deref(), &mut std::io::stdout().lock(), write)
-}
-
-/// Clear `shown` from the terminal `out`, `write` the log line, draw `shown` again.
-fn around(
-    shown: Option<&str>,
-    out: &mut impl Write,
-    write: impl FnOnce() -> std::io::Result<()>,
-) -> std::io::Result<()> {
-    let Some(line) = shown else {
-        return write();
-    };
-    let _ = write!(out, "\r\x1b[2K");
-    let _ = out.flush();
-    let result = write();
-    let _ = write!(out, "{line}");
-    let _ = out.flush();
-    result
-}
-
 impl Default for ProgressPrinter {
     fn default() -> Self {
         Self::new()
@@ -429,7 +373,7 @@ impl ProgressPrinter {
         if self.last.as_deref() == Some(line.as_str()) {
             return;
         }
-        let mut shown = PROGRESS_LINE.lock().unwrap_or_else(|e| e.into_inner());
+        let mut shown = crate::telemetry::progress_line();
         let mut out = std::io::stdout().lock();
         if self.tty && transient {
             let _ = write!(out, "\r\x1b[2K{line}");
@@ -446,52 +390,9 @@ impl ProgressPrinter {
 
     /// End a rewritten line before other output.
     pub fn finish(&mut self) {
-        let mut shown = PROGRESS_LINE.lock().unwrap_or_else(|e| e.into_inner());
+        let mut shown = crate::telemetry::progress_line();
         if shown.take().is_some() {
             println!();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A log line written while a progress line shows: the progress line is cleared first (the log starts at
-    /// column 0, not after it) and drawn again after, on a terminal where both streams meet.
-    #[test]
-    fn a_log_line_clears_the_progress_line_and_redraws_it() {
-        let terminal = std::cell::RefCell::new(Vec::<u8>::new());
-        struct Shared<'a>(&'a std::cell::RefCell<Vec<u8>>);
-        impl Write for Shared<'_> {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0.borrow_mut().extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let progress = "aimably: waiting for CREATE op-1: 3/40 instance(s) done";
-        around(Some(progress), &mut Shared(&terminal), || {
-            Shared(&terminal).write_all(b"WARN something happened\n")
-        })
-        .unwrap();
-        let text = String::from_utf8(terminal.into_inner()).unwrap();
-        assert_eq!(
-            text,
-            format!("\r\x1b[2KWARN something happened\n{progress}")
-        );
-
-        let terminal = std::cell::RefCell::new(Vec::<u8>::new());
-        around(None, &mut Shared(&terminal), || {
-            Shared(&terminal).write_all(b"INFO plain\n")
-        })
-        .unwrap();
-        assert_eq!(
-            terminal.into_inner(),
-            b"INFO plain\n",
-            "no progress line: the log line alone"
-        );
     }
 }
