@@ -9,4 +9,5 @@ mod daemon_signals;
 mod deploy_units;
 mod examples;
 mod first_hour;
+mod layers;
 mod monitoring;
