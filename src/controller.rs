@@ -255,6 +255,16 @@ impl Context {
     pub fn memory(&self) -> &Memory {
         &self.memory
     }
+
+    /// A deployment removed from the desired state: drop everything this context keeps under its name (what the
+    /// controller remembered, and what the log last said of its template), so nothing of it outlives it.
+    pub fn forget(&self, deployment: &str) {
+        self.memory.forget(deployment);
+        self.template_log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(deployment);
+    }
 }
 
 /// Where a deployment stands after a pass.

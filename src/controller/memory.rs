@@ -414,6 +414,12 @@ impl Memory {
         self.with(deployment, |e| e.instances = None)
     }
 
+    /// How many deployments it keeps something for (tests).
+    #[cfg(test)]
+    pub(crate) fn entries_len(&self) -> usize {
+        self.entries.lock().expect("controller memory poisoned").len()
+    }
+
     /// Forget a deployment removed from the desired state.
     pub fn forget(&self, deployment: &str) {
         self.entries

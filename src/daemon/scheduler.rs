@@ -271,7 +271,7 @@ async fn run_worker(
     }
     // Removed: forget what the controller remembered. A worker re-added under this name waits for this task,
     // so it starts with a clean memory.
-    shared.contexts.base().memory().forget(&name);
+    shared.contexts.base().forget(&name);
 }
 
 /// One pass with its bookkeeping (metrics, status, logs); returns when to run the next. The pass runs in the
