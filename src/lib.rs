@@ -35,8 +35,6 @@ pub mod controller;
 pub mod coverage;
 pub mod daemon;
 pub mod demo;
-pub mod desired;
-pub mod error;
 pub mod file_watch;
 #[cfg(test)]
 mod fixtures;
@@ -44,7 +42,6 @@ mod fixtures;
 pub mod fuzzing;
 pub mod guard;
 pub mod http;
-pub mod input;
 pub mod leases;
 pub mod metrics;
 pub mod page;
@@ -55,4 +52,4 @@ pub mod status;
 pub mod telemetry;
 pub mod template;
 
-pub use error::Error;
+pub use stacksetd_core::{Error, desired, error, input};

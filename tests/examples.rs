@@ -71,7 +71,7 @@ fn the_architecture_names_only_modules_that_exist() {
     let text = std::fs::read_to_string(root.join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
     let module_exists = |path: &str| {
         let path = path.trim_end_matches('/');
-        let full = if path.starts_with("src/") {
+        let full = if path.starts_with("src/") || path.starts_with("crates/") {
             root.join(path)
         } else {
             root.join("src").join(path)
@@ -93,7 +93,8 @@ fn the_architecture_names_only_modules_that_exist() {
                     );
                     checked += 1;
                 }
-            } else if token.starts_with("src/") && (token.ends_with(".rs") || token.ends_with('/'))
+            } else if (token.starts_with("src/") || token.starts_with("crates/"))
+                && (token.ends_with(".rs") || token.ends_with('/'))
             {
                 assert!(
                     module_exists(token),

@@ -22,7 +22,11 @@ fn layers() -> Vec<BTreeSet<String>> {
         .filter(|l| !l.trim().is_empty())
         .map(|line| {
             line.split_whitespace()
-                .filter_map(|w| w.trim_end_matches(',').strip_prefix("src/"))
+                .filter_map(|w| {
+                    let w = w.trim_end_matches(',');
+                    w.strip_prefix("src/")
+                        .or_else(|| w.strip_prefix("crates/core/src/"))
+                })
                 .map(|m| m.trim_end_matches('/').trim_end_matches(".rs").to_string())
                 .filter(|m| m != "main")
                 .collect()

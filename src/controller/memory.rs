@@ -417,7 +417,10 @@ impl Memory {
     /// How many deployments it keeps something for (tests).
     #[cfg(test)]
     pub(crate) fn entries_len(&self) -> usize {
-        self.entries.lock().expect("controller memory poisoned").len()
+        self.entries
+            .lock()
+            .expect("controller memory poisoned")
+            .len()
     }
 
     /// Forget a deployment removed from the desired state.

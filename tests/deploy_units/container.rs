@@ -225,8 +225,9 @@ fn the_containerfile_builds_in_one_stage_and_runs_as_non_root_in_another_with_a_
 }
 
 /// Every file the build reads lies under a path the build stage copies. What the build reads is what cargo itself
-/// recorded: the binary's dep-info file (every source file and every `include_str!`/`include_bytes!` target the
-/// compiler opened), the build script, the manifest and lock file, and the bench targets the manifest declares
+/// recorded: the binary's dep-info file (every source file of every workspace crate and every
+/// `include_str!`/`include_bytes!` target the compiler opened), the build script, the manifests and lock file, and
+/// the bench targets the manifest declares
 /// (cargo loads them with the manifest). The image build was once broken by a data/ directory the Containerfile
 /// did not copy, while a test only saw that what it copies exists. (No container tool runs on the CI machine, so
 /// the build itself is not run here.)
@@ -266,6 +267,14 @@ fn the_build_stage_copies_every_file_the_build_reads() {
     );
     read_by_build.extend(["Cargo.toml", "Cargo.lock", "build.rs"].map(String::from));
     let manifest = read("Cargo.toml");
+    // The workspace's member crates: cargo loads each one's manifest.
+    for line in manifest.lines().map(str::trim) {
+        if let Some(list) = line.strip_prefix("members = [") {
+            for member in list.trim_end_matches(']').split(',') {
+                read_by_build.push(format!("{}/Cargo.toml", member.trim().trim_matches('"')));
+            }
+        }
+    }
     let mut in_bench = false;
     for line in manifest.lines().map(str::trim) {
         if line.starts_with('[') {
