@@ -30,7 +30,6 @@
 pub mod accounts;
 pub mod build;
 pub mod cli;
-pub mod cloud;
 pub mod controller;
 pub mod coverage;
 pub mod daemon;
@@ -52,4 +51,5 @@ pub mod status;
 pub mod telemetry;
 pub mod template;
 
+pub use stacksetd_cloud as cloud;
 pub use stacksetd_core::{Error, desired, error, input};

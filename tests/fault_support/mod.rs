@@ -250,7 +250,7 @@ pub fn assert_calls_granted(proxy: &FaultProxy, expected: &[&str]) -> BTreeSet<S
         .collect();
     assert!(
         untabled.is_empty(),
-        "stacksetd called {untabled:?}, missing from its IAM table (src/cloud/aws/errors.rs)"
+        "stacksetd called {untabled:?}, missing from its IAM table (crates/cloud/src/aws/errors.rs)"
     );
     for action in expected {
         assert!(

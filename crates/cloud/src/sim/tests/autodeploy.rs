@@ -3,8 +3,8 @@
 use tokio::time::Duration;
 
 use super::*;
-use crate::cloud::sim::Initiator;
-use crate::cloud::{InstanceStatus, OperationAction, OperationStatus};
+use crate::sim::Initiator;
+use crate::{InstanceStatus, OperationAction, OperationStatus};
 
 const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
 
@@ -71,10 +71,10 @@ async fn removing_an_account_respects_retain_stacks_on_account_removal() {
     let org = org();
     let sim = &org.sim;
     deployed(&org, &[&org.prod], &[REGION], true).await;
-    let mut update = crate::cloud::UpdateStackSet {
+    let mut update = crate::UpdateStackSet {
         name: NAME.to_string(),
         call_as: CallAs::SelfAccount,
-        settings: crate::cloud::StackSetSettings {
+        settings: crate::StackSetSettings {
             auto_deployment: Some(AutoDeployment {
                 enabled: true,
                 retain_stacks_on_account_removal: true,

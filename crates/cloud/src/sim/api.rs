@@ -8,18 +8,18 @@ use super::Sim;
 use super::World;
 use super::faults::SimError;
 use super::targets::check_call_as;
-use crate::cloud::pages;
-use crate::cloud::{
+use crate::error::AwsErrorKind;
+use crate::pages;
+use crate::{
     AccessVerdict, Account, CallAs, CallCounter, Cloud, CreateStackSet, DeleteInstancesRequest,
     DetectDriftRequest, InstancesRequest, ObservedStackSet, Operation, OperationAction,
     OperationResult, OrgNode, OrganizationInfo, PolicyKind, Result, StackInstance, UpdateStackSet,
 };
-use crate::cloud::{DeleteStackRequest, ObservedStack, StackRequest};
-use crate::error::AwsErrorKind;
+use crate::{DeleteStackRequest, ObservedStack, StackRequest};
 
 /// Page sizes of the listings (Organizations: MaxResults 20; CloudFormation: 100).
 const ORG_PAGE: usize = 20;
-const CFN_PAGE: usize = crate::cloud::CLOUDFORMATION_PAGE;
+const CFN_PAGE: usize = crate::CLOUDFORMATION_PAGE;
 
 const CFN: &str = "cloudformation";
 const ORGS: &str = "organizations";
@@ -190,13 +190,11 @@ impl Cloud for Sim {
             "ListDelegatedAdministrators",
             |v: &Vec<String>| pages(v.len(), ORG_PAGE),
             |w| {
-                Ok(
-                    if service_principal == crate::cloud::STACKSETS_SERVICE_PRINCIPAL {
-                        w.org.delegated_admins.iter().cloned().collect()
-                    } else {
-                        Vec::new()
-                    },
-                )
+                Ok(if service_principal == crate::STACKSETS_SERVICE_PRINCIPAL {
+                    w.org.delegated_admins.iter().cloned().collect()
+                } else {
+                    Vec::new()
+                })
             },
         )
     }
@@ -216,7 +214,7 @@ impl Cloud for Sim {
                 ));
             }
             Ok(if w.org.trusted_access {
-                vec![crate::cloud::STACKSETS_SERVICE_PRINCIPAL.to_string()]
+                vec![crate::STACKSETS_SERVICE_PRINCIPAL.to_string()]
             } else {
                 Vec::new()
             })
@@ -260,7 +258,7 @@ impl Cloud for Sim {
             }
             Ok(w.stack_sets
                 .get(name)
-                .filter(|s| s.status == crate::cloud::StackSetStatus::Active)
+                .filter(|s| s.status == crate::StackSetStatus::Active)
                 .map(|s| s.observe()))
         })
     }
@@ -343,7 +341,7 @@ impl Cloud for Sim {
         &self,
         name: &str,
         call_as: CallAs,
-    ) -> Result<Vec<crate::cloud::AutoDeploymentTarget>> {
+    ) -> Result<Vec<crate::AutoDeploymentTarget>> {
         // What the sim's automatic deployment follows: the targeted OUs, in the Regions with instances.
         self.single(CFN, "ListStackSetAutoDeploymentTargets", |w| {
             let stack_set = w.stack_set_ref(name, call_as)?;
@@ -354,7 +352,7 @@ impl Cloud for Sim {
             Ok(stack_set
                 .ou_ids
                 .iter()
-                .map(|ou| crate::cloud::AutoDeploymentTarget {
+                .map(|ou| crate::AutoDeploymentTarget {
                     organizational_unit_id: ou.clone(),
                     regions: regions.clone(),
                 })
@@ -441,7 +439,7 @@ impl Cloud for Sim {
             let _ = call_as;
             Ok(w.stack_sets
                 .iter()
-                .filter(|(_, s)| s.status == crate::cloud::StackSetStatus::Active)
+                .filter(|(_, s)| s.status == crate::StackSetStatus::Active)
                 .map(|(name, _)| name.clone())
                 .collect())
         })
@@ -449,7 +447,7 @@ impl Cloud for Sim {
 
     async fn stage_template(&self, bucket: &str, key: &str, body: &str) -> Result<String> {
         self.single("s3", "PutObject", |w| {
-            let url = crate::cloud::staged_url(bucket, "", key, None);
+            let url = crate::staged_url(bucket, "", key, None);
             w.staged.insert(url.clone(), body.to_string());
             Ok(url)
         })
@@ -508,10 +506,10 @@ impl World {
             return Err(denied("the account is not an active member"));
         }
         let deployed = self.stack_sets.values().any(|s| {
-            s.status == crate::cloud::StackSetStatus::Active
-                && s.instances.values().any(|i| {
-                    i.account == account && i.status == crate::cloud::InstanceStatus::Current
-                })
+            s.status == crate::StackSetStatus::Active
+                && s.instances
+                    .values()
+                    .any(|i| i.account == account && i.status == crate::InstanceStatus::Current)
         });
         if deployed {
             Ok(())

@@ -3,12 +3,12 @@
 use tokio::time::Duration;
 
 use super::*;
-use crate::cloud::{InstanceStatus, OperationStatus};
 use crate::desired::model::{ConcurrencyMode, RegionConcurrencyType};
 use crate::error::AwsErrorKind;
+use crate::{InstanceStatus, OperationStatus};
 
 /// Three accounts, concurrency 1, the first one failing.
-async fn run_with_failure(tolerance: u32) -> (Org, Operation, Vec<crate::cloud::OperationResult>) {
+async fn run_with_failure(tolerance: u32) -> (Org, Operation, Vec<crate::OperationResult>) {
     let org = org();
     let sim = &org.sim;
     sim.create_stack_set(&create_request(false, false))

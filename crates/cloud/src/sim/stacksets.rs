@@ -14,13 +14,13 @@ use super::targets::{
     check_call_as, resolve_targets, template_of, validate_name, validate_preferences,
     validate_token,
 };
-use crate::cloud::{
+use crate::error::AwsErrorKind;
+use crate::{
     AutoDeployment, CallAs, CreateStackSet, DeleteInstancesRequest, DetectDriftRequest,
     DriftDetails, InstancesRequest, ObservedStackSet, OperationAction, OperationPreferences,
     OperationResult, OperationStatus, StackInstance, StackSetSettings, StackSetStatus, Targets,
     UpdateStackSet,
 };
-use crate::error::AwsErrorKind;
 
 /// The Region the simulated stack sets live in (a stack set is regional; it appears in ARNs only).
 pub const SIM_HOME_REGION: &str = "us-east-1";
@@ -439,8 +439,8 @@ impl World {
             settings.managed_execution = Some(managed);
         }
         for instance in stack_set.instances.values_mut() {
-            if instance.status != crate::cloud::InstanceStatus::Inoperable {
-                instance.status = crate::cloud::InstanceStatus::Outdated;
+            if instance.status != crate::InstanceStatus::Inoperable {
+                instance.status = crate::InstanceStatus::Outdated;
             }
         }
         let regions = stack_set.regions().into_iter().collect();

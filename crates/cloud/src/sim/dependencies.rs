@@ -25,7 +25,7 @@ pub(super) fn check(
     }
     let by_arn: BTreeMap<&str, &StackSetState> = stack_sets
         .values()
-        .filter(|s| s.status == crate::cloud::StackSetStatus::Active)
+        .filter(|s| s.status == crate::StackSetStatus::Active)
         .map(|s| (s.arn.as_str(), s))
         .collect();
     for arn in depends_on {

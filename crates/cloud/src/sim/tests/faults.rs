@@ -1,8 +1,8 @@
 //! The fault layer and call accounting.
 
 use super::*;
-use crate::cloud::sim::Faults;
 use crate::error::AwsErrorKind;
+use crate::sim::Faults;
 
 #[tokio::test(start_paused = true)]
 async fn fail_next_injects_errors_for_one_operation_then_stops() {

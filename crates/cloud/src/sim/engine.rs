@@ -13,11 +13,11 @@ use super::faults::FaultState;
 use super::org::Organization;
 use super::stacksets::{Initiator, OpRecord, Pair, StackSetState, Work};
 use super::{SimConfig, World};
-use crate::cloud::{
+use crate::desired::model::{ConcurrencyMode, RegionConcurrencyType};
+use crate::{
     DriftDetails, InstanceStatus, OperationAction, OperationPreferences, OperationResult,
     OperationStatus, StackInstance,
 };
-use crate::desired::model::{ConcurrencyMode, RegionConcurrencyType};
 
 const CANCELLED_REASON: &str = "Cancelled since failure tolerance has exceeded";
 
@@ -436,7 +436,7 @@ fn forget_emptied_targets(stack_set: &mut StackSetState, index: usize) {
         return;
     }
     let Some(targets) = &op.targets else { return };
-    if targets.account_filter_type != crate::cloud::AccountFilterType::None {
+    if targets.account_filter_type != crate::AccountFilterType::None {
         return;
     }
     let removed: Vec<String> = targets

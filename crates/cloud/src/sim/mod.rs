@@ -40,11 +40,11 @@ pub use stacksets::{Initiator, RepeatedChange, SimOperation};
 use self::faults::FaultState;
 use self::org::Organization;
 use self::stacksets::{NewOperation, StackSetState, Work};
-use crate::cloud::{
+use crate::error::AwsErrorKind;
+use crate::{
     CallCounter, ObservedStackSet, OperationAction, OperationPreferences, StackInstance,
     StackSetStatus,
 };
-use crate::error::AwsErrorKind;
 
 /// Simulated time one stack instance takes to deploy, update or delete, unless configured.
 pub const DEFAULT_INSTANCE_DURATION: Duration = Duration::from_secs(2);
@@ -576,7 +576,7 @@ impl Sim {
     }
 
     /// The simulated organization as the org walk would see it, without counting calls.
-    pub fn accounts(&self) -> Vec<(crate::cloud::Account, String)> {
+    pub fn accounts(&self) -> Vec<(crate::Account, String)> {
         let world = self.world();
         world
             .org
@@ -584,7 +584,7 @@ impl Sim {
             .iter()
             .map(|(id, m)| {
                 (
-                    crate::cloud::Account {
+                    crate::Account {
                         id: id.clone(),
                         name: m.name.clone(),
                         state: m.state.clone(),

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use tokio::time::Duration;
 
 use super::{Sim, SimConfig};
-use crate::cloud::{
+use crate::{
     AccountFilterType, AutoDeployment, CallAs, Cloud, CreateStackSet, DeleteInstancesRequest,
     InstancesRequest, Operation, OperationPreferences, StackInstance, Targets,
 };
@@ -77,7 +77,7 @@ fn create_request(managed_execution: bool, auto: bool) -> CreateStackSet {
     CreateStackSet {
         name: NAME.to_string(),
         call_as: CallAs::SelfAccount,
-        settings: crate::cloud::StackSetSettings {
+        settings: crate::StackSetSettings {
             description: Some("vendor access".to_string()),
             template_body: "{\"Resources\":{}}".to_string(),
             parameters: BTreeMap::new(),

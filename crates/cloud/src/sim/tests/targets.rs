@@ -1,8 +1,8 @@
 //! Target resolution: the management account, nested OUs, account filters, suspended accounts.
 
 use super::*;
-use crate::cloud::{InstanceStatus, OperationStatus};
 use crate::error::AwsErrorKind;
+use crate::{InstanceStatus, OperationStatus};
 
 #[tokio::test(start_paused = true)]
 async fn the_management_account_never_gets_an_instance() {
@@ -177,7 +177,7 @@ async fn a_delegated_admin_sees_stack_sets_only_as_delegated_admin() {
 #[tokio::test(start_paused = true)]
 async fn the_org_walk_sees_the_realistic_organization() {
     let sim = Sim::realistic(config());
-    let snapshot = crate::cloud::org::scan(&sim).await.unwrap();
+    let snapshot = crate::org::scan(&sim).await.unwrap();
     assert_eq!(snapshot.management_account_id, sim.management_account_id());
     assert_eq!(snapshot.units.len(), 7, "root + 6 OUs");
     assert_eq!(snapshot.accounts.len(), 41, "management + 40 members");
@@ -196,9 +196,7 @@ async fn the_org_walk_sees_the_realistic_organization() {
         Some(workloads.as_str())
     );
     // Same seed, same organization.
-    let again = crate::cloud::org::scan(&Sim::realistic(config()))
-        .await
-        .unwrap();
+    let again = crate::org::scan(&Sim::realistic(config())).await.unwrap();
     assert_eq!(
         again.accounts.keys().collect::<Vec<_>>(),
         snapshot.accounts.keys().collect::<Vec<_>>()

@@ -11,8 +11,8 @@ use tokio::time::Instant;
 
 use super::faults::SimError;
 use super::{Sim, World};
-use crate::cloud::{DeleteStackRequest, ObservedStack, StackRequest};
 use crate::error::AwsErrorKind;
+use crate::{DeleteStackRequest, ObservedStack, StackRequest};
 
 /// One stack, keyed in the world by (Region, name) while it lives.
 #[derive(Debug, Clone)]

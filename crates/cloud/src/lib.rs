@@ -1,6 +1,9 @@
 //! The cloud port: everything stacksetd asks of AWS, behind one trait, so the controller runs unchanged against
 //! the real SDK (`aws`) and against the in-memory organization (`sim`). Methods mirror single API calls (listings
 //! return every page) so fault injection and call budgets apply per call, as they would against AWS.
+//!
+//! A crate of its own (`stacksetd-cloud`), above `stacksetd-core` only: the compiler refuses an import from here
+//! into the controller or anything above it. The main crate re-exports it as `stacksetd::cloud`.
 
 pub mod aws;
 pub mod endpoint;
@@ -12,6 +15,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+// The core's modules at the paths this crate's files name them by (`crate::desired`, `crate::error`).
+use stacksetd_core::{desired, error};
 
 pub use crate::desired::model::{AccountFilterType, AutoDeployment, CallAs, OperationPreferences};
 use crate::error::Error;

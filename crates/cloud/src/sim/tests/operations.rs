@@ -5,11 +5,9 @@
 use tokio::time::{Duration, advance};
 
 use super::*;
-use crate::cloud::{
-    InstanceStatus, OperationAction, OperationStatus, StackSetSettings, UpdateStackSet,
-};
 use crate::desired::model::RegionConcurrencyType;
 use crate::error::AwsErrorKind;
+use crate::{InstanceStatus, OperationAction, OperationStatus, StackSetSettings, UpdateStackSet};
 
 fn update_request(id: &str, template: &str) -> UpdateStackSet {
     UpdateStackSet {

@@ -7,13 +7,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_sdk_cloudformation::types as cfn;
 use aws_sdk_organizations::types as orgs;
 
-use crate::cloud::{
+use crate::desired::model::{ConcurrencyMode, RegionConcurrencyType};
+use crate::{
     Account, AccountFilterType, AutoDeployment, CallAs, DriftDetails, InstanceStatus,
     ObservedStackSet, Operation, OperationAction, OperationPreferences, OperationResult,
     OperationStatus, OrgNode, OrganizationInfo, StackInstance, StackSetSettings, StackSetStatus,
     Targets,
 };
-use crate::desired::model::{ConcurrencyMode, RegionConcurrencyType};
 
 pub(super) fn call_as(value: CallAs) -> cfn::CallAs {
     match value {

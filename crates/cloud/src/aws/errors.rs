@@ -8,7 +8,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use crate::cloud::CallAs;
+use crate::CallAs;
 use crate::error::{AwsErrorKind, Error};
 
 /// Where the operator finds the IAM policy that grants every action stacksetd calls (management account).
@@ -490,7 +490,7 @@ mod tests {
     /// check both read it).
     #[test]
     fn every_mutating_call_has_its_iam_action() {
-        for call in crate::cloud::calls::MUTATING {
+        for call in crate::calls::MUTATING {
             assert_eq!(
                 iam_action(CLOUDFORMATION, call),
                 Some(format!("cloudformation:{call}").as_str()),

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rand::Rng;
 use rand::rngs::StdRng;
 
-use crate::cloud::{Account, OrgNode};
+use crate::{Account, OrgNode};
 
 /// Name AWS gives the organization root.
 const ROOT_NAME: &str = "Root";

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use super::Sim;
-use crate::cloud::{Cloud, Connector, Result, RoleToAssume};
 use crate::error::{AwsErrorKind, Error};
+use crate::{Cloud, Connector, Result, RoleToAssume};
 
 /// Role ARN -> the organization it leads into and the external id its trust policy requires.
 type Trusts = HashMap<String, (Sim, Option<String>)>;

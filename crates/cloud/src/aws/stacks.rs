@@ -12,7 +12,7 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use super::errors::{CLOUDFORMATION, Call, malformed};
 use super::{AwsCloud, convert};
-use crate::cloud::{DeleteStackRequest, ObservedStack, Result, StackRequest};
+use crate::{DeleteStackRequest, ObservedStack, Result, StackRequest};
 
 /// CloudFormation's answer to DescribeStacks for a name with no stack (a ValidationError, not a NotFound).
 const NO_SUCH_STACK: &str = "does not exist";

@@ -8,8 +8,8 @@ use super::World;
 use super::faults::SimError;
 use super::org::Organization;
 use super::stacksets::Pair;
-use crate::cloud::{AccountFilterType, CallAs, OperationPreferences, Targets};
 use crate::desired::model::ConcurrencyMode;
+use crate::{AccountFilterType, CallAs, OperationPreferences, Targets};
 
 /// TemplateBody limit (bytes) of CreateStackSet/UpdateStackSet.
 const MAX_TEMPLATE_BODY: usize = 51_200;
@@ -203,7 +203,7 @@ pub(crate) fn check_call_as(world: &World, call_as: CallAs) -> Result<bool, SimE
         (false, CallAs::DelegatedAdmin) if world.org.delegated_admins.contains(caller) => Ok(true),
         (false, CallAs::DelegatedAdmin) => Err(SimError::validation(format!(
             "Account used is not a delegated administrator: {caller} is not registered for {}",
-            crate::cloud::STACKSETS_SERVICE_PRINCIPAL
+            crate::STACKSETS_SERVICE_PRINCIPAL
         ))),
         (true, CallAs::DelegatedAdmin) => Err(SimError::validation(format!(
             "Account {} is not registered as a delegated administrator; call with CallAs SELF",

@@ -25,14 +25,14 @@ use std::sync::Arc;
 
 use aws_credential_types::provider::SharedCredentialsProvider;
 
-use crate::cloud::{
+use crate::error::Error;
+use crate::{
     AccessVerdict, Account, AutoDeploymentTarget, CallAs, CallCounter, Cloud, Connector,
     CreateStackSet, DeleteInstancesRequest, DetectDriftRequest, InstancesRequest, ObservedStackSet,
     Operation, OperationResult, OrgNode, OrganizationInfo, PolicyKind, Result, RoleToAssume,
     StackInstance, UpdateStackSet,
 };
-use crate::cloud::{DeleteStackRequest, ObservedStack, StackRequest};
-use crate::error::Error;
+use crate::{DeleteStackRequest, ObservedStack, StackRequest};
 use errors::{Call, malformed, map_sdk_error};
 
 /// Attempts per API call (first try included) unless the settings say otherwise. Throttling is the usual reason
@@ -40,7 +40,7 @@ use errors::{Call, malformed, map_sdk_error};
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 
 /// ListStackInstances and ListStackSetOperations(Results) page size: the API's maximum, fewest calls.
-const CLOUDFORMATION_PAGE_SIZE: i32 = crate::cloud::CLOUDFORMATION_PAGE as i32;
+const CLOUDFORMATION_PAGE_SIZE: i32 = crate::CLOUDFORMATION_PAGE as i32;
 
 /// Organizations listings page size: the API's maximum.
 const ORGANIZATIONS_PAGE_SIZE: i32 = 20;
@@ -114,11 +114,11 @@ impl AwsCloud {
         // aws.endpoint_url (https, or http to this machine).
         for (name, value) in std::env::vars() {
             if name == "AWS_ENDPOINT_URL" || name.starts_with("AWS_ENDPOINT_URL_") {
-                crate::cloud::endpoint::check_endpoint_named(&name, &value)?;
+                crate::endpoint::check_endpoint_named(&name, &value)?;
             }
         }
         if let Some(endpoint) = &settings.endpoint_url {
-            crate::cloud::endpoint::check_endpoint(endpoint)?;
+            crate::endpoint::check_endpoint(endpoint)?;
         }
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .retry_config(retry_config(settings.max_attempts))
@@ -897,12 +897,7 @@ impl Cloud for AwsCloud {
                 ),
             });
         };
-        Ok(crate::cloud::staged_url(
-            bucket,
-            &self.region,
-            key,
-            Some(version),
-        ))
+        Ok(crate::staged_url(bucket, &self.region, key, Some(version)))
     }
 
     async fn check_no_new_access(

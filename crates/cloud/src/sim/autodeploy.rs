@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use super::World;
 use super::stacksets::{Initiator, NewOperation, Pair, Work};
-use crate::cloud::{OperationAction, OperationPreferences, StackSetStatus};
+use crate::{OperationAction, OperationPreferences, StackSetStatus};
 
 impl World {
     /// Auto-deployment: an account entered or left the part of the organization a stack set targets.

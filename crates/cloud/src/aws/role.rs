@@ -13,8 +13,8 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, future};
 
 use super::errors::Call;
-use crate::cloud::{CallCounter, RoleToAssume};
 use crate::error::Error;
+use crate::{CallCounter, RoleToAssume};
 
 /// A session is assumed again when less than this much of it is left (or a quarter of its length, when that is
 /// shorter), so no call is signed with credentials about to expire.
