@@ -68,6 +68,38 @@ struct Gap {
     repaired: Option<Instant>,
 }
 
+/// `newly_targeted`'s rule (pure): the accounts a change of generation newly targeted, kept while they miss an
+/// instance; under the same generation the set only shrinks, and nothing is new without a previous generation.
+fn newly_targeted_accounts(
+    previous: Option<(String, BTreeSet<String>, BTreeSet<String>)>,
+    generation: &str,
+    targeted: &BTreeSet<String>,
+    missing: &BTreeSet<(String, String)>,
+) -> BTreeSet<String> {
+    let mut new = match previous {
+        Some((g, _, new)) if g == generation => new,
+        Some((_, before, _)) => targeted.difference(&before).cloned().collect(),
+        None => BTreeSet::new(),
+    };
+    new.retain(|a| missing.iter().any(|(account, _)| account == a));
+    new
+}
+
+/// The least time between two repairs of one gap: a one-shot command has no grace, and must not resubmit a repair
+/// in a loop.
+const REPAIR_AGAIN_AFTER: Duration = Duration::from_secs(60);
+
+/// Whether a coverage gap is due for a repair at `now` (pure; the rule `overdue_gaps` applies to every gap):
+/// - never repaired: at once when nothing else will fill it (auto-deployment off), else once seen for `grace`
+///   (auto-deployment had its chance);
+/// - repaired and still there: again after `grace`, and never sooner than [`REPAIR_AGAIN_AFTER`].
+fn gap_due(gap: &Gap, now: Instant, grace: Duration, auto_deployment: bool) -> bool {
+    match gap.repaired {
+        Some(at) => now.duration_since(at) >= grace.max(REPAIR_AGAIN_AFTER),
+        None => !auto_deployment || now.duration_since(gap.first_seen) >= grace,
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Memory {
     entries: Mutex<HashMap<String, Entry>>,
@@ -198,12 +230,7 @@ impl Memory {
             }
             e.gaps
                 .iter()
-                .filter(|(_, gap)| match gap.repaired {
-                    // A repair that did not fill the gap is tried again after the grace period, and never sooner
-                    // than a minute (a one-shot command has no grace, and must not resubmit in a loop).
-                    Some(at) => now.duration_since(at) >= grace.max(Duration::from_secs(60)),
-                    None => !auto_deployment || now.duration_since(gap.first_seen) >= grace,
-                })
+                .filter(|(_, gap)| gap_due(gap, now, grace, auto_deployment))
                 .map(|(slot, _)| slot.clone())
                 .collect()
         })
@@ -222,12 +249,7 @@ impl Memory {
         missing: &BTreeSet<(String, String)>,
     ) -> BTreeSet<(String, String)> {
         self.with(deployment, |e| {
-            let mut new = match e.targeted.take() {
-                Some((g, _, new)) if g == generation => new,
-                Some((_, before, _)) => targeted.difference(&before).cloned().collect(),
-                None => BTreeSet::new(),
-            };
-            new.retain(|a| missing.iter().any(|(account, _)| account == a));
+            let new = newly_targeted_accounts(e.targeted.take(), generation, targeted, missing);
             let slots = missing
                 .iter()
                 .filter(|(a, _)| new.contains(a))
@@ -429,5 +451,79 @@ impl Memory {
             .lock()
             .expect("controller memory poisoned")
             .remove(deployment);
+    }
+}
+
+#[cfg(test)]
+mod timing_tests {
+    use super::*;
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    /// Every case of the gap rule, by (auto-deployment, repaired, age against the grace period), without a
+    /// simulator or a clock: the instants are built from one base.
+    #[test]
+    fn a_gap_is_due_exactly_when_the_rule_says() {
+        let base = Instant::now();
+        let at = |minutes: u64| base + MINUTE * minutes as u32;
+        let grace = MINUTE * 15;
+        let fresh = Gap {
+            first_seen: base,
+            repaired: None,
+        };
+        // Auto-deployment off: nothing else fills it, so at once.
+        assert!(gap_due(&fresh, at(0), grace, false));
+        // On: only once it lasted the grace period.
+        assert!(!gap_due(&fresh, at(14), grace, true));
+        assert!(gap_due(&fresh, at(15), grace, true));
+        // Repaired and still there: again after the grace period, whether auto-deployment is on or off...
+        let repaired = Gap {
+            first_seen: base,
+            repaired: Some(at(20)),
+        };
+        for auto in [false, true] {
+            assert!(!gap_due(&repaired, at(34), grace, auto));
+            assert!(gap_due(&repaired, at(35), grace, auto));
+        }
+        // ...and never sooner than a minute, even without a grace period (a one-shot command).
+        assert!(!gap_due(
+            &repaired,
+            at(20) + Duration::from_secs(59),
+            Duration::ZERO,
+            false
+        ));
+        assert!(gap_due(&repaired, at(21), Duration::ZERO, false));
+    }
+
+    #[test]
+    fn newly_targeted_accounts_follow_generations() {
+        let set = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        let missing = |items: &[&str]| {
+            items
+                .iter()
+                .map(|a| (a.to_string(), "us-east-1".to_string()))
+                .collect::<BTreeSet<_>>()
+        };
+        // The first generation seen is the baseline: nothing is new (after a restart too).
+        assert!(
+            newly_targeted_accounts(None, "g1", &set(&["a", "b"]), &missing(&["a"])).is_empty()
+        );
+        // A new generation: what it targets beyond the last one, and only while it misses an instance.
+        let before = Some(("g1".to_string(), set(&["a"]), set(&[])));
+        assert_eq!(
+            newly_targeted_accounts(before, "g2", &set(&["a", "b", "c"]), &missing(&["a", "b"])),
+            set(&["b"])
+        );
+        // The same generation: the set only shrinks as instances appear; an account joining later is not new.
+        let kept = Some(("g2".to_string(), set(&["a", "b", "c"]), set(&["b", "c"])));
+        assert_eq!(
+            newly_targeted_accounts(
+                kept,
+                "g2",
+                &set(&["a", "b", "c", "d"]),
+                &missing(&["c", "d"])
+            ),
+            set(&["c"])
+        );
     }
 }
