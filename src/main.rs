@@ -246,7 +246,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         log_level: cli.log_level.clone(),
     };
     if let Command::Validate { files } = &cli.command {
-        return Ok(validate(files, &cli));
+        return Ok(validate(files, &cli, &overrides));
     }
     if let Command::Template { command } = &cli.command {
         return template_command(command).await;
@@ -418,7 +418,7 @@ async fn template_command(command: &TemplateCommand) -> anyhow::Result<ExitCode>
 
 /// `validate [FILE...] [--config SETTINGS]`: the desired-state files and, with --config, the daemon's settings (as
 /// `run` would read them: the file, then STACKSETD_* variables and flags), every problem of each at once.
-fn validate(files: &[PathBuf], cli: &Cli) -> ExitCode {
+fn validate(files: &[PathBuf], cli: &Cli, overrides: &Overrides) -> ExitCode {
     let files: Vec<PathBuf> = if files.is_empty() {
         cli.desired.iter().cloned().collect()
     } else {
@@ -433,13 +433,7 @@ fn validate(files: &[PathBuf], cli: &Cli) -> ExitCode {
     }
     let mut ok = true;
     if let Some(config) = &cli.config {
-        let overrides = Overrides {
-            desired_state: None,
-            listen: cli.listen.clone(),
-            log_format: cli.log_format,
-            log_level: cli.log_level.clone(),
-        };
-        match Settings::load(Some(config), &overrides) {
+        match Settings::load(Some(config), overrides) {
             Ok(_) => println!("{}: valid settings", config.display()),
             Err(e) => {
                 ok = false;
@@ -621,7 +615,7 @@ async fn run_daemon(settings: &Settings) -> anyhow::Result<ExitCode> {
             .context("connecting to AWS")?,
     );
     let cloud: Arc<dyn Cloud> = aws.clone();
-    let config = controller::Config::from_settings(&settings);
+    let config = controller::Config::from_settings(settings);
     let options = daemon::Options {
         desired_state: settings.desired_state.clone(),
         listen: settings.listen,

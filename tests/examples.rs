@@ -172,17 +172,9 @@ fn the_demo_piped_into_head_exits_quietly() {
         lines.next().expect("a line").expect("text");
     }
     drop(lines);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(170);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the demo did not end after its reader went away");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    let status =
+        crate::daemon_support::process::wait_child(&mut child, std::time::Duration::from_secs(170))
+            .expect("the demo ends after its reader went away");
     let stderr = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(status.code(), Some(0), "{stderr}");

@@ -184,17 +184,8 @@ async fn demo_serve_shows_the_page_and_metrics_and_keeps_changing() {
         .status()
         .expect("kill");
     assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let code = loop {
-        if let Some(code) = child.try_wait().unwrap() {
-            break code;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("demo --serve did not stop on SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let code = crate::daemon_support::process::wait_child(&mut child, Duration::from_secs(20))
+        .expect("demo --serve stops on SIGINT");
     assert!(code.success(), "{code}");
 }
 

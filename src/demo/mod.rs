@@ -218,14 +218,7 @@ impl Story {
 
     /// An account blocked by a hand-made role: the failure is reported where it happens, then retried alone.
     async fn an_account_is_blocked(&mut self) -> Result<(), Error> {
-        let root = self.sim.root_id();
-        let victim = self
-            .sim
-            .accounts()
-            .into_iter()
-            .find(|(account, parent)| account.is_active() && *parent != root)
-            .map(|(account, _)| account.id)
-            .unwrap_or_default();
+        let victim = active_members(&self.sim).remove(0);
         self.sim.fail_account(
             &victim,
             "AimablyMemberRole already exists and is not managed by this stack",
@@ -329,6 +322,17 @@ impl Story {
     fn finish(&mut self) {
         self.progress.finish();
     }
+}
+
+/// The simulated organization's active member accounts (every active account below the root's own: the
+/// management account sits in the root), the ones a scene may block.
+fn active_members(sim: &Sim) -> Vec<String> {
+    let root = sim.root_id();
+    sim.accounts()
+        .into_iter()
+        .filter(|(account, parent)| account.is_active() && *parent != root)
+        .map(|(account, _)| account.id)
+        .collect()
 }
 
 fn example_deployment(template_url: &str) -> Result<Deployment, Error> {

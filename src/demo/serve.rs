@@ -163,13 +163,7 @@ async fn scenario(sim: Sim, template: PathBuf, stop: CancellationToken) {
 
 /// The account a round blocks: an active member account, a different one each round.
 fn victim(sim: &Sim, round: usize) -> String {
-    let root = sim.root_id();
-    let members: Vec<String> = sim
-        .accounts()
-        .into_iter()
-        .filter(|(account, parent)| account.is_active() && *parent != root)
-        .map(|(account, _)| account.id)
-        .collect();
+    let members = super::active_members(sim);
     members[round % members.len().max(1)].clone()
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_norway::Value;
 
-use super::{COUNT_BOUNDS, DURATION_BOUNDS, ENV_PREFIX, STATUS_TOKEN_LENGTH, check_endpoint, show};
+use super::{COUNT_BOUNDS, DURATION_BOUNDS, ENV_PREFIX, STATUS_TOKEN_LENGTH, show};
 use crate::input::closest;
 use crate::input::locate::{self, DocLayout};
 
@@ -343,11 +343,14 @@ pub fn check_value(key: &str, kind: Kind, given: Given<'_>) -> Result<(), String
                     .map(|i| i.as_str().map(str::to_string).ok_or("give host names as strings".to_string()))
                     .collect::<Result<_, _>>()?,
                 Given::Yaml(_) => return Err("a list of host names ([a.example, b.example])".into()),
-                Given::Text(t) => t.split(',').map(|h| h.trim().to_string()).filter(|h| !h.is_empty()).collect(),
+                Given::Text(t) => comma_list(t),
             };
             hosts.iter().try_for_each(|h| host_name(h))
         }
-        Kind::Endpoint => text(given).and_then(|t| check_endpoint(&t).map_err(|e| strip_key(&e.to_string(), key))),
+        Kind::Endpoint => text(given).and_then(|t| match crate::cloud::endpoint::endpoint_problem(&t) {
+            Some(problem) => Err(problem),
+            None => Ok(()),
+        }),
         Kind::Url => text(given).and_then(|t| match url::Url::parse(&t) {
             Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Ok(()),
             Ok(u) => Err(format!("`{t}`: scheme {} is not supported; use https", u.scheme())),
@@ -427,11 +430,11 @@ fn host_name(host: &str) -> Result<(), String> {
     }
 }
 
-/// `check_endpoint` names its key itself; here the key is already in front of the message.
-fn strip_key(message: &str, key: &str) -> String {
-    message
-        .strip_prefix("settings: ")
-        .unwrap_or(message)
-        .strip_prefix(key)
-        .map_or_else(|| message.to_string(), |rest| rest.trim_start().to_string())
+/// A list setting as the environment gives it: comma-separated, blanks dropped
+/// (`STACKSETD_HTTP_ALLOWED_HOSTS=a.svc,b.example`).
+pub fn comma_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(|item| item.trim().to_string())
+        .filter(|item| !item.is_empty())
+        .collect()
 }

@@ -232,12 +232,7 @@ impl Settings {
         // read here, since config-rs splits lists only when it also guesses every other value's type.
         let allowed_hosts = env
             .remove(&format!("{ENV_PREFIX}_HTTP_ALLOWED_HOSTS"))
-            .map(|v| {
-                v.split(',')
-                    .map(|h| h.trim().to_string())
-                    .filter(|h| !h.is_empty())
-                    .collect::<Vec<_>>()
-            });
+            .map(|v| check::comma_list(&v));
         builder = builder.add_source(
             Environment::with_prefix(ENV_PREFIX)
                 .prefix_separator("_")

@@ -133,17 +133,26 @@ impl DaemonProcess {
 
     /// Wait for the process to exit; its exit code (None when killed by a signal). Panics after `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait for stacksetd") {
-                return status.code();
-            }
-            if started.elapsed() > timeout {
-                let _ = self.child.kill();
-                panic!("no exit within {timeout:?}:\n{}", dump(&self.logs));
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        match wait_child(&mut self.child, timeout) {
+            Some(status) => status.code(),
+            None => panic!("no exit within {timeout:?}:\n{}", dump(&self.logs)),
         }
+    }
+}
+
+/// Wait for `child` to exit within `timeout`: its status, or `None` (after killing it) when it did not.
+pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
+            return Some(status);
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -11,18 +11,29 @@ pub fn check_endpoint(text: &str) -> Result<(), Error> {
 
 /// As [`check_endpoint`], for an endpoint given as `name` (a setting or an AWS_ENDPOINT_URL* variable).
 pub fn check_endpoint_named(name: &str, text: &str) -> Result<(), Error> {
-    let url = url::Url::parse(text)
-        .map_err(|e| Error::Settings(format!("{name} `{text}` is not a URL: {e}")))?;
+    match endpoint_problem(text) {
+        Some(problem) => Err(Error::Settings(format!("{name} {problem}"))),
+        None => Ok(()),
+    }
+}
+
+/// What is wrong with an endpoint URL, starting with the URL itself (the caller puts the setting's name in
+/// front); `None` when signed requests may go there.
+pub fn endpoint_problem(text: &str) -> Option<String> {
+    let url = match url::Url::parse(text) {
+        Ok(url) => url,
+        Err(e) => return Some(format!("`{text}` is not a URL: {e}")),
+    };
     match url.scheme() {
-        "https" => Ok(()),
-        "http" if url.host().is_some_and(|h| is_loopback(&h)) => Ok(()),
-        "http" => Err(Error::Settings(format!(
-            "{name} `{text}`: plain http only to a loopback address (127.0.0.1, [::1], localhost); \
+        "https" => None,
+        "http" if url.host().is_some_and(|h| is_loopback(&h)) => None,
+        "http" => Some(format!(
+            "`{text}`: plain http only to a loopback address (127.0.0.1, [::1], localhost); \
              use https for anything else, so credentials never travel in clear"
-        ))),
-        other => Err(Error::Settings(format!(
-            "{name} `{text}`: scheme {other} is not supported; use https (or http to loopback)"
-        ))),
+        )),
+        other => Some(format!(
+            "`{text}`: scheme {other} is not supported; use https (or http to loopback)"
+        )),
     }
 }
 

@@ -91,29 +91,42 @@ impl AwsErrorKind {
 /// An error with its whole cause chain, each cause once: `a: b: c`. A cause whose text the message already
 /// carries (thiserror messages often quote their source) is not repeated.
 pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    join_causes(cause_texts(error))
+}
+
+/// The texts of an error and of each of its causes, outermost first.
+pub fn cause_texts(error: &(dyn std::error::Error + 'static)) -> Vec<String> {
     let mut messages = vec![error.to_string()];
     let mut source = error.source();
     while let Some(cause) = source {
         messages.push(cause.to_string());
         source = cause.source();
     }
-    join_causes(messages)
+    messages
 }
 
 /// Join messages outermost first, leaving out any already contained in what came before.
 pub fn join_causes(messages: impl IntoIterator<Item = String>) -> String {
-    let mut out = String::new();
+    distinct_causes(messages).join(": ")
+}
+
+/// The messages outermost first, leaving out empty ones and any already contained in what came before (as
+/// [`join_causes`] joins them).
+pub fn distinct_causes(messages: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut kept: Vec<String> = Vec::new();
+    let mut joined = String::new();
     for message in messages {
         let message = message.trim();
-        if message.is_empty() || out.contains(message) {
+        if message.is_empty() || joined.contains(message) {
             continue;
         }
-        if !out.is_empty() {
-            out.push_str(": ");
+        if !joined.is_empty() {
+            joined.push_str(": ");
         }
-        out.push_str(message);
+        joined.push_str(message);
+        kept.push(message.to_string());
     }
-    out
+    kept
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -14,6 +14,12 @@ pub struct DeploymentYaml {
     lines: Vec<String>,
 }
 
+impl Default for DeploymentYaml {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl DeploymentYaml {
     /// `name: t`, `stackSetName: Vendor`, `managementAccountId: "111111111111"`, no targets yet.
     pub fn new() -> DeploymentYaml {

@@ -352,23 +352,13 @@ fn explain_transport(err: &(dyn std::error::Error + 'static)) -> String {
     }
 }
 
-/// An error and its causes in one line, without Debug output: each cause's text once (a cause whose text the
-/// previous one already contains is skipped), line breaks folded.
+/// An error and its causes in one line, without Debug output: each cause's text once (`error::chain`'s rule),
+/// line breaks folded.
 pub(crate) fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(err);
-    while let Some(e) = next {
-        let text = e
-            .to_string()
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
-        let known = parts.iter().any(|p| p.contains(&text));
-        if !text.is_empty() && !known {
-            parts.push(text);
-        }
-        next = e.source();
-    }
+    let folded = crate::error::cause_texts(err)
+        .into_iter()
+        .map(|text| text.split_whitespace().collect::<Vec<_>>().join(" "));
+    let parts = crate::error::distinct_causes(folded);
     // The outermost texts are generic ("dispatch failure", "io error", "other"): keep the most specific last
     // three.
     let start = parts.len().saturating_sub(3);
