@@ -224,9 +224,9 @@ fn the_containerfile_builds_in_one_stage_and_runs_as_non_root_in_another_with_a_
     }
 }
 
-/// Every file the build reads lies under a path the build stage copies. What the build reads is what cargo itself
-/// recorded: the binary's dep-info file (every source file of every workspace crate and every
-/// `include_str!`/`include_bytes!` target the compiler opened), the build script, the manifests and lock file, and
+/// Every file the build reads lies under a path the build stage copies. What the build reads is what the compiler
+/// itself recorded: the dep-info files of every workspace crate (every source file and every
+/// `include_str!`/`include_bytes!` target rustc opened), the build script, the manifests and lock file, and
 /// the bench targets the manifest declares
 /// (cargo loads them with the manifest). The image build was once broken by a data/ directory the Containerfile
 /// did not copy, while a test only saw that what it copies exists. (No container tool runs on the CI machine, so
@@ -247,19 +247,30 @@ fn the_build_stage_copies_every_file_the_build_reads() {
         })
         .collect();
     let root = std::fs::canonicalize(repo(".")).unwrap();
-    let binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_stacksetd"));
-    let dep_info = binary.with_extension("d");
-    let recorded = std::fs::read_to_string(&dep_info)
-        .unwrap_or_else(|e| panic!("cargo's dep-info {}: {e}", dep_info.display()));
-    let mut read_by_build: Vec<String> = recorded
-        .split_once(':')
-        .map_or("", |(_, deps)| deps)
-        .split_whitespace()
-        .filter_map(|p| std::path::Path::new(p).strip_prefix(&root).ok())
-        .map(|p| p.to_string_lossy().to_string())
+    let mut read_by_build: Vec<String> = workspace_dep_info()
+        .iter()
+        .flat_map(|deps| {
+            deps.split_whitespace()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        // rustc names a workspace crate's files relative to the workspace root, where cargo runs it.
+        .filter_map(|p| {
+            let path = std::path::Path::new(&p);
+            let relative = if path.is_absolute() {
+                path.strip_prefix(&root).ok()?
+            } else {
+                path
+            };
+            Some(normalize(relative))
+        })
         // build.rs reads the commit from .git when there is one; the image gets it as --build-arg GIT_COMMIT.
         .filter(|p| !p.starts_with(".git/"))
+        // A dep-info file of an older build may name a file since removed; what exists now is what a build reads.
+        .filter(|p| repo(p).exists())
         .collect();
+    read_by_build.sort();
+    read_by_build.dedup();
     assert!(
         read_by_build.iter().any(|f| f.starts_with("src/"))
             && read_by_build.iter().any(|f| f.starts_with("data/")),
@@ -295,4 +306,73 @@ fn the_build_stage_copies_every_file_the_build_reads() {
             "the build reads {file}, which the Containerfile's build stage does not copy (it copies {copied:?})"
         );
     }
+}
+
+/// The dependency lists of rustc's dep-info files (`target/<profile>/deps/<crate>-<hash>.d`) of every workspace
+/// crate. `cargo test` always writes these; the merged `target/debug/stacksetd.d` beside the binary is written only
+/// by `cargo build`, so a clean clone's test run (CI) has none.
+fn workspace_dep_info() -> Vec<String> {
+    let binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_stacksetd"));
+    let deps_dir = binary
+        .parent()
+        .expect("the binary's directory")
+        .join("deps");
+    let crates: Vec<String> = read("Cargo.toml")
+        .lines()
+        .chain(read("crates/core/Cargo.toml").lines())
+        .chain(read("crates/cloud/Cargo.toml").lines())
+        .filter_map(|l| l.trim().strip_prefix("name = \""))
+        .filter(|n| n.starts_with("stacksetd"))
+        .map(|n| n.trim_end_matches('"').replace('-', "_"))
+        .collect();
+    let mut lists = Vec::new();
+    for entry in
+        std::fs::read_dir(&deps_dir).unwrap_or_else(|e| panic!("{}: {e}", deps_dir.display()))
+    {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let Some(stem) = name.strip_suffix(".d") else {
+            continue;
+        };
+        let Some((krate, _hash)) = stem.rsplit_once('-') else {
+            continue;
+        };
+        if !crates.iter().any(|c| c == krate) {
+            continue;
+        }
+        // `output: dep dep ...` lines, one per output; then each dep's own empty rule. A test harness (`--test`)
+        // also reads what only tests include (the README, the docs), so only what the image builds counts: the
+        // library (an .rlib; `cargo check` of the tests writes only an .rmeta) and the binary (its root is
+        // src/main.rs).
+        let text = std::fs::read_to_string(&path).unwrap();
+        let rules: Vec<(&str, &str)> = text.lines().filter_map(|l| l.split_once(": ")).collect();
+        let library = rules.iter().any(|(out, _)| out.ends_with(".rlib"));
+        let binary = rules
+            .iter()
+            .any(|(_, deps)| deps.split_whitespace().next() == Some("src/main.rs"));
+        if library || binary {
+            lists.extend(rules.iter().map(|(_, deps)| deps.to_string()));
+        }
+    }
+    assert!(
+        crates.len() >= 3 && !lists.is_empty(),
+        "no dep-info of the workspace crates {crates:?} under {}",
+        deps_dir.display()
+    );
+    lists
+}
+
+/// `src/guard/../../data/x.tsv` as `data/x.tsv`: rustc records an `include_str!` path as written.
+fn normalize(path: &std::path::Path) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                parts.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => parts.push(other.as_os_str().to_string_lossy().to_string()),
+        }
+    }
+    parts.join("/")
 }
