@@ -16,7 +16,7 @@ use std::time::Instant;
 use common::{MotoServer, OrgSpec, OuSpec};
 use stacksetd::cloud::Cloud;
 use stacksetd::cloud::aws::{AwsCloud, AwsSettings};
-use stacksetd::controller::{self, Config, Context};
+use stacksetd::controller::{self, Config, Context, DeploymentState};
 
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -82,8 +82,9 @@ async fn bench() {
         ..Config::default()
     };
     let ctx = Context::new(cloud.clone() as Arc<dyn Cloud>, config);
+    let state = &mut DeploymentState::default();
     let started = Instant::now();
-    let outcome = controller::converge(&deployment, &ctx, |_| {})
+    let outcome = controller::converge(&deployment, &ctx, state, |_| {})
         .await
         .expect("converges");
     println!(
@@ -98,7 +99,7 @@ async fn bench() {
     for _ in 0..passes {
         let before = cloud.calls().snapshot();
         let started = Instant::now();
-        let outcome = controller::reconcile(&deployment, &ctx)
+        let outcome = controller::reconcile(&deployment, &ctx, state)
             .await
             .expect("pass");
         walls.push(started.elapsed());

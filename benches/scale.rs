@@ -44,7 +44,7 @@ use daemon_support::process::DaemonProcess;
 use daemon_support::{Save, eventually, get, metric_sum, save};
 use stacksetd::cloud::Cloud;
 use stacksetd::cloud::sim::{Sim, SimConfig};
-use stacksetd::controller::{self, Config, Context};
+use stacksetd::controller::{self, Config, Context, DeploymentState};
 use templates_support::TemplateServer;
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -411,14 +411,15 @@ fn bench_sim(accounts: usize, regions: usize) -> Row {
                 ..Config::default()
             },
         );
+        let state = &mut DeploymentState::default();
         let converging = Instant::now();
-        let outcome = controller::converge(&deployment, &ctx, |_| {})
+        let outcome = controller::converge(&deployment, &ctx, state, |_| {})
             .await
             .expect("converges on sim");
         let converge_wall = converging.elapsed();
         let instances = outcome.report.instance_total();
         // Warm-up pass, then measured passes.
-        controller::reconcile(&deployment, &ctx).await.expect("pass");
+        controller::reconcile(&deployment, &ctx, state).await.expect("pass");
         let passes = env_number(
             "BENCH_SIM_PASSES",
             (200_000 / (accounts * regions).max(1)).clamp(5, 200),
@@ -430,7 +431,7 @@ fn bench_sim(accounts: usize, regions: usize) -> Row {
         let wall_before = Instant::now();
         for _ in 0..passes {
             let start_live = reset_peak();
-            let outcome = controller::reconcile(&deployment, &ctx)
+            let outcome = controller::reconcile(&deployment, &ctx, state)
                 .await
                 .expect("pass");
             assert!(outcome.is_converged(), "{:?}", outcome.state);

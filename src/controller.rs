@@ -12,10 +12,10 @@ mod auto_targets;
 pub mod credentials;
 mod decide;
 mod dependencies;
+mod deployment_state;
 mod drift;
 mod instances;
 mod management_stack;
-mod memory;
 mod observe;
 mod operation;
 pub mod ownership;
@@ -41,8 +41,8 @@ use crate::template::{self, Fetcher, TemplateSource};
 
 pub use auto_targets::AutoTargetsReport;
 pub use decide::{Decision, Next, decide};
+pub use deployment_state::DeploymentState;
 pub use drift::{drift_due, settings_fingerprint};
-pub use memory::Memory;
 pub use observe::{Observation, Remembered, observe};
 pub use operation::{next_sequence, operation_id_base};
 pub use report::{
@@ -147,19 +147,18 @@ impl Default for Config {
     }
 }
 
-/// Shared by every pass: the cloud, the template fetcher, and what the controller remembers between passes
-/// (only optimisations: a restart loses nothing that AWS does not also know).
+/// What every deployment's passes share: the cloud, the template fetcher, the organization cache and the update
+/// decisions. What one deployment keeps between its passes is its [`DeploymentState`], which its worker owns.
 ///
 /// A context acts as one identity: its `cloud`, the organization cached from it and its preflight results
 /// belong to those credentials. Deployments with `spec.credentials` get a context of their own from
 /// [`Context::with_cloud`] (see `credentials.rs`), which shares everything else (templates, update
-/// decisions, memory, the clock) with the daemon's.
+/// decisions, the clock) with the daemon's.
 pub struct Context {
     pub cloud: Arc<dyn Cloud>,
     /// The last template version fetched per URL: passes plan with it; the daemon's poller refreshes it.
     pub templates: Arc<TemplateSource>,
     pub config: Config,
-    memory: Arc<Memory>,
     org: tokio::sync::Mutex<Option<(Instant, Arc<OrgSnapshot>)>>,
     /// Update decisions by their inputs: judging a template is pure, so a pass asks again only when something
     /// it depends on changed.
@@ -167,9 +166,6 @@ pub struct Context {
     /// IAM Access Analyzer's reasons per (applied, candidate, parameters): its checks are charged, so each
     /// version is asked about once.
     analyzer_verdicts: Arc<std::sync::Mutex<HashMap<String, Vec<String>>>>,
-    /// What was last logged of each deployment's template: its decision and its warnings are logged when they
-    /// change, not every pass.
-    template_log: Arc<std::sync::Mutex<HashMap<String, templates::Logged>>>,
     /// When the context was made, on tokio's clock and the wall clock: `wall_now` moves with tokio's clock, so
     /// wall-clock decisions (is a drift check older than the interval?) follow simulated time in tests.
     epoch: (Instant, std::time::SystemTime),
@@ -185,11 +181,9 @@ impl Context {
                 config.template_private_networks,
             ))),
             config,
-            memory: Default::default(),
             org: Default::default(),
             assessments: Default::default(),
             analyzer_verdicts: Default::default(),
-            template_log: Default::default(),
             epoch: (Instant::now(), std::time::SystemTime::now()),
             preflight: Default::default(),
         }
@@ -202,11 +196,9 @@ impl Context {
             cloud,
             templates: self.templates.clone(),
             config: self.config.clone(),
-            memory: self.memory.clone(),
             org: Default::default(),
             assessments: self.assessments.clone(),
             analyzer_verdicts: self.analyzer_verdicts.clone(),
-            template_log: self.template_log.clone(),
             epoch: self.epoch,
             preflight: Default::default(),
         }
@@ -250,20 +242,6 @@ impl Context {
     /// Forget the cached organization tree (e.g. after an edit that targets a new OU).
     pub async fn invalidate_organization(&self) {
         *self.org.lock().await = None;
-    }
-
-    pub fn memory(&self) -> &Memory {
-        &self.memory
-    }
-
-    /// A deployment removed from the desired state: drop everything this context keeps under its name (what the
-    /// controller remembered, and what the log last said of its template), so nothing of it outlives it.
-    pub fn forget(&self, deployment: &str) {
-        self.memory.forget(deployment);
-        self.template_log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(deployment);
     }
 }
 
@@ -356,19 +334,23 @@ impl Outcome {
 /// plan and the next move), act (at most one submission, and the record of it). The next pass observes its
 /// effect.
 #[tracing::instrument(skip_all, fields(deployment = %deployment.name()))]
-pub async fn reconcile(deployment: &Deployment, ctx: &Context) -> Result<Outcome, Error> {
+pub async fn reconcile(
+    deployment: &Deployment,
+    ctx: &Context,
+    state: &mut DeploymentState,
+) -> Result<Outcome, Error> {
     // Observe. What this deployment sent before comes first: while its operation runs, that is the whole pass.
-    if let Some(outcome) = observe::follow_up(deployment, ctx).await? {
+    if let Some(outcome) = observe::follow_up(deployment, ctx, state).await? {
         return Ok(outcome);
     }
-    let mut observation = observe(deployment, ctx).await?;
+    let mut observation = observe(deployment, ctx, state).await?;
     // Decide.
     let mut decision = decide(deployment, &ctx.config, &observation, Instant::now())?;
     // The cached listing never decides a deletion: list afresh and decide again.
     if !observation.fresh && decision.deletes() {
         // Spec drift this pass saw first was counted by the first observation: keep it for the metrics.
         let first_seen = std::mem::take(&mut observation.remembered.spec_drift_new);
-        observation = observe::observe_with(deployment, ctx, true).await?;
+        observation = observe::observe_with(deployment, ctx, state, true).await?;
         for field in first_seen {
             if !observation.remembered.spec_drift_new.contains(&field) {
                 observation.remembered.spec_drift_new.push(field);
@@ -377,13 +359,17 @@ pub async fn reconcile(deployment: &Deployment, ctx: &Context) -> Result<Outcome
         decision = decide(deployment, &ctx.config, &observation, Instant::now())?;
     }
     // Act.
-    act(deployment, ctx, &observation, decision).await
+    act(deployment, ctx, state, &observation, decision).await
 }
 
 /// Plan without acting (the `plan` and `status` commands). The preflight checks run too (read-only), so wrong
 /// credentials or trusted access being off show here rather than as a misleading "create everything" plan.
-pub async fn dry_run(deployment: &Deployment, ctx: &Context) -> Result<(Plan, Report), Error> {
-    dry_run_verdict(deployment, ctx)
+pub async fn dry_run(
+    deployment: &Deployment,
+    ctx: &Context,
+    state: &mut DeploymentState,
+) -> Result<(Plan, Report), Error> {
+    dry_run_verdict(deployment, ctx, state)
         .await
         .map(|(plan, report, _)| (plan, report))
 }
@@ -393,9 +379,10 @@ pub async fn dry_run(deployment: &Deployment, ctx: &Context) -> Result<(Plan, Re
 pub async fn dry_run_verdict(
     deployment: &Deployment,
     ctx: &Context,
+    state: &mut DeploymentState,
 ) -> Result<(Plan, Report, Option<State>), Error> {
     crate::controller::preflight::check_read_only(deployment, ctx).await?;
-    let observation = observe(deployment, ctx).await?;
+    let observation = observe(deployment, ctx, state).await?;
     let Decision { plan, report, next } =
         decide(deployment, &ctx.config, &observation, Instant::now())?;
     let verdict = next.settled().ok().map(|(state, _)| state);
@@ -408,17 +395,17 @@ pub async fn dry_run_verdict(
 async fn act(
     deployment: &Deployment,
     ctx: &Context,
+    state: &mut DeploymentState,
     observation: &Observation,
     decision: Decision,
 ) -> Result<Outcome, Error> {
-    let name = deployment.name();
     let spec = &deployment.spec;
     let observed = &observation.observed;
     let Decision { plan, report, next } = decision;
     if matches!(next, Next::Converged { .. } | Next::DetectDrift)
         && let Some(settings) = &observation.remembered.settings
     {
-        ctx.memory.set_baseline(name, settings.clone());
+        state.set_baseline(settings.clone());
     }
     let next = match next.settled() {
         Ok((state, requeue_after)) => {
@@ -440,7 +427,7 @@ async fn act(
             .list_operations(&spec.stack_set_name, spec.call_as, OPERATION_LOOKBACK)
             .await?
     };
-    if let Some(outcome) = operation::adopt_running(ctx, name, &recent, &report) {
+    if let Some(outcome) = operation::adopt_running(ctx, state, &recent, &report) {
         return Ok(outcome);
     }
     let outcome = |state, requeue_after| Outcome {
@@ -454,7 +441,7 @@ async fn act(
         }
         Next::DetectDrift => {
             let last = observation.remembered.last_drift_check;
-            drift::start_detection(deployment, ctx, observed, last, &recent, report).await
+            drift::start_detection(deployment, ctx, state, observed, last, &recent, report).await
         }
         Next::Settling => Ok(outcome(State::Settling, ctx.config.poll_min)),
         Next::Suspended => Ok(outcome(
@@ -498,7 +485,7 @@ async fn act(
                     "adopting the stack set: its tags are added by the next update"
                 );
             }
-            submit(deployment, ctx, step, &recent, observed, report).await
+            submit(deployment, ctx, state, step, &recent, observed, report).await
         }
     }
 }
@@ -534,12 +521,12 @@ pub fn poll_delay(config: &Config, waited: Duration) -> Duration {
 async fn submit(
     deployment: &Deployment,
     ctx: &Context,
+    state: &mut DeploymentState,
     step: &plan::Step,
     recent: &[Operation],
     observed: &Observed,
     report: Report,
 ) -> Result<Outcome, Error> {
-    let name = deployment.name();
     let spec = &deployment.spec;
     let base = match step.purpose {
         Purpose::Converge => operation::operation_id_base(
@@ -564,12 +551,16 @@ async fn submit(
     // name is its own proof, and a plain stack's status shows what happened to it.
     let may_have_happened =
         !matches!(step.action, Action::CreateStackSet { .. }) && !step.action.is_stack();
+    let submission = operation::Submission {
+        base: &base,
+        recent,
+        may_have_happened,
+    };
     let sent = operation::submit(
         deployment,
         ctx,
-        &base,
-        recent,
-        may_have_happened,
+        state,
+        submission,
         &report,
         |id| async move {
             info!(action = step.action.name(), operation = %id, summary = %step.summary, "submitting");
@@ -593,36 +584,35 @@ async fn submit(
         operation::Sent::Accepted(id) => {
             match step.purpose {
                 Purpose::RepairCoverage => {
-                    ctx.memory.repaired(name, &observed.overdue_gaps);
-                    ctx.memory.recreated(name, &observed.recreate);
+                    state.repaired(&observed.overdue_gaps);
+                    state.recreated(&observed.recreate);
                 }
                 Purpose::RepairInoperable => {
-                    ctx.memory
-                        .recreate(name, inoperable_slots(&step.action, observed));
+                    state.recreate(inoperable_slots(&step.action, observed));
                 }
-                Purpose::RemediateDrift => drift::record_remediation(deployment, ctx, observed),
+                Purpose::RemediateDrift => drift::record_remediation(state, observed),
                 Purpose::Converge => {}
             }
             if step.action.is_stack() {
                 // No operation to find by id later: the same step sent again (a creation after a failed one was
                 // deleted) takes the next ClientRequestToken; and the template is read again once it is done.
-                ctx.memory.finish(name, &id);
-                ctx.memory.forget_stack_template(name);
+                state.finish(&id);
+                state.forget_stack_template();
             }
             if matches!(step.action, Action::UpdateStackSet { .. }) {
                 // stacksetd's own change: what the stack set looks like next is not drift.
-                ctx.memory.clear_baseline(name);
+                state.clear_baseline();
             }
             if matches!(
                 step.action,
                 Action::CreateStackInstances { .. } | Action::DeleteStackInstances { .. }
             ) {
                 // The auto-deployment targets may have changed: the next observation checks them again.
-                ctx.memory.forget_auto_targets(name);
+                state.forget_auto_targets();
             }
             let operation_id = step.action.is_operation().then(|| id.clone());
             if let Some(id) = &operation_id {
-                ctx.memory.adopt(name, id);
+                state.adopt(id);
             }
             let requeue_after = if operation_id.is_some() {
                 ctx.config.poll_min

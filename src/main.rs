@@ -471,7 +471,8 @@ async fn reconcile_once(
         let mut printer = ProgressPrinter::new();
         let result = match contexts.for_deployment(deployment).await {
             Ok(ctx) => {
-                controller::converge_until(deployment, &ctx, wait_for_deletions, |o| {
+                let mut state = controller::DeploymentState::default();
+                controller::converge_until(deployment, &ctx, &mut state, wait_for_deletions, |o| {
                     printer.outcome(deployment.name(), o)
                 })
                 .await
@@ -504,7 +505,7 @@ async fn observe_all<'a>(contexts: &Contexts, desired: &'a DesiredState) -> Vec<
     let mut out = Vec::new();
     for deployment in &desired.deployments {
         let result = match contexts.for_deployment(deployment).await {
-            Ok(ctx) => controller::dry_run(deployment, &ctx).await,
+            Ok(ctx) => controller::dry_run(deployment, &ctx, &mut Default::default()).await,
             Err(e) => Err(e),
         };
         out.push(Planned { deployment, result });

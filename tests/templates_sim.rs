@@ -4,12 +4,12 @@
 
 use crate::templates_support::*;
 use stacksetd::cli::output::{self, Planned};
-use stacksetd::controller::{self, Context, Report, TemplateReport};
+use stacksetd::controller::{self, Context, DeploymentState, Report, TemplateReport};
 use stacksetd::desired::Deployment;
 use stacksetd::template::Poll;
 
-async fn converge(deployment: &Deployment, ctx: &Context) -> Report {
-    let outcome = controller::converge(deployment, ctx, |_| {})
+async fn converge(deployment: &Deployment, ctx: &Context, state: &mut DeploymentState) -> Report {
+    let outcome = controller::converge(deployment, ctx, state, |_| {})
         .await
         .unwrap_or_else(|e| panic!("converge failed: {e}"));
     outcome.report
@@ -26,8 +26,8 @@ async fn poll(ctx: &Context, url: &str) -> Poll {
     ctx.templates.poll(url, &["aimably"]).await
 }
 
-async fn plan_text(deployment: &Deployment, ctx: &Context) -> String {
-    let result = controller::dry_run(deployment, ctx).await;
+async fn plan_text(deployment: &Deployment, ctx: &Context, state: &mut DeploymentState) -> String {
+    let result = controller::dry_run(deployment, ctx, state).await;
     output::plan_text(&[Planned { deployment, result }])
 }
 
@@ -37,9 +37,10 @@ async fn a_publication_is_applied_once_and_unchanged_polls_cost_one_304() {
     server.publish(&v1());
     let sim = sim();
     let ctx = context(&sim);
+    let state = &mut DeploymentState::default();
     let d = deployment(&format!("{{policy: DataOnly, url: \"{}\"}}", server.url()));
 
-    let report = converge(&d, &ctx).await;
+    let report = converge(&d, &ctx, state).await;
     assert_eq!(
         applied(&sim).as_deref(),
         Some(v1().as_str()),
@@ -50,7 +51,7 @@ async fn a_publication_is_applied_once_and_unchanged_polls_cost_one_304() {
 
     // Passes reuse the version held: no fetch, even when the server has something new.
     server.publish(&v2());
-    converge(&d, &ctx).await;
+    converge(&d, &ctx, state).await;
     assert_eq!(
         server.counts().requests,
         1,
@@ -64,7 +65,7 @@ async fn a_publication_is_applied_once_and_unchanged_polls_cost_one_304() {
         matches!(&changed, Poll::Changed { sha256, .. } if *sha256 == sha(&v2())),
         "{changed:?}"
     );
-    let report = converge(&d, &ctx).await;
+    let report = converge(&d, &ctx, state).await;
     assert_eq!(calls(&sim, "UpdateStackSet"), 1);
     assert_eq!(applied(&sim).as_deref(), Some(v2().as_str()));
     let t = template_of(&report);
@@ -77,7 +78,7 @@ async fn a_publication_is_applied_once_and_unchanged_polls_cost_one_304() {
     const POLLS: u64 = 5;
     for _ in 0..POLLS {
         assert!(matches!(poll(&ctx, &server.url()).await, Poll::Unchanged));
-        converge(&d, &ctx).await;
+        converge(&d, &ctx, state).await;
     }
     let after = server.counts();
     assert_eq!(
@@ -113,7 +114,8 @@ async fn a_pin_holds_against_a_new_publication_and_before_creation() {
     );
     // The first version is subject to the pin: v2 served, v1 pinned -> nothing is created.
     let ctx = context(&sim);
-    let err = controller::reconcile(&deployment(&pinned_v1), &ctx)
+    let state = &mut DeploymentState::default();
+    let err = controller::reconcile(&deployment(&pinned_v1), &ctx, state)
         .await
         .expect_err("a pinned digest that is not served creates nothing");
     assert_eq!(err.metric_label(), "template_pin_mismatch", "{err}");
@@ -121,7 +123,7 @@ async fn a_pin_holds_against_a_new_publication_and_before_creation() {
 
     server.publish(&v1());
     let ctx = context(&sim);
-    converge(&deployment(&pinned_v1), &ctx).await;
+    converge(&deployment(&pinned_v1), &ctx, state).await;
     assert_eq!(applied(&sim).as_deref(), Some(v1().as_str()));
 
     server.publish(&v2());
@@ -129,7 +131,7 @@ async fn a_pin_holds_against_a_new_publication_and_before_creation() {
         poll(&ctx, &server.url()).await,
         Poll::Changed { .. }
     ));
-    let report = converge(&deployment(&pinned_v1), &ctx).await;
+    let report = converge(&deployment(&pinned_v1), &ctx, state).await;
     assert_eq!(calls(&sim, "UpdateStackSet"), 0, "the pin holds");
     assert_eq!(applied(&sim).as_deref(), Some(v1().as_str()));
     let t = template_of(&report);
@@ -145,12 +147,13 @@ async fn manual_reports_the_new_version_and_applies_it_once_pinned() {
     server.publish(&v1());
     let sim = sim();
     let ctx = context(&sim);
+    let state = &mut DeploymentState::default();
     let manual = format!(
         "{{policy: DataOnly, url: \"{}\", updates: Manual}}",
         server.url()
     );
     // Manual means manual: not even the first version is applied without a pin.
-    let err = controller::converge(&deployment(&manual), &ctx, |_| {})
+    let err = controller::converge(&deployment(&manual), &ctx, state, |_| {})
         .await
         .unwrap_err();
     assert!(
@@ -164,7 +167,7 @@ async fn manual_reports_the_new_version_and_applies_it_once_pinned() {
         server.url(),
         sha(&v1())
     );
-    converge(&deployment(&first_pinned), &ctx).await;
+    converge(&deployment(&first_pinned), &ctx, state).await;
     assert_eq!(
         applied(&sim).as_deref(),
         Some(v1().as_str()),
@@ -173,7 +176,7 @@ async fn manual_reports_the_new_version_and_applies_it_once_pinned() {
 
     server.publish(&v2());
     poll(&ctx, &server.url()).await;
-    let report = converge(&deployment(&manual), &ctx).await;
+    let report = converge(&deployment(&manual), &ctx, state).await;
     assert_eq!(calls(&sim, "UpdateStackSet"), 0, "Manual waits");
     let t = template_of(&report);
     assert_eq!(t.decision, "held_manual");
@@ -188,7 +191,7 @@ async fn manual_reports_the_new_version_and_applies_it_once_pinned() {
         "the IAM diff names the removed action: {:?}",
         t.iam_diff
     );
-    let text = plan_text(&deployment(&manual), &ctx).await;
+    let text = plan_text(&deployment(&manual), &ctx, state).await;
     assert!(
         text.contains(&format!("template sha256:{}", sha(&v2()))),
         "{text}"
@@ -207,12 +210,12 @@ async fn manual_reports_the_new_version_and_applies_it_once_pinned() {
         server.url(),
         sha(&v2())
     );
-    let text = plan_text(&deployment(&pinned), &ctx).await;
+    let text = plan_text(&deployment(&pinned), &ctx, state).await;
     assert!(
         text.contains("UpdateStackSet") && text.contains("template:"),
         "{text}"
     );
-    let report = converge(&deployment(&pinned), &ctx).await;
+    let report = converge(&deployment(&pinned), &ctx, state).await;
     assert_eq!(calls(&sim, "UpdateStackSet"), 1, "applied once pinned");
     assert_eq!(applied(&sim).as_deref(), Some(v2().as_str()));
     assert!(!template_of(&report).update_available);
@@ -224,13 +227,14 @@ async fn a_widening_version_is_held_with_its_diff_unless_allowed() {
     server.publish(&v1());
     let sim = sim();
     let ctx = context(&sim);
+    let state = &mut DeploymentState::default();
     let auto = format!("{{policy: DataOnly, url: \"{}\"}}", server.url());
-    converge(&deployment(&auto), &ctx).await;
+    converge(&deployment(&auto), &ctx, state).await;
 
     let wider = role_template("Aimably v2 wider", WIDER_ACTIONS);
     server.publish(&wider);
     poll(&ctx, &server.url()).await;
-    let report = converge(&deployment(&auto), &ctx).await;
+    let report = converge(&deployment(&auto), &ctx, state).await;
     assert_eq!(calls(&sim, "UpdateStackSet"), 0, "held");
     let t = template_of(&report);
     assert_eq!(t.decision, "held_permission_widening");
@@ -244,7 +248,7 @@ async fn a_widening_version_is_held_with_its_diff_unless_allowed() {
     );
     let planned = [Planned {
         deployment: &deployment(&auto),
-        result: controller::dry_run(&deployment(&auto), &ctx).await,
+        result: controller::dry_run(&deployment(&auto), &ctx, state).await,
     }];
     let json = serde_json::to_value(output::plan_json(
         &planned,
@@ -261,7 +265,7 @@ async fn a_widening_version_is_held_with_its_diff_unless_allowed() {
         "{{policy: DataOnly, url: \"{}\", allowPermissionWidening: true}}",
         server.url()
     );
-    converge(&deployment(&allowed), &ctx).await;
+    converge(&deployment(&allowed), &ctx, state).await;
     assert_eq!(calls(&sim, "UpdateStackSet"), 1);
     assert_eq!(applied(&sim).as_deref(), Some(wider.as_str()));
 }
@@ -277,19 +281,24 @@ async fn a_data_only_version_with_write_actions_is_refused_outright() {
         "{{policy: DataOnly, url: \"{}\", allowPermissionWidening: true}}",
         server.url()
     );
-    let err = controller::reconcile(&deployment(&allowed), &context(&sim))
-        .await
-        .expect_err("refused before creation");
+    let err = controller::reconcile(
+        &deployment(&allowed),
+        &context(&sim),
+        &mut Default::default(),
+    )
+    .await
+    .expect_err("refused before creation");
     assert_eq!(err.metric_label(), "template_refused_allowlist");
     assert!(err.to_string().contains("ec2:StopInstances"), "{err}");
     assert!(applied(&sim).is_none());
 
     server.publish(&v1());
     let ctx = context(&sim);
-    converge(&deployment(&allowed), &ctx).await;
+    let state = &mut DeploymentState::default();
+    converge(&deployment(&allowed), &ctx, state).await;
     server.publish(&writer);
     poll(&ctx, &server.url()).await;
-    let report = converge(&deployment(&allowed), &ctx).await;
+    let report = converge(&deployment(&allowed), &ctx, state).await;
     assert_eq!(calls(&sim, "UpdateStackSet"), 0);
     assert_eq!(applied(&sim).as_deref(), Some(v1().as_str()));
     let t = template_of(&report);
@@ -299,7 +308,7 @@ async fn a_data_only_version_with_write_actions_is_refused_outright() {
         "{:?}",
         t.offenses
     );
-    let text = plan_text(&deployment(&allowed), &ctx).await;
+    let text = plan_text(&deployment(&allowed), &ctx, state).await;
     assert!(text.contains("refused: ec2:StopInstances"), "{text}");
 }
 
@@ -309,8 +318,9 @@ async fn every_failure_kind_leaves_the_applied_template_untouched() {
     server.publish(&v1());
     let sim = sim();
     let ctx = context(&sim);
+    let state = &mut DeploymentState::default();
     let d = deployment(&format!("{{policy: DataOnly, url: \"{}\"}}", server.url()));
-    converge(&d, &ctx).await;
+    converge(&d, &ctx, state).await;
 
     type Setup = Box<dyn Fn(&TemplateServer)>;
     let cases: Vec<(&str, Setup, &str)> = vec![
@@ -353,7 +363,7 @@ async fn every_failure_kind_leaves_the_applied_template_untouched() {
             Poll::Failed(e) => assert_eq!(e.metric_label(), label, "{kind}: {e}"),
             other => panic!("{kind}: expected a failure, got {other:?}"),
         }
-        let report = converge(&d, &ctx).await;
+        let report = converge(&d, &ctx, state).await;
         assert_eq!(calls(&sim, "UpdateStackSet"), 0, "{kind}: nothing updated");
         assert_eq!(applied(&sim).as_deref(), Some(v1().as_str()), "{kind}");
         let t = template_of(&report);
@@ -361,7 +371,7 @@ async fn every_failure_kind_leaves_the_applied_template_untouched() {
         let source = t.source.as_ref().expect("fetch state reported");
         assert_eq!(source.last_result.as_deref(), Some(label), "{kind}");
         assert!(source.last_error.is_some(), "{kind}");
-        let text = plan_text(&d, &ctx).await;
+        let text = plan_text(&d, &ctx, state).await;
         assert!(
             text.contains("no changes") && text.contains("last template fetch failed"),
             "{kind}:\n{text}"
@@ -387,7 +397,7 @@ async fn every_failure_kind_leaves_the_applied_template_untouched() {
         server.url(),
         sha(&v1())
     ));
-    let report = converge(&pinned, &ctx).await;
+    let report = converge(&pinned, &ctx, state).await;
     assert_eq!(template_of(&report).decision, "pin_mismatch");
     assert_eq!(calls(&sim, "UpdateStackSet"), 0);
     assert_eq!(applied(&sim).as_deref(), Some(v1().as_str()));
@@ -399,15 +409,16 @@ async fn a_version_over_the_template_body_limit_is_refused_not_sent_elsewhere() 
     server.publish(&v1());
     let sim = sim();
     let ctx = context(&sim);
+    let state = &mut DeploymentState::default();
     let d = deployment(&format!("{{policy: DataOnly, url: \"{}\"}}", server.url()));
-    converge(&d, &ctx).await;
+    converge(&d, &ctx, state).await;
     let big = role_template(&"x".repeat(60_000), V2_ACTIONS);
     server.publish(&big);
     assert!(matches!(
         poll(&ctx, &server.url()).await,
         Poll::Changed { .. }
     ));
-    let report = converge(&d, &ctx).await;
+    let report = converge(&d, &ctx, state).await;
     let t = template_of(&report);
     assert_eq!(t.decision, "too_large");
     assert!(t.message.contains("51200"), "{}", t.message);
@@ -441,7 +452,8 @@ async fn a_policy_level_change_is_a_normal_update_with_its_iam_diff() {
     let mut config = config();
     config.catalog_base_url = server.url_of("/mirror/");
     let ctx = Context::new(std::sync::Arc::new(sim.clone()), config);
-    converge(&deployment("{policy: DataOnly}"), &ctx).await;
+    let state = &mut DeploymentState::default();
+    converge(&deployment("{policy: DataOnly}"), &ctx, state).await;
     assert_eq!(
         applied(&sim).as_deref(),
         Some(data_only.as_str()),
@@ -450,19 +462,19 @@ async fn a_policy_level_change_is_a_normal_update_with_its_iam_diff() {
 
     // Under Auto the new level's extra permissions are a widening: held, shown with the diff.
     let level = deployment("{policy: DataAndScheduling}");
-    let report = converge(&level, &ctx).await;
+    let report = converge(&level, &ctx, state).await;
     assert_eq!(template_of(&report).decision, "held_permission_widening");
     assert_eq!(calls(&sim, "UpdateStackSet"), 0);
 
     let allowed = deployment("{policy: DataAndScheduling, allowPermissionWidening: true}");
-    let text = plan_text(&allowed, &ctx).await;
+    let text = plan_text(&allowed, &ctx, state).await;
     assert!(text.contains("UpdateStackSet"), "{text}");
     assert!(
         text.contains(&format!("template sha256:{}", sha(&scheduling))),
         "{text}"
     );
     assert!(text.contains("+ ec2:StopInstances (Write)"), "{text}");
-    converge(&allowed, &ctx).await;
+    converge(&allowed, &ctx, state).await;
     assert_eq!(calls(&sim, "UpdateStackSet"), 1);
     assert_eq!(applied(&sim).as_deref(), Some(scheduling.as_str()));
 }
@@ -483,10 +495,11 @@ async fn a_template_over_the_body_limit_is_staged_by_digest_or_refused_without_a
     server.publish(&big);
     let sim = sim();
     let ctx = context(&sim);
+    let state = &mut DeploymentState::default();
 
     // Without a staging bucket: refused with the fix, nothing created.
     let plain = deployment(&format!("{{policy: DataOnly, url: \"{}\"}}", server.url()));
-    let err = controller::converge(&plain, &ctx, |_| {})
+    let err = controller::converge(&plain, &ctx, state, |_| {})
         .await
         .unwrap_err();
     assert!(err.to_string().contains("stagingBucket"), "{err}");
@@ -498,7 +511,7 @@ async fn a_template_over_the_body_limit_is_staged_by_digest_or_refused_without_a
         "{{policy: DataOnly, url: \"{}\", stagingBucket: operator-templates}}",
         server.url()
     ));
-    converge(&staged, &ctx).await;
+    converge(&staged, &ctx, state).await;
     assert_eq!(
         applied(&sim).as_deref(),
         Some(big.as_str()),
@@ -510,14 +523,14 @@ async fn a_template_over_the_body_limit_is_staged_by_digest_or_refused_without_a
         format!("stacksetd/{}.json", sha(&big))
     );
     // Converged: nothing staged again.
-    converge(&staged, &ctx).await;
+    converge(&staged, &ctx, state).await;
     assert_eq!(calls(&sim, "PutObject"), 1);
 
     // A narrowing publication, also large, goes the same way.
     let next = large_template("Aimably large v2", V2_ACTIONS);
     server.publish(&next);
     poll(&ctx, &server.url()).await;
-    converge(&staged, &ctx).await;
+    converge(&staged, &ctx, state).await;
     assert_eq!(applied(&sim).as_deref(), Some(next.as_str()));
     assert_eq!(calls(&sim, "PutObject"), 2);
 }
@@ -528,11 +541,12 @@ async fn access_analyzer_holds_a_version_it_finds_new_access_in() {
     server.publish(&v1());
     let sim = sim();
     let ctx = context(&sim);
+    let state = &mut DeploymentState::default();
     let checked = deployment(&format!(
         "{{policy: DataOnly, url: \"{}\", accessAnalyzer: true}}",
         server.url()
     ));
-    converge(&checked, &ctx).await;
+    converge(&checked, &ctx, state).await;
     assert_eq!(
         calls(&sim, "CheckNoNewAccess"),
         0,
@@ -542,7 +556,7 @@ async fn access_analyzer_holds_a_version_it_finds_new_access_in() {
     // The guard lets a narrowing through; the simulator's analyzer reports any changed document as new access.
     server.publish(&v2());
     poll(&ctx, &server.url()).await;
-    let report = converge(&checked, &ctx).await;
+    let report = converge(&checked, &ctx, state).await;
     let t = template_of(&report);
     assert_eq!(t.decision, "held_access_analyzer", "{t:?}");
     assert!(
@@ -555,7 +569,7 @@ async fn access_analyzer_holds_a_version_it_finds_new_access_in() {
     assert_eq!(calls(&sim, "UpdateStackSet"), 0);
     let asked = calls(&sim, "CheckNoNewAccess");
     assert_eq!(asked, 1, "one changed document, one charged check");
-    converge(&checked, &ctx).await;
+    converge(&checked, &ctx, state).await;
     assert_eq!(
         calls(&sim, "CheckNoNewAccess"),
         asked,
@@ -564,7 +578,7 @@ async fn access_analyzer_holds_a_version_it_finds_new_access_in() {
 
     // Without the option the same narrowing is applied.
     let unchecked = deployment(&format!("{{policy: DataOnly, url: \"{}\"}}", server.url()));
-    converge(&unchecked, &ctx).await;
+    converge(&unchecked, &ctx, state).await;
     assert_eq!(applied(&sim).as_deref(), Some(v2().as_str()));
 }
 
@@ -576,6 +590,7 @@ async fn the_management_account_stack_gets_only_the_versions_the_stack_set_gets(
     server.publish(&v1());
     let sim = sim();
     let ctx = context(&sim);
+    let state = &mut DeploymentState::default();
     let yaml = deployment_yaml(
         "aimably",
         &format!("{{policy: DataOnly, url: \"{}\"}}", server.url()),
@@ -584,13 +599,13 @@ async fn the_management_account_stack_gets_only_the_versions_the_stack_set_gets(
         .expect("valid")
         .remove(0);
     let stack_body = || sim.stack_template_body("us-east-1", STACK_SET);
-    converge(&d, &ctx).await;
+    converge(&d, &ctx, state).await;
     assert_eq!(stack_body().as_deref(), Some(v1().as_str()));
 
     // A widening version: held for both.
     server.publish(&role_template("Aimably v2 wider", WIDER_ACTIONS));
     poll(&ctx, &server.url()).await;
-    let report = converge(&d, &ctx).await;
+    let report = converge(&d, &ctx, state).await;
     assert_eq!(template_of(&report).decision, "held_permission_widening");
     assert_eq!(calls(&sim, "UpdateStackSet"), 0);
     assert_eq!(calls(&sim, "UpdateStack"), 0);
@@ -599,7 +614,7 @@ async fn the_management_account_stack_gets_only_the_versions_the_stack_set_gets(
     // A narrowing one: applied to the stack set, then to the stack, the same bytes.
     server.publish(&v2());
     poll(&ctx, &server.url()).await;
-    converge(&d, &ctx).await;
+    converge(&d, &ctx, state).await;
     assert_eq!(applied(&sim).as_deref(), Some(v2().as_str()));
     assert_eq!(stack_body().as_deref(), Some(v2().as_str()));
     assert_eq!(

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::controller::credentials::Contexts;
-use crate::controller::{self, Report, TemplateReport};
+use crate::controller::{self, DeploymentState, Report, TemplateReport};
 use crate::daemon::access::{self, AccessReport};
 use crate::desired::DesiredState;
 use crate::status::{Condition, DeploymentStatus, ErrorRecord, Status};
@@ -116,9 +116,11 @@ pub async fn from_aws(
             last_transition_time: controller::rfc3339(ctx.wall_now()),
         };
         let observed = match contexts.for_deployment(deployment).await {
-            Ok(ctx) => controller::dry_run_verdict(deployment, &ctx)
-                .await
-                .map(|answer| (answer, ctx)),
+            Ok(ctx) => {
+                controller::dry_run_verdict(deployment, &ctx, &mut DeploymentState::default())
+                    .await
+                    .map(|answer| (answer, ctx))
+            }
             Err(e) => Err(e),
         };
         match observed {

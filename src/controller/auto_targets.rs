@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::Context;
+use super::{Context, DeploymentState};
 use crate::cloud::org::OrgSnapshot;
 use crate::cloud::{AutoDeploymentTarget, ObservedStackSet};
 use crate::desired::{Deployment, Ensure};
@@ -95,6 +95,7 @@ fn expected(deployment: &Deployment, org: &OrgSnapshot) -> BTreeSet<Pair> {
 pub(super) async fn check(
     deployment: &Deployment,
     ctx: &Context,
+    state: &mut DeploymentState,
     stack_set: Option<&ObservedStackSet>,
     listed_now: bool,
     org: &OrgSnapshot,
@@ -104,10 +105,7 @@ pub(super) async fn check(
     if !spec.auto_deployment.enabled || spec.ensure != Ensure::Present {
         return None;
     }
-    let name = deployment.name();
-    if !listed_now
-        && let Some(checked) = ctx.memory.auto_targets(name, ctx.config.org_scan_interval)
-    {
+    if !listed_now && let Some(checked) = state.auto_targets(ctx.config.org_scan_interval) {
         return Some(checked);
     }
     let checked_at = super::rfc3339(ctx.wall_now());
@@ -135,7 +133,7 @@ pub(super) async fn check(
         }
     };
     let mut checked = checked;
-    let before = ctx.memory.store_auto_targets(name, checked.clone());
+    let before = state.store_auto_targets(checked.clone());
     checked.confirmed = checked.missing.intersection(&before).cloned().collect();
     // A first sighting is often a stack set created a moment ago, whose targets AWS registers with its first
     // instances: only a gap two checks agree on is worth a warning (and is what gets registered again).

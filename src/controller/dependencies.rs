@@ -4,13 +4,17 @@
 //! again), so a converged pass costs no extra call. A dependency that does not exist yet stops the pass with a
 //! condition naming it, and the pass is retried: nothing is sent with a dependency left out.
 
-use super::Context;
+use super::{Context, DeploymentState};
 use crate::desired::Deployment;
 use crate::desired::depends_on::{self, Dependency};
 use crate::error::Error;
 
 /// The ARNs to send, sorted (AWS documents no order; the plan compares them as a set).
-pub(super) async fn resolve(deployment: &Deployment, ctx: &Context) -> Result<Vec<String>, Error> {
+pub(super) async fn resolve(
+    deployment: &Deployment,
+    ctx: &Context,
+    state: &mut DeploymentState,
+) -> Result<Vec<String>, Error> {
     let spec = &deployment.spec;
     let mut arns = Vec::new();
     for entry in &spec.auto_deployment.depends_on {
@@ -24,7 +28,7 @@ pub(super) async fn resolve(deployment: &Deployment, ctx: &Context) -> Result<Ve
                         "it is not a deployment of the desired state",
                     )
                 })?;
-                arn_of(deployment, ctx, stack_set).await?
+                arn_of(deployment, ctx, state, stack_set).await?
             }
             None => {
                 return Err(missing(
@@ -41,10 +45,14 @@ pub(super) async fn resolve(deployment: &Deployment, ctx: &Context) -> Result<Ve
     Ok(arns)
 }
 
-async fn arn_of(deployment: &Deployment, ctx: &Context, stack_set: &str) -> Result<String, Error> {
-    let name = deployment.name();
+async fn arn_of(
+    deployment: &Deployment,
+    ctx: &Context,
+    state: &mut DeploymentState,
+    stack_set: &str,
+) -> Result<String, Error> {
     let fresh_for = ctx.config.instance_relist_interval;
-    if let Some(arn) = ctx.memory.dependency_arn(name, stack_set, fresh_for) {
+    if let Some(arn) = state.dependency_arn(stack_set, fresh_for) {
         return Ok(arn);
     }
     let observed = ctx
@@ -58,7 +66,7 @@ async fn arn_of(deployment: &Deployment, ctx: &Context, stack_set: &str) -> Resu
             "that stack set does not exist yet (it is created by its own deployment; this pass is retried)",
         )
     })?;
-    ctx.memory.remember_dependency_arn(name, stack_set, &arn);
+    state.remember_dependency_arn(stack_set, &arn);
     Ok(arn)
 }
 

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use tracing::{info, warn};
 
-use super::{Context, Outcome, State, operation};
+use super::{Context, DeploymentState, Outcome, State, operation};
 use crate::cloud::{DetectDriftRequest, ObservedStackSet, Operation, Setting, StackSetSettings};
 use crate::controller::Report;
 use crate::desired::Deployment;
@@ -70,13 +70,13 @@ fn fingerprint(setting: Setting, settings: &StackSetSettings) -> Option<String> 
 #[allow(clippy::type_complexity)]
 pub(super) fn spec_drift(
     deployment: &Deployment,
-    ctx: &Context,
+    state: &mut DeploymentState,
     settings: Option<&BTreeMap<&'static str, String>>,
 ) -> (Vec<(&'static str, String, String)>, Vec<&'static str>) {
     let Some(settings) = settings else {
         return (Vec::new(), Vec::new());
     };
-    let (drifted, new) = ctx.memory().spec_drift(deployment.name(), settings);
+    let (drifted, new) = state.spec_drift(settings);
     for field in &new {
         if let Some((_, applied, found)) = drifted.iter().find(|(f, _, _)| f == field) {
             warn!(field, applied = %applied, found = %found, suspended = deployment.spec.suspend,
@@ -97,12 +97,8 @@ fn completed_check(observed: &Observed) -> Option<SystemTime> {
 
 /// The last drift check: the completed one, or when stacksetd last started one (an endpoint that never reports
 /// the timestamp must not get a detection every pass).
-pub(super) fn last_check(
-    deployment: &Deployment,
-    ctx: &Context,
-    observed: &Observed,
-) -> Option<SystemTime> {
-    let submitted = ctx.memory().drift_submitted(deployment.name());
+pub(super) fn last_check(state: &DeploymentState, observed: &Observed) -> Option<SystemTime> {
+    let submitted = state.drift_submitted();
     completed_check(observed).max(submitted)
 }
 
@@ -165,15 +161,13 @@ pub(super) fn detection(
 }
 
 /// The DRIFTED instances of the last check were re-applied already (plan must not do it again).
-pub(super) fn remediated(deployment: &Deployment, ctx: &Context, observed: &Observed) -> bool {
-    ctx.memory()
-        .drift_remediated(deployment.name(), completed_check(observed))
+pub(super) fn remediated(state: &DeploymentState, observed: &Observed) -> bool {
+    state.drift_remediated(completed_check(observed))
 }
 
 /// Record that this plan step re-applied the DRIFTED instances of the current check.
-pub(super) fn record_remediation(deployment: &Deployment, ctx: &Context, observed: &Observed) {
-    ctx.memory()
-        .remediated(deployment.name(), completed_check(observed));
+pub(super) fn record_remediation(state: &mut DeploymentState, observed: &Observed) {
+    state.remediated(completed_check(observed));
 }
 
 /// Start DetectStackSetDrift (the slot is free: the caller adopted whatever held it). Its id is derived from
@@ -181,6 +175,7 @@ pub(super) fn record_remediation(deployment: &Deployment, ctx: &Context, observe
 pub(super) async fn start_detection(
     deployment: &Deployment,
     ctx: &Context,
+    state: &mut DeploymentState,
     observed: &Observed,
     last: Option<SystemTime>,
     recent: &[Operation],
@@ -196,7 +191,12 @@ pub(super) async fn start_detection(
             .as_secs())
     );
     let base = operation::id_base("detect-drift", &material);
-    let sent = operation::submit(deployment, ctx, &base, recent, true, &report, |id| async move {
+    let submission = operation::Submission {
+        base: &base,
+        recent,
+        may_have_happened: true,
+    };
+    let sent = operation::submit(deployment, ctx, state, submission, &report, |id| async move {
         info!(operation = %id, instances = observed.instances.len(), "detecting stack set drift");
         let request = DetectDriftRequest {
             name: spec.stack_set_name.clone(),
@@ -214,9 +214,8 @@ pub(super) async fn start_detection(
             unreachable!("a drift detection always starts an operation")
         }
     };
-    ctx.memory()
-        .submitted_drift_detection(deployment.name(), ctx.wall_now());
-    ctx.memory().adopt(deployment.name(), &id);
+    state.submitted_drift_detection(ctx.wall_now());
+    state.adopt(&id);
     super::management_stack::detect_drift(deployment, ctx, observed).await;
     Ok(Outcome {
         state: State::Acted {

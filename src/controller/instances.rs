@@ -20,7 +20,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::Context;
+use super::{Context, DeploymentState};
 use crate::cloud::{ObservedStackSet, Operation, StackInstance};
 use crate::desired::Deployment;
 use crate::error::Error;
@@ -112,12 +112,12 @@ fn key_of(
 pub(super) async fn read(
     deployment: &Deployment,
     ctx: &Context,
+    state: &mut DeploymentState,
     stack_set: &ObservedStackSet,
     force: bool,
 ) -> Result<Listing, Error> {
     let spec = &deployment.spec;
-    let name = deployment.name();
-    let cached = ctx.memory.cached_instances(name);
+    let cached = state.cached_instances();
     let operations = ctx
         .cloud
         .list_operations(&spec.stack_set_name, spec.call_as, OPERATIONS_PAGE)
@@ -153,15 +153,12 @@ pub(super) async fn read(
         .filter(|op| !op.status.is_active())
         .map(|op| op.id.clone())
         .collect();
-    ctx.memory.store_instances(
-        name,
-        InstanceCache {
-            key: key_of(stack_set, spec.call_as),
-            instances: instances.clone(),
-            listed_at: now,
-            seen,
-        },
-    );
+    state.store_instances(InstanceCache {
+        key: key_of(stack_set, spec.call_as),
+        instances: instances.clone(),
+        listed_at: now,
+        seen,
+    });
     Ok(Listing {
         instances,
         fresh: true,

@@ -5,7 +5,7 @@
 
 use tracing::{info, warn};
 
-use super::Context;
+use super::{Context, DeploymentState};
 use crate::desired::Deployment;
 use crate::error::Error;
 use crate::plan::Observed;
@@ -15,6 +15,7 @@ use crate::plan::management_stack::{FailedCreation, ManagementStackObserved, own
 pub(super) async fn observe(
     deployment: &Deployment,
     ctx: &Context,
+    state: &mut DeploymentState,
 ) -> Result<Option<ManagementStackObserved>, Error> {
     let spec = &deployment.spec;
     let (Some(_), Some(region)) = (&spec.management_account, spec.regions.first()) else {
@@ -25,9 +26,7 @@ pub(super) async fn observe(
     let stack = ctx.cloud.describe_stack(name, region).await?;
     let template_body = match &stack {
         Some(stack) if owned(stack, owner) && stack.usable() => {
-            let cached = ctx
-                .memory()
-                .stack_template(owner, &stack.stack_id, stack.last_changed);
+            let cached = state.stack_template(&stack.stack_id, stack.last_changed);
             match cached {
                 Some(body) => Some(body),
                 None => {
@@ -35,12 +34,7 @@ pub(super) async fn observe(
                         .cloud
                         .get_stack_template(&stack.stack_id, region)
                         .await?;
-                    ctx.memory().remember_stack_template(
-                        owner,
-                        &stack.stack_id,
-                        stack.last_changed,
-                        &body,
-                    );
+                    state.remember_stack_template(&stack.stack_id, stack.last_changed, &body);
                     Some(body)
                 }
             }
@@ -65,7 +59,7 @@ pub(super) async fn observe(
     if let Some(failed) = &failed {
         warn!(stack = %name, region = %region, reason = %failed.reason, "creating the management account's stack failed");
     }
-    let failed_creation = ctx.memory().failed_stack_creation(owner, failed);
+    let failed_creation = state.failed_stack_creation(failed);
     Ok(Some(ManagementStackObserved {
         region: region.clone(),
         stack,

@@ -10,7 +10,8 @@ use tokio::time::Instant;
 use tracing::info;
 
 use super::{
-    Context, Outcome, Progress, Report, TemplateView, drift, instances, ownership, templates,
+    Context, DeploymentState, Outcome, Progress, Report, TemplateView, drift, instances, ownership,
+    templates,
 };
 use crate::cloud::org::OrgSnapshot;
 use crate::cloud::{Operation, OperationStatus};
@@ -64,11 +65,11 @@ pub struct Remembered {
 pub(super) async fn follow_up(
     deployment: &Deployment,
     ctx: &Context,
+    state: &mut DeploymentState,
 ) -> Result<Option<Outcome>, Error> {
-    let name = deployment.name();
     let spec = &deployment.spec;
     let stack_set = spec.stack_set_name.as_str();
-    if let Some(id) = ctx.memory.take_unconfirmed(name) {
+    if let Some(id) = state.take_unconfirmed() {
         match ctx
             .cloud
             .describe_operation(stack_set, &id, spec.call_as)
@@ -76,18 +77,18 @@ pub(super) async fn follow_up(
         {
             Ok(_) => {
                 info!(operation = %id, "the lost submission did happen: adopting it");
-                ctx.memory.adopt(name, &id);
+                state.adopt(&id);
             }
             Err(e) if e.is_aws(AwsErrorKind::NotFound) => {
                 info!(operation = %id, "the lost submission never reached AWS");
             }
             Err(e) => {
-                ctx.memory.sent_unconfirmed(name, &id);
+                state.sent_unconfirmed(&id);
                 return Err(e);
             }
         }
     }
-    let Some(inflight) = ctx.memory.inflight(name) else {
+    let Some(inflight) = state.inflight() else {
         return Ok(None);
     };
     let operation = ctx
@@ -114,9 +115,8 @@ pub(super) async fn follow_up(
             Report::default(),
         )));
     }
-    ctx.memory.finish(name, &inflight.id);
-    ctx.memory
-        .record_ended(name, operation.action.as_str(), operation.status.as_str());
+    state.finish(&inflight.id);
+    state.record_ended(operation.action.as_str(), operation.status.as_str());
     info!(operation = %operation.id, status = operation.status.as_str(), "operation finished");
     check_operation(ctx, deployment, &operation).await?;
     Ok(None)
@@ -154,14 +154,19 @@ pub(super) async fn check_operation(
 /// Read the stack set and its instances, the (cached) organization, the template version held for the
 /// deployment's URL (fetched only the first time) with the decision whether it may be applied, and what the
 /// controller remembers.
-pub async fn observe(deployment: &Deployment, ctx: &Context) -> Result<Observation, Error> {
-    observe_with(deployment, ctx, false).await
+pub async fn observe(
+    deployment: &Deployment,
+    ctx: &Context,
+    state: &mut DeploymentState,
+) -> Result<Observation, Error> {
+    observe_with(deployment, ctx, state, false).await
 }
 
 /// [`observe`], listing the instances afresh when `fresh` (not from the cache).
 pub(super) async fn observe_with(
     deployment: &Deployment,
     ctx: &Context,
+    state: &mut DeploymentState,
     fresh: bool,
 ) -> Result<Observation, Error> {
     let spec = &deployment.spec;
@@ -188,11 +193,11 @@ pub(super) async fn observe_with(
     let ownership = ownership::check(deployment, ctx, stack_set.as_ref()).await?;
     let (instances, fresh, operations) = match &stack_set {
         Some(stack_set) => {
-            let listing = instances::read(deployment, ctx, stack_set, fresh).await?;
+            let listing = instances::read(deployment, ctx, state, stack_set, fresh).await?;
             (listing.instances, listing.fresh, listing.operations)
         }
         None => {
-            ctx.memory.drop_instances(name);
+            state.drop_instances();
             (Default::default(), true, Vec::new())
         }
     };
@@ -208,7 +213,7 @@ pub(super) async fn observe_with(
         inactive_accounts,
         ..Observed::default()
     };
-    observed.management_stack = super::management_stack::observe(deployment, ctx).await?;
+    observed.management_stack = super::management_stack::observe(deployment, ctx, state).await?;
     let coverage = crate::coverage::coverage(deployment, &org, &observed.instances);
     observed.reachable_accounts = Some(coverage.targeted.clone());
     observed.kept_accounts = Some(
@@ -220,48 +225,51 @@ pub(super) async fn observe_with(
     );
     observed.accounts_under = Some(accounts_under(deployment, &org, &observed));
     if observed.stack_set.is_some() && spec.ensure == Ensure::Present {
-        observed.newly_targeted = ctx.memory.newly_targeted(
-            name,
+        observed.newly_targeted = state.newly_targeted(
             &deployment.generation(),
             &coverage.targeted,
             &coverage.missing,
         );
-        observed.overdue_gaps = ctx.memory.overdue_gaps(
-            name,
+        observed.overdue_gaps = state.overdue_gaps(
             &coverage.missing,
             ctx.config.coverage_grace,
             spec.auto_deployment.enabled,
         );
-        observed.drift_remediated = drift::remediated(deployment, ctx, &observed);
-        observed.recreate = ctx
-            .memory
-            .to_recreate(name)
+        observed.drift_remediated = drift::remediated(state, &observed);
+        observed.recreate = state
+            .to_recreate()
             .intersection(&coverage.missing)
             .cloned()
             .collect();
     }
-    let auto_targets =
-        super::auto_targets::check(deployment, ctx, observed.stack_set.as_ref(), fresh, &org).await;
+    let auto_targets = super::auto_targets::check(
+        deployment,
+        ctx,
+        state,
+        observed.stack_set.as_ref(),
+        fresh,
+        &org,
+    )
+    .await;
     if let Some(checked) = &auto_targets {
         observed.auto_targets_missing = checked.confirmed.clone();
     }
     let template = match candidate {
         Some(candidate) => {
-            templates::template_view(deployment, ctx, &url, candidate, &observed).await?
+            templates::template_view(deployment, ctx, state, &url, candidate, &observed).await?
         }
         None => templates::revocation_view(deployment, &url, &observed),
     };
     let dependencies = if spec.ensure == Ensure::Present {
-        super::dependencies::resolve(deployment, ctx).await?
+        super::dependencies::resolve(deployment, ctx, state).await?
     } else {
         Vec::new()
     };
     let settings = observed.stack_set.as_ref().map(drift::settings_fingerprint);
-    let (spec_drift, spec_drift_new) = drift::spec_drift(deployment, ctx, settings.as_ref());
+    let (spec_drift, spec_drift_new) = drift::spec_drift(deployment, state, settings.as_ref());
     let remembered = Remembered {
-        deletion_due: ctx.memory.desired_since(name, &deployment.generation())
-            + ctx.config.deletion_delay,
-        last_drift_check: drift::last_check(deployment, ctx, &observed),
+        deletion_due: state.desired_since(&deployment.generation()) + ctx.config.deletion_delay,
+        last_drift_check: drift::last_check(state, &observed),
         spec_drift,
         settings,
         spec_drift_new,

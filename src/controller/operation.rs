@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use tracing::info;
 
 use super::observe::check_operation;
-use super::{Context, Outcome, Report, State, waiting};
+use super::{Context, DeploymentState, Outcome, Report, State, waiting};
 use crate::cloud::{
     CreateStackSet, DeleteInstancesRequest, DeleteStackRequest, InstancesRequest, Operation,
     Setting, StackRequest, StackSetSettings, UpdateStackSet,
@@ -44,8 +44,8 @@ pub fn next_sequence<'a>(base: &str, known: impl Iterator<Item = &'a str>) -> u6
 }
 
 /// The id to send for `base`: the next sequence past the ids AWS listed and the ones this deployment finished.
-fn next_id(ctx: &Context, deployment: &str, base: &str, recent: &[Operation]) -> String {
-    let finished = ctx.memory.finished(deployment);
+fn next_id(state: &DeploymentState, base: &str, recent: &[Operation]) -> String {
+    let finished = state.finished();
     let sequence = next_sequence(
         base,
         recent
@@ -60,18 +60,23 @@ fn next_id(ctx: &Context, deployment: &str, base: &str, recent: &[Operation]) ->
 /// waited for, never queued behind or duplicated.
 pub(super) fn adopt_running(
     ctx: &Context,
-    deployment: &str,
+    state: &mut DeploymentState,
     recent: &[Operation],
     report: &Report,
 ) -> Option<Outcome> {
     let active = recent.iter().find(|op| op.status.is_active())?;
     info!(operation = %active.id, action = active.action.as_str(), "adopting the running operation");
-    Some(adopted(ctx, deployment, active, report))
+    Some(adopted(ctx, state, active, report))
 }
 
 /// `operation` is this deployment's to wait for from now on.
-fn adopted(ctx: &Context, deployment: &str, operation: &Operation, report: &Report) -> Outcome {
-    ctx.memory.adopt(deployment, &operation.id);
+fn adopted(
+    ctx: &Context,
+    state: &mut DeploymentState,
+    operation: &Operation,
+    report: &Report,
+) -> Outcome {
+    state.adopt(&operation.id);
     waiting(ctx, operation, Instant::now(), None, report.clone())
 }
 
@@ -85,15 +90,24 @@ pub(super) enum Sent {
     Decided(Box<Outcome>),
 }
 
+/// What a submission's id and the triage of a lost answer depend on.
+pub(super) struct Submission<'a> {
+    /// The id's stem, derived from what the call changes ([`id_base`]).
+    pub base: &'a str,
+    /// The operations AWS listed: the id takes the next sequence past theirs.
+    pub recent: &'a [Operation],
+    /// Whether a lost answer may hide a started operation (the next pass then asks for the id).
+    pub may_have_happened: bool,
+}
+
 /// The one submission sequence, for plan steps and drift detection alike: the id (the next past the ones AWS
 /// listed and this deployment finished), preflight, the call, and the triage of its answer. `call` gets the id
 /// and answers whether something was started.
 pub(super) async fn submit<F, Fut>(
     deployment: &Deployment,
     ctx: &Context,
-    base: &str,
-    recent: &[Operation],
-    may_have_happened: bool,
+    state: &mut DeploymentState,
+    submission: Submission<'_>,
     report: &Report,
     call: F,
 ) -> Result<Sent, Error>
@@ -101,13 +115,28 @@ where
     F: FnOnce(String) -> Fut,
     Fut: std::future::Future<Output = Result<bool, Error>>,
 {
-    let id = next_id(ctx, deployment.name(), base, recent);
+    let Submission {
+        base,
+        recent,
+        may_have_happened,
+    } = submission;
+    let id = next_id(state, base, recent);
     crate::controller::preflight::ensure(deployment, ctx).await?;
     let answer = match call(id.clone()).await {
         Ok(false) => return Ok(Sent::NothingToDo),
         answer => answer.map(drop),
     };
-    match triage(deployment, ctx, &id, answer, may_have_happened, report).await? {
+    match triage(
+        deployment,
+        ctx,
+        state,
+        &id,
+        answer,
+        may_have_happened,
+        report,
+    )
+    .await?
+    {
         Answer::Decided(outcome) => Ok(Sent::Decided(outcome)),
         Answer::Accepted => Ok(Sent::Accepted(id)),
     }
@@ -127,12 +156,12 @@ enum Answer {
 async fn triage(
     deployment: &Deployment,
     ctx: &Context,
+    state: &mut DeploymentState,
     id: &str,
     answer: Result<(), Error>,
     may_have_happened: bool,
     report: &Report,
 ) -> Result<Answer, Error> {
-    let name = deployment.name();
     let spec = &deployment.spec;
     let settle = |requeue_after: Duration| {
         Ok(Answer::Decided(Box::new(Outcome {
@@ -150,11 +179,10 @@ async fn triage(
                 .describe_operation(&spec.stack_set_name, id, spec.call_as)
                 .await?;
             if op.status.is_active() {
-                return Ok(Answer::Decided(Box::new(adopted(ctx, name, &op, report))));
+                return Ok(Answer::Decided(Box::new(adopted(ctx, state, &op, report))));
             }
-            ctx.memory.finish(name, id);
-            ctx.memory
-                .record_ended(name, op.action.as_str(), op.status.as_str());
+            state.finish(id);
+            state.record_ended(op.action.as_str(), op.status.as_str());
             check_operation(ctx, deployment, &op).await?;
             settle(Duration::ZERO)
         }
@@ -170,9 +198,9 @@ async fn triage(
             {
                 Ok(op) if op.status.is_active() => {
                     info!(operation = %id, "our own operation is running (a resend): adopting it");
-                    return Ok(Answer::Decided(Box::new(adopted(ctx, name, &op, report))));
+                    return Ok(Answer::Decided(Box::new(adopted(ctx, state, &op, report))));
                 }
-                Ok(_) => ctx.memory.sent_unconfirmed(name, id),
+                Ok(_) => state.sent_unconfirmed(id),
                 Err(e) if e.is_aws(AwsErrorKind::NotFound) => {}
                 Err(e) => return Err(e),
             }
@@ -189,7 +217,7 @@ async fn triage(
                 Some(AwsErrorKind::Transport | AwsErrorKind::Throttling | AwsErrorKind::Other)
             ) || matches!(e, Error::CallAbandoned { .. });
             if may_have_happened && unanswered {
-                ctx.memory.sent_unconfirmed(name, id);
+                state.sent_unconfirmed(id);
             }
             Err(e)
         }

@@ -2,7 +2,7 @@
 
 use tracing::warn;
 
-use super::{Context, Outcome, State, reconcile};
+use super::{Context, DeploymentState, Outcome, State, reconcile};
 use crate::desired::Deployment;
 use crate::error::{AwsErrorKind, Error};
 use std::time::Duration;
@@ -53,9 +53,10 @@ pub const CONVERGE_TRANSIENT_RETRIES: u32 = 8;
 pub async fn converge(
     deployment: &Deployment,
     ctx: &Context,
+    state: &mut DeploymentState,
     on_outcome: impl FnMut(&Outcome),
 ) -> Result<Outcome, Error> {
-    converge_until(deployment, ctx, true, on_outcome).await
+    converge_until(deployment, ctx, state, true, on_outcome).await
 }
 
 /// `converge`, choosing whether to wait for deletions held by `deletion_delay` (`reconcile --once`) or to stop
@@ -63,12 +64,13 @@ pub async fn converge(
 pub async fn converge_until(
     deployment: &Deployment,
     ctx: &Context,
+    state: &mut DeploymentState,
     wait_for_deletions: bool,
     mut on_outcome: impl FnMut(&Outcome),
 ) -> Result<Outcome, Error> {
     let mut transient = 0;
     loop {
-        match reconcile(deployment, ctx).await {
+        match reconcile(deployment, ctx, state).await {
             Ok(outcome) => {
                 transient = 0;
                 on_outcome(&outcome);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use super::{Context, TemplateReport};
+use super::{Context, DeploymentState, TemplateReport};
 use crate::desired::Deployment;
 use crate::error::Error;
 use crate::plan::Observed;
@@ -66,6 +66,7 @@ pub(super) fn revocation_view(
 pub(super) async fn template_view(
     deployment: &Deployment,
     ctx: &Context,
+    state: &mut DeploymentState,
     url: &str,
     candidate: Arc<Template>,
     observed: &Observed,
@@ -132,7 +133,7 @@ pub(super) async fn template_view(
         }
     }
     let decision = &assessment.decision;
-    log_decision(ctx, deployment, &candidate, &assessment);
+    log_decision(state, &candidate, &assessment);
     let report = TemplateReport::new(
         &spec.template,
         url,
@@ -256,15 +257,9 @@ pub(crate) struct Logged {
     decision: (String, &'static str),
 }
 
-fn log_decision(
-    ctx: &Context,
-    deployment: &Deployment,
-    candidate: &Template,
-    assessment: &Assessment,
-) {
+fn log_decision(state: &mut DeploymentState, candidate: &Template, assessment: &Assessment) {
     let decision = &assessment.decision;
-    let mut logged = ctx.template_log.lock().expect("template log lock poisoned");
-    let last = logged.entry(deployment.name().to_string()).or_default();
+    let last = &mut state.template_log;
     // A version's warnings are facts about its text: logged once per version, whatever the decision (a dry run
     // and the pass after it decide differently of the same version, and used to log them twice).
     if last.warnings_of != candidate.sha256 {

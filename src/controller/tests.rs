@@ -207,20 +207,3 @@ fn every_setting_is_fingerprinted_and_part_of_the_operation_id() {
         "one key per setting and the action: {material}"
     );
 }
-
-/// A removed deployment leaves nothing behind in its context: the memory and the template log both drop it (the
-/// template log used to keep every name ever reconciled).
-#[tokio::test]
-async fn forgetting_a_deployment_drops_everything_kept_under_its_name() {
-    let sim = crate::cloud::sim::Sim::new(crate::cloud::sim::SimConfig::default());
-    let ctx = Context::new(std::sync::Arc::new(sim), Config::default());
-    ctx.template_log
-        .lock()
-        .unwrap()
-        .insert("gone".into(), super::templates::Logged::default());
-    ctx.memory.adopt("gone", "op-1");
-    assert!(ctx.memory.entries_len() > 0);
-    ctx.forget("gone");
-    assert!(ctx.template_log.lock().unwrap().is_empty());
-    assert_eq!(ctx.memory.entries_len(), 0);
-}

@@ -547,22 +547,21 @@ mod tests {
                 .targets(&["ROOT"], &["us-east-1"])
                 .build()
         };
-        let pass = |d: crate::desired::Deployment| {
-            let acting = Acting {
-                deployment: "t".into(),
-                lease: leases.token("t"),
-                desired: None,
-            };
-            let ctx = &ctx;
-            async move {
-                ACTING_FOR
-                    .scope(acting, crate::controller::reconcile(&d, ctx))
-                    .await
-            }
+        let mut state = crate::controller::DeploymentState::default();
+        let acting = || Acting {
+            deployment: "t".into(),
+            lease: leases.token("t"),
+            desired: None,
         };
         let first = spec("first");
         for _ in 0..200 {
-            let outcome = pass(first.clone()).await.expect("a pass");
+            let outcome = ACTING_FOR
+                .scope(
+                    acting(),
+                    crate::controller::reconcile(&first, &ctx, &mut state),
+                )
+                .await
+                .expect("a pass");
             if outcome.is_converged() {
                 break;
             }
@@ -570,14 +569,17 @@ mod tests {
         }
         let edited = spec("edited");
         sim.stall_next("UpdateStackSet", Duration::from_secs(10));
-        let err = pass(edited.clone()).await.expect_err("abandoned");
+        let err = ACTING_FOR
+            .scope(
+                acting(),
+                crate::controller::reconcile(&edited, &ctx, &mut state),
+            )
+            .await
+            .expect_err("abandoned");
         assert!(matches!(err, Error::CallAbandoned { .. }), "{err}");
-        let id = ctx
-            .memory()
-            .take_unconfirmed("t")
-            .expect("the id kept for a lookup");
+        let id = state.take_unconfirmed().expect("the id kept for a lookup");
         assert!(id.starts_with("stacksetd-update-set-"), "{id}");
-        ctx.memory().sent_unconfirmed("t", &id);
+        state.sent_unconfirmed(&id);
         let looked_up = |sim: &Sim| {
             sim.calls()
                 .snapshot()
@@ -587,15 +589,18 @@ mod tests {
                 .sum::<u64>()
         };
         let before = looked_up(&sim);
-        let outcome = pass(edited.clone()).await.expect("the next pass");
+        let outcome = ACTING_FOR
+            .scope(
+                acting(),
+                crate::controller::reconcile(&edited, &ctx, &mut state),
+            )
+            .await
+            .expect("the next pass");
         assert!(
             looked_up(&sim) > before,
             "DescribeStackSetOperation for {id}"
         );
-        assert!(
-            ctx.memory().take_unconfirmed("t").is_none(),
-            "looked up once"
-        );
+        assert!(state.take_unconfirmed().is_none(), "looked up once");
         assert!(
             matches!(
                 outcome.state,

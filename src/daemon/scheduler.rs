@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::controller::credentials::Contexts;
-use crate::controller::{self, State};
+use crate::controller::{self, DeploymentState, State};
 use crate::desired::Deployment;
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -205,6 +205,9 @@ async fn run_worker(
     let mut delay = Duration::ZERO;
     // Consecutive failed passes, for the error policy: owned here, reset by a successful pass.
     let mut failures: u32 = 0;
+    // What the controller keeps between this deployment's passes: owned here too, so it is dropped with the
+    // worker when the deployment is removed (a worker re-added under the name starts clean).
+    let mut state = DeploymentState::default();
     let mut targets = deployment.borrow().spec.deployment_targets.clone();
     let mut held = shared.leases.as_ref().map(|l| l.subscribe(&name));
     loop {
@@ -255,6 +258,7 @@ async fn run_worker(
         };
         let lost = held.clone();
         delay = pass(
+            &mut state,
             &shared,
             &current,
             &mut failures,
@@ -269,15 +273,13 @@ async fn run_worker(
             break;
         }
     }
-    // Removed: forget what the controller remembered. A worker re-added under this name waits for this task,
-    // so it starts with a clean memory.
-    shared.contexts.base().forget(&name);
 }
 
 /// One pass with its bookkeeping (metrics, status, logs); returns when to run the next. The pass runs in the
 /// deployment's context (its role's, with the session renewed first: a role that cannot be assumed fails the
 /// pass like any preflight).
 async fn pass(
+    state: &mut DeploymentState,
     shared: &Shared,
     deployment: &Deployment,
     failures: &mut u32,
@@ -296,7 +298,7 @@ async fn pass(
             if targets_changed {
                 ctx.invalidate_organization().await;
             }
-            controller::reconcile(deployment, &ctx).await
+            controller::reconcile(deployment, &ctx, state).await
         });
         // A pass whose lease is lost is cancelled where it stands (a call in flight is dropped with it): its
         // decisions belong to the replica that holds the lease now.
@@ -326,7 +328,6 @@ async fn pass(
         warn!(deployment = %name, reason = %e, "pass ended: the lease is no longer held here");
         return controller::error_policy(config, *failures, e);
     }
-    let memory = shared.contexts.base().memory();
     let delay = match &result {
         Ok(outcome) => {
             *failures = 0;
@@ -362,7 +363,7 @@ async fn pass(
     };
     shared
         .metrics
-        .record_pass(name, &result, &memory.take_ended(name));
+        .record_pass(name, &result, &state.take_ended());
     shared
         .status
         .pass_finished(name, &generation, &result, *failures, delay);

@@ -15,7 +15,7 @@ use std::time::Duration;
 use crate::cli::output::{self, Planned, ProgressPrinter};
 use crate::cloud::sim::{Sim, SimConfig};
 use crate::cloud::{Cloud, org};
-use crate::controller::{self, Config, Context};
+use crate::controller::{self, Config, Context, DeploymentState};
 use crate::desired::{self, Deployment, Ensure};
 use crate::error::Error;
 
@@ -96,6 +96,8 @@ struct Story {
     sim: Sim,
     ctx: Context,
     deployment: Deployment,
+    /// What the controller keeps between the deployment's passes (the daemon's worker owns it there).
+    state: DeploymentState,
     scheduling_url: String,
     progress: ProgressPrinter,
     warned: BTreeSet<String>,
@@ -133,6 +135,7 @@ impl Story {
             sim,
             ctx,
             deployment,
+            state: DeploymentState::default(),
             scheduling_url,
             progress: ProgressPrinter::new(),
             warned: BTreeSet::new(),
@@ -169,7 +172,7 @@ impl Story {
         self.step("The desired state asks for Aimably's DataOnly role in every member account")
             .await?;
         let before = self.sim.calls().snapshot();
-        let pass = controller::reconcile(&self.deployment, &self.ctx).await?;
+        let pass = controller::reconcile(&self.deployment, &self.ctx, &mut self.state).await?;
         let after = self.sim.calls().snapshot();
         let cost: Vec<String> = after
             .iter()
@@ -231,11 +234,14 @@ impl Story {
         let Story {
             deployment,
             ctx,
+            state,
             progress,
             ..
         } = self;
-        match controller::converge(deployment, ctx, |o| progress.outcome(deployment.name(), o))
-            .await
+        match controller::converge(deployment, ctx, state, |o| {
+            progress.outcome(deployment.name(), o)
+        })
+        .await
         {
             Err(e) => {
                 self.finish();
@@ -294,7 +300,7 @@ impl Story {
     async fn plan(&mut self) {
         let planned = [Planned {
             deployment: &self.deployment,
-            result: controller::dry_run(&self.deployment, &self.ctx).await,
+            result: controller::dry_run(&self.deployment, &self.ctx, &mut self.state).await,
         }];
         let text = output::plan_text_warning_once(&planned, &mut self.warned);
         for line in text.lines() {
@@ -306,11 +312,14 @@ impl Story {
         let Story {
             deployment,
             ctx,
+            state,
             progress,
             ..
         } = self;
-        let result =
-            controller::converge(deployment, ctx, |o| progress.outcome(deployment.name(), o)).await;
+        let result = controller::converge(deployment, ctx, state, |o| {
+            progress.outcome(deployment.name(), o)
+        })
+        .await;
         self.finish();
         result.map(drop)
     }

@@ -14,14 +14,15 @@ use super::helpers::*;
 async fn an_ou_cloudformation_stopped_auto_deploying_to_is_found_and_registered_again() {
     let sim = Sim::realistic(SimConfig::default());
     let ctx = sim_context(&sim);
+    let state = &mut DeploymentState::default();
     let prod = sim.ou_named("Prod").expect("Prod");
     let spec = Spec {
         ous: vec![prod.clone()],
         ..Spec::whole_org()
     };
     let deployment = spec.deployment();
-    converge_ok(&deployment, &ctx).await;
-    let outcome = controller::reconcile(&deployment, &ctx)
+    converge_ok(&deployment, &ctx, state).await;
+    let outcome = controller::reconcile(&deployment, &ctx, state)
         .await
         .expect("pass");
     let check = outcome
@@ -37,7 +38,7 @@ async fn an_ou_cloudformation_stopped_auto_deploying_to_is_found_and_registered_
     // CloudFormation forgets the OU; its instances stay. Within the scan interval nothing is asked again.
     assert!(sim.drop_auto_deployment_target(STACK_SET, &prod));
     let before = sim.calls().snapshot();
-    let outcome = controller::reconcile(&deployment, &ctx)
+    let outcome = controller::reconcile(&deployment, &ctx, state)
         .await
         .expect("pass");
     assert_eq!(
@@ -55,7 +56,7 @@ async fn an_ou_cloudformation_stopped_auto_deploying_to_is_found_and_registered_
     // so one check is not enough to act on.
     tokio::time::sleep(config().org_scan_interval).await;
     let before = sim.calls().snapshot();
-    let outcome = controller::reconcile(&deployment, &ctx)
+    let outcome = controller::reconcile(&deployment, &ctx, state)
         .await
         .expect("pass");
     let calls = delta(&before, &sim.calls().snapshot());
@@ -78,7 +79,7 @@ async fn an_ou_cloudformation_stopped_auto_deploying_to_is_found_and_registered_
     assert!(mutating_calls(&calls).is_empty(), "{calls:?}");
 
     // `plan` says so.
-    let planned = controller::dry_run(&deployment, &ctx).await;
+    let planned = controller::dry_run(&deployment, &ctx, state).await;
     let text = stacksetd::cli::output::plan_text(&[stacksetd::cli::output::Planned {
         deployment: &deployment,
         result: planned,
@@ -92,7 +93,7 @@ async fn an_ou_cloudformation_stopped_auto_deploying_to_is_found_and_registered_
 
     // The scan after finds it missing again: registered again.
     tokio::time::sleep(config().org_scan_interval).await;
-    let outcome = controller::reconcile(&deployment, &ctx)
+    let outcome = controller::reconcile(&deployment, &ctx, state)
         .await
         .expect("pass");
     let State::Acted {
@@ -105,8 +106,8 @@ async fn an_ou_cloudformation_stopped_auto_deploying_to_is_found_and_registered_
     assert!(summary.contains("auto-deployment targets"), "{summary}");
 
     tokio::time::sleep(Duration::from_secs(600)).await;
-    converge_ok(&deployment, &ctx).await;
-    let outcome = controller::reconcile(&deployment, &ctx)
+    converge_ok(&deployment, &ctx, state).await;
+    let outcome = controller::reconcile(&deployment, &ctx, state)
         .await
         .expect("pass");
     let check = outcome.report.auto_deployment_targets.expect("checked");
@@ -128,12 +129,13 @@ async fn an_ou_cloudformation_stopped_auto_deploying_to_is_found_and_registered_
 async fn a_check_before_the_first_creation_does_not_create_twice() {
     let sim = Sim::realistic(SimConfig::default());
     let ctx = sim_context(&sim);
+    let state = &mut DeploymentState::default();
     let deployment = Spec::whole_org().deployment();
     sim.lose_next_response("CreateStackInstances", 1);
-    converge_ok(&deployment, &ctx).await;
+    converge_ok(&deployment, &ctx, state).await;
     for _ in 0..3 {
         tokio::time::sleep(config().org_scan_interval).await;
-        let outcome = controller::reconcile(&deployment, &ctx)
+        let outcome = controller::reconcile(&deployment, &ctx, state)
             .await
             .expect("pass");
         assert_eq!(

@@ -15,9 +15,10 @@ const EXTRA_ACCOUNTS: usize = 80;
 async fn empty_organization_converges_to_a_stack_set_without_instances() {
     let sim = Sim::new(SimConfig::default());
     let ctx = sim_context(&sim);
+    let state = &mut DeploymentState::default();
     let deployment = Spec::whole_org().deployment();
 
-    let (result, states) = converge(&deployment, &ctx).await;
+    let (result, states) = converge(&deployment, &ctx, state).await;
     let outcome = result.expect("an empty organization converges");
     assert_eq!(outcome.state, State::Converged);
     assert!(
@@ -41,7 +42,7 @@ async fn empty_organization_converges_to_a_stack_set_without_instances() {
 
     tokio::time::sleep(config().resync_interval).await;
     let before = sim.calls().snapshot();
-    let again = controller::reconcile(&deployment, &ctx)
+    let again = controller::reconcile(&deployment, &ctx, state)
         .await
         .expect("pass");
     let calls = delta(&before, &sim.calls().snapshot());
@@ -53,6 +54,7 @@ async fn empty_organization_converges_to_a_stack_set_without_instances() {
 async fn realistic_organization_gets_one_instance_per_active_member_and_region() {
     let sim = Sim::realistic(SimConfig::default());
     let ctx = sim_context(&sim);
+    let state = &mut DeploymentState::default();
     let spec = Spec {
         regions: vec![REGION, OTHER_REGION],
         ..Spec::whole_org()
@@ -66,7 +68,7 @@ async fn realistic_organization_gets_one_instance_per_active_member_and_region()
         "the realistic organization has a suspended account"
     );
 
-    let first = controller::reconcile(&deployment, &ctx)
+    let first = controller::reconcile(&deployment, &ctx, state)
         .await
         .expect("first pass");
     assert_eq!(
@@ -76,8 +78,8 @@ async fn realistic_organization_gets_one_instance_per_active_member_and_region()
     );
     assert_eq!(first.report.missing_instances, active.len() * 2);
 
-    converge_ok(&deployment, &ctx).await;
-    let outcome = controller::reconcile(&deployment, &ctx)
+    converge_ok(&deployment, &ctx, state).await;
+    let outcome = controller::reconcile(&deployment, &ctx, state)
         .await
         .expect("pass");
     assert_eq!(outcome.state, State::Converged);
@@ -106,12 +108,13 @@ async fn converged_pass_costs_one_describe_and_one_operations_page() {
         sim.add_account(&prod, &format!("prod-extra-{n}"));
     }
     let ctx = sim_context(&sim);
+    let state = &mut DeploymentState::default();
     let deployment = Spec {
         regions: vec![REGION, OTHER_REGION],
         ..Spec::whole_org()
     }
     .deployment();
-    converge_ok(&deployment, &ctx).await;
+    converge_ok(&deployment, &ctx, state).await;
     let instances = sim.instances(STACK_SET);
     // A full listing asks Region by Region (in parallel): each Region's own pages.
     let pages: u64 = [REGION, OTHER_REGION]
@@ -140,7 +143,7 @@ async fn converged_pass_costs_one_describe_and_one_operations_page() {
     for wait in [Duration::ZERO, config().resync_interval] {
         tokio::time::sleep(wait).await;
         let before = sim.calls().snapshot();
-        let outcome = controller::reconcile(&deployment, &ctx)
+        let outcome = controller::reconcile(&deployment, &ctx, state)
             .await
             .expect("pass");
         assert_eq!(outcome.state, State::Converged);
@@ -150,7 +153,7 @@ async fn converged_pass_costs_one_describe_and_one_operations_page() {
     // Past `instance_relist_interval` the instances are listed in full again (a relist always wins).
     tokio::time::sleep(config().instance_relist_interval).await;
     let before = sim.calls().snapshot();
-    controller::reconcile(&deployment, &ctx)
+    controller::reconcile(&deployment, &ctx, state)
         .await
         .expect("pass");
     let calls = delta(&before, &sim.calls().snapshot());
@@ -161,7 +164,7 @@ async fn converged_pass_costs_one_describe_and_one_operations_page() {
     // Past the scan interval the organization is listed again, on its own cadence.
     tokio::time::sleep(config().org_scan_interval).await;
     let before = sim.calls().snapshot();
-    controller::reconcile(&deployment, &ctx)
+    controller::reconcile(&deployment, &ctx, state)
         .await
         .expect("pass");
     let calls = delta(&before, &sim.calls().snapshot());
@@ -173,8 +176,9 @@ async fn converged_pass_costs_one_describe_and_one_operations_page() {
 async fn adding_a_region_creates_exactly_the_new_regions_instances() {
     let sim = Sim::realistic(SimConfig::default());
     let ctx = sim_context(&sim);
+    let state = &mut DeploymentState::default();
     let spec = Spec::whole_org();
-    converge_ok(&spec.deployment(), &ctx).await;
+    converge_ok(&spec.deployment(), &ctx, state).await;
     let before_ops = api_operations(&sim).len();
     let before = sim.instances(STACK_SET);
 
@@ -182,7 +186,7 @@ async fn adding_a_region_creates_exactly_the_new_regions_instances() {
         regions: vec![REGION, OTHER_REGION],
         ..spec
     };
-    converge_ok(&wider.deployment(), &ctx).await;
+    converge_ok(&wider.deployment(), &ctx, state).await;
 
     let new_ops = &api_operations(&sim)[before_ops..];
     assert_eq!(new_ops.len(), 1, "{new_ops:#?}");
@@ -209,6 +213,7 @@ async fn adding_a_region_creates_exactly_the_new_regions_instances() {
 async fn dropping_an_ou_deletes_exactly_that_ous_instances() {
     let sim = Sim::realistic(SimConfig::default());
     let ctx = sim_context(&sim);
+    let state = &mut DeploymentState::default();
     let ou = |name: &str| sim.ou_named(name).expect("realistic OU");
     let (security, infrastructure, workloads, sandbox) = (
         ou("Security"),
@@ -225,7 +230,7 @@ async fn dropping_an_ou_deletes_exactly_that_ous_instances() {
         ],
         ..Spec::whole_org()
     };
-    converge_ok(&all.deployment(), &ctx).await;
+    converge_ok(&all.deployment(), &ctx, state).await;
     let before_ops = api_operations(&sim).len();
     let before = sim.instances(STACK_SET);
     assert!(
@@ -238,7 +243,7 @@ async fn dropping_an_ou_deletes_exactly_that_ous_instances() {
         ous: vec![security, infrastructure, workloads],
         ..all
     };
-    converge_ok(&fewer.deployment(), &ctx).await;
+    converge_ok(&fewer.deployment(), &ctx, state).await;
 
     let new_ops = &api_operations(&sim)[before_ops..];
     assert!(!new_ops.is_empty());
@@ -279,10 +284,11 @@ async fn a_targeted_account_without_an_instance_is_a_coverage_gap_never_converge
     deployment.spec.repair_coverage = false;
     deployment.spec.auto_deployment.enabled = false;
     let ctx = sim_context(&sim);
-    converge_ok(&deployment, &ctx).await;
+    let state = &mut DeploymentState::default();
+    converge_ok(&deployment, &ctx, state).await;
     let late = sim.add_account(&sim.ou_named("Sandbox").unwrap(), "late-joiner");
     ctx.invalidate_organization().await;
-    let outcome = stacksetd::controller::reconcile(&deployment, &ctx)
+    let outcome = stacksetd::controller::reconcile(&deployment, &ctx, state)
         .await
         .unwrap();
     let State::CoverageGap(gap) = &outcome.state else {
@@ -291,7 +297,7 @@ async fn a_targeted_account_without_an_instance_is_a_coverage_gap_never_converge
     assert_eq!(gap.missing, deployment.spec.regions.len(), "{gap:?}");
     assert!(gap.why.contains("repairCoverage is false"), "{}", gap.why);
     assert!(!outcome.is_converged());
-    let out = stacksetd::controller::converge_until(&deployment, &ctx, true, |_| {})
+    let out = stacksetd::controller::converge_until(&deployment, &ctx, state, true, |_| {})
         .await
         .unwrap();
     assert!(
@@ -302,7 +308,7 @@ async fn a_targeted_account_without_an_instance_is_a_coverage_gap_never_converge
     assert!(!sim.instances(STACK_SET).iter().any(|i| i.account == late));
 
     deployment.spec.repair_coverage = true;
-    converge_ok(&deployment, &ctx).await;
+    converge_ok(&deployment, &ctx, state).await;
     assert!(
         sim.instances(STACK_SET)
             .iter()

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use stacksetd::cloud::sim::{Sim, SimConfig};
-use stacksetd::controller::{self, Context, State};
+use stacksetd::controller::{self, Context, DeploymentState, State};
 use stacksetd::desired::{self, Deployment};
 
 use super::helpers::config;
@@ -259,13 +259,14 @@ spec:
 async fn converge(
     w: &World,
     ctx: &Context,
+    state: &mut DeploymentState,
     to: &Shape,
     kept: &BTreeSet<(usize, &'static str)>,
 ) -> Result<usize, String> {
     let deployment = w.deployment(to);
     let mut last = Vec::new();
     for pass in 1..=MAX_PASSES {
-        let outcome = controller::reconcile(&deployment, ctx)
+        let outcome = controller::reconcile(&deployment, ctx, state)
             .await
             .map_err(|e| format!("pass {pass}: {e}"))?;
         let now = w.instances();
@@ -294,6 +295,7 @@ async fn converge(
 async fn run(tree: Tree, shapes: Vec<Shape>, reassociate: bool) -> Result<usize, String> {
     let w = world(&tree, reassociate);
     let ctx = Context::new(std::sync::Arc::new(w.sim.clone()), config());
+    let state = &mut DeploymentState::default();
     let mut steps = 0;
     let mut previous: Option<&Shape> = None;
     let mut suspended: BTreeSet<usize> = BTreeSet::new();
@@ -316,7 +318,7 @@ async fn run(tree: Tree, shapes: Vec<Shape>, reassociate: bool) -> Result<usize,
                 .collect(),
             None => BTreeSet::new(),
         };
-        steps += converge(&w, &ctx, shape, &kept)
+        steps += converge(&w, &ctx, state, shape, &kept)
             .await
             .map_err(|e| format!("change {n} to {shape:?}: {e}"))?;
         let now = w.instances();

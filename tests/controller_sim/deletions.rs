@@ -40,11 +40,12 @@ fn two_regions() -> Spec {
 async fn a_deletion_waits_for_the_delay_then_runs_once() {
     let sim = Sim::realistic(SimConfig::default());
     let ctx = delayed(&sim);
-    converge_ok(&two_regions().deployment(), &ctx).await;
+    let state = &mut DeploymentState::default();
+    converge_ok(&two_regions().deployment(), &ctx, state).await;
     let one_region = Spec::whole_org().deployment();
 
     let started = tokio::time::Instant::now();
-    let first = controller::reconcile(&one_region, &ctx)
+    let first = controller::reconcile(&one_region, &ctx, state)
         .await
         .expect("a pass");
     let State::DeletionPending {
@@ -70,7 +71,7 @@ async fn a_deletion_waits_for_the_delay_then_runs_once() {
     assert_eq!(calls(&sim, "DeleteStackInstances"), 0);
 
     // reconcile --once waits for it: one deletion, after the delay.
-    converge_ok(&one_region, &ctx).await;
+    converge_ok(&one_region, &ctx, state).await;
     // Active and suspended accounts' instances go in separate steps (the latter with RetainStacks): each once.
     let deletions = calls(&sim, "DeleteStackInstances");
     assert!((1..=2).contains(&deletions), "{deletions}");
@@ -82,7 +83,7 @@ async fn a_deletion_waits_for_the_delay_then_runs_once() {
     );
     assert!(current_pairs(&sim).iter().all(|(_, r)| r == REGION));
     // --no-wait stops at the pending step instead (nothing left to delete now: converged).
-    let outcome = controller::converge_until(&one_region, &ctx, false, |_| {})
+    let outcome = controller::converge_until(&one_region, &ctx, state, false, |_| {})
         .await
         .unwrap();
     assert!(outcome.is_converged());
@@ -92,13 +93,14 @@ async fn a_deletion_waits_for_the_delay_then_runs_once() {
 async fn a_deletion_withdrawn_within_the_delay_never_runs() {
     let sim = Sim::realistic(SimConfig::default());
     let ctx = delayed(&sim);
+    let state = &mut DeploymentState::default();
     let both = two_regions().deployment();
-    converge_ok(&both, &ctx).await;
+    converge_ok(&both, &ctx, state).await;
     let before = current_pairs(&sim);
 
     // An edit drops a Region (a half-written file, a mistake); it is put back 30 s later.
     let one_region = Spec::whole_org().deployment();
-    let outcome = controller::converge_until(&one_region, &ctx, false, |_| {})
+    let outcome = controller::converge_until(&one_region, &ctx, state, false, |_| {})
         .await
         .unwrap();
     assert!(
@@ -107,15 +109,17 @@ async fn a_deletion_withdrawn_within_the_delay_never_runs() {
         outcome.state
     );
     tokio::time::sleep(DELAY / 2).await;
-    converge_ok(&both, &ctx).await;
+    converge_ok(&both, &ctx, state).await;
     // Long after: still nothing deleted.
     tokio::time::sleep(DELAY * 3).await;
-    converge_ok(&both, &ctx).await;
+    converge_ok(&both, &ctx, state).await;
     assert_eq!(calls(&sim, "DeleteStackInstances"), 0);
     assert_eq!(current_pairs(&sim), before);
 
     // Asked for again, the delay starts over: a desired state must stay unchanged for the whole delay.
-    let outcome = controller::reconcile(&one_region, &ctx).await.unwrap();
+    let outcome = controller::reconcile(&one_region, &ctx, state)
+        .await
+        .unwrap();
     assert!(
         matches!(outcome.state, State::DeletionPending { .. }),
         "{:?}",
@@ -138,10 +142,11 @@ async fn the_simulator_fails_a_second_stack_holding_the_same_iam_name() {
     // of one account, so a creation in a new Region before the old Region's deletion fails.
     let sim = global_names();
     let ctx = delayed(&sim);
-    converge_ok(&Spec::whole_org().deployment(), &ctx).await;
+    let state = &mut DeploymentState::default();
+    converge_ok(&Spec::whole_org().deployment(), &ctx, state).await;
     let both = two_regions().deployment();
     for _ in 0..20 {
-        match controller::reconcile(&both, &ctx).await {
+        match controller::reconcile(&both, &ctx, state).await {
             Ok(outcome) => {
                 assert!(!outcome.is_converged(), "{:?}", outcome.state);
                 tokio::time::sleep(outcome.requeue_after).await;
@@ -163,7 +168,8 @@ async fn the_simulator_fails_a_second_stack_holding_the_same_iam_name() {
 async fn updates_do_not_wait_but_a_region_move_waits_for_the_deletion_it_depends_on() {
     let sim = global_names();
     let ctx = delayed(&sim);
-    converge_ok(&Spec::whole_org().deployment(), &ctx).await;
+    let state = &mut DeploymentState::default();
+    converge_ok(&Spec::whole_org().deployment(), &ctx, state).await;
     let creations_before = calls(&sim, "CreateStackInstances");
     // One edit: another Region instead of the first, and a new description.
     let moved = Spec {
@@ -173,7 +179,7 @@ async fn updates_do_not_wait_but_a_region_move_waits_for_the_deletion_it_depends
     }
     .deployment();
     let started = tokio::time::Instant::now();
-    let outcome = pass_until(&moved, &ctx, |o| {
+    let outcome = pass_until(&moved, &ctx, state, |o| {
         matches!(o.state, State::DeletionPending { .. })
     })
     .await;
@@ -192,7 +198,7 @@ async fn updates_do_not_wait_but_a_region_move_waits_for_the_deletion_it_depends
         "the new Region's creation waits with the old Region's deletion: the accounts' named role exists there"
     );
     assert_eq!(calls(&sim, "DeleteStackInstances"), 0);
-    converge_ok(&moved, &ctx).await;
+    converge_ok(&moved, &ctx, state).await;
     assert!(started.elapsed() >= DELAY);
     assert!(calls(&sim, "DeleteStackInstances") >= 1);
     assert_no_duplicate_submissions(&sim);
@@ -215,6 +221,7 @@ async fn a_creation_that_depends_on_no_deletion_does_not_wait() {
     // depend on their deletion and goes at once.
     let sim = global_names();
     let ctx = delayed(&sim);
+    let state = &mut DeploymentState::default();
     let units = sim.unit_ids();
     let (first, second) = (units[0].clone(), units[1].clone());
     let on = |ou: &str| {
@@ -224,17 +231,17 @@ async fn a_creation_that_depends_on_no_deletion_does_not_wait() {
         }
         .deployment()
     };
-    converge_ok(&on(&first), &ctx).await;
+    converge_ok(&on(&first), &ctx, state).await;
     let creations_before = calls(&sim, "CreateStackInstances");
     let started = tokio::time::Instant::now();
-    pass_until(&on(&second), &ctx, |o| {
+    pass_until(&on(&second), &ctx, state, |o| {
         matches!(o.state, State::DeletionPending { .. })
     })
     .await;
     assert!(started.elapsed() < DELAY);
     assert_eq!(calls(&sim, "CreateStackInstances"), creations_before + 1);
     assert_eq!(calls(&sim, "DeleteStackInstances"), 0);
-    converge_ok(&on(&second), &ctx).await;
+    converge_ok(&on(&second), &ctx, state).await;
     assert!(
         api_operations(&sim)
             .iter()
@@ -246,20 +253,21 @@ async fn a_creation_that_depends_on_no_deletion_does_not_wait() {
 async fn revoking_waits_for_the_delay_too() {
     let sim = Sim::realistic(SimConfig::default());
     let ctx = delayed(&sim);
-    converge_ok(&Spec::whole_org().deployment(), &ctx).await;
+    let state = &mut DeploymentState::default();
+    converge_ok(&Spec::whole_org().deployment(), &ctx, state).await;
     let absent = Spec {
         ensure: "Absent",
         ..Spec::whole_org()
     }
     .deployment();
-    let outcome = controller::reconcile(&absent, &ctx).await.unwrap();
+    let outcome = controller::reconcile(&absent, &ctx, state).await.unwrap();
     assert!(
         matches!(outcome.state, State::DeletionPending { .. }),
         "{:?}",
         outcome.state
     );
     assert_eq!(calls(&sim, "DeleteStackInstances"), 0);
-    converge_ok(&absent, &ctx).await;
+    converge_ok(&absent, &ctx, state).await;
     assert!(
         sim.stack_set(STACK_SET)
             .is_none_or(|s| s.status != stacksetd::cloud::StackSetStatus::Active)
@@ -333,8 +341,9 @@ async fn an_untagged_stack_set_is_left_alone_until_adopted() {
     console_stack_set(&sim, &[]).await;
     let before = mutations(&sim);
     let ctx = sim_context(&sim);
+    let state = &mut DeploymentState::default();
     let deployment = Spec::whole_org().deployment();
-    let (result, _) = converge(&deployment, &ctx).await;
+    let (result, _) = converge(&deployment, &ctx, state).await;
     let err = result.expect_err("not managed");
     assert_eq!(err.metric_label(), "stack_set_not_managed");
     assert!(
@@ -349,7 +358,7 @@ async fn an_untagged_stack_set_is_left_alone_until_adopted() {
         ..Spec::whole_org()
     }
     .deployment();
-    assert!(converge(&absent, &ctx).await.0.is_err());
+    assert!(converge(&absent, &ctx, state).await.0.is_err());
     assert!(sim.stack_set(STACK_SET).is_some());
 
     let adopted = Spec {
@@ -357,7 +366,7 @@ async fn an_untagged_stack_set_is_left_alone_until_adopted() {
         ..Spec::whole_org()
     }
     .deployment();
-    converge_ok(&adopted, &ctx).await;
+    converge_ok(&adopted, &ctx, state).await;
     let tags = sim.stack_set(STACK_SET).unwrap().settings.tags;
     assert_eq!(tags.get(OWNER_TAG).map(String::as_str), Some("aimably"));
     assert!(
@@ -365,7 +374,7 @@ async fn an_untagged_stack_set_is_left_alone_until_adopted() {
         "the approval record: {tags:?}"
     );
     // Once tagged it is the deployment's, with or without adopt.
-    converge_ok(&deployment, &ctx).await;
+    converge_ok(&deployment, &ctx, state).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -374,13 +383,17 @@ async fn a_stack_set_tagged_for_another_deployment_is_never_touched() {
     console_stack_set(&sim, &[(OWNER_TAG, "someone-else")]).await;
     let before = mutations(&sim);
     let ctx = sim_context(&sim);
+    let state = &mut DeploymentState::default();
     for extra in ["", "  adopt: true\n"] {
         let d = Spec {
             extra: extra.into(),
             ..Spec::whole_org()
         }
         .deployment();
-        let err = converge(&d, &ctx).await.0.expect_err("owned elsewhere");
+        let err = converge(&d, &ctx, state)
+            .await
+            .0
+            .expect_err("owned elsewhere");
         assert_eq!(err.metric_label(), "stack_set_owned_elsewhere");
         assert!(err.to_string().contains("someone-else"), "{err}");
     }
@@ -391,8 +404,9 @@ async fn a_stack_set_tagged_for_another_deployment_is_never_touched() {
 async fn a_stack_set_made_by_an_earlier_release_is_recognised_and_tagged() {
     let sim = Sim::realistic(SimConfig::default());
     let ctx = sim_context(&sim);
+    let state = &mut DeploymentState::default();
     let deployment = Spec::whole_org().deployment();
-    converge_ok(&deployment, &ctx).await;
+    converge_ok(&deployment, &ctx, state).await;
     // An earlier release tagged nothing: remove the tags as it would have left them.
     let current = sim.stack_set(STACK_SET).unwrap();
     let cloud: Arc<dyn Cloud> = Arc::new(sim.clone());
@@ -414,7 +428,7 @@ async fn a_stack_set_made_by_an_earlier_release_is_recognised_and_tagged() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(3600)).await;
-    converge_ok(&deployment, &sim_context(&sim)).await;
+    converge_ok(&deployment, &sim_context(&sim), &mut Default::default()).await;
     assert_eq!(
         sim.stack_set(STACK_SET)
             .unwrap()
@@ -454,7 +468,8 @@ async fn a_console_edited_template_is_reverted_and_a_later_widening_publication_
     let deployment = yaml_deployment();
     let sim = Sim::realistic(SimConfig::default());
     let ctx = sim_context(&sim);
-    converge_ok(&deployment, &ctx).await;
+    let state = &mut DeploymentState::default();
+    converge_ok(&deployment, &ctx, state).await;
     assert_eq!(
         sim.stack_set(STACK_SET)
             .unwrap()
@@ -493,7 +508,10 @@ async fn a_console_edited_template_is_reverted_and_a_later_widening_publication_
     console_edit(widened.clone(), "console-1").await;
     // A fresh controller (a restart: nothing remembered) sees it as spec drift and reverts it.
     let ctx = sim_context(&sim);
-    let outcome = controller::reconcile(&deployment, &ctx).await.unwrap();
+    let state = &mut DeploymentState::default();
+    let outcome = controller::reconcile(&deployment, &ctx, state)
+        .await
+        .unwrap();
     assert!(
         outcome
             .report
@@ -503,7 +521,7 @@ async fn a_console_edited_template_is_reverted_and_a_later_widening_publication_
         "{:?}",
         outcome.report.spec_drift
     );
-    converge_ok(&deployment, &ctx).await;
+    converge_ok(&deployment, &ctx, state).await;
     assert_eq!(
         sim.stack_set(STACK_SET).unwrap().settings.template_body,
         v1,
@@ -514,7 +532,8 @@ async fn a_console_edited_template_is_reverted_and_a_later_widening_publication_
     console_edit(widened.clone(), "console-2").await;
     std::fs::write(&file, &widened).unwrap();
     let ctx = sim_context(&sim);
-    let outcome = controller::converge(&deployment, &ctx, |_| {})
+    let state = &mut DeploymentState::default();
+    let outcome = controller::converge(&deployment, &ctx, state, |_| {})
         .await
         .unwrap();
     let t = outcome.report.template.as_ref().unwrap();
@@ -532,7 +551,7 @@ async fn a_console_edited_template_is_reverted_and_a_later_widening_publication_
     // Pinned, it is applied and recorded.
     let mut pinned = deployment.clone();
     pinned.spec.template.sha256 = Some(stacksetd::template::sha256_hex(widened.as_bytes()));
-    converge_ok(&pinned, &ctx).await;
+    converge_ok(&pinned, &ctx, state).await;
     assert_eq!(
         sim.stack_set(STACK_SET)
             .unwrap()
@@ -555,7 +574,7 @@ async fn revocation_works_with_the_template_gone() {
     let sim = Sim::realistic(SimConfig::default());
     let mut present = Spec::whole_org().deployment();
     present.spec.template.url = Some(url.clone());
-    converge_ok(&present, &sim_context(&sim)).await;
+    converge_ok(&present, &sim_context(&sim), &mut Default::default()).await;
     std::fs::remove_file(&file).unwrap();
     let mut absent = Spec {
         ensure: "Absent",
@@ -565,7 +584,8 @@ async fn revocation_works_with_the_template_gone() {
     absent.spec.template.url = Some(url);
     // A fresh controller: nothing cached, the URL answers "not found".
     let ctx = sim_context(&sim);
-    let outcome = controller::converge(&absent, &ctx, |_| {})
+    let state = &mut DeploymentState::default();
+    let outcome = controller::converge(&absent, &ctx, state, |_| {})
         .await
         .expect("revoked without the template");
     assert!(outcome.is_converged());
@@ -590,12 +610,13 @@ async fn revocation_works_with_the_template_gone() {
 async fn a_renamed_stack_sets_old_one_is_reported_as_orphaned_and_left_in_place() {
     let sim = Sim::realistic(SimConfig::default());
     let ctx = sim_context(&sim);
+    let state = &mut DeploymentState::default();
     let old = Spec::whole_org().deployment();
-    converge_ok(&old, &ctx).await;
+    converge_ok(&old, &ctx, state).await;
     // The vendor's new policy comes as a new stack set: the operator changes stackSetName.
     let mut renamed = old.clone();
     renamed.spec.stack_set_name = "AimablyDataAndScheduling".into();
-    converge_ok(&renamed, &ctx).await;
+    converge_ok(&renamed, &ctx, state).await;
     let orphans = stacksetd::controller::ownership::orphans(&ctx, &[&renamed])
         .await
         .unwrap();
@@ -626,7 +647,12 @@ async fn a_renamed_stack_sets_old_one_is_reported_as_orphaned_and_left_in_place(
 #[tokio::test(start_paused = true)]
 async fn an_empty_root_listing_deletes_nothing() {
     let sim = Sim::realistic(SimConfig::default());
-    converge_ok(&Spec::whole_org().deployment(), &sim_context(&sim)).await;
+    converge_ok(
+        &Spec::whole_org().deployment(),
+        &sim_context(&sim),
+        &mut Default::default(),
+    )
+    .await;
     let before = current_pairs(&sim);
     let lagging = Lagging::new(&sim);
     lagging.hide_roots(true);
@@ -637,7 +663,8 @@ async fn an_empty_root_listing_deletes_nothing() {
             ..config()
         },
     );
-    let err = controller::reconcile(&Spec::whole_org().deployment(), &ctx)
+    let state = &mut DeploymentState::default();
+    let err = controller::reconcile(&Spec::whole_org().deployment(), &ctx, state)
         .await
         .unwrap_err();
     assert_eq!(
@@ -649,6 +676,6 @@ async fn an_empty_root_listing_deletes_nothing() {
     assert_eq!(calls(&sim, "DeleteStackInstances"), 0);
     // The answer comes back whole: a normal pass, still nothing deleted.
     lagging.hide_roots(false);
-    converge_ok(&Spec::whole_org().deployment(), &ctx).await;
+    converge_ok(&Spec::whole_org().deployment(), &ctx, state).await;
     assert_eq!(calls(&sim, "DeleteStackInstances"), 0);
 }

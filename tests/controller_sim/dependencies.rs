@@ -44,17 +44,20 @@ fn two_deployments() -> (Deployment, Deployment) {
 async fn a_dependency_by_name_becomes_its_stack_sets_arn_and_waits_for_it_to_exist() {
     let sim = Sim::realistic(SimConfig::default());
     let ctx = sim_context(&sim);
+    let state = &mut DeploymentState::default();
     let (network, app) = two_deployments();
 
     // The dependency's stack set does not exist yet: nothing is created, the error names it.
     let before = sim.calls().snapshot();
-    let err = controller::reconcile(&app, &ctx).await.expect_err("waits");
+    let err = controller::reconcile(&app, &ctx, state)
+        .await
+        .expect_err("waits");
     assert_eq!(err.metric_label(), "dependency_missing", "{err}");
     assert!(err.to_string().contains(NETWORK), "{err}");
     assert!(mutating_calls(&delta(&before, &sim.calls().snapshot())).is_empty());
 
-    converge_ok(&network, &ctx).await;
-    converge_ok(&app, &ctx).await;
+    converge_ok(&network, &ctx, state).await;
+    converge_ok(&app, &ctx, state).await;
     let network_arn = sim
         .stack_set(NETWORK)
         .expect("network")
@@ -73,7 +76,9 @@ async fn a_dependency_by_name_becomes_its_stack_sets_arn_and_waits_for_it_to_exi
 
     // Converged: the ARN is remembered, the pass keeps its budget.
     let before = sim.calls().snapshot();
-    let outcome = controller::reconcile(&app, &ctx).await.expect("pass");
+    let outcome = controller::reconcile(&app, &ctx, state)
+        .await
+        .expect("pass");
     assert_eq!(outcome.state, State::Converged);
     let calls = delta(&before, &sim.calls().snapshot());
     assert_eq!(calls.get("DescribeStackSet"), Some(&1), "{calls:?}");
@@ -85,15 +90,16 @@ async fn a_dependency_by_name_becomes_its_stack_sets_arn_and_waits_for_it_to_exi
 async fn the_api_refuses_a_cycle_and_the_error_names_it() {
     let sim = Sim::realistic(SimConfig::default());
     let ctx = sim_context(&sim);
+    let state = &mut DeploymentState::default();
     let (network, app) = two_deployments();
-    converge_ok(&network, &ctx).await;
-    converge_ok(&app, &ctx).await;
+    converge_ok(&network, &ctx, state).await;
+    converge_ok(&app, &ctx, state).await;
     let app_arn = sim.stack_set(STACK_SET).unwrap().arn.expect("an ARN");
     // network made to depend on aimably by ARN (a file that names the other by ARN cannot be checked for cycles
     // offline when that stack set is not in the file): the API's refusal stops the pass.
     let mut network_depending = network.clone();
     network_depending.spec.auto_deployment.depends_on = vec![app_arn];
-    let err = controller::reconcile(&network_depending, &ctx)
+    let err = controller::reconcile(&network_depending, &ctx, state)
         .await
         .expect_err("refused");
     assert!(err.to_string().contains("Circular dependency"), "{err}");

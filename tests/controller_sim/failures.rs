@@ -29,13 +29,14 @@ async fn failed_operation_names_the_account_and_its_retry_touches_only_that_inst
         .expect("members");
     sim.fail_account(&victim, ROLE_CONFLICT);
     let ctx = sim_context(&sim);
+    let state = &mut DeploymentState::default();
     let deployment = Spec {
         preferences: STRICT,
         ..Spec::whole_org()
     }
     .deployment();
 
-    let (result, _) = converge(&deployment, &ctx).await;
+    let (result, _) = converge(&deployment, &ctx, state).await;
     let error = result.expect_err("the operation fails");
     let message = error.to_string();
     let Error::OperationFailed {
@@ -62,7 +63,7 @@ async fn failed_operation_names_the_account_and_its_retry_touches_only_that_inst
 
     sim.heal_account(&victim);
     let before_ops = api_operations(&sim).len();
-    converge_ok(&deployment, &ctx).await;
+    converge_ok(&deployment, &ctx, state).await;
     let retries = &api_operations(&sim)[before_ops..];
     assert_eq!(retries.len(), 1, "{retries:#?}");
     assert_eq!(retries[0].action, OperationAction::Update);
@@ -80,7 +81,8 @@ async fn failed_operation_names_the_account_and_its_retry_touches_only_that_inst
 async fn absent_deletes_instances_then_the_stack_set_and_stays_absent() {
     let sim = Sim::realistic(SimConfig::default());
     let ctx = sim_context(&sim);
-    converge_ok(&Spec::whole_org().deployment(), &ctx).await;
+    let state = &mut DeploymentState::default();
+    converge_ok(&Spec::whole_org().deployment(), &ctx, state).await;
     let suspended: Vec<String> = inactive_members(&sim).into_iter().collect();
     assert!(!suspended.is_empty());
     let before_ops = api_operations(&sim).len();
@@ -90,7 +92,7 @@ async fn absent_deletes_instances_then_the_stack_set_and_stays_absent() {
         ..Spec::whole_org()
     }
     .deployment();
-    let states = converge_ok(&absent, &ctx).await;
+    let states = converge_ok(&absent, &ctx, state).await;
     let acted: Vec<&str> = states
         .iter()
         .filter_map(|s| match s {
@@ -123,7 +125,7 @@ async fn absent_deletes_instances_then_the_stack_set_and_stays_absent() {
     assert_eq!(calls_with(&sim, "DeleteStackSet", "ok"), 1);
 
     let before = sim.calls().snapshot();
-    let (result, _) = converge(&absent, &ctx).await;
+    let (result, _) = converge(&absent, &ctx, state).await;
     assert_eq!(result.expect("still absent").state, State::Converged);
     let calls = delta(&before, &sim.calls().snapshot());
     assert!(mutating_calls(&calls).is_empty(), "{calls:?}");
@@ -131,9 +133,13 @@ async fn absent_deletes_instances_then_the_stack_set_and_stays_absent() {
 }
 
 /// `converge` again on transient errors, as the daemon would on its next requeue.
-async fn converge_through_faults(deployment: &Deployment, ctx: &controller::Context) {
+async fn converge_through_faults(
+    deployment: &Deployment,
+    ctx: &controller::Context,
+    state: &mut DeploymentState,
+) {
     for _ in 0..CONVERGE_ATTEMPTS {
-        match converge(deployment, ctx).await.0 {
+        match converge(deployment, ctx, state).await.0 {
             Ok(outcome) => {
                 assert!(outcome.is_converged(), "{:?}", outcome.state);
                 return;
@@ -153,7 +159,8 @@ async fn throttling_and_server_errors_delay_but_never_duplicate_or_delete() {
         error_rate: 0.05,
     });
     let ctx = sim_context(&sim);
-    converge_through_faults(&Spec::whole_org().deployment(), &ctx).await;
+    let state = &mut DeploymentState::default();
+    converge_through_faults(&Spec::whole_org().deployment(), &ctx, state).await;
     assert_eq!(current_pairs(&sim), pairs(&active_members(&sim), &[REGION]));
     let throttled: u64 = sim
         .calls()
@@ -169,7 +176,7 @@ async fn throttling_and_server_errors_delay_but_never_duplicate_or_delete() {
         regions: vec![REGION, OTHER_REGION],
         ..Spec::whole_org()
     };
-    converge_through_faults(&wider.deployment(), &ctx).await;
+    converge_through_faults(&wider.deployment(), &ctx, state).await;
     assert_eq!(
         current_pairs(&sim),
         pairs(&active_members(&sim), &wider.regions)
@@ -219,6 +226,7 @@ async fn random_faults_lost_answers_and_restarts_between_passes_never_duplicate_
     let mut restarts_after_lost = 0;
     let mut lost_before = 0;
     let mut ctx = sim_context(&sim);
+    let state = &mut DeploymentState::default();
     for spec in [Spec::whole_org(), wider, described] {
         for operation in super::helpers::MUTATING {
             sim.lose_next_response(operation, 1);
@@ -235,7 +243,7 @@ async fn random_faults_lost_answers_and_restarts_between_passes_never_duplicate_
                 restarts_after_lost += u32::from(after_lost);
                 ctx = sim_context(&sim);
             }
-            match controller::reconcile(&deployment, &ctx).await {
+            match controller::reconcile(&deployment, &ctx, state).await {
                 Ok(outcome) if outcome.is_converged() => {
                     converged = true;
                     break;

@@ -17,6 +17,7 @@ use stacksetd::cloud::{
     InstancesRequest, ObservedStackSet, Operation, OperationResult, OrgNode, OrganizationInfo,
     StackInstance, UpdateStackSet,
 };
+pub use stacksetd::controller::DeploymentState;
 use stacksetd::controller::{self, Config, Context, Outcome, State};
 use stacksetd::desired::{self, Deployment};
 
@@ -151,9 +152,10 @@ pub fn sim_context(sim: &Sim) -> Context {
 pub async fn converge(
     deployment: &Deployment,
     ctx: &Context,
+    state: &mut DeploymentState,
 ) -> (Result<Outcome, Error>, Vec<State>) {
     let mut states = Vec::new();
-    let run = controller::converge(deployment, ctx, |o| states.push(o.state.clone()));
+    let run = controller::converge(deployment, ctx, state, |o| states.push(o.state.clone()));
     let result = tokio::time::timeout(CONVERGE_DEADLINE, run).await;
     match result {
         Ok(result) => (result, states),
@@ -165,8 +167,12 @@ pub async fn converge(
 }
 
 /// Converges and insists on success.
-pub async fn converge_ok(deployment: &Deployment, ctx: &Context) -> Vec<State> {
-    let (result, states) = converge(deployment, ctx).await;
+pub async fn converge_ok(
+    deployment: &Deployment,
+    ctx: &Context,
+    state: &mut DeploymentState,
+) -> Vec<State> {
+    let (result, states) = converge(deployment, ctx, state).await;
     match result {
         Ok(outcome) => assert!(outcome.is_converged(), "{:?}", outcome.state),
         Err(e) => panic!("converge failed: {e}\nstates: {states:#?}"),
@@ -178,10 +184,11 @@ pub async fn converge_ok(deployment: &Deployment, ctx: &Context) -> Vec<State> {
 pub async fn pass_until(
     deployment: &Deployment,
     ctx: &Context,
+    state: &mut DeploymentState,
     stop: impl Fn(&Outcome) -> bool,
 ) -> Outcome {
     for _ in 0..MAX_PASSES {
-        let outcome = controller::reconcile(deployment, ctx)
+        let outcome = controller::reconcile(deployment, ctx, state)
             .await
             .unwrap_or_else(|e| panic!("pass failed: {e}"));
         if stop(&outcome) {

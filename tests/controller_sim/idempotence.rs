@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use stacksetd::cloud::sim::{Sim, SimConfig};
-use stacksetd::controller::{self, Config, Context, State};
+use stacksetd::controller::{self, Config, Context, DeploymentState, State};
 use stacksetd::desired::{self, Deployment};
 
 use super::helpers::config;
@@ -162,10 +162,14 @@ spec:
 }
 
 /// Passes until converged (each sleeping its requeue delay); the number of passes, or a failure.
-async fn converge(deployment: &Deployment, ctx: &Context) -> Result<usize, String> {
+async fn converge(
+    deployment: &Deployment,
+    ctx: &Context,
+    state: &mut DeploymentState,
+) -> Result<usize, String> {
     let mut last = Vec::new();
     for pass in 1..=MAX_PASSES {
-        let outcome = controller::reconcile(deployment, ctx)
+        let outcome = controller::reconcile(deployment, ctx, state)
             .await
             .map_err(|e| format!("pass {pass}: {e}"))?;
         if outcome.state == State::Converged {
@@ -189,15 +193,16 @@ async fn case(from: Shape, to: Shape) -> Result<(), String> {
             ..config()
         },
     );
+    let state = &mut DeploymentState::default();
     let (a, b) = (deployment(&org, &from), deployment(&org, &to));
-    converge(&a, &ctx)
+    converge(&a, &ctx, state)
         .await
         .map_err(|e| format!("first state: {e}"))?;
-    let passes = converge(&b, &ctx)
+    let passes = converge(&b, &ctx, state)
         .await
         .map_err(|e| format!("second state: {e}"))?;
     // Then it plans nothing, and a fresh controller (a restart: nothing remembered) agrees.
-    let (plan, _) = controller::dry_run(&b, &ctx)
+    let (plan, _) = controller::dry_run(&b, &ctx, state)
         .await
         .map_err(|e| e.to_string())?;
     if !plan.is_empty() {
@@ -207,7 +212,8 @@ async fn case(from: Shape, to: Shape) -> Result<(), String> {
         ));
     }
     let fresh = Context::new(std::sync::Arc::new(org.sim.clone()), config());
-    let (plan, _) = controller::dry_run(&b, &fresh)
+    let fresh_state = &mut DeploymentState::default();
+    let (plan, _) = controller::dry_run(&b, &fresh, fresh_state)
         .await
         .map_err(|e| e.to_string())?;
     if !plan.is_empty() {

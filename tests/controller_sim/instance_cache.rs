@@ -20,10 +20,13 @@ async fn settle() {
 async fn pass(
     deployment: &stacksetd::desired::Deployment,
     ctx: &Context,
+    state: &mut DeploymentState,
     sim: &Sim,
 ) -> (Outcome, std::collections::BTreeMap<&'static str, u64>) {
     let before = sim.calls().snapshot();
-    let outcome = controller::reconcile(deployment, ctx).await.expect("pass");
+    let outcome = controller::reconcile(deployment, ctx, state)
+        .await
+        .expect("pass");
     (outcome, delta(&before, &sim.calls().snapshot()))
 }
 
@@ -35,9 +38,10 @@ fn instances_of(outcome: &Outcome) -> usize {
 async fn auto_deployment_to_a_new_account_is_in_the_next_pass() {
     let sim = Sim::realistic(SimConfig::default());
     let ctx = sim_context(&sim);
+    let state = &mut DeploymentState::default();
     let deployment = Spec::whole_org().deployment();
-    converge_ok(&deployment, &ctx).await;
-    let (converged, calls) = pass(&deployment, &ctx, &sim).await;
+    converge_ok(&deployment, &ctx, state).await;
+    let (converged, calls) = pass(&deployment, &ctx, state, &sim).await;
     assert!(
         !calls.contains_key("ListStackInstances"),
         "cached: {calls:?}"
@@ -48,7 +52,7 @@ async fn auto_deployment_to_a_new_account_is_in_the_next_pass() {
     let joined = sim.add_account(&prod, "joined-later");
     settle().await;
     ctx.invalidate_organization().await;
-    let (outcome, calls) = pass(&deployment, &ctx, &sim).await;
+    let (outcome, calls) = pass(&deployment, &ctx, state, &sim).await;
     assert_eq!(calls.get("ListStackInstances"), Some(&1), "{calls:?}");
     assert_eq!(instances_of(&outcome), before + 1, "{:?}", outcome.report);
     assert_eq!(outcome.report.missing_instances, 0, "{:?}", outcome.report);
@@ -63,14 +67,15 @@ async fn auto_deployment_to_a_new_account_is_in_the_next_pass() {
 async fn an_account_leaving_the_organization_is_gone_from_the_next_pass() {
     let sim = Sim::realistic(SimConfig::default());
     let ctx = sim_context(&sim);
+    let state = &mut DeploymentState::default();
     let deployment = Spec::whole_org().deployment();
-    converge_ok(&deployment, &ctx).await;
-    let (converged, _) = pass(&deployment, &ctx, &sim).await;
+    converge_ok(&deployment, &ctx, state).await;
+    let (converged, _) = pass(&deployment, &ctx, state, &sim).await;
     let leaving = active_members(&sim).into_iter().next().expect("a member");
     sim.remove_account(&leaving);
     settle().await;
     ctx.invalidate_organization().await;
-    let (outcome, calls) = pass(&deployment, &ctx, &sim).await;
+    let (outcome, calls) = pass(&deployment, &ctx, state, &sim).await;
     assert_eq!(calls.get("ListStackInstances"), Some(&1), "{calls:?}");
     assert_eq!(instances_of(&outcome), instances_of(&converged) - 1);
     assert_eq!(outcome.report.orphaned_instances, 0, "{:?}", outcome.report);
@@ -80,6 +85,7 @@ async fn an_account_leaving_the_organization_is_gone_from_the_next_pass() {
 async fn another_tools_operation_and_one_that_fails_part_way_are_in_the_next_pass() {
     let sim = Sim::realistic(SimConfig::default());
     let ctx = sim_context(&sim);
+    let state = &mut DeploymentState::default();
     // Targets only Prod: another tool adds an instance outside it, in an account that fails.
     let prod = sim.ou_named("Prod").expect("Prod");
     let deployment = Spec {
@@ -87,8 +93,8 @@ async fn another_tools_operation_and_one_that_fails_part_way_are_in_the_next_pas
         ..Spec::whole_org()
     }
     .deployment();
-    converge_ok(&deployment, &ctx).await;
-    let _ = pass(&deployment, &ctx, &sim).await;
+    converge_ok(&deployment, &ctx, state).await;
+    let _ = pass(&deployment, &ctx, state, &sim).await;
     let outsider = active_members(&sim)
         .into_iter()
         .find(|a| !sim.instances(STACK_SET).iter().any(|i| &i.account == a))
@@ -96,7 +102,7 @@ async fn another_tools_operation_and_one_that_fails_part_way_are_in_the_next_pas
     sim.fail_account(&outsider, "a role of that name already exists");
     someone_creates_instances(&sim, &[outsider.as_str()], REGION, "other-tool-1").await;
     settle().await;
-    let (outcome, calls) = pass(&deployment, &ctx, &sim).await;
+    let (outcome, calls) = pass(&deployment, &ctx, state, &sim).await;
     assert_eq!(calls.get("ListStackInstances"), Some(&1), "{calls:?}");
     let listed = sim
         .instances(STACK_SET)
@@ -115,9 +121,10 @@ async fn another_tools_operation_and_one_that_fails_part_way_are_in_the_next_pas
 async fn a_drift_detection_by_anyone_is_in_the_next_pass() {
     let sim = Sim::realistic(SimConfig::default());
     let ctx = sim_context(&sim);
+    let state = &mut DeploymentState::default();
     let deployment = Spec::whole_org().deployment();
-    converge_ok(&deployment, &ctx).await;
-    let _ = pass(&deployment, &ctx, &sim).await;
+    converge_ok(&deployment, &ctx, state).await;
+    let _ = pass(&deployment, &ctx, state, &sim).await;
     let instance = sim.instances(STACK_SET).remove(0);
     assert!(sim.drift_resources(STACK_SET, &instance.account, &instance.region));
     let cloud: Arc<dyn Cloud> = Arc::new(sim.clone());
@@ -131,7 +138,7 @@ async fn a_drift_detection_by_anyone_is_in_the_next_pass() {
         .await
         .expect("drift detection");
     settle().await;
-    let (outcome, calls) = pass(&deployment, &ctx, &sim).await;
+    let (outcome, calls) = pass(&deployment, &ctx, state, &sim).await;
     assert_eq!(calls.get("ListStackInstances"), Some(&1), "{calls:?}");
     let drift = outcome.report.drift.expect("drift reported");
     assert_eq!(drift.drifted_instances, 1, "{drift:?}");
@@ -142,9 +149,10 @@ async fn an_operation_the_listing_hides_is_caught_by_the_relist() {
     let sim = Sim::realistic(SimConfig::default());
     let lagging = Lagging::new(&sim);
     let ctx = context(lagging.clone());
+    let state = &mut DeploymentState::default();
     let deployment = Spec::whole_org().deployment();
-    converge_ok(&deployment, &ctx).await;
-    let (converged, _) = pass(&deployment, &ctx, &sim).await;
+    converge_ok(&deployment, &ctx, state).await;
+    let (converged, _) = pass(&deployment, &ctx, state, &sim).await;
     let prod = sim.ou_named("Prod").expect("Prod");
     sim.add_account(&prod, "joined-unseen");
     settle().await;
@@ -156,7 +164,7 @@ async fn an_operation_the_listing_hides_is_caught_by_the_relist() {
         .id
         .clone();
     lagging.hide_operation(&hidden);
-    let (stale, calls) = pass(&deployment, &ctx, &sim).await;
+    let (stale, calls) = pass(&deployment, &ctx, state, &sim).await;
     assert!(!calls.contains_key("ListStackInstances"), "{calls:?}");
     assert_eq!(
         instances_of(&stale),
@@ -165,7 +173,7 @@ async fn an_operation_the_listing_hides_is_caught_by_the_relist() {
     );
     // Still hidden, but the relist comes due: the level-triggered listing wins.
     tokio::time::sleep(config().instance_relist_interval).await;
-    let (outcome, calls) = pass(&deployment, &ctx, &sim).await;
+    let (outcome, calls) = pass(&deployment, &ctx, state, &sim).await;
     assert!(calls.contains_key("ListStackInstances"), "{calls:?}");
     assert_eq!(instances_of(&outcome), instances_of(&converged) + 1);
 }
@@ -177,12 +185,13 @@ async fn a_deletion_is_decided_from_a_fresh_listing_never_the_cache() {
     // believing what it listed last.
     let lagging = Lagging::new(&sim);
     let ctx = context(lagging.clone());
+    let state = &mut DeploymentState::default();
     let spec = Spec {
         regions: vec![REGION, OTHER_REGION],
         ..Spec::whole_org()
     };
-    converge_ok(&spec.deployment(), &ctx).await;
-    let _ = pass(&spec.deployment(), &ctx, &sim).await;
+    converge_ok(&spec.deployment(), &ctx, state).await;
+    let _ = pass(&spec.deployment(), &ctx, state, &sim).await;
     // Someone else deletes every instance in the other Region; the operations listing does not show it yet, so
     // the cache still holds them.
     let cloud: Arc<dyn Cloud> = Arc::new(sim.clone());
@@ -216,7 +225,7 @@ async fn a_deletion_is_decided_from_a_fresh_listing_never_the_cache() {
         ..spec
     }
     .deployment();
-    let (waiting, calls) = pass(&narrower, &ctx, &sim).await;
+    let (waiting, calls) = pass(&narrower, &ctx, state, &sim).await;
     assert!(
         matches!(waiting.state, State::DeletionPending { .. }),
         "the cache still holds the other Region's instances: {:?}",
@@ -225,7 +234,7 @@ async fn a_deletion_is_decided_from_a_fresh_listing_never_the_cache() {
     assert!(!calls.contains_key("ListStackInstances"), "{calls:?}");
     tokio::time::sleep(config().deletion_delay).await;
     // The pass that would submit it lists afresh, finds nothing to delete, and deletes nothing.
-    let (outcome, calls) = pass(&narrower, &ctx, &sim).await;
+    let (outcome, calls) = pass(&narrower, &ctx, state, &sim).await;
     assert!(calls.contains_key("ListStackInstances"), "{calls:?}");
     assert!(outcome.is_converged(), "{:?}", outcome.state);
     assert_eq!(
@@ -242,15 +251,16 @@ async fn a_deletion_is_decided_from_a_fresh_listing_never_the_cache() {
 async fn a_stack_set_level_edit_is_submitted_without_listing_the_instances() {
     let sim = Sim::realistic(SimConfig::default());
     let ctx = sim_context(&sim);
+    let state = &mut DeploymentState::default();
     let spec = Spec::whole_org();
-    converge_ok(&spec.deployment(), &ctx).await;
-    let _ = pass(&spec.deployment(), &ctx, &sim).await;
+    converge_ok(&spec.deployment(), &ctx, state).await;
+    let _ = pass(&spec.deployment(), &ctx, state, &sim).await;
     let edited = Spec {
         description: "Aimably access, reviewed",
         ..spec
     }
     .deployment();
-    let (outcome, calls) = pass(&edited, &ctx, &sim).await;
+    let (outcome, calls) = pass(&edited, &ctx, state, &sim).await;
     assert!(
         matches!(
             &outcome.state,
@@ -277,11 +287,12 @@ async fn waiting_reads_progress_from_the_operation_not_from_a_listing() {
         ..SimConfig::default()
     });
     let ctx = sim_context(&sim);
+    let state = &mut DeploymentState::default();
     let spec = Spec {
         preferences: "{failureTolerancePercentage: 100, maxConcurrentCount: 1, regionConcurrencyType: SEQUENTIAL}",
         ..Spec::whole_org()
     };
-    converge_ok(&spec.deployment(), &ctx).await;
+    converge_ok(&spec.deployment(), &ctx, state).await;
     let failing = active_members(&sim).into_iter().next().expect("a member");
     sim.fail_account(&failing, "the execution role is gone");
     let edited = Spec {
@@ -289,7 +300,7 @@ async fn waiting_reads_progress_from_the_operation_not_from_a_listing() {
         ..spec
     }
     .deployment();
-    let (acted, _) = pass(&edited, &ctx, &sim).await;
+    let (acted, _) = pass(&edited, &ctx, state, &sim).await;
     assert!(
         matches!(acted.state, State::Acted { .. }),
         "{:?}",
@@ -302,7 +313,7 @@ async fn waiting_reads_progress_from_the_operation_not_from_a_listing() {
         tokio::time::sleep(Duration::from_secs(20)).await;
         let before = sim.calls().snapshot();
         // The pass that sees the operation end reports its failure as an error.
-        let Ok(outcome) = controller::reconcile(&edited, &ctx).await else {
+        let Ok(outcome) = controller::reconcile(&edited, &ctx, state).await else {
             break;
         };
         let calls = delta(&before, &sim.calls().snapshot());
@@ -335,22 +346,23 @@ async fn waiting_reads_progress_from_the_operation_not_from_a_listing() {
             ..config()
         },
     );
+    let watching_state = &mut DeploymentState::default();
     sim.heal_account(&failing);
-    converge_ok(&edited, &watching).await;
+    converge_ok(&edited, &watching, watching_state).await;
     let again = Spec {
         description: "Aimably access, reviewed twice",
         preferences: "{failureTolerancePercentage: 100, maxConcurrentCount: 1, regionConcurrencyType: SEQUENTIAL}",
         ..Spec::whole_org()
     }
     .deployment();
-    let (acted, _) = pass(&again, &watching, &sim).await;
+    let (acted, _) = pass(&again, &watching, watching_state, &sim).await;
     assert!(
         matches!(acted.state, State::Acted { .. }),
         "{:?}",
         acted.state
     );
     tokio::time::sleep(Duration::from_secs(20)).await;
-    let (outcome, calls) = pass(&again, &watching, &sim).await;
+    let (outcome, calls) = pass(&again, &watching, watching_state, &sim).await;
     let State::Waiting { progress, .. } = &outcome.state else {
         panic!("still running: {:?}", outcome.state);
     };

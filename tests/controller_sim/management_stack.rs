@@ -25,8 +25,9 @@ fn with_stack(deploy: bool, regions: Vec<&'static str>, extra: &str) -> Spec {
 async fn the_management_account_gets_the_stack_sets_checked_template_parameters_and_tags() {
     let sim = Sim::realistic(SimConfig::default());
     let ctx = sim_context(&sim);
+    let state = &mut DeploymentState::default();
     let deployment = with_stack(true, vec![REGION, OTHER_REGION], "").deployment();
-    let states = converge_ok(&deployment, &ctx).await;
+    let states = converge_ok(&deployment, &ctx, state).await;
     assert!(
         states.iter().any(|s| matches!(
             s,
@@ -72,7 +73,7 @@ async fn the_management_account_gets_the_stack_sets_checked_template_parameters_
 
     // A converged pass: one DescribeStacks more, the template read from memory, nothing sent.
     let before = sim.calls().snapshot();
-    let outcome = controller::reconcile(&deployment, &ctx)
+    let outcome = controller::reconcile(&deployment, &ctx, state)
         .await
         .expect("pass");
     assert_eq!(outcome.state, State::Converged);
@@ -95,7 +96,9 @@ async fn the_management_account_gets_the_stack_sets_checked_template_parameters_
     }
     .deployment();
     let before = sim.calls().snapshot();
-    let outcome = controller::reconcile(&plain, &ctx).await.expect("pass");
+    let outcome = controller::reconcile(&plain, &ctx, state)
+        .await
+        .expect("pass");
     let calls = delta(&before, &sim.calls().snapshot());
     assert!(!calls.contains_key("DescribeStacks"), "{calls:?}");
     assert!(outcome.report.management_stack.is_none());
@@ -105,14 +108,15 @@ async fn the_management_account_gets_the_stack_sets_checked_template_parameters_
 async fn a_change_made_outside_stacksetd_is_put_back_to_the_approved_template() {
     let sim = Sim::realistic(SimConfig::default());
     let ctx = sim_context(&sim);
+    let state = &mut DeploymentState::default();
     let deployment = with_stack(true, vec![REGION], "").deployment();
-    converge_ok(&deployment, &ctx).await;
+    converge_ok(&deployment, &ctx, state).await;
     let approved = sim.stack_template_body(REGION, STACK_SET).unwrap();
     // Someone widens the role in the console; the tags (and so the approval record) stay.
     let wider = approved.replace("\"ce:Get*\"", "\"*\"");
     assert!(sim.edit_stack_template(REGION, STACK_SET, &wider));
     let before = sim.calls().snapshot();
-    let states = converge_ok(&deployment, &ctx).await;
+    let states = converge_ok(&deployment, &ctx, state).await;
     let calls = delta(&before, &sim.calls().snapshot());
     assert_eq!(
         calls.get("GetTemplate"),
@@ -137,6 +141,7 @@ async fn a_change_made_outside_stacksetd_is_put_back_to_the_approved_template() 
 async fn a_stack_stacksetd_did_not_make_is_never_touched() {
     let sim = Sim::realistic(SimConfig::default());
     let ctx = sim_context(&sim);
+    let state = &mut DeploymentState::default();
     sim.put_stack_outside(
         REGION,
         STACK_SET,
@@ -145,12 +150,14 @@ async fn a_stack_stacksetd_did_not_make_is_never_touched() {
     );
     for deploy in [true, false] {
         let deployment = with_stack(deploy, vec![REGION], "").deployment();
-        let outcome = controller::converge(&deployment, &ctx, |_| {})
+        let outcome = controller::converge(&deployment, &ctx, state, |_| {})
             .await
             .expect("converges around it");
         let report = outcome.report.management_stack.expect("reported");
         assert_eq!((report.managed, report.state), (false, "not_managed"));
-        let (plan, _) = controller::dry_run(&deployment, &ctx).await.expect("plan");
+        let (plan, _) = controller::dry_run(&deployment, &ctx, state)
+            .await
+            .expect("plan");
         assert!(
             plan.notes.iter().any(|n| n.contains("left as it is")),
             "{:?}",
@@ -170,10 +177,18 @@ async fn a_stack_stacksetd_did_not_make_is_never_touched() {
 async fn deploy_false_deletes_our_stack_only_after_the_deletion_delay() {
     let sim = Sim::realistic(SimConfig::default());
     let ctx = sim_context(&sim);
-    converge_ok(&with_stack(true, vec![REGION], "").deployment(), &ctx).await;
+    let state = &mut DeploymentState::default();
+    converge_ok(
+        &with_stack(true, vec![REGION], "").deployment(),
+        &ctx,
+        state,
+    )
+    .await;
     let off = with_stack(false, vec![REGION], "").deployment();
     let edited = tokio::time::Instant::now();
-    let outcome = controller::reconcile(&off, &ctx).await.expect("pass");
+    let outcome = controller::reconcile(&off, &ctx, state)
+        .await
+        .expect("pass");
     assert!(
         matches!(
             &outcome.state,
@@ -199,7 +214,9 @@ async fn deploy_false_deletes_our_stack_only_after_the_deletion_delay() {
                 .max(std::time::Duration::from_millis(50)),
         )
         .await;
-        outcome = controller::reconcile(&off, &ctx).await.expect("pass");
+        outcome = controller::reconcile(&off, &ctx, state)
+            .await
+            .expect("pass");
     }
     let waited = edited.elapsed();
     let delay = config().deletion_delay;
@@ -207,7 +224,7 @@ async fn deploy_false_deletes_our_stack_only_after_the_deletion_delay() {
         waited >= delay && waited < delay + std::time::Duration::from_secs(5),
         "DeleteStack {waited:?} after the edit, deletion_delay {delay:?}"
     );
-    converge_ok(&off, &ctx).await;
+    converge_ok(&off, &ctx, state).await;
     assert!(sim.stack(REGION, STACK_SET).is_none());
     assert_eq!(calls(&sim, "DeleteStack"), 1);
     assert!(sim.stack_set(STACK_SET).is_some(), "the stack set stays");
@@ -217,13 +234,19 @@ async fn deploy_false_deletes_our_stack_only_after_the_deletion_delay() {
 async fn ensure_absent_takes_the_stack_away_with_the_stack_set() {
     let sim = Sim::realistic(SimConfig::default());
     let ctx = sim_context(&sim);
-    converge_ok(&with_stack(true, vec![REGION], "").deployment(), &ctx).await;
+    let state = &mut DeploymentState::default();
+    converge_ok(
+        &with_stack(true, vec![REGION], "").deployment(),
+        &ctx,
+        state,
+    )
+    .await;
     let absent = Spec {
         ensure: "Absent",
         ..with_stack(true, vec![REGION], "")
     }
     .deployment();
-    converge_ok(&absent, &ctx).await;
+    converge_ok(&absent, &ctx, state).await;
     assert!(sim.stack(REGION, STACK_SET).is_none());
     assert!(sim.stack_set(STACK_SET).is_none());
 }
@@ -232,11 +255,12 @@ async fn ensure_absent_takes_the_stack_away_with_the_stack_set() {
 async fn a_failed_creation_is_cleaned_up_and_not_retried_until_something_changes() {
     let sim = Sim::realistic(SimConfig::default());
     let ctx = sim_context(&sim);
+    let state = &mut DeploymentState::default();
     sim.fail_stack_creations(Some(
         "AimablyMemberRole already exists in stack arn:...:stack/manual",
     ));
     let deployment = with_stack(true, vec![REGION], "").deployment();
-    let outcome = controller::converge(&deployment, &ctx, |_| {})
+    let outcome = controller::converge(&deployment, &ctx, state, |_| {})
         .await
         .expect("converges as far as it can");
     assert_eq!(calls(&sim, "CreateStack"), 1);
@@ -262,13 +286,13 @@ async fn a_failed_creation_is_cleaned_up_and_not_retried_until_something_changes
     );
     // Passes go on, and the same version is not sent again.
     tokio::time::sleep(Duration::from_secs(3600)).await;
-    controller::converge(&deployment, &ctx, |_| {})
+    controller::converge(&deployment, &ctx, state, |_| {})
         .await
         .expect("pass");
     assert_eq!(calls(&sim, "CreateStack"), 1);
     // A fresh process (a restart) tries once more; with the cause fixed it succeeds.
     sim.fail_stack_creations(None);
-    converge_ok(&deployment, &sim_context(&sim)).await;
+    converge_ok(&deployment, &sim_context(&sim), &mut Default::default()).await;
     assert_eq!(calls(&sim, "CreateStack"), 2);
     assert_eq!(
         sim.stack(REGION, STACK_SET).unwrap().status,
@@ -280,9 +304,10 @@ async fn a_failed_creation_is_cleaned_up_and_not_retried_until_something_changes
 async fn a_lost_answer_to_create_stack_creates_one_stack() {
     let sim = Sim::realistic(SimConfig::default());
     let ctx = sim_context(&sim);
+    let state = &mut DeploymentState::default();
     let deployment = with_stack(true, vec![REGION], "").deployment();
     sim.lose_next_response("CreateStack", 1);
-    let (result, _) = converge(&deployment, &ctx).await;
+    let (result, _) = converge(&deployment, &ctx, state).await;
     result.expect("converged after the lost answer");
     assert_eq!(calls(&sim, "CreateStack"), 1, "never sent twice");
     assert_eq!(
@@ -300,14 +325,16 @@ async fn a_lost_answer_to_create_stack_creates_one_stack() {
 async fn a_new_first_region_moves_the_stack_deleting_the_old_one_first() {
     let sim = Sim::realistic(SimConfig::default());
     let ctx = sim_context(&sim);
+    let state = &mut DeploymentState::default();
     converge_ok(
         &with_stack(true, vec![REGION, OTHER_REGION], "").deployment(),
         &ctx,
+        state,
     )
     .await;
     let moved = with_stack(true, vec![OTHER_REGION, REGION], "").deployment();
     let mut order = Vec::new();
-    let (result, states) = converge(&moved, &ctx).await;
+    let (result, states) = converge(&moved, &ctx, state).await;
     result.expect("converged");
     for state in &states {
         if let State::Acted { action, .. } = state {
@@ -326,12 +353,13 @@ async fn a_new_first_region_moves_the_stack_deleting_the_old_one_first() {
 async fn drift_on_the_stack_is_detected_with_the_stack_sets() {
     let sim = Sim::realistic(SimConfig::default());
     let ctx = sim_context(&sim);
+    let state = &mut DeploymentState::default();
     let deployment =
         with_stack(true, vec![REGION], "  driftDetection: {interval: 1h}\n").deployment();
-    converge_ok(&deployment, &ctx).await;
+    converge_ok(&deployment, &ctx, state).await;
     assert!(sim.drift_stack(REGION, STACK_SET));
     tokio::time::sleep(Duration::from_secs(3601)).await;
-    let outcome = pass_until(&deployment, &ctx, |o| {
+    let outcome = pass_until(&deployment, &ctx, state, |o| {
         o.report
             .management_stack
             .as_ref()
@@ -355,7 +383,13 @@ async fn drift_on_the_stack_is_detected_with_the_stack_sets() {
 async fn an_orphaned_deployment_reports_the_stack_it_left_in_the_management_account() {
     let sim = Sim::realistic(SimConfig::default());
     let ctx = sim_context(&sim);
-    converge_ok(&with_stack(true, vec![REGION], "").deployment(), &ctx).await;
+    let state = &mut DeploymentState::default();
+    converge_ok(
+        &with_stack(true, vec![REGION], "").deployment(),
+        &ctx,
+        state,
+    )
+    .await;
     // Its document is removed; another deployment of the same identity keeps a stack there too, so the identity
     // may read stacks: the stack set is an orphan, and so is the stack beside it.
     let mut other = with_stack(true, vec![REGION], "").deployment();

@@ -22,6 +22,7 @@ use super::helpers::*;
 /// A controller and a metrics registry recording every pass, as the daemon's scheduler does.
 struct Observed {
     ctx: Context,
+    state: tokio::sync::Mutex<DeploymentState>,
     registry: Registry,
     fleet: FleetMetrics,
 }
@@ -32,14 +33,16 @@ impl Observed {
         let fleet = FleetMetrics::register(&registry).unwrap();
         Observed {
             ctx: sim_context(sim),
+            state: Default::default(),
             registry,
             fleet,
         }
     }
 
     async fn pass(&self, deployment: &Deployment) -> Outcome {
-        let result = controller::reconcile(deployment, &self.ctx).await;
-        let ended = self.ctx.memory().take_ended(deployment.name());
+        let mut state = self.state.lock().await;
+        let result = controller::reconcile(deployment, &self.ctx, &mut state).await;
+        let ended = state.take_ended();
         self.fleet.record_pass(deployment.name(), &result, &ended);
         result.unwrap_or_else(|e| panic!("pass failed: {e}"))
     }
@@ -101,7 +104,7 @@ async fn injected_drift_shows_within_one_interval_and_remediation_clears_it() {
     let sim = Sim::realistic(SimConfig::default());
     let deployment = with_extra("  driftDetection: {interval: 1h, remediate: true}\n");
     let o = Observed::new(&sim);
-    converge_ok(&deployment, &o.ctx).await;
+    converge_ok(&deployment, &o.ctx, &mut *o.state.lock().await).await;
     // The first converged pass runs the first check at once: everything in sync.
     o.until_metric(&deployment, STATUS_IN_SYNC, 1.0).await;
     assert_eq!(o.metric(DRIFTED), Some(0.0));
@@ -167,7 +170,7 @@ async fn drift_is_reported_not_remediated_without_remediate() {
     let sim = Sim::realistic(SimConfig::default());
     let deployment = with_extra("  driftDetection: {interval: 1h}\n");
     let o = Observed::new(&sim);
-    converge_ok(&deployment, &o.ctx).await;
+    converge_ok(&deployment, &o.ctx, &mut *o.state.lock().await).await;
     o.until_metric(&deployment, STATUS_IN_SYNC, 1.0).await;
     let victim = sim.instances(STACK_SET)[0].clone();
     sim.drift_resources(STACK_SET, &victim.account, &victim.region);
@@ -197,7 +200,7 @@ async fn a_setting_changed_behind_stacksetds_back_is_counted_once_and_reverted()
     let sim = Sim::realistic(SimConfig::default());
     let deployment = with_extra("");
     let o = Observed::new(&sim);
-    converge_ok(&deployment, &o.ctx).await;
+    converge_ok(&deployment, &o.ctx, &mut *o.state.lock().await).await;
     o.pass(&deployment).await;
     let applied = sim.stack_set(STACK_SET).unwrap();
 
@@ -247,7 +250,7 @@ async fn a_setting_changed_behind_stacksetds_back_is_counted_once_and_reverted()
     );
 
     // Reverted by the ordinary plan, counted once however many passes saw it.
-    converge_ok(&deployment, &o.ctx).await;
+    converge_ok(&deployment, &o.ctx, &mut *o.state.lock().await).await;
     o.pass(&deployment).await;
     let now = sim.stack_set(STACK_SET).unwrap();
     assert_eq!(now.settings.description, applied.settings.description);
@@ -268,7 +271,7 @@ async fn a_setting_changed_behind_stacksetds_back_is_counted_once_and_reverted()
 async fn suspended_deployments_count_spec_drift_but_do_not_revert_it() {
     let sim = Sim::realistic(SimConfig::default());
     let o = Observed::new(&sim);
-    converge_ok(&with_extra(""), &o.ctx).await;
+    converge_ok(&with_extra(""), &o.ctx, &mut *o.state.lock().await).await;
     o.pass(&with_extra("")).await;
     let suspended = with_extra("  suspend: true\n");
     let applied = sim.stack_set(STACK_SET).unwrap();
@@ -315,7 +318,7 @@ async fn a_new_account_without_auto_deployment_is_missing_then_repaired() {
     }
     .deployment();
     let o = Observed::new(&sim);
-    converge_ok(&deployment, &o.ctx).await;
+    converge_ok(&deployment, &o.ctx, &mut *o.state.lock().await).await;
     o.pass(&deployment).await;
     let missing = "stacksetd_accounts_missing_instance{deployment=\"aimably\"}";
     assert_eq!(o.metric(missing), Some(0.0));
@@ -362,7 +365,7 @@ async fn an_unexcluded_account_is_created_by_the_plan_at_once_with_repair_on_or_
             stacksetd::cloud::AccountFilterType::Difference;
         before.spec.repair_coverage = repair;
         let o = Observed::new(&sim);
-        converge_ok(&before, &o.ctx).await;
+        converge_ok(&before, &o.ctx, &mut *o.state.lock().await).await;
         let mut after = before.clone();
         after.spec.deployment_targets.accounts = vec!["000000000000".to_string()];
         let missing = "stacksetd_coverage_instances{deployment=\"aimably\",state=\"missing\"}";
@@ -385,7 +388,7 @@ async fn member_access_failures_are_counted_and_listed_with_reasons() {
     let sim = Sim::realistic(SimConfig::default());
     let deployment = with_extra("  accessCheck: {roleName: AimablyMemberRole}\n");
     let o = Observed::new(&sim);
-    converge_ok(&deployment, &o.ctx).await;
+    converge_ok(&deployment, &o.ctx, &mut *o.state.lock().await).await;
     let active = active_members(&sim);
     let report = access::check_deployment(&deployment, &o.ctx, 4)
         .await

@@ -27,8 +27,13 @@ fn mutations(sim: &Sim) -> u64 {
 }
 
 /// The first pass's error, after checking that nothing was changed.
-async fn refused(deployment: &Deployment, ctx: &Context, sim: &Sim) -> Error {
-    let err = controller::reconcile(deployment, ctx)
+async fn refused(
+    deployment: &Deployment,
+    ctx: &Context,
+    state: &mut DeploymentState,
+    sim: &Sim,
+) -> Error {
+    let err = controller::reconcile(deployment, ctx, state)
         .await
         .expect_err("the pass must refuse to act");
     assert!(
@@ -69,7 +74,13 @@ async fn credentials_of_another_account_change_nothing_and_name_both_accounts() 
     });
     // Not registered as a delegated administrator, and calling as SELF.
     sim.deregister_delegated_admin("999999999999");
-    let err = refused(&Spec::whole_org().deployment(), &sim_context(&sim), &sim).await;
+    let err = refused(
+        &Spec::whole_org().deployment(),
+        &sim_context(&sim),
+        &mut Default::default(),
+        &sim,
+    )
+    .await;
     assert_eq!(err.metric_label(), "wrong_account");
     let message = err.to_string();
     assert!(
@@ -87,7 +98,13 @@ async fn a_management_account_id_from_another_organization_is_refused() {
     let sim = Sim::realistic(SimConfig::default());
     let mut deployment = Spec::whole_org().deployment();
     deployment.spec.management_account_id = "555555555555".to_string();
-    let err = refused(&deployment, &sim_context(&sim), &sim).await;
+    let err = refused(
+        &deployment,
+        &sim_context(&sim),
+        &mut Default::default(),
+        &sim,
+    )
+    .await;
     assert_eq!(err.metric_label(), "wrong_organization");
     assert!(err.to_string().contains("555555555555") && err.to_string().contains("123456789012"));
 }
@@ -96,7 +113,8 @@ async fn a_management_account_id_from_another_organization_is_refused() {
 async fn a_registered_delegated_administrator_converges_with_call_as_delegated_admin() {
     let (sim, deployment) = delegated("210987654321");
     let ctx = sim_context(&sim);
-    converge_ok(&deployment, &ctx).await;
+    let state = &mut DeploymentState::default();
+    converge_ok(&deployment, &ctx, state).await;
     assert_eq!(current_pairs(&sim), pairs(&active_members(&sim), &[REGION]));
     let calls = sim.calls().by_operation();
     assert_eq!(
@@ -114,7 +132,13 @@ async fn a_registered_delegated_administrator_converges_with_call_as_delegated_a
 async fn an_unregistered_delegated_administrator_is_told_how_to_register() {
     let (sim, deployment) = delegated("210987654321");
     sim.deregister_delegated_admin("210987654321");
-    let err = refused(&deployment, &sim_context(&sim), &sim).await;
+    let err = refused(
+        &deployment,
+        &sim_context(&sim),
+        &mut Default::default(),
+        &sim,
+    )
+    .await;
     // DescribeStackSet itself refuses an unregistered account's DELEGATED_ADMIN call, so the pass stops there or
     // at preflight; either way nothing is changed and the error says why.
     let message = err.to_string();
@@ -125,7 +149,13 @@ async fn an_unregistered_delegated_administrator_is_told_how_to_register() {
 async fn trusted_access_off_stalls_with_the_fix() {
     let sim = Sim::realistic(SimConfig::default());
     sim.set_trusted_access(false);
-    let err = refused(&Spec::whole_org().deployment(), &sim_context(&sim), &sim).await;
+    let err = refused(
+        &Spec::whole_org().deployment(),
+        &sim_context(&sim),
+        &mut Default::default(),
+        &sim,
+    )
+    .await;
     assert_eq!(err.metric_label(), "trusted_access_disabled");
     let message = err.to_string();
     assert!(
@@ -144,7 +174,8 @@ async fn trusted_access_is_activated_with_the_setting_then_everything_deploys() 
     let sim = Sim::realistic(SimConfig::default());
     sim.set_trusted_access(false);
     let ctx = activating_context(&sim);
-    converge_ok(&Spec::whole_org().deployment(), &ctx).await;
+    let state = &mut DeploymentState::default();
+    converge_ok(&Spec::whole_org().deployment(), &ctx, state).await;
     assert!(sim.trusted_access());
     assert_eq!(calls_with(&sim, "ActivateOrganizationsAccess", "ok"), 1);
     assert_eq!(current_pairs(&sim), pairs(&active_members(&sim), &[REGION]));
@@ -155,7 +186,8 @@ async fn a_delegated_administrator_cannot_activate_trusted_access() {
     let (sim, deployment) = delegated("210987654321");
     sim.set_trusted_access(false);
     let ctx = activating_context(&sim);
-    let err = refused(&deployment, &ctx, &sim).await;
+    let state = &mut DeploymentState::default();
+    let err = refused(&deployment, &ctx, state, &sim).await;
     assert_eq!(err.metric_label(), "trusted_access_disabled");
     assert!(
         err.to_string().contains("management account must run"),
@@ -168,7 +200,13 @@ async fn a_delegated_administrator_cannot_activate_trusted_access() {
 async fn an_organization_without_all_features_is_refused() {
     let sim = Sim::realistic(SimConfig::default());
     sim.set_feature_set("CONSOLIDATED_BILLING");
-    let err = refused(&Spec::whole_org().deployment(), &sim_context(&sim), &sim).await;
+    let err = refused(
+        &Spec::whole_org().deployment(),
+        &sim_context(&sim),
+        &mut Default::default(),
+        &sim,
+    )
+    .await;
     assert_eq!(err.metric_label(), "feature_set");
     assert!(err.to_string().contains("enable all features"), "{err}");
 }
@@ -177,12 +215,13 @@ async fn an_organization_without_all_features_is_refused() {
 async fn a_target_ou_that_does_not_exist_is_named_and_a_new_one_is_found() {
     let sim = Sim::realistic(SimConfig::default());
     let ctx = sim_context(&sim);
+    let state = &mut DeploymentState::default();
     let gone = Spec {
         ous: vec!["ou-a1b2-doesnotx".to_string()],
         ..Spec::whole_org()
     }
     .deployment();
-    let err = refused(&gone, &ctx, &sim).await;
+    let err = refused(&gone, &ctx, state, &sim).await;
     assert_eq!(err.metric_label(), "target_ou_not_found");
     assert!(err.to_string().contains("ou-a1b2-doesnotx"), "{err}");
 
@@ -194,7 +233,7 @@ async fn a_target_ou_that_does_not_exist_is_named_and_a_new_one_is_found() {
         ..Spec::whole_org()
     }
     .deployment();
-    converge_ok(&later, &ctx).await;
+    converge_ok(&later, &ctx, state).await;
     assert_eq!(
         current_pairs(&sim),
         pairs(&[member].into_iter().collect(), &[REGION])
@@ -211,8 +250,11 @@ async fn an_empty_target_ou_is_a_warning_not_an_error() {
     }
     .deployment();
     let ctx = sim_context(&sim);
-    converge_ok(&deployment, &ctx).await;
-    let outcome = controller::reconcile(&deployment, &ctx).await.unwrap();
+    let state = &mut DeploymentState::default();
+    converge_ok(&deployment, &ctx, state).await;
+    let outcome = controller::reconcile(&deployment, &ctx, state)
+        .await
+        .unwrap();
     assert!(outcome.is_converged());
     assert_eq!(outcome.report.target_warnings.len(), 1);
     assert!(outcome.report.target_warnings[0].contains(&empty));
@@ -223,8 +265,9 @@ async fn an_empty_target_ou_is_a_warning_not_an_error() {
 async fn suspended_and_closing_accounts_are_neither_failures_nor_missing() {
     let sim = Sim::realistic(SimConfig::default());
     let ctx = sim_context(&sim);
+    let state = &mut DeploymentState::default();
     let deployment = Spec::whole_org().deployment();
-    converge_ok(&deployment, &ctx).await;
+    converge_ok(&deployment, &ctx, state).await;
     let members: Vec<String> = active_members(&sim).into_iter().take(2).collect();
     sim.set_account_state(&members[0], "PENDING_CLOSURE");
     sim.set_account_state(&members[1], "CLOSED");
@@ -232,8 +275,8 @@ async fn suspended_and_closing_accounts_are_neither_failures_nor_missing() {
     // A template update reaches every instance: those in closing accounts are skipped, not failed.
     let mut changed = deployment.clone();
     changed.spec.description = Some("changed".to_string());
-    converge_ok(&changed, &ctx).await;
-    let outcome = controller::reconcile(&changed, &ctx).await.unwrap();
+    converge_ok(&changed, &ctx, state).await;
+    let outcome = controller::reconcile(&changed, &ctx, state).await.unwrap();
     let report = &outcome.report;
     assert_eq!(report.missing_instances, 0);
     assert_eq!(
@@ -256,9 +299,10 @@ async fn inoperable_instances_are_reported_and_repaired_with_repair_inoperable()
     for repair in [false, true] {
         let sim = Sim::realistic(SimConfig::default());
         let ctx = sim_context(&sim);
+        let state = &mut DeploymentState::default();
         let mut deployment = Spec::whole_org().deployment();
         deployment.spec.repair_inoperable = repair;
-        converge_ok(&deployment, &ctx).await;
+        converge_ok(&deployment, &ctx, state).await;
         // Excluding an account whose stacks cannot be deleted leaves its instance INOPERABLE.
         let victim = active_members(&sim).into_iter().next().unwrap();
         sim.fail_account(
@@ -269,7 +313,7 @@ async fn inoperable_instances_are_reported_and_repaired_with_repair_inoperable()
         excluded.spec.deployment_targets.accounts = vec![victim.clone()];
         excluded.spec.deployment_targets.account_filter_type =
             stacksetd::cloud::AccountFilterType::Difference;
-        let (result, _) = converge(&excluded, &ctx).await;
+        let (result, _) = converge(&excluded, &ctx, state).await;
         assert!(result.is_err(), "the delete fails for {victim}");
         let broken: Vec<_> = sim
             .instances(STACK_SET)
@@ -281,7 +325,9 @@ async fn inoperable_instances_are_reported_and_repaired_with_repair_inoperable()
 
         // The account is wanted again and healthy; the INOPERABLE instance stays in the way.
         sim.heal_account(&victim);
-        let outcome = controller::reconcile(&deployment, &ctx).await.unwrap();
+        let outcome = controller::reconcile(&deployment, &ctx, state)
+            .await
+            .unwrap();
         assert_eq!(outcome.report.inoperable_instances, 1);
         assert!(
             outcome.report.inoperable[0]
@@ -292,7 +338,7 @@ async fn inoperable_instances_are_reported_and_repaired_with_repair_inoperable()
             "{:?}",
             outcome.report.inoperable
         );
-        let _ = converge(&deployment, &ctx).await;
+        let _ = converge(&deployment, &ctx, state).await;
         let state = sim
             .instances(STACK_SET)
             .into_iter()
@@ -325,14 +371,18 @@ async fn plan_runs_the_checks_read_only() {
     let sim = Sim::realistic(SimConfig::default());
     sim.set_trusted_access(false);
     let deployment = Spec::whole_org().deployment();
-    let err = controller::dry_run(&deployment, &sim_context(&sim))
+    let err = controller::dry_run(&deployment, &sim_context(&sim), &mut Default::default())
         .await
         .expect_err("plan says why nothing could be applied");
     assert_eq!(err.metric_label(), "trusted_access_disabled");
     // With the setting, the next reconcile would activate it: plan shows the changes and activates nothing.
-    let (plan, _) = controller::dry_run(&deployment, &activating_context(&sim))
-        .await
-        .expect("plan");
+    let (plan, _) = controller::dry_run(
+        &deployment,
+        &activating_context(&sim),
+        &mut Default::default(),
+    )
+    .await
+    .expect("plan");
     assert!(!plan.is_empty());
     assert!(!sim.trusted_access(), "plan never writes");
     assert_eq!(mutations(&sim), 0);

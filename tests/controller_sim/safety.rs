@@ -17,7 +17,12 @@ const EXTERNAL_HOLD: Duration = Duration::from_secs(90);
 /// What one controller alone submits for `spec` on a fresh realistic organization (same seed, same ids).
 async fn baseline_submissions(spec: &Spec) -> Vec<String> {
     let sim = Sim::realistic(SimConfig::default());
-    converge_ok(&spec.deployment(), &sim_context(&sim)).await;
+    converge_ok(
+        &spec.deployment(),
+        &sim_context(&sim),
+        &mut Default::default(),
+    )
+    .await;
     sim.submitted_operation_ids(STACK_SET)
 }
 
@@ -34,7 +39,8 @@ async fn restarted_daemon_adopts_the_operation_its_predecessor_submitted() {
     let deployment = spec.deployment();
     let sim = Sim::realistic(SimConfig::default());
     let first = sim_context(&sim);
-    let acted = pass_until(&deployment, &first, submitted_operation).await;
+    let first_state = &mut DeploymentState::default();
+    let acted = pass_until(&deployment, &first, first_state, submitted_operation).await;
     let State::Acted {
         operation_id: Some(id),
         ..
@@ -45,10 +51,11 @@ async fn restarted_daemon_adopts_the_operation_its_predecessor_submitted() {
     drop(first);
 
     let restarted = sim_context(&sim);
+    let restarted_state = &mut DeploymentState::default();
     let mut passes = 0;
     loop {
         let before = sim.calls().snapshot();
-        let outcome = controller::reconcile(&deployment, &restarted)
+        let outcome = controller::reconcile(&deployment, &restarted, restarted_state)
             .await
             .expect("pass");
         let calls = delta(&before, &sim.calls().snapshot());
@@ -67,7 +74,7 @@ async fn restarted_daemon_adopts_the_operation_its_predecessor_submitted() {
         passes > 0,
         "the restarted controller found the operation running"
     );
-    converge_ok(&deployment, &restarted).await;
+    converge_ok(&deployment, &restarted, restarted_state).await;
     assert_eq!(
         sim.submitted_operation_ids(STACK_SET),
         baseline_submissions(&spec).await
@@ -78,7 +85,12 @@ async fn restarted_daemon_adopts_the_operation_its_predecessor_submitted() {
 async fn someone_elses_operation_is_waited_for_not_raced() {
     let sim = Sim::realistic(SimConfig::default());
     let spec = Spec::whole_org();
-    converge_ok(&spec.deployment(), &sim_context(&sim)).await;
+    converge_ok(
+        &spec.deployment(),
+        &sim_context(&sim),
+        &mut Default::default(),
+    )
+    .await;
     let before_ops = api_operations(&sim).len();
     let external = sim
         .start_external_operation(STACK_SET, OperationAction::Update, EXTERNAL_HOLD)
@@ -90,7 +102,8 @@ async fn someone_elses_operation_is_waited_for_not_raced() {
     }
     .deployment();
     let restarted = sim_context(&sim);
-    let outcome = controller::reconcile(&deployment, &restarted)
+    let restarted_state = &mut DeploymentState::default();
+    let outcome = controller::reconcile(&deployment, &restarted, restarted_state)
         .await
         .expect("pass");
     assert_eq!(
@@ -99,7 +112,7 @@ async fn someone_elses_operation_is_waited_for_not_raced() {
         "{:?}",
         outcome.state
     );
-    let (result, states) = converge(&deployment, &restarted).await;
+    let (result, states) = converge(&deployment, &restarted, restarted_state).await;
     result.expect("converges once the other operation ends");
 
     let ops = sim.operations(STACK_SET);
@@ -130,7 +143,8 @@ async fn operation_in_progress_on_submit_is_waited_out() {
     const REFUSALS: u32 = 3;
     let sim = Sim::realistic(SimConfig::default());
     let ctx = sim_context(&sim);
-    converge_ok(&Spec::whole_org().deployment(), &ctx).await;
+    let state = &mut DeploymentState::default();
+    converge_ok(&Spec::whole_org().deployment(), &ctx, state).await;
     let before_ops = api_operations(&sim).len();
 
     // An operation the listings do not show yet holds the slot for the next few submissions.
@@ -144,7 +158,7 @@ async fn operation_in_progress_on_submit_is_waited_out() {
         ..Spec::whole_org()
     }
     .deployment();
-    let states = converge_ok(&deployment, &ctx).await;
+    let states = converge_ok(&deployment, &ctx, state).await;
 
     let settling = states.iter().filter(|s| **s == State::Settling).count();
     assert!(settling >= REFUSALS as usize, "{states:?}");
@@ -165,7 +179,8 @@ async fn unlisted_external_operation_is_ridden_out() {
     let sim = Sim::realistic(SimConfig::default());
     let lagging = Lagging::new(&sim);
     let ctx = context(lagging.clone());
-    converge_ok(&Spec::whole_org().deployment(), &ctx).await;
+    let state = &mut DeploymentState::default();
+    converge_ok(&Spec::whole_org().deployment(), &ctx, state).await;
     let before_ops = api_operations(&sim).len();
     let external = sim
         .start_external_operation(STACK_SET, OperationAction::Update, EXTERNAL_HOLD)
@@ -177,7 +192,7 @@ async fn unlisted_external_operation_is_ridden_out() {
         ..Spec::whole_org()
     }
     .deployment();
-    let states = converge_ok(&deployment, &ctx).await;
+    let states = converge_ok(&deployment, &ctx, state).await;
 
     assert!(calls_with(&sim, "CreateStackInstances", "operation_in_progress") > 0);
     assert!(states.contains(&State::Settling), "{states:?}");
@@ -207,7 +222,8 @@ async fn converge_aborted_after_a_submit_and_restarted_submits_nothing_twice() {
         let task = {
             let (deployment, ctx) = (deployment.clone(), ctx.clone());
             tokio::spawn(async move {
-                controller::converge(&deployment, &ctx, |o| {
+                let mut state = DeploymentState::default();
+                controller::converge(&deployment, &ctx, &mut state, |o| {
                     if let State::Acted { operation_id, .. } = &o.state {
                         let _ = tx.send(operation_id.clone());
                     }
@@ -231,7 +247,8 @@ async fn converge_aborted_after_a_submit_and_restarted_submits_nothing_twice() {
         }
 
         let restarted = sim_context(&sim);
-        converge_ok(&deployment, &restarted).await;
+        let restarted_state = &mut DeploymentState::default();
+        converge_ok(&deployment, &restarted, restarted_state).await;
         assert_no_duplicate_submissions(&sim);
         assert_eq!(sim.submitted_operation_ids(STACK_SET), baseline);
         assert_eq!(current_pairs(&sim), pairs(&active_members(&sim), &[REGION]));
@@ -239,8 +256,12 @@ async fn converge_aborted_after_a_submit_and_restarted_submits_nothing_twice() {
 }
 
 /// The first pass of a deployment: creates the stack set.
-async fn create_stack_set(deployment: &stacksetd::desired::Deployment, ctx: &controller::Context) {
-    let created = controller::reconcile(deployment, ctx)
+async fn create_stack_set(
+    deployment: &stacksetd::desired::Deployment,
+    ctx: &controller::Context,
+    state: &mut DeploymentState,
+) {
+    let created = controller::reconcile(deployment, ctx, state)
         .await
         .expect("first pass");
     assert!(
@@ -262,9 +283,10 @@ async fn lose_the_create_instances_response(
     sim: &Sim,
     deployment: &stacksetd::desired::Deployment,
     ctx: &controller::Context,
+    state: &mut DeploymentState,
 ) -> String {
     sim.lose_next_response("CreateStackInstances", 1);
-    let error = controller::reconcile(deployment, ctx)
+    let error = controller::reconcile(deployment, ctx, state)
         .await
         .expect_err("the response was lost");
     assert!(controller::is_transient(&error), "{error}");
@@ -281,14 +303,16 @@ async fn a_resend_while_the_first_still_runs_is_adopted() {
     let sim = Sim::realistic(SimConfig::default());
     let lagging = Lagging::new(&sim);
     let ctx = context(lagging.clone());
+    let state = &mut DeploymentState::default();
     let deployment = Spec::whole_org().deployment();
-    create_stack_set(&deployment, &ctx).await;
+    create_stack_set(&deployment, &ctx, state).await;
     lagging.freeze();
-    let lost = lose_the_create_instances_response(&sim, &deployment, &ctx).await;
+    let lost = lose_the_create_instances_response(&sim, &deployment, &ctx, state).await;
     lagging.hide_operation(&lost);
 
     let restarted = context(lagging.clone());
-    let retry = controller::reconcile(&deployment, &restarted)
+    let restarted_state = &mut DeploymentState::default();
+    let retry = controller::reconcile(&deployment, &restarted, restarted_state)
         .await
         .expect("retry");
     assert_eq!(waiting_on(&retry), Some(lost.as_str()), "{:?}", retry.state);
@@ -298,7 +322,7 @@ async fn a_resend_while_the_first_still_runs_is_adopted() {
         "the resend was answered OperationInProgress"
     );
     lagging.catch_up();
-    converge_ok(&deployment, &restarted).await;
+    converge_ok(&deployment, &restarted, restarted_state).await;
     assert_eq!(sim.submitted_operation_ids(STACK_SET), vec![lost]);
 }
 
@@ -306,15 +330,16 @@ async fn a_resend_while_the_first_still_runs_is_adopted() {
 async fn lost_response_is_confirmed_by_its_id_and_adopted() {
     let sim = Sim::realistic(SimConfig::default());
     let ctx = sim_context(&sim);
+    let state = &mut DeploymentState::default();
     let deployment = Spec::whole_org().deployment();
-    create_stack_set(&deployment, &ctx).await;
-    let lost = lose_the_create_instances_response(&sim, &deployment, &ctx).await;
+    create_stack_set(&deployment, &ctx, state).await;
+    let lost = lose_the_create_instances_response(&sim, &deployment, &ctx, state).await;
 
-    let retry = controller::reconcile(&deployment, &ctx)
+    let retry = controller::reconcile(&deployment, &ctx, state)
         .await
         .expect("retry");
     assert_eq!(waiting_on(&retry), Some(lost.as_str()), "{:?}", retry.state);
-    converge_ok(&deployment, &ctx).await;
+    converge_ok(&deployment, &ctx, state).await;
     assert_eq!(sim.submitted_operation_ids(STACK_SET), vec![lost]);
     let creates = api_operations(&sim)
         .iter()
@@ -328,11 +353,12 @@ async fn lost_response_retried_under_lagging_listings_adopts_the_same_operation_
     let sim = Sim::realistic(SimConfig::default());
     let lagging = Lagging::new(&sim);
     let ctx = context(lagging.clone());
+    let state = &mut DeploymentState::default();
     let deployment = Spec::whole_org().deployment();
-    create_stack_set(&deployment, &ctx).await;
+    create_stack_set(&deployment, &ctx, state).await;
     // The listings keep showing the world from before the lost submission, so the retry plans it again.
     lagging.freeze();
-    let lost = lose_the_create_instances_response(&sim, &deployment, &ctx).await;
+    let lost = lose_the_create_instances_response(&sim, &deployment, &ctx, state).await;
     lagging.hide_operation(&lost);
 
     let creates_before = sim
@@ -340,7 +366,7 @@ async fn lost_response_retried_under_lagging_listings_adopts_the_same_operation_
         .by_operation()
         .get("CreateStackInstances")
         .copied();
-    let retry = controller::reconcile(&deployment, &ctx)
+    let retry = controller::reconcile(&deployment, &ctx, state)
         .await
         .expect("retry");
     assert_eq!(waiting_on(&retry), Some(lost.as_str()), "{:?}", retry.state);
@@ -356,7 +382,7 @@ async fn lost_response_retried_under_lagging_listings_adopts_the_same_operation_
     assert!(calls_with(&sim, "DescribeStackSetOperation", "ok") >= 1);
 
     lagging.catch_up();
-    converge_ok(&deployment, &ctx).await;
+    converge_ok(&deployment, &ctx, state).await;
     assert_eq!(sim.submitted_operation_ids(STACK_SET), vec![lost]);
     assert_eq!(current_pairs(&sim), pairs(&active_members(&sim), &[REGION]));
 }

@@ -2,8 +2,7 @@
 //! restart (AWS holds the truth: a running operation is found again by listing); it saves calls and makes
 //! deliberate retries take a fresh OperationId.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
@@ -18,8 +17,11 @@ pub struct Inflight {
     pub since: Instant,
 }
 
+/// Everything the controller keeps about one deployment between its passes. The deployment's worker owns it (next
+/// to the failure count it already owns) and lends it to each pass: nothing else reads or writes it, and removing
+/// the deployment drops it with everything kept under the name.
 #[derive(Debug, Default)]
-struct Entry {
+pub struct DeploymentState {
     inflight: Option<Inflight>,
     finished: VecDeque<String>,
     /// The stack set's settings (field -> value) as last seen converged; a later difference that stacksetd did
@@ -60,6 +62,9 @@ struct Entry {
     /// The accounts the desired state targeted at the last pass, under which generation, and those a change of
     /// generation newly targeted that still miss an instance (see `newly_targeted`).
     targeted: Option<(String, BTreeSet<String>, BTreeSet<String>)>,
+    /// What the log last said of the deployment's template: its decision and its warnings are logged when they
+    /// change, not every pass.
+    pub(super) template_log: super::templates::Logged,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -100,84 +105,73 @@ fn gap_due(gap: &Gap, now: Instant, grace: Duration, auto_deployment: bool) -> b
     }
 }
 
-#[derive(Debug, Default)]
-pub struct Memory {
-    entries: Mutex<HashMap<String, Entry>>,
-}
-
-impl Memory {
-    fn with<T>(&self, deployment: &str, f: impl FnOnce(&mut Entry) -> T) -> T {
-        let mut entries = self.entries.lock().expect("controller memory poisoned");
-        f(entries.entry(deployment.to_string()).or_default())
-    }
-
+impl DeploymentState {
     /// Since when the desired state has been `generation` (first seen by this process; a restart starts over,
     /// which only makes a deletion wait longer).
-    pub fn desired_since(&self, deployment: &str, generation: &str) -> Instant {
-        self.with(deployment, |e| match &e.desired_since {
+    pub fn desired_since(&mut self, generation: &str) -> Instant {
+        match &self.desired_since {
             Some((g, since)) if g == generation => *since,
             _ => {
                 let now = Instant::now();
-                e.desired_since = Some((generation.to_string(), now));
+                self.desired_since = Some((generation.to_string(), now));
                 now
             }
-        })
+        }
     }
 
     /// A mutating call with this OperationId was sent and its answer lost (or ambiguous).
-    pub fn sent_unconfirmed(&self, deployment: &str, id: &str) {
-        self.with(deployment, |e| e.unconfirmed = Some(id.to_string()))
+    pub fn sent_unconfirmed(&mut self, id: &str) {
+        self.unconfirmed = Some(id.to_string())
     }
 
-    pub fn take_unconfirmed(&self, deployment: &str) -> Option<String> {
-        self.with(deployment, |e| e.unconfirmed.take())
+    pub fn take_unconfirmed(&mut self) -> Option<String> {
+        self.unconfirmed.take()
     }
 
-    pub fn inflight(&self, deployment: &str) -> Option<Inflight> {
-        self.with(deployment, |e| e.inflight.clone())
+    pub fn inflight(&self) -> Option<Inflight> {
+        self.inflight.clone()
     }
 
     /// Wait for this operation from now on (ours, or one found running).
-    pub fn adopt(&self, deployment: &str, id: &str) {
-        self.with(deployment, |e| {
-            if e.inflight.as_ref().is_none_or(|i| i.id != id) {
-                e.inflight = Some(Inflight {
+    pub fn adopt(&mut self, id: &str) {
+        {
+            if self.inflight.as_ref().is_none_or(|i| i.id != id) {
+                self.inflight = Some(Inflight {
                     id: id.to_string(),
                     since: Instant::now(),
                 });
             }
-        })
+        }
     }
 
     /// The operation ended; remember its id so a retry takes the next sequence number.
-    pub fn finish(&self, deployment: &str, id: &str) {
-        self.with(deployment, |e| {
-            if e.inflight.as_ref().is_some_and(|i| i.id == id) {
-                e.inflight = None;
+    pub fn finish(&mut self, id: &str) {
+        {
+            if self.inflight.as_ref().is_some_and(|i| i.id == id) {
+                self.inflight = None;
             }
-            if !e.finished.iter().any(|f| f == id) {
-                e.finished.push_back(id.to_string());
-                if e.finished.len() > FINISHED_REMEMBERED {
-                    e.finished.pop_front();
+            if !self.finished.iter().any(|f| f == id) {
+                self.finished.push_back(id.to_string());
+                if self.finished.len() > FINISHED_REMEMBERED {
+                    self.finished.pop_front();
                 }
             }
-        })
+        }
     }
 
-    pub fn finished(&self, deployment: &str) -> Vec<String> {
-        self.with(deployment, |e| e.finished.iter().cloned().collect())
+    pub fn finished(&self) -> Vec<String> {
+        self.finished.iter().cloned().collect()
     }
 
     /// Spec drift: compare the stack set's settings with the baseline. Returns every field that differs
     /// (field, baseline value, value now) and, of those, the ones not counted before (counted from now on).
     #[allow(clippy::type_complexity)]
     pub fn spec_drift(
-        &self,
-        deployment: &str,
+        &mut self,
         now: &BTreeMap<&'static str, String>,
     ) -> (Vec<(&'static str, String, String)>, Vec<&'static str>) {
-        self.with(deployment, |e| {
-            let Some(baseline) = &e.baseline else {
+        {
+            let Some(baseline) = &self.baseline else {
                 return (Vec::new(), Vec::new());
             };
             let mut drifted = Vec::new();
@@ -187,53 +181,52 @@ impl Memory {
                     && before != value
                 {
                     drifted.push((*field, before.clone(), value.clone()));
-                    if e.drift_counted.insert((*field, value.clone())) {
+                    if self.drift_counted.insert((*field, value.clone())) {
                         new.push(*field);
                     }
                 }
             }
             (drifted, new)
-        })
+        }
     }
 
     /// Converged: these settings are what stacksetd applied.
-    pub fn set_baseline(&self, deployment: &str, settings: BTreeMap<&'static str, String>) {
-        self.with(deployment, |e| {
-            e.baseline = Some(settings);
-            e.drift_counted.clear();
-        })
+    pub fn set_baseline(&mut self, settings: BTreeMap<&'static str, String>) {
+        {
+            self.baseline = Some(settings);
+            self.drift_counted.clear();
+        }
     }
 
     /// stacksetd is updating the stack set itself: what changes next is not drift.
-    pub fn clear_baseline(&self, deployment: &str) {
-        self.with(deployment, |e| e.baseline = None)
+    pub fn clear_baseline(&mut self) {
+        self.baseline = None
     }
 
     /// Record the gaps seen now (forgetting filled ones) and return those that are due for a repair: seen for
     /// `grace` (auto-deployment had its chance), or at once when nothing else will fill them (auto-deployment
     /// off); a gap a repair did not fill waits `grace` again.
     pub fn overdue_gaps(
-        &self,
-        deployment: &str,
+        &mut self,
         missing: &BTreeSet<(String, String)>,
         grace: Duration,
         auto_deployment: bool,
     ) -> BTreeSet<(String, String)> {
         let now = Instant::now();
-        self.with(deployment, |e| {
-            e.gaps.retain(|slot, _| missing.contains(slot));
+        {
+            self.gaps.retain(|slot, _| missing.contains(slot));
             for slot in missing {
-                e.gaps.entry(slot.clone()).or_insert(Gap {
+                self.gaps.entry(slot.clone()).or_insert(Gap {
                     first_seen: now,
                     repaired: None,
                 });
             }
-            e.gaps
+            self.gaps
                 .iter()
                 .filter(|(_, gap)| gap_due(gap, now, grace, auto_deployment))
                 .map(|(slot, _)| slot.clone())
                 .collect()
-        })
+        }
     }
 
     /// The missing slots of accounts that a change of the desired state newly targets (a DIFFERENCE list that
@@ -242,215 +235,179 @@ impl Memory {
     /// misses nothing; accounts that join later wait for auto-deployment as before. After a restart nothing is
     /// known to be new (the first generation seen is the baseline), and such gaps fall back to coverage repair.
     pub fn newly_targeted(
-        &self,
-        deployment: &str,
+        &mut self,
         generation: &str,
         targeted: &BTreeSet<String>,
         missing: &BTreeSet<(String, String)>,
     ) -> BTreeSet<(String, String)> {
-        self.with(deployment, |e| {
-            let new = newly_targeted_accounts(e.targeted.take(), generation, targeted, missing);
+        {
+            let new = newly_targeted_accounts(self.targeted.take(), generation, targeted, missing);
             let slots = missing
                 .iter()
                 .filter(|(a, _)| new.contains(a))
                 .cloned()
                 .collect();
-            e.targeted = Some((generation.to_string(), targeted.clone(), new));
+            self.targeted = Some((generation.to_string(), targeted.clone(), new));
             slots
-        })
+        }
     }
 
     /// A repair was submitted for these gaps.
-    pub fn repaired(&self, deployment: &str, slots: &BTreeSet<(String, String)>) {
+    pub fn repaired(&mut self, slots: &BTreeSet<(String, String)>) {
         let now = Instant::now();
-        self.with(deployment, |e| {
+        {
             for slot in slots {
-                if let Some(gap) = e.gaps.get_mut(slot) {
+                if let Some(gap) = self.gaps.get_mut(slot) {
                     gap.repaired = Some(now);
                 }
             }
-        })
+        }
     }
 
     /// Whether the DRIFTED instances of this drift check were already re-applied.
-    pub fn drift_remediated(&self, deployment: &str, check: Option<SystemTime>) -> bool {
-        self.with(deployment, |e| e.remediated_check == Some(check))
+    pub fn drift_remediated(&self, check: Option<SystemTime>) -> bool {
+        self.remediated_check == Some(check)
     }
 
-    pub fn remediated(&self, deployment: &str, check: Option<SystemTime>) {
-        self.with(deployment, |e| e.remediated_check = Some(check))
+    pub fn remediated(&mut self, check: Option<SystemTime>) {
+        self.remediated_check = Some(check)
     }
 
-    pub fn drift_submitted(&self, deployment: &str) -> Option<SystemTime> {
-        self.with(deployment, |e| e.drift_submitted)
+    pub fn drift_submitted(&self) -> Option<SystemTime> {
+        self.drift_submitted
     }
 
     /// The management account stack's template, when it was read for this stack as last changed.
-    pub fn stack_template(
-        &self,
-        deployment: &str,
-        stack_id: &str,
-        changed: Option<SystemTime>,
-    ) -> Option<String> {
-        self.with(deployment, |e| match &e.stack_template {
+    pub fn stack_template(&self, stack_id: &str, changed: Option<SystemTime>) -> Option<String> {
+        match &self.stack_template {
             Some((id, at, body)) if id == stack_id && *at == changed && changed.is_some() => {
                 Some(body.clone())
             }
             _ => None,
-        })
+        }
     }
 
     /// The last failed creation of the management account's stack; `seen` replaces it when given.
     pub fn failed_stack_creation(
-        &self,
-        deployment: &str,
+        &mut self,
         seen: Option<crate::plan::management_stack::FailedCreation>,
     ) -> Option<crate::plan::management_stack::FailedCreation> {
-        self.with(deployment, |e| {
+        {
             if seen.is_some() {
-                e.failed_stack_creation = seen;
+                self.failed_stack_creation = seen;
             }
-            e.failed_stack_creation.clone()
-        })
+            self.failed_stack_creation.clone()
+        }
     }
 
     /// stacksetd changed the stack: its template is read again.
-    pub fn forget_stack_template(&self, deployment: &str) {
-        self.with(deployment, |e| e.stack_template = None);
+    pub fn forget_stack_template(&mut self) {
+        self.stack_template = None;
     }
 
     pub fn remember_stack_template(
-        &self,
-        deployment: &str,
+        &mut self,
         stack_id: &str,
         changed: Option<SystemTime>,
         body: &str,
     ) {
-        self.with(deployment, |e| {
-            e.stack_template = Some((stack_id.to_string(), changed, body.to_string()));
-        });
+        {
+            self.stack_template = Some((stack_id.to_string(), changed, body.to_string()));
+        };
     }
 
     /// A drift detection was started: it also confirms (or not) the last remediation, so the next one may
     /// follow its result.
-    pub fn submitted_drift_detection(&self, deployment: &str, at: SystemTime) {
-        self.with(deployment, |e| {
-            e.drift_submitted = Some(at);
-            e.remediated_check = None;
-        })
+    pub fn submitted_drift_detection(&mut self, at: SystemTime) {
+        {
+            self.drift_submitted = Some(at);
+            self.remediated_check = None;
+        }
     }
 
     /// INOPERABLE instances were removed (RetainStacks): create these slots again as soon as they are gone.
-    pub fn recreate(&self, deployment: &str, slots: BTreeSet<(String, String)>) {
-        self.with(deployment, |e| e.recreate.extend(slots))
+    pub fn recreate(&mut self, slots: BTreeSet<(String, String)>) {
+        self.recreate.extend(slots)
     }
 
-    pub fn to_recreate(&self, deployment: &str) -> BTreeSet<(String, String)> {
-        self.with(deployment, |e| e.recreate.clone())
+    pub fn to_recreate(&self) -> BTreeSet<(String, String)> {
+        self.recreate.clone()
     }
 
     /// A creation was submitted for these slots.
-    pub fn recreated(&self, deployment: &str, slots: &BTreeSet<(String, String)>) {
-        self.with(deployment, |e| e.recreate.retain(|s| !slots.contains(s)))
+    pub fn recreated(&mut self, slots: &BTreeSet<(String, String)>) {
+        self.recreate.retain(|s| !slots.contains(s))
     }
 
     /// An operation stacksetd waited for ended.
-    pub fn record_ended(&self, deployment: &str, action: &'static str, status: &'static str) {
-        self.with(deployment, |e| e.ended.push((action, status)))
+    pub fn record_ended(&mut self, action: &'static str, status: &'static str) {
+        self.ended.push((action, status))
     }
 
     /// The operations seen ending since the last call (for the stackset_operations_total counter).
-    pub fn take_ended(&self, deployment: &str) -> Vec<(&'static str, &'static str)> {
-        self.with(deployment, |e| std::mem::take(&mut e.ended))
+    pub fn take_ended(&mut self) -> Vec<(&'static str, &'static str)> {
+        std::mem::take(&mut self.ended)
     }
 
     /// The last full listing of the deployment's instances, if any.
-    pub(super) fn cached_instances(
-        &self,
-        deployment: &str,
-    ) -> Option<super::instances::InstanceCache> {
-        self.with(deployment, |e| e.instances.clone())
+    pub(super) fn cached_instances(&self) -> Option<super::instances::InstanceCache> {
+        self.instances.clone()
     }
 
-    pub(super) fn store_instances(&self, deployment: &str, cache: super::instances::InstanceCache) {
-        self.with(deployment, |e| e.instances = Some(cache))
+    pub(super) fn store_instances(&mut self, cache: super::instances::InstanceCache) {
+        self.instances = Some(cache)
     }
 
     /// The ARN of `stack_set` read no longer than `fresh_for` ago.
-    pub(super) fn dependency_arn(
-        &self,
-        deployment: &str,
-        stack_set: &str,
-        fresh_for: Duration,
-    ) -> Option<String> {
-        self.with(deployment, |e| {
-            let (arn, at) = e.dependency_arns.get(stack_set)?;
+    pub(super) fn dependency_arn(&self, stack_set: &str, fresh_for: Duration) -> Option<String> {
+        {
+            let (arn, at) = self.dependency_arns.get(stack_set)?;
             (at.elapsed() < fresh_for).then(|| arn.clone())
-        })
+        }
     }
 
-    pub(super) fn remember_dependency_arn(&self, deployment: &str, stack_set: &str, arn: &str) {
-        self.with(deployment, |e| {
-            e.dependency_arns
+    pub(super) fn remember_dependency_arn(&mut self, stack_set: &str, arn: &str) {
+        {
+            self.dependency_arns
                 .insert(stack_set.to_string(), (arn.to_string(), Instant::now()));
-        })
+        }
     }
 
     /// The last auto-deployment target check, if it is younger than `fresh_for`.
-    pub(super) fn auto_targets(
-        &self,
-        deployment: &str,
-        fresh_for: Duration,
-    ) -> Option<super::auto_targets::Checked> {
-        self.with(deployment, |e| {
-            let (at, checked) = e.auto_targets.as_ref()?;
+    pub(super) fn auto_targets(&self, fresh_for: Duration) -> Option<super::auto_targets::Checked> {
+        {
+            let (at, checked) = self.auto_targets.as_ref()?;
             (at.elapsed() < fresh_for).then(|| checked.clone())
-        })
+        }
     }
 
     /// Store a check; returns the pairs the check before it also found missing.
     pub(super) fn store_auto_targets(
-        &self,
-        deployment: &str,
+        &mut self,
         checked: super::auto_targets::Checked,
     ) -> BTreeSet<(String, String)> {
-        self.with(deployment, |e| {
-            let before =
-                std::mem::replace(&mut e.auto_targets_missing_before, checked.missing.clone());
-            e.auto_targets = Some((Instant::now(), checked));
+        {
+            let before = std::mem::replace(
+                &mut self.auto_targets_missing_before,
+                checked.missing.clone(),
+            );
+            self.auto_targets = Some((Instant::now(), checked));
             before
-        })
+        }
     }
 
     /// stacksetd itself just created or deleted instances: check the targets again at the next observation,
     /// and the misses seen before no longer count toward a repair.
-    pub(super) fn forget_auto_targets(&self, deployment: &str) {
-        self.with(deployment, |e| {
-            e.auto_targets = None;
-            e.auto_targets_missing_before.clear();
-        })
+    pub(super) fn forget_auto_targets(&mut self) {
+        {
+            self.auto_targets = None;
+            self.auto_targets_missing_before.clear();
+        }
     }
 
     /// The stack set is gone: nothing listed is current.
-    pub(super) fn drop_instances(&self, deployment: &str) {
-        self.with(deployment, |e| e.instances = None)
-    }
-
-    /// How many deployments it keeps something for (tests).
-    #[cfg(test)]
-    pub(crate) fn entries_len(&self) -> usize {
-        self.entries
-            .lock()
-            .expect("controller memory poisoned")
-            .len()
-    }
-
-    /// Forget a deployment removed from the desired state.
-    pub fn forget(&self, deployment: &str) {
-        self.entries
-            .lock()
-            .expect("controller memory poisoned")
-            .remove(deployment);
+    pub(super) fn drop_instances(&mut self) {
+        self.instances = None
     }
 }
 
