@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use tracing::{info, warn};
 
 use super::{Context, DeploymentState, Outcome, State, operation};
-use crate::cloud::{DetectDriftRequest, ObservedStackSet, Operation, Setting, StackSetSettings};
+use crate::cloud::{DetectDriftRequest, ObservedStackSet, Operation, Setting};
 use crate::controller::Report;
 use crate::desired::Deployment;
 use crate::error::Error;
@@ -28,41 +28,8 @@ use crate::plan::Observed;
 pub fn settings_fingerprint(stack_set: &ObservedStackSet) -> BTreeMap<&'static str, String> {
     Setting::ALL
         .into_iter()
-        .filter_map(|setting| Some((setting.name(), fingerprint(setting, &stack_set.settings)?)))
+        .filter_map(|setting| Some((setting.name(), setting.fingerprint(&stack_set.settings)?)))
         .collect()
-}
-
-/// One setting as spec drift compares it; `None` when DescribeStackSet did not report it.
-fn fingerprint(setting: Setting, settings: &StackSetSettings) -> Option<String> {
-    let pairs = |map: &BTreeMap<String, String>| {
-        map.iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    Some(match setting {
-        Setting::Description => format!("{:?}", settings.description.as_deref().unwrap_or("")),
-        Setting::Template => format!(
-            "sha256:{}",
-            &crate::template::sha256_hex(settings.template_body.as_bytes())[..12]
-        ),
-        Setting::Parameters => pairs(&settings.parameters),
-        Setting::Tags => pairs(&settings.tags),
-        Setting::Capabilities => settings
-            .capabilities
-            .iter()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(","),
-        Setting::AutoDeployment => {
-            let auto = settings.auto_deployment.as_ref()?;
-            format!(
-                "enabled={},retainStacksOnAccountRemoval={}",
-                auto.enabled, auto.retain_stacks_on_account_removal
-            )
-        }
-        Setting::ManagedExecution => format!("active={}", settings.managed_execution?),
-    })
 }
 
 /// Spec drift, as memory records it: the observed settings against the last converged ones, every field that

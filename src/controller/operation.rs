@@ -13,7 +13,7 @@ use super::observe::check_operation;
 use super::{Context, DeploymentState, Outcome, Report, State, waiting};
 use crate::cloud::{
     CreateStackSet, DeleteInstancesRequest, DeleteStackRequest, InstancesRequest, Operation,
-    Setting, StackRequest, StackSetSettings, UpdateStackSet,
+    Setting, StackRequest, UpdateStackSet,
 };
 use crate::desired::{Deployment, OperationPreferences};
 use crate::error::{AwsErrorKind, Error};
@@ -259,41 +259,12 @@ pub(super) fn id_material(action: &Action) -> serde_json::Value {
             let mut material = serde_json::Map::new();
             material.insert("action".into(), "UpdateStackSet".into());
             for setting in Setting::ALL {
-                let (key, value) = id_field(setting, settings, *keep_template);
+                let (key, value) = setting.id_field(settings, *keep_template);
                 material.insert(key.into(), value);
             }
             serde_json::Value::Object(material)
         }
         other => serde_json::to_value(other).unwrap_or_default(),
-    }
-}
-
-/// One setting's part of an UpdateStackSet's OperationId material: its key and value, in the shape the ids were
-/// first computed from (they must not move: `controller::tests` pins them).
-fn id_field(
-    setting: Setting,
-    settings: &StackSetSettings,
-    keep_template: bool,
-) -> (&'static str, serde_json::Value) {
-    use serde_json::json;
-    match setting {
-        Setting::Description => ("description", json!(settings.description)),
-        Setting::Template => (
-            "template_body",
-            json!((!keep_template).then_some(&settings.template_body)),
-        ),
-        Setting::Parameters => (
-            "parameters",
-            settings
-                .parameters
-                .iter()
-                .map(|(key, v)| json!({ "key": key, "value": (!keep_template).then_some(v) }))
-                .collect(),
-        ),
-        Setting::Capabilities => ("capabilities", json!(settings.capabilities)),
-        Setting::Tags => ("tags", json!(settings.tags)),
-        Setting::AutoDeployment => ("auto_deployment", json!(settings.auto_deployment)),
-        Setting::ManagedExecution => ("managed_execution", json!(settings.managed_execution)),
     }
 }
 

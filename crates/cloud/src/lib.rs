@@ -8,7 +8,9 @@
 pub mod aws;
 pub mod endpoint;
 pub mod org;
+mod setting;
 pub mod sim;
+pub use setting::Setting;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -106,49 +108,6 @@ pub mod calls {
         DELETE_STACK,
         DETECT_STACK_DRIFT,
     ];
-}
-
-/// Every setting of a stack set that stacksetd converges, declared once. Each concern that treats the settings one
-/// by one matches on this enum exhaustively: the plan's diff (`plan::steps::settings_changes`), the spec-drift
-/// fingerprint (`controller::drift::fingerprint`, whose names are the `spec_drift` metric's `field` label) and the
-/// OperationId material (`controller::operation::id_field`). A new setting does not compile until each of them says
-/// what it does with it; a forgotten one used to compile and was then never converged, never reported as drift,
-/// or missing from the OperationId.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Setting {
-    Description,
-    Template,
-    Parameters,
-    Capabilities,
-    Tags,
-    AutoDeployment,
-    ManagedExecution,
-}
-
-impl Setting {
-    /// In the order the plan lists their changes.
-    pub const ALL: [Setting; 7] = [
-        Setting::Description,
-        Setting::Template,
-        Setting::Parameters,
-        Setting::Capabilities,
-        Setting::Tags,
-        Setting::AutoDeployment,
-        Setting::ManagedExecution,
-    ];
-
-    /// Its name in the desired state, in spec drift and in the `spec_drift` metrics' `field` label.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Setting::Description => "description",
-            Setting::Template => "template",
-            Setting::Parameters => "parameters",
-            Setting::Capabilities => "capabilities",
-            Setting::Tags => "tags",
-            Setting::AutoDeployment => "autoDeployment",
-            Setting::ManagedExecution => "managedExecution",
-        }
-    }
 }
 
 impl StackSetSettings {
