@@ -348,16 +348,11 @@ pub async fn reconcile(
     let mut decision = decide(deployment, &ctx.config, &observation, Instant::now())?;
     // The cached listing never decides a deletion: list afresh and decide again.
     if !observation.fresh && decision.deletes() {
-        // Spec drift this pass saw first was counted by the first observation: keep it for the metrics.
-        let first_seen = std::mem::take(&mut observation.remembered.spec_drift_new);
         observation = observe::observe_with(deployment, ctx, state, true).await?;
-        for field in first_seen {
-            if !observation.remembered.spec_drift_new.contains(&field) {
-                observation.remembered.spec_drift_new.push(field);
-            }
-        }
         decision = decide(deployment, &ctx.config, &observation, Instant::now())?;
     }
+    // What the pass saw first is counted once it decided (the report carries it to the metrics).
+    drift::count_spec_drift(deployment, state, &observation.remembered);
     // Act.
     act(deployment, ctx, state, &observation, decision).await
 }

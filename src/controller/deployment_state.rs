@@ -134,27 +134,23 @@ impl DeploymentState {
 
     /// Wait for this operation from now on (ours, or one found running).
     pub fn adopt(&mut self, id: &str) {
-        {
-            if self.inflight.as_ref().is_none_or(|i| i.id != id) {
-                self.inflight = Some(Inflight {
-                    id: id.to_string(),
-                    since: Instant::now(),
-                });
-            }
+        if self.inflight.as_ref().is_none_or(|i| i.id != id) {
+            self.inflight = Some(Inflight {
+                id: id.to_string(),
+                since: Instant::now(),
+            });
         }
     }
 
     /// The operation ended; remember its id so a retry takes the next sequence number.
     pub fn finish(&mut self, id: &str) {
-        {
-            if self.inflight.as_ref().is_some_and(|i| i.id == id) {
-                self.inflight = None;
-            }
-            if !self.finished.iter().any(|f| f == id) {
-                self.finished.push_back(id.to_string());
-                if self.finished.len() > FINISHED_REMEMBERED {
-                    self.finished.pop_front();
-                }
+        if self.inflight.as_ref().is_some_and(|i| i.id == id) {
+            self.inflight = None;
+        }
+        if !self.finished.iter().any(|f| f == id) {
+            self.finished.push_back(id.to_string());
+            if self.finished.len() > FINISHED_REMEMBERED {
+                self.finished.pop_front();
             }
         }
     }
@@ -164,38 +160,42 @@ impl DeploymentState {
     }
 
     /// Spec drift: compare the stack set's settings with the baseline. Returns every field that differs
-    /// (field, baseline value, value now) and, of those, the ones not counted before (counted from now on).
+    /// (field, baseline value, value now) and, of those, the ones not counted before ([`Self::count_spec_drift`]
+    /// counts them). Reads only: a pass that observes twice sees the same first sightings both times.
     #[allow(clippy::type_complexity)]
     pub fn spec_drift(
-        &mut self,
+        &self,
         now: &BTreeMap<&'static str, String>,
     ) -> (Vec<(&'static str, String, String)>, Vec<&'static str>) {
-        {
-            let Some(baseline) = &self.baseline else {
-                return (Vec::new(), Vec::new());
-            };
-            let mut drifted = Vec::new();
-            let mut new = Vec::new();
-            for (field, value) in now {
-                if let Some(before) = baseline.get(field)
-                    && before != value
-                {
-                    drifted.push((*field, before.clone(), value.clone()));
-                    if self.drift_counted.insert((*field, value.clone())) {
-                        new.push(*field);
-                    }
-                }
-            }
-            (drifted, new)
+        let Some(baseline) = &self.baseline else {
+            return (Vec::new(), Vec::new());
+        };
+        let drifted: Vec<(&'static str, String, String)> = now
+            .iter()
+            .filter_map(|(field, value)| {
+                let before = baseline.get(field)?;
+                (before != value).then(|| (*field, before.clone(), value.clone()))
+            })
+            .collect();
+        let new = drifted
+            .iter()
+            .filter(|(field, _, now)| !self.drift_counted.contains(&(*field, now.clone())))
+            .map(|(field, _, _)| *field)
+            .collect();
+        (drifted, new)
+    }
+
+    /// The spec drift a pass reported has been counted (each (field, value) once until the next baseline).
+    pub fn count_spec_drift(&mut self, drifted: &[(&'static str, String, String)]) {
+        for (field, _, now) in drifted {
+            self.drift_counted.insert((*field, now.clone()));
         }
     }
 
     /// Converged: these settings are what stacksetd applied.
     pub fn set_baseline(&mut self, settings: BTreeMap<&'static str, String>) {
-        {
-            self.baseline = Some(settings);
-            self.drift_counted.clear();
-        }
+        self.baseline = Some(settings);
+        self.drift_counted.clear();
     }
 
     /// stacksetd is updating the stack set itself: what changes next is not drift.
@@ -213,20 +213,18 @@ impl DeploymentState {
         auto_deployment: bool,
     ) -> BTreeSet<(String, String)> {
         let now = Instant::now();
-        {
-            self.gaps.retain(|slot, _| missing.contains(slot));
-            for slot in missing {
-                self.gaps.entry(slot.clone()).or_insert(Gap {
-                    first_seen: now,
-                    repaired: None,
-                });
-            }
-            self.gaps
-                .iter()
-                .filter(|(_, gap)| gap_due(gap, now, grace, auto_deployment))
-                .map(|(slot, _)| slot.clone())
-                .collect()
+        self.gaps.retain(|slot, _| missing.contains(slot));
+        for slot in missing {
+            self.gaps.entry(slot.clone()).or_insert(Gap {
+                first_seen: now,
+                repaired: None,
+            });
         }
+        self.gaps
+            .iter()
+            .filter(|(_, gap)| gap_due(gap, now, grace, auto_deployment))
+            .map(|(slot, _)| slot.clone())
+            .collect()
     }
 
     /// The missing slots of accounts that a change of the desired state newly targets (a DIFFERENCE list that
@@ -240,26 +238,22 @@ impl DeploymentState {
         targeted: &BTreeSet<String>,
         missing: &BTreeSet<(String, String)>,
     ) -> BTreeSet<(String, String)> {
-        {
-            let new = newly_targeted_accounts(self.targeted.take(), generation, targeted, missing);
-            let slots = missing
-                .iter()
-                .filter(|(a, _)| new.contains(a))
-                .cloned()
-                .collect();
-            self.targeted = Some((generation.to_string(), targeted.clone(), new));
-            slots
-        }
+        let new = newly_targeted_accounts(self.targeted.take(), generation, targeted, missing);
+        let slots = missing
+            .iter()
+            .filter(|(a, _)| new.contains(a))
+            .cloned()
+            .collect();
+        self.targeted = Some((generation.to_string(), targeted.clone(), new));
+        slots
     }
 
     /// A repair was submitted for these gaps.
     pub fn repaired(&mut self, slots: &BTreeSet<(String, String)>) {
         let now = Instant::now();
-        {
-            for slot in slots {
-                if let Some(gap) = self.gaps.get_mut(slot) {
-                    gap.repaired = Some(now);
-                }
+        for slot in slots {
+            if let Some(gap) = self.gaps.get_mut(slot) {
+                gap.repaired = Some(now);
             }
         }
     }
@@ -292,12 +286,10 @@ impl DeploymentState {
         &mut self,
         seen: Option<crate::plan::management_stack::FailedCreation>,
     ) -> Option<crate::plan::management_stack::FailedCreation> {
-        {
-            if seen.is_some() {
-                self.failed_stack_creation = seen;
-            }
-            self.failed_stack_creation.clone()
+        if seen.is_some() {
+            self.failed_stack_creation = seen;
         }
+        self.failed_stack_creation.clone()
     }
 
     /// stacksetd changed the stack: its template is read again.
@@ -311,18 +303,14 @@ impl DeploymentState {
         changed: Option<SystemTime>,
         body: &str,
     ) {
-        {
-            self.stack_template = Some((stack_id.to_string(), changed, body.to_string()));
-        };
+        self.stack_template = Some((stack_id.to_string(), changed, body.to_string()));
     }
 
     /// A drift detection was started: it also confirms (or not) the last remediation, so the next one may
     /// follow its result.
     pub fn submitted_drift_detection(&mut self, at: SystemTime) {
-        {
-            self.drift_submitted = Some(at);
-            self.remediated_check = None;
-        }
+        self.drift_submitted = Some(at);
+        self.remediated_check = None;
     }
 
     /// INOPERABLE instances were removed (RetainStacks): create these slots again as soon as they are gone.
@@ -360,25 +348,19 @@ impl DeploymentState {
 
     /// The ARN of `stack_set` read no longer than `fresh_for` ago.
     pub(super) fn dependency_arn(&self, stack_set: &str, fresh_for: Duration) -> Option<String> {
-        {
-            let (arn, at) = self.dependency_arns.get(stack_set)?;
-            (at.elapsed() < fresh_for).then(|| arn.clone())
-        }
+        let (arn, at) = self.dependency_arns.get(stack_set)?;
+        (at.elapsed() < fresh_for).then(|| arn.clone())
     }
 
     pub(super) fn remember_dependency_arn(&mut self, stack_set: &str, arn: &str) {
-        {
-            self.dependency_arns
-                .insert(stack_set.to_string(), (arn.to_string(), Instant::now()));
-        }
+        self.dependency_arns
+            .insert(stack_set.to_string(), (arn.to_string(), Instant::now()));
     }
 
     /// The last auto-deployment target check, if it is younger than `fresh_for`.
     pub(super) fn auto_targets(&self, fresh_for: Duration) -> Option<super::auto_targets::Checked> {
-        {
-            let (at, checked) = self.auto_targets.as_ref()?;
-            (at.elapsed() < fresh_for).then(|| checked.clone())
-        }
+        let (at, checked) = self.auto_targets.as_ref()?;
+        (at.elapsed() < fresh_for).then(|| checked.clone())
     }
 
     /// Store a check; returns the pairs the check before it also found missing.
@@ -386,23 +368,19 @@ impl DeploymentState {
         &mut self,
         checked: super::auto_targets::Checked,
     ) -> BTreeSet<(String, String)> {
-        {
-            let before = std::mem::replace(
-                &mut self.auto_targets_missing_before,
-                checked.missing.clone(),
-            );
-            self.auto_targets = Some((Instant::now(), checked));
-            before
-        }
+        let before = std::mem::replace(
+            &mut self.auto_targets_missing_before,
+            checked.missing.clone(),
+        );
+        self.auto_targets = Some((Instant::now(), checked));
+        before
     }
 
     /// stacksetd itself just created or deleted instances: check the targets again at the next observation,
     /// and the misses seen before no longer count toward a repair.
     pub(super) fn forget_auto_targets(&mut self) {
-        {
-            self.auto_targets = None;
-            self.auto_targets_missing_before.clear();
-        }
+        self.auto_targets = None;
+        self.auto_targets_missing_before.clear();
     }
 
     /// The stack set is gone: nothing listed is current.

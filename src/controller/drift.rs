@@ -32,25 +32,33 @@ pub fn settings_fingerprint(stack_set: &ObservedStackSet) -> BTreeMap<&'static s
         .collect()
 }
 
-/// Spec drift, as memory records it: the observed settings against the last converged ones, every field that
-/// differs as (field, applied, found), and the fields seen first by this pass (logged, and counted once).
+/// Spec drift, as the deployment's state records it: the observed settings against the last converged ones,
+/// every field that differs as (field, applied, found), and the fields not counted before. Reads only; the pass
+/// counts them once it has decided ([`count_spec_drift`]).
 #[allow(clippy::type_complexity)]
 pub(super) fn spec_drift(
-    deployment: &Deployment,
-    state: &mut DeploymentState,
+    state: &DeploymentState,
     settings: Option<&BTreeMap<&'static str, String>>,
 ) -> (Vec<(&'static str, String, String)>, Vec<&'static str>) {
-    let Some(settings) = settings else {
-        return (Vec::new(), Vec::new());
-    };
-    let (drifted, new) = state.spec_drift(settings);
-    for field in &new {
-        if let Some((_, applied, found)) = drifted.iter().find(|(f, _, _)| f == field) {
+    settings.map_or((Vec::new(), Vec::new()), |settings| {
+        state.spec_drift(settings)
+    })
+}
+
+/// Count (and log) the spec drift a pass saw first: once per (field, value) until the next baseline.
+pub(super) fn count_spec_drift(
+    deployment: &Deployment,
+    state: &mut DeploymentState,
+    remembered: &super::observe::Remembered,
+) {
+    for field in &remembered.spec_drift_new {
+        if let Some((_, applied, found)) = remembered.spec_drift.iter().find(|(f, _, _)| f == field)
+        {
             warn!(field, applied = %applied, found = %found, suspended = deployment.spec.suspend,
                 "stack set changed outside stacksetd (spec drift); reverting to the desired state unless suspended");
         }
     }
-    (drifted, new)
+    state.count_spec_drift(&remembered.spec_drift);
 }
 
 /// DescribeStackSet's LastDriftCheckTimestamp: the last completed drift detection, the one a remediation is for.

@@ -266,7 +266,7 @@ pub(super) async fn observe_with(
         Vec::new()
     };
     let settings = observed.stack_set.as_ref().map(drift::settings_fingerprint);
-    let (spec_drift, spec_drift_new) = drift::spec_drift(deployment, state, settings.as_ref());
+    let (spec_drift, spec_drift_new) = drift::spec_drift(state, settings.as_ref());
     let remembered = Remembered {
         deletion_due: state.desired_since(&deployment.generation()) + ctx.config.deletion_delay,
         last_drift_check: drift::last_check(state, &observed),
