@@ -148,6 +148,19 @@ pub struct UpdateStackSet {
     pub template_url: Option<String>,
     pub preferences: OperationPreferences,
     pub operation_id: String,
+    /// Only the instances of these targets in these Regions are updated (a staged rollout's canary): AWS marks
+    /// every other instance OUTDATED when the template or parameters change, and they keep their running stacks
+    /// until a later update reaches them. `None`: every instance. Never with auto-deployment settings (AWS refuses
+    /// DeploymentTargets alongside AutoDeployment).
+    #[serde(default)]
+    pub only: Option<InstanceScope>,
+}
+
+/// Some of a stack set's instances: these targets in these Regions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceScope {
+    pub targets: Targets,
+    pub regions: Vec<String>,
 }
 
 /// Create/UpdateStackInstances.

@@ -743,14 +743,19 @@ impl Cloud for AwsCloud {
         let call = Call::cloudformation("UpdateStackSet", request.call_as);
         let settings = &request.settings;
         // No DeploymentTargets and no Regions: the update applies to every instance (and AWS rejects them
-        // together with AutoDeployment).
-        let builder = self
+        // together with AutoDeployment). With `only`, just those instances (a staged rollout's canary).
+        let mut builder = self
             .cfn
             .update_stack_set()
             .stack_set_name(&request.name)
             .call_as(convert::call_as(request.call_as))
             .set_operation_preferences(convert::preferences(&request.preferences))
             .operation_id(&request.operation_id);
+        if let Some(only) = &request.only {
+            builder = builder
+                .deployment_targets(convert::deployment_targets(&only.targets))
+                .set_regions(Some(only.regions.clone()));
+        }
         let mut builder = stack_set_settings!(builder, settings, request.keep_template);
         builder = match (&request.template_url, request.keep_template) {
             (_, true) => builder.use_previous_template(true),

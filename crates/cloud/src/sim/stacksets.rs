@@ -402,6 +402,21 @@ impl World {
                 ));
             }
         }
+        // A scoped update (a staged rollout's canary): AWS refuses DeploymentTargets alongside AutoDeployment; the
+        // pairs are resolved before anything changes.
+        let scoped = match &request.only {
+            Some(only) => {
+                if request.settings.auto_deployment.is_some() {
+                    return Err(SimError::validation(
+                        "AutoDeployment cannot be specified with DeploymentTargets or Regions",
+                    ));
+                }
+                let pairs = resolve_targets(&self.org, &only.targets, &only.regions, false)?;
+                Some((only.clone(), pairs))
+            }
+            None => None,
+        };
+        let stack_set = self.visible(&request.name, request.call_as)?;
         if let Some(auto) = &request.settings.auto_deployment
             && auto.retain_stacks_on_account_removal
             && !auto.enabled
@@ -444,17 +459,22 @@ impl World {
             }
         }
         let regions = stack_set.regions().into_iter().collect();
+        // Every instance is OUTDATED until an operation reaches it; a scoped update reaches only its pairs.
+        let (work, targets, regions, pairs) = match scoped {
+            Some((only, pairs)) => (Work::Update, Some(only.targets), only.regions, pairs),
+            None => (Work::UpdateAll, None, regions, Vec::new()),
+        };
         self.submit(
             &request.name,
             NewOperation {
                 id: request.operation_id.clone(),
                 action: OperationAction::Update,
                 initiator: Initiator::Api,
-                work: Work::UpdateAll,
-                targets: None,
+                work,
+                targets,
                 regions,
                 preferences: request.preferences.clone(),
-                pairs: Vec::new(),
+                pairs,
                 change: Some(change_of_update(request)),
             },
         );

@@ -10,6 +10,7 @@ pub mod model;
 mod parse;
 mod regions;
 mod rules;
+pub mod rollout;
 pub(crate) mod schema;
 mod validate;
 

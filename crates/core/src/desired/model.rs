@@ -59,6 +59,10 @@ pub struct Spec {
     pub repair_inoperable: bool,
     #[serde(default)]
     pub access_check: Option<AccessCheck>,
+    /// Staged rollout: a new template version or parameter change reaches the canary accounts first, is
+    /// verified and baked, then the rest (`controller/rollout.rs`).
+    #[serde(default)]
+    pub rollout: Option<Rollout>,
     /// Run every call of this deployment as this role (another organization's management account, or a role
     /// narrower than the daemon's own). Without it the daemon's own credentials are used.
     #[serde(default)]
@@ -303,6 +307,39 @@ pub struct DriftDetection {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AccessCheck {
     pub role_name: String,
+}
+
+/// `spec.rollout`: which accounts see a new version first, how long it bakes there, and who promotes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Rollout {
+    pub canary: Canary,
+    /// How long the canary instances run the new version (every one CURRENT, the access check passed) before the
+    /// rest get it; 0s to 7 days.
+    #[serde(default)]
+    pub bake: HumanDuration,
+    #[serde(default)]
+    pub promote: Promote,
+}
+
+/// The canary accounts: these accounts and every targeted account under these OUs (one or both).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Canary {
+    #[serde(default)]
+    pub accounts: Vec<String>,
+    #[serde(default)]
+    pub organizational_unit_ids: Vec<String>,
+}
+
+/// Who lets a baked version reach the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Promote {
+    /// stacksetd, once the bake has passed.
+    #[default]
+    Auto,
+    /// An operator: `stacksetd promote NAME` (or pinning the version's digest) after the bake.
+    Manual,
 }
 
 /// `spec.credentials`: the role every call of the deployment runs as, assumed (sts:AssumeRole) from the

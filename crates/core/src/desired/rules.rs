@@ -94,6 +94,7 @@ pub fn check(d: &Deployment, layout: &DocLayout) -> Vec<Finding> {
     super::depends_on::check_one(d, |field, message| c.value(field, message));
     super::credentials::check(s, |field, message| c.value(field, message));
     super::management_account::check(s, |field, message| c.value(field, message));
+    super::rollout::check(s, |field, message| c.value(field, message));
     if let Some(drift) = &s.drift_detection {
         if drift.interval.0 < MIN_DRIFT_INTERVAL {
             c.value(

@@ -29,6 +29,7 @@ pub const FIELDS: &[(&str, &[&str])] = &[
             "repairCoverage",
             "repairInoperable",
             "accessCheck",
+            "rollout",
             "credentials",
             "managementAccount",
             "suspend",
@@ -71,6 +72,8 @@ pub const FIELDS: &[(&str, &[&str])] = &[
     ("spec.managedExecution", &["active"]),
     ("spec.driftDetection", &["interval", "remediate"]),
     ("spec.accessCheck", &["roleName"]),
+    ("spec.rollout", &["canary", "bake", "promote"]),
+    ("spec.rollout.canary", &["accounts", "organizationalUnitIds"]),
     (
         "spec.credentials",
         &["roleArn", "externalId", "sessionName", "durationSeconds"],

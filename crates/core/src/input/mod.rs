@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A duration written the way operators write them (`30s`, `5m`, `24h`), parsed with humantime.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct HumanDuration(pub Duration);
 
 impl Serialize for HumanDuration {

@@ -85,6 +85,7 @@ async fn removing_an_account_respects_retain_stacks_on_account_removal() {
         keep_template: true,
         template_url: None,
         preferences: OperationPreferences::default(),
+        only: None,
         operation_id: "retain".to_string(),
     };
     sim.update_stack_set(&update).await.unwrap();

@@ -25,6 +25,7 @@ fn update_request(id: &str, template: &str) -> UpdateStackSet {
         keep_template: false,
         template_url: None,
         preferences: OperationPreferences::default(),
+        only: None,
         operation_id: id.to_string(),
     }
 }
@@ -679,4 +680,42 @@ async fn a_repeat_is_found_across_operations_that_changed_nothing() {
         "{:?}",
         sim.repeated_changes()
     );
+}
+
+/// UpdateStackSet with DeploymentTargets (a staged rollout's canary): every instance is marked OUTDATED, only the
+/// scoped ones are updated (CURRENT when the operation ends), the others keep OUTDATED; auto-deployment settings
+/// are refused alongside targets, as AWS does.
+#[tokio::test(start_paused = true)]
+async fn a_scoped_update_reaches_only_its_targets_and_leaves_the_rest_outdated() {
+    let org = org();
+    let sim = &org.sim;
+    deployed(&org, &[&org.prod], &[REGION], false).await;
+    let mut request = update_request("canary-1", "{\"Resources\": {}}");
+    request.settings.description = None;
+    request.only = Some(crate::InstanceScope {
+        targets: crate::Targets {
+            organizational_unit_ids: vec![org.prod.clone()],
+            accounts: vec![org.p1.clone()],
+            account_filter_type: crate::AccountFilterType::Intersection,
+        },
+        regions: vec![REGION.to_string()],
+    });
+    let mut with_auto = request.clone();
+    with_auto.operation_id = "canary-0".into();
+    with_auto.settings.auto_deployment = Some(crate::AutoDeployment::default());
+    assert!(sim.update_stack_set(&with_auto).await.is_err());
+    sim.update_stack_set(&request).await.unwrap();
+    for i in sim.instances(NAME) {
+        assert_eq!(i.status, InstanceStatus::Outdated, "{i:?}");
+    }
+    advance(OVERHEAD + INSTANCE * 4).await;
+    let op = sim
+        .describe_operation(NAME, "canary-1", CallAs::SelfAccount)
+        .await
+        .unwrap();
+    assert_eq!(op.status, OperationStatus::Succeeded);
+    let instances = sim.instances(NAME);
+    assert_eq!(instance(&instances, &org.p1, REGION).status, InstanceStatus::Current);
+    assert_eq!(instance(&instances, &org.p2, REGION).status, InstanceStatus::Outdated);
+    assert_eq!(sim.stack_set(NAME).unwrap().settings.template_body, "{\"Resources\": {}}");
 }
