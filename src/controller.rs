@@ -22,6 +22,7 @@ pub mod ownership;
 pub mod preflight;
 mod report;
 mod retry;
+pub mod rollout;
 mod templates;
 
 use std::collections::HashMap;
@@ -259,6 +260,9 @@ pub enum State {
     /// stacksetd) and there is no approved version to put back (the one fetched is another): a person must
     /// review it and pin the version to run. Never reported as Converged.
     TemplateUnapproved { message: String },
+    /// A staged rollout (`spec.rollout`) holds the rest of the instances: its canary runs, is verified, bakes,
+    /// waits for `stacksetd promote`, or halted. Never reported as Converged.
+    RollingOut(rollout::Status),
     /// An operation (ours or someone else's) holds the stack set; we wait for it.
     Waiting {
         operation_id: String,
@@ -431,7 +435,10 @@ async fn act(
         report: report.clone(),
     };
     match next {
-        Next::Converged { .. } | Next::CoverageGap { .. } | Next::TemplateUnapproved { .. } => {
+        Next::Converged { .. }
+        | Next::CoverageGap { .. }
+        | Next::TemplateUnapproved { .. }
+        | Next::RollingOut { .. } => {
             unreachable!("settled above")
         }
         Next::DetectDrift => {

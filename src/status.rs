@@ -461,6 +461,15 @@ fn apply_outcome(conditions: &mut [Condition], state: &State) {
         State::TemplateUnapproved { message } => {
             ("False", "False", "TemplateUnapproved", message.clone())
         }
+        State::RollingOut(rollout) if rollout.phase == crate::controller::rollout::Phase::Halted => {
+            ("False", "False", "RolloutHalted", rollout.message.clone())
+        }
+        State::RollingOut(rollout) => (
+            "False",
+            "True",
+            "RollingOut",
+            format!("version {} {}: {}", rollout.version, rollout.phase.label(), rollout.message),
+        ),
         State::Waiting {
             operation_id,
             action,

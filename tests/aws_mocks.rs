@@ -572,6 +572,7 @@ fn update_request() -> UpdateStackSet {
         keep_template: true,
         template_url: None,
         preferences: preferences(),
+        only: None,
         operation_id: "stacksetd-update-1".to_string(),
     }
 }

@@ -326,6 +326,12 @@ impl ProgressPrinter {
             State::TemplateUnapproved { message } => {
                 format!("{deployment}: not converged: {message}")
             }
+            State::RollingOut(rollout) => format!(
+                "{deployment}: rolling out {} ({}): {}",
+                rollout.version,
+                rollout.phase.label(),
+                rollout.message
+            ),
             State::Acted {
                 action,
                 operation_id,

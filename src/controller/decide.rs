@@ -48,6 +48,12 @@ pub enum Next {
         requeue_after: Duration,
         message: String,
     },
+    /// A staged rollout holds the rest of the instances (the canary runs, is verified, bakes, waits for a
+    /// promotion, or halted). Never "Converged".
+    RollingOut {
+        requeue_after: Duration,
+        status: super::rollout::Status,
+    },
     /// Submit this step of the plan (the first one not waiting for `deletion_delay`).
     Submit(usize),
 }
@@ -65,6 +71,10 @@ impl Next {
                 requeue_after,
                 message,
             } => Ok((super::State::TemplateUnapproved { message }, requeue_after)),
+            Next::RollingOut {
+                requeue_after,
+                status,
+            } => Ok((super::State::RollingOut(status), requeue_after)),
             other => Err(other),
         }
     }
@@ -95,13 +105,14 @@ pub fn decide(
         operations,
         dependencies,
         auto_targets,
+        rollout,
     } = observation;
     // The plan converges the tags too: the operator's, the owner tag and the approval record; and dependsOn as
     // the ARNs AWS takes.
     let mut tagged = deployment.clone();
     tagged.spec.tags = ownership::desired_tags(deployment, template.record.as_deref());
     tagged.spec.auto_deployment.depends_on = dependencies.clone();
-    let plan = plan::plan(
+    let mut plan = plan::plan(
         Desired {
             deployment: &tagged,
             template: &template.effective,
@@ -109,6 +120,17 @@ pub fn decide(
         },
         observed,
     )?;
+    // A staged rollout narrows the plan to what may run now (the canary first; the rest once verified).
+    let rollout = match rollout {
+        Some(facts) => super::rollout::stage(
+            deployment,
+            observed,
+            facts,
+            &template.report.sha256,
+            &mut plan,
+        )?,
+        None => None,
+    };
     let mut report = Report::new(
         deployment,
         &template.effective,
@@ -159,8 +181,21 @@ pub fn decide(
         .collect();
     report.auto_deployment_targets = auto_targets.as_ref().map(|c| c.report());
     report.template_sha256 = Some(template.report.sha256.clone());
+    report.rollout = rollout.clone();
     report.template = Some(template.report.clone());
-    let next = next(deployment, config, observation, &plan, wait);
+    let next = match rollout {
+        // A rollout that holds the rest (or waits for its canary) is never "Converged".
+        Some(status) if plan.is_empty() && status.phase != super::rollout::Phase::Promoting => {
+            Next::RollingOut {
+                requeue_after: status
+                    .requeue_after
+                    .unwrap_or(config.poll_max)
+                    .clamp(config.poll_min, config.resync_interval),
+                status,
+            }
+        }
+        _ => next(deployment, config, observation, &plan, wait),
+    };
     Ok(Decision { plan, report, next })
 }
 

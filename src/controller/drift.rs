@@ -25,10 +25,13 @@ use crate::error::Error;
 use crate::plan::Observed;
 
 /// The stack set settings spec drift is tracked for, with the value as a short readable string.
+/// A staged rollout's own tags are stacksetd's record of the rollout (and `stacksetd promote`'s), never drift.
 pub fn settings_fingerprint(stack_set: &ObservedStackSet) -> BTreeMap<&'static str, String> {
+    let mut settings = stack_set.settings.clone();
+    settings.tags.retain(|key, _| !super::rollout::TAGS.contains(&key.as_str()));
     Setting::ALL
         .into_iter()
-        .filter_map(|setting| Some((setting.name(), setting.fingerprint(&stack_set.settings)?)))
+        .filter_map(|setting| Some((setting.name(), setting.fingerprint(&settings)?)))
         .collect()
 }
 

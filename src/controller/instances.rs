@@ -246,6 +246,7 @@ mod tests {
             status_reason: None,
             failed_instances: None,
             preferences: None,
+            ended: None,
         }
     }
 

@@ -39,6 +39,8 @@ pub struct Observation {
     pub dependencies: Vec<String>,
     /// The last auto-deployment target check (`controller/auto_targets.rs`), when there is one to make.
     pub auto_targets: Option<super::auto_targets::Checked>,
+    /// With `spec.rollout`: the canary resolved, its operation and its access check (`controller/rollout.rs`).
+    pub rollout: Option<super::rollout::Facts>,
 }
 
 /// What the controller remembers between passes, as this pass reads it (the reads record what they see: a gap
@@ -265,6 +267,8 @@ pub(super) async fn observe_with(
     } else {
         Vec::new()
     };
+    let rollout =
+        super::rollout::observe(deployment, ctx, &observed, &org, &coverage, &operations).await;
     let settings = observed.stack_set.as_ref().map(drift::settings_fingerprint);
     let (spec_drift, spec_drift_new) = drift::spec_drift(state, settings.as_ref());
     let remembered = Remembered {
@@ -286,6 +290,7 @@ pub(super) async fn observe_with(
         operations,
         dependencies,
         auto_targets,
+        rollout,
     })
 }
 

@@ -234,6 +234,8 @@ pub fn operation_id_base(
     let material = serde_json::json!({ "stackSet": stack_set, "action": id_material(action), "preferences": preferences });
     let short = match action {
         Action::CreateStackSet { .. } => "create-set",
+        // A staged rollout's canary: the id says so (`controller::rollout` finds the canary operation by it).
+        Action::UpdateStackSet { only: Some(_), .. } => super::rollout::CANARY_OPERATION,
         Action::UpdateStackSet { .. } => "update-set",
         Action::CreateStackInstances { .. } => "create-inst",
         Action::UpdateStackInstances { .. } => "update-inst",
@@ -255,12 +257,17 @@ pub(super) fn id_material(action: &Action) -> serde_json::Value {
         Action::UpdateStackSet {
             settings,
             keep_template,
+            only,
         } => {
             let mut material = serde_json::Map::new();
             material.insert("action".into(), "UpdateStackSet".into());
             for setting in Setting::ALL {
                 let (key, value) = setting.id_field(settings, *keep_template);
                 material.insert(key.into(), value);
+            }
+            // Only when scoped, so the ids of every earlier release's updates stay as they were.
+            if let Some(only) = only {
+                material.insert("only".into(), serde_json::json!(only));
             }
             serde_json::Value::Object(material)
         }
@@ -337,6 +344,7 @@ pub(super) async fn send(
         Action::UpdateStackSet {
             settings,
             keep_template,
+            only,
         } => {
             let template_url = if keep_template {
                 None
@@ -351,6 +359,7 @@ pub(super) async fn send(
                 template_url,
                 preferences,
                 operation_id,
+                only,
             };
             sent(cloud.update_stack_set(&request).await)
         }

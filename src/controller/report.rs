@@ -96,6 +96,9 @@ pub struct Report {
     /// The management account's stack (`spec.managementAccount`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub management_stack: Option<ManagementStackReport>,
+    /// A staged rollout in progress (`spec.rollout`): its version, phase, canary and bake.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<super::rollout::Status>,
 }
 
 /// The management account's plain stack as the pass saw it.

@@ -118,6 +118,7 @@ fn operation_ids_do_not_move_between_releases() {
             ..settings.clone()
         },
         keep_template: false,
+        only: None,
     };
     let managed_alone = Action::UpdateStackSet {
         settings: StackSetSettings {
@@ -126,6 +127,7 @@ fn operation_ids_do_not_move_between_releases() {
             ..settings
         },
         keep_template: true,
+        only: None,
     };
     let targets = Targets {
         organizational_unit_ids: vec!["ou-ab12-aaaaaaaa".into()],
@@ -199,6 +201,7 @@ fn every_setting_is_fingerprinted_and_part_of_the_operation_id() {
     let material = super::operation::id_material(&crate::plan::Action::UpdateStackSet {
         settings,
         keep_template: false,
+        only: None,
     });
     let keys = material.as_object().expect("an object").len();
     assert_eq!(

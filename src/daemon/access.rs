@@ -22,16 +22,13 @@ use crate::metrics::FleetMetrics;
 use crate::status::StatusBoard;
 
 /// The role session name the check uses (visible in the member accounts' CloudTrail).
-pub const SESSION_NAME: &str = "stacksetd-access-check";
+pub const SESSION_NAME: &str = crate::cloud::ACCESS_CHECK_SESSION;
 /// How many failing accounts /status lists by name; the count is always complete.
 const FAILURES_LISTED: usize = 200;
 
 pub use crate::status::{AccessFailure, AccessReport};
 
-/// The role ARN in an account; the partition comes from the stack set's ARN (aws, aws-cn, aws-us-gov, ...).
-pub fn role_arn(partition: &str, account: &str, role_name: &str) -> String {
-    format!("arn:{partition}:iam::{account}:role/{role_name}")
-}
+pub use crate::cloud::role_arn;
 
 /// Assume the role in each account, `concurrency` at a time.
 pub async fn check_accounts(

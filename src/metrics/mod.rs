@@ -27,6 +27,7 @@ use prometheus::{
 };
 
 use crate::cloud::Cloud;
+use crate::controller::rollout::Phase;
 use crate::controller::{Outcome, State};
 use crate::error::Error;
 
@@ -197,6 +198,8 @@ pub fn outcome_label(result: &Result<Outcome, Error>) -> &'static str {
             State::DeletionPending { .. } => "deletion_pending",
             State::CoverageGap(_) => "coverage_gap",
             State::TemplateUnapproved { .. } => "template_unapproved",
+            State::RollingOut(ref rollout) if rollout.phase == Phase::Halted => "rollout_halted",
+            State::RollingOut(_) => "rolling_out",
         },
         Err(_) => "error",
     }

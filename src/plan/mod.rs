@@ -39,7 +39,7 @@ pub const OWNER_TAG: &str = "stacksetd.dev/deployment";
 pub const TEMPLATE_TAG: &str = "stacksetd.dev/template-sha256";
 
 use crate::cloud::calls;
-use crate::cloud::{ObservedStackSet, StackInstance, StackSetSettings, Targets};
+use crate::cloud::{InstanceScope, ObservedStackSet, StackInstance, StackSetSettings, Targets};
 use crate::desired::{Deployment, Ensure};
 use crate::error::Error;
 use crate::template::Template;
@@ -111,6 +111,9 @@ pub enum Action {
         /// UsePreviousTemplate and UsePreviousValue for every parameter (the settings then hold the stack set's
         /// current template and values): a ManagedExecution change goes on its own.
         keep_template: bool,
+        /// Only these instances (a staged rollout's canary, `controller/rollout.rs`); `None`: every instance.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        only: Option<InstanceScope>,
     },
     CreateStackInstances {
         targets: Targets,

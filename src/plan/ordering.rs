@@ -207,6 +207,7 @@ pub(super) fn managed_execution_alone(s: &Scope<'_>) -> Vec<Step> {
                 ..stack_set.settings.clone()
             },
             keep_template: true,
+            only: None,
         },
     }]
 }
@@ -457,6 +458,7 @@ pub(super) fn settings_update(s: &Scope<'_>) -> Vec<Step> {
                 managed_execution: managed_here.map(|_| spec.managed_execution.active),
             },
             keep_template: false,
+            only: None,
         },
     }]
 }

@@ -325,6 +325,7 @@ fn managed_execution_goes_alone_when_the_template_changes_too() {
         Action::UpdateStackSet {
             settings,
             keep_template,
+            ..
         } => {
             assert!(*keep_template, "UsePreviousTemplate and UsePreviousValue");
             assert_eq!(settings.managed_execution, Some(true));
@@ -336,6 +337,7 @@ fn managed_execution_goes_alone_when_the_template_changes_too() {
         Action::UpdateStackSet {
             settings,
             keep_template,
+            ..
         } => {
             assert!(!keep_template);
             assert_eq!(settings.template_body, r#"{"Resources": {}}"#);
@@ -592,6 +594,7 @@ fn changed_template_updates_the_stack_set_with_the_new_body() {
         Action::UpdateStackSet {
             settings,
             keep_template,
+            ..
         } => {
             assert!(!keep_template);
             assert_eq!(settings.template_body, new_body);

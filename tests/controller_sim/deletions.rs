@@ -423,6 +423,7 @@ async fn a_stack_set_made_by_an_earlier_release_is_recognised_and_tagged() {
             keep_template: true,
             template_url: None,
             preferences: OperationPreferences::default(),
+            only: None,
             operation_id: "untag".into(),
         })
         .await
@@ -498,6 +499,7 @@ async fn a_console_edited_template_is_reverted_and_a_later_widening_publication_
                     keep_template: false,
                     template_url: None,
                     preferences: OperationPreferences::default(),
+                    only: None,
                     operation_id: id.into(),
                 })
                 .await

@@ -223,6 +223,7 @@ async fn a_setting_changed_behind_stacksetds_back_is_counted_once_and_reverted()
             keep_template: true,
             template_url: None,
             preferences: OperationPreferences::default(),
+            only: None,
             operation_id: "console-edit-1".to_string(),
         })
         .await
@@ -290,6 +291,7 @@ async fn suspended_deployments_count_spec_drift_but_do_not_revert_it() {
             keep_template: true,
             template_url: None,
             preferences: OperationPreferences::default(),
+            only: None,
             operation_id: "console-edit-2".to_string(),
         })
         .await

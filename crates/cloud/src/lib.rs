@@ -120,6 +120,14 @@ impl StackSetSettings {
     }
 }
 
+/// The session name of the member access check's AssumeRole (visible in the member accounts' CloudTrail).
+pub const ACCESS_CHECK_SESSION: &str = "stacksetd-access-check";
+
+/// A role's ARN in an account; the partition comes from the stack set's ARN (aws, aws-cn, aws-us-gov, ...).
+pub fn role_arn(partition: &str, account: &str, role_name: &str) -> String {
+    format!("arn:{partition}:iam::{account}:role/{role_name}")
+}
+
 /// Everything CreateStackSet takes for a service-managed stack set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CreateStackSet {
@@ -343,6 +351,10 @@ pub struct Operation {
     /// StatusDetails.FailedStackInstancesCount, when the endpoint reports it.
     pub failed_instances: Option<u32>,
     pub preferences: Option<OperationPreferences>,
+    /// EndTimestamp: when it ended (`None` while it runs, or when the endpoint does not report it). A staged
+    /// rollout's bake counts from its canary operation's end.
+    #[serde(default)]
+    pub ended: Option<std::time::SystemTime>,
 }
 
 /// One row of ListStackSetAutoDeploymentTargets: an OU and the Regions automatic deployment covers for it.

@@ -274,6 +274,7 @@ struct OperationParts<'a> {
     status_reason: Option<String>,
     details: Option<&'a cfn::StackSetOperationStatusDetails>,
     preferences: Option<&'a cfn::StackSetOperationPreferences>,
+    ended: Option<&'a aws_smithy_types::DateTime>,
 }
 
 fn operation_from(parts: OperationParts<'_>) -> Result<Operation, Unrecognised> {
@@ -302,6 +303,9 @@ fn operation_from(parts: OperationParts<'_>) -> Result<Operation, Unrecognised> 
             .and_then(|d| d.failed_stack_instances_count)
             .and_then(to_u32),
         preferences: parts.preferences.map(preferences_from),
+        ended: parts
+            .ended
+            .and_then(|t| std::time::SystemTime::try_from(*t).ok()),
     })
 }
 
@@ -313,6 +317,7 @@ pub(super) fn operation(op: cfn::StackSetOperation) -> Result<Operation, Unrecog
         status_reason: op.status_reason,
         details: op.status_details.as_ref(),
         preferences: op.operation_preferences.as_ref(),
+        ended: op.end_timestamp.as_ref(),
     })
 }
 
@@ -326,6 +331,7 @@ pub(super) fn operation_summary(
         status_reason: op.status_reason,
         details: op.status_details.as_ref(),
         preferences: op.operation_preferences.as_ref(),
+        ended: op.end_timestamp.as_ref(),
     })
 }
 

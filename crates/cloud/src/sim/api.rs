@@ -287,13 +287,14 @@ impl Cloud for Sim {
         limit: usize,
     ) -> Result<Vec<Operation>> {
         self.single(CFN, "ListStackSetOperations", |w| {
+            let epoch = w.epoch;
             let stack_set = w.stack_set_ref(name, call_as)?;
             Ok(stack_set
                 .ops
                 .iter()
                 .rev()
                 .take(limit)
-                .map(|op| to_operation(&op.public))
+                .map(|op| to_operation(epoch, &op.public))
                 .collect())
         })
     }
@@ -305,12 +306,13 @@ impl Cloud for Sim {
         call_as: CallAs,
     ) -> Result<Operation> {
         self.single(CFN, "DescribeStackSetOperation", |w| {
+            let epoch = w.epoch;
             let stack_set = w.stack_set_ref(name, call_as)?;
             stack_set
                 .ops
                 .iter()
                 .find(|op| op.public.id == operation_id)
-                .map(|op| to_operation(&op.public))
+                .map(|op| to_operation(epoch, &op.public))
                 .ok_or_else(|| operation_not_found(operation_id))
         })
     }
@@ -521,7 +523,11 @@ impl World {
     }
 }
 
-fn to_operation(op: &super::SimOperation) -> Operation {
+/// `epoch`: the world's (simulated instant, wall clock) pair, for EndTimestamp.
+fn to_operation(
+    epoch: (tokio::time::Instant, std::time::SystemTime),
+    op: &super::SimOperation,
+) -> Operation {
     Operation {
         id: op.id.clone(),
         action: op.action,
@@ -529,5 +535,8 @@ fn to_operation(op: &super::SimOperation) -> Operation {
         status_reason: op.status_reason.clone(),
         failed_instances: Some(op.failed_instances),
         preferences: Some(op.preferences.clone()),
+        ended: op
+            .ended_at
+            .map(|at| epoch.1 + at.saturating_duration_since(epoch.0)),
     }
 }

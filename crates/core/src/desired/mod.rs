@@ -9,8 +9,8 @@ pub mod management_account;
 pub mod model;
 mod parse;
 mod regions;
-mod rules;
 pub mod rollout;
+mod rules;
 pub(crate) mod schema;
 mod validate;
 

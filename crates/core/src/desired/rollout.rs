@@ -27,7 +27,10 @@ pub fn check(spec: &Spec, mut report: impl FnMut(&str, String)) {
     for (i, account) in canary.accounts.iter().enumerate() {
         let field = format!("spec.rollout.canary.accounts[{i}]");
         if !is_account_id(account) {
-            report(&field, format!("`{account}` is not an account id: write exactly 12 digits, quoted"));
+            report(
+                &field,
+                format!("`{account}` is not an account id: write exactly 12 digits, quoted"),
+            );
         } else if *account == spec.management_account_id {
             report(
                 &field,
@@ -37,7 +40,10 @@ pub fn check(spec: &Spec, mut report: impl FnMut(&str, String)) {
                 ),
             );
         } else if canary.accounts[..i].contains(account) {
-            report(&field, format!("`{account}` is listed twice; remove the repeat"));
+            report(
+                &field,
+                format!("`{account}` is listed twice; remove the repeat"),
+            );
         }
         let listed = targets.accounts.contains(account);
         match targets.account_filter_type {

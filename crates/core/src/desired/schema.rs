@@ -73,7 +73,10 @@ pub const FIELDS: &[(&str, &[&str])] = &[
     ("spec.driftDetection", &["interval", "remediate"]),
     ("spec.accessCheck", &["roleName"]),
     ("spec.rollout", &["canary", "bake", "promote"]),
-    ("spec.rollout.canary", &["accounts", "organizationalUnitIds"]),
+    (
+        "spec.rollout.canary",
+        &["accounts", "organizationalUnitIds"],
+    ),
     (
         "spec.credentials",
         &["roleArn", "externalId", "sessionName", "durationSeconds"],
@@ -150,7 +153,7 @@ mod tests {
     fn table_matches_the_model() {
         // VALID plus the blocks it leaves out (its line numbers are pinned by other tests).
         let valid = format!(
-            "{}  credentials:\n    roleArn: arn:aws:iam::123456789012:role/stacksetd\n  managementAccount:\n    deploy: false\n",
+            "{}  credentials:\n    roleArn: arn:aws:iam::123456789012:role/stacksetd\n  managementAccount:\n    deploy: false\n  rollout:\n    canary:\n      accounts: [\"111111111111\"]\n",
             crate::desired::parse::tests::VALID
         );
         for (path, allowed) in FIELDS {

@@ -715,7 +715,16 @@ async fn a_scoped_update_reaches_only_its_targets_and_leaves_the_rest_outdated()
         .unwrap();
     assert_eq!(op.status, OperationStatus::Succeeded);
     let instances = sim.instances(NAME);
-    assert_eq!(instance(&instances, &org.p1, REGION).status, InstanceStatus::Current);
-    assert_eq!(instance(&instances, &org.p2, REGION).status, InstanceStatus::Outdated);
-    assert_eq!(sim.stack_set(NAME).unwrap().settings.template_body, "{\"Resources\": {}}");
+    assert_eq!(
+        instance(&instances, &org.p1, REGION).status,
+        InstanceStatus::Current
+    );
+    assert_eq!(
+        instance(&instances, &org.p2, REGION).status,
+        InstanceStatus::Outdated
+    );
+    assert_eq!(
+        sim.stack_set(NAME).unwrap().settings.template_body,
+        "{\"Resources\": {}}"
+    );
 }
