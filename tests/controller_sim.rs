@@ -33,5 +33,7 @@ mod management_stack;
 mod observability;
 #[path = "controller_sim/preflight.rs"]
 mod preflight;
+#[path = "controller_sim/rollout.rs"]
+mod rollout;
 #[path = "controller_sim/safety.rs"]
 mod safety;

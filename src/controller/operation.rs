@@ -235,6 +235,14 @@ pub fn operation_id_base(
     let short = match action {
         Action::CreateStackSet { .. } => "create-set",
         // A staged rollout's canary: the id says so (`controller::rollout` finds the canary operation by it).
+        // `stacksetd promote`'s tagging update does not restart the bake; `--retry` is a canary again.
+        Action::UpdateStackSet {
+            only: Some(_),
+            settings,
+            ..
+        } if settings.tags.contains_key(super::rollout::PROMOTE_TAG) => {
+            super::rollout::PROMOTE_OPERATION
+        }
         Action::UpdateStackSet { only: Some(_), .. } => super::rollout::CANARY_OPERATION,
         Action::UpdateStackSet { .. } => "update-set",
         Action::CreateStackInstances { .. } => "create-inst",

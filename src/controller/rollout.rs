@@ -570,7 +570,9 @@ pub async fn observe(
         .filter(|op| op.id.starts_with(&format!("stacksetd-{CANARY_OPERATION}-")))
         .max_by_key(|op| op.ended.unwrap_or(SystemTime::UNIX_EPOCH))
         .cloned();
-    let stack_set = observed.stack_set.as_ref()?;
+    let Some(stack_set) = observed.stack_set.as_ref() else {
+        return Some(facts);
+    };
     let canary_current = facts.canary.iter().all(|a| {
         spec.regions.iter().all(|r| {
             observed.instances.iter().any(|i| {
@@ -597,4 +599,99 @@ pub async fn observe(
         facts.access_failures = Some(failures);
     }
     Some(facts)
+}
+
+/// `stacksetd promote NAME [--retry]`: let a baked version reach the rest (`promote: Manual`), or re-apply a halted
+/// version to the canary. Both are an UpdateStackSet scoped to the canary that keeps the template: a promotion
+/// also tags the stack set [`PROMOTE_TAG`] with the version (the daemon then promotes once the bake has ended);
+/// a retry re-applies the version to the canary, whose verification and bake start again. Returns the
+/// OperationId.
+pub async fn promote(deployment: &Deployment, ctx: &Context, retry: bool) -> Result<String, Error> {
+    let name = deployment.name();
+    let mut state = super::DeploymentState::default();
+    let observation = super::observe(deployment, ctx, &mut state).await?;
+    let decision = super::decide::decide(
+        deployment,
+        &ctx.config,
+        &observation,
+        tokio::time::Instant::now(),
+    )?;
+    let (Some(status), Some(stack_set), Some(facts)) = (
+        &decision.report.rollout,
+        &observation.observed.stack_set,
+        &observation.rollout,
+    ) else {
+        return Err(Error::Conflict(format!(
+            "{name}: no staged rollout is in progress (spec.rollout, and a version that reached only the canary)"
+        )));
+    };
+    match (retry, status.phase) {
+        (true, Phase::Halted) | (false, Phase::Baking | Phase::AwaitingPromotion | Phase::Verifying) => {}
+        (true, phase) => {
+            return Err(Error::Conflict(format!(
+                "{name}: version {} is {}, not halted: there is nothing to retry",
+                status.version,
+                phase.label()
+            )));
+        }
+        (false, phase) => {
+            return Err(Error::Conflict(format!(
+                "{name}: version {} is {}: only a verified canary is promoted{}",
+                status.version,
+                phase.label(),
+                if phase == Phase::Halted {
+                    " (a halted one is retried: --retry)"
+                } else {
+                    ""
+                }
+            )));
+        }
+    }
+    let scope = canary_scope(facts, &deployment.spec, &observation.observed).ok_or_else(|| {
+        Error::Conflict(format!("{name}: no canary account has an instance"))
+    })?;
+    let mut settings = stack_set.settings.clone();
+    settings.auto_deployment = None;
+    settings.managed_execution = None;
+    if !retry {
+        let version = stack_set.settings.tags.get(TEMPLATE_TAG).cloned().ok_or_else(|| {
+            Error::Conflict(format!("{name}: the stack set has no {TEMPLATE_TAG} tag"))
+        })?;
+        settings.tags.insert(PROMOTE_TAG.into(), version);
+    }
+    let action = Action::UpdateStackSet {
+        settings,
+        keep_template: true,
+        only: Some(scope),
+    };
+    let spec = &deployment.spec;
+    let base = super::operation::operation_id_base(
+        &spec.stack_set_name,
+        &action,
+        &spec.operation_preferences,
+    );
+    let submission = super::operation::Submission {
+        base: &base,
+        recent: &observation.operations,
+        may_have_happened: true,
+    };
+    let sent = super::operation::submit(
+        deployment,
+        ctx,
+        &mut state,
+        submission,
+        &decision.report,
+        |id| async move { super::operation::send(deployment, ctx, &action, &id).await },
+    )
+    .await?;
+    match sent {
+        super::operation::Sent::Accepted(id) => Ok(id),
+        super::operation::Sent::NothingToDo => Err(Error::Conflict(format!(
+            "{name}: CloudFormation found nothing to update"
+        ))),
+        super::operation::Sent::Decided(outcome) => Err(Error::Conflict(format!(
+            "{name}: not sent: {:?}",
+            outcome.state
+        ))),
+    }
 }
