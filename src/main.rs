@@ -81,6 +81,21 @@ enum Command {
         #[arg(long, requires = "tree", value_parser = parse_tree_states)]
         state: Option<TreeStates>,
     },
+    /// Staged rollout (spec.rollout): let a verified, baked version reach the rest of the instances
+    /// (`promote: Manual`), or with --retry re-apply a halted version to the canary.
+    Promote {
+        /// The deployment (metadata.name).
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Re-apply the halted version to the canary (its verification and bake start again).
+        #[arg(long)]
+        retry: bool,
+    },
+    /// Staged rollouts (spec.rollout): where each stands.
+    Rollout {
+        #[command(subcommand)]
+        command: RolloutCommand,
+    },
     /// Review templates offline with the guard: what a template can do, and how a new version compares.
     Template {
         #[command(subcommand)]
@@ -127,6 +142,19 @@ fn parse_speed(text: &str) -> Result<f64, String> {
         ));
     }
     Ok(speed)
+}
+
+#[derive(Subcommand)]
+enum RolloutCommand {
+    /// The rollout's version, phase, canary and bake end (exit 0 none in progress or promoting, 2 waiting, 1
+    /// halted or error).
+    Status {
+        /// The deployment (metadata.name); every deployment with spec.rollout when omitted.
+        #[arg(value_name = "NAME")]
+        name: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        output: Format,
+    },
 }
 
 #[derive(Subcommand)]
@@ -331,6 +359,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     detailed_exitcode,
                     output,
                 } => Ok(plan(&ctx, &desired, detailed_exitcode, output).await),
+                Command::Promote { ref name, retry } => promote(&ctx, &desired, name, retry).await,
+                Command::Rollout {
+                    command: RolloutCommand::Status { ref name, output },
+                } => rollout_status(&ctx, &desired, name.as_deref(), output).await,
                 Command::Status {
                     output,
                     tree,
@@ -499,6 +531,95 @@ async fn reconcile_once(
     } else {
         ExitCode::from(1)
     }
+}
+
+/// The deployment named NAME, or an error listing the names there are.
+fn named<'a>(desired: &'a DesiredState, name: &str) -> anyhow::Result<&'a desired::Deployment> {
+    desired
+        .deployments
+        .iter()
+        .find(|d| d.name() == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = desired.deployments.iter().map(|d| d.name()).collect();
+            anyhow::anyhow!(
+                "no deployment is named `{name}` in the desired state (there are: {})",
+                names.join(", ")
+            )
+        })
+}
+
+/// `stacksetd promote NAME [--retry]`.
+async fn promote(
+    contexts: &Contexts,
+    desired: &DesiredState,
+    name: &str,
+    retry: bool,
+) -> anyhow::Result<ExitCode> {
+    let deployment = named(desired, name)?;
+    let ctx = contexts.for_deployment(deployment).await?;
+    let id = controller::rollout::promote(deployment, &ctx, retry).await?;
+    if retry {
+        println!(
+            "{name}: the halted version is applied to the canary again ({id}); its verification and bake start over"
+        );
+    } else {
+        println!(
+            "{name}: promoted ({id}); the rest of the instances get the version once the bake has ended"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stacksetd rollout status [NAME]`: exit 0 when no rollout waits, 2 when one does, 1 when one halted.
+async fn rollout_status(
+    contexts: &Contexts,
+    desired: &DesiredState,
+    name: Option<&str>,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    let chosen: Vec<&desired::Deployment> = match name {
+        Some(name) => vec![named(desired, name)?],
+        None => desired
+            .deployments
+            .iter()
+            .filter(|d| d.spec.rollout.is_some())
+            .collect(),
+    };
+    // The worst: 2 halted, 1 waiting, 0 neither.
+    let mut worst = 0u8;
+    let mut doc = serde_json::Map::new();
+    let mut text = String::new();
+    for deployment in chosen {
+        let ctx = contexts.for_deployment(deployment).await?;
+        let (_, report) = controller::dry_run(deployment, &ctx, &mut Default::default()).await?;
+        let phase = report.rollout.as_ref().map(|r| r.phase);
+        worst = worst.max(match phase {
+            Some(controller::rollout::Phase::Halted) => 2,
+            None | Some(controller::rollout::Phase::Promoting) => 0,
+            Some(_) => 1,
+        });
+        text.push_str(&format!("deployment {}:\n", deployment.name()));
+        match &report.rollout {
+            Some(rollout) => text.push_str(&output::rollout_text(rollout)),
+            None if deployment.spec.rollout.is_none() => {
+                text.push_str("  no spec.rollout: versions reach every instance at once\n")
+            }
+            None => text.push_str("  no rollout in progress\n"),
+        }
+        doc.insert(
+            deployment.name().to_string(),
+            serde_json::to_value(&report.rollout).unwrap_or_default(),
+        );
+    }
+    match format {
+        Format::Text => print!("{text}"),
+        Format::Json => println!("{}", serde_json::Value::Object(doc)),
+    }
+    Ok(ExitCode::from(match worst {
+        2 => 1,
+        1 => 2,
+        _ => 0,
+    }))
 }
 
 async fn observe_all<'a>(contexts: &Contexts, desired: &'a DesiredState) -> Vec<Planned<'a>> {

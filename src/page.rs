@@ -65,6 +65,8 @@ pub fn state_line(d: &DeploymentStatus) -> String {
         Some(c) if c.reason == "TemplateUnapproved" => {
             return format!("Template not approved: {}", c.message);
         }
+        Some(c) if c.reason == "RolloutHalted" => return format!("Rollout halted: {}", c.message),
+        Some(c) if c.reason == "RollingOut" => return format!("Rolling out: {}", c.message),
         _ => {}
     }
     match condition("Reconciling") {
@@ -231,6 +233,8 @@ const SCRIPT: &str = r#"
     if (c.Ready && c.Ready.status === 'True') return 'Converged';
     if (c.Ready && c.Ready.reason === 'CoverageGap') return 'Coverage gap: ' + c.Ready.message;
     if (c.Ready && c.Ready.reason === 'TemplateUnapproved') return 'Template not approved: ' + c.Ready.message;
+    if (c.Ready && c.Ready.reason === 'RolloutHalted') return 'Rollout halted: ' + c.Ready.message;
+    if (c.Ready && c.Ready.reason === 'RollingOut') return 'Rolling out: ' + c.Ready.message;
     return c.Reconciling && c.Reconciling.message ? 'Reconciling: ' + c.Reconciling.message : 'Reconciling';
   }
   function apply(status) {

@@ -468,7 +468,12 @@ fn apply_outcome(conditions: &mut [Condition], state: &State) {
             "False",
             "True",
             "RollingOut",
-            format!("version {} {}: {}", rollout.version, rollout.phase.label(), rollout.message),
+            format!(
+                "version {} {}: {}",
+                rollout.version,
+                rollout.phase.label(),
+                rollout.message
+            ),
         ),
         State::Waiting {
             operation_id,

@@ -43,6 +43,7 @@ const ALERT_NAMES: &[&str] = &[
     "StacksetdManagementStackFailed",
     "StacksetdDesiredStateInvalid",
     "StacksetdCoverageGap",
+    "StacksetdRolloutHalted",
 ];
 
 /// Labels the scrape adds to every series.

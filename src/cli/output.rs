@@ -55,6 +55,26 @@ pub fn plan_text(planned: &[Planned<'_>]) -> String {
     plan_text_warning_once(planned, &mut std::collections::BTreeSet::new())
 }
 
+/// A staged rollout's phases, as `plan` and `stacksetd rollout status` print them.
+pub fn rollout_text(rollout: &crate::controller::rollout::Status) -> String {
+    let mut out = format!(
+        "  rollout of version {} ({}): {}\n",
+        rollout.version,
+        rollout.phase.label(),
+        safe(&rollout.message)
+    );
+    for line in rollout.phase_lines() {
+        out.push_str(&format!("    {line}\n"));
+    }
+    if let Some(at) = &rollout.bake_ends_at {
+        out.push_str(&format!("    bake ends at {at}\n"));
+    }
+    if !rollout.halted_at.is_empty() {
+        out.push_str(&format!("    halted at: {}\n", safe(&rollout.halted_at.join(", "))));
+    }
+    out
+}
+
 /// [`plan_text`], for a sequence of plans (the demo's): a template version's warnings are printed in full the
 /// first time, then counted; `warned` holds the digests already printed.
 pub fn plan_text_warning_once(
@@ -104,7 +124,10 @@ pub fn plan_text_warning_once(
                         op.progress.line()
                     ));
                 }
-                if plan.is_empty() {
+                if let Some(rollout) = &report.rollout {
+                    out.push_str(&rollout_text(rollout));
+                }
+                if plan.is_empty() && report.rollout.is_none() {
                     out.push_str("  no changes: the stack set matches the desired state\n");
                 }
                 for note in &plan.notes {

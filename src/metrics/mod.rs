@@ -331,6 +331,8 @@ impl ReconcileMetrics {
 pub struct TemplateMetrics {
     info: GaugeVec,
     update_available: GaugeVec,
+    /// `spec.rollout`: 1 for the phase a staged rollout is in (the series exist only while one is in progress).
+    rollout_phase: GaugeVec,
     fetches: IntCounterVec,
     rejected: IntCounterVec,
     /// Per deployment: the (policy, sha256) labels of its `template_info` series, to drop it when it changes.
@@ -347,6 +349,13 @@ impl TemplateMetrics {
             "template_info",
             "1 for the template digest the stack set has applied.",
             &["deployment", "policy", "sha256"],
+        )?;
+        let rollout_phase = gauge(
+            registry,
+            "rollout_phase",
+            "1 for the phase of the deployment's staged rollout (spec.rollout) while a version has reached only \
+             its canary: canary, verifying, baking, awaiting_promotion, promoting or halted.",
+            &["deployment", "phase"],
         )?;
         let update_available = gauge(
             registry,
@@ -368,6 +377,7 @@ impl TemplateMetrics {
         )?;
         Ok(TemplateMetrics {
             info,
+            rollout_phase,
             update_available,
             fetches,
             rejected,
@@ -396,6 +406,11 @@ impl TemplateMetrics {
                 return;
             }
         };
+        if let Ok(outcome) = result
+            && outcome.report.observed
+        {
+            self.record_rollout(deployment, outcome.report.rollout.as_ref().map(|r| r.phase));
+        }
         let Some(report) = report else { return };
         self.update_available
             .with_label_values(&[deployment])
@@ -418,6 +433,21 @@ impl TemplateMetrics {
         }
     }
 
+    /// The rollout's phase as six series while one is in progress; none otherwise.
+    fn record_rollout(&self, deployment: &str, phase: Option<Phase>) {
+        for p in Phase::ALL {
+            match phase {
+                Some(now) => self
+                    .rollout_phase
+                    .with_label_values(&[deployment, p.label()])
+                    .set(if p == now { 1.0 } else { 0.0 }),
+                None => {
+                    let _ = self.rollout_phase.remove_label_values(&[deployment, p.label()]);
+                }
+            }
+        }
+    }
+
     fn count_rejection(&self, deployment: &str, what: String, reason: &'static str) {
         let key = (what, reason);
         let mut last = self.last_rejected.lock().unwrap_or_else(|e| e.into_inner());
@@ -430,6 +460,7 @@ impl TemplateMetrics {
     /// A deployment left the desired state: drop its gauges.
     pub fn forget(&self, deployment: &str) {
         let _ = self.update_available.remove_label_values(&[deployment]);
+        self.record_rollout(deployment, None);
         let known = self
             .info_labels
             .lock()
