@@ -614,3 +614,74 @@ fn access_check_role_name() {
     );
     ok(&with("roleName: AimablyMemberRole", "roleName: a+=,.@-_1"));
 }
+
+/// `spec.rollout`: what can be known offline. VALID targets ROOT; the block goes after `accessCheck` (line 31).
+#[test]
+fn rollout_canary_bake_and_targeting() {
+    let rollout = |body: &str| format!("{VALID}  rollout:\n{body}");
+    ok(&rollout(
+        "    canary:\n      accounts: [\"111111111111\"]\n      organizationalUnitIds: [ou-ab12-cdefgh34]\n    bake: 7d\n    promote: Manual\n",
+    ));
+    one(
+        &rollout("    canary: {}\n"),
+        24,
+        13,
+        "spec.rollout.canary",
+        "the canary names no account",
+    );
+    one(
+        &rollout("    canary:\n      accounts: [\"123456789012\"]\n"),
+        25,
+        18,
+        "spec.rollout.canary.accounts[0]",
+        "is the management account",
+    );
+    one(
+        &rollout("    canary:\n      accounts: [\"1111\"]\n"),
+        25,
+        18,
+        "spec.rollout.canary.accounts[0]",
+        "12 digits",
+    );
+    one(
+        &rollout("    canary:\n      organizationalUnitIds: [r-ab12]\n"),
+        25,
+        31,
+        "spec.rollout.canary.organizationalUnitIds[0]",
+        "the root would make every account a canary",
+    );
+    one(
+        &rollout("    canary:\n      accounts: [\"111111111111\"]\n    bake: 8d\n"),
+        26,
+        11,
+        "spec.rollout.bake",
+        "over the maximum of 7 days",
+    );
+    one(
+        &rollout("    canary:\n      accounts: [\"111111111111\"]\n    promote: Later\n"),
+        26,
+        14,
+        "spec.rollout.promote",
+        "Auto",
+    );
+    // An account list decides offline whether the canary is targeted.
+    let listed = |filter: &str, accounts: &str| {
+        with(
+            "    organizationalUnitIds: [ROOT]\n",
+            &format!(
+                "    organizationalUnitIds: [ROOT]\n    accounts: [{accounts}]\n    accountFilterType: {filter}\n"
+            ),
+        ) + "  rollout:\n    canary:\n      accounts: [\"111111111111\"]\n"
+    };
+    ok(&listed("INTERSECTION", "\"111111111111\""));
+    assert!(
+        problems(&listed("INTERSECTION", "\"222222222222\""))[0]
+            .message
+            .contains("is not targeted")
+    );
+    assert!(
+        problems(&listed("DIFFERENCE", "\"111111111111\""))[0]
+            .message
+            .contains("is excluded")
+    );
+}
