@@ -52,7 +52,7 @@ pub enum Next {
     /// promotion, or halted). Never "Converged".
     RollingOut {
         requeue_after: Duration,
-        status: super::rollout::Status,
+        status: Box<super::rollout::Status>,
     },
     /// Submit this step of the plan (the first one not waiting for `deletion_delay`).
     Submit(usize),
@@ -74,7 +74,7 @@ impl Next {
             Next::RollingOut {
                 requeue_after,
                 status,
-            } => Ok((super::State::RollingOut(status), requeue_after)),
+            } => Ok((super::State::RollingOut(*status), requeue_after)),
             other => Err(other),
         }
     }
@@ -191,7 +191,7 @@ pub fn decide(
                     .requeue_after
                     .unwrap_or(config.poll_max)
                     .clamp(config.poll_min, config.resync_interval),
-                status,
+                status: Box::new(status),
             }
         }
         _ => next(deployment, config, observation, &plan, wait),
