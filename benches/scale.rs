@@ -411,7 +411,9 @@ fn bench_sim(accounts: usize, regions: usize) -> Row {
                 ..Config::default()
             },
         );
-        let state = &mut DeploymentState::default();
+        // What the controller keeps of the deployment between passes (the daemon's worker owns it).
+        let mut deployment_state = DeploymentState::default();
+        let state = &mut deployment_state;
         let converging = Instant::now();
         let outcome = controller::converge(&deployment, &ctx, state, |_| {})
             .await
@@ -448,9 +450,11 @@ fn bench_sim(accounts: usize, regions: usize) -> Row {
                 (d > 0).then(|| (op.to_string(), d as f64 / passes as f64))
             })
             .collect();
-        // What the controller's context holds: live bytes with it minus without it (the sim stays).
+        // What the controller holds: live bytes with its context and the deployment's state minus without them
+        // (the sim stays).
         let with_ctx = live_bytes();
         drop(ctx);
+        drop(deployment_state);
         let held = with_ctx.saturating_sub(live_bytes());
         let mut row = Row {
             target: "sim (in process)".into(),

@@ -18,6 +18,7 @@ from moto.cloudformation import models as cfn_models
 from moto.cloudformation import responses as cfn_responses
 from moto.cloudformation.exceptions import CloudFormationError
 from moto.core.responses import ActionResult, EmptyResult
+from moto.core.utils import utcnow
 from moto.organizations.models import organizations_backends
 
 StackSet = cfn_models.StackSet
@@ -484,6 +485,184 @@ def patch_list_auto_deployment_targets() -> None:
     CloudFormationResponse.list_stack_set_auto_deployment_targets = list_stack_set_auto_deployment_targets  # type: ignore[attr-defined]
 
 
+# A file the tests write to make moto fail where AWS can and moto never does, while the server runs: with
+# STACKSETD_MOTO_FAULTS=<file> in the launcher's environment (MotoServer::start_with_env), each affected request reads
+# it, one fault per line (blank lines and `#` comments ignored), so a test turns a fault on and off without a restart.
+# `fail-instance-update <account-id>`: an UpdateStackSet that reaches that account's instances fails there (see
+# patch_update_stack_set_scoped_like_aws). Answers rather than state (a transient empty ListRoots) belong to the fault
+# proxy in front of the emulator instead (tests/fault_support/proxy.rs), which works on fakecloud too.
+FAULTS_FILE_ENV = "STACKSETD_MOTO_FAULTS"
+FAIL_INSTANCE_UPDATE = "fail-instance-update"
+
+
+def _faults() -> list[list[str]]:
+    path = os.environ.get(FAULTS_FILE_ENV)
+    if not path:
+        return []
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = [line.split("#", 1)[0].split() for line in handle]
+    except OSError:
+        return []
+    return [words for words in lines if words]
+
+
+def _failing_update_accounts() -> set[str]:
+    return {words[1] for words in _faults() if len(words) == 2 and words[0] == FAIL_INSTANCE_UPDATE}
+
+
+def _failure_tolerance(preferences: dict[str, Any], instances: int) -> int:
+    """How many instances of one Region may fail before the operation fails (AWS rounds a percentage down)."""
+    if preferences.get("FailureToleranceCount") is not None:
+        return int(preferences["FailureToleranceCount"])
+    if preferences.get("FailureTolerancePercentage") is not None:
+        return int(preferences["FailureTolerancePercentage"]) * instances // 100
+    return 0
+
+
+def patch_update_stack_set_scoped_like_aws() -> None:
+    """UpdateStackSet updates the instances it targets; a template or parameter change leaves the rest OUTDATED.
+
+    AWS (UpdateStackSet): "DeploymentTargets: [Service-managed permissions] The Organizations accounts in which to
+    update associated stack instances. To update all the stack instances associated with this stack set do not
+    specify DeploymentTargets or Regions. If the stack set update includes changes to the template (that is, if
+    TemplateBody or TemplateURL is specified), or the Parameters, CloudFormation marks all stack instances with a
+    status of OUTDATED prior to updating the stack instances in the specified accounts and Amazon Web Services
+    Regions. If the stack set update doesn't include changes to the template or parameters, CloudFormation updates
+    the stack instances in the specified accounts and Regions, while leaving all other stack instances with their
+    existing stack instance status." An instance whose stack fails to update stays OUTDATED (DetailedStatus
+    FAILED, with a StatusReason); the operation fails once a Region's failures exceed the failure tolerance, and
+    StatusDetails.FailedStackInstancesCount counts them. EndTimestamp is patch_operations_end_when_they_finish's.
+    moto 5.2 ignores DeploymentTargets, never changes an instance's stack, reports every instance CURRENT, and
+    gives later instances the template the stack set was created with.
+    Here: the targets resolve as CreateStackInstances' do (StackInstances.target_accounts, AccountFilterType
+    included); a reached instance's stack gets the stack set's template and parameters (moto's resources are not
+    re-applied) and is CURRENT, unless a `fail-instance-update <account>` fault (STACKSETD_MOTO_FAULTS) fails it.
+    """
+
+    def make_to_dict(original: Callable[..., Any]) -> Callable[..., Any]:
+        def to_dict(self: Any) -> dict[str, Any]:
+            out = original(self)
+            out["Status"] = getattr(self, "status", "CURRENT")
+            out["StackInstanceStatus"] = {"DetailedStatus": getattr(self, "detailed_status", "SUCCEEDED")}
+            if getattr(self, "status_reason", None):
+                out["StatusReason"] = self.status_reason
+            return out
+
+        return to_dict
+
+    _wrap(cfn_models.StackInstance, "to_dict", make_to_dict)
+
+    def apply(instance: Any, stackset: StackSet) -> None:
+        """The instance's stack runs the stack set's template and parameters (its overrides kept)."""
+        instance.template = stackset.template
+        stack = instance.stack
+        stack.template = stackset.template
+        stack._parse_template()
+        stack.description = stack.template_dict.get("Description")
+        overrides = instance.parameters if isinstance(instance.parameters, list) else []
+        stack.parameters = {
+            **dict(stackset.parameters or {}),
+            **{p["ParameterKey"]: p["ParameterValue"] for p in overrides if "ParameterValue" in p},
+        }
+        instance.status, instance.detailed_status, instance.status_reason = "CURRENT", "SUCCEEDED", None
+
+    def make(original: Callable[..., Any]) -> Callable[..., Any]:
+        def update_stack_set(self: CloudFormationResponse) -> ActionResult:
+            stackset = self.cloudformation_backend.describe_stack_set(self._get_param("StackSetName"))
+            parameters_before = dict(stackset.parameters or {})
+            before = len(stackset.operations)
+            result = original(self)
+            op = stackset.operations[before]
+            # Instances created from now on get the new template (moto keeps the creation's).
+            stackset.instances.template = stackset.template
+            stackset.instances.parameters = stackset.parameters
+            targets = self._get_param("DeploymentTargets")
+            accounts = self._get_param("Accounts", [])
+            regions = self._get_param("Regions", [])
+            instances = [i for i in stackset.instances.stack_instances if getattr(i, "status", "") != "INOPERABLE"]
+            if targets or accounts or regions:
+                chosen = set(stackset.instances.target_accounts(accounts, targets, stackset.permission_model))
+                instances = [i for i in instances if i.account_id in chosen and i.region_name in regions]
+                if targets:
+                    op["DeploymentTargets"] = targets
+            template_given = bool(self._get_param("TemplateBody") or self._get_param("TemplateURL"))
+            if template_given or dict(stackset.parameters or {}) != parameters_before:
+                for instance in stackset.instances.stack_instances:
+                    if getattr(instance, "status", "") != "INOPERABLE":
+                        instance.status = "OUTDATED"
+            failing = _failing_update_accounts()
+            op["Instances"] = [{i.account_id: i.region_name} for i in instances]
+            op["Results"] = []
+            failed_by_region: dict[str, int] = {}
+            for instance in instances:
+                if instance.account_id in failing:
+                    reason = f"Injected by the test ({FAIL_INSTANCE_UPDATE} {instance.account_id}): the stack update failed"
+                    instance.status, instance.detailed_status, instance.status_reason = "OUTDATED", "FAILED", reason
+                    failed_by_region[instance.region_name] = failed_by_region.get(instance.region_name, 0) + 1
+                    op["Results"].append((instance.account_id, instance.region_name, "FAILED", reason))
+                else:
+                    apply(instance, stackset)
+                    op["Results"].append((instance.account_id, instance.region_name, "SUCCEEDED", None))
+            preferences = self._get_param("OperationPreferences") or {}
+            per_region = {r: sum(1 for i in instances if i.region_name == r) for r in failed_by_region}
+            if any(n > _failure_tolerance(preferences, per_region[r]) for r, n in failed_by_region.items()):
+                op["Status"] = "FAILED"
+            op["StatusDetails"] = {"FailedStackInstancesCount": sum(failed_by_region.values())}
+            return result
+
+        return update_stack_set
+
+    _wrap(CloudFormationResponse, "update_stack_set", make)
+
+    def make_dto(original: Callable[..., Any]) -> Callable[..., Any]:
+        def init(self: Any, operation: dict[str, Any], stack_set: StackSet) -> None:
+            original(self, operation, stack_set)
+            self.deployment_targets = operation.get("DeploymentTargets")
+            self.status_details = operation.get("StatusDetails")
+
+        return init
+
+    _wrap(cfn_responses.StackSetOperationDTO, "__init__", make_dto)
+
+    def make_results(original: Callable[..., Any]) -> Callable[..., Any]:
+        def list_stack_set_operation_results(self: CloudFormationResponse) -> ActionResult:
+            stackset = self.cloudformation_backend.describe_stack_set(self._get_param("StackSetName"))
+            op = stackset.get_operation(self._get_param("OperationId"))
+            if "Results" not in op:
+                return original(self)
+            summaries = []
+            for account, region, status, reason in op["Results"]:
+                summary = {"Account": account, "Region": region, "Status": status}
+                if reason:
+                    summary["StatusReason"] = reason
+                summaries.append(summary)
+            return ActionResult({"Summaries": summaries})
+
+        return list_stack_set_operation_results
+
+    _wrap(CloudFormationResponse, "list_stack_set_operation_results", make_results)
+
+
+def patch_operations_end_when_they_finish() -> None:
+    """A finished operation's EndTimestamp is when it finished.
+
+    AWS (StackSetOperation): "EndTimestamp: The time at which the stack set operation ended, across all accounts
+    and Regions specified." moto 5.2 finishes every operation before answering but stamps it as ending two minutes
+    later, in the future; a bake timed from a canary operation's end (spec.rollout) would then start late.
+    """
+
+    def make(original: Callable[..., Any]) -> Callable[..., Any]:
+        def create_operation(self: StackSet, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            operation = original(self, *args, **kwargs)
+            operation["EndTimestamp"] = utcnow()
+            return operation
+
+        return create_operation
+
+    _wrap(StackSet, "_create_operation", make)
+
+
 # Order matters where patches wrap the same method: target resolution first, then what builds on it.
 ALL_PATCHES = (
     patch_resolve_deployment_targets_like_aws,
@@ -497,6 +676,8 @@ ALL_PATCHES = (
     patch_list_stack_instances_pages,
     patch_instances_report_ou,
     patch_list_auto_deployment_targets,
+    patch_update_stack_set_scoped_like_aws,
+    patch_operations_end_when_they_finish,
 )
 
 
