@@ -70,7 +70,10 @@ pub fn rollout_text(rollout: &crate::controller::rollout::Status) -> String {
         out.push_str(&format!("    bake ends at {at}\n"));
     }
     if !rollout.halted_at.is_empty() {
-        out.push_str(&format!("    halted at: {}\n", safe(&rollout.halted_at.join(", "))));
+        out.push_str(&format!(
+            "    halted at: {}\n",
+            safe(&rollout.halted_at.join(", "))
+        ));
     }
     out
 }

@@ -28,7 +28,9 @@ use crate::plan::Observed;
 /// A staged rollout's own tags are stacksetd's record of the rollout (and `stacksetd promote`'s), never drift.
 pub fn settings_fingerprint(stack_set: &ObservedStackSet) -> BTreeMap<&'static str, String> {
     let mut settings = stack_set.settings.clone();
-    settings.tags.retain(|key, _| !super::rollout::TAGS.contains(&key.as_str()));
+    settings
+        .tags
+        .retain(|key, _| !super::rollout::TAGS.contains(&key.as_str()));
     Setting::ALL
         .into_iter()
         .filter_map(|setting| Some((setting.name(), setting.fingerprint(&settings)?)))

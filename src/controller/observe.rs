@@ -267,12 +267,13 @@ pub(super) async fn observe_with(
     } else {
         Vec::new()
     };
+    let desired_since = state.desired_since(&deployment.generation());
     let rollout =
         super::rollout::observe(deployment, ctx, &observed, &org, &coverage, &operations).await;
     let settings = observed.stack_set.as_ref().map(drift::settings_fingerprint);
     let (spec_drift, spec_drift_new) = drift::spec_drift(state, settings.as_ref());
     let remembered = Remembered {
-        deletion_due: state.desired_since(&deployment.generation()) + ctx.config.deletion_delay,
+        deletion_due: desired_since + ctx.config.deletion_delay,
         last_drift_check: drift::last_check(state, &observed),
         spec_drift,
         settings,

@@ -195,7 +195,8 @@ pub fn stage(
     }
     if facts.canary.is_empty() {
         return Err(Error::Conflict(
-            "spec.rollout.canary names no active account the deployment targets; name one that is".into(),
+            "spec.rollout.canary names no active account the deployment targets; name one that is"
+                .into(),
         ));
     }
     let status = |phase, message: String| Status {
@@ -214,7 +215,9 @@ pub fn stage(
         // The first deployment: the stack set is created tagged, and its first instances are the canary's.
         for step in &mut plan.steps {
             if let Action::CreateStackSet { settings } = &mut step.action {
-                settings.tags.insert(ROLLOUT_TAG.into(), ROLLOUT_CANARY.into());
+                settings
+                    .tags
+                    .insert(ROLLOUT_TAG.into(), ROLLOUT_CANARY.into());
             }
         }
         return Ok(Some(status(
@@ -237,7 +240,9 @@ pub fn stage(
             return Ok(Some(s));
         };
         if let Action::UpdateStackSet { settings, only, .. } = &mut step.action {
-            settings.tags.insert(ROLLOUT_TAG.into(), ROLLOUT_CANARY.into());
+            settings
+                .tags
+                .insert(ROLLOUT_TAG.into(), ROLLOUT_CANARY.into());
             settings.tags.remove(PROMOTE_TAG);
             // AWS refuses DeploymentTargets alongside AutoDeployment; ManagedExecution changes go alone anyway.
             settings.auto_deployment = None;
@@ -266,7 +271,7 @@ pub fn stage(
         version: version.chars().take(12).collect(),
         ..status(phase, message)
     };
-    let (phase, mut report) = match verdict(rollout, stack_set, observed, facts, &version) {
+    let (phase, mut report) = match verdict(spec, rollout, stack_set, observed, facts, &version) {
         Verdict::Halted { at, why } => {
             let mut s = status(
                 Phase::Halted,
@@ -293,7 +298,10 @@ pub fn stage(
         Verdict::Baking { until } => {
             let mut s = status(
                 Phase::Baking,
-                format!("the canary is verified; the rest follows when the bake ends ({})", rfc3339(until)),
+                format!(
+                    "the canary is verified; the rest follows when the bake ends ({})",
+                    rfc3339(until)
+                ),
             );
             s.bake_ends_at = Some(rfc3339(until));
             s.requeue_after = Some(until.duration_since(facts.wall_now).unwrap_or_default());
@@ -334,6 +342,7 @@ enum Verdict {
 }
 
 fn verdict(
+    spec: &Spec,
     rollout: &Rollout,
     stack_set: &crate::cloud::ObservedStackSet,
     observed: &Observed,
@@ -341,7 +350,10 @@ fn verdict(
     version: &str,
 ) -> Verdict {
     if let Some(op) = &facts.last_canary
-        && matches!(op.status, OperationStatus::Failed | OperationStatus::Stopped)
+        && matches!(
+            op.status,
+            OperationStatus::Failed | OperationStatus::Stopped
+        )
     {
         return Verdict::Halted {
             at: vec![op.id.clone()],
@@ -365,7 +377,9 @@ fn verdict(
         .iter()
         .filter(|i| {
             i.status == InstanceStatus::Inoperable
-                || (i.status == InstanceStatus::Outdated && !i.in_progress() && !i.skipped_suspended())
+                || (i.status == InstanceStatus::Outdated
+                    && !i.in_progress()
+                    && !i.skipped_suspended())
         })
         .map(|i| {
             format!(
@@ -377,14 +391,21 @@ fn verdict(
             )
         })
         .collect();
-    let running = facts.last_canary.as_ref().is_some_and(|op| op.status.is_active())
+    let running = facts
+        .last_canary
+        .as_ref()
+        .is_some_and(|op| op.status.is_active())
         || canary.iter().any(|i| i.in_progress());
     if running {
         return Verdict::Canary;
     }
     if !failed.is_empty() {
         return Verdict::Halted {
-            why: format!("{} canary instance(s) not CURRENT: {}", failed.len(), failed.join(", ")),
+            why: format!(
+                "{} canary instance(s) not CURRENT: {}",
+                failed.len(),
+                failed.join(", ")
+            ),
             at: failed,
         };
     }
@@ -421,6 +442,7 @@ fn verdict(
     }
     if rollout.promote == Promote::Manual
         && stack_set.settings.tags.get(PROMOTE_TAG).map(String::as_str) != Some(version)
+        && !pinned(spec, version)
     {
         return Verdict::AwaitingPromotion;
     }
@@ -463,11 +485,45 @@ fn hold_the_rest(plan: &mut Plan, facts: &Facts, spec: &Spec, observed: &Observe
                 targets: scope_targets(&missing, facts),
                 regions: spec.regions.clone(),
             },
-            summary: format!("canary: create instances for {} canary account(s)", missing.len()),
+            summary: format!(
+                "canary: create instances for {} canary account(s)",
+                missing.len()
+            ),
             changes: Vec::new(),
         });
     }
     plan.steps = kept;
+}
+
+/// `spec.template.sha256` pins this version: with `promote: Manual`, as good as `stacksetd promote`. (A halted
+/// version is retried only by `promote --retry`: a pin is in the desired state for good, and whether it was written
+/// before or after the halt is not something AWS records.)
+fn pinned(spec: &Spec, version: &str) -> bool {
+    spec.template
+        .sha256
+        .as_deref()
+        .is_some_and(|pin| pin.eq_ignore_ascii_case(version))
+}
+
+/// An UpdateStackSet of the canary alone that keeps the stack set's template and values: a retry of the version
+/// on the canary, or with `promoted` the tag that promotes it. Auto-deployment and ManagedExecution are not sent
+/// (AWS refuses DeploymentTargets alongside AutoDeployment).
+fn canary_update(
+    stack_set: &crate::cloud::ObservedStackSet,
+    scope: InstanceScope,
+    promoted: Option<&str>,
+) -> Action {
+    let mut settings = stack_set.settings.clone();
+    settings.auto_deployment = None;
+    settings.managed_execution = None;
+    if let Some(version) = promoted {
+        settings.tags.insert(PROMOTE_TAG.into(), version.into());
+    }
+    Action::UpdateStackSet {
+        settings,
+        keep_template: true,
+        only: Some(scope),
+    }
 }
 
 /// A step that changes what the stacks run: an UpdateStackSet of the template or parameters for every instance.
@@ -541,12 +597,16 @@ pub async fn observe(
         if coverage.targeted.contains(account) {
             facts.canary.insert(account.clone());
         } else if !coverage.inactive.contains(account) {
-            facts.untargeted.push(format!("account {account} is not targeted"));
+            facts
+                .untargeted
+                .push(format!("account {account} is not targeted"));
         }
     }
     for unit in &rollout.canary.organizational_unit_ids {
         if !org.unit_exists(unit) {
-            facts.untargeted.push(format!("OU {unit} is not in the organization"));
+            facts
+                .untargeted
+                .push(format!("OU {unit} is not in the organization"));
             continue;
         }
         let under: Vec<String> = org
@@ -556,7 +616,9 @@ pub async fn observe(
             .filter(|a| coverage.targeted.contains(a))
             .collect();
         if under.is_empty() {
-            facts.untargeted.push(format!("OU {unit} has no targeted active account"));
+            facts
+                .untargeted
+                .push(format!("OU {unit} has no targeted active account"));
         }
         facts.canary.extend(under);
     }
@@ -576,7 +638,10 @@ pub async fn observe(
     let canary_current = facts.canary.iter().all(|a| {
         spec.regions.iter().all(|r| {
             observed.instances.iter().any(|i| {
-                &i.account == a && &i.region == r && i.status == InstanceStatus::Current && !i.in_progress()
+                &i.account == a
+                    && &i.region == r
+                    && i.status == InstanceStatus::Current
+                    && !i.in_progress()
             })
         })
     });
@@ -592,7 +657,11 @@ pub async fn observe(
         let mut failures = Vec::new();
         for account in &facts.canary {
             let arn = crate::cloud::role_arn(partition, account, &access.role_name);
-            if let Err(e) = ctx.cloud.assume_role(&arn, crate::cloud::ACCESS_CHECK_SESSION).await {
+            if let Err(e) = ctx
+                .cloud
+                .assume_role(&arn, crate::cloud::ACCESS_CHECK_SESSION)
+                .await
+            {
                 failures.push((account.clone(), e.to_string()));
             }
         }
@@ -626,7 +695,8 @@ pub async fn promote(deployment: &Deployment, ctx: &Context, retry: bool) -> Res
         )));
     };
     match (retry, status.phase) {
-        (true, Phase::Halted) | (false, Phase::Baking | Phase::AwaitingPromotion | Phase::Verifying) => {}
+        (true, Phase::Halted)
+        | (false, Phase::Baking | Phase::AwaitingPromotion | Phase::Verifying) => {}
         (true, phase) => {
             return Err(Error::Conflict(format!(
                 "{name}: version {} is {}, not halted: there is nothing to retry",
@@ -647,23 +717,23 @@ pub async fn promote(deployment: &Deployment, ctx: &Context, retry: bool) -> Res
             )));
         }
     }
-    let scope = canary_scope(facts, &deployment.spec, &observation.observed).ok_or_else(|| {
-        Error::Conflict(format!("{name}: no canary account has an instance"))
-    })?;
-    let mut settings = stack_set.settings.clone();
-    settings.auto_deployment = None;
-    settings.managed_execution = None;
-    if !retry {
-        let version = stack_set.settings.tags.get(TEMPLATE_TAG).cloned().ok_or_else(|| {
-            Error::Conflict(format!("{name}: the stack set has no {TEMPLATE_TAG} tag"))
-        })?;
-        settings.tags.insert(PROMOTE_TAG.into(), version);
-    }
-    let action = Action::UpdateStackSet {
-        settings,
-        keep_template: true,
-        only: Some(scope),
+    let scope = canary_scope(facts, &deployment.spec, &observation.observed)
+        .ok_or_else(|| Error::Conflict(format!("{name}: no canary account has an instance")))?;
+    let promoted = if retry {
+        None
+    } else {
+        Some(
+            stack_set
+                .settings
+                .tags
+                .get(TEMPLATE_TAG)
+                .cloned()
+                .ok_or_else(|| {
+                    Error::Conflict(format!("{name}: the stack set has no {TEMPLATE_TAG} tag"))
+                })?,
+        )
     };
+    let action = canary_update(stack_set, scope, promoted.as_deref());
     let spec = &deployment.spec;
     let base = super::operation::operation_id_base(
         &spec.stack_set_name,

@@ -442,7 +442,9 @@ impl TemplateMetrics {
                     .with_label_values(&[deployment, p.label()])
                     .set(if p == now { 1.0 } else { 0.0 }),
                 None => {
-                    let _ = self.rollout_phase.remove_label_values(&[deployment, p.label()]);
+                    let _ = self
+                        .rollout_phase
+                        .remove_label_values(&[deployment, p.label()]);
                 }
             }
         }

@@ -38,11 +38,19 @@ fn versions() -> Versions {
     let v1 = write("v1.json", &original);
     let v2 = write(
         "v2.json",
-        &original.replacen("Aimably: usage data only.", "Aimably: usage data only (v2).", 1),
+        &original.replacen(
+            "Aimably: usage data only.",
+            "Aimably: usage data only (v2).",
+            1,
+        ),
     );
     let v3 = write(
         "v3.json",
-        &original.replacen("Aimably: usage data only.", "Aimably: usage data only (v3).", 1),
+        &original.replacen(
+            "Aimably: usage data only.",
+            "Aimably: usage data only (v3).",
+            1,
+        ),
     );
     Versions {
         _dir: dir,
@@ -84,7 +92,11 @@ fn is(phase_wanted: Phase) -> impl Fn(&Outcome) -> bool {
 
 /// Passes until the rollout halts; the pass that sees the canary operation end with a failed instance fails
 /// itself (it reports the instance's reason), as every pass does that waited for a failing operation.
-async fn until_halted(deployment: &Deployment, ctx: &Context, state: &mut DeploymentState) -> Outcome {
+async fn until_halted(
+    deployment: &Deployment,
+    ctx: &Context,
+    state: &mut DeploymentState,
+) -> Outcome {
     for _ in 0..100 {
         match controller::reconcile(deployment, ctx, state).await {
             Ok(outcome) if phase(&outcome) == Some(Phase::Halted) => return outcome,
@@ -137,7 +149,11 @@ async fn on_v1(sim: &Sim, ctx: &Context, state: &mut DeploymentState, v: &Versio
     let first_targets = creates[0].targets.as_ref().expect("targets");
     assert_eq!(first_targets.accounts, vec![canary(sim)], "{creates:?}");
     assert!(
-        !sim.stack_set(STACK_SET).unwrap().settings.tags.contains_key(ROLLOUT_TAG),
+        !sim.stack_set(STACK_SET)
+            .unwrap()
+            .settings
+            .tags
+            .contains_key(ROLLOUT_TAG),
         "the promotion removed the rollout tag"
     );
 }
@@ -157,7 +173,11 @@ async fn a_new_version_reaches_the_canary_first_and_the_rest_only_after_the_bake
     assert_eq!(sent.len(), 1, "{sent:?}");
     let targets = sent[0].targets.as_ref().expect("a scoped update");
     assert_eq!(targets.accounts, vec![canary(&sim)]);
-    assert!(sent[0].id.starts_with("stacksetd-canary-"), "{}", sent[0].id);
+    assert!(
+        sent[0].id.starts_with("stacksetd-canary-"),
+        "{}",
+        sent[0].id
+    );
     // The canary runs v2; everyone else keeps running v1 (OUTDATED: not yet updated).
     for (account, status) in statuses(&sim) {
         let want = if account == canary(&sim) {
@@ -183,13 +203,24 @@ async fn a_new_version_reaches_the_canary_first_and_the_rest_only_after_the_bake
         tokio::time::sleep(step).await;
         waited += step;
     }
-    assert_eq!(updates(&sim).len(), before + 1, "nothing but the canary during the bake");
+    assert_eq!(
+        updates(&sim).len(),
+        before + 1,
+        "nothing but the canary during the bake"
+    );
     // Then the rest, and converged.
     let done = pass_until(&v2, &ctx, state, |o| o.is_converged()).await;
     assert!(done.is_converged());
-    assert!(statuses(&sim).iter().all(|(_, s)| *s == InstanceStatus::Current));
+    assert!(
+        statuses(&sim)
+            .iter()
+            .all(|(_, s)| *s == InstanceStatus::Current)
+    );
     let promotion = updates(&sim).last().unwrap().clone();
-    assert!(promotion.targets.is_none(), "the promotion updates every instance");
+    assert!(
+        promotion.targets.is_none(),
+        "the promotion updates every instance"
+    );
     let tags = sim.stack_set(STACK_SET).unwrap().settings.tags;
     assert!(!tags.contains_key(ROLLOUT_TAG) && !tags.contains_key(PROMOTE_TAG));
     assert_no_duplicate_submissions(&sim);
@@ -245,7 +276,10 @@ async fn a_failed_access_check_in_the_canary_halts_the_rollout() {
     let state = &mut DeploymentState::default();
     let v = versions();
     on_v1(&sim, &ctx, state, &v).await;
-    sim.deny_access(&canary(&sim), "AccessDenied: the trust policy names another account");
+    sim.deny_access(
+        &canary(&sim),
+        "AccessDenied: the trust policy names another account",
+    );
     let mut v2 = staged(&sim, &v.v2, "    bake: 5m\n");
     v2.spec.access_check = Some(stacksetd::desired::AccessCheck {
         role_name: "AimablyMemberRole".into(),
@@ -254,7 +288,11 @@ async fn a_failed_access_check_in_the_canary_halts_the_rollout() {
     let State::RollingOut(status) = &halted.state else {
         unreachable!()
     };
-    assert!(status.message.contains("access check"), "{}", status.message);
+    assert!(
+        status.message.contains("access check"),
+        "{}",
+        status.message
+    );
     assert_eq!(status.halted_at, vec![canary(&sim)]);
     // Once the access works, the rollout goes on (bake, then the rest).
     sim.allow_access(&canary(&sim));
@@ -283,7 +321,11 @@ async fn a_restart_mid_bake_resumes_from_what_aws_shows() {
     let fresh = &mut DeploymentState::default();
     let resumed = pass_until(&v2, &restarted, fresh, is(Phase::Baking)).await;
     assert_eq!(ends(&resumed), ends(&first));
-    assert_eq!(updates(&sim).len(), sent, "no second canary after a restart");
+    assert_eq!(
+        updates(&sim).len(),
+        sent,
+        "no second canary after a restart"
+    );
     let done = pass_until(&v2, &restarted, fresh, |o| o.is_converged()).await;
     assert!(done.is_converged());
 }
@@ -308,7 +350,11 @@ async fn manual_promotion_waits_for_the_operator() {
     assert!(id.starts_with("stacksetd-promote-"), "{id}");
     let done = pass_until(&v2, &ctx, state, |o| o.is_converged()).await;
     assert!(done.is_converged());
-    assert!(statuses(&sim).iter().all(|(_, s)| *s == InstanceStatus::Current));
+    assert!(
+        statuses(&sim)
+            .iter()
+            .all(|(_, s)| *s == InstanceStatus::Current)
+    );
 }
 
 /// An account that joins mid-rollout gets the stack set's current template from auto-deployment (documented);
@@ -330,4 +376,55 @@ async fn an_account_joining_mid_rollout_is_deployed_and_the_rollout_goes_on() {
     let done = pass_until(&v2, &ctx, state, |o| o.is_converged()).await;
     assert!(done.is_converged(), "{:?}", done.state);
     assert!(sim.instances(STACK_SET).iter().any(|i| i.account == joined));
+}
+
+/// The sha256 of a version's bytes (what `spec.template.sha256` pins).
+fn digest(url: &str) -> String {
+    let path = url.trim_start_matches("file://");
+    stacksetd::input::sha256_hex(&std::fs::read(path).unwrap())
+}
+
+/// `promote: Manual` is also satisfied by pinning the version's digest; a halted version stays halted when its
+/// digest is pinned (a pin is no retry), and `promote --retry` applies it to the canary again.
+#[tokio::test(start_paused = true)]
+async fn pinning_the_digest_promotes_but_does_not_retry_a_halted_version() {
+    let sim = Sim::realistic(SimConfig::default());
+    let ctx = sim_context(&sim);
+    let state = &mut DeploymentState::default();
+    let v = versions();
+    on_v1(&sim, &ctx, state, &v).await;
+    let manual = staged(&sim, &v.v2, "    bake: 5m\n    promote: Manual\n");
+    pass_until(&manual, &ctx, state, is(Phase::AwaitingPromotion)).await;
+    let mut pinned = manual.clone();
+    pinned.spec.template.sha256 = Some(digest(&v.v2));
+    let done = pass_until(&pinned, &ctx, state, |o| o.is_converged()).await;
+    assert!(done.is_converged(), "{:?}", done.state);
+
+    sim.fail_account(&canary(&sim), "the role AimablyMemberRole already exists");
+    let v3 = staged(&sim, &v.v3, "    bake: 5m\n");
+    until_halted(&v3, &ctx, state).await;
+    let canaries = |sim: &Sim| {
+        updates(sim)
+            .iter()
+            .filter(|op| op.id.starts_with("stacksetd-canary-"))
+            .count()
+    };
+    let before = canaries(&sim);
+    let mut pinned3 = v3.clone();
+    pinned3.spec.template.sha256 = Some(digest(&v.v3));
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        let outcome = controller::reconcile(&pinned3, &ctx, state).await.unwrap();
+        assert_eq!(phase(&outcome), Some(Phase::Halted), "{:?}", outcome.state);
+    }
+    assert_eq!(canaries(&sim), before, "a pin is no retry");
+    // Healed and retried by the operator: the canary again, then the rest.
+    sim.heal_account(&canary(&sim));
+    let id = rollout::promote(&pinned3, &ctx, true)
+        .await
+        .expect("retried");
+    assert!(id.starts_with("stacksetd-canary-"), "{id}");
+    let done = pass_until(&pinned3, &ctx, state, |o| o.is_converged()).await;
+    assert!(done.is_converged(), "{:?}", done.state);
+    assert_eq!(canaries(&sim), before + 1);
 }
