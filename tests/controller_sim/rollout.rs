@@ -128,6 +128,24 @@ fn statuses(sim: &Sim) -> Vec<(String, InstanceStatus)> {
         .collect()
 }
 
+/// A simulated organization, a controller and the template versions.
+struct World {
+    sim: Sim,
+    ctx: Context,
+    state: DeploymentState,
+    v: Versions,
+}
+
+/// [`on_v1`] in a new organization.
+async fn converged_on_v1() -> World {
+    let sim = Sim::realistic(SimConfig::default());
+    let ctx = sim_context(&sim);
+    let mut state = DeploymentState::default();
+    let v = versions();
+    on_v1(&sim, &ctx, &mut state, &v).await;
+    World { sim, ctx, state, v }
+}
+
 /// Converged on v1 with a bake of 0s (the first deployment is staged too: canary first).
 async fn on_v1(sim: &Sim, ctx: &Context, state: &mut DeploymentState, v: &Versions) {
     let first = staged(sim, &v.v1, "    bake: 0s\n");
@@ -160,11 +178,13 @@ async fn on_v1(sim: &Sim, ctx: &Context, state: &mut DeploymentState, v: &Versio
 
 #[tokio::test(start_paused = true)]
 async fn a_new_version_reaches_the_canary_first_and_the_rest_only_after_the_bake() {
-    let sim = Sim::realistic(SimConfig::default());
-    let ctx = sim_context(&sim);
-    let state = &mut DeploymentState::default();
-    let v = versions();
-    on_v1(&sim, &ctx, state, &v).await;
+    let World {
+        sim,
+        ctx,
+        mut state,
+        v,
+    } = converged_on_v1().await;
+    let state = &mut state;
     let before = updates(&sim).len();
     let v2 = staged(&sim, &v.v2, "    bake: 30m\n");
     let baking = pass_until(&v2, &ctx, state, is(Phase::Baking)).await;
@@ -228,11 +248,13 @@ async fn a_new_version_reaches_the_canary_first_and_the_rest_only_after_the_bake
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_canary_halts_and_nothing_is_retried_until_the_version_changes() {
-    let sim = Sim::realistic(SimConfig::default());
-    let ctx = sim_context(&sim);
-    let state = &mut DeploymentState::default();
-    let v = versions();
-    on_v1(&sim, &ctx, state, &v).await;
+    let World {
+        sim,
+        ctx,
+        mut state,
+        v,
+    } = converged_on_v1().await;
+    let state = &mut state;
     sim.fail_account(&canary(&sim), "the role AimablyMemberRole already exists");
     let v2 = staged(&sim, &v.v2, "    bake: 5m\n");
     let halted = until_halted(&v2, &ctx, state).await;
@@ -271,11 +293,13 @@ async fn a_failed_canary_halts_and_nothing_is_retried_until_the_version_changes(
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_access_check_in_the_canary_halts_the_rollout() {
-    let sim = Sim::realistic(SimConfig::default());
-    let ctx = sim_context(&sim);
-    let state = &mut DeploymentState::default();
-    let v = versions();
-    on_v1(&sim, &ctx, state, &v).await;
+    let World {
+        sim,
+        ctx,
+        mut state,
+        v,
+    } = converged_on_v1().await;
+    let state = &mut state;
     sim.deny_access(
         &canary(&sim),
         "AccessDenied: the trust policy names another account",
@@ -304,11 +328,13 @@ async fn a_failed_access_check_in_the_canary_halts_the_rollout() {
 /// operation's EndTimestamp), no second canary.
 #[tokio::test(start_paused = true)]
 async fn a_restart_mid_bake_resumes_from_what_aws_shows() {
-    let sim = Sim::realistic(SimConfig::default());
-    let ctx = sim_context(&sim);
-    let state = &mut DeploymentState::default();
-    let v = versions();
-    on_v1(&sim, &ctx, state, &v).await;
+    let World {
+        sim,
+        ctx,
+        mut state,
+        v,
+    } = converged_on_v1().await;
+    let state = &mut state;
     let v2 = staged(&sim, &v.v2, "    bake: 30m\n");
     let first = pass_until(&v2, &ctx, state, is(Phase::Baking)).await;
     let ends = |o: &Outcome| match &o.state {
@@ -334,11 +360,13 @@ async fn a_restart_mid_bake_resumes_from_what_aws_shows() {
 /// with `--retry`.
 #[tokio::test(start_paused = true)]
 async fn manual_promotion_waits_for_the_operator() {
-    let sim = Sim::realistic(SimConfig::default());
-    let ctx = sim_context(&sim);
-    let state = &mut DeploymentState::default();
-    let v = versions();
-    on_v1(&sim, &ctx, state, &v).await;
+    let World {
+        sim,
+        ctx,
+        mut state,
+        v,
+    } = converged_on_v1().await;
+    let state = &mut state;
     let v2 = staged(&sim, &v.v2, "    bake: 5m\n    promote: Manual\n");
     pass_until(&v2, &ctx, state, is(Phase::AwaitingPromotion)).await;
     tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -361,11 +389,13 @@ async fn manual_promotion_waits_for_the_operator() {
 /// the rollout still waits for the bake, and converges with the new account.
 #[tokio::test(start_paused = true)]
 async fn an_account_joining_mid_rollout_is_deployed_and_the_rollout_goes_on() {
-    let sim = Sim::realistic(SimConfig::default());
-    let ctx = sim_context(&sim);
-    let state = &mut DeploymentState::default();
-    let v = versions();
-    on_v1(&sim, &ctx, state, &v).await;
+    let World {
+        sim,
+        ctx,
+        mut state,
+        v,
+    } = converged_on_v1().await;
+    let state = &mut state;
     let v2 = staged(&sim, &v.v2, "    bake: 30m\n");
     pass_until(&v2, &ctx, state, is(Phase::Baking)).await;
     let joined = sim.add_account(&sim.root_id(), "joined-mid-rollout");
@@ -388,11 +418,13 @@ fn digest(url: &str) -> String {
 /// digest is pinned (a pin is no retry), and `promote --retry` applies it to the canary again.
 #[tokio::test(start_paused = true)]
 async fn pinning_the_digest_promotes_but_does_not_retry_a_halted_version() {
-    let sim = Sim::realistic(SimConfig::default());
-    let ctx = sim_context(&sim);
-    let state = &mut DeploymentState::default();
-    let v = versions();
-    on_v1(&sim, &ctx, state, &v).await;
+    let World {
+        sim,
+        ctx,
+        mut state,
+        v,
+    } = converged_on_v1().await;
+    let state = &mut state;
     let manual = staged(&sim, &v.v2, "    bake: 5m\n    promote: Manual\n");
     pass_until(&manual, &ctx, state, is(Phase::AwaitingPromotion)).await;
     let mut pinned = manual.clone();
