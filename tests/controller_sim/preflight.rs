@@ -26,14 +26,9 @@ fn mutations(sim: &Sim) -> u64 {
     MUTATIONS.iter().filter_map(|op| calls.get(op)).sum()
 }
 
-/// The first pass's error, after checking that nothing was changed.
-async fn refused(
-    deployment: &Deployment,
-    ctx: &Context,
-    state: &mut DeploymentState,
-    sim: &Sim,
-) -> Error {
-    let err = controller::reconcile(deployment, ctx, state)
+/// The first pass's error (of a controller that has not run before), after checking that nothing was changed.
+async fn refused(deployment: &Deployment, ctx: &Context, sim: &Sim) -> Error {
+    let err = controller::reconcile(deployment, ctx, &mut DeploymentState::default())
         .await
         .expect_err("the pass must refuse to act");
     assert!(
@@ -74,13 +69,7 @@ async fn credentials_of_another_account_change_nothing_and_name_both_accounts() 
     });
     // Not registered as a delegated administrator, and calling as SELF.
     sim.deregister_delegated_admin("999999999999");
-    let err = refused(
-        &Spec::whole_org().deployment(),
-        &sim_context(&sim),
-        &mut Default::default(),
-        &sim,
-    )
-    .await;
+    let err = refused(&Spec::whole_org().deployment(), &sim_context(&sim), &sim).await;
     assert_eq!(err.metric_label(), "wrong_account");
     let message = err.to_string();
     assert!(
@@ -98,13 +87,7 @@ async fn a_management_account_id_from_another_organization_is_refused() {
     let sim = Sim::realistic(SimConfig::default());
     let mut deployment = Spec::whole_org().deployment();
     deployment.spec.management_account_id = "555555555555".to_string();
-    let err = refused(
-        &deployment,
-        &sim_context(&sim),
-        &mut Default::default(),
-        &sim,
-    )
-    .await;
+    let err = refused(&deployment, &sim_context(&sim), &sim).await;
     assert_eq!(err.metric_label(), "wrong_organization");
     assert!(err.to_string().contains("555555555555") && err.to_string().contains("123456789012"));
 }
@@ -132,13 +115,7 @@ async fn a_registered_delegated_administrator_converges_with_call_as_delegated_a
 async fn an_unregistered_delegated_administrator_is_told_how_to_register() {
     let (sim, deployment) = delegated("210987654321");
     sim.deregister_delegated_admin("210987654321");
-    let err = refused(
-        &deployment,
-        &sim_context(&sim),
-        &mut Default::default(),
-        &sim,
-    )
-    .await;
+    let err = refused(&deployment, &sim_context(&sim), &sim).await;
     // DescribeStackSet itself refuses an unregistered account's DELEGATED_ADMIN call, so the pass stops there or
     // at preflight; either way nothing is changed and the error says why.
     let message = err.to_string();
@@ -149,13 +126,7 @@ async fn an_unregistered_delegated_administrator_is_told_how_to_register() {
 async fn trusted_access_off_stalls_with_the_fix() {
     let sim = Sim::realistic(SimConfig::default());
     sim.set_trusted_access(false);
-    let err = refused(
-        &Spec::whole_org().deployment(),
-        &sim_context(&sim),
-        &mut Default::default(),
-        &sim,
-    )
-    .await;
+    let err = refused(&Spec::whole_org().deployment(), &sim_context(&sim), &sim).await;
     assert_eq!(err.metric_label(), "trusted_access_disabled");
     let message = err.to_string();
     assert!(
@@ -186,8 +157,7 @@ async fn a_delegated_administrator_cannot_activate_trusted_access() {
     let (sim, deployment) = delegated("210987654321");
     sim.set_trusted_access(false);
     let ctx = activating_context(&sim);
-    let state = &mut DeploymentState::default();
-    let err = refused(&deployment, &ctx, state, &sim).await;
+    let err = refused(&deployment, &ctx, &sim).await;
     assert_eq!(err.metric_label(), "trusted_access_disabled");
     assert!(
         err.to_string().contains("management account must run"),
@@ -200,13 +170,7 @@ async fn a_delegated_administrator_cannot_activate_trusted_access() {
 async fn an_organization_without_all_features_is_refused() {
     let sim = Sim::realistic(SimConfig::default());
     sim.set_feature_set("CONSOLIDATED_BILLING");
-    let err = refused(
-        &Spec::whole_org().deployment(),
-        &sim_context(&sim),
-        &mut Default::default(),
-        &sim,
-    )
-    .await;
+    let err = refused(&Spec::whole_org().deployment(), &sim_context(&sim), &sim).await;
     assert_eq!(err.metric_label(), "feature_set");
     assert!(err.to_string().contains("enable all features"), "{err}");
 }
@@ -221,7 +185,7 @@ async fn a_target_ou_that_does_not_exist_is_named_and_a_new_one_is_found() {
         ..Spec::whole_org()
     }
     .deployment();
-    let err = refused(&gone, &ctx, state, &sim).await;
+    let err = refused(&gone, &ctx, &sim).await;
     assert_eq!(err.metric_label(), "target_ou_not_found");
     assert!(err.to_string().contains("ou-a1b2-doesnotx"), "{err}");
 
