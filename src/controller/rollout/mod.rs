@@ -153,6 +153,8 @@ impl Status {
     pub fn phase_lines(&self) -> [String; 2] {
         let then = match self.phase {
             Phase::Halted => "held: halted".to_string(),
+            Phase::Promoting => "now".to_string(),
+            Phase::AwaitingPromotion => "after `stacksetd promote`".to_string(),
             _ => format!("after bake {}", self.bake),
         };
         [
@@ -262,13 +264,46 @@ pub fn stage(
     if stack_set.settings.tags.get(ROLLOUT_TAG).map(String::as_str) != Some(ROLLOUT_CANARY) {
         return Ok(None);
     }
-    // A version is rolling out: how far has it got?
+    let rolling = Rolling {
+        rollout,
+        stack_set,
+        fetched: version,
+    };
+    Ok(Some(in_progress(
+        deployment, &rolling, observed, facts, plan, status,
+    )))
+}
+
+/// What [`in_progress`] judges: the rollout asked for, the stack set it runs on, the version fetched.
+struct Rolling<'a> {
+    rollout: &'a Rollout,
+    stack_set: &'a crate::cloud::ObservedStackSet,
+    fetched: &'a str,
+}
+
+/// A version has reached the canary (the stack set carries [`ROLLOUT_TAG`]): how far has it got, and what may run.
+/// `status` makes the report of a phase.
+fn in_progress(
+    deployment: &Deployment,
+    rolling: &Rolling<'_>,
+    observed: &Observed,
+    facts: &Facts,
+    plan: &mut Plan,
+    status: impl Fn(Phase, String) -> Status,
+) -> Status {
+    let spec = &deployment.spec;
+    let Rolling {
+        rollout,
+        stack_set,
+        fetched,
+    } = *rolling;
+    // The version the stack set runs (its approval record), else the one fetched.
     let version = stack_set
         .settings
         .tags
         .get(TEMPLATE_TAG)
         .cloned()
-        .unwrap_or_else(|| version.to_string());
+        .unwrap_or_else(|| fetched.to_string());
     let status = |phase, message| Status {
         version: version.chars().take(12).collect(),
         ..status(phase, message)
@@ -320,17 +355,17 @@ pub fn stage(
             ),
         ),
         Verdict::Promote => {
-            return Ok(Some(status(
+            return status(
                 Phase::Promoting,
                 "verified and baked: the rest gets the new version".into(),
-            )));
+            );
         }
     };
     if report.requeue_after.is_none() && phase != Phase::Canary {
         report.requeue_after = Some(Duration::from_secs(60));
     }
     hold_the_rest(plan, facts, spec, observed, phase);
-    Ok(Some(report))
+    report
 }
 
 /// How a rollout in progress stands, from AWS's own record of it.
