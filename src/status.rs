@@ -461,20 +461,12 @@ fn apply_outcome(conditions: &mut [Condition], state: &State) {
         State::TemplateUnapproved { message } => {
             ("False", "False", "TemplateUnapproved", message.clone())
         }
-        State::RollingOut(rollout) if rollout.phase == crate::controller::rollout::Phase::Halted => {
-            ("False", "False", "RolloutHalted", rollout.message.clone())
+        State::RollingOut(rollout) => {
+            let (reason, message) = rollout.condition();
+            // A halted rollout waits for a person; one in progress is still being reconciled.
+            let reconciling = if reason == "RolloutHalted" { "False" } else { "True" };
+            ("False", reconciling, reason, message)
         }
-        State::RollingOut(rollout) => (
-            "False",
-            "True",
-            "RollingOut",
-            format!(
-                "version {} {}: {}",
-                rollout.version,
-                rollout.phase.label(),
-                rollout.message
-            ),
-        ),
         State::Waiting {
             operation_id,
             action,

@@ -138,6 +138,10 @@ pub async fn from_aws(
                     Some(controller::State::TemplateUnapproved { message }) => {
                         ready("False", "TemplateUnapproved".into(), message)
                     }
+                    Some(controller::State::RollingOut(rollout)) => {
+                        let (reason, message) = rollout.condition();
+                        ready("False", reason.into(), message)
+                    }
                     _ if plan.is_empty() => ready(
                         "False",
                         "Pending".into(),

@@ -149,6 +149,23 @@ pub struct Status {
 }
 
 impl Status {
+    /// The `Ready` condition's reason and message while it holds the rest (/status, `stacksetd status`, the page).
+    pub fn condition(&self) -> (&'static str, String) {
+        let reason = match self.phase {
+            Phase::Halted => "RolloutHalted",
+            _ => "RollingOut",
+        };
+        (
+            reason,
+            format!(
+                "version {} {}: {}",
+                self.version,
+                self.phase.label(),
+                self.message
+            ),
+        )
+    }
+
     /// The phases as `plan` prints them: `canary: 2 accounts x 1 Region`, `then: 1,180 instances after bake 30m`.
     pub fn phase_lines(&self) -> [String; 2] {
         let then = match self.phase {
@@ -313,7 +330,7 @@ fn in_progress(
             let mut s = status(
                 Phase::Halted,
                 format!(
-                    "halted: {why}; the rest stays on the previous version until the version changes or \
+                    "{why}; the rest stays on the previous version until the version changes or \
                      `stacksetd promote {} --retry`",
                     deployment.name()
                 ),
