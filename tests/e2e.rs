@@ -16,6 +16,7 @@ mod local_aws;
 mod management_stack_moto;
 mod moto_harness;
 mod observability_moto;
+mod rollout_moto;
 mod safety_moto;
 mod template_oracle;
 mod tenants_moto;

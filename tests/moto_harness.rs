@@ -752,3 +752,272 @@ async fn a_seeded_moto_builds_the_same_ids_every_time() {
     assert_eq!(built[0], built[1], "the same seed, the same ids");
     assert_ne!(built[0], built[2], "another seed, other ids");
 }
+
+/// The Description of the stack each stack instance of `stack_set` runs in `REGION`, by account, read from moto's
+/// own model dump (`GET /moto-api/data.json`): moto keeps a service-managed instance's stack out of
+/// CloudFormation's API, where AWS would show it in the member account.
+pub(crate) async fn stack_descriptions(
+    server: &MotoServer,
+    stack_set: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let addr = format!("127.0.0.1:{}", server.port());
+    let response = crate::daemon_support::get(&addr, "/moto-api/data.json").await;
+    assert_eq!(response.status, 200, "{}", response.headers);
+    let data = response.json();
+    let mut found = std::collections::BTreeMap::new();
+    for stack in data["cloudformation"]["Stack"]
+        .as_array()
+        .expect("moto's Stack models")
+    {
+        if stack["name"] != stack_set || stack["region_name"] != REGION {
+            continue;
+        }
+        let account = stack["account_id"]
+            .as_str()
+            .expect("account_id")
+            .to_string();
+        let description = stack["template_description"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            found.insert(account.clone(), description).is_none(),
+            "two stacks of {stack_set} in {account}"
+        );
+    }
+    found
+}
+
+/// Each instance as (account, Status, DetailedStatus).
+async fn instance_statuses(client: &cfn::Client, stack_set: &str) -> Vec<(String, String, String)> {
+    client
+        .list_stack_instances()
+        .stack_set_name(stack_set)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .expect("ListStackInstances")
+        .into_iter()
+        .map(|i| {
+            (
+                i.account().unwrap_or_default().to_string(),
+                i.status()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+                i.stack_instance_status()
+                    .and_then(|s| s.detailed_status())
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// patch_update_stack_set_scoped_like_aws and patch_operations_end_when_they_finish: a template change marks every
+/// instance OUTDATED and updates only the DeploymentTargets x Regions given (or every instance without them); a
+/// `fail-instance-update` fault fails one account's instance, which keeps its stack; a finished operation ended in
+/// the past; instances created later get the current template.
+#[tokio::test]
+async fn update_stack_set_updates_only_its_targets_like_aws() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = dir.path().join("faults");
+    std::fs::write(&faults, "").unwrap();
+    let server = MotoServer::start_with_env(&[("STACKSETD_MOTO_FAULTS", faults.to_str().unwrap())]);
+    let org = build_org(&server, &OrgSpec::standard()).await;
+    let client = cfn_client(&server).await;
+    let template = |version: &str| {
+        serde_json::json!({
+            "Description": version,
+            "Resources": {"Nothing": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+        })
+        .to_string()
+    };
+    client
+        .create_stack_set()
+        .stack_set_name(STACK_SET)
+        .template_body(template("v1"))
+        .permission_model(PermissionModels::ServiceManaged)
+        .auto_deployment(AutoDeployment::builder().enabled(true).build())
+        .send()
+        .await
+        .expect("CreateStackSet");
+    create_instances(&client, ou_targets(&[org.ou("Finance")])).await;
+    let finance = org.accounts_under("Finance");
+    let canary = finance.iter().next().unwrap().clone();
+    let expect = |statuses: &[(String, String, String)],
+                  want: &dyn Fn(&str) -> (&'static str, &'static str)| {
+        assert_eq!(statuses.len(), finance.len(), "{statuses:?}");
+        for (account, status, detailed) in statuses {
+            assert_eq!(
+                (status.as_str(), detailed.as_str()),
+                want(account),
+                "{account}: {statuses:?}"
+            );
+        }
+    };
+
+    // Scoped: OUs, Accounts and INTERSECTION name the canary alone.
+    let started = std::time::SystemTime::now();
+    client
+        .update_stack_set()
+        .stack_set_name(STACK_SET)
+        .template_body(template("v2"))
+        .deployment_targets(
+            DeploymentTargets::builder()
+                .organizational_unit_ids(org.ou("Finance"))
+                .accounts(&canary)
+                .account_filter_type(AccountFilterType::Intersection)
+                .build(),
+        )
+        .regions(REGION)
+        .operation_id("canary-1")
+        .send()
+        .await
+        .expect("UpdateStackSet with DeploymentTargets");
+    let op = client
+        .describe_stack_set_operation()
+        .stack_set_name(STACK_SET)
+        .operation_id("canary-1")
+        .send()
+        .await
+        .expect("DescribeStackSetOperation")
+        .stack_set_operation
+        .expect("an operation");
+    let targets = op.deployment_targets().expect("DeploymentTargets echoed");
+    assert_eq!(targets.accounts(), [canary.clone()]);
+    assert_eq!(
+        targets.account_filter_type(),
+        Some(&AccountFilterType::Intersection)
+    );
+    let (created, ended) = (
+        op.creation_timestamp().expect("CreationTimestamp"),
+        op.end_timestamp().expect("EndTimestamp"),
+    );
+    let ended_at = std::time::SystemTime::try_from(*ended).unwrap();
+    assert!(ended >= created, "{op:?}");
+    assert!(
+        ended_at <= std::time::SystemTime::now() && ended_at + Duration::from_secs(5) >= started,
+        "a finished operation ended between the call and now: {op:?}"
+    );
+    let in_list = operations(&client, STACK_SET).await;
+    let listed = in_list
+        .iter()
+        .find(|o| o.operation_id() == Some("canary-1"))
+        .expect("listed");
+    assert_eq!(
+        listed.end_timestamp(),
+        Some(ended),
+        "ListStackSetOperations agrees"
+    );
+    expect(&instance_statuses(&client, STACK_SET).await, &|a| {
+        if a == canary {
+            ("CURRENT", "SUCCEEDED")
+        } else {
+            ("OUTDATED", "SUCCEEDED")
+        }
+    });
+    let stacks = stack_descriptions(&server, STACK_SET).await;
+    assert_eq!(stacks.len(), finance.len(), "{stacks:?}");
+    for (account, description) in &stacks {
+        let want = if *account == canary { "v2" } else { "v1" };
+        assert_eq!(description, want, "{account}'s stack");
+    }
+
+    // Unscoped (the template kept): every instance is updated.
+    client
+        .update_stack_set()
+        .stack_set_name(STACK_SET)
+        .use_previous_template(true)
+        .send()
+        .await
+        .expect("UpdateStackSet for every instance");
+    expect(&instance_statuses(&client, STACK_SET).await, &|_| {
+        ("CURRENT", "SUCCEEDED")
+    });
+    assert!(
+        stack_descriptions(&server, STACK_SET)
+            .await
+            .values()
+            .all(|d| d == "v2")
+    );
+
+    // A failing account: its instance stays OUTDATED (FAILED) on its stack; beyond the tolerance (0), the
+    // operation fails and counts it.
+    let failing = finance.iter().nth(1).unwrap().clone();
+    std::fs::write(
+        &faults,
+        format!("# one account\nfail-instance-update {failing}\n"),
+    )
+    .unwrap();
+    client
+        .update_stack_set()
+        .stack_set_name(STACK_SET)
+        .template_body(template("v3"))
+        .operation_id("all-1")
+        .send()
+        .await
+        .expect("UpdateStackSet");
+    let op = client
+        .describe_stack_set_operation()
+        .stack_set_name(STACK_SET)
+        .operation_id("all-1")
+        .send()
+        .await
+        .expect("DescribeStackSetOperation")
+        .stack_set_operation
+        .expect("an operation");
+    assert_eq!(
+        op.status(),
+        Some(&cfn::types::StackSetOperationStatus::Failed),
+        "{op:?}"
+    );
+    assert_eq!(
+        op.status_details()
+            .and_then(|d| d.failed_stack_instances_count()),
+        Some(1)
+    );
+    expect(&instance_statuses(&client, STACK_SET).await, &|a| {
+        if a == failing {
+            ("OUTDATED", "FAILED")
+        } else {
+            ("CURRENT", "SUCCEEDED")
+        }
+    });
+    let results = client
+        .list_stack_set_operation_results()
+        .stack_set_name(STACK_SET)
+        .operation_id("all-1")
+        .send()
+        .await
+        .expect("ListStackSetOperationResults");
+    let failed: Vec<_> = results
+        .summaries()
+        .iter()
+        .filter(|r| r.status() == Some(&cfn::types::StackSetOperationResultStatus::Failed))
+        .collect();
+    assert_eq!(failed.len(), 1, "{results:?}");
+    assert_eq!(failed[0].account(), Some(failing.as_str()));
+    assert!(
+        failed[0]
+            .status_reason()
+            .is_some_and(|r| r.contains("fail-instance-update"))
+    );
+    for (account, description) in stack_descriptions(&server, STACK_SET).await {
+        let want = if account == failing { "v2" } else { "v3" };
+        assert_eq!(description, want, "{account}'s stack");
+    }
+
+    // Without the fault the account is healthy again; an instance created now gets the current template.
+    std::fs::write(&faults, "").unwrap();
+    create_instances(&client, ou_targets(&[org.ou("Platform")])).await;
+    let stacks = stack_descriptions(&server, STACK_SET).await;
+    for account in org.accounts_under("Platform") {
+        assert_eq!(
+            stacks.get(&account).map(String::as_str),
+            Some("v3"),
+            "{account}"
+        );
+    }
+}

@@ -597,7 +597,7 @@ def patch_update_stack_set_scoped_like_aws() -> None:
             failed_by_region: dict[str, int] = {}
             for instance in instances:
                 if instance.account_id in failing:
-                    reason = f"Injected by the test ({FAIL_INSTANCE_UPDATE} {instance.account_id}): the stack update failed"
+                    reason = f"The stack update failed (injected: {FAIL_INSTANCE_UPDATE} {instance.account_id})"
                     instance.status, instance.detailed_status, instance.status_reason = "OUTDATED", "FAILED", reason
                     failed_by_region[instance.region_name] = failed_by_region.get(instance.region_name, 0) + 1
                     op["Results"].append((instance.account_id, instance.region_name, "FAILED", reason))
