@@ -886,7 +886,7 @@ async fn update_stack_set_updates_only_its_targets_like_aws() {
         .stack_set_operation
         .expect("an operation");
     let targets = op.deployment_targets().expect("DeploymentTargets echoed");
-    assert_eq!(targets.accounts(), [canary.clone()]);
+    assert_eq!(targets.accounts(), std::slice::from_ref(&canary));
     assert_eq!(
         targets.account_filter_type(),
         Some(&AccountFilterType::Intersection)

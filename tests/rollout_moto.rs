@@ -250,7 +250,7 @@ spec:
         let targets = op
             .deployment_targets()
             .expect("the canary update names DeploymentTargets");
-        assert_eq!(targets.accounts(), [self.canary.clone()], "{op:?}");
+        assert_eq!(targets.accounts(), std::slice::from_ref(&self.canary), "{op:?}");
         assert_eq!(
             targets.organizational_unit_ids(),
             [self.org.ou("Finance").to_string()],

@@ -74,13 +74,15 @@ pub async fn converge_until(
             Ok(outcome) => {
                 transient = 0;
                 on_outcome(&outcome);
-                // A coverage gap with nothing to submit is as far as a pass can go: reported, not waited on.
+                // A coverage gap with nothing to submit is as far as a pass can go: reported, not waited on. So is
+                // a staged rollout holding the rest (a bake of up to a week, a halt, a manual promotion).
                 if matches!(
                     outcome.state,
                     State::Converged
                         | State::Suspended { .. }
                         | State::CoverageGap(_)
                         | State::TemplateUnapproved { .. }
+                        | State::RollingOut(_)
                 ) || (!wait_for_deletions
                     && matches!(outcome.state, State::DeletionPending { .. }))
                 {

@@ -460,3 +460,29 @@ async fn pinning_the_digest_promotes_but_does_not_retry_a_halted_version() {
     assert!(done.is_converged(), "{:?}", done.state);
     assert_eq!(canaries(&sim), before + 1);
 }
+
+/// The first deployment bakes from the end of its canary's creation (not from each pass: the bake's end stays
+/// put), then reaches every account.
+#[tokio::test(start_paused = true)]
+async fn the_first_deployment_bakes_from_its_canarys_creation() {
+    let sim = Sim::realistic(SimConfig::default());
+    let ctx = sim_context(&sim);
+    let state = &mut DeploymentState::default();
+    let v = versions();
+    let first = staged(&sim, &v.v1, "    bake: 30m\n");
+    let ends = |o: &Outcome| match &o.state {
+        State::RollingOut(s) => (s.bake_ends_at.clone(), s.rest),
+        _ => (None, 0),
+    };
+    let baking = pass_until(&first, &ctx, state, is(Phase::Baking)).await;
+    let (end, rest) = ends(&baking);
+    assert!(end.is_some());
+    assert_eq!(rest, active_members(&sim).len() - 1, "every other account waits");
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let later = controller::reconcile(&first, &ctx, state).await.unwrap();
+    assert_eq!(ends(&later).0, end, "the bake's end does not move");
+    let instances = sim.instances(STACK_SET);
+    assert!(instances.iter().all(|i| i.account == canary(&sim)), "only the canary so far");
+    let done = pass_until(&first, &ctx, state, |o| o.is_converged()).await;
+    assert!(done.is_converged());
+}

@@ -35,6 +35,8 @@ pub const ROLLOUT_CANARY: &str = "canary";
 pub const PROMOTE_TAG: &str = "stacksetd.dev/promote";
 /// The OperationId word of a canary update (`stacksetd-canary-<digest>-<n>`).
 pub const CANARY_OPERATION: &str = "canary";
+/// The OperationId prefix of a creation of instances: during a rollout, only the canary's are created.
+pub const CANARY_CREATION: &str = "stacksetd-create-inst-";
 /// The OperationId word of `stacksetd promote`'s tagging update, which does not restart the bake.
 pub const PROMOTE_OPERATION: &str = "promote";
 /// The tags that belong to the rollout, never to the desired state (spec drift ignores them).
@@ -60,6 +62,8 @@ pub struct Facts {
     pub access_failures: Option<Vec<(String, String)>>,
     /// `spec.accessCheck` is set: the canary is verified only once the check answered.
     pub access_configured: bool,
+    /// The account x Region slots the rest of the rollout reaches (targeted active accounts outside the canary).
+    pub rest: usize,
     pub wall_now: SystemTime,
 }
 
@@ -74,6 +78,7 @@ impl Facts {
             busy: false,
             access_failures: None,
             access_configured: false,
+            rest: 0,
             wall_now,
         }
     }
@@ -131,7 +136,7 @@ pub struct Status {
     /// The canary: accounts x Regions.
     pub canary_accounts: Vec<String>,
     pub regions: usize,
-    /// The instances the rest of the rollout reaches (the stack set's other instances in desired Regions).
+    /// The account x Region slots the rest of the rollout reaches (targeted active accounts outside the canary).
     pub rest: usize,
     /// `spec.rollout.bake`, as written.
     pub bake: String,
@@ -225,7 +230,7 @@ pub fn stage(
         phase,
         canary_accounts: facts.canary.iter().cloned().collect(),
         regions: spec.regions.len(),
-        rest: rest_count(spec, observed, facts),
+        rest: facts.rest,
         bake: humantime::format_duration(rollout.bake.0).to_string(),
         bake_ends_at: None,
         halted_at: Vec::new(),
@@ -270,7 +275,11 @@ pub fn stage(
             settings.managed_execution = None;
             *only = Some(scope);
         }
-        step.summary = format!("canary: {}", step.summary);
+        step.summary = format!(
+            "canary: the new version to {} canary account(s) x {} Region(s) first; the rest waits",
+            facts.canary.len(),
+            spec.regions.len()
+        );
         plan.steps.truncate(at);
         plan.steps.push(step);
         return Ok(Some(status(
@@ -624,15 +633,6 @@ fn scope_targets(accounts: &BTreeSet<String>, facts: &Facts) -> Targets {
         accounts: accounts.iter().cloned().collect(),
         account_filter_type: AccountFilterType::Intersection,
     }
-}
-
-/// The instances outside the canary in desired Regions (what the rest of the rollout reaches).
-fn rest_count(spec: &Spec, observed: &Observed, facts: &Facts) -> usize {
-    observed
-        .instances
-        .iter()
-        .filter(|i| !facts.canary.contains(&i.account) && spec.regions.contains(&i.region))
-        .count()
 }
 
 mod observe;

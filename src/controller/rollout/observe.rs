@@ -1,7 +1,7 @@
 //! Gathering a rollout's facts: the canary resolved against the organization and the targets, the canary
 //! operation, and the canary's access check.
 
-use super::{CANARY_OPERATION, Facts, ROLLOUT_TAG};
+use super::{CANARY_CREATION, CANARY_OPERATION, Facts, ROLLOUT_TAG};
 use crate::cloud::org::OrgSnapshot;
 use crate::cloud::{InstanceStatus, Operation};
 use crate::controller::Context;
@@ -57,13 +57,25 @@ pub async fn observe(
             facts.parents.insert(account.clone(), a.parent.clone());
         }
     }
-    // The newest: a running one, else the last to end (canary updates of one stack set never overlap: they
-    // update the same instances). Not the listing's position: AWS documents no order.
+    // The operation that last reached the canary: a canary update, or (the first deployment) the creation of the
+    // canary's instances. The newest: a running one, else the last to end (they never overlap: they touch the same
+    // instances). Not the listing's position: AWS documents no order. Creations of other instances do not run
+    // while a rollout holds the rest, so an older one only ends before the canary's.
     facts.last_canary = operations
         .iter()
-        .filter(|op| op.id.starts_with(&format!("stacksetd-{CANARY_OPERATION}-")))
+        .filter(|op| {
+            op.id.starts_with(&format!("stacksetd-{CANARY_OPERATION}-"))
+                || op.id.starts_with(CANARY_CREATION)
+        })
         .max_by_key(|op| (op.status.is_active(), op.ended))
         .cloned();
+    // The slots the rest of the rollout reaches: the targeted active accounts outside the canary, every Region.
+    facts.rest = coverage
+        .targeted
+        .iter()
+        .filter(|a| !facts.canary.contains(*a))
+        .count()
+        * spec.regions.len();
     facts.busy = operations.iter().any(|op| op.status.is_active());
     let Some(stack_set) = observed.stack_set.as_ref() else {
         return Some(facts);
