@@ -788,33 +788,6 @@ pub(crate) async fn stack_descriptions(
     found
 }
 
-/// Each instance as (account, Status, DetailedStatus).
-async fn instance_statuses(client: &cfn::Client, stack_set: &str) -> Vec<(String, String, String)> {
-    client
-        .list_stack_instances()
-        .stack_set_name(stack_set)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .expect("ListStackInstances")
-        .into_iter()
-        .map(|i| {
-            (
-                i.account().unwrap_or_default().to_string(),
-                i.status()
-                    .map(|s| s.as_str().to_string())
-                    .unwrap_or_default(),
-                i.stack_instance_status()
-                    .and_then(|s| s.detailed_status())
-                    .map(|s| s.as_str().to_string())
-                    .unwrap_or_default(),
-            )
-        })
-        .collect()
-}
-
 /// patch_update_stack_set_scoped_like_aws and patch_operations_end_when_they_finish: a template change marks every
 /// instance OUTDATED and updates only the DeploymentTargets x Regions given (or every instance without them); a
 /// `fail-instance-update` fault fails one account's instance, which keeps its stack; a finished operation ended in

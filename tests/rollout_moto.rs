@@ -186,30 +186,10 @@ spec:
 
     /// Each instance's (Status, DetailedStatus), by account.
     async fn statuses(&self) -> BTreeMap<String, (String, String)> {
-        self.client
-            .list_stack_instances()
-            .stack_set_name(STACK_SET)
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
+        instance_statuses(&self.client, STACK_SET)
             .await
-            .expect("ListStackInstances")
             .into_iter()
-            .map(|i| {
-                (
-                    i.account().unwrap_or_default().to_string(),
-                    (
-                        i.status()
-                            .map(|s| s.as_str().to_string())
-                            .unwrap_or_default(),
-                        i.stack_instance_status()
-                            .and_then(|s| s.detailed_status())
-                            .map(|s| s.as_str().to_string())
-                            .unwrap_or_default(),
-                    ),
-                )
-            })
+            .map(|(account, status, detailed)| (account, (status, detailed)))
             .collect()
     }
 
@@ -250,7 +230,11 @@ spec:
         let targets = op
             .deployment_targets()
             .expect("the canary update names DeploymentTargets");
-        assert_eq!(targets.accounts(), std::slice::from_ref(&self.canary), "{op:?}");
+        assert_eq!(
+            targets.accounts(),
+            std::slice::from_ref(&self.canary),
+            "{op:?}"
+        );
         assert_eq!(
             targets.organizational_unit_ids(),
             [self.org.ou("Finance").to_string()],

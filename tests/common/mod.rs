@@ -738,6 +738,29 @@ pub async fn instances_any_status(
     pairs_of(&instance_summaries(client, stack_set).await)
 }
 
+/// Each instance of `stack_set` as (account, Status, DetailedStatus).
+pub async fn instance_statuses(
+    client: &cfn::Client,
+    stack_set: &str,
+) -> Vec<(String, String, String)> {
+    instance_summaries(client, stack_set)
+        .await
+        .into_iter()
+        .map(|i| {
+            (
+                i.account().unwrap_or_default().to_string(),
+                i.status()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+                i.stack_instance_status()
+                    .and_then(|s| s.detailed_status())
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
 async fn instance_summaries(
     client: &cfn::Client,
     stack_set: &str,
