@@ -477,12 +477,19 @@ async fn the_first_deployment_bakes_from_its_canarys_creation() {
     let baking = pass_until(&first, &ctx, state, is(Phase::Baking)).await;
     let (end, rest) = ends(&baking);
     assert!(end.is_some());
-    assert_eq!(rest, active_members(&sim).len() - 1, "every other account waits");
+    assert_eq!(
+        rest,
+        active_members(&sim).len() - 1,
+        "every other account waits"
+    );
     tokio::time::sleep(Duration::from_secs(600)).await;
     let later = controller::reconcile(&first, &ctx, state).await.unwrap();
     assert_eq!(ends(&later).0, end, "the bake's end does not move");
     let instances = sim.instances(STACK_SET);
-    assert!(instances.iter().all(|i| i.account == canary(&sim)), "only the canary so far");
+    assert!(
+        instances.iter().all(|i| i.account == canary(&sim)),
+        "only the canary so far"
+    );
     let done = pass_until(&first, &ctx, state, |o| o.is_converged()).await;
     assert!(done.is_converged());
 }
