@@ -170,18 +170,11 @@ spec:
     }
 
     async fn tags(&self) -> BTreeMap<String, String> {
-        describe_stack_set(&self.client, STACK_SET)
-            .await
-            .expect("the stack set")
-            .tags()
-            .iter()
-            .map(|t| {
-                (
-                    t.key().unwrap_or_default().to_string(),
-                    t.value().unwrap_or_default().to_string(),
-                )
-            })
-            .collect()
+        stack_set_tags(
+            &describe_stack_set(&self.client, STACK_SET)
+                .await
+                .expect("the stack set"),
+        )
     }
 
     /// Each instance's (Status, DetailedStatus), by account.

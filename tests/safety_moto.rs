@@ -77,19 +77,6 @@ async fn plan_text(server: &MotoServer, desired: &Path) -> String {
     String::from_utf8_lossy(&output.stdout).to_string()
 }
 
-fn tags(stack_set: &cfn::StackSet) -> std::collections::BTreeMap<String, String> {
-    stack_set
-        .tags()
-        .iter()
-        .map(|t| {
-            (
-                t.key().unwrap_or_default().to_string(),
-                t.value().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
-}
-
 async fn deletions(client: &aws_sdk_cloudformation::Client, stack_set: &str) -> usize {
     operations(client, stack_set)
         .await
@@ -318,10 +305,10 @@ async fn an_untagged_stack_set_is_left_alone_then_adopted() {
     assert_exit(&reconcile(&server, &adopted, &[], &[]).await, 0, "adopted");
     let set = describe_stack_set(&client, STACK_SET).await.unwrap();
     assert_eq!(
-        tags(&set).get(OWNER_TAG).map(String::as_str),
+        stack_set_tags(&set).get(OWNER_TAG).map(String::as_str),
         Some("aimably")
     );
-    assert!(tags(&set).contains_key(TEMPLATE_TAG));
+    assert!(stack_set_tags(&set).contains_key(TEMPLATE_TAG));
 }
 
 #[tokio::test]
@@ -350,7 +337,7 @@ async fn a_console_edit_is_reverted_and_a_later_widening_publication_is_held() {
     );
     let set = describe_stack_set(&client, STACK_SET).await.unwrap();
     assert_eq!(
-        tags(&set).get(TEMPLATE_TAG),
+        stack_set_tags(&set).get(TEMPLATE_TAG),
         Some(&stacksetd::template::sha256_hex(v1.as_bytes()))
     );
 
@@ -397,7 +384,7 @@ async fn a_console_edit_is_reverted_and_a_later_widening_publication_is_held() {
     );
     let set = describe_stack_set(&client, STACK_SET).await.unwrap();
     assert_eq!(
-        tags(&set).get(TEMPLATE_TAG),
+        stack_set_tags(&set).get(TEMPLATE_TAG),
         Some(&stacksetd::template::sha256_hex(v1.as_bytes())),
         "still v1 approved"
     );
@@ -423,7 +410,7 @@ async fn a_console_edit_is_reverted_and_a_later_widening_publication_is_held() {
         "the reviewed version pinned",
     );
     let set = describe_stack_set(&client, STACK_SET).await.unwrap();
-    assert_eq!(tags(&set).get(TEMPLATE_TAG), Some(&wide_sha));
+    assert_eq!(stack_set_tags(&set).get(TEMPLATE_TAG), Some(&wide_sha));
 }
 
 #[tokio::test]

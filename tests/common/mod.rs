@@ -738,6 +738,20 @@ pub async fn instances_any_status(
     pairs_of(&instance_summaries(client, stack_set).await)
 }
 
+/// A stack set's tags, by key.
+pub fn stack_set_tags(stack_set: &cfn::types::StackSet) -> BTreeMap<String, String> {
+    stack_set
+        .tags()
+        .iter()
+        .map(|t| {
+            (
+                t.key().unwrap_or_default().to_string(),
+                t.value().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
 /// Each instance of `stack_set` as (account, Status, DetailedStatus).
 pub async fn instance_statuses(
     client: &cfn::Client,
