@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use tracing::{info, warn};
 
 use super::{Context, DeploymentState, Outcome, State, operation};
-use crate::cloud::{DetectDriftRequest, ObservedStackSet, Operation, Setting};
+use crate::cloud::{DetectDriftRequest, ObservedStackSet, Operation, Setting, StackSetSettings};
 use crate::controller::Report;
 use crate::desired::Deployment;
 use crate::error::Error;
@@ -27,13 +27,30 @@ use crate::plan::Observed;
 /// The stack set settings spec drift is tracked for, with the value as a short readable string.
 /// A staged rollout's own tags are stacksetd's record of the rollout (and `stacksetd promote`'s), never drift.
 pub fn settings_fingerprint(stack_set: &ObservedStackSet) -> BTreeMap<&'static str, String> {
-    let mut settings = stack_set.settings.clone();
-    settings
+    let settings = &stack_set.settings;
+    let rollout_tagged = settings
         .tags
-        .retain(|key, _| !super::rollout::TAGS.contains(&key.as_str()));
+        .keys()
+        .any(|key| super::rollout::TAGS.contains(&key.as_str()));
+    // Only the tags are copied, and only when a rollout tag is there: a pass must not copy the template body.
+    let untagged = rollout_tagged.then(|| StackSetSettings {
+        tags: settings
+            .tags
+            .iter()
+            .filter(|(key, _)| !super::rollout::TAGS.contains(&key.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        ..StackSetSettings::default()
+    });
     Setting::ALL
         .into_iter()
-        .filter_map(|setting| Some((setting.name(), setting.fingerprint(&settings)?)))
+        .filter_map(|setting| {
+            let source = match (&untagged, setting) {
+                (Some(untagged), Setting::Tags) => untagged,
+                _ => settings,
+            };
+            Some((setting.name(), setting.fingerprint(source)?))
+        })
         .collect()
 }
 

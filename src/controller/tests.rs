@@ -190,6 +190,12 @@ fn every_setting_is_fingerprinted_and_part_of_the_operation_id() {
         drift: None,
     };
     let fingerprint = settings_fingerprint(&observed);
+    // A staged rollout's own tags (stacksetd's record, and `stacksetd promote`'s) are never spec drift.
+    let mut rolling = observed.clone();
+    for tag in super::rollout::TAGS {
+        rolling.settings.tags.insert(tag.into(), "x".into());
+    }
+    assert_eq!(settings_fingerprint(&rolling), fingerprint);
     let names: Vec<&str> = Setting::ALL.iter().map(|s| s.name()).collect();
     assert_eq!(
         fingerprint
