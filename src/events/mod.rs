@@ -74,8 +74,9 @@ impl Dropped {
     }
 }
 
-/// The kinds read, as (source, detail-type, the `kind` label).
-const STACK_SET_KINDS: [(&str, &str); 3] = [
+/// The CloudFormation events read (source `aws.cloudformation`), as (detail-type, the `kind` label): the
+/// EventBridge rule in deploy/events/ matches exactly these.
+pub const STACK_SET_KINDS: [(&str, &str); 3] = [
     ("CloudFormation StackSet Status Change", "stack_set_status"),
     (
         "CloudFormation StackSet Operation Status Change",
@@ -87,8 +88,9 @@ const STACK_SET_KINDS: [(&str, &str); 3] = [
     ),
 ];
 
-/// The Organizations calls and service events read (`detail.eventName`).
-const ACCOUNT_EVENTS: [&str; 7] = [
+/// The Organizations calls and service events read (source `aws.organizations`, `detail.eventName`): the
+/// EventBridge rule in deploy/events/ matches exactly these.
+pub const ACCOUNT_EVENTS: [&str; 7] = [
     "MoveAccount",
     "CreateAccountResult",
     "InviteAccountToOrganization",
@@ -96,6 +98,15 @@ const ACCOUNT_EVENTS: [&str; 7] = [
     "RemoveAccountFromOrganization",
     "AccountJoinedOrganization",
     "AccountDepartedOrganization",
+];
+
+/// The SQS actions the daemon calls on the queue (ReceiveMessage long-polls, DeleteMessageBatch is authorised as
+/// sqs:DeleteMessage, GetQueueAttributes checks the queue at start): deploy/iam/stacksetd-policy-events.json grants
+/// exactly these, on the queue only.
+pub const QUEUE_ACTIONS: &[&str] = &[
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
 ];
 
 /// Every `kind` label [`parse`] gives.
