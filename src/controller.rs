@@ -39,6 +39,7 @@ use crate::desired::Deployment;
 use crate::error::Error;
 use crate::plan::{self, Action, Observed, Plan, Purpose};
 use crate::template::{self, Fetcher, TemplateSource};
+use instances::Look;
 
 pub use auto_targets::AutoTargetsReport;
 pub use decide::{Decision, Next, decide};
@@ -161,6 +162,8 @@ pub struct Context {
     pub templates: Arc<TemplateSource>,
     pub config: Config,
     org: tokio::sync::Mutex<Option<(Instant, Arc<OrgSnapshot>)>>,
+    /// Set by [`Context::organization_changed`]: the cached tree is out of date.
+    org_changed: std::sync::atomic::AtomicBool,
     /// Update decisions by their inputs: judging a template is pure, so a pass asks again only when something
     /// it depends on changed.
     pub assessments: Arc<template::Assessments>,
@@ -171,6 +174,9 @@ pub struct Context {
     /// wall-clock decisions (is a drift check older than the interval?) follow simulated time in tests.
     epoch: (Instant, std::time::SystemTime),
     preflight: crate::controller::preflight::PreflightCache,
+    /// What the event queue has seen (`events.queue_url`): whether a converged pass may skip the operations
+    /// listing. Trusted only in the daemon's own context with a queue; a role's context has its own, untrusted.
+    pub events: Arc<crate::events::Ledger>,
 }
 
 impl Context {
@@ -183,10 +189,12 @@ impl Context {
             ))),
             config,
             org: Default::default(),
+            org_changed: Default::default(),
             assessments: Default::default(),
             analyzer_verdicts: Default::default(),
             epoch: (Instant::now(), std::time::SystemTime::now()),
             preflight: Default::default(),
+            events: Default::default(),
         }
     }
 
@@ -198,10 +206,14 @@ impl Context {
             templates: self.templates.clone(),
             config: self.config.clone(),
             org: Default::default(),
+            org_changed: Default::default(),
             assessments: self.assessments.clone(),
             analyzer_verdicts: self.analyzer_verdicts.clone(),
             epoch: self.epoch,
             preflight: Default::default(),
+            // The queue carries the events of the daemon's own account: another identity's stack sets are not
+            // known to be in it.
+            events: Default::default(),
         }
     }
 
@@ -230,14 +242,41 @@ impl Context {
     /// The organization tree, re-listed when older than the scan interval.
     pub async fn organization(&self) -> Result<Arc<OrgSnapshot>, Error> {
         let mut cached = self.org.lock().await;
+        // Taken before the scan: a change signalled during it is still there for the next pass.
+        let changed = self
+            .org_changed
+            .swap(false, std::sync::atomic::Ordering::SeqCst);
         if let Some((at, snapshot)) = cached.as_ref()
             && at.elapsed() < self.config.org_scan_interval
+            && !changed
         {
             return Ok(snapshot.clone());
         }
-        let snapshot = Arc::new(org::scan(self.cloud.as_ref()).await?);
+        let snapshot = match org::scan(self.cloud.as_ref()).await {
+            Ok(snapshot) => Arc::new(snapshot),
+            Err(e) => {
+                if changed {
+                    // Still out of date: the next pass scans again.
+                    self.organization_changed();
+                }
+                return Err(e);
+            }
+        };
         *cached = Some((Instant::now(), snapshot.clone()));
         Ok(snapshot)
+    }
+
+    /// The organization tree as last scanned, without scanning or waiting for a scan under way (the event reader
+    /// routes with it; None then routes to every deployment).
+    pub fn cached_organization(&self) -> Option<Arc<OrgSnapshot>> {
+        self.org.try_lock().ok()?.as_ref().map(|(_, s)| s.clone())
+    }
+
+    /// The organization changed (an account event): the next pass that asks scans it again, even if a scan is
+    /// under way now (it may have read the tree before the change). Never waits.
+    pub fn organization_changed(&self) {
+        self.org_changed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Forget the cached organization tree (e.g. after an edit that targets a new OU).
@@ -350,9 +389,15 @@ pub async fn reconcile(
     let mut observation = observe(deployment, ctx, state).await?;
     // Decide.
     let mut decision = decide(deployment, &ctx.config, &observation, Instant::now())?;
+    // A page of operations skipped on the event queue's word only ever concludes "converged": anything else
+    // (an account joined, a version published) reads the page and decides again.
+    if !observation.operations_listed && !decision.converged() {
+        observation = observe::observe_with(deployment, ctx, state, Look::Operations).await?;
+        decision = decide(deployment, &ctx.config, &observation, Instant::now())?;
+    }
     // The cached listing never decides a deletion: list afresh and decide again.
     if !observation.fresh && decision.deletes() {
-        observation = observe::observe_with(deployment, ctx, state, true).await?;
+        observation = observe::observe_with(deployment, ctx, state, Look::Afresh).await?;
         decision = decide(deployment, &ctx.config, &observation, Instant::now())?;
     }
     // What the pass saw first is counted once it decided (the report carries it to the metrics).
@@ -401,6 +446,11 @@ async fn act(
     let spec = &deployment.spec;
     let observed = &observation.observed;
     let Decision { plan, report, next } = decision;
+    // Kept only by a converged pass (before anything is sent): the next pass may trust the event queue from it.
+    state.set_quiet(match (&next, observation.events) {
+        (Next::Converged { .. }, Some(stamp)) => Some((stamp, deployment.generation().to_string())),
+        _ => None,
+    });
     if matches!(next, Next::Converged { .. } | Next::DetectDrift)
         && let Some(settings) = &observation.remembered.settings
     {

@@ -773,6 +773,10 @@ async fn run_daemon(settings: &Settings) -> anyhow::Result<ExitCode> {
         );
         daemon = daemon.with_leases(leases)?;
     }
+    if let Some(url) = &settings.events.queue_url {
+        let queue = aws.event_queue(url).context("events.queue_url")?;
+        daemon = daemon.with_events(Arc::new(queue));
+    }
     let reloader = daemon.reloader();
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {

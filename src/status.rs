@@ -55,6 +55,28 @@ pub struct Status {
     /// With `leases.table`: this replica's session and the leases it holds (read when /status is asked).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leases: Option<crate::leases::LeaseSnapshot>,
+    /// With `events.queue_url`: whether the queue is read, or the daemon polls without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<EventQueueStatus>,
+}
+
+/// The event queue as /status shows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventQueueStatus {
+    pub queue_url: String,
+    /// `events` while the queue is read; `polling` while it cannot be (not yet, or failing).
+    pub mode: String,
+    /// Since when (RFC 3339) it is in this mode.
+    pub since: String,
+    /// Why the queue cannot be read (the last failed call), while polling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Whether converged passes trust the queue for the operations they did not start (one call each): only the
+    /// daemon's own identity, and not with leases.
+    pub converged_pass_trusts_events: bool,
+    pub received: u64,
+    pub dropped: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -194,6 +216,7 @@ impl StatusBoard {
                 deployments: BTreeMap::new(),
                 orphaned_stack_sets: Vec::new(),
                 leases: None,
+                events: None,
             }),
             ready: watch::channel(false).0,
             leases: Default::default(),
@@ -207,6 +230,11 @@ impl StatusBoard {
 
     pub fn set_orphans(&self, orphans: Vec<crate::controller::ownership::Orphan>) {
         self.with(|s| s.orphaned_stack_sets = orphans);
+    }
+
+    /// Show or update the event queue's state.
+    pub fn event_queue(&self, update: impl FnOnce(&mut EventQueueStatus)) {
+        self.with(|s| update(s.events.get_or_insert_with(Default::default)));
     }
 
     pub fn snapshot(&self) -> Status {

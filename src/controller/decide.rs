@@ -82,6 +82,11 @@ impl Next {
 
 impl Decision {
     /// The next move submits a deletion.
+    /// Converged: nothing to do, no drift check due.
+    pub fn converged(&self) -> bool {
+        matches!(self.next, Next::Converged { .. })
+    }
+
     pub fn deletes(&self) -> bool {
         matches!(self.next, Next::Submit(i) if self.plan.steps[i].action.is_deletion())
     }
@@ -103,6 +108,8 @@ pub fn decide(
         remembered,
         fresh: _,
         operations,
+        operations_listed: _,
+        events: _,
         dependencies,
         auto_targets,
         rollout,

@@ -48,6 +48,9 @@ pub struct DeploymentState {
     unconfirmed: Option<String>,
     /// The stack set's last full listing of instances (`controller/instances.rs`).
     instances: Option<super::instances::InstanceCache>,
+    /// The event ledger's stamp and the generation when a pass last found the deployment converged: while both
+    /// hold, nothing happened to the stack set since (`instances::Look::Trusting`).
+    quiet: Option<(crate::events::Stamp, String)>,
     /// The ARNs of the stack sets named in `autoDeployment.dependsOn`, and when each was read.
     dependency_arns: BTreeMap<String, (String, Instant)>,
     /// The last auto-deployment target check and when it ran (`controller/auto_targets.rs`).
@@ -338,6 +341,19 @@ impl DeploymentState {
     }
 
     /// The last full listing of the deployment's instances, if any.
+    /// The stamp kept by the last converged pass of this generation.
+    pub(super) fn quiet(&self, generation: &str) -> Option<crate::events::Stamp> {
+        self.quiet
+            .as_ref()
+            .filter(|(_, g)| g == generation)
+            .map(|(stamp, _)| *stamp)
+    }
+
+    /// What this pass found: converged with this stamp (`Some`), or anything else.
+    pub(super) fn set_quiet(&mut self, quiet: Option<(crate::events::Stamp, String)>) {
+        self.quiet = quiet;
+    }
+
     pub(super) fn cached_instances(&self) -> Option<super::instances::InstanceCache> {
         self.instances.clone()
     }

@@ -11,8 +11,11 @@
 //!   eventually consistent, so older unseen ones may hide behind it: in doubt, relist);
 //! - the stack set is not the one listed (another ARN, another name or `callAs`).
 //!
+//! With a healthy event queue (`events.queue_url`) a pass that finds nothing new may skip even that page: see
+//! [`Look::Trusting`] and `events::Ledger`.
+//!
 //! The cache never decides a deletion: a pass whose next step deletes lists afresh and decides again (see
-//! `controller::reconcile`).
+//! `controller::reconcile`); nor does a skipped page decide anything but "converged".
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -49,6 +52,23 @@ pub struct Listing {
     pub instances: Arc<Vec<StackInstance>>,
     pub fresh: bool,
     pub operations: Vec<Operation>,
+    /// False when the page was not read: the event queue vouched that nothing happened since the last
+    /// converged pass ([`Look::Trusting`]); `operations` is empty then.
+    pub operations_listed: bool,
+    /// The event ledger's stamp, read before the page (what a converged pass keeps).
+    pub events: Option<crate::events::Stamp>,
+}
+
+/// How much of what the last passes saw a pass may reuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Look {
+    /// The cached listing while current; and with a healthy event queue (`events::Ledger`), not even the page
+    /// of operations when no event named the stack set since the last pass found it converged.
+    Trusting,
+    /// The cached listing while one page of operations shows it current.
+    Operations,
+    /// Every instance listed afresh.
+    Afresh,
 }
 
 /// Why the cached listing is not used.
@@ -107,23 +127,48 @@ fn key_of(
     (stack_set.name.clone(), stack_set.arn.clone(), call_as)
 }
 
-/// The stack set's instances: the cached listing when it is current, else a full listing (remembered).
-/// `force` lists afresh whatever the cache holds.
+/// The stack set's instances: the cached listing when it is current, else a full listing (remembered). See
+/// [`Look`] for what may be reused.
 pub(super) async fn read(
     deployment: &Deployment,
     ctx: &Context,
     state: &mut DeploymentState,
     stack_set: &ObservedStackSet,
-    force: bool,
+    look: Look,
 ) -> Result<Listing, Error> {
     let spec = &deployment.spec;
     let cached = state.cached_instances();
+    // Read before the page: an event arriving from here on changes the stamp, so the next pass looks again.
+    let events = ctx.events.stamp(&spec.stack_set_name);
+    let quiet = look == Look::Trusting
+        && events.is_some()
+        && events == state.quiet(deployment.generation().as_str());
+    if quiet
+        && let Some(cache) = &cached
+        && relist_needed(
+            Some(cache),
+            stack_set,
+            spec.call_as,
+            &[],
+            Instant::now(),
+            ctx.config.instance_relist_interval,
+        )
+        .is_none()
+    {
+        return Ok(Listing {
+            instances: cache.instances.clone(),
+            fresh: false,
+            operations: Vec::new(),
+            operations_listed: false,
+            events,
+        });
+    }
     let operations = ctx
         .cloud
         .list_operations(&spec.stack_set_name, spec.call_as, OPERATIONS_PAGE)
         .await?;
     let now = Instant::now();
-    let reason = if force {
+    let reason = if look == Look::Afresh {
         Some(Relist::Forced)
     } else {
         relist_needed(
@@ -141,6 +186,8 @@ pub(super) async fn read(
             instances: cache.instances,
             fresh: false,
             operations,
+            operations_listed: true,
+            events,
         });
     };
     debug!(?reason, "listing the stack set's instances");
@@ -163,6 +210,8 @@ pub(super) async fn read(
         instances,
         fresh: true,
         operations,
+        operations_listed: true,
+        events,
     })
 }
 

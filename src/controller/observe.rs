@@ -19,6 +19,7 @@ use crate::coverage::Coverage;
 use crate::desired::{Deployment, Ensure};
 use crate::error::{AwsErrorKind, Error};
 use crate::plan::Observed;
+use instances::Look;
 
 /// What a pass sees: the template version to plan with (and the decision about the version fetched), the stack
 /// set and its instances, the (cached) organization, and what the controller remembers.
@@ -35,6 +36,11 @@ pub struct Observation {
     pub fresh: bool,
     /// The page of ListStackSetOperations the instance cache was checked against (empty without a stack set).
     pub operations: Vec<crate::cloud::Operation>,
+    /// False when the page was skipped on the event queue's word (`instances::Look::Trusting`): such an
+    /// observation only ever concludes "converged" (`controller::reconcile` looks again otherwise).
+    pub operations_listed: bool,
+    /// The event ledger's stamp read before the page: what a converged pass keeps.
+    pub events: Option<crate::events::Stamp>,
     /// `autoDeployment.dependsOn` as ARNs, sorted (`controller/dependencies.rs`).
     pub dependencies: Vec<String>,
     /// The last auto-deployment target check (`controller/auto_targets.rs`), when there is one to make.
@@ -161,15 +167,15 @@ pub async fn observe(
     ctx: &Context,
     state: &mut DeploymentState,
 ) -> Result<Observation, Error> {
-    observe_with(deployment, ctx, state, false).await
+    observe_with(deployment, ctx, state, Look::Trusting).await
 }
 
-/// [`observe`], listing the instances afresh when `fresh` (not from the cache).
+/// [`observe`], reusing no more of the instances than `look` allows.
 pub(super) async fn observe_with(
     deployment: &Deployment,
     ctx: &Context,
     state: &mut DeploymentState,
-    fresh: bool,
+    look: Look,
 ) -> Result<Observation, Error> {
     let spec = &deployment.spec;
     let name = deployment.name();
@@ -193,16 +199,26 @@ pub(super) async fn observe_with(
         .describe_stack_set(&spec.stack_set_name, spec.call_as)
         .await?;
     let ownership = ownership::check(deployment, ctx, stack_set.as_ref()).await?;
-    let (instances, fresh, operations) = match &stack_set {
-        Some(stack_set) => {
-            let listing = instances::read(deployment, ctx, state, stack_set, fresh).await?;
-            (listing.instances, listing.fresh, listing.operations)
-        }
+    let listing = match &stack_set {
+        Some(stack_set) => instances::read(deployment, ctx, state, stack_set, look).await?,
         None => {
             state.drop_instances();
-            (Default::default(), true, Vec::new())
+            instances::Listing {
+                instances: Default::default(),
+                fresh: true,
+                operations: Vec::new(),
+                operations_listed: true,
+                events: None,
+            }
         }
     };
+    let instances::Listing {
+        instances,
+        fresh,
+        operations,
+        operations_listed,
+        events,
+    } = listing;
     let inactive_accounts = org
         .accounts
         .values()
@@ -289,6 +305,8 @@ pub(super) async fn observe_with(
         remembered,
         fresh,
         operations,
+        operations_listed,
+        events,
         dependencies,
         auto_targets,
         rollout,

@@ -8,6 +8,7 @@
 //! whole daemon in-process; main.rs wires both to real signals.
 
 pub mod access;
+pub mod events;
 mod gate;
 pub mod read_budget;
 mod running;
@@ -81,6 +82,8 @@ pub struct Daemon {
     connector: Option<Arc<dyn Connector>>,
     /// With `leases.table`: the deployments are shared with other replicas.
     leases: Option<Arc<Leases>>,
+    /// With `events.queue_url`: passes follow EventBridge's events (events.rs).
+    events: Option<Arc<dyn crate::cloud::queue::EventQueue>>,
     options: Options,
     listener: TcpListener,
     status: Arc<StatusBoard>,
@@ -113,6 +116,7 @@ impl Daemon {
             gate,
             connector: None,
             leases: None,
+            events: None,
             status: Arc::new(StatusBoard::new(options.desired_state.clone())),
             options,
             listener,
@@ -144,6 +148,13 @@ impl Daemon {
             .map_err(metrics_error)?;
         self.leases = Some(leases);
         Ok(self)
+    }
+
+    /// Follow the events on `queue` (`events.queue_url`): passes are triggered by them, and (without leases) a
+    /// converged pass skips the operations listing while the queue vouches nothing happened.
+    pub fn with_events(mut self, queue: Arc<dyn crate::cloud::queue::EventQueue>) -> Daemon {
+        self.events = Some(queue);
+        self
     }
 
     pub fn reloader(&self) -> Reloader {

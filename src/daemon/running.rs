@@ -47,6 +47,8 @@ pub(super) struct Running {
     reload_rx: mpsc::Receiver<()>,
     /// Deployments whose template a poll found republished.
     published_rx: mpsc::UnboundedReceiver<Vec<String>>,
+    /// Deployments an event concerns (events.rs), with where to say which passes will observe it.
+    dispatch_rx: mpsc::Receiver<super::events::Dispatch>,
     watchdog: systemd::Watchdog,
     /// `stopping` (passes, pollers, scans) is cancelled when shutdown begins; its parent `closing` (the HTTP
     /// server, which keeps answering probes during the drain) at the very end.
@@ -65,6 +67,7 @@ impl Running {
             gate,
             connector,
             leases,
+            events,
             options,
             listener,
             status,
@@ -153,12 +156,33 @@ impl Running {
             tokio::spawn(templates::poll_templates(
                 ctx,
                 status.clone(),
-                deployments_rx,
+                deployments_rx.clone(),
                 published_tx,
                 stopping.clone(),
             )),
         ));
+        let (dispatch_tx, dispatch_rx) = mpsc::channel(16);
+        if let Some(queue) = events {
+            // A replica does not see the events another one receives: with leases, events only hasten passes.
+            if leases.is_none() {
+                contexts.base().events.trust();
+            }
+            info!(queue = queue.url(), "following the events on the event queue");
+            let reader = super::events::Reader {
+                queue,
+                contexts: contexts.clone(),
+                deployments: deployments_rx.clone(),
+                dispatch: dispatch_tx,
+                metrics: metrics.events.clone(),
+                status: status.clone(),
+            };
+            background.push((
+                "the event reader",
+                tokio::spawn(reader.run(stopping.clone())),
+            ));
+        }
         Ok(Running {
+            dispatch_rx,
             options,
             gate,
             status,
@@ -203,6 +227,9 @@ impl Running {
                     let forced = self.confirm.is_some_and(|(_, f)| f);
                     let load = self.loader.confirm();
                     self.apply(load, forced);
+                }
+                Some(dispatch) = self.dispatch_rx.recv() => {
+                    let _ = dispatch.reply.send(self.scheduler.dispatch(&dispatch.names));
                 }
                 Some(names) = self.published_rx.recv() => {
                     for name in &names {

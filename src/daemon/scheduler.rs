@@ -38,7 +38,30 @@ struct Worker {
     deployment: watch::Sender<Arc<Deployment>>,
     trigger: Arc<Notify>,
     removed: watch::Sender<bool>,
+    passes: watch::Receiver<Passes>,
     task: JoinHandle<()>,
+}
+
+/// A worker's pass count: passes started, and the number of the last one that ended (one runs at a time).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Passes {
+    started: u64,
+    ended: u64,
+}
+
+/// A pass owed to an event: it resolves once a pass of the deployment that started after the trigger has ended
+/// (or the deployment is gone).
+pub struct PassWatch {
+    passes: watch::Receiver<Passes>,
+    after: u64,
+}
+
+impl PassWatch {
+    pub async fn observed(mut self) {
+        let after = self.after;
+        // An error means the worker ended (the deployment removed, or shutdown): nothing is owed any more.
+        let _ = self.passes.wait_for(|p| p.ended > after).await;
+    }
 }
 
 /// A removed deployment's worker, possibly still finishing its pass.
@@ -123,12 +146,14 @@ impl Scheduler {
         self.retiring = keep;
         let (deployment_tx, deployment_rx) = watch::channel(Arc::new(deployment));
         let (removed_tx, removed_rx) = watch::channel(false);
+        let (passes_tx, passes) = watch::channel(Passes::default());
         let trigger = Arc::new(Notify::new());
         let task = tokio::spawn(run_worker(
             self.shared.clone(),
             deployment_rx,
             trigger.clone(),
             removed_rx,
+            passes_tx,
             before.into_iter().map(|r| r.task).collect(),
         ));
         Worker {
@@ -136,8 +161,34 @@ impl Scheduler {
             deployment: deployment_tx,
             trigger,
             removed: removed_tx,
+            passes,
             task,
         }
+    }
+
+    /// One more pass of each named deployment, for an event: what to wait on to know each has observed it.
+    /// With leases, a deployment held by another replica gets no pass here and owes nothing (its holder learns
+    /// of the change from its own backstops: events received here are not seen there).
+    pub fn dispatch(&self, names: &std::collections::BTreeSet<String>) -> Vec<PassWatch> {
+        names
+            .iter()
+            .filter_map(|name| self.workers.get(name).map(|w| (name, w)))
+            .filter(|(name, _)| {
+                self.shared
+                    .leases
+                    .as_ref()
+                    .is_none_or(|l| l.token(name).is_some())
+            })
+            .map(|(_, worker)| {
+                // Read before the trigger: any pass starting from here on began after the event was received.
+                let after = worker.passes.borrow().started;
+                worker.trigger.notify_one();
+                PassWatch {
+                    passes: worker.passes.clone(),
+                    after,
+                }
+            })
+            .collect()
     }
 
     /// One more pass of the named deployment (a new template version); unknown names are ignored.
@@ -195,6 +246,7 @@ async fn run_worker(
     deployment: watch::Receiver<Arc<Deployment>>,
     trigger: Arc<Notify>,
     mut removed: watch::Receiver<bool>,
+    passes: watch::Sender<Passes>,
     predecessors: Vec<JoinHandle<()>>,
 ) {
     for task in predecessors {
@@ -257,6 +309,7 @@ async fn run_worker(
             desired: Some((current.generation(), deployment.clone())),
         };
         let lost = held.clone();
+        passes.send_modify(|p| p.started += 1);
         delay = pass(
             &mut state,
             &shared,
@@ -267,6 +320,7 @@ async fn run_worker(
             lost,
         )
         .await;
+        passes.send_modify(|p| p.ended = p.started);
         if *removed.borrow() {
             // Removed during the pass, which re-created its gauge.
             shared.metrics.forget(&name);

@@ -1,6 +1,6 @@
 //! Events from AWS (EventBridge, delivered through an SQS queue): what an event says, and which deployments it
-//! concerns. Pure: the queue's reader (not written yet; see the note) calls [`parse`] on each message
-//! body and [`route`] on what it says, then triggers those deployments' passes. An event only ever triggers a
+//! concerns. Pure: the queue's reader (`daemon/events.rs`) calls [`parse`] on each message body and [`route`]
+//! on what it says, notes it in the [`Ledger`], then triggers those deployments' passes. An event only ever triggers a
 //! pass, which observes AWS itself: nothing is decided from an event alone, so a forged, duplicated or reordered
 //! event costs a pass, never a change.
 //!
@@ -12,6 +12,10 @@
 //!   (`serviceEventDetails.createAccountStatus.accountId`), InviteAccountToOrganization, AcceptHandshake,
 //!   RemoveAccountFromOrganization, and the service events AccountJoinedOrganization and
 //!   AccountDepartedOrganization.
+
+pub mod ledger;
+
+pub use ledger::{Ledger, Stamp};
 
 use std::collections::BTreeSet;
 use std::time::SystemTime;

@@ -13,6 +13,7 @@
 //! catalog derived from them is in `catalog.rs`.
 
 pub mod catalog;
+pub mod events;
 mod leases;
 
 use std::collections::HashMap;
@@ -53,18 +54,20 @@ pub struct Metrics {
     pub reconcile: ReconcileMetrics,
     pub templates: TemplateMetrics,
     pub fleet: FleetMetrics,
+    pub events: events::EventMetrics,
 }
 
 impl Metrics {
     /// A registry with every group the daemon exports (the AWS request counter reads `cloud`'s call counter).
     pub fn new(cloud: Arc<dyn Cloud>) -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
-        let (reconcile, templates, fleet) = register_all(&registry, cloud)?;
+        let (reconcile, templates, fleet, events) = register_all(&registry, cloud)?;
         Ok(Metrics {
             registry,
             reconcile,
             templates,
             fleet,
+            events,
         })
     }
 
@@ -106,7 +109,15 @@ impl Metrics {
 fn register_all(
     registrar: &impl Registrar,
     cloud: Arc<dyn Cloud>,
-) -> Result<(ReconcileMetrics, TemplateMetrics, FleetMetrics), prometheus::Error> {
+) -> Result<
+    (
+        ReconcileMetrics,
+        TemplateMetrics,
+        FleetMetrics,
+        events::EventMetrics,
+    ),
+    prometheus::Error,
+> {
     let reconcile = ReconcileMetrics::register(registrar)?;
     AwsRequests::register(registrar, cloud)?;
     register_build_info(registrar)?;
@@ -114,6 +125,7 @@ fn register_all(
         reconcile,
         TemplateMetrics::register(registrar)?,
         FleetMetrics::register(registrar)?,
+        events::EventMetrics::register(registrar)?,
     ))
 }
 

@@ -34,6 +34,7 @@ pub enum Kind {
     Url,
     Table,
     ReplicaId,
+    QueueUrl,
 }
 
 /// Every settings key (dotted for the nested ones), with its kind.
@@ -64,10 +65,11 @@ pub const KEYS: &[(&str, Kind)] = &[
     ("leases.duration", Kind::Duration),
     ("leases.replica_id", Kind::ReplicaId),
     ("catalog.base_url", Kind::Url),
+    ("events.queue_url", Kind::QueueUrl),
 ];
 
 /// The sections (mappings) of the settings file.
-const SECTIONS: &[&str] = &["log", "aws", "leases", "catalog"];
+const SECTIONS: &[&str] = &["log", "aws", "leases", "catalog", "events"];
 
 /// Keys that make a file a desired state, not settings.
 const DESIRED_STATE_KEYS: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
@@ -355,6 +357,14 @@ pub fn check_value(key: &str, kind: Kind, given: Given<'_>) -> Result<(), String
             Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Ok(()),
             Ok(u) => Err(format!("`{t}`: scheme {} is not supported; use https", u.scheme())),
             Err(e) => Err(format!("`{t}` is not a URL: {e}")),
+        }),
+        Kind::QueueUrl => text(given).and_then(|t| {
+            crate::cloud::queue::parse_queue_url(&t).map_err(|e| format!("`{t}`: {e}"))?;
+            // Events steer passes: the same rule as aws.endpoint_url (https, or http to this machine).
+            match crate::cloud::endpoint::endpoint_problem(&t) {
+                Some(problem) => Err(problem),
+                None => Ok(()),
+            }
         }),
         Kind::Table => text(given).and_then(|t| {
             let ok = (3..=255).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));

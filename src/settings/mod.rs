@@ -120,6 +120,18 @@ pub struct Settings {
     pub aws: AwsSection,
     pub leases: LeasesSection,
     pub catalog: CatalogSection,
+    #[serde(default)]
+    pub events: EventsSection,
+}
+
+/// `events.*`: EventBridge's events through an SQS queue (deploy/events/), so passes follow changes in seconds
+/// and a converged pass costs one call (src/daemon/events.rs). Without `queue_url` the daemon polls, as before.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsSection {
+    /// The queue's URL (`https://sqs.<region>.amazonaws.com/<account>/<name>`): its Region comes from it.
+    #[serde(default)]
+    pub queue_url: Option<String>,
 }
 
 /// `leases.*`: several replicas share the deployments through per-deployment leases in a DynamoDB table

@@ -8,6 +8,7 @@
 pub mod aws;
 pub mod endpoint;
 pub mod org;
+pub mod queue;
 mod setting;
 pub mod sim;
 pub use setting::Setting;

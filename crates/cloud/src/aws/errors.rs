@@ -14,6 +14,8 @@ use crate::error::{AwsErrorKind, Error};
 /// Where the operator finds the IAM policy that grants every action stacksetd calls (management account).
 pub const POLICY_FILE: &str = "deploy/iam/stacksetd-policy.json";
 /// The same for stacksetd running in a delegated administrator account (`callAs: DELEGATED_ADMIN`).
+/// The statement for the event queue (`events.queue_url`): `stacksetd::events::QUEUE_ACTIONS` on the queue.
+pub const EVENTS_POLICY_FILE: &str = "deploy/iam/stacksetd-policy-events.json";
 pub const DELEGATED_ADMIN_POLICY_FILE: &str = "deploy/iam/stacksetd-policy-delegated-admin.json";
 /// The stack set name prefix the shipped policies scope stack set actions to (`stackset/Aimably*`).
 pub const POLICY_STACK_SET_PREFIX: &str = "Aimably";
@@ -379,7 +381,9 @@ fn aws_error(call: Call, kind: AwsErrorKind, code: String, message: String) -> E
 /// policy that grants it lives.
 fn access_denied_message(call: Call, aws_message: &str) -> String {
     let fallback;
-    let action = match iam_action(call.service, call.operation) {
+    let action = match iam_action(call.service, call.operation)
+        .or_else(|| crate::queue::iam_action(call.service, call.operation))
+    {
         Some(action) => action,
         None => {
             fallback = format!("{}:{}", call.service, call.operation);
@@ -387,6 +391,7 @@ fn access_denied_message(call: Call, aws_message: &str) -> String {
         }
     };
     let file = match call.call_as {
+        _ if call.service == crate::queue::SERVICE => EVENTS_POLICY_FILE,
         _ if MANAGEMENT_STACK_IAM_ACTIONS
             .iter()
             .any(|(_, _, a)| *a == action) =>

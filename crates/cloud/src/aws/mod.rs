@@ -9,6 +9,7 @@
 
 mod convert;
 pub mod errors;
+mod queue;
 mod role;
 mod stacks;
 
@@ -34,6 +35,7 @@ use crate::{
 };
 use crate::{DeleteStackRequest, ObservedStack, StackRequest};
 use errors::{Call, malformed, map_sdk_error};
+pub use queue::SqsQueue;
 
 /// Attempts per API call (first try included) unless the settings say otherwise. Throttling is the usual reason
 /// to retry; adaptive retry also slows the client down when AWS throttles.
