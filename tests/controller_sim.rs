@@ -19,6 +19,8 @@ mod coverage_model;
 mod deletions;
 #[path = "controller_sim/dependencies.rs"]
 mod dependencies;
+#[path = "controller_sim/events.rs"]
+mod events;
 #[path = "controller_sim/failures.rs"]
 mod failures;
 #[path = "controller_sim/helpers.rs"]

@@ -473,6 +473,7 @@ mod tests {
                 check::Kind::Url => "https://example.com/",
                 check::Kind::Table => "locks",
                 check::Kind::ReplicaId => "replica-1",
+                check::Kind::QueueUrl => "http://127.0.0.1:5000/123456789012/stacksetd-events",
             };
             match key.split_once('.') {
                 Some((section, leaf)) => sections

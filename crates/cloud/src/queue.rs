@@ -100,7 +100,9 @@ pub fn parse_queue_url(text: &str) -> std::result::Result<QueueUrl, String> {
                 .filter(|r| !r.contains('.'))
         })
         .map(str::to_string);
-    let on_aws = host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn");
+    let on_aws = ["amazonaws.com", "amazonaws.com.cn"]
+        .iter()
+        .any(|domain| host == *domain || host.ends_with(&format!(".{domain}")));
     if on_aws && region.is_none() {
         return Err(format!(
             "cannot tell the queue's Region from {host}: an SQS URL is https://sqs.<region>.amazonaws.com/..."
