@@ -41,6 +41,8 @@ fn documented_shutdown_timeout() -> Duration {
 
 #[path = "deploy_units/container.rs"]
 mod container;
+#[path = "deploy_units/events.rs"]
+mod events;
 #[path = "deploy_units/kubernetes.rs"]
 mod kubernetes;
 #[path = "deploy_units/systemd.rs"]

@@ -348,3 +348,65 @@ fn the_management_stack_policy_grants_the_stack_calls_on_named_stacks_and_passes
         "docs/operations.md links it"
     );
 }
+
+/// deploy/iam/stacksetd-policy-events.json, for `events.queue_url` (deploy/events/ makes the queue): one statement,
+/// `EventQueue`, granting exactly the SQS actions the queue reader calls (`stacksetd::events::QUEUE_ACTIONS`), each
+/// one the catalog says can be scoped, on SQS queue ARNs only (never `*`); docs/operations.md's IAM section names the
+/// file and the statement.
+#[test]
+fn the_event_queue_policy_grants_the_queue_readers_actions_on_one_queue() {
+    const FILE: &str = "deploy/iam/stacksetd-policy-events.json";
+    let statements = statements(FILE);
+    assert_eq!(statements.len(), 1, "{FILE}: one statement, nothing else");
+    let queue = &statements[0];
+    assert_eq!(queue.sid, "EventQueue", "{FILE}");
+    let granted: BTreeSet<&str> = queue.actions.iter().map(String::as_str).collect();
+    let called: BTreeSet<&str> = stacksetd::events::QUEUE_ACTIONS.iter().copied().collect();
+    assert_eq!(
+        granted, called,
+        "{FILE}: the policy and the queue reader disagree"
+    );
+    assert_eq!(
+        granted.len(),
+        queue.actions.len(),
+        "{FILE}: an action listed twice"
+    );
+    let catalog = Catalog::get();
+    for action in &queue.actions {
+        let entry = catalog
+            .action(action)
+            .unwrap_or_else(|| panic!("{FILE}: {action} is not in the catalog"));
+        assert!(
+            entry.resource_scoped,
+            "{FILE}: the catalog says {action} cannot be scoped to a queue"
+        );
+    }
+    assert!(!queue.resources.is_empty(), "{FILE}: a Resource");
+    for resource in &queue.resources {
+        let parts: Vec<&str> = resource.split(':').collect();
+        assert!(
+            parts.len() == 6
+                && parts[0] == "arn"
+                && parts[2] == "sqs"
+                && parts[3..]
+                    .iter()
+                    .all(|p| !p.is_empty() && !p.contains(['*', '?'])),
+            "{FILE}: named SQS queues only, not {resource}"
+        );
+    }
+    assert!(queue.condition.is_null(), "{FILE}: no condition needed");
+    let guide = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operations.md"),
+    )
+    .expect("docs/operations.md");
+    let section = guide
+        .split("## IAM permissions")
+        .nth(1)
+        .expect("an IAM permissions section");
+    let section = section.split("\n## ").next().unwrap_or_default();
+    assert!(section.contains(FILE), "the IAM section links {FILE}");
+    assert!(
+        section.contains("`EventQueue`"),
+        "the IAM section explains statement EventQueue"
+    );
+}

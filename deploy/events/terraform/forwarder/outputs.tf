@@ -1,0 +1,4 @@
+output "rule_arn" {
+  description = "The forwarding rule"
+  value       = aws_cloudwatch_event_rule.forward.arn
+}
