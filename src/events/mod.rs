@@ -13,6 +13,7 @@
 //!   RemoveAccountFromOrganization, and the service events AccountJoinedOrganization and
 //!   AccountDepartedOrganization.
 
+pub mod envelopes;
 pub mod ledger;
 
 pub use ledger::{Ledger, Stamp};

@@ -201,3 +201,37 @@ proptest! {
         let _ = parse(&envelope(source, detail_type, &detail));
     }
 }
+
+#[test]
+fn the_test_envelopes_read_as_what_they_say() {
+    let moved = parse(&envelopes::move_account(
+        "e-1",
+        "111111111111",
+        "222222222222",
+        "r-a1b2",
+        "ou-a1b2-prod0001",
+    ))
+    .expect("read");
+    assert_eq!(moved.id, "e-1");
+    assert_eq!(moved.kind, "account");
+    assert!(matches!(moved.event, Event::Account { action: "MoveAccount", ref to, .. } if to.as_deref() == Some("ou-a1b2-prod0001")));
+    let op = parse(&envelopes::stack_set_operation("e-2", ARN, "op-9", "RUNNING")).expect("read");
+    assert_eq!(
+        op.event,
+        Event::StackSet {
+            name: "AimablyDataOnly".into(),
+            operation_id: Some("op-9".into())
+        }
+    );
+    assert!(op.time.is_some());
+}
+
+#[test]
+fn the_queue_actions_are_what_the_queue_calls_need() {
+    let needed: BTreeSet<&str> = ["ReceiveMessage", "DeleteMessageBatch", "GetQueueAttributes"]
+        .into_iter()
+        .map(|op| crate::cloud::queue::iam_action(crate::cloud::queue::SERVICE, op).expect("known"))
+        .collect();
+    let granted: BTreeSet<&str> = QUEUE_ACTIONS.iter().copied().collect();
+    assert_eq!(needed, granted);
+}
