@@ -1049,6 +1049,8 @@ async fn member_access_failures_are_counted_and_listed_on_status() {
 
 #[path = "daemon_sim/credentials.rs"]
 mod credentials;
+#[path = "daemon_sim/events.rs"]
+mod events;
 #[path = "daemon_sim/http_hardening.rs"]
 mod http_hardening;
 #[path = "daemon_sim/page_chromium.rs"]

@@ -75,32 +75,27 @@ impl Reader {
             q.converged_pass_trusts_events = trusted;
         });
         self.metrics.start();
-        if let Err(e) = self.queue.check().await {
-            warn!(queue = self.queue.url(), error = %e, "the event queue cannot be read: polling as without it until it can");
-        }
         let mut failures: u32 = 0;
+        // The queue is there and readable: healthy from now (the first long poll may wait its whole time).
+        match self.queue.check().await {
+            Ok(()) => self.answered(),
+            Err(e) => {
+                failures = 1;
+                self.failed(&e);
+            }
+        }
         loop {
             let received = tokio::select! {
                 biased;
                 () = stop.cancelled() => return,
-                received = self.queue.receive() => received,
+                // After a failure, a receive that answers at once: is the queue back?
+                received = self.queue.receive(if failures > 0 { Duration::ZERO } else { RECEIVE_WAIT }) => received,
             };
             let messages = match received {
                 Ok(messages) => messages,
                 Err(e) => {
                     failures = failures.saturating_add(1);
-                    if self.ledger().failed() || failures == 1 {
-                        warn!(queue = self.queue.url(), error = %e,
-                            "the event queue cannot be read: polling as without it until it can");
-                    }
-                    self.metrics.set_up(false);
-                    self.status.event_queue(|q| {
-                        if q.mode != "polling" {
-                            q.mode = "polling".into();
-                            q.since = now();
-                        }
-                        q.last_error = Some(e.to_string());
-                    });
+                    self.failed(&e);
                     tokio::select! {
                         () = stop.cancelled() => return,
                         () = tokio::time::sleep(retry_delay(failures)) => {}
@@ -109,21 +104,53 @@ impl Reader {
                 }
             };
             failures = 0;
-            if self.ledger().received(RECEIVE_WAIT) {
-                info!(queue = self.queue.url(), "reading the event queue: passes follow its events");
-                self.metrics.set_up(true);
-                self.status.event_queue(|q| {
-                    q.mode = "events".into();
-                    q.since = now();
-                    q.last_error = None;
-                });
-            }
+            self.answered();
             self.handle(messages, &ids, &stop).await;
         }
     }
 
+    /// The queue answered: healthy for another long poll; after a gap, a new epoch, said once.
+    fn answered(&self) {
+        if self.ledger().received(RECEIVE_WAIT) {
+            info!(
+                queue = self.queue.url(),
+                "reading the event queue: passes follow its events"
+            );
+            self.metrics.set_up(true);
+            self.status.event_queue(|q| {
+                q.mode = "events".into();
+                q.since = now();
+                q.last_error = None;
+            });
+        }
+    }
+
+    /// The queue did not answer: a gap; polling until it answers again, said once per outage.
+    fn failed(&self, error: &crate::error::Error) {
+        self.ledger().failed();
+        self.metrics.set_up(false);
+        let mut first = false;
+        self.status.event_queue(|q| {
+            first = q.last_error.is_none();
+            if q.mode != "polling" {
+                q.mode = "polling".into();
+                q.since = now();
+            }
+            q.last_error = Some(error.to_string());
+        });
+        if first {
+            warn!(queue = self.queue.url(), %error,
+                "the event queue cannot be read: polling as without it until it can");
+        }
+    }
+
     /// One batch: read, note, route, trigger; delete now what concerns nobody, the rest once observed.
-    async fn handle(&self, messages: Vec<Message>, ids: &Arc<Mutex<Seen>>, stop: &CancellationToken) {
+    async fn handle(
+        &self,
+        messages: Vec<Message>,
+        ids: &Arc<Mutex<Seen>>,
+        stop: &CancellationToken,
+    ) {
         let deployments: Vec<Deployment> = self
             .deployments
             .borrow()
@@ -205,7 +232,8 @@ impl Reader {
             let at = SystemTime::now();
             for (_, envelope) in &owed {
                 if let Some(time) = envelope.time {
-                    metrics.observed_after(at.duration_since(time).unwrap_or_default().as_secs_f64());
+                    metrics
+                        .observed_after(at.duration_since(time).unwrap_or_default().as_secs_f64());
                 }
             }
             let receipts: Vec<String> = owed.into_iter().map(|(m, _)| m.receipt).collect();

@@ -49,8 +49,9 @@ pub trait EventQueue: Send + Sync + 'static {
     /// Is the queue there and readable? (GetQueueAttributes: one call, at start.)
     async fn check(&self) -> Result<()>;
 
-    /// One long poll: up to [`RECEIVE_BATCH`] messages, waiting up to [`RECEIVE_WAIT`] for the first.
-    async fn receive(&self) -> Result<Vec<Message>>;
+    /// One long poll: up to [`RECEIVE_BATCH`] messages, waiting up to `wait` (at most [`RECEIVE_WAIT`]) for the
+    /// first. A zero wait answers at once (the reader's first receive after a failure: is the queue back?).
+    async fn receive(&self, wait: Duration) -> Result<Vec<Message>>;
 
     /// Delete these deliveries (DeleteMessageBatch, in batches of [`RECEIVE_BATCH`]).
     async fn delete(&self, receipts: &[String]) -> Result<()>;
@@ -135,7 +136,8 @@ struct Memory {
 }
 
 impl MemoryQueue {
-    pub const URL: &'static str = "https://sqs.us-east-1.amazonaws.com/111111111111/stacksetd-events";
+    pub const URL: &'static str =
+        "https://sqs.us-east-1.amazonaws.com/111111111111/stacksetd-events";
 
     pub fn new() -> MemoryQueue {
         MemoryQueue::default()
@@ -219,8 +221,8 @@ impl EventQueue for MemoryQueue {
         Ok(())
     }
 
-    async fn receive(&self) -> Result<Vec<Message>> {
-        let deadline = tokio::time::Instant::now() + RECEIVE_WAIT;
+    async fn receive(&self, wait: Duration) -> Result<Vec<Message>> {
+        let deadline = tokio::time::Instant::now() + wait.min(RECEIVE_WAIT);
         loop {
             // Registered before looking, so a send between the look and the wait is not missed.
             let arrived = self.arrived.notified();
@@ -252,11 +254,14 @@ mod tests {
 
     #[test]
     fn a_queue_url_names_its_region_account_and_name() {
-        let url = parse_queue_url("https://sqs.eu-west-1.amazonaws.com/111122223333/stacksetd-events").unwrap();
+        let url =
+            parse_queue_url("https://sqs.eu-west-1.amazonaws.com/111122223333/stacksetd-events")
+                .unwrap();
         assert_eq!(url.region.as_deref(), Some("eu-west-1"));
         assert_eq!(url.account, "111122223333");
         assert_eq!(url.name, "stacksetd-events");
-        let legacy = parse_queue_url("https://ap-south-1.queue.amazonaws.com/111122223333/q").unwrap();
+        let legacy =
+            parse_queue_url("https://ap-south-1.queue.amazonaws.com/111122223333/q").unwrap();
         assert_eq!(legacy.region.as_deref(), Some("ap-south-1"));
         // An emulator names no Region: the SDK's Region is used.
         let local = parse_queue_url("http://127.0.0.1:5000/123456789012/q").unwrap();
@@ -277,12 +282,12 @@ mod tests {
         let queue = MemoryQueue::new();
         // Nothing there: the long poll waits its whole time and answers empty.
         let started = tokio::time::Instant::now();
-        assert!(queue.receive().await.unwrap().is_empty());
+        assert!(queue.receive(RECEIVE_WAIT).await.unwrap().is_empty());
         assert_eq!(started.elapsed(), RECEIVE_WAIT);
         for i in 0..12 {
             queue.send(format!("m{i}"));
         }
-        let first = queue.receive().await.unwrap();
+        let first = queue.receive(RECEIVE_WAIT).await.unwrap();
         assert_eq!(first.len(), RECEIVE_BATCH);
         queue.delete(&[first[0].receipt.clone()]).await.unwrap();
         assert_eq!(queue.depth(), (2, 9));
@@ -292,7 +297,10 @@ mod tests {
         queue.delete(&[first[1].receipt.clone()]).await.unwrap();
         assert_eq!(queue.depth(), (11, 0));
         queue.fail_receives(1);
-        assert!(queue.receive().await.is_err());
-        assert_eq!(queue.receive().await.unwrap().len(), RECEIVE_BATCH);
+        assert!(queue.receive(RECEIVE_WAIT).await.is_err());
+        assert_eq!(
+            queue.receive(RECEIVE_WAIT).await.unwrap().len(),
+            RECEIVE_BATCH
+        );
     }
 }

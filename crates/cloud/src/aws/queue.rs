@@ -23,7 +23,8 @@ impl AwsCloud {
     /// The queue at `url`, read with the daemon's own credentials, in the Region the URL names (an emulator's
     /// URL names none: the SDK's), through `aws.endpoint_url` when set.
     pub fn event_queue(&self, url: &str) -> Result<SqsQueue> {
-        let parsed = parse_queue_url(url).map_err(|e| Error::Settings(format!("events.queue_url: {e}")))?;
+        let parsed =
+            parse_queue_url(url).map_err(|e| Error::Settings(format!("events.queue_url: {e}")))?;
         let (sdk, settings) = self.base.as_ref().ok_or_else(|| {
             Error::Settings("events.queue_url needs the SDK's configuration".into())
         })?;
@@ -44,7 +45,11 @@ impl AwsCloud {
 
 impl SqsQueue {
     /// Wrap a ready-made client (tests inject mocks here).
-    pub fn from_client(client: aws_sdk_sqs::Client, url: &str, calls: Arc<CallCounter>) -> SqsQueue {
+    pub fn from_client(
+        client: aws_sdk_sqs::Client,
+        url: &str,
+        calls: Arc<CallCounter>,
+    ) -> SqsQueue {
         SqsQueue {
             client,
             url: url.to_string(),
@@ -67,20 +72,28 @@ impl EventQueue for SqsQueue {
             .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
             .send()
             .await;
-        settle(&self.calls, Call::service(SERVICE, "GetQueueAttributes"), result)?;
+        settle(
+            &self.calls,
+            Call::service(SERVICE, "GetQueueAttributes"),
+            result,
+        )?;
         Ok(())
     }
 
-    async fn receive(&self) -> Result<Vec<Message>> {
+    async fn receive(&self, wait: std::time::Duration) -> Result<Vec<Message>> {
         let result = self
             .client
             .receive_message()
             .queue_url(&self.url)
             .max_number_of_messages(RECEIVE_BATCH as i32)
-            .wait_time_seconds(RECEIVE_WAIT.as_secs() as i32)
+            .wait_time_seconds(wait.min(RECEIVE_WAIT).as_secs() as i32)
             .send()
             .await;
-        let output = settle(&self.calls, Call::service(SERVICE, "ReceiveMessage"), result)?;
+        let output = settle(
+            &self.calls,
+            Call::service(SERVICE, "ReceiveMessage"),
+            result,
+        )?;
         Ok(output
             .messages
             .unwrap_or_default()
@@ -114,7 +127,11 @@ impl EventQueue for SqsQueue {
                 .set_entries(Some(entries))
                 .send()
                 .await;
-            let output = settle(&self.calls, Call::service(SERVICE, "DeleteMessageBatch"), result)?;
+            let output = settle(
+                &self.calls,
+                Call::service(SERVICE, "DeleteMessageBatch"),
+                result,
+            )?;
             if let Some(failed) = output.failed.first() {
                 // A stale receipt (redelivered meanwhile) is one reason: the message comes back and is dropped
                 // as a duplicate then.
