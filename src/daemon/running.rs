@@ -167,7 +167,10 @@ impl Running {
             if leases.is_none() {
                 contexts.base().events.trust();
             }
-            info!(queue = queue.url(), "following the events on the event queue");
+            info!(
+                queue = queue.url(),
+                "following the events on the event queue"
+            );
             let reader = super::events::Reader {
                 queue,
                 contexts: contexts.clone(),

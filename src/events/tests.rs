@@ -214,8 +214,13 @@ fn the_test_envelopes_read_as_what_they_say() {
     .expect("read");
     assert_eq!(moved.id, "e-1");
     assert_eq!(moved.kind, "account");
-    assert!(matches!(moved.event, Event::Account { action: "MoveAccount", ref to, .. } if to.as_deref() == Some("ou-a1b2-prod0001")));
-    let op = parse(&envelopes::stack_set_operation("e-2", ARN, "op-9", "RUNNING")).expect("read");
+    assert!(
+        matches!(moved.event, Event::Account { action: "MoveAccount", ref to, .. } if to.as_deref() == Some("ou-a1b2-prod0001"))
+    );
+    let op = parse(&envelopes::stack_set_operation(
+        "e-2", ARN, "op-9", "RUNNING",
+    ))
+    .expect("read");
     assert_eq!(
         op.event,
         Event::StackSet {

@@ -74,10 +74,14 @@ impl EventMetrics {
     }
 
     pub fn observed_after(&self, seconds: f64) {
-        self.latency.with_label_values::<&str>(&[]).observe(seconds.max(0.0));
+        self.latency
+            .with_label_values::<&str>(&[])
+            .observe(seconds.max(0.0));
     }
 
     pub fn set_up(&self, up: bool) {
-        self.up.with_label_values::<&str>(&[]).set(if up { 1.0 } else { 0.0 });
+        self.up
+            .with_label_values::<&str>(&[])
+            .set(if up { 1.0 } else { 0.0 });
     }
 }

@@ -45,7 +45,11 @@ fn trusting_context(sim: &Sim, config: controller::Config) -> Context {
 }
 
 /// Converged, then one more converged pass that kept the stamp: the next pass may trust the queue.
-async fn quiet(sim: &Sim, ctx: &Context, deployment: &stacksetd::desired::Deployment) -> DeploymentState {
+async fn quiet(
+    sim: &Sim,
+    ctx: &Context,
+    deployment: &stacksetd::desired::Deployment,
+) -> DeploymentState {
     let mut state = DeploymentState::default();
     converge_ok(deployment, ctx, &mut state).await;
     // The queue answered all along (a receive every 20 s).
@@ -108,7 +112,8 @@ async fn quiet_untrusted(
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_event_naming_the_stack_set_makes_the_next_pass_look_and_a_lost_one_waits_for_the_relist() {
+async fn an_event_naming_the_stack_set_makes_the_next_pass_look_and_a_lost_one_waits_for_the_relist()
+ {
     let sim = Sim::realistic(SimConfig::default());
     let prod = sim.ou_named("Prod").expect("Prod");
     let deployment = Spec {
@@ -172,7 +177,8 @@ async fn a_gap_in_the_queue_or_a_silent_reader_makes_the_next_pass_look() {
     let deployment = Spec::whole_org().deployment();
     let ctx = trusting_context(&sim, config());
     let mut state = quiet(&sim, &ctx, &deployment).await;
-    let looks = |calls: &BTreeMap<&'static str, u64>| calls.get("ListStackSetOperations") == Some(&1);
+    let looks =
+        |calls: &BTreeMap<&'static str, u64>| calls.get("ListStackSetOperations") == Some(&1);
 
     // A failed receive: polling while it lasts.
     ctx.events.failed();
@@ -230,7 +236,9 @@ async fn what_the_queue_vouches_for_never_decides_anything_but_converged() {
     ctx.events.received(RECEIVE_WAIT);
     converge_ok(&deployment, &ctx, &mut state).await;
     assert!(
-        sim.instances(STACK_SET).iter().any(|i| i.account == outsider),
+        sim.instances(STACK_SET)
+            .iter()
+            .any(|i| i.account == outsider),
         "deployed to the moved account"
     );
 }
