@@ -44,6 +44,7 @@ const ALERT_NAMES: &[&str] = &[
     "StacksetdDesiredStateInvalid",
     "StacksetdCoverageGap",
     "StacksetdRolloutHalted",
+    "StacksetdEventQueueDown",
 ];
 
 /// Labels the scrape adds to every series.
