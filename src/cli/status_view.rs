@@ -33,6 +33,9 @@ pub struct StatusDocument {
     /// The daemon's last load of the desired-state file (a rejected edit is shown, and fails the command).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desired_state: Option<crate::status::LoadRecord>,
+    /// The daemon's event queue (`events.queue_url`), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<crate::status::EventQueueStatus>,
     pub deployments: BTreeMap<String, DeploymentStatus>,
 }
 
@@ -90,6 +93,7 @@ pub async fn from_daemon(
         source: Source::Daemon,
         daemon: Some(addr.to_string()),
         desired_state: status.desired_state.last_load,
+        events: status.events,
         deployments: status.deployments,
     }))
 }
@@ -180,6 +184,7 @@ pub async fn from_aws(
         source: Source::Aws,
         daemon: None,
         desired_state: None,
+        events: None,
         deployments,
     }
 }
@@ -207,6 +212,9 @@ pub fn text(doc: &StatusDocument) -> String {
     }
     if let Some(rejected) = doc.desired_state.as_ref().and_then(|l| l.rejected()) {
         out.push_str(&format!("desired state: REJECTED: {rejected}\n"));
+    }
+    if let Some(events) = &doc.events {
+        out.push_str(&event_queue_line(events));
     }
     if doc.deployments.is_empty() {
         out.push_str("no deployments\n");
@@ -247,6 +255,32 @@ fn escaped(doc: &StatusDocument) -> StatusDocument {
     let mut value = serde_json::to_value(doc).unwrap_or(Value::Null);
     escape_strings(&mut value);
     serde_json::from_value(value).unwrap_or_else(|_| doc.clone())
+}
+
+/// The event queue in one line: read (and whether converged passes trust it), or polling and why.
+fn event_queue_line(q: &crate::status::EventQueueStatus) -> String {
+    match q.last_error.as_deref() {
+        Some(error) if q.mode != "events" => format!(
+            "event queue: POLLING since {} (cannot read {}: {error})\n",
+            q.since, q.queue_url
+        ),
+        _ if q.mode != "events" => format!(
+            "event queue: polling since {} (not read yet: {})\n",
+            q.since, q.queue_url
+        ),
+        _ => format!(
+            "event queue: reading {} since {}; {} event(s), {} dropped{}\n",
+            q.queue_url,
+            q.since,
+            q.received,
+            q.dropped,
+            if q.converged_pass_trusts_events {
+                "; converged passes trust it (one call each)"
+            } else {
+                ""
+            }
+        ),
+    }
 }
 
 fn observed_rows(out: &mut String, r: &Report) {
@@ -507,5 +541,29 @@ mod tests {
             "a forged line: {text}"
         );
         assert!(text.contains("\\u{000a}"), "{text}");
+    }
+
+    #[test]
+    fn the_event_queue_line_says_whether_it_is_read_or_why_not() {
+        let url = "https://sqs.us-east-1.amazonaws.com/111111111111/stacksetd-events";
+        let doc =
+            |events: Value| read(json!({"source": "daemon", "events": events, "deployments": {}}));
+        let reading = text(&doc(
+            json!({"queueUrl": url, "mode": "events", "since": "2026-12-07T10:00:00Z",
+            "convergedPassTrustsEvents": true, "received": 12, "dropped": 1}),
+        ));
+        assert!(reading.contains(&format!("event queue: reading {url} since 2026-12-07T10:00:00Z; 12 event(s), 1 dropped; converged passes trust it")), "{reading}");
+        let down = text(&doc(
+            json!({"queueUrl": url, "mode": "polling", "since": "2026-12-07T11:00:00Z",
+            "lastError": "sqs:ReceiveMessage failed (AccessDenied): no", "convergedPassTrustsEvents": true, "received": 12, "dropped": 1}),
+        ));
+        assert!(
+            down.contains("event queue: POLLING since 2026-12-07T11:00:00Z (cannot read"),
+            "{down}"
+        );
+        assert!(down.contains("AccessDenied"), "{down}");
+        // No queue: no line.
+        let none = text(&read(json!({"source": "daemon", "deployments": {}})));
+        assert!(!none.contains("event queue"), "{none}");
     }
 }

@@ -270,6 +270,7 @@ mod tests {
             source: Source::Daemon,
             daemon: None,
             desired_state: None,
+            events: None,
             deployments: BTreeMap::from([("vendor".to_string(), status)]),
         }
     }
