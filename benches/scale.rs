@@ -18,6 +18,10 @@
 //!   thread (getrusage RUSAGE_THREAD) over many converged passes, and heap bytes from a counting allocator
 //!   (what the controller's context holds after the passes, and the transient peak of one pass). The sim's own
 //!   work answering the calls is inside the CPU figure, so it is an upper bound on stacksetd's share.
+//! - **sim + event queue**: the same converged passes with a healthy event queue vouching that nothing happened
+//!   (`events.queue_url`): one call each.
+//! - **events**: the whole daemon in process on `sim` with an in-memory event queue, in real time: event -> pass
+//!   latency (benches/scale/events.rs).
 //!
 //! The table is printed and written to target/bench-report.md after every size (partial runs keep what ran).
 //! Selected by environment (scripts/bench.sh sets them): BENCH_SIZES, BENCH_REGIONS, BENCH_TARGETS,
@@ -28,6 +32,9 @@
 mod common;
 #[path = "../tests/daemon_support/mod.rs"]
 mod daemon_support;
+/// The event queue's figures (target `events`).
+#[path = "scale/events.rs"]
+mod events;
 #[path = "../tests/templates_support/mod.rs"]
 mod templates_support;
 
@@ -320,14 +327,15 @@ fn main() {
             for &r in &regions {
                 let started = Instant::now();
                 let new_rows = match target.as_str() {
-                    "sim" => vec![bench_sim(accounts, r)],
+                    "sim" => bench_sim(accounts, r),
+                    "events" => vec![events::bench_events(accounts, r)],
                     "moto" => tokio::runtime::Builder::new_multi_thread()
                         .worker_threads(2)
                         .enable_all()
                         .build()
                         .expect("tokio runtime")
                         .block_on(bench_moto(accounts, r)),
-                    other => panic!("BENCH_TARGETS: unknown target {other} (moto, sim)"),
+                    other => panic!("BENCH_TARGETS: unknown target {other} (moto, sim, events)"),
                 };
                 eprintln!(
                     "[bench] {target} {accounts} x {r} done in {:.1?}",
@@ -371,7 +379,25 @@ fn sim_yaml(management: &str, regions: usize) -> String {
     )
 }
 
-fn bench_sim(accounts: usize, regions: usize) -> Row {
+/// A simulated organization of `accounts` member accounts in [`OUS`] OUs (the rest under the root).
+fn sim_org(accounts: usize, config: SimConfig) -> Sim {
+    let sim = Sim::new(config);
+    let root = sim.root_id();
+    let ous: Vec<String> = (0..OUS)
+        .map(|i| sim.add_ou(&root, &format!("OU{i}")))
+        .collect();
+    for i in 0..accounts {
+        let parent = if i < accounts % OUS {
+            &root
+        } else {
+            &ous[i % OUS]
+        };
+        sim.add_account(parent, &format!("member-{i:05}"));
+    }
+    sim
+}
+
+fn bench_sim(accounts: usize, regions: usize) -> Vec<Row> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
@@ -379,23 +405,14 @@ fn bench_sim(accounts: usize, regions: usize) -> Row {
         .expect("tokio runtime");
     runtime.block_on(async move {
         let built = Instant::now();
-        let sim = Sim::new(SimConfig {
-            instance_duration: Duration::from_millis(10),
-            operation_overhead: Duration::from_millis(10),
-            ..SimConfig::default()
-        });
-        let root = sim.root_id();
-        let ous: Vec<String> = (0..OUS)
-            .map(|i| sim.add_ou(&root, &format!("OU{i}")))
-            .collect();
-        for i in 0..accounts {
-            let parent = if i < accounts % OUS {
-                &root
-            } else {
-                &ous[i % OUS]
-            };
-            sim.add_account(parent, &format!("member-{i:05}"));
-        }
+        let sim = sim_org(
+            accounts,
+            SimConfig {
+                instance_duration: Duration::from_millis(10),
+                operation_overhead: Duration::from_millis(10),
+                ..SimConfig::default()
+            },
+        );
         let build_time = built.elapsed();
         let yaml = sim_yaml(&sim.management_account_id(), regions);
         let deployment = stacksetd::desired::parse_str(&yaml, Path::new("bench.yaml"))
@@ -443,13 +460,25 @@ fn bench_sim(accounts: usize, regions: usize) -> Row {
         let cpu = (thread_cpu() - cpu_before) / passes as u32;
         let live_after = live_bytes();
         let calls_after = sim.calls().by_operation();
-        let calls: BTreeMap<String, f64> = calls_after
-            .iter()
-            .filter_map(|(op, n)| {
-                let d = n - calls_before.get(op).copied().unwrap_or(0);
-                (d > 0).then(|| (op.to_string(), d as f64 / passes as f64))
-            })
-            .collect();
+        let calls = per_pass(&calls_before, &calls_after, passes);
+        // The same passes with a healthy event queue vouching that nothing happened (events.queue_url): the
+        // ledger is what the daemon's reader keeps; a receive every pass keeps it healthy.
+        ctx.events.trust();
+        ctx.events.received(stacksetd::cloud::queue::RECEIVE_WAIT);
+        controller::reconcile(&deployment, &ctx, state).await.expect("pass");
+        let queue_calls_before = sim.calls().by_operation();
+        let queue_cpu_before = thread_cpu();
+        let queue_wall_before = Instant::now();
+        for _ in 0..passes {
+            ctx.events.received(stacksetd::cloud::queue::RECEIVE_WAIT);
+            let outcome = controller::reconcile(&deployment, &ctx, state)
+                .await
+                .expect("pass");
+            assert!(outcome.is_converged(), "{:?}", outcome.state);
+        }
+        let queue_wall = queue_wall_before.elapsed() / passes as u32;
+        let queue_cpu = (thread_cpu() - queue_cpu_before) / passes as u32;
+        let queue_calls = per_pass(&queue_calls_before, &sim.calls().by_operation(), passes);
         // What the controller holds: live bytes with its context and the deployment's state minus without them
         // (the sim stays).
         let with_ctx = live_bytes();
@@ -482,8 +511,36 @@ fn bench_sim(accounts: usize, regions: usize) -> Row {
             (live_after as f64 - live_before as f64) / 1e3,
             baseline_live as f64 / 1e6
         ));
-        row
+        let queue_row = Row {
+            target: "sim + event queue (in process)".into(),
+            setup: "the same deployment, a healthy queue vouching nothing happened".into(),
+            calls: queue_calls,
+            wall: Some(queue_wall),
+            cpu: Some(queue_cpu),
+            memory: "-".into(),
+            notes: vec![format!(
+                "{passes} passes; the converged pass of events.queue_url: DescribeStackSet only (the operations \
+                 page is skipped while the queue is healthy and no event named the stack set)"
+            )],
+            ..row.clone()
+        };
+        vec![row, queue_row]
     })
+}
+
+/// Calls per pass by operation between two snapshots.
+fn per_pass(
+    before: &BTreeMap<&'static str, u64>,
+    after: &BTreeMap<&'static str, u64>,
+    passes: usize,
+) -> BTreeMap<String, f64> {
+    after
+        .iter()
+        .filter_map(|(op, n)| {
+            let d = n - before.get(op).copied().unwrap_or(0);
+            (d > 0).then(|| (op.to_string(), d as f64 / passes as f64))
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -8,8 +8,10 @@
 #   scripts/bench.sh --sizes 100,1000 --regions 1 --targets moto
 #
 #   scripts/bench.sh --targets fleet                  # 1,000 deployments x 100 accounts in one daemon (sim)
+#   scripts/bench.sh --sizes 1000 --regions 3 --targets sim,events   # calls per converged pass with and without
+#                                                     # the event queue; event -> pass latency (benches/scale/events.rs)
 #
-# Options: --sizes N,N,...  --regions 1,3 (1 to 3)  --targets sim,moto,fleet  --sim-passes N  --moto-passes N
+# Options: --sizes N,N,...  --regions 1,3 (1 to 3)  --targets sim,moto,events,fleet  --sim-passes N  --moto-passes N
 # (fleet: BENCH_DEPLOYMENTS, BENCH_ACCOUNTS, BENCH_HOURS in the environment; defaults 1000, 100, 1)
 set -euo pipefail
 
@@ -28,7 +30,7 @@ while [[ $# -gt 0 ]]; do
         --targets=*) targets="${1#*=}"; shift ;;
         --sim-passes) export BENCH_SIM_PASSES="$2"; shift 2 ;;
         --moto-passes) export BENCH_MOTO_PASSES="$2"; shift 2 ;;
-        -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
