@@ -449,6 +449,53 @@ mod tests {
     /// The defaults are valid settings of known keys, and every key of the check's list is a field the settings
     /// load (the struct refuses unknown fields), so the list, the defaults and the struct agree.
     #[test]
+    fn the_event_queue_url_is_a_queue_url_on_https_or_this_machine() {
+        let ok = Settings::load_from(
+            None,
+            &Overrides::default(),
+            env(&[(
+                "STACKSETD_EVENTS__QUEUE_URL",
+                "https://sqs.eu-west-1.amazonaws.com/111122223333/stacksetd-events",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(
+            ok.events.queue_url.as_deref(),
+            Some("https://sqs.eu-west-1.amazonaws.com/111122223333/stacksetd-events")
+        );
+        assert_eq!(
+            Settings::load_from(None, &Overrides::default(), env(&[]))
+                .unwrap()
+                .events,
+            EventsSection::default(),
+            "no queue by default: polling as before"
+        );
+        for (bad, says) in [
+            (
+                "arn:aws:sqs:eu-west-1:111122223333:stacksetd-events",
+                "QueueUrl",
+            ),
+            (
+                "https://sqs.eu-west-1.amazonaws.com/stacksetd-events",
+                "/<account id>/<queue name>",
+            ),
+            ("http://sqs.eu-west-1.amazonaws.com/111122223333/q", "https"),
+        ] {
+            let e = Settings::load_from(
+                None,
+                &Overrides::default(),
+                env(&[("STACKSETD_EVENTS__QUEUE_URL", bad)]),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("STACKSETD_EVENTS__QUEUE_URL") && e.contains(says),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
     fn the_keys_the_defaults_and_the_struct_agree() {
         assert_eq!(
             check::file_problems(Path::new("defaults"), DEFAULTS),
