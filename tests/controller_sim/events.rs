@@ -224,7 +224,7 @@ async fn what_the_queue_vouches_for_never_decides_anything_but_converged() {
     ctx.organization_changed();
     let (outcome, calls) = pass(&deployment, &ctx, &mut state, &sim).await;
     assert!(
-        calls.get("ListStackSetOperations").is_some(),
+        calls.contains_key("ListStackSetOperations"),
         "a pass that would act reads the operations first: {calls:?}"
     );
     assert!(
