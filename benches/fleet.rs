@@ -181,15 +181,8 @@ async fn run(deployments: usize, accounts: usize, hours: u64) -> String {
     let config = controller::Config::default();
     let resync = config.resync_interval;
     let options = Options {
-        desired_state: path,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        concurrency: 4,
-        shutdown_timeout: Duration::from_secs(10),
-        access_check_interval: Duration::from_secs(3600),
-        access_check_concurrency: 4,
-        status_token: None,
-        allowed_hosts: Vec::new(),
         max_read_rate: DEFAULT_MAX_READ_RATE,
+        ..Options::local(path)
     };
     let daemon = Daemon::bind(Arc::new(sim.clone()), config, options)
         .await

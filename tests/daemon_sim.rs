@@ -298,15 +298,11 @@ impl Setup {
             ..controller::Config::default()
         };
         let options = Options {
-            desired_state: path.clone(),
-            listen: "127.0.0.1:0".parse().unwrap(),
             status_token: self.status_token.clone(),
-            allowed_hosts: Vec::new(),
-            max_read_rate: 1000,
             concurrency: self.concurrency,
             shutdown_timeout: self.shutdown_timeout,
             access_check_interval: self.access_check_interval,
-            access_check_concurrency: 4,
+            ..Options::local(path.clone())
         };
         let daemon = Daemon::bind(probe.clone(), config, options).await.unwrap();
         let addr = daemon.local_addr().to_string();
@@ -537,15 +533,9 @@ async fn a_kubernetes_configmap_swap_is_picked_up() {
         ..controller::Config::default()
     };
     let options = Options {
-        desired_state: cm.path(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        status_token: None,
-        allowed_hosts: Vec::new(),
-        max_read_rate: 1000,
         concurrency: 1,
         shutdown_timeout: Duration::from_secs(5),
-        access_check_interval: Duration::from_secs(3600),
-        access_check_concurrency: 4,
+        ..Options::local(cm.path())
     };
     let daemon = Daemon::bind(Arc::new(sim.clone()), config, options)
         .await

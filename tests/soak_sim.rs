@@ -199,15 +199,9 @@ async fn thirty_simulated_days() {
         ..controller::Config::default()
     };
     let options = Options {
-        desired_state: desired.clone(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        status_token: None,
-        allowed_hosts: Vec::new(),
         max_read_rate: stacksetd::daemon::read_budget::DEFAULT_MAX_READ_RATE,
-        concurrency: 4,
-        shutdown_timeout: Duration::from_secs(10),
         access_check_interval: HOUR,
-        access_check_concurrency: 4,
+        ..Options::local(desired.clone())
     };
     let daemon = Daemon::bind(Arc::new(sim.clone()), config, options)
         .await

@@ -34,15 +34,9 @@ async fn the_daemon_follows_publications_on_its_poll_interval() {
     // Far longer than the test: every pass after the first is caused by a publication.
     config.resync_interval = Duration::from_secs(3600);
     let options = Options {
-        desired_state: path,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        status_token: None,
-        allowed_hosts: Vec::new(),
-        max_read_rate: 1000,
         concurrency: 2,
         shutdown_timeout: Duration::from_secs(5),
-        access_check_interval: Duration::from_secs(3600),
-        access_check_concurrency: 4,
+        ..Options::local(path)
     };
     let daemon = Daemon::bind(Arc::new(sim.clone()), config, options)
         .await

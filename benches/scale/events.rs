@@ -38,17 +38,7 @@ pub fn bench_events(accounts: usize, regions: usize) -> Row {
             poll_max: Duration::from_millis(200),
             ..Config::default()
         };
-        let options = Options {
-            desired_state: path,
-            listen: "127.0.0.1:0".parse().expect("address"),
-            status_token: None,
-            allowed_hosts: Vec::new(),
-            max_read_rate: 1000,
-            concurrency: 4,
-            shutdown_timeout: Duration::from_secs(10),
-            access_check_interval: Duration::from_secs(3600),
-            access_check_concurrency: 4,
-        };
+        let options = Options::local(path);
         let queue = Arc::new(MemoryQueue::new());
         let daemon = Daemon::bind(Arc::new(sim.clone()), config, options)
             .await

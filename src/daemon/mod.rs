@@ -63,6 +63,25 @@ pub struct Options {
     pub max_read_rate: u32,
 }
 
+impl Options {
+    /// A daemon on a free port of 127.0.0.1 reading `desired_state`, without the read budget's limit (1,000 reads a
+    /// second), 4 passes at a time, a 10 s drain and an hourly access check: what an in-process run needs (tests,
+    /// benchmarks); change a field with `Options { concurrency: 1, ..Options::local(path) }`.
+    pub fn local(desired_state: PathBuf) -> Options {
+        Options {
+            desired_state,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            concurrency: 4,
+            shutdown_timeout: Duration::from_secs(10),
+            access_check_interval: Duration::from_secs(3600),
+            access_check_concurrency: 4,
+            status_token: None,
+            allowed_hosts: Vec::new(),
+            max_read_rate: 1000,
+        }
+    }
+}
+
 /// Forces a reload of the desired-state file and a pass of every deployment: what SIGHUP does.
 #[derive(Clone)]
 pub struct Reloader(mpsc::Sender<()>);

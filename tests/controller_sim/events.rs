@@ -88,7 +88,7 @@ async fn a_converged_pass_with_a_healthy_queue_costs_one_call_and_without_it_two
     // The same without trust (no queue, a role's context, replicas with leases): the page every pass.
     let polling = sim_context(&sim);
     polling.events.received(RECEIVE_WAIT);
-    let mut state = quiet_untrusted(&sim, &polling, &deployment).await;
+    let mut state = quiet(&sim, &polling, &deployment).await;
     let (_, calls) = pass(&deployment, &polling, &mut state, &sim).await;
     assert_eq!(
         calls,
@@ -98,17 +98,6 @@ async fn a_converged_pass_with_a_healthy_queue_costs_one_call_and_without_it_two
     let role = ctx.with_cloud(Arc::new(sim.clone()));
     role.events.received(RECEIVE_WAIT);
     assert_eq!(role.events.stamp("anything"), None);
-}
-
-async fn quiet_untrusted(
-    sim: &Sim,
-    ctx: &Context,
-    deployment: &stacksetd::desired::Deployment,
-) -> DeploymentState {
-    let mut state = DeploymentState::default();
-    converge_ok(deployment, ctx, &mut state).await;
-    let _ = pass(deployment, ctx, &mut state, sim).await;
-    state
 }
 
 #[tokio::test(start_paused = true)]

@@ -91,15 +91,8 @@ async fn one_daemon_converges_two_organizations_each_with_its_own_role() {
         ..controller::Config::default()
     };
     let options = Options {
-        desired_state: path,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        status_token: None,
-        allowed_hosts: Vec::new(),
-        max_read_rate: 1000,
-        concurrency: 4,
         shutdown_timeout: Duration::from_secs(5),
-        access_check_interval: Duration::from_secs(3600),
-        access_check_concurrency: 4,
+        ..Options::local(path)
     };
     let daemon = Daemon::bind(Arc::new(a.clone()), config, options)
         .await

@@ -73,17 +73,7 @@ async fn events_move_the_daemon_within_seconds_and_nothing_else_does() {
         deletion_delay: Duration::ZERO,
         ..controller::Config::default()
     };
-    let options = Options {
-        desired_state: path,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        status_token: None,
-        allowed_hosts: Vec::new(),
-        max_read_rate: 1000,
-        concurrency: 4,
-        shutdown_timeout: Duration::from_secs(10),
-        access_check_interval: Duration::from_secs(3600),
-        access_check_concurrency: 4,
-    };
+    let options = Options::local(path);
     let queue = Arc::new(MemoryQueue::new());
     let daemon = Daemon::bind(Arc::new(sim.clone()), config, options)
         .await
