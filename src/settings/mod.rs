@@ -120,8 +120,18 @@ pub struct Settings {
     pub aws: AwsSection,
     pub leases: LeasesSection,
     pub catalog: CatalogSection,
-    #[serde(default)]
+    /// An `events:` line with every key under it commented out (as in the documented example) is no queue.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub events: EventsSection,
+}
+
+/// A section given empty (YAML null) is the section's defaults.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Option::unwrap_or_default)
 }
 
 /// `events.*`: EventBridge's events through an SQS queue (deploy/events/), so passes follow changes in seconds
