@@ -151,12 +151,7 @@ impl Reader {
         ids: &Arc<Mutex<Seen>>,
         stop: &CancellationToken,
     ) {
-        let deployments: Vec<Deployment> = self
-            .deployments
-            .borrow()
-            .iter()
-            .map(|d| d.as_ref().clone())
-            .collect();
+        let deployments = self.deployments.borrow().clone();
         // The organization as last scanned, read before it is marked changed: the account's old parent is there.
         let org = self.contexts.base().cached_organization();
         let mut done_now = Vec::new();

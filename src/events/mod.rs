@@ -18,6 +18,7 @@ pub mod ledger;
 
 pub use ledger::{Ledger, Stamp};
 
+use std::borrow::Borrow;
 use std::collections::BTreeSet;
 use std::time::SystemTime;
 
@@ -194,15 +195,15 @@ fn stack_set_name(arn: &str) -> Option<String> {
 /// - an account's: the deployments whose targets contain the account's old or new parent (or the account
 ///   itself, by the organization as last scanned); every deployment when the event names neither parent nor a
 ///   known account, since the organization is rescanned by the pass anyway.
-pub fn route(
+pub fn route<D: Borrow<Deployment>>(
     event: &Event,
-    deployments: &[Deployment],
+    deployments: &[D],
     org: Option<&OrgSnapshot>,
 ) -> BTreeSet<String> {
-    let all = || deployments.iter().map(|d| d.name().to_string()).collect();
+    let deployments = deployments.iter().map(Borrow::borrow);
+    let all = || deployments.clone().map(|d| d.name().to_string()).collect();
     match event {
         Event::StackSet { name, .. } => deployments
-            .iter()
             .filter(|d| &d.spec.stack_set_name == name)
             .map(|d| d.name().to_string())
             .collect(),
@@ -218,7 +219,6 @@ pub fn route(
                 return all();
             }
             deployments
-                .iter()
                 .filter(|d| {
                     let targets = crate::coverage::target_units(d, org);
                     parents.iter().any(|p| {
