@@ -10,6 +10,7 @@ mod coverage_moto;
 mod crash_moto;
 mod daemon_process;
 mod e2e_moto;
+mod events_moto;
 mod faults_moto;
 mod leases_moto;
 mod local_aws;

@@ -994,3 +994,111 @@ async fn update_stack_set_updates_only_its_targets_like_aws() {
         );
     }
 }
+
+/// patch_operations_run_when_held: a `hold-operation <id> <seconds>` fault (STACKSETD_MOTO_FAULTS) keeps that
+/// operation RUNNING, without an EndTimestamp, in DescribeStackSetOperation and ListStackSetOperations until that
+/// long after its creation, then shows it ended at that time; another operation, and the same one once the line is
+/// gone, read as moto finished them.
+#[tokio::test]
+async fn a_held_operation_runs_until_its_time() {
+    const HOLD: f64 = 3.0;
+    let dir = tempfile::tempdir().unwrap();
+    let faults = dir.path().join("faults");
+    std::fs::write(
+        &faults,
+        format!("# one operation\nhold-operation held-1 {HOLD}\n"),
+    )
+    .unwrap();
+    let server = MotoServer::start_with_env(&[("STACKSETD_MOTO_FAULTS", faults.to_str().unwrap())]);
+    let spec = OrgSpec {
+        root_accounts: 0,
+        ous: vec![OuSpec::new("Finance", None, 2)],
+        trusted_access: true,
+    };
+    let org = build_org(&server, &spec).await;
+    let client = cfn_client(&server).await;
+    create_plain_stack_set(&client, STACK_SET).await;
+    for id in ["held-1", "free-1"] {
+        client
+            .create_stack_instances()
+            .stack_set_name(STACK_SET)
+            .deployment_targets(ou_targets(&[org.ou("Finance")]))
+            .regions(REGION)
+            .operation_id(id)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("CreateStackInstances {id}: {e:?}"));
+    }
+    type Seen = (
+        cfn::types::StackSetOperationStatus,
+        Option<cfn::primitives::DateTime>,
+        cfn::primitives::DateTime,
+    );
+    let described = |id: &'static str| {
+        let client = client.clone();
+        async move {
+            let op = client
+                .describe_stack_set_operation()
+                .stack_set_name(STACK_SET)
+                .operation_id(id)
+                .send()
+                .await
+                .expect("DescribeStackSetOperation")
+                .stack_set_operation
+                .expect("an operation");
+            (
+                op.status.expect("a status"),
+                op.end_timestamp,
+                op.creation_timestamp.expect("a CreationTimestamp"),
+            )
+        }
+    };
+    let listed = |id: &'static str| {
+        let client = client.clone();
+        async move {
+            let op = operations(&client, STACK_SET)
+                .await
+                .into_iter()
+                .find(|o| o.operation_id() == Some(id))
+                .expect("listed");
+            (
+                op.status.expect("a status"),
+                op.end_timestamp,
+                op.creation_timestamp.expect("a CreationTimestamp"),
+            )
+        }
+    };
+    let running = cfn::types::StackSetOperationStatus::Running;
+    let succeeded = cfn::types::StackSetOperationStatus::Succeeded;
+    let held: [Seen; 2] = [described("held-1").await, listed("held-1").await];
+    for (status, end, _) in &held {
+        assert_eq!((status, end), (&running, &None), "held: {held:?}");
+    }
+    for (status, end, _) in [described("free-1").await, listed("free-1").await] {
+        assert_eq!(status, succeeded);
+        assert!(end.is_some(), "a finished operation has an end");
+    }
+
+    // Past its time it has ended, at its creation plus the hold.
+    let created = held[0].2.as_secs_f64();
+    let wait = created + HOLD
+        - std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+    tokio::time::sleep(Duration::from_secs_f64(wait.max(0.0) + 0.5)).await;
+    for (status, end, created) in [described("held-1").await, listed("held-1").await] {
+        assert_eq!(status, succeeded);
+        let ran = end.expect("an EndTimestamp").as_secs_f64() - created.as_secs_f64();
+        assert!(
+            (ran - HOLD).abs() < 0.01,
+            "ended {ran} s after its creation"
+        );
+    }
+
+    // Without the line, as moto finished it (patch_operations_end_when_they_finish: at once).
+    std::fs::write(&faults, "").unwrap();
+    let (status, end, created) = described("held-1").await;
+    assert_eq!(status, succeeded);
+    assert!(end.expect("an EndTimestamp").as_secs_f64() - created.as_secs_f64() < 1.0);
+}

@@ -12,6 +12,7 @@ import functools
 import json
 import os
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from moto.cloudformation import models as cfn_models
@@ -493,6 +494,8 @@ def patch_list_auto_deployment_targets() -> None:
 # proxy in front of the emulator instead (tests/fault_support/proxy.rs), which works on fakecloud too.
 FAULTS_FILE_ENV = "STACKSETD_MOTO_FAULTS"
 FAIL_INSTANCE_UPDATE = "fail-instance-update"
+# `hold-operation <operation-id> <seconds>`: that operation runs for that long (see patch_operations_run_when_held).
+HOLD_OPERATION = "hold-operation"
 
 
 def _faults() -> list[list[str]]:
@@ -663,6 +666,61 @@ def patch_operations_end_when_they_finish() -> None:
     _wrap(StackSet, "_create_operation", make)
 
 
+def _held(operation: dict[str, Any]) -> dict[str, Any]:
+    """The operation as a `hold-operation <id> <seconds>` fault shows it: RUNNING, without an EndTimestamp, until
+    `seconds` after its creation; then ended as moto finished it, at that time. Without the fault, unchanged."""
+    seconds = None
+    for words in _faults():
+        if len(words) == 3 and words[0] == HOLD_OPERATION and words[1] == operation.get("OperationId"):
+            try:
+                seconds = float(words[2])
+            except ValueError:
+                pass
+    if seconds is None:
+        return operation
+    ends = operation["CreationTimestamp"] + timedelta(seconds=seconds)
+    shown = dict(operation)
+    if utcnow() < ends:
+        shown["Status"] = "RUNNING"
+        shown.pop("EndTimestamp", None)
+    else:
+        shown["EndTimestamp"] = ends
+    return shown
+
+
+def patch_operations_run_when_held() -> None:
+    """An operation named by a `hold-operation <id> <seconds>` fault runs for that long, as AWS's operations do.
+
+    AWS (StackSetOperation): stack set operations run asynchronously; "RUNNING: The operation is currently being
+    performed", and EndTimestamp is "The time at which the stack set operation ended". moto 5.2 finishes every
+    operation before answering. With the fault listed (STACKSETD_MOTO_FAULTS), DescribeStackSetOperation and
+    ListStackSetOperations report that operation RUNNING without an EndTimestamp until `seconds` after its
+    creation, then with the status moto gave it and that end: so a test can start an operation outside stacksetd
+    and watch stacksetd adopt it while it runs. Only what these two calls report changes: the instances are as moto
+    made them at once, and other operations are not refused meanwhile (no OperationInProgressException).
+    """
+
+    def make_list(original: Callable[..., Any]) -> Callable[..., Any]:
+        def list_stack_set_operations(self: CloudFormationResponse) -> ActionResult:
+            operations = self.cloudformation_backend.list_stack_set_operations(self._get_param("StackSetName"))
+            return ActionResult({"Summaries": [_held(op) for op in operations]})
+
+        return list_stack_set_operations
+
+    _wrap(CloudFormationResponse, "list_stack_set_operations", make_list)
+
+    def make_dto(original: Callable[..., Any]) -> Callable[..., Any]:
+        def init(self: Any, operation: dict[str, Any], stack_set: StackSet) -> None:
+            original(self, operation, stack_set)
+            shown = _held(operation)
+            self.status = shown["Status"]
+            self.end_timestamp = shown.get("EndTimestamp")
+
+        return init
+
+    _wrap(cfn_responses.StackSetOperationDTO, "__init__", make_dto)
+
+
 # Order matters where patches wrap the same method: target resolution first, then what builds on it.
 ALL_PATCHES = (
     patch_resolve_deployment_targets_like_aws,
@@ -678,6 +736,7 @@ ALL_PATCHES = (
     patch_list_auto_deployment_targets,
     patch_update_stack_set_scoped_like_aws,
     patch_operations_end_when_they_finish,
+    patch_operations_run_when_held,
 )
 
 
