@@ -446,9 +446,17 @@ async fn act(
     let spec = &deployment.spec;
     let observed = &observation.observed;
     let Decision { plan, report, next } = decision;
-    // Kept only by a converged pass (before anything is sent): the next pass may trust the event queue from it.
+    // Kept only by a converged pass (before anything is sent) that saw no operation running (its end is not in
+    // the instances yet; an end whose event is lost must not wait for the relist): the next pass may trust the
+    // event queue from it.
+    let running = observation
+        .operations
+        .iter()
+        .any(|op| op.status.is_active());
     state.set_quiet(match (&next, observation.events) {
-        (Next::Converged { .. }, Some(stamp)) => Some((stamp, deployment.generation().to_string())),
+        (Next::Converged { .. }, Some(stamp)) if !running => {
+            Some((stamp, deployment.generation().to_string()))
+        }
         _ => None,
     });
     if matches!(next, Next::Converged { .. } | Next::DetectDrift)

@@ -161,6 +161,41 @@ async fn an_event_naming_the_stack_set_makes_the_next_pass_look_and_a_lost_one_w
 }
 
 #[tokio::test(start_paused = true)]
+async fn while_someone_elses_operation_runs_every_pass_looks_even_if_its_end_event_is_lost() {
+    let sim = Sim::realistic(SimConfig::default());
+    let deployment = Spec::whole_org().deployment();
+    let ctx = trusting_context(&sim, config());
+    let mut state = quiet(&sim, &ctx, &deployment).await;
+    // Another tool updates an instance that is already there: nothing for stacksetd to do, but it runs a while.
+    let member = active_members(&sim).into_iter().next().expect("a member");
+    someone_creates_instances(&sim, &[member.as_str()], REGION, "other-tool-1").await;
+    ctx.events.saw(STACK_SET);
+    let (outcome, calls) = pass(&deployment, &ctx, &mut state, &sim).await;
+    assert!(calls.contains_key("ListStackSetOperations"), "{calls:?}");
+    assert!(
+        outcome
+            .report
+            .running_operations
+            .iter()
+            .any(|op| op.operation_id == "other-tool-1"),
+        "{:?}",
+        outcome.report
+    );
+    // Its end's event is lost: the next passes still read the page, and fold the end in once it is there.
+    let (_, calls) = pass(&deployment, &ctx, &mut state, &sim).await;
+    assert!(calls.contains_key("ListStackSetOperations"), "{calls:?}");
+    settle().await;
+    ctx.events.received(RECEIVE_WAIT);
+    let (outcome, calls) = pass(&deployment, &ctx, &mut state, &sim).await;
+    assert!(calls.contains_key("ListStackSetOperations"), "{calls:?}");
+    assert!(
+        outcome.report.running_operations.is_empty(),
+        "{:?}",
+        outcome.report
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_gap_in_the_queue_or_a_silent_reader_makes_the_next_pass_look() {
     let sim = Sim::realistic(SimConfig::default());
     let deployment = Spec::whole_org().deployment();
