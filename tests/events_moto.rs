@@ -177,10 +177,7 @@ struct Setup {
 impl Setup {
     async fn start() -> Setup {
         let dir = tempfile::tempdir().unwrap();
-        let faults = dir.path().join("moto-faults");
-        std::fs::write(&faults, "").unwrap();
-        let server =
-            MotoServer::start_with_env(&[("STACKSETD_MOTO_FAULTS", faults.to_str().unwrap())]);
+        let (server, faults) = MotoServer::start_with_fault_file(dir.path());
         let org = build_org(&server, &org_spec()).await;
         let cfn = cfn_client(&server).await;
         let orgs = org_client(&server).await;
@@ -214,6 +211,15 @@ impl Setup {
             "autoDeployment: {enabled: false, retainStacksOnAccountRemoval: false}",
         );
         save(&self.desired, &yaml, Save::AtomicRename);
+    }
+
+    /// Moto, the organization and the queue; the daemon with the queue, converged and reading it.
+    async fn reading_events() -> (Setup, DaemonProcess) {
+        let setup = Setup::start().await;
+        let daemon = setup.daemon(true);
+        setup.converged(&daemon).await;
+        setup.reading(&daemon, OUTAGE_NOTICED).await;
+        (setup, daemon)
     }
 
     /// `stacksetd run` with nothing but events to hurry it: with the queue, or (`queue: false`) polling as before.
@@ -409,10 +415,7 @@ fn unknown_account_event(setup: &Setup, id: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_account_moved_into_a_targeted_ou_is_covered_within_two_seconds_of_its_event() {
-    let setup = Setup::start().await;
-    let daemon = setup.daemon(true);
-    setup.converged(&daemon).await;
-    setup.reading(&daemon, OUTAGE_NOTICED).await;
+    let (setup, daemon) = Setup::reading_events().await;
     let before = daemon.metrics().await;
 
     // The move, in Organizations. The daemon scans the organization twice a day and moto does not auto-deploy (nor
@@ -511,10 +514,7 @@ async fn an_account_moved_into_a_targeted_ou_is_covered_within_two_seconds_of_it
 /// submitting nothing. (3) The operation ends (its SUCCEEDED event): the daemon covers the account.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operation_started_outside_is_adopted_within_two_seconds() {
-    let setup = Setup::start().await;
-    let daemon = setup.daemon(true);
-    setup.converged(&daemon).await;
-    setup.reading(&daemon, OUTAGE_NOTICED).await;
+    let (setup, daemon) = Setup::reading_events().await;
     let arn = setup.stack_set_arn().await;
     let before = aws_calls(&daemon.metrics().await);
 
@@ -722,10 +722,7 @@ async fn operation_status(setup: &Setup) -> StackSetOperationStatus {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn converged_passes_with_a_healthy_queue_cost_one_call() {
     const PASSES: u64 = 3;
-    let setup = Setup::start().await;
-    let daemon = setup.daemon(true);
-    setup.converged(&daemon).await;
-    setup.reading(&daemon, OUTAGE_NOTICED).await;
+    let (setup, daemon) = Setup::reading_events().await;
 
     // One event whose pass finds the deployment converged while the queue vouches: it keeps the ledger's stamp.
     let received = |s: &Value| s["events"]["received"].as_u64().unwrap_or(0);
@@ -824,10 +821,7 @@ async fn converged_passes_with_a_healthy_queue_cost_one_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_outage_falls_back_to_polling_and_recovers() {
-    let setup = Setup::start().await;
-    let daemon = setup.daemon(true);
-    setup.converged(&daemon).await;
-    setup.reading(&daemon, OUTAGE_NOTICED).await;
+    let (setup, daemon) = Setup::reading_events().await;
 
     // The queue goes away: the long poll under way ends, the next receive fails.
     setup.sqs.delete_queue(&setup.queue).await;
@@ -903,10 +897,7 @@ async fn a_queue_outage_falls_back_to_polling_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_and_malformed_messages_change_nothing() {
-    let setup = Setup::start().await;
-    let daemon = setup.daemon(true);
-    setup.converged(&daemon).await;
-    setup.reading(&daemon, OUTAGE_NOTICED).await;
+    let (setup, daemon) = Setup::reading_events().await;
     let arn = setup.stack_set_arn().await;
     let before = (status(&daemon).await, daemon.metrics().await);
 

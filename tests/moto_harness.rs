@@ -795,9 +795,7 @@ pub(crate) async fn stack_descriptions(
 #[tokio::test]
 async fn update_stack_set_updates_only_its_targets_like_aws() {
     let dir = tempfile::tempdir().unwrap();
-    let faults = dir.path().join("faults");
-    std::fs::write(&faults, "").unwrap();
-    let server = MotoServer::start_with_env(&[("STACKSETD_MOTO_FAULTS", faults.to_str().unwrap())]);
+    let (server, faults) = MotoServer::start_with_fault_file(dir.path());
     let org = build_org(&server, &OrgSpec::standard()).await;
     let client = cfn_client(&server).await;
     let template = |version: &str| {

@@ -56,10 +56,7 @@ struct Setup {
 impl Setup {
     async fn start() -> Setup {
         let dir = tempfile::tempdir().unwrap();
-        let faults = dir.path().join("moto-faults");
-        std::fs::write(&faults, "").unwrap();
-        let server =
-            MotoServer::start_with_env(&[("STACKSETD_MOTO_FAULTS", faults.to_str().unwrap())]);
+        let (server, faults) = MotoServer::start_with_fault_file(dir.path());
         let org = build_org(&server, &org_spec()).await;
         let client = cfn_client(&server).await;
         let original = template_body("aimably-data-only");

@@ -147,6 +147,18 @@ impl MotoServer {
         }
     }
 
+    /// `start` with an empty fault file in `dir` (`STACKSETD_MOTO_FAULTS`, see tests/moto/patches.py): a test
+    /// writes its faults into the file returned while moto runs.
+    pub fn start_with_fault_file(dir: &Path) -> (MotoServer, PathBuf) {
+        let faults = dir.join("moto-faults");
+        std::fs::write(&faults, "").expect("the fault file");
+        let server = MotoServer::start_with_env(&[(
+            "STACKSETD_MOTO_FAULTS",
+            faults.to_str().expect("a UTF-8 path"),
+        )]);
+        (server, faults)
+    }
+
     /// `start`, with extra environment for the launcher (e.g. `STACKSETD_MOTO_FAULTS`, see tests/moto/patches.py).
     pub fn start_with_env(env: &[(&str, &str)]) -> MotoServer {
         if backend() == Backend::Fakecloud {

@@ -10,27 +10,10 @@ use std::time::Duration;
 
 use stacksetd::cloud::queue::RECEIVE_WAIT;
 use stacksetd::cloud::sim::{Sim, SimConfig};
-use stacksetd::controller::{self, Context, Outcome, State};
+use stacksetd::controller::{self, Context, State};
 use stacksetd::events::ledger::HEALTH_MARGIN;
 
 use super::helpers::*;
-
-async fn settle() {
-    tokio::time::sleep(Duration::from_secs(600)).await;
-}
-
-async fn pass(
-    deployment: &stacksetd::desired::Deployment,
-    ctx: &Context,
-    state: &mut DeploymentState,
-    sim: &Sim,
-) -> (Outcome, BTreeMap<&'static str, u64>) {
-    let before = sim.calls().snapshot();
-    let outcome = controller::reconcile(deployment, ctx, state)
-        .await
-        .expect("pass");
-    (outcome, delta(&before, &sim.calls().snapshot()))
-}
 
 fn total(calls: &BTreeMap<&'static str, u64>) -> u64 {
     calls.values().sum()
@@ -54,7 +37,7 @@ async fn quiet(
     converge_ok(deployment, ctx, &mut state).await;
     // The queue answered all along (a receive every 20 s).
     ctx.events.received(RECEIVE_WAIT);
-    let (outcome, _) = pass(deployment, ctx, &mut state, sim).await;
+    let (outcome, _) = counted_pass(deployment, ctx, &mut state, sim).await;
     assert_eq!(outcome.state, State::Converged);
     state
 }
@@ -67,7 +50,7 @@ async fn a_converged_pass_with_a_healthy_queue_costs_one_call_and_without_it_two
     let mut state = quiet(&sim, &ctx, &deployment).await;
     for _ in 0..3 {
         ctx.events.received(RECEIVE_WAIT);
-        let (outcome, calls) = pass(&deployment, &ctx, &mut state, &sim).await;
+        let (outcome, calls) = counted_pass(&deployment, &ctx, &mut state, &sim).await;
         assert_eq!(outcome.state, State::Converged);
         assert_eq!(
             calls,
@@ -77,19 +60,19 @@ async fn a_converged_pass_with_a_healthy_queue_costs_one_call_and_without_it_two
     }
     // An event naming the stack set (whatever it says): the next pass reads the page, the one after trusts again.
     ctx.events.saw(STACK_SET);
-    let (_, calls) = pass(&deployment, &ctx, &mut state, &sim).await;
+    let (_, calls) = counted_pass(&deployment, &ctx, &mut state, &sim).await;
     assert_eq!(calls.get("ListStackSetOperations"), Some(&1), "{calls:?}");
-    let (_, calls) = pass(&deployment, &ctx, &mut state, &sim).await;
+    let (_, calls) = counted_pass(&deployment, &ctx, &mut state, &sim).await;
     assert_eq!(total(&calls), 1, "{calls:?}");
     // Another stack set's event changes nothing here.
     ctx.events.saw("SomeoneElsesStackSet");
-    let (_, calls) = pass(&deployment, &ctx, &mut state, &sim).await;
+    let (_, calls) = counted_pass(&deployment, &ctx, &mut state, &sim).await;
     assert_eq!(total(&calls), 1, "{calls:?}");
     // The same without trust (no queue, a role's context, replicas with leases): the page every pass.
     let polling = sim_context(&sim);
     polling.events.received(RECEIVE_WAIT);
     let mut state = quiet(&sim, &polling, &deployment).await;
-    let (_, calls) = pass(&deployment, &polling, &mut state, &sim).await;
+    let (_, calls) = counted_pass(&deployment, &polling, &mut state, &sim).await;
     assert_eq!(
         calls,
         BTreeMap::from([("DescribeStackSet", 1), ("ListStackSetOperations", 1)])
@@ -127,7 +110,7 @@ async fn an_event_naming_the_stack_set_makes_the_next_pass_look_and_a_lost_one_w
     tokio::time::sleep(Duration::from_secs(15)).await;
     ctx.events.received(RECEIVE_WAIT);
     // Its event is lost: the pass trusts the queue and does not see it yet.
-    let (outcome, calls) = pass(&deployment, &ctx, &mut state, &sim).await;
+    let (outcome, calls) = counted_pass(&deployment, &ctx, &mut state, &sim).await;
     assert_eq!(total(&calls), 1, "{calls:?}");
     assert_eq!(outcome.report.orphaned_instances, 0);
     // The relist interval is the backstop, even with the queue healthy all along.
@@ -137,7 +120,7 @@ async fn an_event_naming_the_stack_set_makes_the_next_pass_look_and_a_lost_one_w
         ctx.events.received(RECEIVE_WAIT);
         waited += RECEIVE_WAIT;
     }
-    let (outcome, calls) = pass(&deployment, &ctx, &mut state, &sim).await;
+    let (outcome, calls) = counted_pass(&deployment, &ctx, &mut state, &sim).await;
     assert_eq!(calls.get("ListStackInstances"), Some(&1), "{calls:?}");
     assert_eq!(outcome.report.orphaned_instances, 1, "{:?}", outcome.report);
 
@@ -147,11 +130,11 @@ async fn an_event_naming_the_stack_set_makes_the_next_pass_look_and_a_lost_one_w
     ctx.events.received(RECEIVE_WAIT);
     converge_ok(&deployment, &ctx, &mut state).await;
     ctx.events.received(RECEIVE_WAIT);
-    let (_, calls) = pass(&deployment, &ctx, &mut state, &sim).await;
+    let (_, calls) = counted_pass(&deployment, &ctx, &mut state, &sim).await;
     assert_eq!(total(&calls), 1, "quiet again: {calls:?}");
     someone_creates_instances(&sim, &[outsider.as_str()], "eu-west-1", "other-tool-2").await;
     ctx.events.saw(STACK_SET);
-    let (outcome, calls) = pass(&deployment, &ctx, &mut state, &sim).await;
+    let (outcome, calls) = counted_pass(&deployment, &ctx, &mut state, &sim).await;
     assert!(calls.contains_key("ListStackSetOperations"), "{calls:?}");
     assert!(
         matches!(outcome.state, State::Waiting { ref operation_id, .. } if operation_id == "other-tool-2"),
@@ -170,7 +153,7 @@ async fn while_someone_elses_operation_runs_every_pass_looks_even_if_its_end_eve
     let member = active_members(&sim).into_iter().next().expect("a member");
     someone_creates_instances(&sim, &[member.as_str()], REGION, "other-tool-1").await;
     ctx.events.saw(STACK_SET);
-    let (outcome, calls) = pass(&deployment, &ctx, &mut state, &sim).await;
+    let (outcome, calls) = counted_pass(&deployment, &ctx, &mut state, &sim).await;
     assert!(calls.contains_key("ListStackSetOperations"), "{calls:?}");
     assert!(
         outcome
@@ -182,11 +165,11 @@ async fn while_someone_elses_operation_runs_every_pass_looks_even_if_its_end_eve
         outcome.report
     );
     // Its end's event is lost: the next passes still read the page, and fold the end in once it is there.
-    let (_, calls) = pass(&deployment, &ctx, &mut state, &sim).await;
+    let (_, calls) = counted_pass(&deployment, &ctx, &mut state, &sim).await;
     assert!(calls.contains_key("ListStackSetOperations"), "{calls:?}");
     settle().await;
     ctx.events.received(RECEIVE_WAIT);
-    let (outcome, calls) = pass(&deployment, &ctx, &mut state, &sim).await;
+    let (outcome, calls) = counted_pass(&deployment, &ctx, &mut state, &sim).await;
     assert!(calls.contains_key("ListStackSetOperations"), "{calls:?}");
     assert!(
         outcome.report.running_operations.is_empty(),
@@ -206,24 +189,24 @@ async fn a_gap_in_the_queue_or_a_silent_reader_makes_the_next_pass_look() {
 
     // A failed receive: polling while it lasts.
     ctx.events.failed();
-    let (_, calls) = pass(&deployment, &ctx, &mut state, &sim).await;
+    let (_, calls) = counted_pass(&deployment, &ctx, &mut state, &sim).await;
     assert!(looks(&calls), "{calls:?}");
     // Recovered: a new epoch, so the first pass looks again (events may have been lost meanwhile) ...
     ctx.events.received(RECEIVE_WAIT);
-    let (_, calls) = pass(&deployment, &ctx, &mut state, &sim).await;
+    let (_, calls) = counted_pass(&deployment, &ctx, &mut state, &sim).await;
     assert!(looks(&calls), "{calls:?}");
     // ... and the next trusts it.
-    let (_, calls) = pass(&deployment, &ctx, &mut state, &sim).await;
+    let (_, calls) = counted_pass(&deployment, &ctx, &mut state, &sim).await;
     assert_eq!(total(&calls), 1, "{calls:?}");
 
     // The reader falls silent (hung, or gone) for longer than a receive and its margin.
     tokio::time::sleep(RECEIVE_WAIT + HEALTH_MARGIN).await;
-    let (_, calls) = pass(&deployment, &ctx, &mut state, &sim).await;
+    let (_, calls) = counted_pass(&deployment, &ctx, &mut state, &sim).await;
     assert!(looks(&calls), "{calls:?}");
     // A restart: a new state remembers no stamp.
     ctx.events.received(RECEIVE_WAIT);
     let mut restarted = DeploymentState::default();
-    let (_, calls) = pass(&deployment, &ctx, &mut restarted, &sim).await;
+    let (_, calls) = counted_pass(&deployment, &ctx, &mut restarted, &sim).await;
     assert!(looks(&calls), "{calls:?}");
 }
 
@@ -246,7 +229,7 @@ async fn what_the_queue_vouches_for_never_decides_anything_but_converged() {
     // The account moves into the target; its event names no stack set, only the organization.
     sim.move_account(&outsider, &prod);
     ctx.organization_changed();
-    let (outcome, calls) = pass(&deployment, &ctx, &mut state, &sim).await;
+    let (outcome, calls) = counted_pass(&deployment, &ctx, &mut state, &sim).await;
     assert!(
         calls.contains_key("ListStackSetOperations"),
         "a pass that would act reads the operations first: {calls:?}"

@@ -583,3 +583,22 @@ pub fn seeded_runner(cases: u32, default_seed: u64) -> (proptest::test_runner::T
     );
     (runner, seed)
 }
+
+/// Let every operation the sim runs finish (instances take seconds each in simulated time).
+pub async fn settle() {
+    tokio::time::sleep(Duration::from_secs(600)).await;
+}
+
+/// One pass, with the calls it made by operation.
+pub async fn counted_pass(
+    deployment: &Deployment,
+    ctx: &Context,
+    state: &mut DeploymentState,
+    sim: &Sim,
+) -> (stacksetd::controller::Outcome, BTreeMap<&'static str, u64>) {
+    let before = sim.calls().snapshot();
+    let outcome = stacksetd::controller::reconcile(deployment, ctx, state)
+        .await
+        .expect("pass");
+    (outcome, delta(&before, &sim.calls().snapshot()))
+}

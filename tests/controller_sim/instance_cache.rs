@@ -11,25 +11,6 @@ use stacksetd::controller::{self, Context, Outcome, State};
 
 use super::helpers::*;
 
-/// Let every operation the sim runs finish (instances take seconds each in simulated time).
-async fn settle() {
-    tokio::time::sleep(Duration::from_secs(600)).await;
-}
-
-/// One pass, with the calls it made.
-async fn pass(
-    deployment: &stacksetd::desired::Deployment,
-    ctx: &Context,
-    state: &mut DeploymentState,
-    sim: &Sim,
-) -> (Outcome, std::collections::BTreeMap<&'static str, u64>) {
-    let before = sim.calls().snapshot();
-    let outcome = controller::reconcile(deployment, ctx, state)
-        .await
-        .expect("pass");
-    (outcome, delta(&before, &sim.calls().snapshot()))
-}
-
 fn instances_of(outcome: &Outcome) -> usize {
     outcome.report.instances.values().sum()
 }
@@ -41,7 +22,7 @@ async fn auto_deployment_to_a_new_account_is_in_the_next_pass() {
     let state = &mut DeploymentState::default();
     let deployment = Spec::whole_org().deployment();
     converge_ok(&deployment, &ctx, state).await;
-    let (converged, calls) = pass(&deployment, &ctx, state, &sim).await;
+    let (converged, calls) = counted_pass(&deployment, &ctx, state, &sim).await;
     assert!(
         !calls.contains_key("ListStackInstances"),
         "cached: {calls:?}"
@@ -52,7 +33,7 @@ async fn auto_deployment_to_a_new_account_is_in_the_next_pass() {
     let joined = sim.add_account(&prod, "joined-later");
     settle().await;
     ctx.invalidate_organization().await;
-    let (outcome, calls) = pass(&deployment, &ctx, state, &sim).await;
+    let (outcome, calls) = counted_pass(&deployment, &ctx, state, &sim).await;
     assert_eq!(calls.get("ListStackInstances"), Some(&1), "{calls:?}");
     assert_eq!(instances_of(&outcome), before + 1, "{:?}", outcome.report);
     assert_eq!(outcome.report.missing_instances, 0, "{:?}", outcome.report);
@@ -70,12 +51,12 @@ async fn an_account_leaving_the_organization_is_gone_from_the_next_pass() {
     let state = &mut DeploymentState::default();
     let deployment = Spec::whole_org().deployment();
     converge_ok(&deployment, &ctx, state).await;
-    let (converged, _) = pass(&deployment, &ctx, state, &sim).await;
+    let (converged, _) = counted_pass(&deployment, &ctx, state, &sim).await;
     let leaving = active_members(&sim).into_iter().next().expect("a member");
     sim.remove_account(&leaving);
     settle().await;
     ctx.invalidate_organization().await;
-    let (outcome, calls) = pass(&deployment, &ctx, state, &sim).await;
+    let (outcome, calls) = counted_pass(&deployment, &ctx, state, &sim).await;
     assert_eq!(calls.get("ListStackInstances"), Some(&1), "{calls:?}");
     assert_eq!(instances_of(&outcome), instances_of(&converged) - 1);
     assert_eq!(outcome.report.orphaned_instances, 0, "{:?}", outcome.report);
@@ -94,7 +75,7 @@ async fn another_tools_operation_and_one_that_fails_part_way_are_in_the_next_pas
     }
     .deployment();
     converge_ok(&deployment, &ctx, state).await;
-    let _ = pass(&deployment, &ctx, state, &sim).await;
+    let _ = counted_pass(&deployment, &ctx, state, &sim).await;
     let outsider = active_members(&sim)
         .into_iter()
         .find(|a| !sim.instances(STACK_SET).iter().any(|i| &i.account == a))
@@ -102,7 +83,7 @@ async fn another_tools_operation_and_one_that_fails_part_way_are_in_the_next_pas
     sim.fail_account(&outsider, "a role of that name already exists");
     someone_creates_instances(&sim, &[outsider.as_str()], REGION, "other-tool-1").await;
     settle().await;
-    let (outcome, calls) = pass(&deployment, &ctx, state, &sim).await;
+    let (outcome, calls) = counted_pass(&deployment, &ctx, state, &sim).await;
     assert_eq!(calls.get("ListStackInstances"), Some(&1), "{calls:?}");
     let listed = sim
         .instances(STACK_SET)
@@ -124,7 +105,7 @@ async fn a_drift_detection_by_anyone_is_in_the_next_pass() {
     let state = &mut DeploymentState::default();
     let deployment = Spec::whole_org().deployment();
     converge_ok(&deployment, &ctx, state).await;
-    let _ = pass(&deployment, &ctx, state, &sim).await;
+    let _ = counted_pass(&deployment, &ctx, state, &sim).await;
     let instance = sim.instances(STACK_SET).remove(0);
     assert!(sim.drift_resources(STACK_SET, &instance.account, &instance.region));
     let cloud: Arc<dyn Cloud> = Arc::new(sim.clone());
@@ -138,7 +119,7 @@ async fn a_drift_detection_by_anyone_is_in_the_next_pass() {
         .await
         .expect("drift detection");
     settle().await;
-    let (outcome, calls) = pass(&deployment, &ctx, state, &sim).await;
+    let (outcome, calls) = counted_pass(&deployment, &ctx, state, &sim).await;
     assert_eq!(calls.get("ListStackInstances"), Some(&1), "{calls:?}");
     let drift = outcome.report.drift.expect("drift reported");
     assert_eq!(drift.drifted_instances, 1, "{drift:?}");
@@ -152,7 +133,7 @@ async fn an_operation_the_listing_hides_is_caught_by_the_relist() {
     let state = &mut DeploymentState::default();
     let deployment = Spec::whole_org().deployment();
     converge_ok(&deployment, &ctx, state).await;
-    let (converged, _) = pass(&deployment, &ctx, state, &sim).await;
+    let (converged, _) = counted_pass(&deployment, &ctx, state, &sim).await;
     let prod = sim.ou_named("Prod").expect("Prod");
     sim.add_account(&prod, "joined-unseen");
     settle().await;
@@ -164,7 +145,7 @@ async fn an_operation_the_listing_hides_is_caught_by_the_relist() {
         .id
         .clone();
     lagging.hide_operation(&hidden);
-    let (stale, calls) = pass(&deployment, &ctx, state, &sim).await;
+    let (stale, calls) = counted_pass(&deployment, &ctx, state, &sim).await;
     assert!(!calls.contains_key("ListStackInstances"), "{calls:?}");
     assert_eq!(
         instances_of(&stale),
@@ -173,7 +154,7 @@ async fn an_operation_the_listing_hides_is_caught_by_the_relist() {
     );
     // Still hidden, but the relist comes due: the level-triggered listing wins.
     tokio::time::sleep(config().instance_relist_interval).await;
-    let (outcome, calls) = pass(&deployment, &ctx, state, &sim).await;
+    let (outcome, calls) = counted_pass(&deployment, &ctx, state, &sim).await;
     assert!(calls.contains_key("ListStackInstances"), "{calls:?}");
     assert_eq!(instances_of(&outcome), instances_of(&converged) + 1);
 }
@@ -191,7 +172,7 @@ async fn a_deletion_is_decided_from_a_fresh_listing_never_the_cache() {
         ..Spec::whole_org()
     };
     converge_ok(&spec.deployment(), &ctx, state).await;
-    let _ = pass(&spec.deployment(), &ctx, state, &sim).await;
+    let _ = counted_pass(&spec.deployment(), &ctx, state, &sim).await;
     // Someone else deletes every instance in the other Region; the operations listing does not show it yet, so
     // the cache still holds them.
     let cloud: Arc<dyn Cloud> = Arc::new(sim.clone());
@@ -225,7 +206,7 @@ async fn a_deletion_is_decided_from_a_fresh_listing_never_the_cache() {
         ..spec
     }
     .deployment();
-    let (waiting, calls) = pass(&narrower, &ctx, state, &sim).await;
+    let (waiting, calls) = counted_pass(&narrower, &ctx, state, &sim).await;
     assert!(
         matches!(waiting.state, State::DeletionPending { .. }),
         "the cache still holds the other Region's instances: {:?}",
@@ -234,7 +215,7 @@ async fn a_deletion_is_decided_from_a_fresh_listing_never_the_cache() {
     assert!(!calls.contains_key("ListStackInstances"), "{calls:?}");
     tokio::time::sleep(config().deletion_delay).await;
     // The pass that would submit it lists afresh, finds nothing to delete, and deletes nothing.
-    let (outcome, calls) = pass(&narrower, &ctx, state, &sim).await;
+    let (outcome, calls) = counted_pass(&narrower, &ctx, state, &sim).await;
     assert!(calls.contains_key("ListStackInstances"), "{calls:?}");
     assert!(outcome.is_converged(), "{:?}", outcome.state);
     assert_eq!(
@@ -254,13 +235,13 @@ async fn a_stack_set_level_edit_is_submitted_without_listing_the_instances() {
     let state = &mut DeploymentState::default();
     let spec = Spec::whole_org();
     converge_ok(&spec.deployment(), &ctx, state).await;
-    let _ = pass(&spec.deployment(), &ctx, state, &sim).await;
+    let _ = counted_pass(&spec.deployment(), &ctx, state, &sim).await;
     let edited = Spec {
         description: "Aimably access, reviewed",
         ..spec
     }
     .deployment();
-    let (outcome, calls) = pass(&edited, &ctx, state, &sim).await;
+    let (outcome, calls) = counted_pass(&edited, &ctx, state, &sim).await;
     assert!(
         matches!(
             &outcome.state,
@@ -300,7 +281,7 @@ async fn waiting_reads_progress_from_the_operation_not_from_a_listing() {
         ..spec
     }
     .deployment();
-    let (acted, _) = pass(&edited, &ctx, state, &sim).await;
+    let (acted, _) = counted_pass(&edited, &ctx, state, &sim).await;
     assert!(
         matches!(acted.state, State::Acted { .. }),
         "{:?}",
@@ -355,14 +336,14 @@ async fn waiting_reads_progress_from_the_operation_not_from_a_listing() {
         ..Spec::whole_org()
     }
     .deployment();
-    let (acted, _) = pass(&again, &watching, watching_state, &sim).await;
+    let (acted, _) = counted_pass(&again, &watching, watching_state, &sim).await;
     assert!(
         matches!(acted.state, State::Acted { .. }),
         "{:?}",
         acted.state
     );
     tokio::time::sleep(Duration::from_secs(20)).await;
-    let (outcome, calls) = pass(&again, &watching, watching_state, &sim).await;
+    let (outcome, calls) = counted_pass(&again, &watching, watching_state, &sim).await;
     let State::Waiting { progress, .. } = &outcome.state else {
         panic!("still running: {:?}", outcome.state);
     };
