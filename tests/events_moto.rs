@@ -213,6 +213,23 @@ impl Setup {
         save(&self.desired, &yaml, Save::AtomicRename);
     }
 
+    /// Wait (within the budget and its measuring margin) until `account` has a stack instance in moto.
+    async fn instance_in(&self, daemon: &DaemonProcess, account: &str, what: &str) {
+        eventually_or(
+            REACTION + MEASURE,
+            what,
+            || async {
+                instances_any_status(&self.cfn, STACK_SET)
+                    .await
+                    .iter()
+                    .any(|(a, _)| a == account)
+                    .then_some(())
+            },
+            || context(daemon),
+        )
+        .await;
+    }
+
     /// Moto, the organization and the queue; the daemon with the queue, converged and reading it.
     async fn reading_events() -> (Setup, DaemonProcess) {
         let setup = Setup::start().await;
@@ -436,19 +453,13 @@ async fn an_account_moved_into_a_targeted_ou_is_covered_within_two_seconds_of_it
     setup.sqs.send(&setup.queue, &event).await;
 
     // The reaction: the account's stack instance exists in moto (CreateStackInstances returned).
-    eventually_or(
-        REACTION + MEASURE,
-        &format!("a stack instance in {account}, moved into Alpha"),
-        || async {
-            instances_any_status(&setup.cfn, STACK_SET)
-                .await
-                .iter()
-                .any(|(a, _)| *a == account)
-                .then_some(())
-        },
-        || context(&daemon),
-    )
-    .await;
+    setup
+        .instance_in(
+            &daemon,
+            &account,
+            &format!("a stack instance in {account}, moved into Alpha"),
+        )
+        .await;
     let covered = sent.elapsed();
     let submitted = daemon
         .log_after(sent, "submitting")
@@ -655,19 +666,13 @@ async fn an_operation_started_outside_is_adopted_within_two_seconds() {
             &envelopes::stack_set_operation("op-ended", &arn, OUTSIDE_OPERATION, "SUCCEEDED"),
         )
         .await;
-    eventually_or(
-        REACTION + MEASURE,
-        &format!("a stack instance in {account} once {OUTSIDE_OPERATION} ended"),
-        || async {
-            instances_any_status(&setup.cfn, STACK_SET)
-                .await
-                .iter()
-                .any(|(a, _)| *a == account)
-                .then_some(())
-        },
-        || context(&daemon),
-    )
-    .await;
+    setup
+        .instance_in(
+            &daemon,
+            &account,
+            &format!("a stack instance in {account} once {OUTSIDE_OPERATION} ended"),
+        )
+        .await;
     let covered = released.elapsed();
     println!(
         "(3) end of {OUTSIDE_OPERATION} -> instance in {account}: {covered:?} (budget {REACTION:?})"
