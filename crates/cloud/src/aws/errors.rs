@@ -519,5 +519,21 @@ mod tests {
         assert!(text.contains(POLICY_FILE));
         assert!(!text.contains(DELEGATED_ADMIN_ACTION));
         assert!(!text.contains(POLICY_STACK_SET_PREFIX));
+
+        // The event queue's calls name the action IAM checks (a batch delete is sqs:DeleteMessage) and the
+        // events policy file.
+        for (operation, action) in [
+            ("ReceiveMessage", "sqs:ReceiveMessage"),
+            ("DeleteMessageBatch", "sqs:DeleteMessage"),
+            ("GetQueueAttributes", "sqs:GetQueueAttributes"),
+        ] {
+            let text =
+                access_denied_message(Call::service(crate::queue::SERVICE, operation), "denied");
+            assert!(
+                text.contains(&format!("IAM action {action} "))
+                    && text.contains(EVENTS_POLICY_FILE),
+                "{text}"
+            );
+        }
     }
 }
