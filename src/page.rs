@@ -39,6 +39,8 @@ pub fn render(status: &Status) -> String {
                 p #rejected .rejected hidden[rejected.is_none()] role="alert" {
                     "Desired state rejected: " (rejected.unwrap_or_default())
                 }
+                @let polling = status.events.as_ref().and_then(events_banner);
+                p #events .held hidden[polling.is_none()] role="status" { (polling.unwrap_or_default()) }
                 @if status.deployments.is_empty() {
                     p { "No deployment in the desired state yet (" (status.desired_state.path.display()) ")." }
                 }
@@ -222,6 +224,16 @@ details.ou{margin:.2em 0 .2em 1em}summary{cursor:pointer;font-weight:600}summary
 .blocked{font-weight:600;margin:.3em 0}.blocked.some{color:#b00020}.blocked.none{color:#2e7d32}
 "#;
 
+/// The banner of an event queue that cannot be read (the daemon polls meanwhile); None while it is read. The
+/// script below writes the same words.
+fn events_banner(q: &crate::status::EventQueueStatus) -> Option<String> {
+    let error = q.last_error.as_deref().filter(|_| q.mode != "events")?;
+    Some(format!(
+        "Event queue unreadable since {}: polling instead ({error})",
+        q.since
+    ))
+}
+
 /// Refreshes tiles, counts and state lines in place from /status; the filter hides tiles that do not match.
 const SCRIPT: &str = r#"
 (function () {
@@ -250,6 +262,12 @@ const SCRIPT: &str = r#"
              : String(load.error || 'unreadable').split('\n')[0]) +
           '; the last valid state is still reconciled';
       }
+    }
+    var events = document.getElementById('events'), q = status.events;
+    if (events) {
+      var down = q && q.mode !== 'events' && q.lastError;
+      events.hidden = !down;
+      if (down) events.textContent = 'Event queue unreadable since ' + q.since + ': polling instead (' + q.lastError + ')';
     }
     var deployments = status.deployments || {};
     document.querySelectorAll('section.deployment').forEach(function (section) {
@@ -321,5 +339,34 @@ mod tests {
             !page.contains("http://") && !page.contains("https://"),
             "nothing fetched from elsewhere"
         );
+    }
+
+    #[test]
+    fn an_unreadable_event_queue_is_a_banner_and_a_read_one_is_not() {
+        let mut status = Status::default();
+        let queue = |mode: &str, error: Option<&str>| crate::status::EventQueueStatus {
+            queue_url: "https://sqs.us-east-1.amazonaws.com/111111111111/stacksetd-events".into(),
+            mode: mode.into(),
+            since: "2026-12-07T11:00:00Z".into(),
+            last_error: error.map(str::to_string),
+            ..Default::default()
+        };
+        status.events = Some(queue(
+            "polling",
+            Some("sqs:ReceiveMessage failed (AccessDenied): <no>"),
+        ));
+        let page = render(&status);
+        assert!(
+            page.contains("Event queue unreadable since 2026-12-07T11:00:00Z: polling instead (sqs:ReceiveMessage failed (AccessDenied): &lt;no&gt;)"),
+            "{page}"
+        );
+        for quiet in [Some(queue("events", None)), None] {
+            status.events = quiet;
+            let page = render(&status);
+            assert!(
+                page.contains(r#"<p class="held" id="events" hidden role="status"></p>"#),
+                "{page}"
+            );
+        }
     }
 }
