@@ -23,8 +23,8 @@
 //!   is `GET /`), and what it never shows.
 //! - [`cli`], [`demo`]: the command line's output and commands (`src/main.rs` parses the flags); [`build`]: what
 //!   this binary is (version, commit, build date).
-//! - [`events`]: AWS's events (EventBridge through SQS): what one says and which deployments it concerns (the
-//!   queue's reader is still to come).
+//! - [`events`]: AWS's events (EventBridge through SQS): what one says, which deployments it concerns, and the
+//!   ledger that lets a converged pass trust the queue (the reader is `daemon::events`).
 //! - [`leases`]: per-deployment leases on a DynamoDB table, so replicas share deployments (one holder each).
 //! - [`error`]: the one error type, each variant with a static metric label.
 //! - `fixtures` (unit tests only): the deployment and organization builders the unit tests share.

@@ -81,12 +81,12 @@ impl Next {
 }
 
 impl Decision {
-    /// The next move submits a deletion.
     /// Converged: nothing to do, no drift check due.
     pub fn converged(&self) -> bool {
         matches!(self.next, Next::Converged { .. })
     }
 
+    /// The next move submits a deletion.
     pub fn deletes(&self) -> bool {
         matches!(self.next, Next::Submit(i) if self.plan.steps[i].action.is_deletion())
     }

@@ -340,7 +340,6 @@ impl DeploymentState {
         std::mem::take(&mut self.ended)
     }
 
-    /// The last full listing of the deployment's instances, if any.
     /// The stamp kept by the last converged pass of this generation.
     pub(super) fn quiet(&self, generation: &str) -> Option<crate::events::Stamp> {
         self.quiet
@@ -354,6 +353,7 @@ impl DeploymentState {
         self.quiet = quiet;
     }
 
+    /// The last full listing of the deployment's instances, if any.
     pub(super) fn cached_instances(&self) -> Option<super::instances::InstanceCache> {
         self.instances.clone()
     }

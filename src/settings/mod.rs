@@ -456,8 +456,6 @@ mod tests {
         assert!(err.contains("12 problem(s)"), "{err}");
     }
 
-    /// The defaults are valid settings of known keys, and every key of the check's list is a field the settings
-    /// load (the struct refuses unknown fields), so the list, the defaults and the struct agree.
     #[test]
     fn the_event_queue_url_is_a_queue_url_on_https_or_this_machine() {
         let ok = Settings::load_from(
@@ -505,6 +503,8 @@ mod tests {
         }
     }
 
+    /// The defaults are valid settings of known keys, and every key of the check's list is a field the settings
+    /// load (the struct refuses unknown fields), so the list, the defaults and the struct agree.
     #[test]
     fn the_keys_the_defaults_and_the_struct_agree() {
         assert_eq!(
