@@ -453,10 +453,8 @@ async fn act(
         .operations
         .iter()
         .any(|op| op.status.is_active());
-    state.set_quiet(match (&next, observation.events) {
-        (Next::Converged { .. }, Some(stamp)) if !running => {
-            Some((stamp, deployment.generation().to_string()))
-        }
+    state.set_quiet(match (&next, &observation.events) {
+        (Next::Converged { .. }, Some(quiet)) if !running => Some(quiet.clone()),
         _ => None,
     });
     if matches!(next, Next::Converged { .. } | Next::DetectDrift)

@@ -50,7 +50,7 @@ pub struct DeploymentState {
     instances: Option<super::instances::InstanceCache>,
     /// The event ledger's stamp and the generation when a pass last found the deployment converged: while both
     /// hold, nothing happened to the stack set since (`instances::Look::Trusting`).
-    quiet: Option<(crate::events::Stamp, String)>,
+    quiet: Option<super::instances::Quiet>,
     /// The ARNs of the stack sets named in `autoDeployment.dependsOn`, and when each was read.
     dependency_arns: BTreeMap<String, (String, Instant)>,
     /// The last auto-deployment target check and when it ran (`controller/auto_targets.rs`).
@@ -340,16 +340,13 @@ impl DeploymentState {
         std::mem::take(&mut self.ended)
     }
 
-    /// The stamp kept by the last converged pass of this generation.
-    pub(super) fn quiet(&self, generation: &str) -> Option<crate::events::Stamp> {
-        self.quiet
-            .as_ref()
-            .filter(|(_, g)| g == generation)
-            .map(|(stamp, _)| *stamp)
+    /// What the last pass kept when it found the deployment converged.
+    pub(super) fn quiet(&self) -> Option<&super::instances::Quiet> {
+        self.quiet.as_ref()
     }
 
-    /// What this pass found: converged with this stamp (`Some`), or anything else.
-    pub(super) fn set_quiet(&mut self, quiet: Option<(crate::events::Stamp, String)>) {
+    /// What this pass found: converged, keeping this (`Some`), or anything else.
+    pub(super) fn set_quiet(&mut self, quiet: Option<super::instances::Quiet>) {
         self.quiet = quiet;
     }
 

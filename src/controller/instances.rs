@@ -55,8 +55,16 @@ pub struct Listing {
     /// False when the page was not read: the event queue vouched that nothing happened since the last
     /// converged pass ([`Look::Trusting`]); `operations` is empty then.
     pub operations_listed: bool,
-    /// The event ledger's stamp, read before the page (what a converged pass keeps).
-    pub events: Option<crate::events::Stamp>,
+    /// The event ledger's stamp, read before the page, with the generation (what a converged pass keeps).
+    pub events: Option<Quiet>,
+}
+
+/// What a converged pass keeps so that the next may trust the event queue: the ledger's stamp (read before the
+/// page) and the deployment's generation. Made only while the ledger vouches at all (a trusted, healthy queue).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quiet {
+    stamp: crate::events::Stamp,
+    generation: String,
 }
 
 /// How much of what the last passes saw a pass may reuse.
@@ -139,10 +147,11 @@ pub(super) async fn read(
     let spec = &deployment.spec;
     let cached = state.cached_instances();
     // Read before the page: an event arriving from here on changes the stamp, so the next pass looks again.
-    let events = ctx.events.stamp(&spec.stack_set_name);
-    let quiet = look == Look::Trusting
-        && events.is_some()
-        && events == state.quiet(deployment.generation().as_str());
+    let events = ctx.events.stamp(&spec.stack_set_name).map(|stamp| Quiet {
+        stamp,
+        generation: deployment.generation(),
+    });
+    let quiet = look == Look::Trusting && events.is_some() && state.quiet() == events.as_ref();
     if quiet
         && let Some(cache) = &cached
         && relist_needed(

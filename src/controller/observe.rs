@@ -39,8 +39,8 @@ pub struct Observation {
     /// False when the page was skipped on the event queue's word (`instances::Look::Trusting`): such an
     /// observation only ever concludes "converged" (`controller::reconcile` looks again otherwise).
     pub operations_listed: bool,
-    /// The event ledger's stamp read before the page: what a converged pass keeps.
-    pub events: Option<crate::events::Stamp>,
+    /// The event ledger's stamp read before the page, with the generation: what a converged pass keeps.
+    pub events: Option<instances::Quiet>,
     /// `autoDeployment.dependsOn` as ARNs, sorted (`controller/dependencies.rs`).
     pub dependencies: Vec<String>,
     /// The last auto-deployment target check (`controller/auto_targets.rs`), when there is one to make.
