@@ -52,7 +52,8 @@ pub use report::{
     Report, RunningOperation, SpecDrift, TemplateReport,
 };
 pub use retry::{
-    CONVERGE_TRANSIENT_RETRIES, converge, converge_until, error_backoff, error_policy, is_transient,
+    CONVERGE_TRANSIENT_RETRIES, backoff, converge, converge_until, error_backoff, error_policy,
+    is_transient,
 };
 pub use templates::TemplateView;
 

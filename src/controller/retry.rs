@@ -24,12 +24,24 @@ pub fn error_policy(config: &Config, failures: u32, error: &Error) -> Duration {
 
 /// Exponential backoff with ±20% jitter after `failures` consecutive failed passes.
 pub fn error_backoff(config: &Config, failures: u32) -> Duration {
-    let exp = config
-        .error_backoff_base
-        .saturating_mul(1u32 << failures.min(16));
-    let capped = exp.min(config.error_backoff_max);
-    let jitter = rand::random_range(0.8..1.2);
-    capped.mul_f64(jitter)
+    backoff(
+        config.error_backoff_base,
+        config.error_backoff_max,
+        failures,
+        0.8..1.2,
+    )
+}
+
+/// `base` doubled `doublings` times (at most 16), capped at `max`, then scaled by a factor drawn from `jitter`:
+/// every retry loop's wait (the passes' error policy, the event reader's).
+pub fn backoff(
+    base: Duration,
+    max: Duration,
+    doublings: u32,
+    jitter: std::ops::Range<f64>,
+) -> Duration {
+    let exp = base.saturating_mul(1u32 << doublings.min(16));
+    exp.min(max).mul_f64(rand::random_range(jitter))
 }
 
 /// Errors worth retrying within `reconcile --once` (the daemon retries every error, with backoff).

@@ -19,7 +19,6 @@ use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use rand::Rng;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -287,9 +286,36 @@ fn now() -> String {
 /// The wait before receive number `failures + 1`: doubling from [`RETRY_FIRST`] to [`RETRY_MAX`], each with up
 /// to a quarter of jitter so replicas do not retry in step.
 fn retry_delay(failures: u32) -> Duration {
-    let base = RETRY_FIRST
-        .saturating_mul(1 << failures.saturating_sub(1).min(16))
-        .min(RETRY_MAX);
-    let jitter = rand::rng().random_range(0.0..0.25);
-    base.mul_f64(1.0 - jitter)
+    crate::controller::backoff(
+        RETRY_FIRST,
+        RETRY_MAX,
+        failures.saturating_sub(1),
+        0.75..1.0,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reader_retries_from_a_second_doubling_to_a_minute_never_more() {
+        for _ in 0..200 {
+            let first = retry_delay(1);
+            assert!(
+                first >= RETRY_FIRST.mul_f64(0.75) && first <= RETRY_FIRST,
+                "{first:?}"
+            );
+            let third = retry_delay(3);
+            assert!(
+                third >= RETRY_FIRST * 3 && third <= RETRY_FIRST * 4,
+                "{third:?}"
+            );
+            let late = retry_delay(40);
+            assert!(
+                late >= RETRY_MAX.mul_f64(0.75) && late <= RETRY_MAX,
+                "{late:?}"
+            );
+        }
+    }
 }

@@ -211,7 +211,7 @@ mod tests {
                     let mut healthy_until: Option<Instant> = None;
                     let mut kept: [Option<Stamp>; 3] = [None; 3];
                     let mut happened = [true; 3];
-                    let mut gap = |happened: &mut [bool; 3]| *happened = [true; 3];
+                    let gap = |happened: &mut [bool; 3]| *happened = [true; 3];
                     for step in &steps {
                         let now = Instant::now();
                         if healthy_until.is_some_and(|u| now >= u) {
