@@ -227,7 +227,7 @@ details.ou{margin:.2em 0 .2em 1em}summary{cursor:pointer;font-weight:600}summary
 /// The banner of an event queue that cannot be read (the daemon polls meanwhile); None while it is read. The
 /// script below writes the same words.
 fn events_banner(q: &crate::status::EventQueueStatus) -> Option<String> {
-    let error = q.last_error.as_deref().filter(|_| q.mode != "events")?;
+    let error = q.unreadable()?;
     Some(format!(
         "Event queue unreadable since {}: polling instead ({error})",
         q.since
@@ -344,15 +344,16 @@ mod tests {
     #[test]
     fn an_unreadable_event_queue_is_a_banner_and_a_read_one_is_not() {
         let mut status = Status::default();
-        let queue = |mode: &str, error: Option<&str>| crate::status::EventQueueStatus {
+        use crate::status::QueueMode;
+        let queue = |mode: QueueMode, error: Option<&str>| crate::status::EventQueueStatus {
             queue_url: "https://sqs.us-east-1.amazonaws.com/111111111111/stacksetd-events".into(),
-            mode: mode.into(),
+            mode,
             since: "2026-12-07T11:00:00Z".into(),
             last_error: error.map(str::to_string),
             ..Default::default()
         };
         status.events = Some(queue(
-            "polling",
+            QueueMode::Polling,
             Some("sqs:ReceiveMessage failed (AccessDenied): <no>"),
         ));
         let page = render(&status);
@@ -360,7 +361,7 @@ mod tests {
             page.contains("Event queue unreadable since 2026-12-07T11:00:00Z: polling instead (sqs:ReceiveMessage failed (AccessDenied): &lt;no&gt;)"),
             "{page}"
         );
-        for quiet in [Some(queue("events", None)), None] {
+        for quiet in [Some(queue(QueueMode::Events, None)), None] {
             status.events = quiet;
             let page = render(&status);
             assert!(

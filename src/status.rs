@@ -65,8 +65,7 @@ pub struct Status {
 #[serde(rename_all = "camelCase")]
 pub struct EventQueueStatus {
     pub queue_url: String,
-    /// `events` while the queue is read; `polling` while it cannot be (not yet, or failing).
-    pub mode: String,
+    pub mode: QueueMode,
     /// Since when (RFC 3339) it is in this mode.
     pub since: String,
     /// Why the queue cannot be read (the last failed call), while polling.
@@ -77,6 +76,26 @@ pub struct EventQueueStatus {
     pub converged_pass_trusts_events: bool,
     pub received: u64,
     pub dropped: u64,
+}
+
+/// Whether the event queue is read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueMode {
+    /// Read: passes follow its events.
+    Events,
+    /// Not read (not yet, or failing): the daemon polls as without a queue.
+    #[default]
+    Polling,
+}
+
+impl EventQueueStatus {
+    /// Why the queue cannot be read, while it cannot (what `stacksetd status` and the page's banner say).
+    pub fn unreadable(&self) -> Option<&str> {
+        self.last_error
+            .as_deref()
+            .filter(|_| self.mode == QueueMode::Polling)
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

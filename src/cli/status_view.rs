@@ -259,16 +259,16 @@ fn escaped(doc: &StatusDocument) -> StatusDocument {
 
 /// The event queue in one line: read (and whether converged passes trust it), or polling and why.
 fn event_queue_line(q: &crate::status::EventQueueStatus) -> String {
-    match q.last_error.as_deref() {
-        Some(error) if q.mode != "events" => format!(
+    match q.unreadable() {
+        Some(error) => format!(
             "event queue: POLLING since {} (cannot read {}: {error})\n",
             q.since, q.queue_url
         ),
-        _ if q.mode != "events" => format!(
+        None if q.mode == crate::status::QueueMode::Polling => format!(
             "event queue: polling since {} (not read yet: {})\n",
             q.since, q.queue_url
         ),
-        _ => format!(
+        None => format!(
             "event queue: reading {} since {}; {} event(s), {} dropped{}\n",
             q.queue_url,
             q.since,

@@ -29,7 +29,7 @@ use crate::controller::credentials::Contexts;
 use crate::desired::Deployment;
 use crate::events::{Dropped, Envelope, Event, Ledger, parse, route};
 use crate::metrics::events::EventMetrics;
-use crate::status::StatusBoard;
+use crate::status::{QueueMode, StatusBoard};
 
 /// A message waits at most this long for the passes it triggered; then it is left for SQS to deliver again.
 pub const OBSERVE_WAIT: Duration = Duration::from_secs(600);
@@ -69,7 +69,7 @@ impl Reader {
         let trusted = self.ledger().trusted();
         self.status.event_queue(|q| {
             q.queue_url = self.queue.url().to_string();
-            q.mode = "polling".into();
+            q.mode = QueueMode::Polling;
             q.since = now();
             q.converged_pass_trusts_events = trusted;
         });
@@ -117,7 +117,7 @@ impl Reader {
             );
             self.metrics.set_up(true);
             self.status.event_queue(|q| {
-                q.mode = "events".into();
+                q.mode = QueueMode::Events;
                 q.since = now();
                 q.last_error = None;
             });
@@ -131,8 +131,8 @@ impl Reader {
         let mut first = false;
         self.status.event_queue(|q| {
             first = q.last_error.is_none();
-            if q.mode != "polling" {
-                q.mode = "polling".into();
+            if q.mode != QueueMode::Polling {
+                q.mode = QueueMode::Polling;
                 q.since = now();
             }
             q.last_error = Some(error.to_string());
@@ -158,7 +158,14 @@ impl Reader {
         let mut names = BTreeSet::new();
         let mut dropped = 0;
         for message in messages {
-            let envelope = match parse(&message.body) {
+            let read = parse(&message.body).and_then(|envelope| {
+                if lock(ids).insert(&envelope.id) {
+                    Ok(envelope)
+                } else {
+                    Err(Dropped::Duplicate)
+                }
+            });
+            let envelope = match read {
                 Ok(envelope) => envelope,
                 Err(reason) => {
                     debug!(reason = reason.label(), "event dropped");
@@ -168,12 +175,6 @@ impl Reader {
                     continue;
                 }
             };
-            if !lock(ids).insert(&envelope.id) {
-                self.metrics.dropped(Dropped::Duplicate);
-                dropped += 1;
-                done_now.push(message.receipt);
-                continue;
-            }
             self.metrics.received(envelope.kind);
             match &envelope.event {
                 Event::StackSet { name, .. } => self.ledger().saw(name),
