@@ -349,10 +349,9 @@ pub fn check_value(key: &str, kind: Kind, given: Given<'_>) -> Result<(), String
             };
             hosts.iter().try_for_each(|h| host_name(h))
         }
-        Kind::Endpoint => text(given).and_then(|t| match crate::cloud::endpoint::endpoint_problem(&t) {
-            Some(problem) => Err(problem),
-            None => Ok(()),
-        }),
+        Kind::Endpoint => {
+            text(given).and_then(|t| crate::cloud::endpoint::endpoint_problem(&t).map_or(Ok(()), Err))
+        }
         Kind::Url => text(given).and_then(|t| match url::Url::parse(&t) {
             Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Ok(()),
             Ok(u) => Err(format!("`{t}`: scheme {} is not supported; use https", u.scheme())),
@@ -361,10 +360,7 @@ pub fn check_value(key: &str, kind: Kind, given: Given<'_>) -> Result<(), String
         Kind::QueueUrl => text(given).and_then(|t| {
             crate::cloud::queue::parse_queue_url(&t).map_err(|e| format!("`{t}`: {e}"))?;
             // Events steer passes: the same rule as aws.endpoint_url (https, or http to this machine).
-            match crate::cloud::endpoint::endpoint_problem(&t) {
-                Some(problem) => Err(problem),
-                None => Ok(()),
-            }
+            crate::cloud::endpoint::endpoint_problem(&t).map_or(Ok(()), Err)
         }),
         Kind::Table => text(given).and_then(|t| {
             let ok = (3..=255).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
