@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 
 use common::{MotoServer, OrgSpec, OuSpec};
 use daemon_support::process::DaemonProcess;
-use daemon_support::{Save, eventually, get, metric_sum, save};
+use daemon_support::{Save, eventually, get, metric_by, metric_sum, save};
 use stacksetd::cloud::Cloud;
 use stacksetd::cloud::sim::{Sim, SimConfig};
 use stacksetd::controller::{self, Config, Context, DeploymentState};
@@ -597,22 +597,7 @@ struct Scrape {
 }
 
 fn scrape_of(text: &str) -> Scrape {
-    let mut calls: BTreeMap<String, f64> = BTreeMap::new();
-    for line in text
-        .lines()
-        .filter(|l| l.starts_with("stacksetd_aws_requests_total{"))
-    {
-        let Some((series, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let op = series
-            .split(['{', ',', '}'])
-            .find_map(|kv| kv.strip_prefix("operation=\""))
-            .map(|v| v.trim_end_matches('"').to_string());
-        if let (Some(op), Ok(v)) = (op, value.parse::<f64>()) {
-            *calls.entry(op).or_default() += v;
-        }
-    }
+    let calls = metric_by(text, "stacksetd_aws_requests_total", &["operation"]);
     Scrape {
         converged: metric_sum(
             text,

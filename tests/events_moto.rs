@@ -357,42 +357,41 @@ fn context(daemon: &DaemonProcess) -> String {
     )
 }
 
-/// `stacksetd_aws_requests_total` by (service, operation), every outcome summed.
-fn aws_calls(text: &str) -> BTreeMap<(String, String), f64> {
-    let mut calls = BTreeMap::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("stacksetd_aws_requests_total{") else {
-            continue;
-        };
-        let Some((labels, value)) = rest.rsplit_once("} ") else {
-            continue;
-        };
-        let label = |name: &str| {
-            labels
-                .split(',')
-                .find_map(|kv| kv.strip_prefix(&format!("{name}=\"")))
-                .map(|v| v.trim_end_matches('"').to_string())
-                .unwrap_or_default()
-        };
-        *calls
-            .entry((label("service"), label("operation")))
-            .or_default() += value.parse::<f64>().unwrap_or(0.0);
-    }
-    calls
+/// `stacksetd_aws_requests_total` by `service:operation`, every outcome summed.
+fn aws_calls(text: &str) -> BTreeMap<String, f64> {
+    metric_by(
+        text,
+        "stacksetd_aws_requests_total",
+        &["service", "operation"],
+    )
 }
 
 /// What grew between two `aws_calls`.
-fn grown(
-    before: &BTreeMap<(String, String), f64>,
-    after: &BTreeMap<(String, String), f64>,
-) -> BTreeMap<String, f64> {
+fn grown(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> BTreeMap<String, f64> {
     after
         .iter()
         .filter_map(|(key, n)| {
             let delta = n - before.get(key).copied().unwrap_or(0.0);
-            (delta > 0.0).then(|| (format!("{}:{}", key.0, key.1), delta))
+            (delta > 0.0).then(|| (key.clone(), delta))
         })
         .collect()
+}
+
+/// The deployment's passes and the daemon's AWS calls so far.
+async fn tally(daemon: &DaemonProcess) -> (u64, BTreeMap<String, f64>) {
+    (
+        passes(&status(daemon).await),
+        aws_calls(&daemon.metrics().await),
+    )
+}
+
+/// The passes and the calls since `before` (a [`tally`]).
+async fn since(
+    daemon: &DaemonProcess,
+    before: &(u64, BTreeMap<String, f64>),
+) -> (u64, BTreeMap<String, f64>) {
+    let now = tally(daemon).await;
+    (now.0 - before.0, grown(&before.1, &now.1))
 }
 
 fn grew(delta: &BTreeMap<String, f64>, call: &str) -> f64 {
@@ -756,13 +755,11 @@ async fn converged_passes_with_a_healthy_queue_cost_one_call() {
     };
     one_pass("warm-up".into()).await;
 
-    let before = (status(&daemon).await, aws_calls(&daemon.metrics().await));
+    let before = tally(&daemon).await;
     for i in 0..PASSES {
         one_pass(format!("quiet-{i}")).await;
     }
-    let after = (status(&daemon).await, aws_calls(&daemon.metrics().await));
-    let pass_count = passes(&after.0) - passes(&before.0);
-    let delta = grown(&before.1, &after.1);
+    let (pass_count, delta) = since(&daemon, &before).await;
     println!("with the queue: {PASSES} account events, {pass_count} passes, calls {delta:?}");
     assert!(pass_count >= PASSES, "a pass per event: {pass_count}");
     assert_eq!(
@@ -794,7 +791,7 @@ async fn converged_passes_with_a_healthy_queue_cost_one_call() {
             .is_none_or(Value::is_null),
         "no events section without events.queue_url"
     );
-    let before = (status(&polling).await, aws_calls(&polling.metrics().await));
+    let before = tally(&polling).await;
     for _ in 0..PASSES {
         let start = passes(&status(&polling).await);
         polling.signal("HUP");
@@ -807,9 +804,7 @@ async fn converged_passes_with_a_healthy_queue_cost_one_call() {
         .await;
         polling.wait_converged(DEPLOYMENT).await;
     }
-    let after = (status(&polling).await, aws_calls(&polling.metrics().await));
-    let pass_count = passes(&after.0) - passes(&before.0);
-    let delta = grown(&before.1, &after.1);
+    let (pass_count, delta) = since(&polling, &before).await;
     println!("without the queue: {PASSES} SIGHUPs, {pass_count} passes, calls {delta:?}");
     assert!(pass_count >= PASSES, "a pass per SIGHUP: {pass_count}");
     assert_eq!(

@@ -213,6 +213,33 @@ pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
+/// Every sample of `name` summed by the values of the labels `by`, joined with `:` (e.g.
+/// `stacksetd_aws_requests_total` by service and operation: `{"cloudformation:DescribeStackSet": 3.0, ...}`).
+pub fn metric_by(text: &str, name: &str, by: &[&str]) -> std::collections::BTreeMap<String, f64> {
+    let mut sums = std::collections::BTreeMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (metric, rest) = series.split_once('{').unwrap_or((series, "}"));
+        let (true, Ok(value)) = (metric == name, value.parse::<f64>()) else {
+            continue;
+        };
+        let labels = rest.trim_end_matches('}');
+        let key: Vec<&str> = by
+            .iter()
+            .map(|k| {
+                labels
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix(&format!("{k}=\"")))
+                    .map_or("", |v| v.trim_end_matches('"'))
+            })
+            .collect();
+        *sums.entry(key.join(":")).or_default() += value;
+    }
+    sums
+}
+
 /// Poll `check` every 20 ms until it returns Some, or panic with `what` after `timeout`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, check: F) -> T
 where
