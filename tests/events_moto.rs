@@ -230,6 +230,21 @@ impl Setup {
         .await;
     }
 
+    /// Move a Beta account into Alpha (the target) in Organizations, telling nobody: (account, Beta, Alpha).
+    async fn move_into_alpha(&self) -> (String, &str, &str) {
+        let account = self.org.accounts_under("Beta").into_iter().next().unwrap();
+        let (beta, alpha) = (self.org.ou("Beta"), self.org.ou("Alpha"));
+        self.orgs
+            .move_account()
+            .account_id(&account)
+            .source_parent_id(beta)
+            .destination_parent_id(alpha)
+            .send()
+            .await
+            .expect("MoveAccount");
+        (account, beta, alpha)
+    }
+
     /// Moto, the organization and the queue; the daemon with the queue, converged and reading it.
     async fn reading_events() -> (Setup, DaemonProcess) {
         let setup = Setup::start().await;
@@ -436,17 +451,7 @@ async fn an_account_moved_into_a_targeted_ou_is_covered_within_two_seconds_of_it
 
     // The move, in Organizations. The daemon scans the organization twice a day and moto does not auto-deploy (nor
     // does the deployment ask it to): only the event tells it.
-    let account = setup.org.accounts_under("Beta").into_iter().next().unwrap();
-    let (beta, alpha) = (setup.org.ou("Beta"), setup.org.ou("Alpha"));
-    setup
-        .orgs
-        .move_account()
-        .account_id(&account)
-        .source_parent_id(beta)
-        .destination_parent_id(alpha)
-        .send()
-        .await
-        .expect("MoveAccount");
+    let (account, beta, alpha) = setup.move_into_alpha().await;
     let event = envelopes::move_account("move-1", MANAGEMENT_ACCOUNT_ID, &account, beta, alpha);
     let sent = Instant::now();
     setup.sqs.send(&setup.queue, &event).await;
@@ -591,17 +596,7 @@ async fn an_operation_started_outside_is_adopted_within_two_seconds() {
         .await;
 
     // (2) An account joins Alpha while the operation runs: the daemon would cover it, but waits on the operation.
-    let account = setup.org.accounts_under("Beta").into_iter().next().unwrap();
-    let (beta, alpha) = (setup.org.ou("Beta"), setup.org.ou("Alpha"));
-    setup
-        .orgs
-        .move_account()
-        .account_id(&account)
-        .source_parent_id(beta)
-        .destination_parent_id(alpha)
-        .send()
-        .await
-        .expect("MoveAccount");
+    let (account, beta, alpha) = setup.move_into_alpha().await;
     let sent = Instant::now();
     setup
         .sqs
