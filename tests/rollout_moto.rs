@@ -91,38 +91,15 @@ impl Setup {
     /// Writes the desired state: the whole organization on `version` (v1 or v2), with the canary and `bake`.
     fn desired(&self, version: &str, bake: &str) -> PathBuf {
         let template = self.dir.path().join(format!("{version}.json"));
-        write_desired(
-            self.dir.path(),
-            &format!(
-                r#"apiVersion: stacksetd.dev/v1alpha1
-kind: StackSetDeployment
-metadata:
-  name: {DEPLOYMENT}
-spec:
-  stackSetName: {STACK_SET}
-  description: "Aimably access"
-  managementAccountId: "{MANAGEMENT_ACCOUNT_ID}"
-  template: {{url: "file://{template}"}}
-  parameters:
-    ManagementAccountId: "{MANAGEMENT_ACCOUNT_ID}"
-  capabilities: [CAPABILITY_NAMED_IAM]
-  deploymentTargets:
-    organizationalUnitIds: [ROOT]
-  regions: [{REGION}]
-  autoDeployment: {{enabled: true, retainStacksOnAccountRemoval: false}}
-  operationPreferences:
-    failureTolerancePercentage: 100
-    maxConcurrentPercentage: 100
-    concurrencyMode: SOFT_FAILURE_TOLERANCE
-  rollout:
-    canary:
-      accounts: ["{canary}"]
-    bake: {bake}
-"#,
-                template = template.display(),
-                canary = self.canary,
+        let desired = Desired {
+            template_url: format!("file://{}", template.display()),
+            extra: format!(
+                "  rollout:\n    canary:\n      accounts: [\"{}\"]\n    bake: {bake}\n",
+                self.canary
             ),
-        )
+            ..Desired::new("Aimably access", vec!["ROOT".into()])
+        };
+        write_desired(self.dir.path(), &desired.yaml())
     }
 
     /// Converged on v1 (`bake: 0s`): the first deployment is staged too (the canary's instance first), so

@@ -950,6 +950,10 @@ pub struct Desired {
     pub failure_tolerance_percentage: u32,
     pub max_concurrent_percentage: u32,
     pub ensure: &'static str,
+    /// `spec.template.url` (the shipped data-only template by default).
+    pub template_url: String,
+    /// More spec lines, indented two spaces (e.g. a `rollout:` block), after the rest.
+    pub extra: String,
 }
 
 #[allow(dead_code)]
@@ -962,6 +966,8 @@ impl Desired {
             failure_tolerance_percentage: 100,
             max_concurrent_percentage: 100,
             ensure: "Present",
+            template_url: template_url("aimably-data-only"),
+            extra: String::new(),
         }
     }
 
@@ -996,9 +1002,10 @@ spec:
     maxConcurrentPercentage: {mcp}
     concurrencyMode: SOFT_FAILURE_TOLERANCE
   ensure: {ensure}
-"#,
+{extra}"#,
             description = self.description,
-            url = template_url("aimably-data-only"),
+            url = self.template_url,
+            extra = self.extra,
             ftp = self.failure_tolerance_percentage,
             mcp = self.max_concurrent_percentage,
             ensure = self.ensure,
