@@ -163,7 +163,7 @@ pub struct Context {
     pub templates: Arc<TemplateSource>,
     pub config: Config,
     org: tokio::sync::Mutex<Option<(Instant, Arc<OrgSnapshot>)>>,
-    /// Set by [`Context::organization_changed`]: the cached tree is out of date.
+    /// Set by [`Context::invalidate_organization`]: the cached tree is out of date.
     org_changed: std::sync::atomic::AtomicBool,
     /// Update decisions by their inputs: judging a template is pure, so a pass asks again only when something
     /// it depends on changed.
@@ -258,7 +258,7 @@ impl Context {
             Err(e) => {
                 if changed {
                     // Still out of date: the next pass scans again.
-                    self.organization_changed();
+                    self.invalidate_organization();
                 }
                 return Err(e);
             }
@@ -273,16 +273,12 @@ impl Context {
         self.org.try_lock().ok()?.as_ref().map(|(_, s)| s.clone())
     }
 
-    /// The organization changed (an account event): the next pass that asks scans it again, even if a scan is
-    /// under way now (it may have read the tree before the change). Never waits.
-    pub fn organization_changed(&self) {
+    /// The cached organization tree is out of date (an account event, an edit that targets a new OU, SIGHUP): the
+    /// next pass that asks scans it again, even if a scan is under way now (it may have read the tree before the
+    /// change). Never waits.
+    pub fn invalidate_organization(&self) {
         self.org_changed
             .store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// Forget the cached organization tree (e.g. after an edit that targets a new OU).
-    pub async fn invalidate_organization(&self) {
-        *self.org.lock().await = None;
     }
 }
 

@@ -91,10 +91,10 @@ impl Contexts {
         all
     }
 
-    /// Forget every context's organization tree (SIGHUP, an edit naming a new OU).
+    /// Every context's organization tree is out of date (SIGHUP).
     pub async fn invalidate_organizations(&self) {
         for ctx in self.all().await {
-            ctx.invalidate_organization().await;
+            ctx.invalidate_organization();
         }
     }
 }

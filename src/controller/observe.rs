@@ -190,7 +190,7 @@ pub(super) async fn observe_with(
     if spec.ensure == Ensure::Present && super::preflight::check_targets(deployment, &org).is_err()
     {
         // Perhaps an OU created since the last scan: look again before calling it missing.
-        ctx.invalidate_organization().await;
+        ctx.invalidate_organization();
         org = ctx.organization().await?;
         super::preflight::check_targets(deployment, &org)?;
     }

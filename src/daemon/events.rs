@@ -180,7 +180,7 @@ impl Reader {
                 Event::StackSet { name, .. } => self.ledger().saw(name),
                 // Only the daemon's own organization: a role's deployments are in organizations whose events
                 // are not on this queue.
-                Event::Account { .. } => self.contexts.base().organization_changed(),
+                Event::Account { .. } => self.contexts.base().invalidate_organization(),
             }
             let concerned = route(&envelope.event, &deployments, org.as_deref());
             debug!(id = %envelope.id, kind = envelope.kind, deployments = ?concerned, "event");

@@ -37,10 +37,6 @@ pub use gate::Gate;
 /// The last part of `shutdown_timeout`, kept for the HTTP server to finish requests in flight after the drain.
 const HTTP_GRACE: Duration = Duration::from_millis(200);
 
-/// SIGHUP waits at most this long to drop the cached organization tree; longer means a scan is running, whose
-/// result is fresh anyway, and the daemon must stay responsive to signals.
-const ORG_INVALIDATE_WAIT: Duration = Duration::from_secs(1);
-
 /// With leases, readiness is looked at again this often until reached (leases are taken by their own loop).
 const READY_RECHECK: Duration = Duration::from_millis(500);
 

@@ -13,10 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::{
-    Daemon, HTTP_GRACE, ORG_INVALIDATE_WAIT, Options, READY_RECHECK, gate, scheduler, systemd,
-    templates,
-};
+use super::{Daemon, HTTP_GRACE, Options, READY_RECHECK, gate, scheduler, systemd, templates};
 use crate::cloud::Connector;
 use crate::controller::{self, credentials::Contexts};
 use crate::desired::Deployment;
@@ -216,8 +213,8 @@ impl Running {
                 () = &mut shutdown => break,
                 Some(()) = self.reload_rx.recv() => {
                     info!("SIGHUP: reloading the desired state and reconciling every deployment");
-                    // Bounded: a pass stuck inside an organization scan holds the cache (and will refresh it).
-                    let _ = tokio::time::timeout(ORG_INVALIDATE_WAIT, self.contexts.invalidate_organizations()).await;
+                    // Never waits for a scan under way: the next pass scans again after it.
+                    self.contexts.invalidate_organizations().await;
                     let load = self.loader.observe(true);
                     self.apply(load, true);
                 }

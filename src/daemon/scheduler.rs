@@ -350,7 +350,7 @@ async fn pass(
         let run = super::gate::ACTING_FOR.scope(acting, async {
             let ctx = shared.contexts.for_deployment(deployment).await?;
             if targets_changed {
-                ctx.invalidate_organization().await;
+                ctx.invalidate_organization();
             }
             controller::reconcile(deployment, &ctx, state).await
         });

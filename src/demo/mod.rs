@@ -204,7 +204,7 @@ impl Story {
             &new_account,
         )
         .await;
-        self.ctx.invalidate_organization().await;
+        self.ctx.invalidate_organization();
         self.converge().await
     }
 

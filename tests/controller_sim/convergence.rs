@@ -287,7 +287,7 @@ async fn a_targeted_account_without_an_instance_is_a_coverage_gap_never_converge
     let state = &mut DeploymentState::default();
     converge_ok(&deployment, &ctx, state).await;
     let late = sim.add_account(&sim.ou_named("Sandbox").unwrap(), "late-joiner");
-    ctx.invalidate_organization().await;
+    ctx.invalidate_organization();
     let outcome = stacksetd::controller::reconcile(&deployment, &ctx, state)
         .await
         .unwrap();

@@ -228,7 +228,7 @@ async fn what_the_queue_vouches_for_never_decides_anything_but_converged() {
         .expect("an account outside Prod");
     // The account moves into the target; its event names no stack set, only the organization.
     sim.move_account(&outsider, &prod);
-    ctx.organization_changed();
+    ctx.invalidate_organization();
     let (outcome, calls) = counted_pass(&deployment, &ctx, &mut state, &sim).await;
     assert!(
         calls.contains_key("ListStackSetOperations"),

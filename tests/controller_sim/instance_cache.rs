@@ -32,7 +32,7 @@ async fn auto_deployment_to_a_new_account_is_in_the_next_pass() {
     let prod = sim.ou_named("Prod").expect("Prod");
     let joined = sim.add_account(&prod, "joined-later");
     settle().await;
-    ctx.invalidate_organization().await;
+    ctx.invalidate_organization();
     let (outcome, calls) = counted_pass(&deployment, &ctx, state, &sim).await;
     assert_eq!(calls.get("ListStackInstances"), Some(&1), "{calls:?}");
     assert_eq!(instances_of(&outcome), before + 1, "{:?}", outcome.report);
@@ -55,7 +55,7 @@ async fn an_account_leaving_the_organization_is_gone_from_the_next_pass() {
     let leaving = active_members(&sim).into_iter().next().expect("a member");
     sim.remove_account(&leaving);
     settle().await;
-    ctx.invalidate_organization().await;
+    ctx.invalidate_organization();
     let (outcome, calls) = counted_pass(&deployment, &ctx, state, &sim).await;
     assert_eq!(calls.get("ListStackInstances"), Some(&1), "{calls:?}");
     assert_eq!(instances_of(&outcome), instances_of(&converged) - 1);

@@ -402,7 +402,7 @@ async fn member_access_failures_are_counted_and_listed_with_reasons() {
     sim.deny_access(&broken[0], "an SCP denies sts:AssumeRole");
     // An account whose instance is gone has no role either.
     let newcomer = sim.add_account(&sim.ou_named("Sandbox").unwrap(), "no-role-yet");
-    o.ctx.invalidate_organization().await;
+    o.ctx.invalidate_organization();
     broken.truncate(1);
     broken.push(newcomer.clone());
     broken.sort();

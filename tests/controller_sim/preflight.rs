@@ -235,7 +235,7 @@ async fn suspended_and_closing_accounts_are_neither_failures_nor_missing() {
     let members: Vec<String> = active_members(&sim).into_iter().take(2).collect();
     sim.set_account_state(&members[0], "PENDING_CLOSURE");
     sim.set_account_state(&members[1], "CLOSED");
-    ctx.invalidate_organization().await;
+    ctx.invalidate_organization();
     // A template update reaches every instance: those in closing accounts are skipped, not failed.
     let mut changed = deployment.clone();
     changed.spec.description = Some("changed".to_string());

@@ -399,7 +399,7 @@ async fn an_account_joining_mid_rollout_is_deployed_and_the_rollout_goes_on() {
     let v2 = staged(&sim, &v.v2, "    bake: 30m\n");
     pass_until(&v2, &ctx, state, is(Phase::Baking)).await;
     let joined = sim.add_account(&sim.root_id(), "joined-mid-rollout");
-    ctx.invalidate_organization().await;
+    ctx.invalidate_organization();
     tokio::time::sleep(Duration::from_secs(120)).await;
     let outcome = controller::reconcile(&v2, &ctx, state).await.unwrap();
     assert_eq!(phase(&outcome), Some(Phase::Baking), "{:?}", outcome.state);
