@@ -27,6 +27,7 @@ use super::scheduler::PassWatch;
 use crate::cloud::queue::{EventQueue, Message, RECEIVE_WAIT};
 use crate::controller::credentials::Contexts;
 use crate::desired::Deployment;
+use crate::events::ledger::HEALTH_MARGIN;
 use crate::events::{Dropped, Envelope, Event, Ledger, parse, route};
 use crate::metrics::events::EventMetrics;
 use crate::status::{QueueMode, StatusBoard};
@@ -87,8 +88,13 @@ impl Reader {
             let received = tokio::select! {
                 biased;
                 () = stop.cancelled() => return,
-                // After a failure, a receive that answers at once: is the queue back?
-                received = self.queue.receive(if failures > 0 { Duration::ZERO } else { RECEIVE_WAIT }) => received,
+                // After a failure, a receive that answers at once: is the queue back? One that does not answer
+                // within its wait and the ledger's margin is a failure too: the passes stopped trusting it then,
+                // and /status says so at the same moment.
+                received = tokio::time::timeout(
+                    RECEIVE_WAIT + HEALTH_MARGIN,
+                    self.queue.receive(if failures > 0 { Duration::ZERO } else { RECEIVE_WAIT }),
+                ) => received.unwrap_or_else(|_| Err(silent())),
             };
             let messages = match received {
                 Ok(messages) => messages,
@@ -276,6 +282,20 @@ impl Seen {
     }
 }
 
+/// A receive that did not answer in time.
+fn silent() -> crate::error::Error {
+    crate::error::Error::Aws {
+        service: crate::cloud::queue::SERVICE,
+        operation: "ReceiveMessage",
+        kind: crate::error::AwsErrorKind::Transport,
+        code: "Timeout".into(),
+        message: format!(
+            "no answer within {:?} (a long poll and the ledger's margin)",
+            RECEIVE_WAIT + HEALTH_MARGIN
+        ),
+    }
+}
+
 fn lock(ids: &Mutex<Seen>) -> std::sync::MutexGuard<'_, Seen> {
     ids.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -298,6 +318,66 @@ fn retry_delay(failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A queue whose receive never answers (a network that swallows the request).
+    struct Hung;
+
+    #[async_trait::async_trait]
+    impl EventQueue for Hung {
+        fn url(&self) -> &str {
+            "https://sqs.us-east-1.amazonaws.com/111111111111/hung"
+        }
+        async fn check(&self) -> crate::cloud::Result<()> {
+            Ok(())
+        }
+        async fn receive(&self, _wait: Duration) -> crate::cloud::Result<Vec<Message>> {
+            std::future::pending().await
+        }
+        async fn delete(&self, _receipts: &[String]) -> crate::cloud::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A reader stuck in a receive stops vouching (the ledger's health lapses) and /status says "polling" by the
+    /// same moment, not only once the SDK gives up.
+    #[tokio::test(start_paused = true)]
+    async fn a_receive_that_never_answers_is_an_outage_on_status_too() {
+        let cloud: Arc<dyn crate::cloud::Cloud> =
+            Arc::new(crate::cloud::sim::Sim::new(Default::default()));
+        let ctx = Arc::new(crate::controller::Context::new(
+            cloud,
+            crate::controller::Config::default(),
+        ));
+        ctx.events.trust();
+        let status = Arc::new(StatusBoard::new("desired.yaml".into()));
+        let (dispatch, _keep) = mpsc::channel(1);
+        let reader = Reader {
+            queue: Arc::new(Hung),
+            contexts: Arc::new(Contexts::new(ctx.clone(), None)),
+            deployments: watch::channel(Vec::new()).1,
+            dispatch,
+            metrics: EventMetrics::register(&prometheus::Registry::new()).unwrap(),
+            status: status.clone(),
+        };
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(reader.run(stop.clone()));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(
+            ctx.events.stamp("Vendor").is_some(),
+            "healthy after the check"
+        );
+        assert_eq!(status.snapshot().events.unwrap().mode, QueueMode::Events);
+        tokio::time::sleep(RECEIVE_WAIT + HEALTH_MARGIN).await;
+        assert_eq!(ctx.events.stamp("Vendor"), None, "no longer vouching");
+        let events = status.snapshot().events.unwrap();
+        assert_eq!(events.mode, QueueMode::Polling, "{events:?}");
+        assert!(
+            events.unreadable().is_some_and(|e| e.contains("no answer")),
+            "{events:?}"
+        );
+        stop.cancel();
+        task.await.unwrap();
+    }
 
     #[test]
     fn the_reader_retries_from_a_second_doubling_to_a_minute_never_more() {
